@@ -1,0 +1,10 @@
+//! Key derivation, key commitment, frame sealing and opening, and message signatures.
+//!
+//! The AES-GCM backend sits behind [`aead::AeadKey`]; the format and stream code never name a backend crate.
+
+pub mod aead;
+pub mod kdf;
+pub mod signature;
+
+pub use aead::AeadKey;
+pub use kdf::{DataKey, MessageKeys};

@@ -1,0 +1,160 @@
+//! The crate's one error type.
+//!
+//! Every variant names something a caller can act on: fix the input, fix the configuration, grant a key,
+//! raise a limit. No variant ever carries key material or plaintext.
+
+use std::fmt;
+use std::io;
+
+/// Everything that can go wrong while encrypting or decrypting a message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input is not a well-formed message: `what` is wrong at byte `offset` of the message.
+    #[error("malformed message at byte {offset}: {what}")]
+    Malformed {
+        /// Byte offset from the start of the message where the problem was found.
+        offset: u64,
+        /// What was expected or what is wrong there.
+        what: String,
+    },
+
+    /// The input ended before the message did (a cut file or an interrupted download).
+    #[error("message is truncated: input ended at byte {offset} inside the {section}")]
+    Truncated {
+        /// Byte offset at which the input ended.
+        offset: u64,
+        /// The part of the message that was being read.
+        section: &'static str,
+    },
+
+    /// Bytes follow a complete message; the ESDK rejects them, and so do we.
+    #[error("trailing data after the end of the message at byte {offset}")]
+    TrailingData {
+        /// Byte offset of the first byte after the message.
+        offset: u64,
+    },
+
+    /// The message asks for more resources than the configured limit allows.
+    #[error("{limit} is {value}, over the configured limit of {max} (raise it in the decrypt limits if the message is trusted)")]
+    LimitExceeded {
+        /// Which limit.
+        limit: &'static str,
+        /// The value the message or call asked for.
+        value: u64,
+        /// The configured maximum.
+        max: u64,
+    },
+
+    /// The algorithm suite is unknown, not an ESDK suite, or not usable in this position.
+    #[error("unsupported algorithm suite 0x{0:04X}")]
+    UnsupportedSuite(u16),
+
+    /// The commitment policy forbids this suite (see [`CommitmentPolicy`](crate::CommitmentPolicy)).
+    #[error("{0}")]
+    CommitmentPolicy(String),
+
+    /// The key commitment stored in the header does not match the data key: the message was crafted so that
+    /// different keys decrypt it to different plaintexts, or it is corrupt.
+    #[error("key commitment mismatch: the data key does not commit to this message")]
+    CommitmentMismatch,
+
+    /// The header authentication tag did not verify: the header was modified, the encryption context given on
+    /// decrypt differs from the one used on encrypt, or the data key is wrong.
+    #[error("header authentication failed (tampered header, wrong encryption context or wrong data key)")]
+    HeaderAuthentication,
+
+    /// A frame's tag did not verify. Plaintext of earlier frames may have been released; this frame's was not.
+    #[error("authentication failed for frame {sequence}")]
+    FrameAuthentication {
+        /// The frame's sequence number (1-based); 1 for a non-framed body.
+        sequence: u32,
+    },
+
+    /// The message signature in the footer did not verify.
+    #[error("message signature verification failed")]
+    SignatureVerification,
+
+    /// A signed suite was met where the caller asked for unsigned messages only.
+    #[error("message uses signed suite 0x{0:04X}, but only unsigned messages are accepted")]
+    SignedMessageRefused(u16),
+
+    /// No keyring could decrypt any of the message's encrypted data keys; `reasons` lists why, one per attempt.
+    #[error("no keyring could decrypt a data key: {}", Reasons(.reasons))]
+    NoDataKeyDecrypted {
+        /// One line per keyring or EDK that was tried.
+        reasons: Vec<String>,
+    },
+
+    /// A keyring failed on encrypt, or failed in a way that is not a mere "not my key" on decrypt.
+    #[error("keyring error: {0}")]
+    Keyring(String),
+
+    /// The encryption context is not acceptable (reserved key, too large, invalid UTF-8, duplicate key).
+    #[error("invalid encryption context: {0}")]
+    EncryptionContext(String),
+
+    /// The encryption context the caller expects does not match the message's.
+    #[error("encryption context mismatch for key {key:?}: {detail}")]
+    ContextMismatch {
+        /// The key whose value differs or is missing.
+        key: String,
+        /// What differs.
+        detail: &'static str,
+    },
+
+    /// The call's configuration is invalid (API misuse rather than bad input).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// Reading the input or writing the output failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+struct Reasons<'a>(&'a [String]);
+
+impl fmt::Display for Reasons<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("no encrypted data key matched any configured key");
+        }
+        f.write_str(&self.0.join("; "))
+    }
+}
+
+impl Error {
+    /// Recovers a crate error carried inside an [`io::Error`] by the streaming `Read`/`Write` adapters;
+    /// other I/O errors become [`Error::Io`].
+    pub fn from_io(err: io::Error) -> Self {
+        if err.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            match err.into_inner().map(|inner| inner.downcast::<Error>()) {
+                Some(Ok(inner)) => return *inner,
+                _ => unreachable!("checked above that the inner error is an Error"),
+            }
+        }
+        Error::Io(err)
+    }
+
+    pub(crate) fn malformed(offset: u64, what: impl Into<String>) -> Self {
+        Error::Malformed { offset, what: what.into() }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Io(io) => io,
+            other => {
+                let kind = match other {
+                    Error::Truncated { .. } => io::ErrorKind::UnexpectedEof,
+                    _ => io::ErrorKind::InvalidData,
+                };
+                io::Error::new(kind, other)
+            }
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,37 @@
+//! Every resource limit decrypt enforces, in one place.
+//!
+//! A message is untrusted input: its header chooses frame lengths, EDK counts and body sizes. No allocation
+//! is ever sized by such a length beyond these limits, and a message over a limit fails with
+//! [`Error::LimitExceeded`](crate::Error::LimitExceeded) before anything is allocated for it.
+
+/// Limits applied while decrypting. The defaults accept every message the AWS Encryption SDKs write with
+/// their defaults, and bound memory to a few tens of MiB per decryptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecryptLimits {
+    /// Largest frame length (header field) a decryptor will buffer. Default 16 MiB; the ESDKs write 4096.
+    pub max_frame_length: u32,
+    /// Most encrypted data keys in a header. Default `None` (unlimited, like the ESDK); set it when messages
+    /// come from untrusted sources, since each EDK may cost a KMS call.
+    pub max_encrypted_data_keys: Option<u16>,
+    /// Largest header, in bytes, including encryption context and EDKs. Default 4 MiB.
+    pub max_header_len: usize,
+    /// Largest non-framed (legacy, single-block) body, which must be buffered whole before it can be
+    /// authenticated. Default 64 MiB.
+    pub max_nonframed_body_len: u64,
+}
+
+impl DecryptLimits {
+    /// The default limits, as a constant.
+    pub const DEFAULT: DecryptLimits = DecryptLimits {
+        max_frame_length: 16 << 20,
+        max_encrypted_data_keys: None,
+        max_header_len: 4 << 20,
+        max_nonframed_body_len: 64 << 20,
+    };
+}
+
+impl Default for DecryptLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}

@@ -1,0 +1,99 @@
+//! Keyrings: who may wrap and unwrap a message's data key.
+//!
+//! A keyring takes materials and returns them with more filled in: on encrypt a data key (if none yet) and
+//! its encrypted data key; on decrypt the plaintext data key recovered from one of the message's EDKs.
+//! Keyring calls are `async`, because KMS calls are; the blocking stream API drives them with
+//! [`block_on`], which needs no runtime for local keyrings.
+
+mod materials;
+pub mod multi;
+pub mod raw_aes;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+pub use materials::{DecryptionMaterials, EncryptionMaterials};
+pub use multi::MultiKeyring;
+pub use raw_aes::RawAesKeyring;
+
+use crate::error::Result;
+use crate::format::edk::EncryptedDataKey;
+
+/// The future a keyring returns.
+pub type KeyringFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// Wraps and unwraps data keys.
+///
+/// Implementations must not log or put key material into errors. On decrypt, "none of these EDKs is mine"
+/// is [`Error::NoDataKeyDecrypted`](crate::Error::NoDataKeyDecrypted) with one reason per EDK tried, so
+/// that a multi-keyring can report every attempt.
+pub trait Keyring: Send + Sync {
+    /// Adds a data key if the materials have none (only a generator may), then an encrypted copy of it.
+    fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials>;
+
+    /// Recovers the data key from one of `edks` into the materials, which must not have one yet.
+    fn on_decrypt<'a>(
+        &'a self,
+        materials: DecryptionMaterials,
+        edks: &'a [EncryptedDataKey],
+    ) -> KeyringFuture<'a, DecryptionMaterials>;
+}
+
+impl<K: Keyring + ?Sized> Keyring for Arc<K> {
+    fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
+        (**self).on_encrypt(materials)
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        materials: DecryptionMaterials,
+        edks: &'a [EncryptedDataKey],
+    ) -> KeyringFuture<'a, DecryptionMaterials> {
+        (**self).on_decrypt(materials, edks)
+    }
+}
+
+impl<K: Keyring + ?Sized> Keyring for Box<K> {
+    fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
+        (**self).on_encrypt(materials)
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        materials: DecryptionMaterials,
+        edks: &'a [EncryptedDataKey],
+    ) -> KeyringFuture<'a, DecryptionMaterials> {
+        (**self).on_decrypt(materials, edks)
+    }
+}
+
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs a future to completion on the current thread by parking between polls.
+///
+/// Local keyrings complete on the first poll. The KMS keyrings run their calls on a tokio runtime of their
+/// own when none is current, so this works from plain synchronous code. Do not call it from inside an async
+/// task: use the async API there.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}

@@ -1,0 +1,110 @@
+//! Writing a file that appears at its destination only when complete and verified.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::{DecryptOptions, Decryptor};
+use crate::error::{Error, Result};
+use crate::format::header::Header;
+use crate::keyring::Keyring;
+
+/// A file being written next to its destination: a fresh temp file (created with `O_CREAT|O_EXCL`, so never
+/// through a planted symlink, mode 0600) that is renamed over the destination only by
+/// [`commit`](Self::commit). Dropped without `commit`, the temp file is removed.
+#[derive(Debug)]
+pub struct PendingFile {
+    temp: tempfile::NamedTempFile,
+    destination: PathBuf,
+}
+
+impl PendingFile {
+    /// Starts a file that will become `destination`. Refuses a destination that exists as a symlink or
+    /// anything but a regular file, and an existing file unless `overwrite`.
+    pub fn create(destination: &Path, overwrite: bool) -> Result<Self> {
+        check_destination(destination, overwrite)?;
+        let dir = match destination.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".partial");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(fs::Permissions::from_mode(0o600));
+        }
+        let temp = builder.tempfile_in(dir)?;
+        Ok(Self { temp, destination: destination.to_path_buf() })
+    }
+
+    /// The temp file to write into.
+    pub fn file(&mut self) -> &mut File {
+        self.temp.as_file_mut()
+    }
+
+    /// Optionally syncs the data to disk, then renames the temp file over the destination.
+    pub fn commit(self, sync: bool, overwrite: bool) -> Result<()> {
+        if sync {
+            self.temp.as_file().sync_all()?;
+        }
+        // Checked again: the destination may have appeared while we wrote.
+        check_destination(&self.destination, overwrite)?;
+        let persisted = if overwrite {
+            self.temp.persist(&self.destination).map(drop)
+        } else {
+            self.temp.persist_noclobber(&self.destination).map(drop)
+        };
+        persisted.map_err(|e| Error::Io(e.error))?;
+        if sync {
+            if let Some(dir) = self.destination.parent().filter(|p| !p.as_os_str().is_empty()) {
+                File::open(dir)?.sync_all()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_destination(destination: &Path, overwrite: bool) -> Result<()> {
+    match fs::symlink_metadata(destination) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is a symbolic link; refusing to write through it", destination.display()),
+        ))),
+        Ok(meta) if !meta.is_file() => Err(Error::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} exists and is not a regular file", destination.display()),
+        ))),
+        Ok(_) if !overwrite => Err(Error::Io(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} already exists", destination.display()),
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Io(e)),
+    }
+}
+
+/// Decrypts `input` into the file `destination`, which appears (mode 0600) only after the whole message,
+/// including any signature, verified. On any error nothing new is left at `destination`.
+pub fn decrypt_to_path(
+    keyring: &dyn Keyring,
+    options: &DecryptOptions,
+    input: impl Read,
+    destination: &Path,
+    overwrite: bool,
+    sync: bool,
+) -> Result<Header> {
+    let mut pending = PendingFile::create(destination, overwrite)?;
+    let mut decryptor = Decryptor::new(keyring, options, input)?;
+    {
+        let mut out = BufWriter::with_capacity(1 << 20, pending.file());
+        io::copy(&mut decryptor, &mut out).map_err(Error::from_io)?;
+        out.flush()?;
+    }
+    let header = decryptor.header().clone();
+    pending.commit(sync, overwrite)?;
+    Ok(header)
+}
