@@ -1,0 +1,51 @@
+//! Helpers shared by the integration tests: where the external oracles are, and how to treat a missing one.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// True when running under CI, where a missing peer is a failure, never a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Reports a missing peer: a panic under CI, a loud skip line otherwise. Returns `None` so callers can
+/// `let Some(x) = ... else { return };`.
+pub fn missing<T>(what: &str) -> Option<T> {
+    if in_ci() {
+        panic!("{what} is missing, and CI=true: run the tests through scripts/test.sh");
+    }
+    eprintln!("SKIPPED: {what} is missing (run scripts/test.sh to install and start the peers)");
+    None
+}
+
+/// The official test vectors (`../shared/vectors`).
+pub fn vectors_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("KMS_ENVELOPE_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
+    if dir.join("raw-aes-index.tsv").is_file() { Some(dir) } else { missing("the shared test vectors directory") }
+}
+
+/// The Python interpreter of the test venv, with the official aws-encryption-sdk.
+pub fn python() -> Option<PathBuf> {
+    match std::env::var_os("KMS_ENVELOPE_PYTHON").map(PathBuf::from) {
+        Some(p) if p.exists() => Some(p),
+        _ => missing("the Python ESDK peer (KMS_ENVELOPE_PYTHON)"),
+    }
+}
+
+/// The Python ESDK peer script.
+pub fn peer_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/esdk_peer.py")
+}
+
+/// Runs the Python peer with `args`; returns (success, stderr).
+pub fn run_peer(python: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(python).arg(peer_script()).args(args).output().expect("run the Python peer");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,263 @@
+//! The official AWS Encryption SDK decrypt vectors (`../shared/vectors`), read through their manifests.
+//!
+//! Every test whose keys are raw AES keys must decrypt to its plaintext; tests that need KMS, RSA or ECDH
+//! keys are counted as unsupported offline and reported, never silently dropped. The Python ESDK's
+//! commitment vectors run with the data key they publish.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use kms_envelope::keyring::{DecryptionMaterials, EncryptionMaterials, KeyringFuture};
+use kms_envelope::{
+    CommitmentPolicy, DataKey, DecryptOptions, EncryptedDataKey, Error, Keyring, MultiKeyring, RawAesKeyring,
+};
+use serde_json::Value;
+
+#[derive(Default, Debug)]
+struct Tally {
+    /// (set, suite) -> (passed, failed, unsupported)
+    by_suite: BTreeMap<(String, String), (u32, u32, u32)>,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn record(&mut self, set: &str, suite: &str, outcome: Result<(), String>, supported: bool, id: &str) {
+        let entry = self.by_suite.entry((set.to_string(), suite.to_string())).or_default();
+        match (supported, outcome) {
+            (false, _) => entry.2 += 1,
+            (true, Ok(())) => entry.0 += 1,
+            (true, Err(e)) => {
+                entry.1 += 1;
+                self.failures.push(format!("{set}/{id} (suite {suite}): {e}"));
+            }
+        }
+    }
+
+    fn totals(&self) -> (u32, u32, u32) {
+        self.by_suite.values().fold((0, 0, 0), |a, v| (a.0 + v.0, a.1 + v.1, a.2 + v.2))
+    }
+
+    fn print(&self) {
+        eprintln!("{:<14} {:<6} {:>7} {:>7} {:>12}", "set", "suite", "passed", "failed", "unsupported");
+        for ((set, suite), (p, f, u)) in &self.by_suite {
+            eprintln!("{set:<14} {suite:<6} {p:>7} {f:>7} {u:>12}");
+        }
+        let (p, f, u) = self.totals();
+        eprintln!("vectors: {p} passed, {f} failed, {u} unsupported (not raw AES: KMS/RSA/ECDH keys)");
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn file_uri(dir: &Path, uri: &str) -> Vec<u8> {
+    let rel = uri.strip_prefix("file://").unwrap_or_else(|| panic!("unexpected URI {uri}"));
+    fs::read(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// A raw AES keyring from a key entry of keys.json, or `None` for any other kind of key.
+fn raw_aes_keyring(keys: &Value, key_name: &str, provider_id: &str) -> Option<RawAesKeyring> {
+    let key = &keys["keys"][key_name];
+    if key["type"] != "symmetric" || key["algorithm"] != "aes" {
+        return None;
+    }
+    assert_eq!(key["encoding"], "base64", "key {key_name}");
+    let material = BASE64.decode(key["material"].as_str()?).expect("base64 key material");
+    let name = key["key-id"].as_str()?;
+    Some(RawAesKeyring::new(provider_id, name, &material).expect("valid raw AES key"))
+}
+
+fn context_of(v: &Value) -> Vec<(String, String)> {
+    v.as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect())
+        .unwrap_or_default()
+}
+
+fn check(
+    keyring: &dyn Keyring,
+    options: &DecryptOptions,
+    ciphertext: &[u8],
+    expected: Result<Vec<u8>, ()>,
+) -> Result<(), String> {
+    let got = kms_envelope::decrypt(keyring, options, ciphertext);
+    match (got, expected) {
+        (Ok(d), Ok(want)) if *d.plaintext == want => Ok(()),
+        (Ok(d), Ok(want)) => Err(format!("plaintext differs: {} bytes, expected {}", d.plaintext.len(), want.len())),
+        (Err(e), Ok(_)) => Err(format!("decrypt failed: {e}")),
+        (Err(_), Err(())) => Ok(()),
+        (Ok(_), Err(())) => Err("decrypt succeeded but the vector expects an error".into()),
+    }
+}
+
+fn allow_all() -> DecryptOptions {
+    DecryptOptions::new().commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt)
+}
+
+/// awses-decrypt v4 (`net-v4`, `net-v4-valid`): a list of master keys, all used together.
+fn run_v4(dir: &Path, set: &str, tally: &mut Tally) {
+    let manifest = read_json(&dir.join("manifest.json"));
+    let keys = read_json(&dir.join("keys.json"));
+    for (id, test) in manifest["tests"].as_object().unwrap() {
+        let ciphertext = file_uri(dir, test["ciphertext"].as_str().unwrap());
+        let suite = format!("{:02x}{:02x}", ciphertext[if ciphertext[0] == 1 { 2 } else { 1 }], ciphertext[if ciphertext[0] == 1 { 3 } else { 2 }]);
+        let master_keys = test["master-keys"].as_array().unwrap();
+        let keyrings: Option<Vec<RawAesKeyring>> = master_keys
+            .iter()
+            .map(|mk| {
+                if mk["type"] != "raw" || mk["encryption-algorithm"] != "aes" {
+                    return None;
+                }
+                raw_aes_keyring(&keys, mk["key"].as_str()?, mk["provider-id"].as_str()?)
+            })
+            .collect();
+        let Some(mut keyrings) = keyrings else {
+            tally.record(set, &suite, Ok(()), false, id);
+            continue;
+        };
+        let mut multi = MultiKeyring::new(keyrings.remove(0));
+        for k in keyrings {
+            multi = multi.with_child(k);
+        }
+        let mut options = allow_all();
+        let required = test["cmm"] == "RequiredEncryptionContext";
+        for (k, v) in context_of(&test["encryption-context"]) {
+            if required {
+                options = options.require_context_key(k.clone());
+            }
+            options = options.context(k, v);
+        }
+        let expected = match test["result"].get("output") {
+            Some(out) => Ok(file_uri(dir, out["plaintext"].as_str().unwrap())),
+            None => Err(()),
+        };
+        tally.record(set, &suite, check(&multi, &options, &ciphertext, expected), true, id);
+    }
+}
+
+/// A keyring tree of the v5 manifest; `None` if any leaf is not a raw AES key.
+fn v5_keyring(keys: &Value, desc: &Value, required: &mut Vec<String>) -> Option<Box<dyn Keyring>> {
+    match desc["type"].as_str()? {
+        "raw" if desc["encryption-algorithm"] == "aes" => Some(Box::new(raw_aes_keyring(
+            keys,
+            desc["key"].as_str()?,
+            desc["provider-id"].as_str()?,
+        )?)),
+        "multi-keyring" => {
+            let mut multi = match desc.get("generator") {
+                Some(g) if !g.is_null() => MultiKeyring::new(v5_keyring(keys, g, required)?),
+                _ => MultiKeyring::without_generator(),
+            };
+            for child in desc["childKeyrings"].as_array().into_iter().flatten() {
+                multi = multi.with_child(v5_keyring(keys, child, required)?);
+            }
+            Some(Box::new(multi))
+        }
+        "required-encryption-context-cmm" => {
+            required.extend(desc["requiredEncryptionContextKeys"].as_array()?.iter().map(|k| k.as_str().unwrap().to_string()));
+            v5_keyring(keys, &desc["underlying"], required)
+        }
+        _ => None,
+    }
+}
+
+fn run_v5(dir: &Path, set: &str, tally: &mut Tally) {
+    let manifest = read_json(&dir.join("decrypt-manifest.json"));
+    let keys = read_json(&dir.join("keys.json"));
+    for (id, test) in manifest["tests"].as_object().unwrap() {
+        let scenario = &test["decryption-scenario"];
+        let suite = scenario["algorithmSuiteId"].as_str().unwrap_or("?").to_lowercase();
+        let mut required = Vec::new();
+        let Some(keyring) = v5_keyring(&keys, &scenario["decryptKeyDescription"], &mut required) else {
+            tally.record(set, &suite, Ok(()), false, id);
+            continue;
+        };
+        let ciphertext = file_uri(dir, scenario["ciphertext"].as_str().unwrap());
+        let mut options = allow_all();
+        for (k, v) in context_of(&scenario["reproduced-encryption-context"]) {
+            options = options.context(k, v);
+        }
+        for k in required {
+            options = options.require_context_key(k);
+        }
+        let expected = match scenario["type"].as_str() {
+            Some("positive-esdk") => Ok(file_uri(dir, scenario["result"].as_str().unwrap())),
+            _ => Err(()),
+        };
+        tally.record(set, &suite, check(keyring.as_ref(), &options, &ciphertext, expected), true, id);
+    }
+}
+
+#[test]
+fn every_raw_aes_vector_decrypts() {
+    let Some(dir) = common::vectors_dir() else { return };
+    let mut tally = Tally::default();
+    run_v4(&dir.join("net-v4"), "net-v4", &mut tally);
+    run_v4(&dir.join("net-v4-valid"), "net-v4-valid", &mut tally);
+    run_v5(&dir.join("dafny-v5"), "dafny-v5", &mut tally);
+    tally.print();
+    assert!(tally.failures.is_empty(), "failed vectors:\n{}", tally.failures.join("\n"));
+    let index = fs::read_to_string(dir.join("raw-aes-index.tsv")).unwrap();
+    let listed = index.lines().skip(1).filter(|l| !l.trim().is_empty()).count() as u32;
+    let (passed, _, _) = tally.totals();
+    assert_eq!(passed, listed, "the manifests yielded {passed} raw-AES tests, the index lists {listed}");
+}
+
+/// Hands out the data key the vector publishes, as the Python ESDK's own test does.
+struct PublishedDataKey(Vec<u8>);
+
+impl Keyring for PublishedDataKey {
+    fn on_encrypt<'a>(&'a self, _: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
+        Box::pin(async { Err(Error::Config("decrypt only".into())) })
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        mut materials: DecryptionMaterials,
+        _: &'a [EncryptedDataKey],
+    ) -> KeyringFuture<'a, DecryptionMaterials> {
+        Box::pin(async move {
+            materials.set_data_key(DataKey::new(self.0.clone()))?;
+            Ok(materials)
+        })
+    }
+}
+
+#[test]
+fn python_commitment_vectors_give_their_expected_result() {
+    let Some(dir) = common::vectors_dir() else { return };
+    let doc = read_json(&dir.join("commitment/commitment-test-vectors.json"));
+    let tests = doc["tests"].as_array().unwrap();
+    let (mut passed, mut rejected) = (0, 0);
+    let mut failures = Vec::new();
+    for (i, t) in tests.iter().enumerate() {
+        let ciphertext = BASE64.decode(t["ciphertext"].as_str().unwrap()).unwrap();
+        let dek = BASE64.decode(t["decrypted-dek"].as_str().unwrap()).unwrap();
+        let result = kms_envelope::decrypt(&PublishedDataKey(dek), &DecryptOptions::new(), &ciphertext);
+        let expect_ok = t["status"].as_bool().unwrap();
+        match (result, expect_ok) {
+            (Ok(d), true) => {
+                let want: String =
+                    t["plaintext-frames"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+                if *d.plaintext == want.as_bytes() {
+                    passed += 1;
+                } else {
+                    failures.push(format!("test {}: wrong plaintext", i + 1));
+                }
+            }
+            (Err(Error::CommitmentMismatch), false) => rejected += 1,
+            (Err(e), false) => failures.push(format!("test {}: expected a commitment mismatch, got {e}", i + 1)),
+            (Err(e), true) => failures.push(format!("test {}: {e}", i + 1)),
+            (Ok(_), false) => failures.push(format!("test {}: decrypted but must fail", i + 1)),
+        }
+    }
+    eprintln!("commitment vectors: {passed} decrypted, {rejected} rejected as expected, {} failed", failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!((tests.len(), rejected), (46, 5));
+}
