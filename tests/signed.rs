@@ -1,0 +1,147 @@
+//! Signed suites: the footer is checked, the final frame is held back until it is, and the verification key
+//! must be present exactly when the suite signs.
+
+use std::io::Read;
+
+use kms_envelope::crypto::MessageKeys;
+use kms_envelope::crypto::kdf::V1Info;
+use kms_envelope::crypto::signature::MessageSigner;
+use kms_envelope::format::frame::{BlockKind, BodyAad, FINAL_FRAME_MARKER, frame_iv};
+use kms_envelope::format::header::{self, HeaderBody, MessageId};
+use kms_envelope::format::suite::SignatureAlgorithm;
+use kms_envelope::keyring::{EncryptionMaterials, Keyring, block_on};
+use kms_envelope::{
+    AlgorithmSuite, CommitmentPolicy, DecryptOptions, Decryptor, EncryptOptions, EncryptionContext, Error,
+    RawAesKeyring,
+};
+
+fn keyring() -> RawAesKeyring {
+    RawAesKeyring::new("signed", "key", &[0x24; 32]).unwrap()
+}
+
+const SIGNED: AlgorithmSuite = AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384;
+
+/// Builds a one-frame message by hand from the crate's format and crypto parts, so that the context can
+/// break the rules the encryptor enforces.
+fn handmade(suite: AlgorithmSuite, context: EncryptionContext, signer: Option<MessageSigner>) -> Vec<u8> {
+    let materials = block_on(keyring().on_encrypt(EncryptionMaterials::new(suite, context.clone(), Default::default())))
+        .unwrap();
+    let id = MessageId::random(suite.message_format());
+    let keys = MessageKeys::derive(suite, materials.data_key().unwrap(), &id, V1Info::Standard).unwrap();
+    let body = HeaderBody {
+        suite,
+        message_id: id,
+        stored_context: &context,
+        edks: materials.encrypted_data_keys(),
+        frame_length: 16,
+        commitment: keys.commitment,
+    }
+    .serialize()
+    .unwrap();
+    let tag = keys.content.seal_in_place(&[0; 12], &body, &mut []);
+    let mut message = header::assemble(body, suite, &tag);
+    let mut pt = *b"hello";
+    let aad = BodyAad::new(&id, BlockKind::Final, 1, 5);
+    let tag = keys.content.seal_in_place(&frame_iv(1), aad.as_bytes(), &mut pt);
+    message.extend_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
+    message.extend_from_slice(&1u32.to_be_bytes());
+    message.extend_from_slice(&frame_iv(1));
+    message.extend_from_slice(&5u32.to_be_bytes());
+    message.extend_from_slice(&pt);
+    message.extend_from_slice(&tag);
+    if let Some(mut signer) = signer {
+        signer.update(&message);
+        let sig = signer.sign().unwrap();
+        message.extend_from_slice(&(sig.len() as u16).to_be_bytes());
+        message.extend_from_slice(&sig);
+    }
+    message
+}
+
+#[test]
+fn handmade_messages_are_valid_when_they_follow_the_rules() {
+    let signer = MessageSigner::generate(SignatureAlgorithm::EcdsaP384Sha384);
+    let context: EncryptionContext = [("aws-crypto-public-key", signer.public_key_base64())].into_iter().collect();
+    let message = handmade(SIGNED, context, Some(signer));
+    let decrypted = kms_envelope::decrypt(&keyring(), &DecryptOptions::new(), &message).unwrap();
+    assert_eq!(&*decrypted.plaintext, b"hello");
+}
+
+#[test]
+fn an_unsigned_suite_carrying_a_public_key_is_refused() {
+    let signer = MessageSigner::generate(SignatureAlgorithm::EcdsaP384Sha384);
+    let context: EncryptionContext = [("aws-crypto-public-key", signer.public_key_base64())].into_iter().collect();
+    let message = handmade(AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY, context, None);
+    let err = kms_envelope::decrypt(&keyring(), &DecryptOptions::new(), &message).unwrap_err();
+    assert!(matches!(err, Error::EncryptionContext(ref m) if m.contains("unsigned suite")), "{err}");
+}
+
+#[test]
+fn a_signed_suite_without_a_public_key_is_refused() {
+    let message = handmade(SIGNED, EncryptionContext::new(), Some(MessageSigner::generate(SignatureAlgorithm::EcdsaP384Sha384)));
+    let err = kms_envelope::decrypt(&keyring(), &DecryptOptions::new(), &message).unwrap_err();
+    assert!(matches!(err, Error::EncryptionContext(ref m) if m.contains("no aws-crypto-public-key")), "{err}");
+}
+
+#[test]
+fn a_signature_by_another_key_fails_after_all_tags_verified() {
+    let signer = MessageSigner::generate(SignatureAlgorithm::EcdsaP384Sha384);
+    let context: EncryptionContext = [("aws-crypto-public-key", signer.public_key_base64())].into_iter().collect();
+    let impostor = MessageSigner::generate(SignatureAlgorithm::EcdsaP384Sha384);
+    let message = handmade(SIGNED, context, Some(impostor));
+    let mut decryptor = Decryptor::new(&keyring(), &DecryptOptions::new(), &message[..]).unwrap();
+    let mut out = Vec::new();
+    let err = decryptor.read_to_end(&mut out).unwrap_err();
+    assert!(matches!(Error::from_io(err), Error::SignatureVerification));
+    assert!(out.is_empty(), "the final frame was released before the signature verified");
+}
+
+#[test]
+fn signed_final_frame_is_held_until_the_footer_verifies() {
+    let pt: Vec<u8> = (0..100u8).collect();
+    let options = EncryptOptions::new().suite(SIGNED).frame_length(40);
+    let message = kms_envelope::encrypt(&keyring(), &options, &pt).unwrap();
+    // Cut inside the footer: the two regular frames may be out, the final 20 bytes must not be.
+    for cut in [message.len() - 1, message.len() - 50, message.len() - 104] {
+        let mut decryptor = Decryptor::new(&keyring(), &DecryptOptions::new(), &message[..cut]).unwrap();
+        let mut out = Vec::new();
+        let err = Error::from_io(decryptor.read_to_end(&mut out).unwrap_err());
+        assert!(matches!(err, Error::Truncated { section: "footer", .. }), "cut {cut}: {err}");
+        assert_eq!(out, &pt[..80], "cut {cut}");
+    }
+}
+
+#[test]
+fn other_signed_suites_round_trip_under_the_allow_policy() {
+    for suite in [
+        AlgorithmSuite::AES_128_GCM_IV12_TAG16_HKDF_SHA256_ECDSA_P256,
+        AlgorithmSuite::AES_192_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384,
+        AlgorithmSuite::AES_256_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384,
+    ] {
+        let options = EncryptOptions::new().suite(suite).commitment_policy(CommitmentPolicy::ForbidEncryptAllowDecrypt);
+        let message = kms_envelope::encrypt(&keyring(), &options, b"legacy signed").unwrap();
+        let allow = DecryptOptions::new().commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt);
+        assert_eq!(&*kms_envelope::decrypt(&keyring(), &allow, &message).unwrap().plaintext, b"legacy signed");
+        assert!(kms_envelope::decrypt(&keyring(), &DecryptOptions::new(), &message).is_err());
+    }
+}
+
+#[test]
+fn required_context_is_authenticated_but_not_stored() {
+    let options = EncryptOptions::new().context("stored", "1").required_context("tenant", "acme");
+    let message = kms_envelope::encrypt(&keyring(), &options, b"data").unwrap();
+    let without = kms_envelope::decrypt(&keyring(), &DecryptOptions::new(), &message).unwrap_err();
+    assert!(matches!(without, Error::NoDataKeyDecrypted { .. } | Error::HeaderAuthentication), "{without}");
+    let wrong = DecryptOptions::new().context("tenant", "other");
+    assert!(kms_envelope::decrypt(&keyring(), &wrong, &message).is_err());
+    let right = DecryptOptions::new().context("tenant", "acme").require_context_key("tenant");
+    let decrypted = kms_envelope::decrypt(&keyring(), &right, &message).unwrap();
+    assert_eq!(&*decrypted.plaintext, b"data");
+    assert!(!decrypted.header.encryption_context().contains_key("tenant"));
+    assert_eq!(decrypted.header.encryption_context().get("stored"), Some("1"));
+    let missing_key = DecryptOptions::new().context("tenant", "acme").require_context_key("region");
+    assert!(matches!(
+        kms_envelope::decrypt(&keyring(), &missing_key, &message),
+        Err(Error::ContextMismatch { .. })
+    ));
+}
