@@ -103,6 +103,11 @@ pub enum Error {
         detail: &'static str,
     },
 
+    /// A directory bundle holds an entry that may not be unpacked (absolute path, `..`, link, device), or
+    /// a directory to pack holds something that cannot be bundled.
+    #[error("bundle rejected: {0}")]
+    Bundle(String),
+
     /// The call's configuration is invalid (API misuse rather than bad input).
     #[error("invalid configuration: {0}")]
     Config(String),

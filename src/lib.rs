@@ -38,6 +38,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "bundle")]
+pub mod bundle;
 pub mod crypto;
 mod error;
 pub mod format;

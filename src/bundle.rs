@@ -1,0 +1,251 @@
+//! Directory bundles: a directory packed as a tar stream inside one message, and unpacked so that nothing
+//! appears at the destination until the whole message verified.
+//!
+//! Packing is reproducible (sorted entries, mtime 0, uid/gid 0) and refuses symlinks and special files.
+//! Unpacking writes into a fresh 0700 staging directory beside the destination, with 0600 files and 0700
+//! directories whatever the archive says, rejects absolute paths, `..`, links and devices, and renames the
+//! staging directory into place only after the decryptor reached the verified end of the message.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::header::Header;
+use crate::keyring::Keyring;
+use crate::stream::{DecryptOptions, Decryptor, EncryptOptions, Encryptor};
+
+/// What a pack or unpack handled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BundleSummary {
+    /// Regular files.
+    pub files: u64,
+    /// Directories, not counting the root.
+    pub directories: u64,
+    /// Bytes of file content.
+    pub bytes: u64,
+}
+
+fn bundle_error(what: impl Into<String>) -> Error {
+    Error::Bundle(what.into())
+}
+
+/// Writes `dir` as a tar stream to `out`.
+pub fn pack_directory(dir: &Path, out: impl Write) -> Result<BundleSummary> {
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(bundle_error(format!("{} is not a directory", dir.display())));
+    }
+    let mut builder = tar::Builder::new(out);
+    builder.mode(tar::HeaderMode::Deterministic);
+    let mut summary = BundleSummary::default();
+    pack_into(&mut builder, dir, Path::new(""), &mut summary)?;
+    builder.into_inner()?.flush()?;
+    Ok(summary)
+}
+
+fn pack_into<W: Write>(
+    builder: &mut tar::Builder<W>,
+    root: &Path,
+    relative: &Path,
+    summary: &mut BundleSummary,
+) -> Result<()> {
+    let mut entries: Vec<_> = fs::read_dir(root.join(relative))?.collect::<io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = relative.join(entry.file_name());
+        let file_type = entry.file_type()?;
+        let mut header = tar::Header::new_gnu();
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        if file_type.is_dir() {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o700);
+            header.set_size(0);
+            builder.append_data(&mut header, &name, io::empty())?;
+            summary.directories += 1;
+            pack_into(builder, root, &name, summary)?;
+        } else if file_type.is_file() {
+            let file = File::open(entry.path())?;
+            let len = file.metadata()?.len();
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(0o600);
+            header.set_size(len);
+            // `take` guards against a file that grows while it is packed: the header promised `len` bytes.
+            builder.append_data(&mut header, &name, file.take(len))?;
+            summary.files += 1;
+            summary.bytes += len;
+        } else {
+            return Err(bundle_error(format!(
+                "{} is a symlink or special file; bundles hold only regular files and directories",
+                entry.path().display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Packs `dir` and encrypts it into one message written to `out`.
+pub fn encrypt_directory<W: Write>(
+    keyring: &dyn Keyring,
+    options: &EncryptOptions,
+    dir: &Path,
+    out: W,
+) -> Result<(W, BundleSummary)> {
+    let mut encryptor = Encryptor::new(keyring, options, out)?;
+    let summary = pack_directory(dir, &mut encryptor)?;
+    Ok((encryptor.finish()?, summary))
+}
+
+/// The path of an archive entry below the unpack root, or why it is refused.
+fn safe_relative(path: &Path) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err(bundle_error(format!("entry {} leaves the destination", path.display())));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn create_private_dir(path: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}
+
+/// Unpacks a tar stream into `root`, an empty directory this process created.
+pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
+    let mut archive = tar::Archive::new(input);
+    let mut summary = BundleSummary::default();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let relative = safe_relative(&entry.path()?)?;
+        if relative.as_os_str().is_empty() {
+            continue;
+        }
+        let target = root.join(&relative);
+        // Parents come from this archive, inside a directory only we write to, so they cannot be links.
+        let mut dir = root.to_path_buf();
+        for part in relative.parent().into_iter().flat_map(Path::components) {
+            dir.push(part);
+            if !dir.is_dir() {
+                create_private_dir(&dir)?;
+                summary.directories += 1;
+            }
+        }
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => {
+                if !target.is_dir() {
+                    create_private_dir(&target)?;
+                    summary.directories += 1;
+                }
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mut options = OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(&target).map_err(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        bundle_error(format!("entry {} appears twice", relative.display()))
+                    } else {
+                        Error::Io(e)
+                    }
+                })?;
+                summary.bytes += io::copy(&mut entry, &mut file)?;
+                summary.files += 1;
+            }
+            other => {
+                return Err(bundle_error(format!(
+                    "entry {} is a {other:?}; only regular files and directories are unpacked",
+                    relative.display()
+                )));
+            }
+        }
+    }
+    // Whatever follows the end-of-archive marker must still be read, so that the decryptor verifies the
+    // rest of the message; it may only be zero padding.
+    let mut rest = archive.into_inner();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = rest.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Err(bundle_error("data after the end of the archive"));
+        }
+    }
+    Ok(summary)
+}
+
+/// Decrypts a directory bundle into `destination`, which appears (0700, files 0600) only after the whole
+/// message verified. An existing destination directory is replaced only when `overwrite`; a symlink or a
+/// non-directory there is an error. On any error nothing new is left behind.
+pub fn decrypt_directory(
+    keyring: &dyn Keyring,
+    options: &DecryptOptions,
+    input: impl Read,
+    destination: &Path,
+    overwrite: bool,
+) -> Result<(Header, BundleSummary)> {
+    match fs::symlink_metadata(destination) {
+        Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
+            return Err(bundle_error(format!("{} exists and is not a directory", destination.display())));
+        }
+        Ok(_) if !overwrite => {
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} already exists", destination.display()),
+            )));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::Io(e)),
+    }
+    let parent = match destination.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".partial");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    let staging = builder.tempdir_in(parent)?;
+
+    let mut decryptor = Decryptor::new(keyring, options, input)?;
+    let summary = unpack_into(&mut decryptor, staging.path())?;
+    if !decryptor.is_complete() {
+        return Err(Error::Truncated { offset: 0, section: "bundle" });
+    }
+    let header = decryptor.header().clone();
+
+    let staged = staging.keep();
+    let replaced = if destination.exists() {
+        let old = parent.join(format!(".{name}.{}.old", header.message_id()));
+        fs::rename(destination, &old)?;
+        Some(old)
+    } else {
+        None
+    };
+    if let Err(e) = fs::rename(&staged, destination) {
+        let _ = fs::remove_dir_all(&staged);
+        if let Some(old) = &replaced {
+            let _ = fs::rename(old, destination);
+        }
+        return Err(Error::Io(e));
+    }
+    if let Some(old) = replaced {
+        fs::remove_dir_all(old)?;
+    }
+    Ok((header, summary))
+}

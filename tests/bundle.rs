@@ -1,0 +1,113 @@
+//! Directory bundles: round trip, private modes, and hostile archives that must leave nothing behind.
+#![cfg(feature = "bundle")]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use kms_envelope::bundle::{decrypt_directory, encrypt_directory};
+use kms_envelope::{DecryptOptions, EncryptOptions, Encryptor, Error, RawAesKeyring};
+
+fn keyring() -> RawAesKeyring {
+    RawAesKeyring::new("bundle", "key", &[0x77; 32]).unwrap()
+}
+
+fn leftovers(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn a_directory_round_trips_with_private_modes() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("certs/nested")).unwrap();
+    fs::write(src.join("config.json"), br#"{"db":"postgres://x"}"#).unwrap();
+    fs::write(src.join("certs/server.pem"), vec![b'p'; 100_000]).unwrap();
+    fs::write(src.join("certs/nested/empty"), b"").unwrap();
+    fs::set_permissions(src.join("config.json"), fs::Permissions::from_mode(0o644)).unwrap();
+
+    let options = EncryptOptions::new().frame_length(4096);
+    let (message, packed) = encrypt_directory(&keyring(), &options, &src, Vec::new()).unwrap();
+    assert_eq!((packed.files, packed.directories, packed.bytes), (3, 2, 100_021));
+
+    let out = work.path().join("out");
+    let (_, unpacked) = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).unwrap();
+    assert_eq!(unpacked.files, 3);
+    assert_eq!(fs::read(out.join("config.json")).unwrap(), br#"{"db":"postgres://x"}"#);
+    assert_eq!(fs::read(out.join("certs/server.pem")).unwrap().len(), 100_000);
+    assert_eq!(fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(fs::metadata(out.join("certs")).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(fs::metadata(out.join("config.json")).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // An existing destination is kept unless overwrite is asked for.
+    assert!(decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).is_err());
+    decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, true).unwrap();
+    assert_eq!(leftovers(work.path()).len(), 2, "{:?}", leftovers(work.path()));
+}
+
+/// A tar stream with one raw entry whose name and type the test chooses, bypassing the tar crate's checks.
+fn hostile_tar(name: &[u8], kind: tar::EntryType, link: Option<&[u8]>) -> Vec<u8> {
+    let mut header = tar::Header::new_old();
+    header.as_old_mut().name[..name.len()].copy_from_slice(name);
+    if let Some(link) = link {
+        header.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+    }
+    header.set_entry_type(kind);
+    header.set_mode(0o644);
+    let data: &[u8] = if kind == tar::EntryType::Regular { b"pwned" } else { b"" };
+    header.set_size(data.len() as u64);
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append(&header, data).unwrap();
+    builder.into_inner().unwrap()
+}
+
+fn encrypt_bytes(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = Encryptor::new(&keyring(), &EncryptOptions::new(), Vec::new()).unwrap();
+    std::io::Write::write_all(&mut enc, bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn hostile_entries_are_refused_and_leave_nothing() {
+    let cases: [(&[u8], tar::EntryType, Option<&[u8]>); 6] = [
+        (b"../escape", tar::EntryType::Regular, None),
+        (b"a/../../escape", tar::EntryType::Regular, None),
+        (b"/etc/evil", tar::EntryType::Regular, None),
+        (b"link", tar::EntryType::Symlink, Some(b"/etc/passwd")),
+        (b"hard", tar::EntryType::Link, Some(b"/etc/passwd")),
+        (b"dev", tar::EntryType::Char, None),
+    ];
+    for (name, kind, link) in cases {
+        let work = tempfile::tempdir().unwrap();
+        let message = encrypt_bytes(&hostile_tar(name, kind, link));
+        let out = work.path().join("out");
+        let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).unwrap_err();
+        assert!(matches!(err, Error::Bundle(_)), "{}: {err}", String::from_utf8_lossy(name));
+        assert!(leftovers(work.path()).is_empty(), "{:?}", leftovers(work.path()));
+        assert!(!work.path().parent().unwrap().join("escape").exists());
+    }
+}
+
+#[test]
+fn a_tampered_bundle_or_a_symlinked_destination_leaves_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("secret"), vec![1u8; 200_000]).unwrap();
+    let (mut message, _) =
+        encrypt_directory(&keyring(), &EncryptOptions::new().frame_length(4096), &src, Vec::new()).unwrap();
+    let last = message.len() - 3;
+    message[last] ^= 1;
+    let out = work.path().join("out");
+    assert!(decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).is_err());
+    assert_eq!(leftovers(work.path()), ["src"]);
+
+    let target = work.path().join("elsewhere");
+    fs::create_dir(&target).unwrap();
+    std::os::unix::fs::symlink(&target, &out).unwrap();
+    message[last] ^= 1;
+    let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, true).unwrap_err();
+    assert!(matches!(err, Error::Bundle(_)), "{err}");
+    assert!(fs::read_dir(&target).unwrap().next().is_none());
+}
