@@ -1,0 +1,277 @@
+//! Interop with the official AWS Encryption SDK for Python (4.x, through tests/peers/esdk_peer.py), in both
+//! directions, with raw AES keys. Under CI=true a missing Python peer fails the run.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kms_envelope::{
+    AlgorithmSuite, CommitmentPolicy, DecryptOptions, EncryptOptions, EncryptionContext, Error, RawAesKeyring,
+};
+
+const WRAPPING_KEY: [u8; 32] = [
+    0x60, 0x3d, 0xeb, 0x10, 0x15, 0xca, 0x71, 0xbe, 0x2b, 0x73, 0xae, 0xf0, 0x85, 0x7d, 0x77, 0x81, 0x1f, 0x35, 0x2c,
+    0x07, 0x3b, 0x61, 0x08, 0xd7, 0x2d, 0x98, 0x10, 0xa3, 0x09, 0x14, 0xdf, 0xf4,
+];
+const NAMESPACE: &str = "kms-envelope-interop";
+const KEY_NAME: &str = "aes-256 ключ";
+
+fn keyring() -> RawAesKeyring {
+    RawAesKeyring::new(NAMESPACE, KEY_NAME, &WRAPPING_KEY).unwrap()
+}
+
+fn plaintext(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| ((i as u32).wrapping_mul(2654435761) >> 13) as u8 ^ seed).collect()
+}
+
+fn context_json(context: &EncryptionContext) -> String {
+    let pairs: Vec<String> = context
+        .iter()
+        .map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap(), serde_json::to_string(v).unwrap()))
+        .collect();
+    format!("{{{}}}", pairs.join(","))
+}
+
+struct Peer {
+    python: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Peer {
+    fn new() -> Option<Self> {
+        Some(Self { python: common::python()?, dir: tempfile::tempdir().unwrap() })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs the peer with the interop key; returns Ok(()) or its one-line error.
+    fn run(&self, op: &str, input: &Path, output: &Path, extra: &[String]) -> Result<(), String> {
+        let mut args: Vec<String> = vec![
+            op.into(),
+            "--in".into(),
+            input.display().to_string(),
+            "--out".into(),
+            output.display().to_string(),
+            "--raw-key-hex".into(),
+            common::hex(&WRAPPING_KEY),
+            "--key-namespace".into(),
+            NAMESPACE.into(),
+            "--key-name".into(),
+            KEY_NAME.into(),
+        ];
+        args.extend_from_slice(extra);
+        let out = Command::new(&self.python).arg(common::peer_script()).args(&args).output().unwrap();
+        if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_string()) }
+    }
+}
+
+fn contexts() -> Vec<EncryptionContext> {
+    vec![
+        EncryptionContext::new(),
+        [("purpose", "interop"), ("клиент", "значение ✓"), ("\u{10000}key", "astral"), ("\u{FF61}key", "bmp")]
+            .into_iter()
+            .collect(),
+    ]
+}
+
+/// Work items run on a few threads, since each peer call is a Python process start.
+fn parallel<T: Sync>(items: &[T], f: impl Fn(&T) -> Result<(), String> + Sync) -> Vec<String> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    if let Err(e) = f(item) {
+                        failures.lock().unwrap().push(e);
+                    }
+                }
+            });
+        }
+    });
+    failures.into_inner().unwrap()
+}
+
+fn cases(frame_lengths: &[u32]) -> Vec<(u32, usize, usize)> {
+    let mut cases = Vec::new();
+    for &frame in frame_lengths {
+        let f = frame as usize;
+        let mut sizes = vec![0, 1, f.saturating_sub(1), f, f + 1, 3 * f];
+        if frame >= 4096 {
+            sizes.push(3 << 20);
+        }
+        sizes.sort_unstable();
+        sizes.dedup();
+        for size in sizes {
+            for ctx in 0..contexts().len() {
+                cases.push((frame, size, ctx));
+            }
+        }
+    }
+    cases
+}
+
+#[test]
+fn python_decrypts_what_we_encrypt() {
+    let Some(peer) = Peer::new() else { return };
+    let items = cases(&[1, 4096, 65536]);
+    let failures = parallel(&items, |&(frame, size, ctx)| {
+        let context = &contexts()[ctx];
+        let pt = plaintext(size, frame as u8);
+        let options = EncryptOptions::new().frame_length(frame).encryption_context(context.clone());
+        let message = kms_envelope::encrypt(&keyring(), &options, &pt).map_err(|e| e.to_string())?;
+        let tag = format!("ours-{frame}-{size}-{ctx}");
+        let (ct, out) = (peer.path(&format!("{tag}.ct")), peer.path(&format!("{tag}.pt")));
+        fs::write(&ct, &message).unwrap();
+        peer.run("decrypt", &ct, &out, &["--context-json".into(), context_json(context)])
+            .map_err(|e| format!("{tag}: Python refused our message: {e}"))?;
+        if fs::read(&out).unwrap() != pt {
+            return Err(format!("{tag}: Python decrypted a different plaintext"));
+        }
+        Ok(())
+    });
+    eprintln!("python decrypted our messages: {} cases, {} failures", items.len(), failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn we_decrypt_what_python_encrypts() {
+    let Some(peer) = Peer::new() else { return };
+    // The Python ESDK encrypts only frame lengths that are multiples of its block size, so no 1 here.
+    let items = cases(&[4096, 65536]);
+    let failures = parallel(&items, |&(frame, size, ctx)| {
+        let context = &contexts()[ctx];
+        let pt = plaintext(size, 0x33 ^ frame as u8);
+        let tag = format!("python-{frame}-{size}-{ctx}");
+        let (input, ct) = (peer.path(&format!("{tag}.pt")), peer.path(&format!("{tag}.ct")));
+        fs::write(&input, &pt).unwrap();
+        let extra = [
+            "--suite".into(),
+            "0x0478".into(),
+            "--frame-length".into(),
+            frame.to_string(),
+            "--context-json".into(),
+            context_json(context),
+        ];
+        peer.run("encrypt", &input, &ct, &extra).map_err(|e| format!("{tag}: Python failed to encrypt: {e}"))?;
+        let message = fs::read(&ct).unwrap();
+        let mut options = DecryptOptions::new();
+        for (k, v) in context.iter() {
+            options = options.context(k, v);
+        }
+        let decrypted =
+            kms_envelope::decrypt(&keyring(), &options, &message).map_err(|e| format!("{tag}: we refused: {e}"))?;
+        if *decrypted.plaintext != pt {
+            return Err(format!("{tag}: we decrypted a different plaintext"));
+        }
+        if decrypted.header.frame_length() != frame || decrypted.header.suite().id() != 0x0478 {
+            return Err(format!("{tag}: header differs from what Python was asked to write"));
+        }
+        Ok(())
+    });
+    eprintln!("we decrypted Python's messages: {} cases, {} failures", items.len(), failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Python's default suite is the signed 0x0578; ours must read it, and Python must read our 0x0578.
+#[test]
+fn signed_messages_interoperate_both_ways() {
+    let Some(peer) = Peer::new() else { return };
+    let pt = plaintext(200_000, 7);
+    let input = peer.path("signed.pt");
+    fs::write(&input, &pt).unwrap();
+
+    // Python with its defaults (suite 0x0578, frame length 4096) -> us.
+    let ct = peer.path("python-default.ct");
+    peer.run("encrypt", &input, &ct, &["--context-json".into(), r#"{"a":"b"}"#.into()]).unwrap();
+    let message = fs::read(&ct).unwrap();
+    let decrypted = kms_envelope::decrypt(&keyring(), &DecryptOptions::new(), &message).unwrap();
+    assert_eq!(decrypted.header.suite(), AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384);
+    assert_eq!(*decrypted.plaintext, pt);
+    assert!(decrypted.header.encryption_context().contains_key("aws-crypto-public-key"));
+
+    // Unsigned-only mode refuses it right after the header.
+    let err = kms_envelope::decrypt(&keyring(), &DecryptOptions::new().unsigned_only(true), &message).unwrap_err();
+    assert!(matches!(err, Error::SignedMessageRefused(0x0578)), "{err}");
+
+    // Us (0x0578) -> Python.
+    let options = EncryptOptions::new()
+        .suite(AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384)
+        .context("a", "b");
+    let ours = kms_envelope::encrypt(&keyring(), &options, &pt).unwrap();
+    let (ct, out) = (peer.path("ours-signed.ct"), peer.path("ours-signed.out"));
+    fs::write(&ct, &ours).unwrap();
+    peer.run("decrypt", &ct, &out, &["--context-json".into(), r#"{"a":"b"}"#.into()]).unwrap();
+    assert_eq!(fs::read(&out).unwrap(), pt);
+
+    // A single flipped bit in our signature makes Python refuse it too: the footer is really checked.
+    let mut bad = ours.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    fs::write(&ct, &bad).unwrap();
+    assert!(peer.run("decrypt", &ct, &out, &[]).is_err());
+}
+
+/// Legacy suites written by Python under the forbid policy: accepted under allow-decrypt, refused by default.
+#[test]
+fn legacy_python_messages_follow_the_commitment_policy() {
+    let Some(peer) = Peer::new() else { return };
+    let pt = plaintext(10_000, 9);
+    let input = peer.path("legacy.pt");
+    fs::write(&input, &pt).unwrap();
+    for suite in ["0x0178", "0x0378"] {
+        let ct = peer.path(&format!("legacy-{suite}.ct"));
+        let extra =
+            ["--suite".into(), suite.into(), "--commitment-policy".into(), "forbid-encrypt-allow-decrypt".into()];
+        peer.run("encrypt", &input, &ct, &extra).unwrap();
+        let message = fs::read(&ct).unwrap();
+        let err = kms_envelope::decrypt(&keyring(), &DecryptOptions::new(), &message).unwrap_err();
+        assert!(
+            matches!(err, Error::CommitmentPolicy(ref m) if m.contains("require-encrypt-allow-decrypt")),
+            "{suite}: {err}"
+        );
+        let options = DecryptOptions::new().commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt);
+        let decrypted = kms_envelope::decrypt(&keyring(), &options, &message).unwrap();
+        assert_eq!(*decrypted.plaintext, pt, "{suite}");
+        assert_eq!(format!("{}", decrypted.header.suite()), suite.to_uppercase().replace("0X", "0x"));
+    }
+}
+
+/// The CLI decrypts Python's default output (signed 0x0578), and our CLI's output decrypts with Python.
+#[cfg(feature = "cli")]
+#[test]
+fn cli_and_python_interoperate() {
+    let Some(peer) = Peer::new() else { return };
+    let pt = plaintext(70_000, 3);
+    let input = peer.path("cli.pt");
+    fs::write(&input, &pt).unwrap();
+    let key_file = peer.path("key.bin");
+    fs::write(&key_file, WRAPPING_KEY).unwrap();
+    let key_args = |cmd: &mut assert_cmd::Command| {
+        cmd.arg("--raw-key-file").arg(&key_file).args(["--key-namespace", NAMESPACE, "--key-name", KEY_NAME]);
+    };
+
+    let ct = peer.path("python-cli.ct");
+    peer.run("encrypt", &input, &ct, &[]).unwrap();
+    let out = peer.path("cli.out");
+    let mut cmd = assert_cmd::Command::cargo_bin("kms-envelope").unwrap();
+    cmd.arg("decrypt");
+    key_args(&mut cmd);
+    cmd.arg(&ct).arg(&out).assert().success();
+    assert_eq!(fs::read(&out).unwrap(), pt);
+
+    let ours = peer.path("cli-ours.ct");
+    let mut cmd = assert_cmd::Command::cargo_bin("kms-envelope").unwrap();
+    cmd.args(["encrypt", "--suite", "0x0578", "--context", "stage=prod"]);
+    key_args(&mut cmd);
+    cmd.arg(&input).arg(&ours).assert().success();
+    let back = peer.path("cli-ours.out");
+    peer.run("decrypt", &ours, &back, &["--context-json".into(), r#"{"stage":"prod"}"#.into()]).unwrap();
+    assert_eq!(fs::read(&back).unwrap(), pt);
+}
