@@ -1,5 +1,6 @@
-//! Signed suites: the footer is checked, the final frame is held back until it is, and the verification key
-//! must be present exactly when the suite signs.
+//! Messages built by hand from the crate's format and crypto parts, to break the rules the encryptor keeps:
+//! signed suites (the footer is checked, the final frame is held back until it is, the verification key is
+//! present exactly when the suite signs), required context, and the ESDK-.NET 4.0.0 header quirk.
 
 use std::io::Read;
 
@@ -21,13 +22,23 @@ fn keyring() -> RawAesKeyring {
 
 const SIGNED: AlgorithmSuite = AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384;
 
-/// Builds a one-frame message by hand from the crate's format and crypto parts, so that the context can
-/// break the rules the encryptor enforces.
+/// Builds a one-frame message by hand, so that the context can break the rules the encryptor enforces.
 fn handmade(suite: AlgorithmSuite, context: EncryptionContext, signer: Option<MessageSigner>) -> Vec<u8> {
+    handmade_with(suite, context, signer, V1Info::Standard, &[])
+}
+
+/// As [`handmade`], with the v1 KDF info variant and the bytes appended to the header-authentication AAD.
+fn handmade_with(
+    suite: AlgorithmSuite,
+    context: EncryptionContext,
+    signer: Option<MessageSigner>,
+    info: V1Info,
+    auth_suffix: &[u8],
+) -> Vec<u8> {
     let materials = block_on(keyring().on_encrypt(EncryptionMaterials::new(suite, context.clone(), Default::default())))
         .unwrap();
     let id = MessageId::random(suite.message_format());
-    let keys = MessageKeys::derive(suite, materials.data_key().unwrap(), &id, V1Info::Standard).unwrap();
+    let keys = MessageKeys::derive(suite, materials.data_key().unwrap(), &id, info).unwrap();
     let body = HeaderBody {
         suite,
         message_id: id,
@@ -38,7 +49,9 @@ fn handmade(suite: AlgorithmSuite, context: EncryptionContext, signer: Option<Me
     }
     .serialize()
     .unwrap();
-    let tag = keys.content.seal_in_place(&[0; 12], &body, &mut []);
+    let mut aad = body.clone();
+    aad.extend_from_slice(auth_suffix);
+    let tag = keys.content.seal_in_place(&[0; 12], &aad, &mut []);
     let mut message = header::assemble(body, suite, &tag);
     let mut pt = *b"hello";
     let aad = BodyAad::new(&id, BlockKind::Final, 1, 5);
@@ -144,4 +157,22 @@ fn required_context_is_authenticated_but_not_stored() {
         kms_envelope::decrypt(&keyring(), &missing_key, &message),
         Err(Error::ContextMismatch { .. })
     ));
+}
+
+/// ESDK-.NET 4.0.0 derived v1 keys without the message id and authenticated an empty required context as
+/// `00 00` (format notes §17.10). Such messages fail by default and decrypt with the opt-in retry.
+#[test]
+fn net_v4_0_0_messages_need_the_opt_in_retry() {
+    let suite = AlgorithmSuite::AES_256_GCM_IV12_TAG16_HKDF_SHA256;
+    let message = handmade_with(suite, EncryptionContext::new(), None, V1Info::NetV400, &[0, 0]);
+    let allow = DecryptOptions::new().commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt);
+    let err = kms_envelope::decrypt(&keyring(), &allow, &message).unwrap_err();
+    assert!(matches!(err, Error::HeaderAuthentication), "{err}");
+    let retry = allow.net_v4_0_0_retry(true);
+    assert_eq!(&*kms_envelope::decrypt(&keyring(), &retry, &message).unwrap().plaintext, b"hello");
+    // The retry is no back door: a message that fails both ways still fails.
+    let mut broken = message.clone();
+    let tag_at = broken.len() - 16 - 5 - 4 - 12 - 4 - 4 - 1;
+    broken[tag_at] ^= 1;
+    assert!(kms_envelope::decrypt(&keyring(), &retry, &broken).is_err());
 }
