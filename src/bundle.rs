@@ -196,20 +196,34 @@ pub fn decrypt_directory(
     destination: &Path,
     overwrite: bool,
 ) -> Result<(Header, BundleSummary)> {
+    check_directory_destination(destination, overwrite)?;
+    let decryptor = Decryptor::new(keyring, options, input)?;
+    unpack_verified(decryptor, destination, overwrite)
+}
+
+fn check_directory_destination(destination: &Path, overwrite: bool) -> Result<()> {
     match fs::symlink_metadata(destination) {
         Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
-            return Err(bundle_error(format!("{} exists and is not a directory", destination.display())));
+            Err(bundle_error(format!("{} exists and is not a directory", destination.display())))
         }
-        Ok(_) if !overwrite => {
-            return Err(Error::Io(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} already exists", destination.display()),
-            )));
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::Io(e)),
+        Ok(_) if !overwrite => Err(Error::Io(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} already exists", destination.display()),
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Io(e)),
     }
+}
+
+/// Unpacks the bundle a decryptor (header already authenticated) yields into `destination`, staged and
+/// renamed into place only once the decryptor reached the verified end of the message.
+pub fn unpack_verified<R: Read>(
+    mut decryptor: Decryptor<R>,
+    destination: &Path,
+    overwrite: bool,
+) -> Result<(Header, BundleSummary)> {
+    check_directory_destination(destination, overwrite)?;
     let parent = match destination.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -222,7 +236,6 @@ pub fn decrypt_directory(
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
     let staging = builder.tempdir_in(parent)?;
 
-    let mut decryptor = Decryptor::new(keyring, options, input)?;
     let summary = unpack_into(&mut decryptor, staging.path())?;
     if !decryptor.is_complete() {
         return Err(Error::Truncated { offset: 0, section: "bundle" });

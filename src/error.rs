@@ -36,7 +36,9 @@ pub enum Error {
     },
 
     /// The message asks for more resources than the configured limit allows.
-    #[error("{limit} is {value}, over the configured limit of {max} (raise it in the decrypt limits if the message is trusted)")]
+    #[error(
+        "{limit} is {value}, over the configured limit of {max} (raise it in the decrypt limits if the message is trusted)"
+    )]
     LimitExceeded {
         /// Which limit.
         limit: &'static str,

@@ -35,7 +35,7 @@
 //! [`crypto`] (key derivation, AES-GCM, signatures), [`keyring`] (who wraps data keys), [`stream`]
 //! (encryptors and decryptors).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 #[cfg(feature = "bundle")]
@@ -44,6 +44,8 @@ pub mod crypto;
 mod error;
 pub mod format;
 pub mod keyring;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod stream;
 
 pub use crypto::DataKey;

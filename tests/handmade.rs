@@ -35,8 +35,8 @@ fn handmade_with(
     info: V1Info,
     auth_suffix: &[u8],
 ) -> Vec<u8> {
-    let materials = block_on(keyring().on_encrypt(EncryptionMaterials::new(suite, context.clone(), Default::default())))
-        .unwrap();
+    let materials =
+        block_on(keyring().on_encrypt(EncryptionMaterials::new(suite, context.clone(), Default::default()))).unwrap();
     let id = MessageId::random(suite.message_format());
     let keys = MessageKeys::derive(suite, materials.data_key().unwrap(), &id, info).unwrap();
     let body = HeaderBody {
@@ -91,7 +91,8 @@ fn an_unsigned_suite_carrying_a_public_key_is_refused() {
 
 #[test]
 fn a_signed_suite_without_a_public_key_is_refused() {
-    let message = handmade(SIGNED, EncryptionContext::new(), Some(MessageSigner::generate(SignatureAlgorithm::EcdsaP384Sha384)));
+    let message =
+        handmade(SIGNED, EncryptionContext::new(), Some(MessageSigner::generate(SignatureAlgorithm::EcdsaP384Sha384)));
     let err = kms_envelope::decrypt(&keyring(), &DecryptOptions::new(), &message).unwrap_err();
     assert!(matches!(err, Error::EncryptionContext(ref m) if m.contains("no aws-crypto-public-key")), "{err}");
 }
@@ -153,10 +154,7 @@ fn required_context_is_authenticated_but_not_stored() {
     assert!(!decrypted.header.encryption_context().contains_key("tenant"));
     assert_eq!(decrypted.header.encryption_context().get("stored"), Some("1"));
     let missing_key = DecryptOptions::new().context("tenant", "acme").require_context_key("region");
-    assert!(matches!(
-        kms_envelope::decrypt(&keyring(), &missing_key, &message),
-        Err(Error::ContextMismatch { .. })
-    ));
+    assert!(matches!(kms_envelope::decrypt(&keyring(), &missing_key, &message), Err(Error::ContextMismatch { .. })));
 }
 
 /// ESDK-.NET 4.0.0 derived v1 keys without the message id and authenticated an empty required context as

@@ -201,9 +201,8 @@ fn signed_messages_interoperate_both_ways() {
     assert!(matches!(err, Error::SignedMessageRefused(0x0578)), "{err}");
 
     // Us (0x0578) -> Python.
-    let options = EncryptOptions::new()
-        .suite(AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384)
-        .context("a", "b");
+    let options =
+        EncryptOptions::new().suite(AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384).context("a", "b");
     let ours = kms_envelope::encrypt(&keyring(), &options, &pt).unwrap();
     let (ct, out) = (peer.path("ours-signed.ct"), peer.path("ours-signed.out"));
     fs::write(&ct, &ours).unwrap();

@@ -106,7 +106,11 @@ fn run_v4(dir: &Path, set: &str, tally: &mut Tally) {
     let keys = read_json(&dir.join("keys.json"));
     for (id, test) in manifest["tests"].as_object().unwrap() {
         let ciphertext = file_uri(dir, test["ciphertext"].as_str().unwrap());
-        let suite = format!("{:02x}{:02x}", ciphertext[if ciphertext[0] == 1 { 2 } else { 1 }], ciphertext[if ciphertext[0] == 1 { 3 } else { 2 }]);
+        let suite = format!(
+            "{:02x}{:02x}",
+            ciphertext[if ciphertext[0] == 1 { 2 } else { 1 }],
+            ciphertext[if ciphertext[0] == 1 { 3 } else { 2 }]
+        );
         let master_keys = test["master-keys"].as_array().unwrap();
         let keyrings: Option<Vec<RawAesKeyring>> = master_keys
             .iter()
@@ -144,11 +148,9 @@ fn run_v4(dir: &Path, set: &str, tally: &mut Tally) {
 /// A keyring tree of the v5 manifest; `None` if any leaf is not a raw AES key.
 fn v5_keyring(keys: &Value, desc: &Value, required: &mut Vec<String>) -> Option<Box<dyn Keyring>> {
     match desc["type"].as_str()? {
-        "raw" if desc["encryption-algorithm"] == "aes" => Some(Box::new(raw_aes_keyring(
-            keys,
-            desc["key"].as_str()?,
-            desc["provider-id"].as_str()?,
-        )?)),
+        "raw" if desc["encryption-algorithm"] == "aes" => {
+            Some(Box::new(raw_aes_keyring(keys, desc["key"].as_str()?, desc["provider-id"].as_str()?)?))
+        }
         "multi-keyring" => {
             let mut multi = match desc.get("generator") {
                 Some(g) if !g.is_null() => MultiKeyring::new(v5_keyring(keys, g, required)?),
@@ -160,7 +162,9 @@ fn v5_keyring(keys: &Value, desc: &Value, required: &mut Vec<String>) -> Option<
             Some(Box::new(multi))
         }
         "required-encryption-context-cmm" => {
-            required.extend(desc["requiredEncryptionContextKeys"].as_array()?.iter().map(|k| k.as_str().unwrap().to_string()));
+            required.extend(
+                desc["requiredEncryptionContextKeys"].as_array()?.iter().map(|k| k.as_str().unwrap().to_string()),
+            );
             v5_keyring(keys, &desc["underlying"], required)
         }
         _ => None,

@@ -134,9 +134,7 @@ pub struct Suite(pub AlgorithmSuite);
 pub struct Policy(pub CommitmentPolicy);
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected K=V, got {s:?}"))
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("expected K=V, got {s:?}"))
 }
 
 fn parse_suite(s: &str) -> Result<Suite, String> {

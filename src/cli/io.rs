@@ -30,7 +30,8 @@ fn with_output(
         write(&mut stdout)?;
         return stdout.flush().map_err(|e| Failure::io("cannot write to stdout".into(), e));
     }
-    let mut pending = PendingFile::create(Path::new(path), force).map_err(|e| Failure::from_error(e).with_file(path))?;
+    let mut pending =
+        PendingFile::create(Path::new(path), force).map_err(|e| Failure::from_error(e).with_file(path))?;
     {
         let mut out = BufWriter::with_capacity(BUFFER, pending.file());
         write(&mut out)?;

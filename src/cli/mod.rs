@@ -55,9 +55,7 @@ fn keyring(keys: &KeyArgs) -> Result<Box<dyn Keyring>, Failure> {
 
 fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
     let keyring = keyring(&args.keys)?;
-    let mut options = EncryptOptions::new()
-        .frame_length(args.frame_length)
-        .commitment_policy(args.commitment_policy.0);
+    let mut options = EncryptOptions::new().frame_length(args.frame_length).commitment_policy(args.commitment_policy.0);
     if let Some(suite) = args.suite {
         options = options.suite(suite.0);
     }
@@ -91,8 +89,7 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
         options = options.require_context_key(k);
     }
     let input = io::open_input(&args.input)?;
-    io::decrypt_to(keyring.as_ref(), &options, input, &args.output, args.force)
-        .map_err(|f| f.with_file(&args.input))
+    io::decrypt_to(keyring.as_ref(), &options, input, &args.output, args.force).map_err(|f| f.with_file(&args.input))
 }
 
 impl From<Error> for Failure {

@@ -87,7 +87,12 @@ impl MessageKeys {
 
 type DerivedBytes = (Zeroizing<Vec<u8>>, Option<[u8; COMMITMENT_LEN]>);
 
-fn derive_bytes(suite: AlgorithmSuite, data_key: &DataKey, message_id: &MessageId, info: V1Info) -> Result<DerivedBytes> {
+fn derive_bytes(
+    suite: AlgorithmSuite,
+    data_key: &DataKey,
+    message_id: &MessageId,
+    info: V1Info,
+) -> Result<DerivedBytes> {
     let pdk = data_key.as_bytes();
     if pdk.len() != suite.key_len() {
         return Err(Error::Keyring(format!(

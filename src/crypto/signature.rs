@@ -65,8 +65,12 @@ impl MessageSigner {
     pub fn generate(alg: SignatureAlgorithm) -> Self {
         let mut rng = rand::rng();
         let key = match alg {
-            SignatureAlgorithm::EcdsaP256Sha256 => SigningKey::P256(ecdsa_p256::SigningKey::generate_from_rng(&mut rng)),
-            SignatureAlgorithm::EcdsaP384Sha384 => SigningKey::P384(ecdsa_p384::SigningKey::generate_from_rng(&mut rng)),
+            SignatureAlgorithm::EcdsaP256Sha256 => {
+                SigningKey::P256(ecdsa_p256::SigningKey::generate_from_rng(&mut rng))
+            }
+            SignatureAlgorithm::EcdsaP384Sha384 => {
+                SigningKey::P384(ecdsa_p384::SigningKey::generate_from_rng(&mut rng))
+            }
         };
         Self { key, hash: MessageHash::new(alg) }
     }
@@ -158,10 +162,12 @@ impl MessageVerifier {
     pub fn verify(self, der: &[u8]) -> Result<()> {
         let digest = self.hash.finalize();
         let ok = match &self.key {
-            VerifyingKey::P256(k) => ecdsa_p256::DerSignature::from_bytes(der)
-                .is_ok_and(|sig| k.verify_prehash(&digest, &sig).is_ok()),
-            VerifyingKey::P384(k) => ecdsa_p384::DerSignature::from_bytes(der)
-                .is_ok_and(|sig| k.verify_prehash(&digest, &sig).is_ok()),
+            VerifyingKey::P256(k) => {
+                ecdsa_p256::DerSignature::from_bytes(der).is_ok_and(|sig| k.verify_prehash(&digest, &sig).is_ok())
+            }
+            VerifyingKey::P384(k) => {
+                ecdsa_p384::DerSignature::from_bytes(der).is_ok_and(|sig| k.verify_prehash(&digest, &sig).is_ok())
+            }
         };
         if ok { Ok(()) } else { Err(Error::SignatureVerification) }
     }

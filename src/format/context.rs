@@ -60,9 +60,9 @@ impl EncryptionContext {
     /// Fails if a caller-supplied key uses the reserved `aws-crypto-` prefix.
     pub fn check_no_reserved_keys(&self) -> Result<()> {
         match self.0.keys().find(|k| k.starts_with(RESERVED_PREFIX)) {
-            Some(key) => Err(Error::EncryptionContext(format!(
-                "key {key:?} uses the reserved prefix {RESERVED_PREFIX:?}"
-            ))),
+            Some(key) => {
+                Err(Error::EncryptionContext(format!("key {key:?} uses the reserved prefix {RESERVED_PREFIX:?}")))
+            }
             None => Ok(()),
         }
     }
@@ -137,9 +137,11 @@ impl Cursor<'_> {
     }
 
     fn take(&mut self, n: usize) -> Result<&[u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
-            Error::malformed(self.offset(), "encryption context field runs past the AAD section")
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| Error::malformed(self.offset(), "encryption context field runs past the AAD section"))?;
         let out = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(out)

@@ -112,10 +112,7 @@ impl FrameCounter {
             return Err(Error::TrailingData { offset });
         }
         if sequence != self.next {
-            return Err(Error::malformed(
-                offset,
-                format!("frame sequence number {sequence}, expected {}", self.next),
-            ));
+            return Err(Error::malformed(offset, format!("frame sequence number {sequence}, expected {}", self.next)));
         }
         if is_final {
             self.final_seen = true;

@@ -232,15 +232,18 @@ mod tests {
 
     #[test]
     fn default_policy_refuses_legacy_and_names_the_way_out() {
-        let err = CommitmentPolicy::default()
-            .check_decrypt(AlgorithmSuite::AES_256_GCM_IV12_TAG16_HKDF_SHA256)
-            .unwrap_err();
+        let err =
+            CommitmentPolicy::default().check_decrypt(AlgorithmSuite::AES_256_GCM_IV12_TAG16_HKDF_SHA256).unwrap_err();
         assert!(err.to_string().contains("require-encrypt-allow-decrypt"), "{err}");
-        assert!(CommitmentPolicy::RequireEncryptAllowDecrypt
-            .check_decrypt(AlgorithmSuite::AES_128_GCM_IV12_TAG16_NO_KDF)
-            .is_ok());
-        assert!(CommitmentPolicy::ForbidEncryptAllowDecrypt
-            .check_encrypt(AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY)
-            .is_err());
+        assert!(
+            CommitmentPolicy::RequireEncryptAllowDecrypt
+                .check_decrypt(AlgorithmSuite::AES_128_GCM_IV12_TAG16_NO_KDF)
+                .is_ok()
+        );
+        assert!(
+            CommitmentPolicy::ForbidEncryptAllowDecrypt
+                .check_encrypt(AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY)
+                .is_err()
+        );
     }
 }

@@ -4,8 +4,8 @@
 use zeroize::Zeroizing;
 
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring, KeyringFuture};
-use crate::crypto::aead::AeadKey;
 use crate::crypto::DataKey;
+use crate::crypto::aead::AeadKey;
 use crate::error::{Error, Result};
 use crate::format::edk::EncryptedDataKey;
 use crate::format::header::{IV_LEN, TAG_LEN};
@@ -38,8 +38,9 @@ impl RawAesKeyring {
         if namespace.len() > usize::from(u16::MAX) || name.len() + 20 > usize::from(u16::MAX) {
             return Err(Error::Config("raw AES key namespace or name is longer than the format allows".into()));
         }
-        let key = AeadKey::new(wrapping_key)
-            .map_err(|_| Error::Config(format!("raw AES wrapping key of {} bytes; 16, 24 or 32 required", wrapping_key.len())))?;
+        let key = AeadKey::new(wrapping_key).map_err(|_| {
+            Error::Config(format!("raw AES wrapping key of {} bytes; 16, 24 or 32 required", wrapping_key.len()))
+        })?;
         Ok(Self { namespace, name, key })
     }
 
@@ -181,10 +182,9 @@ mod tests {
         assert_eq!(edk.provider_info.len(), 6 + 20);
         assert_eq!(edk.ciphertext.len(), 48);
 
-        let dec = block_on(keyring.on_decrypt(
-            DecryptionMaterials::new(SUITE, ec(), Default::default()),
-            enc.encrypted_data_keys(),
-        ))
+        let dec = block_on(
+            keyring.on_decrypt(DecryptionMaterials::new(SUITE, ec(), Default::default()), enc.encrypted_data_keys()),
+        )
         .unwrap();
         assert_eq!(dec.data_key(), enc.data_key());
     }
@@ -194,10 +194,9 @@ mod tests {
         let keyring = RawAesKeyring::new("ns", "k", &[7; 16]).unwrap();
         let enc = block_on(keyring.on_encrypt(EncryptionMaterials::new(SUITE, ec(), Default::default()))).unwrap();
         let other_name = RawAesKeyring::new("ns", "k2", &[7; 16]).unwrap();
-        let err = block_on(other_name.on_decrypt(
-            DecryptionMaterials::new(SUITE, ec(), Default::default()),
-            enc.encrypted_data_keys(),
-        ))
+        let err = block_on(
+            other_name.on_decrypt(DecryptionMaterials::new(SUITE, ec(), Default::default()), enc.encrypted_data_keys()),
+        )
         .unwrap_err();
         assert!(matches!(err, Error::NoDataKeyDecrypted { ref reasons } if reasons.len() == 1), "{err}");
         let err = block_on(keyring.on_decrypt(

@@ -88,7 +88,11 @@ pub(crate) struct OpenedHeader {
 }
 
 /// Checks policy and context, recovers the data key, derives keys, verifies commitment and header tag.
-pub(crate) async fn open_header(keyring: &dyn Keyring, options: &DecryptOptions, header: &Header) -> Result<OpenedHeader> {
+pub(crate) async fn open_header(
+    keyring: &dyn Keyring,
+    options: &DecryptOptions,
+    header: &Header,
+) -> Result<OpenedHeader> {
     let suite = header.suite();
     options.policy.check_decrypt(suite)?;
     if options.unsigned_only && suite.signature().is_some() {
@@ -124,9 +128,7 @@ pub(crate) async fn open_header(keyring: &dyn Keyring, options: &DecryptOptions,
             )));
         }
         (None, Some(_)) => {
-            return Err(Error::EncryptionContext(format!(
-                "unsigned suite {suite} carries {PUBLIC_KEY_CONTEXT_KEY}"
-            )));
+            return Err(Error::EncryptionContext(format!("unsigned suite {suite} carries {PUBLIC_KEY_CONTEXT_KEY}")));
         }
         (None, None) => None,
     };

@@ -37,6 +37,12 @@ impl PendingFile {
             builder.permissions(fs::Permissions::from_mode(0o600));
         }
         let temp = builder.tempfile_in(dir)?;
+        // The umask may only have narrowed 0600; set it exactly so the result does not depend on it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            temp.as_file().set_permissions(fs::Permissions::from_mode(0o600))?;
+        }
         Ok(Self { temp, destination: destination.to_path_buf() })
     }
 
@@ -97,8 +103,19 @@ pub fn decrypt_to_path(
     overwrite: bool,
     sync: bool,
 ) -> Result<Header> {
-    let mut pending = PendingFile::create(destination, overwrite)?;
-    let mut decryptor = Decryptor::new(keyring, options, input)?;
+    let pending = PendingFile::create(destination, overwrite)?;
+    let decryptor = Decryptor::new(keyring, options, input)?;
+    write_verified(decryptor, pending, overwrite, sync)
+}
+
+/// Drains a decryptor whose header already authenticated into `pending`, and commits the file only once
+/// the decryptor reached the verified end of the message.
+pub fn write_verified<R: Read>(
+    mut decryptor: Decryptor<R>,
+    mut pending: PendingFile,
+    overwrite: bool,
+    sync: bool,
+) -> Result<Header> {
     {
         let mut out = BufWriter::with_capacity(1 << 20, pending.file());
         io::copy(&mut decryptor, &mut out).map_err(Error::from_io)?;

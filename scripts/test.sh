@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# The one command that runs every check of kms-envelope, on a fresh machine as on a developer's.
+#
+#   scripts/test.sh                  lint, then the tests for every feature set below
+#   scripts/test.sh --no-lint        tests only (quick local loop)
+#   scripts/test.sh --lint-only      lint only (no venv, no moto)
+#   scripts/test.sh [...] -- ARGS    pass ARGS to every `cargo test` (e.g. `-- interop` to filter)
+#
+# The tests need peers that cargo can't provide: the official Python ESDK as an interop oracle and moto as
+# a local KMS. This script installs them into .venv/, starts moto on a free loopback port, and exports
+# where to find both (see tests/peers/README.md). Every missing peer is a hard failure, here and in CI:
+# a test suite that silently skips its interop half would look green and prove nothing.
+set -euo pipefail
+
+# Feature sets `cargo test` runs over, one per line: the full build, and the raw-key-only build that
+# must compile and pass without the AWS SDK. Add lines here (e.g. "--no-default-features --features kms").
+FEATURE_SETS=(
+  "--all-features"
+  "--no-default-features"
+)
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$REPO"
+
+run_lint=1
+run_tests=1
+cargo_test_args=()
+while (($#)); do
+  case "$1" in
+    --no-lint) run_lint=0 ;;
+    --lint-only) run_tests=0 ;;
+    --) shift; cargo_test_args=("$@"); break ;;
+    -h | --help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "test.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+header() { printf '\n==== %s ====\n' "$*"; }
+# Seconds since $1 (an $EPOCHREALTIME), for the timing lines that make slow CI runs easy to diagnose.
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+die() { echo "test.sh: error: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------- lint
+# Before the tests because it is cheap next to them and its failures are the commonest.
+if ((run_lint)); then
+  header "lint: cargo fmt --all -- --check"
+  cargo fmt --all -- --check
+  header "lint: cargo clippy --all-targets --all-features -- -D warnings"
+  cargo clippy --all-targets --all-features -- -D warnings
+  header "lint: cargo doc --no-deps --all-features (RUSTDOCFLAGS=-Dwarnings)"
+  RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --all-features
+fi
+((run_tests)) || exit 0
+
+# ------------------------------------------------------------------------------------- shared inputs
+VECTORS="$REPO/../shared/vectors"
+[[ -d "$VECTORS" ]] || die "test vectors not found at $VECTORS (expected shared/ beside the checkout)"
+VECTORS="$(cd "$VECTORS" && pwd -P)"
+
+# ----------------------------------------------------------------------------------------- python venv
+# Rebuilt from scratch whenever the requirements (or the interpreter behind the venv) change, so a stale
+# package never outlives its line in the requirements file. The stamp is written last: an interrupted
+# install leaves no stamp and is redone on the next run.
+REQS="$REPO/scripts/requirements-test.txt"
+VENV="$REPO/.venv"
+PY="$VENV/bin/python"
+STAMP="$VENV/.requirements.sha256"
+BASE_PY="${KMS_ENVELOPE_BASE_PYTHON:-python3}"
+
+want_stamp="$( { sha256sum <"$REQS"; "$BASE_PY" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1 )" \
+  || die "cannot run $BASE_PY to build the test venv"
+
+# Two runs at once (say, two terminals) must not build the same venv together: lock on the requirements
+# file itself, which every checkout has, rather than on an extra lock file.
+exec 9<"$REQS"
+flock 9
+if [[ ! -x "$PY" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$want_stamp" ]] || ! "$PY" -c '' 2>/dev/null; then
+  header "python: building .venv from scripts/requirements-test.txt"
+  t0=$EPOCHREALTIME
+  rm -rf "$VENV"
+  "$BASE_PY" -m venv "$VENV" || die "python venv creation failed ($BASE_PY -m venv)"
+  # -q keeps the log short; pip still prints errors and the resolver's complaints.
+  "$PY" -m pip install -q --disable-pip-version-check -r "$REQS" || die "pip install into .venv failed"
+  echo "$want_stamp" >"$STAMP"
+  echo "venv built in $(since "$t0") s"
+fi
+flock -u 9
+exec 9<&-
+
+# ----------------------------------------------------------------------------------------------- moto
+# A fresh loopback port per run, so parallel runs and stale servers never collide. The tiny window between
+# picking the port and moto binding it is covered by the liveness check in the poll loop.
+PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+MOTO_URL="http://127.0.0.1:$PORT"
+MOTO_LOG="$(mktemp "${TMPDIR:-/tmp}/kms-envelope-moto.XXXXXX.log")"
+MOTO_PID=
+
+stop_moto() {
+  if [[ -n "$MOTO_PID" ]] && kill -0 "$MOTO_PID" 2>/dev/null; then
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+  fi
+  rm -f "$MOTO_LOG"
+}
+# EXIT covers success, failure under set -e and die; INT/TERM are turned into an exit so EXIT runs too.
+trap stop_moto EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+header "moto: starting on $MOTO_URL"
+"$PY" -m moto.server -H 127.0.0.1 -p "$PORT" >"$MOTO_LOG" 2>&1 &
+MOTO_PID=$!
+t0=$EPOCHREALTIME
+
+deadline=$((SECONDS + 30))
+until curl -fsS -o /dev/null --max-time 2 "$MOTO_URL/moto-api/" 2>/dev/null; do
+  if ! kill -0 "$MOTO_PID" 2>/dev/null || ((SECONDS >= deadline)); then
+    echo "---- moto log ($MOTO_LOG) ----" >&2
+    cat "$MOTO_LOG" >&2 || true
+    die "moto server did not become ready on $MOTO_URL"
+  fi
+  sleep 0.2
+done
+echo "moto ready in $(since "$t0") s (pid $MOTO_PID)"
+
+# --------------------------------------------------------------------------------------- environment
+# Credentials and region are fake but must be set: the AWS SDKs refuse to sign without them, and would
+# otherwise go looking in ~/.aws or the EC2 metadata service (slow timeouts on a machine with no network).
+unset AWS_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN
+export KMS_ENVELOPE_PYTHON="$PY"
+export KMS_ENVELOPE_ESDK_PEER="$REPO/tests/peers/esdk_peer.py"
+export KMS_ENVELOPE_MOTO_ENDPOINT="$MOTO_URL"
+export KMS_ENVELOPE_VECTORS="$VECTORS"
+export AWS_ENDPOINT_URL_KMS="$MOTO_URL"
+export AWS_ENDPOINT_URL_S3="$MOTO_URL"
+export AWS_ACCESS_KEY_ID=testing
+export AWS_SECRET_ACCESS_KEY=testing
+export AWS_REGION=us-east-1
+export AWS_DEFAULT_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+
+# ---------------------------------------------------------------------------------------------- tests
+# Every feature set runs even if an earlier one failed, so one run reports all breakages; the exit status
+# is still non-zero if any failed.
+failed=()
+for fs in "${FEATURE_SETS[@]}"; do
+  read -r -a fs_args <<<"$fs"
+  header "cargo test $fs${cargo_test_args[*]:+ ${cargo_test_args[*]}}"
+  if ! cargo test "${fs_args[@]}" "${cargo_test_args[@]}"; then
+    failed+=("$fs")
+  fi
+done
+
+if ((${#failed[@]})); then
+  header "FAILED feature sets:$(printf ' [%s]' "${failed[@]}")"
+  exit 1
+fi
+header "all checks passed"

@@ -1,0 +1,426 @@
+//! The Lambda cold-start decryptor: before the handler runs, decrypt every configured bundle (from the
+//! function package, a layer or S3) into `/tmp`, with one KMS call each, concurrently, and only once per
+//! execution environment.
+//!
+//! ```no_run
+//! # async fn demo(keyring: kms_envelope::RawAesKeyring) -> kms_envelope::Result<()> {
+//! use kms_envelope::lambda::{BundleSpec, ColdStart};
+//!
+//! let cold_start = ColdStart::new(keyring)
+//!     .bundle(BundleSpec::file("config/secrets.json.esdk", "secrets.json")?)
+//!     .bundle(BundleSpec::directory("s3://my-bucket/certs.esdk", "certs")?);
+//! for landed in cold_start.run().await? {
+//!     println!("{} ({} bytes, reused: {})", landed.destination.display(), landed.bytes, landed.reused);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Every destination is written the safe way: a 0600 temp file (or a 0700 staging directory) beside it,
+//! renamed into place only after the whole message and its signature verified; on any error the temp is
+//! removed and nothing new is at the destination. A marker beside each destination lets a warm start in
+//! the same environment skip both the KMS call and the decryption.
+
+mod reuse;
+mod secrets;
+mod source;
+mod space;
+
+use std::fs;
+use std::io::{self, Read, Seek};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument as _;
+
+pub use secrets::{SecretString, Secrets};
+pub use source::Source;
+
+use crate::bundle;
+use crate::error::{Error, Result};
+use crate::format::header::HeaderDecoder;
+use crate::keyring::Keyring;
+use crate::stream::file::{PendingFile, write_verified};
+use crate::stream::{DecryptOptions, Decryptor};
+use reuse::Identity;
+
+/// How a bundle's plaintext lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BundleKind {
+    /// One file.
+    File,
+    /// A directory packed with [`bundle::encrypt_directory`] (or `kms-envelope bundle`).
+    Directory,
+}
+
+/// One bundle: where it comes from and where its plaintext goes (relative to the root, `/tmp`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleSpec {
+    /// The encrypted message.
+    pub source: Source,
+    /// The destination, relative to the cold start's root (or absolute, inside it).
+    pub destination: PathBuf,
+    /// File or directory.
+    pub kind: BundleKind,
+}
+
+impl BundleSpec {
+    /// A single-file bundle; `source` is a path or `s3://bucket/key`.
+    pub fn file(source: &str, destination: impl Into<PathBuf>) -> Result<Self> {
+        Ok(Self { source: Source::parse(source)?, destination: destination.into(), kind: BundleKind::File })
+    }
+
+    /// A directory bundle; `source` is a path or `s3://bucket/key`.
+    pub fn directory(source: &str, destination: impl Into<PathBuf>) -> Result<Self> {
+        Ok(Self { source: Source::parse(source)?, destination: destination.into(), kind: BundleKind::Directory })
+    }
+}
+
+/// Where a bundle landed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Landed {
+    /// The absolute destination path.
+    pub destination: PathBuf,
+    /// Plaintext bytes (for directories, the files' content).
+    pub bytes: u64,
+    /// True when a warm start found it already in place and made no KMS call.
+    pub reused: bool,
+    /// Time to authenticate the header, including the KMS call.
+    pub unwrap_time: Duration,
+    /// Total time for this bundle.
+    pub total_time: Duration,
+}
+
+struct Config {
+    keyring: Arc<dyn Keyring>,
+    options: DecryptOptions,
+    root: PathBuf,
+    task_root: Option<PathBuf>,
+    sync: bool,
+    #[cfg(feature = "s3")]
+    s3: Option<aws_sdk_s3::Client>,
+}
+
+/// Decrypts bundles at cold start. Build it once (in `main`, before the runtime loop) and call
+/// [`run`](Self::run): a second call in the same process returns the first result.
+pub struct ColdStart {
+    config: Config,
+    bundles: Vec<BundleSpec>,
+    done: tokio::sync::OnceCell<Vec<Landed>>,
+}
+
+impl std::fmt::Debug for ColdStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColdStart").field("root", &self.config.root).field("bundles", &self.bundles).finish()
+    }
+}
+
+impl ColdStart {
+    /// A cold start that unwraps data keys with `keyring`, into `/tmp`, with default decrypt options.
+    pub fn new(keyring: impl Keyring + 'static) -> Self {
+        Self::with_shared_keyring(Arc::new(keyring))
+    }
+
+    /// As [`new`](Self::new), with a keyring shared elsewhere.
+    pub fn with_shared_keyring(keyring: Arc<dyn Keyring>) -> Self {
+        Self {
+            config: Config {
+                keyring,
+                options: DecryptOptions::new(),
+                root: PathBuf::from("/tmp"),
+                task_root: std::env::var_os("LAMBDA_TASK_ROOT").map(PathBuf::from),
+                sync: false,
+                #[cfg(feature = "s3")]
+                s3: None,
+            },
+            bundles: Vec::new(),
+            done: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Adds a bundle.
+    pub fn bundle(mut self, spec: BundleSpec) -> Self {
+        self.bundles.push(spec);
+        self
+    }
+
+    /// Sets the decrypt options (expected encryption context, commitment policy, limits).
+    pub fn options(mut self, options: DecryptOptions) -> Self {
+        self.config.options = options;
+        self
+    }
+
+    /// Sets the root destinations are relative to (default `/tmp`).
+    pub fn root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.config.root = root.into();
+        self
+    }
+
+    /// Sets where relative file sources are looked up first (default `$LAMBDA_TASK_ROOT`); `/opt` follows.
+    pub fn task_root(mut self, task_root: impl Into<PathBuf>) -> Self {
+        self.config.task_root = Some(task_root.into());
+        self
+    }
+
+    /// Syncs each file to disk before the rename. Off by default: Lambda's `/tmp` never outlives the
+    /// execution environment, and the rename alone already protects against a process killed mid-write.
+    pub fn sync_to_disk(mut self, sync: bool) -> Self {
+        self.config.sync = sync;
+        self
+    }
+
+    /// The S3 client for `s3://` sources.
+    #[cfg(feature = "s3")]
+    pub fn s3_client(mut self, client: aws_sdk_s3::Client) -> Self {
+        self.config.s3 = Some(client);
+        self
+    }
+
+    /// Decrypts every bundle, concurrently, and returns where each landed. Within a process the first
+    /// successful result is cached; a failed run may be retried.
+    pub async fn run(&self) -> Result<&[Landed]> {
+        self.done.get_or_try_init(|| self.run_uncached()).await.map(Vec::as_slice)
+    }
+
+    /// [`run`](Self::run) for synchronous `main` functions: runs on a runtime of its own. Do not call it
+    /// from inside an async context.
+    pub fn run_blocking(&self) -> Result<&[Landed]> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        runtime.block_on(self.run())
+    }
+
+    async fn run_uncached(&self) -> Result<Vec<Landed>> {
+        let config = Arc::new(Config {
+            keyring: self.config.keyring.clone(),
+            options: self.config.options.clone(),
+            root: self.config.root.clone(),
+            task_root: self.config.task_root.clone(),
+            sync: self.config.sync,
+            #[cfg(feature = "s3")]
+            s3: self.config.s3.clone(),
+        });
+        let mut tasks = Vec::new();
+        for spec in &self.bundles {
+            let destination = destination_path(&config.root, &spec.destination)?;
+            let span = tracing::info_span!("bundle", source = %spec.source, destination = %destination.display());
+            let task = land(config.clone(), spec.clone(), destination).instrument(span);
+            tasks.push(tokio::spawn(task));
+        }
+        let mut landed = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            landed.push(task.await.map_err(|e| Error::Io(io::Error::other(e)))??);
+        }
+        Ok(landed)
+    }
+}
+
+/// The absolute destination: relative to `root`, or absolute inside it; never outside.
+fn destination_path(root: &Path, destination: &Path) -> Result<PathBuf> {
+    if destination.components().any(|c| matches!(c, Component::ParentDir)) || destination.file_name().is_none() {
+        return Err(Error::Config(format!("bundle destination {} is not a plain path", destination.display())));
+    }
+    let path = if destination.is_absolute() { destination.to_path_buf() } else { root.join(destination) };
+    if !path.starts_with(root) {
+        return Err(Error::Config(format!(
+            "bundle destination {} is outside the root {}",
+            path.display(),
+            root.display()
+        )));
+    }
+    Ok(path)
+}
+
+async fn land(config: Arc<Config>, spec: BundleSpec, destination: PathBuf) -> Result<Landed> {
+    let started = Instant::now();
+    let landed = match &spec.source {
+        Source::Path(path) => {
+            let path = source::resolve_path(path, config.task_root.as_deref())?;
+            let config = config.clone();
+            let destination = destination.clone();
+            blocking(move || {
+                let mut file = fs::File::open(&path)
+                    .map_err(|e| Error::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display()))))?;
+                let len = file.metadata()?.len();
+                let header = HeaderDecoder::read_from(config.options.limits, &mut file)?;
+                let identity = Identity(format!("message {}", header.message_id()));
+                file.rewind()?;
+                land_from_reader(
+                    &config,
+                    io::BufReader::with_capacity(1 << 20, file),
+                    len,
+                    identity,
+                    &destination,
+                    spec.kind,
+                )
+            })
+            .await?
+        }
+        #[cfg(feature = "s3")]
+        Source::S3 { bucket, key } => s3::land(config.clone(), bucket, key, &destination, spec.kind).await?,
+        #[cfg(not(feature = "s3"))]
+        Source::S3 { .. } => {
+            return Err(Error::Config(format!("{}: S3 sources need the `s3` feature", spec.source)));
+        }
+    };
+    let landed = Landed { total_time: started.elapsed(), ..landed };
+    tracing::info!(
+        bytes = landed.bytes,
+        reused = landed.reused,
+        unwrap_ms = landed.unwrap_time.as_secs_f64() * 1e3,
+        total_ms = landed.total_time.as_secs_f64() * 1e3,
+        "bundle ready"
+    );
+    Ok(landed)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Io(io::Error::other(e)))?
+}
+
+fn create_private_dirs(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Decrypts one message into its destination, unless the marker shows it is already there.
+fn land_from_reader(
+    config: &Config,
+    input: impl Read,
+    ciphertext_len: u64,
+    identity: Identity,
+    destination: &Path,
+    kind: BundleKind,
+) -> Result<Landed> {
+    let is_directory = kind == BundleKind::Directory;
+    if reuse::is_current(destination, &identity, is_directory) {
+        let bytes = if is_directory { 0 } else { fs::metadata(destination)?.len() };
+        return Ok(Landed {
+            destination: destination.to_path_buf(),
+            bytes,
+            reused: true,
+            unwrap_time: Duration::ZERO,
+            total_time: Duration::ZERO,
+        });
+    }
+    let parent = destination.parent().unwrap_or(Path::new("/"));
+    create_private_dirs(parent)?;
+    space::ensure_space(parent, ciphertext_len)?;
+    reuse::forget(destination);
+
+    let started = Instant::now();
+    let (decryptor, pending) = match kind {
+        BundleKind::File => {
+            // Created first, so a symlink or directory at the destination fails before any KMS call.
+            let pending = PendingFile::create(destination, true)?;
+            (Decryptor::new(config.keyring.as_ref(), &config.options, input)?, Some(pending))
+        }
+        BundleKind::Directory => (Decryptor::new(config.keyring.as_ref(), &config.options, input)?, None),
+    };
+    let unwrap_time = started.elapsed();
+    let bytes = match pending {
+        Some(pending) => {
+            write_verified(decryptor, pending, true, config.sync)?;
+            fs::metadata(destination)?.len()
+        }
+        None => bundle::unpack_verified(decryptor, destination, true)?.1.bytes,
+    };
+    reuse::record(destination, &identity, if is_directory { 0 } else { bytes })?;
+    Ok(Landed { destination: destination.to_path_buf(), bytes, reused: false, unwrap_time, total_time: Duration::ZERO })
+}
+
+/// Decrypts a JSON secrets bundle (`{"NAME": "value", …}`) into memory; nothing touches the disk.
+pub async fn load_secrets(keyring: Arc<dyn Keyring>, options: DecryptOptions, source: &Source) -> Result<Secrets> {
+    let message = match source {
+        Source::Path(path) => {
+            let path = source::resolve_path(path, std::env::var_os("LAMBDA_TASK_ROOT").map(PathBuf::from).as_deref())?;
+            tokio::fs::read(&path).await?
+        }
+        #[cfg(feature = "s3")]
+        Source::S3 { bucket, key } => {
+            let client =
+                aws_sdk_s3::Client::new(&aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await);
+            s3::read_all(&client, bucket, key).await?
+        }
+        #[cfg(not(feature = "s3"))]
+        Source::S3 { .. } => return Err(Error::Config(format!("{source}: S3 sources need the `s3` feature"))),
+    };
+    let decrypted = blocking(move || crate::stream::decrypt(keyring.as_ref(), &options, &message)).await?;
+    Secrets::from_json(decrypted.plaintext)
+}
+
+#[cfg(feature = "s3")]
+mod s3 {
+    //! S3 sources: HeadObject for the warm-reuse identity, GetObject streamed into the decryptor.
+
+    use super::*;
+
+    fn s3_error(what: &str, bucket: &str, key: &str, err: impl std::fmt::Display) -> Error {
+        Error::Io(io::Error::other(format!("S3 {what} s3://{bucket}/{key}: {err}")))
+    }
+
+    pub(super) async fn read_all(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>> {
+        let object = client.get_object().bucket(bucket).key(key).send().await;
+        let object =
+            object.map_err(|e| s3_error("GetObject", bucket, key, aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        let bytes = object.body.collect().await.map_err(|e| s3_error("read", bucket, key, e))?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
+    pub(super) async fn land(
+        config: Arc<Config>,
+        bucket: &str,
+        key: &str,
+        destination: &Path,
+        kind: BundleKind,
+    ) -> Result<Landed> {
+        let client = match &config.s3 {
+            Some(client) => client.clone(),
+            None => aws_sdk_s3::Client::new(&aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
+        };
+        let head = client.head_object().bucket(bucket).key(key).send().await;
+        let head = head.map_err(|e| s3_error("HeadObject", bucket, key, aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        let etag = head.e_tag().unwrap_or_default().to_string();
+        let identity = Identity(format!("s3://{bucket}/{key} etag {etag}"));
+        if reuse::is_current(destination, &identity, kind == BundleKind::Directory) {
+            let destination = destination.to_path_buf();
+            return blocking(move || {
+                let bytes = if kind == BundleKind::Directory { 0 } else { fs::metadata(&destination)?.len() };
+                Ok(Landed { destination, bytes, reused: true, unwrap_time: Duration::ZERO, total_time: Duration::ZERO })
+            })
+            .await;
+        }
+        let mut request = client.get_object().bucket(bucket).key(key);
+        if !etag.is_empty() {
+            // The object must be the one whose identity the marker will record.
+            request = request.if_match(&etag);
+        }
+        let object = request.send().await;
+        let object =
+            object.map_err(|e| s3_error("GetObject", bucket, key, aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        let len = object.content_length().unwrap_or_default().max(0) as u64;
+        let reader = tokio_util::io::SyncIoBridge::new(object.body.into_async_read());
+        let destination = destination.to_path_buf();
+        blocking(move || {
+            land_from_reader(&config, io::BufReader::with_capacity(1 << 20, reader), len, identity, &destination, kind)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_stay_under_the_root() {
+        let root = Path::new("/tmp");
+        assert_eq!(destination_path(root, Path::new("a/b.json")).unwrap(), Path::new("/tmp/a/b.json"));
+        assert_eq!(destination_path(root, Path::new("/tmp/x")).unwrap(), Path::new("/tmp/x"));
+        assert!(destination_path(root, Path::new("../etc/passwd")).is_err());
+        assert!(destination_path(root, Path::new("/etc/passwd")).is_err());
+        assert!(destination_path(root, Path::new("/tmp/..")).is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! A small JSON object of secrets, decrypted into memory only.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::error::{Error, Result};
+
+/// A secret string: zeroized on drop, redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// The secret's text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for SecretString {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString(<redacted>)")
+    }
+}
+
+/// Secrets decrypted from a JSON object of strings (`{"DB_PASSWORD": "…", "API_KEY": "…"}`). The decrypted
+/// JSON and every value are zeroized on drop; `Debug` shows only the names.
+pub struct Secrets {
+    json: Zeroizing<Vec<u8>>,
+    values: BTreeMap<String, SecretString>,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secrets").field("names", &self.values.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl Secrets {
+    /// Parses a decrypted JSON object whose values are strings.
+    pub fn from_json(json: Zeroizing<Vec<u8>>) -> Result<Self> {
+        let values: BTreeMap<String, SecretString> = serde_json::from_slice(&json).map_err(|e| {
+            // serde_json's message names a line and column, never the content.
+            Error::Config(format!("secrets bundle is not a JSON object of strings: {e}"))
+        })?;
+        Ok(Self { json, values })
+    }
+
+    /// The secret called `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(SecretString::expose)
+    }
+
+    /// The names of the secrets.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
+    /// Deserializes the whole object into the caller's type. Zeroizing the result is the caller's business;
+    /// [`SecretString`] fields do it for them.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.json)
+            .map_err(|e| Error::Config(format!("secrets bundle does not fit the type: {e}")))
+    }
+
+    /// Exports every secret into the process environment, for code that reads only environment variables.
+    ///
+    /// Call it at the start of `main`, before any other thread exists: changing the environment while
+    /// another thread reads it is undefined behaviour on most platforms, which is why this is opt-in.
+    /// Environment variables are not zeroized by anyone; prefer [`get`](Self::get) where you can.
+    pub fn export_to_env(&self) {
+        for (name, value) in &self.values {
+            // SAFETY: documented above: the caller calls this before spawning threads.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::env::set_var(name, value.expose());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_access_and_redacted_debug() {
+        let secrets = Secrets::from_json(Zeroizing::new(br#"{"DB_PASSWORD":"hunter2","API":"k"}"#.to_vec())).unwrap();
+        assert_eq!(secrets.get("DB_PASSWORD"), Some("hunter2"));
+        assert_eq!(secrets.names().collect::<Vec<_>>(), ["API", "DB_PASSWORD"]);
+        let debug = format!("{secrets:?}");
+        assert!(debug.contains("DB_PASSWORD") && !debug.contains("hunter2"), "{debug}");
+
+        #[derive(serde::Deserialize)]
+        struct Config {
+            #[serde(rename = "DB_PASSWORD")]
+            db_password: SecretString,
+        }
+        let config: Config = secrets.deserialize().unwrap();
+        assert_eq!(config.db_password.expose(), "hunter2");
+        assert_eq!(format!("{:?}", config.db_password), "SecretString(<redacted>)");
+        assert!(Secrets::from_json(Zeroizing::new(br#"{"n": 1}"#.to_vec())).is_err());
+        let err = Secrets::from_json(Zeroizing::new(br#"{"k": "hunter2""#.to_vec())).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+    }
+}

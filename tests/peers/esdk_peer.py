@@ -1,0 +1,352 @@
+#!/usr/bin/env python3
+"""Interop oracle for kms-envelope: encrypt/decrypt with the official AWS Encryption SDK for Python (4.x).
+
+Rust integration tests shell out to this script (via $KMS_ENVELOPE_PYTHON) to prove that messages we
+write are readable by the reference implementation and vice versa. It deliberately uses the Material
+Providers Library (MPL) keyring API, which is what ESDK-Python 4.x recommends and what the other official
+implementations share, so that "the oracle accepts it" means "the MPL accepts it".
+
+Usage (see tests/peers/README.md for more):
+
+  esdk_peer.py encrypt --in PT --out CT --raw-key-hex HEX --key-namespace NS --key-name NAME \
+      [--suite 0x0478] [--frame-length 4096] [--context-json '{"k":"v"}'] [--commitment-policy ...]
+  esdk_peer.py decrypt --in CT --out PT --kms-key ARN --kms-endpoint URL [--context-json ...]
+
+Exit codes: 0 success; 1 the SDK (or the context check) rejected the operation, with one line on stderr;
+2 bad command line (argparse).
+
+  esdk_peer.py batch < jobs.jsonl > results.jsonl
+
+runs many command lines in one process (see run_batch); use it when a test has many cases.
+"""
+
+import argparse
+import io
+import json
+import logging
+import os
+import sys
+
+# Kept as plain strings so that argument parsing (and --help) needs no SDK import; the SDK import costs
+# ~0.4 s and this script runs many times per test run.
+POLICIES = {
+    "forbid-encrypt-allow-decrypt": "FORBID_ENCRYPT_ALLOW_DECRYPT",
+    "require-encrypt-allow-decrypt": "REQUIRE_ENCRYPT_ALLOW_DECRYPT",
+    "require-encrypt-require-decrypt": "REQUIRE_ENCRYPT_REQUIRE_DECRYPT",
+}
+
+# MPL raw AES keyrings pick the wrapping algorithm explicitly; it must agree with the key length.
+AES_WRAPPING_BY_LEN = {
+    16: "ALG_AES128_GCM_IV12_TAG16",
+    24: "ALG_AES192_GCM_IV12_TAG16",
+    32: "ALG_AES256_GCM_IV12_TAG16",
+}
+
+
+class PeerError(Exception):
+    """A failure to report as one line and exit 1 (as opposed to a usage error, exit 2)."""
+
+
+class UsageError(Exception):
+    """A bad command line (exit 2). Raised instead of argparse's sys.exit so batch mode can go on."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def parse_args(argv):
+    p = _Parser(
+        prog="esdk_peer.py",
+        description=__doc__.split("\n\n")[0],
+        epilog="`esdk_peer.py batch` runs many such command lines, one JSON array per stdin line.",
+    )
+    p.add_argument("op", choices=["encrypt", "decrypt"])
+    p.add_argument("--in", dest="inp", required=True, help="input file, or - for stdin")
+    p.add_argument("--out", required=True, help="output file, or - for stdout")
+    p.add_argument("--raw-key-hex", action="append", default=[], help="raw AES wrapping key (16/24/32 bytes)")
+    p.add_argument("--key-namespace", action="append", default=[], help="raw AES key namespace (provider ID)")
+    p.add_argument("--key-name", action="append", default=[], help="raw AES key name (provider info prefix)")
+    p.add_argument("--kms-key", action="append", default=[], help="KMS key ARN (strict keyring); repeatable")
+    p.add_argument("--kms-endpoint", help="KMS endpoint URL (e.g. moto); default $AWS_ENDPOINT_URL_KMS")
+    p.add_argument("--kms-discovery", action="store_true", help="decrypt: add a KMS discovery keyring")
+    p.add_argument(
+        "--kms-discovery-account",
+        action="append",
+        default=[],
+        help="decrypt: restrict discovery to these accounts (partition aws); repeatable",
+    )
+    p.add_argument("--suite", help="algorithm suite id in hex, e.g. 0x0478; default: the SDK default for the policy")
+    p.add_argument(
+        "--frame-length", type=int, help="frame length; 0 = non-framed (legacy); Python needs a multiple of 16"
+    )
+    p.add_argument("--context-json", help="encrypt: encryption context; decrypt: reproduced context to require")
+    p.add_argument(
+        "--required-context-keys",
+        help="encrypt: comma-separated EC keys to authenticate but not store (Required EC CMM)",
+    )
+    p.add_argument("--commitment-policy", choices=sorted(POLICIES), default="require-encrypt-require-decrypt")
+    p.add_argument("--header-out", help="write a JSON summary of the message header to this file")
+    p.add_argument("--max-edks", type=int, help="decrypt: reject messages with more encrypted data keys")
+    p.add_argument(
+        "--allow-trailing",
+        action="store_true",
+        help="decrypt: accept bytes after the end of the message (Python's own behaviour; the spec forbids it)",
+    )
+    args = p.parse_args(argv)
+
+    n = len(args.raw_key_hex)
+    if len(args.key_namespace) != n or len(args.key_name) != n:
+        p.error("--raw-key-hex, --key-namespace and --key-name must be given the same number of times")
+    if n == 0 and not args.kms_key and not args.kms_discovery:
+        p.error("no keyring: give --raw-key-hex/--key-namespace/--key-name, --kms-key or --kms-discovery")
+    if args.kms_discovery_account and not args.kms_discovery:
+        p.error("--kms-discovery-account needs --kms-discovery")
+    if args.op == "encrypt" and args.kms_discovery:
+        p.error("--kms-discovery is decrypt-only (discovery keyrings cannot encrypt)")
+    if args.op == "decrypt" and (args.suite or args.frame_length is not None or args.required_context_keys):
+        p.error("--suite, --frame-length and --required-context-keys are encrypt-only")
+    if args.op == "encrypt" and (args.max_edks is not None or args.allow_trailing):
+        p.error("--max-edks and --allow-trailing are decrypt-only")
+    return args
+
+
+def read_input(path):
+    if path == "-":
+        return sys.stdin.buffer.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write_output(path, data):
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    # Write-then-rename so a failed run never leaves a half-written output for the test to pick up.
+    tmp = path + ".peer.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def parse_context(text):
+    if text is None:
+        return {}
+    try:
+        ec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PeerError(f"--context-json is not valid JSON: {e}") from e
+    if not isinstance(ec, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ec.items()):
+        raise PeerError("--context-json must be a JSON object of string to string")
+    return ec
+
+
+def build_keyring(args):
+    # Imported here, not at the top, so usage errors stay fast.
+    from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders
+    from aws_cryptographic_material_providers.mpl import models as m
+    from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
+
+    mpl = AwsCryptographicMaterialProviders(config=MaterialProvidersConfig())
+    keyrings = []
+
+    for key_hex, ns, name in zip(args.raw_key_hex, args.key_namespace, args.key_name):
+        try:
+            key = bytes.fromhex(key_hex)
+        except ValueError as e:
+            raise PeerError(f"--raw-key-hex is not hex: {e}") from e
+        alg = AES_WRAPPING_BY_LEN.get(len(key))
+        if alg is None:
+            raise PeerError(f"raw AES wrapping key must be 16, 24 or 32 bytes, got {len(key)}")
+        keyrings.append(
+            mpl.create_raw_aes_keyring(
+                input=m.CreateRawAesKeyringInput(
+                    key_namespace=ns, key_name=name, wrapping_key=key, wrapping_alg=getattr(m.AesWrappingAlg, alg)
+                )
+            )
+        )
+
+    if args.kms_key or args.kms_discovery:
+        import boto3
+
+        endpoint = args.kms_endpoint or os.environ.get("AWS_ENDPOINT_URL_KMS")
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        # One client for every key: against moto every ARN lives behind the same endpoint. Real multi-region
+        # use would need a client per ARN region (the MPL's ClientSupplier), which these tests don't exercise.
+        kms = boto3.client("kms", region_name=region, endpoint_url=endpoint)
+        for arn in args.kms_key:
+            keyrings.append(
+                mpl.create_aws_kms_keyring(input=m.CreateAwsKmsKeyringInput(kms_key_id=arn, kms_client=kms))
+            )
+        if args.kms_discovery:
+            flt = None
+            if args.kms_discovery_account:
+                flt = m.DiscoveryFilter(account_ids=args.kms_discovery_account, partition="aws")
+            keyrings.append(
+                mpl.create_aws_kms_discovery_keyring(
+                    input=m.CreateAwsKmsDiscoveryKeyringInput(kms_client=kms, discovery_filter=flt)
+                )
+            )
+
+    if len(keyrings) == 1:
+        keyring = keyrings[0]
+    else:
+        # Order is: raw keys in command-line order, then KMS keys, then discovery. The first is the
+        # generator, as in every ESDK multi-keyring.
+        keyring = mpl.create_multi_keyring(
+            input=m.CreateMultiKeyringInput(generator=keyrings[0], child_keyrings=keyrings[1:])
+        )
+
+    if args.op == "encrypt" and args.required_context_keys:
+        keys = [k for k in args.required_context_keys.split(",") if k]
+        cmm = mpl.create_required_encryption_context_cmm(
+            input=m.CreateRequiredEncryptionContextCMMInput(
+                required_encryption_context_keys=keys,
+                underlying_cmm=mpl.create_default_cryptographic_materials_manager(
+                    input=m.CreateDefaultCryptographicMaterialsManagerInput(keyring=keyring)
+                ),
+            )
+        )
+        return {"materials_manager": cmm}
+    return {"keyring": keyring}
+
+
+def header_summary(header):
+    return {
+        "version": header.version.value,
+        "suite": f"0x{header.algorithm.algorithm_id:04X}",
+        "message_id": header.message_id.hex(),
+        "content_type": header.content_type.value,
+        "frame_length": header.frame_length,
+        "encryption_context": dict(header.encryption_context),
+        # The SDK holds EDKs in a set, so their on-wire order is lost; sort for stable comparisons.
+        "encrypted_data_keys": sorted(
+            [
+                {
+                    "provider_id": edk.key_provider.provider_id,
+                    "provider_info": edk.key_provider.key_info.decode("utf-8", "backslashreplace")
+                    if isinstance(edk.key_provider.key_info, bytes)
+                    else str(edk.key_provider.key_info),
+                    "ciphertext_len": len(edk.encrypted_data_key),
+                }
+                for edk in header.encrypted_data_keys
+            ],
+            key=lambda d: (d["provider_id"], d["provider_info"]),
+        ),
+    }
+
+
+def run(args):
+    ec = parse_context(args.context_json)
+    data = read_input(args.inp)
+
+    import aws_encryption_sdk
+    from aws_encryption_sdk.identifiers import Algorithm, CommitmentPolicy
+
+    client_kw = {"commitment_policy": getattr(CommitmentPolicy, POLICIES[args.commitment_policy])}
+    if args.max_edks is not None:
+        # A client-level setting in Python: passed per call it is ignored with only a warning.
+        client_kw["max_encrypted_data_keys"] = args.max_edks
+    client = aws_encryption_sdk.EncryptionSDKClient(**client_kw)
+    kw = build_keyring(args)
+
+    if args.op == "encrypt":
+        if args.suite:
+            try:
+                kw["algorithm"] = Algorithm.get_by_id(int(args.suite, 16))
+            except (KeyError, ValueError) as e:
+                raise PeerError(f"unknown --suite {args.suite}") from e
+        if args.frame_length is not None:
+            kw["frame_length"] = args.frame_length
+        out, header = client.encrypt(source=data, encryption_context=ec, **kw)
+    else:
+        # Passing the context to the SDK makes it a *reproduced* EC (MPL semantics: values must match the
+        # header, extra keys become required-EC and are checked by header auth). The explicit check below
+        # additionally insists that each pair is in the stored header context or in the required-EC pairs.
+        if ec:
+            kw["encryption_context"] = ec
+        source = io.BytesIO(data)
+        # client.stream rather than client.decrypt: only the decryptor object exposes the required-EC pairs
+        # (authenticated but not stored in the header), which count as "in the context" for this check.
+        with client.stream(mode="d", source=source, **kw) as decryptor:
+            out = decryptor.read()
+            header = decryptor.header
+            got = dict(header.encryption_context)
+            got.update(getattr(decryptor, "_required_encryption_context", None) or {})
+        # The Python SDK silently ignores anything after the footer; the spec (and our notes, section 17)
+        # make that an error, so the oracle does too unless told otherwise. The SDK reads the source
+        # exactly, never ahead, so its position is the end of the message.
+        if not args.allow_trailing and source.tell() != len(data):
+            raise PeerError(f"{len(data) - source.tell()} trailing bytes after the end of the message")
+        missing = {k: v for k, v in ec.items() if got.get(k) != v}
+        if missing:
+            raise PeerError(f"encryption context mismatch: expected {missing}, header has {header.encryption_context}")
+
+    if args.header_out:
+        with open(args.header_out, "w") as f:
+            json.dump(header_summary(header), f, indent=1, sort_keys=True)
+    write_output(args.out, out)
+
+
+def run_one(argv):
+    """Runs one encrypt/decrypt command line; returns (exit status, one-line error or None)."""
+    try:
+        args = parse_args(argv)
+    except UsageError as e:
+        return 2, str(e)
+    try:
+        run(args)
+    except Exception as e:  # noqa: BLE001 - any SDK failure is a verdict for the caller, not a crash
+        msg = " ".join(str(e).split()) or "(no message)"
+        return 1, f"esdk_peer {args.op} failed: {type(e).__name__}: {msg}"[:2000]
+    return 0, None
+
+
+def run_batch():
+    """`batch`: one JSON array of arguments per stdin line, one JSON result per stdout line.
+
+    Each call of this script spends ~0.4 s importing the SDK; a batch pays that once, so tests with many
+    cases should use it. Input line: ["encrypt", "--in", "a", "--out", "b", ...]. Output line:
+    {"status": 0|1|2, "error": null|"..."} with the same meaning as the single-command exit status.
+    """
+    import aws_encryption_sdk  # noqa: F401 - pay the import before the first job, not inside it
+
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            argv = json.loads(line)
+            if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+                raise ValueError("expected a JSON array of strings")
+        except ValueError as e:
+            status, err = 2, f"esdk_peer batch: bad input line: {e}"
+        else:
+            if "-" in argv:
+                status, err = 2, "esdk_peer batch: '-' (stdin/stdout) is not available inside a batch"
+            else:
+                status, err = run_one(argv)
+        sys.stdout.write(json.dumps({"status": status, "error": err}) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    # The SDK logs a full traceback ("Error on closing") when a failed decryptor is closed; the caller wants
+    # one line per failure, and this script reports every failure itself.
+    logging.disable(logging.CRITICAL)
+    if argv[:1] == ["batch"]:
+        if len(argv) > 1:
+            print("esdk_peer.py: error: batch takes no arguments (jobs come on stdin)", file=sys.stderr)
+            return 2
+        return run_batch()
+    status, err = run_one(argv)
+    if err:
+        print(err, file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
