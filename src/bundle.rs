@@ -242,7 +242,8 @@ pub fn unpack_verified<R: Read>(
     }
     let header = decryptor.header().clone();
 
-    let staged = staging.keep();
+    // A directory cannot be renamed over a non-empty one: move the old one aside first, and put it back
+    // if the new one cannot take its place. `staging` still owns (and on error removes) the new tree.
     let replaced = if destination.exists() {
         let old = parent.join(format!(".{name}.{}.old", header.message_id()));
         fs::rename(destination, &old)?;
@@ -250,13 +251,14 @@ pub fn unpack_verified<R: Read>(
     } else {
         None
     };
-    if let Err(e) = fs::rename(&staged, destination) {
-        let _ = fs::remove_dir_all(&staged);
+    if let Err(e) = fs::rename(staging.path(), destination) {
         if let Some(old) = &replaced {
             let _ = fs::rename(old, destination);
         }
         return Err(Error::Io(e));
     }
+    // Renamed away: nothing is left at the staging path for the guard to remove.
+    let _ = staging.keep();
     if let Some(old) = replaced {
         fs::remove_dir_all(old)?;
     }
