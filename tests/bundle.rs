@@ -68,9 +68,12 @@ fn encrypt_bytes(bytes: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
+/// An archive entry: raw name, type, link target.
+type Entry = (&'static [u8], tar::EntryType, Option<&'static [u8]>);
+
 #[test]
 fn hostile_entries_are_refused_and_leave_nothing() {
-    let cases: [(&[u8], tar::EntryType, Option<&[u8]>); 6] = [
+    let cases: [Entry; 6] = [
         (b"../escape", tar::EntryType::Regular, None),
         (b"a/../../escape", tar::EntryType::Regular, None),
         (b"/etc/evil", tar::EntryType::Regular, None),
