@@ -14,8 +14,11 @@ set -euo pipefail
 
 # Feature sets `cargo test` runs over, one per line: the full build, and the raw-key-only build that
 # must compile and pass without the AWS SDK. Add lines here (e.g. "--no-default-features --features kms").
+# Not --all-features: `fips` builds AWS-LC's FIPS module, which needs CMake and Go on the machine.
+FULL_FEATURES="cli,kms,lambda,s3,async"
 FEATURE_SETS=(
-  "--all-features"
+  "--features $FULL_FEATURES"
+  "--no-default-features --features cli,bundle,async,aws-lc"
   "--no-default-features"
 )
 
@@ -46,10 +49,12 @@ die() { echo "test.sh: error: $*" >&2; exit 1; }
 if ((run_lint)); then
   header "lint: cargo fmt --all -- --check"
   cargo fmt --all -- --check
-  header "lint: cargo clippy --all-targets --all-features -- -D warnings"
-  cargo clippy --all-targets --all-features -- -D warnings
-  header "lint: cargo doc --no-deps --all-features (RUSTDOCFLAGS=-Dwarnings)"
-  RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --all-features
+  header "lint: cargo clippy --all-targets --features $FULL_FEATURES -- -D warnings"
+  cargo clippy --all-targets --features "$FULL_FEATURES" -- -D warnings
+  header "lint: cargo clippy (aws-lc backend) -- -D warnings"
+  cargo clippy --all-targets --no-default-features --features cli,bundle,async,aws-lc -- -D warnings
+  header "lint: cargo doc --no-deps --features $FULL_FEATURES (RUSTDOCFLAGS=-Dwarnings)"
+  RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --features "$FULL_FEATURES"
 fi
 ((run_tests)) || exit 0
 
@@ -58,35 +63,47 @@ VECTORS="$REPO/../shared/vectors"
 [[ -d "$VECTORS" ]] || die "test vectors not found at $VECTORS (expected shared/ beside the checkout)"
 VECTORS="$(cd "$VECTORS" && pwd -P)"
 
-# ----------------------------------------------------------------------------------------- python venv
-# Rebuilt from scratch whenever the requirements (or the interpreter behind the venv) change, so a stale
-# package never outlives its line in the requirements file. The stamp is written last: an interrupted
-# install leaves no stamp and is redone on the next run.
-REQS="$REPO/scripts/requirements-test.txt"
-VENV="$REPO/.venv"
-PY="$VENV/bin/python"
-STAMP="$VENV/.requirements.sha256"
+# ----------------------------------------------------------------------------------------- python venvs
+# Each venv is rebuilt from scratch whenever its requirements (or the interpreter behind it, or any extra
+# file it installs) change, so a stale package never outlives its line in the requirements file. The stamp
+# is written last: an interrupted install leaves no stamp and is redone on the next run.
 BASE_PY="${KMS_ENVELOPE_BASE_PYTHON:-python3}"
 
-want_stamp="$( { sha256sum <"$REQS"; "$BASE_PY" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1 )" \
-  || die "cannot run $BASE_PY to build the test venv"
+# ensure_venv DIR REQUIREMENTS [EXTRA_FILE...]: EXTRA_FILEs are hashed into the stamp (local packages the
+# requirements install by path).
+ensure_venv() {
+  local venv="$1" reqs="$2" want
+  shift 2
+  want="$( { cat "$reqs" "$@" | sha256sum; "$BASE_PY" -c 'import sys; print(sys.version)'; } \
+    | sha256sum | cut -d' ' -f1 )" || die "cannot run $BASE_PY to build $venv"
+  # Two runs at once (say, two terminals) must not build the same venv together: lock on the requirements
+  # file itself, which every checkout has, rather than on an extra lock file.
+  exec 9<"$reqs"
+  flock 9
+  if [[ ! -x "$venv/bin/python" || ! -f "$venv/.requirements.sha256" \
+        || "$(cat "$venv/.requirements.sha256")" != "$want" ]] || ! "$venv/bin/python" -c '' 2>/dev/null; then
+    header "python: building ${venv#"$REPO"/} from ${reqs#"$REPO"/}"
+    local t0=$EPOCHREALTIME
+    rm -rf "$venv"
+    "$BASE_PY" -m venv "$venv" || die "python venv creation failed ($BASE_PY -m venv $venv)"
+    # -q keeps the log short; pip still prints errors and the resolver's complaints.
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$reqs" || die "pip install into $venv failed"
+    echo "$want" >"$venv/.requirements.sha256"
+    echo "venv built in $(since "$t0") s"
+  fi
+  flock -u 9
+  exec 9<&-
+}
 
-# Two runs at once (say, two terminals) must not build the same venv together: lock on the requirements
-# file itself, which every checkout has, rather than on an extra lock file.
-exec 9<"$REQS"
-flock 9
-if [[ ! -x "$PY" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$want_stamp" ]] || ! "$PY" -c '' 2>/dev/null; then
-  header "python: building .venv from scripts/requirements-test.txt"
-  t0=$EPOCHREALTIME
-  rm -rf "$VENV"
-  "$BASE_PY" -m venv "$VENV" || die "python venv creation failed ($BASE_PY -m venv)"
-  # -q keeps the log short; pip still prints errors and the resolver's complaints.
-  "$PY" -m pip install -q --disable-pip-version-check -r "$REQS" || die "pip install into .venv failed"
-  echo "$want_stamp" >"$STAMP"
-  echo "venv built in $(since "$t0") s"
-fi
-flock -u 9
-exec 9<&-
+# .venv: the Python ESDK 4.x (interop oracle), boto3 and moto.
+VENV="$REPO/.venv"
+PY="$VENV/bin/python"
+ensure_venv "$VENV" "$REPO/scripts/requirements-test.txt"
+# .venv-esdk-cli: aws-encryption-cli, which needs the 3.x SDK and so cannot share .venv, plus the raw AES
+# key provider plugin the CLI interop tests use (tests/peers/esdk_cli_raw_aes).
+ESDK_CLI_VENV="$REPO/.venv-esdk-cli"
+ensure_venv "$ESDK_CLI_VENV" "$REPO/scripts/requirements-esdk-cli.txt" \
+  "$REPO"/tests/peers/esdk_cli_raw_aes/{pyproject.toml,kms_envelope_raw_aes.py}
 
 # ----------------------------------------------------------------------------------------------- moto
 # A fresh loopback port per run, so parallel runs and stale servers never collide. The tiny window between
@@ -130,6 +147,7 @@ echo "moto ready in $(since "$t0") s (pid $MOTO_PID)"
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN
 export KMS_ENVELOPE_PYTHON="$PY"
 export KMS_ENVELOPE_ESDK_PEER="$REPO/tests/peers/esdk_peer.py"
+export KMS_ENVELOPE_ESDK_CLI="$ESDK_CLI_VENV/bin/aws-encryption-cli"
 export KMS_ENVELOPE_MOTO_ENDPOINT="$MOTO_URL"
 export KMS_ENVELOPE_VECTORS="$VECTORS"
 export AWS_ENDPOINT_URL_KMS="$MOTO_URL"
@@ -139,6 +157,11 @@ export AWS_SECRET_ACCESS_KEY=testing
 export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
+
+# The Lambda Runtime Interface Emulator for tests/lambda.rs: fetched once into .venv/rie/ (from the
+# aws-sam-cli wheel on PyPI), found there on later runs.
+KMS_ENVELOPE_RIE="$(scripts/rie.sh)" || die "cannot fetch the Lambda Runtime Interface Emulator (scripts/rie.sh)"
+export KMS_ENVELOPE_RIE
 
 # ---------------------------------------------------------------------------------------------- tests
 # Every feature set runs even if an earlier one failed, so one run reports all breakages; the exit status

@@ -124,8 +124,8 @@ fn create_private_dir(path: &Path) -> io::Result<()> {
 pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
     let mut archive = tar::Archive::new(input);
     let mut summary = BundleSummary::default();
-    for entry in archive.entries()? {
-        let mut entry = entry?;
+    for entry in archive.entries().map_err(Error::from_io)? {
+        let mut entry = entry.map_err(Error::from_io)?;
         let relative = safe_relative(&entry.path()?)?;
         if relative.as_os_str().is_empty() {
             continue;
@@ -159,7 +159,8 @@ pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
                         Error::Io(e)
                     }
                 })?;
-                summary.bytes += io::copy(&mut entry, &mut file)?;
+                // A decryptor error travels through tar as an io::Error: unwrap it back into ours.
+                summary.bytes += io::copy(&mut entry, &mut file).map_err(Error::from_io)?;
                 summary.files += 1;
             }
             other => {
@@ -175,7 +176,7 @@ pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
     let mut rest = archive.into_inner();
     let mut buf = [0u8; 8192];
     loop {
-        let n = rest.read(&mut buf)?;
+        let n = rest.read(&mut buf).map_err(Error::from_io)?;
         if n == 0 {
             break;
         }

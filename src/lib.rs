@@ -31,7 +31,7 @@
 //! # }
 //! ```
 //!
-//! Modules follow the data's path, each using only those before it: [`format`] (bytes and structures),
+//! Modules follow the data's path, each using only those before it: [`format`](mod@format) (bytes and structures),
 //! [`crypto`] (key derivation, AES-GCM, signatures), [`keyring`] (who wraps data keys), [`stream`]
 //! (encryptors and decryptors).
 
@@ -55,6 +55,13 @@ pub use format::edk::EncryptedDataKey;
 pub use format::header::{ContentType, Header, MessageId};
 pub use format::limits::DecryptLimits;
 pub use format::suite::{AlgorithmSuite, CommitmentPolicy};
+#[cfg(feature = "kms")]
+pub use keyring::kms::{
+    AwsKmsDiscoveryKeyring, AwsKmsKeyring, AwsKmsMrkDiscoveryKeyring, AwsKmsMrkKeyring, DiscoveryFilter, KmsArn,
+    KmsClients,
+};
 pub use keyring::{Keyring, MultiKeyring, RawAesKeyring};
 pub use stream::file::decrypt_to_path;
+#[cfg(feature = "async")]
+pub use stream::{AsyncDecryptor, AsyncEncryptor};
 pub use stream::{DecryptOptions, Decrypted, Decryptor, EncryptOptions, Encryptor, decrypt, encrypt};

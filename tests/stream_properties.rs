@@ -174,6 +174,20 @@ fn a_tampered_middle_frame_releases_exactly_the_frames_before_it() {
     assert_eq!(released, &pt[..96]);
 }
 
+/// ESDK-Python 3.x (aws-encryption-cli 4.3) rejects a final frame as long as the frame length, so an exact
+/// multiple must end with an empty final frame.
+#[test]
+fn exact_multiples_end_with_an_empty_final_frame() {
+    for len in [32, 64, 96] {
+        let message = encrypt(&plaintext(len), &EncryptOptions::new().frame_length(32));
+        let regular = 4 + 12 + 32 + 16;
+        let final_at = header_len(&message) + (len / 32) * regular;
+        assert_eq!(&message[final_at..final_at + 4], &[0xff; 4], "len {len}");
+        assert_eq!(&message[final_at + 20..final_at + 24], &[0, 0, 0, 0], "len {len}: final frame not empty");
+        assert_eq!(message.len(), final_at + 24 + 16, "len {len}");
+    }
+}
+
 #[test]
 fn exact_multiples_and_empty_plaintext_round_trip() {
     for len in [0, 1, 31, 32, 33, 64, 96] {

@@ -2,18 +2,25 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, Parser, Subcommand};
 use kms_envelope::{AlgorithmSuite, CommitmentPolicy};
 
 use super::exit::Failure;
 
-const EXIT_CODES: &str = "\
+pub const EXIT_CODES: &str = "\
 Exit status:
   0  success
   1  the message is invalid or fails to authenticate (nothing is left at OUTPUT)
   2  usage error
   3  key access failed (no keyring could decrypt a data key, KMS or credential errors)
-  4  I/O error";
+  4  I/O error
+Each failure prints one line on stderr naming the file it is about; stdout only ever carries data.";
+
+const KEYS_HELP: &str = "\
+Keys: raw AES keys (--raw-key-file PATH --key-namespace NS --key-name NAME) and AWS KMS keys (--kms-key ID)
+may be combined; the first key on the command line generates the data key, each other key adds a wrapped
+copy. KMS credentials, region and endpoint come from the environment as for every AWS SDK (AWS_REGION,
+AWS_PROFILE, AWS_ENDPOINT_URL_KMS, ...).";
 
 /// Encrypt and decrypt files in the AWS Encryption SDK message format.
 #[derive(Parser, Debug)]
@@ -25,18 +32,37 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Encrypt INPUT into an ESDK message at OUTPUT.
-    #[command(after_help = EXIT_CODES)]
+    /// Encrypt INPUT (a file, -, or with --recursive a directory) into ESDK messages at OUTPUT.
+    #[command(after_help = format!("{KEYS_HELP}\n\n{EXIT_CODES}"))]
     Encrypt(EncryptArgs),
-    /// Decrypt the ESDK message INPUT into OUTPUT, which appears only once the whole message verified.
-    #[command(after_help = EXIT_CODES)]
+    /// Decrypt ESDK messages; each output appears (mode 0600) only once its whole message verified.
+    #[command(after_help = format!("{KEYS_HELP}\n\n{EXIT_CODES}"))]
     Decrypt(DecryptArgs),
+    /// Print a message's header (suite, message id, frame length, encryption context, encrypted data keys)
+    /// without any key and without calling KMS. The header is not authenticated by this.
+    #[command(after_help = EXIT_CODES)]
+    Inspect(InspectArgs),
+    /// Encrypt a whole directory as one message (a tar stream inside; see also unbundle).
+    #[command(after_help = format!("{KEYS_HELP}\n\n{EXIT_CODES}"))]
+    Bundle(BundleArgs),
+    /// Decrypt a bundle into DIRECTORY, which appears (0700, files 0600) only once the message verified.
+    #[command(after_help = format!("{KEYS_HELP}\n\n{EXIT_CODES}"))]
+    Unbundle(UnbundleArgs),
 }
 
-/// Wrapping keys. A repeated triple builds a multi-keyring whose first key is the generator.
+/// Where a wrapping key came from on the command line, in command-line order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// The n-th raw key triple.
+    Raw(usize),
+    /// The n-th --kms-key.
+    Kms(usize),
+}
+
+/// Wrapping keys. Several build a multi-keyring whose first key (in command-line order) is the generator.
 #[derive(Args, Debug)]
 pub struct KeyArgs {
-    /// File holding a raw AES wrapping key: exactly 16, 24 or 32 bytes.
+    /// File holding a raw AES wrapping key: exactly 16, 24 or 32 bytes (repeatable).
     #[arg(long = "raw-key-file", value_name = "PATH")]
     pub raw_key_file: Vec<PathBuf>,
     /// Key namespace (the EDK provider id) of the raw key at the same position.
@@ -45,6 +71,13 @@ pub struct KeyArgs {
     /// Key name of the raw key at the same position.
     #[arg(long = "key-name", value_name = "NAME")]
     pub key_name: Vec<String>,
+    /// AWS KMS key: key ARN, key id, alias name or alias ARN (repeatable). On decrypt only these keys are
+    /// asked (strict).
+    #[arg(long = "kms-key", value_name = "ID")]
+    pub kms_key: Vec<String>,
+    /// The keys above in command-line order (filled in from the matches, not parsed).
+    #[arg(skip)]
+    pub order: Vec<KeySource>,
 }
 
 impl KeyArgs {
@@ -65,12 +98,41 @@ impl KeyArgs {
             .map(|((p, ns), name)| (p.clone(), ns.clone(), name.clone()))
             .collect())
     }
+
+    /// Records the command-line order of raw and KMS keys from the subcommand's matches.
+    fn record_order(&mut self, matches: &ArgMatches) {
+        let positions = |id: &str| -> Vec<usize> {
+            matches.try_get_raw(id).ok().flatten().and_then(|_| matches.indices_of(id)).into_iter().flatten().collect()
+        };
+        let mut order: Vec<(usize, KeySource)> = positions("raw_key_file")
+            .into_iter()
+            .enumerate()
+            .map(|(n, at)| (at, KeySource::Raw(n)))
+            .chain(positions("kms_key").into_iter().enumerate().map(|(n, at)| (at, KeySource::Kms(n))))
+            .collect();
+        order.sort_by_key(|&(at, _)| at);
+        self.order = order.into_iter().map(|(_, source)| source).collect();
+    }
 }
 
+/// AWS KMS discovery (decrypt only).
 #[derive(Args, Debug)]
-pub struct EncryptArgs {
-    #[command(flatten)]
-    pub keys: KeyArgs,
+pub struct DiscoveryArgs {
+    /// Let AWS KMS decrypt under whichever key the message names. Limit it with --account: without a
+    /// filter, whoever wrote the message chooses the key.
+    #[arg(long)]
+    pub kms_discovery: bool,
+    /// With --kms-discovery: only keys of this AWS account (repeatable).
+    #[arg(long = "account", value_name = "ID", requires = "kms_discovery")]
+    pub account: Vec<String>,
+    /// With --account: the AWS partition of the accounts (default: the configured region's, usually aws).
+    #[arg(long, value_name = "PARTITION", requires = "account")]
+    pub partition: Option<String>,
+}
+
+/// How messages are written.
+#[derive(Args, Debug)]
+pub struct EncryptSettings {
     /// Encryption context pair, stored in the header and authenticated (repeatable).
     #[arg(long = "context", value_name = "K=V", value_parser = parse_pair)]
     pub context: Vec<(String, String)>,
@@ -87,29 +149,27 @@ pub struct EncryptArgs {
     /// Commitment policy.
     #[arg(long, value_name = "POLICY", default_value = "require-encrypt-require-decrypt", value_parser = parse_policy)]
     pub commitment_policy: Policy,
-    /// Replace OUTPUT if it exists.
-    #[arg(long)]
-    pub force: bool,
-    /// Plaintext file, or - for stdin.
-    pub input: String,
-    /// Message file, or - for stdout.
-    pub output: String,
+    /// Fail if the keys would write more than N encrypted data keys.
+    #[arg(long, value_name = "N")]
+    pub max_encrypted_data_keys: Option<u16>,
+    /// Threads sealing frames (default: the available cores; 1 keeps all crypto on one thread).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
 }
 
+/// How messages are read.
 #[derive(Args, Debug)]
-pub struct DecryptArgs {
-    #[command(flatten)]
-    pub keys: KeyArgs,
+pub struct DecryptSettings {
     /// Expected encryption context pair: must match the message, or be a required pair it authenticates.
     #[arg(long = "context", value_name = "K=V", value_parser = parse_pair)]
     pub context: Vec<(String, String)>,
-    /// Fail unless K is among the --context pairs (repeatable).
+    /// Fail unless the message's encryption context has key K, stored or given with --context (repeatable).
     #[arg(long = "require-context-key", value_name = "K")]
     pub require_context_key: Vec<String>,
     /// Commitment policy; use require-encrypt-allow-decrypt for legacy (non-committing) messages.
     #[arg(long, value_name = "POLICY", default_value = "require-encrypt-require-decrypt", value_parser = parse_policy)]
     pub commitment_policy: Policy,
-    /// Refuse messages with more encrypted data keys than N.
+    /// Refuse messages with more encrypted data keys than N (each may cost a KMS call).
     #[arg(long, value_name = "N")]
     pub max_encrypted_data_keys: Option<u16>,
     /// Refuse messages whose frame length exceeds N bytes (default 16 MiB).
@@ -118,13 +178,126 @@ pub struct DecryptArgs {
     /// Refuse signed messages right after the header.
     #[arg(long)]
     pub unsigned_only: bool,
-    /// Replace OUTPUT if it exists.
+    /// Threads opening frames (default: the available cores; 1 keeps all crypto on one thread).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+}
+
+/// What happens around the outputs.
+#[derive(Args, Debug)]
+pub struct OutputArgs {
+    /// Replace outputs that exist.
     #[arg(long)]
     pub force: bool,
-    /// Message file, or - for stdin.
+    /// No progress bar (it shows on a terminal for inputs over 64 MiB).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EncryptArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
+    pub settings: EncryptSettings,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
+    /// INPUT is a directory: encrypt each file below it into OUTPUT (a directory), mirroring the tree, one
+    /// message per file named with --suffix.
+    #[arg(long, short)]
+    pub recursive: bool,
+    /// With --recursive: appended to each output file name.
+    #[arg(long, value_name = "SUFFIX", default_value = ".encrypted", requires = "recursive")]
+    pub suffix: String,
+    /// Plaintext file, - for stdin, or a directory with --recursive.
     pub input: String,
-    /// Plaintext file, or - for stdout (which receives each frame once it verified; discard it on failure).
+    /// Message file, - for stdout, or a directory with --recursive.
     pub output: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DecryptArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+    #[command(flatten)]
+    pub settings: DecryptSettings,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
+    /// INPUT is a directory: decrypt each file below it into OUTPUT (a directory), mirroring the tree.
+    /// Output names drop a trailing .encrypted, or else get .decrypted appended (or --suffix).
+    #[arg(long, short)]
+    pub recursive: bool,
+    /// With --recursive: append SUFFIX to every output file name instead (may be empty).
+    #[arg(long, value_name = "SUFFIX", requires = "recursive")]
+    pub suffix: Option<String>,
+    /// Message file, - for stdin, or a directory with --recursive.
+    pub input: String,
+    /// Plaintext file, - for stdout (which receives each frame once it verified; discard it on failure), or
+    /// a directory with --recursive.
+    pub output: String,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Refuse headers with more encrypted data keys than N.
+    #[arg(long, value_name = "N")]
+    pub max_encrypted_data_keys: Option<u16>,
+    /// Message file, or - for stdin. Only the header is read.
+    pub input: String,
+}
+
+#[derive(Args, Debug)]
+pub struct BundleArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
+    pub settings: EncryptSettings,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
+    /// Directory to pack: regular files and directories only (symlinks and special files are refused).
+    pub directory: PathBuf,
+    /// Message file, or - for stdout.
+    pub output: String,
+}
+
+#[derive(Args, Debug)]
+pub struct UnbundleArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+    #[command(flatten)]
+    pub settings: DecryptSettings,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
+    /// Bundle message file, or - for stdin.
+    pub input: String,
+    /// Directory to create; an existing one is replaced only with --force.
+    pub directory: PathBuf,
+}
+
+impl Cli {
+    /// Parses the process arguments (exiting with status 2 on a usage error) and records key order.
+    pub fn parse_with_order() -> Self {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Self::command().get_matches();
+        let mut cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if let Some((_, sub)) = matches.subcommand() {
+            match &mut cli.command {
+                Command::Encrypt(a) => a.keys.record_order(sub),
+                Command::Decrypt(a) => a.keys.record_order(sub),
+                Command::Bundle(a) => a.keys.record_order(sub),
+                Command::Unbundle(a) => a.keys.record_order(sub),
+                Command::Inspect(_) => {}
+            }
+        }
+        cli
+    }
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -26,22 +26,40 @@ pub struct Failure {
 }
 
 impl Failure {
+    pub fn new(code: Code, message: String) -> Self {
+        Self { code, message }
+    }
+
     pub fn usage(message: String) -> Self {
-        Self { code: Code::Usage, message }
+        Self::new(Code::Usage, message)
     }
 
     pub fn io(what: String, err: std::io::Error) -> Self {
-        Self { code: Code::Io, message: format!("{what}: {err}") }
+        Self::new(Code::Io, format!("{what}: {err}"))
     }
 
-    pub fn from_error(err: Error) -> Self {
+    /// A failure while reading a message (decrypt, unbundle, inspect).
+    pub fn reading(err: Error) -> Self {
+        let err = unwrap_io(err);
         let code = match &err {
             Error::Io(_) => Code::Io,
             Error::NoDataKeyDecrypted { .. } | Error::Keyring(_) => Code::KeyAccess,
             Error::Config(_) => Code::Usage,
             _ => Code::InvalidMessage,
         };
-        Self { code, message: err.to_string() }
+        Self::new(code, err.to_string())
+    }
+
+    /// A failure while writing a message (encrypt, bundle): nothing here is about an existing message, so
+    /// what is not a key or I/O problem is the caller's configuration.
+    pub fn writing(err: Error) -> Self {
+        let err = unwrap_io(err);
+        let code = match &err {
+            Error::Io(_) | Error::Bundle(_) => Code::Io,
+            Error::NoDataKeyDecrypted { .. } | Error::Keyring(_) => Code::KeyAccess,
+            _ => Code::Usage,
+        };
+        Self::new(code, err.to_string())
     }
 
     /// Names the file the failure is about.
@@ -50,14 +68,27 @@ impl Failure {
         self
     }
 
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(self.code as u8)
+    }
+}
+
+/// A crate error that travelled inside an `io::Error` (through a `Read` or `Write` adapter such as the tar
+/// reader) is that error, not an I/O failure.
+fn unwrap_io(err: Error) -> Error {
+    match err {
+        Error::Io(io) => Error::from_io(io),
+        other => other,
     }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // One line, whatever the error text holds.
-        f.write_str(&self.message.replace('\n', " "))
+        f.write_str(&self.message.replace(['\n', '\r'], " "))
     }
 }

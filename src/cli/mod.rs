@@ -1,23 +1,35 @@
-//! Command-line front end: argument parsing, key loading, files, exit codes.
+//! Command-line front end: argument parsing, keys, files and directories, progress, exit codes.
 
 mod args;
 mod exit;
+mod inspect;
 mod io;
+mod keys;
+mod progress;
+mod tree;
 
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
 use std::process::ExitCode;
 
-use clap::Parser;
-use kms_envelope::{DecryptOptions, EncryptOptions, Error, Keyring, MultiKeyring, RawAesKeyring};
+use kms_envelope::bundle::encrypt_directory;
+use kms_envelope::bundle::unpack_verified;
+use kms_envelope::{DecryptLimits, DecryptOptions, Decryptor, EncryptOptions, Header, Keyring};
 
-use args::{Cli, Command, DecryptArgs, EncryptArgs, KeyArgs};
-use exit::Failure;
+use args::{BundleArgs, Cli, Command, DecryptArgs, DecryptSettings, EncryptArgs, EncryptSettings, UnbundleArgs};
+use exit::{Code, Failure};
+use progress::Progress;
 
 /// Parses the command line, runs it, and maps the outcome to the documented exit codes.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_with_order();
     let result = match &cli.command {
         Command::Encrypt(args) => encrypt(args),
         Command::Decrypt(args) => decrypt(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Bundle(args) => bundle(args),
+        Command::Unbundle(args) => unbundle(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -28,72 +40,207 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn keyring(keys: &KeyArgs) -> Result<Box<dyn Keyring>, Failure> {
-    let triples = keys.raw_keys()?;
-    let mut keyrings: Vec<Box<dyn Keyring>> = Vec::new();
-    for (path, namespace, name) in triples {
-        let material = zeroize::Zeroizing::new(
-            std::fs::read(&path).map_err(|e| Failure::io(format!("cannot read key file {}", path.display()), e))?,
-        );
-        let keyring = RawAesKeyring::new(namespace, name, &material)
-            .map_err(|e| Failure::usage(format!("key file {}: {e}", path.display())))?;
-        keyrings.push(Box::new(keyring));
-    }
-    if keyrings.is_empty() {
-        return Err(Failure::usage("no key given: use --raw-key-file PATH --key-namespace NS --key-name NAME".into()));
-    }
-    if keyrings.len() == 1 {
-        return Ok(keyrings.remove(0));
-    }
-    let mut rest = keyrings.into_iter();
-    let mut multi = MultiKeyring::new(rest.next().expect("checked non-empty"));
-    for child in rest {
-        multi = multi.with_child(child);
-    }
-    Ok(Box::new(multi))
-}
-
-fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
-    let keyring = keyring(&args.keys)?;
-    let mut options = EncryptOptions::new().frame_length(args.frame_length).commitment_policy(args.commitment_policy.0);
-    if let Some(suite) = args.suite {
+fn encrypt_options(settings: &EncryptSettings) -> EncryptOptions {
+    let mut options = EncryptOptions::new()
+        .frame_length(settings.frame_length)
+        .commitment_policy(settings.commitment_policy.0)
+        .max_encrypted_data_keys(settings.max_encrypted_data_keys);
+    if let Some(suite) = settings.suite {
         options = options.suite(suite.0);
     }
-    for (k, v) in &args.context {
+    if let Some(threads) = settings.threads {
+        options = options.threads(threads.into());
+    }
+    for (k, v) in &settings.context {
         options = options.context(k, v);
     }
-    for (k, v) in &args.require_context {
+    for (k, v) in &settings.require_context {
         options = options.required_context(k, v);
     }
-    let input = io::open_input(&args.input)?;
-    io::encrypt_to(keyring.as_ref(), &options, input, &args.output, args.force)
+    options
 }
 
-fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
-    let keyring = keyring(&args.keys)?;
-    let mut limits = kms_envelope::DecryptLimits::default();
-    if let Some(n) = args.max_encrypted_data_keys {
+fn decrypt_options(settings: &DecryptSettings) -> DecryptOptions {
+    let mut limits = DecryptLimits::default();
+    if let Some(n) = settings.max_encrypted_data_keys {
         limits.max_encrypted_data_keys = Some(n);
     }
-    if let Some(n) = args.max_frame_length {
+    if let Some(n) = settings.max_frame_length {
         limits.max_frame_length = n;
     }
     let mut options = DecryptOptions::new()
-        .commitment_policy(args.commitment_policy.0)
+        .commitment_policy(settings.commitment_policy.0)
         .limits(limits)
-        .unsigned_only(args.unsigned_only);
-    for (k, v) in &args.context {
+        .unsigned_only(settings.unsigned_only);
+    if let Some(threads) = settings.threads {
+        options = options.threads(threads.into());
+    }
+    for (k, v) in &settings.context {
         options = options.context(k, v);
     }
-    for k in &args.require_context_key {
-        options = options.require_context_key(k);
-    }
-    let input = io::open_input(&args.input)?;
-    io::decrypt_to(keyring.as_ref(), &options, input, &args.output, args.force).map_err(|f| f.with_file(&args.input))
+    options
 }
 
-impl From<Error> for Failure {
-    fn from(err: Error) -> Self {
-        Failure::from_error(err)
+/// `--require-context-key K`, as in the ESDK CLI: the message's encryption context must hold K, stored in
+/// the header or given with `--context K=V` (a required pair, which the decryptor then authenticates).
+/// Checked on the authenticated header, before any plaintext is released.
+fn required_keys(settings: &DecryptSettings) -> impl Fn(&Header) -> Result<(), Failure> + '_ {
+    move |header| match settings.require_context_key.iter().find(|k| {
+        !header.encryption_context().contains_key(k) && !settings.context.iter().any(|(given, _)| given == *k)
+    }) {
+        Some(k) => Err(Failure::new(
+            Code::InvalidMessage,
+            format!("the encryption context has no key {k:?} (--require-context-key)"),
+        )),
+        None => Ok(()),
     }
+}
+
+fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
+    let options = encrypt_options(&args.settings);
+    let out = &args.output_args;
+    if args.recursive {
+        let (jobs, problems) =
+            tree::plan(Path::new(&args.input), Path::new(&args.output), &|name| tree::with_suffix(name, &args.suffix))?;
+        let keyring = keys::for_encrypt(&args.keys)?;
+        return tree::run(jobs, problems, |job| {
+            let input = io::open_input(&job.input.to_string_lossy())?;
+            io::encrypt_to(keyring.as_ref(), &options, input, &job.output.to_string_lossy(), out.force, out.quiet)
+        });
+    }
+    let input = io::open_input(&args.input)?;
+    if args.output != "-" {
+        io::check_output(Path::new(&args.output), out.force)?;
+    }
+    let keyring = keys::for_encrypt(&args.keys)?;
+    io::encrypt_to(keyring.as_ref(), &options, input, &args.output, out.force, out.quiet)
+}
+
+fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
+    let options = decrypt_options(&args.settings);
+    let check = required_keys(&args.settings);
+    let out = &args.output_args;
+    if args.recursive {
+        let rename = |name: &std::ffi::OsStr| match &args.suffix {
+            Some(suffix) => tree::with_suffix(name, suffix),
+            None => tree::decrypted_name(name),
+        };
+        let (jobs, problems) = tree::plan(Path::new(&args.input), Path::new(&args.output), &rename)?;
+        let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;
+        return tree::run(jobs, problems, |job| {
+            let input = io::open_input(&job.input.to_string_lossy())?;
+            io::decrypt_to(
+                keyring.as_ref(),
+                &options,
+                &check,
+                input,
+                &job.output.to_string_lossy(),
+                out.force,
+                out.quiet,
+            )
+        });
+    }
+    let input = io::open_input(&args.input)?;
+    if args.output != "-" {
+        io::check_output(Path::new(&args.output), out.force)?;
+    }
+    let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;
+    io::decrypt_to(keyring.as_ref(), &options, &check, input, &args.output, out.force, out.quiet)
+}
+
+/// Bytes of regular files below `dir`, for the bundle progress bar (the archive adds a little).
+fn directory_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => directory_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn bundle(args: &BundleArgs) -> Result<(), Failure> {
+    let dir = &args.directory;
+    let name = dir.display().to_string();
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(Failure::usage(format!("{name}: not a directory"))),
+        Err(e) => return Err(Failure::io(format!("cannot open {name}"), e)),
+    }
+    let out = &args.output_args;
+    if args.output != "-" {
+        io::check_output(Path::new(&args.output), out.force)?;
+    }
+    let options = encrypt_options(&args.settings);
+    let keyring = keys::for_encrypt(&args.keys)?;
+    let progress = Progress::new(&name, Some(directory_size(dir)), out.quiet);
+    let result = write_bundle(keyring.as_ref(), &options, dir, &args.output, out.force, &progress);
+    progress.done(result.is_ok());
+    result.map_err(|f| f.with_file(&name))
+}
+
+fn write_bundle(
+    keyring: &dyn Keyring,
+    options: &EncryptOptions,
+    dir: &Path,
+    output: &str,
+    force: bool,
+    progress: &Progress,
+) -> Result<(), Failure> {
+    if output == "-" {
+        let stdout = std::io::stdout().lock();
+        let (mut written, _) =
+            encrypt_directory(keyring, options, dir, progress.writer(stdout)).map_err(Failure::writing)?;
+        return std::io::Write::flush(&mut written).map_err(|e| Failure::io("cannot write to stdout".into(), e));
+    }
+    let mut pending = kms_envelope::stream::file::PendingFile::create(Path::new(output), force)
+        .map_err(|e| Failure::new(Code::Io, format!("{output}: cannot create: {e}")))?;
+    {
+        let writer = std::io::BufWriter::with_capacity(1 << 20, pending.file());
+        let (mut written, _) =
+            encrypt_directory(keyring, options, dir, progress.writer(writer)).map_err(Failure::writing)?;
+        std::io::Write::flush(&mut written).map_err(|e| Failure::io(format!("cannot write {output}"), e))?;
+    }
+    pending.commit(true, force).map_err(|e| Failure::new(Code::Io, format!("{output}: cannot write: {e}")))
+}
+
+fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {
+    let destination = &args.directory;
+    let out = &args.output_args;
+    match std::fs::symlink_metadata(destination) {
+        Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
+            return Err(Failure::new(Code::Io, format!("{}: exists and is not a directory", destination.display())));
+        }
+        Ok(_) if !out.force => {
+            return Err(Failure::new(
+                Code::Io,
+                format!("{}: already exists (use --force to replace it)", destination.display()),
+            ));
+        }
+        _ => {}
+    }
+    let input = if args.input == "-" {
+        io::open_input("-")?
+    } else {
+        let file = File::open(&args.input).map_err(|e| Failure::io(format!("cannot open {}", args.input), e))?;
+        let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+        io::Input { name: args.input.clone(), reader: Box::new(BufReader::with_capacity(1 << 20, file)), size }
+    };
+    let options = decrypt_options(&args.settings);
+    let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;
+    let progress = Progress::new(&input.name, input.size, out.quiet);
+    let reader = progress.reader(input.reader);
+    let check = required_keys(&args.settings);
+    let result = Decryptor::new(keyring.as_ref(), &options, reader)
+        .map_err(Failure::reading)
+        .and_then(|decryptor| {
+            check(decryptor.header())?;
+            unpack_verified(decryptor, destination, out.force).map_err(Failure::reading)
+        })
+        .map(drop)
+        .map_err(|f| f.with_file(&input.name));
+    progress.done(result.is_ok());
+    result
 }

@@ -1,24 +1,17 @@
-//! AES-GCM, in place and detached: the one operation every frame needs. Backend: RustCrypto `aes-gcm`.
+//! AES-GCM, in place and detached: the one operation every frame needs. The provider behind it is chosen by
+//! cargo feature (see [`backend_name`]); this file is the boundary the rest of the crate sees.
 
-use aes_gcm::aead::consts::U12;
-use aes_gcm::aes::Aes192;
-use aes_gcm::{AeadInOut, Aes128Gcm, Aes256Gcm, AesGcm, KeyInit, Nonce, Tag};
+use std::sync::Arc;
 
+use super::backend::GcmKey;
 use crate::error::{Error, Result};
 use crate::format::header::{IV_LEN, TAG_LEN};
 
-type Aes192Gcm = AesGcm<Aes192, U12>;
-
-/// An AES-GCM key of 16, 24 or 32 bytes, expanded once and used for every frame of a message. The
-/// expanded key schedule is zeroized on drop.
-pub enum AeadKey {
-    /// AES-128-GCM.
-    Aes128(Box<Aes128Gcm>),
-    /// AES-192-GCM.
-    Aes192(Box<Aes192Gcm>),
-    /// AES-256-GCM.
-    Aes256(Box<Aes256Gcm>),
-}
+/// An AES-GCM key of 16, 24 or 32 bytes, expanded once and used for every frame of a message. The expanded
+/// key schedule is zeroized when the last clone is dropped. Clones share the expanded key, so that the
+/// workers of a parallel stream use one key schedule.
+#[derive(Clone)]
+pub struct AeadKey(Arc<GcmKey>);
 
 impl std::fmt::Debug for AeadKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -30,40 +23,27 @@ impl std::fmt::Debug for AeadKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthenticationFailed;
 
-macro_rules! dispatch {
-    ($key:expr, $cipher:ident => $body:expr) => {
-        match $key {
-            AeadKey::Aes128($cipher) => $body,
-            AeadKey::Aes192($cipher) => $body,
-            AeadKey::Aes256($cipher) => $body,
-        }
-    };
+/// The AES-GCM provider compiled in: `"aes-gcm (RustCrypto)"`, `"aws-lc-rs"` or `"aws-lc-rs (FIPS)"`.
+pub fn backend_name() -> &'static str {
+    super::backend::BACKEND
 }
 
 impl AeadKey {
     /// Expands `key`, which must be 16, 24 or 32 bytes.
     pub fn new(key: &[u8]) -> Result<Self> {
-        let bad = |_| Error::Config(format!("AES key of {} bytes; 16, 24 or 32 required", key.len()));
-        Ok(match key.len() {
-            16 => AeadKey::Aes128(Box::new(Aes128Gcm::new_from_slice(key).map_err(bad)?)),
-            24 => AeadKey::Aes192(Box::new(Aes192Gcm::new_from_slice(key).map_err(bad)?)),
-            32 => AeadKey::Aes256(Box::new(Aes256Gcm::new_from_slice(key).map_err(bad)?)),
-            n => return Err(Error::Config(format!("AES key of {n} bytes; 16, 24 or 32 required"))),
-        })
+        GcmKey::new(key)
+            .map(|k| Self(Arc::new(k)))
+            .ok_or_else(|| Error::Config(format!("AES key of {} bytes; 16, 24 or 32 required", key.len())))
     }
 
     /// Encrypts `buf` in place and returns the tag. The caller guarantees that `iv` is never reused with
     /// this key: frames use their sequence number, wrapped keys a fresh random IV.
     pub fn seal_in_place(&self, iv: &[u8; IV_LEN], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
-        let nonce = Nonce::<U12>::from(*iv);
-        let tag: Tag = dispatch!(self, c => c.encrypt_inout_detached(&nonce, aad, buf.into()))
-            // Only plaintexts over 64 GiB fail, and no frame is that long.
-            .expect("AES-GCM plaintext within the 2^36-byte limit");
-        tag.into()
+        self.0.seal_in_place(iv, aad, buf)
     }
 
-    /// Verifies `tag` and decrypts `buf` in place. On failure `buf` holds no plaintext (the backend
-    /// decrypts only after the tag verified).
+    /// Verifies `tag` and decrypts `buf` in place. On failure `buf` must be treated as garbage and never
+    /// released: it holds no plaintext with the default backend, and unspecified bytes with AWS-LC.
     pub fn open_in_place(
         &self,
         iv: &[u8; IV_LEN],
@@ -71,9 +51,18 @@ impl AeadKey {
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), AuthenticationFailed> {
-        let nonce = Nonce::<U12>::from(*iv);
-        let tag = Tag::from(*tag);
-        dispatch!(self, c => c.decrypt_inout_detached(&nonce, aad, buf.into(), &tag)).map_err(|_| AuthenticationFailed)
+        self.0.open_in_place(iv, aad, buf, tag).map_err(|_| AuthenticationFailed)
+    }
+
+    /// Like [`open_in_place`](Self::open_in_place) for `ciphertext || tag` held in one buffer, as frames are
+    /// read; the plaintext ends up in `buf[..buf.len() - TAG_LEN]`. The fastest open each backend allows.
+    pub fn open_in_place_tag_after(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<(), AuthenticationFailed> {
+        self.0.open_in_place_tag_after(iv, aad, buf).map_err(|_| AuthenticationFailed)
     }
 }
 
@@ -81,12 +70,13 @@ impl AeadKey {
 mod tests {
     use super::*;
 
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
     /// NIST GCM test vector (gcmEncryptExtIV256.rsp, Count 0 with PTlen 128): an external known answer.
     #[test]
     fn aes256_gcm_known_answer() {
-        let hex = |s: &str| -> Vec<u8> {
-            (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-        };
         let key = AeadKey::new(&hex("31bdadd96698c204aa9ce1448ea94ae1fb4a9a0b3c9d773b51bb1822666b8f22")).unwrap();
         let iv: [u8; 12] = hex("0d18e06c7c725ac9e362e1ce").try_into().unwrap();
         let mut buf = hex("2db5168e932556f8089a0622981d017d");
@@ -99,5 +89,23 @@ mod tests {
         bad[0] ^= 1;
         assert_eq!(key.open_in_place(&iv, &[], &mut buf, &bad), Err(AuthenticationFailed));
         assert!(AeadKey::new(&[0; 20]).is_err());
+    }
+
+    /// The tag-after open agrees with the detached one, refuses a flipped bit, and every key size works.
+    #[test]
+    fn tag_after_open_and_all_key_sizes() {
+        for len in [16, 24, 32] {
+            let key = AeadKey::new(&vec![7u8; len]).unwrap();
+            let iv = [3u8; IV_LEN];
+            let mut buf = b"frame body bytes".to_vec();
+            let tag = key.seal_in_place(&iv, b"aad", &mut buf);
+            buf.extend_from_slice(&tag);
+            let mut bad = buf.clone();
+            key.open_in_place_tag_after(&iv, b"aad", &mut buf).unwrap();
+            assert_eq!(&buf[..16], b"frame body bytes");
+            bad[3] ^= 1;
+            assert_eq!(key.open_in_place_tag_after(&iv, b"aad", &mut bad), Err(AuthenticationFailed));
+            assert_eq!(key.open_in_place_tag_after(&iv, b"aad", &mut [0u8; 5]), Err(AuthenticationFailed));
+        }
     }
 }

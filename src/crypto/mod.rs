@@ -3,6 +3,7 @@
 //! The AES-GCM backend sits behind [`aead::AeadKey`]; the format and stream code never name a backend crate.
 
 pub mod aead;
+mod backend;
 pub mod kdf;
 pub mod signature;
 

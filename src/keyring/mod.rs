@@ -5,6 +5,8 @@
 //! Keyring calls are `async`, because KMS calls are; the blocking stream API drives them with
 //! [`block_on`], which needs no runtime for local keyrings.
 
+#[cfg(feature = "kms")]
+pub mod kms;
 mod materials;
 pub mod multi;
 pub mod raw_aes;

@@ -20,6 +20,7 @@
 //! removed and nothing new is at the destination. A marker beside each destination lets a warm start in
 //! the same environment skip both the KMS call and the decryption.
 
+pub mod env;
 mod reuse;
 mod secrets;
 mod source;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
 
+pub use env::{EnvConfig, KmsKeys};
 pub use secrets::{SecretString, Secrets};
 pub use source::Source;
 
@@ -189,6 +191,24 @@ impl ColdStart {
         runtime.block_on(self.run())
     }
 
+    /// Decrypts a JSON secrets bundle into memory with this cold start's keyring, options, task root and
+    /// S3 client, like [`load_secrets`]; nothing touches the disk.
+    pub async fn load_secrets(&self, source: &Source) -> Result<Secrets> {
+        let message = match source {
+            Source::Path(path) => {
+                tokio::fs::read(source::resolve_path(path, self.config.task_root.as_deref())?).await?
+            }
+            #[cfg(feature = "s3")]
+            Source::S3 { bucket, key } => match &self.config.s3 {
+                Some(client) => s3::read_all(client, bucket, key).await?,
+                None => return load_secrets(self.config.keyring.clone(), self.config.options.clone(), source).await,
+            },
+            #[cfg(not(feature = "s3"))]
+            Source::S3 { .. } => return Err(Error::Config(format!("{source}: S3 sources need the `s3` feature"))),
+        };
+        secrets_from_message(self.config.keyring.clone(), self.config.options.clone(), message).await
+    }
+
     async fn run_uncached(&self) -> Result<Vec<Landed>> {
         let config = Arc::new(Config {
             keyring: self.config.keyring.clone(),
@@ -199,9 +219,14 @@ impl ColdStart {
             #[cfg(feature = "s3")]
             s3: self.config.s3.clone(),
         });
+        let destinations = self
+            .bundles
+            .iter()
+            .map(|spec| destination_path(&config.root, &spec.destination))
+            .collect::<Result<Vec<_>>>()?;
+        check_distinct(&destinations)?;
         let mut tasks = Vec::new();
-        for spec in &self.bundles {
-            let destination = destination_path(&config.root, &spec.destination)?;
+        for (spec, destination) in self.bundles.iter().zip(destinations) {
             let span = tracing::info_span!("bundle", source = %spec.source, destination = %destination.display());
             let task = land(config.clone(), spec.clone(), destination).instrument(span);
             tasks.push(tokio::spawn(task));
@@ -228,6 +253,76 @@ fn destination_path(root: &Path, destination: &Path) -> Result<PathBuf> {
         )));
     }
     Ok(path)
+}
+
+/// Two bundles must not write the same path, nor one inside the other's directory.
+fn check_distinct(destinations: &[PathBuf]) -> Result<()> {
+    for (i, a) in destinations.iter().enumerate() {
+        if let Some(b) = destinations[i + 1..].iter().find(|b| a.starts_with(b) || b.starts_with(a)) {
+            return Err(Error::Config(format!("bundle destinations {} and {} overlap", a.display(), b.display())));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a destination whose directories below the root, or the destination itself for a directory
+/// bundle, are symbolic links (or not directories): writing through them could land plaintext outside the
+/// root. Checked before any KMS call.
+fn check_no_links(root: &Path, destination: &Path, kind: BundleKind) -> Result<()> {
+    let relative = destination.strip_prefix(root).unwrap_or(destination);
+    let mut path = root.to_path_buf();
+    let mut components: Vec<_> = relative.components().collect();
+    if kind == BundleKind::File {
+        components.pop(); // the file itself is checked by `PendingFile::create`
+    }
+    for component in components {
+        path.push(component);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() || !meta.is_dir() => {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} is a symbolic link or not a directory; refusing to write through it", path.display()),
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Removes what an earlier process killed mid-decrypt left beside `destination`: its temp files and staging
+/// directories (`.NAME.XXXXXX.partial`), the marker's, and a directory it was replacing (`.NAME.ID.old`).
+/// Only names this crate creates for this destination match. Lambda runs one cold start per execution
+/// environment at a time, so nothing else is writing them.
+fn remove_leftovers(destination: &Path) {
+    let (Some(parent), Some(name)) = (destination.parent(), destination.file_name()) else { return };
+    let name = name.to_string_lossy();
+    let prefixes = [format!(".{name}."), format!("..{name}.kms-envelope.")];
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        let stale = prefixes.iter().any(|prefix| {
+            let Some(rest) = file_name.strip_prefix(prefix.as_str()) else { return false };
+            let middle = rest.strip_suffix(".partial").or_else(|| rest.strip_suffix(".old"));
+            middle.is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        });
+        if !stale {
+            continue;
+        }
+        let path = entry.path();
+        let removed = match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&path),
+            Ok(_) => fs::remove_file(&path),
+            Err(e) => Err(e),
+        };
+        match removed {
+            Ok(()) => tracing::info!(path = %path.display(), "removed a leftover of an interrupted decrypt"),
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove a leftover"),
+        }
+    }
 }
 
 async fn land(config: Arc<Config>, spec: BundleSpec, destination: PathBuf) -> Result<Landed> {
@@ -305,8 +400,10 @@ fn land_from_reader(
             total_time: Duration::ZERO,
         });
     }
+    check_no_links(&config.root, destination, kind)?;
     let parent = destination.parent().unwrap_or(Path::new("/"));
     create_private_dirs(parent)?;
+    remove_leftovers(destination);
     space::ensure_space(parent, ciphertext_len)?;
     reuse::forget(destination);
 
@@ -325,7 +422,13 @@ fn land_from_reader(
             write_verified(decryptor, pending, true, config.sync)?;
             fs::metadata(destination)?.len()
         }
-        None => bundle::unpack_verified(decryptor, destination, true)?.1.bytes,
+        // The tar reader hands the decryptor's errors back inside `io::Error`s; unwrap them so that a
+        // tampered frame reads as `FrameAuthentication`, as it does for files.
+        None => match bundle::unpack_verified(decryptor, destination, true) {
+            Ok((_, summary)) => summary.bytes,
+            Err(Error::Io(e)) => return Err(Error::from_io(e)),
+            Err(e) => return Err(e),
+        },
     };
     reuse::record(destination, &identity, if is_directory { 0 } else { bytes })?;
     Ok(Landed { destination: destination.to_path_buf(), bytes, reused: false, unwrap_time, total_time: Duration::ZERO })
@@ -347,8 +450,19 @@ pub async fn load_secrets(keyring: Arc<dyn Keyring>, options: DecryptOptions, so
         #[cfg(not(feature = "s3"))]
         Source::S3 { .. } => return Err(Error::Config(format!("{source}: S3 sources need the `s3` feature"))),
     };
+    secrets_from_message(keyring, options, message).await
+}
+
+async fn secrets_from_message(keyring: Arc<dyn Keyring>, options: DecryptOptions, message: Vec<u8>) -> Result<Secrets> {
+    let started = Instant::now();
     let decrypted = blocking(move || crate::stream::decrypt(keyring.as_ref(), &options, &message)).await?;
-    Secrets::from_json(decrypted.plaintext)
+    let secrets = Secrets::from_json(decrypted.plaintext)?;
+    tracing::info!(
+        secrets = secrets.names().count(),
+        total_ms = started.elapsed().as_secs_f64() * 1e3,
+        "secrets ready (in memory)"
+    );
+    Ok(secrets)
 }
 
 #[cfg(feature = "s3")]
@@ -422,5 +536,43 @@ mod tests {
         assert!(destination_path(root, Path::new("../etc/passwd")).is_err());
         assert!(destination_path(root, Path::new("/etc/passwd")).is_err());
         assert!(destination_path(root, Path::new("/tmp/..")).is_err());
+    }
+
+    #[test]
+    fn leftovers_of_this_destination_only_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = [".a.Xy12Zq.partial", "..a.kms-envelope.Q1w2E3.partial", ".a.0123abcd.old"];
+        let theirs = [".a.b.Xy12Zq.partial", ".ab.Xy12Zq.partial", "a", ".a.kms-envelope", ".a..partial", "x.partial"];
+        for name in ours.iter().chain(&theirs) {
+            fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        fs::create_dir(dir.path().join(".a.Staged.partial")).unwrap();
+        fs::write(dir.path().join(".a.Staged.partial/inner"), b"x").unwrap();
+        remove_leftovers(&dir.path().join("a"));
+        let mut left: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        let mut expected: Vec<String> = theirs.iter().map(|s| s.to_string()).collect();
+        expected.sort();
+        assert_eq!(left, expected);
+    }
+
+    #[test]
+    fn overlapping_destinations_and_links_on_the_way_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        assert!(check_distinct(&[r.join("a"), r.join("b"), r.join("ab")]).is_ok());
+        assert!(check_distinct(&[r.join("a"), r.join("a/b")]).is_err());
+        assert!(check_distinct(&[r.join("a"), r.join("b"), r.join("a")]).is_err());
+
+        fs::create_dir(r.join("real")).unwrap();
+        std::os::unix::fs::symlink(r.join("real"), r.join("link")).unwrap();
+        fs::write(r.join("file"), b"x").unwrap();
+        assert!(check_no_links(r, &r.join("real/x"), BundleKind::File).is_ok());
+        assert!(check_no_links(r, &r.join("new/deeper/x"), BundleKind::File).is_ok());
+        assert!(check_no_links(r, &r.join("real"), BundleKind::Directory).is_ok());
+        assert!(check_no_links(r, &r.join("link/x"), BundleKind::File).is_err());
+        assert!(check_no_links(r, &r.join("link"), BundleKind::Directory).is_err());
+        assert!(check_no_links(r, &r.join("file/x"), BundleKind::File).is_err());
     }
 }

@@ -2,15 +2,13 @@
 
 use std::io::{self, Read};
 
-use zeroize::Zeroizing;
-
 use super::cmm::{OpenedHeader, open_header};
 use super::options::DecryptOptions;
-use crate::crypto::MessageKeys;
+use super::pipeline::{Direction, FrameSlot, Job, Pipeline};
 use crate::crypto::signature::MessageVerifier;
 use crate::error::{Error, Result};
 use crate::format::context::EncryptionContext;
-use crate::format::frame::{BlockKind, BodyAad, FINAL_FRAME_MARKER, FrameCounter};
+use crate::format::frame::{BlockKind, FINAL_FRAME_MARKER, FrameCounter};
 use crate::format::header::{ContentType, Header, HeaderDecoder, IV_LEN, TAG_LEN, read_exact_or_truncated};
 use crate::format::limits::DecryptLimits;
 use crate::keyring::{Keyring, block_on};
@@ -42,13 +40,22 @@ pub struct Decryptor<R: Read> {
     input: R,
     header: Header,
     context: EncryptionContext,
-    keys: MessageKeys,
     verifier: Option<MessageVerifier>,
     counter: FrameCounter,
     limits: DecryptLimits,
-    /// Ciphertext while a block is read, plaintext once it verified; `released` bytes handed out.
-    block: Zeroizing<Vec<u8>>,
+    pipeline: Pipeline,
+    /// The oldest job back from the pipeline, whose first `releasable` frames are handed out in order:
+    /// frame `frame`, of which `released` bytes are out.
+    current: Option<Job>,
+    releasable: usize,
+    frame: usize,
     released: usize,
+    /// The error to report once the releasable frames of `current` are out.
+    pending: Option<Error>,
+    /// Reading stopped: the last block was read, or reading failed with `read_error`. Reading stops at the
+    /// first problem, so `read_error` belongs after the last job submitted.
+    input_done: bool,
+    read_error: Option<Error>,
     offset: u64,
     state: State,
     error: Option<String>,
@@ -69,7 +76,7 @@ impl<R: Read> Decryptor<R> {
     pub fn new(keyring: &dyn Keyring, options: &DecryptOptions, mut input: R) -> Result<Self> {
         let header = HeaderDecoder::read_from(options.limits, &mut input)?;
         let opened = block_on(open_header(keyring, options, &header))?;
-        Ok(Self::with_opened(header, opened, options.limits, input))
+        Ok(Self::with_opened(header, opened, options, input))
     }
 
     /// Like [`new`](Self::new), for async callers whose keyring (KMS) must run on their runtime. The input
@@ -77,25 +84,31 @@ impl<R: Read> Decryptor<R> {
     pub async fn new_async(keyring: &dyn Keyring, options: &DecryptOptions, mut input: R) -> Result<Self> {
         let header = HeaderDecoder::read_from(options.limits, &mut input)?;
         let opened = open_header(keyring, options, &header).await?;
-        Ok(Self::with_opened(header, opened, options.limits, input))
+        Ok(Self::with_opened(header, opened, options, input))
     }
 
-    fn with_opened(header: Header, opened: OpenedHeader, limits: DecryptLimits, input: R) -> Self {
+    pub(crate) fn with_opened(header: Header, opened: OpenedHeader, options: &DecryptOptions, input: R) -> Self {
         let OpenedHeader { keys, mut verifier, context } = opened;
         if let Some(verifier) = &mut verifier {
             verifier.update(header.as_bytes());
         }
         let offset = header.as_bytes().len() as u64;
+        let pipeline = Pipeline::new(keys.content.clone(), *header.message_id(), Direction::Open, options.parallelism);
         Self {
             input,
             header,
             context,
-            keys,
             verifier,
             counter: FrameCounter::new(),
-            limits,
-            block: Zeroizing::new(Vec::new()),
+            limits: options.limits,
+            pipeline,
+            current: None,
+            releasable: 0,
+            frame: 0,
             released: 0,
+            pending: None,
+            input_done: false,
+            read_error: None,
             offset,
             state: State::Body,
             error: None,
@@ -115,7 +128,7 @@ impl<R: Read> Decryptor<R> {
 
     /// Whether the whole message has been verified (the last `read` returned `Ok(0)`).
     pub fn is_complete(&self) -> bool {
-        self.state == State::Done && self.released == self.block.len()
+        self.state == State::Done && self.current.as_ref().is_none_or(|_| self.frame >= self.releasable)
     }
 
     /// Reads the whole plaintext into a vector (which is not zeroized; prefer `read` into your own buffer
@@ -124,17 +137,6 @@ impl<R: Read> Decryptor<R> {
         let mut out = Vec::new();
         self.read_to_end(&mut out).map_err(Error::from_io)?;
         Ok(out)
-    }
-
-    fn fill(&mut self, len: usize, section: &'static str) -> Result<()> {
-        let start = self.block.len();
-        // Grow with the data actually received, so a header that promises a large frame costs nothing
-        // until the bytes arrive.
-        let got = (&mut self.input).take(len as u64).read_to_end(&mut self.block).map_err(Error::from_io)?;
-        if got < len {
-            return Err(Error::Truncated { offset: self.offset + (start + got) as u64, section });
-        }
-        Ok(())
     }
 
     fn read_array<const N: usize>(&mut self, section: &'static str) -> Result<[u8; N]> {
@@ -147,10 +149,38 @@ impl<R: Read> Decryptor<R> {
         Ok(out)
     }
 
-    /// Reads, verifies and decrypts the next block into `self.block`.
-    fn next_block(&mut self) -> Result<()> {
-        self.block.clear();
-        self.released = 0;
+    /// Reads blocks into a fresh job until it holds its share of frames or the last block, and submits it.
+    /// A read or format error stops reading for good; the frames read before it are still submitted, so
+    /// that they are verified and released before the error is reported.
+    fn read_job(&mut self) {
+        let frame_len = self.header.frame_length() as usize;
+        let frames = self.pipeline.frames_per_job(frame_len);
+        let mut job = self.pipeline.take_job(frames, frame_len + TAG_LEN);
+        while job.frames.len() < frames {
+            match self.read_block(&mut job) {
+                Ok(true) => {
+                    self.input_done = true;
+                    break;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.read_error = Some(e);
+                    self.input_done = true;
+                    break;
+                }
+            }
+        }
+        if job.frames.is_empty() {
+            self.pipeline.recycle(job);
+        } else {
+            self.pipeline.submit(job);
+        }
+        let body_bytes = self.offset - self.header.as_bytes().len() as u64;
+        self.pipeline.maybe_start(body_bytes);
+    }
+
+    /// Reads the next block (prefix checked, `ciphertext || tag` appended to `job`); true if it was the last.
+    fn read_block(&mut self, job: &mut Job) -> Result<bool> {
         let (sequence, kind, iv, len) = match self.header.content_type() {
             ContentType::Framed => self.read_frame_prefix()?,
             ContentType::NonFramed => {
@@ -164,24 +194,57 @@ impl<R: Read> Decryptor<R> {
                 (1, BlockKind::SingleBlock, iv, len as usize)
             }
         };
-        self.fill(len + TAG_LEN, "frame")?;
-        if let Some(v) = &mut self.verifier {
-            v.update(&self.block);
-        }
-        self.offset += (len + TAG_LEN) as u64;
-        let tag: [u8; TAG_LEN] = self.block[len..].try_into().expect("filled len + TAG_LEN bytes");
-        self.block.truncate(len);
-        let aad = BodyAad::new(self.header.message_id(), kind, sequence, len as u64);
-        if self.keys.content.open_in_place(&iv, aad.as_bytes(), &mut self.block, &tag).is_err() {
-            self.block.clear();
-            return Err(Error::FrameAuthentication { sequence });
-        }
-        if kind != BlockKind::Regular {
-            if let Err(e) = self.finish_message() {
-                self.block.clear();
+        let start = job.buf.len();
+        let want = len + TAG_LEN;
+        // Grow with the data actually received, so a header that promises a large frame costs nothing
+        // until the bytes arrive.
+        let got = (&mut self.input).take(want as u64).read_to_end(&mut job.buf).map_err(Error::from_io);
+        match got {
+            Ok(got) if got == want => {}
+            Ok(got) => {
+                job.buf.truncate(start);
+                return Err(Error::Truncated { offset: self.offset + got as u64, section: "frame" });
+            }
+            Err(e) => {
+                job.buf.truncate(start);
                 return Err(e);
             }
         }
+        if let Some(v) = &mut self.verifier {
+            v.update(&job.buf[start..]);
+        }
+        self.offset += want as u64;
+        job.frames.push(FrameSlot { sequence, kind, iv, start, len });
+        Ok(kind != BlockKind::Regular)
+    }
+
+    /// Reads ahead as far as the pipeline allows, then takes back the oldest job and decides how much of it
+    /// may be released and which error follows.
+    fn next_job(&mut self) -> Result<()> {
+        while !self.input_done && !self.pipeline.is_full() {
+            self.read_job();
+        }
+        let Some(job) = self.pipeline.next()? else {
+            // Nothing in flight: reading failed right at a job boundary, or the message ended.
+            return Err(self.read_error.take().unwrap_or_else(|| Error::Config("no body block left".into())));
+        };
+        self.frame = 0;
+        self.released = 0;
+        self.releasable = job.verified;
+        if !job.all_verified() {
+            // Frames before the damaged one verified and are released; nothing at or after it, ever.
+            self.pending = Some(Error::FrameAuthentication { sequence: job.frames[job.verified].sequence });
+        } else if job.frames.last().is_some_and(|f| f.kind != BlockKind::Regular) {
+            // The final frame (or single block) comes out only once the footer and the end of input check
+            // out.
+            if let Err(e) = self.finish_message() {
+                self.releasable -= 1;
+                self.pending = Some(e);
+            }
+        } else if self.pipeline.in_flight() == 0 && self.input_done {
+            self.pending = self.read_error.take();
+        }
+        self.current = Some(job);
         Ok(())
     }
 
@@ -242,11 +305,30 @@ impl<R: Read> Decryptor<R> {
 impl<R: Read> Read for Decryptor<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
-            if self.released < self.block.len() {
-                let n = (self.block.len() - self.released).min(out.len());
-                out[..n].copy_from_slice(&self.block[self.released..self.released + n]);
-                self.released += n;
-                return Ok(n);
+            if let Some(job) = &self.current {
+                let mut n = 0;
+                while n < out.len() && self.frame < self.releasable {
+                    let frame = &job.frames[self.frame];
+                    let from = frame.start + self.released;
+                    let take = (frame.len - self.released).min(out.len() - n);
+                    out[n..n + take].copy_from_slice(&job.buf[from..from + take]);
+                    n += take;
+                    self.released += take;
+                    if self.released == frame.len {
+                        self.frame += 1;
+                        self.released = 0;
+                    }
+                }
+                if n > 0 || out.is_empty() {
+                    return Ok(n);
+                }
+                if let Some(e) = self.pending.take() {
+                    self.state = State::Failed;
+                    self.error = Some(e.to_string());
+                    return Err(e.into());
+                }
+                let job = self.current.take().expect("checked above");
+                self.pipeline.recycle(job);
             }
             match self.state {
                 State::Done => return Ok(0),
@@ -255,7 +337,7 @@ impl<R: Read> Read for Decryptor<R> {
                     return Err(io::Error::other(format!("decryption already failed: {what}")));
                 }
                 State::Body => {
-                    if let Err(e) = self.next_block() {
+                    if let Err(e) = self.next_job() {
                         self.state = State::Failed;
                         self.error = Some(e.to_string());
                         return Err(e.into());

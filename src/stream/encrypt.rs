@@ -2,25 +2,22 @@
 
 use std::io::{self, Write};
 
-use zeroize::Zeroizing;
-
 use super::cmm::{PreparedEncryption, prepare_encrypt};
 use super::options::EncryptOptions;
-use crate::crypto::MessageKeys;
+use super::pipeline::{Direction, FrameSlot, Job, Pipeline};
 use crate::crypto::signature::MessageSigner;
 use crate::error::{Error, Result};
-use crate::format::frame::{BlockKind, BodyAad, FINAL_FRAME_MARKER, FrameCounter, frame_iv};
+use crate::format::frame::{BlockKind, FINAL_FRAME_MARKER, FrameCounter, frame_iv};
 use crate::format::header::{IV_LEN, MessageId, TAG_LEN};
 use crate::keyring::{Keyring, block_on};
 
-/// Room before the plaintext for the longest frame prefix: marker, sequence number, IV, content length.
-const PREFIX: usize = 4 + 4 + IV_LEN + 4;
-/// Plaintext buffer reserved up front at most; larger frames grow as data arrives.
-const MAX_RESERVE: usize = 16 << 20;
+/// A regular frame's prefix: sequence number and IV.
+const REGULAR_PREFIX: usize = 4 + IV_LEN;
 
 /// Encrypts a stream into an ESDK message written to `W`.
 ///
-/// Bytes written are framed and each full frame is sealed and written at once. You **must** call
+/// Bytes written are framed; frames are sealed and written in order as they fill (in groups once the
+/// message is long enough for [`EncryptOptions::threads`] workers to share the work). You **must** call
 /// [`finish`](Self::finish): it writes the final frame (and the signature for signed suites). An encryptor
 /// dropped without `finish` leaves a message without its final frame, which every decryptor rejects.
 pub struct Encryptor<W: Write> {
@@ -28,11 +25,15 @@ pub struct Encryptor<W: Write> {
     suite_id: u16,
     message_id: MessageId,
     frame_length: usize,
-    keys: MessageKeys,
     signer: Option<MessageSigner>,
     counter: FrameCounter,
-    /// `PREFIX` bytes of frame prefix, then the plaintext of the frame being filled, then room for the tag.
-    frame: Zeroizing<Vec<u8>>,
+    pipeline: Pipeline,
+    /// The job being filled: closed regular frames in wire format, then the open frame, whose plaintext
+    /// starts at `open` (the `REGULAR_PREFIX` bytes before it are reserved for its prefix).
+    job: Job,
+    open: usize,
+    /// Plaintext bytes in closed frames so far.
+    sealed_bytes: u64,
     poisoned: bool,
 }
 
@@ -50,36 +51,40 @@ impl<W: Write> Encryptor<W> {
     /// Asks `keyring` for a data key, writes the header to `output` and returns the encryptor.
     pub fn new(keyring: &dyn Keyring, options: &EncryptOptions, output: W) -> Result<Self> {
         let prepared = block_on(prepare_encrypt(keyring, options))?;
-        Self::with_prepared(prepared, output)
+        Self::with_prepared(prepared, options, output)
     }
 
     /// Like [`new`](Self::new), for async callers whose keyring (KMS) must run on their runtime. The
     /// output is still a blocking `Write`.
     pub async fn new_async(keyring: &dyn Keyring, options: &EncryptOptions, output: W) -> Result<Self> {
         let prepared = prepare_encrypt(keyring, options).await?;
-        Self::with_prepared(prepared, output)
+        Self::with_prepared(prepared, options, output)
     }
 
-    fn with_prepared(prepared: PreparedEncryption, mut output: W) -> Result<Self> {
+    pub(crate) fn with_prepared(prepared: PreparedEncryption, options: &EncryptOptions, mut output: W) -> Result<Self> {
         let PreparedEncryption { header, suite, message_id, frame_length, keys, mut signer } = prepared;
         output.write_all(&header)?;
         if let Some(signer) = &mut signer {
             signer.update(&header);
         }
         let frame_length = frame_length as usize;
-        let mut frame = Zeroizing::new(Vec::with_capacity(PREFIX + frame_length.min(MAX_RESERVE) + TAG_LEN));
-        frame.resize(PREFIX, 0);
-        Ok(Self {
+        let mut pipeline = Pipeline::new(keys.content.clone(), message_id, Direction::Seal, options.parallelism);
+        let job = pipeline.take_job(1, REGULAR_PREFIX + frame_length + TAG_LEN);
+        let mut encryptor = Self {
             output,
             suite_id: suite.id(),
             message_id,
             frame_length,
-            keys,
             signer,
             counter: FrameCounter::new(),
-            frame,
+            pipeline,
+            job,
+            open: 0,
+            sealed_bytes: 0,
             poisoned: false,
-        })
+        };
+        encryptor.open_frame();
+        Ok(encryptor)
     }
 
     /// The message id of the message being written.
@@ -88,41 +93,79 @@ impl<W: Write> Encryptor<W> {
     }
 
     fn buffered(&self) -> usize {
-        self.frame.len() - PREFIX
+        self.job.buf.len() - self.open
     }
 
-    /// Seals the buffered plaintext as a regular or the final frame and writes it.
-    fn seal_frame(&mut self, is_final: bool) -> Result<()> {
-        let len = self.buffered();
-        let (sequence, kind, start) = if is_final {
-            (self.counter.next_final()?, BlockKind::Final, 0)
-        } else {
-            (self.counter.next_regular()?, BlockKind::Regular, 8)
-        };
+    fn open_frame(&mut self) {
+        self.job.buf.extend_from_slice(&[0; REGULAR_PREFIX]);
+        self.open = self.job.buf.len();
+    }
+
+    /// Closes the open (full) frame as a regular frame, and starts the next one: in this job, or in a
+    /// fresh one after handing this job over.
+    fn close_regular(&mut self) -> Result<()> {
+        let sequence = self.counter.next_regular()?;
         let iv = frame_iv(sequence);
-        let aad = BodyAad::new(&self.message_id, kind, sequence, len as u64);
-        let tag = self.keys.content.seal_in_place(&iv, aad.as_bytes(), &mut self.frame[PREFIX..]);
-        self.frame.extend_from_slice(&tag);
-        let prefix = &mut self.frame[..PREFIX];
-        if is_final {
-            prefix[..4].copy_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
-            prefix[4..8].copy_from_slice(&sequence.to_be_bytes());
-            prefix[8..20].copy_from_slice(&iv);
-            prefix[20..24].copy_from_slice(&(len as u32).to_be_bytes());
-        } else {
-            prefix[8..12].copy_from_slice(&sequence.to_be_bytes());
-            prefix[12..24].copy_from_slice(&iv);
+        let start = self.open;
+        self.job.buf[start - REGULAR_PREFIX..start - IV_LEN].copy_from_slice(&sequence.to_be_bytes());
+        self.job.buf[start - IV_LEN..start].copy_from_slice(&iv);
+        self.job.buf.extend_from_slice(&[0; TAG_LEN]);
+        let len = self.frame_length;
+        self.job.frames.push(FrameSlot { sequence, kind: BlockKind::Regular, iv, start, len });
+        self.sealed_bytes += len as u64;
+        self.pipeline.maybe_start(self.sealed_bytes);
+        if self.job.frames.len() >= self.pipeline.frames_per_job(self.frame_length) {
+            self.submit()?;
         }
-        let bytes = &self.frame[start..];
-        if let Some(signer) = &mut self.signer {
-            signer.update(bytes);
+        self.open_frame();
+        Ok(())
+    }
+
+    /// Hands the current job over and writes every job that is done, waiting for the oldest while the
+    /// number in flight is at its bound.
+    fn submit(&mut self) -> Result<()> {
+        let frames = self.pipeline.frames_per_job(self.frame_length);
+        let fresh = self.pipeline.take_job(frames, REGULAR_PREFIX + self.frame_length + TAG_LEN);
+        let job = std::mem::replace(&mut self.job, fresh);
+        self.pipeline.submit(job);
+        while self.pipeline.is_full() {
+            let done = self.pipeline.next()?.expect("a full pipeline has a job in flight");
+            self.emit(done)?;
         }
-        let written = self.output.write_all(bytes);
-        self.frame.truncate(PREFIX);
+        Ok(())
+    }
+
+    /// Signs and writes a sealed job, in wire order.
+    fn emit(&mut self, job: Job) -> Result<()> {
+        let written = match job.frames.last() {
+            Some(last) if last.kind == BlockKind::Final => {
+                // The final frame's prefix is longer than the space reserved for a regular one: write it
+                // on its own between the frames before it and its body.
+                let mut prefix = [0u8; 4 + 4 + IV_LEN + 4];
+                prefix[..4].copy_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
+                prefix[4..8].copy_from_slice(&last.sequence.to_be_bytes());
+                prefix[8..20].copy_from_slice(&last.iv);
+                prefix[20..].copy_from_slice(&(last.len as u32).to_be_bytes());
+                let before = &job.buf[..last.start - REGULAR_PREFIX];
+                let body = &job.buf[last.start..];
+                self.write_signed(before)
+                    .and_then(|()| self.write_signed(&prefix))
+                    .and_then(|()| self.write_signed(body))
+            }
+            _ => self.write_signed(&job.buf),
+        };
+        self.pipeline.recycle(job);
         written.map_err(|e| {
             self.poisoned = true;
             Error::Io(e)
         })
+    }
+
+    fn write_signed(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Some(signer) = &mut self.signer {
+            signer.update(bytes);
+        }
+        self.output.write_all(bytes)
     }
 
     fn check_usable(&self) -> Result<()> {
@@ -135,7 +178,20 @@ impl<W: Write> Encryptor<W> {
     /// Writes the final frame and, for signed suites, the footer; flushes and returns the output.
     pub fn finish(mut self) -> Result<W> {
         self.check_usable()?;
-        self.seal_frame(true)?;
+        // An exact multiple of the frame length ends with an empty final frame, as the Python ESDK writes:
+        // ESDK-Python 3.x (and so aws-encryption-cli 4.3) rejects a final frame of the full frame length.
+        if self.buffered() == self.frame_length {
+            self.close_regular()?;
+        }
+        let sequence = self.counter.next_final()?;
+        let (start, len) = (self.open, self.buffered());
+        self.job.buf.extend_from_slice(&[0; TAG_LEN]);
+        self.job.frames.push(FrameSlot { sequence, kind: BlockKind::Final, iv: frame_iv(sequence), start, len });
+        let job = std::mem::replace(&mut self.job, self.pipeline.take_job(0, 0));
+        self.pipeline.submit(job);
+        while let Some(done) = self.pipeline.next()? {
+            self.emit(done)?;
+        }
         if let Some(signer) = self.signer.take() {
             let signature = signer.sign()?;
             self.output.write_all(&(signature.len() as u16).to_be_bytes())?;
@@ -151,14 +207,12 @@ impl<W: Write> Write for Encryptor<W> {
         self.check_usable()?;
         let mut rest = buf;
         while !rest.is_empty() {
-            // Seal a full frame only once more data arrives: a plaintext that is an exact multiple of the
-            // frame length then ends with a full final frame instead of an extra empty one (both encodings
-            // are legal; .NET and the Dafny ESDK write this one).
+            // A full frame is sealed when more data arrives or at `finish`, which adds the empty final frame.
             if self.buffered() == self.frame_length {
-                self.seal_frame(false)?;
+                self.close_regular()?;
             }
             let take = (self.frame_length - self.buffered()).min(rest.len());
-            self.frame.extend_from_slice(&rest[..take]);
+            self.job.buf.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
         }
         Ok(buf.len())

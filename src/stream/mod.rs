@@ -1,19 +1,26 @@
 //! Encryptors and decryptors over `Write`/`Read`, one-shot helpers over byte slices, and decryption into
 //! a file that appears only once the whole message verified.
 
+#[cfg(feature = "async")]
+pub mod async_io;
 mod cmm;
 pub mod decrypt;
 pub mod encrypt;
 pub mod file;
 pub mod options;
+mod pipeline;
 
 use std::io::Write;
 
 use zeroize::Zeroizing;
 
+#[cfg(feature = "async")]
+pub use async_io::{AsyncDecryptor, AsyncEncryptor};
 pub use decrypt::Decryptor;
 pub use encrypt::Encryptor;
-pub use options::{DEFAULT_FRAME_LENGTH, DecryptOptions, EncryptOptions};
+pub use options::{
+    DEFAULT_FRAME_LENGTH, DEFAULT_JOB_LENGTH, DEFAULT_PARALLEL_THRESHOLD, DecryptOptions, EncryptOptions,
+};
 
 use crate::error::{Error, Result};
 use crate::format::header::Header;

@@ -10,6 +10,33 @@ use crate::format::suite::{AlgorithmSuite, CommitmentPolicy};
 /// far fewer per-frame operations than the ESDK's 4096.
 pub const DEFAULT_FRAME_LENGTH: u32 = 65536;
 
+/// Messages shorter than this (in body bytes) never start worker threads: 1 MiB.
+pub const DEFAULT_PARALLEL_THRESHOLD: u64 = 1 << 20;
+
+/// Bytes of frames handed to a worker as one job unless told otherwise: 512 KiB (at least one frame).
+pub const DEFAULT_JOB_LENGTH: usize = 512 << 10;
+
+/// How a stream spreads AES-GCM over cores; shared by [`EncryptOptions`] and [`DecryptOptions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Parallelism {
+    /// Crypto worker threads; 1 means everything runs on the caller's thread.
+    pub threads: usize,
+    /// Body bytes after which the workers start.
+    pub threshold: u64,
+    /// Target bytes of frames per job.
+    pub job_length: usize,
+}
+
+impl Default for Parallelism {
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threshold: DEFAULT_PARALLEL_THRESHOLD,
+            job_length: DEFAULT_JOB_LENGTH,
+        }
+    }
+}
+
 /// Settings for encrypting one message.
 #[derive(Clone, Debug)]
 pub struct EncryptOptions {
@@ -19,6 +46,7 @@ pub struct EncryptOptions {
     pub(crate) required_context_keys: BTreeSet<String>,
     pub(crate) policy: CommitmentPolicy,
     pub(crate) max_encrypted_data_keys: Option<u16>,
+    pub(crate) parallelism: Parallelism,
 }
 
 impl Default for EncryptOptions {
@@ -30,6 +58,7 @@ impl Default for EncryptOptions {
             required_context_keys: BTreeSet::new(),
             policy: CommitmentPolicy::default(),
             max_encrypted_data_keys: None,
+            parallelism: Parallelism::default(),
         }
     }
 }
@@ -84,6 +113,29 @@ impl EncryptOptions {
         self.max_encrypted_data_keys = max;
         self
     }
+
+    /// Sets how many threads seal or open frames: the default is the available parallelism; 1 keeps all
+    /// crypto on the calling thread. Workers start only once a message passes the
+    /// [`parallel_threshold`](Self::parallel_threshold), live as long as the stream, and are joined when
+    /// it finishes or is dropped. The output is the same for every setting.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.parallelism.threads = threads.max(1);
+        self
+    }
+
+    /// Sets the body length in bytes after which worker threads start (default 1 MiB): shorter messages
+    /// take the single-thread path with no thread start-up.
+    pub fn parallel_threshold(mut self, bytes: u64) -> Self {
+        self.parallelism.threshold = bytes;
+        self
+    }
+
+    /// Sets the bytes of consecutive frames handed to a worker as one job (default 512 KiB; always at least
+    /// one frame). At most `2 * threads + 1` jobs are in flight, which bounds the memory of a stream.
+    pub fn job_length(mut self, bytes: usize) -> Self {
+        self.parallelism.job_length = bytes.max(1);
+        self
+    }
 }
 
 /// Settings for decrypting messages.
@@ -95,6 +147,7 @@ pub struct DecryptOptions {
     pub(crate) required_context_keys: BTreeSet<String>,
     pub(crate) unsigned_only: bool,
     pub(crate) net_v4_0_0_retry: bool,
+    pub(crate) parallelism: Parallelism,
 }
 
 impl DecryptOptions {
@@ -145,6 +198,29 @@ impl DecryptOptions {
     /// Off by default; turn it on only to read data that .NET 4.0.0 wrote.
     pub fn net_v4_0_0_retry(mut self, enabled: bool) -> Self {
         self.net_v4_0_0_retry = enabled;
+        self
+    }
+
+    /// Sets how many threads seal or open frames: the default is the available parallelism; 1 keeps all
+    /// crypto on the calling thread. Workers start only once a message passes the
+    /// [`parallel_threshold`](Self::parallel_threshold), live as long as the stream, and are joined when
+    /// it finishes or is dropped. The output is the same for every setting.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.parallelism.threads = threads.max(1);
+        self
+    }
+
+    /// Sets the body length in bytes after which worker threads start (default 1 MiB): shorter messages
+    /// take the single-thread path with no thread start-up.
+    pub fn parallel_threshold(mut self, bytes: u64) -> Self {
+        self.parallelism.threshold = bytes;
+        self
+    }
+
+    /// Sets the bytes of consecutive frames handed to a worker as one job (default 512 KiB; always at least
+    /// one frame). At most `2 * threads + 1` jobs are in flight, which bounds the memory of a stream.
+    pub fn job_length(mut self, bytes: usize) -> Self {
+        self.parallelism.job_length = bytes.max(1);
         self
     }
 }

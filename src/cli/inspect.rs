@@ -1,0 +1,202 @@
+//! `inspect`: a message's header as text or JSON, read without any key and without calling KMS.
+
+use std::fmt::Write as _;
+use std::io::Write;
+
+use kms_envelope::format::header::HeaderDecoder;
+use kms_envelope::format::suite::{Kdf, MessageFormat, SignatureAlgorithm};
+use kms_envelope::{AlgorithmSuite, ContentType, DecryptLimits, EncryptedDataKey, Header};
+
+use super::args::InspectArgs;
+use super::exit::Failure;
+use super::io::open_input;
+
+/// Raw AES provider info ends with the tag length in bits (128) and the IV length (12), then the IV.
+const RAW_AES_TRAILER: [u8; 8] = [0, 0, 0, 0x80, 0, 0, 0, 12];
+const RAW_AES_TRAILER_LEN: usize = RAW_AES_TRAILER.len() + 12;
+
+pub fn run(args: &InspectArgs) -> Result<(), Failure> {
+    let mut input = open_input(&args.input)?;
+    // Inspect describes what is there, so only the limits that bound memory apply.
+    let limits = DecryptLimits {
+        max_frame_length: u32::MAX,
+        max_encrypted_data_keys: args.max_encrypted_data_keys,
+        ..DecryptLimits::default()
+    };
+    let header =
+        HeaderDecoder::read_from(limits, &mut input.reader).map_err(|e| Failure::reading(e).with_file(&input.name))?;
+    let text = if args.json { json(&header) } else { human(&input.name, &header) };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::io("cannot write to stdout".into(), e))
+}
+
+/// Who wrapped a data key, as far as the header tells without a key.
+enum Wrapper<'a> {
+    Kms { arn: &'a str },
+    RawAes { name: &'a str },
+    Other { info: &'a [u8] },
+}
+
+fn wrapper(edk: &EncryptedDataKey) -> Wrapper<'_> {
+    let info = &edk.provider_info;
+    if edk.provider_id == "aws-kms" {
+        if let Ok(arn) = std::str::from_utf8(info) {
+            return Wrapper::Kms { arn };
+        }
+    }
+    if info.len() >= RAW_AES_TRAILER_LEN {
+        let (name, trailer) = info.split_at(info.len() - RAW_AES_TRAILER_LEN);
+        if trailer[..RAW_AES_TRAILER.len()] == RAW_AES_TRAILER {
+            if let Ok(name) = std::str::from_utf8(name) {
+                return Wrapper::RawAes { name };
+            }
+        }
+    }
+    Wrapper::Other { info }
+}
+
+fn describe_suite(suite: AlgorithmSuite) -> String {
+    let mut parts = vec![format!("AES-{}-GCM", suite.key_len() * 8)];
+    parts.push(
+        match suite.kdf() {
+            Kdf::Identity => "no KDF",
+            Kdf::HkdfSha256 => "HKDF-SHA256",
+            Kdf::HkdfSha384 => "HKDF-SHA384",
+            Kdf::HkdfSha512Commit => "HKDF-SHA512, key commitment",
+        }
+        .to_owned(),
+    );
+    parts.push(
+        match suite.signature() {
+            None => "unsigned",
+            Some(SignatureAlgorithm::EcdsaP256Sha256) => "ECDSA P-256 signature",
+            Some(SignatureAlgorithm::EcdsaP384Sha384) => "ECDSA P-384 signature",
+        }
+        .to_owned(),
+    );
+    parts.join(", ")
+}
+
+fn version(header: &Header) -> u8 {
+    match header.suite().message_format() {
+        MessageFormat::V1 => 1,
+        MessageFormat::V2 => 2,
+    }
+}
+
+fn content_type(header: &Header) -> &'static str {
+    match header.content_type() {
+        ContentType::Framed => "framed",
+        ContentType::NonFramed => "non-framed",
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Text for people. Strings from the header are quoted with Rust's escapes, so no byte of a crafted
+/// header can reach the terminal as a control sequence.
+fn human(name: &str, header: &Header) -> String {
+    let mut out = String::new();
+    let suite = header.suite();
+    let _ = writeln!(out, "message:            {name:?}");
+    let _ = writeln!(out, "format version:     {}", version(header));
+    let _ = writeln!(out, "algorithm suite:    {suite} ({})", describe_suite(suite));
+    let _ = writeln!(out, "message id:         {}", header.message_id());
+    let _ = writeln!(out, "content type:       {}", content_type(header));
+    let _ = writeln!(out, "frame length:       {}", header.frame_length());
+    let context = header.encryption_context();
+    let _ = writeln!(out, "encryption context: {} pair(s)", context.len());
+    for (k, v) in context.iter() {
+        let _ = writeln!(out, "  {k:?} = {v:?}");
+    }
+    let edks = header.encrypted_data_keys();
+    let _ = writeln!(out, "encrypted data keys: {}", edks.len());
+    for (n, edk) in edks.iter().enumerate() {
+        let n = n + 1;
+        let id = &edk.provider_id;
+        let _ = match wrapper(edk) {
+            Wrapper::Kms { arn } => writeln!(out, "  {n}. provider {id:?}, AWS KMS key {arn:?}"),
+            Wrapper::RawAes { name } => writeln!(out, "  {n}. provider {id:?}, raw AES key name {name:?}"),
+            Wrapper::Other { info } => writeln!(out, "  {n}. provider {id:?}, provider info {}", hex(info)),
+        };
+    }
+    out.push_str("(read without a key: the header is not authenticated)\n");
+    out
+}
+
+/// JSON for machines: one object, keys in a fixed order.
+fn json(header: &Header) -> String {
+    let suite = header.suite();
+    let mut out = String::from("{");
+    let _ = write!(out, "\"version\":{}", version(header));
+    let _ = write!(
+        out,
+        ",\"suite\":{{\"id\":\"0x{:04X}\",\"description\":{},\"committing\":{},\"signed\":{}}}",
+        suite.id(),
+        json_str(&describe_suite(suite)),
+        suite.is_committing(),
+        suite.signature().is_some()
+    );
+    let _ = write!(out, ",\"message_id\":\"{}\"", header.message_id());
+    let _ = write!(out, ",\"content_type\":\"{}\"", content_type(header));
+    let _ = write!(out, ",\"frame_length\":{}", header.frame_length());
+    out.push_str(",\"encryption_context\":{");
+    for (n, (k, v)) in header.encryption_context().iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{}:{}", json_str(k), json_str(v));
+    }
+    out.push_str("},\"encrypted_data_keys\":[");
+    for (n, edk) in header.encrypted_data_keys().iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{{\"provider_id\":{}", json_str(&edk.provider_id));
+        let _ = match wrapper(edk) {
+            Wrapper::Kms { arn } => write!(out, ",\"kind\":\"aws-kms\",\"key_arn\":{}}}", json_str(arn)),
+            Wrapper::RawAes { name } => write!(out, ",\"kind\":\"raw-aes\",\"key_name\":{}}}", json_str(name)),
+            Wrapper::Other { info } => write!(out, ",\"kind\":\"other\",\"provider_info_hex\":\"{}\"}}", hex(info)),
+        };
+    }
+    out.push_str("],\"authenticated\":false}\n");
+    out
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_escape_quotes_and_controls() {
+        assert_eq!(json_str("a\"b\\c\n\u{1b}é"), "\"a\\\"b\\\\c\\n\\u001bé\"");
+    }
+}

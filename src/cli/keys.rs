@@ -1,0 +1,105 @@
+//! Building the keyring from the key flags: raw AES keys and AWS KMS keys in command-line order, and KMS
+//! discovery on decrypt.
+
+use std::sync::Arc;
+
+use kms_envelope::{Keyring, MultiKeyring, RawAesKeyring};
+
+use super::args::{DiscoveryArgs, KeyArgs, KeySource};
+#[cfg(feature = "kms")]
+use super::exit::Code;
+use super::exit::Failure;
+
+const NO_KEY: &str = "no key given: use --kms-key ID, or --raw-key-file PATH --key-namespace NS --key-name NAME";
+
+/// The keyring for encrypt: the first key on the command line generates the data key.
+pub fn for_encrypt(keys: &KeyArgs) -> Result<Box<dyn Keyring>, Failure> {
+    let mut all = build(keys, None)?.into_iter();
+    let first = all.next().ok_or_else(|| Failure::usage(NO_KEY.into()))?;
+    if all.len() == 0 {
+        return Ok(Box::new(first));
+    }
+    Ok(Box::new(all.fold(MultiKeyring::new(first), MultiKeyring::with_shared_child)))
+}
+
+/// The keyring for decrypt: every key (and discovery) is tried in command-line order, discovery last.
+pub fn for_decrypt(keys: &KeyArgs, discovery: &DiscoveryArgs) -> Result<Box<dyn Keyring>, Failure> {
+    let mut all = build(keys, Some(discovery))?;
+    match all.len() {
+        0 => Err(Failure::usage(format!("{NO_KEY}, or --kms-discovery"))),
+        1 => Ok(Box::new(all.remove(0))),
+        _ => Ok(Box::new(all.into_iter().fold(MultiKeyring::without_generator(), MultiKeyring::with_shared_child))),
+    }
+}
+
+fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dyn Keyring>>, Failure> {
+    let raw = keys.raw_keys()?;
+    let wants_discovery = discovery.is_some_and(|d| d.kms_discovery);
+    #[cfg(feature = "kms")]
+    let kms = if keys.kms_key.is_empty() && !wants_discovery {
+        None
+    } else {
+        Some(
+            kms_envelope::KmsClients::from_env_blocking()
+                .map_err(|e| Failure::new(Code::KeyAccess, format!("AWS configuration: {e}")))?,
+        )
+    };
+    #[cfg(not(feature = "kms"))]
+    if !keys.kms_key.is_empty() || wants_discovery {
+        return Err(Failure::usage("this kms-envelope was built without AWS KMS support (feature kms)".into()));
+    }
+
+    // `order` is empty when the arguments did not come from the command line (it is filled from the
+    // matches); then raw keys come first.
+    let order: Vec<KeySource> = if keys.order.is_empty() {
+        (0..raw.len()).map(KeySource::Raw).chain((0..keys.kms_key.len()).map(KeySource::Kms)).collect()
+    } else {
+        keys.order.clone()
+    };
+    let mut out: Vec<Arc<dyn Keyring>> = Vec::with_capacity(order.len() + 1);
+    for source in order {
+        match source {
+            KeySource::Raw(n) => out.push(Arc::new(raw_keyring(&raw[n])?)),
+            KeySource::Kms(n) => {
+                #[cfg(feature = "kms")]
+                {
+                    let id = &keys.kms_key[n];
+                    let clients = kms.as_ref().expect("clients exist when a KMS key is given");
+                    let keyring = clients.keyring(id).map_err(|e| config_failure(e, id))?;
+                    out.push(Arc::new(keyring));
+                }
+                #[cfg(not(feature = "kms"))]
+                let _ = n;
+            }
+        }
+    }
+    #[cfg(feature = "kms")]
+    if let (Some(discovery), Some(clients)) = (discovery.filter(|d| d.kms_discovery), &kms) {
+        let filter = if discovery.account.is_empty() {
+            None
+        } else {
+            let partition = discovery.partition.clone().unwrap_or_else(|| clients.partition().to_owned());
+            Some(
+                kms_envelope::DiscoveryFilter::new(partition, discovery.account.iter().cloned())
+                    .map_err(|e| Failure::usage(e.to_string()))?,
+            )
+        };
+        out.push(Arc::new(clients.discovery_keyring(filter)));
+    }
+    Ok(out)
+}
+
+fn raw_keyring((path, namespace, name): &(std::path::PathBuf, String, String)) -> Result<RawAesKeyring, Failure> {
+    let material = zeroize::Zeroizing::new(
+        std::fs::read(path).map_err(|e| Failure::io(format!("cannot read key file {}", path.display()), e))?,
+    );
+    RawAesKeyring::new(namespace.as_str(), name.as_str(), &material)
+        .map_err(|e| Failure::usage(format!("key file {}: {e}", path.display())))
+}
+
+/// A KMS key id the keyring refuses (malformed ARN) is a usage error; anything else is key access.
+#[cfg(feature = "kms")]
+fn config_failure(err: kms_envelope::Error, id: &str) -> Failure {
+    let code = if matches!(err, kms_envelope::Error::Config(_)) { Code::Usage } else { Code::KeyAccess };
+    Failure::new(code, format!("--kms-key {id}: {err}"))
+}

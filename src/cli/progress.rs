@@ -1,0 +1,60 @@
+//! The progress bar on stderr: only for inputs over 64 MiB, only when stderr is a terminal, never with
+//! `--quiet`. It counts bytes read from the input (or, for a bundle, bytes of the archive written).
+
+use std::io::{IsTerminal, Read, Write};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Inputs of this size or smaller never get a bar.
+pub const THRESHOLD: u64 = 64 << 20;
+
+const TEMPLATE: &str = "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} ({elapsed})";
+
+/// A bar, or nothing when there is no terminal, the input is small or of unknown size, or `--quiet`.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    /// A bar for `total` bytes labelled `label`, if the conditions above hold.
+    pub fn new(label: &str, total: Option<u64>, quiet: bool) -> Self {
+        let bar = match total {
+            Some(total) if total > THRESHOLD && !quiet && std::io::stderr().is_terminal() => {
+                let style =
+                    ProgressStyle::with_template(TEMPLATE).expect("the template is valid").progress_chars("=> ");
+                let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(style);
+                bar.set_message(label.to_owned());
+                Some(bar)
+            }
+            _ => None,
+        };
+        Self { bar }
+    }
+
+    /// Counts the bytes read through `reader`.
+    pub fn reader<'a, R: Read + 'a>(&self, reader: R) -> Box<dyn Read + 'a> {
+        match &self.bar {
+            Some(bar) => Box::new(bar.wrap_read(reader)),
+            None => Box::new(reader),
+        }
+    }
+
+    /// Counts the bytes written through `writer`.
+    pub fn writer<'a, W: Write + 'a>(&self, writer: W) -> Box<dyn Write + 'a> {
+        match &self.bar {
+            Some(bar) => Box::new(bar.wrap_write(writer)),
+            None => Box::new(writer),
+        }
+    }
+
+    /// Leaves the bar at its final state on success, or where it stopped on failure.
+    pub fn done(self, success: bool) {
+        if let Some(bar) = self.bar {
+            if success {
+                bar.finish();
+            } else {
+                bar.abandon();
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! `--recursive`: one message per file, the output tree mirroring the input tree.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::exit::{Code, Failure};
+
+/// One file to process.
+pub struct Job {
+    pub input: PathBuf,
+    pub output: PathBuf,
+}
+
+/// Lists the regular files below `input_root` (sorted, depth first) with their outputs below `output_root`,
+/// named by `rename`. Symlinks and special files are not followed: each is a failure of its own. The
+/// output tree is skipped if it lies inside the input tree.
+pub fn plan(
+    input_root: &Path,
+    output_root: &Path,
+    rename: &dyn Fn(&OsStr) -> OsString,
+) -> Result<(Vec<Job>, Vec<Failure>), Failure> {
+    let meta = fs::metadata(input_root).map_err(|e| Failure::io(format!("cannot open {}", input_root.display()), e))?;
+    if !meta.is_dir() {
+        return Err(Failure::usage(format!("{}: --recursive needs a directory as INPUT", input_root.display())));
+    }
+    match fs::symlink_metadata(output_root) {
+        Ok(m) if !m.is_dir() => {
+            return Err(Failure::usage(format!(
+                "{}: --recursive needs a directory (or a path to create) as OUTPUT",
+                output_root.display()
+            )));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_dir(output_root)?,
+        Err(e) => return Err(Failure::io(format!("cannot open {}", output_root.display()), e)),
+    }
+    let skip = fs::canonicalize(output_root).ok();
+    if skip.as_deref() == fs::canonicalize(input_root).ok().as_deref() {
+        return Err(Failure::usage("INPUT and OUTPUT are the same directory".into()));
+    }
+    let mut jobs = Vec::new();
+    let mut problems = Vec::new();
+    walk(input_root, output_root, skip.as_deref(), rename, &mut jobs, &mut problems)?;
+    Ok((jobs, problems))
+}
+
+fn walk(
+    dir: &Path,
+    out_dir: &Path,
+    skip: Option<&Path>,
+    rename: &dyn Fn(&OsStr) -> OsString,
+    jobs: &mut Vec<Job>,
+    problems: &mut Vec<Failure>,
+) -> Result<(), Failure> {
+    let read = |e| Failure::io(format!("cannot read directory {}", dir.display()), e);
+    let mut entries: Vec<_> = fs::read_dir(dir).map_err(read)?.collect::<Result<_, _>>().map_err(read)?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(|e| Failure::io(format!("cannot stat {}", path.display()), e))?;
+        if file_type.is_dir() {
+            if skip.is_some() && fs::canonicalize(&path).ok().as_deref() == skip {
+                continue;
+            }
+            walk(&path, &out_dir.join(entry.file_name()), skip, rename, jobs, problems)?;
+        } else if file_type.is_file() {
+            jobs.push(Job { output: out_dir.join(rename(&entry.file_name())), input: path });
+        } else {
+            problems.push(Failure::new(
+                Code::Io,
+                format!("{}: is a symbolic link or special file; not followed", path.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Creates a directory (and its parents) with mode 0700.
+pub fn create_dir(path: &Path) -> Result<(), Failure> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).map_err(|e| Failure::io(format!("cannot create directory {}", path.display()), e))
+}
+
+/// Runs `each` over the jobs, reporting each failure on its own line and going on with the rest. Fails
+/// with the exit code of the first failure.
+pub fn run(
+    jobs: Vec<Job>,
+    problems: Vec<Failure>,
+    mut each: impl FnMut(&Job) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let total = jobs.len() + problems.len();
+    let mut first: Option<Code> = problems.first().map(Failure::code);
+    let mut failed = problems.len();
+    for problem in problems {
+        eprintln!("kms-envelope: {problem}");
+    }
+    for job in &jobs {
+        let result = match job.output.parent() {
+            Some(parent) if !parent.is_dir() => create_dir(parent),
+            _ => Ok(()),
+        }
+        .and_then(|()| each(job));
+        if let Err(failure) = result {
+            eprintln!("kms-envelope: {failure}");
+            first.get_or_insert(failure.code());
+            failed += 1;
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some(code) => Err(Failure::new(code, format!("{failed} of {total} files failed"))),
+    }
+}
+
+/// The decrypt output name: `name.encrypted` becomes `name`, anything else gets `.decrypted`.
+pub fn decrypted_name(name: &OsStr) -> OsString {
+    let text = name.to_string_lossy();
+    match text.strip_suffix(".encrypted") {
+        Some(stem) if !stem.is_empty() && text.len() == name.len() => stem.into(),
+        _ => {
+            let mut out = name.to_os_string();
+            out.push(".decrypted");
+            out
+        }
+    }
+}
+
+/// `name` with `suffix` appended.
+pub fn with_suffix(name: &OsStr, suffix: &str) -> OsString {
+    let mut out = name.to_os_string();
+    out.push(suffix);
+    out
+}

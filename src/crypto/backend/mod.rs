@@ -1,0 +1,18 @@
+//! The AES-GCM providers. Exactly one is compiled in, chosen by cargo feature: RustCrypto `aes-gcm` by
+//! default, AWS-LC (`aws-lc-rs`) with the `aws-lc` feature (and its FIPS module with `fips`). Both offer the
+//! same [`GcmKey`] with the same three in-place operations; nothing outside this directory names a backend
+//! crate.
+
+#[cfg(feature = "aws-lc")]
+mod aws_lc;
+#[cfg(not(feature = "aws-lc"))]
+mod rust_crypto;
+
+#[cfg(feature = "aws-lc")]
+pub(crate) use aws_lc::{BACKEND, GcmKey};
+#[cfg(not(feature = "aws-lc"))]
+pub(crate) use rust_crypto::{BACKEND, GcmKey};
+
+/// The tag did not verify (or the input was shorter than a tag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rejected;

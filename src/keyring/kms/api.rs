@@ -1,0 +1,133 @@
+//! The boundary between the keyrings and AWS KMS: the three calls they make, as a small trait.
+//!
+//! [`KmsApi`] is implemented for [`aws_sdk_kms::Client`]; unit tests implement it with a double to inject
+//! what moto cannot produce (disabled keys, multi-Region keys, wrong key ids, throttling).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use aws_sdk_kms::primitives::Blob;
+use zeroize::Zeroizing;
+
+use super::error::KmsError;
+
+/// A KMS call in flight. `'static` so that it can run on whichever tokio runtime is at hand.
+pub(crate) type KmsFuture<T> = Pin<Box<dyn Future<Output = Result<T, KmsError>> + Send + 'static>>;
+
+/// What every call carries besides its payload.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CallParams {
+    /// The `KeyId` parameter.
+    pub key_id: String,
+    /// The full materials encryption context.
+    pub context: HashMap<String, String>,
+    /// The keyring's grant tokens.
+    pub grant_tokens: Vec<String>,
+}
+
+/// `GenerateDataKey`'s answer.
+pub(crate) struct Generated {
+    /// The ARN of the key that encrypted the data key, as KMS reports it.
+    pub key_id: Option<String>,
+    /// The plaintext data key.
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// The encrypted data key.
+    pub ciphertext: Vec<u8>,
+}
+
+/// `Encrypt`'s answer.
+pub(crate) struct Encrypted {
+    /// The ARN of the key that encrypted the data key, as KMS reports it.
+    pub key_id: Option<String>,
+    /// The encrypted data key.
+    pub ciphertext: Vec<u8>,
+}
+
+/// `Decrypt`'s answer.
+pub(crate) struct Decrypted {
+    /// The ARN of the key that decrypted, as KMS reports it.
+    pub key_id: Option<String>,
+    /// The plaintext data key.
+    pub plaintext: Zeroizing<Vec<u8>>,
+}
+
+/// The KMS operations the keyrings use.
+pub(crate) trait KmsApi: Send + Sync + 'static {
+    /// The region the client sends requests to, if it has one.
+    fn region(&self) -> Option<String>;
+
+    /// `GenerateDataKey` for `number_of_bytes` bytes.
+    fn generate_data_key(&self, params: CallParams, number_of_bytes: usize) -> KmsFuture<Generated>;
+
+    /// `Encrypt` of `plaintext` (a data key).
+    fn encrypt(&self, params: CallParams, plaintext: Zeroizing<Vec<u8>>) -> KmsFuture<Encrypted>;
+
+    /// `Decrypt` of `ciphertext` (an encrypted data key), with `KeyId` always set.
+    fn decrypt(&self, params: CallParams, ciphertext: Vec<u8>) -> KmsFuture<Decrypted>;
+}
+
+fn plaintext(blob: Option<Blob>) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(blob.map(Blob::into_inner).unwrap_or_default())
+}
+
+impl KmsApi for aws_sdk_kms::Client {
+    fn region(&self) -> Option<String> {
+        self.config().region().map(ToString::to_string)
+    }
+
+    fn generate_data_key(&self, params: CallParams, number_of_bytes: usize) -> KmsFuture<Generated> {
+        let call = self
+            .generate_data_key()
+            .key_id(params.key_id)
+            .number_of_bytes(i32::try_from(number_of_bytes).unwrap_or(i32::MAX))
+            .set_encryption_context(non_empty_map(params.context))
+            .set_grant_tokens(non_empty(params.grant_tokens));
+        Box::pin(async move {
+            let out = call.send().await.map_err(KmsError::from_sdk)?;
+            Ok(Generated {
+                key_id: out.key_id,
+                plaintext: plaintext(out.plaintext),
+                ciphertext: out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default(),
+            })
+        })
+    }
+
+    fn encrypt(&self, params: CallParams, plaintext: Zeroizing<Vec<u8>>) -> KmsFuture<Encrypted> {
+        // The SDK takes ownership of an ordinary Vec; that copy is not zeroized (nor is the request body).
+        let call = self
+            .encrypt()
+            .key_id(params.key_id)
+            .plaintext(Blob::new(plaintext.to_vec()))
+            .set_encryption_context(non_empty_map(params.context))
+            .set_grant_tokens(non_empty(params.grant_tokens));
+        Box::pin(async move {
+            let out = call.send().await.map_err(KmsError::from_sdk)?;
+            Ok(Encrypted {
+                key_id: out.key_id,
+                ciphertext: out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default(),
+            })
+        })
+    }
+
+    fn decrypt(&self, params: CallParams, ciphertext: Vec<u8>) -> KmsFuture<Decrypted> {
+        let call = self
+            .decrypt()
+            .key_id(params.key_id)
+            .ciphertext_blob(Blob::new(ciphertext))
+            .set_encryption_context(non_empty_map(params.context))
+            .set_grant_tokens(non_empty(params.grant_tokens));
+        Box::pin(async move {
+            let out = call.send().await.map_err(KmsError::from_sdk)?;
+            Ok(Decrypted { key_id: out.key_id, plaintext: plaintext(out.plaintext) })
+        })
+    }
+}
+
+fn non_empty(tokens: Vec<String>) -> Option<Vec<String>> {
+    (!tokens.is_empty()).then_some(tokens)
+}
+
+fn non_empty_map(context: HashMap<String, String>) -> Option<HashMap<String, String>> {
+    (!context.is_empty()).then_some(context)
+}

@@ -1,0 +1,344 @@
+//! One AWS configuration, one KMS client per region, and the KMS keyrings built from them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_kms::config::retry::RetryConfig;
+use aws_sdk_kms::config::timeout::TimeoutConfig;
+
+use super::arn::{KmsArn, check_key_identifier};
+use super::discovery::{AwsKmsDiscoveryKeyring, DiscoveryFilter};
+use super::mrk::{AwsKmsMrkDiscoveryKeyring, AwsKmsMrkKeyring};
+use super::runtime::on_runtime;
+use super::strict::AwsKmsKeyring;
+use crate::error::{Error, Result};
+use crate::keyring::{MultiKeyring, block_on};
+
+/// Per-attempt timeout of a KMS call unless the configuration or [`KmsClients::with_timeouts`] sets one.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Timeout of a KMS call with all its retries, unless configured otherwise.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// KMS clients for every region, from one AWS configuration (credentials, endpoint, retries, timeouts).
+///
+/// Clients are built on first use and cached per region; clones share the cache. Retries follow the SDK's
+/// standard mode (throttling, 5xx and transient network errors, 3 attempts in all, with backoff) unless
+/// the configuration says otherwise; each call is bounded by a per-attempt and a total timeout.
+///
+/// ```no_run
+/// # fn main() -> Result<(), kms_envelope::Error> {
+/// use kms_envelope::{DecryptOptions, DiscoveryFilter, EncryptOptions, KmsClients};
+///
+/// let kms = KmsClients::from_env_blocking()?; // once per process; clones share the clients
+/// let generator = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+/// let other = "arn:aws:kms:eu-west-1:111122223333:key/0987dcba-09fe-87dc-65ba-ab0987654321";
+/// let keyring = kms.multi_keyring(&[generator, other])?; // GenerateDataKey, then Encrypt in eu-west-1
+/// let message = kms_envelope::encrypt(&keyring, &EncryptOptions::new(), b"secret")?;
+///
+/// // Decrypt with any one key (its ARN), or by discovery limited to an account.
+/// let by_key = kms_envelope::decrypt(&kms.keyring(other)?, &DecryptOptions::new(), &message)?;
+/// let filter = DiscoveryFilter::new(kms.partition(), ["111122223333"])?;
+/// let by_discovery = kms_envelope::decrypt(&kms.discovery_keyring(Some(filter)), &DecryptOptions::new(), &message)?;
+/// assert_eq!(by_key.plaintext, by_discovery.plaintext);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct KmsClients {
+    config: SdkConfig,
+    attempt_timeout: Option<Duration>,
+    call_timeout: Option<Duration>,
+    retry: Option<RetryConfig>,
+    grant_tokens: Vec<String>,
+    cache: Arc<Mutex<HashMap<String, aws_sdk_kms::Client>>>,
+}
+
+impl fmt::Debug for KmsClients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KmsClients")
+            .field("default_region", &self.default_region())
+            .field("endpoint_url", &self.config.endpoint_url())
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("call_timeout", &self.call_timeout)
+            .field("max_attempts", &self.retry.as_ref().map(RetryConfig::max_attempts))
+            .field("grant_tokens", &self.grant_tokens.len())
+            .finish()
+    }
+}
+
+impl KmsClients {
+    /// Clients from `config`, as loaded by `aws_config` or built by hand.
+    pub fn new(config: &SdkConfig) -> Self {
+        Self {
+            config: config.clone(),
+            attempt_timeout: None,
+            call_timeout: None,
+            retry: None,
+            grant_tokens: Vec::new(),
+            cache: Arc::default(),
+        }
+    }
+
+    /// Clients from the environment, the way every AWS SDK finds it (`aws_config::load_defaults`):
+    /// `AWS_REGION`, `AWS_PROFILE` and the shared config files, credentials from the environment, profile,
+    /// SSO, web identity or instance role, and `AWS_ENDPOINT_URL_KMS` (or `AWS_ENDPOINT_URL`) if set.
+    /// Credentials are resolved on the first KMS call, not here.
+    pub async fn from_env() -> Result<Self> {
+        let config = on_runtime(aws_config::load_defaults(BehaviorVersion::latest())).await?;
+        Ok(Self::new(&config))
+    }
+
+    /// [`from_env`](Self::from_env) for synchronous code. Do not call it on an async runtime's thread.
+    pub fn from_env_blocking() -> Result<Self> {
+        block_on(Self::from_env())
+    }
+
+    /// Sets the timeout of each attempt and of a whole call including its retries (defaults: the
+    /// configuration's, else [`DEFAULT_ATTEMPT_TIMEOUT`](super::DEFAULT_ATTEMPT_TIMEOUT) and
+    /// [`DEFAULT_CALL_TIMEOUT`](super::DEFAULT_CALL_TIMEOUT)).
+    pub fn with_timeouts(mut self, attempt: Duration, call: Duration) -> Self {
+        self.attempt_timeout = Some(attempt);
+        self.call_timeout = Some(call);
+        self.cache = Arc::default();
+        self
+    }
+
+    /// Sets how many attempts a call may make in all (1 disables retries).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        let retry =
+            self.retry.take().or_else(|| self.config.retry_config().cloned()).unwrap_or_else(RetryConfig::standard);
+        self.retry = Some(retry.with_max_attempts(attempts.max(1)));
+        self.cache = Arc::default();
+        self
+    }
+
+    /// Replaces the retry configuration (mode, attempts, backoff).
+    pub fn with_retry_config(mut self, retry: RetryConfig) -> Self {
+        self.retry = Some(retry);
+        self.cache = Arc::default();
+        self
+    }
+
+    /// Grant tokens for every keyring built from here on.
+    pub fn with_grant_tokens(mut self, tokens: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.grant_tokens = tokens.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The configuration's region, used for keys not given as ARNs.
+    pub fn default_region(&self) -> Option<&str> {
+        self.config.region().map(Region::as_ref)
+    }
+
+    /// The partition of the default region (`aws`, `aws-cn`, `aws-us-gov`, ...), for a [`DiscoveryFilter`].
+    pub fn partition(&self) -> &'static str {
+        partition_of(self.default_region().unwrap_or(""))
+    }
+
+    /// The client for `region`, or for the default region if `None`.
+    pub fn client(&self, region: Option<&str>) -> Result<aws_sdk_kms::Client> {
+        let region = region.or(self.default_region()).ok_or_else(no_region)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = cache.get(region) {
+            return Ok(client.clone());
+        }
+        let client = aws_sdk_kms::Client::from_conf(self.client_config(region));
+        cache.insert(region.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    fn client_config(&self, region: &str) -> aws_sdk_kms::Config {
+        let base = self.config.timeout_config().cloned().unwrap_or_else(|| TimeoutConfig::builder().build());
+        let timeouts = base
+            .to_builder()
+            .operation_attempt_timeout(
+                self.attempt_timeout.or(base.operation_attempt_timeout()).unwrap_or(DEFAULT_ATTEMPT_TIMEOUT),
+            )
+            .operation_timeout(self.call_timeout.or(base.operation_timeout()).unwrap_or(DEFAULT_CALL_TIMEOUT))
+            .build();
+        let mut builder = aws_sdk_kms::config::Builder::from(&self.config)
+            .region(Region::new(region.to_owned()))
+            .timeout_config(timeouts);
+        if let Some(retry) = &self.retry {
+            builder = builder.retry_config(retry.clone());
+        }
+        builder.build()
+    }
+
+    /// The client for `key_id`: the ARN's region, else the default region.
+    pub fn client_for_key(&self, key_id: &str) -> Result<aws_sdk_kms::Client> {
+        let arn = check_key_identifier(key_id).map_err(Error::Config)?;
+        self.client(arn.as_ref().map(KmsArn::region))
+    }
+
+    /// A strict keyring for `key_id` (key ARN, key id, alias name or alias ARN).
+    pub fn keyring(&self, key_id: &str) -> Result<AwsKmsKeyring> {
+        Ok(AwsKmsKeyring::new(self.client_for_key(key_id)?, key_id)?.with_grant_tokens(self.grant_tokens.clone()))
+    }
+
+    /// An MRK-aware strict keyring for `key_id`.
+    pub fn mrk_keyring(&self, key_id: &str) -> Result<AwsKmsMrkKeyring> {
+        Ok(AwsKmsMrkKeyring::new(self.client_for_key(key_id)?, key_id)?.with_grant_tokens(self.grant_tokens.clone()))
+    }
+
+    /// Strict keyrings for `key_ids` in one multi-keyring: the first is the generator, each other key adds
+    /// an `Encrypt`. On decrypt, each key is tried in order until one decrypts.
+    pub fn multi_keyring(&self, key_ids: &[impl AsRef<str>]) -> Result<MultiKeyring> {
+        let (first, rest) = key_ids.split_first().ok_or_else(|| Error::Config("no AWS KMS key given".into()))?;
+        let mut multi = MultiKeyring::new(self.keyring(first.as_ref())?);
+        for key_id in rest {
+            multi = multi.with_child(self.keyring(key_id.as_ref())?);
+        }
+        Ok(multi)
+    }
+
+    /// MRK-aware strict keyrings for `key_ids` in one multi-keyring. Two replicas of one multi-Region key
+    /// are refused: they would wrap the data key twice under the same key.
+    pub fn mrk_multi_keyring(&self, key_ids: &[impl AsRef<str>]) -> Result<MultiKeyring> {
+        let mrk_id = |key_id: &str| match check_key_identifier(key_id) {
+            Ok(Some(arn)) if arn.is_multi_region_key() => Some(arn.resource_id().to_owned()),
+            Ok(None) if key_id.starts_with("mrk-") => Some(key_id.to_owned()),
+            _ => None,
+        };
+        let mut seen = BTreeMap::new();
+        for key_id in key_ids.iter().map(AsRef::as_ref) {
+            if let Some(other) = mrk_id(key_id).and_then(|id| seen.insert(id, key_id)) {
+                return Err(Error::Config(format!("{other} and {key_id} are replicas of the same multi-Region key")));
+            }
+        }
+        let (first, rest) = key_ids.split_first().ok_or_else(|| Error::Config("no AWS KMS key given".into()))?;
+        let mut multi = MultiKeyring::new(self.mrk_keyring(first.as_ref())?);
+        for key_id in rest {
+            multi = multi.with_child(self.mrk_keyring(key_id.as_ref())?);
+        }
+        Ok(multi)
+    }
+
+    /// A discovery keyring that calls each key in the key's own region, optionally filtered.
+    pub fn discovery_keyring(&self, filter: Option<DiscoveryFilter>) -> AwsKmsDiscoveryKeyring {
+        let keyring = AwsKmsDiscoveryKeyring::per_region(self.clone(), self.grant_tokens.clone());
+        match filter {
+            Some(filter) => keyring.with_filter(filter),
+            None => keyring,
+        }
+    }
+
+    /// An MRK-aware discovery keyring bound to `region` (default: the configuration's).
+    pub fn mrk_discovery_keyring(
+        &self,
+        region: Option<&str>,
+        filter: Option<DiscoveryFilter>,
+    ) -> Result<AwsKmsMrkDiscoveryKeyring> {
+        let keyring =
+            AwsKmsMrkDiscoveryKeyring::new(self.client(region)?)?.with_grant_tokens(self.grant_tokens.clone());
+        Ok(match filter {
+            Some(filter) => keyring.with_filter(filter),
+            None => keyring,
+        })
+    }
+
+    /// MRK-aware discovery keyrings for several regions, tried in order, in one multi-keyring (decrypt only).
+    pub fn mrk_discovery_multi_keyring(
+        &self,
+        regions: &[impl AsRef<str>],
+        filter: Option<DiscoveryFilter>,
+    ) -> Result<MultiKeyring> {
+        if regions.is_empty() {
+            return Err(Error::Config("no region given for MRK discovery".into()));
+        }
+        let mut multi = MultiKeyring::without_generator();
+        for region in regions {
+            multi = multi.with_child(self.mrk_discovery_keyring(Some(region.as_ref()), filter.clone())?);
+        }
+        Ok(multi)
+    }
+}
+
+fn no_region() -> Error {
+    Error::Config(
+        "no AWS region configured: set AWS_REGION (or a region in the AWS profile), or give the key as an ARN".into(),
+    )
+}
+
+/// The AWS partition a region belongs to.
+fn partition_of(region: &str) -> &'static str {
+    const PREFIXES: [(&str, &str); 6] = [
+        ("cn-", "aws-cn"),
+        ("us-gov-", "aws-us-gov"),
+        ("us-isob-", "aws-iso-b"),
+        ("us-isof-", "aws-iso-f"),
+        ("us-iso-", "aws-iso"),
+        ("eu-isoe-", "aws-iso-e"),
+    ];
+    PREFIXES.iter().find(|(prefix, _)| region.starts_with(prefix)).map_or("aws", |(_, partition)| partition)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clients(region: Option<&str>) -> KmsClients {
+        let mut config = SdkConfig::builder().behavior_version(BehaviorVersion::latest());
+        if let Some(region) = region {
+            config = config.region(Region::new(region.to_owned()));
+        }
+        KmsClients::new(&config.build())
+    }
+
+    const MRK_E: &str = "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab";
+    const MRK_W: &str = "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab";
+
+    #[test]
+    fn clients_follow_the_key_region_and_are_cached() {
+        let kms = clients(Some("us-east-1")).with_timeouts(Duration::from_secs(2), Duration::from_secs(5));
+        let west = kms.client_for_key(MRK_W).unwrap();
+        assert_eq!(west.config().region().unwrap().as_ref(), "eu-west-1");
+        assert_eq!(kms.client_for_key("alias/x").unwrap().config().region().unwrap().as_ref(), "us-east-1");
+        let timeouts = west.config().timeout_config().unwrap();
+        assert_eq!(timeouts.operation_attempt_timeout(), Some(Duration::from_secs(2)));
+        assert_eq!(timeouts.operation_timeout(), Some(Duration::from_secs(5)));
+        assert_eq!(kms.cache.lock().unwrap().len(), 2);
+        kms.client(Some("eu-west-1")).unwrap();
+        assert_eq!(kms.cache.lock().unwrap().len(), 2, "cached");
+
+        let retried = clients(Some("us-east-1")).with_max_attempts(5).client(None).unwrap();
+        assert_eq!(retried.config().retry_config().unwrap().max_attempts(), 5);
+        let defaults = clients(Some("us-east-1")).client(None).unwrap();
+        assert_eq!(
+            defaults.config().timeout_config().unwrap().operation_attempt_timeout(),
+            Some(DEFAULT_ATTEMPT_TIMEOUT)
+        );
+    }
+
+    #[test]
+    fn no_region_is_a_configuration_error_unless_the_key_is_an_arn() {
+        let kms = clients(None);
+        let err = kms.keyring("alias/x").unwrap_err();
+        assert!(matches!(err, Error::Config(ref m) if m.contains("AWS_REGION")), "{err}");
+        assert!(kms.keyring(MRK_E).is_ok());
+        assert!(kms.mrk_discovery_keyring(None, None).is_err());
+        assert!(kms.multi_keyring(&[] as &[&str]).is_err());
+        assert!(kms.keyring("").is_err());
+    }
+
+    #[test]
+    fn mrk_multi_keyring_refuses_two_replicas() {
+        let kms = clients(Some("us-east-1"));
+        let err = kms.mrk_multi_keyring(&[MRK_E, MRK_W]).unwrap_err();
+        assert!(err.to_string().contains("replicas of the same multi-Region key"), "{err}");
+        assert!(kms.mrk_multi_keyring(&[MRK_E, "alias/other"]).is_ok());
+        assert!(kms.multi_keyring(&[MRK_E, MRK_W]).is_ok(), "the plain strict keyrings allow it");
+    }
+
+    #[test]
+    fn partitions() {
+        assert_eq!(partition_of("us-east-1"), "aws");
+        assert_eq!(partition_of("cn-north-1"), "aws-cn");
+        assert_eq!(partition_of("us-gov-west-1"), "aws-us-gov");
+        assert_eq!(partition_of("us-isob-east-1"), "aws-iso-b");
+        assert_eq!(partition_of("us-iso-east-1"), "aws-iso");
+        assert_eq!(clients(Some("cn-northwest-1")).partition(), "aws-cn");
+    }
+}

@@ -1,0 +1,199 @@
+//! The AWS KMS discovery keyring: decrypt-only, under whichever key the message names.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use super::api::KmsApi;
+use super::arn::KmsArn;
+use super::calls::{Kms, edk_key_arn, not_kms};
+use super::clients::KmsClients;
+use crate::error::{Error, Result};
+use crate::format::edk::EncryptedDataKey;
+use crate::keyring::{DecryptionMaterials, EncryptionMaterials, Keyring, KeyringFuture};
+
+/// Limits discovery to keys of some accounts in one partition. Without a filter, a discovery keyring asks
+/// KMS to decrypt under any key a message names, which lets whoever wrote the message choose the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscoveryFilter {
+    partition: String,
+    accounts: BTreeSet<String>,
+}
+
+impl DiscoveryFilter {
+    /// Keys of `accounts` in `partition` (`aws`, `aws-cn`, `aws-us-gov`, ...). Fails if the partition is
+    /// empty, no account is given, or an account is empty.
+    pub fn new(partition: impl Into<String>, accounts: impl IntoIterator<Item = impl Into<String>>) -> Result<Self> {
+        let partition = partition.into();
+        let accounts: BTreeSet<String> = accounts.into_iter().map(Into::into).collect();
+        if partition.is_empty() {
+            return Err(Error::Config("discovery filter: the partition is empty".into()));
+        }
+        if accounts.is_empty() || accounts.contains("") {
+            return Err(Error::Config("discovery filter: give at least one account id, none empty".into()));
+        }
+        Ok(Self { partition, accounts })
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+
+    /// The account ids.
+    pub fn accounts(&self) -> impl Iterator<Item = &str> {
+        self.accounts.iter().map(String::as_str)
+    }
+
+    /// Why `arn` is outside the filter, if it is.
+    pub(super) fn check(&self, arn: &KmsArn) -> Result<(), String> {
+        if arn.partition() != self.partition {
+            return Err(format!(
+                "key {arn} is in partition {}, the discovery filter allows {}",
+                arn.partition(),
+                self.partition
+            ));
+        }
+        if !self.accounts.contains(arn.account()) {
+            let allowed: Vec<&str> = self.accounts().collect();
+            return Err(format!(
+                "key {arn} is in account {}, not one the discovery filter allows ({})",
+                arn.account(),
+                allowed.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where a discovery keyring gets its clients.
+#[derive(Clone)]
+enum Clients {
+    /// One client, for every key (the ESDK's discovery keyring).
+    One(Kms),
+    /// A client in each key's region.
+    PerRegion { clients: Box<KmsClients>, grant_tokens: Vec<String> },
+}
+
+/// The AWS KMS discovery keyring: decrypts the data key under whichever KMS key each EDK names (with
+/// `KeyId` set to that key), if the [`DiscoveryFilter`] allows it. It cannot encrypt.
+///
+/// Built with [`new`](Self::new), it sends every call through one client, as the ESDK's discovery keyring
+/// does (keys in other regions then fail). Built with
+/// [`KmsClients::discovery_keyring`](super::KmsClients::discovery_keyring), it calls each key in its own
+/// region.
+#[derive(Clone)]
+pub struct AwsKmsDiscoveryKeyring {
+    clients: Clients,
+    filter: Option<DiscoveryFilter>,
+}
+
+impl fmt::Debug for AwsKmsDiscoveryKeyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let region = match &self.clients {
+            Clients::One(kms) => kms.region(),
+            Clients::PerRegion { .. } => Some("(each key's)".into()),
+        };
+        f.debug_struct("AwsKmsDiscoveryKeyring").field("region", &region).field("filter", &self.filter).finish()
+    }
+}
+
+impl AwsKmsDiscoveryKeyring {
+    /// A discovery keyring that calls KMS through `client`, with no filter.
+    pub fn new(client: aws_sdk_kms::Client) -> Self {
+        Self::with_api(Arc::new(client))
+    }
+
+    pub(super) fn with_api(api: Arc<dyn KmsApi>) -> Self {
+        Self { clients: Clients::One(Kms { api, grant_tokens: Vec::new() }), filter: None }
+    }
+
+    pub(super) fn per_region(clients: KmsClients, grant_tokens: Vec<String>) -> Self {
+        Self { clients: Clients::PerRegion { clients: Box::new(clients), grant_tokens }, filter: None }
+    }
+
+    /// Only keys the filter allows are tried.
+    pub fn with_filter(mut self, filter: DiscoveryFilter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Grant tokens sent with every call.
+    pub fn with_grant_tokens(mut self, tokens: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let tokens = tokens.into_iter().map(Into::into).collect();
+        match &mut self.clients {
+            Clients::One(kms) => kms.grant_tokens = tokens,
+            Clients::PerRegion { grant_tokens, .. } => *grant_tokens = tokens,
+        }
+        self
+    }
+
+    /// The filter, if any.
+    pub fn filter(&self) -> Option<&DiscoveryFilter> {
+        self.filter.as_ref()
+    }
+
+    fn kms_for(&self, arn: &KmsArn) -> Result<Kms, String> {
+        match &self.clients {
+            Clients::One(kms) => Ok(kms.clone()),
+            Clients::PerRegion { clients, grant_tokens } => clients
+                .client(Some(arn.region()))
+                .map(|client| Kms { api: Arc::new(client), grant_tokens: grant_tokens.clone() })
+                .map_err(|err| format!("AWS KMS discovery: no client for key {arn}: {err}")),
+        }
+    }
+
+    async fn decrypt(
+        &self,
+        mut materials: DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<DecryptionMaterials> {
+        if materials.data_key().is_some() {
+            return Err(Error::Keyring("decryption materials already hold a data key".into()));
+        }
+        let mut reasons = Vec::new();
+        let mut candidates = Vec::new();
+        for edk in edks {
+            let Some((arn, info)) = edk_key_arn(edk)? else {
+                reasons.push(not_kms("AWS KMS discovery", edk));
+                continue;
+            };
+            match self.filter.as_ref().map_or(Ok(()), |filter| filter.check(&arn)) {
+                Ok(()) => candidates.push((arn, info, edk)),
+                Err(reason) => reasons.push(format!("AWS KMS discovery: {reason}")),
+            }
+        }
+        for (arn, info, edk) in candidates {
+            let attempt = match self.kms_for(&arn) {
+                Ok(kms) => kms.unwrap(info, &materials, edk).await,
+                Err(reason) => Err(reason),
+            };
+            match attempt {
+                Ok(data_key) => {
+                    materials.set_data_key(data_key)?;
+                    return Ok(materials);
+                }
+                Err(reason) => reasons.push(reason),
+            }
+        }
+        Err(Error::NoDataKeyDecrypted { reasons })
+    }
+}
+
+pub(super) fn discovery_cannot_encrypt<T>() -> Result<T> {
+    Err(Error::Config("an AWS KMS discovery keyring cannot encrypt: configure a KMS key to encrypt under".into()))
+}
+
+impl Keyring for AwsKmsDiscoveryKeyring {
+    fn on_encrypt<'a>(&'a self, _materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
+        Box::pin(async { discovery_cannot_encrypt() })
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        materials: DecryptionMaterials,
+        edks: &'a [EncryptedDataKey],
+    ) -> KeyringFuture<'a, DecryptionMaterials> {
+        Box::pin(self.decrypt(materials, edks))
+    }
+}

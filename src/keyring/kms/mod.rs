@@ -1,0 +1,42 @@
+//! AWS KMS keyrings (format notes §11): the data key wrapped by AWS KMS.
+//!
+//! * [`AwsKmsKeyring`]: one KMS key. Encrypt: `GenerateDataKey` if it is the generator, else `Encrypt`
+//!   (or, with [`generate_data_key_locally`](AwsKmsKeyring::generate_data_key_locally), a local random data
+//!   key and `Encrypt`). Decrypt: `Decrypt` with `KeyId` set, only for the message's data key under that key.
+//! * [`AwsKmsMrkKeyring`]: the same, but a replica of a multi-Region key in another region also matches.
+//! * [`AwsKmsDiscoveryKeyring`]: decrypt-only; asks KMS to decrypt under whichever key the message names,
+//!   optionally only keys of some accounts ([`DiscoveryFilter`]).
+//! * [`AwsKmsMrkDiscoveryKeyring`]: discovery that sends multi-Region keys to the replica in its own region.
+//! * [`KmsClients`]: one AWS configuration, one KMS client per region, and the keyrings above built from it
+//!   (several keys with the first as generator, per-region clients for keys in other regions).
+//!
+//! Every EDK these keyrings write has provider id `aws-kms` and the key ARN KMS returned as provider info,
+//! so messages are interchangeable with every AWS Encryption SDK.
+//!
+//! KMS calls per message: encrypt makes one call per key (`GenerateDataKey` for the generator, `Encrypt`
+//! for each other key); decrypt makes one `Decrypt` call, plus one per earlier EDK that failed to decrypt.
+//!
+//! Keyring calls are `async`. Each KMS call runs as a task on the caller's tokio runtime when there is one,
+//! else on a small runtime shared by the whole process (see `runtime.rs`), so the blocking stream API works
+//! from synchronous code and the async API never blocks a runtime thread.
+
+mod api;
+pub mod arn;
+mod calls;
+mod clients;
+mod discovery;
+mod error;
+mod mrk;
+mod runtime;
+mod strict;
+#[cfg(test)]
+mod tests;
+
+pub use arn::KmsArn;
+pub use clients::{DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CALL_TIMEOUT, KmsClients};
+pub use discovery::{AwsKmsDiscoveryKeyring, DiscoveryFilter};
+pub use mrk::{AwsKmsMrkDiscoveryKeyring, AwsKmsMrkKeyring};
+pub use strict::AwsKmsKeyring;
+
+/// The EDK provider id of every AWS KMS keyring.
+pub const PROVIDER_ID: &str = "aws-kms";

@@ -1,0 +1,171 @@
+//! Multi-Region-key-aware keyrings: a replica of a multi-Region key (`key/mrk-…`) in another region
+//! decrypts what any replica encrypted (format notes §11, "MRK match").
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::api::KmsApi;
+use super::calls::{Kms, edk_key_arn, not_kms};
+use super::discovery::{DiscoveryFilter, discovery_cannot_encrypt};
+use super::strict::{KeyMatch, Strict};
+use crate::error::{Error, Result};
+use crate::format::edk::EncryptedDataKey;
+use crate::keyring::{DecryptionMaterials, EncryptionMaterials, Keyring, KeyringFuture};
+
+/// The MRK-aware strict keyring: like [`AwsKmsKeyring`](super::AwsKmsKeyring), but on decrypt an EDK
+/// written under any replica of the configured multi-Region key matches too. It is decrypted by the
+/// configured key (`Decrypt` with `KeyId` = the configured ARN), so a message encrypted in one region
+/// decrypts in another without a cross-region call.
+#[derive(Clone)]
+pub struct AwsKmsMrkKeyring(Strict);
+
+impl fmt::Debug for AwsKmsMrkKeyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.debug("AwsKmsMrkKeyring", f)
+    }
+}
+
+impl AwsKmsMrkKeyring {
+    /// A keyring for `key_id` that calls KMS through `client` (whose region should be the key's).
+    pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Result<Self> {
+        Self::with_api(Arc::new(client), key_id.into())
+    }
+
+    pub(super) fn with_api(api: Arc<dyn KmsApi>, key_id: String) -> Result<Self> {
+        Strict::new(api, key_id, KeyMatch::MultiRegion).map(Self)
+    }
+
+    /// Grant tokens sent with every call.
+    pub fn with_grant_tokens(mut self, tokens: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.0.set_grant_tokens(tokens.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// As generator, make the data key locally and wrap it with `Encrypt` (see
+    /// [`AwsKmsKeyring::generate_data_key_locally`](super::AwsKmsKeyring::generate_data_key_locally)).
+    pub fn generate_data_key_locally(mut self) -> Self {
+        self.0.set_local_data_key();
+        self
+    }
+
+    /// The configured key identifier.
+    pub fn key_id(&self) -> &str {
+        self.0.key_id()
+    }
+}
+
+impl Keyring for AwsKmsMrkKeyring {
+    fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
+        Box::pin(self.0.encrypt(materials))
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        materials: DecryptionMaterials,
+        edks: &'a [EncryptedDataKey],
+    ) -> KeyringFuture<'a, DecryptionMaterials> {
+        Box::pin(self.0.decrypt(materials, edks))
+    }
+}
+
+/// The MRK-aware discovery keyring: decrypt-only, bound to its client's region. An EDK under a multi-Region
+/// key is decrypted by that key's replica in this region (the ARN with its region replaced); an EDK under
+/// a single-region key is tried only if the key is in this region.
+#[derive(Clone)]
+pub struct AwsKmsMrkDiscoveryKeyring {
+    kms: Kms,
+    region: String,
+    filter: Option<DiscoveryFilter>,
+}
+
+impl fmt::Debug for AwsKmsMrkDiscoveryKeyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsKmsMrkDiscoveryKeyring").field("region", &self.region).field("filter", &self.filter).finish()
+    }
+}
+
+impl AwsKmsMrkDiscoveryKeyring {
+    /// A keyring calling KMS through `client`, which must have a region.
+    pub fn new(client: aws_sdk_kms::Client) -> Result<Self> {
+        Self::with_api(Arc::new(client))
+    }
+
+    pub(super) fn with_api(api: Arc<dyn KmsApi>) -> Result<Self> {
+        let region = api.region().ok_or_else(|| {
+            Error::Config("an MRK discovery keyring needs a KMS client with a region (set AWS_REGION)".into())
+        })?;
+        Ok(Self { kms: Kms { api, grant_tokens: Vec::new() }, region, filter: None })
+    }
+
+    /// Only keys the filter allows are tried.
+    pub fn with_filter(mut self, filter: DiscoveryFilter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Grant tokens sent with every call.
+    pub fn with_grant_tokens(mut self, tokens: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.kms.grant_tokens = tokens.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The region whose keys this keyring asks.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    async fn decrypt(
+        &self,
+        mut materials: DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<DecryptionMaterials> {
+        if materials.data_key().is_some() {
+            return Err(Error::Keyring("decryption materials already hold a data key".into()));
+        }
+        let name = format!("AWS KMS MRK discovery in {}", self.region);
+        let mut reasons = Vec::new();
+        let mut candidates = Vec::new();
+        for edk in edks {
+            let Some((arn, info)) = edk_key_arn(edk)? else {
+                reasons.push(not_kms(&name, edk));
+                continue;
+            };
+            if let Some(Err(reason)) = self.filter.as_ref().map(|filter| filter.check(&arn)) {
+                reasons.push(format!("{name}: {reason}"));
+            } else if arn.is_multi_region_key() {
+                candidates.push((arn.in_region(&self.region).to_string(), edk));
+            } else if arn.region() == self.region {
+                candidates.push((info.to_owned(), edk));
+            } else {
+                reasons.push(format!(
+                    "{name}: key {arn} is a single-region key in {}; use a keyring with a client in that region",
+                    arn.region()
+                ));
+            }
+        }
+        for (key_id, edk) in candidates {
+            match self.kms.unwrap(&key_id, &materials, edk).await {
+                Ok(data_key) => {
+                    materials.set_data_key(data_key)?;
+                    return Ok(materials);
+                }
+                Err(reason) => reasons.push(reason),
+            }
+        }
+        Err(Error::NoDataKeyDecrypted { reasons })
+    }
+}
+
+impl Keyring for AwsKmsMrkDiscoveryKeyring {
+    fn on_encrypt<'a>(&'a self, _materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
+        Box::pin(async { discovery_cannot_encrypt() })
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        materials: DecryptionMaterials,
+        edks: &'a [EncryptedDataKey],
+    ) -> KeyringFuture<'a, DecryptionMaterials> {
+        Box::pin(self.decrypt(materials, edks))
+    }
+}

@@ -1,0 +1,188 @@
+//! The strict AWS KMS keyring: one configured key, used for encrypt and the only key tried on decrypt.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::api::KmsApi;
+use super::arn::{check_key_identifier, mrk_match};
+use super::calls::{Kms, edk_key_arn, not_kms};
+use crate::crypto::DataKey;
+use crate::error::{Error, Result};
+use crate::format::edk::EncryptedDataKey;
+use crate::keyring::{DecryptionMaterials, EncryptionMaterials, Keyring, KeyringFuture};
+
+/// Which EDKs a strict keyring considers its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum KeyMatch {
+    /// The provider info equals the configured identifier.
+    Exact,
+    /// "MRK match": equal, or replicas of one multi-Region key.
+    MultiRegion,
+}
+
+/// What [`AwsKmsKeyring`] and [`AwsKmsMrkKeyring`](super::AwsKmsMrkKeyring) share.
+#[derive(Clone)]
+pub(super) struct Strict {
+    kms: Kms,
+    key_id: String,
+    local_data_key: bool,
+    key_match: KeyMatch,
+}
+
+impl Strict {
+    pub fn new(api: Arc<dyn KmsApi>, key_id: String, key_match: KeyMatch) -> Result<Self> {
+        let arn = check_key_identifier(&key_id).map_err(Error::Config)?;
+        if let (Some(arn), Some(region)) = (arn, api.region()) {
+            if arn.region() != region {
+                return Err(Error::Config(format!(
+                    "KMS key {key_id} is in region {}, but the client is for {region}: KMS serves each region's \
+                     keys only there (KmsClients::keyring picks the client by the key's region)",
+                    arn.region()
+                )));
+            }
+        }
+        Ok(Self { kms: Kms { api, grant_tokens: Vec::new() }, key_id, local_data_key: false, key_match })
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    pub fn set_grant_tokens(&mut self, tokens: Vec<String>) {
+        self.kms.grant_tokens = tokens;
+    }
+
+    pub fn set_local_data_key(&mut self) {
+        self.local_data_key = true;
+    }
+
+    pub fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
+            .field("key_id", &self.key_id)
+            .field("region", &self.kms.region())
+            .field("grant_tokens", &self.kms.grant_tokens.len())
+            .field("local_data_key", &self.local_data_key)
+            .finish()
+    }
+
+    fn name(&self) -> String {
+        format!("AWS KMS key {}", self.key_id)
+    }
+
+    pub async fn encrypt(&self, mut materials: EncryptionMaterials) -> Result<EncryptionMaterials> {
+        if materials.data_key().is_some() {
+            self.kms.wrap(&self.key_id, &mut materials).await?;
+        } else if self.local_data_key {
+            materials.set_data_key(DataKey::random(materials.suite().key_len()))?;
+            self.kms.wrap(&self.key_id, &mut materials).await?;
+        } else {
+            self.kms.generate(&self.key_id, &mut materials).await?;
+        }
+        Ok(materials)
+    }
+
+    pub async fn decrypt(
+        &self,
+        mut materials: DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<DecryptionMaterials> {
+        if materials.data_key().is_some() {
+            return Err(Error::Keyring("decryption materials already hold a data key".into()));
+        }
+        // Filter every EDK before the first call: a malformed KMS EDK fails the keyring.
+        let mut reasons = Vec::new();
+        let mut candidates = Vec::new();
+        for edk in edks {
+            let Some((_, info)) = edk_key_arn(edk)? else {
+                reasons.push(not_kms(&self.name(), edk));
+                continue;
+            };
+            let matches = match self.key_match {
+                KeyMatch::Exact => info == self.key_id,
+                KeyMatch::MultiRegion => mrk_match(&self.key_id, info),
+            };
+            if matches {
+                candidates.push(edk);
+            } else {
+                reasons.push(format!(
+                    "{}: the message's data key under {info} is for another key{}",
+                    self.name(),
+                    if self.key_id.starts_with("arn:") { "" } else { " (strict decrypt needs the key ARN)" }
+                ));
+            }
+        }
+        for edk in candidates {
+            match self.kms.unwrap(&self.key_id, &materials, edk).await {
+                Ok(data_key) => {
+                    materials.set_data_key(data_key)?;
+                    return Ok(materials);
+                }
+                Err(reason) => reasons.push(reason),
+            }
+        }
+        Err(Error::NoDataKeyDecrypted { reasons })
+    }
+}
+
+/// The strict AWS KMS keyring: one KMS key, given as a key ARN, key id, alias name or alias ARN.
+///
+/// On encrypt, as generator it calls `GenerateDataKey`; otherwise (or with
+/// [`generate_data_key_locally`](Self::generate_data_key_locally)) it calls `Encrypt` on the data key. The
+/// EDK's provider info is the key ARN KMS returns. On decrypt it calls `Decrypt` with `KeyId` set, only for
+/// EDKs whose provider info is exactly the configured identifier: configure the **key ARN** to decrypt.
+///
+/// The client's region must be the key's (a key ARN in another region is refused):
+/// [`KmsClients::keyring`](super::KmsClients::keyring) picks the client by the ARN's region.
+#[derive(Clone)]
+pub struct AwsKmsKeyring(Strict);
+
+impl fmt::Debug for AwsKmsKeyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.debug("AwsKmsKeyring", f)
+    }
+}
+
+impl AwsKmsKeyring {
+    /// A keyring for `key_id` that calls KMS through `client`. Fails if `key_id` cannot be a KMS key
+    /// identifier (empty, or an ARN that does not parse).
+    pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Result<Self> {
+        Self::with_api(Arc::new(client), key_id.into())
+    }
+
+    pub(super) fn with_api(api: Arc<dyn KmsApi>, key_id: String) -> Result<Self> {
+        Strict::new(api, key_id, KeyMatch::Exact).map(Self)
+    }
+
+    /// Grant tokens sent with every call (at most 10, as KMS allows).
+    pub fn with_grant_tokens(mut self, tokens: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.0.set_grant_tokens(tokens.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// As generator, make the data key locally (from the operating system's random generator) and wrap it
+    /// with `Encrypt`, instead of calling `GenerateDataKey`: for callers who must not receive plaintext keys
+    /// from KMS, or who are granted `kms:Encrypt` but not `kms:GenerateDataKey`. Still one call.
+    pub fn generate_data_key_locally(mut self) -> Self {
+        self.0.set_local_data_key();
+        self
+    }
+
+    /// The configured key identifier.
+    pub fn key_id(&self) -> &str {
+        self.0.key_id()
+    }
+}
+
+impl Keyring for AwsKmsKeyring {
+    fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
+        Box::pin(self.0.encrypt(materials))
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        materials: DecryptionMaterials,
+        edks: &'a [EncryptedDataKey],
+    ) -> KeyringFuture<'a, DecryptionMaterials> {
+        Box::pin(self.0.decrypt(materials, edks))
+    }
+}

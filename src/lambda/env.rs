@@ -1,0 +1,334 @@
+//! Configuration from environment variables, so a function needs no code to say what to decrypt where.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `KMS_ENVELOPE_BUNDLES` | `source=destination` pairs, separated by commas or newlines. A source is a path (relative: under `$LAMBDA_TASK_ROOT`, then `/opt`) or `s3://bucket/key`; a destination ending in `/` is a directory bundle, else a file. Split at the last `=`, so S3 keys may hold `=` |
+//! | `KMS_ENVELOPE_SECRETS` | optional: the source of a JSON secrets bundle, decrypted into memory only ([`load_secrets`](super::load_secrets)) |
+//! | `KMS_ENVELOPE_KMS_KEY_ARN` | the KMS key (ARN) that wrapped the data keys; several separated by commas are tried in order |
+//! | `KMS_ENVELOPE_KMS_DISCOVERY` | `true`: instead of naming keys, ask KMS to decrypt with whichever key each message names, limited to the accounts in `KMS_ENVELOPE_KMS_ACCOUNTS` (comma-separated account ids, or `*` for any account) |
+//! | `KMS_ENVELOPE_CONTEXT` | the encryption context every bundle must carry: `k=v,k2=v2`, or a JSON object of strings |
+//! | `KMS_ENVELOPE_ROOT` | where destinations go; default `/tmp` |
+//!
+//! Exactly one of `KMS_ENVELOPE_KMS_KEY_ARN` and `KMS_ENVELOPE_KMS_DISCOVERY=true` must be set.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{BundleKind, BundleSpec, ColdStart, Source};
+use crate::error::{Error, Result};
+use crate::format::context::EncryptionContext;
+use crate::keyring::Keyring;
+use crate::keyring::kms::{DiscoveryFilter, KmsClients};
+use crate::stream::DecryptOptions;
+
+/// `source=destination` pairs; a destination ending in `/` is a directory bundle.
+pub const BUNDLES_VAR: &str = "KMS_ENVELOPE_BUNDLES";
+/// The source of a JSON secrets bundle decrypted into memory.
+pub const SECRETS_VAR: &str = "KMS_ENVELOPE_SECRETS";
+/// Comma-separated KMS key ARNs for strict decryption.
+pub const KEY_ARN_VAR: &str = "KMS_ENVELOPE_KMS_KEY_ARN";
+/// `true` for discovery decryption.
+pub const DISCOVERY_VAR: &str = "KMS_ENVELOPE_KMS_DISCOVERY";
+/// The accounts discovery may use (comma-separated, or `*`).
+pub const ACCOUNTS_VAR: &str = "KMS_ENVELOPE_KMS_ACCOUNTS";
+/// The expected encryption context.
+pub const CONTEXT_VAR: &str = "KMS_ENVELOPE_CONTEXT";
+/// The root destinations are relative to.
+pub const ROOT_VAR: &str = "KMS_ENVELOPE_ROOT";
+
+/// Which KMS keys may unwrap the data keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KmsKeys {
+    /// These keys, tried in order (strict keyrings).
+    Strict(Vec<String>),
+    /// Whichever key a message names, if it belongs to one of these accounts (`None`: any account).
+    Discovery {
+        /// Allowed account ids; `None` when configured as `*`.
+        accounts: Option<Vec<String>>,
+    },
+}
+
+/// The cold start as the environment describes it. Holds no secret: only names, paths and key ARNs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvConfig {
+    /// The bundles, in order.
+    pub bundles: Vec<BundleSpec>,
+    /// The JSON secrets bundle to load into memory, if any.
+    pub secrets: Option<Source>,
+    /// The KMS keys.
+    pub keys: KmsKeys,
+    /// The encryption context every message must carry.
+    pub context: EncryptionContext,
+    /// Where destinations go.
+    pub root: PathBuf,
+}
+
+fn config_error(message: impl Into<String>) -> Error {
+    Error::Config(message.into())
+}
+
+/// Non-empty items of a comma- or newline-separated list, trimmed.
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value.split([',', '\n']).map(str::trim).filter(|item| !item.is_empty())
+}
+
+fn parse_bundles(value: &str) -> Result<Vec<BundleSpec>> {
+    list(value)
+        .map(|item| {
+            let (source, destination) = item
+                .rsplit_once('=')
+                .ok_or_else(|| config_error(format!("{BUNDLES_VAR}: {item:?} is not source=destination")))?;
+            let (source, destination) = (source.trim(), destination.trim());
+            if destination.is_empty() || destination == "/" {
+                return Err(config_error(format!("{BUNDLES_VAR}: {item:?} has no destination")));
+            }
+            match destination.strip_suffix('/') {
+                Some(directory) => BundleSpec::directory(source, directory),
+                None => BundleSpec::file(source, destination),
+            }
+        })
+        .collect()
+}
+
+fn parse_context(value: &str) -> Result<EncryptionContext> {
+    let mut context = EncryptionContext::new();
+    let value = value.trim();
+    if value.starts_with('{') {
+        let pairs: std::collections::BTreeMap<String, String> = serde_json::from_str(value)
+            .map_err(|e| config_error(format!("{CONTEXT_VAR} is not a JSON object of strings: {e}")))?;
+        for (key, value) in pairs {
+            context.insert(key, value);
+        }
+        return Ok(context);
+    }
+    for pair in list(value) {
+        let (key, value) = pair
+            .split_once('=')
+            .filter(|(key, _)| !key.trim().is_empty())
+            .ok_or_else(|| config_error(format!("{CONTEXT_VAR}: {pair:?} is not key=value")))?;
+        if context.insert(key.trim(), value.trim()).is_some() {
+            return Err(config_error(format!("{CONTEXT_VAR}: key {:?} appears twice", key.trim())));
+        }
+    }
+    Ok(context)
+}
+
+fn parse_keys(arns: Option<&str>, discovery: Option<&str>, accounts: Option<&str>) -> Result<KmsKeys> {
+    let discovery = match discovery.map(str::trim) {
+        None | Some("") => false,
+        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
+        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
+        Some(v) => return Err(config_error(format!("{DISCOVERY_VAR} is {v:?}; expected true or false"))),
+    };
+    let arns: Vec<String> = arns.map(|v| list(v).map(str::to_owned).collect()).unwrap_or_default();
+    match (discovery, arns.is_empty()) {
+        (true, false) => Err(config_error(format!("set either {KEY_ARN_VAR} or {DISCOVERY_VAR}=true, not both"))),
+        (false, true) => Err(config_error(format!(
+            "no KMS key configured: set {KEY_ARN_VAR} (the key ARN), or {DISCOVERY_VAR}=true with {ACCOUNTS_VAR}"
+        ))),
+        (false, false) => Ok(KmsKeys::Strict(arns)),
+        (true, true) => {
+            let accounts: Vec<String> = accounts.map(|v| list(v).map(str::to_owned).collect()).unwrap_or_default();
+            match accounts.as_slice() {
+                [] => Err(config_error(format!(
+                    "{DISCOVERY_VAR}=true needs {ACCOUNTS_VAR}: the AWS account ids whose keys may be used \
+                     (or * for any account)"
+                ))),
+                [any] if any == "*" => Ok(KmsKeys::Discovery { accounts: None }),
+                accounts => {
+                    if let Some(bad) = accounts.iter().find(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
+                    {
+                        return Err(config_error(format!("{ACCOUNTS_VAR}: {bad:?} is not a 12-digit account id")));
+                    }
+                    Ok(KmsKeys::Discovery { accounts: Some(accounts.to_vec()) })
+                }
+            }
+        }
+    }
+}
+
+impl EnvConfig {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (a variable's value, or `None` if unset).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let bundles = parse_bundles(&lookup(BUNDLES_VAR).unwrap_or_default())?;
+        let secrets = match lookup(SECRETS_VAR).as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(source) => Some(Source::parse(source)?),
+        };
+        if bundles.is_empty() && secrets.is_none() {
+            return Err(config_error(format!("nothing to decrypt: set {BUNDLES_VAR} or {SECRETS_VAR}")));
+        }
+        let keys = parse_keys(
+            lookup(KEY_ARN_VAR).as_deref(),
+            lookup(DISCOVERY_VAR).as_deref(),
+            lookup(ACCOUNTS_VAR).as_deref(),
+        )?;
+        let context = parse_context(&lookup(CONTEXT_VAR).unwrap_or_default())?;
+        let root = match lookup(ROOT_VAR).as_deref().map(str::trim) {
+            None | Some("") => PathBuf::from("/tmp"),
+            Some(root) if root.starts_with('/') => PathBuf::from(root),
+            Some(root) => return Err(config_error(format!("{ROOT_VAR} must be an absolute path, not {root:?}"))),
+        };
+        Ok(Self { bundles, secrets, keys, context, root })
+    }
+
+    /// The decrypt options: the expected encryption context, otherwise the defaults.
+    pub fn decrypt_options(&self) -> DecryptOptions {
+        DecryptOptions::new().reproduced_context(self.context.clone())
+    }
+
+    /// The keyring for [`keys`](Self::keys), from `kms`.
+    pub fn keyring(&self, kms: &KmsClients) -> Result<Arc<dyn Keyring>> {
+        Ok(match &self.keys {
+            KmsKeys::Strict(arns) if arns.len() == 1 => Arc::new(kms.keyring(&arns[0])?),
+            KmsKeys::Strict(arns) => Arc::new(kms.multi_keyring(arns)?),
+            KmsKeys::Discovery { accounts: None } => Arc::new(kms.discovery_keyring(None)),
+            KmsKeys::Discovery { accounts: Some(accounts) } => {
+                Arc::new(kms.discovery_keyring(Some(DiscoveryFilter::new(kms.partition(), accounts)?)))
+            }
+        })
+    }
+
+    /// A cold start for these bundles with `keyring`.
+    pub fn cold_start(&self, keyring: Arc<dyn Keyring>) -> ColdStart {
+        self.bundles
+            .iter()
+            .cloned()
+            .fold(ColdStart::with_shared_keyring(keyring), ColdStart::bundle)
+            .options(self.decrypt_options())
+            .root(&self.root)
+    }
+}
+
+impl ColdStart {
+    /// A cold start configured entirely by environment variables (see [`EnvConfig`] and the table in the
+    /// [module docs](crate::lambda::env)), with KMS (and S3) clients from the standard AWS environment.
+    pub async fn from_env() -> Result<Self> {
+        let config = EnvConfig::from_env()?;
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let keyring = config.keyring(&KmsClients::new(&aws))?;
+        let cold_start = config.cold_start(keyring);
+        #[cfg(feature = "s3")]
+        let cold_start = cold_start.s3_client(aws_sdk_s3::Client::new(&aws));
+        Ok(cold_start)
+    }
+}
+
+impl BundleSpec {
+    /// The `source=destination` form [`EnvConfig`] reads (a directory's destination ends in `/`).
+    pub fn to_env_entry(&self) -> String {
+        let slash = if self.kind == BundleKind::Directory { "/" } else { "" };
+        format!("{}={}{slash}", self.source, self.destination.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    fn read(vars: &[(&str, &str)]) -> Result<EnvConfig> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        EnvConfig::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn bundles_keys_context_and_root() {
+        let config = read(&[
+            (BUNDLES_VAR, "secrets.json.esdk=secrets.json, s3://bucket/p=1/certs.esdk=certs/\n/opt/x.esdk=a/b.bin"),
+            (KEY_ARN_VAR, ARN),
+            (CONTEXT_VAR, "purpose=cold start, stage=prod"),
+            (SECRETS_VAR, "s3://bucket/secrets.esdk"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.bundles,
+            vec![
+                BundleSpec::file("secrets.json.esdk", "secrets.json").unwrap(),
+                BundleSpec::directory("s3://bucket/p=1/certs.esdk", "certs").unwrap(),
+                BundleSpec::file("/opt/x.esdk", "a/b.bin").unwrap(),
+            ]
+        );
+        assert_eq!(config.bundles[1].source, Source::S3 { bucket: "bucket".into(), key: "p=1/certs.esdk".into() });
+        assert_eq!(config.bundles[1].to_env_entry(), "s3://bucket/p=1/certs.esdk=certs/");
+        assert_eq!(config.keys, KmsKeys::Strict(vec![ARN.into()]));
+        assert_eq!(config.context.get("purpose"), Some("cold start"));
+        assert_eq!(config.context.get("stage"), Some("prod"));
+        assert_eq!(config.root, PathBuf::from("/tmp"));
+        assert_eq!(config.secrets, Some(Source::parse("s3://bucket/secrets.esdk").unwrap()));
+    }
+
+    #[test]
+    fn json_context_discovery_and_root() {
+        let config = read(&[
+            (BUNDLES_VAR, "a.esdk=a"),
+            (DISCOVERY_VAR, "TRUE"),
+            (ACCOUNTS_VAR, "111122223333,444455556666"),
+            (CONTEXT_VAR, r#"{"a,b": "c=d"}"#),
+            (ROOT_VAR, "/mnt/scratch"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.keys,
+            KmsKeys::Discovery { accounts: Some(vec!["111122223333".into(), "444455556666".into()]) }
+        );
+        assert_eq!(config.context.get("a,b"), Some("c=d"));
+        assert_eq!(config.root, PathBuf::from("/mnt/scratch"));
+        let any = read(&[(BUNDLES_VAR, "a.esdk=a"), (DISCOVERY_VAR, "1"), (ACCOUNTS_VAR, "*")]).unwrap();
+        assert_eq!(any.keys, KmsKeys::Discovery { accounts: None });
+        let two = read(&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, &format!("{ARN}, {ARN}"))]).unwrap();
+        assert_eq!(two.keys, KmsKeys::Strict(vec![ARN.into(), ARN.into()]));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[(KEY_ARN_VAR, ARN)], "nothing to decrypt"),
+            (&[(BUNDLES_VAR, "a.esdk")], "not source=destination"),
+            (&[(BUNDLES_VAR, "a.esdk=")], "no destination"),
+            (&[(BUNDLES_VAR, "s3://bucket=x")], "not s3://bucket/key"),
+            (&[(BUNDLES_VAR, "a.esdk=a")], "no KMS key configured"),
+            (&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN), (DISCOVERY_VAR, "true")], "not both"),
+            (&[(BUNDLES_VAR, "a.esdk=a"), (DISCOVERY_VAR, "yes")], "expected true or false"),
+            (&[(BUNDLES_VAR, "a.esdk=a"), (DISCOVERY_VAR, "true")], "needs KMS_ENVELOPE_KMS_ACCOUNTS"),
+            (&[(BUNDLES_VAR, "a.esdk=a"), (DISCOVERY_VAR, "true"), (ACCOUNTS_VAR, "12")], "12-digit"),
+            (&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN), (CONTEXT_VAR, "novalue")], "not key=value"),
+            (&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN), (CONTEXT_VAR, "k=1,k=2")], "appears twice"),
+            (&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN), (CONTEXT_VAR, "{\"k\": 1}")], "JSON object"),
+            (&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN), (ROOT_VAR, "tmp")], "absolute"),
+        ];
+        for (vars, expected) in cases {
+            let err = read(vars).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{vars:?}: {err:?}");
+            assert!(err.to_string().contains(expected), "{vars:?}: {err} (expected {expected:?})");
+        }
+    }
+
+    #[test]
+    fn the_keyring_follows_the_keys() {
+        let aws = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        let kms = KmsClients::new(&aws);
+        for vars in [
+            &[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN)][..],
+            &[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, "alias/one,alias/two")][..],
+            &[(BUNDLES_VAR, "a.esdk=a"), (DISCOVERY_VAR, "true"), (ACCOUNTS_VAR, "111122223333")][..],
+            &[(BUNDLES_VAR, "a.esdk=a"), (DISCOVERY_VAR, "true"), (ACCOUNTS_VAR, "*")][..],
+        ] {
+            read(vars).unwrap().keyring(&kms).unwrap();
+        }
+        let config = read(&[(BUNDLES_VAR, "a.esdk=a,b.esdk=b/"), (KEY_ARN_VAR, ARN), (ROOT_VAR, "/srv")]).unwrap();
+        let debug = format!("{:?}", config.cold_start(config.keyring(&kms).unwrap()));
+        assert!(debug.contains("/srv") && debug.contains("b.esdk"), "{debug}");
+    }
+}

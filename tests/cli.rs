@@ -1,0 +1,568 @@
+//! The `kms-envelope` command line, run as a process: every subcommand, every exit code, files, stdin and
+//! stdout, directories, and AWS KMS keys through moto (scripts/test.sh starts it; without it the KMS tests
+//! print "SKIPPED" and fail under CI=true).
+#![cfg(feature = "cli")]
+
+mod common;
+#[cfg(feature = "kms")]
+#[path = "common/kms.rs"]
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+const NS: &str = "pipeline";
+const NAME: &str = "key-1";
+
+/// A scratch directory with a raw key file in it.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("wrapping.key"), [0x42u8; 32]).unwrap();
+        fs::write(dir.path().join("other.key"), [0x17u8; 32]).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, data: &[u8]) -> PathBuf {
+        let path = self.path(name);
+        fs::write(&path, data).unwrap();
+        path
+    }
+
+    /// `kms-envelope` run in the scratch directory, with no AWS configuration from outside.
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::cargo_bin("kms-envelope").unwrap();
+        cmd.current_dir(self.dir.path());
+        for var in ["AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS", "AWS_SESSION_TOKEN"] {
+            cmd.env_remove(var);
+        }
+        cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+        cmd
+    }
+}
+
+/// The raw key triple for `file` (relative to the scratch directory).
+fn raw(file: &str) -> Vec<&str> {
+    vec!["--raw-key-file", file, "--key-namespace", NS, "--key-name", NAME]
+}
+
+fn args<'a>(parts: &[&[&'a str]]) -> Vec<&'a str> {
+    parts.concat()
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `cmd`, asserts the exit code and that stderr is exactly one line (when failing); returns stdout.
+fn expect(cmd: &mut Command, code: i32) -> (Vec<u8>, String) {
+    let out = cmd.output().unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    if code != 0 && code != 2 {
+        assert_eq!(stderr.lines().count(), 1, "one line on stderr per failure: {stderr:?}");
+        assert!(stderr.starts_with("kms-envelope: "), "{stderr}");
+    }
+    (out.stdout, stderr)
+}
+
+fn plaintext(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn encrypt_then_decrypt_files_with_context() {
+    let s = Scratch::new();
+    let data = plaintext(200_000);
+    s.write("secrets.json", &data);
+    expect(
+        s.cmd().args(args(&[
+            &["encrypt"],
+            &raw("wrapping.key"),
+            &["--context", "app=billing", "--frame-length", "4096", "--threads", "2", "secrets.json", "m.esdk"],
+        ])),
+        0,
+    );
+    let message = fs::read(s.path("m.esdk")).unwrap();
+    assert_eq!(&message[..3], &[0x02, 0x04, 0x78], "v2 header, suite 0x0478");
+    expect(
+        s.cmd().args(args(&[
+            &["decrypt"],
+            &raw("wrapping.key"),
+            &["--context", "app=billing", "--require-context-key", "app", "--threads", "1", "m.esdk", "out.json"],
+        ])),
+        0,
+    );
+    assert_eq!(fs::read(s.path("out.json")).unwrap(), data);
+    #[cfg(unix)]
+    assert_eq!(mode(&s.path("out.json")), 0o600, "decrypted outputs are 0600");
+    let leftovers: Vec<_> = fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temp files left: {leftovers:?}");
+}
+
+#[test]
+fn stdin_to_stdout_and_back() {
+    let s = Scratch::new();
+    let data = plaintext(70_000);
+    let (message, stderr) =
+        expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["-", "-"]])).write_stdin(data.clone()), 0);
+    assert!(stderr.is_empty(), "nothing but data: {stderr}");
+    let (plain, stderr) =
+        expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["-", "-"]])).write_stdin(message), 0);
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(plain, data);
+}
+
+#[test]
+fn outputs_are_never_overwritten_without_force() {
+    let s = Scratch::new();
+    s.write("pt", b"new");
+    s.write("ct", b"precious");
+    let (_, stderr) = expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "ct"]])), 4);
+    assert!(stderr.contains("ct") && stderr.contains("--force"), "{stderr}");
+    assert_eq!(fs::read(s.path("ct")).unwrap(), b"precious");
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--force", "pt", "ct"]])), 0);
+    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["ct", "pt"]])), 4);
+    assert_eq!(fs::read(s.path("pt")).unwrap(), b"new");
+    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--force", "ct", "pt"]])), 0);
+    assert_eq!(fs::read(s.path("pt")).unwrap(), b"new");
+}
+
+#[test]
+fn inspect_prints_the_header_without_a_key() {
+    let s = Scratch::new();
+    s.write("pt", &plaintext(5000));
+    expect(
+        s.cmd().args(args(&[
+            &["encrypt"],
+            &raw("wrapping.key"),
+            &["--raw-key-file", "other.key", "--key-namespace", "b", "--key-name", "second"],
+            &["--suite", "0x0578", "--frame-length", "1024", "--context", "stage=prod", "pt", "ct"],
+        ])),
+        0,
+    );
+    let (text, _) = expect(s.cmd().args(["inspect", "ct"]), 0);
+    let text = String::from_utf8(text).unwrap();
+    for needle in [
+        "0x0578",
+        "ECDSA P-384",
+        "frame length:       1024",
+        "\"stage\" = \"prod\"",
+        "aws-crypto-public-key",
+        "encrypted data keys: 2",
+        "raw AES key name \"key-1\"",
+        "not authenticated",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    let message = fs::read(s.path("ct")).unwrap();
+    let (json, _) = expect(s.cmd().args(["inspect", "--json", "-"]).write_stdin(message.clone()), 0);
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["suite"]["id"], "0x0578");
+    assert_eq!(v["suite"]["signed"], true);
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["frame_length"], 1024);
+    assert_eq!(v["content_type"], "framed");
+    assert_eq!(v["encryption_context"]["stage"], "prod");
+    assert_eq!(v["message_id"].as_str().unwrap(), common::hex(&message[3..35]));
+    let edks = v["encrypted_data_keys"].as_array().unwrap();
+    assert_eq!(edks.len(), 2);
+    assert_eq!(edks[0]["provider_id"], NS);
+    assert_eq!(edks[0]["kind"], "raw-aes");
+    assert_eq!(edks[0]["key_name"], NAME);
+
+    // Inspect reads the header only: a cut body is fine, a cut header is not.
+    s.write("head", &message[..message.len() - 200]);
+    expect(s.cmd().args(["inspect", "head"]), 0);
+    s.write("cut", &message[..40]);
+    let (_, stderr) = expect(s.cmd().args(["inspect", "cut"]), 1);
+    assert!(stderr.contains("cut") && stderr.contains("truncated"), "{stderr}");
+    let (_, stderr) = expect(s.cmd().args(["inspect", "--max-encrypted-data-keys", "1", "ct"]), 1);
+    assert!(stderr.contains("encrypted data key"), "{stderr}");
+    expect(s.cmd().args(["inspect", "missing"]), 4);
+}
+
+#[test]
+fn invalid_or_tampered_messages_exit_1_and_leave_nothing() {
+    let s = Scratch::new();
+    s.write("pt", &plaintext(10_000));
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--frame-length", "512", "pt", "ct"]])), 0);
+    let mut message = fs::read(s.path("ct")).unwrap();
+    let last = message.len() - 5;
+    message[last] ^= 1;
+    s.write("bad", &message);
+    let (_, stderr) = expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["bad", "out"]])), 1);
+    assert!(stderr.contains("bad:") && stderr.contains("authentication failed"), "{stderr}");
+    assert!(!s.path("out").exists(), "nothing at OUTPUT after a failure");
+    s.write("junk", b"not a message at all");
+    let (_, stderr) = expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["junk", "out"]])), 1);
+    assert!(stderr.contains("junk:"), "{stderr}");
+    assert!(!s.path("out").exists());
+    // A context that differs, and a required key the message lacks.
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--context", "a=1", "pt", "ct2"]])), 0);
+    let (_, stderr) =
+        expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--context", "a=2", "ct2", "out"]])), 1);
+    assert!(stderr.contains("ct2:") && stderr.contains("\"a\""), "{stderr}");
+    let (_, stderr) = expect(
+        s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--require-context-key", "owner", "ct2", "out"]])),
+        1,
+    );
+    assert!(stderr.contains("owner"), "{stderr}");
+    assert!(!s.path("out").exists());
+    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--require-context-key", "a", "ct2", "out"]])), 0);
+    // Committing-only policy refuses a legacy suite; the allow policy reads it.
+    expect(
+        s.cmd().args(args(&[
+            &["encrypt"],
+            &raw("wrapping.key"),
+            &["--suite", "0x0178", "--commitment-policy", "forbid-encrypt-allow-decrypt", "pt", "v1"],
+        ])),
+        0,
+    );
+    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["v1", "v1.out"]])), 1);
+    expect(
+        s.cmd().args(args(&[
+            &["decrypt"],
+            &raw("wrapping.key"),
+            &["--commitment-policy", "require-encrypt-allow-decrypt", "v1", "v1.out"],
+        ])),
+        0,
+    );
+    // A signed message under --unsigned-only.
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--suite", "0x0578", "pt", "signed"]])), 0);
+    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--unsigned-only", "signed", "x"]])), 1);
+}
+
+#[test]
+fn key_access_failures_exit_3() {
+    let s = Scratch::new();
+    s.write("pt", b"secret");
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "ct"]])), 0);
+    let (_, stderr) = expect(s.cmd().args(args(&[&["decrypt"], &raw("other.key"), &["ct", "out"]])), 3);
+    assert!(stderr.contains("ct:") && stderr.contains("no keyring could decrypt"), "{stderr}");
+    let wrong_name = ["--raw-key-file", "wrapping.key", "--key-namespace", NS, "--key-name", "nope"];
+    expect(s.cmd().args(args(&[&["decrypt"], &wrong_name, &["ct", "out"]])), 3);
+    assert!(!s.path("out").exists());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let s = Scratch::new();
+    s.write("pt", b"x");
+    s.write("short.key", &[1u8; 7]);
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["encrypt", "pt", "ct"],                                   // no key
+        vec!["decrypt", "pt", "out"],                                  // no key
+        vec!["encrypt", "--raw-key-file", "wrapping.key", "pt", "ct"], // incomplete triple
+        args(&[&["encrypt"], &raw("wrapping.key"), &["--context", "novalue", "pt", "ct"]]),
+        args(&[&["encrypt"], &raw("wrapping.key"), &["--suite", "0x9999", "pt", "ct"]]),
+        args(&[&["encrypt"], &raw("wrapping.key"), &["--frame-length", "0", "pt", "ct"]]),
+        args(&[&["encrypt"], &raw("wrapping.key"), &["--threads", "0", "pt", "ct"]]),
+        args(&[&["encrypt"], &raw("short.key"), &["pt", "ct"]]),
+        args(&[&["encrypt"], &raw("wrapping.key"), &["--kms-discovery", "pt", "ct"]]), // discovery can't encrypt
+        args(&[&["decrypt"], &raw("wrapping.key"), &["--account", "111122223333", "pt", "out"]]), // needs discovery
+        args(&[&["encrypt"], &raw("wrapping.key"), &["--commitment-policy", "sometimes", "pt", "ct"]]),
+        args(&[&["encrypt"], &raw("wrapping.key"), &[".", "ct"]]), // a directory without --recursive
+        args(&[&["encrypt"], &raw("wrapping.key"), &["--suffix", ".x", "pt", "ct"]]), // --suffix needs --recursive
+        args(&[&["encrypt"], &raw("wrapping.key"), &["--context", "aws-crypto-x=1", "pt", "ct"]]), // reserved key
+        vec!["inspect"],
+        vec!["frobnicate"],
+    ];
+    for case in cases {
+        let out = s.cmd().args(&case).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{case:?}: {}", stderr_of(&out));
+        assert!(!stderr_of(&out).is_empty(), "{case:?}");
+        assert!(!s.path("ct").exists(), "{case:?} left an output");
+    }
+    // --help documents the exit codes.
+    for sub in ["encrypt", "decrypt", "inspect", "bundle", "unbundle"] {
+        let out = s.cmd().args([sub, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success() && help.contains("3  key access failed") && help.contains("4  I/O"), "{help}");
+    }
+}
+
+#[test]
+fn io_failures_exit_4() {
+    let s = Scratch::new();
+    let (_, stderr) = expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["missing", "ct"]])), 4);
+    assert!(stderr.contains("missing"), "{stderr}");
+    s.write("pt", b"x");
+    let (_, stderr) = expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "no/such/dir/ct"]])), 4);
+    assert!(stderr.contains("no/such/dir/ct"), "{stderr}");
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("absent.key"), &["pt", "ct"]])), 4);
+    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["missing", "out"]])), 4);
+}
+
+#[test]
+fn several_raw_keys_the_first_generates() {
+    let s = Scratch::new();
+    s.write("pt", b"for two teams");
+    let second = ["--raw-key-file", "other.key", "--key-namespace", "team-b", "--key-name", "k"];
+    expect(s.cmd().args(args(&[&["encrypt"], &second, &raw("wrapping.key"), &["pt", "ct"]])), 0);
+    let (json, _) = expect(s.cmd().args(["inspect", "--json", "ct"]), 0);
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["encrypted_data_keys"][0]["provider_id"], "team-b", "command-line order: the first generates");
+    assert_eq!(v["encrypted_data_keys"][1]["provider_id"], NS);
+    let (out, _) = expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["ct", "-"]])), 0);
+    assert_eq!(out, b"for two teams");
+    let (out, _) = expect(s.cmd().args(args(&[&["decrypt"], &second, &["ct", "-"]])), 0);
+    assert_eq!(out, b"for two teams");
+}
+
+#[test]
+fn max_encrypted_data_keys_on_both_sides() {
+    let s = Scratch::new();
+    s.write("pt", b"x");
+    let second = ["--raw-key-file", "other.key", "--key-namespace", "b", "--key-name", "k"];
+    expect(
+        s.cmd().args(args(&[
+            &["encrypt"],
+            &raw("wrapping.key"),
+            &second,
+            &["--max-encrypted-data-keys", "1", "pt", "c"],
+        ])),
+        2,
+    );
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &second, &["pt", "ct"]])), 0);
+    let (_, stderr) = expect(
+        s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--max-encrypted-data-keys", "1", "ct", "out"]])),
+        1,
+    );
+    assert!(stderr.contains("encrypted data key count"), "{stderr}");
+}
+
+fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push((path.strip_prefix(root).unwrap().display().to_string(), fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+fn make_tree(root: &Path) {
+    fs::create_dir_all(root.join("certs/inner")).unwrap();
+    fs::create_dir_all(root.join("empty")).unwrap();
+    fs::write(root.join("app.env"), b"A=1\n").unwrap();
+    fs::write(root.join("certs/tls.pem"), plaintext(5000)).unwrap();
+    fs::write(root.join("certs/inner/deep.bin"), plaintext(70_000)).unwrap();
+    fs::write(root.join("zero"), b"").unwrap();
+}
+
+#[test]
+fn recursive_mirrors_the_tree_one_message_per_file() {
+    let s = Scratch::new();
+    let src = s.path("src");
+    make_tree(&src);
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--recursive", "src", "enc"]])), 0);
+    let encrypted: Vec<String> = tree(&s.path("enc")).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        encrypted,
+        ["app.env.encrypted", "certs/inner/deep.bin.encrypted", "certs/tls.pem.encrypted", "zero.encrypted"]
+    );
+    // Each is a message of its own.
+    expect(s.cmd().args(["inspect", "enc/certs/tls.pem.encrypted"]), 0);
+    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["-r", "enc", "dec"]])), 0);
+    assert_eq!(tree(&s.path("dec")), tree(&src));
+    #[cfg(unix)]
+    assert_eq!(mode(&s.path("dec/certs/tls.pem")), 0o600);
+
+    // A second run refuses to overwrite, file by file, and names each; --force replaces.
+    let (_, stderr) = expect_lines(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["-r", "enc", "dec"]])), 4);
+    assert_eq!(stderr.lines().count(), 5, "one line per file, then the summary: {stderr}");
+    assert!(stderr.contains("dec/certs/tls.pem: already exists"), "{stderr}");
+    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["-r", "--force", "enc", "dec"]])), 0);
+
+    // --suffix on both sides.
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["-r", "--suffix", ".esdk", "src", "enc2"]])), 0);
+    assert!(s.path("enc2/certs/tls.pem.esdk").is_file());
+    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["-r", "--suffix", "", "enc2", "dec2"]])), 0);
+    let dec2: Vec<String> = tree(&s.path("dec2")).into_iter().map(|(n, _)| n).collect();
+    assert!(dec2.contains(&"certs/tls.pem.esdk".to_string()), "{dec2:?}");
+
+    // A bad file among good ones: the others are decrypted, the bad one named, exit 1.
+    let mut bad = fs::read(s.path("enc/app.env.encrypted")).unwrap();
+    let at = bad.len() - 3;
+    bad[at] ^= 0x80;
+    fs::write(s.path("enc/app.env.encrypted"), bad).unwrap();
+    let (_, stderr) =
+        expect_lines(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["-r", "enc", "dec3"]])), 1);
+    assert!(stderr.contains("enc/app.env.encrypted:"), "{stderr}");
+    assert!(stderr.contains("1 of 4 files failed"), "{stderr}");
+    assert!(!s.path("dec3/app.env").exists());
+    assert!(s.path("dec3/certs/tls.pem").is_file());
+}
+
+/// Like `expect`, for commands that print several failure lines (one per file).
+fn expect_lines(cmd: &mut Command, code: i32) -> (Vec<u8>, String) {
+    let out = cmd.output().unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(stderr.lines().all(|l| l.starts_with("kms-envelope: ")), "{stderr}");
+    (out.stdout, stderr)
+}
+
+#[cfg(unix)]
+#[test]
+fn recursive_does_not_follow_symlinks() {
+    let s = Scratch::new();
+    make_tree(&s.path("src"));
+    std::os::unix::fs::symlink("/etc/hostname", s.path("src/link")).unwrap();
+    let (_, stderr) = expect_lines(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["-r", "src", "enc"]])), 4);
+    assert!(stderr.contains("src/link: is a symbolic link"), "{stderr}");
+    assert!(s.path("enc/app.env.encrypted").is_file(), "the regular files are still done");
+    assert!(!s.path("enc/link.encrypted").exists());
+}
+
+#[test]
+fn bundle_and_unbundle_a_directory() {
+    let s = Scratch::new();
+    make_tree(&s.path("src"));
+    expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["--context", "kind=bundle", "src", "b.esdk"]])), 0);
+    let (json, _) = expect(s.cmd().args(["inspect", "--json", "b.esdk"]), 0);
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["encryption_context"]["kind"], "bundle");
+    expect(
+        s.cmd().args(args(&[&["unbundle"], &raw("wrapping.key"), &["--context", "kind=bundle", "b.esdk", "out"]])),
+        0,
+    );
+    assert_eq!(tree(&s.path("out")), tree(&s.path("src")));
+    assert!(s.path("out/empty").is_dir());
+    #[cfg(unix)]
+    assert_eq!(mode(&s.path("out")), 0o700);
+    // Existing destination: refused without --force, replaced with it.
+    let (_, stderr) = expect(s.cmd().args(args(&[&["unbundle"], &raw("wrapping.key"), &["b.esdk", "out"]])), 4);
+    assert!(stderr.contains("already exists"), "{stderr}");
+    expect(s.cmd().args(args(&[&["unbundle"], &raw("wrapping.key"), &["--force", "b.esdk", "out"]])), 0);
+    // stdout / stdin.
+    let (message, _) = expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["src", "-"]])), 0);
+    expect(s.cmd().args(args(&[&["unbundle"], &raw("wrapping.key"), &["-", "out2"]])).write_stdin(message.clone()), 0);
+    assert_eq!(tree(&s.path("out2")), tree(&s.path("src")));
+    // Wrong key, tampering, not a directory.
+    expect(s.cmd().args(args(&[&["unbundle"], &raw("other.key"), &["b.esdk", "out3"]])), 3);
+    let mut bad = message;
+    let at = bad.len() - 2;
+    bad[at] ^= 1;
+    expect(s.cmd().args(args(&[&["unbundle"], &raw("wrapping.key"), &["-", "out3"]])).write_stdin(bad), 1);
+    assert!(!s.path("out3").exists(), "nothing appears after a failure");
+    expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["b.esdk", "b2"]])), 2);
+    expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["nowhere", "b2"]])), 4);
+}
+
+// ------------------------------------------------------------------------------------------ AWS KMS
+
+#[cfg(feature = "kms")]
+mod kms {
+    use super::*;
+    use support::{Moto, account_of};
+
+    fn with_moto(cmd: &mut Command, moto: &Moto) {
+        cmd.env("AWS_ENDPOINT_URL_KMS", &moto.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_DEFAULT_REGION", "us-east-1");
+    }
+
+    #[test]
+    fn kms_keys_strict_and_discovery() {
+        let Some(moto) = Moto::get() else { return };
+        let (a, b) = (moto.create_key(), moto.create_key());
+        let alias = moto.create_alias(&b);
+        let s = Scratch::new();
+        s.write("pt", b"deploy secret");
+        let run = |args: &[&str], code: i32| {
+            let mut cmd = s.cmd();
+            with_moto(&mut cmd, &moto);
+            expect(cmd.args(args), code)
+        };
+        // Two KMS keys and a raw key: the first given generates; inspect shows each, without KMS calls.
+        run(&args(&[&["encrypt", "--kms-key", &a, "--kms-key", &alias], &raw("wrapping.key"), &["pt", "ct"]]), 0);
+        let (json, _) =
+            expect(s.cmd().env("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:1").args(["inspect", "--json", "ct"]), 0);
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let edks = v["encrypted_data_keys"].as_array().unwrap();
+        assert_eq!(edks.len(), 3);
+        assert_eq!(edks[0]["key_arn"], a.as_str());
+        assert_eq!(edks[1]["key_arn"], b.as_str(), "the alias resolves to its key's ARN");
+        assert_eq!(edks[2]["key_name"], NAME);
+
+        // Strict with either key, discovery with and without an account filter, or the raw key alone.
+        for keys in [vec!["--kms-key", a.as_str()], vec!["--kms-key", b.as_str()], vec!["--kms-discovery"]] {
+            let (out, _) = run(&args(&[&["decrypt"], &keys, &["ct", "-"]]), 0);
+            assert_eq!(out, b"deploy secret", "{keys:?}");
+        }
+        let account = account_of(&a);
+        let (out, _) = run(&["decrypt", "--kms-discovery", "--account", &account, "ct", "-"], 0);
+        assert_eq!(out, b"deploy secret");
+        let (out, _) = expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["ct", "-"]])), 0);
+        assert_eq!(out, b"deploy secret", "the raw key alone needs no KMS");
+
+        // Another account, another key: exit 3, naming the file.
+        let (_, stderr) = run(&["decrypt", "--kms-discovery", "--account", "111122223333", "ct", "out"], 3);
+        assert!(stderr.contains("ct:") && stderr.contains("111122223333"), "{stderr}");
+        let c = moto.create_key();
+        run(&["decrypt", "--kms-key", &c, "ct", "out"], 3);
+        assert!(!s.path("out").exists());
+
+        // A raw key first makes the raw key the generator.
+        run(&args(&[&["encrypt"], &raw("wrapping.key"), &["--kms-key", &a, "pt", "ct2"]]), 0);
+        let (json, _) = expect(s.cmd().args(["inspect", "--json", "ct2"]), 0);
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["encrypted_data_keys"][0]["kind"], "raw-aes");
+        assert_eq!(v["encrypted_data_keys"][1]["key_arn"], a.as_str());
+    }
+
+    #[test]
+    fn kms_failures_exit_3() {
+        let Some(moto) = Moto::get() else { return };
+        let s = Scratch::new();
+        s.write("pt", b"x");
+        let mut cmd = s.cmd();
+        with_moto(&mut cmd, &moto);
+        let missing = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000";
+        let (_, stderr) = expect(cmd.args(["encrypt", "--kms-key", missing, "pt", "ct"]), 3);
+        assert!(stderr.contains(missing), "{stderr}");
+        // Nothing listens on port 1: a connection failure is key access too.
+        let mut cmd = s.cmd();
+        with_moto(&mut cmd, &moto);
+        expect(
+            cmd.env("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:1").args(["encrypt", "--kms-key", missing, "pt", "ct"]),
+            3,
+        );
+        assert!(!s.path("ct").exists());
+        // A malformed key id is a usage error.
+        let mut cmd = s.cmd();
+        with_moto(&mut cmd, &moto);
+        expect(cmd.args(["encrypt", "--kms-key", "arn:aws:kms:nonsense", "pt", "ct"]), 2);
+    }
+}

@@ -1,0 +1,94 @@
+//! The progress bar: on stderr when it is a terminal and the input is over 64 MiB, never when stderr is a
+//! pipe, never with --quiet, never for small inputs, and never on stdout. The terminal is a pty made by
+//! `script` (util-linux); without it the test prints "SKIPPED" (and fails under CI=true).
+#![cfg(all(feature = "cli", unix))]
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kms-envelope");
+/// Just over the 64 MiB threshold.
+const BIG: u64 = (64 << 20) + 4096;
+
+fn script() -> Option<&'static str> {
+    let found = Command::new("script")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found { Some("script") } else { common::missing("`script` from util-linux (for a pty)") }
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Runs `kms-envelope ARGS` in `dir` with stdin, stdout and stderr on a fresh pty; returns what the
+/// terminal showed and whether the command succeeded.
+fn on_terminal(dir: &Path, args: &[&str]) -> (String, bool) {
+    let line = std::iter::once(BIN).chain(args.iter().copied()).map(quote).collect::<Vec<_>>().join(" ");
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .current_dir(dir)
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.success())
+}
+
+/// The same, with stderr (and stdout) a pipe.
+fn piped(dir: &Path, args: &[&str]) -> (String, String, bool) {
+    let out = Command::new(BIN).args(args).current_dir(dir).stdin(Stdio::null()).output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    let Some(_) = script() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("k"), [7u8; 32]).unwrap();
+    fs::File::create(d.join("big")).unwrap().set_len(BIG).unwrap();
+    fs::write(d.join("small"), vec![1u8; 1 << 20]).unwrap();
+    let keys = ["--raw-key-file", "k", "--key-namespace", "ns", "--key-name", "n"];
+    let cmd = |op: &str, rest: &[&'static str]| -> Vec<&'static str> {
+        let op: &'static str = if op == "encrypt" { "encrypt" } else { "decrypt" };
+        [&[op][..], &keys[..], rest].concat()
+    };
+
+    // A terminal and a big input: the bar, with the file name, bytes, rate and ETA.
+    let (shown, success) = on_terminal(d, &cmd("encrypt", &["big", "big.esdk"]));
+    assert!(success, "{shown}");
+    for needle in ["big", "64.00 MiB", "ETA", "/s"] {
+        assert!(shown.contains(needle), "{needle:?} missing from the terminal:\n{shown:?}");
+    }
+    assert!(shown.contains("[=="), "a bar is drawn: {shown:?}");
+
+    // Decrypt too; the bar counts the message's bytes.
+    let (shown, success) = on_terminal(d, &cmd("decrypt", &["big.esdk", "big.out"]));
+    assert!(success && shown.contains("big.esdk") && shown.contains("ETA"), "{shown:?}");
+    assert_eq!(fs::metadata(d.join("big.out")).unwrap().len(), BIG);
+
+    // --quiet, or a small input: nothing on the terminal at all.
+    let (shown, success) = on_terminal(d, &cmd("encrypt", &["--quiet", "big", "q.esdk"]));
+    assert!(success && shown.trim().is_empty(), "--quiet: {shown:?}");
+    let (shown, success) = on_terminal(d, &cmd("encrypt", &["small", "small.esdk"]));
+    assert!(success && shown.trim().is_empty(), "small input: {shown:?}");
+
+    // stderr a pipe: no bar, and stdout carries only the message.
+    let (_, stderr, success) = piped(d, &cmd("encrypt", &["big", "p.esdk"]));
+    assert!(success && stderr.is_empty(), "piped stderr: {stderr:?}");
+    let (stdout, stderr, success) = piped(d, &cmd("decrypt", &["p.esdk", "-"]));
+    assert!(success && stderr.is_empty(), "{stderr:?}");
+    assert_eq!(stdout.len() as u64, BIG);
+    assert!(stdout.bytes().all(|b| b == 0), "stdout holds the plaintext only");
+}

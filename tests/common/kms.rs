@@ -1,0 +1,299 @@
+//! Helpers for the AWS KMS tests: the moto server scripts/test.sh starts, keys created in it through the
+//! SDK, a stub KMS endpoint that misbehaves on cue, and the Python ESDK peer pointed at moto.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_kms::config::{Credentials, SharedCredentialsProvider};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use kms_envelope::KmsClients;
+
+pub const REGION: &str = "us-east-1";
+
+/// True when running under CI, where a missing moto is a failure, never a skip.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The moto server's URL, or `None` after a loud skip line (a panic under CI=true).
+pub fn moto_endpoint() -> Option<String> {
+    match std::env::var("KMS_ENVELOPE_MOTO_ENDPOINT") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if in_ci() => panic!(
+            "KMS_ENVELOPE_MOTO_ENDPOINT is unset and CI=true: moto is not running. Run the tests through \
+             scripts/test.sh, which starts it."
+        ),
+        _ => {
+            eprintln!(
+                "SKIPPED: moto not running (KMS_ENVELOPE_MOTO_ENDPOINT is unset; scripts/test.sh starts moto \
+                 and sets it)"
+            );
+            None
+        }
+    }
+}
+
+/// An AWS configuration for `endpoint` with static test credentials, independent of the environment.
+pub fn sdk_config(endpoint: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "kms-tests",
+        )))
+        .build()
+}
+
+/// Runs `future` to completion on a throwaway runtime (for test set-up only).
+pub fn run<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+}
+
+/// The moto server.
+#[derive(Clone)]
+pub struct Moto {
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// The running moto, or `None` after the skip line.
+    pub fn get() -> Option<Self> {
+        moto_endpoint().map(|endpoint| Self { endpoint })
+    }
+
+    pub fn config(&self) -> SdkConfig {
+        sdk_config(&self.endpoint)
+    }
+
+    /// Fresh clients (each call: its own connection pool, so no pool outlives the runtime it was made on).
+    pub fn clients(&self) -> KmsClients {
+        KmsClients::new(&self.config())
+    }
+
+    /// A client for set-up calls, used on a throwaway runtime.
+    fn admin(&self) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::new(&self.config())
+    }
+
+    /// Creates a fresh symmetric key and returns its ARN. Fresh keys per test keep tests independent.
+    pub fn create_key(&self) -> String {
+        let admin = self.admin();
+        let out = run(admin.create_key().description("kms-envelope test").send()).expect("CreateKey in moto");
+        out.key_metadata().expect("key metadata").arn().expect("key ARN").to_owned()
+    }
+
+    /// Creates `count` keys.
+    pub fn create_keys(&self, count: usize) -> Vec<String> {
+        (0..count).map(|_| self.create_key()).collect()
+    }
+
+    /// Creates an alias for `key_arn` and returns its name (`alias/...`).
+    pub fn create_alias(&self, key_arn: &str) -> String {
+        let name = format!("alias/kms-envelope-{}", key_arn.rsplit('/').next().unwrap());
+        run(self.admin().create_alias().alias_name(&name).target_key_id(key_arn).send()).expect("CreateAlias");
+        name
+    }
+}
+
+/// The account id of a key ARN.
+pub fn account_of(arn: &str) -> String {
+    arn.split(':').nth(4).unwrap().to_owned()
+}
+
+/// Runs `f` on its own thread and fails the test if it does not finish in `limit`: a deadlock or starvation
+/// becomes a failure with a message instead of a hung test run.
+pub fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what} did not finish in {limit:?}: deadlock or starvation"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
+    }
+}
+
+// ------------------------------------------------------------------------------------------ stub KMS
+
+/// What the stub answers to one request.
+pub enum Reply {
+    /// Status and JSON body.
+    Json(u16, String),
+    /// Accept the request and never answer.
+    Hang,
+}
+
+impl Reply {
+    /// An AWS JSON error.
+    pub fn error(status: u16, code: &str, message: &str) -> Self {
+        Reply::Json(status, format!(r#"{{"__type":"{code}","message":"{message}"}}"#))
+    }
+}
+
+/// The data key the stub hands out and gives back: fixed, so what one call generates another decrypts.
+pub const STUB_DATA_KEY: [u8; 32] = [0x11; 32];
+
+/// A well-behaved answer to `operation` (`GenerateDataKey`, `Encrypt` or `Decrypt`) with request `body`.
+pub fn kms_answer(operation: &str, body: &serde_json::Value) -> Reply {
+    let key_id = body["KeyId"].as_str().unwrap_or("").to_owned();
+    let json = match operation {
+        "GenerateDataKey" => serde_json::json!({
+            "KeyId": key_id,
+            "Plaintext": B64.encode(&STUB_DATA_KEY[..body["NumberOfBytes"].as_u64().unwrap_or(32) as usize]),
+            "CiphertextBlob": B64.encode(format!("stub-wrapped-under:{key_id}")),
+        }),
+        "Encrypt" => serde_json::json!({
+            "KeyId": key_id,
+            "CiphertextBlob": B64.encode(format!("stub-wrapped-under:{key_id}")),
+        }),
+        "Decrypt" => serde_json::json!({
+            "KeyId": key_id,
+            "Plaintext": B64.encode(STUB_DATA_KEY),
+            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        }),
+        other => return Reply::error(400, "UnknownOperationException", other),
+    };
+    Reply::Json(200, json.to_string())
+}
+
+type Script = dyn Fn(usize, &str, &serde_json::Value) -> Reply + Send + Sync;
+
+/// A local HTTP endpoint speaking just enough of the KMS JSON protocol, answering request `n` (from 0)
+/// as the script says. Lets tests drive the real SDK's retries and timeouts.
+pub struct StubKms {
+    pub url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl StubKms {
+    pub fn start(script: impl Fn(usize, &str, &serde_json::Value) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Script> = Arc::new(script);
+        let counter = Arc::new(AtomicUsize::new(0));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let (script, counter, seen) = (script.clone(), counter.clone(), seen.clone());
+                std::thread::spawn(move || serve(stream, &*script, &counter, &seen));
+            }
+        });
+        Self { url, requests }
+    }
+
+    /// The operations requested so far, in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Clients for this endpoint.
+    pub fn clients(&self) -> KmsClients {
+        KmsClients::new(&sdk_config(&self.url))
+    }
+}
+
+fn serve(stream: TcpStream, script: &Script, counter: &AtomicUsize, seen: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut target = String::new();
+        let mut length = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return; // connection closed
+            }
+            let trimmed = line.trim_end();
+            if trimmed.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = trimmed.split_once(':') {
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.trim().parse().unwrap_or(0),
+                    "x-amz-target" => target = value.trim().trim_start_matches("TrentService.").to_owned(),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        seen.lock().unwrap().push(target.clone());
+        match script(n, &target, &body) {
+            Reply::Hang => {
+                std::thread::sleep(Duration::from_secs(60));
+                return;
+            }
+            Reply::Json(status, json) => {
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\
+                     x-amzn-requestid: stub-{n}\r\n\r\n{json}",
+                    json.len()
+                );
+                if writer.write_all(response.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------ Python peer
+
+/// The Python ESDK peer: the venv's interpreter and the script, or `None` after the skip line.
+pub struct PythonPeer {
+    python: PathBuf,
+    endpoint: String,
+}
+
+impl PythonPeer {
+    pub fn get(moto: &Moto) -> Option<Self> {
+        let python = match std::env::var_os("KMS_ENVELOPE_PYTHON").map(PathBuf::from) {
+            Some(p) if p.exists() => p,
+            _ if in_ci() => panic!("KMS_ENVELOPE_PYTHON is unset and CI=true: run the tests through scripts/test.sh"),
+            _ => {
+                eprintln!("SKIPPED: the Python ESDK peer is missing (KMS_ENVELOPE_PYTHON is unset)");
+                return None;
+            }
+        };
+        Some(Self { python, endpoint: moto.endpoint.clone() })
+    }
+
+    /// Runs `esdk_peer.py` with `args` against moto; Ok or its one-line error.
+    pub fn run(&self, args: &[&str]) -> Result<(), String> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/esdk_peer.py");
+        let out = Command::new(&self.python)
+            .arg(script)
+            .args(args)
+            .args(["--kms-endpoint", &self.endpoint])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", REGION)
+            .env("AWS_DEFAULT_REGION", REGION)
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .output()
+            .expect("run the Python peer");
+        if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()) }
+    }
+}

@@ -1,0 +1,837 @@
+//! The Lambda cold-start decryptor against real components: AWS KMS and S3 in moto (started by
+//! scripts/test.sh), the `lambda_cold_start` example as a child process (killed, or under a file size
+//! limit), a 1 MiB tmpfs for the space check, and AWS's Runtime Interface Emulator running the example.
+//! Without a peer a test prints "SKIPPED: ..." (and fails under CI=true).
+#![cfg(all(feature = "lambda", feature = "s3"))]
+
+mod common;
+#[path = "common/kms.rs"]
+mod support;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kms_envelope::keyring::{DecryptionMaterials, EncryptionMaterials, KeyringFuture};
+use kms_envelope::lambda::{BundleSpec, ColdStart, Landed, Source};
+use kms_envelope::{DecryptOptions, EncryptOptions, EncryptedDataKey, Encryptor, Error, Keyring};
+use support::Moto;
+
+// ------------------------------------------------------------------------------------------- helpers
+
+/// A real KMS keyring underneath, counting the decrypt calls that reach it and keeping the data keys it
+/// recovered (for the test that looks for them in the logs).
+struct Counting {
+    inner: Arc<dyn Keyring>,
+    decrypts: AtomicUsize,
+    data_keys: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Counting {
+    fn new(inner: impl Keyring + 'static) -> Arc<Self> {
+        Arc::new(Self { inner: Arc::new(inner), decrypts: AtomicUsize::new(0), data_keys: Mutex::default() })
+    }
+
+    fn calls(&self) -> usize {
+        self.decrypts.load(Ordering::SeqCst)
+    }
+}
+
+impl Keyring for Counting {
+    fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
+        self.inner.on_encrypt(materials)
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        materials: DecryptionMaterials,
+        edks: &'a [EncryptedDataKey],
+    ) -> KeyringFuture<'a, DecryptionMaterials> {
+        self.decrypts.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            let materials = self.inner.on_decrypt(materials, edks).await?;
+            if let Some(key) = materials.data_key() {
+                self.data_keys.lock().unwrap().push(key.as_bytes().to_vec());
+            }
+            Ok(materials)
+        })
+    }
+}
+
+/// One moto key and the clients around it, fresh per test so tests can run in parallel.
+struct Env {
+    moto: Moto,
+    key_arn: String,
+    bucket: String,
+    work: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Option<Self> {
+        let moto = Moto::get()?;
+        let key_arn = moto.create_key();
+        let bucket = format!("kms-envelope-lambda-{}", key_arn.rsplit('/').next().unwrap());
+        let s3 = Self::s3_for(&moto);
+        support::run(s3.create_bucket().bucket(&bucket).send()).expect("CreateBucket in moto");
+        Some(Self { moto, key_arn, bucket, work: tempfile::tempdir().unwrap() })
+    }
+
+    fn s3_for(moto: &Moto) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&moto.config()).force_path_style(true).build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// A fresh S3 client (its connection pool belongs to the runtime it is first used on).
+    fn s3(&self) -> aws_sdk_s3::Client {
+        Self::s3_for(&self.moto)
+    }
+
+    /// A fresh strict KMS keyring for the test key, counting its decrypt calls.
+    fn keyring(&self) -> Arc<Counting> {
+        Counting::new(self.moto.clients().keyring(&self.key_arn).unwrap())
+    }
+
+    fn put(&self, key: &str, body: Vec<u8>) -> String {
+        let put = self.s3().put_object().bucket(&self.bucket).key(key).body(body.into()).send();
+        support::run(put).expect("PutObject in moto");
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    /// A directory of the work dir, created.
+    fn dir(&self, name: &str) -> PathBuf {
+        let dir = self.work.path().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Environment variables for the example: this moto, fake credentials, nothing from the host.
+    fn child_env(&self, command: &mut Command) {
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("AWS_") || name.to_string_lossy().starts_with("KMS_ENVELOPE_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("AWS_ENDPOINT_URL", &self.moto.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", support::REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("KMS_ENVELOPE_KMS_KEY_ARN", &self.key_arn)
+            .env("KMS_ENVELOPE_CONTEXT", "purpose=lambda test");
+    }
+}
+
+fn options() -> EncryptOptions {
+    EncryptOptions::new().context("purpose", "lambda test").frame_length(4096)
+}
+
+fn decrypt_options() -> DecryptOptions {
+    DecryptOptions::new().context("purpose", "lambda test")
+}
+
+fn plaintext(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(seed as u32 % 31) as u8 ^ seed).collect()
+}
+
+fn encrypt(keyring: &dyn Keyring, options: &EncryptOptions, bytes: &[u8]) -> Vec<u8> {
+    let mut encryptor = Encryptor::new(keyring, options, Vec::new()).unwrap();
+    encryptor.write_all(bytes).unwrap();
+    encryptor.finish().unwrap()
+}
+
+/// A small tree: two files, one nested.
+fn sample_tree(dir: &Path) {
+    fs::create_dir_all(dir.join("nested")).unwrap();
+    fs::write(dir.join("server.pem"), plaintext(100_000, 3)).unwrap();
+    fs::write(dir.join("nested/ca.pem"), b"-----BEGIN CERTIFICATE-----").unwrap();
+}
+
+fn encrypt_tree(keyring: &dyn Keyring, dir: &Path) -> Vec<u8> {
+    kms_envelope::bundle::encrypt_directory(keyring, &options(), dir, Vec::new()).unwrap().0
+}
+
+/// Every path under `dir`, relative, sorted (hidden files included).
+fn tree(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = fs::read_dir(dir) else { return };
+        for entry in entries.map(Result::unwrap) {
+            let path = entry.path();
+            out.push(path.strip_prefix(root).unwrap().display().to_string());
+            if entry.file_type().unwrap().is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Names under `dir` that hold unverified plaintext: temp files and staging directories.
+fn partials(dir: &Path) -> Vec<String> {
+    tree(dir).into_iter().filter(|p| p.ends_with(".partial") || p.ends_with(".old")).collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// Runs a cold start to its end, on a runtime of its own.
+fn run(cold_start: &ColdStart) -> kms_envelope::Result<Vec<Landed>> {
+    runtime().block_on(cold_start.run()).map(<[Landed]>::to_vec)
+}
+
+fn cold_start(keyring: &Arc<Counting>, root: &Path, task_root: &Path) -> ColdStart {
+    ColdStart::with_shared_keyring(keyring.clone()).options(decrypt_options()).root(root).task_root(task_root)
+}
+
+/// The `lambda_cold_start` example, which `cargo test` builds next to the test binaries.
+fn example() -> Option<PathBuf> {
+    let path = std::env::var_os("KMS_ENVELOPE_LAMBDA_EXAMPLE").map(PathBuf::from).unwrap_or_else(|| {
+        let exe = std::env::current_exe().unwrap();
+        exe.parent().unwrap().parent().unwrap().join("examples/lambda_cold_start")
+    });
+    if path.is_file() {
+        Some(path)
+    } else {
+        common::missing(&format!(
+            "the lambda_cold_start example ({}; `cargo test --features lambda,s3` builds it, `--test lambda` \
+             alone does not)",
+            path.display()
+        ))
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+// ------------------------------------------------------------------------------------- happy paths
+
+#[test]
+fn file_and_directory_bundles_from_the_package_and_from_s3() {
+    let Some(env) = Env::new() else { return };
+    let setup = env.keyring();
+    let package = env.dir("package");
+    let tree_src = env.dir("tree");
+    sample_tree(&tree_src);
+    let config = plaintext(300_000, 1);
+    let blob = plaintext(70_000, 2);
+    fs::write(package.join("config.json.esdk"), encrypt(&*setup, &options(), &config)).unwrap();
+    fs::write(package.join("tree.esdk"), encrypt_tree(&*setup, &tree_src)).unwrap();
+    let s3_file = env.put("bundles/p=1/blob.esdk", encrypt(&*setup, &options(), &blob));
+    let s3_tree = env.put("bundles/tree.esdk", encrypt_tree(&*setup, &tree_src));
+
+    let root = env.dir("tmp");
+    let keyring = env.keyring();
+    let cold = cold_start(&keyring, &root, &package)
+        .s3_client(env.s3())
+        .bundle(BundleSpec::file("config.json.esdk", "app/config.json").unwrap())
+        .bundle(BundleSpec::directory("tree.esdk", "certs").unwrap())
+        .bundle(BundleSpec::file(&s3_file, root.join("blob.bin").to_str().unwrap()).unwrap())
+        .bundle(BundleSpec::directory(&s3_tree, "s3certs").unwrap());
+    let landed = run(&cold).unwrap();
+
+    assert_eq!(keyring.calls(), 4, "one KMS Decrypt per bundle");
+    assert_eq!(landed.len(), 4);
+    assert!(landed.iter().all(|l| !l.reused && l.total_time >= l.unwrap_time), "{landed:?}");
+    assert_eq!(landed[0].destination, root.join("app/config.json"));
+    assert_eq!(landed[0].bytes, 300_000);
+    assert_eq!(landed[2].bytes, 70_000);
+    assert_eq!(landed[1].bytes, 100_000 + 27);
+    assert_eq!(fs::read(root.join("app/config.json")).unwrap(), config);
+    assert_eq!(fs::read(root.join("blob.bin")).unwrap(), blob);
+    for certs in ["certs", "s3certs"] {
+        assert_eq!(fs::read(root.join(certs).join("server.pem")).unwrap(), plaintext(100_000, 3));
+        assert_eq!(fs::read(root.join(certs).join("nested/ca.pem")).unwrap(), b"-----BEGIN CERTIFICATE-----");
+        assert_eq!(mode(&root.join(certs)), 0o700);
+        assert_eq!(mode(&root.join(certs).join("server.pem")), 0o600);
+    }
+    assert_eq!(mode(&root.join("app/config.json")), 0o600);
+    assert_eq!(mode(&root.join("app")), 0o700);
+    assert_eq!(partials(&root), Vec::<String>::new());
+
+    // The same cold start again in this process: the first result, no new call.
+    assert_eq!(runtime().block_on(cold.run()).unwrap().len(), 4);
+    assert_eq!(keyring.calls(), 4);
+}
+
+#[test]
+fn json_secrets_bundle_into_memory_only() {
+    let Some(env) = Env::new() else { return };
+    let setup = env.keyring();
+    let package = env.dir("package");
+    let json = br#"{"DB_PASSWORD": "correct horse battery staple", "API_KEY": "k-123"}"#;
+    fs::write(package.join("secrets.json.esdk"), encrypt(&*setup, &options(), json)).unwrap();
+    let s3_source = env.put("secrets.json.esdk", encrypt(&*setup, &options(), json));
+
+    let root = env.dir("tmp");
+    let keyring = env.keyring();
+    let cold = cold_start(&keyring, &root, &package).s3_client(env.s3());
+    let rt = runtime();
+    for source in [Source::parse("secrets.json.esdk").unwrap(), Source::parse(&s3_source).unwrap()] {
+        let secrets = rt.block_on(cold.load_secrets(&source)).unwrap();
+        assert_eq!(secrets.get("DB_PASSWORD"), Some("correct horse battery staple"));
+        assert_eq!(secrets.names().collect::<Vec<_>>(), ["API_KEY", "DB_PASSWORD"]);
+        assert!(!format!("{secrets:?}").contains("horse"));
+    }
+    // The free function, given the keyring and options directly.
+    let path = Source::Path(package.join("secrets.json.esdk"));
+    let secrets = rt.block_on(kms_envelope::lambda::load_secrets(keyring.clone(), decrypt_options(), &path)).unwrap();
+    assert_eq!(secrets.get("API_KEY"), Some("k-123"));
+    assert_eq!(keyring.calls(), 3);
+    assert_eq!(tree(&root), Vec::<String>::new(), "nothing touches the disk");
+
+    // The wrong expected context is refused.
+    let wrong = ColdStart::with_shared_keyring(keyring.clone()).options(DecryptOptions::new().context("purpose", "x"));
+    let err = rt.block_on(wrong.load_secrets(&path)).unwrap_err();
+    assert!(!err.to_string().contains("horse"), "{err}");
+}
+
+#[test]
+fn warm_start_reuses_what_is_in_place_with_zero_kms_calls() {
+    let Some(env) = Env::new() else { return };
+    let setup = env.keyring();
+    let package = env.dir("package");
+    let tree_src = env.dir("tree");
+    sample_tree(&tree_src);
+    fs::write(package.join("a.esdk"), encrypt(&*setup, &options(), &plaintext(50_000, 5))).unwrap();
+    let s3_file = env.put("b.esdk", encrypt(&*setup, &options(), &plaintext(60_000, 6)));
+    let s3_tree = env.put("t.esdk", encrypt_tree(&*setup, &tree_src));
+    let root = env.dir("tmp");
+    let specs = [
+        BundleSpec::file("a.esdk", "a.bin").unwrap(),
+        BundleSpec::file(&s3_file, "b.bin").unwrap(),
+        BundleSpec::directory(&s3_tree, "t").unwrap(),
+    ];
+    let start = |keyring: &Arc<Counting>| {
+        specs.iter().cloned().fold(cold_start(keyring, &root, &package).s3_client(env.s3()), ColdStart::bundle)
+    };
+
+    let cold = env.keyring();
+    let first = run(&start(&cold)).unwrap();
+    assert_eq!(cold.calls(), 3);
+    assert!(first.iter().all(|l| !l.reused));
+
+    // A new process in the same execution environment: same /tmp, new ColdStart, new keyring.
+    let warm = env.keyring();
+    let second = run(&start(&warm)).unwrap();
+    assert_eq!(warm.calls(), 0, "a warm start makes no KMS call");
+    assert!(second.iter().all(|l| l.reused), "{second:?}");
+    assert_eq!(second[0].bytes, 50_000);
+    assert_eq!(fs::read(root.join("b.bin")).unwrap(), plaintext(60_000, 6));
+
+    // A changed bundle is decrypted again; a destination changed behind our back too.
+    fs::write(package.join("a.esdk"), encrypt(&*setup, &options(), &plaintext(50_001, 7))).unwrap();
+    fs::write(root.join("b.bin"), b"tampered").unwrap();
+    let third_keyring = env.keyring();
+    let third = run(&start(&third_keyring)).unwrap();
+    assert_eq!(third_keyring.calls(), 2, "{third:?}");
+    assert_eq!((third[0].reused, third[1].reused, third[2].reused), (false, false, true));
+    assert_eq!(fs::read(root.join("a.bin")).unwrap(), plaintext(50_001, 7));
+    assert_eq!(fs::read(root.join("b.bin")).unwrap(), plaintext(60_000, 6));
+}
+
+// ------------------------------------------------------------------------------------------ faults
+
+/// Asserts a failed run left nothing: no destination, no temp file, no staging directory, no marker.
+fn assert_nothing_left(root: &Path, destination: &str) {
+    assert!(fs::symlink_metadata(root.join(destination)).is_err(), "{destination} exists: {:?}", tree(root));
+    assert_eq!(partials(root), Vec::<String>::new(), "unverified plaintext left behind");
+    let name = Path::new(destination).file_name().unwrap().to_string_lossy();
+    let marker = root.join(destination).with_file_name(format!(".{name}.kms-envelope"));
+    assert!(!marker.exists(), "a marker survived: {:?}", tree(root));
+}
+
+#[test]
+fn a_tampered_last_frame_leaves_nothing_and_the_good_bundle_then_lands() {
+    let Some(env) = Env::new() else { return };
+    let setup = env.keyring();
+    let package = env.dir("package");
+    let tree_src = env.dir("tree");
+    sample_tree(&tree_src);
+    let good_file = encrypt(&*setup, &options(), &plaintext(200_000, 9));
+    let good_tree = encrypt_tree(&*setup, &tree_src);
+    let tamper = |message: &[u8]| {
+        let mut bad = message.to_vec();
+        let at = bad.len() - 5; // inside the final frame's tag (suite 0x0478: no signature after it)
+        bad[at] ^= 1;
+        bad
+    };
+    fs::write(package.join("file.esdk"), tamper(&good_file)).unwrap();
+    fs::write(package.join("tree.esdk"), tamper(&good_tree)).unwrap();
+    let root = env.dir("tmp");
+    for (spec, destination) in [
+        (BundleSpec::file("file.esdk", "file.bin").unwrap(), "file.bin"),
+        (BundleSpec::directory("tree.esdk", "tree").unwrap(), "tree"),
+    ] {
+        let keyring = env.keyring();
+        let err = run(&cold_start(&keyring, &root, &package).bundle(spec)).unwrap_err();
+        assert!(matches!(err, Error::FrameAuthentication { .. }), "{err:?}");
+        assert_eq!(keyring.calls(), 1);
+        assert_nothing_left(&root, destination);
+    }
+
+    fs::write(package.join("file.esdk"), &good_file).unwrap();
+    fs::write(package.join("tree.esdk"), &good_tree).unwrap();
+    let keyring = env.keyring();
+    let cold = cold_start(&keyring, &root, &package)
+        .bundle(BundleSpec::file("file.esdk", "file.bin").unwrap())
+        .bundle(BundleSpec::directory("tree.esdk", "tree").unwrap());
+    run(&cold).unwrap();
+    assert_eq!(fs::read(root.join("file.bin")).unwrap(), plaintext(200_000, 9));
+    assert_eq!(fs::read(root.join("tree/server.pem")).unwrap(), plaintext(100_000, 3));
+}
+
+/// The example in `--once` mode for `bundles` (KMS_ENVELOPE_BUNDLES), with the root and package given.
+fn example_command(env: &Env, example: &Path, bundles: &str, root: &Path, package: &Path) -> Command {
+    let mut command = Command::new(example);
+    env.child_env(&mut command);
+    command
+        .arg("--once")
+        .env("KMS_ENVELOPE_BUNDLES", bundles)
+        .env("KMS_ENVELOPE_ROOT", root)
+        .env("LAMBDA_TASK_ROOT", package)
+        .env("RUST_LOG", "info");
+    command
+}
+
+#[test]
+fn the_file_size_limit_hit_mid_write_leaves_nothing_and_a_rerun_succeeds() {
+    let Some(env) = Env::new() else { return };
+    let Some(example) = example() else { return };
+    let setup = env.keyring();
+    let package = env.dir("package");
+    let tree_src = env.dir("tree");
+    fs::write(tree_src.join("big.bin"), plaintext(2 << 20, 4)).unwrap();
+    let big = plaintext(2 << 20, 10);
+    fs::write(package.join("big.esdk"), encrypt(&*setup, &options(), &big)).unwrap();
+    fs::write(package.join("tree.esdk"), encrypt_tree(&*setup, &tree_src)).unwrap();
+    let root = env.dir("tmp");
+
+    for (bundles, destination) in [("big.esdk=big.bin", "big.bin"), ("tree.esdk=tree/", "tree")] {
+        // 1024 blocks (of 512 bytes in dash, of 1024 in bash): at most half the plaintext. SIGXFSZ ignored,
+        // so write() fails with EFBIG instead of killing the process.
+        let mut limited = example_command(&env, &example, bundles, &root, &package);
+        let program = limited.get_program().to_owned();
+        let args: Vec<_> = limited.get_args().map(ToOwned::to_owned).collect();
+        let mut shell = Command::new("sh");
+        shell.arg("-c").arg(r#"trap '' XFSZ; ulimit -f 1024 && exec "$0" "$@""#).arg(program).args(args);
+        for (name, value) in limited.get_envs() {
+            match value {
+                Some(value) => shell.env(name, value),
+                None => shell.env_remove(name),
+            };
+        }
+        limited = shell;
+        let out = limited.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bundles}: the limited run succeeded: {stderr}");
+        assert!(stderr.to_lowercase().contains("file too large"), "{bundles}: {stderr}");
+        assert_nothing_left(&root, destination);
+
+        let out = example_command(&env, &example, bundles, &root, &package).output().unwrap();
+        assert!(out.status.success(), "{bundles}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(partials(&root), Vec::<String>::new());
+    }
+    assert_eq!(fs::read(root.join("big.bin")).unwrap(), big);
+    assert_eq!(fs::read(root.join("tree/big.bin")).unwrap(), plaintext(2 << 20, 4));
+}
+
+/// Waits until `dir` holds a temp file or staging directory with some plaintext in it.
+fn wait_for_partial(dir: &Path, child: &mut Child, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let started = tree(dir).iter().filter(|p| p.contains(".partial")).any(|p| {
+            let path = dir.join(p);
+            fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() > 256 * 1024)
+        });
+        if started {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+#[test]
+fn a_process_killed_mid_decrypt_leaves_no_destination_and_a_rerun_cleans_up_and_succeeds() {
+    let Some(env) = Env::new() else { return };
+    let Some(example) = example() else { return };
+    let setup = env.keyring();
+    let package = env.dir("package");
+    let tree_src = env.dir("tree");
+    // Large enough that the example is still writing when the test looks (the example is built with the
+    // test binary's profile: unoptimized under `cargo test`, fast under `cargo test --release`).
+    let big = plaintext(if cfg!(debug_assertions) { 12 << 20 } else { 256 << 20 }, 11);
+    fs::write(tree_src.join("big.bin"), &big).unwrap();
+    fs::write(package.join("big.esdk"), encrypt(&*setup, &options().frame_length(65536), &big)).unwrap();
+    let tree_message =
+        kms_envelope::bundle::encrypt_directory(&*setup, &options().frame_length(65536), &tree_src, Vec::new())
+            .unwrap()
+            .0;
+    fs::write(package.join("tree.esdk"), tree_message).unwrap();
+    let root = env.dir("tmp");
+
+    for (bundles, destination) in [("big.esdk=big.bin", "big.bin"), ("tree.esdk=tree/", "tree")] {
+        let mut child = example_command(&env, &example, bundles, &root, &package)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let caught = wait_for_partial(&root, &mut child, Duration::from_secs(60));
+        child.kill().unwrap(); // SIGKILL: no destructor, no cleanup
+        child.wait().unwrap();
+        assert!(caught, "{bundles}: never saw the decrypt in progress");
+        assert!(fs::symlink_metadata(root.join(destination)).is_err(), "{destination} exists after the kill");
+        assert!(!partials(&root).is_empty(), "the kill should have left a temp behind, for the rerun to clean");
+
+        let out = example_command(&env, &example, bundles, &root, &package).output().unwrap();
+        assert!(out.status.success(), "{bundles}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(partials(&root), Vec::<String>::new(), "the rerun removed the leftovers");
+    }
+    assert_eq!(fs::read(root.join("big.bin")).unwrap(), big);
+    assert_eq!(fs::read(root.join("tree/big.bin")).unwrap(), big);
+}
+
+#[test]
+fn planted_symlinks_are_refused_before_any_kms_call() {
+    let Some(env) = Env::new() else { return };
+    let setup = env.keyring();
+    let package = env.dir("package");
+    let tree_src = env.dir("tree");
+    sample_tree(&tree_src);
+    fs::write(package.join("file.esdk"), encrypt(&*setup, &options(), b"secret")).unwrap();
+    fs::write(package.join("tree.esdk"), encrypt_tree(&*setup, &tree_src)).unwrap();
+    let root = env.dir("tmp");
+    let outside = env.dir("outside");
+    fs::write(outside.join("victim"), b"keep me").unwrap();
+    symlink(outside.join("victim"), root.join("file.bin")).unwrap();
+    symlink(&outside, root.join("tree")).unwrap();
+    symlink(&outside, root.join("linked")).unwrap();
+
+    for spec in [
+        BundleSpec::file("file.esdk", "file.bin").unwrap(),
+        BundleSpec::directory("tree.esdk", "tree").unwrap(),
+        BundleSpec::file("file.esdk", "linked/file.bin").unwrap(),
+        BundleSpec::directory("tree.esdk", "linked/tree").unwrap(),
+    ] {
+        let keyring = env.keyring();
+        let err = run(&cold_start(&keyring, &root, &package).bundle(spec.clone())).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{spec:?}: {err}");
+        assert_eq!(keyring.calls(), 0, "{spec:?}: refused before KMS");
+    }
+    assert_eq!(fs::read(outside.join("victim")).unwrap(), b"keep me");
+    assert_eq!(tree(&outside), ["victim"]);
+    assert_eq!(partials(&root), Vec::<String>::new());
+}
+
+/// A tar stream with one entry named `name`, written raw so the tar crate's own checks don't stop it.
+fn tar_with_entry(name: &[u8]) -> Vec<u8> {
+    let mut header = tar::Header::new_old();
+    header.as_old_mut().name[..name.len()].copy_from_slice(name);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_size(5);
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append(&header, &b"pwned"[..]).unwrap();
+    builder.into_inner().unwrap()
+}
+
+#[test]
+fn an_archive_entry_with_dotdot_is_refused_and_leaves_nothing() {
+    let Some(env) = Env::new() else { return };
+    let setup = env.keyring();
+    let package = env.dir("package");
+    let root = env.dir("tmp");
+    for (i, name) in [&b"../escape"[..], b"a/../../escape", b"/abs-escape"].into_iter().enumerate() {
+        fs::write(package.join(format!("evil{i}.esdk")), encrypt(&*setup, &options(), &tar_with_entry(name))).unwrap();
+        let keyring = env.keyring();
+        let spec = BundleSpec::directory(&format!("evil{i}.esdk"), "sub/tree").unwrap();
+        let err = run(&cold_start(&keyring, &root, &package).bundle(spec)).unwrap_err();
+        assert!(matches!(err, Error::Bundle(ref m) if m.contains("leaves the destination")), "{err:?}");
+        assert_nothing_left(&root, "sub/tree");
+    }
+    assert!(!env.work.path().join("escape").exists() && !root.join("escape").exists());
+    assert!(!Path::new("/abs-escape").exists());
+}
+
+/// A 1 MiB tmpfs, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: PathBuf) -> Option<Self> {
+        let out = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"]).arg(&at).output();
+        match out {
+            Ok(out) if out.status.success() => Some(Self(at)),
+            Ok(out) => common::missing(&format!(
+                "a 1 MiB tmpfs for the space check (mount: {})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => common::missing(&format!("a 1 MiB tmpfs for the space check (mount: {e})")),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn not_enough_space_fails_before_kms_and_names_the_setting() {
+    let Some(env) = Env::new() else { return };
+    let setup = env.keyring();
+    let package = env.dir("package");
+    fs::write(package.join("big.esdk"), encrypt(&*setup, &options(), &plaintext(2 << 20, 12))).unwrap();
+    fs::write(package.join("small.esdk"), encrypt(&*setup, &options(), &plaintext(100_000, 13))).unwrap();
+    let s3_big = env.put("big.esdk", encrypt(&*setup, &options(), &plaintext(2 << 20, 12)));
+    let Some(tmpfs) = Tmpfs::mount(env.dir("tiny")) else { return };
+    let root = tmpfs.0.clone();
+
+    for spec in [BundleSpec::file("big.esdk", "big.bin").unwrap(), BundleSpec::directory(&s3_big, "big").unwrap()] {
+        let keyring = env.keyring();
+        let cold = cold_start(&keyring, &root, &package).s3_client(env.s3()).bundle(spec.clone());
+        let err = run(&cold).unwrap_err();
+        assert!(matches!(err, Error::Io(ref e) if e.kind() == std::io::ErrorKind::StorageFull), "{spec:?}: {err:?}");
+        assert!(err.to_string().contains("ephemeral storage"), "{err}");
+        assert_eq!(keyring.calls(), 0, "refused before KMS");
+        assert_eq!(tree(&root), Vec::<String>::new());
+    }
+    // What fits still lands there.
+    let keyring = env.keyring();
+    run(&cold_start(&keyring, &root, &package).bundle(BundleSpec::file("small.esdk", "small.bin").unwrap())).unwrap();
+    assert_eq!(fs::read(root.join("small.bin")).unwrap(), plaintext(100_000, 13));
+}
+
+#[test]
+fn overlapping_destinations_are_a_configuration_error() {
+    let root = tempfile::tempdir().unwrap();
+    for (a, b) in [("x", "x"), ("certs", "certs/a.pem"), ("/tmp/never/a", "a")] {
+        let keyring = kms_envelope::RawAesKeyring::new("ns", "k", &[7; 32]).unwrap();
+        let cold = ColdStart::new(keyring)
+            .root(root.path())
+            .bundle(BundleSpec::directory("a.esdk", a).unwrap())
+            .bundle(BundleSpec::file("b.esdk", b).unwrap());
+        let err = run(&cold).unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{a} {b}: {err:?}");
+    }
+}
+
+// ------------------------------------------------------------------------------------ observability
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn logs_at_trace_level_hold_spans_and_figures_but_no_secret() {
+    use base64::Engine as _;
+
+    let Some(env) = Env::new() else { return };
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // Global, because the cold start logs from runtime and blocking-pool threads. Other tests running in
+    // this process log into it too, which only adds text to search.
+    tracing::subscriber::set_global_default(subscriber).expect("the only test that installs a subscriber");
+
+    let setup = env.keyring();
+    let package = env.dir("package");
+    let tree_src = env.dir("tree");
+    fs::write(tree_src.join("key.pem"), b"PRIVATE-KEY-tree-2f9c1d").unwrap();
+    let file_secret = b"PLAINTEXT-file-8a61c3e0".repeat(100);
+    fs::write(package.join("file.esdk"), encrypt(&*setup, &options(), &file_secret)).unwrap();
+    let s3_tree = env.put("tree.esdk", encrypt_tree(&*setup, &tree_src));
+    let secrets = env.put("secrets.esdk", encrypt(&*setup, &options(), br#"{"DB": "SECRET-json-5be04a"}"#));
+    let root = env.dir("tmp");
+    let keyring = env.keyring();
+    let cold = cold_start(&keyring, &root, &package)
+        .s3_client(env.s3())
+        .bundle(BundleSpec::file("file.esdk", "file.bin").unwrap())
+        .bundle(BundleSpec::directory(&s3_tree, "tree").unwrap());
+    let rt = runtime();
+    rt.block_on(cold.run()).unwrap();
+    let loaded = rt.block_on(cold.load_secrets(&Source::parse(&secrets).unwrap())).unwrap();
+    assert_eq!(loaded.get("DB"), Some("SECRET-json-5be04a"));
+    drop(rt);
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    for expected in ["bundle ready", "unwrap_ms", "total_ms", "bytes=2300", "secrets ready", "file.esdk"] {
+        assert!(logs.contains(expected), "{expected:?} not logged:\n{logs}");
+    }
+    for secret in ["PLAINTEXT-file-8a61c3e0", "PRIVATE-KEY-tree-2f9c1d", "SECRET-json-5be04a"] {
+        assert!(!logs.contains(secret), "{secret} was logged");
+    }
+    let data_keys = keyring.data_keys.lock().unwrap().clone();
+    assert_eq!(data_keys.len(), 3);
+    for key in data_keys {
+        let forms = [common::hex(&key), base64::engine::general_purpose::STANDARD.encode(&key), format!("{key:?}")];
+        for form in forms {
+            assert!(!logs.contains(&form), "a data key was logged ({form})");
+        }
+    }
+}
+
+// ------------------------------------------------------------------------- Runtime Interface Emulator
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// POSTs `body` to `url_path` on 127.0.0.1:`port`; returns (status, body).
+fn post(port: u16, url_path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    write!(
+        stream,
+        "POST {url_path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.into() };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The RIE, stopped on drop: SIGTERM first, so that it shuts its runtime process down (which runs in a
+/// process group of its own), then SIGKILL if it is still there after a few seconds.
+struct Rie {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Rie {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-s", "TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_example_runs_under_the_runtime_interface_emulator() {
+    let Some(env) = Env::new() else { return };
+    let Some(example) = example() else { return };
+    let Some(rie) = std::env::var_os("KMS_ENVELOPE_RIE").map(PathBuf::from).filter(|p| p.is_file()).or_else(|| {
+        common::missing("the Lambda Runtime Interface Emulator (KMS_ENVELOPE_RIE; scripts/rie.sh fetches it)")
+    }) else {
+        return;
+    };
+    let setup = env.keyring();
+    let package = env.dir("package");
+    let tree_src = env.dir("tree");
+    sample_tree(&tree_src);
+    let config = plaintext(123_456, 14);
+    fs::write(package.join("config.esdk"), encrypt(&*setup, &options(), &config)).unwrap();
+    let s3_tree = env.put("certs.esdk", encrypt_tree(&*setup, &tree_src));
+    let secrets = br#"{"DB_PASSWORD": "rie-secret-value-77f1"}"#;
+    fs::write(package.join("secrets.esdk"), encrypt(&*setup, &options(), secrets)).unwrap();
+    let root = env.dir("tmp");
+
+    let (api_port, rie_port) = (free_port(), free_port());
+    let log = env.work.path().join("rie.log");
+    let log_file = fs::File::create(&log).unwrap();
+    let mut command = Command::new(&rie);
+    env.child_env(&mut command);
+    command
+        .arg("--runtime-interface-emulator-address")
+        .arg(format!("127.0.0.1:{rie_port}"))
+        .arg("--runtime-api-address")
+        .arg(format!("127.0.0.1:{api_port}"))
+        .arg(&example)
+        .env("KMS_ENVELOPE_BUNDLES", format!("config.esdk=app/config.json,{s3_tree}=certs/"))
+        .env("KMS_ENVELOPE_SECRETS", "secrets.esdk")
+        .env("KMS_ENVELOPE_ROOT", &root)
+        .env("LAMBDA_TASK_ROOT", &package)
+        .env("RUST_LOG", "info")
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file);
+    let rie = Rie { child: command.spawn().unwrap(), log };
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", rie_port)).is_err() {
+        assert!(Instant::now() < deadline, "the RIE never listened: {}", fs::read_to_string(&rie.log).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let invoke = |event: &str| {
+        let (status, body) = post(rie_port, "/2015-03-31/functions/function/invocations", event);
+        let log = fs::read_to_string(&rie.log).unwrap_or_default();
+        assert_eq!(status, 200, "{event}: {body}\n{log}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap_or_else(|e| panic!("{event}: {e}: {body}\n{log}"))
+    };
+
+    let summary = invoke("{}");
+    let bundles = summary["bundles"].as_array().unwrap_or_else(|| panic!("{summary}"));
+    assert_eq!(bundles.len(), 2, "{summary}");
+    assert_eq!(bundles[0]["bytes"], 123_456);
+    assert_eq!(bundles[0]["reused"], false);
+    assert_eq!(summary["secrets"], serde_json::json!(["DB_PASSWORD"]));
+
+    let file = invoke(r#"{"path": "app/config.json"}"#);
+    assert_eq!(file["bytes"], 123_456);
+    let sha = |bytes: &[u8]| common::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
+    assert_eq!(file["sha256"], sha(&config));
+    let pem = invoke(r#"{"path": "certs/server.pem"}"#);
+    assert_eq!(pem["sha256"], sha(&plaintext(100_000, 3)));
+    let secret = invoke(r#"{"secret": "DB_PASSWORD"}"#);
+    assert_eq!(secret["present"], true);
+    assert_eq!(secret["sha256"], sha(b"rie-secret-value-77f1"));
+
+    let log = fs::read_to_string(&rie.log).unwrap();
+    assert!(log.contains("bundle ready"), "{log}");
+    assert!(!log.contains("rie-secret-value-77f1"), "a secret reached the function's log");
+}
