@@ -4,6 +4,7 @@
 #   scripts/test.sh                  lint, then the tests for every feature set below
 #   scripts/test.sh --no-lint        tests only (quick local loop)
 #   scripts/test.sh --lint-only      lint only (no venv, no moto)
+#   scripts/test.sh --no-fuzz        skip the bounded fuzzing stage (scripts/fuzz.sh, ~5 min cold)
 #   scripts/test.sh [...] -- ARGS    pass ARGS to every `cargo test` (e.g. `-- interop` to filter)
 #
 # The tests need peers that cargo can't provide: the official Python ESDK as an interop oracle and moto as
@@ -27,11 +28,13 @@ cd "$REPO"
 
 run_lint=1
 run_tests=1
+run_fuzz=1
 cargo_test_args=()
 while (($#)); do
   case "$1" in
     --no-lint) run_lint=0 ;;
     --lint-only) run_tests=0 ;;
+    --no-fuzz) run_fuzz=0 ;;
     --) shift; cargo_test_args=("$@"); break ;;
     -h | --help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
@@ -167,6 +170,16 @@ export KMS_ENVELOPE_RIE
 # Every feature set runs even if an earlier one failed, so one run reports all breakages; the exit status
 # is still non-zero if any failed.
 failed=()
+
+# The fuzz targets for a bounded time each (FUZZ_SECONDS, default 30); it replays fuzz/regressions/ too.
+# Before the tests, so that cargo test's summary stays the last thing printed.
+if ((run_fuzz)) && ((${#cargo_test_args[@]} == 0)); then
+  header "fuzz: scripts/fuzz.sh (FUZZ_SECONDS=${FUZZ_SECONDS:-30} per target)"
+  if ! bash scripts/fuzz.sh; then
+    failed+=("fuzz")
+  fi
+fi
+
 for fs in "${FEATURE_SETS[@]}"; do
   read -r -a fs_args <<<"$fs"
   header "cargo test $fs${cargo_test_args[*]:+ ${cargo_test_args[*]}}"
@@ -176,7 +189,7 @@ for fs in "${FEATURE_SETS[@]}"; do
 done
 
 if ((${#failed[@]})); then
-  header "FAILED feature sets:$(printf ' [%s]' "${failed[@]}")"
+  header "FAILED:$(printf ' [%s]' "${failed[@]}")"
   exit 1
 fi
 header "all checks passed"

@@ -1,0 +1,135 @@
+//! The seed corpora of every target: messages from our own encryptor and hand-built ones (every suite,
+//! framed and non-framed, under the fuzz keyring, plus their truncations at each frame boundary), and the
+//! official test-vector ciphertexts listed in `raw-aes-index.tsv` (other keys: they exercise parsing up
+//! to the keyring). Written to `<corpus>/<target>/`, overwriting files of the same name.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use kms_envelope::format::header::HeaderDecoder;
+use kms_envelope::{AlgorithmSuite, DecryptLimits, EncryptionContext};
+
+use crate::{Mutation, craft_message, encrypt, plaintext, reference_messages, segments};
+
+/// Set to a corpus directory, makes any fuzz target binary write the seed corpora there and exit instead
+/// of fuzzing (see [`init`](crate::init)): seeding then costs no build of its own.
+pub const SEED_ENV: &str = "KMS_ENVELOPE_FUZZ_WRITE_SEEDS";
+/// The official test vectors for [`SEED_ENV`] (optional).
+pub const VECTORS_ENV: &str = "KMS_ENVELOPE_FUZZ_VECTORS";
+
+/// Seeds are named `seed-*`, apart from what libFuzzer adds (named by content hash).
+fn write(dir: &Path, name: &str, bytes: &[u8]) {
+    fs::write(dir.join(format!("seed-{name}")), bytes)
+        .unwrap_or_else(|e| panic!("writing {}/{name}: {e}", dir.display()));
+}
+
+/// Writes every target's seeds under `corpus`; `vectors` is the official test-vector folder, if any.
+pub fn write_all(corpus: &Path, vectors: Option<&Path>) {
+    let dirs: Vec<PathBuf> = ["header", "context", "decrypt", "decrypt_default_limits", "mutate", "mutate_parallel"]
+        .iter()
+        .map(|t| corpus.join(t))
+        .collect();
+    for d in &dirs {
+        fs::create_dir_all(d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
+    }
+    let [header_dir, context_dir, decrypt_dir, default_dir, mutate_dir, parallel_dir] = &dirs[..] else {
+        unreachable!()
+    };
+
+    // Whole messages: ours (every suite through the encryptor, and hand-built non-framed and
+    // empty-final-frame ones), then the official vectors.
+    let mut messages: Vec<(String, Vec<u8>)> = Vec::new();
+    for &suite in AlgorithmSuite::ALL {
+        for (frame_length, len) in [(1u32, 3usize), (4, 10), (16, 32), (64, 0), (4096, 100)] {
+            messages.push((
+                format!("ours-{:04x}-f{frame_length}-n{len}", suite.id()),
+                encrypt(suite, frame_length, &plaintext(len)),
+            ));
+        }
+        for (frame_length, len) in [(0u32, 0usize), (0, 17), (8, 16)] {
+            messages.push((
+                format!("crafted-{:04x}-f{frame_length}-n{len}", suite.id()),
+                craft_message(suite, frame_length, &plaintext(len)),
+            ));
+        }
+    }
+    let ours = messages.len();
+    if let Some(vectors) = &vectors {
+        let index = fs::read_to_string(vectors.join("raw-aes-index.tsv"))
+            .unwrap_or_else(|e| panic!("reading {}/raw-aes-index.tsv: {e}", vectors.display()));
+        let mut lines = index.lines();
+        let columns: Vec<&str> = lines.next().expect("a header line").split('\t').collect();
+        let col = |name: &str| columns.iter().position(|c| *c == name).unwrap_or_else(|| panic!("no {name} column"));
+        let (set, ciphertext) = (col("set"), col("ciphertext"));
+        for line in lines.filter(|l| !l.is_empty()) {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let path = vectors.join(fields[set]).join(fields[ciphertext]);
+            let bytes = fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            let file = Path::new(fields[ciphertext]).file_name().unwrap().to_string_lossy().into_owned();
+            messages.push((format!("vector-{}-{file}", fields[set]), bytes));
+        }
+    }
+
+    for (i, (name, message)) in messages.iter().enumerate() {
+        write(decrypt_dir, name, message);
+        write(default_dir, name, message);
+        let Ok(header) = HeaderDecoder::read_from(DecryptLimits::default(), &mut &message[..]) else {
+            panic!("{name}: the seed's header does not decode");
+        };
+        write(header_dir, name, header.as_bytes());
+        // The AAD section: the bytes after the u16 length that follows version, suite and message id.
+        let id_end = if message[0] == 1 { 2 + 2 + 16 } else { 1 + 2 + 32 };
+        let aad_len = usize::from(u16::from_be_bytes([message[id_end], message[id_end + 1]]));
+        write(context_dir, name, &message[id_end + 2..id_end + 2 + aad_len]);
+        // Our messages' layout, cut at every segment boundary: truncations for the decrypt targets.
+        if i < ours {
+            let (segs, _) = segments(message);
+            for (j, s) in segs.iter().enumerate().skip(1) {
+                write(decrypt_dir, &format!("{name}-cut{j}"), &message[..s.start]);
+                write(default_dir, &format!("{name}-cut{j}"), &message[..s.start]);
+            }
+        }
+    }
+    let contexts: Vec<EncryptionContext> = vec![
+        EncryptionContext::new(),
+        [("k", "v")].into_iter().collect(),
+        [("a", ""), ("", "b"), ("\u{10000}", "x"), ("\u{FF61}", "y")].into_iter().collect(),
+        (0..40).map(|i| (format!("key-{i:02}"), "v".repeat(i))).collect(),
+    ];
+    for (i, c) in contexts.iter().enumerate() {
+        write(context_dir, &format!("built-{i}"), &c.serialize().unwrap());
+    }
+    write(context_dir, "count-zero", &[0, 0]);
+
+    // Mutation programs over each reference message: none, then one of each kind.
+    let refs = reference_messages();
+    for (i, r) in refs.iter().enumerate() {
+        let frames = r.segments.len() - 2;
+        let programs: Vec<(&str, Vec<Mutation>)> = vec![
+            ("noop", vec![]),
+            ("flip-tag", vec![Mutation::Flip { at: r.segments[0].end - 1, mask: 1 }]),
+            ("flip-body", vec![Mutation::Flip { at: r.segments[1].start + 20, mask: 0x40 }]),
+            ("truncate-last", vec![Mutation::Truncate { len: r.message.len() - 1 }]),
+            ("insert-end", vec![Mutation::Insert { at: r.message.len(), bytes: vec![0] }]),
+            ("delete-frame", vec![Mutation::DeleteSegment { segment: 1 }]),
+            ("duplicate-frame", vec![Mutation::DuplicateSegment { segment: 1, before: 2 }]),
+            ("swap-frames", vec![Mutation::SwapSegments { i: 1, j: frames.max(1) }]),
+            ("foreign-frame", vec![Mutation::SpliceForeign { from: i + 1, segment: 1, before: 1 }]),
+            ("frame-length", vec![Mutation::SetU32 { at: r.segments[0].end - 16 - 32 - 4, value: 0x00FF_FFFF }]),
+            ("swap-ranges", vec![Mutation::SwapRanges { a: r.segments[1].start, a_len: 4, gap: 8, b_len: 4 }]),
+        ];
+        for (what, program) in programs {
+            let mut input = vec![i as u8, (i * 7 % 32) as u8];
+            program.iter().for_each(|m| m.encode(&mut input));
+            write(mutate_dir, &format!("{}-{what}", r.name), &input);
+            // The same programs with other job lengths for the pipeline (high bits of byte 1).
+            input[1] = (input[1] % 32) | (((i as u8 * 3) % 8) << 5);
+            write(parallel_dir, &format!("{}-{what}", r.name), &input);
+        }
+    }
+    for d in &dirs {
+        let names: Vec<_> = fs::read_dir(d).into_iter().flatten().flatten().map(|e| e.file_name()).collect();
+        let seeds = names.iter().filter(|n| n.to_string_lossy().starts_with("seed-")).count();
+        eprintln!("seed: {seeds} seeds in {} ({} files in all)", d.display(), names.len());
+    }
+}
