@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::format::header::Header;
 use crate::keyring::Keyring;
+use crate::stream::file::staging_place;
 use crate::stream::{DecryptOptions, Decryptor, EncryptOptions, Encryptor};
 
 /// What a pack or unpack handled.
@@ -225,12 +226,7 @@ pub fn unpack_verified<R: Read>(
     overwrite: bool,
 ) -> Result<(Header, BundleSummary)> {
     check_directory_destination(destination, overwrite)?;
-    let parent = match destination.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let prefix = format!(".{name}.");
+    let (parent, prefix) = staging_place(destination);
     let mut builder = tempfile::Builder::new();
     builder.prefix(&prefix).suffix(".partial");
     #[cfg(unix)]
@@ -246,7 +242,7 @@ pub fn unpack_verified<R: Read>(
     // A directory cannot be renamed over a non-empty one: move the old one aside first, and put it back
     // if the new one cannot take its place. `staging` still owns (and on error removes) the new tree.
     let replaced = if destination.exists() {
-        let old = parent.join(format!(".{name}.{}.old", header.message_id()));
+        let old = parent.join(format!("{prefix}{}.old", header.message_id()));
         fs::rename(destination, &old)?;
         Some(old)
     } else {

@@ -23,12 +23,7 @@ impl PendingFile {
     /// anything but a regular file, and an existing file unless `overwrite`.
     pub fn create(destination: &Path, overwrite: bool) -> Result<Self> {
         check_destination(destination, overwrite)?;
-        let dir = match destination.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let prefix = format!(".{name}.");
+        let (dir, prefix) = staging_place(destination);
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix).suffix(".partial");
         #[cfg(unix)]
@@ -71,6 +66,18 @@ impl PendingFile {
         }
         Ok(())
     }
+}
+
+/// Where work in progress for `destination` is staged: its directory, and the name prefix `.NAME.` that
+/// temp files (`.NAME.XXXXXX.partial`) and set-aside directories (`.NAME.ID.old`) share, so that a cleanup
+/// after a killed process can find them.
+pub(crate) fn staging_place(destination: &Path) -> (&Path, String) {
+    let dir = match destination.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    (dir, format!(".{name}."))
 }
 
 fn check_destination(destination: &Path, overwrite: bool) -> Result<()> {
