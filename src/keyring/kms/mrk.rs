@@ -19,12 +19,6 @@ use crate::keyring::{DecryptionMaterials, EncryptionMaterials, Keyring, KeyringF
 #[derive(Clone)]
 pub struct AwsKmsMrkKeyring(Strict);
 
-impl fmt::Debug for AwsKmsMrkKeyring {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.debug("AwsKmsMrkKeyring", f)
-    }
-}
-
 impl AwsKmsMrkKeyring {
     /// A keyring for `key_id` that calls KMS through `client` (whose region should be the key's).
     pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Result<Self> {
@@ -34,39 +28,9 @@ impl AwsKmsMrkKeyring {
     pub(super) fn with_api(api: Arc<dyn KmsApi>, key_id: String) -> Result<Self> {
         Strict::new(api, key_id, KeyMatch::MultiRegion).map(Self)
     }
-
-    /// Grant tokens sent with every call.
-    pub fn with_grant_tokens(mut self, tokens: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.0.set_grant_tokens(tokens.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// As generator, make the data key locally and wrap it with `Encrypt` (see
-    /// [`AwsKmsKeyring::generate_data_key_locally`](super::AwsKmsKeyring::generate_data_key_locally)).
-    pub fn generate_data_key_locally(mut self) -> Self {
-        self.0.set_local_data_key();
-        self
-    }
-
-    /// The configured key identifier.
-    pub fn key_id(&self) -> &str {
-        self.0.key_id()
-    }
 }
 
-impl Keyring for AwsKmsMrkKeyring {
-    fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
-        Box::pin(self.0.encrypt(materials))
-    }
-
-    fn on_decrypt<'a>(
-        &'a self,
-        materials: DecryptionMaterials,
-        edks: &'a [EncryptedDataKey],
-    ) -> KeyringFuture<'a, DecryptionMaterials> {
-        Box::pin(self.0.decrypt(materials, edks))
-    }
-}
+super::strict::strict_keyring_common!(AwsKmsMrkKeyring);
 
 /// The MRK-aware discovery keyring: decrypt-only, bound to its client's region. An EDK under a multi-Region
 /// key is decrypted by that key's replica in this region (the ARN with its region replaced); an EDK under

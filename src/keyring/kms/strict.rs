@@ -9,7 +9,60 @@ use super::calls::{Kms, edk_key_arn, not_kms};
 use crate::crypto::DataKey;
 use crate::error::{Error, Result};
 use crate::format::edk::EncryptedDataKey;
-use crate::keyring::{DecryptionMaterials, EncryptionMaterials, Keyring, KeyringFuture};
+use crate::keyring::{DecryptionMaterials, EncryptionMaterials};
+
+/// The builder methods, `Debug` and `Keyring` impls that [`AwsKmsKeyring`] and
+/// [`AwsKmsMrkKeyring`](super::AwsKmsMrkKeyring) share: both wrap a [`Strict`] and differ only in how
+/// they match EDKs.
+macro_rules! strict_keyring_common {
+    ($ty:ident) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.debug(stringify!($ty), f)
+            }
+        }
+
+        impl $ty {
+            /// Grant tokens sent with every call (at most 10, as KMS allows).
+            pub fn with_grant_tokens(mut self, tokens: impl IntoIterator<Item = impl Into<String>>) -> Self {
+                self.0.set_grant_tokens(tokens.into_iter().map(Into::into).collect());
+                self
+            }
+
+            /// As generator, make the data key locally (from the operating system's random generator) and
+            /// wrap it with `Encrypt`, instead of calling `GenerateDataKey`: for callers who must not receive
+            /// plaintext keys from KMS, or who are granted `kms:Encrypt` but not `kms:GenerateDataKey`.
+            /// Still one call.
+            pub fn generate_data_key_locally(mut self) -> Self {
+                self.0.set_local_data_key();
+                self
+            }
+
+            /// The configured key identifier.
+            pub fn key_id(&self) -> &str {
+                self.0.key_id()
+            }
+        }
+
+        impl crate::keyring::Keyring for $ty {
+            fn on_encrypt<'a>(
+                &'a self,
+                materials: crate::keyring::EncryptionMaterials,
+            ) -> crate::keyring::KeyringFuture<'a, crate::keyring::EncryptionMaterials> {
+                Box::pin(self.0.encrypt(materials))
+            }
+
+            fn on_decrypt<'a>(
+                &'a self,
+                materials: crate::keyring::DecryptionMaterials,
+                edks: &'a [crate::format::edk::EncryptedDataKey],
+            ) -> crate::keyring::KeyringFuture<'a, crate::keyring::DecryptionMaterials> {
+                Box::pin(self.0.decrypt(materials, edks))
+            }
+        }
+    };
+}
+pub(super) use strict_keyring_common;
 
 /// Which EDKs a strict keyring considers its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,12 +189,6 @@ impl Strict {
 #[derive(Clone)]
 pub struct AwsKmsKeyring(Strict);
 
-impl fmt::Debug for AwsKmsKeyring {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.debug("AwsKmsKeyring", f)
-    }
-}
-
 impl AwsKmsKeyring {
     /// A keyring for `key_id` that calls KMS through `client`. Fails if `key_id` cannot be a KMS key
     /// identifier (empty, or an ARN that does not parse).
@@ -152,37 +199,6 @@ impl AwsKmsKeyring {
     pub(super) fn with_api(api: Arc<dyn KmsApi>, key_id: String) -> Result<Self> {
         Strict::new(api, key_id, KeyMatch::Exact).map(Self)
     }
-
-    /// Grant tokens sent with every call (at most 10, as KMS allows).
-    pub fn with_grant_tokens(mut self, tokens: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.0.set_grant_tokens(tokens.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// As generator, make the data key locally (from the operating system's random generator) and wrap it
-    /// with `Encrypt`, instead of calling `GenerateDataKey`: for callers who must not receive plaintext keys
-    /// from KMS, or who are granted `kms:Encrypt` but not `kms:GenerateDataKey`. Still one call.
-    pub fn generate_data_key_locally(mut self) -> Self {
-        self.0.set_local_data_key();
-        self
-    }
-
-    /// The configured key identifier.
-    pub fn key_id(&self) -> &str {
-        self.0.key_id()
-    }
 }
 
-impl Keyring for AwsKmsKeyring {
-    fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
-        Box::pin(self.0.encrypt(materials))
-    }
-
-    fn on_decrypt<'a>(
-        &'a self,
-        materials: DecryptionMaterials,
-        edks: &'a [EncryptedDataKey],
-    ) -> KeyringFuture<'a, DecryptionMaterials> {
-        Box::pin(self.0.decrypt(materials, edks))
-    }
-}
+strict_keyring_common!(AwsKmsKeyring);
