@@ -58,7 +58,8 @@ impl Subject {
     }
 }
 
-/// Decrypts through the streaming API; returns the released bytes and the error, or panics on a panic.
+/// Decrypts through the streaming API's `read`; returns the released bytes and the error, or panics on a
+/// panic.
 fn attempt(message: &[u8]) -> (Vec<u8>, Option<Error>) {
     catch_unwind(AssertUnwindSafe(|| {
         let options = DecryptOptions::new();
@@ -79,6 +80,17 @@ fn attempt(message: &[u8]) -> (Vec<u8>, Option<Error>) {
     .unwrap_or_else(|_| panic!("decrypt panicked"))
 }
 
+/// The same through `Decryptor::write_to`, which writes frames straight from the decryptor's buffers.
+fn attempt_write_to(message: &[u8]) -> (Vec<u8>, Option<Error>) {
+    catch_unwind(AssertUnwindSafe(|| {
+        let mut released = Vec::new();
+        let result = Decryptor::new(&keyring(), &DecryptOptions::new(), message)
+            .and_then(|mut decryptor| decryptor.write_to(&mut released).map_err(Error::from_io));
+        (released, result.err())
+    }))
+    .unwrap_or_else(|_| panic!("write_to panicked"))
+}
+
 #[derive(Default)]
 struct Tally {
     cases: usize,
@@ -89,8 +101,16 @@ impl Tally {
     fn check(&mut self, subject: &Subject, what: &str, mutated: &[u8]) {
         self.cases += 1;
         let (released, err) = attempt(mutated);
+        let (written, write_err) = attempt_write_to(mutated);
         let pt = plaintext();
-        if err.is_none() {
+        if written != released || write_err.as_ref().map(Error::to_string) != err.as_ref().map(Error::to_string) {
+            self.failures.push(format!(
+                "{}: {what}: write_to gave {} bytes and {write_err:?}, read {} bytes and {err:?}",
+                subject.name,
+                written.len(),
+                released.len()
+            ));
+        } else if err.is_none() {
             self.failures.push(format!("{}: {what}: accepted", subject.name));
         } else if !pt.starts_with(&released) || released.len() % FRAME != 0 {
             self.failures.push(format!(

@@ -89,6 +89,72 @@ proptest! {
         let message = encryptor.finish().unwrap();
         prop_assert_eq!(stream_decrypt(&message).0, pt);
     }
+
+    /// `copy_from` reads straight into the frames, through short reads of any size and mixed with `write`,
+    /// and frames the bytes exactly as `write` does.
+    #[test]
+    fn copy_from_frames_like_write(
+        reads in proptest::collection::vec(0usize..300, 0..20),
+        written in 0usize..300,
+        threads in 1usize..3,
+    ) {
+        let total = written + reads.iter().sum::<usize>();
+        let pt = plaintext(total);
+        let options = EncryptOptions::new().frame_length(128).threads(threads).parallel_threshold(0).job_length(256);
+        let mut encryptor = Encryptor::new(&keyring(), &options, Vec::new()).unwrap();
+        encryptor.write_all(&pt[..written]).unwrap();
+        let copied = encryptor.copy_from(ShortReads { data: &pt[written..], reads: reads.into_iter() }).unwrap();
+        prop_assert_eq!(copied as usize, total - written);
+        let message = encryptor.finish().unwrap();
+        prop_assert_eq!(message.len(), encrypt(&pt, &options).len());
+        let (released, err) = stream_decrypt(&message);
+        prop_assert!(err.is_none(), "{:?}", err);
+        prop_assert_eq!(released, pt);
+    }
+}
+
+/// A reader that hands out its data in reads of the given sizes (zero-sized ones become `Interrupted`), then
+/// the rest at once.
+struct ShortReads<'a, I: Iterator<Item = usize>> {
+    data: &'a [u8],
+    reads: I,
+}
+
+impl<I: Iterator<Item = usize>> Read for ShortReads<'_, I> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = match self.reads.next() {
+            Some(0) if !self.data.is_empty() => return Err(std::io::ErrorKind::Interrupted.into()),
+            Some(n) => n,
+            None => self.data.len(),
+        };
+        let n = n.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn copy_from_passes_a_read_error_on_and_keeps_the_bytes_before_it() {
+    struct Failing(usize);
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::other("disk on fire"));
+            }
+            let n = self.0.min(buf.len());
+            buf[..n].fill(7);
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+    let mut encryptor = Encryptor::new(&keyring(), &EncryptOptions::new().frame_length(64), Vec::new()).unwrap();
+    let err = encryptor.copy_from(Failing(100)).unwrap_err();
+    assert_eq!(err.to_string(), "disk on fire");
+    let message = encryptor.finish().unwrap();
+    let (released, err) = stream_decrypt(&message);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(released, vec![7; 100]);
 }
 
 fn assert_prefix_of_whole_frames(released: &[u8], pt: &[u8], frame_len: usize) {

@@ -11,7 +11,12 @@ use kms_envelope::{DecryptOptions, Decryptor, EncryptOptions, Encryptor, Error, 
 use super::exit::{Code, Failure};
 use super::progress::Progress;
 
-const BUFFER: usize = 1 << 20;
+/// Output buffer: small writes (the header, frames under 64 KiB) are gathered; a job or frame of at least
+/// this size goes to the file directly, without a copy.
+const OUT_BUFFER: usize = 64 << 10;
+/// Input buffer: enough for the small reads of frame prefixes, smaller than any frame body, which the
+/// encryptor and decryptor then read straight into their own buffers.
+const IN_BUFFER: usize = 16 << 10;
 
 /// An opened input: its name for messages, its bytes, and its size when known (a file, or stdin
 /// redirected from a file).
@@ -34,7 +39,7 @@ pub fn open_input(path: &str) -> Result<Input, Failure> {
         )));
     }
     let size = meta.is_file().then_some(meta.len());
-    Ok(Input { name: path.to_owned(), reader: Box::new(BufReader::with_capacity(BUFFER, file)), size })
+    Ok(Input { name: path.to_owned(), reader: Box::new(BufReader::with_capacity(IN_BUFFER, file)), size })
 }
 
 /// The size of stdin when it is a regular file (`< file`), for the progress bar.
@@ -71,41 +76,50 @@ fn with_output(
     write: impl FnOnce(&mut dyn Write) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     if path == "-" {
-        let mut stdout = BufWriter::with_capacity(BUFFER, io::stdout().lock());
+        let mut stdout = BufWriter::with_capacity(OUT_BUFFER, io::stdout().lock());
         write(&mut stdout)?;
         return stdout.flush().map_err(|e| Failure::io("cannot write to stdout".into(), e));
     }
     check_output(Path::new(path), force)?;
     let mut pending = PendingFile::create(Path::new(path), force)
         .map_err(|e| Failure::new(Code::Io, format!("{path}: cannot create: {e}")))?;
+    // The CLI's outputs must survive a power loss once the command reported success; syncing while
+    // writing leaves the final sync little to do.
+    pending.sync_while_writing();
     {
-        let mut out = BufWriter::with_capacity(BUFFER, pending.file());
+        let mut out = BufWriter::with_capacity(OUT_BUFFER, &mut pending);
         write(&mut out)?;
         out.flush().map_err(|e| Failure::io(format!("cannot write {path}"), e))?;
     }
-    // The CLI's outputs must survive a power loss once the command reported success.
     pending.commit(true, force).map_err(|e| Failure::new(Code::Io, format!("{path}: cannot write: {e}")))
 }
 
-/// Which side of a copy failed.
-pub enum Side {
-    Read(io::Error),
-    Write(io::Error),
+/// A reader or writer that remembers whether it failed, so that an error coming out of a copy through the
+/// encryptor or decryptor can be blamed on the right side.
+pub struct Tracked<T> {
+    inner: T,
+    pub failed: bool,
 }
 
-/// Copies `from` into `to` until `from` ends.
-pub fn pump(from: &mut dyn Read, to: &mut dyn Write) -> Result<u64, Side> {
-    let mut buf = vec![0u8; 64 << 10];
-    let mut total = 0u64;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Side::Read(e)),
-        };
-        to.write_all(&buf[..n]).map_err(Side::Write)?;
-        total += n as u64;
+impl<T> Tracked<T> {
+    pub fn new(inner: T) -> Self {
+        Self { inner, failed: false }
+    }
+}
+
+impl<T: Read> Read for Tracked<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| self.failed |= e.kind() != io::ErrorKind::Interrupted)
+    }
+}
+
+impl<T: Write> Write for Tracked<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| self.failed |= e.kind() != io::ErrorKind::Interrupted)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed = true)
     }
 }
 
@@ -123,9 +137,13 @@ pub fn encrypt_to(
     let mut reader = progress.reader(input.reader);
     let result = with_output(output, force, |out| {
         let mut encryptor = Encryptor::new(keyring, options, out).map_err(|e| Failure::writing(e).with_file(output))?;
-        pump(&mut reader, &mut encryptor).map_err(|side| match side {
-            Side::Read(e) => Failure::io(format!("cannot read {name}"), e),
-            Side::Write(e) => Failure::writing(Error::from_io(e)).with_file(output),
+        let mut input = Tracked::new(&mut reader);
+        encryptor.copy_from(&mut input).map_err(|e| {
+            if input.failed {
+                Failure::io(format!("cannot read {name}"), e)
+            } else {
+                Failure::writing(Error::from_io(e)).with_file(output)
+            }
         })?;
         encryptor.finish().map_err(|e| Failure::writing(e).with_file(output))?;
         Ok(())
@@ -151,9 +169,13 @@ pub fn decrypt_to(
         let mut decryptor =
             Decryptor::new(keyring, options, reader).map_err(|e| Failure::reading(e).with_file(&name))?;
         check(decryptor.header()).map_err(|f| f.with_file(&name))?;
-        pump(&mut decryptor, out).map_err(|side| match side {
-            Side::Read(e) => Failure::reading(Error::from_io(e)).with_file(&name),
-            Side::Write(e) => Failure::io(format!("cannot write {output}"), e),
+        let mut out = Tracked::new(out);
+        decryptor.write_to(&mut out).map_err(|e| {
+            if out.failed {
+                Failure::io(format!("cannot write {output}"), e)
+            } else {
+                Failure::reading(Error::from_io(e)).with_file(&name)
+            }
         })?;
         Ok(())
     });

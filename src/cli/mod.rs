@@ -197,8 +197,9 @@ fn write_bundle(
     }
     let mut pending = kms_envelope::stream::file::PendingFile::create(Path::new(output), force)
         .map_err(|e| Failure::new(Code::Io, format!("{output}: cannot create: {e}")))?;
+    pending.sync_while_writing();
     {
-        let writer = std::io::BufWriter::with_capacity(1 << 20, pending.file());
+        let writer = std::io::BufWriter::with_capacity(64 << 10, &mut pending);
         let (mut written, _) =
             encrypt_directory(keyring, options, dir, progress.writer(writer)).map_err(Failure::writing)?;
         std::io::Write::flush(&mut written).map_err(|e| Failure::io(format!("cannot write {output}"), e))?;
@@ -226,7 +227,7 @@ fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {
     } else {
         let file = File::open(&args.input).map_err(|e| Failure::io(format!("cannot open {}", args.input), e))?;
         let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-        io::Input { name: args.input.clone(), reader: Box::new(BufReader::with_capacity(1 << 20, file)), size }
+        io::Input { name: args.input.clone(), reader: Box::new(BufReader::with_capacity(16 << 10, file)), size }
     };
     let options = decrypt_options(&args.settings);
     let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;

@@ -341,7 +341,7 @@ async fn land(config: Arc<Config>, spec: BundleSpec, destination: PathBuf) -> Re
                 file.rewind()?;
                 land_from_reader(
                     &config,
-                    io::BufReader::with_capacity(1 << 20, file),
+                    io::BufReader::with_capacity(16 << 10, file),
                     len,
                     identity,
                     &destination,

@@ -1,6 +1,6 @@
 //! The streaming decryptor: a `Read` that hands out plaintext only after it authenticated.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 
 use super::cmm::{OpenedHeader, open_header};
 use super::options::DecryptOptions;
@@ -302,25 +302,37 @@ impl<R: Read> Decryptor<R> {
     }
 }
 
-impl<R: Read> Read for Decryptor<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+impl<R: Read> Decryptor<R> {
+    /// Decrypts the rest of the message into `output`, writing each frame's plaintext straight from the
+    /// buffer it was verified in (no intermediate copy), under the same release rules as `read`. Returns
+    /// the number of bytes written once the whole message verified.
+    ///
+    /// On an error, what was written before it is exactly the plaintext of the frames before the damage,
+    /// as with `read`: discard it (or use [`decrypt_to_path`](crate::decrypt_to_path)).
+    pub fn write_to<W: Write>(&mut self, mut output: W) -> io::Result<u64> {
+        let mut total = 0;
+        while let Some(range) = self.releasable_bytes()? {
+            let job = self.current.as_ref().expect("releasable bytes lie in the current job");
+            output.write_all(&job.buf[range.clone()])?;
+            self.consume(range.len());
+            total += range.len() as u64;
+        }
+        Ok(total)
+    }
+
+    /// The unreleased plaintext of the next frame that may be released, as a range of the current job's
+    /// buffer, fetching and checking jobs as needed; `None` once the whole message verified and every byte
+    /// was released. An error is reported only after everything releasable before it.
+    fn releasable_bytes(&mut self) -> io::Result<Option<std::ops::Range<usize>>> {
         loop {
             if let Some(job) = &self.current {
-                let mut n = 0;
-                while n < out.len() && self.frame < self.releasable {
+                while self.frame < self.releasable {
                     let frame = &job.frames[self.frame];
-                    let from = frame.start + self.released;
-                    let take = (frame.len - self.released).min(out.len() - n);
-                    out[n..n + take].copy_from_slice(&job.buf[from..from + take]);
-                    n += take;
-                    self.released += take;
-                    if self.released == frame.len {
-                        self.frame += 1;
-                        self.released = 0;
+                    if self.released < frame.len {
+                        return Ok(Some(frame.start + self.released..frame.start + frame.len));
                     }
-                }
-                if n > 0 || out.is_empty() {
-                    return Ok(n);
+                    self.frame += 1;
+                    self.released = 0;
                 }
                 if let Some(e) = self.pending.take() {
                     self.state = State::Failed;
@@ -331,7 +343,7 @@ impl<R: Read> Read for Decryptor<R> {
                 self.pipeline.recycle(job);
             }
             match self.state {
-                State::Done => return Ok(0),
+                State::Done => return Ok(None),
                 State::Failed => {
                     let what = self.error.clone().unwrap_or_default();
                     return Err(io::Error::other(format!("decryption already failed: {what}")));
@@ -345,5 +357,46 @@ impl<R: Read> Read for Decryptor<R> {
                 }
             }
         }
+    }
+
+    /// Marks `n` bytes of the current frame as released.
+    fn consume(&mut self, n: usize) {
+        self.released += n;
+        let frame_len = self.current.as_ref().map_or(0, |job| job.frames[self.frame].len);
+        if self.released == frame_len {
+            self.frame += 1;
+            self.released = 0;
+        }
+    }
+
+    /// Whether the current job still holds plaintext that may be released (so that fetching it cannot
+    /// meet an error first).
+    fn current_has_releasable_bytes(&self) -> bool {
+        self.current.as_ref().is_some_and(|job| {
+            job.frames[self.frame.min(self.releasable)..self.releasable]
+                .iter()
+                .enumerate()
+                .any(|(i, frame)| frame.len > if i == 0 { self.released } else { 0 })
+        })
+    }
+}
+
+impl<R: Read> Read for Decryptor<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let mut n = 0;
+        // Once some bytes are out, stop where fetching more could meet an error: it is reported by the
+        // next call, so that no released byte is lost to it.
+        while n < out.len() && (n == 0 || self.current_has_releasable_bytes()) {
+            let Some(range) = self.releasable_bytes()? else { break };
+            let take = range.len().min(out.len() - n);
+            let job = self.current.as_ref().expect("releasable bytes lie in the current job");
+            out[n..n + take].copy_from_slice(&job.buf[range.start..range.start + take]);
+            self.consume(take);
+            n += take;
+        }
+        Ok(n)
     }
 }

@@ -1,6 +1,6 @@
 //! The streaming encryptor: a `Write` that frames, seals and signs.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use super::cmm::{PreparedEncryption, prepare_encrypt};
 use super::options::EncryptOptions;
@@ -133,6 +133,30 @@ impl<W: Write> Encryptor<W> {
             self.emit(done)?;
         }
         Ok(())
+    }
+
+    /// Reads `input` to its end straight into the frames being built and encrypts it: what `io::copy`
+    /// into this encryptor does, without the intermediate buffer and its copy. Returns the number of bytes
+    /// read. The message still needs [`finish`](Self::finish).
+    ///
+    /// An error may come from `input` or from the output; bytes read before it are part of the message.
+    pub fn copy_from<R: Read>(&mut self, mut input: R) -> io::Result<u64> {
+        self.check_usable()?;
+        let mut total = 0u64;
+        loop {
+            if self.buffered() == self.frame_length {
+                self.close_regular()?;
+            }
+            let want = self.frame_length - self.buffered();
+            // `read_to_end` fills the job's spare capacity in place (retrying on `Interrupted`) and keeps
+            // what it read before an error.
+            let before = self.job.buf.len();
+            let read = (&mut input).take(want as u64).read_to_end(&mut self.job.buf);
+            total += (self.job.buf.len() - before) as u64;
+            if read? < want {
+                return Ok(total);
+            }
+        }
     }
 
     /// Signs and writes a sealed job, in wire order.
