@@ -3,6 +3,8 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender};
+use std::thread::JoinHandle;
 
 use super::{DecryptOptions, Decryptor};
 use crate::error::{Error, Result};
@@ -12,10 +14,15 @@ use crate::keyring::Keyring;
 /// A file being written next to its destination: a fresh temp file (created with `O_CREAT|O_EXCL`, so never
 /// through a planted symlink, mode 0600) that is renamed over the destination only by
 /// [`commit`](Self::commit). Dropped without `commit`, the temp file is removed.
+///
+/// Write through the `Write` impl (or [`file`](Self::file)); after
+/// [`sync_while_writing`](Self::sync_while_writing), bytes written through the `Write` impl are flushed to
+/// disk in the background as they accumulate, so that a syncing `commit` has little left to wait for.
 #[derive(Debug)]
 pub struct PendingFile {
     temp: tempfile::NamedTempFile,
     destination: PathBuf,
+    writeback: Option<Writeback>,
 }
 
 impl PendingFile {
@@ -38,16 +45,31 @@ impl PendingFile {
             use std::os::unix::fs::PermissionsExt;
             temp.as_file().set_permissions(fs::Permissions::from_mode(0o600))?;
         }
-        Ok(Self { temp, destination: destination.to_path_buf() })
+        Ok(Self { temp, destination: destination.to_path_buf(), writeback: None })
     }
 
-    /// The temp file to write into.
+    /// The temp file to write into (bytes written here directly are synced only by `commit`).
     pub fn file(&mut self) -> &mut File {
         self.temp.as_file_mut()
     }
 
+    /// Starts syncing written data to disk in the background, every [`WRITEBACK_EVERY`] bytes, for a
+    /// file that will be committed with `sync`: the disk then works while the data is still being
+    /// produced instead of all at the end. Best effort: if the thread cannot start, `commit` syncs
+    /// everything as usual.
+    pub fn sync_while_writing(&mut self) {
+        if self.writeback.is_none() {
+            self.writeback = Writeback::start(self.temp.as_file()).ok();
+        }
+    }
+
     /// Optionally syncs the data to disk, then renames the temp file over the destination.
-    pub fn commit(self, sync: bool, overwrite: bool) -> Result<()> {
+    pub fn commit(mut self, sync: bool, overwrite: bool) -> Result<()> {
+        if let Some(writeback) = self.writeback.take() {
+            // A failed background sync may have consumed the error a final sync would report (the
+            // descriptor is shared), so it fails the commit itself.
+            writeback.finish()?;
+        }
         if sync {
             self.temp.as_file().sync_all()?;
         }
@@ -65,6 +87,77 @@ impl PendingFile {
             }
         }
         Ok(())
+    }
+}
+
+impl Write for PendingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.temp.as_file_mut().write(buf)?;
+        if let Some(writeback) = &mut self.writeback {
+            writeback.wrote(n);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.temp.as_file_mut().flush()
+    }
+}
+
+/// How many bytes written between two background syncs of a [`PendingFile`].
+pub const WRITEBACK_EVERY: u64 = 32 << 20;
+
+/// A thread that runs `fdatasync` on a file each time it is kicked; kicks that arrive while one is queued
+/// are merged. It stops at the first failure, which [`finish`](Self::finish) reports.
+#[derive(Debug)]
+struct Writeback {
+    kick: Option<SyncSender<()>>,
+    worker: Option<JoinHandle<io::Result<()>>>,
+    unsynced: u64,
+}
+
+impl Writeback {
+    fn start(file: &File) -> io::Result<Self> {
+        let file = file.try_clone()?;
+        let (kick, kicks) = mpsc::sync_channel::<()>(1);
+        let worker = std::thread::Builder::new().name("kms-envelope-writeback".into()).spawn(move || {
+            for () in kicks {
+                file.sync_data()?;
+            }
+            Ok(())
+        })?;
+        Ok(Self { kick: Some(kick), worker: Some(worker), unsynced: 0 })
+    }
+
+    fn wrote(&mut self, n: usize) {
+        self.unsynced += n as u64;
+        if self.unsynced >= WRITEBACK_EVERY {
+            self.unsynced = 0;
+            if let Some(kick) = &self.kick {
+                // Full: a sync is already queued and will cover these bytes. Disconnected: the worker
+                // failed, and `finish` reports why.
+                let _ = kick.try_send(());
+            }
+        }
+    }
+
+    /// Waits for the sync under way, if any, and returns the first failure.
+    fn finish(mut self) -> io::Result<()> {
+        drop(self.kick.take());
+        match self.worker.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the background sync thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Writeback {
+    fn drop(&mut self) {
+        drop(self.kick.take());
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
     }
 }
 
@@ -123,9 +216,13 @@ pub fn write_verified<R: Read>(
     overwrite: bool,
     sync: bool,
 ) -> Result<Header> {
+    if sync {
+        pending.sync_while_writing();
+    }
     {
-        let mut out = BufWriter::with_capacity(1 << 20, pending.file());
-        io::copy(&mut decryptor, &mut out).map_err(Error::from_io)?;
+        // Frames at least this long go straight from the decryptor's buffers to the file.
+        let mut out = BufWriter::with_capacity(64 << 10, &mut pending);
+        decryptor.write_to(&mut out).map_err(Error::from_io)?;
         out.flush()?;
     }
     let header = decryptor.header().clone();

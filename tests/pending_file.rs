@@ -1,0 +1,55 @@
+//! `PendingFile`: the temp file behind every decrypted or CLI output, with its background writeback.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+
+use kms_envelope::stream::file::{PendingFile, WRITEBACK_EVERY};
+
+/// Names of this process's threads (Linux).
+fn thread_names() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok()).collect()
+}
+
+fn writeback_running() -> bool {
+    // Linux keeps 15 bytes of a thread name: "kms-envelope-wr(iteback)".
+    thread_names().iter().any(|n| n.starts_with("kms-envelope-wr"))
+}
+
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+// One test, so that no other test's writeback thread is mistaken for this one's.
+#[test]
+fn writeback_syncs_in_the_background_and_stops_with_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..WRITEBACK_EVERY as usize + (3 << 20)).map(|i| (i % 249) as u8).collect();
+
+    // Committed: the bytes written through the `Write` impl are all there, with the writeback's syncs
+    // merged into the final one.
+    let out = dir.path().join("kept");
+    let mut pending = PendingFile::create(&out, false).unwrap();
+    pending.sync_while_writing();
+    if cfg!(target_os = "linux") {
+        assert!(writeback_running(), "no writeback thread");
+    }
+    for chunk in data.chunks(1 << 20) {
+        pending.write_all(chunk).unwrap();
+    }
+    pending.commit(true, false).unwrap();
+    assert!(!writeback_running(), "the writeback thread outlived the commit");
+    assert!(std::fs::read(&out).unwrap() == data);
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(entries(dir.path()), ["kept"]);
+
+    // Dropped: the temp file goes, and so does the thread.
+    let mut abandoned = PendingFile::create(&dir.path().join("dropped"), false).unwrap();
+    abandoned.sync_while_writing();
+    for chunk in data.chunks(1 << 20) {
+        abandoned.write_all(chunk).unwrap();
+    }
+    drop(abandoned);
+    assert!(!writeback_running(), "the writeback thread outlived the dropped file");
+    assert_eq!(entries(dir.path()), ["kept"]);
+}
