@@ -159,7 +159,11 @@ fn copy_from_passes_a_read_error_on_and_keeps_the_bytes_before_it() {
 
 fn assert_prefix_of_whole_frames(released: &[u8], pt: &[u8], frame_len: usize) {
     assert!(pt.starts_with(released), "released bytes are not a prefix of the plaintext");
-    assert!(released.len() % frame_len == 0, "released {} bytes: not whole frames of {frame_len}", released.len());
+    assert!(
+        released.len().is_multiple_of(frame_len),
+        "released {} bytes: not whole frames of {frame_len}",
+        released.len()
+    );
 }
 
 #[test]

@@ -42,17 +42,17 @@ enum Wrapper<'a> {
 
 fn wrapper(edk: &EncryptedDataKey) -> Wrapper<'_> {
     let info = &edk.provider_info;
-    if edk.provider_id == "aws-kms" {
-        if let Ok(arn) = std::str::from_utf8(info) {
-            return Wrapper::Kms { arn };
-        }
+    if edk.provider_id == "aws-kms"
+        && let Ok(arn) = std::str::from_utf8(info)
+    {
+        return Wrapper::Kms { arn };
     }
     if info.len() >= RAW_AES_TRAILER_LEN {
         let (name, trailer) = info.split_at(info.len() - RAW_AES_TRAILER_LEN);
-        if trailer[..RAW_AES_TRAILER.len()] == RAW_AES_TRAILER {
-            if let Ok(name) = std::str::from_utf8(name) {
-                return Wrapper::RawAes { name };
-            }
+        if trailer[..RAW_AES_TRAILER.len()] == RAW_AES_TRAILER
+            && let Ok(name) = std::str::from_utf8(name)
+        {
+            return Wrapper::RawAes { name };
         }
     }
     Wrapper::Other { info }

@@ -81,10 +81,8 @@ impl PendingFile {
             self.temp.persist_noclobber(&self.destination).map(drop)
         };
         persisted.map_err(|e| Error::Io(e.error))?;
-        if sync {
-            if let Some(dir) = self.destination.parent().filter(|p| !p.as_os_str().is_empty()) {
-                File::open(dir)?.sync_all()?;
-            }
+        if sync && let Some(dir) = self.destination.parent().filter(|p| !p.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
         }
         Ok(())
     }

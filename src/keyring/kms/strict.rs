@@ -85,14 +85,14 @@ pub(super) struct Strict {
 impl Strict {
     pub fn new(api: Arc<dyn KmsApi>, key_id: String, key_match: KeyMatch) -> Result<Self> {
         let arn = check_key_identifier(&key_id).map_err(Error::Config)?;
-        if let (Some(arn), Some(region)) = (arn, api.region()) {
-            if arn.region() != region {
-                return Err(Error::Config(format!(
-                    "KMS key {key_id} is in region {}, but the client is for {region}: KMS serves each region's \
-                     keys only there (KmsClients::keyring picks the client by the key's region)",
-                    arn.region()
-                )));
-            }
+        if let (Some(arn), Some(region)) = (arn, api.region())
+            && arn.region() != region
+        {
+            return Err(Error::Config(format!(
+                "KMS key {key_id} is in region {}, but the client is for {region}: KMS serves each region's \
+                 keys only there (KmsClients::keyring picks the client by the key's region)",
+                arn.region()
+            )));
         }
         Ok(Self { kms: Kms { api, grant_tokens: Vec::new() }, key_id, local_data_key: false, key_match })
     }
