@@ -64,4 +64,6 @@ pub use keyring::{Keyring, MultiKeyring, RawAesKeyring};
 pub use stream::file::decrypt_to_path;
 #[cfg(feature = "async")]
 pub use stream::{AsyncDecryptor, AsyncEncryptor};
-pub use stream::{DecryptOptions, Decrypted, Decryptor, EncryptOptions, Encryptor, decrypt, encrypt};
+pub use stream::{
+    DecryptOptions, Decrypted, Decryptor, EncryptOptions, Encryptor, decrypt, decrypt_into, encrypt, encrypt_into,
+};

@@ -91,6 +91,20 @@ fn attempt_write_to(message: &[u8]) -> (Vec<u8>, Option<Error>) {
     .unwrap_or_else(|_| panic!("write_to panicked"))
 }
 
+/// The same through the one-shot `decrypt_into` on two threads from the first byte (the whole-message path),
+/// into a buffer holding an earlier plaintext: the plaintext if it accepted the message, else the error,
+/// after checking that nothing is left in the buffer.
+fn attempt_whole(message: &[u8]) -> Result<Vec<u8>, Error> {
+    catch_unwind(AssertUnwindSafe(|| {
+        let options = DecryptOptions::new().threads(2).parallel_threshold(0).job_length(2 * FRAME);
+        let mut out = zeroize::Zeroizing::new(plaintext());
+        let result = kms_envelope::decrypt_into(&keyring(), &options, message, &mut out);
+        assert!(result.is_ok() || out.is_empty(), "decrypt_into left {} bytes after an error", out.len());
+        result.map(|_| out.to_vec())
+    }))
+    .unwrap_or_else(|_| panic!("one-shot decrypt panicked"))
+}
+
 #[derive(Default)]
 struct Tally {
     cases: usize,
@@ -102,8 +116,17 @@ impl Tally {
         self.cases += 1;
         let (released, err) = attempt(mutated);
         let (written, write_err) = attempt_write_to(mutated);
+        let whole = attempt_whole(mutated);
         let pt = plaintext();
-        if written != released || write_err.as_ref().map(Error::to_string) != err.as_ref().map(Error::to_string) {
+        if whole.as_ref().map_err(Error::to_string) != err.as_ref().map_or(Ok(&released), |e| Err(e.to_string())) {
+            self.failures.push(format!(
+                "{}: {what}: the one-shot decrypt gave {:?}, the stream {} bytes and {err:?}",
+                subject.name,
+                whole.map(|p| p.len()),
+                released.len()
+            ));
+        } else if written != released || write_err.as_ref().map(Error::to_string) != err.as_ref().map(Error::to_string)
+        {
             self.failures.push(format!(
                 "{}: {what}: write_to gave {} bytes and {write_err:?}, read {} bytes and {err:?}",
                 subject.name,

@@ -238,6 +238,7 @@ proptest! {
         write_chunk in 1usize..5000,
         read_chunk in 1usize..5000,
         signed in any::<bool>(),
+        stale in 0usize..30_000,
     ) {
         let pt = plaintext(len);
         let mut options = EncryptOptions::new()
@@ -253,6 +254,7 @@ proptest! {
             encryptor.write_all(chunk).unwrap();
         }
         let message = encryptor.finish().unwrap();
+        let encrypt_options = options;
         let options =
             DecryptOptions::new().threads(threads).parallel_threshold(threshold).job_length(job_length);
         let mut decryptor = Decryptor::new(&keyring(), &options, &message[..]).unwrap();
@@ -266,8 +268,56 @@ proptest! {
             out.extend_from_slice(&buf[..n]);
         }
         prop_assert!(decryptor.is_complete());
-        prop_assert_eq!(out, pt);
+        prop_assert_eq!(&out, &pt);
+
+        // The one-shot helpers (the whole-message path when unsigned and past the threshold) read what
+        // the stream wrote and write what the stream reads, frame for frame.
+        let decrypted = kms_envelope::decrypt(&keyring(), &options, &message).unwrap();
+        prop_assert_eq!(&*decrypted.plaintext, &pt);
+        let whole = kms_envelope::encrypt(&keyring(), &encrypt_options, &pt).unwrap();
+        prop_assert_eq!(whole.len(), message.len());
+        let streamed = Decryptor::new(&keyring(), &DecryptOptions::new(), &whole[..]).unwrap().read_all().unwrap();
+        prop_assert_eq!(&streamed, &pt);
+
+        // Into buffers that held something else, longer or shorter: replaced, not appended to.
+        let mut reused = vec![0xEE; stale];
+        kms_envelope::encrypt_into(&keyring(), &encrypt_options, &pt, &mut reused).unwrap();
+        prop_assert_eq!(reused.len(), message.len());
+        let mut plain = zeroize::Zeroizing::new(vec![0xDD; stale]);
+        let header = kms_envelope::decrypt_into(&keyring(), &options, &reused, &mut plain).unwrap();
+        prop_assert_eq!(&*plain, &pt);
+        prop_assert_eq!(header.frame_length(), frame_length);
     }
+}
+
+#[test]
+fn one_shot_helpers_run_on_their_own_threads() {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    // Watches the thread list while the one-shot helpers work through 64 MiB.
+    fn watch<T>(work: impl FnOnce() -> T) -> (T, bool) {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let seen = scope.spawn(|| {
+                let mut seen = false;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    seen |= thread_names().iter().any(|n| n.starts_with("kms-envelope-wh"));
+                }
+                seen
+            });
+            let result = work();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            (result, seen.join().unwrap())
+        })
+    }
+    let pt = plaintext(64 << 20);
+    let (message, seen) = watch(|| kms_envelope::encrypt(&keyring(), &EncryptOptions::new().threads(2), &pt));
+    assert!(seen, "encrypt started no whole-message thread");
+    let message = message.unwrap();
+    let (decrypted, seen) = watch(|| kms_envelope::decrypt(&keyring(), &DecryptOptions::new().threads(2), &message));
+    assert!(seen, "decrypt started no whole-message thread");
+    assert!(*decrypted.unwrap().plaintext == pt);
 }
 
 /// The tokio adapters: 64 concurrent streams, each encrypting through a pipe into a concurrent decryptor,

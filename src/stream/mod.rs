@@ -9,10 +9,11 @@ pub mod encrypt;
 pub mod file;
 pub mod options;
 mod pipeline;
+mod whole;
 
 use std::io::Write;
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 #[cfg(feature = "async")]
 pub use async_io::{AsyncDecryptor, AsyncEncryptor};
@@ -23,14 +24,42 @@ pub use options::{
 };
 
 use crate::error::{Error, Result};
-use crate::format::header::Header;
-use crate::keyring::Keyring;
+use crate::format::header::{ContentType, Header, HeaderDecoder};
+use crate::keyring::{Keyring, block_on};
+use cmm::{open_header, prepare_encrypt};
 
 /// Encrypts `plaintext` into one message.
+///
+/// Past [`EncryptOptions::parallel_threshold`] an unsigned message is sealed on
+/// [`EncryptOptions::threads`] threads straight from `plaintext` into the returned buffer.
 pub fn encrypt(keyring: &dyn Keyring, options: &EncryptOptions, plaintext: &[u8]) -> Result<Vec<u8>> {
-    let mut encryptor = Encryptor::new(keyring, options, Vec::with_capacity(plaintext.len() + 1024))?;
-    encryptor.write_all(plaintext)?;
-    encryptor.finish()
+    let mut message = Vec::new();
+    encrypt_into(keyring, options, plaintext, &mut message)?;
+    Ok(message)
+}
+
+/// Like [`encrypt()`], into `message`, whose contents are replaced and whose allocation is reused: a caller
+/// that encrypts again and again into one buffer saves the allocation and its page faults, which on a
+/// large message cost more than the encryption. On error `message` is empty.
+pub fn encrypt_into(
+    keyring: &dyn Keyring,
+    options: &EncryptOptions,
+    plaintext: &[u8],
+    message: &mut Vec<u8>,
+) -> Result<()> {
+    let prepared = block_on(prepare_encrypt(keyring, options)).inspect_err(|_| message.clear())?;
+    if prepared.signer.is_none() {
+        let (key, id, frame_length) = (&prepared.keys.content, &prepared.message_id, prepared.frame_length);
+        if whole::encrypt(key, id, &prepared.header, frame_length, &options.parallelism, plaintext, message) {
+            return Ok(());
+        }
+    }
+    message.clear();
+    message.reserve(plaintext.len() + 1024);
+    let streamed = Encryptor::with_prepared(prepared, options, &mut *message)
+        .and_then(|mut encryptor| encryptor.write_all(plaintext).map_err(Error::from_io).map(|()| encryptor))
+        .and_then(|encryptor| encryptor.finish().map(drop));
+    streamed.inspect_err(|_| message.clear())
 }
 
 /// A fully verified plaintext and the header it came with.
@@ -43,9 +72,50 @@ pub struct Decrypted {
 }
 
 /// Decrypts a whole message held in memory. Nothing is returned unless every check passed.
+///
+/// Past [`DecryptOptions::parallel_threshold`] the frames of an unsigned message are opened on
+/// [`DecryptOptions::threads`] threads straight from `message` into the plaintext.
 pub fn decrypt(keyring: &dyn Keyring, options: &DecryptOptions, message: &[u8]) -> Result<Decrypted> {
-    let mut decryptor = Decryptor::new(keyring, options, message)?;
-    let mut plaintext = Zeroizing::new(Vec::with_capacity(message.len()));
-    std::io::Read::read_to_end(&mut decryptor, &mut plaintext).map_err(Error::from_io)?;
-    Ok(Decrypted { plaintext, header: decryptor.header().clone() })
+    let mut plaintext = Zeroizing::new(Vec::new());
+    let header = decrypt_into(keyring, options, message, &mut plaintext)?;
+    Ok(Decrypted { plaintext, header })
+}
+
+/// Like [`decrypt()`], into `plaintext`, whose contents are replaced and whose allocation is reused (see
+/// [`encrypt_into()`]); returns the authenticated header. On error `plaintext` is wiped and empty: nothing
+/// of an unverified message is left in it.
+pub fn decrypt_into(
+    keyring: &dyn Keyring,
+    options: &DecryptOptions,
+    message: &[u8],
+    plaintext: &mut Zeroizing<Vec<u8>>,
+) -> Result<Header> {
+    let result = decrypt_replacing(keyring, options, message, plaintext);
+    if result.is_err() {
+        plaintext.zeroize();
+    }
+    result
+}
+
+fn decrypt_replacing(
+    keyring: &dyn Keyring,
+    options: &DecryptOptions,
+    message: &[u8],
+    plaintext: &mut Zeroizing<Vec<u8>>,
+) -> Result<Header> {
+    let mut body = message;
+    let header = HeaderDecoder::read_from(options.limits, &mut body)?;
+    let opened = block_on(open_header(keyring, options, &header))?;
+    if opened.verifier.is_none() && header.content_type() == ContentType::Framed {
+        let (key, id) = (&opened.keys.content, header.message_id());
+        if whole::decrypt(key, id, header.frame_length(), &options.parallelism, body, plaintext) {
+            return Ok(header);
+        }
+    }
+    // Also where the fast path found something wrong: this reports it precisely.
+    plaintext.zeroize();
+    plaintext.reserve(body.len());
+    let mut decryptor = Decryptor::with_opened(header, opened, options, body);
+    std::io::Read::read_to_end(&mut decryptor, plaintext).map_err(Error::from_io)?;
+    Ok(decryptor.header().clone())
 }

@@ -1,0 +1,287 @@
+//! Whole messages held in memory, on every core: the one-shot [`encrypt`](super::encrypt) and
+//! [`decrypt`](super::decrypt) with scoped threads that read the input slice and write the output slice
+//! directly, with no job buffers in between.
+//!
+//! In a framed body every regular frame has the same length, so frame `i` sits at a position known in
+//! advance and the work splits without a pass over the frames first. This path takes unsigned framed
+//! messages past the parallel threshold; signed ones (whose footer hashes the whole message in order) and
+//! everything else go through the streaming encryptor and decryptor. On decrypt, anything this path does
+//! not accept (a frame out of place, a tag that fails) sends the message through the streaming decryptor,
+//! which reports exactly the error it always reports; either way nothing is returned unless every frame
+//! verified.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use zeroize::{Zeroize, Zeroizing};
+
+use super::options::Parallelism;
+use crate::crypto::AeadKey;
+use crate::format::frame::{BlockKind, BodyAad, FINAL_FRAME_MARKER, frame_iv};
+use crate::format::header::{IV_LEN, MessageId, TAG_LEN};
+
+/// A regular frame's bytes besides its body: sequence number, IV, tag.
+const REGULAR_OVERHEAD: usize = 4 + IV_LEN + TAG_LEN;
+/// The final frame's prefix: marker, sequence number, IV, body length.
+const FINAL_PREFIX: usize = 4 + 4 + IV_LEN + 4;
+
+/// The frames of a body of `plaintext_len` bytes: `regular` full frames and a final frame of `last`
+/// bytes (empty when the plaintext is an exact multiple of the frame length, as the encryptor writes it).
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    frame_len: usize,
+    regular: usize,
+    last: usize,
+}
+
+impl Layout {
+    fn for_plaintext(frame_len: usize, plaintext_len: usize) -> Option<Self> {
+        let regular = plaintext_len / frame_len;
+        Self::checked(frame_len, regular, plaintext_len - regular * frame_len)
+    }
+
+    /// The only layout a body of `body_len` bytes can have, if any.
+    fn for_body(frame_len: usize, body_len: usize) -> Option<Self> {
+        let rest = body_len.checked_sub(FINAL_PREFIX + TAG_LEN)?;
+        let stride = frame_len.checked_add(REGULAR_OVERHEAD)?;
+        Self::checked(frame_len, rest / stride, rest % stride).filter(|l| l.last <= frame_len)
+    }
+
+    /// Refuses layouts whose sequence numbers would reach the final-frame marker; the streaming path
+    /// reports those.
+    fn checked(frame_len: usize, regular: usize, last: usize) -> Option<Self> {
+        let final_sequence = u32::try_from(regular.checked_add(1)?).ok()?;
+        (frame_len > 0 && final_sequence < FINAL_FRAME_MARKER).then_some(Self { frame_len, regular, last })
+    }
+
+    fn stride(&self) -> usize {
+        self.frame_len + REGULAR_OVERHEAD
+    }
+
+    fn body_len(&self) -> usize {
+        self.regular * self.stride() + FINAL_PREFIX + self.last + TAG_LEN
+    }
+
+    fn plaintext_len(&self) -> usize {
+        self.regular * self.frame_len + self.last
+    }
+
+    fn final_sequence(&self) -> u32 {
+        self.regular as u32 + 1
+    }
+
+    /// Regular frames per unit of work.
+    fn frames_per_job(&self, parallelism: &Parallelism) -> usize {
+        (parallelism.job_length / self.frame_len).max(1)
+    }
+}
+
+/// Whether a whole message of `body_len` body bytes is worth spreading over threads.
+fn worth_threads(parallelism: &Parallelism, body_len: usize) -> bool {
+    parallelism.threads > 1 && body_len as u64 >= parallelism.threshold
+}
+
+/// Runs `work` on each item, on `threads` threads in all (the caller's among them), handing items out one
+/// at a time so that a slow core does not hold the rest back. Stops handing out items once `stop` is set.
+fn run_on_threads<T: Send>(threads: usize, items: Vec<T>, stop: &AtomicBool, work: impl Fn(T) + Sync) {
+    let queue = Mutex::new(items.into_iter());
+    let drain = || {
+        while !stop.load(Ordering::Relaxed) {
+            // A panic in `work` propagates out of the scope; the queue lock is never held across it.
+            let Some(item) = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next() else {
+                return;
+            };
+            work(item);
+        }
+    };
+    std::thread::scope(|scope| {
+        for i in 1..threads {
+            // A thread that cannot start leaves its share to the others; the caller's thread always runs.
+            let _ = std::thread::Builder::new().name(format!("kms-envelope-whole-{i}")).spawn_scoped(scope, drain);
+        }
+        drain();
+    });
+}
+
+/// Replaces the contents of `message` with `header` and the body sealed from `plaintext`, and returns
+/// true; or returns false, `message` untouched, if this path does not apply (then the streaming encryptor
+/// must). The suite must be unsigned. Only bytes past the old length of `message` are zeroed first, so a
+/// reused buffer costs no extra pass.
+pub(crate) fn encrypt(
+    key: &AeadKey,
+    message_id: &MessageId,
+    header: &[u8],
+    frame_len: u32,
+    parallelism: &Parallelism,
+    plaintext: &[u8],
+    message: &mut Vec<u8>,
+) -> bool {
+    let Some(layout) = Layout::for_plaintext(frame_len as usize, plaintext.len()) else { return false };
+    if !worth_threads(parallelism, layout.body_len()) {
+        return false;
+    }
+    message.resize(header.len() + layout.body_len(), 0);
+    message[..header.len()].copy_from_slice(header);
+    let (regular, last) = message[header.len()..].split_at_mut(layout.regular * layout.stride());
+    let (regular_plain, last_plain) = plaintext.split_at(layout.regular * layout.frame_len);
+
+    let per_job = layout.frames_per_job(parallelism);
+    let mut jobs: Vec<Job<&mut [u8], &[u8]>> = regular
+        .chunks_mut(per_job * layout.stride())
+        .zip(regular_plain.chunks(per_job * layout.frame_len))
+        .enumerate()
+        .map(|(j, (out, input))| Job { first: (j * per_job) as u32 + 1, out, input, last: false })
+        .collect();
+    jobs.push(Job { first: layout.final_sequence(), out: last, input: last_plain, last: true });
+
+    let seal = |job: Job<&mut [u8], &[u8]>| {
+        if job.last {
+            let (prefix, rest) = job.out.split_at_mut(FINAL_PREFIX);
+            let iv = frame_iv(job.first);
+            prefix[..4].copy_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
+            prefix[4..8].copy_from_slice(&job.first.to_be_bytes());
+            prefix[8..8 + IV_LEN].copy_from_slice(&iv);
+            prefix[8 + IV_LEN..].copy_from_slice(&(job.input.len() as u32).to_be_bytes());
+            seal_frame(key, message_id, BlockKind::Final, job.first, iv, job.input, rest);
+            return;
+        }
+        let frames = job.out.chunks_mut(layout.stride()).zip(job.input.chunks(layout.frame_len));
+        for (sequence, (out, input)) in (job.first..).zip(frames) {
+            let iv = frame_iv(sequence);
+            out[..4].copy_from_slice(&sequence.to_be_bytes());
+            out[4..4 + IV_LEN].copy_from_slice(&iv);
+            seal_frame(key, message_id, BlockKind::Regular, sequence, iv, input, &mut out[4 + IV_LEN..]);
+        }
+    };
+    run_on_threads(parallelism.threads, jobs, &AtomicBool::new(false), seal);
+    true
+}
+
+/// One unit of work: consecutive frames from sequence number `first` (or the final frame, if `last`).
+struct Job<O, I> {
+    first: u32,
+    out: O,
+    input: I,
+    last: bool,
+}
+
+/// Seals `input` into `out` (`body || tag`).
+fn seal_frame(
+    key: &AeadKey,
+    message_id: &MessageId,
+    kind: BlockKind,
+    sequence: u32,
+    iv: [u8; IV_LEN],
+    input: &[u8],
+    out: &mut [u8],
+) {
+    let (body, tag) = out.split_at_mut(input.len());
+    body.copy_from_slice(input);
+    let aad = BodyAad::new(message_id, kind, sequence, input.len() as u64);
+    tag.copy_from_slice(&key.seal_in_place(&iv, aad.as_bytes(), body));
+}
+
+/// Replaces the contents of `plaintext` with the plaintext of the framed body `body` of an unsigned
+/// message and returns true; or returns false if this path does not apply or anything about the body is
+/// wrong (then the streaming decryptor must run, and reports the error), with `plaintext` wiped and empty.
+/// True only if every frame verified.
+pub(crate) fn decrypt(
+    key: &AeadKey,
+    message_id: &MessageId,
+    frame_len: u32,
+    parallelism: &Parallelism,
+    body: &[u8],
+    plaintext: &mut Zeroizing<Vec<u8>>,
+) -> bool {
+    if !worth_threads(parallelism, body.len()) {
+        return false;
+    }
+    let Some(layout) = Layout::for_body(frame_len as usize, body.len()) else { return false };
+    let (regular, last) = body.split_at(layout.regular * layout.stride());
+    let expected_prefix = {
+        let mut prefix = [0u8; 8];
+        prefix[..4].copy_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
+        prefix[4..].copy_from_slice(&layout.final_sequence().to_be_bytes());
+        prefix
+    };
+    if last[..8] != expected_prefix || last[8 + IV_LEN..FINAL_PREFIX] != (layout.last as u32).to_be_bytes() {
+        return false;
+    }
+
+    plaintext.resize(layout.plaintext_len(), 0);
+    let (regular_plain, last_plain) = plaintext.split_at_mut(layout.regular * layout.frame_len);
+    let per_job = layout.frames_per_job(parallelism);
+    let mut jobs: Vec<Job<&mut [u8], &[u8]>> = regular_plain
+        .chunks_mut(per_job * layout.frame_len)
+        .zip(regular.chunks(per_job * layout.stride()))
+        .enumerate()
+        .map(|(j, (out, input))| Job { first: (j * per_job) as u32 + 1, out, input, last: false })
+        .collect();
+    jobs.push(Job { first: layout.final_sequence(), out: last_plain, input: last, last: true });
+
+    let failed = AtomicBool::new(false);
+    let open = |job: Job<&mut [u8], &[u8]>| {
+        let verified = if job.last {
+            let iv = job.input[8..8 + IV_LEN].try_into().expect("a 12-byte range");
+            open_frame(key, message_id, BlockKind::Final, job.first, iv, &job.input[FINAL_PREFIX..], job.out)
+        } else {
+            let frames = job.out.chunks_mut(layout.frame_len).zip(job.input.chunks(layout.stride()));
+            (job.first..).zip(frames).all(|(sequence, (out, input))| {
+                let iv = input[4..4 + IV_LEN].try_into().expect("a 12-byte range");
+                input[..4] == sequence.to_be_bytes()
+                    && open_frame(key, message_id, BlockKind::Regular, sequence, iv, &input[4 + IV_LEN..], out)
+            })
+        };
+        if !verified {
+            failed.store(true, Ordering::Relaxed);
+        }
+    };
+    run_on_threads(parallelism.threads, jobs, &failed, open);
+    if failed.load(Ordering::Relaxed) {
+        // Frames that verified and frames that did not: none of it may be seen.
+        plaintext.zeroize();
+        return false;
+    }
+    true
+}
+
+/// Verifies and decrypts `input` (`ciphertext || tag`) into `out`; false if the tag does not verify.
+fn open_frame(
+    key: &AeadKey,
+    message_id: &MessageId,
+    kind: BlockKind,
+    sequence: u32,
+    iv: [u8; IV_LEN],
+    input: &[u8],
+    out: &mut [u8],
+) -> bool {
+    let (ciphertext, tag) = input.split_at(out.len());
+    let tag: &[u8; TAG_LEN] = tag.try_into().expect("the layout leaves exactly a tag");
+    out.copy_from_slice(ciphertext);
+    let aad = BodyAad::new(message_id, kind, sequence, out.len() as u64);
+    key.open_in_place(&iv, aad.as_bytes(), out, tag).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_match_the_encryptor_and_find_the_only_final_frame() {
+        for frame_len in [1usize, 7, 64] {
+            for len in 0..300 {
+                let layout = Layout::for_plaintext(frame_len, len).unwrap();
+                assert_eq!(layout.plaintext_len(), len);
+                assert!(layout.last < frame_len, "an exact multiple ends with an empty final frame");
+                let found = Layout::for_body(frame_len, layout.body_len()).unwrap();
+                assert_eq!((found.regular, found.last), (layout.regular, layout.last));
+            }
+            // A final frame as long as the frame length (the other encoding of an exact multiple).
+            let full = Layout { frame_len, regular: 2, last: frame_len };
+            let found = Layout::for_body(frame_len, full.body_len()).unwrap();
+            assert_eq!((found.regular, found.last), (2, frame_len));
+        }
+        assert!(Layout::for_body(64, FINAL_PREFIX + TAG_LEN - 1).is_none());
+        assert!(Layout::for_plaintext(1, FINAL_FRAME_MARKER as usize).is_none());
+    }
+}
