@@ -206,7 +206,15 @@ fn workers_start_past_the_threshold_and_streams_drop_cleanly() {
         encryptor.write_all(chunk).unwrap();
     }
     if cfg!(target_os = "linux") {
-        assert!(thread_names().iter().any(|n| n.starts_with("kms-envelope-c")), "no worker threads running");
+        // A new thread carries its creator's name until it first runs and renames itself; on a busy
+        // machine that can take a while, and the workers live until `finish`.
+        let named = |names: &[String]| names.iter().any(|n| n.starts_with("kms-envelope-c"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !named(&thread_names()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let names = thread_names();
+        assert!(named(&names), "no worker threads running: {names:?}");
     }
     let message = encryptor.finish().unwrap();
 
@@ -288,36 +296,6 @@ proptest! {
         prop_assert_eq!(&*plain, &pt);
         prop_assert_eq!(header.frame_length(), frame_length);
     }
-}
-
-#[test]
-fn one_shot_helpers_run_on_their_own_threads() {
-    if !cfg!(target_os = "linux") {
-        return;
-    }
-    // Watches the thread list while the one-shot helpers work through 64 MiB.
-    fn watch<T>(work: impl FnOnce() -> T) -> (T, bool) {
-        let done = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            let seen = scope.spawn(|| {
-                let mut seen = false;
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    seen |= thread_names().iter().any(|n| n.starts_with("kms-envelope-wh"));
-                }
-                seen
-            });
-            let result = work();
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
-            (result, seen.join().unwrap())
-        })
-    }
-    let pt = plaintext(64 << 20);
-    let (message, seen) = watch(|| kms_envelope::encrypt(&keyring(), &EncryptOptions::new().threads(2), &pt));
-    assert!(seen, "encrypt started no whole-message thread");
-    let message = message.unwrap();
-    let (decrypted, seen) = watch(|| kms_envelope::decrypt(&keyring(), &DecryptOptions::new().threads(2), &message));
-    assert!(seen, "decrypt started no whole-message thread");
-    assert!(*decrypted.unwrap().plaintext == pt);
 }
 
 /// The tokio adapters: 64 concurrent streams, each encrypting through a pipe into a concurrent decryptor,

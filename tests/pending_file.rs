@@ -32,6 +32,11 @@ fn writeback_syncs_in_the_background_and_stops_with_the_file() {
     let mut pending = PendingFile::create(&out, false).unwrap();
     pending.sync_while_writing();
     if cfg!(target_os = "linux") {
+        // A new thread carries its creator's name until it first runs and renames itself.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !writeback_running() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert!(writeback_running(), "no writeback thread");
     }
     for chunk in data.chunks(1 << 20) {
