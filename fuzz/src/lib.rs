@@ -176,6 +176,14 @@ pub fn check_mutation(data: &[u8], parallel: bool) {
         decrypt_options(DecryptLimits::default())
     };
     let out = stream_decrypt_with(&message, &options, chunk);
+    // The one-shot helper (with `parallel`: the whole-message path on two threads) reaches the same
+    // verdict, and leaves nothing in its buffer when it fails.
+    let mut one_shot = zeroize::Zeroizing::new(vec![0x5a; 100]);
+    match (&out.result, kms_envelope::decrypt_into(keyring(), &options, &message, &mut one_shot)) {
+        (Ok(()), Ok(_)) => assert_eq!(&one_shot[..], &out.released[..], "one-shot and streaming plaintexts differ"),
+        (Err(_), Err(_)) => assert!(one_shot.is_empty(), "decrypt_into left bytes after an error"),
+        (stream, other) => panic!("streaming and one-shot decrypt disagree: {stream:?} vs {:?}", other.map(drop)),
+    }
     let what = || {
         format!(
             "\nreference {}\nmutations {mutations:?}\nmutated message ({} bytes) {}\nreleased {} bytes; result {:?}",
