@@ -1,5 +1,6 @@
-//! Encrypt and decrypt throughput through the streaming API, by frame length (4 KiB, 64 KiB, 1 MiB) and
-//! thread count (1, 2), in memory. The AES-GCM backend is the one compiled in; run once per backend:
+//! Encrypt and decrypt throughput through the streaming API and the one-shot helpers into reused buffers
+//! (`encrypt_into`/`decrypt_into`), by frame length (4 KiB, 64 KiB, 1 MiB) and thread count (1, 2), in
+//! memory. The AES-GCM backend is the one compiled in; run once per backend:
 //!
 //!   cargo bench --bench throughput                                        # aes-gcm (RustCrypto)
 //!   cargo bench --bench throughput --no-default-features --features aws-lc
@@ -62,6 +63,31 @@ fn throughput(c: &mut Criterion) {
         }
     }
     group.finish();
+
+    for (direction, encrypting) in [("encrypt_into", true), ("decrypt_into", false)] {
+        let mut group = c.benchmark_group(format!("{direction}/{backend}"));
+        group.throughput(Throughput::Bytes(SIZE as u64));
+        let mut plain = zeroize::Zeroizing::new(Vec::new());
+        for frame in FRAMES {
+            let message =
+                kms_envelope::encrypt(&keyring, &EncryptOptions::new().frame_length(frame), &plaintext).unwrap();
+            for threads in THREADS {
+                let encrypt_options = EncryptOptions::new().frame_length(frame).threads(threads);
+                let decrypt_options = DecryptOptions::new().threads(threads);
+                let id = BenchmarkId::new(format!("frame {}K", frame >> 10), format!("{threads} threads"));
+                group.bench_function(id, |b| {
+                    b.iter(|| {
+                        if encrypting {
+                            kms_envelope::encrypt_into(&keyring, &encrypt_options, &plaintext, &mut output).unwrap();
+                        } else {
+                            kms_envelope::decrypt_into(&keyring, &decrypt_options, &message, &mut plain).unwrap();
+                        }
+                    })
+                });
+            }
+        }
+        group.finish();
+    }
 }
 
 criterion_group! {
