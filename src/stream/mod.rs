@@ -112,8 +112,9 @@ fn decrypt_replacing(
             return Ok(header);
         }
     }
-    // Also where the fast path found something wrong: this reports it precisely.
-    plaintext.zeroize();
+    // Also where the fast path found something wrong: this reports it precisely. (The fast path wiped
+    // what it wrote; what the buffer held before is the caller's and is wiped with it on drop.)
+    plaintext.clear();
     plaintext.reserve(body.len());
     let mut decryptor = Decryptor::with_opened(header, opened, options, body);
     std::io::Read::read_to_end(&mut decryptor, plaintext).map_err(Error::from_io)?;
