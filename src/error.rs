@@ -1,17 +1,21 @@
 //! The crate's one error type.
 //!
 //! Every variant names something a caller can act on: fix the input, fix the configuration, grant a key,
-//! raise a limit. No variant ever carries key material or plaintext.
+//! raise a limit. No variant ever carries key material or plaintext, and every string a variant holds is
+//! shown through [`Escaped`](crate::escape::Escaped): much of it (ARNs, provider ids, context keys, bundle
+//! entry names) was written by whoever wrote the message.
 
 use std::fmt;
 use std::io;
+
+use crate::escape::Escaped;
 
 /// Everything that can go wrong while encrypting or decrypting a message.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The input is not a well-formed message: `what` is wrong at byte `offset` of the message.
-    #[error("malformed message at byte {offset}: {what}")]
+    #[error("malformed message at byte {offset}: {}", Escaped(.what))]
     Malformed {
         /// Byte offset from the start of the message where the problem was found.
         offset: u64,
@@ -53,7 +57,7 @@ pub enum Error {
     UnsupportedSuite(u16),
 
     /// The commitment policy forbids this suite (see [`CommitmentPolicy`](crate::CommitmentPolicy)).
-    #[error("{0}")]
+    #[error("{}", Escaped(.0))]
     CommitmentPolicy(String),
 
     /// The key commitment stored in the header does not match the data key: the message was crafted so that
@@ -89,15 +93,15 @@ pub enum Error {
     },
 
     /// A keyring failed on encrypt, or failed in a way that is not a mere "not my key" on decrypt.
-    #[error("keyring error: {0}")]
+    #[error("keyring error: {}", Escaped(.0))]
     Keyring(String),
 
     /// The encryption context is not acceptable (reserved key, too large, invalid UTF-8, duplicate key).
-    #[error("invalid encryption context: {0}")]
+    #[error("invalid encryption context: {}", Escaped(.0))]
     EncryptionContext(String),
 
     /// The encryption context the caller expects does not match the message's.
-    #[error("encryption context mismatch for key {key:?}: {detail}")]
+    #[error("encryption context mismatch for key \"{}\": {detail}", Escaped(.key))]
     ContextMismatch {
         /// The key whose value differs or is missing.
         key: String,
@@ -107,15 +111,15 @@ pub enum Error {
 
     /// A directory bundle holds an entry that may not be unpacked (absolute path, `..`, link, device), or
     /// a directory to pack holds something that cannot be bundled.
-    #[error("bundle rejected: {0}")]
+    #[error("bundle rejected: {}", Escaped(.0))]
     Bundle(String),
 
     /// The call's configuration is invalid (API misuse rather than bad input).
-    #[error("invalid configuration: {0}")]
+    #[error("invalid configuration: {}", Escaped(.0))]
     Config(String),
 
     /// Reading the input or writing the output failed.
-    #[error("I/O error: {0}")]
+    #[error("I/O error: {}", Escaped(&.0.to_string()))]
     Io(#[from] io::Error),
 }
 
@@ -126,7 +130,13 @@ impl fmt::Display for Reasons<'_> {
         if self.0.is_empty() {
             return f.write_str("no encrypted data key matched any configured key");
         }
-        f.write_str(&self.0.join("; "))
+        for (i, reason) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            Escaped(reason).fmt(f)?;
+        }
+        Ok(())
     }
 }
 

@@ -42,6 +42,7 @@
 pub mod bundle;
 pub mod crypto;
 mod error;
+pub mod escape;
 pub mod format;
 pub mod keyring;
 #[cfg(feature = "lambda")]

@@ -169,9 +169,10 @@ pub struct DecryptSettings {
     /// Commitment policy; use require-encrypt-allow-decrypt for legacy (non-committing) messages.
     #[arg(long, value_name = "POLICY", default_value = "require-encrypt-require-decrypt", value_parser = parse_policy)]
     pub commitment_policy: Policy,
-    /// Refuse messages with more encrypted data keys than N (each may cost a KMS call).
-    #[arg(long, value_name = "N")]
-    pub max_encrypted_data_keys: Option<u16>,
+    /// Refuse messages with more encrypted data keys than N, before any KMS call (each may cost one).
+    #[arg(long, value_name = "N",
+          default_value_t = kms_envelope::format::limits::RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS)]
+    pub max_encrypted_data_keys: u16,
     /// Refuse messages whose frame length exceeds N bytes (default 16 MiB).
     #[arg(long, value_name = "N")]
     pub max_frame_length: Option<u32>,

@@ -62,9 +62,7 @@ fn encrypt_options(settings: &EncryptSettings) -> EncryptOptions {
 
 fn decrypt_options(settings: &DecryptSettings) -> DecryptOptions {
     let mut limits = DecryptLimits::default();
-    if let Some(n) = settings.max_encrypted_data_keys {
-        limits.max_encrypted_data_keys = Some(n);
-    }
+    limits.max_encrypted_data_keys = Some(settings.max_encrypted_data_keys);
     if let Some(n) = settings.max_frame_length {
         limits.max_frame_length = n;
     }

@@ -8,6 +8,7 @@
 //! | `KMS_ENVELOPE_KMS_DISCOVERY` | `true`: instead of naming keys, ask KMS to decrypt with whichever key each message names, limited to the accounts in `KMS_ENVELOPE_KMS_ACCOUNTS` (comma-separated account ids, or `*` for any account) |
 //! | `KMS_ENVELOPE_CONTEXT` | the encryption context every bundle must carry: `k=v,k2=v2`, or a JSON object of strings |
 //! | `KMS_ENVELOPE_ROOT` | where destinations go; default `/tmp` |
+//! | `KMS_ENVELOPE_MAX_ENCRYPTED_DATA_KEYS` | refuse a message with more encrypted data keys than this, before any KMS call; default [`RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS`](crate::format::limits::RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS) (10) |
 //!
 //! Exactly one of `KMS_ENVELOPE_KMS_KEY_ARN` and `KMS_ENVELOPE_KMS_DISCOVERY=true` must be set.
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use super::{BundleKind, BundleSpec, ColdStart, Source};
 use crate::error::{Error, Result};
 use crate::format::context::EncryptionContext;
+use crate::format::limits::{DecryptLimits, RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS};
 use crate::keyring::Keyring;
 use crate::keyring::kms::{DiscoveryFilter, KmsClients};
 use crate::stream::DecryptOptions;
@@ -35,6 +37,8 @@ pub const ACCOUNTS_VAR: &str = "KMS_ENVELOPE_KMS_ACCOUNTS";
 pub const CONTEXT_VAR: &str = "KMS_ENVELOPE_CONTEXT";
 /// The root destinations are relative to.
 pub const ROOT_VAR: &str = "KMS_ENVELOPE_ROOT";
+/// The most encrypted data keys a message may have.
+pub const MAX_EDKS_VAR: &str = "KMS_ENVELOPE_MAX_ENCRYPTED_DATA_KEYS";
 
 /// Which KMS keys may unwrap the data keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +65,8 @@ pub struct EnvConfig {
     pub context: EncryptionContext,
     /// Where destinations go.
     pub root: PathBuf,
+    /// The most encrypted data keys a message may have (each may cost a KMS call).
+    pub max_encrypted_data_keys: u16,
 }
 
 fn config_error(message: impl Into<String>) -> Error {
@@ -174,12 +180,20 @@ impl EnvConfig {
             Some(root) if root.starts_with('/') => PathBuf::from(root),
             Some(root) => return Err(config_error(format!("{ROOT_VAR} must be an absolute path, not {root:?}"))),
         };
-        Ok(Self { bundles, secrets, keys, context, root })
+        let max_encrypted_data_keys = match lookup(MAX_EDKS_VAR).as_deref().map(str::trim) {
+            None | Some("") => RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS,
+            Some(n) => n.parse::<u16>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                config_error(format!("{MAX_EDKS_VAR} is {n:?}; expected a number from 1 to {}", u16::MAX))
+            })?,
+        };
+        Ok(Self { bundles, secrets, keys, context, root, max_encrypted_data_keys })
     }
 
-    /// The decrypt options: the expected encryption context, otherwise the defaults.
+    /// The decrypt options: the expected encryption context and the EDK limit, otherwise the defaults.
     pub fn decrypt_options(&self) -> DecryptOptions {
-        DecryptOptions::new().reproduced_context(self.context.clone())
+        let limits =
+            DecryptLimits { max_encrypted_data_keys: Some(self.max_encrypted_data_keys), ..DecryptLimits::default() };
+        DecryptOptions::new().reproduced_context(self.context.clone()).limits(limits)
     }
 
     /// The keyring for [`keys`](Self::keys), from `kms`.

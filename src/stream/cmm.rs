@@ -6,6 +6,7 @@ use crate::crypto::signature::{MessageSigner, MessageVerifier};
 use crate::crypto::{DataKey, MessageKeys};
 use crate::error::{Error, Result};
 use crate::format::context::{EncryptionContext, PUBLIC_KEY_CONTEXT_KEY};
+use crate::format::edk::EncryptedDataKey;
 use crate::format::header::{self, Header, HeaderBody, IV_LEN, MessageId};
 use crate::format::suite::AlgorithmSuite;
 use crate::keyring::{DecryptionMaterials, EncryptionMaterials, Keyring};
@@ -68,6 +69,14 @@ pub(crate) async fn prepare_encrypt(keyring: &dyn Keyring, options: &EncryptOpti
     let tag = keys.content.seal_in_place(&[0u8; IV_LEN], &aad, &mut []);
     let header = header::assemble(body, suite, &tag);
     Ok(PreparedEncryption { header, suite, message_id, frame_length: options.frame_length, keys, signer })
+}
+
+/// The message's EDKs with repeats removed (first occurrence kept, order unchanged). A message may list one
+/// EDK many times; trying it again could only repeat a KMS call that already failed, so each distinct EDK
+/// costs at most one attempt per keyring.
+fn distinct_edks(edks: &[EncryptedDataKey]) -> Vec<EncryptedDataKey> {
+    let mut seen = std::collections::HashSet::with_capacity(edks.len());
+    edks.iter().filter(|edk| seen.insert(*edk)).cloned().collect()
 }
 
 /// Splits a context into the pairs stored in the header and the required pairs that are only authenticated.
@@ -134,7 +143,8 @@ pub(crate) async fn open_header(
     };
 
     let materials = DecryptionMaterials::new(suite, context.clone(), required.clone());
-    let mut materials = keyring.on_decrypt(materials, header.encrypted_data_keys()).await?;
+    let edks = distinct_edks(header.encrypted_data_keys());
+    let mut materials = keyring.on_decrypt(materials, &edks).await?;
     let data_key = materials.take_data_key().ok_or_else(|| Error::NoDataKeyDecrypted { reasons: Vec::new() })?;
 
     let only_auth: EncryptionContext = context.iter().filter(|(k, _)| required.contains(*k)).collect();

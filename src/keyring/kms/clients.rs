@@ -5,11 +5,11 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_kms::config::retry::RetryConfig;
 use aws_sdk_kms::config::timeout::TimeoutConfig;
 
-use super::arn::{KmsArn, check_key_identifier};
+use super::arn::{KmsArn, Region, check_key_identifier};
 use super::discovery::{AwsKmsDiscoveryKeyring, DiscoveryFilter};
 use super::mrk::{AwsKmsMrkDiscoveryKeyring, AwsKmsMrkKeyring};
 use super::runtime::on_runtime;
@@ -22,9 +22,15 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Timeout of a KMS call with all its retries, unless configured otherwise.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many per-region clients [`KmsClients`] keeps; the least recently used is dropped past this. A
+/// message can name keys in many regions, so the cache must not grow with what messages ask for.
+pub const MAX_CACHED_CLIENTS: usize = 16;
+
 /// KMS clients for every region, from one AWS configuration (credentials, endpoint, retries, timeouts).
 ///
-/// Clients are built on first use and cached per region; clones share the cache. Retries follow the SDK's
+/// Clients are built on first use and cached per region (at most [`MAX_CACHED_CLIENTS`], least recently
+/// used dropped first); clones share the cache. A client is only ever built for a [`Region`], whose
+/// constructor refuses anything that is not a well-formed region of a known partition. Retries follow the SDK's
 /// standard mode (throttling, 5xx and transient network errors, 3 attempts in all, with backoff) unless
 /// the configuration says otherwise; each call is bounded by a per-attempt and a total timeout.
 ///
@@ -52,7 +58,7 @@ pub struct KmsClients {
     call_timeout: Option<Duration>,
     retry: Option<RetryConfig>,
     grant_tokens: Vec<String>,
-    cache: Arc<Mutex<HashMap<String, aws_sdk_kms::Client>>>,
+    cache: Arc<Mutex<ClientCache>>,
 }
 
 impl fmt::Debug for KmsClients {
@@ -129,27 +135,47 @@ impl KmsClients {
 
     /// The configuration's region, used for keys not given as ARNs.
     pub fn default_region(&self) -> Option<&str> {
-        self.config.region().map(Region::as_ref)
+        self.config.region().map(aws_config::Region::as_ref)
     }
 
-    /// The partition of the default region (`aws`, `aws-cn`, `aws-us-gov`, ...), for a [`DiscoveryFilter`].
+    /// The partition of the default region (`aws`, `aws-cn`, `aws-us-gov`, ...), for a [`DiscoveryFilter`];
+    /// `aws` if no region is configured or it is not a well-formed region.
     pub fn partition(&self) -> &'static str {
-        partition_of(self.default_region().unwrap_or(""))
+        self.default_region().and_then(|name| Region::parse(name).ok()).map_or("aws", |region| region.partition())
+    }
+
+    /// The configuration's region, checked: a configured region that is not well-formed is an error, not a
+    /// host name.
+    fn checked_default_region(&self) -> Result<Region> {
+        let name = self.default_region().ok_or_else(no_region)?;
+        Region::parse(name).map_err(|err| Error::Config(format!("the configured AWS region: {err}")))
     }
 
     /// The client for `region`, or for the default region if `None`.
-    pub fn client(&self, region: Option<&str>) -> Result<aws_sdk_kms::Client> {
-        let region = region.or(self.default_region()).ok_or_else(no_region)?;
+    pub fn client(&self, region: Option<&Region>) -> Result<aws_sdk_kms::Client> {
+        let default;
+        let region = match region {
+            Some(region) => region,
+            None => {
+                default = self.checked_default_region()?;
+                &default
+            }
+        };
         let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(client) = cache.get(region) {
-            return Ok(client.clone());
+            return Ok(client);
         }
         let client = aws_sdk_kms::Client::from_conf(self.client_config(region));
-        cache.insert(region.to_owned(), client.clone());
+        cache.insert(region.clone(), client.clone());
         Ok(client)
     }
 
-    fn client_config(&self, region: &str) -> aws_sdk_kms::Config {
+    /// How many clients the cache holds now (at most [`MAX_CACHED_CLIENTS`]).
+    pub fn cached_clients(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    }
+
+    fn client_config(&self, region: &Region) -> aws_sdk_kms::Config {
         let base = self.config.timeout_config().cloned().unwrap_or_else(|| TimeoutConfig::builder().build());
         let timeouts = base
             .to_builder()
@@ -159,7 +185,7 @@ impl KmsClients {
             .operation_timeout(self.call_timeout.or(base.operation_timeout()).unwrap_or(DEFAULT_CALL_TIMEOUT))
             .build();
         let mut builder = aws_sdk_kms::config::Builder::from(&self.config)
-            .region(Region::new(region.to_owned()))
+            .region(aws_config::Region::new(region.as_str().to_owned()))
             .timeout_config(timeouts);
         if let Some(retry) = &self.retry {
             builder = builder.retry_config(retry.clone());
@@ -217,6 +243,11 @@ impl KmsClients {
     }
 
     /// A discovery keyring that calls each key in the key's own region, optionally filtered.
+    ///
+    /// The message chooses the region (and so the KMS endpoint) of each call, among well-formed regions of
+    /// known partitions (of the filter's partition, with a filter). To pin discovery to regions you name,
+    /// add [`AwsKmsDiscoveryKeyring::with_regions`]; to call one region only, use
+    /// [`mrk_discovery_keyring`](Self::mrk_discovery_keyring).
     pub fn discovery_keyring(&self, filter: Option<DiscoveryFilter>) -> AwsKmsDiscoveryKeyring {
         let keyring = AwsKmsDiscoveryKeyring::per_region(self.clone(), self.grant_tokens.clone());
         match filter {
@@ -231,8 +262,10 @@ impl KmsClients {
         region: Option<&str>,
         filter: Option<DiscoveryFilter>,
     ) -> Result<AwsKmsMrkDiscoveryKeyring> {
+        let region =
+            region.map(|name| Region::parse(name).map_err(|err| Error::Config(err.to_string()))).transpose()?;
         let keyring =
-            AwsKmsMrkDiscoveryKeyring::new(self.client(region)?)?.with_grant_tokens(self.grant_tokens.clone());
+            AwsKmsMrkDiscoveryKeyring::new(self.client(region.as_ref())?)?.with_grant_tokens(self.grant_tokens.clone());
         Ok(match filter {
             Some(filter) => keyring.with_filter(filter),
             None => keyring,
@@ -262,17 +295,37 @@ fn no_region() -> Error {
     )
 }
 
-/// The AWS partition a region belongs to.
-fn partition_of(region: &str) -> &'static str {
-    const PREFIXES: [(&str, &str); 6] = [
-        ("cn-", "aws-cn"),
-        ("us-gov-", "aws-us-gov"),
-        ("us-isob-", "aws-iso-b"),
-        ("us-isof-", "aws-iso-f"),
-        ("us-iso-", "aws-iso"),
-        ("eu-isoe-", "aws-iso-e"),
-    ];
-    PREFIXES.iter().find(|(prefix, _)| region.starts_with(prefix)).map_or("aws", |(_, partition)| partition)
+/// Per-region clients, bounded: the least recently used is dropped when a new one would exceed
+/// [`MAX_CACHED_CLIENTS`].
+#[derive(Default)]
+struct ClientCache {
+    clients: HashMap<Region, (aws_sdk_kms::Client, u64)>,
+    clock: u64,
+}
+
+impl ClientCache {
+    fn get(&mut self, region: &Region) -> Option<aws_sdk_kms::Client> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.clients.get_mut(region).map(|(client, used)| {
+            *used = clock;
+            client.clone()
+        })
+    }
+
+    fn insert(&mut self, region: Region, client: aws_sdk_kms::Client) {
+        if self.clients.len() >= MAX_CACHED_CLIENTS
+            && let Some(oldest) = self.clients.iter().min_by_key(|(_, (_, used))| *used).map(|(r, _)| r.clone())
+        {
+            self.clients.remove(&oldest);
+        }
+        self.clock += 1;
+        self.clients.insert(region, (client, self.clock));
+    }
+
+    fn len(&self) -> usize {
+        self.clients.len()
+    }
 }
 
 #[cfg(test)]
@@ -282,7 +335,7 @@ mod tests {
     fn clients(region: Option<&str>) -> KmsClients {
         let mut config = SdkConfig::builder().behavior_version(BehaviorVersion::latest());
         if let Some(region) = region {
-            config = config.region(Region::new(region.to_owned()));
+            config = config.region(aws_config::Region::new(region.to_owned()));
         }
         KmsClients::new(&config.build())
     }
@@ -299,9 +352,9 @@ mod tests {
         let timeouts = west.config().timeout_config().unwrap();
         assert_eq!(timeouts.operation_attempt_timeout(), Some(Duration::from_secs(2)));
         assert_eq!(timeouts.operation_timeout(), Some(Duration::from_secs(5)));
-        assert_eq!(kms.cache.lock().unwrap().len(), 2);
-        kms.client(Some("eu-west-1")).unwrap();
-        assert_eq!(kms.cache.lock().unwrap().len(), 2, "cached");
+        assert_eq!(kms.cached_clients(), 2);
+        kms.client(Some(&Region::parse("eu-west-1").unwrap())).unwrap();
+        assert_eq!(kms.cached_clients(), 2, "cached");
 
         let retried = clients(Some("us-east-1")).with_max_attempts(5).client(None).unwrap();
         assert_eq!(retried.config().retry_config().unwrap().max_attempts(), 5);
@@ -334,11 +387,35 @@ mod tests {
 
     #[test]
     fn partitions() {
-        assert_eq!(partition_of("us-east-1"), "aws");
-        assert_eq!(partition_of("cn-north-1"), "aws-cn");
-        assert_eq!(partition_of("us-gov-west-1"), "aws-us-gov");
-        assert_eq!(partition_of("us-isob-east-1"), "aws-iso-b");
-        assert_eq!(partition_of("us-iso-east-1"), "aws-iso");
+        assert_eq!(clients(Some("us-east-1")).partition(), "aws");
         assert_eq!(clients(Some("cn-northwest-1")).partition(), "aws-cn");
+        assert_eq!(clients(Some("us-gov-west-1")).partition(), "aws-us-gov");
+        assert_eq!(clients(Some("x@127.0.0.1/")).partition(), "aws");
+        assert_eq!(clients(None).partition(), "aws");
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_keeps_the_recently_used() {
+        let kms = clients(Some("us-east-1"));
+        let first = Region::parse("us-east-1").unwrap();
+        kms.client(Some(&first)).unwrap();
+        for i in 0..40 {
+            let region = Region::parse(&format!("eu-region{}-{}", (b'a' + (i / 10) as u8) as char, i % 10)).unwrap();
+            kms.client(Some(&region)).unwrap();
+            kms.client(Some(&first)).unwrap();
+            assert!(kms.cached_clients() <= MAX_CACHED_CLIENTS);
+        }
+        assert_eq!(kms.cached_clients(), MAX_CACHED_CLIENTS);
+        assert!(kms.cache.lock().unwrap().clients.contains_key(&first), "the most used region stays");
+    }
+
+    #[test]
+    fn a_configured_region_that_is_not_one_is_refused() {
+        let kms = clients(Some("x@127.0.0.1/"));
+        let err = kms.client(None).unwrap_err();
+        assert!(matches!(err, Error::Config(ref m) if m.contains("is not an AWS region")), "{err}");
+        assert!(kms.keyring("alias/x").is_err());
+        assert!(kms.mrk_discovery_keyring(Some("evil.example/"), None).is_err());
+        assert_eq!(kms.cached_clients(), 0);
     }
 }

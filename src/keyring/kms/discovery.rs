@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::api::KmsApi;
-use super::arn::KmsArn;
+use super::arn::{KmsArn, Region, is_known_partition};
 use super::calls::{Kms, edk_key_arn, not_kms};
 use super::clients::KmsClients;
 use crate::error::{Error, Result};
@@ -22,15 +22,18 @@ pub struct DiscoveryFilter {
 
 impl DiscoveryFilter {
     /// Keys of `accounts` in `partition` (`aws`, `aws-cn`, `aws-us-gov`, ...). Fails if the partition is
-    /// empty, no account is given, or an account is empty.
+    /// not a known one, no account is given, or an account is not twelve digits.
     pub fn new(partition: impl Into<String>, accounts: impl IntoIterator<Item = impl Into<String>>) -> Result<Self> {
         let partition = partition.into();
         let accounts: BTreeSet<String> = accounts.into_iter().map(Into::into).collect();
-        if partition.is_empty() {
-            return Err(Error::Config("discovery filter: the partition is empty".into()));
+        if !is_known_partition(&partition) {
+            return Err(Error::Config(format!("discovery filter: \"{partition}\" is not a known AWS partition")));
         }
-        if accounts.is_empty() || accounts.contains("") {
-            return Err(Error::Config("discovery filter: give at least one account id, none empty".into()));
+        if accounts.is_empty() {
+            return Err(Error::Config("discovery filter: give at least one account id".into()));
+        }
+        if let Some(bad) = accounts.iter().find(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(Error::Config(format!("discovery filter: account \"{bad}\" is not twelve digits")));
         }
         Ok(Self { partition, accounts })
     }
@@ -86,6 +89,7 @@ enum Clients {
 pub struct AwsKmsDiscoveryKeyring {
     clients: Clients,
     filter: Option<DiscoveryFilter>,
+    regions: Option<BTreeSet<Region>>,
 }
 
 impl fmt::Debug for AwsKmsDiscoveryKeyring {
@@ -94,7 +98,11 @@ impl fmt::Debug for AwsKmsDiscoveryKeyring {
             Clients::One(kms) => kms.region(),
             Clients::PerRegion { .. } => Some("(each key's)".into()),
         };
-        f.debug_struct("AwsKmsDiscoveryKeyring").field("region", &region).field("filter", &self.filter).finish()
+        f.debug_struct("AwsKmsDiscoveryKeyring")
+            .field("region", &region)
+            .field("filter", &self.filter)
+            .field("regions", &self.regions)
+            .finish()
     }
 }
 
@@ -105,16 +113,24 @@ impl AwsKmsDiscoveryKeyring {
     }
 
     pub(super) fn with_api(api: Arc<dyn KmsApi>) -> Self {
-        Self { clients: Clients::One(Kms { api, grant_tokens: Vec::new() }), filter: None }
+        Self { clients: Clients::One(Kms { api, grant_tokens: Vec::new() }), filter: None, regions: None }
     }
 
     pub(super) fn per_region(clients: KmsClients, grant_tokens: Vec<String>) -> Self {
-        Self { clients: Clients::PerRegion { clients: Box::new(clients), grant_tokens }, filter: None }
+        Self { clients: Clients::PerRegion { clients: Box::new(clients), grant_tokens }, filter: None, regions: None }
     }
 
     /// Only keys the filter allows are tried.
     pub fn with_filter(mut self, filter: DiscoveryFilter) -> Self {
         self.filter = Some(filter);
+        self
+    }
+
+    /// Only keys in these regions are tried: a message naming a key elsewhere gets no KMS call, and (for a
+    /// keyring from [`KmsClients::discovery_keyring`](super::KmsClients::discovery_keyring)) no client is
+    /// built for any other region. Use it when the regions your keys live in are known.
+    pub fn with_regions(mut self, regions: impl IntoIterator<Item = Region>) -> Self {
+        self.regions = Some(regions.into_iter().collect());
         self
     }
 
@@ -158,7 +174,14 @@ impl AwsKmsDiscoveryKeyring {
                 reasons.push(not_kms("AWS KMS discovery", edk));
                 continue;
             };
-            match self.filter.as_ref().map_or(Ok(()), |filter| filter.check(&arn)) {
+            let allowed =
+                self.filter.as_ref().map_or(Ok(()), |filter| filter.check(&arn)).and_then(|()| match &self.regions {
+                    Some(regions) if !regions.contains(arn.region()) => {
+                        Err(format!("key {arn} is in a region this keyring is not allowed to call"))
+                    }
+                    _ => Ok(()),
+                });
+            match allowed {
                 Ok(()) => candidates.push((arn, info, edk)),
                 Err(reason) => reasons.push(format!("AWS KMS discovery: {reason}")),
             }

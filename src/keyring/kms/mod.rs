@@ -32,8 +32,8 @@ mod strict;
 #[cfg(test)]
 mod tests;
 
-pub use arn::KmsArn;
-pub use clients::{DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CALL_TIMEOUT, KmsClients};
+pub use arn::{InvalidArn, InvalidRegion, KmsArn, Region};
+pub use clients::{DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CALL_TIMEOUT, KmsClients, MAX_CACHED_CLIENTS};
 pub use discovery::{AwsKmsDiscoveryKeyring, DiscoveryFilter};
 pub use mrk::{AwsKmsMrkDiscoveryKeyring, AwsKmsMrkKeyring};
 pub use strict::AwsKmsKeyring;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::api::KmsApi;
+use super::arn::Region;
 use super::calls::{Kms, edk_key_arn, not_kms};
 use super::discovery::{DiscoveryFilter, discovery_cannot_encrypt};
 use super::strict::{KeyMatch, Strict};
@@ -38,7 +39,7 @@ super::strict::strict_keyring_common!(AwsKmsMrkKeyring);
 #[derive(Clone)]
 pub struct AwsKmsMrkDiscoveryKeyring {
     kms: Kms,
-    region: String,
+    region: Region,
     filter: Option<DiscoveryFilter>,
 }
 
@@ -55,9 +56,10 @@ impl AwsKmsMrkDiscoveryKeyring {
     }
 
     pub(super) fn with_api(api: Arc<dyn KmsApi>) -> Result<Self> {
-        let region = api.region().ok_or_else(|| {
+        let name = api.region().ok_or_else(|| {
             Error::Config("an MRK discovery keyring needs a KMS client with a region (set AWS_REGION)".into())
         })?;
+        let region = Region::parse(&name).map_err(|err| Error::Config(format!("MRK discovery keyring: {err}")))?;
         Ok(Self { kms: Kms { api, grant_tokens: Vec::new() }, region, filter: None })
     }
 
@@ -75,7 +77,7 @@ impl AwsKmsMrkDiscoveryKeyring {
 
     /// The region whose keys this keyring asks.
     pub fn region(&self) -> &str {
-        &self.region
+        self.region.as_str()
     }
 
     async fn decrypt(
@@ -97,8 +99,14 @@ impl AwsKmsMrkDiscoveryKeyring {
             if let Some(Err(reason)) = self.filter.as_ref().map(|filter| filter.check(&arn)) {
                 reasons.push(format!("{name}: {reason}"));
             } else if arn.is_multi_region_key() {
-                candidates.push((arn.in_region(&self.region).to_string(), edk));
-            } else if arn.region() == self.region {
+                match arn.in_region(&self.region) {
+                    Some(replica) => candidates.push((replica.to_string(), edk)),
+                    None => reasons.push(format!(
+                        "{name}: key {arn} is in partition {}, this keyring's region is not",
+                        arn.partition()
+                    )),
+                }
+            } else if arn.region() == &self.region {
                 candidates.push((info.to_owned(), edk));
             } else {
                 reasons.push(format!(

@@ -86,7 +86,7 @@ impl Strict {
     pub fn new(api: Arc<dyn KmsApi>, key_id: String, key_match: KeyMatch) -> Result<Self> {
         let arn = check_key_identifier(&key_id).map_err(Error::Config)?;
         if let (Some(arn), Some(region)) = (arn, api.region())
-            && arn.region() != region
+            && arn.region().as_str() != region
         {
             return Err(Error::Config(format!(
                 "KMS key {key_id} is in region {}, but the client is for {region}: KMS serves each region's \

@@ -80,7 +80,7 @@ impl FakeKms {
         } else {
             self.keys.iter().find(|k| k.ends_with(&format!("/{arn}"))).cloned().unwrap_or(arn)
         };
-        let in_region = KmsArn::parse(&arn).is_ok_and(|a| a.region() == self.region);
+        let in_region = KmsArn::parse(&arn).is_ok_and(|a| a.region().as_str() == self.region);
         if !self.keys.contains(&arn) || !in_region {
             return Err(KmsError::new(KmsErrorKind::NotFound, format!("Key '{key_id}' does not exist")));
         }

@@ -1,0 +1,110 @@
+//! Text that came from a message, made safe for a terminal or a log line.
+//!
+//! A message's provider ids, provider info, key ARNs, encryption context and bundle entry names are
+//! chosen by whoever wrote the message. Printed raw, an ESC or CSI sequence in them could rewrite the
+//! user's terminal, a newline could forge a log line, and a bidirectional override could make one name
+//! read as another. Every such string reaches `Display` (and so stderr and logs) only through
+//! [`Escaped`] or [`EscapedBytes`]: the error types format their fields with them, so forgetting to
+//! escape is a change to one `#[error]` line, not a review finding in every call site.
+
+use std::fmt::{self, Write};
+
+/// A string shown with every character that could act on a terminal or split a line replaced by a
+/// visible escape: C0 and C1 controls and DEL (`\n`, `\r`, `\t`, `\u{1b}`, ...), the Unicode
+/// bidirectional and invisible format characters, and the backslash itself (so the result is
+/// unambiguous). Everything else, non-ASCII letters included, is shown as is.
+#[derive(Clone, Copy)]
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            write_char(f, c)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+/// Bytes shown as [`Escaped`] text where they are UTF-8, and as `\xNN` where they are not.
+#[derive(Clone, Copy)]
+pub struct EscapedBytes<'a>(pub &'a [u8]);
+
+impl fmt::Display for EscapedBytes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            Escaped(chunk.valid()).fmt(f)?;
+            for byte in chunk.invalid() {
+                write!(f, "\\x{byte:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for EscapedBytes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+/// `s` escaped, as an owned string: for reasons that are assembled before they reach an error.
+pub fn escaped(s: &str) -> String {
+    Escaped(s).to_string()
+}
+
+fn write_char(f: &mut fmt::Formatter<'_>, c: char) -> fmt::Result {
+    match c {
+        '\\' => f.write_str("\\\\"),
+        '\n' => f.write_str("\\n"),
+        '\r' => f.write_str("\\r"),
+        '\t' => f.write_str("\\t"),
+        c if needs_escape(c) => write!(f, "\\u{{{:x}}}", c as u32),
+        c => f.write_char(c),
+    }
+}
+
+/// Controls (C0, DEL, C1) and the format characters that reorder or hide text.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'                    // Arabic letter mark
+            | '\u{200b}'..='\u{200f}'     // zero-width space/joiners, LRM, RLM
+            | '\u{2028}'..='\u{202e}'     // line/paragraph separators, embeddings and overrides
+            | '\u{2060}'..='\u{206f}'     // word joiner, invisible operators, isolates
+            | '\u{feff}'                  // zero-width no-break space (BOM)
+            | '\u{fff9}'..='\u{fffb}' // interlinear annotation
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_and_bidi_become_visible_escapes() {
+        let hostile = "a\x1b[31mred\x07\r\nb\u{9b}c\u{202e}d\u{2066}e\\f\u{7f}";
+        let shown = Escaped(hostile).to_string();
+        assert_eq!(shown, "a\\u{1b}[31mred\\u{7}\\r\\nb\\u{9b}c\\u{202e}d\\u{2066}e\\\\f\\u{7f}");
+        assert!(shown.chars().all(|c| !needs_escape(c)), "{shown}");
+    }
+
+    #[test]
+    fn ordinary_text_is_unchanged() {
+        for s in ["arn:aws:kms:us-east-1:111122223333:key/abc", "Grüße, 東京", "a b", ""] {
+            assert_eq!(Escaped(s).to_string(), s);
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_hex() {
+        assert_eq!(EscapedBytes(b"ok\xff\xfe\x1b").to_string(), "ok\\xff\\xfe\\u{1b}");
+        assert_eq!(format!("{:?}", EscapedBytes(b"a\n")), "\"a\\n\"");
+    }
+}
