@@ -31,6 +31,26 @@ impl fmt::Debug for Escaped<'_> {
     }
 }
 
+/// Text shown on one line with controls and bidirectional characters escaped as [`Escaped`] does, but
+/// backslashes left alone: for a line assembled from text that was already escaped (an [`Error`]'s
+/// `Display`) and local text such as file names, so that nothing is escaped twice.
+///
+/// [`Error`]: crate::Error
+#[derive(Clone, Copy)]
+pub struct OneLine<'a>(pub &'a str);
+
+impl fmt::Display for OneLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '\\' => f.write_char(c)?,
+                c => write_char(f, c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Bytes shown as [`Escaped`] text where they are UTF-8, and as `\xNN` where they are not.
 #[derive(Clone, Copy)]
 pub struct EscapedBytes<'a>(pub &'a [u8]);
@@ -100,6 +120,12 @@ mod tests {
         for s in ["arn:aws:kms:us-east-1:111122223333:key/abc", "Grüße, 東京", "a b", ""] {
             assert_eq!(Escaped(s).to_string(), s);
         }
+    }
+
+    #[test]
+    fn one_line_escapes_controls_but_not_backslashes() {
+        let shown = OneLine("already \\u{1b} escaped\n\x1b[2J").to_string();
+        assert_eq!(shown, "already \\u{1b} escaped\\n\\u{1b}[2J");
     }
 
     #[test]

@@ -339,7 +339,7 @@ fn control_characters_in_a_message_never_reach_the_terminal() {
     ];
     for (i, arn) in arns.iter().enumerate() {
         let input = dir.path().join(format!("esc-{i}.enc"));
-        let mut message = forged_message(&[arn.clone()]);
+        let mut message = forged_message(std::slice::from_ref(arn));
         std::fs::write(&input, &message).unwrap();
         let hostile = Hostile::on_443();
         for args in [vec!["decrypt", "--kms-discovery"], vec!["inspect"]] {

@@ -23,8 +23,29 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
         .unwrap_or_else(|e| panic!("writing {}/{name}: {e}", dir.display()));
 }
 
+/// ARNs and regions, well-formed and hostile, for the `arn` target.
+fn write_arn_seeds(dir: &Path) {
+    fs::create_dir_all(dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    let seeds = [
+        "us-east-1",
+        "eusc-de-east-1",
+        "us-isob-east-1",
+        "x@127.0.0.1/",
+        "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms:us-west-2:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+        "arn:aws-cn:kms:cn-north-1:111122223333:alias/my/alias_name-1",
+        "arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms:x@127.0.0.1/:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms:us-west-2:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab\narn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+    ];
+    for (i, seed) in seeds.iter().enumerate() {
+        write(dir, &format!("arn-{i}"), seed.as_bytes());
+    }
+}
+
 /// Writes every target's seeds under `corpus`; `vectors` is the official test-vector folder, if any.
 pub fn write_all(corpus: &Path, vectors: Option<&Path>) {
+    write_arn_seeds(&corpus.join("arn"));
     let dirs: Vec<PathBuf> = ["header", "context", "decrypt", "decrypt_default_limits", "mutate", "mutate_parallel"]
         .iter()
         .map(|t| corpus.join(t))

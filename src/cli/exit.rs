@@ -88,7 +88,7 @@ fn unwrap_io(err: Error) -> Error {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // One line, whatever the error text holds.
-        f.write_str(&self.message.replace(['\n', '\r'], " "))
+        // One line with no control characters, whatever the error text and the file names hold.
+        write!(f, "{}", kms_envelope::escape::OneLine(&self.message))
     }
 }

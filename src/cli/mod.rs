@@ -61,8 +61,8 @@ fn encrypt_options(settings: &EncryptSettings) -> EncryptOptions {
 }
 
 fn decrypt_options(settings: &DecryptSettings) -> DecryptOptions {
-    let mut limits = DecryptLimits::default();
-    limits.max_encrypted_data_keys = Some(settings.max_encrypted_data_keys);
+    let mut limits =
+        DecryptLimits { max_encrypted_data_keys: Some(settings.max_encrypted_data_keys), ..DecryptLimits::default() };
     if let Some(n) = settings.max_frame_length {
         limits.max_frame_length = n;
     }

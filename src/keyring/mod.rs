@@ -5,7 +5,6 @@
 //! Keyring calls are `async`, because KMS calls are; the blocking stream API drives them with
 //! [`block_on`], which needs no runtime for local keyrings.
 
-#[cfg(feature = "kms")]
 pub mod kms;
 mod materials;
 pub mod multi;

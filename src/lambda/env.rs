@@ -8,7 +8,7 @@
 //! | `KMS_ENVELOPE_KMS_DISCOVERY` | `true`: instead of naming keys, ask KMS to decrypt with whichever key each message names, limited to the accounts in `KMS_ENVELOPE_KMS_ACCOUNTS` (comma-separated account ids, or `*` for any account) |
 //! | `KMS_ENVELOPE_CONTEXT` | the encryption context every bundle must carry: `k=v,k2=v2`, or a JSON object of strings |
 //! | `KMS_ENVELOPE_ROOT` | where destinations go; default `/tmp` |
-//! | `KMS_ENVELOPE_MAX_ENCRYPTED_DATA_KEYS` | refuse a message with more encrypted data keys than this, before any KMS call; default [`RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS`](crate::format::limits::RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS) (10) |
+//! | `KMS_ENVELOPE_MAX_ENCRYPTED_DATA_KEYS` | refuse a message with more encrypted data keys than this, before any KMS call; default [`RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS`] (10) |
 //!
 //! Exactly one of `KMS_ENVELOPE_KMS_KEY_ARN` and `KMS_ENVELOPE_KMS_DISCOVERY=true` must be set.
 

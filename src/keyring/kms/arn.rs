@@ -350,6 +350,7 @@ pub fn mrk_match(a: &str, b: &str) -> bool {
 
 /// Checks that `key_id` is something KMS accepts as a key identifier: a key or alias ARN, `alias/<name>`,
 /// or a bare key id. Returns the parsed ARN if it is one.
+#[cfg_attr(not(feature = "kms"), allow(dead_code))]
 pub(crate) fn check_key_identifier(key_id: &str) -> Result<Option<KmsArn>, String> {
     if key_id.is_empty() {
         return Err("the KMS key identifier is empty".into());

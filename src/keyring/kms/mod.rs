@@ -20,22 +20,39 @@
 //! else on a small runtime shared by the whole process (see `runtime.rs`), so the blocking stream API works
 //! from synchronous code and the async API never blocks a runtime thread.
 
+//!
+//! The ARN and region grammar ([`arn`]) is compiled in every build, the raw-key-only one included, so
+//! that tools and fuzzers can check what a message names without the AWS SDK; the keyrings need feature
+//! `kms`.
+
+#[cfg(feature = "kms")]
 mod api;
 pub mod arn;
+#[cfg(feature = "kms")]
 mod calls;
+#[cfg(feature = "kms")]
 mod clients;
+#[cfg(feature = "kms")]
 mod discovery;
+#[cfg(feature = "kms")]
 mod error;
+#[cfg(feature = "kms")]
 mod mrk;
+#[cfg(feature = "kms")]
 mod runtime;
+#[cfg(feature = "kms")]
 mod strict;
-#[cfg(test)]
+#[cfg(all(test, feature = "kms"))]
 mod tests;
 
 pub use arn::{InvalidArn, InvalidRegion, KmsArn, Region};
+#[cfg(feature = "kms")]
 pub use clients::{DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CALL_TIMEOUT, KmsClients, MAX_CACHED_CLIENTS};
+#[cfg(feature = "kms")]
 pub use discovery::{AwsKmsDiscoveryKeyring, DiscoveryFilter};
+#[cfg(feature = "kms")]
 pub use mrk::{AwsKmsMrkDiscoveryKeyring, AwsKmsMrkKeyring};
+#[cfg(feature = "kms")]
 pub use strict::AwsKmsKeyring;
 
 /// The EDK provider id of every AWS KMS keyring.
