@@ -16,7 +16,7 @@ set -euo pipefail
 # Feature sets `cargo test` runs over, one per line: the full build, and the raw-key-only build that
 # must compile and pass without the AWS SDK. Add lines here (e.g. "--no-default-features --features kms").
 # Not --all-features: `fips` builds AWS-LC's FIPS module, which needs CMake and Go on the machine.
-FULL_FEATURES="cli,kms,lambda,s3,async"
+FULL_FEATURES="cli,kms,lambda,s3,async,rsa"
 FEATURE_SETS=(
   "--features $FULL_FEATURES"
   "--no-default-features --features cli,bundle,async,aws-lc"

@@ -56,6 +56,8 @@ pub use format::edk::EncryptedDataKey;
 pub use format::header::{ContentType, Header, MessageId};
 pub use format::limits::DecryptLimits;
 pub use format::suite::{AlgorithmSuite, CommitmentPolicy};
+#[cfg(feature = "rsa")]
+pub use keyring::RawRsaKeyring;
 #[cfg(feature = "kms")]
 pub use keyring::kms::{
     AwsKmsDiscoveryKeyring, AwsKmsKeyring, AwsKmsMrkDiscoveryKeyring, AwsKmsMrkKeyring, DiscoveryFilter, KmsArn,

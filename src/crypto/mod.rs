@@ -5,6 +5,8 @@
 pub mod aead;
 mod backend;
 pub mod kdf;
+#[cfg(feature = "rsa")]
+pub mod rsa;
 pub mod signature;
 
 pub use aead::AeadKey;

@@ -9,6 +9,8 @@ pub mod kms;
 mod materials;
 pub mod multi;
 pub mod raw_aes;
+#[cfg(feature = "rsa")]
+pub mod raw_rsa;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +20,8 @@ use std::task::{Context, Poll, Wake, Waker};
 pub use materials::{DecryptionMaterials, EncryptionMaterials};
 pub use multi::MultiKeyring;
 pub use raw_aes::RawAesKeyring;
+#[cfg(feature = "rsa")]
+pub use raw_rsa::RawRsaKeyring;
 
 use crate::error::Result;
 use crate::format::edk::EncryptedDataKey;

@@ -1,0 +1,289 @@
+//! RSA encryption of data keys (feature `rsa`), on AWS-LC through `aws-lc-rs`.
+//!
+//! Not the RustCrypto `rsa` crate: it has an unfixed timing side channel (RUSTSEC-2023-0071), and AWS-LC is
+//! linked anyway wherever the AWS SDK is. AWS-LC clears the memory of a private key when it frees it.
+
+use std::fmt;
+
+use aws_lc_rs::rsa::{
+    OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OAEP_SHA384_MGF1SHA384, OAEP_SHA512_MGF1SHA512, OaepAlgorithm,
+    OaepPrivateDecryptingKey, OaepPublicEncryptingKey, Pkcs1PrivateDecryptingKey, Pkcs1PublicEncryptingKey,
+    PrivateDecryptingKey, PublicEncryptingKey,
+};
+use base64::Engine as _;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// The smallest RSA modulus accepted, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// The RSA padding schemes of the ESDK's raw RSA keyring. OAEP uses MGF1 with the same hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RsaPadding {
+    /// PKCS #1 v1.5. Kept for messages written with it; prefer OAEP for new ones.
+    Pkcs1V15,
+    /// OAEP with SHA-1 and MGF1 with SHA-1.
+    OaepSha1,
+    /// OAEP with SHA-256 and MGF1 with SHA-256.
+    OaepSha256,
+    /// OAEP with SHA-384 and MGF1 with SHA-384.
+    OaepSha384,
+    /// OAEP with SHA-512 and MGF1 with SHA-512.
+    OaepSha512,
+}
+
+impl RsaPadding {
+    /// Every padding scheme.
+    pub const ALL: [RsaPadding; 5] = [
+        RsaPadding::Pkcs1V15,
+        RsaPadding::OaepSha1,
+        RsaPadding::OaepSha256,
+        RsaPadding::OaepSha384,
+        RsaPadding::OaepSha512,
+    ];
+
+    /// The scheme's name on our command line: `pkcs1`, `oaep-sha1`, `oaep-sha256`, `oaep-sha384`, `oaep-sha512`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RsaPadding::Pkcs1V15 => "pkcs1",
+            RsaPadding::OaepSha1 => "oaep-sha1",
+            RsaPadding::OaepSha256 => "oaep-sha256",
+            RsaPadding::OaepSha384 => "oaep-sha384",
+            RsaPadding::OaepSha512 => "oaep-sha512",
+        }
+    }
+
+    /// The scheme named `name` (see [`name`](Self::name)).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    fn oaep(self) -> Option<&'static OaepAlgorithm> {
+        match self {
+            RsaPadding::Pkcs1V15 => None,
+            RsaPadding::OaepSha1 => Some(&OAEP_SHA1_MGF1SHA1),
+            RsaPadding::OaepSha256 => Some(&OAEP_SHA256_MGF1SHA256),
+            RsaPadding::OaepSha384 => Some(&OAEP_SHA384_MGF1SHA384),
+            RsaPadding::OaepSha512 => Some(&OAEP_SHA512_MGF1SHA512),
+        }
+    }
+}
+
+impl fmt::Display for RsaPadding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An RSA public key of at least [`MIN_RSA_BITS`].
+pub struct RsaPublicKey(PublicEncryptingKey);
+
+impl fmt::Debug for RsaPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RsaPublicKey({} bits)", self.0.key_size_bits())
+    }
+}
+
+impl RsaPublicKey {
+    /// From PEM: `PUBLIC KEY` (X.509 SubjectPublicKeyInfo) or `RSA PUBLIC KEY` (PKCS #1).
+    pub fn from_pem(pem: &[u8]) -> Result<Self> {
+        let (label, der) = pem_decode(pem)?;
+        let der = match label.as_str() {
+            "PUBLIC KEY" => der,
+            "RSA PUBLIC KEY" => Zeroizing::new(spki_from_pkcs1(&der)),
+            other => return Err(key_error(format!("a PEM public key is PUBLIC KEY or RSA PUBLIC KEY, not {other}"))),
+        };
+        Self::from_der(&der)
+    }
+
+    /// From DER SubjectPublicKeyInfo.
+    pub fn from_der(der: &[u8]) -> Result<Self> {
+        let key = PublicEncryptingKey::from_der(der).map_err(|e| key_error(format!("not an RSA public key: {e}")))?;
+        check_size(key.key_size_bits())?;
+        Ok(Self(key))
+    }
+
+    /// The modulus size in bits.
+    pub fn bits(&self) -> usize {
+        self.0.key_size_bits()
+    }
+
+    /// Encrypts `plaintext` (a data key) with `padding`.
+    pub fn encrypt(&self, padding: RsaPadding, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; self.0.key_size_bytes()];
+        let failed = |_| Error::Keyring(format!("RSA {padding} encryption of the data key failed"));
+        let len = match padding.oaep() {
+            Some(algorithm) => {
+                let key = OaepPublicEncryptingKey::new(self.0.clone()).map_err(failed)?;
+                key.encrypt(algorithm, plaintext, &mut out, None).map_err(failed)?.len()
+            }
+            None => {
+                let key = Pkcs1PublicEncryptingKey::new(self.0.clone()).map_err(failed)?;
+                key.encrypt(plaintext, &mut out).map_err(failed)?.len()
+            }
+        };
+        out.truncate(len);
+        Ok(out)
+    }
+}
+
+/// An RSA private key of at least [`MIN_RSA_BITS`]. Never printed; AWS-LC clears it when dropped.
+pub struct RsaPrivateKey(PrivateDecryptingKey);
+
+impl fmt::Debug for RsaPrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RsaPrivateKey({} bits, <redacted>)", self.0.key_size_bits())
+    }
+}
+
+impl RsaPrivateKey {
+    /// From PEM: `PRIVATE KEY` (PKCS #8) or `RSA PRIVATE KEY` (PKCS #1). Encrypted PEM is not supported.
+    pub fn from_pem(pem: &[u8]) -> Result<Self> {
+        let (label, der) = pem_decode(pem)?;
+        let der = match label.as_str() {
+            "PRIVATE KEY" => der,
+            "RSA PRIVATE KEY" => Zeroizing::new(pkcs8_from_pkcs1(&der)),
+            other => {
+                return Err(key_error(format!("a PEM private key is PRIVATE KEY or RSA PRIVATE KEY, not {other}")));
+            }
+        };
+        Self::from_pkcs8_der(&der)
+    }
+
+    /// From DER PKCS #8.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
+        let key =
+            PrivateDecryptingKey::from_pkcs8(der).map_err(|e| key_error(format!("not an RSA private key: {e}")))?;
+        check_size(key.key_size_bits())?;
+        Ok(Self(key))
+    }
+
+    /// The public half, for encrypting.
+    pub fn public_key(&self) -> RsaPublicKey {
+        RsaPublicKey(self.0.public_key())
+    }
+
+    /// Decrypts `ciphertext` (an EDK's) with `padding`. The error says only that it failed: which padding
+    /// check failed is what a padding oracle would want to know.
+    pub fn decrypt(&self, padding: RsaPadding, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, ()> {
+        let mut out = Zeroizing::new(vec![0u8; self.0.key_size_bytes()]);
+        let len = match padding.oaep() {
+            Some(algorithm) => {
+                let key = OaepPrivateDecryptingKey::new(self.0.clone()).map_err(drop)?;
+                key.decrypt(algorithm, ciphertext, &mut out, None).map_err(drop)?.len()
+            }
+            None => {
+                let key = Pkcs1PrivateDecryptingKey::new(self.0.clone()).map_err(drop)?;
+                key.decrypt(ciphertext, &mut out).map_err(drop)?.len()
+            }
+        };
+        out.truncate(len);
+        Ok(out)
+    }
+}
+
+fn key_error(what: String) -> Error {
+    Error::Config(format!("RSA key: {what}"))
+}
+
+fn check_size(bits: usize) -> Result<()> {
+    if bits < MIN_RSA_BITS {
+        return Err(key_error(format!("{bits}-bit keys are too weak; at least {MIN_RSA_BITS} bits are required")));
+    }
+    Ok(())
+}
+
+/// The label and DER of the first PEM block in `pem`.
+fn pem_decode(pem: &[u8]) -> Result<(String, Zeroizing<Vec<u8>>)> {
+    let text = std::str::from_utf8(pem).map_err(|_| key_error("the PEM file is not text".into()))?;
+    let start = text.find("-----BEGIN ").ok_or_else(|| key_error("no -----BEGIN line: not a PEM file".into()))?;
+    let rest = &text[start + "-----BEGIN ".len()..];
+    let (label, rest) = rest.split_once("-----").ok_or_else(|| key_error("a malformed -----BEGIN line".into()))?;
+    let end_line = format!("-----END {label}-----");
+    let body = rest.split(end_line.as_str()).next().filter(|_| rest.contains(&end_line));
+    let body = body.ok_or_else(|| key_error(format!("no {end_line} line")))?;
+    if body.contains("Proc-Type:") || body.contains("DEK-Info:") {
+        return Err(key_error("encrypted PEM keys are not supported; decrypt the key file first".into()));
+    }
+    let b64: Zeroizing<String> = Zeroizing::new(body.chars().filter(|c| !c.is_ascii_whitespace()).collect());
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64.as_bytes())
+        .map_err(|_| key_error(format!("the {label} block is not valid base64")))?;
+    Ok((label.to_owned(), Zeroizing::new(der)))
+}
+
+/// DER: a tag, its length, and `content`.
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|&b| b == 0).collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// AlgorithmIdentifier { rsaEncryption, NULL }.
+const RSA_ALGORITHM_ID: [u8; 15] =
+    [0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00];
+
+/// PKCS #8 PrivateKeyInfo around a PKCS #1 RSAPrivateKey (version 0, rsaEncryption).
+fn pkcs8_from_pkcs1(pkcs1: &[u8]) -> Vec<u8> {
+    let mut body = vec![0x02, 0x01, 0x00];
+    body.extend_from_slice(&RSA_ALGORITHM_ID);
+    body.extend_from_slice(&der(0x04, pkcs1));
+    let out = der(0x30, &body);
+    zeroize::Zeroize::zeroize(&mut body);
+    out
+}
+
+/// SubjectPublicKeyInfo around a PKCS #1 RSAPublicKey.
+fn spki_from_pkcs1(pkcs1: &[u8]) -> Vec<u8> {
+    let mut bits = vec![0x00];
+    bits.extend_from_slice(pkcs1);
+    let mut body = RSA_ALGORITHM_ID.to_vec();
+    body.extend_from_slice(&der(0x03, &bits));
+    der(0x30, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_padding_round_trips_and_a_wrong_padding_fails() {
+        let private = RsaPrivateKey(PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap());
+        let public = private.public_key();
+        for padding in RsaPadding::ALL {
+            let ciphertext = public.encrypt(padding, &[7u8; 32]).unwrap();
+            assert_eq!(ciphertext.len(), 256);
+            assert_eq!(&*private.decrypt(padding, &ciphertext).unwrap(), &[7u8; 32]);
+            for other in RsaPadding::ALL.into_iter().filter(|&p| p != padding) {
+                assert!(private.decrypt(other, &ciphertext).is_err(), "{padding} read as {other}");
+            }
+            assert_eq!(RsaPadding::from_name(padding.name()), Some(padding));
+        }
+        assert!(private.decrypt(RsaPadding::OaepSha256, &[1u8; 17]).is_err());
+        assert!(format!("{private:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn pem_errors_are_clear() {
+        for (pem, says) in [
+            (&b"not a pem"[..], "not a PEM file"),
+            (b"-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n", "not valid base64"),
+            (b"-----BEGIN PRIVATE KEY-----\nAAAA\n", "no -----END PRIVATE KEY----- line"),
+            (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "not CERTIFICATE"),
+            (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "not an RSA private key"),
+        ] {
+            let err = RsaPrivateKey::from_pem(pem).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
+    }
+}
