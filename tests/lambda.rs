@@ -338,6 +338,27 @@ fn warm_start_reuses_what_is_in_place_with_zero_kms_calls() {
     assert_eq!((third[0].reused, third[1].reused, third[2].reused), (false, false, true));
     assert_eq!(fs::read(root.join("a.bin")).unwrap(), plaintext(50_001, 7));
     assert_eq!(fs::read(root.join("b.bin")).unwrap(), plaintext(60_000, 6));
+
+    // Same-length edits in place, of a file and of a file inside a directory bundle, right after the
+    // run: both are decrypted again, the untouched one is reused.
+    let edit_in_place = |path: &Path| {
+        let mut file = fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.write_all(b"EDITED").unwrap();
+    };
+    edit_in_place(&root.join("a.bin"));
+    edit_in_place(&root.join("t/server.pem"));
+    let fourth_keyring = env.keyring();
+    let fourth = run(&start(&fourth_keyring)).unwrap();
+    assert_eq!(fourth_keyring.calls(), 2, "{fourth:?}");
+    assert_eq!((fourth[0].reused, fourth[1].reused, fourth[2].reused), (false, true, false));
+    assert_eq!(fs::read(root.join("a.bin")).unwrap(), plaintext(50_001, 7));
+    assert_eq!(fs::read(root.join("t/server.pem")).unwrap(), plaintext(100_000, 3));
+
+    // Untouched since: a warm start reuses all three with no KMS call.
+    let fifth_keyring = env.keyring();
+    let fifth = run(&start(&fifth_keyring)).unwrap();
+    assert_eq!(fifth_keyring.calls(), 0, "{fifth:?}");
+    assert!(fifth.iter().all(|l| l.reused), "{fifth:?}");
 }
 
 // ------------------------------------------------------------------------------------------ faults
