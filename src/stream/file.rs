@@ -314,12 +314,20 @@ pub fn remove_stale_partials(destination: &Path) -> Vec<(PathBuf, io::Result<()>
     removed
 }
 
+/// Exactly the names this crate stages under (the cleanup runs in any directory a user writes to, so a
+/// user's `.NAME.backup.old` must not match): six letters or digits before `.partial` (tempfile's and
+/// the staging names of `link_over`), a message id (16 or 32 bytes, in hex) before `.old`.
 fn is_partial_name(file_name: &OsStr, prefixes: &[String]) -> bool {
     let file_name = file_name.to_string_lossy();
     prefixes.iter().any(|prefix| {
         let Some(rest) = file_name.strip_prefix(prefix.as_str()) else { return false };
-        let middle = rest.strip_suffix(".partial").or_else(|| rest.strip_suffix(".old"));
-        middle.is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        if let Some(middle) = rest.strip_suffix(".partial") {
+            middle.len() == 6 && middle.bytes().all(|b| b.is_ascii_alphanumeric())
+        } else if let Some(middle) = rest.strip_suffix(".old") {
+            matches!(middle.len(), 32 | 64) && middle.bytes().all(|b| b.is_ascii_hexdigit())
+        } else {
+            false
+        }
     })
 }
 
@@ -502,8 +510,25 @@ mod tests {
     #[test]
     fn leftovers_of_this_destination_only_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let ours = [".a.Xy12Zq.partial", "..a.kms-envelope.Q1w2E3.partial", ".a.0123abcd.old"];
-        let theirs = [".a.b.Xy12Zq.partial", ".ab.Xy12Zq.partial", "a", ".a.kms-envelope", ".a..partial", "x.partial"];
+        let id = "0123456789abcdef".repeat(4);
+        let ours = [
+            ".a.Xy12Zq.partial",
+            "..a.kms-envelope.Q1w2E3.partial",
+            &format!(".a.{id}.old"),
+            &format!(".a.{}.old", &id[..32]),
+        ];
+        let theirs = [
+            ".a.b.Xy12Zq.partial",
+            ".ab.Xy12Zq.partial",
+            "a",
+            ".a.kms-envelope",
+            ".a..partial",
+            "x.partial",
+            ".a.backup.old",
+            ".a.0123abcd.old",
+            ".a.Xy12Zq7.partial",
+            ".a.Xy-2Zq.partial",
+        ];
         for name in ours.iter().chain(&theirs) {
             fs::write(dir.path().join(name), b"x").unwrap();
         }
