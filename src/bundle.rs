@@ -18,7 +18,7 @@ use crate::format::header::Header;
 use crate::keyring::Keyring;
 #[cfg(target_os = "linux")]
 use crate::stream::file::unnamed::UnnamedFile;
-use crate::stream::file::{lock_in_place, remove_stale_partials, staging_place};
+use crate::stream::file::{LOCK_ATTEMPTS, lock_in_place, remove_stale_partials, staging_place};
 use crate::stream::{DecryptOptions, Decryptor, EncryptOptions, Encryptor};
 
 /// What a pack or unpack handled.
@@ -126,7 +126,9 @@ fn create_private_dir(path: &Path) -> io::Result<()> {
     builder.create(path)
 }
 
-/// Unpacks a tar stream into `root`, an empty directory this process created.
+/// Unpacks a tar stream into `root`, an empty directory this process created. On Linux the files get
+/// their names only once `input` reached its end (for a [`Decryptor`], once the whole message verified),
+/// up to 128 at a time.
 pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
     let mut archive = tar::Archive::new(input);
     let mut summary = BundleSummary::default();
@@ -157,7 +159,7 @@ pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 #[cfg(target_os = "linux")]
-                if let Some(mut file) = UnnamedFile::create_in(&dir)? {
+                if let Some(mut file) = create_unnamed(&dir, &mut unnamed)? {
                     summary.bytes += io::copy(&mut entry, file.file_mut()).map_err(Error::from_io)?;
                     summary.files += 1;
                     unnamed.push((file, relative));
@@ -208,10 +210,25 @@ pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
     Ok(summary)
 }
 
-/// How many unpacked files stay unnamed (one descriptor each) until the input verified; past that, they
-/// are named in the staging directory, which the next run cleans up if this process is killed.
+/// How many unpacked files stay unnamed (two descriptors each: the file and its directory) until the input
+/// verified; past that, or when the process runs out of descriptors, they are named in the staging
+/// directory, which the next run cleans up if this process is killed. Lambda allows 1,024 descriptors.
 #[cfg(target_os = "linux")]
-const MAX_UNNAMED: usize = 256;
+const MAX_UNNAMED: usize = 128;
+
+/// An unnamed file in `dir`; when this process is out of descriptors, the files held so far are named
+/// first, which frees theirs.
+#[cfg(target_os = "linux")]
+fn create_unnamed(dir: &Path, unnamed: &mut Vec<(UnnamedFile, PathBuf)>) -> Result<Option<UnnamedFile>> {
+    let out_of_descriptors = rustix::io::Errno::MFILE.raw_os_error();
+    match UnnamedFile::create_in(dir) {
+        Err(e) if e.raw_os_error() == Some(out_of_descriptors) && !unnamed.is_empty() => {
+            link_unnamed(unnamed)?;
+            Ok(UnnamedFile::create_in(dir)?)
+        }
+        created => Ok(created?),
+    }
+}
 
 /// Gives the unnamed files their names in the staging tree, in archive order.
 #[cfg(target_os = "linux")]
@@ -274,7 +291,7 @@ pub fn unpack_verified<R: Read>(
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
     remove_stale_partials(destination);
     let mut staged = None;
-    for _ in 0..8 {
+    for _ in 0..LOCK_ATTEMPTS {
         let staging = builder.tempdir_in(parent)?;
         // Locked while this process lives, so that another run's cleanup leaves it alone.
         let lock = File::open(staging.path())?;

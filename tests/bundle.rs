@@ -141,7 +141,7 @@ fn more_files_than_stay_unnamed_all_land() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     fs::create_dir_all(src.join("d")).unwrap();
-    // More than the unpacker keeps as unnamed files at once (256), in two directories.
+    // More than the unpacker keeps as unnamed files at once (128), in two directories.
     for i in 0..300 {
         fs::write(src.join(format!("f{i:03}")), format!("file {i}")).unwrap();
         fs::write(src.join(format!("d/g{i:03}")), format!("deeper {i}")).unwrap();

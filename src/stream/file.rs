@@ -41,7 +41,7 @@ enum Temp {
 
 /// How many times a named temp file or staging directory is created again when a cleaner removed it
 /// between its creation and our lock on it.
-const LOCK_ATTEMPTS: usize = 8;
+pub(crate) const LOCK_ATTEMPTS: usize = 8;
 
 impl PendingFile {
     /// Starts a file that will become `destination`. Refuses a destination that exists as a symlink or
@@ -576,6 +576,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let destination = dir.path().join("out");
         let mut pending = PendingFile::create_with(&destination, false, false).unwrap();
+        assert!(matches!(pending.temp, Temp::Named(_)));
+        pending.sync_while_writing();
         pending.write_all(b"plaintext").unwrap();
         let staged = names(dir.path());
         assert_eq!(staged.len(), 1);
@@ -585,7 +587,7 @@ mod tests {
         assert_eq!(remove_stale_partials(&destination).len(), 0);
         assert!(names(dir.path()).contains(&staged[0]));
         drop(second);
-        pending.commit(false, false).unwrap();
+        pending.commit(true, false).unwrap();
         assert_eq!(names(dir.path()), ["out"]);
         assert_eq!(fs::read(&destination).unwrap(), b"plaintext");
 
