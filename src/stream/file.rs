@@ -56,6 +56,8 @@ impl PendingFile {
         check_destination(destination, overwrite)?;
         remove_stale_partials(destination);
         let (dir, prefix) = staging_place(destination);
+        #[cfg(not(target_os = "linux"))]
+        let _ = allow_unnamed;
         #[cfg(target_os = "linux")]
         if allow_unnamed && let Some(file) = unnamed::UnnamedFile::create_in(dir)? {
             return Ok(Self { temp: Temp::Unnamed(file), destination: destination.to_path_buf(), writeback: None });
