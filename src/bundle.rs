@@ -4,7 +4,10 @@
 //! Packing is reproducible (sorted entries, mtime 0, uid/gid 0) and refuses symlinks and special files.
 //! Unpacking writes into a fresh 0700 staging directory beside the destination, with 0600 files and 0700
 //! directories whatever the archive says, rejects absolute paths, `..`, links and devices, and renames the
-//! staging directory into place only after the decryptor reached the verified end of the message.
+//! staging directory into place only after the decryptor reached the verified end of the message. On Linux
+//! the files themselves have no name until then (`O_TMPFILE`), so a process killed mid-unpack leaves no
+//! plaintext behind; its empty staging directory (locked while it lived) is removed by the next unpack to
+//! the same destination.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -13,7 +16,9 @@ use std::path::{Component, Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::format::header::Header;
 use crate::keyring::Keyring;
-use crate::stream::file::staging_place;
+#[cfg(target_os = "linux")]
+use crate::stream::file::unnamed::UnnamedFile;
+use crate::stream::file::{LOCK_ATTEMPTS, lock_in_place, remove_stale_partials, staging_place};
 use crate::stream::{DecryptOptions, Decryptor, EncryptOptions, Encryptor};
 
 /// What a pack or unpack handled.
@@ -121,10 +126,14 @@ fn create_private_dir(path: &Path) -> io::Result<()> {
     builder.create(path)
 }
 
-/// Unpacks a tar stream into `root`, an empty directory this process created.
+/// Unpacks a tar stream into `root`, an empty directory this process created. On Linux the files get
+/// their names only once `input` reached its end (for a [`Decryptor`], once the whole message verified),
+/// up to 128 at a time.
 pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
     let mut archive = tar::Archive::new(input);
     let mut summary = BundleSummary::default();
+    #[cfg(target_os = "linux")]
+    let mut unnamed = Vec::new();
     for entry in archive.entries().map_err(Error::from_io)? {
         let mut entry = entry.map_err(Error::from_io)?;
         let relative = safe_relative(&entry.path()?)?;
@@ -149,6 +158,16 @@ pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
                 }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
+                #[cfg(target_os = "linux")]
+                if let Some(mut file) = create_unnamed(&dir, &mut unnamed)? {
+                    summary.bytes += io::copy(&mut entry, file.file_mut()).map_err(Error::from_io)?;
+                    summary.files += 1;
+                    unnamed.push((file, relative));
+                    if unnamed.len() >= MAX_UNNAMED {
+                        link_unnamed(&mut unnamed)?;
+                    }
+                    continue;
+                }
                 let mut options = OpenOptions::new();
                 options.write(true).create_new(true);
                 #[cfg(unix)]
@@ -185,7 +204,46 @@ pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
             return Err(bundle_error("data after the end of the archive"));
         }
     }
+    // The input reached its end: for a decryptor, the whole message verified.
+    #[cfg(target_os = "linux")]
+    link_unnamed(&mut unnamed)?;
     Ok(summary)
+}
+
+/// How many unpacked files stay unnamed (two descriptors each: the file and its directory) until the input
+/// verified; past that, or when the process runs out of descriptors, they are named in the staging
+/// directory, which the next run cleans up if this process is killed. Lambda allows 1,024 descriptors.
+#[cfg(target_os = "linux")]
+const MAX_UNNAMED: usize = 128;
+
+/// An unnamed file in `dir`; when this process is out of descriptors, the files held so far are named
+/// first, which frees theirs.
+#[cfg(target_os = "linux")]
+fn create_unnamed(dir: &Path, unnamed: &mut Vec<(UnnamedFile, PathBuf)>) -> Result<Option<UnnamedFile>> {
+    let out_of_descriptors = rustix::io::Errno::MFILE.raw_os_error();
+    match UnnamedFile::create_in(dir) {
+        Err(e) if e.raw_os_error() == Some(out_of_descriptors) && !unnamed.is_empty() => {
+            link_unnamed(unnamed)?;
+            Ok(UnnamedFile::create_in(dir)?)
+        }
+        created => Ok(created?),
+    }
+}
+
+/// Gives the unnamed files their names in the staging tree, in archive order.
+#[cfg(target_os = "linux")]
+fn link_unnamed(unnamed: &mut Vec<(UnnamedFile, PathBuf)>) -> Result<()> {
+    for (file, relative) in unnamed.drain(..) {
+        let name = relative.file_name().unwrap_or_default();
+        file.link_as(name).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                bundle_error(format!("entry {} appears twice", relative.display()))
+            } else {
+                Error::Io(e)
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// Decrypts a directory bundle into `destination`, which appears (0700, files 0600) only after the whole
@@ -231,7 +289,23 @@ pub fn unpack_verified<R: Read>(
     builder.prefix(&prefix).suffix(".partial");
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
-    let staging = builder.tempdir_in(parent)?;
+    remove_stale_partials(destination);
+    let mut staged = None;
+    for _ in 0..LOCK_ATTEMPTS {
+        let staging = builder.tempdir_in(parent)?;
+        // Locked while this process lives, so that another run's cleanup leaves it alone.
+        let lock = File::open(staging.path())?;
+        if lock_in_place(staging.path(), &lock)? {
+            staged = Some((staging, lock));
+            break;
+        }
+    }
+    let Some((staging, _staging_lock)) = staged else {
+        return Err(Error::Io(io::Error::other(format!(
+            "{}: another process keeps removing this output's staging directory",
+            destination.display()
+        ))));
+    };
 
     let summary = unpack_into(&mut decryptor, staging.path())?;
     if !decryptor.is_complete() {
@@ -241,7 +315,11 @@ pub fn unpack_verified<R: Read>(
 
     // A directory cannot be renamed over a non-empty one: move the old one aside first, and put it back
     // if the new one cannot take its place. `staging` still owns (and on error removes) the new tree.
+    let mut _replaced_lock = None;
     let replaced = if destination.exists() {
+        // Locked (best effort) before it gets a name the cleanup matches, so that no other run removes it
+        // while it may still have to be put back.
+        _replaced_lock = File::open(destination).ok().filter(|f| f.try_lock().is_ok());
         let old = parent.join(format!("{prefix}{}.old", header.message_id()));
         fs::rename(destination, &old)?;
         Some(old)

@@ -114,3 +114,45 @@ fn a_tampered_bundle_or_a_symlinked_destination_leaves_nothing() {
     assert!(matches!(err, Error::Bundle(_)), "{err}");
     assert!(fs::read_dir(&target).unwrap().next().is_none());
 }
+
+#[test]
+fn an_entry_that_appears_twice_is_refused_and_leaves_nothing() {
+    for second in [tar::EntryType::Regular, tar::EntryType::Directory] {
+        let mut builder = tar::Builder::new(Vec::new());
+        for kind in [tar::EntryType::Regular, second] {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_mode(0o600);
+            let data: &[u8] = if kind == tar::EntryType::Regular { b"twice" } else { b"" };
+            header.set_size(data.len() as u64);
+            builder.append_data(&mut header, "twice", data).unwrap();
+        }
+        let message = encrypt_bytes(&builder.into_inner().unwrap());
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out");
+        let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).unwrap_err();
+        assert!(err.to_string().contains("appears twice"), "{second:?}: {err}");
+        assert!(leftovers(work.path()).is_empty(), "{:?}", leftovers(work.path()));
+    }
+}
+
+#[test]
+fn more_files_than_stay_unnamed_all_land() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    // More than the unpacker keeps as unnamed files at once (128), in two directories.
+    for i in 0..300 {
+        fs::write(src.join(format!("f{i:03}")), format!("file {i}")).unwrap();
+        fs::write(src.join(format!("d/g{i:03}")), format!("deeper {i}")).unwrap();
+    }
+    let (message, _) = encrypt_directory(&keyring(), &EncryptOptions::new(), &src, Vec::new()).unwrap();
+    let out = work.path().join("out");
+    let (_, unpacked) = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).unwrap();
+    assert_eq!(unpacked.files, 600);
+    for i in 0..300 {
+        assert_eq!(fs::read_to_string(out.join(format!("f{i:03}"))).unwrap(), format!("file {i}"));
+        assert_eq!(fs::read_to_string(out.join(format!("d/g{i:03}"))).unwrap(), format!("deeper {i}"));
+    }
+    assert_eq!(fs::metadata(out.join("d/g000")).unwrap().permissions().mode() & 0o777, 0o600);
+}

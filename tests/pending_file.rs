@@ -58,3 +58,26 @@ fn writeback_syncs_in_the_background_and_stops_with_the_file() {
     assert!(!writeback_running(), "the writeback thread outlived the dropped file");
     assert_eq!(entries(dir.path()), ["kept"]);
 }
+
+#[test]
+fn decrypt_to_path_removes_stale_partials_of_its_destination_but_not_a_live_writers() {
+    use kms_envelope::{DecryptOptions, EncryptOptions, Encryptor, RawAesKeyring, decrypt_to_path};
+    let keyring = RawAesKeyring::new("pending", "key", &[7; 32]).unwrap();
+    let mut encryptor = Encryptor::new(&keyring, &EncryptOptions::new(), Vec::new()).unwrap();
+    encryptor.write_all(b"verified").unwrap();
+    let message = encryptor.finish().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    for name in [".out.Stale1.partial", ".out.Live01.partial", ".other.Stale2.partial"] {
+        std::fs::write(path(name), b"unverified plaintext").unwrap();
+    }
+    // Locked through its own open file description, as by another process's writer.
+    let live = std::fs::File::open(path(".out.Live01.partial")).unwrap();
+    live.lock().unwrap();
+    decrypt_to_path(&keyring, &DecryptOptions::new(), &message[..], &path("out"), false, false).unwrap();
+    let mut left = entries(dir.path());
+    left.sort();
+    assert_eq!(left, [".other.Stale2.partial", ".out.Live01.partial", "out"]);
+    assert_eq!(std::fs::read(path("out")).unwrap(), b"verified");
+}

@@ -42,7 +42,7 @@ use crate::bundle;
 use crate::error::{Error, Result};
 use crate::format::header::HeaderDecoder;
 use crate::keyring::Keyring;
-use crate::stream::file::{PendingFile, write_verified};
+use crate::stream::file::{PendingFile, remove_stale_partials, write_verified};
 use crate::stream::{DecryptOptions, Decryptor};
 use reuse::Identity;
 
@@ -292,33 +292,11 @@ fn check_no_links(root: &Path, destination: &Path, kind: BundleKind) -> Result<(
     Ok(())
 }
 
-/// Removes what an earlier process killed mid-decrypt left beside `destination`: its temp files and staging
-/// directories (`.NAME.XXXXXX.partial`), the marker's, and a directory it was replacing (`.NAME.ID.old`).
-/// Only names this crate creates for this destination match. Lambda runs one cold start per execution
-/// environment at a time, so nothing else is writing them.
+/// Removes what an earlier process killed mid-decrypt left beside `destination` (see
+/// [`remove_stale_partials`]), logging each removal.
 fn remove_leftovers(destination: &Path) {
-    let (Some(parent), Some(name)) = (destination.parent(), destination.file_name()) else { return };
-    let name = name.to_string_lossy();
-    let prefixes = [format!(".{name}."), format!("..{name}.kms-envelope.")];
-    let Ok(entries) = fs::read_dir(parent) else { return };
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let file_name = file_name.to_string_lossy();
-        let stale = prefixes.iter().any(|prefix| {
-            let Some(rest) = file_name.strip_prefix(prefix.as_str()) else { return false };
-            let middle = rest.strip_suffix(".partial").or_else(|| rest.strip_suffix(".old"));
-            middle.is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-        });
-        if !stale {
-            continue;
-        }
-        let path = entry.path();
-        let removed = match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&path),
-            Ok(_) => fs::remove_file(&path),
-            Err(e) => Err(e),
-        };
-        match removed {
+    for (path, outcome) in remove_stale_partials(destination) {
+        match outcome {
             Ok(()) => tracing::info!(path = %path.display(), "removed a leftover of an interrupted decrypt"),
             Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove a leftover"),
         }
@@ -536,25 +514,6 @@ mod tests {
         assert!(destination_path(root, Path::new("../etc/passwd")).is_err());
         assert!(destination_path(root, Path::new("/etc/passwd")).is_err());
         assert!(destination_path(root, Path::new("/tmp/..")).is_err());
-    }
-
-    #[test]
-    fn leftovers_of_this_destination_only_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let ours = [".a.Xy12Zq.partial", "..a.kms-envelope.Q1w2E3.partial", ".a.0123abcd.old"];
-        let theirs = [".a.b.Xy12Zq.partial", ".ab.Xy12Zq.partial", "a", ".a.kms-envelope", ".a..partial", "x.partial"];
-        for name in ours.iter().chain(&theirs) {
-            fs::write(dir.path().join(name), b"x").unwrap();
-        }
-        fs::create_dir(dir.path().join(".a.Staged.partial")).unwrap();
-        fs::write(dir.path().join(".a.Staged.partial/inner"), b"x").unwrap();
-        remove_leftovers(&dir.path().join("a"));
-        let mut left: Vec<String> =
-            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-        left.sort();
-        let mut expected: Vec<String> = theirs.iter().map(|s| s.to_string()).collect();
-        expected.sort();
-        assert_eq!(left, expected);
     }
 
     #[test]

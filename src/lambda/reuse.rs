@@ -1,9 +1,22 @@
-//! Warm reuse: a small marker beside each destination records which message produced it, so a warm start
-//! (same execution environment, same `/tmp`) skips the KMS call and the decryption.
+//! Warm reuse: a small marker beside each destination records which message produced it and what the
+//! destination looked like right after, so a warm start (same execution environment, same `/tmp`) skips
+//! the KMS call and the decryption only while the destination is untouched.
+//!
+//! "Untouched" is judged by metadata, not content (reading back every byte would cost what reuse saves):
+//! the device, inode, type, mode, size, mtime and ctime (to the nanosecond) of the destination and, for a
+//! directory, of every entry below it, with their names. Any write, truncation, `chmod`, rename, creation
+//! or removal changes one of them, and ctime cannot be set back by a user. The marker is committed only
+//! once the file system's clock has moved past the newest ctime it records, so even a change made in the
+//! same clock tick as the decryption is seen.
 
 use std::fs;
-use std::io::Write;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use crate::error::Result;
 use crate::stream::file::PendingFile;
@@ -18,35 +31,137 @@ pub(crate) fn marker_path(destination: &Path) -> PathBuf {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Identity(pub String);
 
-fn marker_text(identity: &Identity, plaintext_len: u64) -> String {
-    format!("kms-envelope marker v1\n{}\n{plaintext_len}\n", identity.0)
+const MARKER_VERSION: &str = "kms-envelope marker v2";
+
+fn marker_text(identity: &Identity, plaintext_len: u64, fingerprint: &str) -> String {
+    format!("{MARKER_VERSION}\n{}\n{plaintext_len}\n{fingerprint}\n", identity.0)
 }
 
-/// True when `destination` holds the plaintext of `identity`, as the marker written after a successful
-/// decrypt records.
+/// A digest of the metadata of `destination` and, for a directory, of everything below it (never
+/// following symlinks), and the newest ctime among them.
+struct Fingerprint {
+    digest: String,
+    newest_ctime: (i64, i64),
+}
+
+fn fingerprint(destination: &Path) -> io::Result<Fingerprint> {
+    let mut hasher = Sha256::new();
+    let mut newest_ctime = (i64::MIN, 0);
+    walk(destination, Path::new(""), &mut hasher, &mut newest_ctime)?;
+    let digest = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Fingerprint { digest, newest_ctime })
+}
+
+fn walk(root: &Path, relative: &Path, hasher: &mut Sha256, newest_ctime: &mut (i64, i64)) -> io::Result<()> {
+    // `join` of an empty path would add a trailing slash, which a file's path must not have.
+    let path = if relative.as_os_str().is_empty() { root.to_path_buf() } else { root.join(relative) };
+    let meta = fs::symlink_metadata(&path)?;
+    let name = relative.as_os_str().as_bytes();
+    // Length-prefixed, so that no two trees serialize alike.
+    hasher.update((name.len() as u64).to_le_bytes());
+    hasher.update(name);
+    for field in [meta.dev(), meta.ino(), u64::from(meta.mode()), meta.size()] {
+        hasher.update(field.to_le_bytes());
+    }
+    for field in [meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec()] {
+        hasher.update(field.to_le_bytes());
+    }
+    *newest_ctime = (*newest_ctime).max((meta.ctime(), meta.ctime_nsec()));
+    if meta.is_dir() {
+        let mut children: Vec<_> = fs::read_dir(&path)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
+        children.sort();
+        hasher.update((children.len() as u64).to_le_bytes());
+        for child in children {
+            walk(root, &relative.join(child), hasher, newest_ctime)?;
+        }
+    }
+    Ok(())
+}
+
+/// True when `destination` holds the plaintext of `identity` untouched since the marker was written after
+/// a successful decrypt.
 pub(crate) fn is_current(destination: &Path, identity: &Identity, is_directory: bool) -> bool {
     let Ok(text) = fs::read_to_string(marker_path(destination)) else { return false };
     let mut lines = text.lines();
-    if lines.next() != Some("kms-envelope marker v1") || lines.next() != Some(identity.0.as_str()) {
+    if lines.next() != Some(MARKER_VERSION) || lines.next() != Some(identity.0.as_str()) {
         return false;
     }
-    let Some(len) = lines.next().and_then(|l| l.parse::<u64>().ok()) else { return false };
-    match fs::symlink_metadata(destination) {
+    let (Some(len), Some(recorded)) = (lines.next().and_then(|l| l.parse::<u64>().ok()), lines.next()) else {
+        return false;
+    };
+    let shape_matches = match fs::symlink_metadata(destination) {
         Ok(m) if is_directory => m.is_dir(),
         Ok(m) => m.is_file() && m.len() == len,
         Err(_) => false,
-    }
+    };
+    shape_matches && fingerprint(destination).is_ok_and(|now| now.digest == recorded)
 }
 
+/// How long `record` waits, at most, for the file system's clock to pass the destination's last change
+/// (a clock tick is a few milliseconds at worst).
+const CLOCK_WAIT: Duration = Duration::from_secs(2);
+
 /// Records that `destination` now holds the plaintext of `identity`. Written after the destination, so a
-/// marker never vouches for a file that is not complete.
+/// marker never vouches for a file that is not complete. Without a marker (the clock did not move) the
+/// next start decrypts again, which is safe.
 pub(crate) fn record(destination: &Path, identity: &Identity, plaintext_len: u64) -> Result<()> {
+    let print = fingerprint(destination)?;
     let mut pending = PendingFile::create(&marker_path(destination), true)?;
-    pending.file().write_all(marker_text(identity, plaintext_len).as_bytes())?;
+    let text = marker_text(identity, plaintext_len, &print.digest);
+    let started = std::time::Instant::now();
+    loop {
+        // Each write stamps the marker with the file system's "now" (same file system as the destination).
+        pending.file().write_all(text.as_bytes())?;
+        let marker = pending.file().metadata()?;
+        if (marker.ctime(), marker.ctime_nsec()) > print.newest_ctime {
+            break;
+        }
+        if started.elapsed() > CLOCK_WAIT {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        pending.file().set_len(0)?;
+        io::Seek::rewind(pending.file())?;
+    }
     pending.commit(false, true)
 }
 
 /// Forgets the marker before a destination is replaced, so a crash in between never leaves a stale one.
 pub(crate) fn forget(destination: &Path) {
     let _ = fs::remove_file(marker_path(destination));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_same_length_edit_chmod_or_new_entry_changes_the_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"abcdef").unwrap();
+        let identity = Identity("message 01".into());
+        record(&file, &identity, 6).unwrap();
+        assert!(is_current(&file, &identity, false));
+        assert!(!is_current(&file, &Identity("message 02".into()), false));
+        // Same length, in place, right after the marker: the marker's ctime is past the file's, so this
+        // write's ctime differs whatever the clock's granularity.
+        fs::OpenOptions::new().write(true).open(&file).unwrap().write_all(b"abcdeF").unwrap();
+        assert!(!is_current(&file, &identity, false));
+
+        let tree = dir.path().join("t");
+        fs::create_dir_all(tree.join("nested")).unwrap();
+        fs::write(tree.join("nested/a"), b"1234").unwrap();
+        record(&tree, &identity, 0).unwrap();
+        assert!(is_current(&tree, &identity, true));
+        fs::OpenOptions::new().write(true).open(tree.join("nested/a")).unwrap().write_all(b"1235").unwrap();
+        assert!(!is_current(&tree, &identity, true));
+        record(&tree, &identity, 0).unwrap();
+        fs::write(tree.join("nested/new"), b"").unwrap();
+        assert!(!is_current(&tree, &identity, true));
+        record(&tree, &identity, 0).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(tree.join("nested/a"), fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(!is_current(&tree, &identity, true));
+    }
 }
