@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::process::Command;
 
 use serde::de::DeserializeOwned;
 use zeroize::{Zeroize, Zeroizing};
@@ -72,19 +73,16 @@ impl Secrets {
             .map_err(|e| Error::Config(format!("secrets bundle does not fit the type: {e}")))
     }
 
-    /// Exports every secret into the process environment, for code that reads only environment variables.
+    /// Adds every secret to the environment of a child process, for programs that read only environment
+    /// variables: `secrets.apply_to(&mut Command::new("legacy-tool")).spawn()`.
     ///
-    /// Call it at the start of `main`, before any other thread exists: changing the environment while
-    /// another thread reads it is undefined behaviour on most platforms, which is why this is opt-in.
-    /// Environment variables are not zeroized by anyone; prefer [`get`](Self::get) where you can.
-    pub fn export_to_env(&self) {
-        for (name, value) in &self.values {
-            // SAFETY: documented above: the caller calls this before spawning threads.
-            #[allow(unsafe_code)]
-            unsafe {
-                std::env::set_var(name, value.expose());
-            }
-        }
+    /// This process's own environment is left alone. Changing it with `std::env::set_var` is sound only
+    /// while no other thread reads it, which a tokio runtime (or any library that starts a thread) makes
+    /// impossible to promise; the child's environment is built by `Command` at spawn time instead. The
+    /// copies `Command` keeps are not zeroized, so drop it once the child is spawned, and prefer
+    /// [`get`](Self::get) where the code is yours.
+    pub fn apply_to<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        command.envs(self.values.iter().map(|(name, value)| (name, value.expose())))
     }
 }
 
@@ -111,5 +109,17 @@ mod tests {
         assert!(Secrets::from_json(Zeroizing::new(br#"{"n": 1}"#.to_vec())).is_err());
         let err = Secrets::from_json(Zeroizing::new(br#"{"k": "hunter2""#.to_vec())).unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn apply_to_reaches_the_child_and_not_this_process() {
+        let secrets =
+            Secrets::from_json(Zeroizing::new(br#"{"KMS_ENVELOPE_TEST_SECRET":"hunter2"}"#.to_vec())).unwrap();
+        let mut command = Command::new("sh");
+        command.args(["-c", "printf %s \"$KMS_ENVELOPE_TEST_SECRET\""]);
+        let output = secrets.apply_to(&mut command).output().unwrap();
+        assert!(output.status.success());
+        assert_eq!(output.stdout, b"hunter2");
+        assert!(std::env::var_os("KMS_ENVELOPE_TEST_SECRET").is_none());
     }
 }
