@@ -5,6 +5,7 @@ use std::fmt;
 use std::process::Command;
 
 use serde::de::DeserializeOwned;
+use serde_json::error::Category;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{Error, Result};
@@ -49,10 +50,8 @@ impl fmt::Debug for Secrets {
 impl Secrets {
     /// Parses a decrypted JSON object whose values are strings.
     pub fn from_json(json: Zeroizing<Vec<u8>>) -> Result<Self> {
-        let values: BTreeMap<String, SecretString> = serde_json::from_slice(&json).map_err(|e| {
-            // serde_json's message names a line and column, never the content.
-            Error::Config(format!("secrets bundle is not a JSON object of strings: {e}"))
-        })?;
+        let values: BTreeMap<String, SecretString> = serde_json::from_slice(&json)
+            .map_err(|e| Error::Config(format!("secrets bundle is not a JSON object of strings: {}", Unquoted(&e))))?;
         Ok(Self { json, values })
     }
 
@@ -70,7 +69,7 @@ impl Secrets {
     /// [`SecretString`] fields do it for them.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_slice(&self.json)
-            .map_err(|e| Error::Config(format!("secrets bundle does not fit the type: {e}")))
+            .map_err(|e| Error::Config(format!("secrets bundle does not fit the type: {}", Unquoted(&e))))
     }
 
     /// Adds every secret to the environment of a child process, for programs that read only environment
@@ -83,6 +82,22 @@ impl Secrets {
     /// [`get`](Self::get) where the code is yours.
     pub fn apply_to<'c>(&self, command: &'c mut Command) -> &'c mut Command {
         command.envs(self.values.iter().map(|(name, value)| (name, value.expose())))
+    }
+}
+
+/// What kind of JSON error happened and where, without serde's own message: that quotes the decrypted
+/// values it met (`invalid type: string "hunter2", expected ...`) and names unknown fields.
+struct Unquoted<'a>(&'a serde_json::Error);
+
+impl fmt::Display for Unquoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.0.classify() {
+            Category::Syntax => "not valid JSON",
+            Category::Eof => "the JSON ends early",
+            Category::Data => "a value of the wrong type or shape",
+            Category::Io => "read error",
+        };
+        write!(f, "{kind} at line {} column {}", self.0.line(), self.0.column())
     }
 }
 
