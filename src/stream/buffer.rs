@@ -1,0 +1,95 @@
+//! Growing a buffer of secrets without leaving copies behind.
+//!
+//! `Vec` grows by `realloc`, which frees the old block as it was: the plaintext or stale plaintext in it
+//! stays in freed memory, where `Zeroizing`'s wipe on drop never reaches. Every plaintext or key buffer that
+//! can grow goes through these functions, which allocate the new block, copy, and wipe the old block
+//! (its whole capacity) before freeing it.
+
+use std::io::{self, Read};
+
+use zeroize::{Zeroize, Zeroizing};
+
+/// The most a read into a buffer claims (and zero-fills) ahead of the data, so that a length promised
+/// by a message costs memory only as the bytes arrive.
+const READ_CHUNK: usize = 64 << 10;
+
+/// Makes room for at least `additional` more bytes. A new block, when needed, is at least twice the old
+/// capacity (amortized growth), and the old block is wiped before it is freed.
+pub(crate) fn reserve(buf: &mut Zeroizing<Vec<u8>>, additional: usize) {
+    grow(buf, additional, false);
+}
+
+/// As [`reserve`], with a new block of exactly the size asked for: for buffers sized once.
+pub(crate) fn reserve_exact(buf: &mut Zeroizing<Vec<u8>>, additional: usize) {
+    grow(buf, additional, true);
+}
+
+fn grow(buf: &mut Zeroizing<Vec<u8>>, additional: usize, exact: bool) {
+    if buf.capacity() - buf.len() >= additional {
+        return;
+    }
+    let needed = buf.len().checked_add(additional).expect("buffer length overflows usize");
+    let capacity = if exact { needed } else { needed.max(buf.capacity().saturating_mul(2)) };
+    let mut grown = Vec::with_capacity(capacity);
+    grown.extend_from_slice(buf);
+    // `Vec::zeroize` wipes the spare capacity too: stale plaintext of an earlier use lives there.
+    let mut old = std::mem::replace(&mut **buf, grown);
+    old.zeroize();
+}
+
+/// Appends `bytes`, growing as [`reserve`] does.
+pub(crate) fn extend(buf: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
+    reserve(buf, bytes.len());
+    buf.extend_from_slice(bytes);
+}
+
+/// Appends up to `limit` bytes read from `input` (until it ends, retrying on `Interrupted`), growing as
+/// [`reserve`] does and only as the data arrives. Returns how many bytes were appended; on an error, the
+/// bytes read before it are kept.
+pub(crate) fn read_append(buf: &mut Zeroizing<Vec<u8>>, mut input: impl Read, limit: usize) -> io::Result<usize> {
+    let start = buf.len();
+    let mut filled = start;
+    let mut remaining = limit;
+    let result = loop {
+        if filled == buf.len() {
+            if remaining == 0 {
+                break Ok(());
+            }
+            let chunk = remaining.min(READ_CHUNK);
+            reserve(buf, chunk);
+            buf.resize(filled + chunk, 0);
+        }
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                filled += n;
+                remaining -= n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    buf.truncate(filled);
+    result.map(|()| filled - start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_keeps_the_contents_and_reads_stop_at_the_limit() {
+        let mut buf = Zeroizing::new(b"abc".to_vec());
+        extend(&mut buf, &[7; 100]);
+        assert_eq!(buf.len(), 103);
+        assert_eq!(&buf[..3], b"abc");
+        reserve_exact(&mut buf, 1000);
+        assert!(buf.capacity() >= 1103);
+        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let before = buf.len();
+        assert_eq!(read_append(&mut buf, &data[..], 150_000).unwrap(), 150_000);
+        assert_eq!(&buf[before..], &data[..150_000]);
+        assert_eq!(read_append(&mut buf, &data[..10], usize::MAX).unwrap(), 10);
+        assert_eq!(buf.len(), before + 150_010);
+    }
+}
