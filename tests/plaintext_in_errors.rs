@@ -5,9 +5,6 @@
 #![cfg(feature = "bundle")]
 
 use std::fs;
-use std::path::Path;
-#[cfg(feature = "lambda")]
-use std::sync::{Arc, Mutex, OnceLock};
 
 use kms_envelope::bundle::{decrypt_directory, unpack_verified};
 use kms_envelope::{DecryptOptions, Decryptor, EncryptOptions, Encryptor, Error, RawAesKeyring};
@@ -156,6 +153,9 @@ fn cli_unbundle_of_a_message_that_is_not_a_bundle_quotes_nothing_on_stderr() {
 
 #[cfg(feature = "lambda")]
 mod lambda {
+    use std::path::Path;
+    use std::sync::{Arc, Mutex, OnceLock};
+
     use super::*;
     use kms_envelope::lambda::{BundleSpec, ColdStart, Secrets, Source};
     use zeroize::Zeroizing;
