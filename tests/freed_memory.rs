@@ -182,6 +182,16 @@ fn every_way(
         freed_with_marker(|| assert_eq!(decrypt_streaming(decrypt_options, &message), expected)),
     ));
     counts.push((
+        format!("{what}: decrypt_to_path"),
+        freed_with_marker(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("out");
+            kms_envelope::decrypt_to_path(&keyring(), decrypt_options, &message[..], &path, false, false).unwrap();
+            let written = Zeroizing::new(std::fs::read(&path).unwrap());
+            assert!(sha(&written) == expected, "{what}: decrypt_to_path wrote something else");
+        }),
+    ));
+    counts.push((
         format!("{what}: decrypt_into a buffer that grows"),
         freed_with_marker(|| {
             let mut out = Zeroizing::new(Vec::new());

@@ -5,7 +5,7 @@
 //! can grow goes through these functions, which allocate the new block, copy, and wipe the old block
 //! (its whole capacity) before freeing it.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 
 use zeroize::{Zeroize, Zeroizing};
 
@@ -73,6 +73,59 @@ pub(crate) fn read_append(buf: &mut Zeroizing<Vec<u8>>, mut input: impl Read, li
     result.map(|()| filled - start)
 }
 
+/// A buffered writer for plaintext: `std::io::BufWriter` frees its buffer as it is, with the last
+/// plaintext it gathered still in it; this one wipes it. Writes at least as long as the buffer go
+/// straight through, as with `BufWriter`.
+///
+/// Unlike `BufWriter`, dropping it does not flush: call [`flush`](Write::flush). What is still buffered
+/// at drop (after an error, say) is wiped, never written.
+pub struct WipingBufWriter<W: Write> {
+    inner: W,
+    buf: Zeroizing<Vec<u8>>,
+}
+
+impl<W: Write> WipingBufWriter<W> {
+    /// A writer into `inner` that gathers writes shorter than `capacity` bytes.
+    pub fn with_capacity(capacity: usize, inner: W) -> Self {
+        Self { inner, buf: Zeroizing::new(Vec::with_capacity(capacity)) }
+    }
+
+    fn write_buffered(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.inner.write_all(&self.buf)?;
+            // The bytes stay in the spare capacity until overwritten; the whole block is wiped on drop.
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for WipingBufWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        // Never past the capacity: the buffer must not grow (and so be moved by `realloc`).
+        if self.buf.len() + data.len() > self.buf.capacity() {
+            self.write_buffered()?;
+        }
+        if data.len() >= self.buf.capacity() {
+            self.inner.write(data)
+        } else {
+            self.buf.extend_from_slice(data);
+            Ok(data.len())
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_buffered()?;
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> std::fmt::Debug for WipingBufWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WipingBufWriter").field("buffered", &self.buf.len()).finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +144,18 @@ mod tests {
         assert_eq!(&buf[before..], &data[..150_000]);
         assert_eq!(read_append(&mut buf, &data[..10], usize::MAX).unwrap(), 10);
         assert_eq!(buf.len(), before + 150_010);
+    }
+
+    #[test]
+    fn the_wiping_writer_gathers_small_writes_and_passes_large_ones() {
+        let mut out = Vec::new();
+        let mut writer = WipingBufWriter::with_capacity(8, &mut out);
+        writer.write_all(b"abc").unwrap();
+        writer.write_all(b"defgh").unwrap();
+        writer.write_all(b"0123456789").unwrap();
+        writer.write_all(b"z").unwrap();
+        writer.flush().unwrap();
+        drop(writer);
+        assert_eq!(out, b"abcdefgh0123456789z");
     }
 }
