@@ -203,6 +203,56 @@ fn every_way(
     counts
 }
 
+/// `AsyncEncryptor` and `AsyncDecryptor`, which hand plaintext buffers between the caller's task and a
+/// blocking thread.
+#[cfg(feature = "async")]
+fn async_io(encrypt_options: &EncryptOptions, decrypt_options: &DecryptOptions, len: usize) -> Vec<(String, usize)> {
+    use kms_envelope::{AsyncDecryptor, AsyncEncryptor};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let plain = plaintext(len);
+    let expected = sha(&plain);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let mut message = Vec::new();
+    let mut counts = Vec::new();
+    counts.push((
+        "AsyncEncryptor".to_string(),
+        freed_with_marker(|| {
+            message = runtime.block_on(async {
+                let mut encryptor = AsyncEncryptor::new(&keyring(), encrypt_options, Vec::new()).await.unwrap();
+                for piece in plain.chunks(10_000) {
+                    encryptor.write_all(piece).await.unwrap();
+                }
+                encryptor.finish().await.unwrap()
+            })
+        }),
+    ));
+    counts.push((
+        "AsyncDecryptor".to_string(),
+        freed_with_marker(|| {
+            let hash = runtime.block_on(async {
+                let mut decryptor =
+                    AsyncDecryptor::new(&keyring(), decrypt_options, std::io::Cursor::new(message.clone()))
+                        .await
+                        .unwrap();
+                let mut buf = Zeroizing::new(vec![0u8; 100_000]);
+                let mut hash = Sha256::new();
+                loop {
+                    let n = decryptor.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    hash.update(&buf[..n]);
+                }
+                <[u8; 32]>::from(hash.finalize())
+            });
+            assert!(hash == expected, "AsyncDecryptor returned something else");
+        }),
+    ));
+    drop(runtime);
+    counts
+}
+
 #[test]
 fn no_freed_block_holds_plaintext() {
     let single = EncryptOptions::new().frame_length(4096).threads(1);
@@ -221,6 +271,9 @@ fn no_freed_block_holds_plaintext() {
     counts.extend(every_way("worker pool", &pool, &pool_decrypt, 2 << 20));
     counts.extend(every_way("5 MiB frames", &big_frames, &big_frames_decrypt, 11 << 20));
     counts.extend(every_way("signed", &signed, &DecryptOptions::new(), 1 << 20));
+
+    #[cfg(feature = "async")]
+    counts.extend(async_io(&pool, &pool_decrypt, 2 << 20));
 
     // The scan is live: a plain `Vec` of plaintext that grows is seen.
     let control = freed_with_marker(|| {
