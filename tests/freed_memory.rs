@@ -171,6 +171,14 @@ fn every_way(
         }),
     ));
     counts.push((
+        format!("{what}: Encryptor::copy_from a WipingBufReader"),
+        freed_with_marker(|| {
+            let mut encryptor = Encryptor::new(&keyring(), encrypt_options, Vec::new()).unwrap();
+            encryptor.copy_from(kms_envelope::stream::WipingBufReader::with_capacity(64 << 10, &plain[..])).unwrap();
+            assert_eq!(encryptor.finish().unwrap().len(), message.len());
+        }),
+    ));
+    counts.push((
         format!("{what}: encrypt (one-shot)"),
         freed_with_marker(|| {
             let one_shot = encrypt(&keyring(), encrypt_options, &plain).unwrap();

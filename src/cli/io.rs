@@ -2,11 +2,11 @@
 //! loops that tell a failing input from a failing output.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
-use kms_envelope::stream::WipingBufWriter;
 use kms_envelope::stream::file::PendingFile;
+use kms_envelope::stream::{WipingBufReader, WipingBufWriter};
 use kms_envelope::{DecryptOptions, Decryptor, EncryptOptions, Encryptor, Error, Header, Keyring};
 
 use super::exit::{Code, Failure};
@@ -17,7 +17,8 @@ use super::progress::Progress;
 /// `decrypt` it holds plaintext.
 const OUT_BUFFER: usize = 64 << 10;
 /// Input buffer: enough for the small reads of frame prefixes, smaller than any frame body, which the
-/// encryptor and decryptor then read straight into their own buffers.
+/// encryptor and decryptor then read straight into their own buffers. Wiped before it is freed: for
+/// `encrypt` it holds plaintext.
 const IN_BUFFER: usize = 16 << 10;
 
 /// An opened input: its name for messages, its bytes, and its size when known (a file, or stdin
@@ -41,7 +42,7 @@ pub fn open_input(path: &str) -> Result<Input, Failure> {
         )));
     }
     let size = meta.is_file().then_some(meta.len());
-    Ok(Input { name: path.to_owned(), reader: Box::new(BufReader::with_capacity(IN_BUFFER, file)), size })
+    Ok(Input { name: path.to_owned(), reader: Box::new(WipingBufReader::with_capacity(IN_BUFFER, file)), size })
 }
 
 /// The size of stdin when it is a regular file (`< file`), for the progress bar.

@@ -126,6 +126,45 @@ impl<W: Write> std::fmt::Debug for WipingBufWriter<W> {
     }
 }
 
+/// A buffered reader for plaintext: `std::io::BufReader` frees its buffer as it is, with the last
+/// plaintext it read still in it; this one wipes it. Reads at least as long as the buffer, when nothing
+/// is buffered, go straight to the inner reader, as with `BufReader`.
+pub struct WipingBufReader<R: Read> {
+    inner: R,
+    buf: Zeroizing<Vec<u8>>,
+    pos: usize,
+    filled: usize,
+}
+
+impl<R: Read> WipingBufReader<R> {
+    /// A reader from `inner` that reads ahead `capacity` bytes at a time for shorter reads.
+    pub fn with_capacity(capacity: usize, inner: R) -> Self {
+        Self { inner, buf: Zeroizing::new(vec![0; capacity]), pos: 0, filled: 0 }
+    }
+}
+
+impl<R: Read> Read for WipingBufReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.filled {
+            if out.len() >= self.buf.len() {
+                return self.inner.read(out);
+            }
+            self.filled = self.inner.read(&mut self.buf)?;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.filled - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl<R: Read> std::fmt::Debug for WipingBufReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WipingBufReader").field("buffered", &(self.filled - self.pos)).finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +196,21 @@ mod tests {
         writer.flush().unwrap();
         drop(writer);
         assert_eq!(out, b"abcdefgh0123456789z");
+    }
+
+    #[test]
+    fn the_wiping_reader_returns_every_byte_in_order() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let mut reader = WipingBufReader::with_capacity(100, &data[..]);
+        let mut out = Vec::new();
+        let mut piece = [0u8; 150];
+        for size in [1usize, 3, 99, 100, 150, 7].into_iter().cycle() {
+            let n = reader.read(&mut piece[..size]).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&piece[..n]);
+        }
+        assert_eq!(out, data);
     }
 }

@@ -18,7 +18,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 #[cfg(feature = "async")]
 pub use async_io::{AsyncDecryptor, AsyncEncryptor};
-pub use buffer::WipingBufWriter;
+pub use buffer::{WipingBufReader, WipingBufWriter};
 pub use decrypt::Decryptor;
 pub use encrypt::Encryptor;
 pub use options::{
