@@ -9,9 +9,13 @@
 //! plaintext behind; its empty staging directory (locked while it lived) is removed by the next unpack to
 //! the same destination.
 
+use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::format::header::Header;
@@ -126,17 +130,65 @@ fn create_private_dir(path: &Path) -> io::Result<()> {
     builder.create(path)
 }
 
+/// The decrypted bytes the tar reader consumed, and the input's own failure if it had one: the tar crate's
+/// errors quote the bytes they could not parse (a `.env` file unbundled by mistake puts its passwords in
+/// the error), so every error the reader raises is replaced by [`not_a_bundle`] unless it is the input's.
+#[derive(Default)]
+struct ReadState {
+    offset: u64,
+    input_failure: Option<io::Error>,
+}
+
+struct TrackedReader<R> {
+    inner: R,
+    state: Rc<RefCell<ReadState>>,
+}
+
+impl<R: Read> Read for TrackedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.state.borrow_mut().offset += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let kind = e.kind();
+                self.state.borrow_mut().input_failure = Some(e);
+                Err(io::Error::new(kind, "the decrypted stream failed"))
+            }
+        }
+    }
+}
+
+/// The one error for a decrypted stream the tar reader cannot parse. It must not include the reader's own
+/// message: that quotes the decrypted bytes.
+fn not_a_bundle(offset: u64) -> Error {
+    bundle_error(format!("the decrypted message is not a kms-envelope bundle (tar): byte offset {offset}"))
+}
+
+/// Turns an error the tar reader returned into ours: the input's failure (a decryptor error, a read
+/// error) when there was one, and otherwise [`not_a_bundle`] at the offset reached.
+fn reader_error(state: &RefCell<ReadState>, _quotes_plaintext: io::Error) -> Error {
+    let mut state = state.borrow_mut();
+    match state.input_failure.take() {
+        Some(failure) => Error::from_io(failure),
+        None => not_a_bundle(state.offset),
+    }
+}
+
 /// Unpacks a tar stream into `root`, an empty directory this process created. On Linux the files get
 /// their names only once `input` reached its end (for a [`Decryptor`], once the whole message verified),
 /// up to 128 at a time.
 pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
-    let mut archive = tar::Archive::new(input);
+    let state = Rc::new(RefCell::new(ReadState::default()));
+    let mut archive = tar::Archive::new(TrackedReader { inner: input, state: state.clone() });
     let mut summary = BundleSummary::default();
     #[cfg(target_os = "linux")]
     let mut unnamed = Vec::new();
-    for entry in archive.entries().map_err(Error::from_io)? {
-        let mut entry = entry.map_err(Error::from_io)?;
-        let relative = safe_relative(&entry.path()?)?;
+    for entry in archive.entries().map_err(|e| reader_error(&state, e))? {
+        let mut entry = entry.map_err(|e| reader_error(&state, e))?;
+        let relative = safe_relative(&entry.path().map_err(|e| reader_error(&state, e))?)?;
         if relative.as_os_str().is_empty() {
             continue;
         }
@@ -160,7 +212,7 @@ pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 #[cfg(target_os = "linux")]
                 if let Some(mut file) = create_unnamed(&dir, &mut unnamed)? {
-                    summary.bytes += io::copy(&mut entry, file.file_mut()).map_err(Error::from_io)?;
+                    summary.bytes += copy_entry(&mut entry, file.file_mut(), &state)?;
                     summary.files += 1;
                     unnamed.push((file, relative));
                     if unnamed.len() >= MAX_UNNAMED {
@@ -179,8 +231,7 @@ pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
                         Error::Io(e)
                     }
                 })?;
-                // A decryptor error travels through tar as an io::Error: unwrap it back into ours.
-                summary.bytes += io::copy(&mut entry, &mut file).map_err(Error::from_io)?;
+                summary.bytes += copy_entry(&mut entry, &mut file, &state)?;
                 summary.files += 1;
             }
             other => {
@@ -196,7 +247,7 @@ pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
     let mut rest = archive.into_inner();
     let mut buf = [0u8; 8192];
     loop {
-        let n = rest.read(&mut buf).map_err(Error::from_io)?;
+        let n = rest.read(&mut buf).map_err(|e| reader_error(&state, e))?;
         if n == 0 {
             break;
         }
@@ -244,6 +295,22 @@ fn link_unnamed(unnamed: &mut Vec<(UnnamedFile, PathBuf)>) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// Copies one entry's content, telling the reader's errors (sanitized) from the file's (plain I/O).
+fn copy_entry(entry: &mut impl Read, file: &mut File, state: &RefCell<ReadState>) -> Result<u64> {
+    let mut buf = Zeroizing::new(vec![0u8; 64 << 10]);
+    let mut copied = 0u64;
+    loop {
+        let n = match entry.read(&mut buf) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(reader_error(state, e)),
+        };
+        file.write_all(&buf[..n])?;
+        copied += n as u64;
+    }
 }
 
 /// Decrypts a directory bundle into `destination`, which appears (0700, files 0600) only after the whole

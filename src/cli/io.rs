@@ -2,20 +2,23 @@
 //! loops that tell a failing input from a failing output.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 use kms_envelope::stream::file::PendingFile;
+use kms_envelope::stream::{WipingBufReader, WipingBufWriter};
 use kms_envelope::{DecryptOptions, Decryptor, EncryptOptions, Encryptor, Error, Header, Keyring};
 
 use super::exit::{Code, Failure};
 use super::progress::Progress;
 
 /// Output buffer: small writes (the header, frames under 64 KiB) are gathered; a job or frame of at least
-/// this size goes to the file directly, without a copy.
+/// this size goes to the file directly, without a copy. The buffer is wiped before it is freed: for
+/// `decrypt` it holds plaintext.
 const OUT_BUFFER: usize = 64 << 10;
 /// Input buffer: enough for the small reads of frame prefixes, smaller than any frame body, which the
-/// encryptor and decryptor then read straight into their own buffers.
+/// encryptor and decryptor then read straight into their own buffers. Wiped before it is freed: for
+/// `encrypt` it holds plaintext.
 const IN_BUFFER: usize = 16 << 10;
 
 /// An opened input: its name for messages, its bytes, and its size when known (a file, or stdin
@@ -39,7 +42,7 @@ pub fn open_input(path: &str) -> Result<Input, Failure> {
         )));
     }
     let size = meta.is_file().then_some(meta.len());
-    Ok(Input { name: path.to_owned(), reader: Box::new(BufReader::with_capacity(IN_BUFFER, file)), size })
+    Ok(Input { name: path.to_owned(), reader: Box::new(WipingBufReader::with_capacity(IN_BUFFER, file)), size })
 }
 
 /// The size of stdin when it is a regular file (`< file`), for the progress bar.
@@ -76,7 +79,7 @@ fn with_output(
     write: impl FnOnce(&mut dyn Write) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     if path == "-" {
-        let mut stdout = BufWriter::with_capacity(OUT_BUFFER, io::stdout().lock());
+        let mut stdout = WipingBufWriter::with_capacity(OUT_BUFFER, io::stdout().lock());
         write(&mut stdout)?;
         return stdout.flush().map_err(|e| Failure::io("cannot write to stdout".into(), e));
     }
@@ -87,7 +90,7 @@ fn with_output(
     // writing leaves the final sync little to do.
     pending.sync_while_writing();
     {
-        let mut out = BufWriter::with_capacity(OUT_BUFFER, &mut pending);
+        let mut out = WipingBufWriter::with_capacity(OUT_BUFFER, &mut pending);
         write(&mut out)?;
         out.flush().map_err(|e| Failure::io(format!("cannot write {path}"), e))?;
     }

@@ -112,10 +112,21 @@ fn derive_bytes(
     const OK: &str = "HKDF output length within 255 hash lengths";
     match suite.kdf() {
         Kdf::Identity => content.copy_from_slice(pdk),
-        Kdf::HkdfSha256 => Hkdf::<Sha256>::new(None, pdk).expand_multi_info(v1_info, &mut content).expect(OK),
-        Kdf::HkdfSha384 => Hkdf::<Sha384>::new(None, pdk).expand_multi_info(v1_info, &mut content).expect(OK),
+        // `extract` rather than `new`, which drops the PRK it computed without wiping it. What `Hkdf` keeps
+        // (HMAC states keyed with the PRK) is wiped on drop through sha2's `zeroize` feature.
+        Kdf::HkdfSha256 => {
+            let (mut prk, hkdf) = Hkdf::<Sha256>::extract(None, pdk);
+            prk[..].zeroize();
+            hkdf.expand_multi_info(v1_info, &mut content).expect(OK);
+        }
+        Kdf::HkdfSha384 => {
+            let (mut prk, hkdf) = Hkdf::<Sha384>::extract(None, pdk);
+            prk[..].zeroize();
+            hkdf.expand_multi_info(v1_info, &mut content).expect(OK);
+        }
         Kdf::HkdfSha512Commit => {
-            let hkdf = Hkdf::<Sha512>::new(Some(message_id.as_bytes()), pdk);
+            let (mut prk, hkdf) = Hkdf::<Sha512>::extract(Some(message_id.as_bytes()), pdk);
+            prk[..].zeroize();
             hkdf.expand_multi_info(&[&suite_id, b"DERIVEKEY"], &mut content).expect(OK);
             let mut key = [0u8; COMMITMENT_LEN];
             hkdf.expand(b"COMMITKEY", &mut key).expect(OK);

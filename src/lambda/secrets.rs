@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::process::Command;
 
 use serde::de::DeserializeOwned;
+use serde_json::error::Category;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{Error, Result};
@@ -48,10 +50,8 @@ impl fmt::Debug for Secrets {
 impl Secrets {
     /// Parses a decrypted JSON object whose values are strings.
     pub fn from_json(json: Zeroizing<Vec<u8>>) -> Result<Self> {
-        let values: BTreeMap<String, SecretString> = serde_json::from_slice(&json).map_err(|e| {
-            // serde_json's message names a line and column, never the content.
-            Error::Config(format!("secrets bundle is not a JSON object of strings: {e}"))
-        })?;
+        let values: BTreeMap<String, SecretString> = serde_json::from_slice(&json)
+            .map_err(|e| Error::Config(format!("secrets bundle is not a JSON object of strings: {}", Unquoted(&e))))?;
         Ok(Self { json, values })
     }
 
@@ -69,22 +69,35 @@ impl Secrets {
     /// [`SecretString`] fields do it for them.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_slice(&self.json)
-            .map_err(|e| Error::Config(format!("secrets bundle does not fit the type: {e}")))
+            .map_err(|e| Error::Config(format!("secrets bundle does not fit the type: {}", Unquoted(&e))))
     }
 
-    /// Exports every secret into the process environment, for code that reads only environment variables.
+    /// Adds every secret to the environment of a child process, for programs that read only environment
+    /// variables: `secrets.apply_to(&mut Command::new("legacy-tool")).spawn()`.
     ///
-    /// Call it at the start of `main`, before any other thread exists: changing the environment while
-    /// another thread reads it is undefined behaviour on most platforms, which is why this is opt-in.
-    /// Environment variables are not zeroized by anyone; prefer [`get`](Self::get) where you can.
-    pub fn export_to_env(&self) {
-        for (name, value) in &self.values {
-            // SAFETY: documented above: the caller calls this before spawning threads.
-            #[allow(unsafe_code)]
-            unsafe {
-                std::env::set_var(name, value.expose());
-            }
-        }
+    /// This process's own environment is left alone. Changing it with `std::env::set_var` is sound only
+    /// while no other thread reads it, which a tokio runtime (or any library that starts a thread) makes
+    /// impossible to promise; the child's environment is built by `Command` at spawn time instead. The
+    /// copies `Command` keeps are not zeroized, so drop it once the child is spawned, and prefer
+    /// [`get`](Self::get) where the code is yours.
+    pub fn apply_to<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        command.envs(self.values.iter().map(|(name, value)| (name, value.expose())))
+    }
+}
+
+/// What kind of JSON error happened and where, without serde's own message: that quotes the decrypted
+/// values it met (`invalid type: string "hunter2", expected ...`) and names unknown fields.
+struct Unquoted<'a>(&'a serde_json::Error);
+
+impl fmt::Display for Unquoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.0.classify() {
+            Category::Syntax => "not valid JSON",
+            Category::Eof => "the JSON ends early",
+            Category::Data => "a value of the wrong type or shape",
+            Category::Io => "read error",
+        };
+        write!(f, "{kind} at line {} column {}", self.0.line(), self.0.column())
     }
 }
 
@@ -111,5 +124,17 @@ mod tests {
         assert!(Secrets::from_json(Zeroizing::new(br#"{"n": 1}"#.to_vec())).is_err());
         let err = Secrets::from_json(Zeroizing::new(br#"{"k": "hunter2""#.to_vec())).unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn apply_to_reaches_the_child_and_not_this_process() {
+        let secrets =
+            Secrets::from_json(Zeroizing::new(br#"{"KMS_ENVELOPE_TEST_SECRET":"hunter2"}"#.to_vec())).unwrap();
+        let mut command = Command::new("sh");
+        command.args(["-c", "printf %s \"$KMS_ENVELOPE_TEST_SECRET\""]);
+        let output = secrets.apply_to(&mut command).output().unwrap();
+        assert!(output.status.success());
+        assert_eq!(output.stdout, b"hunter2");
+        assert!(std::env::var_os("KMS_ENVELOPE_TEST_SECRET").is_none());
     }
 }

@@ -2,6 +2,7 @@
 
 use std::io::{self, Read, Write};
 
+use super::buffer;
 use super::cmm::{OpenedHeader, open_header};
 use super::options::DecryptOptions;
 use super::pipeline::{Direction, FrameSlot, Job, Pipeline};
@@ -198,7 +199,7 @@ impl<R: Read> Decryptor<R> {
         let want = len + TAG_LEN;
         // Grow with the data actually received, so a header that promises a large frame costs nothing
         // until the bytes arrive.
-        let got = (&mut self.input).take(want as u64).read_to_end(&mut job.buf).map_err(Error::from_io);
+        let got = buffer::read_append(&mut job.buf, &mut self.input, want).map_err(Error::from_io);
         match got {
             Ok(got) if got == want => {}
             Ok(got) => {

@@ -2,6 +2,7 @@
 
 use std::io::{self, Read, Write};
 
+use super::buffer;
 use super::cmm::{PreparedEncryption, prepare_encrypt};
 use super::options::EncryptOptions;
 use super::pipeline::{Direction, FrameSlot, Job, Pipeline};
@@ -97,7 +98,7 @@ impl<W: Write> Encryptor<W> {
     }
 
     fn open_frame(&mut self) {
-        self.job.buf.extend_from_slice(&[0; REGULAR_PREFIX]);
+        buffer::extend(&mut self.job.buf, &[0; REGULAR_PREFIX]);
         self.open = self.job.buf.len();
     }
 
@@ -109,7 +110,7 @@ impl<W: Write> Encryptor<W> {
         let start = self.open;
         self.job.buf[start - REGULAR_PREFIX..start - IV_LEN].copy_from_slice(&sequence.to_be_bytes());
         self.job.buf[start - IV_LEN..start].copy_from_slice(&iv);
-        self.job.buf.extend_from_slice(&[0; TAG_LEN]);
+        buffer::extend(&mut self.job.buf, &[0; TAG_LEN]);
         let len = self.frame_length;
         self.job.frames.push(FrameSlot { sequence, kind: BlockKind::Regular, iv, start, len });
         self.sealed_bytes += len as u64;
@@ -148,10 +149,9 @@ impl<W: Write> Encryptor<W> {
                 self.close_regular()?;
             }
             let want = self.frame_length - self.buffered();
-            // `read_to_end` fills the job's spare capacity in place (retrying on `Interrupted`) and keeps
-            // what it read before an error.
+            // Read in place into the job (retrying on `Interrupted`), keeping what was read before an error.
             let before = self.job.buf.len();
-            let read = (&mut input).take(want as u64).read_to_end(&mut self.job.buf);
+            let read = buffer::read_append(&mut self.job.buf, &mut input, want);
             total += (self.job.buf.len() - before) as u64;
             if read? < want {
                 return Ok(total);
@@ -209,7 +209,7 @@ impl<W: Write> Encryptor<W> {
         }
         let sequence = self.counter.next_final()?;
         let (start, len) = (self.open, self.buffered());
-        self.job.buf.extend_from_slice(&[0; TAG_LEN]);
+        buffer::extend(&mut self.job.buf, &[0; TAG_LEN]);
         self.job.frames.push(FrameSlot { sequence, kind: BlockKind::Final, iv: frame_iv(sequence), start, len });
         let job = std::mem::replace(&mut self.job, self.pipeline.take_job(0, 0));
         self.pipeline.submit(job);
@@ -236,7 +236,7 @@ impl<W: Write> Write for Encryptor<W> {
                 self.close_regular()?;
             }
             let take = (self.frame_length - self.buffered()).min(rest.len());
-            self.job.buf.extend_from_slice(&rest[..take]);
+            buffer::extend(&mut self.job.buf, &rest[..take]);
             rest = &rest[take..];
         }
         Ok(buf.len())

@@ -2,12 +2,12 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SyncSender};
 use std::thread::JoinHandle;
 
-use super::{DecryptOptions, Decryptor};
+use super::{DecryptOptions, Decryptor, WipingBufWriter};
 use crate::error::{Error, Result};
 use crate::format::header::Header;
 use crate::keyring::Keyring;
@@ -489,7 +489,7 @@ pub fn write_verified<R: Read>(
     }
     {
         // Frames at least this long go straight from the decryptor's buffers to the file.
-        let mut out = BufWriter::with_capacity(64 << 10, &mut pending);
+        let mut out = WipingBufWriter::with_capacity(64 << 10, &mut pending);
         decryptor.write_to(&mut out).map_err(Error::from_io)?;
         out.flush()?;
     }

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "async")]
 pub mod async_io;
+mod buffer;
 mod cmm;
 pub mod decrypt;
 pub mod encrypt;
@@ -17,6 +18,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 #[cfg(feature = "async")]
 pub use async_io::{AsyncDecryptor, AsyncEncryptor};
+pub use buffer::{WipingBufReader, WipingBufWriter};
 pub use decrypt::Decryptor;
 pub use encrypt::Encryptor;
 pub use options::{
@@ -115,8 +117,8 @@ fn decrypt_replacing(
     // Also where the fast path found something wrong: this reports it precisely. (The fast path wiped
     // what it wrote; what the buffer held before is the caller's and is wiped with it on drop.)
     plaintext.clear();
-    plaintext.reserve(body.len());
+    buffer::reserve_exact(plaintext, body.len());
     let mut decryptor = Decryptor::with_opened(header, opened, options, body);
-    std::io::Read::read_to_end(&mut decryptor, plaintext).map_err(Error::from_io)?;
+    buffer::read_append(plaintext, &mut decryptor, usize::MAX).map_err(Error::from_io)?;
     Ok(decryptor.header().clone())
 }

@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 
 use zeroize::Zeroizing;
 
+use super::buffer;
 use super::options::Parallelism;
 use crate::crypto::AeadKey;
 use crate::error::{Error, Result};
@@ -173,9 +174,8 @@ impl Pipeline {
     pub fn take_job(&mut self, frames: usize, frame_bytes: usize) -> Job {
         let want = frames.saturating_mul(frame_bytes).min(MAX_RESERVE);
         let mut job = self.free.pop().unwrap_or_else(|| Job::new(0));
-        if job.buf.capacity() < want {
-            job.buf.reserve_exact(want);
-        }
+        // The recycled buffer holds the stale plaintext of its last job: it must not be freed by `realloc`.
+        buffer::reserve_exact(&mut job.buf, want);
         job
     }
 

@@ -208,6 +208,8 @@ pub(crate) fn decrypt(
         return false;
     }
 
+    plaintext.clear();
+    super::buffer::reserve_exact(plaintext, layout.plaintext_len());
     plaintext.resize(layout.plaintext_len(), 0);
     let (regular_plain, last_plain) = plaintext.split_at_mut(layout.regular * layout.frame_len);
     let per_job = layout.frames_per_job(parallelism);

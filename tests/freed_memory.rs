@@ -1,0 +1,297 @@
+//! No plaintext is left in freed memory: this binary's global allocator looks into every block freed (and
+//! every block a `realloc` leaves, as if it always moved) for a marker, while messages full of that marker
+//! are encrypted and decrypted every way the crate offers. A `Zeroizing` buffer is wiped before it is
+//! freed; one that grows by `realloc` is not, and this is the test that sees it.
+//!
+//! The test's own plaintext and output buffers are `Zeroizing` (wiped before they are freed) and results
+//! are compared through hashes, so every marker found in freed memory was left there by the crate.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use kms_envelope::{
+    AlgorithmSuite, DecryptOptions, Decryptor, EncryptOptions, Encryptor, RawAesKeyring, decrypt_into, encrypt,
+};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// 16 bytes that occur nowhere but in the plaintext (and wherever the crate leaves a copy of it).
+const MARKER: [u8; 16] = *b"\xa5pl41nt3xt-MRK!\x5a";
+
+static SCANNING: AtomicBool = AtomicBool::new(false);
+static HITS: AtomicUsize = AtomicUsize::new(0);
+
+struct Scanning;
+
+fn holds_marker(block: &[u8]) -> bool {
+    let mut i = 0;
+    while i + MARKER.len() <= block.len() {
+        if block[i] == MARKER[0] && block[i..i + MARKER.len()] == MARKER {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+impl Scanning {
+    /// Counts a block about to go back to the allocator if it still holds the marker.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of `size` bytes.
+    unsafe fn check(ptr: *mut u8, size: usize) {
+        if SCANNING.load(Ordering::Relaxed) {
+            // SAFETY: the caller's contract; reading initialized-or-not bytes of our own block as u8.
+            let block = unsafe { std::slice::from_raw_parts(ptr, size) };
+            if holds_marker(block) {
+                HITS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+// SAFETY: every call is forwarded to `System`; `realloc` is alloc + copy + dealloc, which the trait allows.
+unsafe impl GlobalAlloc for Scanning {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe {
+            Self::check(ptr, layout.size());
+            System.dealloc(ptr, layout)
+        }
+    }
+
+    /// Always moves, so that a grow that `System` would have done in place is still seen: whether the
+    /// old block is freed is the allocator's choice, not something the crate may count on.
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        unsafe {
+            let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
+            let new = System.alloc(new_layout);
+            if !new.is_null() {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                Self::check(ptr, layout.size());
+                System.dealloc(ptr, layout);
+            }
+            new
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Scanning = Scanning;
+
+/// Runs `operation` with the scan on and returns how many freed blocks held the marker. Everything the
+/// operation allocates must be dropped inside it.
+fn freed_with_marker(operation: impl FnOnce()) -> usize {
+    HITS.store(0, Ordering::SeqCst);
+    SCANNING.store(true, Ordering::SeqCst);
+    operation();
+    SCANNING.store(false, Ordering::SeqCst);
+    HITS.load(Ordering::SeqCst)
+}
+
+fn keyring() -> RawAesKeyring {
+    RawAesKeyring::new("freed", "key", &[0x33; 32]).unwrap()
+}
+
+/// `len` bytes of marker, in a buffer wiped before it is freed.
+fn plaintext(len: usize) -> Zeroizing<Vec<u8>> {
+    let mut buf = Zeroizing::new(vec![0u8; len]);
+    for (i, byte) in buf.iter_mut().enumerate() {
+        *byte = MARKER[i % MARKER.len()];
+    }
+    buf
+}
+
+fn sha(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn encrypt_streaming(options: &EncryptOptions, plaintext: &[u8], chunk: usize) -> Vec<u8> {
+    let mut encryptor = Encryptor::new(&keyring(), options, Vec::new()).unwrap();
+    for piece in plaintext.chunks(chunk) {
+        encryptor.write_all(piece).unwrap();
+    }
+    encryptor.finish().unwrap()
+}
+
+fn encrypt_copy_from(options: &EncryptOptions, plaintext: &[u8]) -> Vec<u8> {
+    let mut encryptor = Encryptor::new(&keyring(), options, Vec::new()).unwrap();
+    encryptor.copy_from(plaintext).unwrap();
+    encryptor.finish().unwrap()
+}
+
+/// Decrypts through `Read` into a fixed buffer and returns the plaintext's hash.
+fn decrypt_streaming(options: &DecryptOptions, message: &[u8]) -> [u8; 32] {
+    let mut decryptor = Decryptor::new(&keyring(), options, message).unwrap();
+    let mut buf = Zeroizing::new(vec![0u8; 100_000]);
+    let mut hash = Sha256::new();
+    loop {
+        let n = decryptor.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+    }
+    hash.finalize().into()
+}
+
+/// Encrypts and decrypts `plaintext` with `encrypt_options`/`decrypt_options`: streaming by `write`,
+/// by `copy_from`, and one-shot, then decrypts streaming and with `decrypt_into` into a buffer that
+/// first holds a smaller plaintext (so it grows). Returns the marker count for each way.
+fn every_way(
+    what: &str,
+    encrypt_options: &EncryptOptions,
+    decrypt_options: &DecryptOptions,
+    len: usize,
+) -> Vec<(String, usize)> {
+    let plain = plaintext(len);
+    let expected = sha(&plain);
+    let small = plaintext(len / 8 + 1);
+    let small_message = encrypt(&keyring(), encrypt_options, &small).unwrap();
+    let mut counts = Vec::new();
+    let mut message = Vec::new();
+
+    counts.push((
+        format!("{what}: Encryptor::write"),
+        freed_with_marker(|| message = encrypt_streaming(encrypt_options, &plain, 10_000)),
+    ));
+    counts.push((
+        format!("{what}: Encryptor::copy_from"),
+        freed_with_marker(|| {
+            let copied = encrypt_copy_from(encrypt_options, &plain);
+            assert_eq!(copied.len(), message.len());
+        }),
+    ));
+    counts.push((
+        format!("{what}: Encryptor::copy_from a WipingBufReader"),
+        freed_with_marker(|| {
+            let mut encryptor = Encryptor::new(&keyring(), encrypt_options, Vec::new()).unwrap();
+            encryptor.copy_from(kms_envelope::stream::WipingBufReader::with_capacity(64 << 10, &plain[..])).unwrap();
+            assert_eq!(encryptor.finish().unwrap().len(), message.len());
+        }),
+    ));
+    counts.push((
+        format!("{what}: encrypt (one-shot)"),
+        freed_with_marker(|| {
+            let one_shot = encrypt(&keyring(), encrypt_options, &plain).unwrap();
+            assert_eq!(one_shot.len(), message.len());
+        }),
+    ));
+    counts.push((
+        format!("{what}: Decryptor::read"),
+        freed_with_marker(|| assert_eq!(decrypt_streaming(decrypt_options, &message), expected)),
+    ));
+    counts.push((
+        format!("{what}: decrypt_to_path"),
+        freed_with_marker(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("out");
+            kms_envelope::decrypt_to_path(&keyring(), decrypt_options, &message[..], &path, false, false).unwrap();
+            let written = Zeroizing::new(std::fs::read(&path).unwrap());
+            assert!(sha(&written) == expected, "{what}: decrypt_to_path wrote something else");
+        }),
+    ));
+    counts.push((
+        format!("{what}: decrypt_into a buffer that grows"),
+        freed_with_marker(|| {
+            let mut out = Zeroizing::new(Vec::new());
+            decrypt_into(&keyring(), decrypt_options, &small_message, &mut out).unwrap();
+            decrypt_into(&keyring(), decrypt_options, &message, &mut out).unwrap();
+            assert!(sha(&out) == expected, "{what}: decrypt_into returned something else");
+        }),
+    ));
+    counts
+}
+
+/// `AsyncEncryptor` and `AsyncDecryptor`, which hand plaintext buffers between the caller's task and a
+/// blocking thread.
+#[cfg(feature = "async")]
+fn async_io(encrypt_options: &EncryptOptions, decrypt_options: &DecryptOptions, len: usize) -> Vec<(String, usize)> {
+    use kms_envelope::{AsyncDecryptor, AsyncEncryptor};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let plain = plaintext(len);
+    let expected = sha(&plain);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let mut message = Vec::new();
+    let mut counts = Vec::new();
+    counts.push((
+        "AsyncEncryptor".to_string(),
+        freed_with_marker(|| {
+            message = runtime.block_on(async {
+                let mut encryptor = AsyncEncryptor::new(&keyring(), encrypt_options, Vec::new()).await.unwrap();
+                for piece in plain.chunks(10_000) {
+                    encryptor.write_all(piece).await.unwrap();
+                }
+                encryptor.finish().await.unwrap()
+            })
+        }),
+    ));
+    counts.push((
+        "AsyncDecryptor".to_string(),
+        freed_with_marker(|| {
+            let hash = runtime.block_on(async {
+                let mut decryptor =
+                    AsyncDecryptor::new(&keyring(), decrypt_options, std::io::Cursor::new(message.clone()))
+                        .await
+                        .unwrap();
+                let mut buf = Zeroizing::new(vec![0u8; 100_000]);
+                let mut hash = Sha256::new();
+                loop {
+                    let n = decryptor.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    hash.update(&buf[..n]);
+                }
+                <[u8; 32]>::from(hash.finalize())
+            });
+            assert!(hash == expected, "AsyncDecryptor returned something else");
+        }),
+    ));
+    drop(runtime);
+    counts
+}
+
+#[test]
+fn no_freed_block_holds_plaintext() {
+    let single = EncryptOptions::new().frame_length(4096).threads(1);
+    let single_decrypt = DecryptOptions::new().threads(1);
+    // The pool starts after 64 KiB; jobs then grow from one frame to 16 KiB and are recycled.
+    let pool = EncryptOptions::new().frame_length(1024).threads(3).parallel_threshold(64 << 10).job_length(16 << 10);
+    let pool_decrypt = DecryptOptions::new().threads(3).parallel_threshold(64 << 10).job_length(16 << 10);
+    // Frames larger than the 4 MiB a job reserves up front: the job grows as data arrives.
+    let big_frames = EncryptOptions::new().frame_length(5 << 20).threads(2).parallel_threshold(1);
+    let big_frames_decrypt = DecryptOptions::new().threads(2).parallel_threshold(1);
+    // Signed: the one-shot paths fall back to the streaming ones.
+    let signed = EncryptOptions::new().frame_length(4096).suite(AlgorithmSuite::from_id(0x0578).unwrap());
+
+    let mut counts = Vec::new();
+    counts.extend(every_way("one thread", &single, &single_decrypt, 1 << 20));
+    counts.extend(every_way("worker pool", &pool, &pool_decrypt, 2 << 20));
+    counts.extend(every_way("5 MiB frames", &big_frames, &big_frames_decrypt, 11 << 20));
+    counts.extend(every_way("signed", &signed, &DecryptOptions::new(), 1 << 20));
+
+    #[cfg(feature = "async")]
+    counts.extend(async_io(&pool, &pool_decrypt, 2 << 20));
+
+    // The scan is live: a plain `Vec` of plaintext that grows is seen.
+    let control = freed_with_marker(|| {
+        let mut leaky = Vec::with_capacity(16);
+        leaky.extend_from_slice(&plaintext(64));
+        leaky.extend_from_slice(&plaintext(4096));
+        leaky.fill(0);
+    });
+    assert!(control > 0, "the allocator saw no marker in a grown Vec: the scan is broken");
+
+    let leaks: Vec<_> = counts.iter().filter(|(_, hits)| *hits > 0).collect();
+    assert!(leaks.is_empty(), "freed blocks still held plaintext: {leaks:?}");
+}
