@@ -17,9 +17,11 @@ Exit status:
 Each failure prints one line on stderr naming the file it is about; stdout only ever carries data.";
 
 const KEYS_HELP: &str = "\
-Keys: raw AES keys (--raw-key-file PATH --key-namespace NS --key-name NAME) and AWS KMS keys (--kms-key ID)
-may be combined; the first key on the command line generates the data key, each other key adds a wrapped
-copy. KMS credentials, region and endpoint come from the environment as for every AWS SDK (AWS_REGION,
+Keys: raw AES keys (--raw-key-file PATH --key-namespace NS --key-name NAME), raw RSA keys (--rsa-public-key
+PEM or --rsa-private-key PEM, each with --key-namespace NS --key-name NAME; --rsa-padding) and AWS KMS keys
+(--kms-key ID) may be combined; on encrypt the first key on the command line generates the data key, each
+other key adds a wrapped copy; on decrypt each is tried in order. The n-th --key-namespace and --key-name
+belong to the n-th raw AES or RSA key. KMS credentials, region and endpoint come from the environment as for every AWS SDK (AWS_REGION,
 AWS_PROFILE, AWS_ENDPOINT_URL_KMS, ...).";
 
 /// Encrypt and decrypt files in the AWS Encryption SDK message format.
@@ -53,7 +55,7 @@ pub enum Command {
 /// Where a wrapping key came from on the command line, in command-line order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeySource {
-    /// The n-th raw key triple.
+    /// The n-th local key (raw AES or RSA, in command-line order; see [`KeyArgs::local_keys`]).
     Raw(usize),
     /// The n-th --kms-key.
     Kms(usize),
@@ -75,42 +77,105 @@ pub struct KeyArgs {
     /// asked (strict).
     #[arg(long = "kms-key", value_name = "ID")]
     pub kms_key: Vec<String>,
+    /// RSA public key (PEM: PUBLIC KEY or RSA PUBLIC KEY) to wrap the data key with; encrypt only. Takes a
+    /// --key-namespace and --key-name like a raw AES key (repeatable).
+    #[arg(long = "rsa-public-key", value_name = "PEM")]
+    pub rsa_public_key: Vec<PathBuf>,
+    /// RSA private key (PEM: PRIVATE KEY or RSA PRIVATE KEY): decrypts, and encrypts with its public half.
+    /// Takes a --key-namespace and --key-name like a raw AES key (repeatable).
+    #[arg(long = "rsa-private-key", value_name = "PEM")]
+    pub rsa_private_key: Vec<PathBuf>,
+    /// RSA padding of every RSA key: oaep-sha256, oaep-sha1, oaep-sha384, oaep-sha512 or pkcs1. It is not
+    /// recorded in the message: decrypt with the padding the message was encrypted with.
+    #[arg(long = "rsa-padding", value_name = "PADDING", default_value = "oaep-sha256")]
+    pub rsa_padding: String,
     /// The keys above in command-line order (filled in from the matches, not parsed).
     #[arg(skip)]
     pub order: Vec<KeySource>,
+    /// The local keys (raw AES and RSA) in command-line order (filled in from the matches).
+    #[arg(skip)]
+    pub local_order: Vec<(LocalKind, usize)>,
+}
+
+/// What kind of local key a key file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalKind {
+    /// Raw AES key bytes (--raw-key-file).
+    Aes,
+    /// RSA public key PEM (--rsa-public-key).
+    RsaPublic,
+    /// RSA private key PEM (--rsa-private-key).
+    RsaPrivate,
+}
+
+/// A local key: its file, and the namespace and name at its position.
+#[derive(Clone, Debug)]
+pub struct LocalKey {
+    pub kind: LocalKind,
+    pub path: PathBuf,
+    pub namespace: String,
+    pub name: String,
 }
 
 impl KeyArgs {
-    pub fn raw_keys(&self) -> Result<Vec<(PathBuf, String, String)>, Failure> {
-        let n = self.raw_key_file.len();
+    /// The raw AES and RSA keys in command-line order, each with the namespace and name at its position.
+    pub fn local_keys(&self) -> Result<Vec<LocalKey>, Failure> {
+        let file = |kind: LocalKind, n: usize| -> &PathBuf {
+            match kind {
+                LocalKind::Aes => &self.raw_key_file[n],
+                LocalKind::RsaPublic => &self.rsa_public_key[n],
+                LocalKind::RsaPrivate => &self.rsa_private_key[n],
+            }
+        };
+        let order: Vec<(LocalKind, usize)> = if self.local_order.is_empty() {
+            (0..self.raw_key_file.len())
+                .map(|n| (LocalKind::Aes, n))
+                .chain((0..self.rsa_public_key.len()).map(|n| (LocalKind::RsaPublic, n)))
+                .chain((0..self.rsa_private_key.len()).map(|n| (LocalKind::RsaPrivate, n)))
+                .collect()
+        } else {
+            self.local_order.clone()
+        };
+        let n = order.len();
         if self.key_namespace.len() != n || self.key_name.len() != n {
             return Err(Failure::usage(format!(
-                "each --raw-key-file needs one --key-namespace and one --key-name (got {n}, {}, {})",
+                "each --raw-key-file, --rsa-public-key and --rsa-private-key needs one --key-namespace and one \
+                 --key-name (got {n} keys, {} namespaces, {} names)",
                 self.key_namespace.len(),
                 self.key_name.len()
             )));
         }
-        Ok(self
-            .raw_key_file
-            .iter()
-            .zip(&self.key_namespace)
-            .zip(&self.key_name)
-            .map(|((p, ns), name)| (p.clone(), ns.clone(), name.clone()))
+        Ok(order
+            .into_iter()
+            .zip(self.key_namespace.iter().zip(&self.key_name))
+            .map(|((kind, i), (namespace, name))| LocalKey {
+                kind,
+                path: file(kind, i).clone(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+            })
             .collect())
     }
 
-    /// Records the command-line order of raw and KMS keys from the subcommand's matches.
+    /// Records the command-line order of local and KMS keys from the subcommand's matches.
     fn record_order(&mut self, matches: &ArgMatches) {
         let positions = |id: &str| -> Vec<usize> {
             matches.try_get_raw(id).ok().flatten().and_then(|_| matches.indices_of(id)).into_iter().flatten().collect()
         };
-        let mut order: Vec<(usize, KeySource)> = positions("raw_key_file")
-            .into_iter()
-            .enumerate()
-            .map(|(n, at)| (at, KeySource::Raw(n)))
-            .chain(positions("kms_key").into_iter().enumerate().map(|(n, at)| (at, KeySource::Kms(n))))
-            .collect();
+        let mut local: Vec<(usize, (LocalKind, usize))> = Vec::new();
+        for (id, kind) in [
+            ("raw_key_file", LocalKind::Aes),
+            ("rsa_public_key", LocalKind::RsaPublic),
+            ("rsa_private_key", LocalKind::RsaPrivate),
+        ] {
+            local.extend(positions(id).into_iter().enumerate().map(|(n, at)| (at, (kind, n))));
+        }
+        local.sort_by_key(|&(at, _)| at);
+        let mut order: Vec<(usize, KeySource)> =
+            local.iter().enumerate().map(|(n, &(at, _))| (at, KeySource::Raw(n))).collect();
+        order.extend(positions("kms_key").into_iter().enumerate().map(|(n, at)| (at, KeySource::Kms(n))));
         order.sort_by_key(|&(at, _)| at);
+        self.local_order = local.into_iter().map(|(_, key)| key).collect();
         self.order = order.into_iter().map(|(_, source)| source).collect();
     }
 }

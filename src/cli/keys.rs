@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use kms_envelope::{Keyring, MultiKeyring, RawAesKeyring};
 
-use super::args::{DiscoveryArgs, KeyArgs, KeySource};
+use super::args::{DiscoveryArgs, KeyArgs, KeySource, LocalKey, LocalKind};
 #[cfg(feature = "kms")]
 use super::exit::Code;
 use super::exit::Failure;
 
-const NO_KEY: &str = "no key given: use --kms-key ID, or --raw-key-file PATH --key-namespace NS --key-name NAME";
+const NO_KEY: &str = "no key given: use --kms-key ID, --raw-key-file PATH or --rsa-public-key/--rsa-private-key PEM \
+                      (each of these two with --key-namespace NS --key-name NAME)";
 
 /// The keyring for encrypt: the first key on the command line generates the data key.
 pub fn for_encrypt(keys: &KeyArgs) -> Result<Box<dyn Keyring>, Failure> {
@@ -33,7 +34,7 @@ pub fn for_decrypt(keys: &KeyArgs, discovery: &DiscoveryArgs) -> Result<Box<dyn 
 }
 
 fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dyn Keyring>>, Failure> {
-    let raw = keys.raw_keys()?;
+    let local = keys.local_keys()?;
     let wants_discovery = discovery.is_some_and(|d| d.kms_discovery);
     #[cfg(feature = "kms")]
     let kms = if keys.kms_key.is_empty() && !wants_discovery {
@@ -52,14 +53,14 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
     // `order` is empty when the arguments did not come from the command line (it is filled from the
     // matches); then raw keys come first.
     let order: Vec<KeySource> = if keys.order.is_empty() {
-        (0..raw.len()).map(KeySource::Raw).chain((0..keys.kms_key.len()).map(KeySource::Kms)).collect()
+        (0..local.len()).map(KeySource::Raw).chain((0..keys.kms_key.len()).map(KeySource::Kms)).collect()
     } else {
         keys.order.clone()
     };
     let mut out: Vec<Arc<dyn Keyring>> = Vec::with_capacity(order.len() + 1);
     for source in order {
         match source {
-            KeySource::Raw(n) => out.push(Arc::new(raw_keyring(&raw[n])?)),
+            KeySource::Raw(n) => out.push(local_keyring(&local[n], &keys.rsa_padding)?),
             KeySource::Kms(n) => {
                 #[cfg(feature = "kms")]
                 {
@@ -89,12 +90,38 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
     Ok(out)
 }
 
-fn raw_keyring((path, namespace, name): &(std::path::PathBuf, String, String)) -> Result<RawAesKeyring, Failure> {
+fn local_keyring(key: &LocalKey, rsa_padding: &str) -> Result<Arc<dyn Keyring>, Failure> {
+    let LocalKey { kind, path, namespace, name } = key;
     let material = zeroize::Zeroizing::new(
         std::fs::read(path).map_err(|e| Failure::io(format!("cannot read key file {}", path.display()), e))?,
     );
-    RawAesKeyring::new(namespace.as_str(), name.as_str(), &material)
-        .map_err(|e| Failure::usage(format!("key file {}: {e}", path.display())))
+    let refused = |e: kms_envelope::Error| Failure::usage(format!("key file {}: {e}", path.display()));
+    match kind {
+        LocalKind::Aes => {
+            Ok(Arc::new(RawAesKeyring::new(namespace.as_str(), name.as_str(), &material).map_err(refused)?))
+        }
+        #[cfg(feature = "rsa")]
+        LocalKind::RsaPublic | LocalKind::RsaPrivate => {
+            use kms_envelope::RawRsaKeyring;
+            use kms_envelope::crypto::rsa::RsaPadding;
+            let padding = RsaPadding::from_name(rsa_padding).ok_or_else(|| {
+                Failure::usage(format!(
+                    "--rsa-padding {rsa_padding:?}: expected oaep-sha256, oaep-sha1, oaep-sha384, oaep-sha512 or pkcs1"
+                ))
+            })?;
+            let keyring = if *kind == LocalKind::RsaPublic {
+                RawRsaKeyring::from_public_key_pem(namespace.as_str(), name.as_str(), padding, &material)
+            } else {
+                RawRsaKeyring::from_private_key_pem(namespace.as_str(), name.as_str(), padding, &material)
+            };
+            Ok(Arc::new(keyring.map_err(refused)?))
+        }
+        #[cfg(not(feature = "rsa"))]
+        LocalKind::RsaPublic | LocalKind::RsaPrivate => {
+            let _ = rsa_padding;
+            Err(Failure::usage("this kms-envelope was built without RSA support (feature rsa)".into()))
+        }
+    }
 }
 
 /// A KMS key id the keyring refuses (malformed ARN) is a usage error; anything else is key access.

@@ -100,7 +100,7 @@ impl RsaPublicKey {
 
     /// From DER SubjectPublicKeyInfo.
     pub fn from_der(der: &[u8]) -> Result<Self> {
-        let key = PublicEncryptingKey::from_der(der).map_err(|e| key_error(format!("not an RSA public key: {e}")))?;
+        let key = PublicEncryptingKey::from_der(der).map_err(|e| rejected("public", &e))?;
         check_size(key.key_size_bits())?;
         Ok(Self(key))
     }
@@ -154,8 +154,7 @@ impl RsaPrivateKey {
 
     /// From DER PKCS #8.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
-        let key =
-            PrivateDecryptingKey::from_pkcs8(der).map_err(|e| key_error(format!("not an RSA private key: {e}")))?;
+        let key = PrivateDecryptingKey::from_pkcs8(der).map_err(|e| rejected("private", &e))?;
         check_size(key.key_size_bits())?;
         Ok(Self(key))
     }
@@ -165,18 +164,18 @@ impl RsaPrivateKey {
         RsaPublicKey(self.0.public_key())
     }
 
-    /// Decrypts `ciphertext` (an EDK's) with `padding`. The error says only that it failed: which padding
-    /// check failed is what a padding oracle would want to know.
-    pub fn decrypt(&self, padding: RsaPadding, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, ()> {
+    /// Decrypts `ciphertext` (an EDK's) with `padding`.
+    pub fn decrypt(&self, padding: RsaPadding, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, RsaDecryptFailed> {
         let mut out = Zeroizing::new(vec![0u8; self.0.key_size_bytes()]);
+        let failed = |_| RsaDecryptFailed;
         let len = match padding.oaep() {
             Some(algorithm) => {
-                let key = OaepPrivateDecryptingKey::new(self.0.clone()).map_err(drop)?;
-                key.decrypt(algorithm, ciphertext, &mut out, None).map_err(drop)?.len()
+                let key = OaepPrivateDecryptingKey::new(self.0.clone()).map_err(failed)?;
+                key.decrypt(algorithm, ciphertext, &mut out, None).map_err(failed)?.len()
             }
             None => {
-                let key = Pkcs1PrivateDecryptingKey::new(self.0.clone()).map_err(drop)?;
-                key.decrypt(ciphertext, &mut out).map_err(drop)?.len()
+                let key = Pkcs1PrivateDecryptingKey::new(self.0.clone()).map_err(failed)?;
+                key.decrypt(ciphertext, &mut out).map_err(failed)?.len()
             }
         };
         out.truncate(len);
@@ -184,8 +183,32 @@ impl RsaPrivateKey {
     }
 }
 
+/// RSA decryption failed. Deliberately without detail: which padding check failed is what a padding oracle
+/// would want to know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RsaDecryptFailed;
+
+impl fmt::Display for RsaDecryptFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RSA decryption failed")
+    }
+}
+
+impl std::error::Error for RsaDecryptFailed {}
+
 fn key_error(what: String) -> Error {
     Error::Config(format!("RSA key: {what}"))
+}
+
+/// AWS-LC's reason for refusing a key, in words: it refuses keys under 2048 bits itself.
+fn rejected(kind: &str, err: &aws_lc_rs::error::KeyRejected) -> Error {
+    match err.to_string().as_str() {
+        "TooSmall" => {
+            key_error(format!("keys under {MIN_RSA_BITS} bits are too weak; at least {MIN_RSA_BITS} are required"))
+        }
+        "TooLarge" => key_error("the key is larger than AWS-LC supports".into()),
+        reason => key_error(format!("not an RSA {kind} key ({reason})")),
+    }
 }
 
 fn check_size(bits: usize) -> Result<()> {

@@ -153,7 +153,7 @@ impl RawRsaKeyring {
                     key.len(),
                     materials.suite().key_len()
                 )),
-                Err(()) => reasons.push(format!(
+                Err(_) => reasons.push(format!(
                     "raw RSA key {}/{}: the encrypted data key does not decrypt with this key and padding {}",
                     self.namespace, self.name, self.padding
                 )),

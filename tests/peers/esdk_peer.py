@@ -42,6 +42,15 @@ AES_WRAPPING_BY_LEN = {
     32: "ALG_AES256_GCM_IV12_TAG16",
 }
 
+# Our --rsa-padding names (kms-envelope's CLI spelling) -> the MPL's PaddingScheme members.
+RSA_PADDINGS = {
+    "pkcs1": "PKCS1",
+    "oaep-sha1": "OAEP_SHA1_MGF1",
+    "oaep-sha256": "OAEP_SHA256_MGF1",
+    "oaep-sha384": "OAEP_SHA384_MGF1",
+    "oaep-sha512": "OAEP_SHA512_MGF1",
+}
+
 
 class PeerError(Exception):
     """A failure to report as one line and exit 1 (as opposed to a usage error, exit 2)."""
@@ -68,6 +77,19 @@ def parse_args(argv):
     p.add_argument("--raw-key-hex", action="append", default=[], help="raw AES wrapping key (16/24/32 bytes)")
     p.add_argument("--key-namespace", action="append", default=[], help="raw AES key namespace (provider ID)")
     p.add_argument("--key-name", action="append", default=[], help="raw AES key name (provider info prefix)")
+    p.add_argument(
+        "--rsa-private-pem",
+        action="append",
+        default=[],
+        help="raw RSA keyring from a PKCS#8 PEM private key file (its public half encrypts); takes the next "
+        "--key-namespace/--key-name after those of the --raw-key-hex keys; repeatable",
+    )
+    p.add_argument(
+        "--rsa-padding",
+        choices=sorted(RSA_PADDINGS),
+        default="oaep-sha256",
+        help="padding of every --rsa-private-pem keyring",
+    )
     p.add_argument("--kms-key", action="append", default=[], help="KMS key ARN (strict keyring); repeatable")
     p.add_argument("--kms-endpoint", help="KMS endpoint URL (e.g. moto); default $AWS_ENDPOINT_URL_KMS")
     p.add_argument("--kms-discovery", action="store_true", help="decrypt: add a KMS discovery keyring")
@@ -96,9 +118,9 @@ def parse_args(argv):
     )
     args = p.parse_args(argv)
 
-    n = len(args.raw_key_hex)
+    n = len(args.raw_key_hex) + len(args.rsa_private_pem)
     if len(args.key_namespace) != n or len(args.key_name) != n:
-        p.error("--raw-key-hex, --key-namespace and --key-name must be given the same number of times")
+        p.error("each --raw-key-hex and --rsa-private-pem needs one --key-namespace and one --key-name")
     if n == 0 and not args.kms_key and not args.kms_discovery:
         p.error("no keyring: give --raw-key-hex/--key-namespace/--key-name, --kms-key or --kms-discovery")
     if args.kms_discovery_account and not args.kms_discovery:
@@ -152,7 +174,8 @@ def build_keyring(args):
     mpl = AwsCryptographicMaterialProviders(config=MaterialProvidersConfig())
     keyrings = []
 
-    for key_hex, ns, name in zip(args.raw_key_hex, args.key_namespace, args.key_name):
+    names = list(zip(args.key_namespace, args.key_name))
+    for key_hex, (ns, name) in zip(args.raw_key_hex, names):
         try:
             key = bytes.fromhex(key_hex)
         except ValueError as e:
@@ -164,6 +187,27 @@ def build_keyring(args):
             mpl.create_raw_aes_keyring(
                 input=m.CreateRawAesKeyringInput(
                     key_namespace=ns, key_name=name, wrapping_key=key, wrapping_alg=getattr(m.AesWrappingAlg, alg)
+                )
+            )
+        )
+
+    for pem_path, (ns, name) in zip(args.rsa_private_pem, names[len(args.raw_key_hex) :]):
+        from cryptography.hazmat.primitives import serialization
+
+        with open(pem_path, "rb") as f:
+            private_pem = f.read()
+        private = serialization.load_pem_private_key(private_pem, password=None)
+        public_pem = private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        keyrings.append(
+            mpl.create_raw_rsa_keyring(
+                input=m.CreateRawRsaKeyringInput(
+                    key_namespace=ns,
+                    key_name=name,
+                    padding_scheme=getattr(m.PaddingScheme, RSA_PADDINGS[args.rsa_padding]),
+                    public_key=public_pem,
+                    private_key=private_pem,
                 )
             )
         )
