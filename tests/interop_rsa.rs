@@ -59,6 +59,25 @@ fn rsa_args<'a>(flag: &'a str, pem: &'a Path, padding: &'a str) -> Vec<&'a str> 
     vec![flag, pem.to_str().unwrap(), "--key-namespace", "deploy", "--key-name", "rsa-2026", "--rsa-padding", padding]
 }
 
+/// The Python peer with one raw RSA keyring (suite 0x0478 on encrypt).
+fn python_rsa(
+    python: &Path,
+    op: &str,
+    input: &Path,
+    output: &Path,
+    private: &Path,
+    padding: &str,
+    (namespace, name): (&str, &str),
+) -> (bool, String) {
+    let mut args = vec![op, "--in", input.to_str().unwrap(), "--out", output.to_str().unwrap()];
+    args.extend(["--rsa-private-pem", private.to_str().unwrap(), "--rsa-padding", padding]);
+    args.extend(["--key-namespace", namespace, "--key-name", name]);
+    if op == "encrypt" {
+        args.extend(["--suite", "0x0478"]);
+    }
+    common::run_peer(python, &args)
+}
+
 #[test]
 fn every_padding_interoperates_with_the_python_esdk_both_ways() {
     let Some(python) = common::python() else { return };
@@ -70,26 +89,7 @@ fn every_padding_interoperates_with_the_python_esdk_both_ways() {
     for padding in PADDINGS {
         // Python encrypts; we decrypt with the private key (PKCS #8 and PKCS #1 forms).
         let theirs = dir.path().join(format!("python-{padding}.esdk"));
-        let (ok, err) = common::run_peer(
-            &python,
-            &[
-                "encrypt",
-                "--in",
-                input.to_str().unwrap(),
-                "--out",
-                theirs.to_str().unwrap(),
-                "--rsa-private-pem",
-                keys.private.to_str().unwrap(),
-                "--rsa-padding",
-                padding,
-                "--key-namespace",
-                "deploy",
-                "--key-name",
-                "rsa-2026",
-                "--suite",
-                "0x0478",
-            ],
-        );
+        let (ok, err) = python_rsa(&python, "encrypt", &input, &theirs, &keys.private, padding, ("deploy", "rsa-2026"));
         assert!(ok, "{padding}: Python encrypt: {err}");
         for private in [&keys.private, &keys.private_pkcs1] {
             let out_file = dir.path().join(format!("ours-from-python-{padding}"));
@@ -109,24 +109,7 @@ fn every_padding_interoperates_with_the_python_esdk_both_ways() {
         );
         assert!(out.status.success(), "{padding}: {}", String::from_utf8_lossy(&out.stderr));
         let back = dir.path().join(format!("python-from-ours-{padding}"));
-        let (ok, err) = common::run_peer(
-            &python,
-            &[
-                "decrypt",
-                "--in",
-                ours.to_str().unwrap(),
-                "--out",
-                back.to_str().unwrap(),
-                "--rsa-private-pem",
-                keys.private.to_str().unwrap(),
-                "--rsa-padding",
-                padding,
-                "--key-namespace",
-                "deploy",
-                "--key-name",
-                "rsa-2026",
-            ],
-        );
+        let (ok, err) = python_rsa(&python, "decrypt", &ours, &back, &keys.private, padding, ("deploy", "rsa-2026"));
         assert!(ok, "{padding}: Python decrypt: {err}");
         assert_eq!(std::fs::read(&back).unwrap(), plaintext, "{padding}");
 
@@ -195,22 +178,8 @@ fn rsa_and_aes_in_one_message_and_weak_keys_refused() {
     }
     // Python reads the same message with its raw RSA keyring alone.
     let back = dir.path().join("python-out");
-    let (ok, err) = common::run_peer(
-        &python,
-        &[
-            "decrypt",
-            "--in",
-            message.to_str().unwrap(),
-            "--out",
-            back.to_str().unwrap(),
-            "--rsa-private-pem",
-            keys.private.to_str().unwrap(),
-            "--key-namespace",
-            "rsa-ns",
-            "--key-name",
-            "rsa-name",
-        ],
-    );
+    let (ok, err) =
+        python_rsa(&python, "decrypt", &message, &back, &keys.private, "oaep-sha256", ("rsa-ns", "rsa-name"));
     assert!(ok, "{err}");
     assert_eq!(std::fs::read(&back).unwrap(), b"one message, two keys");
 
