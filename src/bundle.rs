@@ -137,6 +137,110 @@ fn create_private_dir(path: &Path) -> io::Result<()> {
 struct ReadState {
     offset: u64,
     input_failure: Option<io::Error>,
+    headers: HeaderWatch,
+}
+
+/// The longest GNU long name or link, or pax header, unpacked. The tar reader holds each such entry in
+/// memory whole, as long as its header says, before the entry it describes: the limit keeps a message from
+/// choosing that allocation. Far above `PATH_MAX` (4,096 on Linux), which no unpacked path can exceed.
+const MAX_EXTENSION_LEN: u64 = 64 << 10;
+
+/// Follows the tar headers in the bytes the tar reader consumes (it reads the stream strictly in order,
+/// skipping by reading), to refuse an oversized extension entry at its header, before any of it is
+/// buffered. Sizes are read as the tar reader reads them, a pax `size` record included, so both agree on
+/// where each header is.
+struct HeaderWatch {
+    /// Bytes seen so far.
+    offset: u64,
+    /// Where the next header starts.
+    next_header: u64,
+    header: Zeroizing<[u8; 512]>,
+    /// A pax header's body being collected (it may override the next entry's size), and its length.
+    pax: Option<(Zeroizing<Vec<u8>>, usize)>,
+    /// The `size` record of the last pax header, for the next entry that is not an extension.
+    pax_size: Option<u64>,
+    /// End of archive, or a header the tar reader itself will refuse: nothing more to follow.
+    done: bool,
+}
+
+impl Default for HeaderWatch {
+    fn default() -> Self {
+        Self { offset: 0, next_header: 0, header: Zeroizing::new([0; 512]), pax: None, pax_size: None, done: false }
+    }
+}
+
+impl HeaderWatch {
+    fn feed(&mut self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() && !self.done {
+            let header_end = self.next_header + 512;
+            let n = if self.offset < self.next_header {
+                let n = data.len().min(usize::try_from(self.next_header - self.offset).unwrap_or(usize::MAX));
+                if let Some((body, len)) = &mut self.pax {
+                    let room = *len - body.len();
+                    body.extend_from_slice(&data[..n.min(room)]);
+                }
+                n
+            } else {
+                let at = (self.offset - self.next_header) as usize;
+                let n = data.len().min(512 - at);
+                self.header[at..at + n].copy_from_slice(&data[..n]);
+                n
+            };
+            self.offset += n as u64;
+            data = &data[n..];
+            if self.offset == header_end {
+                self.on_header()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_header(&mut self) -> Result<()> {
+        if let Some((body, _)) = self.pax.take() {
+            self.pax_size = pax_size(&body);
+        }
+        if self.header.iter().all(|&b| b == 0) {
+            self.done = true;
+            return Ok(());
+        }
+        let header = tar::Header::from_byte_slice(&self.header[..]);
+        let Ok(mut size) = header.entry_size() else {
+            self.done = true;
+            return Ok(());
+        };
+        let kind = header.entry_type();
+        if kind.is_gnu_longname() || kind.is_gnu_longlink() || kind.is_pax_local_extensions() {
+            if size > MAX_EXTENSION_LEN {
+                return Err(bundle_error(format!(
+                    "an archive extension entry ({kind:?}) of {size} bytes, over the {MAX_EXTENSION_LEN} unpacked"
+                )));
+            }
+            if kind.is_pax_local_extensions() {
+                let len = size as usize;
+                self.pax = Some((Zeroizing::new(Vec::with_capacity(len)), len));
+            }
+        } else if !kind.is_pax_global_extensions()
+            && let Some(pax_size) = self.pax_size.take()
+        {
+            size = pax_size;
+        }
+        match size.checked_add(511).and_then(|padded| self.offset.checked_add(padded & !511)) {
+            Some(next) => self.next_header = next,
+            None => self.done = true,
+        }
+        Ok(())
+    }
+}
+
+/// The `size` record of a pax header, as the tar reader reads it.
+fn pax_size(body: &[u8]) -> Option<u64> {
+    for extension in tar::PaxExtensions::new(body) {
+        let extension = extension.ok()?;
+        if extension.key() == Ok("size") {
+            return extension.value().ok()?.parse().ok();
+        }
+    }
+    None
 }
 
 struct TrackedReader<R> {
@@ -148,7 +252,12 @@ impl<R: Read> Read for TrackedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.inner.read(buf) {
             Ok(n) => {
-                self.state.borrow_mut().offset += n as u64;
+                let mut state = self.state.borrow_mut();
+                state.offset += n as u64;
+                if let Err(refused) = state.headers.feed(&buf[..n]) {
+                    state.input_failure = Some(io::Error::other(refused));
+                    return Err(io::Error::other("the archive was refused"));
+                }
                 Ok(n)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),

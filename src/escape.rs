@@ -89,8 +89,9 @@ fn write_char(f: &mut fmt::Formatter<'_>, c: char) -> fmt::Result {
     }
 }
 
-/// Controls (C0, DEL, C1) and the format characters that reorder or hide text.
-fn needs_escape(c: char) -> bool {
+/// Whether `c` is a control (C0, DEL, C1) or a format character that reorders or hides text: what
+/// [`Escaped`] replaces. For output with escapes of its own (JSON), which must escape at least these.
+pub fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(
             c,

@@ -156,3 +156,90 @@ fn more_files_than_stay_unnamed_all_land() {
     }
     assert_eq!(fs::metadata(out.join("d/g000")).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+/// A ustar header block of `kind` whose size field says `size`.
+fn header_block(name: &str, kind: tar::EntryType, size: u64) -> Vec<u8> {
+    let mut header = tar::Header::new_ustar();
+    header.set_path(name).unwrap();
+    header.set_entry_type(kind);
+    header.set_mode(0o600);
+    header.set_size(size);
+    header.set_cksum();
+    header.as_bytes().to_vec()
+}
+
+/// `data` padded to whole 512-byte blocks.
+fn blocks(data: &[u8]) -> Vec<u8> {
+    let mut out = data.to_vec();
+    out.resize(data.len().div_ceil(512) * 512, 0);
+    out
+}
+
+/// A pax record `len key=value\n`, its length counting itself.
+fn pax_record(key: &str, value: &str) -> String {
+    let rest = format!(" {key}={value}\n");
+    let mut len = rest.len() + 1;
+    while format!("{len}{rest}").len() != len {
+        len = format!("{len}{rest}").len();
+    }
+    format!("{len}{rest}")
+}
+
+/// A reader that counts what was read from it.
+struct Counting<'a>(&'a [u8], std::rc::Rc<std::cell::Cell<usize>>);
+
+impl std::io::Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::io::Read::read(&mut self.0, buf)?;
+        self.1.set(self.1.get() + n);
+        Ok(n)
+    }
+}
+
+/// The tar reader holds a GNU long name or link, or a pax header, in memory whole, as long as its header
+/// says: a bundle with an 8 MiB one is refused at that header, before its body is read.
+#[test]
+fn oversized_archive_extensions_are_refused_before_they_are_read() {
+    let big = 8 << 20;
+    for kind in [tar::EntryType::GNULongName, tar::EntryType::GNULongLink, tar::EntryType::XHeader] {
+        let mut archive = header_block("ext", kind, big as u64);
+        archive.extend(blocks(&vec![b'a'; big]));
+        archive.extend(header_block("file", tar::EntryType::Regular, 4));
+        archive.extend(blocks(b"data"));
+        archive.extend([0; 1024]);
+        let work = tempfile::tempdir().unwrap();
+        let read = std::rc::Rc::new(std::cell::Cell::new(0));
+        let err = kms_envelope::bundle::unpack_into(Counting(&archive, read.clone()), work.path()).unwrap_err();
+        assert!(matches!(&err, Error::Bundle(m) if m.contains("extension")), "{kind:?}: {err}");
+        assert!(read.get() < 1 << 20, "{kind:?}: {} bytes read before the refusal", read.get());
+        assert!(leftovers(work.path()).is_empty());
+    }
+}
+
+/// Extensions of ordinary sizes still unpack, and a pax `size` record (which overrides the header's) is
+/// followed: the long name after such an entry is found where the tar reader finds it.
+#[test]
+fn long_names_and_pax_sizes_still_unpack() {
+    let long = format!("{}/{}", "d".repeat(150), "f".repeat(200));
+    // The entry's data reads as a GNU long-name header of 8 MiB to a parser that misses the pax size.
+    let decoy = header_block("decoy", tar::EntryType::GNULongName, 8 << 20);
+    let body = &decoy[..32];
+    let mut archive = Vec::new();
+    let pax = pax_record("size", &body.len().to_string());
+    archive.extend(header_block("pax", tar::EntryType::XHeader, pax.len() as u64));
+    archive.extend(blocks(pax.as_bytes()));
+    // The header says 0 bytes: only the pax record tells where the next header is.
+    archive.extend(header_block("sized", tar::EntryType::Regular, 0));
+    archive.extend(&decoy);
+    let name = format!("{long}\0");
+    archive.extend(header_block("././@LongLink", tar::EntryType::GNULongName, name.len() as u64));
+    archive.extend(blocks(name.as_bytes()));
+    archive.extend(header_block("short", tar::EntryType::Regular, 4));
+    archive.extend(blocks(b"data"));
+    archive.extend([0; 1024]);
+    let work = tempfile::tempdir().unwrap();
+    let summary = kms_envelope::bundle::unpack_into(&archive[..], work.path()).unwrap();
+    assert_eq!(summary.files, 2);
+    assert_eq!(fs::read(work.path().join("sized")).unwrap(), body);
+    assert_eq!(fs::read(work.path().join(&long)).unwrap(), b"data");
+}

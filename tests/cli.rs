@@ -148,6 +148,39 @@ fn outputs_are_never_overwritten_without_force() {
     assert_eq!(fs::read(s.path("pt")).unwrap(), b"new");
 }
 
+/// Context written by whoever made the message, with C0, C1 (`U+009B` is CSI), DEL and bidirectional
+/// overrides in it: `inspect` shows it, as text and as JSON, without one of those characters reaching the
+/// terminal, and the JSON still decodes to the exact strings.
+#[test]
+fn inspect_never_prints_terminal_controls_from_the_context() {
+    let s = Scratch::new();
+    s.write("pt", b"x");
+    let hostile = "k\x1b[2J\u{9b}31m\u{7f}\u{202e}gpj.exe\u{2066}\u{200f}";
+    let pair = format!("{hostile}={hostile}");
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--context", &pair, "pt", "ct"]])), 0);
+    for json in [false, true] {
+        let mut cmd = s.cmd();
+        cmd.arg("inspect");
+        if json {
+            cmd.arg("--json");
+        }
+        let (out, _) = expect(cmd.arg("ct"), 0);
+        let text = String::from_utf8(out).unwrap();
+        let unsafe_chars: Vec<char> = text
+            .chars()
+            .filter(|&c| {
+                (c != '\n' && c.is_control())
+                    || matches!(c, '\u{200e}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            })
+            .collect();
+        assert!(unsafe_chars.is_empty(), "json={json}: {unsafe_chars:?} reach the terminal in {text:?}");
+        if json {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["encryption_context"][hostile], hostile, "{text}");
+        }
+    }
+}
+
 #[test]
 fn inspect_prints_the_header_without_a_key() {
     let s = Scratch::new();

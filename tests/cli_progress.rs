@@ -92,3 +92,22 @@ fn progress_bar_only_on_a_terminal() {
     assert_eq!(stdout.len() as u64, BIG);
     assert!(stdout.bytes().all(|b| b == 0), "stdout holds the plaintext only");
 }
+
+/// The bar's label is the input's file name, which may come from elsewhere (a tree of received messages
+/// decrypted with --recursive): its controls are escaped as in error lines, not sent to the terminal.
+#[test]
+fn the_bar_shows_a_hostile_file_name_escaped() {
+    let Some(_) = script() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("k"), [7u8; 32]).unwrap();
+    let name = "big\x1b]0;pwned\x07\u{9b}2J";
+    fs::File::create(d.join(name)).unwrap().set_len(BIG).unwrap();
+    let keys = ["--raw-key-file", "k", "--key-namespace", "ns", "--key-name", "n"];
+    let (shown, success) = on_terminal(d, &[&["encrypt"][..], &keys[..], &[name, "out.esdk"]].concat());
+    assert!(success && shown.contains("ETA"), "{shown:?}");
+    assert!(shown.contains(r"big\u{1b}]0;pwned\u{7}\u{9b}2J"), "the name is shown escaped: {shown:?}");
+    for raw in ["\x1b]0;", "\x07", "\u{9b}"] {
+        assert!(!shown.contains(raw), "{raw:?} from the file name reached the terminal: {shown:?}");
+    }
+}

@@ -181,7 +181,10 @@ fn json_str(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
+            // C1 controls and bidirectional overrides are valid JSON unescaped, but act on a terminal
+            // (`U+009B` is CSI) or make one key read as another; every character `needs_escape` flags
+            // is in the BMP, so four hex digits suffice.
+            c if kms_envelope::escape::needs_escape(c) => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
@@ -198,5 +201,6 @@ mod tests {
     #[test]
     fn json_strings_escape_quotes_and_controls() {
         assert_eq!(json_str("a\"b\\c\n\u{1b}é"), "\"a\\\"b\\\\c\\n\\u001bé\"");
+        assert_eq!(json_str("\u{9b}\u{202e}\u{2066}\u{7f}"), "\"\\u009b\\u202e\\u2066\\u007f\"");
     }
 }

@@ -23,7 +23,9 @@ impl Progress {
                 let style =
                     ProgressStyle::with_template(TEMPLATE).expect("the template is valid").progress_chars("=> ");
                 let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(style);
-                bar.set_message(label.to_owned());
+                // A file name can hold controls (a received tree decrypted with --recursive): escaped as
+                // in error lines.
+                bar.set_message(kms_envelope::escape::OneLine(label).to_string());
                 Some(bar)
             }
             _ => None,
