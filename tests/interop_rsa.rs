@@ -198,3 +198,55 @@ fn rsa_and_aes_in_one_message_and_weak_keys_refused() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A pipeline encrypts under a KMS RSA key with its public key file alone: no AWS call (the KMS endpoint is
+/// unreachable), and `inspect` names both kinds of RSA EDK.
+#[cfg(feature = "kms")]
+#[test]
+fn kms_rsa_encrypt_needs_no_aws_and_inspect_labels_rsa_edks() {
+    let Some(python) = common::python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(&python, dir.path());
+    let input = dir.path().join("plain.txt");
+    std::fs::write(&input, b"pipeline secret").unwrap();
+    let message = dir.path().join("kms-rsa.esdk");
+    let arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let out = Command::cargo_bin("kms-envelope")
+        .unwrap()
+        .env("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:9")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .args(["encrypt", "--kms-rsa-key", arn, "--kms-rsa-public-key"])
+        .arg(&keys.public)
+        .args(["--rsa-public-key"])
+        .arg(&keys.public)
+        .args(["--key-namespace", "deploy", "--key-name", "rsa-2026"])
+        .arg(&input)
+        .arg(&message)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(&["inspect"], &[&message]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("AWS KMS RSA key \"{arn}\"")), "{text}");
+    assert!(text.contains("raw RSA key name \"rsa-2026\" (a 2048-bit key, by its size)"), "{text}");
+    // The raw RSA half still decrypts it.
+    let back = dir.path().join("back.txt");
+    let out = cli(
+        &[["decrypt"].as_slice(), &rsa_args("--rsa-private-key", &keys.private, "oaep-sha256")].concat(),
+        &[&message, &back],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&back).unwrap(), b"pipeline secret");
+    // A signing suite is refused by the KMS RSA keyring.
+    let out = Command::cargo_bin("kms-envelope")
+        .unwrap()
+        .args(["encrypt", "--suite", "0x0578", "--kms-rsa-key", arn, "--kms-rsa-public-key"])
+        .arg(&keys.public)
+        .arg(&input)
+        .arg(dir.path().join("signed.esdk"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("signing suite 0x0578"), "{stderr}");
+}

@@ -533,3 +533,26 @@ fn cold_process_decrypt() {
     let inside = stderr.lines().find(|l| l.starts_with("COLD-CHILD")).unwrap_or_default();
     eprintln!("cold-process decrypt against moto: {} ms wall ({inside})", wall.as_millis());
 }
+
+/// The KMS RSA keyring against moto: `GetPublicKey` (once) and local encryption under the key's public key.
+/// moto cannot decrypt RSA ciphertexts (its `Decrypt` expects its own symmetric format), so the decrypt side
+/// is tested in `src/keyring/kms/rsa.rs` against a KMS double that holds a real RSA key pair.
+#[cfg(feature = "rsa")]
+#[test]
+fn kms_rsa_keyring_encrypts_under_the_public_key_moto_serves() {
+    use kms_envelope::keyring::kms::{KmsRsaAlgorithm, RSA_PROVIDER_ID};
+    let Some(moto) = Moto::get() else { return };
+    let arn = moto.create_rsa_key();
+    let keyring = moto.clients().rsa_keyring(&arn, KmsRsaAlgorithm::OaepSha256).unwrap();
+    for _ in 0..3 {
+        let message = kms_envelope::encrypt(&keyring, &options(), &plaintext(100)).unwrap();
+        let header = kms_envelope::format::header::HeaderDecoder::read_from(
+            kms_envelope::DecryptLimits::default(),
+            &mut &message[..],
+        )
+        .unwrap();
+        let edk = &header.encrypted_data_keys()[0];
+        assert_eq!((edk.provider_id.as_str(), edk.provider_info.as_slice()), (RSA_PROVIDER_ID, arn.as_bytes()));
+        assert_eq!(edk.ciphertext.len(), 256, "RSA-2048 ciphertext");
+    }
+}

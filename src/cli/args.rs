@@ -59,6 +59,8 @@ pub enum KeySource {
     Raw(usize),
     /// The n-th --kms-key.
     Kms(usize),
+    /// The n-th --kms-rsa-key.
+    KmsRsa(usize),
 }
 
 /// Wrapping keys. Several build a multi-keyring whose first key (in command-line order) is the generator.
@@ -89,6 +91,17 @@ pub struct KeyArgs {
     /// recorded in the message: decrypt with the padding the message was encrypted with.
     #[arg(long = "rsa-padding", value_name = "PADDING", default_value = "oaep-sha256")]
     pub rsa_padding: String,
+    /// AWS KMS RSA key (key ARN of an RSA key for ENCRYPT_DECRYPT): encrypt locally with its public key,
+    /// decrypt with KMS Decrypt (repeatable). Unsigned suites only.
+    #[arg(long = "kms-rsa-key", value_name = "ARN")]
+    pub kms_rsa_key: Vec<String>,
+    /// The public key (PEM) of the --kms-rsa-key at the same position, so encrypt needs no AWS access
+    /// (without it, encrypt calls GetPublicKey). Give one for each --kms-rsa-key, or none.
+    #[arg(long = "kms-rsa-public-key", value_name = "PEM")]
+    pub kms_rsa_public_key: Vec<PathBuf>,
+    /// KMS encryption algorithm of every --kms-rsa-key: RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1.
+    #[arg(long = "kms-rsa-algorithm", value_name = "ALG", default_value = "RSAES_OAEP_SHA_256")]
+    pub kms_rsa_algorithm: String,
     /// The keys above in command-line order (filled in from the matches, not parsed).
     #[arg(skip)]
     pub order: Vec<KeySource>,
@@ -174,6 +187,7 @@ impl KeyArgs {
         let mut order: Vec<(usize, KeySource)> =
             local.iter().enumerate().map(|(n, &(at, _))| (at, KeySource::Raw(n))).collect();
         order.extend(positions("kms_key").into_iter().enumerate().map(|(n, at)| (at, KeySource::Kms(n))));
+        order.extend(positions("kms_rsa_key").into_iter().enumerate().map(|(n, at)| (at, KeySource::KmsRsa(n))));
         order.sort_by_key(|&(at, _)| at);
         self.local_order = local.into_iter().map(|(_, key)| key).collect();
         self.order = order.into_iter().map(|(_, source)| source).collect();

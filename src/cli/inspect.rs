@@ -35,9 +35,24 @@ pub fn run(args: &InspectArgs) -> Result<(), Failure> {
 
 /// Who wrapped a data key, as far as the header tells without a key.
 enum Wrapper<'a> {
-    Kms { arn: &'a str },
-    RawAes { name: &'a str },
-    Other { info: &'a [u8] },
+    Kms {
+        arn: &'a str,
+    },
+    KmsRsa {
+        arn: &'a str,
+    },
+    RawAes {
+        name: &'a str,
+    },
+    /// Raw RSA EDKs carry nothing but the key name: a text name with a ciphertext as long as a common RSA
+    /// modulus is most likely one.
+    RawRsa {
+        name: &'a str,
+        bits: usize,
+    },
+    Other {
+        info: &'a [u8],
+    },
 }
 
 fn wrapper(edk: &EncryptedDataKey) -> Wrapper<'_> {
@@ -47,6 +62,11 @@ fn wrapper(edk: &EncryptedDataKey) -> Wrapper<'_> {
     {
         return Wrapper::Kms { arn };
     }
+    if edk.provider_id == "aws-kms-rsa"
+        && let Ok(arn) = std::str::from_utf8(info)
+    {
+        return Wrapper::KmsRsa { arn };
+    }
     if info.len() >= RAW_AES_TRAILER_LEN {
         let (name, trailer) = info.split_at(info.len() - RAW_AES_TRAILER_LEN);
         if trailer[..RAW_AES_TRAILER.len()] == RAW_AES_TRAILER
@@ -54,6 +74,12 @@ fn wrapper(edk: &EncryptedDataKey) -> Wrapper<'_> {
         {
             return Wrapper::RawAes { name };
         }
+    }
+    if matches!(edk.ciphertext.len(), 256 | 384 | 512)
+        && let Ok(name) = std::str::from_utf8(info)
+        && !name.is_empty()
+    {
+        return Wrapper::RawRsa { name, bits: edk.ciphertext.len() * 8 };
     }
     Wrapper::Other { info }
 }
@@ -124,6 +150,10 @@ fn human(name: &str, header: &Header) -> String {
         let id = &edk.provider_id;
         let _ = match wrapper(edk) {
             Wrapper::Kms { arn } => writeln!(out, "  {n}. provider {id:?}, AWS KMS key {arn:?}"),
+            Wrapper::KmsRsa { arn } => writeln!(out, "  {n}. provider {id:?}, AWS KMS RSA key {arn:?}"),
+            Wrapper::RawRsa { name, bits } => {
+                writeln!(out, "  {n}. provider {id:?}, raw RSA key name {name:?} (a {bits}-bit key, by its size)")
+            }
             Wrapper::RawAes { name } => writeln!(out, "  {n}. provider {id:?}, raw AES key name {name:?}"),
             Wrapper::Other { info } => writeln!(out, "  {n}. provider {id:?}, provider info {}", hex(info)),
         };
@@ -163,6 +193,10 @@ fn json(header: &Header) -> String {
         let _ = write!(out, "{{\"provider_id\":{}", json_str(&edk.provider_id));
         let _ = match wrapper(edk) {
             Wrapper::Kms { arn } => write!(out, ",\"kind\":\"aws-kms\",\"key_arn\":{}}}", json_str(arn)),
+            Wrapper::KmsRsa { arn } => write!(out, ",\"kind\":\"aws-kms-rsa\",\"key_arn\":{}}}", json_str(arn)),
+            Wrapper::RawRsa { name, bits } => {
+                write!(out, ",\"kind\":\"raw-rsa\",\"key_name\":{},\"rsa_bits\":{bits}}}", json_str(name))
+            }
             Wrapper::RawAes { name } => write!(out, ",\"kind\":\"raw-aes\",\"key_name\":{}}}", json_str(name)),
             Wrapper::Other { info } => write!(out, ",\"kind\":\"other\",\"provider_info_hex\":\"{}\"}}", hex(info)),
         };

@@ -36,8 +36,10 @@ pub fn for_decrypt(keys: &KeyArgs, discovery: &DiscoveryArgs) -> Result<Box<dyn 
 fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dyn Keyring>>, Failure> {
     let local = keys.local_keys()?;
     let wants_discovery = discovery.is_some_and(|d| d.kms_discovery);
+    // Encrypting under KMS RSA keys whose public keys are given needs no AWS access at all.
+    let rsa_needs_kms = !keys.kms_rsa_key.is_empty() && (discovery.is_some() || keys.kms_rsa_public_key.is_empty());
     #[cfg(feature = "kms")]
-    let kms = if keys.kms_key.is_empty() && !wants_discovery {
+    let kms = if keys.kms_key.is_empty() && !wants_discovery && !rsa_needs_kms {
         None
     } else {
         Some(
@@ -46,14 +48,18 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
         )
     };
     #[cfg(not(feature = "kms"))]
-    if !keys.kms_key.is_empty() || wants_discovery {
+    if !keys.kms_key.is_empty() || wants_discovery || rsa_needs_kms || !keys.kms_rsa_key.is_empty() {
         return Err(Failure::usage("this kms-envelope was built without AWS KMS support (feature kms)".into()));
     }
 
     // `order` is empty when the arguments did not come from the command line (it is filled from the
     // matches); then raw keys come first.
     let order: Vec<KeySource> = if keys.order.is_empty() {
-        (0..local.len()).map(KeySource::Raw).chain((0..keys.kms_key.len()).map(KeySource::Kms)).collect()
+        (0..local.len())
+            .map(KeySource::Raw)
+            .chain((0..keys.kms_key.len()).map(KeySource::Kms))
+            .chain((0..keys.kms_rsa_key.len()).map(KeySource::KmsRsa))
+            .collect()
     } else {
         keys.order.clone()
     };
@@ -71,6 +77,17 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
                 }
                 #[cfg(not(feature = "kms"))]
                 let _ = n;
+            }
+            KeySource::KmsRsa(n) => {
+                #[cfg(all(feature = "kms", feature = "rsa"))]
+                out.push(kms_rsa_keyring(keys, n, kms.as_ref())?);
+                #[cfg(not(all(feature = "kms", feature = "rsa")))]
+                {
+                    let _ = n;
+                    return Err(Failure::usage(
+                        "this kms-envelope was built without AWS KMS RSA support (features kms and rsa)".into(),
+                    ));
+                }
             }
         }
     }
@@ -122,6 +139,40 @@ fn local_keyring(key: &LocalKey, rsa_padding: &str) -> Result<Arc<dyn Keyring>, 
             Err(Failure::usage("this kms-envelope was built without RSA support (feature rsa)".into()))
         }
     }
+}
+
+/// The n-th --kms-rsa-key: from its PEM alone when given on encrypt, else with a KMS client.
+#[cfg(all(feature = "kms", feature = "rsa"))]
+fn kms_rsa_keyring(
+    keys: &KeyArgs,
+    n: usize,
+    clients: Option<&kms_envelope::KmsClients>,
+) -> Result<Arc<dyn Keyring>, Failure> {
+    use kms_envelope::keyring::kms::{AwsKmsRsaKeyring, KmsRsaAlgorithm};
+    let arn = &keys.kms_rsa_key[n];
+    let algorithm = KmsRsaAlgorithm::from_name(&keys.kms_rsa_algorithm).ok_or_else(|| {
+        Failure::usage(format!(
+            "--kms-rsa-algorithm {:?}: expected RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1",
+            keys.kms_rsa_algorithm
+        ))
+    })?;
+    let pems = &keys.kms_rsa_public_key;
+    if !pems.is_empty() && pems.len() != keys.kms_rsa_key.len() {
+        return Err(Failure::usage("give one --kms-rsa-public-key for each --kms-rsa-key, or none".into()));
+    }
+    let pem = match pems.get(n) {
+        Some(path) => Some(zeroize::Zeroizing::new(
+            std::fs::read(path).map_err(|e| Failure::io(format!("cannot read key file {}", path.display()), e))?,
+        )),
+        None => None,
+    };
+    let keyring = match (clients, &pem) {
+        (None, Some(pem)) => AwsKmsRsaKeyring::encrypt_only(arn.as_str(), algorithm, pem),
+        (Some(clients), Some(pem)) => clients.rsa_keyring(arn, algorithm).and_then(|k| k.with_public_key_pem(pem)),
+        (Some(clients), None) => clients.rsa_keyring(arn, algorithm),
+        (None, None) => unreachable!("clients exist when a KMS RSA key has no public key file"),
+    };
+    Ok(Arc::new(keyring.map_err(|e| config_failure(e, arn))?))
 }
 
 /// A KMS key id the keyring refuses (malformed ARN) is a usage error; anything else is key access.

@@ -115,6 +115,15 @@ impl DecryptionMaterials {
         Ok(())
     }
 
+    /// Fails if a data key is already set: a keyring's `on_decrypt` starts with this, since the
+    /// specification forbids decrypting into materials that already hold a key.
+    pub fn require_no_data_key(&self) -> Result<()> {
+        match self.data_key {
+            Some(_) => Err(Error::Keyring("decryption materials already hold a data key".into())),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn take_data_key(&mut self) -> Option<DataKey> {
         self.data_key.take()
     }

@@ -26,6 +26,31 @@ pub use raw_rsa::RawRsaKeyring;
 use crate::error::Result;
 use crate::format::edk::EncryptedDataKey;
 
+/// `impl Keyring for $ty` by its inherent `async fn encrypt(&self, EncryptionMaterials)` and
+/// `async fn decrypt(&self, DecryptionMaterials, &[EncryptedDataKey])`, which is how every keyring here is
+/// written.
+macro_rules! keyring_by_async_methods {
+    ($ty:ty) => {
+        impl $crate::keyring::Keyring for $ty {
+            fn on_encrypt<'a>(
+                &'a self,
+                materials: $crate::keyring::EncryptionMaterials,
+            ) -> $crate::keyring::KeyringFuture<'a, $crate::keyring::EncryptionMaterials> {
+                Box::pin(self.encrypt(materials))
+            }
+
+            fn on_decrypt<'a>(
+                &'a self,
+                materials: $crate::keyring::DecryptionMaterials,
+                edks: &'a [$crate::format::edk::EncryptedDataKey],
+            ) -> $crate::keyring::KeyringFuture<'a, $crate::keyring::DecryptionMaterials> {
+                Box::pin(self.decrypt(materials, edks))
+            }
+        }
+    };
+}
+pub(crate) use keyring_by_async_methods;
+
 /// The future a keyring returns.
 pub type KeyringFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{DecryptionMaterials, EncryptionMaterials, Keyring, KeyringFuture};
+use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
 use crate::error::{Error, Result};
 use crate::format::edk::EncryptedDataKey;
 
@@ -71,9 +71,7 @@ impl MultiKeyring {
     }
 
     async fn decrypt(&self, materials: DecryptionMaterials, edks: &[EncryptedDataKey]) -> Result<DecryptionMaterials> {
-        if materials.data_key().is_some() {
-            return Err(Error::Keyring("decryption materials already hold a data key".into()));
-        }
+        materials.require_no_data_key()?;
         let mut reasons = Vec::new();
         let (suite, context, required) =
             (materials.suite(), materials.encryption_context().clone(), materials.required_context_keys().clone());
@@ -89,19 +87,7 @@ impl MultiKeyring {
     }
 }
 
-impl Keyring for MultiKeyring {
-    fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
-        Box::pin(self.encrypt(materials))
-    }
-
-    fn on_decrypt<'a>(
-        &'a self,
-        materials: DecryptionMaterials,
-        edks: &'a [EncryptedDataKey],
-    ) -> KeyringFuture<'a, DecryptionMaterials> {
-        Box::pin(self.decrypt(materials, edks))
-    }
-}
+crate::keyring::keyring_by_async_methods!(MultiKeyring);
 
 #[cfg(test)]
 mod tests {

@@ -99,9 +99,7 @@ impl RawAesKeyring {
     }
 
     fn unwrap(&self, materials: &mut DecryptionMaterials, edks: &[EncryptedDataKey]) -> Result<()> {
-        if materials.data_key().is_some() {
-            return Err(Error::Keyring("decryption materials already hold a data key".into()));
-        }
+        materials.require_no_data_key()?;
         let aad = materials.encryption_context().serialize()?;
         let key_len = materials.suite().key_len();
         let mut reasons = Vec::new();

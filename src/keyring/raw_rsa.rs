@@ -125,9 +125,7 @@ impl RawRsaKeyring {
     }
 
     fn unwrap(&self, mut materials: DecryptionMaterials, edks: &[EncryptedDataKey]) -> Result<DecryptionMaterials> {
-        if materials.data_key().is_some() {
-            return Err(Error::Keyring("decryption materials already hold a data key".into()));
-        }
+        materials.require_no_data_key()?;
         let Some(private) = &self.private else {
             return Err(Error::NoDataKeyDecrypted {
                 reasons: vec![format!(

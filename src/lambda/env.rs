@@ -6,11 +6,13 @@
 //! | `KMS_ENVELOPE_SECRETS` | optional: the source of a JSON secrets bundle, decrypted into memory only ([`load_secrets`](super::load_secrets)) |
 //! | `KMS_ENVELOPE_KMS_KEY_ARN` | the KMS key (ARN) that wrapped the data keys; several separated by commas are tried in order |
 //! | `KMS_ENVELOPE_KMS_DISCOVERY` | `true`: instead of naming keys, ask KMS to decrypt with whichever key each message names, limited to the accounts in `KMS_ENVELOPE_KMS_ACCOUNTS` (comma-separated account ids, or `*` for any account) |
+//! | `KMS_ENVELOPE_KMS_RSA_KEY_ARN` | instead of the two above: the ARN of a KMS RSA key (feature `rsa`) that wrapped the data keys with its public key (the AWS KMS RSA keyring); `KMS_ENVELOPE_KMS_RSA_ALGORITHM` is `RSAES_OAEP_SHA_256` (default) or `RSAES_OAEP_SHA_1` |
 //! | `KMS_ENVELOPE_CONTEXT` | the encryption context every bundle must carry: `k=v,k2=v2`, or a JSON object of strings |
 //! | `KMS_ENVELOPE_ROOT` | where destinations go; default `/tmp` |
 //! | `KMS_ENVELOPE_MAX_ENCRYPTED_DATA_KEYS` | refuse a message with more encrypted data keys than this, before any KMS call; default [`RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS`] (10) |
 //!
-//! Exactly one of `KMS_ENVELOPE_KMS_KEY_ARN` and `KMS_ENVELOPE_KMS_DISCOVERY=true` must be set.
+//! Exactly one of `KMS_ENVELOPE_KMS_KEY_ARN`, `KMS_ENVELOPE_KMS_DISCOVERY=true` and
+//! `KMS_ENVELOPE_KMS_RSA_KEY_ARN` must be set.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +35,10 @@ pub const KEY_ARN_VAR: &str = "KMS_ENVELOPE_KMS_KEY_ARN";
 pub const DISCOVERY_VAR: &str = "KMS_ENVELOPE_KMS_DISCOVERY";
 /// The accounts discovery may use (comma-separated, or `*`).
 pub const ACCOUNTS_VAR: &str = "KMS_ENVELOPE_KMS_ACCOUNTS";
+/// The KMS RSA key for the AWS KMS RSA keyring.
+pub const RSA_KEY_ARN_VAR: &str = "KMS_ENVELOPE_KMS_RSA_KEY_ARN";
+/// The KMS RSA key's encryption algorithm.
+pub const RSA_ALGORITHM_VAR: &str = "KMS_ENVELOPE_KMS_RSA_ALGORITHM";
 /// The expected encryption context.
 pub const CONTEXT_VAR: &str = "KMS_ENVELOPE_CONTEXT";
 /// The root destinations are relative to.
@@ -49,6 +55,13 @@ pub enum KmsKeys {
     Discovery {
         /// Allowed account ids; `None` when configured as `*`.
         accounts: Option<Vec<String>>,
+    },
+    /// A KMS RSA key (the AWS KMS RSA keyring): KMS `Decrypt` with this encryption algorithm.
+    Rsa {
+        /// The key ARN.
+        arn: String,
+        /// `RSAES_OAEP_SHA_256` or `RSAES_OAEP_SHA_1`.
+        algorithm: String,
     },
 }
 
@@ -169,11 +182,28 @@ impl EnvConfig {
         if bundles.is_empty() && secrets.is_none() {
             return Err(config_error(format!("nothing to decrypt: set {BUNDLES_VAR} or {SECRETS_VAR}")));
         }
-        let keys = parse_keys(
-            lookup(KEY_ARN_VAR).as_deref(),
-            lookup(DISCOVERY_VAR).as_deref(),
-            lookup(ACCOUNTS_VAR).as_deref(),
-        )?;
+        let keys = match lookup(RSA_KEY_ARN_VAR).as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            None => parse_keys(
+                lookup(KEY_ARN_VAR).as_deref(),
+                lookup(DISCOVERY_VAR).as_deref(),
+                lookup(ACCOUNTS_VAR).as_deref(),
+            )?,
+            Some(_) if lookup(KEY_ARN_VAR).is_some_and(|v| !v.trim().is_empty()) || lookup(DISCOVERY_VAR).is_some() => {
+                return Err(config_error(format!(
+                    "set one of {KEY_ARN_VAR}, {DISCOVERY_VAR} and {RSA_KEY_ARN_VAR}, not several"
+                )));
+            }
+            Some(arn) => {
+                let algorithm = lookup(RSA_ALGORITHM_VAR).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+                let algorithm = algorithm.unwrap_or_else(|| "RSAES_OAEP_SHA_256".to_owned());
+                if !matches!(algorithm.as_str(), "RSAES_OAEP_SHA_256" | "RSAES_OAEP_SHA_1") {
+                    return Err(config_error(format!(
+                        "{RSA_ALGORITHM_VAR} is {algorithm:?}; expected RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1"
+                    )));
+                }
+                KmsKeys::Rsa { arn: arn.to_owned(), algorithm }
+            }
+        };
         let context = parse_context(&lookup(CONTEXT_VAR).unwrap_or_default())?;
         let root = match lookup(ROOT_VAR).as_deref().map(str::trim) {
             None | Some("") => PathBuf::from("/tmp"),
@@ -204,6 +234,16 @@ impl EnvConfig {
             KmsKeys::Discovery { accounts: None } => Arc::new(kms.discovery_keyring(None)),
             KmsKeys::Discovery { accounts: Some(accounts) } => {
                 Arc::new(kms.discovery_keyring(Some(DiscoveryFilter::new(kms.partition(), accounts)?)))
+            }
+            #[cfg(feature = "rsa")]
+            KmsKeys::Rsa { arn, algorithm } => {
+                let algorithm = crate::keyring::kms::KmsRsaAlgorithm::from_name(algorithm)
+                    .ok_or_else(|| config_error(format!("{RSA_ALGORITHM_VAR}: unknown algorithm {algorithm:?}")))?;
+                Arc::new(kms.rsa_keyring(arn, algorithm)?)
+            }
+            #[cfg(not(feature = "rsa"))]
+            KmsKeys::Rsa { .. } => {
+                return Err(config_error(format!("{RSA_KEY_ARN_VAR} needs a kms-envelope built with feature rsa")));
             }
         })
     }
@@ -318,7 +358,15 @@ mod tests {
             (&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN), (CONTEXT_VAR, "k=1,k=2")], "appears twice"),
             (&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN), (CONTEXT_VAR, "{\"k\": 1}")], "JSON object"),
             (&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN), (ROOT_VAR, "tmp")], "absolute"),
+            (&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN), (RSA_KEY_ARN_VAR, ARN)], "not several"),
+            (
+                &[(BUNDLES_VAR, "a.esdk=a"), (RSA_KEY_ARN_VAR, ARN), (RSA_ALGORITHM_VAR, "RSAES_PKCS1")],
+                "expected RSAES",
+            ),
+            (&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN), (MAX_EDKS_VAR, "0")], "from 1 to"),
         ];
+        let rsa = read(&[(BUNDLES_VAR, "a.esdk=a"), (RSA_KEY_ARN_VAR, ARN)]).unwrap();
+        assert_eq!(rsa.keys, KmsKeys::Rsa { arn: ARN.into(), algorithm: "RSAES_OAEP_SHA_256".into() });
         for (vars, expected) in cases {
             let err = read(vars).unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{vars:?}: {err:?}");

@@ -95,6 +95,14 @@ impl Moto {
         out.key_metadata().expect("key metadata").arn().expect("key ARN").to_owned()
     }
 
+    /// Creates an RSA key (RSA_2048, ENCRYPT_DECRYPT) and returns its ARN.
+    pub fn create_rsa_key(&self) -> String {
+        use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+        let call = self.admin().create_key().key_spec(KeySpec::Rsa2048).key_usage(KeyUsageType::EncryptDecrypt).send();
+        let out = run(call).expect("CreateKey RSA_2048 in moto");
+        out.key_metadata().expect("key metadata").arn().expect("key ARN").to_owned()
+    }
+
     /// Creates `count` keys.
     pub fn create_keys(&self, count: usize) -> Vec<String> {
         (0..count).map(|_| self.create_key()).collect()

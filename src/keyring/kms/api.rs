@@ -65,6 +65,37 @@ pub(crate) trait KmsApi: Send + Sync + 'static {
 
     /// `Decrypt` of `ciphertext` (an encrypted data key), with `KeyId` always set.
     fn decrypt(&self, params: CallParams, ciphertext: Vec<u8>) -> KmsFuture<Decrypted>;
+
+    /// `Decrypt` with an RSA key: `EncryptionAlgorithm` set, no encryption context (KMS takes none for
+    /// asymmetric keys).
+    #[cfg(feature = "rsa")]
+    fn decrypt_rsa(
+        &self,
+        _key_id: String,
+        _grant_tokens: Vec<String>,
+        _ciphertext: Vec<u8>,
+        _algorithm: super::rsa::KmsRsaAlgorithm,
+    ) -> KmsFuture<Decrypted> {
+        unsupported("Decrypt with an RSA key")
+    }
+
+    /// `GetPublicKey`: the key's public key as DER SubjectPublicKeyInfo.
+    #[cfg(feature = "rsa")]
+    fn get_public_key(&self, _key_id: String, _grant_tokens: Vec<String>) -> KmsFuture<Vec<u8>> {
+        unsupported("GetPublicKey")
+    }
+}
+
+/// What a test double that does not implement an operation answers.
+#[cfg(feature = "rsa")]
+fn unsupported<T>(operation: &str) -> KmsFuture<T> {
+    let err = KmsError {
+        kind: super::error::KmsErrorKind::Other,
+        code: None,
+        detail: format!("{operation} is not implemented by this KMS client"),
+        request_id: None,
+    };
+    Box::pin(async move { Err(err) })
 }
 
 fn plaintext(blob: Option<Blob>) -> Zeroizing<Vec<u8>> {
@@ -121,6 +152,44 @@ impl KmsApi for aws_sdk_kms::Client {
             let out = call.send().await.map_err(KmsError::from_sdk)?;
             Ok(Decrypted { key_id: out.key_id, plaintext: plaintext(out.plaintext) })
         })
+    }
+
+    #[cfg(feature = "rsa")]
+    fn decrypt_rsa(
+        &self,
+        key_id: String,
+        grant_tokens: Vec<String>,
+        ciphertext: Vec<u8>,
+        algorithm: super::rsa::KmsRsaAlgorithm,
+    ) -> KmsFuture<Decrypted> {
+        let call = self
+            .decrypt()
+            .key_id(key_id)
+            .ciphertext_blob(Blob::new(ciphertext))
+            .encryption_algorithm(rsa_spec(algorithm))
+            .set_grant_tokens(non_empty(grant_tokens));
+        Box::pin(async move {
+            let out = call.send().await.map_err(KmsError::from_sdk)?;
+            Ok(Decrypted { key_id: out.key_id, plaintext: plaintext(out.plaintext) })
+        })
+    }
+
+    #[cfg(feature = "rsa")]
+    fn get_public_key(&self, key_id: String, grant_tokens: Vec<String>) -> KmsFuture<Vec<u8>> {
+        let call = self.get_public_key().key_id(key_id).set_grant_tokens(non_empty(grant_tokens));
+        Box::pin(async move {
+            let out = call.send().await.map_err(KmsError::from_sdk)?;
+            Ok(out.public_key.map(Blob::into_inner).unwrap_or_default())
+        })
+    }
+}
+
+#[cfg(feature = "rsa")]
+fn rsa_spec(algorithm: super::rsa::KmsRsaAlgorithm) -> aws_sdk_kms::types::EncryptionAlgorithmSpec {
+    use aws_sdk_kms::types::EncryptionAlgorithmSpec;
+    match algorithm {
+        super::rsa::KmsRsaAlgorithm::OaepSha1 => EncryptionAlgorithmSpec::RsaesOaepSha1,
+        super::rsa::KmsRsaAlgorithm::OaepSha256 => EncryptionAlgorithmSpec::RsaesOaepSha256,
     }
 }
 

@@ -220,6 +220,16 @@ impl KmsClients {
         Ok(multi)
     }
 
+    /// An AWS KMS RSA keyring for `key_arn` (a key ARN of an RSA key with usage `ENCRYPT_DECRYPT`), with a
+    /// client in the key's region. It fetches the public key with `GetPublicKey` on its first encrypt;
+    /// give it with [`AwsKmsRsaKeyring::with_public_key_pem`](super::AwsKmsRsaKeyring::with_public_key_pem)
+    /// to avoid that call.
+    #[cfg(feature = "rsa")]
+    pub fn rsa_keyring(&self, key_arn: &str, algorithm: super::KmsRsaAlgorithm) -> Result<super::AwsKmsRsaKeyring> {
+        Ok(super::AwsKmsRsaKeyring::new(self.client_for_key(key_arn)?, key_arn, algorithm)?
+            .with_grant_tokens(self.grant_tokens.clone()))
+    }
+
     /// MRK-aware strict keyrings for `key_ids` in one multi-keyring. Two replicas of one multi-Region key
     /// are refused: they would wrap the data key twice under the same key.
     pub fn mrk_multi_keyring(&self, key_ids: &[impl AsRef<str>]) -> Result<MultiKeyring> {

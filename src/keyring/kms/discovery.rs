@@ -10,7 +10,7 @@ use super::calls::{Kms, edk_key_arn, not_kms};
 use super::clients::KmsClients;
 use crate::error::{Error, Result};
 use crate::format::edk::EncryptedDataKey;
-use crate::keyring::{DecryptionMaterials, EncryptionMaterials, Keyring, KeyringFuture};
+use crate::keyring::{DecryptionMaterials, EncryptionMaterials};
 
 /// Limits discovery to keys of some accounts in one partition. Without a filter, a discovery keyring asks
 /// KMS to decrypt under any key a message names, which lets whoever wrote the message choose the key.
@@ -159,14 +159,16 @@ impl AwsKmsDiscoveryKeyring {
         }
     }
 
+    async fn encrypt(&self, _materials: EncryptionMaterials) -> Result<EncryptionMaterials> {
+        discovery_cannot_encrypt()
+    }
+
     async fn decrypt(
         &self,
         mut materials: DecryptionMaterials,
         edks: &[EncryptedDataKey],
     ) -> Result<DecryptionMaterials> {
-        if materials.data_key().is_some() {
-            return Err(Error::Keyring("decryption materials already hold a data key".into()));
-        }
+        materials.require_no_data_key()?;
         let mut reasons = Vec::new();
         let mut candidates = Vec::new();
         for edk in edks {
@@ -207,16 +209,4 @@ pub(super) fn discovery_cannot_encrypt<T>() -> Result<T> {
     Err(Error::Config("an AWS KMS discovery keyring cannot encrypt: configure a KMS key to encrypt under".into()))
 }
 
-impl Keyring for AwsKmsDiscoveryKeyring {
-    fn on_encrypt<'a>(&'a self, _materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
-        Box::pin(async { discovery_cannot_encrypt() })
-    }
-
-    fn on_decrypt<'a>(
-        &'a self,
-        materials: DecryptionMaterials,
-        edks: &'a [EncryptedDataKey],
-    ) -> KeyringFuture<'a, DecryptionMaterials> {
-        Box::pin(self.decrypt(materials, edks))
-    }
-}
+crate::keyring::keyring_by_async_methods!(AwsKmsDiscoveryKeyring);

@@ -38,6 +38,8 @@ mod discovery;
 mod error;
 #[cfg(feature = "kms")]
 mod mrk;
+#[cfg(all(feature = "kms", feature = "rsa"))]
+mod rsa;
 #[cfg(feature = "kms")]
 mod runtime;
 #[cfg(feature = "kms")]
@@ -52,6 +54,8 @@ pub use clients::{DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CALL_TIMEOUT, KmsClients, MAX
 pub use discovery::{AwsKmsDiscoveryKeyring, DiscoveryFilter};
 #[cfg(feature = "kms")]
 pub use mrk::{AwsKmsMrkDiscoveryKeyring, AwsKmsMrkKeyring};
+#[cfg(all(feature = "kms", feature = "rsa"))]
+pub use rsa::{AwsKmsRsaKeyring, KmsRsaAlgorithm, RSA_PROVIDER_ID};
 #[cfg(feature = "kms")]
 pub use strict::AwsKmsKeyring;
 

@@ -11,7 +11,7 @@ use super::discovery::{DiscoveryFilter, discovery_cannot_encrypt};
 use super::strict::{KeyMatch, Strict};
 use crate::error::{Error, Result};
 use crate::format::edk::EncryptedDataKey;
-use crate::keyring::{DecryptionMaterials, EncryptionMaterials, Keyring, KeyringFuture};
+use crate::keyring::{DecryptionMaterials, EncryptionMaterials};
 
 /// The MRK-aware strict keyring: like [`AwsKmsKeyring`](super::AwsKmsKeyring), but on decrypt an EDK
 /// written under any replica of the configured multi-Region key matches too. It is decrypted by the
@@ -80,14 +80,16 @@ impl AwsKmsMrkDiscoveryKeyring {
         self.region.as_str()
     }
 
+    async fn encrypt(&self, _materials: EncryptionMaterials) -> Result<EncryptionMaterials> {
+        discovery_cannot_encrypt()
+    }
+
     async fn decrypt(
         &self,
         mut materials: DecryptionMaterials,
         edks: &[EncryptedDataKey],
     ) -> Result<DecryptionMaterials> {
-        if materials.data_key().is_some() {
-            return Err(Error::Keyring("decryption materials already hold a data key".into()));
-        }
+        materials.require_no_data_key()?;
         let name = format!("AWS KMS MRK discovery in {}", self.region);
         let mut reasons = Vec::new();
         let mut candidates = Vec::new();
@@ -128,16 +130,4 @@ impl AwsKmsMrkDiscoveryKeyring {
     }
 }
 
-impl Keyring for AwsKmsMrkDiscoveryKeyring {
-    fn on_encrypt<'a>(&'a self, _materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
-        Box::pin(async { discovery_cannot_encrypt() })
-    }
-
-    fn on_decrypt<'a>(
-        &'a self,
-        materials: DecryptionMaterials,
-        edks: &'a [EncryptedDataKey],
-    ) -> KeyringFuture<'a, DecryptionMaterials> {
-        Box::pin(self.decrypt(materials, edks))
-    }
-}
+crate::keyring::keyring_by_async_methods!(AwsKmsMrkDiscoveryKeyring);

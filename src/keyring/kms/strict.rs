@@ -139,9 +139,7 @@ impl Strict {
         mut materials: DecryptionMaterials,
         edks: &[EncryptedDataKey],
     ) -> Result<DecryptionMaterials> {
-        if materials.data_key().is_some() {
-            return Err(Error::Keyring("decryption materials already hold a data key".into()));
-        }
+        materials.require_no_data_key()?;
         // Filter every EDK before the first call: a malformed KMS EDK fails the keyring.
         let mut reasons = Vec::new();
         let mut candidates = Vec::new();
