@@ -599,3 +599,35 @@ mod kms {
         expect(cmd.args(["encrypt", "--kms-key", "arn:aws:kms:nonsense", "pt", "ct"]), 2);
     }
 }
+
+/// `--version` names the AES-GCM backend: AWS-LC wherever the build links it anyway (kms, rsa), RustCrypto in
+/// a raw-key-only build.
+#[test]
+fn version_names_the_aes_gcm_backend() {
+    let out = Command::cargo_bin("kms-envelope").unwrap().arg("--version").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Not cfg!(feature = "aws-lc") alone: a kms build must have it whatever Cargo.toml says today.
+    let links_aws_lc = cfg!(feature = "kms") || cfg!(feature = "rsa") || cfg!(feature = "aws-lc");
+    let expected = if links_aws_lc { "aws-lc-rs" } else { "aes-gcm (RustCrypto)" };
+    assert!(text.starts_with("kms-envelope ") && text.contains(&format!("(AES-GCM: {expected}")), "{text}");
+}
+
+/// `--no-fsync` writes the same verified output (durability is what it trades, which a test cannot see).
+#[test]
+fn no_fsync_writes_the_same_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k");
+    std::fs::write(&key, [9u8; 32]).unwrap();
+    let input = dir.path().join("in");
+    std::fs::write(&input, vec![5u8; 300_000]).unwrap();
+    let keys = ["--raw-key-file", key.to_str().unwrap(), "--key-namespace", "n", "--key-name", "k"];
+    let run = |args: &[&str]| {
+        let out = Command::cargo_bin("kms-envelope").unwrap().args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let message = dir.path().join("m");
+    let back = dir.path().join("back");
+    run(&[&["encrypt", "--no-fsync"][..], &keys, &[input.to_str().unwrap(), message.to_str().unwrap()]].concat());
+    run(&[&["decrypt", "--no-fsync"][..], &keys, &[message.to_str().unwrap(), back.to_str().unwrap()]].concat());
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&input).unwrap());
+}

@@ -24,9 +24,17 @@ other key adds a wrapped copy; on decrypt each is tried in order. The n-th --key
 belong to the n-th raw AES or RSA key. KMS credentials, region and endpoint come from the environment as for every AWS SDK (AWS_REGION,
 AWS_PROFILE, AWS_ENDPOINT_URL_KMS, ...).";
 
+/// `--version`: the crate version and the AES-GCM backend compiled in.
+fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        format!("{} (AES-GCM: {})", env!("CARGO_PKG_VERSION"), kms_envelope::crypto::aead::backend_name())
+    })
+}
+
 /// Encrypt and decrypt files in the AWS Encryption SDK message format.
 #[derive(Parser, Debug)]
-#[command(name = "kms-envelope", version, about, after_help = EXIT_CODES)]
+#[command(name = "kms-envelope", version = version(), about, after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -272,6 +280,11 @@ pub struct OutputArgs {
     /// No progress bar (it shows on a terminal for inputs over 64 MiB).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Do not sync outputs to disk before reporting success. Faster; but after a power loss or kernel crash
+    /// right after the command, the output may be missing or empty. It is never unverified: the output
+    /// still appears only once the whole message verified.
+    #[arg(long)]
+    pub no_fsync: bool,
 }
 
 #[derive(Args, Debug)]

@@ -9,6 +9,7 @@ use kms_envelope::stream::file::PendingFile;
 use kms_envelope::stream::{WipingBufReader, WipingBufWriter};
 use kms_envelope::{DecryptOptions, Decryptor, EncryptOptions, Encryptor, Error, Header, Keyring};
 
+use super::args::OutputArgs;
 use super::exit::{Code, Failure};
 use super::progress::Progress;
 
@@ -75,9 +76,10 @@ pub fn check_output(path: &Path, force: bool) -> Result<(), Failure> {
 /// Runs `write` against the output: stdout directly, or a 0600 temp file renamed over `path` on success.
 fn with_output(
     path: &str,
-    force: bool,
+    out_args: &OutputArgs,
     write: impl FnOnce(&mut dyn Write) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
+    let force = out_args.force;
     if path == "-" {
         let mut stdout = WipingBufWriter::with_capacity(OUT_BUFFER, io::stdout().lock());
         write(&mut stdout)?;
@@ -86,15 +88,17 @@ fn with_output(
     check_output(Path::new(path), force)?;
     let mut pending = PendingFile::create(Path::new(path), force)
         .map_err(|e| Failure::new(Code::Io, format!("{path}: cannot create: {e}")))?;
-    // The CLI's outputs must survive a power loss once the command reported success; syncing while
-    // writing leaves the final sync little to do.
-    pending.sync_while_writing();
+    // By default the CLI's outputs must survive a power loss once the command reported success; syncing
+    // while writing leaves the final sync little to do. --no-fsync trades that for speed.
+    if !out_args.no_fsync {
+        pending.sync_while_writing();
+    }
     {
         let mut out = WipingBufWriter::with_capacity(OUT_BUFFER, &mut pending);
         write(&mut out)?;
         out.flush().map_err(|e| Failure::io(format!("cannot write {path}"), e))?;
     }
-    pending.commit(true, force).map_err(|e| Failure::new(Code::Io, format!("{path}: cannot write: {e}")))
+    pending.commit(!out_args.no_fsync, force).map_err(|e| Failure::new(Code::Io, format!("{path}: cannot write: {e}")))
 }
 
 /// A reader or writer that remembers whether it failed, so that an error coming out of a copy through the
@@ -132,13 +136,12 @@ pub fn encrypt_to(
     options: &EncryptOptions,
     input: Input,
     output: &str,
-    force: bool,
-    quiet: bool,
+    out_args: &OutputArgs,
 ) -> Result<(), Failure> {
-    let progress = Progress::new(&input.name, input.size, quiet);
+    let progress = Progress::new(&input.name, input.size, out_args.quiet);
     let name = input.name;
     let mut reader = progress.reader(input.reader);
-    let result = with_output(output, force, |out| {
+    let result = with_output(output, out_args, |out| {
         let mut encryptor = Encryptor::new(keyring, options, out).map_err(|e| Failure::writing(e).with_file(output))?;
         let mut input = Tracked::new(&mut reader);
         encryptor.copy_from(&mut input).map_err(|e| {
@@ -162,13 +165,12 @@ pub fn decrypt_to(
     check: &dyn Fn(&Header) -> Result<(), Failure>,
     input: Input,
     output: &str,
-    force: bool,
-    quiet: bool,
+    out_args: &OutputArgs,
 ) -> Result<(), Failure> {
-    let progress = Progress::new(&input.name, input.size, quiet);
+    let progress = Progress::new(&input.name, input.size, out_args.quiet);
     let name = input.name;
     let reader = progress.reader(input.reader);
-    let result = with_output(output, force, |out| {
+    let result = with_output(output, out_args, |out| {
         let mut decryptor =
             Decryptor::new(keyring, options, reader).map_err(|e| Failure::reading(e).with_file(&name))?;
         check(decryptor.header()).map_err(|f| f.with_file(&name))?;

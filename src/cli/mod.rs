@@ -17,7 +17,9 @@ use kms_envelope::bundle::encrypt_directory;
 use kms_envelope::bundle::unpack_verified;
 use kms_envelope::{DecryptLimits, DecryptOptions, Decryptor, EncryptOptions, Header, Keyring};
 
-use args::{BundleArgs, Cli, Command, DecryptArgs, DecryptSettings, EncryptArgs, EncryptSettings, UnbundleArgs};
+use args::{
+    BundleArgs, Cli, Command, DecryptArgs, DecryptSettings, EncryptArgs, EncryptSettings, OutputArgs, UnbundleArgs,
+};
 use exit::{Code, Failure};
 use progress::Progress;
 
@@ -103,7 +105,7 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
         let keyring = keys::for_encrypt(&args.keys)?;
         return tree::run(jobs, problems, |job| {
             let input = io::open_input(&job.input.to_string_lossy())?;
-            io::encrypt_to(keyring.as_ref(), &options, input, &job.output.to_string_lossy(), out.force, out.quiet)
+            io::encrypt_to(keyring.as_ref(), &options, input, &job.output.to_string_lossy(), out)
         });
     }
     let input = io::open_input(&args.input)?;
@@ -111,7 +113,7 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
         io::check_output(Path::new(&args.output), out.force)?;
     }
     let keyring = keys::for_encrypt(&args.keys)?;
-    io::encrypt_to(keyring.as_ref(), &options, input, &args.output, out.force, out.quiet)
+    io::encrypt_to(keyring.as_ref(), &options, input, &args.output, out)
 }
 
 fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
@@ -127,15 +129,7 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
         let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;
         return tree::run(jobs, problems, |job| {
             let input = io::open_input(&job.input.to_string_lossy())?;
-            io::decrypt_to(
-                keyring.as_ref(),
-                &options,
-                &check,
-                input,
-                &job.output.to_string_lossy(),
-                out.force,
-                out.quiet,
-            )
+            io::decrypt_to(keyring.as_ref(), &options, &check, input, &job.output.to_string_lossy(), out)
         });
     }
     let input = io::open_input(&args.input)?;
@@ -143,7 +137,7 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
         io::check_output(Path::new(&args.output), out.force)?;
     }
     let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;
-    io::decrypt_to(keyring.as_ref(), &options, &check, input, &args.output, out.force, out.quiet)
+    io::decrypt_to(keyring.as_ref(), &options, &check, input, &args.output, out)
 }
 
 /// Bytes of regular files below `dir`, for the bundle progress bar (the archive adds a little).
@@ -174,7 +168,7 @@ fn bundle(args: &BundleArgs) -> Result<(), Failure> {
     let options = encrypt_options(&args.settings);
     let keyring = keys::for_encrypt(&args.keys)?;
     let progress = Progress::new(&name, Some(directory_size(dir)), out.quiet);
-    let result = write_bundle(keyring.as_ref(), &options, dir, &args.output, out.force, &progress);
+    let result = write_bundle(keyring.as_ref(), &options, dir, &args.output, out, &progress);
     progress.done(result.is_ok());
     result.map_err(|f| f.with_file(&name))
 }
@@ -184,9 +178,10 @@ fn write_bundle(
     options: &EncryptOptions,
     dir: &Path,
     output: &str,
-    force: bool,
+    out: &OutputArgs,
     progress: &Progress,
 ) -> Result<(), Failure> {
+    let force = out.force;
     if output == "-" {
         let stdout = std::io::stdout().lock();
         let (mut written, _) =
@@ -195,14 +190,16 @@ fn write_bundle(
     }
     let mut pending = kms_envelope::stream::file::PendingFile::create(Path::new(output), force)
         .map_err(|e| Failure::new(Code::Io, format!("{output}: cannot create: {e}")))?;
-    pending.sync_while_writing();
+    if !out.no_fsync {
+        pending.sync_while_writing();
+    }
     {
         let writer = std::io::BufWriter::with_capacity(64 << 10, &mut pending);
         let (mut written, _) =
             encrypt_directory(keyring, options, dir, progress.writer(writer)).map_err(Failure::writing)?;
         std::io::Write::flush(&mut written).map_err(|e| Failure::io(format!("cannot write {output}"), e))?;
     }
-    pending.commit(true, force).map_err(|e| Failure::new(Code::Io, format!("{output}: cannot write: {e}")))
+    pending.commit(!out.no_fsync, force).map_err(|e| Failure::new(Code::Io, format!("{output}: cannot write: {e}")))
 }
 
 fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {

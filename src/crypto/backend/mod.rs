@@ -1,5 +1,6 @@
-//! The AES-GCM providers. Exactly one is compiled in, chosen by cargo feature: RustCrypto `aes-gcm` by
-//! default, AWS-LC (`aws-lc-rs`) with the `aws-lc` feature (and its FIPS module with `fips`). Both offer the
+//! The AES-GCM providers. Exactly one is compiled in, chosen by cargo feature: AWS-LC (`aws-lc-rs`) with the
+//! `aws-lc` feature, which `kms` and `rsa` turn on since they link AWS-LC anyway (and its FIPS module with
+//! `fips`); RustCrypto `aes-gcm` in a build without them (raw keys only, no C toolchain). Both offer the
 //! same [`GcmKey`] with the same three in-place operations; nothing outside this directory names a backend
 //! crate.
 
