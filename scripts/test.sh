@@ -161,6 +161,10 @@ export AWS_SECRET_ACCESS_KEY=testing
 export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
+# proptest draws a fresh seed per run unless told; one seed for the whole run, printed, makes a rare failure
+# reproducible: PROPTEST_RNG_SEED=<seed> scripts/test.sh -- <test name>.
+export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
+echo "proptest seed: $PROPTEST_RNG_SEED (rerun with PROPTEST_RNG_SEED=$PROPTEST_RNG_SEED to reproduce)"
 
 # The Lambda Runtime Interface Emulator for tests/lambda.rs: fetched once into .venv/rie/ (from the
 # aws-sam-cli wheel on PyPI), found there on later runs.

@@ -821,31 +821,45 @@ fn the_example_runs_under_the_runtime_interface_emulator() {
     fs::write(package.join("secrets.esdk"), encrypt(&*setup, &options(), secrets)).unwrap();
     let root = env.dir("tmp");
 
-    let (api_port, rie_port) = (free_port(), free_port());
+    // Two free ports, released before the emulator binds them: another process may take one meanwhile. Then
+    // the emulator exits at once, and a fresh pair is tried.
     let log = env.work.path().join("rie.log");
-    let log_file = fs::File::create(&log).unwrap();
-    let mut command = Command::new(&rie);
-    env.child_env(&mut command);
-    command
-        .arg("--runtime-interface-emulator-address")
-        .arg(format!("127.0.0.1:{rie_port}"))
-        .arg("--runtime-api-address")
-        .arg(format!("127.0.0.1:{api_port}"))
-        .arg(&example)
-        .env("KMS_ENVELOPE_BUNDLES", format!("config.esdk=app/config.json,{s3_tree}=certs/"))
-        .env("KMS_ENVELOPE_SECRETS", "secrets.esdk")
-        .env("KMS_ENVELOPE_ROOT", &root)
-        .env("LAMBDA_TASK_ROOT", &package)
-        .env("RUST_LOG", "info")
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file);
-    let rie = Rie { child: command.spawn().unwrap(), log };
-
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", rie_port)).is_err() {
-        assert!(Instant::now() < deadline, "the RIE never listened: {}", fs::read_to_string(&rie.log).unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut attempt = 0;
+    let (rie, rie_port) = loop {
+        attempt += 1;
+        let (api_port, rie_port) = (free_port(), free_port());
+        let log_file = fs::File::create(&log).unwrap();
+        let mut command = Command::new(&rie);
+        env.child_env(&mut command);
+        command
+            .arg("--runtime-interface-emulator-address")
+            .arg(format!("127.0.0.1:{rie_port}"))
+            .arg("--runtime-api-address")
+            .arg(format!("127.0.0.1:{api_port}"))
+            .arg(&example)
+            .env("KMS_ENVELOPE_BUNDLES", format!("config.esdk=app/config.json,{s3_tree}=certs/"))
+            .env("KMS_ENVELOPE_SECRETS", "secrets.esdk")
+            .env("KMS_ENVELOPE_ROOT", &root)
+            .env("LAMBDA_TASK_ROOT", &package)
+            .env("RUST_LOG", "info")
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file);
+        let mut started = Rie { child: command.spawn().unwrap(), log: log.clone() };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let listening = loop {
+            if TcpStream::connect(("127.0.0.1", rie_port)).is_ok() {
+                break true;
+            }
+            if matches!(started.child.try_wait(), Ok(Some(_))) || Instant::now() >= deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if listening {
+            break (started, rie_port);
+        }
+        assert!(attempt < 5, "the RIE never listened: {}", fs::read_to_string(&log).unwrap());
+    };
     let invoke = |event: &str| {
         let (status, body) = post(rie_port, "/2015-03-31/functions/function/invocations", event);
         let log = fs::read_to_string(&rie.log).unwrap_or_default();
