@@ -12,6 +12,8 @@
 #   FUZZ_JOBS       targets fuzzed at once. Default 2 (with two cores: six targets x 30 s in about 90 s,
 #                   plus one to two minutes to build from scratch).
 #   FUZZ_SANITIZER  none (default) or address; see the toolchain notes below.
+#   FUZZ_REPLAY_ONLY  set: build, seed and replay fuzz/regressions/ only, no fuzzing (what
+#                   scripts/test.sh does when given a test filter).
 #   FUZZ_RSS_MB     libFuzzer -rss_limit_mb (and, through it, -malloc_limit_mb). Default 2048.
 #   FUZZ_BUILD_ARGS extra arguments for `cargo fuzz build|run`, e.g. "--no-default-features" to build
 #                   without the fuzz crate's `parallel` feature (for a kms-envelope without the frame
@@ -115,6 +117,8 @@ failed=()
 for t in "${targets[@]}"; do
   shopt -s nullglob
   inputs=("$FUZZ/regressions/$t"/*)
+  # mutate_parallel reads the same inputs as mutate, through the frame pipeline's worker threads.
+  [[ $t == mutate_parallel ]] && inputs+=("$FUZZ/regressions/mutate"/*)
   shopt -u nullglob
   ((${#inputs[@]})) || continue
   header "regressions: $t (${#inputs[@]} inputs)"
@@ -125,6 +129,15 @@ for t in "${targets[@]}"; do
     failed+=("$t (regression input)")
   fi
 done
+
+if [[ -n "${FUZZ_REPLAY_ONLY:-}" ]]; then
+  if ((${#failed[@]})); then
+    header "REGRESSIONS FAIL AGAIN in:$(printf ' [%s]' "${failed[@]}")"
+    exit 1
+  fi
+  header "regressions replayed, no fuzzing (FUZZ_REPLAY_ONLY)"
+  exit 0
+fi
 
 # ------------------------------------------------------------------------------------------------ run
 run_one() {

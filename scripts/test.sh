@@ -47,10 +47,20 @@ header() { printf '\n==== %s ====\n' "$*"; }
 # Seconds since $1 (an $EPOCHREALTIME), for the timing lines that make slow CI runs easy to diagnose.
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 die() { echo "test.sh: error: $*" >&2; exit 1; }
+# Per-stage wall times, printed as each stage ends and again in the closing summary.
+STAGES=()
+stage_time() {
+  local t
+  t="$(since "$2")"
+  STAGES+=("$(printf '  %-62s %8s s' "$1" "$t")")
+  echo "stage time: $1: $t s"
+}
+RUN_START=$EPOCHREALTIME
 
 # ---------------------------------------------------------------------------------------------- lint
 # Before the tests because it is cheap next to them and its failures are the commonest.
 if ((run_lint)); then
+  t0=$EPOCHREALTIME
   header "lint: cargo fmt --all -- --check"
   cargo fmt --all -- --check
   header "lint: cargo clippy --all-targets --features $FULL_FEATURES -- -D warnings"
@@ -59,6 +69,9 @@ if ((run_lint)); then
   cargo clippy --all-targets --no-default-features --features cli,bundle,async -- -D warnings
   header "lint: cargo doc --no-deps --features $FULL_FEATURES (RUSTDOCFLAGS=-Dwarnings)"
   RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --features "$FULL_FEATURES"
+  header "lint: the fuzz crate (cargo fmt --check, cargo clippy --all-targets -D warnings)"
+  (cd fuzz && cargo fmt -- --check && cargo clippy -q --all-targets -- -D warnings)
+  stage_time "lint" "$t0"
 fi
 ((run_tests)) || exit 0
 
@@ -99,6 +112,7 @@ ensure_venv() {
   exec 9<&-
 }
 
+t_peers=$EPOCHREALTIME
 # .venv: the Python ESDK 4.x (interop oracle), boto3 and moto.
 VENV="$REPO/.venv"
 PY="$VENV/bin/python"
@@ -108,6 +122,8 @@ ensure_venv "$VENV" "$REPO/scripts/requirements-test.txt"
 ESDK_CLI_VENV="$REPO/.venv-esdk-cli"
 ensure_venv "$ESDK_CLI_VENV" "$REPO/scripts/requirements-esdk-cli.txt" \
   "$REPO"/tests/peers/esdk_cli_raw_aes/{pyproject.toml,kms_envelope_raw_aes.py}
+
+stage_time "python venvs (built only when requirements change)" "$t_peers"
 
 # ----------------------------------------------------------------------------------------------- moto
 # A fresh loopback port per run, so parallel runs and stale servers never collide. The tiny window between
@@ -144,6 +160,7 @@ until curl -fsS -o /dev/null --max-time 2 "$MOTO_URL/moto-api/" 2>/dev/null; do
   sleep 0.2
 done
 echo "moto ready in $(since "$t0") s (pid $MOTO_PID)"
+stage_time "moto start" "$t0"
 
 # --------------------------------------------------------------------------------------- environment
 # Credentials and region are fake but must be set: the AWS SDKs refuse to sign without them, and would
@@ -178,23 +195,72 @@ failed=()
 
 # The fuzz targets for a bounded time each (FUZZ_SECONDS, default 30); it replays fuzz/regressions/ too.
 # Before the tests, so that cargo test's summary stays the last thing printed.
-if ((run_fuzz)) && ((${#cargo_test_args[@]} == 0)); then
-  header "fuzz: scripts/fuzz.sh (FUZZ_SECONDS=${FUZZ_SECONDS:-30} per target)"
-  if ! bash scripts/fuzz.sh; then
-    failed+=("fuzz")
+# With a test filter only the saved regressions are replayed. The fuzz crate's own unit tests (its seed
+# and message builders) run here too, outside cargo-fuzz.
+if ((run_fuzz)); then
+  t0=$EPOCHREALTIME
+  header "fuzz: the fuzz crate's unit tests (cd fuzz && cargo test)"
+  if ! (cd fuzz && cargo test -q); then
+    failed+=("fuzz crate tests")
   fi
+  if ((${#cargo_test_args[@]} == 0)); then
+    header "fuzz: scripts/fuzz.sh (FUZZ_SECONDS=${FUZZ_SECONDS:-30} per target)"
+    bash scripts/fuzz.sh || failed+=("fuzz")
+  else
+    header "fuzz: scripts/fuzz.sh, regressions only (a test filter was given)"
+    FUZZ_REPLAY_ONLY=1 bash scripts/fuzz.sh || failed+=("fuzz regressions")
+  fi
+  stage_time "fuzz" "$t0"
 fi
 
+TEST_LOG="$(mktemp "${TMPDIR:-/tmp}/kms-envelope-tests.XXXXXX")"
+total_passed=0
+total_failed=0
+total_skipped=0
+SET_LINES=()
 for fs in "${FEATURE_SETS[@]}"; do
   read -r -a fs_args <<<"$fs"
   header "cargo test $fs${cargo_test_args[*]:+ ${cargo_test_args[*]}}"
-  if ! cargo test "${fs_args[@]}" "${cargo_test_args[@]}"; then
-    failed+=("$fs")
+  t0=$EPOCHREALTIME
+  set +e
+  cargo test "${fs_args[@]}" "${cargo_test_args[@]}" 2>&1 | tee "$TEST_LOG"
+  status=${PIPESTATUS[0]}
+  set -e
+  ((status == 0)) || failed+=("$fs")
+  # Every test binary ends with "test result: ok. N passed; M failed; K ignored; ..."; a skip is a
+  # "SKIPPED:" line from tests/common (a panic under CI=true, so it must stay 0 there).
+  read -r passed failed_n ignored < <(awk '/^test result:/ {
+      for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i;
+                                  if ($(i+1) ~ /^ignored/) g += $i }
+    } END { print p + 0, f + 0, g + 0 }' "$TEST_LOG")
+  skipped=$(grep -c '^SKIPPED:' "$TEST_LOG" || true)
+  total_passed=$((total_passed + passed))
+  total_failed=$((total_failed + failed_n))
+  total_skipped=$((total_skipped + skipped + ignored))
+  SET_LINES+=("$(printf '  %-62s %5d passed %3d failed %3d skipped' "$fs" "$passed" "$failed_n" "$((skipped + ignored))")")
+  stage_time "cargo test $fs" "$t0"
+  if ((${#cargo_test_args[@]} && passed == 0 && failed_n == 0)); then
+    echo "test.sh: the filter '${cargo_test_args[*]}' matched no test in [$fs]" >&2
   fi
 done
+rm -f "$TEST_LOG"
 
+header "summary"
+echo "stage times (wall):"
+printf '%s\n' "${STAGES[@]}"
+echo "  total: $(since "$RUN_START") s"
+echo "tests per feature set:"
+printf '%s\n' "${SET_LINES[@]}"
+if ((${#cargo_test_args[@]} && total_passed + total_failed == 0)); then
+  failed+=("the filter '${cargo_test_args[*]}' matched no test")
+fi
+if [[ "${CI:-}" == true ]] && ((total_skipped > 0)); then
+  failed+=("$total_skipped tests skipped under CI=true")
+fi
 if ((${#failed[@]})); then
   header "FAILED:$(printf ' [%s]' "${failed[@]}")"
+  echo "tests: $total_passed passed, $((total_failed > 0 ? total_failed : 1)) failed"
   exit 1
 fi
 header "all checks passed"
+echo "tests: $total_passed passed, 0 failed, $total_skipped skipped"

@@ -32,10 +32,10 @@ fuzz_target!(init: kms_envelope_fuzz::init(), |data: &[u8]| {
             assert_eq!(parsed.region().partition(), parsed.partition());
             assert_eq!(parsed.account().len(), 12);
             assert_eq!(KmsArn::parse_key(text).is_ok(), parsed.resource_type() == arn::ResourceType::Key);
-            if let Ok(other) = Region::parse("us-west-2") {
-                if let Some(moved) = parsed.in_region(&other) {
-                    assert_eq!(KmsArn::parse(&moved.to_string()).as_ref(), Ok(&moved));
-                }
+            if let Ok(other) = Region::parse("us-west-2")
+                && let Some(moved) = parsed.in_region(&other)
+            {
+                assert_eq!(KmsArn::parse(&moved.to_string()).as_ref(), Ok(&moved));
             }
         }
         Err(err) => {

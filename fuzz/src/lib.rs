@@ -336,8 +336,21 @@ pub fn reference_messages() -> &'static [Reference] {
 
 /// Builds a message by hand from the crate's building blocks, with a known data key: how the seed
 /// generator gets non-framed messages (which our encryptor never writes) that the fuzz keyring opens.
-/// `frame_length` 0 makes a non-framed body.
+/// `frame_length` 0 makes a non-framed body. A plaintext that is an exact multiple of the frame length ends
+/// with an empty final frame, as our encryptor writes it; see [`craft_message_full_final`] for the other
+/// legal encoding.
 pub fn craft_message(suite: AlgorithmSuite, frame_length: u32, plaintext: &[u8]) -> Vec<u8> {
+    craft(suite, frame_length, plaintext, false)
+}
+
+/// [`craft_message`], but a non-empty plaintext that is an exact multiple of the frame length ends with a
+/// **full-length** final frame, as the Python ESDK 4.x writes it (the encoding the one-shot decrypt path
+/// must also accept).
+pub fn craft_message_full_final(suite: AlgorithmSuite, frame_length: u32, plaintext: &[u8]) -> Vec<u8> {
+    craft(suite, frame_length, plaintext, true)
+}
+
+fn craft(suite: AlgorithmSuite, frame_length: u32, plaintext: &[u8], full_final: bool) -> Vec<u8> {
     let mut signer = suite.signature().map(MessageSigner::generate);
     let mut context = reference_context();
     if let Some(signer) = &signer {
@@ -422,9 +435,9 @@ pub fn craft_message(suite: AlgorithmSuite, frame_length: u32, plaintext: &[u8])
     } else {
         let frame = frame_length as usize;
         let mut chunks: Vec<&[u8]> = plaintext.chunks(frame).collect();
-        // An exact multiple ends with an empty final frame here (the other legal encoding; ours writes a
-        // full final frame).
-        if plaintext.len().is_multiple_of(frame) {
+        // An exact multiple ends with an empty final frame (what our encryptor writes) unless a full final
+        // frame is asked for; an empty plaintext always has one empty final frame.
+        if plaintext.is_empty() || (plaintext.len().is_multiple_of(frame) && !full_final) {
             chunks.push(&[]);
         }
         let last = chunks.len() - 1;
@@ -689,6 +702,30 @@ mod tests {
                 assert_eq!(segs.last().unwrap().end, msg.len());
                 assert_eq!(final_len, if frame_length == 0 { 20 } else { 20 % frame_length as usize });
             }
+        }
+    }
+
+    #[test]
+    fn full_length_final_frames_decrypt() {
+        for &suite in AlgorithmSuite::ALL {
+            for (frame_length, len) in [(4u32, 16usize), (8, 8)] {
+                let pt = plaintext(len);
+                let msg = craft_message_full_final(suite, frame_length, &pt);
+                let (segs, final_len) = segments(&msg);
+                assert_eq!(final_len, frame_length as usize, "{suite}: the final frame is full");
+                assert_eq!(segs.last().unwrap().end, msg.len());
+                let out = stream_decrypt(&msg, SMALL_LIMITS, 3);
+                assert!(out.result.is_ok(), "{suite} frame {frame_length}: {:?}", out.result);
+                assert_eq!(out.released, pt);
+                let options = kms_envelope::DecryptOptions::new()
+                    .commitment_policy(kms_envelope::CommitmentPolicy::RequireEncryptAllowDecrypt);
+                let whole = kms_envelope::decrypt(keyring(), &options, &msg).expect("the one-shot path");
+                assert_eq!(&whole.plaintext[..], &pt[..]);
+            }
+            // Empty plaintext: one empty final frame either way.
+            let empty = craft_message_full_final(suite, 4, &[]);
+            assert_eq!(segments(&empty).1, 0);
+            assert!(stream_decrypt(&empty, SMALL_LIMITS, 3).result.is_ok());
         }
     }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use kms_envelope::format::header::HeaderDecoder;
 use kms_envelope::{AlgorithmSuite, DecryptLimits, EncryptionContext};
 
-use crate::{Mutation, craft_message, encrypt, plaintext, reference_messages, segments};
+use crate::{Mutation, craft_message, craft_message_full_final, encrypt, plaintext, reference_messages, segments};
 
 /// Set to a corpus directory, makes any fuzz target binary write the seed corpora there and exit instead
 /// of fuzzing (see [`init`](crate::init)): seeding then costs no build of its own.
@@ -71,6 +71,13 @@ pub fn write_all(corpus: &Path, vectors: Option<&Path>) {
             messages.push((
                 format!("crafted-{:04x}-f{frame_length}-n{len}", suite.id()),
                 craft_message(suite, frame_length, &plaintext(len)),
+            ));
+        }
+        // Full-length final frames, as the Python ESDK 4.x writes exact multiples.
+        for (frame_length, len) in [(4u32, 4usize), (8, 16), (16, 48)] {
+            messages.push((
+                format!("crafted-full-final-{:04x}-f{frame_length}-n{len}", suite.id()),
+                craft_message_full_final(suite, frame_length, &plaintext(len)),
             ));
         }
     }
