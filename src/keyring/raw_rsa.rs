@@ -15,7 +15,8 @@ use crate::format::edk::EncryptedDataKey;
 /// must agree on it.
 ///
 /// Unlike the raw AES keyring, RSA wrapping does **not** bind the encryption context to the EDK (the
-/// specification's design); the context is still authenticated by the message header.
+/// specification's design); the context is still authenticated by the message header. Nor does it
+/// authenticate the writer: whoever holds the public key can write a message the private key's holder reads.
 ///
 /// ```no_run
 /// use kms_envelope::crypto::rsa::RsaPadding;

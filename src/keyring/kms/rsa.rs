@@ -70,6 +70,9 @@ const DIGEST_LEN: usize = 48;
 /// context is bound to the EDK. Signing suites (0x0578, ...) are refused, as the specification's reference
 /// implementation does.
 ///
+/// Whoever holds the public key can write a message this keyring decrypts: unlike a symmetric KMS key, it
+/// says nothing about who wrote the message.
+///
 /// ```no_run
 /// # fn main() -> kms_envelope::Result<()> {
 /// use kms_envelope::keyring::kms::{AwsKmsRsaKeyring, KmsRsaAlgorithm};
