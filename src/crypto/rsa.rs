@@ -145,6 +145,7 @@ impl RsaPrivateKey {
         let der = match label.as_str() {
             "PRIVATE KEY" => der,
             "RSA PRIVATE KEY" => Zeroizing::new(pkcs8_from_pkcs1(&der)),
+            "ENCRYPTED PRIVATE KEY" => return Err(encrypted_pem()),
             other => {
                 return Err(key_error(format!("a PEM private key is PRIVATE KEY or RSA PRIVATE KEY, not {other}")));
             }
@@ -196,6 +197,10 @@ impl fmt::Display for RsaDecryptFailed {
 
 impl std::error::Error for RsaDecryptFailed {}
 
+fn encrypted_pem() -> Error {
+    key_error("encrypted PEM keys are not supported; decrypt the key file first".into())
+}
+
 fn key_error(what: String) -> Error {
     Error::Config(format!("RSA key: {what}"))
 }
@@ -228,7 +233,7 @@ fn pem_decode(pem: &[u8]) -> Result<(String, Zeroizing<Vec<u8>>)> {
     let body = rest.split(end_line.as_str()).next().filter(|_| rest.contains(&end_line));
     let body = body.ok_or_else(|| key_error(format!("no {end_line} line")))?;
     if body.contains("Proc-Type:") || body.contains("DEK-Info:") {
-        return Err(key_error("encrypted PEM keys are not supported; decrypt the key file first".into()));
+        return Err(encrypted_pem());
     }
     let b64: Zeroizing<String> = Zeroizing::new(body.chars().filter(|c| !c.is_ascii_whitespace()).collect());
     let der = base64::engine::general_purpose::STANDARD
@@ -303,6 +308,7 @@ mod tests {
             (b"-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n", "not valid base64"),
             (b"-----BEGIN PRIVATE KEY-----\nAAAA\n", "no -----END PRIVATE KEY----- line"),
             (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "not CERTIFICATE"),
+            (b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n", "encrypted PEM"),
             (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "not an RSA private key"),
         ] {
             let err = RsaPrivateKey::from_pem(pem).unwrap_err().to_string();
