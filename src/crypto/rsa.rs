@@ -144,7 +144,7 @@ impl RsaPrivateKey {
         let (label, der) = pem_decode(pem)?;
         let der = match label.as_str() {
             "PRIVATE KEY" => der,
-            "RSA PRIVATE KEY" => Zeroizing::new(pkcs8_from_pkcs1(&der)),
+            "RSA PRIVATE KEY" => pkcs8_from_pkcs1(&der),
             "ENCRYPTED PRIVATE KEY" => return Err(encrypted_pem()),
             other => {
                 return Err(key_error(format!("a PEM private key is PRIVATE KEY or RSA PRIVATE KEY, not {other}")));
@@ -235,7 +235,9 @@ fn pem_decode(pem: &[u8]) -> Result<(String, Zeroizing<Vec<u8>>)> {
     if body.contains("Proc-Type:") || body.contains("DEK-Info:") {
         return Err(encrypted_pem());
     }
-    let b64: Zeroizing<String> = Zeroizing::new(body.chars().filter(|c| !c.is_ascii_whitespace()).collect());
+    // Sized up front: a String grown by pushing frees each smaller copy of the key unwiped.
+    let mut b64 = Zeroizing::new(String::with_capacity(body.len()));
+    b64.extend(body.chars().filter(|c| !c.is_ascii_whitespace()));
     let der = base64::engine::general_purpose::STANDARD
         .decode(b64.as_bytes())
         .map_err(|_| key_error(format!("the {label} block is not valid base64")))?;
@@ -244,7 +246,9 @@ fn pem_decode(pem: &[u8]) -> Result<(String, Zeroizing<Vec<u8>>)> {
 
 /// DER: a tag, its length, and `content`.
 fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
+    // Sized up front, so that wrapping a private key never reallocates (a moved-from copy is not wiped).
+    let mut out = Vec::with_capacity(content.len() + 2 + size_of::<usize>());
+    out.push(tag);
     let len = content.len();
     if len < 0x80 {
         out.push(len as u8);
@@ -262,13 +266,13 @@ const RSA_ALGORITHM_ID: [u8; 15] =
     [0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00];
 
 /// PKCS #8 PrivateKeyInfo around a PKCS #1 RSAPrivateKey (version 0, rsaEncryption).
-fn pkcs8_from_pkcs1(pkcs1: &[u8]) -> Vec<u8> {
-    let mut body = vec![0x02, 0x01, 0x00];
+fn pkcs8_from_pkcs1(pkcs1: &[u8]) -> Zeroizing<Vec<u8>> {
+    let key = Zeroizing::new(der(0x04, pkcs1));
+    let mut body = Zeroizing::new(Vec::with_capacity(3 + RSA_ALGORITHM_ID.len() + key.len()));
+    body.extend_from_slice(&[0x02, 0x01, 0x00]);
     body.extend_from_slice(&RSA_ALGORITHM_ID);
-    body.extend_from_slice(&der(0x04, pkcs1));
-    let out = der(0x30, &body);
-    zeroize::Zeroize::zeroize(&mut body);
-    out
+    body.extend_from_slice(&key);
+    Zeroizing::new(der(0x30, &body))
 }
 
 /// SubjectPublicKeyInfo around a PKCS #1 RSAPublicKey.
