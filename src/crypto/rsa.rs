@@ -100,6 +100,7 @@ impl RsaPublicKey {
 
     /// From DER SubjectPublicKeyInfo.
     pub fn from_der(der: &[u8]) -> Result<Self> {
+        one_der_structure(der, "public")?;
         let key = PublicEncryptingKey::from_der(der).map_err(|e| rejected("public", &e))?;
         check_size(key.key_size_bits())?;
         Ok(Self(key))
@@ -155,6 +156,7 @@ impl RsaPrivateKey {
 
     /// From DER PKCS #8.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
+        one_der_structure(der, "private")?;
         let key = PrivateDecryptingKey::from_pkcs8(der).map_err(|e| rejected("private", &e))?;
         check_size(key.key_size_bits())?;
         Ok(Self(key))
@@ -214,6 +216,30 @@ fn rejected(kind: &str, err: &aws_lc_rs::error::KeyRejected) -> Error {
         "TooLarge" => key_error("the key is larger than AWS-LC supports".into()),
         reason => key_error(format!("not an RSA {kind} key ({reason})")),
     }
+}
+
+/// Refuses bytes after the key's outer SEQUENCE, which AWS-LC ignores: a key file is one key, and bytes
+/// after it mean it is not the file the user thinks.
+fn one_der_structure(der: &[u8], kind: &str) -> Result<()> {
+    let not_one = || key_error(format!("not an RSA {kind} key (not one DER structure)"));
+    let (&first, rest) = der.split_first().ok_or_else(not_one)?;
+    let (&len_byte, rest) = rest.split_first().ok_or_else(not_one)?;
+    if first != 0x30 {
+        return Err(not_one());
+    }
+    let (len, rest) = match len_byte {
+        0..=0x7f => (usize::from(len_byte), rest),
+        0x81..=0x84 => {
+            let n = usize::from(len_byte & 0x7f);
+            let bytes = rest.get(..n).ok_or_else(not_one)?;
+            (bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b)), &rest[n..])
+        }
+        _ => return Err(not_one()),
+    };
+    if len != rest.len() {
+        return Err(not_one());
+    }
+    Ok(())
 }
 
 fn check_size(bits: usize) -> Result<()> {
@@ -303,6 +329,31 @@ mod tests {
         }
         assert!(private.decrypt(RsaPadding::OaepSha256, &[1u8; 17]).is_err());
         assert!(format!("{private:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn bytes_after_the_key_are_refused() {
+        let private = PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let pkcs8 = aws_lc_rs::encoding::AsDer::as_der(&private).unwrap().as_ref().to_vec();
+        assert!(RsaPrivateKey::from_pkcs8_der(&pkcs8).is_ok());
+        let public = aws_lc_rs::encoding::AsDer::as_der(&private.public_key()).unwrap().as_ref().to_vec();
+        assert!(RsaPublicKey::from_der(&public).is_ok());
+        for (mut der, is_private) in [(pkcs8, true), (public, false)] {
+            der.extend_from_slice(&[0, 0]);
+            let err = if is_private {
+                RsaPrivateKey::from_pkcs8_der(&der).unwrap_err()
+            } else {
+                RsaPublicKey::from_der(&der).unwrap_err()
+            };
+            assert!(err.to_string().contains("not one DER structure"), "{err}");
+            der.truncate(der.len() - 3);
+            assert!(if is_private {
+                RsaPrivateKey::from_pkcs8_der(&der).is_err()
+            } else {
+                RsaPublicKey::from_der(&der).is_err()
+            });
+        }
+        assert!(RsaPublicKey::from_der(&[]).is_err() && RsaPublicKey::from_der(&[0x30, 0x85, 0, 0, 0, 0, 1]).is_err());
     }
 
     #[test]
