@@ -250,3 +250,24 @@ fn kms_rsa_encrypt_needs_no_aws_and_inspect_labels_rsa_edks() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("signing suite 0x0578"), "{stderr}");
 }
+
+/// A --kms-rsa-public-key without its --kms-rsa-key is refused: ignoring it would write a message that the
+/// KMS RSA key the user meant cannot open.
+#[test]
+fn a_kms_rsa_public_key_without_its_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let aes = dir.path().join("aes.key");
+    std::fs::write(&aes, [0x42u8; 32]).unwrap();
+    let input = dir.path().join("plain.txt");
+    std::fs::write(&input, b"for the KMS RSA key").unwrap();
+    let message = dir.path().join("out.esdk");
+    let aes_args = ["--raw-key-file", aes.to_str().unwrap(), "--key-namespace", "ns", "--key-name", "name"];
+    let out = cli(
+        &[["encrypt"].as_slice(), &aes_args, &["--kms-rsa-public-key", "deploy-public.pem"]].concat(),
+        &[&input, &message],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("one --kms-rsa-public-key for each --kms-rsa-key"), "{stderr}");
+    assert!(!message.exists());
+}

@@ -559,3 +559,16 @@ fn kms_rsa_keyring_encrypts_under_the_public_key_moto_serves() {
         assert_eq!(edk.ciphertext.len(), 256, "RSA-2048 ciphertext");
     }
 }
+
+/// GetPublicKey of a SIGN_VERIFY RSA key answers a public key too; encrypting under it would write messages
+/// no one can ever decrypt, so the keyring refuses it.
+#[cfg(feature = "rsa")]
+#[test]
+fn kms_rsa_keyring_refuses_a_signing_key() {
+    use kms_envelope::keyring::kms::KmsRsaAlgorithm;
+    let Some(moto) = Moto::get() else { return };
+    let arn = moto.create_rsa_key_for(aws_sdk_kms::types::KeyUsageType::SignVerify);
+    let keyring = moto.clients().rsa_keyring(&arn, KmsRsaAlgorithm::OaepSha256).unwrap();
+    let err = kms_envelope::encrypt(&keyring, &options(), &plaintext(100)).unwrap_err();
+    assert!(err.to_string().contains("SIGN_VERIFY, not ENCRYPT_DECRYPT"), "{err}");
+}

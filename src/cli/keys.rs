@@ -35,6 +35,11 @@ pub fn for_decrypt(keys: &KeyArgs, discovery: &DiscoveryArgs) -> Result<Box<dyn 
 
 fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dyn Keyring>>, Failure> {
     let local = keys.local_keys()?;
+    // Checked here, not per --kms-rsa-key: without any --kms-rsa-key a public key file would be ignored.
+    let pems = &keys.kms_rsa_public_key;
+    if !pems.is_empty() && pems.len() != keys.kms_rsa_key.len() {
+        return Err(Failure::usage("give one --kms-rsa-public-key for each --kms-rsa-key, or none".into()));
+    }
     let wants_discovery = discovery.is_some_and(|d| d.kms_discovery);
     // Encrypting under KMS RSA keys whose public keys are given needs no AWS access at all.
     let rsa_needs_kms = !keys.kms_rsa_key.is_empty() && (discovery.is_some() || keys.kms_rsa_public_key.is_empty());
@@ -156,11 +161,7 @@ fn kms_rsa_keyring(
             keys.kms_rsa_algorithm
         ))
     })?;
-    let pems = &keys.kms_rsa_public_key;
-    if !pems.is_empty() && pems.len() != keys.kms_rsa_key.len() {
-        return Err(Failure::usage("give one --kms-rsa-public-key for each --kms-rsa-key, or none".into()));
-    }
-    let pem = match pems.get(n) {
+    let pem = match keys.kms_rsa_public_key.get(n) {
         Some(path) => Some(zeroize::Zeroizing::new(
             std::fs::read(path).map_err(|e| Failure::io(format!("cannot read key file {}", path.display()), e))?,
         )),

@@ -100,6 +100,7 @@ impl RsaPublicKey {
 
     /// From DER SubjectPublicKeyInfo.
     pub fn from_der(der: &[u8]) -> Result<Self> {
+        one_der_structure(der, "public")?;
         let key = PublicEncryptingKey::from_der(der).map_err(|e| rejected("public", &e))?;
         check_size(key.key_size_bits())?;
         Ok(Self(key))
@@ -144,7 +145,8 @@ impl RsaPrivateKey {
         let (label, der) = pem_decode(pem)?;
         let der = match label.as_str() {
             "PRIVATE KEY" => der,
-            "RSA PRIVATE KEY" => Zeroizing::new(pkcs8_from_pkcs1(&der)),
+            "RSA PRIVATE KEY" => pkcs8_from_pkcs1(&der),
+            "ENCRYPTED PRIVATE KEY" => return Err(encrypted_pem()),
             other => {
                 return Err(key_error(format!("a PEM private key is PRIVATE KEY or RSA PRIVATE KEY, not {other}")));
             }
@@ -154,6 +156,7 @@ impl RsaPrivateKey {
 
     /// From DER PKCS #8.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
+        one_der_structure(der, "private")?;
         let key = PrivateDecryptingKey::from_pkcs8(der).map_err(|e| rejected("private", &e))?;
         check_size(key.key_size_bits())?;
         Ok(Self(key))
@@ -196,6 +199,10 @@ impl fmt::Display for RsaDecryptFailed {
 
 impl std::error::Error for RsaDecryptFailed {}
 
+fn encrypted_pem() -> Error {
+    key_error("encrypted PEM keys are not supported; decrypt the key file first".into())
+}
+
 fn key_error(what: String) -> Error {
     Error::Config(format!("RSA key: {what}"))
 }
@@ -209,6 +216,30 @@ fn rejected(kind: &str, err: &aws_lc_rs::error::KeyRejected) -> Error {
         "TooLarge" => key_error("the key is larger than AWS-LC supports".into()),
         reason => key_error(format!("not an RSA {kind} key ({reason})")),
     }
+}
+
+/// Refuses bytes after the key's outer SEQUENCE, which AWS-LC ignores: a key file is one key, and bytes
+/// after it mean it is not the file the user thinks.
+fn one_der_structure(der: &[u8], kind: &str) -> Result<()> {
+    let not_one = || key_error(format!("not an RSA {kind} key (not one DER structure)"));
+    let (&first, rest) = der.split_first().ok_or_else(not_one)?;
+    let (&len_byte, rest) = rest.split_first().ok_or_else(not_one)?;
+    if first != 0x30 {
+        return Err(not_one());
+    }
+    let (len, rest) = match len_byte {
+        0..=0x7f => (usize::from(len_byte), rest),
+        0x81..=0x84 => {
+            let n = usize::from(len_byte & 0x7f);
+            let bytes = rest.get(..n).ok_or_else(not_one)?;
+            (bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b)), &rest[n..])
+        }
+        _ => return Err(not_one()),
+    };
+    if len != rest.len() {
+        return Err(not_one());
+    }
+    Ok(())
 }
 
 fn check_size(bits: usize) -> Result<()> {
@@ -228,9 +259,11 @@ fn pem_decode(pem: &[u8]) -> Result<(String, Zeroizing<Vec<u8>>)> {
     let body = rest.split(end_line.as_str()).next().filter(|_| rest.contains(&end_line));
     let body = body.ok_or_else(|| key_error(format!("no {end_line} line")))?;
     if body.contains("Proc-Type:") || body.contains("DEK-Info:") {
-        return Err(key_error("encrypted PEM keys are not supported; decrypt the key file first".into()));
+        return Err(encrypted_pem());
     }
-    let b64: Zeroizing<String> = Zeroizing::new(body.chars().filter(|c| !c.is_ascii_whitespace()).collect());
+    // Sized up front: a String grown by pushing frees each smaller copy of the key unwiped.
+    let mut b64 = Zeroizing::new(String::with_capacity(body.len()));
+    b64.extend(body.chars().filter(|c| !c.is_ascii_whitespace()));
     let der = base64::engine::general_purpose::STANDARD
         .decode(b64.as_bytes())
         .map_err(|_| key_error(format!("the {label} block is not valid base64")))?;
@@ -239,7 +272,9 @@ fn pem_decode(pem: &[u8]) -> Result<(String, Zeroizing<Vec<u8>>)> {
 
 /// DER: a tag, its length, and `content`.
 fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
+    // Sized up front, so that wrapping a private key never reallocates (a moved-from copy is not wiped).
+    let mut out = Vec::with_capacity(content.len() + 2 + size_of::<usize>());
+    out.push(tag);
     let len = content.len();
     if len < 0x80 {
         out.push(len as u8);
@@ -257,13 +292,13 @@ const RSA_ALGORITHM_ID: [u8; 15] =
     [0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00];
 
 /// PKCS #8 PrivateKeyInfo around a PKCS #1 RSAPrivateKey (version 0, rsaEncryption).
-fn pkcs8_from_pkcs1(pkcs1: &[u8]) -> Vec<u8> {
-    let mut body = vec![0x02, 0x01, 0x00];
+fn pkcs8_from_pkcs1(pkcs1: &[u8]) -> Zeroizing<Vec<u8>> {
+    let key = Zeroizing::new(der(0x04, pkcs1));
+    let mut body = Zeroizing::new(Vec::with_capacity(3 + RSA_ALGORITHM_ID.len() + key.len()));
+    body.extend_from_slice(&[0x02, 0x01, 0x00]);
     body.extend_from_slice(&RSA_ALGORITHM_ID);
-    body.extend_from_slice(&der(0x04, pkcs1));
-    let out = der(0x30, &body);
-    zeroize::Zeroize::zeroize(&mut body);
-    out
+    body.extend_from_slice(&key);
+    Zeroizing::new(der(0x30, &body))
 }
 
 /// SubjectPublicKeyInfo around a PKCS #1 RSAPublicKey.
@@ -297,12 +332,38 @@ mod tests {
     }
 
     #[test]
+    fn bytes_after_the_key_are_refused() {
+        let private = PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let pkcs8 = aws_lc_rs::encoding::AsDer::as_der(&private).unwrap().as_ref().to_vec();
+        assert!(RsaPrivateKey::from_pkcs8_der(&pkcs8).is_ok());
+        let public = aws_lc_rs::encoding::AsDer::as_der(&private.public_key()).unwrap().as_ref().to_vec();
+        assert!(RsaPublicKey::from_der(&public).is_ok());
+        for (mut der, is_private) in [(pkcs8, true), (public, false)] {
+            der.extend_from_slice(&[0, 0]);
+            let err = if is_private {
+                RsaPrivateKey::from_pkcs8_der(&der).unwrap_err()
+            } else {
+                RsaPublicKey::from_der(&der).unwrap_err()
+            };
+            assert!(err.to_string().contains("not one DER structure"), "{err}");
+            der.truncate(der.len() - 3);
+            assert!(if is_private {
+                RsaPrivateKey::from_pkcs8_der(&der).is_err()
+            } else {
+                RsaPublicKey::from_der(&der).is_err()
+            });
+        }
+        assert!(RsaPublicKey::from_der(&[]).is_err() && RsaPublicKey::from_der(&[0x30, 0x85, 0, 0, 0, 0, 1]).is_err());
+    }
+
+    #[test]
     fn pem_errors_are_clear() {
         for (pem, says) in [
             (&b"not a pem"[..], "not a PEM file"),
             (b"-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n", "not valid base64"),
             (b"-----BEGIN PRIVATE KEY-----\nAAAA\n", "no -----END PRIVATE KEY----- line"),
             (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "not CERTIFICATE"),
+            (b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n", "encrypted PEM"),
             (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "not an RSA private key"),
         ] {
             let err = RsaPrivateKey::from_pem(pem).unwrap_err().to_string();

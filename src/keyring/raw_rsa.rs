@@ -15,7 +15,8 @@ use crate::format::edk::EncryptedDataKey;
 /// must agree on it.
 ///
 /// Unlike the raw AES keyring, RSA wrapping does **not** bind the encryption context to the EDK (the
-/// specification's design); the context is still authenticated by the message header.
+/// specification's design); the context is still authenticated by the message header. Nor does it
+/// authenticate the writer: whoever holds the public key can write a message the private key's holder reads.
 ///
 /// ```no_run
 /// use kms_envelope::crypto::rsa::RsaPadding;
@@ -139,20 +140,16 @@ impl RawRsaKeyring {
             if edk.provider_id != self.namespace || edk.provider_info != self.name.as_bytes() {
                 continue;
             }
+            // A plaintext of the wrong length fails exactly like a bad padding, with no length given: with
+            // PKCS #1 v1.5, "padding valid" versus "padding invalid" is Bleichenbacher's oracle.
             match private.decrypt(self.padding, &edk.ciphertext) {
                 Ok(key) if key.len() == materials.suite().key_len() => {
                     materials.set_data_key(DataKey::new(key.to_vec()))?;
                     return Ok(materials);
                 }
-                Ok(key) => reasons.push(format!(
-                    "raw RSA key {}/{}: the data key is {} bytes, the suite needs {}",
-                    self.namespace,
-                    self.name,
-                    key.len(),
-                    materials.suite().key_len()
-                )),
-                Err(_) => reasons.push(format!(
-                    "raw RSA key {}/{}: the encrypted data key does not decrypt with this key and padding {}",
+                Ok(_) | Err(_) => reasons.push(format!(
+                    "raw RSA key {}/{}: the encrypted data key does not decrypt to a data key with this key and \
+                     padding {}",
                     self.namespace, self.name, self.padding
                 )),
             }
@@ -175,5 +172,51 @@ impl Keyring for RawRsaKeyring {
         edks: &'a [EncryptedDataKey],
     ) -> KeyringFuture<'a, DecryptionMaterials> {
         Box::pin(async move { self.unwrap(materials, edks) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rsa::{KeySize, PrivateDecryptingKey};
+    use base64::Engine as _;
+
+    use super::*;
+    use crate::format::suite::AlgorithmSuite;
+    use crate::keyring::{Keyring, block_on};
+
+    const SUITE: AlgorithmSuite = AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY;
+
+    fn private_pem() -> String {
+        let key = PrivateDecryptingKey::generate(KeySize::Rsa2048).unwrap();
+        let der = base64::engine::general_purpose::STANDARD.encode(key.as_der().unwrap().as_ref());
+        format!("-----BEGIN PRIVATE KEY-----\n{der}\n-----END PRIVATE KEY-----\n")
+    }
+
+    fn reasons(keyring: &RawRsaKeyring, ciphertext: Vec<u8>) -> Vec<String> {
+        let edk = EncryptedDataKey { provider_id: "ns".into(), provider_info: b"name".to_vec(), ciphertext };
+        let materials = DecryptionMaterials::new(SUITE, Default::default(), BTreeSet::new());
+        match block_on(keyring.on_decrypt(materials, &[edk])) {
+            Err(Error::NoDataKeyDecrypted { reasons }) => reasons,
+            other => panic!("expected no data key, got {other:?}"),
+        }
+    }
+
+    /// A PKCS #1 v1.5 ciphertext whose padding is valid but whose plaintext is not a data key must fail
+    /// exactly like one whose padding is broken: telling them apart (or giving the plaintext's length) is
+    /// the conformance oracle Bleichenbacher's attack needs to decrypt any EDK of the key.
+    #[test]
+    fn valid_padding_with_a_wrong_length_is_indistinguishable_from_bad_padding() {
+        let pem = private_pem();
+        for padding in RsaPadding::ALL {
+            let keyring = RawRsaKeyring::from_private_key_pem("ns", "name", padding, pem.as_bytes()).unwrap();
+            let short = keyring.public.encrypt(padding, &[7u8; 5]).unwrap();
+            let garbage = vec![0x01; short.len()];
+            let (short, garbage) = (reasons(&keyring, short), reasons(&keyring, garbage));
+            assert_eq!(short, garbage, "{padding}");
+            assert!(!short[0].contains(" 5 "), "{short:?}");
+        }
     }
 }

@@ -188,7 +188,12 @@ impl EnvConfig {
                 lookup(DISCOVERY_VAR).as_deref(),
                 lookup(ACCOUNTS_VAR).as_deref(),
             )?,
-            Some(_) if lookup(KEY_ARN_VAR).is_some_and(|v| !v.trim().is_empty()) || lookup(DISCOVERY_VAR).is_some() => {
+            // Discovery set to false is not a second key source (parse_keys reads it the same way).
+            Some(_)
+                if lookup(KEY_ARN_VAR).is_some_and(|v| !v.trim().is_empty())
+                    || lookup(DISCOVERY_VAR)
+                        .is_some_and(|v| !matches!(v.trim(), "" | "0") && !v.trim().eq_ignore_ascii_case("false")) =>
+            {
                 return Err(config_error(format!(
                     "set one of {KEY_ARN_VAR}, {DISCOVERY_VAR} and {RSA_KEY_ARN_VAR}, not several"
                 )));
@@ -367,6 +372,10 @@ mod tests {
         ];
         let rsa = read(&[(BUNDLES_VAR, "a.esdk=a"), (RSA_KEY_ARN_VAR, ARN)]).unwrap();
         assert_eq!(rsa.keys, KmsKeys::Rsa { arn: ARN.into(), algorithm: "RSAES_OAEP_SHA_256".into() });
+        let rsa = read(&[(BUNDLES_VAR, "a.esdk=a"), (RSA_KEY_ARN_VAR, ARN), (DISCOVERY_VAR, "false")]).unwrap();
+        assert!(matches!(rsa.keys, KmsKeys::Rsa { .. }), "discovery off is no second key source");
+        let err = read(&[(BUNDLES_VAR, "a.esdk=a"), (RSA_KEY_ARN_VAR, ARN), (DISCOVERY_VAR, "true")]).unwrap_err();
+        assert!(err.to_string().contains("not several"), "{err}");
         for (vars, expected) in cases {
             let err = read(vars).unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{vars:?}: {err:?}");

@@ -97,8 +97,13 @@ impl Moto {
 
     /// Creates an RSA key (RSA_2048, ENCRYPT_DECRYPT) and returns its ARN.
     pub fn create_rsa_key(&self) -> String {
-        use aws_sdk_kms::types::{KeySpec, KeyUsageType};
-        let call = self.admin().create_key().key_spec(KeySpec::Rsa2048).key_usage(KeyUsageType::EncryptDecrypt).send();
+        self.create_rsa_key_for(aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
+    }
+
+    /// Creates an RSA_2048 key of `usage` and returns its ARN.
+    pub fn create_rsa_key_for(&self, usage: aws_sdk_kms::types::KeyUsageType) -> String {
+        use aws_sdk_kms::types::KeySpec;
+        let call = self.admin().create_key().key_spec(KeySpec::Rsa2048).key_usage(usage).send();
         let out = run(call).expect("CreateKey RSA_2048 in moto");
         out.key_metadata().expect("key metadata").arn().expect("key ARN").to_owned()
     }

@@ -179,6 +179,21 @@ impl KmsApi for aws_sdk_kms::Client {
         let call = self.get_public_key().key_id(key_id).set_grant_tokens(non_empty(grant_tokens));
         Box::pin(async move {
             let out = call.send().await.map_err(KmsError::from_sdk)?;
+            // A SIGN_VERIFY key has a public key too: encrypting under it would write messages that KMS
+            // refuses to decrypt, ever.
+            match out.key_usage() {
+                Some(aws_sdk_kms::types::KeyUsageType::EncryptDecrypt) | None => {}
+                Some(usage) => {
+                    return Err(KmsError {
+                        kind: super::error::KmsErrorKind::Other,
+                        code: None,
+                        detail: format!(
+                            "the key's usage is {usage}, not ENCRYPT_DECRYPT: KMS would never decrypt what it encrypts"
+                        ),
+                        request_id: None,
+                    });
+                }
+            }
             Ok(out.public_key.map(Blob::into_inner).unwrap_or_default())
         })
     }

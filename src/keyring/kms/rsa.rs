@@ -70,6 +70,9 @@ const DIGEST_LEN: usize = 48;
 /// context is bound to the EDK. Signing suites (0x0578, ...) are refused, as the specification's reference
 /// implementation does.
 ///
+/// Whoever holds the public key can write a message this keyring decrypts: unlike a symmetric KMS key, it
+/// says nothing about who wrote the message.
+///
 /// ```no_run
 /// # fn main() -> kms_envelope::Result<()> {
 /// use kms_envelope::keyring::kms::{AwsKmsRsaKeyring, KmsRsaAlgorithm};
@@ -245,10 +248,12 @@ impl AwsKmsRsaKeyring {
                 continue;
             }
             let (digest, data_key) = out.plaintext.split_at(DIGEST_LEN);
+            // A mismatch rules out this EDK only: each EDK's failure is collected and the next one tried, as
+            // the MPL does (ReduceToSuccess).
             if !bool::from(digest.ct_eq(&expected)) {
-                return Err(Error::Keyring(format!(
-                    "{name}: the encryption context differs from the one the data key was wrapped with"
-                )));
+                reasons
+                    .push(format!("{name}: the encryption context differs from the one the data key was wrapped with"));
+                continue;
             }
             materials.set_data_key(DataKey::new(data_key.to_vec()))?;
             return Ok(materials);
@@ -298,6 +303,8 @@ mod tests {
         private: PrivateDecryptingKey,
         calls: Mutex<Vec<&'static str>>,
         answer_key_id: Option<String>,
+        /// Rewrites the plaintext KMS answers with, as a broken or hostile KMS might.
+        tamper: Option<fn(&mut Vec<u8>)>,
     }
 
     impl RsaKms {
@@ -307,6 +314,7 @@ mod tests {
                 private: PrivateDecryptingKey::generate(KeySize::Rsa2048).unwrap(),
                 calls: Mutex::default(),
                 answer_key_id: None,
+                tamper: None,
             })
         }
 
@@ -356,10 +364,16 @@ mod tests {
                 let key = OaepPrivateDecryptingKey::new(self.private.clone()).unwrap();
                 let mut out = vec![0u8; 256];
                 match key.decrypt(oaep, &ciphertext, &mut out, None) {
-                    Ok(plaintext) => Ok(Decrypted {
-                        key_id: Some(self.answer_key_id.clone().unwrap_or_else(|| self.arn.clone())),
-                        plaintext: Zeroizing::new(plaintext.to_vec()),
-                    }),
+                    Ok(plaintext) => {
+                        let mut plaintext = plaintext.to_vec();
+                        if let Some(tamper) = self.tamper {
+                            tamper(&mut plaintext);
+                        }
+                        Ok(Decrypted {
+                            key_id: Some(self.answer_key_id.clone().unwrap_or_else(|| self.arn.clone())),
+                            plaintext: Zeroizing::new(plaintext),
+                        })
+                    }
                     Err(_) => Err(KmsError::new(KmsErrorKind::InvalidCiphertext, "")),
                 }
             };
@@ -472,5 +486,39 @@ mod tests {
         assert_eq!(kms.calls().len(), calls);
         assert!(matches!(decrypt(&pipeline, context("a"), &edks), Err(Error::NoDataKeyDecrypted { .. })));
         assert!(decrypt(&keyring, context("a"), &edks).is_ok(), "the KMS keyring reads what the pipeline wrote");
+    }
+
+    #[test]
+    fn a_context_mismatch_rules_out_one_edk_and_the_next_is_tried() {
+        let kms = RsaKms::new(ARN);
+        let keyring = AwsKmsRsaKeyring::with_api(kms, ARN.into(), KmsRsaAlgorithm::OaepSha256).unwrap();
+        let other = encrypt(&keyring, context("b")).unwrap();
+        let wanted = encrypt(&keyring, context("a")).unwrap();
+        let edks = [other.encrypted_data_keys()[0].clone(), wanted.encrypted_data_keys()[0].clone()];
+        let decrypted = decrypt(&keyring, context("a"), &edks).unwrap();
+        assert_eq!(decrypted.data_key().unwrap().as_bytes(), wanted.data_key().unwrap().as_bytes());
+        let err = decrypt(&keyring, context("c"), &edks).unwrap_err();
+        assert!(matches!(&err, Error::NoDataKeyDecrypted { reasons } if reasons.len() == 2), "{err}");
+        assert!(err.to_string().contains("encryption context differs"), "{err}");
+    }
+
+    /// KMS answers that are not a 48-byte digest and a data key of the suite's length are refused, even
+    /// when the digest in front matches.
+    #[test]
+    fn kms_answers_of_the_wrong_length_are_refused() {
+        let tampers: [fn(&mut Vec<u8>); 5] = [
+            |p| p.truncate(p.len() - 1),
+            |p| p.push(0),
+            |p| p.truncate(DIGEST_LEN),
+            |p| p.truncate(DIGEST_LEN - 1),
+            Vec::clear,
+        ];
+        for tamper in tampers {
+            let kms = Arc::new(RsaKms { tamper: Some(tamper), ..Arc::into_inner(RsaKms::new(ARN)).unwrap() });
+            let keyring = AwsKmsRsaKeyring::with_api(kms, ARN.into(), KmsRsaAlgorithm::OaepSha256).unwrap();
+            let edks = encrypt(&keyring, context("a")).unwrap().encrypted_data_keys().to_vec();
+            let err = decrypt(&keyring, context("a"), &edks).unwrap_err();
+            assert!(err.to_string().contains("not a digest and a 32-byte key"), "{err}");
+        }
     }
 }
