@@ -22,7 +22,10 @@ pub const MIN_RSA_BITS: usize = 2048;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RsaPadding {
-    /// PKCS #1 v1.5. Kept for messages written with it; prefer OAEP for new ones.
+    /// PKCS #1 v1.5: for reading messages written with it only. Decrypting it is open to
+    /// Bleichenbacher-style padding-oracle attacks by anyone who can submit messages and observe whether
+    /// decryption fails early or late (every ESDK shares this, and AWS-LC has no implicit rejection); use
+    /// OAEP for new messages.
     Pkcs1V15,
     /// OAEP with SHA-1 and MGF1 with SHA-1.
     OaepSha1,
