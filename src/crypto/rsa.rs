@@ -103,8 +103,9 @@ impl RsaPublicKey {
 
     /// From DER SubjectPublicKeyInfo.
     pub fn from_der(der: &[u8]) -> Result<Self> {
-        one_der_structure(der, "public")?;
+        let content = one_der_structure(der, "public")?;
         let key = PublicEncryptingKey::from_der(der).map_err(|e| rejected("public", &e))?;
+        check_rsa_encryption_spki(content)?;
         check_size(key.key_size_bits())?;
         Ok(Self(key))
     }
@@ -223,7 +224,7 @@ fn rejected(kind: &str, err: &aws_lc_rs::error::KeyRejected) -> Error {
 
 /// Refuses bytes after the key's outer SEQUENCE, which AWS-LC ignores: a key file is one key, and bytes
 /// after it mean it is not the file the user thinks.
-fn one_der_structure(der: &[u8], kind: &str) -> Result<()> {
+fn one_der_structure<'a>(der: &'a [u8], kind: &str) -> Result<&'a [u8]> {
     let not_one = || key_error(format!("not an RSA {kind} key (not one DER structure)"));
     let (&first, rest) = der.split_first().ok_or_else(not_one)?;
     let (&len_byte, rest) = rest.split_first().ok_or_else(not_one)?;
@@ -241,6 +242,21 @@ fn one_der_structure(der: &[u8], kind: &str) -> Result<()> {
     };
     if len != rest.len() {
         return Err(not_one());
+    }
+    Ok(rest)
+}
+
+/// The `rsaEncryption` AlgorithmIdentifier's OID, as it starts a SubjectPublicKeyInfo's content. An RSA-PSS
+/// key (`id-RSASSA-PSS`) is for signatures only: AWS-LC loads one but cannot encrypt with it.
+const RSA_ENCRYPTION_OID: [u8; 11] = [0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+
+fn check_rsa_encryption_spki(content: &[u8]) -> Result<()> {
+    // content: SEQUENCE (AlgorithmIdentifier) { OID, params }, BIT STRING.
+    let algorithm_oid = content.get(2..2 + RSA_ENCRYPTION_OID.len());
+    if content.first() != Some(&0x30) || algorithm_oid != Some(&RSA_ENCRYPTION_OID[..]) {
+        return Err(key_error(
+            "not an RSA encryption key (an RSA-PSS or non-RSA public key cannot wrap data keys)".into(),
+        ));
     }
     Ok(())
 }
@@ -357,6 +373,26 @@ mod tests {
             });
         }
         assert!(RsaPublicKey::from_der(&[]).is_err() && RsaPublicKey::from_der(&[0x30, 0x85, 0, 0, 0, 0, 1]).is_err());
+    }
+
+    /// `openssl genpkey -algorithm RSA-PSS -pkeyopt rsa_keygen_bits:2048 | openssl pkey -pubout`: a
+    /// signature-only key that AWS-LC loads but cannot encrypt with.
+    const RSA_PSS_PUBLIC_PEM: &str = "\
+-----BEGIN PUBLIC KEY-----\n\
+MIIBIDALBgkqhkiG9w0BAQoDggEPADCCAQoCggEBAKsBQkNSNZHdR7uaD0Ilnr7K\n\
+p5ow6v8ENkN8CMJPzHzkHfkPACvL3uZd7MRPZHk6zeFUi456FVlc2M2KM9xP+XcV\n\
+8jmYUdVvLWFNXN9faEDN1oc7laDZBPQZH4a5nHiPQfHBcVdksuIybFsx4GN9Dwms\n\
+DYJgmTwoNGsxHiABinUpbxT3MjT7D6E3aBh0ouMZWzRB5oysRvHT3UXtzxCDWlNV\n\
+RcZ6DAQ3o4cu2mx2KJV9lcRYSTnS8ntKPt0R9HQPT3o+LgMMzJZPlE471WlLUTeu\n\
+//0qhJvJ3fRSMIz4GJu5DkMMOLptTsAU0IxCavsOCr2iX/PG1h0+iWJQvcTOpucC\n\
+AwEAAQ==\n\
+-----END PUBLIC KEY-----\n\
+";
+
+    #[test]
+    fn an_rsa_pss_public_key_is_refused_when_loaded() {
+        let err = RsaPublicKey::from_pem(RSA_PSS_PUBLIC_PEM.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("not an RSA encryption key"), "{err}");
     }
 
     #[test]
