@@ -6,9 +6,7 @@
 //! The test's own plaintext and output buffers are `Zeroizing` (wiped before they are freed) and results
 //! are compared through hashes, so every marker found in freed memory was left there by the crate.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use kms_envelope::{
     AlgorithmSuite, DecryptOptions, Decryptor, EncryptOptions, Encryptor, RawAesKeyring, decrypt_into, encrypt,
@@ -16,13 +14,15 @@ use kms_envelope::{
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+#[path = "common/scan_alloc.rs"]
+mod scan_alloc;
+use scan_alloc::{Scanning, freed_matching};
+
 /// 16 bytes that occur nowhere but in the plaintext (and wherever the crate leaves a copy of it).
 const MARKER: [u8; 16] = *b"\xa5pl41nt3xt-MRK!\x5a";
 
-static SCANNING: AtomicBool = AtomicBool::new(false);
-static HITS: AtomicUsize = AtomicUsize::new(0);
-
-struct Scanning;
+#[global_allocator]
+static ALLOCATOR: Scanning = Scanning::new(holds_marker);
 
 fn holds_marker(block: &[u8]) -> bool {
     let mut i = 0;
@@ -33,68 +33,6 @@ fn holds_marker(block: &[u8]) -> bool {
         i += 1;
     }
     false
-}
-
-impl Scanning {
-    /// Counts a block about to go back to the allocator if it still holds the marker.
-    ///
-    /// # Safety
-    /// `ptr` is a live block of `size` bytes.
-    unsafe fn check(ptr: *mut u8, size: usize) {
-        if SCANNING.load(Ordering::Relaxed) {
-            // SAFETY: the caller's contract; reading initialized-or-not bytes of our own block as u8.
-            let block = unsafe { std::slice::from_raw_parts(ptr, size) };
-            if holds_marker(block) {
-                HITS.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-// SAFETY: every call is forwarded to `System`; `realloc` is alloc + copy + dealloc, which the trait allows.
-unsafe impl GlobalAlloc for Scanning {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe {
-            Self::check(ptr, layout.size());
-            System.dealloc(ptr, layout)
-        }
-    }
-
-    /// Always moves, so that a grow that `System` would have done in place is still seen: whether the
-    /// old block is freed is the allocator's choice, not something the crate may count on.
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        unsafe {
-            let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
-            let new = System.alloc(new_layout);
-            if !new.is_null() {
-                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                Self::check(ptr, layout.size());
-                System.dealloc(ptr, layout);
-            }
-            new
-        }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Scanning = Scanning;
-
-/// Runs `operation` with the scan on and returns how many freed blocks held the marker. Everything the
-/// operation allocates must be dropped inside it.
-fn freed_with_marker(operation: impl FnOnce()) -> usize {
-    HITS.store(0, Ordering::SeqCst);
-    SCANNING.store(true, Ordering::SeqCst);
-    operation();
-    SCANNING.store(false, Ordering::SeqCst);
-    HITS.load(Ordering::SeqCst)
 }
 
 fn keyring() -> RawAesKeyring {
@@ -161,18 +99,18 @@ fn every_way(
 
     counts.push((
         format!("{what}: Encryptor::write"),
-        freed_with_marker(|| message = encrypt_streaming(encrypt_options, &plain, 10_000)),
+        freed_matching(|| message = encrypt_streaming(encrypt_options, &plain, 10_000)),
     ));
     counts.push((
         format!("{what}: Encryptor::copy_from"),
-        freed_with_marker(|| {
+        freed_matching(|| {
             let copied = encrypt_copy_from(encrypt_options, &plain);
             assert_eq!(copied.len(), message.len());
         }),
     ));
     counts.push((
         format!("{what}: Encryptor::copy_from a WipingBufReader"),
-        freed_with_marker(|| {
+        freed_matching(|| {
             let mut encryptor = Encryptor::new(&keyring(), encrypt_options, Vec::new()).unwrap();
             encryptor.copy_from(kms_envelope::stream::WipingBufReader::with_capacity(64 << 10, &plain[..])).unwrap();
             assert_eq!(encryptor.finish().unwrap().len(), message.len());
@@ -180,18 +118,18 @@ fn every_way(
     ));
     counts.push((
         format!("{what}: encrypt (one-shot)"),
-        freed_with_marker(|| {
+        freed_matching(|| {
             let one_shot = encrypt(&keyring(), encrypt_options, &plain).unwrap();
             assert_eq!(one_shot.len(), message.len());
         }),
     ));
     counts.push((
         format!("{what}: Decryptor::read"),
-        freed_with_marker(|| assert_eq!(decrypt_streaming(decrypt_options, &message), expected)),
+        freed_matching(|| assert_eq!(decrypt_streaming(decrypt_options, &message), expected)),
     ));
     counts.push((
         format!("{what}: decrypt_to_path"),
-        freed_with_marker(|| {
+        freed_matching(|| {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("out");
             kms_envelope::decrypt_to_path(&keyring(), decrypt_options, &message[..], &path, false, false).unwrap();
@@ -201,7 +139,7 @@ fn every_way(
     ));
     counts.push((
         format!("{what}: decrypt_into a buffer that grows"),
-        freed_with_marker(|| {
+        freed_matching(|| {
             let mut out = Zeroizing::new(Vec::new());
             decrypt_into(&keyring(), decrypt_options, &small_message, &mut out).unwrap();
             decrypt_into(&keyring(), decrypt_options, &message, &mut out).unwrap();
@@ -225,7 +163,7 @@ fn async_io(encrypt_options: &EncryptOptions, decrypt_options: &DecryptOptions, 
     let mut counts = Vec::new();
     counts.push((
         "AsyncEncryptor".to_string(),
-        freed_with_marker(|| {
+        freed_matching(|| {
             message = runtime.block_on(async {
                 let mut encryptor = AsyncEncryptor::new(&keyring(), encrypt_options, Vec::new()).await.unwrap();
                 for piece in plain.chunks(10_000) {
@@ -237,7 +175,7 @@ fn async_io(encrypt_options: &EncryptOptions, decrypt_options: &DecryptOptions, 
     ));
     counts.push((
         "AsyncDecryptor".to_string(),
-        freed_with_marker(|| {
+        freed_matching(|| {
             let hash = runtime.block_on(async {
                 let mut decryptor =
                     AsyncDecryptor::new(&keyring(), decrypt_options, std::io::Cursor::new(message.clone()))
@@ -284,7 +222,7 @@ fn no_freed_block_holds_plaintext() {
     counts.extend(async_io(&pool, &pool_decrypt, 2 << 20));
 
     // The scan is live: a plain `Vec` of plaintext that grows is seen.
-    let control = freed_with_marker(|| {
+    let control = freed_matching(|| {
         let mut leaky = Vec::with_capacity(16);
         leaky.extend_from_slice(&plaintext(64));
         leaky.extend_from_slice(&plaintext(4096));

@@ -4,9 +4,7 @@
 //! both PEM forms. AWS-LC's own allocations do not go through this allocator; it clears them itself.
 #![cfg(feature = "rsa")]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeySize, PrivateDecryptingKey};
@@ -15,69 +13,21 @@ use kms_envelope::RawRsaKeyring;
 use kms_envelope::crypto::rsa::RsaPadding;
 use zeroize::Zeroizing;
 
-static SCANNING: AtomicBool = AtomicBool::new(false);
-static HITS: AtomicUsize = AtomicUsize::new(0);
+#[path = "common/scan_alloc.rs"]
+mod scan_alloc;
+use scan_alloc::{Scanning, freed_matching};
+
 /// The pieces of the private key looked for; set before the scan starts, so the allocator never waits on
 /// a lock someone allocating holds. Not on the heap: a freed copy of them would be found too.
 static MARKERS: Mutex<[[u8; 16]; 3]> = Mutex::new([[0; 16]; 3]);
 
-struct Scanning;
-
-fn holds(block: &[u8], marker: &[u8; 16]) -> bool {
-    block.windows(marker.len()).any(|w| w == marker)
-}
-
-impl Scanning {
-    /// Counts a block about to go back to the allocator if it still holds a piece of the key.
-    ///
-    /// # Safety
-    /// `ptr` is a live block of `size` bytes.
-    unsafe fn check(ptr: *mut u8, size: usize) {
-        if SCANNING.load(Ordering::Relaxed) {
-            // SAFETY: the caller's contract; reading our own block as u8.
-            let block = unsafe { std::slice::from_raw_parts(ptr, size) };
-            let markers = MARKERS.try_lock().expect("markers are not locked while scanning");
-            if markers.iter().any(|m| holds(block, m)) {
-                HITS.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-// SAFETY: every call is forwarded to `System`; `realloc` is alloc + copy + dealloc, which the trait allows.
-unsafe impl GlobalAlloc for Scanning {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe {
-            Self::check(ptr, layout.size());
-            System.dealloc(ptr, layout)
-        }
-    }
-
-    /// Always moves, so that a grow `System` would have done in place is still seen.
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        unsafe {
-            let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
-            let new = System.alloc(new_layout);
-            if !new.is_null() {
-                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                Self::check(ptr, layout.size());
-                System.dealloc(ptr, layout);
-            }
-            new
-        }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Scanning = Scanning;
+static ALLOCATOR: Scanning = Scanning::new(holds_a_piece);
+
+fn holds_a_piece(block: &[u8]) -> bool {
+    let markers = MARKERS.try_lock().expect("markers are not locked while scanning");
+    markers.iter().any(|m| block.windows(m.len()).any(|w| w == m))
+}
 
 /// PEM text of `der` under `label`, in a buffer allocated once (so the test itself frees no copy).
 fn pem(label: &str, der: &[u8]) -> Zeroizing<Vec<u8>> {
@@ -108,12 +58,20 @@ fn reading_a_private_key_pem_frees_no_copy_of_the_key() {
         // The private exponent and primes are past the modulus (the first ~300 bytes): look 600 and 1000
         // bytes in, and the same bytes in base64 (4 characters per 3 bytes).
         *MARKERS.lock().unwrap() = [piece(&pkcs1, 600), piece(&pkcs1, 1000), piece(b64.as_bytes(), 800)];
-        HITS.store(0, Ordering::SeqCst);
-        SCANNING.store(true, Ordering::SeqCst);
-        let read = RawRsaKeyring::from_private_key_pem("ns", "name", RsaPadding::OaepSha256, &pem).is_ok();
-        SCANNING.store(false, Ordering::SeqCst);
+        let mut read = false;
+        let hits = freed_matching(|| {
+            read = RawRsaKeyring::from_private_key_pem("ns", "name", RsaPadding::OaepSha256, &pem).is_ok();
+        });
         let label = String::from_utf8_lossy(&pem[..30]).into_owned();
         assert!(read, "{label}");
-        assert_eq!(HITS.load(Ordering::SeqCst), 0, "freed blocks held the private key reading {label}");
+        assert_eq!(hits, 0, "freed blocks held the private key reading {label}");
     }
+    // Control: a plain Vec holding a piece of the key, grown by realloc, is seen.
+    let control = freed_matching(|| {
+        let mut grown = Vec::with_capacity(16);
+        grown.extend_from_slice(&pkcs1[1000..1016]);
+        grown.reserve(1 << 16);
+        drop(Zeroizing::new(grown));
+    });
+    assert!(control > 0, "the allocator saw no key piece in a grown Vec: the scan is broken");
 }
