@@ -41,7 +41,8 @@
 #   re-checks its dependencies, for a third of the throughput (decrypt: 3.8k against 10.7k exec/s) and a
 #   build about twice as long; panics, overflow checks (debug assertions are on in both modes), OOM and
 #   timeouts are caught without it.
-# * cargo-fuzz comes from crates.io (`cargo install cargo-fuzz --locked`); this script installs it if missing.
+# * cargo-fuzz comes from crates.io; if no `cargo fuzz` is on PATH, this script installs it under the repo
+#   (`cargo install --root .tools cargo-fuzz --locked`, git-ignored), never into the user's ~/.cargo/bin.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -80,9 +81,11 @@ for t in "${targets[@]}"; do
   [[ " ${ALL_TARGETS[*]} " == *" $t "* ]] || die "unknown target '$t' (targets: ${ALL_TARGETS[*]})"
 done
 
+TOOLS="$REPO/.tools"
+export PATH="$TOOLS/bin:$PATH"
 if ! cargo fuzz --version >/dev/null 2>&1; then
-  header "installing cargo-fuzz (cargo install cargo-fuzz --locked)"
-  cargo install cargo-fuzz --locked
+  header "installing cargo-fuzz into ${TOOLS#"$REPO"/}/ (cargo install --root .tools cargo-fuzz --locked)"
+  cargo install --root "$TOOLS" cargo-fuzz --locked
 fi
 
 # ---------------------------------------------------------------------------------------------- build
