@@ -40,7 +40,8 @@ fn a_directory_round_trips_with_private_modes() {
     assert_eq!(fs::metadata(out.join("config.json")).unwrap().permissions().mode() & 0o777, 0o600);
 
     // An existing destination is kept unless overwrite is asked for.
-    assert!(decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).is_err());
+    let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).unwrap_err();
+    assert!(matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::AlreadyExists), "{err:?}");
     decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, true).unwrap();
     assert_eq!(leftovers(work.path()).len(), 2, "{:?}", leftovers(work.path()));
 }
@@ -103,7 +104,8 @@ fn a_tampered_bundle_or_a_symlinked_destination_leaves_nothing() {
     let last = message.len() - 3;
     message[last] ^= 1;
     let out = work.path().join("out");
-    assert!(decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).is_err());
+    let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).unwrap_err();
+    assert!(matches!(err, Error::FrameAuthentication { .. }), "{err:?}");
     assert_eq!(leftovers(work.path()), ["src"]);
 
     let target = work.path().join("elsewhere");

@@ -69,11 +69,17 @@ fn expect(cmd: &mut Command, code: i32) -> (Vec<u8>, String) {
     let out = cmd.output().unwrap();
     let stderr = stderr_of(&out);
     assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    if code != 0 && code != 2 {
+    if code != 0 && !is_parse_error(&stderr) {
         assert_eq!(stderr.lines().count(), 1, "one line on stderr per failure: {stderr:?}");
         assert!(stderr.starts_with("kms-envelope: "), "{stderr}");
     }
     (out.stdout, stderr)
+}
+
+/// A command line clap refused (exit 2): its own message and hint, several lines by design. Every other
+/// failure, usage errors found after parsing included, is one `kms-envelope: ` line.
+fn is_parse_error(stderr: &str) -> bool {
+    stderr.starts_with("error: ") && stderr.trim_end().ends_with("For more information, try '--help'.")
 }
 
 fn plaintext(len: usize) -> Vec<u8> {
@@ -142,10 +148,12 @@ fn outputs_are_never_overwritten_without_force() {
     assert!(stderr.contains("ct") && stderr.contains("--force"), "{stderr}");
     assert_eq!(fs::read(s.path("ct")).unwrap(), b"precious");
     expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--force", "pt", "ct"]])), 0);
-    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["ct", "pt"]])), 4);
-    assert_eq!(fs::read(s.path("pt")).unwrap(), b"new");
-    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--force", "ct", "pt"]])), 0);
-    assert_eq!(fs::read(s.path("pt")).unwrap(), b"new");
+    assert_ne!(fs::read(s.path("ct")).unwrap(), b"precious", "--force replaced the ciphertext");
+    s.write("out", b"older content");
+    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["ct", "out"]])), 4);
+    assert_eq!(fs::read(s.path("out")).unwrap(), b"older content");
+    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--force", "ct", "out"]])), 0);
+    assert_eq!(fs::read(s.path("out")).unwrap(), b"new", "--force replaced the plaintext");
 }
 
 /// Context written by whoever made the message, with C0, C1 (`U+009B` is CSI), DEL and bidirectional
@@ -321,12 +329,21 @@ fn usage_errors_exit_2() {
         vec!["inspect"],
         vec!["frobnicate"],
     ];
+    let mut ours = 0;
     for case in cases {
         let out = s.cmd().args(&case).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{case:?}: {}", stderr_of(&out));
-        assert!(!stderr_of(&out).is_empty(), "{case:?}");
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{case:?}: {stderr}");
+        assert!(!stderr.is_empty(), "{case:?}");
+        if !is_parse_error(&stderr) {
+            ours += 1;
+            assert_eq!(stderr.lines().count(), 1, "{case:?}: one line on stderr: {stderr:?}");
+            assert!(stderr.starts_with("kms-envelope: "), "{case:?}: {stderr}");
+        }
         assert!(!s.path("ct").exists(), "{case:?} left an output");
     }
+    // The short key, the reserved context key, discovery on encrypt, --account, --suffix, a directory...
+    assert!(ours >= 6, "only {ours} cases reached the CLI's own checks");
     // --help documents the exit codes.
     for sub in ["encrypt", "decrypt", "inspect", "bundle", "unbundle"] {
         let out = s.cmd().args([sub, "--help"]).output().unwrap();
@@ -511,6 +528,161 @@ fn bundle_and_unbundle_a_directory() {
     expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["nowhere", "b2"]])), 4);
 }
 
+/// Every name in `dir`, hidden ones included, sorted: what a failed command may have left behind.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// Signed messages (0x0578) whose signature is wrong or whose footer is cut: every frame authenticates, so
+/// the plaintext was all decrypted before the footer is read. `decrypt` to a file and `unbundle` must
+/// still leave nothing: no output, no temp file, no staging directory.
+#[test]
+fn signed_messages_with_a_bad_signature_or_a_cut_footer_leave_nothing() {
+    let s = Scratch::new();
+    s.write("pt", &plaintext(300_000));
+    make_tree(&s.path("src"));
+    let signed = ["--suite", "0x0578", "--frame-length", "4096"];
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &signed, &["pt", "ct"]])), 0);
+    expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &signed, &["src", "b.esdk"]])), 0);
+    let (json, _) = expect(s.cmd().args(["inspect", "--json", "ct"]), 0);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&json).unwrap()["suite"]["signed"], true);
+    let work = s.path("work");
+    for (input, command, output) in [("ct", "decrypt", "out"), ("b.esdk", "unbundle", "out-dir")] {
+        let message = fs::read(s.path(input)).unwrap();
+        let mut bad_signature = message.clone();
+        let last = bad_signature.len() - 1;
+        bad_signature[last] ^= 1; // the signature's last byte
+        let cut_footer = message[..message.len() - 20].to_vec();
+        for (what, bad, reason) in
+            [("a bad signature", bad_signature, "signature"), ("a cut footer", cut_footer, "truncated")]
+        {
+            fs::create_dir_all(&work).unwrap();
+            fs::write(work.join("message"), &bad).unwrap();
+            let mut cmd = s.cmd();
+            cmd.current_dir(&work).args(args(&[&[command], &raw("../wrapping.key"), &["message", output]]));
+            let (_, stderr) = expect(&mut cmd, 1);
+            assert!(stderr.to_lowercase().contains(reason), "{command} with {what}: {stderr}");
+            assert_eq!(names_in(&work), ["message"], "{command} with {what} left something behind");
+            fs::remove_dir_all(&work).unwrap();
+        }
+        // The same message intact goes through: the failures above are the signature's.
+        fs::create_dir_all(&work).unwrap();
+        fs::write(work.join("message"), &message).unwrap();
+        let mut cmd = s.cmd();
+        expect(cmd.current_dir(&work).args(args(&[&[command], &raw("../wrapping.key"), &["message", output]])), 0);
+        assert_eq!(names_in(&work), ["message", output]);
+        fs::remove_dir_all(&work).unwrap();
+    }
+}
+
+/// `decrypt` and `unbundle` onto a symlink (to a file, to a directory), with and without `--force`:
+/// refused before anything is written, the link and what it points to untouched.
+#[cfg(unix)]
+#[test]
+fn decrypt_and_unbundle_refuse_a_symlinked_output() {
+    use std::os::unix::fs::symlink;
+    let s = Scratch::new();
+    s.write("pt", b"attacker-chosen plaintext");
+    make_tree(&s.path("src"));
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "ct"]])), 0);
+    expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["src", "b.esdk"]])), 0);
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["-r", "src", "enc"]])), 0);
+    s.write("victim", b"precious");
+    fs::create_dir(s.path("victim-dir")).unwrap();
+    s.write("victim-dir/keep", b"kept");
+    symlink("victim", s.path("file-link")).unwrap();
+    symlink("victim-dir", s.path("dir-link")).unwrap();
+    for force in [&[][..], &["--force"][..]] {
+        let (_, stderr) =
+            expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), force, &["ct", "file-link"]])), 4);
+        assert!(stderr.contains("file-link: is a symbolic link"), "{force:?}: {stderr}");
+        let (_, stderr) =
+            expect(s.cmd().args(args(&[&["unbundle"], &raw("wrapping.key"), force, &["b.esdk", "dir-link"]])), 4);
+        assert!(stderr.contains("dir-link: exists and is not a directory"), "{force:?}: {stderr}");
+        let (_, stderr) =
+            expect(s.cmd().args(args(&[&["unbundle"], &raw("wrapping.key"), force, &["b.esdk", "file-link"]])), 4);
+        assert!(stderr.contains("file-link: exists and is not a directory"), "{force:?}: {stderr}");
+        let (_, stderr) = expect_lines(
+            s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), force, &["-r", "enc", "dir-link"]])),
+            2,
+        );
+        assert!(stderr.contains("dir-link"), "{force:?}: {stderr}");
+    }
+    assert_eq!(fs::read(s.path("victim")).unwrap(), b"precious");
+    assert_eq!(names_in(&s.path("victim-dir")), ["keep"]);
+    for link in ["file-link", "dir-link"] {
+        assert!(fs::symlink_metadata(s.path(link)).unwrap().file_type().is_symlink(), "{link} was replaced");
+    }
+}
+
+/// `--max-frame-length`: a message framed at exactly the limit decrypts, one byte over is refused (exit 1)
+/// before any output appears.
+#[test]
+fn max_frame_length_refuses_one_byte_over_and_accepts_the_limit() {
+    let s = Scratch::new();
+    s.write("pt", &plaintext(20_000));
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--frame-length", "4097", "pt", "ct"]])), 0);
+    let (_, stderr) = expect(
+        s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--max-frame-length", "4096", "ct", "out"]])),
+        1,
+    );
+    assert!(stderr.contains("4097") && stderr.contains("4096"), "{stderr}");
+    assert!(!s.path("out").exists());
+    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--max-frame-length", "4097", "ct", "out"]])), 0);
+    assert_eq!(fs::read(s.path("out")).unwrap(), plaintext(20_000));
+}
+
+/// `--recursive` tries every file and exits with the code of the first failure in its (sorted) order, not
+/// the last one's or the largest.
+#[test]
+fn recursive_exits_with_the_first_failures_code() {
+    let s = Scratch::new();
+    fs::create_dir(s.path("src")).unwrap();
+    for name in ["a", "b", "c"] {
+        s.write(&format!("src/{name}"), name.as_bytes());
+    }
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["-r", "src", "enc"]])), 0);
+    let mut tampered = fs::read(s.path("enc/a.encrypted")).unwrap();
+    let at = tampered.len() - 3;
+    tampered[at] ^= 1;
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("other.key"), &["src/a", "other"]])), 0);
+    let other_key = fs::read(s.path("other")).unwrap();
+    // a: tampered (1), b: good, c: another key (3); then the other way round.
+    for (a, c, code) in [(&tampered, &other_key, 1), (&other_key, &tampered, 3)] {
+        fs::write(s.path("enc/a.encrypted"), a).unwrap();
+        fs::write(s.path("enc/c.encrypted"), c).unwrap();
+        let _ = fs::remove_dir_all(s.path("dec"));
+        let (_, stderr) =
+            expect_lines(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["-r", "enc", "dec"]])), code);
+        assert!(stderr.contains("2 of 3 files failed"), "{stderr}");
+        assert_eq!(names_in(&s.path("dec")), ["b"], "{stderr}");
+    }
+}
+
+/// `inspect`'s text form: a key namespace, key name and file name with terminal controls are shown
+/// escaped (the context is covered above), exactly as `Escaped` writes them.
+#[test]
+fn inspect_text_escapes_key_names_and_the_file_name() {
+    let s = Scratch::new();
+    s.write("pt", b"x");
+    let (namespace, name) = ("ns\x1b]0;pwned\x07", "key\u{9b}2J\u{202e}");
+    let key = ["--raw-key-file", "wrapping.key", "--key-namespace", namespace, "--key-name", name];
+    let file = "ct\x1b[1m";
+    expect(s.cmd().args(args(&[&["encrypt"], &key, &["pt", file]])), 0);
+    let (out, _) = expect(s.cmd().args(["inspect", file]), 0);
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.chars().any(|c| (c != '\n' && c.is_control()) || c == '\u{202e}'), "{text:?}");
+    for shown in [
+        r#"message:            "ct\u{1b}[1m""#,
+        r#"provider "ns\u{1b}]0;pwned\u{7}", raw AES key name "key\u{9b}2J\u{202e}""#,
+    ] {
+        assert!(text.contains(shown), "{shown:?} not in {text}");
+    }
+}
+
 // ------------------------------------------------------------------------------------------ AWS KMS
 
 #[cfg(feature = "kms")]
@@ -597,6 +769,77 @@ mod kms {
         let mut cmd = s.cmd();
         with_moto(&mut cmd, &moto);
         expect(cmd.args(["encrypt", "--kms-key", "arn:aws:kms:nonsense", "pt", "ct"]), 2);
+    }
+
+    /// What KMS answers, as the CLI's exit code: a local endpoint speaking the KMS JSON protocol answers
+    /// `Decrypt` with each error; no credentials at all, and no region, need no endpoint.
+    #[test]
+    fn kms_errors_credentials_and_region_as_exit_codes() {
+        use support::{Reply, StubKms, kms_answer};
+        const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let s = Scratch::new();
+        s.write("pt", b"x");
+        // No stub would hand out credentials or a region: the command must find none in the environment
+        // or in a config file either.
+        let bare = |endpoint: &str| {
+            let mut cmd = s.cmd();
+            for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION"] {
+                cmd.env_remove(var);
+            }
+            for var in ["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"] {
+                cmd.env_remove(var);
+            }
+            cmd.env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+                .env("HOME", s.path("no-home"))
+                .env("AWS_CONFIG_FILE", s.path("no-config"))
+                .env("AWS_SHARED_CREDENTIALS_FILE", s.path("no-credentials"))
+                .env("AWS_ENDPOINT_URL_KMS", endpoint)
+                // One attempt: throttling is retried otherwise, with backoff, for nothing this test needs.
+                .env("AWS_MAX_ATTEMPTS", "1");
+            cmd
+        };
+        let configured = |endpoint: &str| {
+            let mut cmd = bare(endpoint);
+            cmd.env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .env("AWS_REGION", "us-east-1");
+            cmd
+        };
+        let good = StubKms::start(|_, operation, body| kms_answer(operation, body));
+        expect(configured(&good.url).args(["encrypt", "--kms-key", ARN, "pt", "ct"]), 0);
+        let (out, _) = expect(configured(&good.url).args(["decrypt", "--kms-key", ARN, "ct", "-"]), 0);
+        assert_eq!(out, b"x", "the stub round-trips, so the failures below are the errors'");
+
+        for (code, message) in [
+            ("AccessDeniedException", "User is not authorized to perform kms:Decrypt"),
+            ("ThrottlingException", "Rate exceeded"),
+        ] {
+            let stub = StubKms::start(move |_, _, _| Reply::error(400, code, message));
+            let (_, stderr) = expect(configured(&stub.url).args(["decrypt", "--kms-key", ARN, "ct", "out"]), 3);
+            assert!(stderr.contains("ct:") && stderr.contains(code), "{code}: {stderr}");
+            assert_eq!(stub.requests(), ["Decrypt"], "{code}");
+            assert!(!s.path("out").exists());
+        }
+
+        // No credentials anywhere: key access (3), before any request.
+        let requests = good.requests().len();
+        let (_, stderr) =
+            expect(bare(&good.url).env("AWS_REGION", "us-east-1").args(["decrypt", "--kms-key", ARN, "ct", "out"]), 3);
+        assert!(stderr.to_lowercase().contains("credentials"), "{stderr}");
+        // No region anywhere, and a key that names none (an alias): usage (2), one line.
+        let (_, stderr) = expect(
+            configured(&good.url).env_remove("AWS_REGION").args([
+                "encrypt",
+                "--kms-key",
+                "alias/deploy-secrets",
+                "pt",
+                "ct2",
+            ]),
+            2,
+        );
+        assert!(stderr.to_lowercase().contains("region"), "{stderr}");
+        assert!(!s.path("ct2").exists() && !s.path("out").exists());
+        assert_eq!(good.requests().len(), requests, "no request without credentials or region");
     }
 }
 

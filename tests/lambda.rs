@@ -359,6 +359,14 @@ fn warm_start_reuses_what_is_in_place_with_zero_kms_calls() {
     let fifth = run(&start(&fifth_keyring)).unwrap();
     assert_eq!(fifth_keyring.calls(), 0, "{fifth:?}");
     assert!(fifth.iter().all(|l| l.reused), "{fifth:?}");
+
+    // The S3 object replaced by another of the same length: only its ETag says so. Decrypted again.
+    env.put("b.esdk", encrypt(&*setup, &options(), &plaintext(60_000, 8)));
+    let sixth_keyring = env.keyring();
+    let sixth = run(&start(&sixth_keyring)).unwrap();
+    assert_eq!(sixth_keyring.calls(), 1, "{sixth:?}");
+    assert_eq!((sixth[0].reused, sixth[1].reused, sixth[2].reused), (true, false, true));
+    assert_eq!(fs::read(root.join("b.bin")).unwrap(), plaintext(60_000, 8));
 }
 
 // ------------------------------------------------------------------------------------------ faults
@@ -372,33 +380,35 @@ fn assert_nothing_left(root: &Path, destination: &str) {
     assert!(!marker.exists(), "a marker survived: {:?}", tree(root));
 }
 
-#[test]
-fn a_tampered_last_frame_leaves_nothing_and_the_good_bundle_then_lands() {
+/// A way to damage a message: what it is, the damage, the error it must cause.
+type Damage<'a> = (&'a str, &'a dyn Fn(&[u8]) -> Vec<u8>, fn(&Error) -> bool);
+
+/// A file bundle and a directory bundle, written with `options`, are landed damaged each way in `damages`:
+/// each fails with its error after one KMS call and leaves nothing under the root (no destination, temp,
+/// staging directory or marker). The intact bundles then land.
+fn damaged_bundles_leave_nothing_and_the_good_ones_then_land(options: &EncryptOptions, damages: &[Damage]) {
     let Some(env) = Env::new() else { return };
     let setup = env.keyring();
     let package = env.dir("package");
     let tree_src = env.dir("tree");
     sample_tree(&tree_src);
-    let good_file = encrypt(&*setup, &options(), &plaintext(200_000, 9));
-    let good_tree = encrypt_tree(&*setup, &tree_src);
-    let tamper = |message: &[u8]| {
-        let mut bad = message.to_vec();
-        let at = bad.len() - 5; // inside the final frame's tag (suite 0x0478: no signature after it)
-        bad[at] ^= 1;
-        bad
-    };
-    fs::write(package.join("file.esdk"), tamper(&good_file)).unwrap();
-    fs::write(package.join("tree.esdk"), tamper(&good_tree)).unwrap();
+    let good_file = encrypt(&*setup, options, &plaintext(200_000, 9));
+    let good_tree = kms_envelope::bundle::encrypt_directory(&*setup, options, &tree_src, Vec::new()).unwrap().0;
     let root = env.dir("tmp");
-    for (spec, destination) in [
-        (BundleSpec::file("file.esdk", "file.bin").unwrap(), "file.bin"),
-        (BundleSpec::directory("tree.esdk", "tree").unwrap(), "tree"),
-    ] {
-        let keyring = env.keyring();
-        let err = run(&cold_start(&keyring, &root, &package).bundle(spec)).unwrap_err();
-        assert!(matches!(err, Error::FrameAuthentication { .. }), "{err:?}");
-        assert_eq!(keyring.calls(), 1);
-        assert_nothing_left(&root, destination);
+    for (what, damage, expected) in damages {
+        fs::write(package.join("file.esdk"), damage(&good_file[..])).unwrap();
+        fs::write(package.join("tree.esdk"), damage(&good_tree[..])).unwrap();
+        for (spec, destination) in [
+            (BundleSpec::file("file.esdk", "file.bin").unwrap(), "file.bin"),
+            (BundleSpec::directory("tree.esdk", "tree").unwrap(), "tree"),
+        ] {
+            let keyring = env.keyring();
+            let err = run(&cold_start(&keyring, &root, &package).bundle(spec)).unwrap_err();
+            assert!(expected(&err), "{destination} with {what}: {err:?}");
+            assert_eq!(keyring.calls(), 1);
+            assert_nothing_left(&root, destination);
+            assert_eq!(tree(&root), Vec::<String>::new(), "{destination} with {what}");
+        }
     }
 
     fs::write(package.join("file.esdk"), &good_file).unwrap();
@@ -410,6 +420,40 @@ fn a_tampered_last_frame_leaves_nothing_and_the_good_bundle_then_lands() {
     run(&cold).unwrap();
     assert_eq!(fs::read(root.join("file.bin")).unwrap(), plaintext(200_000, 9));
     assert_eq!(fs::read(root.join("tree/server.pem")).unwrap(), plaintext(100_000, 3));
+}
+
+/// Flips one bit `from_end` bytes before the end of a message.
+fn flip_from_end(message: &[u8], from_end: usize) -> Vec<u8> {
+    let mut bad = message.to_vec();
+    let at = bad.len() - from_end;
+    bad[at] ^= 1;
+    bad
+}
+
+#[test]
+fn a_tampered_last_frame_leaves_nothing_and_the_good_bundle_then_lands() {
+    // 5 bytes from the end: inside the final frame's tag (suite 0x0478: no signature after it).
+    let tamper = |message: &[u8]| flip_from_end(message, 5);
+    damaged_bundles_leave_nothing_and_the_good_ones_then_land(
+        &options(),
+        &[("a tampered tag", &tamper, |e| matches!(e, Error::FrameAuthentication { .. }))],
+    );
+}
+
+/// Signed bundles (0x0578) with a wrong signature or a cut footer: every frame authenticates, so all the
+/// plaintext was decrypted before the footer is checked, and still nothing may land.
+#[test]
+fn signed_bundles_with_a_bad_signature_or_a_cut_footer_leave_nothing() {
+    let signed = options().suite(kms_envelope::AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384);
+    let bad_signature = |message: &[u8]| flip_from_end(message, 1);
+    let cut_footer = |message: &[u8]| message[..message.len() - 20].to_vec();
+    damaged_bundles_leave_nothing_and_the_good_ones_then_land(
+        &signed,
+        &[
+            ("a bad signature", &bad_signature, |e| matches!(e, Error::SignatureVerification)),
+            ("a cut footer", &cut_footer, |e| matches!(e, Error::Truncated { .. })),
+        ],
+    );
 }
 
 /// The example in `--once` mode for `bundles` (KMS_ENVELOPE_BUNDLES), with the root and package given.
@@ -498,6 +542,81 @@ fn files_with_content(dir: &Path, destination: &str) -> Vec<String> {
         .collect()
 }
 
+/// A local S3 endpoint (path-style, plain HTTP) serving a few objects. The first GetObject of each object
+/// sends the first half of its body at once, then one byte every 100 ms (enough for the SDK's stalled-stream
+/// protection, never enough to finish), until the client goes away; later ones send it whole. A decrypt fed
+/// by it cannot finish, however fast the machine: the process is caught mid-decrypt by construction.
+struct TricklingS3 {
+    url: String,
+}
+
+impl TricklingS3 {
+    fn start(objects: Vec<(&'static str, Vec<u8>)>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let objects: Arc<Vec<(&'static str, Vec<u8>, AtomicUsize)>> =
+            Arc::new(objects.into_iter().map(|(key, body)| (key, body, AtomicUsize::new(0))).collect());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let objects = objects.clone();
+                std::thread::spawn(move || Self::serve(stream, &objects));
+            }
+        });
+        Self { url }
+    }
+
+    fn serve(stream: TcpStream, objects: &[(&'static str, Vec<u8>, AtomicUsize)]) {
+        use std::io::BufRead as _;
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        loop {
+            let mut request = String::new();
+            if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && !line.trim_end().is_empty() {
+                line.clear();
+            }
+            let mut words = request.split_whitespace();
+            let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            let key = target.split('?').next().unwrap_or("").rsplit('/').next().unwrap_or("");
+            let Some((_, body, gets)) = objects.iter().find(|(name, _, _)| *name == key) else {
+                let _ = writer.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+                continue;
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\netag: \"trickling-{key}\"\r\n\
+                 content-type: application/octet-stream\r\n\r\n",
+                body.len()
+            );
+            if writer.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            if method == "HEAD" {
+                continue;
+            }
+            if gets.fetch_add(1, Ordering::SeqCst) > 0 {
+                if writer.write_all(body).is_err() {
+                    return;
+                }
+                continue;
+            }
+            let half = body.len() / 2;
+            if writer.write_all(&body[..half]).is_err() {
+                return;
+            }
+            for byte in &body[half..] {
+                std::thread::sleep(Duration::from_millis(100));
+                if writer.write_all(std::slice::from_ref(byte)).and_then(|()| writer.flush()).is_err() {
+                    return; // the client is gone
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn a_process_killed_mid_decrypt_leaves_no_destination_and_a_rerun_cleans_up_and_succeeds() {
     let Some(env) = Env::new() else { return };
@@ -505,28 +624,31 @@ fn a_process_killed_mid_decrypt_leaves_no_destination_and_a_rerun_cleans_up_and_
     let setup = env.keyring();
     let package = env.dir("package");
     let tree_src = env.dir("tree");
-    // Large enough that the example is still writing when the test looks (the example is built with the
-    // test binary's profile: unoptimized under `cargo test`, fast under `cargo test --release`).
-    let big = plaintext(if cfg!(debug_assertions) { 12 << 20 } else { 256 << 20 }, 11);
+    let big = plaintext(4 << 20, 11);
     fs::write(tree_src.join("big.bin"), &big).unwrap();
-    fs::write(package.join("big.esdk"), encrypt(&*setup, &options().frame_length(65536), &big)).unwrap();
+    let file_message = encrypt(&*setup, &options().frame_length(65536), &big);
     let tree_message =
         kms_envelope::bundle::encrypt_directory(&*setup, &options().frame_length(65536), &tree_src, Vec::new())
             .unwrap()
             .0;
-    fs::write(package.join("tree.esdk"), tree_message).unwrap();
+    let s3 = TricklingS3::start(vec![("big.esdk", file_message), ("tree.esdk", tree_message)]);
     let root = env.dir("tmp");
 
-    for (bundles, destination) in [("big.esdk=big.bin", "big.bin"), ("tree.esdk=tree/", "tree")] {
+    for (bundles, destination) in
+        [("s3://trickling/big.esdk=big.bin", "big.bin"), ("s3://trickling/tree.esdk=tree/", "tree")]
+    {
         let mut child = example_command(&env, &example, bundles, &root, &package)
+            .env("AWS_ENDPOINT_URL_S3", &s3.url)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let caught = wait_for_partial(&root, &mut child, Duration::from_secs(60));
+        let caught = wait_for_partial(&root, &mut child, Duration::from_secs(120));
+        // Still running: the rest of the message has not come (and will not, at this rate).
+        let running = child.try_wait().unwrap().is_none();
         child.kill().unwrap(); // SIGKILL: no destructor, no cleanup
-        child.wait().unwrap();
-        assert!(caught, "{bundles}: never saw the decrypt in progress");
+        let out = child.wait_with_output().unwrap();
+        assert!(caught && running, "{bundles}: never saw the decrypt in progress: {}", stderr_text(&out.stderr));
         assert!(fs::symlink_metadata(root.join(destination)).is_err(), "{destination} exists after the kill");
         // The plaintext was in unnamed files, which the kernel freed with the process; at most an empty
         // staging directory is left, for the rerun to clean.
@@ -536,12 +658,19 @@ fn a_process_killed_mid_decrypt_leaves_no_destination_and_a_rerun_cleans_up_and_
             "{bundles}: plaintext left after the kill"
         );
 
-        let out = example_command(&env, &example, bundles, &root, &package).output().unwrap();
-        assert!(out.status.success(), "{bundles}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = example_command(&env, &example, bundles, &root, &package)
+            .env("AWS_ENDPOINT_URL_S3", &s3.url)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{bundles}: {}", stderr_text(&out.stderr));
         assert_eq!(partials(&root), Vec::<String>::new(), "the rerun removed the leftovers");
     }
     assert_eq!(fs::read(root.join("big.bin")).unwrap(), big);
     assert_eq!(fs::read(root.join("tree/big.bin")).unwrap(), big);
+}
+
+fn stderr_text(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr).into_owned()
 }
 
 #[test]
@@ -699,9 +828,12 @@ fn logs_at_trace_level_hold_spans_and_figures_but_no_secret() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    // Global, because the cold start logs from runtime and blocking-pool threads. Other tests running in
-    // this process log into it too, which only adds text to search.
-    tracing::subscriber::set_global_default(subscriber).expect("the only test that installs a subscriber");
+    // Not global: other tests run concurrently in this process and would log into it, so a line this test
+    // looks for could come from one of them. The cold start logs from this thread and from its runtime's
+    // worker and blocking-pool threads, which all get this subscriber as their default when they start
+    // (and only those threads: the runtime is this test's own).
+    let dispatch = tracing::Dispatch::new(subscriber);
+    let _this_thread = tracing::dispatcher::set_default(&dispatch);
 
     let setup = env.keyring();
     let package = env.dir("package");
@@ -717,16 +849,35 @@ fn logs_at_trace_level_hold_spans_and_figures_but_no_secret() {
         .s3_client(env.s3())
         .bundle(BundleSpec::file("file.esdk", "file.bin").unwrap())
         .bundle(BundleSpec::directory(&s3_tree, "tree").unwrap());
-    let rt = runtime();
+    let for_threads = dispatch.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            // The guard would restore the previous default when dropped; these threads live and die with
+            // the runtime, so it stays set for their whole life.
+            std::mem::forget(tracing::dispatcher::set_default(&for_threads));
+        })
+        .build()
+        .unwrap();
     rt.block_on(cold.run()).unwrap();
     let loaded = rt.block_on(cold.load_secrets(&Source::parse(&secrets).unwrap())).unwrap();
     assert_eq!(loaded.get("DB"), Some("SECRET-json-5be04a"));
     drop(rt);
 
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
-    for expected in ["bundle ready", "unwrap_ms", "total_ms", "bytes=2300", "secrets ready", "file.esdk"] {
-        assert!(logs.contains(expected), "{expected:?} not logged:\n{logs}");
+    let lines: Vec<&str> = logs.lines().collect();
+    let logged = |parts: &[&str]| lines.iter().any(|line| parts.iter().all(|part| line.contains(part)));
+    // One line per bundle, in its span (source and destination), with its figures.
+    let file_dest = format!("destination={}", root.join("file.bin").display());
+    let tree_dest = format!("destination={}", root.join("tree").display());
+    for (source, destination, size) in
+        [("source=file.esdk", &file_dest, "bytes=2300"), (s3_tree.as_str(), &tree_dest, "bytes=")]
+    {
+        let wanted = [source, destination.as_str(), "bundle ready", size, "unwrap_ms=", "total_ms=", "reused=false"];
+        assert!(logged(&wanted), "no line with all of {wanted:?}:\n{logs}");
     }
+    assert!(logged(&["secrets ready", "secrets=1"]), "secrets line missing:\n{logs}");
     for secret in ["PLAINTEXT-file-8a61c3e0", "PRIVATE-KEY-tree-2f9c1d", "SECRET-json-5be04a"] {
         assert!(!logs.contains(secret), "{secret} was logged");
     }
