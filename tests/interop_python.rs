@@ -287,7 +287,7 @@ fn non_framed_bodies_of_64_mib_are_accepted_and_one_byte_more_refused() {
             assert_eq!(decrypted.header.content_type(), kms_envelope::ContentType::NonFramed);
             assert!(*decrypted.plaintext == pt, "the 64 MiB body decrypted to something else");
         } else {
-            let err = result.err().expect("a non-framed body over the limit decrypted");
+            let Err(err) = result else { panic!("a non-framed body over the limit decrypted") };
             assert!(
                 matches!(err, Error::LimitExceeded { limit: "non-framed body length", value, max: m } if value == len && m == max),
                 "{err:?}"
