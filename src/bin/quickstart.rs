@@ -12,6 +12,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
+use kms_envelope::OutputOptions;
 use kms_envelope::bundle::{decrypt_directory, encrypt_directory};
 use kms_envelope::{DecryptOptions, EncryptOptions, RawAesKeyring};
 
@@ -44,7 +45,8 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let restored = root.join("secrets");
     let decrypt_options = DecryptOptions::new().context("app", "quickstart").context("stage", "demo");
     let started = Instant::now();
-    let (header, unpacked) = decrypt_directory(&keyring, &decrypt_options, fs::File::open(&bundle)?, &restored, false)?;
+    let (header, unpacked) =
+        decrypt_directory(&keyring, &decrypt_options, fs::File::open(&bundle)?, &restored, &OutputOptions::new())?;
     let decrypt_time = started.elapsed();
     let identical = ["app.env", "tls/server.pem", "model.bin"]
         .iter()
@@ -84,7 +86,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let middle = tampered.len() / 2;
     tampered[middle] ^= 1;
     let target = root.join("tampered");
-    let refused = decrypt_directory(&keyring, &decrypt_options, &tampered[..], &target, false);
+    let refused = decrypt_directory(&keyring, &decrypt_options, &tampered[..], &target, &OutputOptions::new());
     let left_behind = fs::read_dir(&root)?.count() - 1; // everything in the root but `secrets`
     println!(
         "  tampered      refused ({}); entries left behind: {left_behind}",

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use kms_envelope::bundle::encrypt_directory;
+use kms_envelope::OutputOptions;
 use kms_envelope::bundle::unpack_verified;
 use kms_envelope::{DecryptLimits, DecryptOptions, Decryptor, EncryptOptions, Header, Keyring};
 
@@ -233,7 +234,8 @@ fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {
         .map_err(Failure::reading)
         .and_then(|decryptor| {
             check(decryptor.header())?;
-            unpack_verified(decryptor, destination, out.force).map_err(Failure::reading)
+            unpack_verified(decryptor, destination, &OutputOptions::new().overwrite(out.force))
+                .map_err(Failure::reading)
         })
         .map(drop)
         .map_err(|f| f.with_file(&input.name));
