@@ -31,18 +31,24 @@
 //! # }
 //! ```
 //!
-//! Modules follow the data's path, each using only those before it: [`format`](mod@format) (bytes and structures),
-//! [`crypto`] (key derivation, AES-GCM, signatures), [`keyring`] (who wraps data keys), [`stream`]
-//! (encryptors and decryptors).
+//! What a user names is on this page: the keyrings, [`Encryptor`]/[`Decryptor`], the one-shot functions
+//! and their options, [`decrypt_to_path`], and the modules [`keyring`] (writing your own keyring, KMS
+//! details), [`stream`] (async adapters, files), `bundle` and `lambda`. The message format's internals
+//! (`format`: header decoder, frame layout; `crypto`: key derivation, frame sealing) are hidden from these
+//! docs and carry no semver promise; the non-default `fuzzing` feature marks the crates that use them (the
+//! fuzz crate, this crate's tests).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 #[cfg(feature = "bundle")]
 pub mod bundle;
+// Internals public for the fuzz crate, the tests and benches: hidden unless `fuzzing` is on (see above).
+#[cfg_attr(not(feature = "fuzzing"), doc(hidden))]
 pub mod crypto;
 mod error;
 pub mod escape;
+#[cfg_attr(not(feature = "fuzzing"), doc(hidden))]
 pub mod format;
 pub mod keyring;
 #[cfg(feature = "lambda")]
@@ -58,6 +64,9 @@ pub struct ReadmeDoctests;
 // One `pub use` per item, inlined, so that the crate root lists each with its summary.
 #[doc(inline)]
 pub use crypto::DataKey;
+#[cfg(feature = "rsa")]
+#[doc(inline)]
+pub use crypto::rsa::RsaPadding;
 #[doc(inline)]
 pub use error::Error;
 #[doc(inline)]
@@ -74,6 +83,8 @@ pub use format::header::Header;
 pub use format::header::MessageId;
 #[doc(inline)]
 pub use format::limits::DecryptLimits;
+#[doc(inline)]
+pub use format::limits::RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS;
 #[doc(inline)]
 pub use format::suite::AlgorithmSuite;
 #[doc(inline)]
