@@ -95,8 +95,8 @@ trap 'exit 143' TERM
 for backend in aes-gcm aws-lc; do
   features="cli"
   [[ $backend == aws-lc ]] && features="cli,aws-lc"
-  cargo build -q --release --no-default-features --features "$features" --bin kms-envelope
-  cp "${CARGO_TARGET_DIR:-$REPO/target}/release/kms-envelope" "$WORK/kms-envelope-$backend"
+  cargo build -q --profile profiling --no-default-features --features "$features" --bin kms-envelope
+  cp "${CARGO_TARGET_DIR:-$REPO/target}/profiling/kms-envelope" "$WORK/kms-envelope-$backend"
   cargo bench -q --no-default-features --features "${features#cli}" --bench inmemory --no-run 2>/dev/null \
     || cargo bench --no-default-features --features "${features#cli}" --bench inmemory --no-run
 done

@@ -23,8 +23,8 @@ PY="$REPO/.venv/bin/python"
 [[ -x "$PY" ]] || { echo "lambda-bench.sh: $PY missing; run scripts/test.sh once to build .venv" >&2; exit 1; }
 
 echo "building the example (release)..." >&2
-cargo build -q --release --features lambda,s3 --example lambda_cold_start
-EXAMPLE="$REPO/target/release/examples/lambda_cold_start"
+cargo build -q --profile profiling --features lambda,s3 --example lambda_cold_start
+EXAMPLE="${CARGO_TARGET_DIR:-$REPO/target}/profiling/examples/lambda_cold_start"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/kms-envelope-lambda-bench.XXXXXX")"
 PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

@@ -22,7 +22,9 @@ use crate::format::header::Header;
 use crate::keyring::Keyring;
 #[cfg(target_os = "linux")]
 use crate::stream::file::unnamed::UnnamedFile;
-use crate::stream::file::{LOCK_ATTEMPTS, lock_in_place, remove_stale_partials, staging_place};
+use crate::stream::file::{
+    LOCK_ATTEMPTS, OutputOptions, check_directory, lock_in_place, remove_stale_partials, staging_place,
+};
 use crate::stream::{DecryptOptions, Decryptor, EncryptOptions, Encryptor};
 
 /// What a pack or unpack handled.
@@ -96,7 +98,14 @@ fn pack_into<W: Write>(
     Ok(())
 }
 
-/// Packs `dir` and encrypts it into one message written to `out`.
+/// Packs `dir` and encrypts it into one message written to `out`; returns `out` and what was packed.
+/// [`decrypt_directory`] (or `kms-envelope unbundle`, or the Lambda decryptor) reverses it; see there for
+/// an example.
+///
+/// # Errors
+///
+/// `dir` is not a directory or holds a symlink or special file ([`Error::Bundle`]), an I/O error, or the
+/// keyring fails to make a data key.
 pub fn encrypt_directory<W: Write>(
     keyring: &dyn Keyring,
     options: &EncryptOptions,
@@ -423,18 +432,47 @@ fn copy_entry(entry: &mut impl Read, file: &mut File, state: &RefCell<ReadState>
 }
 
 /// Decrypts a directory bundle into `destination`, which appears (0700, files 0600) only after the whole
-/// message verified. An existing destination directory is replaced only when `overwrite`; a symlink or a
-/// non-directory there is an error. On any error nothing new is left behind.
+/// message verified. An existing destination directory is replaced only with [`OutputOptions::overwrite`];
+/// a symlink or a non-directory there is an error. On any error nothing new is left behind. The unpacked
+/// files are not flushed to disk: [`OutputOptions::sync`] applies to single files only.
+///
+/// # Errors
+///
+/// The destination is refused (see above), the message fails to decrypt or verify, the archive holds an
+/// entry this crate refuses ([`Error::Bundle`]), or an I/O error.
+///
+/// ```
+/// use kms_envelope::bundle::{decrypt_directory, encrypt_directory};
+/// use kms_envelope::{DecryptOptions, EncryptOptions, OutputOptions, RawAesKeyring};
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let keyring = RawAesKeyring::new("deploy", "bundle-key-1", &[0x42; 32])?;
+///     let work = tempfile::tempdir()?;
+///     let secrets = work.path().join("secrets");
+///     std::fs::create_dir(&secrets)?;
+///     std::fs::write(secrets.join("db.env"), "DB_PASSWORD=hunter2\n")?;
+///
+///     let options = EncryptOptions::new().context("app", "billing");
+///     let (message, summary) = encrypt_directory(&keyring, &options, &secrets, Vec::new())?;
+///     assert_eq!(summary.files, 1);
+///
+///     let restored = work.path().join("restored");
+///     let options = DecryptOptions::new().context("app", "billing");
+///     decrypt_directory(&keyring, &options, &message[..], &restored, &OutputOptions::new())?;
+///     assert_eq!(std::fs::read(restored.join("db.env"))?, b"DB_PASSWORD=hunter2\n");
+///     Ok(())
+/// }
+/// ```
 pub fn decrypt_directory(
     keyring: &dyn Keyring,
     options: &DecryptOptions,
     input: impl Read,
     destination: &Path,
-    overwrite: bool,
+    output: &OutputOptions,
 ) -> Result<(Header, BundleSummary)> {
-    check_directory_destination(destination, overwrite)?;
+    check_directory_destination(destination, output.overwrites())?;
     let decryptor = Decryptor::new(keyring, options, input)?;
-    unpack_verified(decryptor, destination, overwrite)
+    unpack_verified(decryptor, destination, output)
 }
 
 fn check_directory_destination(destination: &Path, overwrite: bool) -> Result<()> {
@@ -457,10 +495,12 @@ fn check_directory_destination(destination: &Path, overwrite: bool) -> Result<()
 pub fn unpack_verified<R: Read>(
     mut decryptor: Decryptor<R>,
     destination: &Path,
-    overwrite: bool,
+    output: &OutputOptions,
 ) -> Result<(Header, BundleSummary)> {
+    let overwrite = output.overwrites();
     check_directory_destination(destination, overwrite)?;
     let (parent, prefix) = staging_place(destination);
+    check_directory(parent)?;
     let mut builder = tempfile::Builder::new();
     builder.prefix(&prefix).suffix(".partial");
     #[cfg(unix)]

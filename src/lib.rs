@@ -31,42 +31,123 @@
 //! # }
 //! ```
 //!
-//! Modules follow the data's path, each using only those before it: [`format`](mod@format) (bytes and structures),
-//! [`crypto`] (key derivation, AES-GCM, signatures), [`keyring`] (who wraps data keys), [`stream`]
-//! (encryptors and decryptors).
+//! What a user names is on this page: the keyrings, [`Encryptor`]/[`Decryptor`], the one-shot functions
+//! and their options, [`decrypt_to_path`], and the modules [`keyring`] (writing your own keyring, KMS
+//! details), [`stream`] (async adapters, files), `bundle` and `lambda`. The message format's internals
+//! (`format`: header decoder, frame layout; `crypto`: key derivation, frame sealing) are hidden from these
+//! docs and carry no semver promise; the non-default `fuzzing` feature marks the crates that use them (the
+//! fuzz crate, this crate's tests).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 #[cfg(feature = "bundle")]
 pub mod bundle;
+// Internals public for the fuzz crate, the tests and benches: hidden unless `fuzzing` is on (see above).
+#[cfg_attr(not(feature = "fuzzing"), doc(hidden))]
 pub mod crypto;
 mod error;
 pub mod escape;
+#[cfg_attr(not(feature = "fuzzing"), doc(hidden))]
 pub mod format;
 pub mod keyring;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod stream;
 
+/// The README's Rust blocks, compiled (and run, unless `no_run`) as doctests, so that a snippet a reader
+/// pastes compiles. Its blocks use the KMS and Lambda APIs, hence the features.
+#[cfg(all(doctest, feature = "kms", feature = "lambda"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+// One `pub use` per item, inlined, so that the crate root lists each with its summary.
+#[doc(inline)]
 pub use crypto::DataKey;
-pub use error::{Error, Result};
-pub use format::context::EncryptionContext;
-pub use format::edk::EncryptedDataKey;
-pub use format::header::{ContentType, Header, MessageId};
-pub use format::limits::DecryptLimits;
-pub use format::suite::{AlgorithmSuite, CommitmentPolicy};
 #[cfg(feature = "rsa")]
+#[doc(inline)]
+pub use crypto::rsa::RsaPadding;
+#[doc(inline)]
+pub use error::Error;
+#[doc(inline)]
+pub use error::Result;
+#[doc(inline)]
+pub use format::context::EncryptionContext;
+#[doc(inline)]
+pub use format::edk::EncryptedDataKey;
+#[doc(inline)]
+pub use format::header::ContentType;
+#[doc(inline)]
+pub use format::header::Header;
+#[doc(inline)]
+pub use format::header::MessageId;
+#[doc(inline)]
+pub use format::limits::DecryptLimits;
+#[doc(inline)]
+pub use format::limits::RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS;
+#[doc(inline)]
+pub use format::suite::AlgorithmSuite;
+#[doc(inline)]
+pub use format::suite::CommitmentPolicy;
+#[doc(inline)]
+pub use keyring::Keyring;
+#[doc(inline)]
+pub use keyring::MultiKeyring;
+#[doc(inline)]
+pub use keyring::RawAesKeyring;
+#[cfg(feature = "rsa")]
+#[doc(inline)]
 pub use keyring::RawRsaKeyring;
 #[cfg(feature = "kms")]
-pub use keyring::kms::{
-    AwsKmsDiscoveryKeyring, AwsKmsKeyring, AwsKmsMrkDiscoveryKeyring, AwsKmsMrkKeyring, DiscoveryFilter, KmsArn,
-    KmsClients,
-};
-pub use keyring::{Keyring, MultiKeyring, RawAesKeyring};
-pub use stream::file::decrypt_to_path;
+#[doc(inline)]
+pub use keyring::kms::AwsKmsDiscoveryKeyring;
+#[cfg(feature = "kms")]
+#[doc(inline)]
+pub use keyring::kms::AwsKmsKeyring;
+#[cfg(feature = "kms")]
+#[doc(inline)]
+pub use keyring::kms::AwsKmsMrkDiscoveryKeyring;
+#[cfg(feature = "kms")]
+#[doc(inline)]
+pub use keyring::kms::AwsKmsMrkKeyring;
+#[cfg(feature = "kms")]
+#[doc(inline)]
+pub use keyring::kms::DiscoveryFilter;
+#[cfg(feature = "kms")]
+#[doc(inline)]
+pub use keyring::kms::KmsArn;
+#[cfg(feature = "kms")]
+#[doc(inline)]
+pub use keyring::kms::KmsClients;
 #[cfg(feature = "async")]
-pub use stream::{AsyncDecryptor, AsyncEncryptor};
-pub use stream::{
-    DecryptOptions, Decrypted, Decryptor, EncryptOptions, Encryptor, decrypt, decrypt_into, encrypt, encrypt_into,
-};
+#[doc(inline)]
+pub use stream::AsyncDecryptor;
+#[cfg(feature = "async")]
+#[doc(inline)]
+pub use stream::AsyncEncryptor;
+#[doc(inline)]
+pub use stream::DecryptOptions;
+#[doc(inline)]
+pub use stream::Decrypted;
+#[doc(inline)]
+pub use stream::Decryptor;
+#[doc(inline)]
+pub use stream::EncryptOptions;
+#[doc(inline)]
+pub use stream::Encryptor;
+#[doc(inline)]
+pub use stream::OutputOptions;
+#[doc(inline)]
+pub use stream::decrypt;
+#[doc(inline)]
+pub use stream::decrypt_into;
+#[doc(inline)]
+pub use stream::decrypt_to_path;
+#[doc(inline)]
+pub use stream::encrypt;
+#[doc(inline)]
+pub use stream::encrypt_into;
+/// The buffer [`decrypt_into`] and [`encrypt_into`] fill, and the type of [`Decrypted::plaintext`]: a
+/// wrapper that wipes its contents on drop (from the `zeroize` crate, re-exported so that users need not
+/// depend on it).
+pub use zeroize::Zeroizing;

@@ -5,6 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use kms_envelope::OutputOptions;
 use kms_envelope::bundle::{decrypt_directory, encrypt_directory};
 use kms_envelope::{DecryptOptions, EncryptOptions, Encryptor, Error, RawAesKeyring};
 
@@ -31,7 +32,8 @@ fn a_directory_round_trips_with_private_modes() {
     assert_eq!((packed.files, packed.directories, packed.bytes), (3, 2, 100_021));
 
     let out = work.path().join("out");
-    let (_, unpacked) = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).unwrap();
+    let (_, unpacked) =
+        decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, &OutputOptions::new()).unwrap();
     assert_eq!(unpacked.files, 3);
     assert_eq!(fs::read(out.join("config.json")).unwrap(), br#"{"db":"postgres://x"}"#);
     assert_eq!(fs::read(out.join("certs/server.pem")).unwrap().len(), 100_000);
@@ -40,9 +42,11 @@ fn a_directory_round_trips_with_private_modes() {
     assert_eq!(fs::metadata(out.join("config.json")).unwrap().permissions().mode() & 0o777, 0o600);
 
     // An existing destination is kept unless overwrite is asked for.
-    let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).unwrap_err();
+    let err =
+        decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, &OutputOptions::new()).unwrap_err();
     assert!(matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::AlreadyExists), "{err:?}");
-    decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, true).unwrap();
+    decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, &OutputOptions::new().overwrite(true))
+        .unwrap();
     assert_eq!(leftovers(work.path()).len(), 2, "{:?}", leftovers(work.path()));
 }
 
@@ -86,7 +90,8 @@ fn hostile_entries_are_refused_and_leave_nothing() {
         let work = tempfile::tempdir().unwrap();
         let message = encrypt_bytes(&hostile_tar(name, kind, link));
         let out = work.path().join("out");
-        let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).unwrap_err();
+        let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, &OutputOptions::new())
+            .unwrap_err();
         assert!(matches!(err, Error::Bundle(_)), "{}: {err}", String::from_utf8_lossy(name));
         assert!(leftovers(work.path()).is_empty(), "{:?}", leftovers(work.path()));
         assert!(!work.path().parent().unwrap().join("escape").exists());
@@ -104,7 +109,8 @@ fn a_tampered_bundle_or_a_symlinked_destination_leaves_nothing() {
     let last = message.len() - 3;
     message[last] ^= 1;
     let out = work.path().join("out");
-    let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).unwrap_err();
+    let err =
+        decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, &OutputOptions::new()).unwrap_err();
     assert!(matches!(err, Error::FrameAuthentication { .. }), "{err:?}");
     assert_eq!(leftovers(work.path()), ["src"]);
 
@@ -112,7 +118,14 @@ fn a_tampered_bundle_or_a_symlinked_destination_leaves_nothing() {
     fs::create_dir(&target).unwrap();
     std::os::unix::fs::symlink(&target, &out).unwrap();
     message[last] ^= 1;
-    let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, true).unwrap_err();
+    let err = decrypt_directory(
+        &keyring(),
+        &DecryptOptions::new(),
+        &message[..],
+        &out,
+        &OutputOptions::new().overwrite(true),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Bundle(_)), "{err}");
     assert!(fs::read_dir(&target).unwrap().next().is_none());
 }
@@ -132,7 +145,8 @@ fn an_entry_that_appears_twice_is_refused_and_leaves_nothing() {
         let message = encrypt_bytes(&builder.into_inner().unwrap());
         let work = tempfile::tempdir().unwrap();
         let out = work.path().join("out");
-        let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).unwrap_err();
+        let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, &OutputOptions::new())
+            .unwrap_err();
         assert!(err.to_string().contains("appears twice"), "{second:?}: {err}");
         assert!(leftovers(work.path()).is_empty(), "{:?}", leftovers(work.path()));
     }
@@ -150,7 +164,8 @@ fn more_files_than_stay_unnamed_all_land() {
     }
     let (message, _) = encrypt_directory(&keyring(), &EncryptOptions::new(), &src, Vec::new()).unwrap();
     let out = work.path().join("out");
-    let (_, unpacked) = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).unwrap();
+    let (_, unpacked) =
+        decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, &OutputOptions::new()).unwrap();
     assert_eq!(unpacked.files, 600);
     for i in 0..300 {
         assert_eq!(fs::read_to_string(out.join(format!("f{i:03}"))).unwrap(), format!("file {i}"));

@@ -5,6 +5,7 @@
 
 use std::fs;
 
+use kms_envelope::OutputOptions;
 use kms_envelope::bundle::{decrypt_directory, encrypt_directory};
 use kms_envelope::{DecryptOptions, EncryptOptions, RawAesKeyring};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
@@ -23,7 +24,7 @@ fn a_bundle_of_many_files_unpacks_under_a_64_descriptor_limit() {
     let before = getrlimit(Resource::Nofile);
     setrlimit(Resource::Nofile, Rlimit { current: Some(64), maximum: before.maximum }).unwrap();
     let out = work.path().join("out");
-    let result = decrypt_directory(&keyring, &DecryptOptions::new(), &message[..], &out, false);
+    let result = decrypt_directory(&keyring, &DecryptOptions::new(), &message[..], &out, &OutputOptions::new());
     setrlimit(Resource::Nofile, before).unwrap();
 
     let (_, unpacked) = result.unwrap();

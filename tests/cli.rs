@@ -360,7 +360,8 @@ fn io_failures_exit_4() {
     s.write("pt", b"x");
     let (_, stderr) = expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "no/such/dir/ct"]])), 4);
     assert!(stderr.contains("no/such/dir/ct"), "{stderr}");
-    expect(s.cmd().args(args(&[&["encrypt"], &raw("absent.key"), &["pt", "ct"]])), 4);
+    // A missing key file is an unusable key file: a usage error (2), as the README's table says.
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("absent.key"), &["pt", "ct"]])), 2);
     expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["missing", "out"]])), 4);
 }
 

@@ -8,6 +8,7 @@
 
 use std::io::{Read, Write};
 
+use kms_envelope::OutputOptions;
 use kms_envelope::{
     AlgorithmSuite, DecryptOptions, Decryptor, EncryptOptions, Encryptor, RawAesKeyring, decrypt_into, encrypt,
 };
@@ -132,7 +133,14 @@ fn every_way(
         freed_matching(|| {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("out");
-            kms_envelope::decrypt_to_path(&keyring(), decrypt_options, &message[..], &path, false, false).unwrap();
+            kms_envelope::decrypt_to_path(
+                &keyring(),
+                decrypt_options,
+                &message[..],
+                &path,
+                &OutputOptions::new().sync(false),
+            )
+            .unwrap();
             let written = Zeroizing::new(std::fs::read(&path).unwrap());
             assert!(sha(&written) == expected, "{what}: decrypt_to_path wrote something else");
         }),

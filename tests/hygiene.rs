@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 
+use kms_envelope::OutputOptions;
 use kms_envelope::crypto::signature::MessageSigner;
 use kms_envelope::format::suite::SignatureAlgorithm;
 use kms_envelope::{DataKey, DecryptOptions, Decryptor, EncryptOptions, Encryptor, RawAesKeyring, decrypt_to_path};
@@ -64,7 +65,7 @@ fn decrypted_files_are_0600_even_under_a_permissive_umask() {
     encryptor.write_all(b"secret").unwrap();
     let message = encryptor.finish().unwrap();
     let out = dir.path().join("plain");
-    decrypt_to_path(&keyring(), &DecryptOptions::new(), &message[..], &out, false, false).unwrap();
+    decrypt_to_path(&keyring(), &DecryptOptions::new(), &message[..], &out, &OutputOptions::new().sync(false)).unwrap();
     rustix::process::umask(previous);
     assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(std::fs::read(&out).unwrap(), b"secret");

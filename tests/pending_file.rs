@@ -74,7 +74,7 @@ fn writeback_syncs_in_the_background_and_stops_with_the_file() {
 
 #[test]
 fn decrypt_to_path_removes_stale_partials_of_its_destination_but_not_a_live_writers() {
-    use kms_envelope::{DecryptOptions, EncryptOptions, Encryptor, RawAesKeyring, decrypt_to_path};
+    use kms_envelope::{DecryptOptions, EncryptOptions, Encryptor, OutputOptions, RawAesKeyring, decrypt_to_path};
     let keyring = RawAesKeyring::new("pending", "key", &[7; 32]).unwrap();
     let mut encryptor = Encryptor::new(&keyring, &EncryptOptions::new(), Vec::new()).unwrap();
     encryptor.write_all(b"verified").unwrap();
@@ -88,7 +88,8 @@ fn decrypt_to_path_removes_stale_partials_of_its_destination_but_not_a_live_writ
     // Locked through its own open file description, as by another process's writer.
     let live = std::fs::File::open(path(".out.Live01.partial")).unwrap();
     live.lock().unwrap();
-    decrypt_to_path(&keyring, &DecryptOptions::new(), &message[..], &path("out"), false, false).unwrap();
+    decrypt_to_path(&keyring, &DecryptOptions::new(), &message[..], &path("out"), &OutputOptions::new().sync(false))
+        .unwrap();
     let mut left = entries(dir.path());
     left.sort();
     assert_eq!(left, [".other.Stale2.partial", ".out.Live01.partial", "out"]);

@@ -6,6 +6,7 @@
 
 use std::fs;
 
+use kms_envelope::OutputOptions;
 use kms_envelope::bundle::{decrypt_directory, unpack_verified};
 use kms_envelope::{DecryptOptions, Decryptor, EncryptOptions, Encryptor, Error, RawAesKeyring};
 
@@ -99,13 +100,14 @@ fn library_unbundle_of_a_message_that_is_not_a_bundle_quotes_nothing() {
     for (what, plaintext) in not_bundles() {
         let message = encrypt(&plaintext);
         let out = work.path().join("out");
-        let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, false).unwrap_err();
+        let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, &OutputOptions::new())
+            .unwrap_err();
         assert_quiet_error(what, &err);
         assert!(matches!(&err, Error::Bundle(_)), "{what}: {err:?}");
         assert!(err.to_string().contains("not a kms-envelope bundle (tar): byte offset"), "{what}: {err}");
 
         let decryptor = Decryptor::new(&keyring(), &DecryptOptions::new(), &message[..]).unwrap();
-        let err = unpack_verified(decryptor, &out, false).unwrap_err();
+        let err = unpack_verified(decryptor, &out, &OutputOptions::new()).unwrap_err();
         assert_quiet_error(what, &err);
         assert!(!out.exists());
         assert_eq!(fs::read_dir(work.path()).unwrap().count(), 0, "{what}: nothing is left behind");
@@ -123,8 +125,14 @@ fn a_tampered_frame_inside_a_bundle_still_reads_as_the_frame_failure() {
     let (mut message, _) = kms_envelope::bundle::encrypt_directory(&keyring(), &options, &src, Vec::new()).unwrap();
     let at = message.len() / 2;
     message[at] ^= 1;
-    let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &work.path().join("out"), false)
-        .unwrap_err();
+    let err = decrypt_directory(
+        &keyring(),
+        &DecryptOptions::new(),
+        &message[..],
+        &work.path().join("out"),
+        &OutputOptions::new(),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::FrameAuthentication { .. }), "{err:?}");
 }
 

@@ -16,13 +16,23 @@ Exit status:
   4  I/O error
 Each failure prints one line on stderr naming the file it is about; stdout only ever carries data.";
 
-const KEYS_HELP: &str = "\
+const KEYS_HELP_ENCRYPT: &str = "\
 Keys: raw AES keys (--raw-key-file PATH --key-namespace NS --key-name NAME), raw RSA keys (--rsa-public-key
 PEM or --rsa-private-key PEM, each with --key-namespace NS --key-name NAME; --rsa-padding) and AWS KMS keys
-(--kms-key ID) may be combined; on encrypt the first key on the command line generates the data key, each
-other key adds a wrapped copy; on decrypt each is tried in order. The n-th --key-namespace and --key-name
-belong to the n-th raw AES or RSA key. KMS credentials, region and endpoint come from the environment as for every AWS SDK (AWS_REGION,
-AWS_PROFILE, AWS_ENDPOINT_URL_KMS, ...).";
+(--kms-key ID) may be combined: the first key on the command line generates the data key, each other key
+adds a wrapped copy, so any one of them decrypts. The n-th --key-namespace and --key-name belong to the n-th
+raw AES or RSA key. KMS credentials, region and endpoint come from the environment as for every AWS SDK
+(AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_KMS, ...).";
+
+const KEYS_HELP_DECRYPT: &str = "\
+Keys: raw AES keys (--raw-key-file PATH --key-namespace NS --key-name NAME), raw RSA private keys
+(--rsa-private-key PEM with --key-namespace NS --key-name NAME; --rsa-padding), AWS KMS keys (--kms-key ID)
+and --kms-discovery may be combined: each is tried in command-line order (discovery last) until one
+unwraps a data key of the message. The n-th --key-namespace and --key-name belong to the n-th raw AES or RSA
+key. A raw key cannot tell a wrong --context pair the message does not store from a wrong key: both
+fail to unwrap (exit 3). KMS
+credentials, region and endpoint come from the environment as for every AWS SDK (AWS_REGION, AWS_PROFILE,
+AWS_ENDPOINT_URL_KMS, ...).";
 
 /// `--version`: the crate version and the AES-GCM backend compiled in.
 fn version() -> &'static str {
@@ -43,21 +53,32 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Encrypt INPUT (a file, -, or with --recursive a directory) into ESDK messages at OUTPUT.
-    #[command(after_help = format!("{KEYS_HELP}\n\n{EXIT_CODES}"))]
+    #[command(after_help = format!("{KEYS_HELP_ENCRYPT}\n\n{EXIT_CODES}"))]
     Encrypt(EncryptArgs),
     /// Decrypt ESDK messages; each output appears (mode 0600) only once its whole message verified.
-    #[command(after_help = format!("{KEYS_HELP}\n\n{EXIT_CODES}"))]
+    #[command(after_help = format!("{KEYS_HELP_DECRYPT}\n\n{EXIT_CODES}"))]
     Decrypt(DecryptArgs),
     /// Print a message's header (suite, message id, frame length, encryption context, encrypted data keys)
     /// without any key and without calling KMS. The header is not authenticated by this.
     #[command(after_help = EXIT_CODES)]
     Inspect(InspectArgs),
     /// Encrypt a whole directory as one message (a tar stream inside; see also unbundle).
-    #[command(after_help = format!("{KEYS_HELP}\n\n{EXIT_CODES}"))]
+    #[command(after_help = format!("{KEYS_HELP_ENCRYPT}\n\n{EXIT_CODES}"))]
     Bundle(BundleArgs),
     /// Decrypt a bundle into DIRECTORY, which appears (0700, files 0600) only once the message verified.
-    #[command(after_help = format!("{KEYS_HELP}\n\n{EXIT_CODES}"))]
+    #[command(after_help = format!("{KEYS_HELP_DECRYPT}\n\n{EXIT_CODES}"))]
     Unbundle(UnbundleArgs),
+}
+
+/// How a raw AES key file holds its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyEncoding {
+    /// The key bytes themselves (`head -c 32 /dev/urandom > wrapping.key`).
+    Raw,
+    /// Hexadecimal digits (`openssl rand -hex 32 > wrapping.key`).
+    Hex,
+    /// Standard base64 (`openssl rand -base64 32 > wrapping.key`).
+    Base64,
 }
 
 /// Where a wrapping key came from on the command line, in command-line order.
@@ -74,9 +95,14 @@ pub enum KeySource {
 /// Wrapping keys. Several build a multi-keyring whose first key (in command-line order) is the generator.
 #[derive(Args, Debug)]
 pub struct KeyArgs {
-    /// File holding a raw AES wrapping key: exactly 16, 24 or 32 bytes (repeatable).
+    /// File holding a raw AES wrapping key: 16, 24 or 32 bytes, as raw bytes unless --key-encoding says
+    /// otherwise (repeatable).
     #[arg(long = "raw-key-file", value_name = "PATH")]
     pub raw_key_file: Vec<PathBuf>,
+    /// How every --raw-key-file holds its key: raw (the bytes themselves), hex or base64 (whitespace and
+    /// a final newline ignored).
+    #[arg(long = "key-encoding", value_name = "ENCODING", value_enum, default_value_t = KeyEncoding::Raw)]
+    pub key_encoding: KeyEncoding,
     /// Key namespace (the EDK provider id) of the raw key at the same position.
     #[arg(long = "key-namespace", value_name = "NS")]
     pub key_namespace: Vec<String>,
@@ -274,7 +300,7 @@ pub struct DecryptSettings {
 /// What happens around the outputs.
 #[derive(Args, Debug)]
 pub struct OutputArgs {
-    /// Replace outputs that exist.
+    /// Replace outputs that exist; with OUTPUT `-`, write an encrypted message even to a terminal.
     #[arg(long)]
     pub force: bool,
     /// No progress bar (it shows on a terminal for inputs over 64 MiB).

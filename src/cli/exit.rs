@@ -18,16 +18,30 @@ pub enum Code {
     Io = 4,
 }
 
+/// The status of a process whose reader closed the pipe it wrote to: what a shell reports for `cat` or
+/// `yes` killed by SIGPIPE (128 + 13). Rust ignores SIGPIPE, so the write fails with EPIPE instead and the
+/// CLI exits with this status, silently, as those tools do.
+pub const BROKEN_PIPE_STATUS: u8 = 128 + 13;
+
 /// One failure: a one-line reason and its exit code.
 #[derive(Debug)]
 pub struct Failure {
     code: Code,
     message: String,
+    /// stdout's reader went away (EPIPE): nothing to say, the pipeline's reader decided to stop.
+    broken_pipe: bool,
 }
 
 impl Failure {
     pub fn new(code: Code, message: String) -> Self {
-        Self { code, message }
+        Self { code, message, broken_pipe: false }
+    }
+
+    /// A write failed because stdout's reader went away. Only pipes and sockets fail with EPIPE, and every
+    /// file output is a regular file, so such an error is always stdout's.
+    fn with_pipe_check(mut self, kind: std::io::ErrorKind) -> Self {
+        self.broken_pipe = kind == std::io::ErrorKind::BrokenPipe;
+        self
     }
 
     pub fn usage(message: String) -> Self {
@@ -35,7 +49,7 @@ impl Failure {
     }
 
     pub fn io(what: String, err: std::io::Error) -> Self {
-        Self::new(Code::Io, format!("{what}: {err}"))
+        Self::new(Code::Io, format!("{what}: {err}")).with_pipe_check(err.kind())
     }
 
     /// A failure while reading a message (decrypt, unbundle, inspect).
@@ -47,7 +61,7 @@ impl Failure {
             Error::Config(_) => Code::Usage,
             _ => Code::InvalidMessage,
         };
-        Self::new(code, err.to_string())
+        Self::new(code, err.to_string()).with_pipe_check(io_kind(&err))
     }
 
     /// A failure while writing a message (encrypt, bundle): nothing here is about an existing message, so
@@ -59,7 +73,7 @@ impl Failure {
             Error::NoDataKeyDecrypted { .. } | Error::Keyring(_) => Code::KeyAccess,
             _ => Code::Usage,
         };
-        Self::new(code, err.to_string())
+        Self::new(code, err.to_string()).with_pipe_check(io_kind(&err))
     }
 
     /// Names the file the failure is about.
@@ -73,12 +87,24 @@ impl Failure {
     }
 
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(self.code as u8)
+        if self.broken_pipe { ExitCode::from(BROKEN_PIPE_STATUS) } else { ExitCode::from(self.code as u8) }
+    }
+
+    /// Whether the failure is worth a line on stderr: not when stdout's reader simply stopped reading.
+    pub fn is_reported(&self) -> bool {
+        !self.broken_pipe
     }
 }
 
 /// A crate error that travelled inside an `io::Error` (through a `Read` or `Write` adapter such as the tar
 /// reader) is that error, not an I/O failure.
+fn io_kind(err: &Error) -> std::io::ErrorKind {
+    match err {
+        Error::Io(io) => io.kind(),
+        _ => std::io::ErrorKind::Other,
+    }
+}
+
 fn unwrap_io(err: Error) -> Error {
     match err {
         Error::Io(io) => Error::from_io(io),

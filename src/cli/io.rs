@@ -60,6 +60,26 @@ fn stdin_size() -> Option<u64> {
     None
 }
 
+/// Whether an encrypted message may go to stdout: never to a terminal, which would show binary noise and
+/// may take it for control sequences, unless the user insists with --force (as gzip and age do).
+pub fn message_to_stdout_allowed(stdout_is_terminal: bool, force: bool) -> bool {
+    !stdout_is_terminal || force
+}
+
+/// Fails early, before any key is used, if an encrypted message would go to a terminal.
+pub fn check_message_stdout(force: bool) -> Result<(), Failure> {
+    use std::io::IsTerminal;
+    if message_to_stdout_allowed(io::stdout().is_terminal(), force) {
+        Ok(())
+    } else {
+        Err(Failure::usage(
+            "refusing to write an encrypted message to a terminal: redirect stdout (> FILE or | COMMAND), give an \
+             OUTPUT path, or add --force"
+                .into(),
+        ))
+    }
+}
+
 /// Fails early, before any key is used, if `path` exists and may not be replaced.
 pub fn check_output(path: &Path, force: bool) -> Result<(), Failure> {
     match fs::symlink_metadata(path) {
@@ -143,6 +163,7 @@ pub fn encrypt_to(
     let mut reader = progress.reader(input.reader);
     let result = with_output(output, out_args, |out| {
         let mut encryptor = Encryptor::new(keyring, options, out).map_err(|e| Failure::writing(e).with_file(output))?;
+        progress.body_started();
         let mut input = Tracked::new(&mut reader);
         encryptor.copy_from(&mut input).map_err(|e| {
             if input.failed {
@@ -174,6 +195,7 @@ pub fn decrypt_to(
         let mut decryptor =
             Decryptor::new(keyring, options, reader).map_err(|e| Failure::reading(e).with_file(&name))?;
         check(decryptor.header()).map_err(|f| f.with_file(&name))?;
+        progress.body_started();
         let mut out = Tracked::new(out);
         decryptor.write_to(&mut out).map_err(|e| {
             if out.failed {

@@ -1,11 +1,12 @@
 //! Building the keyring from the key flags: raw AES keys and AWS KMS keys in command-line order, and KMS
 //! discovery on decrypt.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use kms_envelope::{Keyring, MultiKeyring, RawAesKeyring};
+use kms_envelope::{Keyring, MultiKeyring, RawAesKeyring, Zeroizing};
 
-use super::args::{DiscoveryArgs, KeyArgs, KeySource, LocalKey, LocalKind};
+use super::args::{DiscoveryArgs, KeyArgs, KeyEncoding, KeySource, LocalKey, LocalKind};
 #[cfg(feature = "kms")]
 use super::exit::Code;
 use super::exit::Failure;
@@ -71,7 +72,7 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
     let mut out: Vec<Arc<dyn Keyring>> = Vec::with_capacity(order.len() + 1);
     for source in order {
         match source {
-            KeySource::Raw(n) => out.push(local_keyring(&local[n], &keys.rsa_padding)?),
+            KeySource::Raw(n) => out.push(local_keyring(&local[n], &keys.rsa_padding, keys.key_encoding)?),
             KeySource::Kms(n) => {
                 #[cfg(feature = "kms")]
                 {
@@ -112,15 +113,91 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
     Ok(out)
 }
 
-fn local_keyring(key: &LocalKey, rsa_padding: &str) -> Result<Arc<dyn Keyring>, Failure> {
+/// Reads a key file. One that cannot be read is an unusable key file: a usage error (exit 2), as the
+/// README's exit-code table says, not an I/O failure of the data.
+fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|e| Failure::usage(format!("cannot read key file {}: {e}", path.display())))
+}
+
+/// The AES key a --raw-key-file holds in `encoding`, or why it is unusable, with how to fix it.
+pub fn raw_aes_key(material: &[u8], encoding: KeyEncoding) -> Result<Zeroizing<Vec<u8>>, String> {
+    use base64::Engine as _;
+    let text = || {
+        let mut text = Zeroizing::new(material.to_vec());
+        text.retain(|b| !b.is_ascii_whitespace());
+        text
+    };
+    let key = match encoding {
+        KeyEncoding::Raw => Zeroizing::new(material.to_vec()),
+        KeyEncoding::Hex => {
+            let text = text();
+            if !text.len().is_multiple_of(2) || !text.iter().all(u8::is_ascii_hexdigit) {
+                return Err("not hexadecimal (--key-encoding hex): expected pairs of 0-9a-f digits".into());
+            }
+            let digit = |b: u8| (b as char).to_digit(16).map_or(0, |d| d as u8);
+            Zeroizing::new(text.chunks(2).map(|pair| digit(pair[0]) << 4 | digit(pair[1])).collect())
+        }
+        KeyEncoding::Base64 => {
+            let text = text();
+            // Room for the whole result up front: a reallocation would free an unwiped piece of the key.
+            let mut key = Zeroizing::new(Vec::with_capacity(text.len()));
+            base64::engine::general_purpose::STANDARD
+                .decode_vec(&text[..], &mut key)
+                .map_err(|_| "not base64 (--key-encoding base64)".to_owned())?;
+            key
+        }
+    };
+    if matches!(key.len(), 16 | 24 | 32) {
+        return Ok(key);
+    }
+    let mut reason =
+        format!("{} bytes after {} decoding; an AES key is 16, 24 or 32 bytes", key.len(), encoding_name(encoding));
+    if encoding == KeyEncoding::Raw {
+        reason.push_str(&format!(" (the file must hold the key itself{})", encoding_hint(material)));
+    }
+    Err(reason)
+}
+
+fn encoding_name(encoding: KeyEncoding) -> &'static str {
+    match encoding {
+        KeyEncoding::Raw => "raw",
+        KeyEncoding::Hex => "hex",
+        KeyEncoding::Base64 => "base64",
+    }
+}
+
+/// What a raw key file of the wrong length looks like it holds, and how to read or convert it.
+fn encoding_hint(material: &[u8]) -> &'static str {
+    let trimmed = material.trim_ascii();
+    let fits = |decoded: usize| matches!(decoded, 16 | 24 | 32);
+    if !trimmed.is_empty()
+        && trimmed.iter().all(u8::is_ascii_hexdigit)
+        && trimmed.len().is_multiple_of(2)
+        && fits(trimmed.len() / 2)
+    {
+        "; this one looks like hex: add --key-encoding hex, or convert it with `xxd -r -p KEY > KEY.bin`"
+    } else if !trimmed.is_empty()
+        && trimmed.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        && trimmed.len().is_multiple_of(4)
+        && fits(trimmed.len() / 4 * 3 - trimmed.iter().rev().take_while(|&&b| b == b'=').count())
+    {
+        "; this one looks like base64: add --key-encoding base64, or convert it with `base64 -d KEY > KEY.bin`"
+    } else {
+        ", e.g. `head -c 32 /dev/urandom > KEY`; for a hex or base64 file add --key-encoding hex or base64"
+    }
+}
+
+fn local_keyring(key: &LocalKey, rsa_padding: &str, encoding: KeyEncoding) -> Result<Arc<dyn Keyring>, Failure> {
     let LocalKey { kind, path, namespace, name } = key;
-    let material = zeroize::Zeroizing::new(
-        std::fs::read(path).map_err(|e| Failure::io(format!("cannot read key file {}", path.display()), e))?,
-    );
+    let material = read_key_file(path)?;
     let refused = |e: kms_envelope::Error| Failure::usage(format!("key file {}: {e}", path.display()));
     match kind {
         LocalKind::Aes => {
-            Ok(Arc::new(RawAesKeyring::new(namespace.as_str(), name.as_str(), &material).map_err(refused)?))
+            let key = raw_aes_key(&material, encoding)
+                .map_err(|reason| Failure::usage(format!("key file {}: {reason}", path.display())))?;
+            Ok(Arc::new(RawAesKeyring::new(namespace.as_str(), name.as_str(), &key).map_err(refused)?))
         }
         #[cfg(feature = "rsa")]
         LocalKind::RsaPublic | LocalKind::RsaPrivate => {
@@ -162,9 +239,7 @@ fn kms_rsa_keyring(
         ))
     })?;
     let pem = match keys.kms_rsa_public_key.get(n) {
-        Some(path) => Some(zeroize::Zeroizing::new(
-            std::fs::read(path).map_err(|e| Failure::io(format!("cannot read key file {}", path.display()), e))?,
-        )),
+        Some(path) => Some(read_key_file(path)?),
         None => None,
     };
     let keyring = match (clients, &pem) {

@@ -13,6 +13,7 @@ use std::io::BufReader;
 use std::path::Path;
 use std::process::ExitCode;
 
+use kms_envelope::OutputOptions;
 use kms_envelope::bundle::encrypt_directory;
 use kms_envelope::bundle::unpack_verified;
 use kms_envelope::{DecryptLimits, DecryptOptions, Decryptor, EncryptOptions, Header, Keyring};
@@ -36,7 +37,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("kms-envelope: {failure}");
+            if failure.is_reported() {
+                eprintln!("kms-envelope: {failure}");
+            }
             failure.exit_code()
         }
     }
@@ -109,7 +112,9 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
         });
     }
     let input = io::open_input(&args.input)?;
-    if args.output != "-" {
+    if args.output == "-" {
+        io::check_message_stdout(out.force)?;
+    } else {
         io::check_output(Path::new(&args.output), out.force)?;
     }
     let keyring = keys::for_encrypt(&args.keys)?;
@@ -162,12 +167,16 @@ fn bundle(args: &BundleArgs) -> Result<(), Failure> {
         Err(e) => return Err(Failure::io(format!("cannot open {name}"), e)),
     }
     let out = &args.output_args;
-    if args.output != "-" {
+    if args.output == "-" {
+        io::check_message_stdout(out.force)?;
+    } else {
         io::check_output(Path::new(&args.output), out.force)?;
     }
     let options = encrypt_options(&args.settings);
     let keyring = keys::for_encrypt(&args.keys)?;
     let progress = Progress::new(&name, Some(directory_size(dir)), out.quiet);
+    // The bar counts archive bytes written, which start only once the data key exists.
+    progress.body_started();
     let result = write_bundle(keyring.as_ref(), &options, dir, &args.output, out, &progress);
     progress.done(result.is_ok());
     result.map_err(|f| f.with_file(&name))
@@ -233,7 +242,9 @@ fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {
         .map_err(Failure::reading)
         .and_then(|decryptor| {
             check(decryptor.header())?;
-            unpack_verified(decryptor, destination, out.force).map_err(Failure::reading)
+            progress.body_started();
+            unpack_verified(decryptor, destination, &OutputOptions::new().overwrite(out.force))
+                .map_err(Failure::reading)
         })
         .map(drop)
         .map_err(|f| f.with_file(&input.name));

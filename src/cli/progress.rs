@@ -9,6 +9,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub const THRESHOLD: u64 = 64 << 20;
 
 const TEMPLATE: &str = "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} ({elapsed})";
+/// Until the header is done (a KMS call may take seconds while a few hundred bytes were read), a rate and
+/// an ETA would be nonsense ("ETA 13h"): none are shown.
+const HEADER_TEMPLATE: &str = "{msg} [{bar:30}] {bytes}/{total_bytes} reading the header... ({elapsed})";
 
 /// A bar, or nothing when there is no terminal, the input is small or of unknown size, or `--quiet`.
 pub struct Progress {
@@ -20,9 +23,8 @@ impl Progress {
     pub fn new(label: &str, total: Option<u64>, quiet: bool) -> Self {
         let bar = match total {
             Some(total) if total > THRESHOLD && !quiet && std::io::stderr().is_terminal() => {
-                let style =
-                    ProgressStyle::with_template(TEMPLATE).expect("the template is valid").progress_chars("=> ");
-                let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(style);
+                let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+                    .with_style(style(HEADER_TEMPLATE));
                 // A file name can hold controls (a received tree decrypted with --recursive): escaped as
                 // in error lines.
                 bar.set_message(kms_envelope::escape::OneLine(label).to_string());
@@ -31,6 +33,15 @@ impl Progress {
             _ => None,
         };
         Self { bar }
+    }
+
+    /// The header is done (the data key unwrapped or made): from now on the rate and the ETA mean
+    /// something. The time spent so far is left out of the estimate.
+    pub fn body_started(&self) {
+        if let Some(bar) = &self.bar {
+            bar.set_style(style(TEMPLATE));
+            bar.reset_eta();
+        }
     }
 
     /// Counts the bytes read through `reader`.
@@ -59,4 +70,8 @@ impl Progress {
             }
         }
     }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).expect("the templates are valid").progress_chars("=> ")
 }

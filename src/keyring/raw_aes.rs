@@ -14,6 +14,25 @@ const TAG_BITS: u32 = (TAG_LEN * 8) as u32;
 
 /// Wraps data keys with a local AES-GCM key of 16, 24 or 32 bytes. The EDK's provider id is the
 /// namespace; its provider info is the key name, the tag length in bits, the IV length and the IV.
+///
+/// Namespace and name identify the key in every message (other ESDKs must use the same pair to decrypt);
+/// the key itself is copied and wiped on drop.
+///
+/// ```
+/// use kms_envelope::{DecryptOptions, EncryptOptions, RawAesKeyring, decrypt, encrypt};
+///
+/// fn main() -> Result<(), kms_envelope::Error> {
+///     // In real use: 32 random bytes (`head -c 32 /dev/urandom > wrapping.key`), kept secret.
+///     let wrapping_key = [0x42u8; 32];
+///     let keyring = RawAesKeyring::new("my-service", "secrets-key-2026", &wrapping_key)?;
+///     let message = encrypt(&keyring, &EncryptOptions::new(), b"secret")?;
+///
+///     let other = RawAesKeyring::new("my-service", "secrets-key-2026", &[0x43u8; 32])?;
+///     assert!(decrypt(&other, &DecryptOptions::new(), &message).is_err()); // another key
+///     assert!(RawAesKeyring::new("my-service", "short", &[0u8; 20]).is_err()); // 16, 24 or 32 bytes only
+///     Ok(())
+/// }
+/// ```
 pub struct RawAesKeyring {
     namespace: String,
     name: String,

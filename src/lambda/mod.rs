@@ -42,7 +42,7 @@ use crate::bundle;
 use crate::error::{Error, Result};
 use crate::format::header::HeaderDecoder;
 use crate::keyring::Keyring;
-use crate::stream::file::{PendingFile, remove_stale_partials, write_verified};
+use crate::stream::file::{OutputOptions, PendingFile, remove_stale_partials, write_verified};
 use crate::stream::{DecryptOptions, Decryptor};
 use reuse::Identity;
 
@@ -105,6 +105,28 @@ struct Config {
 
 /// Decrypts bundles at cold start. Build it once (in `main`, before the runtime loop) and call
 /// [`run`](Self::run): a second call in the same process returns the first result.
+///
+/// Configured from the environment (`KMS_ENVELOPE_BUNDLES`, `KMS_ENVELOPE_KMS_KEY_ARN`, ...: see the
+/// README) with [`from_env`](Self::from_env), or in code:
+///
+/// ```no_run
+/// use kms_envelope::lambda::{BundleSpec, ColdStart};
+/// use kms_envelope::{DecryptOptions, KmsClients};
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let kms = KmsClients::from_env().await?;
+///     let keyring = kms.keyring("arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab")?;
+///     let cold_start = ColdStart::new(keyring)
+///         .options(DecryptOptions::new().context("stage", "prod"))
+///         .bundle(BundleSpec::file("config.json.esdk", "app/config.json")?) // from $LAMBDA_TASK_ROOT
+///         .bundle(BundleSpec::directory("s3://my-bucket/certs.esdk", "certs")?);
+///     for landed in cold_start.run().await? {
+///         println!("{landed:?}"); // then start the Lambda runtime loop; the handler reads /tmp/app, /tmp/certs
+///     }
+///     Ok(())
+/// }
+/// ```
 pub struct ColdStart {
     config: Config,
     bundles: Vec<BundleSpec>,
@@ -397,12 +419,12 @@ fn land_from_reader(
     let unwrap_time = started.elapsed();
     let bytes = match pending {
         Some(pending) => {
-            write_verified(decryptor, pending, true, config.sync)?;
+            write_verified(decryptor, pending, &OutputOptions::new().overwrite(true).sync(config.sync))?;
             fs::metadata(destination)?.len()
         }
         // The tar reader hands the decryptor's errors back inside `io::Error`s; unwrap them so that a
         // tampered frame reads as `FrameAuthentication`, as it does for files.
-        None => match bundle::unpack_verified(decryptor, destination, true) {
+        None => match bundle::unpack_verified(decryptor, destination, &OutputOptions::new().overwrite(true)) {
             Ok((_, summary)) => summary.bytes,
             Err(Error::Io(e)) => return Err(Error::from_io(e)),
             Err(e) => return Err(e),

@@ -36,7 +36,31 @@ enum State {
 ///
 /// The plaintext is complete and authentic only once `read` has returned `Ok(0)`: a message cut short or
 /// tampered with yields an error instead, after the plaintext of the frames before the damage. Callers that
-/// write plaintext somewhere must discard it on error (the CLI's decrypt-to-file does this).
+/// write plaintext somewhere must discard it on error (the CLI's decrypt-to-file does this), or use
+/// [`decrypt_to_path`](crate::decrypt_to_path), which does.
+///
+/// ```
+/// use std::io::Read;
+/// use kms_envelope::{DecryptOptions, Decryptor, EncryptOptions, RawAesKeyring, encrypt};
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let keyring = RawAesKeyring::new("my-service", "key-1", &[0x42; 32])?;
+///     let message = encrypt(&keyring, &EncryptOptions::new().context("app", "billing"), b"hunter2")?;
+///
+///     // The header authenticated here: the context check passed, the data key unwrapped.
+///     let options = DecryptOptions::new().context("app", "billing");
+///     let mut decryptor = Decryptor::new(&keyring, &options, &message[..])?;
+///     assert_eq!(decryptor.encryption_context().get("app"), Some("billing"));
+///     let mut plaintext = Vec::new();
+///     decryptor.read_to_end(&mut plaintext)?; // Ok: every frame verified
+///     assert_eq!(plaintext, b"hunter2");
+///
+///     // Another context is refused before any plaintext.
+///     let wrong = DecryptOptions::new().context("app", "payroll");
+///     assert!(Decryptor::new(&keyring, &wrong, &message[..]).is_err());
+///     Ok(())
+/// }
+/// ```
 pub struct Decryptor<R: Read> {
     input: R,
     header: Header,

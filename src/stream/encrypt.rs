@@ -21,6 +21,23 @@ const REGULAR_PREFIX: usize = 4 + IV_LEN;
 /// message is long enough for [`EncryptOptions::threads`] workers to share the work). You **must** call
 /// [`finish`](Self::finish): it writes the final frame (and the signature for signed suites). An encryptor
 /// dropped without `finish` leaves a message without its final frame, which every decryptor rejects.
+///
+/// ```
+/// use kms_envelope::{EncryptOptions, Encryptor, RawAesKeyring};
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let keyring = RawAesKeyring::new("my-service", "key-1", &[0x42; 32])?;
+///     let dir = tempfile::tempdir()?;
+///     std::fs::write(dir.path().join("config.json"), br#"{"db_password": "hunter2"}"#)?;
+///
+///     let options = EncryptOptions::new().context("app", "billing");
+///     let output = std::fs::File::create(dir.path().join("config.json.esdk"))?;
+///     let mut encryptor = Encryptor::new(&keyring, &options, output)?;
+///     encryptor.copy_from(std::fs::File::open(dir.path().join("config.json"))?)?; // or `write_all`
+///     encryptor.finish()?.sync_all()?; // `finish` hands the output back
+///     Ok(())
+/// }
+/// ```
 pub struct Encryptor<W: Write> {
     output: W,
     suite_id: u16,

@@ -56,6 +56,7 @@ impl PendingFile {
         check_destination(destination, overwrite)?;
         remove_stale_partials(destination);
         let (dir, prefix) = staging_place(destination);
+        check_directory(dir)?;
         #[cfg(not(target_os = "linux"))]
         let _ = allow_unnamed;
         #[cfg(target_os = "linux")]
@@ -441,6 +442,23 @@ pub(crate) fn staging_place(destination: &Path) -> (&Path, String) {
     (dir, format!(".{name}."))
 }
 
+/// The directory a temp file or staging directory goes into must exist: checked first, so that the error
+/// names that directory as the caller gave it, not a temp name the caller never chose.
+pub(crate) fn check_directory(dir: &Path) -> Result<()> {
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Io(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!("{} is not a directory", dir.display()),
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::Io(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("directory {} does not exist", dir.display()),
+        ))),
+        Err(e) => Err(Error::Io(io::Error::new(e.kind(), format!("directory {}: {e}", dir.display())))),
+    }
+}
+
 fn check_destination(destination: &Path, overwrite: bool) -> Result<()> {
     match fs::symlink_metadata(destination) {
         Ok(meta) if meta.file_type().is_symlink() => Err(Error::Io(io::Error::new(
@@ -461,30 +479,111 @@ fn check_destination(destination: &Path, overwrite: bool) -> Result<()> {
     }
 }
 
+/// How a decrypted file or directory is put at its destination: whether an existing one is replaced, and
+/// whether it is flushed to disk before it appears there.
+///
+/// ```
+/// use kms_envelope::OutputOptions;
+///
+/// let replace_fast = OutputOptions::new().overwrite(true).sync(false);
+/// assert!(replace_fast.overwrites() && !replace_fast.syncs());
+/// assert!(!OutputOptions::default().overwrites() && OutputOptions::default().syncs());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputOptions {
+    overwrite: bool,
+    sync: bool,
+}
+
+impl Default for OutputOptions {
+    fn default() -> Self {
+        Self { overwrite: false, sync: true }
+    }
+}
+
+impl OutputOptions {
+    /// An existing destination is refused; the output is flushed to disk (`fsync`) before it appears.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replace an existing destination (default: refuse it). A symlink or an entry of another kind there
+    /// is refused either way.
+    pub fn overwrite(mut self, overwrite: bool) -> Self {
+        self.overwrite = overwrite;
+        self
+    }
+
+    /// Flush the output to disk before it appears (default: on). Off is faster, but after a power loss or
+    /// a kernel crash right then the output may be missing or empty (never unverified).
+    pub fn sync(mut self, sync: bool) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    /// Whether an existing destination is replaced.
+    pub fn overwrites(&self) -> bool {
+        self.overwrite
+    }
+
+    /// Whether the output is flushed to disk before it appears.
+    pub fn syncs(&self) -> bool {
+        self.sync
+    }
+}
+
 /// Decrypts `input` into the file `destination`, which appears (mode 0600) only after the whole message,
 /// including any signature, verified. On any error nothing new is left at `destination`.
+///
+/// # Errors
+///
+/// An existing `destination` without [`OutputOptions::overwrite`], a symlink there, a message that fails
+/// to decrypt or verify ([`Error`]'s variants say which), or an I/O error writing the file.
+///
+/// ```
+/// use kms_envelope::{DecryptOptions, EncryptOptions, OutputOptions, RawAesKeyring, decrypt_to_path, encrypt};
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let keyring = RawAesKeyring::new("my-service", "key-1", &[0x42; 32])?;
+///     let message = encrypt(&keyring, &EncryptOptions::new(), b"tls private key")?;
+///
+///     let dir = tempfile::tempdir()?;
+///     let path = dir.path().join("server.key");
+///     decrypt_to_path(&keyring, &DecryptOptions::new(), &message[..], &path, &OutputOptions::new())?;
+///     assert_eq!(std::fs::read(&path)?, b"tls private key");
+///
+///     // A second run refuses to replace it unless told to.
+///     assert!(decrypt_to_path(&keyring, &DecryptOptions::new(), &message[..], &path, &OutputOptions::new()).is_err());
+///     let replace = OutputOptions::new().overwrite(true);
+///     decrypt_to_path(&keyring, &DecryptOptions::new(), &message[..], &path, &replace)?;
+///     Ok(())
+/// }
+/// ```
 pub fn decrypt_to_path(
     keyring: &dyn Keyring,
     options: &DecryptOptions,
     input: impl Read,
     destination: &Path,
-    overwrite: bool,
-    sync: bool,
+    output: &OutputOptions,
 ) -> Result<Header> {
-    let pending = PendingFile::create(destination, overwrite)?;
+    let pending = PendingFile::create(destination, output.overwrite)?;
     let decryptor = Decryptor::new(keyring, options, input)?;
-    write_verified(decryptor, pending, overwrite, sync)
+    write_verified(decryptor, pending, output)
 }
 
 /// Drains a decryptor whose header already authenticated into `pending`, and commits the file only once
 /// the decryptor reached the verified end of the message.
+///
+/// # Errors
+///
+/// A frame or the signature fails to verify, the message is truncated, or an I/O error on the file; then
+/// nothing is committed.
 pub fn write_verified<R: Read>(
     mut decryptor: Decryptor<R>,
     mut pending: PendingFile,
-    overwrite: bool,
-    sync: bool,
+    output: &OutputOptions,
 ) -> Result<Header> {
-    if sync {
+    if output.sync {
         pending.sync_while_writing();
     }
     {
@@ -494,7 +593,7 @@ pub fn write_verified<R: Read>(
         out.flush()?;
     }
     let header = decryptor.header().clone();
-    pending.commit(sync, overwrite)?;
+    pending.commit(output.sync, output.overwrite)?;
     Ok(header)
 }
 

@@ -5,8 +5,8 @@
 pub mod async_io;
 mod buffer;
 mod cmm;
-pub mod decrypt;
-pub mod encrypt;
+mod decrypt;
+mod encrypt;
 pub mod file;
 pub mod options;
 mod pipeline;
@@ -21,6 +21,7 @@ pub use async_io::{AsyncDecryptor, AsyncEncryptor};
 pub use buffer::{WipingBufReader, WipingBufWriter};
 pub use decrypt::Decryptor;
 pub use encrypt::Encryptor;
+pub use file::{OutputOptions, decrypt_to_path};
 pub use options::{
     DEFAULT_FRAME_LENGTH, DEFAULT_JOB_LENGTH, DEFAULT_PARALLEL_THRESHOLD, DecryptOptions, EncryptOptions,
 };
@@ -34,6 +35,24 @@ use cmm::{open_header, prepare_encrypt};
 ///
 /// Past [`EncryptOptions::parallel_threshold`] an unsigned message is sealed on
 /// [`EncryptOptions::threads`] threads straight from `plaintext` into the returned buffer.
+///
+/// # Errors
+///
+/// The keyring fails to make or wrap a data key ([`Error::Keyring`]), or the
+/// options are invalid (a suite the commitment policy forbids, a zero frame length).
+///
+/// ```
+/// use kms_envelope::{DecryptOptions, EncryptOptions, RawAesKeyring, decrypt, encrypt};
+///
+/// fn main() -> Result<(), kms_envelope::Error> {
+///     let keyring = RawAesKeyring::new("my-service", "key-1", &[0x42; 32])?;
+///     let message = encrypt(&keyring, &EncryptOptions::new().context("stage", "prod"), b"api token")?;
+///     let decrypted = decrypt(&keyring, &DecryptOptions::new().context("stage", "prod"), &message)?;
+///     assert_eq!(&decrypted.plaintext[..], b"api token");
+///     assert_eq!(decrypted.header.encryption_context().get("stage"), Some("prod"));
+///     Ok(())
+/// }
+/// ```
 pub fn encrypt(keyring: &dyn Keyring, options: &EncryptOptions, plaintext: &[u8]) -> Result<Vec<u8>> {
     let mut message = Vec::new();
     encrypt_into(keyring, options, plaintext, &mut message)?;
@@ -77,6 +96,26 @@ pub struct Decrypted {
 ///
 /// Past [`DecryptOptions::parallel_threshold`] the frames of an unsigned message are opened on
 /// [`DecryptOptions::threads`] threads straight from `message` into the plaintext.
+///
+/// # Errors
+///
+/// The message is malformed, truncated or tampered with, its context differs from the options', no
+/// keyring key unwraps its data key, or a limit or the commitment policy refuses it; [`Error`] says which.
+///
+/// ```
+/// use kms_envelope::{DecryptOptions, EncryptOptions, RawAesKeyring, decrypt, encrypt};
+///
+/// fn main() -> Result<(), kms_envelope::Error> {
+///     let keyring = RawAesKeyring::new("my-service", "key-1", &[0x42; 32])?;
+///     let mut message = encrypt(&keyring, &EncryptOptions::new(), b"api token")?;
+///     assert_eq!(&decrypt(&keyring, &DecryptOptions::new(), &message)?.plaintext[..], b"api token");
+///
+///     let last = message.len() - 1;
+///     message[last] ^= 1; // one flipped bit in the final frame's tag
+///     assert!(decrypt(&keyring, &DecryptOptions::new(), &message).is_err());
+///     Ok(())
+/// }
+/// ```
 pub fn decrypt(keyring: &dyn Keyring, options: &DecryptOptions, message: &[u8]) -> Result<Decrypted> {
     let mut plaintext = Zeroizing::new(Vec::new());
     let header = decrypt_into(keyring, options, message, &mut plaintext)?;
@@ -86,6 +125,21 @@ pub fn decrypt(keyring: &dyn Keyring, options: &DecryptOptions, message: &[u8]) 
 /// Like [`decrypt()`], into `plaintext`, whose contents are replaced and whose allocation is reused (see
 /// [`encrypt_into()`]); returns the authenticated header. On error `plaintext` is wiped and empty: nothing
 /// of an unverified message is left in it.
+///
+/// ```
+/// use kms_envelope::{DecryptOptions, EncryptOptions, RawAesKeyring, Zeroizing, decrypt_into, encrypt};
+///
+/// fn main() -> Result<(), kms_envelope::Error> {
+///     let keyring = RawAesKeyring::new("my-service", "key-1", &[0x42; 32])?;
+///     let mut plaintext = Zeroizing::new(Vec::new()); // wiped when dropped
+///     for secret in [&b"first"[..], b"second"] {
+///         let message = encrypt(&keyring, &EncryptOptions::new(), secret)?;
+///         decrypt_into(&keyring, &DecryptOptions::new(), &message, &mut plaintext)?;
+///         assert_eq!(&plaintext[..], secret);
+///     }
+///     Ok(())
+/// }
+/// ```
 pub fn decrypt_into(
     keyring: &dyn Keyring,
     options: &DecryptOptions,

@@ -85,6 +85,20 @@ enum Clients {
 /// does (keys in other regions then fail). Built with
 /// [`KmsClients::discovery_keyring`](super::KmsClients::discovery_keyring), it calls each key in its own
 /// region.
+///
+/// ```no_run
+/// use kms_envelope::{DecryptOptions, DiscoveryFilter, KmsClients, decrypt};
+///
+/// fn main() -> kms_envelope::Result<()> {
+///     let message = std::fs::read("secrets.esdk")?;
+///     let kms = KmsClients::from_env_blocking()?;
+///     // Only keys of this account: without a filter, whoever wrote the message picks the key KMS uses.
+///     let keyring = kms.discovery_keyring(Some(DiscoveryFilter::new("aws", ["111122223333"])?));
+///     let decrypted = decrypt(&keyring, &DecryptOptions::new().context("app", "billing"), &message)?;
+///     println!("{} bytes", decrypted.plaintext.len());
+///     Ok(())
+/// }
+/// ```
 #[derive(Clone)]
 pub struct AwsKmsDiscoveryKeyring {
     clients: Clients,

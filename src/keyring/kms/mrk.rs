@@ -17,6 +17,20 @@ use crate::keyring::{DecryptionMaterials, EncryptionMaterials};
 /// written under any replica of the configured multi-Region key matches too. It is decrypted by the
 /// configured key (`Decrypt` with `KeyId` = the configured ARN), so a message encrypted in one region
 /// decrypts in another without a cross-region call.
+///
+/// ```no_run
+/// use kms_envelope::{DecryptOptions, KmsClients, decrypt};
+///
+/// fn main() -> kms_envelope::Result<()> {
+///     let message = std::fs::read("secrets.esdk")?; // encrypted under the us-east-1 replica
+///     let kms = KmsClients::from_env_blocking()?;
+///     // The eu-west-1 replica of the same multi-Region key decrypts it, with a call to eu-west-1 only.
+///     let keyring = kms.mrk_keyring("arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab")?;
+///     let decrypted = decrypt(&keyring, &DecryptOptions::new(), &message)?;
+///     println!("{} bytes", decrypted.plaintext.len());
+///     Ok(())
+/// }
+/// ```
 #[derive(Clone)]
 pub struct AwsKmsMrkKeyring(Strict);
 
@@ -36,6 +50,20 @@ super::strict::strict_keyring_common!(AwsKmsMrkKeyring);
 /// The MRK-aware discovery keyring: decrypt-only, bound to its client's region. An EDK under a multi-Region
 /// key is decrypted by that key's replica in this region (the ARN with its region replaced); an EDK under
 /// a single-region key is tried only if the key is in this region.
+///
+/// ```no_run
+/// use kms_envelope::{DecryptOptions, DiscoveryFilter, KmsClients, decrypt};
+///
+/// fn main() -> kms_envelope::Result<()> {
+///     let message = std::fs::read("secrets.esdk")?;
+///     let kms = KmsClients::from_env_blocking()?;
+///     let filter = DiscoveryFilter::new("aws", ["111122223333"])?;
+///     let keyring = kms.mrk_discovery_keyring(Some("eu-west-1"), Some(filter))?; // calls eu-west-1 only
+///     let decrypted = decrypt(&keyring, &DecryptOptions::new(), &message)?;
+///     println!("{} bytes", decrypted.plaintext.len());
+///     Ok(())
+/// }
+/// ```
 #[derive(Clone)]
 pub struct AwsKmsMrkDiscoveryKeyring {
     kms: Kms,

@@ -184,6 +184,19 @@ impl Strict {
 ///
 /// The client's region must be the key's (a key ARN in another region is refused):
 /// [`KmsClients::keyring`](super::KmsClients::keyring) picks the client by the ARN's region.
+///
+/// ```no_run
+/// use kms_envelope::{DecryptOptions, EncryptOptions, KmsClients, decrypt, encrypt};
+///
+/// fn main() -> kms_envelope::Result<()> {
+///     let kms = KmsClients::from_env_blocking()?; // region, credentials, endpoint as every AWS SDK
+///     let keyring = kms.keyring("arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab")?;
+///     let message = encrypt(&keyring, &EncryptOptions::new().context("app", "billing"), b"secret")?;
+///     let decrypted = decrypt(&keyring, &DecryptOptions::new().context("app", "billing"), &message)?;
+///     assert_eq!(&decrypted.plaintext[..], b"secret");
+///     Ok(())
+/// }
+/// ```
 #[derive(Clone)]
 pub struct AwsKmsKeyring(Strict);
 

@@ -1,0 +1,210 @@
+//! CLI papercuts a newcomer met (issue 17): binary output to a terminal, key file encodings and their
+//! errors, a missing key file's exit code, a missing output directory named as given, a closed stdout
+//! pipe, and `decrypt --help` about decrypt.
+#![cfg(feature = "cli")]
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kms-envelope");
+const KEY: [u8; 32] = [0x42; 32];
+
+fn raw_key_args(key_file: &Path) -> Vec<String> {
+    ["--raw-key-file", &key_file.to_string_lossy(), "--key-namespace", "ns", "--key-name", "k"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Exit status, stdout, stderr.
+type Outcome = (Option<i32>, Vec<u8>, String);
+
+struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    fn new() -> Self {
+        let scratch = Self(tempfile::tempdir().unwrap());
+        fs::write(scratch.path("wrapping.key"), KEY).unwrap();
+        fs::write(scratch.path("plain.txt"), b"db_password=hunter2\n").unwrap();
+        scratch
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+
+    /// Runs the CLI with `args`; returns (status code, stdout, stderr).
+    fn run(&self, args: &[String]) -> Outcome {
+        let out = Command::new(BIN).args(args).current_dir(self.0.path()).stdin(Stdio::null()).output().unwrap();
+        (out.status.code(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// `kms-envelope COMMAND <raw key key_file> EXTRA.. INPUT OUTPUT`.
+    fn with_key(&self, command: &str, key_file: &Path, extra: &[&str], input: &str, output: &str) -> Outcome {
+        let mut args = vec![command.to_owned()];
+        args.extend(raw_key_args(key_file));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend([input.to_owned(), output.to_owned()]);
+        self.run(&args)
+    }
+
+    fn encrypt(&self, key_file: &Path, extra: &[&str], input: &str, output: &str) -> Outcome {
+        self.with_key("encrypt", key_file, extra, input, output)
+    }
+
+    fn decrypt(&self, key_file: &Path, extra: &[&str], input: &str, output: &str) -> Outcome {
+        self.with_key("decrypt", key_file, extra, input, output)
+    }
+}
+
+/// `script` (util-linux) runs a command with a pseudo-terminal as its stdin, stdout and stderr.
+fn script_available() -> bool {
+    Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+fn on_a_terminal(scratch: &Scratch, command: &str) -> (Option<i32>, String) {
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", command, "/dev/null"])
+        .current_dir(scratch.0.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn an_encrypted_message_is_not_written_to_a_terminal_unless_forced() {
+    if !script_available() {
+        let _: Option<()> = common::missing("`script` from util-linux (for a pty)");
+        return;
+    }
+    let scratch = Scratch::new();
+    let encrypt = format!("{BIN} encrypt --raw-key-file wrapping.key --key-namespace ns --key-name k plain.txt -");
+    let (code, shown) = on_a_terminal(&scratch, &encrypt);
+    assert_eq!(code, Some(2), "refused as a usage error; the terminal showed: {shown}");
+    assert!(shown.contains("refusing to write an encrypted message to a terminal"), "{shown}");
+
+    let (code, shown) = on_a_terminal(&scratch, &format!("{encrypt} --force"));
+    assert_eq!(code, Some(0), "--force writes it anyway: {shown}");
+
+    let bundle = format!("{BIN} bundle --raw-key-file wrapping.key --key-namespace ns --key-name k . -");
+    let (code, shown) = on_a_terminal(&scratch, &bundle);
+    assert_eq!(code, Some(2), "bundle too: {shown}");
+
+    // A pipe or a file is not a terminal: no refusal (the control).
+    let (code, message, stderr) = scratch.encrypt(&scratch.path("wrapping.key"), &[], "plain.txt", "-");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!message.is_empty());
+}
+
+#[test]
+fn key_files_in_hex_and_base64_are_read_with_key_encoding() {
+    let scratch = Scratch::new();
+    let hex: String = KEY.iter().map(|b| format!("{b:02x}")).collect();
+    fs::write(scratch.path("key.hex"), format!("{hex}\n")).unwrap();
+    fs::write(scratch.path("key.b64"), "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=\n").unwrap();
+
+    let (code, _, stderr) = scratch.encrypt(&scratch.path("key.hex"), &["--key-encoding", "hex"], "plain.txt", "m.hex");
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, _, stderr) =
+        scratch.encrypt(&scratch.path("key.b64"), &["--key-encoding", "base64"], "plain.txt", "m.b64");
+    assert_eq!(code, Some(0), "{stderr}");
+    // Both are the same key as the raw file: the raw key decrypts what they encrypted.
+    for message in ["m.hex", "m.b64"] {
+        let (code, plain, stderr) = scratch.decrypt(&scratch.path("wrapping.key"), &[], message, "-");
+        assert_eq!(code, Some(0), "{message}: {stderr}");
+        assert_eq!(plain, b"db_password=hunter2\n");
+    }
+
+    // Without --key-encoding the hex file is 65 bytes: refused (exit 2) with the way out.
+    let (code, _, stderr) = scratch.encrypt(&scratch.path("key.hex"), &[], "plain.txt", "m2");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("65 bytes") && stderr.contains("looks like hex"), "{stderr}");
+    assert!(stderr.contains("--key-encoding hex") && stderr.contains("xxd -r -p"), "{stderr}");
+    let (code, _, stderr) = scratch.encrypt(&scratch.path("key.b64"), &[], "plain.txt", "m3");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("looks like base64") && stderr.contains("base64 -d"), "{stderr}");
+    // Hex that is not hex.
+    let (code, _, stderr) = scratch.encrypt(&scratch.path("key.b64"), &["--key-encoding", "hex"], "plain.txt", "m4");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("not hexadecimal"), "{stderr}");
+    assert!(!scratch.path("m2").exists() && !scratch.path("m3").exists() && !scratch.path("m4").exists());
+}
+
+#[test]
+fn a_missing_key_file_is_a_usage_error() {
+    let scratch = Scratch::new();
+    let (code, _, stderr) = scratch.encrypt(&scratch.path("no-such.key"), &[], "plain.txt", "out");
+    assert_eq!(code, Some(2), "the README's table puts an unusable key file under 2: {stderr}");
+    assert!(stderr.contains("no-such.key"), "{stderr}");
+    let (code, _, stderr) = scratch.decrypt(&scratch.path("no-such.key"), &[], "plain.txt", "out");
+    assert_eq!(code, Some(2), "{stderr}");
+}
+
+#[test]
+fn a_missing_output_directory_is_named_as_given() {
+    let scratch = Scratch::new();
+    let (code, _, stderr) = scratch.encrypt(&scratch.path("wrapping.key"), &[], "plain.txt", "missing/out.esdk");
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("missing/out.esdk") && stderr.contains("directory missing does not exist"), "{stderr}");
+    assert!(!stderr.contains(".partial") && !stderr.contains(".out.esdk."), "no temp name: {stderr}");
+
+    let (code, _, stderr) = scratch.encrypt(&scratch.path("wrapping.key"), &[], "plain.txt", "message");
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, _, stderr) = scratch.decrypt(&scratch.path("wrapping.key"), &[], "message", "missing/plain.txt");
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("directory missing does not exist") && !stderr.contains(".partial"), "{stderr}");
+
+    let (code, _, stderr) = scratch.with_key("unbundle", &scratch.path("wrapping.key"), &[], "message", "missing/dir");
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("directory missing does not exist") && !stderr.contains(".partial"), "{stderr}");
+}
+
+#[test]
+fn a_closed_stdout_pipe_ends_quietly_with_the_sigpipe_status() {
+    let scratch = Scratch::new();
+    // Far more than a pipe holds, so that the CLI is still writing when its reader goes away.
+    fs::write(scratch.path("big"), vec![7u8; 4 << 20]).unwrap();
+    for command in ["encrypt", "decrypt"] {
+        let input = if command == "encrypt" {
+            "big".to_owned()
+        } else {
+            let (code, _, stderr) = scratch.encrypt(&scratch.path("wrapping.key"), &["--force"], "big", "big.esdk");
+            assert_eq!(code, Some(0), "{stderr}");
+            "big.esdk".to_owned()
+        };
+        let mut args = vec![command.to_owned()];
+        args.extend(raw_key_args(&scratch.path("wrapping.key")));
+        args.extend([input, "-".to_owned()]);
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .current_dir(scratch.0.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader goes away, as `head` does
+        let mut stderr = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(141), "{command}: 128 + SIGPIPE, as a shell shows for cat; stderr: {stderr}");
+        assert_eq!(stderr, "", "{command}: nothing to say about a reader that stopped reading");
+    }
+}
+
+#[test]
+fn decrypt_help_speaks_of_decrypting() {
+    let scratch = Scratch::new();
+    let (code, help, _) = scratch.run(&["decrypt".into(), "--help".into()]);
+    assert_eq!(code, Some(0));
+    let help = String::from_utf8(help).unwrap();
+    assert!(!help.contains("generates the data key"), "a decrypt generates no data key:\n{help}");
+    assert!(help.contains("tried in command-line order"), "{help}");
+    assert!(help.contains("cannot tell a wrong --context pair"), "{help}");
+    let (_, help, _) = scratch.run(&["encrypt".into(), "--help".into()]);
+    assert!(String::from_utf8(help).unwrap().contains("generates the data key"), "encrypt keeps it");
+}
