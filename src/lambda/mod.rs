@@ -231,6 +231,29 @@ impl ColdStart {
         secrets_from_message(self.config.keyring.clone(), self.config.options.clone(), message).await
     }
 
+    /// Removes every destination of this cold start (file, or directory tree) and its reuse marker, for a
+    /// caller that gives up after a failed [`run`](Self::run): the bundles that did land must not outlive
+    /// the failure (the Lambda extension fails the Init phase and leaves nothing in `/tmp`). A symbolic
+    /// link at a destination is removed, never followed; what does not exist is skipped.
+    pub fn discard(&self) -> Result<()> {
+        for spec in &self.bundles {
+            let destination = destination_path(&self.config.root, &spec.destination)?;
+            for path in [reuse::marker_path(&destination), destination] {
+                let removed = match fs::symlink_metadata(&path) {
+                    Ok(meta) if meta.is_dir() => fs::remove_dir_all(&path),
+                    Ok(_) => fs::remove_file(&path),
+                    Err(e) => Err(e),
+                };
+                match removed {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::Io(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn run_uncached(&self) -> Result<Vec<Landed>> {
         let config = Arc::new(Config {
             keyring: self.config.keyring.clone(),
@@ -253,11 +276,22 @@ impl ColdStart {
             let task = land(config.clone(), spec.clone(), destination).instrument(span);
             tasks.push(tokio::spawn(task));
         }
+        // Every task is awaited, even after a failure, so that when this returns nothing is still
+        // writing: a caller that discards the destinations after an error (the extension) is not raced.
         let mut landed = Vec::with_capacity(tasks.len());
+        let mut first_error = None;
         for task in tasks {
-            landed.push(task.await.map_err(|e| Error::Io(io::Error::other(e)))??);
+            match task.await.map_err(|e| Error::Io(io::Error::other(e))).and_then(|result| result) {
+                Ok(one) => landed.push(one),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(landed)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(landed),
+        }
     }
 }
 

@@ -1,0 +1,415 @@
+//! The Lambda extension (`kms-envelope-extension`) under AWS's Runtime Interface Emulator, with a Python
+//! function run by `awslambdaric` whose module-level init code reads the files the extension decrypted.
+//! KMS and S3 are moto. The emulator starts every executable under `/opt/extensions`: each run gets a
+//! private mount namespace (`unshare -m`, root needed) with the test's own directory bind-mounted over
+//! `/opt`, so the machine's `/opt` is untouched. Without a peer a test prints "SKIPPED: ..." (and fails
+//! under CI=true).
+#![cfg(feature = "extension")]
+
+mod common;
+#[path = "common/kms.rs"]
+mod support;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kms_envelope::{EncryptOptions, Encryptor, Keyring};
+use support::Moto;
+
+/// The function: it knows nothing of kms-envelope. Its init fails if the file is not there yet.
+const HANDLER: &str = r#"
+import hashlib, json, os
+ROOT = os.environ["KMS_ENVELOPE_ROOT"]
+with open(os.path.join(ROOT, "app.bin"), "rb") as f:
+    APP = hashlib.sha256(f.read()).hexdigest()
+with open(os.path.join(ROOT, "models", "model.bin"), "rb") as f:
+    MODEL = hashlib.sha256(f.read()).hexdigest()
+with open(os.path.join(ROOT, "kms-envelope-secrets.json")) as f:
+    SECRETS = json.load(f)
+
+def handler(event, context):
+    return {"app": APP, "model": MODEL, "secret_names": sorted(SECRETS),
+            "secret_sha256": hashlib.sha256(SECRETS["DB_PASSWORD"].encode()).hexdigest()}
+"#;
+
+/// The secret value: it must reach the function's file and nothing else (no log line).
+const SECRET: &str = "extension-secret-marker-5d1c";
+
+/// Runs inside the private mount namespace: `/opt` replaced by the test's directory, optionally a tiny
+/// tmpfs as the root; the emulator as a child, stopped on SIGTERM; then the root's listing, for the
+/// "nothing left behind" checks (a tmpfs root vanishes with the namespace).
+const NAMESPACE_SCRIPT: &str = r#"#!/bin/bash
+set -e
+mount --bind "$TEST_OPT" /opt
+if [ -n "$TEST_ROOT_TMPFS_SIZE" ]; then mount -t tmpfs -o "size=$TEST_ROOT_TMPFS_SIZE" tmpfs "$KMS_ENVELOPE_ROOT"; fi
+set +e
+"$@" &
+child=$!
+trap 'kill -TERM $child' TERM
+wait $child
+wait $child
+find "$KMS_ENVELOPE_ROOT" -mindepth 1 -type f -printf '%P\n' | sort > "$TEST_LISTING"
+"#;
+
+fn plaintext(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(seed as u32 % 31) as u8 ^ seed).collect()
+}
+
+fn sha(bytes: &[u8]) -> String {
+    common::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The peers this file needs, or `None` after the skip line.
+struct Peers {
+    moto: Moto,
+    rie: PathBuf,
+    python: PathBuf,
+}
+
+impl Peers {
+    fn get() -> Option<Self> {
+        let moto = Moto::get()?;
+        let rie = std::env::var_os("KMS_ENVELOPE_RIE").map(PathBuf::from).filter(|p| p.is_file()).or_else(|| {
+            common::missing("the Lambda Runtime Interface Emulator (KMS_ENVELOPE_RIE; scripts/rie.sh fetches it)")
+        })?;
+        let python = common::python()?;
+        let ric = Command::new(&python).args(["-c", "import awslambdaric"]).status();
+        if !ric.is_ok_and(|s| s.success()) {
+            return common::missing("awslambdaric in the test venv (scripts/requirements-test.txt)");
+        }
+        let unshare = Command::new("unshare").args(["-m", "true"]).stderr(Stdio::null()).status();
+        if !unshare.is_ok_and(|s| s.success()) {
+            return common::missing("a private mount namespace (`unshare -m`, needs root) for /opt/extensions");
+        }
+        Some(Self { moto, rie, python })
+    }
+}
+
+/// One function's files: the package (task root), the layer (`/opt`), the root (`/tmp`), a moto key and
+/// bucket.
+struct Function {
+    peers: Peers,
+    work: tempfile::TempDir,
+    key_arn: String,
+    bucket: String,
+}
+
+impl Function {
+    fn new(peers: Peers) -> Self {
+        let key_arn = peers.moto.create_key();
+        let bucket = format!("kms-envelope-ext-{}", key_arn.rsplit('/').next().unwrap());
+        support::run(s3(&peers.moto).create_bucket().bucket(&bucket).send()).expect("CreateBucket in moto");
+        let function = Self { peers, work: tempfile::tempdir().unwrap(), key_arn, bucket };
+        for dir in ["task", "opt/extensions", "root"] {
+            fs::create_dir_all(function.path(dir)).unwrap();
+        }
+        fs::write(function.path("task/handler.py"), HANDLER).unwrap();
+        function.install(None);
+        function
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.work.path().join(relative)
+    }
+
+    /// Installs the extension as `/opt/extensions/kms-envelope` (mode 0755, as the layer zip has it): the
+    /// binary itself, or a bash wrapper that waits `delay` before starting it under the same name.
+    fn install(&self, delay: Option<Duration>) {
+        let binary = PathBuf::from(env!("CARGO_BIN_EXE_kms-envelope-extension"));
+        let target = self.path("opt/extensions/kms-envelope");
+        let _ = fs::remove_file(&target);
+        match delay {
+            None => {
+                fs::copy(&binary, &target).unwrap();
+            }
+            Some(delay) => fs::write(
+                &target,
+                format!("#!/bin/bash\nsleep {}\nexec -a \"$0\" {:?} \"$@\"\n", delay.as_secs_f64(), binary),
+            )
+            .unwrap(),
+        }
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn keyring(&self) -> impl Keyring {
+        self.peers.moto.clients().keyring(&self.key_arn).unwrap()
+    }
+
+    fn encrypt(&self, bytes: &[u8]) -> Vec<u8> {
+        let options = EncryptOptions::new().context("purpose", "extension test").frame_length(4096);
+        let mut encryptor = Encryptor::new(&self.keyring(), &options, Vec::new()).unwrap();
+        encryptor.write_all(bytes).unwrap();
+        encryptor.finish().unwrap()
+    }
+
+    fn put(&self, key: &str, body: Vec<u8>) -> String {
+        let put = s3(&self.peers.moto).put_object().bucket(&self.bucket).key(key).body(body.into()).send();
+        support::run(put).expect("PutObject in moto");
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    /// Writes the three bundles the handler reads: `app.bin` from the package, `models/model.bin` from S3,
+    /// and the JSON secrets. Returns the plaintexts' digests.
+    fn write_bundles(&self) -> (String, String) {
+        let app = plaintext(300_001, 7);
+        let model = plaintext(200_000, 9);
+        fs::write(self.path("task/app.esdk"), self.encrypt(&app)).unwrap();
+        let model_source = self.put("model.esdk", self.encrypt(&model));
+        let secrets = format!(r#"{{"DB_PASSWORD": "{SECRET}", "API_KEY": "k"}}"#);
+        fs::write(self.path("task/secrets.esdk"), self.encrypt(secrets.as_bytes())).unwrap();
+        fs::write(self.path("bundles"), format!("app.esdk=app.bin,{model_source}=models/model.bin")).unwrap();
+        (sha(&app), sha(&model))
+    }
+
+    /// Starts the emulator with the function and the extension in a private mount namespace; `vars`
+    /// override the defaults (a value of "" removes the variable).
+    fn start(&self, vars: &[(&str, &str)]) -> Rie {
+        let log = self.path("rie.log");
+        let script = self.path("namespace.sh");
+        fs::write(&script, NAMESPACE_SCRIPT).unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let listing = self.path("listing");
+        let _ = fs::remove_file(&listing);
+        // Two free ports, released before the emulator binds them: if another process takes one
+        // meanwhile, the emulator exits at once and a fresh pair is tried.
+        for _attempt in 0..5 {
+            let (api_port, rie_port) = (free_port(), free_port());
+            let log_file = fs::File::create(&log).unwrap();
+            let mut command = Command::new("unshare");
+            command.arg("-m").arg(&script).arg(&self.peers.rie);
+            command
+                .arg("--runtime-interface-emulator-address")
+                .arg(format!("127.0.0.1:{rie_port}"))
+                .arg("--runtime-api-address")
+                .arg(format!("127.0.0.1:{api_port}"))
+                .arg(&self.peers.python)
+                .args(["-m", "awslambdaric", "handler.handler"])
+                .current_dir(self.path("task"));
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy().into_owned();
+                if name.starts_with("AWS_") || name.starts_with("KMS_ENVELOPE_") || name.starts_with("TEST_") {
+                    command.env_remove(name);
+                }
+            }
+            let bundles = fs::read_to_string(self.path("bundles")).unwrap_or_default();
+            let defaults = [
+                ("AWS_ENDPOINT_URL", self.peers.moto.endpoint.as_str()),
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+                ("AWS_REGION", support::REGION),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+                ("KMS_ENVELOPE_KMS_KEY_ARN", self.key_arn.as_str()),
+                ("KMS_ENVELOPE_CONTEXT", "purpose=extension test"),
+                ("KMS_ENVELOPE_BUNDLES", bundles.as_str()),
+                ("KMS_ENVELOPE_SECRETS", "secrets.esdk"),
+            ];
+            for (name, value) in defaults.iter().chain(vars) {
+                if value.is_empty() {
+                    command.env_remove(name);
+                } else {
+                    command.env(name, value);
+                }
+            }
+            command
+                .env("KMS_ENVELOPE_ROOT", self.path("root"))
+                .env("LAMBDA_TASK_ROOT", self.path("task"))
+                .env("TEST_OPT", self.path("opt"))
+                .env("TEST_LISTING", &listing)
+                .stdout(log_file.try_clone().unwrap())
+                .stderr(log_file);
+            let mut rie =
+                Rie { child: command.spawn().unwrap(), port: rie_port, log: log.clone(), listing: listing.clone() };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if TcpStream::connect(("127.0.0.1", rie_port)).is_ok() {
+                    return rie;
+                }
+                if matches!(rie.child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("the emulator never listened: {}", fs::read_to_string(&log).unwrap_or_default());
+    }
+}
+
+fn s3(moto: &Moto) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(&moto.config()).force_path_style(true).build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// The emulator in its namespace, stopped on drop (SIGTERM, so that the script lists the root).
+struct Rie {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    listing: PathBuf,
+}
+
+impl Rie {
+    /// POSTs an invoke; returns the status and the body.
+    fn invoke(&self, event: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        write!(
+            stream,
+            "POST /2015-03-31/functions/function/invocations HTTP/1.0\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{event}",
+            event.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        (head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0), body.to_owned())
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the emulator; returns its log and what was left under the root.
+    fn stop(mut self) -> (String, Vec<String>) {
+        self.terminate();
+        let listing = fs::read_to_string(&self.listing).unwrap_or_else(|e| panic!("no root listing: {e}"));
+        (self.log(), listing.lines().map(str::to_owned).collect())
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill").args(["-s", "TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Rie {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+fn ok_json(rie: &Rie) -> serde_json::Value {
+    let (status, body) = rie.invoke("{}");
+    assert_eq!(status, 200, "{body}\n{}", rie.log());
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}\n{}", rie.log()))
+}
+
+#[test]
+fn the_function_init_reads_what_the_extension_decrypted_and_a_restart_reuses_it() {
+    let Some(peers) = Peers::get() else { return };
+    let function = Function::new(peers);
+    let (app, model) = function.write_bundles();
+    // Held back before it registers: if the emulator started the runtime before every extension
+    // registered, the function's init would find no file and fail.
+    function.install(Some(Duration::from_millis(1500)));
+
+    let rie = function.start(&[]);
+    let first = ok_json(&rie);
+    assert_eq!(first["app"], app.as_str());
+    assert_eq!(first["model"], model.as_str());
+    assert_eq!(first["secret_names"], serde_json::json!(["API_KEY", "DB_PASSWORD"]));
+    assert_eq!(first["secret_sha256"], sha(SECRET.as_bytes()).as_str());
+    // Warm: later invokes cost the extension nothing (it registered for SHUTDOWN only).
+    assert_eq!(ok_json(&rie), first);
+    let (log, left) = rie.stop();
+    assert!(
+        log.contains("External agent kms-envelope") && log.contains("registered, subscribed to [SHUTDOWN]"),
+        "{log}"
+    );
+    assert_eq!(log.matches("[kms-envelope] decrypted").count(), 3, "{log}");
+    assert!(!log.contains(SECRET), "the secret reached the log:\n{log}");
+    for file in ["app.bin", "models/model.bin", "kms-envelope-secrets.json"] {
+        let mode = fs::metadata(function.path("root").join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+        assert!(left.contains(&file.to_owned()), "{left:?}");
+    }
+    assert!(!left.iter().any(|name| name.contains(".partial") || name.contains(".staging")), "{left:?}");
+
+    // A new execution environment over the same root (as after a restart with /tmp kept): the files are
+    // reused with no KMS call at all -- its endpoint is a closed port (S3 is still asked for the object's
+    // ETag, to notice a replaced bundle).
+    function.install(None);
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let rie = function.start(&[("AWS_ENDPOINT_URL_KMS", &closed)]);
+    assert_eq!(ok_json(&rie), first);
+    let (log, _) = rie.stop();
+    assert_eq!(log.matches("[kms-envelope] reused").count(), 3, "{log}");
+    assert!(!log.contains("[kms-envelope] decrypted"), "{log}");
+}
+
+/// Starts the function with one thing wrong; the init must fail with `expected` in the extension's
+/// reason, the invoke must fail, and no plaintext may be left under the root.
+fn init_fails(function: &Function, vars: &[(&str, &str)], expected: &str) {
+    let rie = function.start(vars);
+    let (status, body) = rie.invoke("{}");
+    let (log, left) = rie.stop();
+    assert_ne!(status, 200, "{body}\n{log}");
+    let reason = log.lines().find(|l| l.starts_with("[kms-envelope] failed:")).unwrap_or_else(|| panic!("{log}"));
+    assert!(reason.contains(expected), "{expected:?} not in {reason:?}\n{log}");
+    assert!(log.contains("Extension.InitError"), "the init error was not reported:\n{log}");
+    assert!(!log.contains(SECRET), "the secret reached the log:\n{log}");
+    assert!(left.is_empty(), "files left under the root: {left:?}\n{log}");
+}
+
+#[test]
+fn a_failed_decryption_fails_the_init_and_leaves_nothing() {
+    let Some(peers) = Peers::get() else { return };
+    let function = Function::new(peers);
+    function.write_bundles();
+
+    init_fails(&function, &[("KMS_ENVELOPE_CONTEXT", "purpose=another")], "encryption context");
+    let other_key = function.peers.moto.create_key();
+    init_fails(&function, &[("KMS_ENVELOPE_KMS_KEY_ARN", &other_key)], "");
+    let missing = format!("s3://{}/missing.esdk=models/model.bin", function.bucket);
+    init_fails(&function, &[("KMS_ENVELOPE_BUNDLES", &format!("app.esdk=app.bin,{missing}"))], "missing.esdk");
+    // Room for the small files, not for app.bin.
+    init_fails(&function, &[("TEST_ROOT_TMPFS_SIZE", "64k")], "ephemeral storage");
+
+    let mut tampered = fs::read(function.path("task/app.esdk")).unwrap();
+    let at = tampered.len() - 100;
+    tampered[at] ^= 1;
+    fs::write(function.path("task/app.esdk"), tampered).unwrap();
+    init_fails(&function, &[], "authentic");
+}
+
+#[test]
+fn the_layer_zip_holds_the_extension_where_lambda_starts_it() {
+    let work = tempfile::tempdir().unwrap();
+    let zip = work.path().join("layer.zip");
+    let binary = env!("CARGO_BIN_EXE_kms-envelope-extension");
+    let status = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/package-layer.sh"))
+        .arg("--binary")
+        .arg(binary)
+        .arg("--out")
+        .arg(&zip)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Read back by Python's zipfile (an independent reader): one entry, its mode, its bytes.
+    let check = "import sys, zipfile, hashlib\n\
+                 z = zipfile.ZipFile(sys.argv[1])\n\
+                 [i] = z.infolist()\n\
+                 print(i.filename, oct(i.external_attr >> 16), hashlib.sha256(z.read(i)).hexdigest())";
+    let out = Command::new("python3").arg("-c").arg(check).arg(&zip).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected = format!("extensions/kms-envelope 0o100755 {}\n", sha(&fs::read(binary).unwrap()));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+}
