@@ -222,7 +222,8 @@ fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {
     } else {
         let file = File::open(&args.input).map_err(|e| Failure::io(format!("cannot open {}", args.input), e))?;
         let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-        io::Input { name: args.input.clone(), reader: Box::new(BufReader::with_capacity(16 << 10, file)), size }
+        let reader = Box::new(BufReader::with_capacity(16 << 10, file));
+        io::Input { name: args.input.clone(), reader, size, file: None }
     };
     let options = decrypt_options(&args.settings);
     let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;
