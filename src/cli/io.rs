@@ -37,12 +37,7 @@ pub struct Input {
 /// Opens a file, or stdin for `-`. A directory is a usage error (it needs `--recursive` or `bundle`).
 pub fn open_input(path: &str) -> Result<Input, Failure> {
     if path == "-" {
-        return Ok(Input {
-            name: "stdin".into(),
-            reader: Box::new(io::stdin().lock()),
-            size: stdin_size(),
-            file: None,
-        });
+        return Ok(Input { name: "stdin".into(), reader: raw_stdin(), size: stdin_size(), file: None });
     }
     let file = File::open(path).map_err(|e| Failure::io(format!("cannot open {path}"), e))?;
     let meta = file.metadata().map_err(|e| Failure::io(format!("cannot open {path}"), e))?;
@@ -55,6 +50,40 @@ pub fn open_input(path: &str) -> Result<Input, Failure> {
     let positioned = if meta.is_file() { file.try_clone().ok() } else { None };
     let reader = Box::new(WipingBufReader::with_capacity(IN_BUFFER, file));
     Ok(Input { name: path.to_owned(), reader, size, file: positioned })
+}
+
+/// Standard input read straight from its descriptor, through a wiping buffer: `Stdin`'s own 8 KiB buffer
+/// splits each frame read from a pipe in two and keeps plaintext in memory nobody wipes.
+#[cfg(unix)]
+fn raw_stdin() -> Box<dyn Read> {
+    use std::os::fd::AsFd;
+    match io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(WipingBufReader::with_capacity(IN_BUFFER, File::from(fd))),
+        Err(_) => Box::new(io::stdin().lock()),
+    }
+}
+
+#[cfg(not(unix))]
+fn raw_stdin() -> Box<dyn Read> {
+    Box::new(io::stdin().lock())
+}
+
+/// Standard output written straight to its descriptor (the caller buffers): `Stdout` is line-buffered, so
+/// each write of binary data became two system calls (up to the last newline byte, then the rest), each
+/// waking the reader of a pipe, and the tail sat in a buffer nobody wipes. Nothing else may write to
+/// stdout while this is in use.
+#[cfg(unix)]
+pub fn raw_stdout() -> Box<dyn Write> {
+    use std::os::fd::AsFd;
+    match io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(File::from(fd)),
+        Err(_) => Box::new(io::stdout().lock()),
+    }
+}
+
+#[cfg(not(unix))]
+pub fn raw_stdout() -> Box<dyn Write> {
+    Box::new(io::stdout().lock())
 }
 
 /// The size of stdin when it is a regular file (`< file`), for the progress bar.
@@ -91,7 +120,7 @@ fn with_output(
     write: impl FnOnce(&mut dyn Write) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     if path == "-" {
-        let mut stdout = WipingBufWriter::with_capacity(OUT_BUFFER, io::stdout().lock());
+        let mut stdout = WipingBufWriter::with_capacity(OUT_BUFFER, raw_stdout());
         write(&mut stdout)?;
         return stdout.flush().map_err(|e| Failure::io("cannot write to stdout".into(), e));
     }

@@ -183,7 +183,7 @@ fn write_bundle(
 ) -> Result<(), Failure> {
     let force = out.force;
     if output == "-" {
-        let stdout = std::io::stdout().lock();
+        let stdout = kms_envelope::stream::WipingBufWriter::with_capacity(64 << 10, io::raw_stdout());
         let (mut written, _) =
             encrypt_directory(keyring, options, dir, progress.writer(stdout)).map_err(Failure::writing)?;
         return std::io::Write::flush(&mut written).map_err(|e| Failure::io("cannot write to stdout".into(), e));
