@@ -77,12 +77,12 @@ goal() {
   local ratio verdict
   ratio="$(awk -v p="$2" -v o="$3" 'BEGIN { printf "%.2f", p / o }')"
   if awk -v r="$ratio" -v t="$4" 'BEGIN { exit !(r >= t) }'; then verdict=MET; else verdict=MISSED; fi
-  printf '  %-58s ratio %5sx  goal >= %sx  %s\n' "$1" "$ratio" "$4" "$verdict"
+  printf '  %-64s ratio %5sx  goal >= %sx  %s\n' "$1" "$ratio" "$4" "$verdict"
 }
 
 # info WHAT PEER_SECONDS OUR_SECONDS: a ratio without a goal.
 info() {
-  printf '  %-58s ratio %5sx  (no goal)\n' "$1" "$(awk -v p="$2" -v o="$3" 'BEGIN { printf "%.2f", p / o }')"
+  printf '  %-64s ratio %5sx  (no goal)\n' "$1" "$(awk -v p="$2" -v o="$3" 'BEGIN { printf "%.2f", p / o }')"
 }
 
 # Peak RSS in MiB of one run of a command line.
@@ -95,7 +95,7 @@ peak_rss_of() {
 rss_goal() { # WHAT MiB
   local verdict=MISSED
   awk -v v="$2" 'BEGIN { exit !(v <= 12) }' && verdict=MET
-  printf '  %-58s %6s MiB  goal <= 12 MiB  %s\n' "$1" "$2" "$verdict"
+  printf '  %-64s %6s MiB  goal <= 12 MiB  %s\n' "$1" "$2" "$verdict"
 }
 
 echo "issue #12 goals: $(basename "$BIN"), input $SIZE bytes, frame $FRAME, median of $RUNS interleaved runs"
