@@ -3,8 +3,8 @@
 //! known offsets (`pread`/`pwrite`).
 //!
 //! In an unsigned framed message every frame's place in the input and in the output is known once the
-//! header is written or read (see [`whole`](super::whole)), so no thread has to put results back in
-//! order and no byte passes through a shared buffer. Signed messages (whose footer hashes the body in
+//! header is written or read (as for the one-shot functions over byte slices), so no thread has to put
+//! results back in order and no byte passes through a shared buffer. Signed messages (whose footer hashes the body in
 //! order), non-framed ones and anything this path does not accept go through the streaming encryptor and
 //! decryptor instead, into the same pending file; on decrypt that also reports precisely whatever this path
 //! found wrong. Either way the output becomes a file only by [`PendingFile::commit`], which the caller runs
