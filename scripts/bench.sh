@@ -5,6 +5,7 @@
 #   scripts/bench.sh --quick         256 MiB instead of 1 GiB, no 4 GiB RSS run, no Python decrypt
 #   scripts/bench.sh --criterion     also run the criterion benches (benches/throughput.rs) for both backends
 #   CARGO_TARGET_DIR=DIR scripts/bench.sh   build elsewhere (e.g. while other builds hold target/)
+#   BENCH_MIB=64 scripts/bench.sh --quick   a quick check of the script itself (any size in MiB)
 #
 # Measures, at one frame length (BENCH_FRAME, default 65536):
 #   * `openssl speed -evp aes-256-gcm` on one core, at that block size: the reference figure;
@@ -15,6 +16,9 @@
 #     the one-shot `encrypt_into`/`decrypt_into` into reused buffers (the figure the targets use), the
 #     streaming `Encryptor`/`Decryptor`, and the allocating `encrypt`/`decrypt`;
 #   * peak RSS (`/usr/bin/time -v`) of the CLI on 1 GiB and 4 GiB inputs;
+#   * the goal lines of issue #12 (scripts/bench-goals.sh, aws-lc CLI): file to file with --no-fsync against
+#     `cp`, durable against `cp` + `sync`, stdin/stdout pipes against file to file, each unpinned and pinned
+#     to one core (`taskset -c 0`), with the load average before and after;
 # then prints the ratios and which targets are met. The CLI fsyncs its output before renaming it into place
 # (its durability promise), so it is compared with `cp` both with and without an fsync.
 set -euo pipefail
@@ -28,7 +32,7 @@ while (($#)); do
   case "$1" in
     --quick) quick=1 ;;
     --criterion) criterion=1 ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -37,6 +41,7 @@ done
 FRAME="${BENCH_FRAME:-65536}"
 SIZE_MIB=1024
 ((quick)) && SIZE_MIB=256
+SIZE_MIB="${BENCH_MIB:-$SIZE_MIB}"
 die() { echo "bench.sh: error: $*" >&2; exit 1; }
 header() { printf '\n==== %s ====\n' "$*"; }
 # GB/s (10^9 bytes per second) for $1 bytes in $2 seconds.
@@ -111,7 +116,8 @@ KEY_HEX="$(od -An -tx1 -v "$WORK/key" | tr -d ' \n')"
 KEYARGS=(--raw-key-file "$WORK/key" --key-namespace bench --key-name key)
 cat "$WORK/plain" >/dev/null # warm the page cache
 
-printf '%s\n' "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), load $(cut -d' ' -f1-3 /proc/loadavg)"
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%s\n' "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), load $LOAD_BEFORE"
 printf 'frame length %s, input %s bytes\n' "$FRAME" "$SIZE"
 
 # ---------------------------------------------------------------------------------------- reference
@@ -146,6 +152,12 @@ for backend in aes-gcm aws-lc; do
   echo "encrypt: ${CLI_ENC[$backend]} GB/s ($enc_s s); decrypt: ${CLI_DEC[$backend]} GB/s ($dec_s s)"
   rm -f "$WORK/ours.dec"
 done
+
+# --------------------------------------------------------------------------------- issue #12 goal lines
+header "issue #12 goals (aws-lc CLI, unpinned and taskset -c 0)"
+GOALS="$(BIN="$WORK/kms-envelope-aws-lc" PLAIN="$WORK/plain" WORK="$WORK" FRAME="$FRAME" RSS_4GIB=0 \
+  bash "$REPO/scripts/bench-goals.sh")"
+echo "$GOALS"
 
 # ----------------------------------------------------------------------------------------- Python ESDK
 header "Python ESDK $("$PY" -c 'import aws_encryption_sdk as e; print(e.__version__)'), frame $FRAME, raw AES keyring"
@@ -195,7 +207,7 @@ if ((!quick)); then
   rm -f "$WORK/plain4"
   RSS[4,dec]="$(peak_rss "$WORK/kms-envelope-aes-gcm" decrypt "${KEYARGS[@]}" --force "$WORK/ours.enc" "$WORK/ours.dec")"
   rm -f "$WORK/ours.enc" "$WORK/ours.dec"
-  echo "4096 MiB: encrypt ${RSS[4,enc]} MiB, decrypt ${RSS[4,dec]} MiB"
+  echo "$((4 * SIZE_MIB)) MiB: encrypt ${RSS[4,enc]} MiB, decrypt ${RSS[4,dec]} MiB"
 fi
 
 # ------------------------------------------------------------------------------------------ summary
@@ -239,9 +251,13 @@ verdict "CLI encrypt (aes-gcm) / Python ESDK encrypt" "$(ratio "${CLI_ENC[aes-gc
 rss_verdict "peak RSS, $SIZE_MIB MiB encrypt" "${RSS[1,enc]}"
 rss_verdict "peak RSS, $SIZE_MIB MiB decrypt" "${RSS[1,dec]}"
 if ((!quick)); then
-  rss_verdict "peak RSS, 4096 MiB encrypt" "${RSS[4,enc]}"
-  rss_verdict "peak RSS, 4096 MiB decrypt" "${RSS[4,dec]}"
+  rss_verdict "peak RSS, $((4 * SIZE_MIB)) MiB encrypt" "${RSS[4,enc]}"
+  rss_verdict "peak RSS, $((4 * SIZE_MIB)) MiB decrypt" "${RSS[4,dec]}"
 fi
+echo
+echo "issue #12 goals:"
+grep -E 'ratio|RSS|load' <<<"$GOALS"
+echo "load average: $LOAD_BEFORE before this run, $(cut -d' ' -f1-3 /proc/loadavg) after"
 
 if ((criterion)); then
   header "criterion: benches/throughput.rs, aes-gcm"

@@ -10,7 +10,8 @@
 #   python  the official Python ESDK (tests/peers/esdk_peer.py, KMS keyring) decrypting the same bundle
 # Each is run RUNS times (default 5; python once, it is slow), the median is reported, with the peak RSS.
 # The peak RSS of the Rust process is also measured for a bundle a tenth of the size: it should not grow
-# with the bundle.
+# with the bundle. rust and base are measured again pinned to one core (`taskset -c 0`, Lambda's common
+# case); the goal lines of issue #12 follow, with the load average before and after.
 #
 # Needs .venv (scripts/test.sh builds it) and builds the example in release mode.
 set -euo pipefail
@@ -67,8 +68,9 @@ measure() {
   sync
   OUT="$WORK/out" "$PY" - "$@" <<'EOF'
 import os, resource, subprocess, sys, time
+pin = os.environ.get("PIN", "").split()
 t0 = time.perf_counter()
-r = subprocess.run(["bash", "-c", sys.argv[1]], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+r = subprocess.run(pin + ["bash", "-c", sys.argv[1]], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 dt = time.perf_counter() - t0
 if r.returncode:
     sys.exit("failed: " + sys.argv[1] + "\n" + r.stderr.decode())
@@ -96,6 +98,7 @@ verify() {
   cmp -s "$WORK/out/bundle.bin" "$WORK/$N.pt" || { echo "lambda-bench.sh: $1 produced the wrong plaintext" >&2; exit 1; }
 }
 
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 export N=big
 verify rust "$RUST_CMD" # also warms the page cache and the binary
 verify python "$PY_CMD"
@@ -103,16 +106,33 @@ read -r rust_s rust_kib < <(median "$RUNS" "$RUST_CMD")
 read -r decrypt_s _ < <(median "$RUNS" "$DECRYPT_CMD")
 read -r base_s base_kib < <(median "$RUNS" "$BASE_CMD")
 read -r py_s py_kib < <(median 1 "$PY_CMD")
+export PIN="taskset -c 0"
+read -r pin_rust_s _ < <(median "$RUNS" "$RUST_CMD")
+read -r pin_base_s _ < <(median "$RUNS" "$BASE_CMD")
+export PIN=""
 export N=small
 read -r small_s small_kib < <(median "$RUNS" "$RUST_CMD")
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 awk -v mib="$MIB" -v small="$SMALL" -v r="$rust_s" -v rk="$rust_kib" -v d="$decrypt_s" -v b="$base_s" \
-  -v bk="$base_kib" -v p="$py_s" -v pk="$py_kib" -v s="$small_s" -v sk="$small_kib" 'BEGIN {
+  -v bk="$base_kib" -v p="$py_s" -v pk="$py_kib" -v s="$small_s" -v sk="$small_kib" -v pr="$pin_rust_s" \
+  -v pb="$pin_base_s" -v lb="$LOAD_BEFORE" -v la="$LOAD_AFTER" '
+function goal(what, ratio, op, limit) {
+  met = (op == "<=") ? ratio <= limit : ratio >= limit
+  printf "  %-52s ratio %5.2fx  goal %s %sx  %s\n", what, ratio, op, limit, met ? "MET" : "MISSED"
+}
+BEGIN {
   printf "cold start, %d MiB bundle (median of runs; peak RSS)\n", mib
   printf "  rust  lambda_cold_start --once   %8.3f s  %7.1f MiB RSS  %6.0f MiB/s\n", r, rk / 1024, mib / r
   printf "  base  cp + one KMS Decrypt        %8.3f s  (Decrypt alone %.3f s)\n", b, d
   printf "  python ESDK decrypt               %8.3f s  %7.1f MiB RSS\n", p, pk / 1024
   printf "  rust, %d MiB bundle                %8.3f s  %7.1f MiB RSS\n", small, s, sk / 1024
-  printf "ratios: rust / (cp + Decrypt) = %.2f x (goal <= 1.3); python / rust = %.1f x (goal >= 15)\n", r / b, p / r
+  printf "  rust, taskset -c 0                %8.3f s\n", pr
+  printf "  base, taskset -c 0                %8.3f s\n", pb
   printf "peak RSS: %.1f MiB at %d MiB, %.1f MiB at %d MiB (goal: constant in the bundle size)\n", sk / 1024, small, rk / 1024, mib
+  printf "issue #12 goals:\n"
+  goal("[unpinned] rust / (cp + one KMS Decrypt)", r / b, "<=", 1.2)
+  goal("[taskset -c 0] rust / (cp + one KMS Decrypt)", pr / pb, "<=", 1.5)
+  goal("[unpinned] python ESDK / rust", p / r, ">=", 20)
+  printf "load average: %s before, %s after\n", lb, la
 }'

@@ -84,7 +84,7 @@ fn decrypt_streaming(options: &DecryptOptions, message: &[u8]) -> [u8; 32] {
 
 /// Encrypts and decrypts `plaintext` with `encrypt_options`/`decrypt_options`: streaming by `write`,
 /// by `copy_from`, and one-shot, then decrypts streaming and with `decrypt_into` into a buffer that
-/// first holds a smaller plaintext (so it grows). Returns the marker count for each way.
+/// first holds a smaller plaintext (so it grows); and file to file at known offsets. Returns the marker count for each way.
 fn every_way(
     what: &str,
     encrypt_options: &EncryptOptions,
@@ -143,6 +143,27 @@ fn every_way(
             .unwrap();
             let written = Zeroizing::new(std::fs::read(&path).unwrap());
             assert!(sha(&written) == expected, "{what}: decrypt_to_path wrote something else");
+        }),
+    ));
+    counts.push((
+        format!("{what}: positioned encrypt_file and FileDecryptor"),
+        freed_matching(|| {
+            use kms_envelope::stream::file::PendingFile;
+            use kms_envelope::stream::positioned::{FileDecryptor, encrypt_file};
+            let dir = tempfile::tempdir().unwrap();
+            let (input, sealed, opened) = (dir.path().join("in"), dir.path().join("ct"), dir.path().join("out"));
+            std::fs::write(&input, &plain[..]).unwrap();
+            let mut pending = PendingFile::create(&sealed, false).unwrap();
+            let file = std::fs::File::open(&input).unwrap();
+            encrypt_file(&keyring(), encrypt_options, &file, &mut pending, &|_| {}).unwrap();
+            pending.commit(false, false).unwrap();
+            let mut pending = PendingFile::create(&opened, false).unwrap();
+            let decryptor =
+                FileDecryptor::new(&keyring(), decrypt_options, std::fs::File::open(&sealed).unwrap()).unwrap();
+            decryptor.decrypt_into(&mut pending, &|_| {}).unwrap();
+            pending.commit(false, false).unwrap();
+            let written = Zeroizing::new(std::fs::read(&opened).unwrap());
+            assert!(sha(&written) == expected, "{what}: the positioned path wrote something else");
         }),
     ));
     counts.push((

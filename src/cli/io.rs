@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use kms_envelope::stream::file::PendingFile;
+use kms_envelope::stream::positioned::{self, FileDecryptor, FileError};
 use kms_envelope::stream::{WipingBufReader, WipingBufWriter};
 use kms_envelope::{DecryptOptions, Decryptor, EncryptOptions, Encryptor, Error, Header, Keyring};
 
@@ -28,12 +29,15 @@ pub struct Input {
     pub name: String,
     pub reader: Box<dyn Read>,
     pub size: Option<u64>,
+    /// The input itself when it is a regular file opened by name: a file-to-file encrypt or decrypt then
+    /// reads it at known offsets, on several threads, rather than through `reader`.
+    pub file: Option<File>,
 }
 
 /// Opens a file, or stdin for `-`. A directory is a usage error (it needs `--recursive` or `bundle`).
 pub fn open_input(path: &str) -> Result<Input, Failure> {
     if path == "-" {
-        return Ok(Input { name: "stdin".into(), reader: Box::new(io::stdin().lock()), size: stdin_size() });
+        return Ok(Input { name: "stdin".into(), reader: raw_stdin(), size: stdin_size(), file: None });
     }
     let file = File::open(path).map_err(|e| Failure::io(format!("cannot open {path}"), e))?;
     let meta = file.metadata().map_err(|e| Failure::io(format!("cannot open {path}"), e))?;
@@ -43,7 +47,43 @@ pub fn open_input(path: &str) -> Result<Input, Failure> {
         )));
     }
     let size = meta.is_file().then_some(meta.len());
-    Ok(Input { name: path.to_owned(), reader: Box::new(WipingBufReader::with_capacity(IN_BUFFER, file)), size })
+    let positioned = if meta.is_file() { file.try_clone().ok() } else { None };
+    let reader = Box::new(WipingBufReader::with_capacity(IN_BUFFER, file));
+    Ok(Input { name: path.to_owned(), reader, size, file: positioned })
+}
+
+/// Standard input read straight from its descriptor, through a wiping buffer: `Stdin`'s own 8 KiB buffer
+/// splits each frame read from a pipe in two and keeps plaintext in memory nobody wipes.
+#[cfg(unix)]
+fn raw_stdin() -> Box<dyn Read> {
+    use std::os::fd::AsFd;
+    match io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(WipingBufReader::with_capacity(IN_BUFFER, File::from(fd))),
+        Err(_) => Box::new(io::stdin().lock()),
+    }
+}
+
+#[cfg(not(unix))]
+fn raw_stdin() -> Box<dyn Read> {
+    Box::new(io::stdin().lock())
+}
+
+/// Standard output written straight to its descriptor (the caller buffers): `Stdout` is line-buffered, so
+/// each write of binary data became two system calls (up to the last newline byte, then the rest), each
+/// waking the reader of a pipe, and the tail sat in a buffer nobody wipes. Nothing else may write to
+/// stdout while this is in use.
+#[cfg(unix)]
+pub fn raw_stdout() -> Box<dyn Write> {
+    use std::os::fd::AsFd;
+    match io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(File::from(fd)),
+        Err(_) => Box::new(io::stdout().lock()),
+    }
+}
+
+#[cfg(not(unix))]
+pub fn raw_stdout() -> Box<dyn Write> {
+    Box::new(io::stdout().lock())
 }
 
 /// The size of stdin when it is a regular file (`< file`), for the progress bar.
@@ -99,12 +139,25 @@ fn with_output(
     out_args: &OutputArgs,
     write: impl FnOnce(&mut dyn Write) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
-    let force = out_args.force;
     if path == "-" {
-        let mut stdout = WipingBufWriter::with_capacity(OUT_BUFFER, io::stdout().lock());
+        let mut stdout = WipingBufWriter::with_capacity(OUT_BUFFER, raw_stdout());
         write(&mut stdout)?;
         return stdout.flush().map_err(|e| Failure::io("cannot write to stdout".into(), e));
     }
+    with_pending(path, out_args, |pending| {
+        let mut out = WipingBufWriter::with_capacity(OUT_BUFFER, pending);
+        write(&mut out)?;
+        out.flush().map_err(|e| Failure::io(format!("cannot write {path}"), e))
+    })
+}
+
+/// Runs `write` against a 0600 temp file that replaces the file `path` once `write` succeeded.
+fn with_pending(
+    path: &str,
+    out_args: &OutputArgs,
+    write: impl FnOnce(&mut PendingFile) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let force = out_args.force;
     check_output(Path::new(path), force)?;
     let mut pending = PendingFile::create(Path::new(path), force)
         .map_err(|e| Failure::new(Code::Io, format!("{path}: cannot create: {e}")))?;
@@ -113,11 +166,7 @@ fn with_output(
     if !out_args.no_fsync {
         pending.sync_while_writing();
     }
-    {
-        let mut out = WipingBufWriter::with_capacity(OUT_BUFFER, &mut pending);
-        write(&mut out)?;
-        out.flush().map_err(|e| Failure::io(format!("cannot write {path}"), e))?;
-    }
+    write(&mut pending)?;
     pending.commit(!out_args.no_fsync, force).map_err(|e| Failure::new(Code::Io, format!("{path}: cannot write: {e}")))
 }
 
@@ -160,6 +209,16 @@ pub fn encrypt_to(
 ) -> Result<(), Failure> {
     let progress = Progress::new(&input.name, input.size, out_args.quiet);
     let name = input.name;
+    if let (Some(file), false) = (&input.file, output == "-") {
+        let result = with_pending(output, out_args, |pending| {
+            positioned::encrypt_file(keyring, options, file, pending, &|n| progress.inc(n)).map_err(|e| match e {
+                FileError::Input(e) => Failure::new(Code::Io, format!("cannot read {name}: {e}")),
+                FileError::Output(e) => Failure::writing(e).with_file(output),
+            })
+        });
+        progress.done(result.is_ok());
+        return result;
+    }
     let mut reader = progress.reader(input.reader);
     let result = with_output(output, out_args, |out| {
         let mut encryptor = Encryptor::new(keyring, options, out).map_err(|e| Failure::writing(e).with_file(output))?;
@@ -190,6 +249,19 @@ pub fn decrypt_to(
 ) -> Result<(), Failure> {
     let progress = Progress::new(&input.name, input.size, out_args.quiet);
     let name = input.name;
+    if let (Some(file), false) = (input.file, output == "-") {
+        let result = with_pending(output, out_args, |pending| {
+            let decryptor =
+                FileDecryptor::new(keyring, options, file).map_err(|e| Failure::reading(e).with_file(&name))?;
+            check(decryptor.header()).map_err(|f| f.with_file(&name))?;
+            decryptor.decrypt_into(pending, &|n| progress.inc(n)).map(drop).map_err(|e| match e {
+                FileError::Input(e) => Failure::reading(e).with_file(&name),
+                FileError::Output(e) => Failure::new(Code::Io, format!("cannot write {output}: {e}")),
+            })
+        });
+        progress.done(result.is_ok());
+        return result;
+    }
     let reader = progress.reader(input.reader);
     let result = with_output(output, out_args, |out| {
         let mut decryptor =

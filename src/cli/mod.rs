@@ -192,7 +192,7 @@ fn write_bundle(
 ) -> Result<(), Failure> {
     let force = out.force;
     if output == "-" {
-        let stdout = std::io::stdout().lock();
+        let stdout = kms_envelope::stream::WipingBufWriter::with_capacity(64 << 10, io::raw_stdout());
         let (mut written, _) =
             encrypt_directory(keyring, options, dir, progress.writer(stdout)).map_err(Failure::writing)?;
         return std::io::Write::flush(&mut written).map_err(|e| Failure::io("cannot write to stdout".into(), e));
@@ -231,7 +231,8 @@ fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {
     } else {
         let file = File::open(&args.input).map_err(|e| Failure::io(format!("cannot open {}", args.input), e))?;
         let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-        io::Input { name: args.input.clone(), reader: Box::new(BufReader::with_capacity(16 << 10, file)), size }
+        let reader = Box::new(BufReader::with_capacity(16 << 10, file));
+        io::Input { name: args.input.clone(), reader, size, file: None }
     };
     let options = decrypt_options(&args.settings);
     let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;

@@ -60,6 +60,13 @@ impl Progress {
         }
     }
 
+    /// Counts `n` bytes of the input done, from any thread.
+    pub fn inc(&self, n: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(n);
+        }
+    }
+
     /// Leaves the bar at its final state on success, or where it stopped on failure.
     pub fn done(self, success: bool) {
         if let Some(bar) = self.bar {

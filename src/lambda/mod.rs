@@ -43,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::format::header::HeaderDecoder;
 use crate::keyring::Keyring;
 use crate::stream::file::{OutputOptions, PendingFile, remove_stale_partials, write_verified};
+use crate::stream::positioned::{FileDecryptor, FileError};
 use crate::stream::{DecryptOptions, Decryptor};
 use reuse::Identity;
 
@@ -373,14 +374,7 @@ async fn land(config: Arc<Config>, spec: BundleSpec, destination: PathBuf) -> Re
                 let header = HeaderDecoder::read_from(config.options.limits, &mut file)?;
                 let identity = Identity(format!("message {}", header.message_id()));
                 file.rewind()?;
-                land_from_reader(
-                    &config,
-                    io::BufReader::with_capacity(16 << 10, file),
-                    len,
-                    identity,
-                    &destination,
-                    spec.kind,
-                )
+                land_from_reader(&config, Message::<io::Empty>::File(file), len, identity, &destination, spec.kind)
             })
             .await?
         }
@@ -414,10 +408,17 @@ fn create_private_dirs(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
+/// Where a message is read from: a local file, decrypted at known offsets (on several threads when it is
+/// large), or a stream.
+enum Message<R> {
+    File(fs::File),
+    Stream(R),
+}
+
 /// Decrypts one message into its destination, unless the marker shows it is already there.
-fn land_from_reader(
+fn land_from_reader<R: Read>(
     config: &Config,
-    input: impl Read,
+    input: Message<R>,
     ciphertext_len: u64,
     identity: Identity,
     destination: &Path,
@@ -442,27 +443,42 @@ fn land_from_reader(
     reuse::forget(destination);
 
     let started = Instant::now();
-    let (decryptor, pending) = match kind {
-        BundleKind::File => {
+    let keyring = config.keyring.as_ref();
+    let (bytes, unwrap_time) = match (kind, input) {
+        (BundleKind::File, Message::File(file)) => {
             // Created first, so a symlink or directory at the destination fails before any KMS call.
+            let mut pending = PendingFile::create(destination, true)?;
+            let decryptor = FileDecryptor::new(keyring, &config.options, file)?;
+            let unwrap_time = started.elapsed();
+            if config.sync {
+                pending.sync_while_writing();
+            }
+            decryptor.decrypt_into(&mut pending, &|_| {}).map_err(FileError::into_inner)?;
+            pending.commit(config.sync, true)?;
+            (fs::metadata(destination)?.len(), unwrap_time)
+        }
+        (BundleKind::File, Message::Stream(input)) => {
             let pending = PendingFile::create(destination, true)?;
-            (Decryptor::new(config.keyring.as_ref(), &config.options, input)?, Some(pending))
-        }
-        BundleKind::Directory => (Decryptor::new(config.keyring.as_ref(), &config.options, input)?, None),
-    };
-    let unwrap_time = started.elapsed();
-    let bytes = match pending {
-        Some(pending) => {
+            let decryptor = Decryptor::new(keyring, &config.options, input)?;
+            let unwrap_time = started.elapsed();
             write_verified(decryptor, pending, &OutputOptions::new().overwrite(true).sync(config.sync))?;
-            fs::metadata(destination)?.len()
+            (fs::metadata(destination)?.len(), unwrap_time)
         }
-        // The tar reader hands the decryptor's errors back inside `io::Error`s; unwrap them so that a
-        // tampered frame reads as `FrameAuthentication`, as it does for files.
-        None => match bundle::unpack_verified(decryptor, destination, &OutputOptions::new().overwrite(true)) {
-            Ok((_, summary)) => summary.bytes,
-            Err(Error::Io(e)) => return Err(Error::from_io(e)),
-            Err(e) => return Err(e),
-        },
+        (BundleKind::Directory, input) => {
+            let input: Box<dyn Read> = match input {
+                Message::File(file) => Box::new(io::BufReader::with_capacity(16 << 10, file)),
+                Message::Stream(input) => Box::new(input),
+            };
+            let decryptor = Decryptor::new(keyring, &config.options, input)?;
+            let unwrap_time = started.elapsed();
+            // The tar reader hands the decryptor's errors back inside `io::Error`s; unwrap them so that a
+            // tampered frame reads as `FrameAuthentication`, as it does for files.
+            match bundle::unpack_verified(decryptor, destination, &OutputOptions::new().overwrite(true)) {
+                Ok((_, summary)) => (summary.bytes, unwrap_time),
+                Err(Error::Io(e)) => return Err(Error::from_io(e)),
+                Err(e) => return Err(e),
+            }
+        }
     };
     reuse::record(destination, &identity, if is_directory { 0 } else { bytes })?;
     Ok(Landed { destination: destination.to_path_buf(), bytes, reused: false, unwrap_time, total_time: Duration::ZERO })
@@ -552,7 +568,8 @@ mod s3 {
         let reader = tokio_util::io::SyncIoBridge::new(object.body.into_async_read());
         let destination = destination.to_path_buf();
         blocking(move || {
-            land_from_reader(&config, io::BufReader::with_capacity(1 << 20, reader), len, identity, &destination, kind)
+            let reader = Message::Stream(io::BufReader::with_capacity(1 << 20, reader));
+            land_from_reader(&config, reader, len, identity, &destination, kind)
         })
         .await
     }

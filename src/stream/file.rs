@@ -4,6 +4,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::thread::JoinHandle;
 
@@ -98,6 +99,12 @@ impl PendingFile {
         }
     }
 
+    /// The temp file, and what bytes written into it at known offsets (by several threads at once) must
+    /// be reported to, so that they are synced in the background like bytes written through `Write`.
+    pub(crate) fn positioned(&self) -> (&File, Option<&Writeback>) {
+        (self.file_ref(), self.writeback.as_ref())
+    }
+
     fn file_ref(&self) -> &File {
         match &self.temp {
             #[cfg(target_os = "linux")]
@@ -164,7 +171,7 @@ impl PendingFile {
 impl Write for PendingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file().write(buf)?;
-        if let Some(writeback) = &mut self.writeback {
+        if let Some(writeback) = &self.writeback {
             writeback.wrote(n);
         }
         Ok(n)
@@ -379,10 +386,10 @@ pub const WRITEBACK_EVERY: u64 = 32 << 20;
 /// A thread that runs `fdatasync` on a file each time it is kicked; kicks that arrive while one is queued
 /// are merged. It stops at the first failure, which [`finish`](Self::finish) reports.
 #[derive(Debug)]
-struct Writeback {
+pub(crate) struct Writeback {
     kick: Option<SyncSender<()>>,
     worker: Option<JoinHandle<io::Result<()>>>,
-    unsynced: u64,
+    unsynced: AtomicU64,
 }
 
 impl Writeback {
@@ -395,13 +402,15 @@ impl Writeback {
             }
             Ok(())
         })?;
-        Ok(Self { kick: Some(kick), worker: Some(worker), unsynced: 0 })
+        Ok(Self { kick: Some(kick), worker: Some(worker), unsynced: AtomicU64::new(0) })
     }
 
-    fn wrote(&mut self, n: usize) {
-        self.unsynced += n as u64;
-        if self.unsynced >= WRITEBACK_EVERY {
-            self.unsynced = 0;
+    /// Counts `n` bytes written, from any thread, and kicks a sync every [`WRITEBACK_EVERY`] bytes.
+    pub(crate) fn wrote(&self, n: usize) {
+        let before = self.unsynced.fetch_add(n as u64, Ordering::Relaxed);
+        if before + n as u64 >= WRITEBACK_EVERY {
+            // Threads racing here may each kick: the kicks merge, and the count only paces them.
+            self.unsynced.store(0, Ordering::Relaxed);
             if let Some(kick) = &self.kick {
                 // Full: a sync is already queued and will cover these bytes. Disconnected: the worker
                 // failed, and `finish` reports why.

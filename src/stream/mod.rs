@@ -10,6 +10,7 @@ mod encrypt;
 pub mod file;
 pub mod options;
 mod pipeline;
+pub mod positioned;
 mod whole;
 
 use std::io::Write;

@@ -21,27 +21,27 @@ use crate::format::frame::{BlockKind, BodyAad, FINAL_FRAME_MARKER, frame_iv};
 use crate::format::header::{IV_LEN, MessageId, TAG_LEN};
 
 /// A regular frame's bytes besides its body: sequence number, IV, tag.
-const REGULAR_OVERHEAD: usize = 4 + IV_LEN + TAG_LEN;
+pub(super) const REGULAR_OVERHEAD: usize = 4 + IV_LEN + TAG_LEN;
 /// The final frame's prefix: marker, sequence number, IV, body length.
-const FINAL_PREFIX: usize = 4 + 4 + IV_LEN + 4;
+pub(super) const FINAL_PREFIX: usize = 4 + 4 + IV_LEN + 4;
 
 /// The frames of a body of `plaintext_len` bytes: `regular` full frames and a final frame of `last`
 /// bytes (empty when the plaintext is an exact multiple of the frame length, as the encryptor writes it).
 #[derive(Clone, Copy, Debug)]
-struct Layout {
-    frame_len: usize,
-    regular: usize,
-    last: usize,
+pub(super) struct Layout {
+    pub frame_len: usize,
+    pub regular: usize,
+    pub last: usize,
 }
 
 impl Layout {
-    fn for_plaintext(frame_len: usize, plaintext_len: usize) -> Option<Self> {
+    pub(super) fn for_plaintext(frame_len: usize, plaintext_len: usize) -> Option<Self> {
         let regular = plaintext_len / frame_len;
         Self::checked(frame_len, regular, plaintext_len - regular * frame_len)
     }
 
     /// The only layout a body of `body_len` bytes can have, if any.
-    fn for_body(frame_len: usize, body_len: usize) -> Option<Self> {
+    pub(super) fn for_body(frame_len: usize, body_len: usize) -> Option<Self> {
         let rest = body_len.checked_sub(FINAL_PREFIX + TAG_LEN)?;
         let stride = frame_len.checked_add(REGULAR_OVERHEAD)?;
         Self::checked(frame_len, rest / stride, rest % stride).filter(|l| l.last <= frame_len)
@@ -54,30 +54,39 @@ impl Layout {
         (frame_len > 0 && final_sequence < FINAL_FRAME_MARKER).then_some(Self { frame_len, regular, last })
     }
 
-    fn stride(&self) -> usize {
+    pub(super) fn stride(&self) -> usize {
         self.frame_len + REGULAR_OVERHEAD
     }
 
-    fn body_len(&self) -> usize {
+    pub(super) fn body_len(&self) -> usize {
         self.regular * self.stride() + FINAL_PREFIX + self.last + TAG_LEN
     }
 
-    fn plaintext_len(&self) -> usize {
+    pub(super) fn plaintext_len(&self) -> usize {
         self.regular * self.frame_len + self.last
     }
 
-    fn final_sequence(&self) -> u32 {
+    pub(super) fn final_sequence(&self) -> u32 {
         self.regular as u32 + 1
     }
 
+    /// Whether `final_frame` starts with the prefix this layout's final frame must have: the marker, the
+    /// sequence number after the regular frames, and the length the body's size leaves for it.
+    pub(super) fn final_prefix_matches(&self, final_frame: &[u8]) -> bool {
+        final_frame.len() >= FINAL_PREFIX
+            && final_frame[..4] == FINAL_FRAME_MARKER.to_be_bytes()
+            && final_frame[4..8] == self.final_sequence().to_be_bytes()
+            && final_frame[8 + IV_LEN..FINAL_PREFIX] == (self.last as u32).to_be_bytes()
+    }
+
     /// Regular frames per unit of work.
-    fn frames_per_job(&self, parallelism: &Parallelism) -> usize {
+    pub(super) fn frames_per_job(&self, parallelism: &Parallelism) -> usize {
         (parallelism.job_length / self.frame_len).max(1)
     }
 }
 
 /// Whether a whole message of `body_len` body bytes is worth spreading over threads.
-fn worth_threads(parallelism: &Parallelism, body_len: usize) -> bool {
+pub(super) fn worth_threads(parallelism: &Parallelism, body_len: usize) -> bool {
     parallelism.threads > 1 && body_len as u64 >= parallelism.threshold
 }
 
@@ -136,21 +145,12 @@ pub(crate) fn encrypt(
 
     let seal = |job: Job<&mut [u8], &[u8]>| {
         if job.last {
-            let (prefix, rest) = job.out.split_at_mut(FINAL_PREFIX);
-            let iv = frame_iv(job.first);
-            prefix[..4].copy_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
-            prefix[4..8].copy_from_slice(&job.first.to_be_bytes());
-            prefix[8..8 + IV_LEN].copy_from_slice(&iv);
-            prefix[8 + IV_LEN..].copy_from_slice(&(job.input.len() as u32).to_be_bytes());
-            seal_frame(key, message_id, BlockKind::Final, job.first, iv, job.input, rest);
+            seal_final(key, message_id, job.first, job.input, job.out);
             return;
         }
         let frames = job.out.chunks_mut(layout.stride()).zip(job.input.chunks(layout.frame_len));
         for (sequence, (out, input)) in (job.first..).zip(frames) {
-            let iv = frame_iv(sequence);
-            out[..4].copy_from_slice(&sequence.to_be_bytes());
-            out[4..4 + IV_LEN].copy_from_slice(&iv);
-            seal_frame(key, message_id, BlockKind::Regular, sequence, iv, input, &mut out[4 + IV_LEN..]);
+            seal_regular(key, message_id, sequence, input, out);
         }
     };
     run_on_threads(parallelism.threads, jobs, &AtomicBool::new(false), seal);
@@ -163,6 +163,26 @@ struct Job<O, I> {
     out: O,
     input: I,
     last: bool,
+}
+
+/// Seals regular frame `sequence` from `input` into `out`, its whole wire form (sequence number, IV, body,
+/// tag).
+pub(super) fn seal_regular(key: &AeadKey, message_id: &MessageId, sequence: u32, input: &[u8], out: &mut [u8]) {
+    let iv = frame_iv(sequence);
+    out[..4].copy_from_slice(&sequence.to_be_bytes());
+    out[4..4 + IV_LEN].copy_from_slice(&iv);
+    seal_frame(key, message_id, BlockKind::Regular, sequence, iv, input, &mut out[4 + IV_LEN..]);
+}
+
+/// Seals the final frame `sequence` from `input` into `out`, its whole wire form (prefix, body, tag).
+pub(super) fn seal_final(key: &AeadKey, message_id: &MessageId, sequence: u32, input: &[u8], out: &mut [u8]) {
+    let (prefix, rest) = out.split_at_mut(FINAL_PREFIX);
+    let iv = frame_iv(sequence);
+    prefix[..4].copy_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
+    prefix[4..8].copy_from_slice(&sequence.to_be_bytes());
+    prefix[8..8 + IV_LEN].copy_from_slice(&iv);
+    prefix[8 + IV_LEN..].copy_from_slice(&(input.len() as u32).to_be_bytes());
+    seal_frame(key, message_id, BlockKind::Final, sequence, iv, input, rest);
 }
 
 /// Seals `input` into `out` (`body || tag`).
@@ -198,13 +218,7 @@ pub(crate) fn decrypt(
     }
     let Some(layout) = Layout::for_body(frame_len as usize, body.len()) else { return false };
     let (regular, last) = body.split_at(layout.regular * layout.stride());
-    let expected_prefix = {
-        let mut prefix = [0u8; 8];
-        prefix[..4].copy_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
-        prefix[4..].copy_from_slice(&layout.final_sequence().to_be_bytes());
-        prefix
-    };
-    if last[..8] != expected_prefix || last[8 + IV_LEN..FINAL_PREFIX] != (layout.last as u32).to_be_bytes() {
+    if !layout.final_prefix_matches(last) {
         return false;
     }
 
@@ -224,15 +238,12 @@ pub(crate) fn decrypt(
     let failed = AtomicBool::new(false);
     let open = |job: Job<&mut [u8], &[u8]>| {
         let verified = if job.last {
-            let iv = job.input[8..8 + IV_LEN].try_into().expect("a 12-byte range");
-            open_frame(key, message_id, BlockKind::Final, job.first, iv, &job.input[FINAL_PREFIX..], job.out)
+            open_final(key, message_id, job.first, job.input, job.out)
         } else {
             let frames = job.out.chunks_mut(layout.frame_len).zip(job.input.chunks(layout.stride()));
-            (job.first..).zip(frames).all(|(sequence, (out, input))| {
-                let iv = input[4..4 + IV_LEN].try_into().expect("a 12-byte range");
-                input[..4] == sequence.to_be_bytes()
-                    && open_frame(key, message_id, BlockKind::Regular, sequence, iv, &input[4 + IV_LEN..], out)
-            })
+            (job.first..)
+                .zip(frames)
+                .all(|(sequence, (out, input))| open_regular(key, message_id, sequence, input, out))
         };
         if !verified {
             failed.store(true, Ordering::Relaxed);
@@ -245,6 +256,21 @@ pub(crate) fn decrypt(
         return false;
     }
     true
+}
+
+/// Verifies and decrypts regular frame `sequence`, whose whole wire form is `input`, into `out`; false if
+/// its sequence number or its tag is wrong.
+pub(super) fn open_regular(key: &AeadKey, message_id: &MessageId, sequence: u32, input: &[u8], out: &mut [u8]) -> bool {
+    let iv = input[4..4 + IV_LEN].try_into().expect("a 12-byte range");
+    input[..4] == sequence.to_be_bytes()
+        && open_frame(key, message_id, BlockKind::Regular, sequence, iv, &input[4 + IV_LEN..], out)
+}
+
+/// Verifies and decrypts the final frame `sequence`, whose whole wire form (prefix checked by
+/// [`Layout::final_prefix_matches`]) is `input`, into `out`; false if its tag is wrong.
+pub(super) fn open_final(key: &AeadKey, message_id: &MessageId, sequence: u32, input: &[u8], out: &mut [u8]) -> bool {
+    let iv = input[8..8 + IV_LEN].try_into().expect("a 12-byte range");
+    open_frame(key, message_id, BlockKind::Final, sequence, iv, &input[FINAL_PREFIX..], out)
 }
 
 /// Verifies and decrypts `input` (`ciphertext || tag`) into `out`; false if the tag does not verify.

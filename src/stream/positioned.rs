@@ -1,0 +1,548 @@
+//! Files without a central copy loop: encrypting a regular file into a [`PendingFile`], and decrypting a
+//! message held in a regular file into one, with workers that read their frames and write their results at
+//! known offsets (`pread`/`pwrite`).
+//!
+//! In an unsigned framed message every frame's place in the input and in the output is known once the
+//! header is written or read (as for the one-shot functions over byte slices), so no thread has to put
+//! results back in order and no byte passes through a shared buffer. Signed messages (whose footer hashes the body in
+//! order), non-framed ones and anything this path does not accept go through the streaming encryptor and
+//! decryptor instead, into the same pending file; on decrypt that also reports precisely whatever this path
+//! found wrong. Either way the output becomes a file only by [`PendingFile::commit`], which the caller runs
+//! after these functions returned `Ok`: until then it has no name (or a temp name), so nothing of a message
+//! that fails to verify is ever at the destination.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use zeroize::Zeroizing;
+
+use super::buffer::{self, WipingBufReader, WipingBufWriter};
+use super::cmm::{OpenedHeader, PreparedEncryption, open_header, prepare_encrypt};
+use super::file::{PendingFile, Writeback};
+use super::options::Parallelism;
+use super::whole::{FINAL_PREFIX, Layout, open_final, open_regular, seal_final, seal_regular, worth_threads};
+use super::{DecryptOptions, Decryptor, EncryptOptions, Encryptor};
+use crate::crypto::AeadKey;
+use crate::error::{Error, Result};
+use crate::format::header::{ContentType, Header, HeaderDecoder, MessageId, TAG_LEN};
+use crate::keyring::{Keyring, block_on};
+
+/// Which side of a file-to-file operation failed.
+#[derive(Debug)]
+pub enum FileError {
+    /// Reading the input failed, or (decrypting) the message in it is not valid.
+    Input(Error),
+    /// Writing the output failed, or (encrypting) the keyring or the options did.
+    Output(Error),
+}
+
+impl FileError {
+    /// The error, whichever side it is on.
+    pub fn into_inner(self) -> Error {
+        match self {
+            Self::Input(e) | Self::Output(e) => e,
+        }
+    }
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Input(e) | Self::Output(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+/// Told how many input bytes are done, from any worker thread (a progress bar).
+pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+
+/// Encrypts the regular file `input` (from its start to the length it has now) into `output`, which the
+/// caller then commits. Fails with [`FileError::Input`] if the input changes length while it is read.
+pub fn encrypt_file(
+    keyring: &dyn Keyring,
+    options: &EncryptOptions,
+    input: &File,
+    output: &mut PendingFile,
+    progress: Progress<'_>,
+) -> std::result::Result<(), FileError> {
+    let input_len = input.metadata().map_err(|e| FileError::Input(Error::Io(e)))?.len();
+    let prepared = block_on(prepare_encrypt(keyring, options)).map_err(FileError::Output)?;
+    let layout = usize::try_from(input_len)
+        .ok()
+        .filter(|_| prepared.signer.is_none() && cfg!(unix))
+        .and_then(|len| Layout::for_plaintext(prepared.frame_length as usize, len));
+    match layout {
+        Some(layout) => seal_file(&prepared, layout, &options.parallelism, input, output, progress)?,
+        None => return stream_encrypt(prepared, options, input, output, progress),
+    }
+    // Bytes past the length read would be silently left out of the message.
+    let mut probe = [0u8; 1];
+    if read_at(input, &mut probe, input_len).map_err(|e| FileError::Input(Error::Io(e)))? != 0 {
+        return Err(FileError::Input(Error::Io(changed_while_read())));
+    }
+    Ok(())
+}
+
+fn changed_while_read() -> io::Error {
+    io::Error::other("the input file changed length while it was being encrypted")
+}
+
+fn stream_encrypt(
+    prepared: PreparedEncryption,
+    options: &EncryptOptions,
+    input: &File,
+    output: &mut PendingFile,
+    progress: Progress<'_>,
+) -> std::result::Result<(), FileError> {
+    let read_failed = AtomicBool::new(false);
+    let reader = At { file: input, offset: 0, progress, failed: &read_failed };
+    let mut out = WipingBufWriter::with_capacity(64 << 10, output);
+    let mut encryptor = Encryptor::with_prepared(prepared, options, &mut out).map_err(FileError::Output)?;
+    encryptor.copy_from(WipingBufReader::with_capacity(16 << 10, reader)).map_err(|e| {
+        if read_failed.load(Ordering::Relaxed) { FileError::Input(Error::Io(e)) } else { output_error(e) }
+    })?;
+    encryptor.finish().map_err(FileError::Output)?;
+    out.flush().map_err(output_error)
+}
+
+fn output_error(e: io::Error) -> FileError {
+    FileError::Output(Error::from_io(e))
+}
+
+/// A message in a regular file whose header authenticated, ready to be decrypted into a [`PendingFile`].
+pub struct FileDecryptor {
+    input: File,
+    header: Header,
+    opened: OpenedHeader,
+    options: DecryptOptions,
+}
+
+impl std::fmt::Debug for FileDecryptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileDecryptor")
+            .field("suite", &self.header.suite())
+            .field("message_id", self.header.message_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileDecryptor {
+    /// Reads the header at the start of `input` and authenticates it with `keyring`.
+    pub fn new(keyring: &dyn Keyring, options: &DecryptOptions, input: File) -> Result<Self> {
+        let unread = AtomicBool::new(false);
+        let at = At { file: &input, offset: 0, progress: &|_| {}, failed: &unread };
+        let header = HeaderDecoder::read_from(options.limits, &mut io::BufReader::with_capacity(16 << 10, at))?;
+        let opened = block_on(open_header(keyring, options, &header))?;
+        Ok(Self { input, header, opened, options: options.clone() })
+    }
+
+    /// The authenticated header: suite, message id, stored encryption context, EDK providers.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Decrypts the body into `output` and returns the header once every frame (and any signature)
+    /// verified. The caller commits `output` only after `Ok`; on an error what `output` holds must be
+    /// dropped with it (as `PendingFile` does).
+    pub fn decrypt_into(
+        self,
+        output: &mut PendingFile,
+        progress: Progress<'_>,
+    ) -> std::result::Result<Header, FileError> {
+        let Self { input, header, opened, options } = self;
+        let body_start = header.as_bytes().len() as u64;
+        if opened.verifier.is_none() && header.content_type() == ContentType::Framed && cfg!(unix) {
+            let input_len = input.metadata().map_err(|e| FileError::Input(Error::Io(e)))?.len();
+            let (key, id, frame_len) = (&opened.keys.content, header.message_id(), header.frame_length());
+            let body = Body { file: &input, start: body_start, len: input_len.saturating_sub(body_start) };
+            if open_file(key, id, frame_len, &options.parallelism, body, output, progress)? {
+                return Ok(header);
+            }
+            // Something about the body is wrong: the streaming decryptor finds and reports it, from scratch.
+            output.file().set_len(0).map_err(|e| FileError::Output(Error::Io(e)))?;
+        }
+        let read_failed = AtomicBool::new(false);
+        let reader = At { file: &input, offset: body_start, progress, failed: &read_failed };
+        let mut decryptor =
+            Decryptor::with_opened(header, opened, &options, WipingBufReader::with_capacity(16 << 10, reader));
+        let write_failed = AtomicBool::new(false);
+        let mut out = Flagged { inner: WipingBufWriter::with_capacity(64 << 10, &mut *output), failed: &write_failed };
+        let blame = |e: io::Error| {
+            if write_failed.load(Ordering::Relaxed) { output_error(e) } else { FileError::Input(Error::from_io(e)) }
+        };
+        decryptor.write_to(&mut out).map_err(blame)?;
+        out.flush().map_err(output_error)?;
+        Ok(decryptor.header().clone())
+    }
+}
+
+/// The body of a message in a file: `len` bytes from offset `start`.
+#[derive(Clone, Copy)]
+struct Body<'a> {
+    file: &'a File,
+    start: u64,
+    len: u64,
+}
+
+/// Reads a file from `offset` on with `pread` (so no other reader's position matters), reporting bytes read
+/// to `progress` and failures to `failed`.
+struct At<'a> {
+    file: &'a File,
+    offset: u64,
+    progress: Progress<'a>,
+    failed: &'a AtomicBool,
+}
+
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = read_at(self.file, buf, self.offset)
+            .inspect_err(|e| self.failed.store(e.kind() != io::ErrorKind::Interrupted, Ordering::Relaxed))?;
+        self.offset += n as u64;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
+/// A writer that remembers whether it failed, so that an error out of the decryptor can be blamed on the
+/// right side.
+struct Flagged<'a, W> {
+    inner: W,
+    failed: &'a AtomicBool,
+}
+
+impl<W: Write> Write for Flagged<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| self.failed.store(true, Ordering::Relaxed))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed.store(true, Ordering::Relaxed))
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(unix)]
+fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+}
+
+// Off Unix the positioned path is never taken (`cfg!(unix)` above); these only keep it compiling.
+#[cfg(not(unix))]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = file;
+    file.seek(SeekFrom::Start(offset))?;
+    file.read(buf)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = file;
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buf)
+}
+
+#[cfg(not(unix))]
+fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = file;
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(buf)
+}
+
+/// One worker's buffers, reused from job to job and wiped on drop (one of them holds plaintext).
+#[derive(Default)]
+struct Scratch {
+    input: Zeroizing<Vec<u8>>,
+    output: Zeroizing<Vec<u8>>,
+}
+
+impl Scratch {
+    /// The two buffers, `input_len` and `output_len` bytes long.
+    fn sized(&mut self, input_len: usize, output_len: usize) -> (&mut [u8], &mut [u8]) {
+        for (buf, len) in [(&mut self.input, input_len), (&mut self.output, output_len)] {
+            // Grown by a copy that wipes the old block: it may hold the plaintext of the last job.
+            buf.truncate(len);
+            buffer::reserve_exact(buf, len - buf.len());
+            buf.resize(len, 0);
+        }
+        (&mut self.input[..], &mut self.output[..])
+    }
+}
+
+/// How a job went: done, or (decrypting) a frame did not verify.
+type Outcome = io::Result<bool>;
+
+/// Runs jobs `0..jobs` on `threads` threads (the caller's among them), each thread with its own
+/// [`Scratch`], handing jobs out one at a time. Stops handing them out at the first job that fails or
+/// returns false; returns the first error, else whether every job returned true.
+fn run_jobs(threads: usize, jobs: usize, work: impl Fn(usize, &mut Scratch) -> Outcome + Sync) -> Outcome {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let failure = Mutex::new(None::<io::Error>);
+    let drain = || {
+        let mut scratch = Scratch::default();
+        while !stop.load(Ordering::Relaxed) {
+            let job = next.fetch_add(1, Ordering::Relaxed);
+            if job >= jobs {
+                return;
+            }
+            match work(job, &mut scratch) {
+                Ok(true) => {}
+                Ok(false) => stop.store(true, Ordering::Relaxed),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    failure.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(e);
+                }
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        for i in 1..threads.min(jobs) {
+            // A thread that cannot start leaves its share to the others; the caller's thread always runs.
+            let _ = std::thread::Builder::new().name(format!("kms-envelope-file-{i}")).spawn_scoped(scope, drain);
+        }
+        drain();
+    });
+    match failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        Some(e) => Err(e),
+        None => Ok(!stop.load(Ordering::Relaxed)),
+    }
+}
+
+/// The threads a body of `body_len` bytes is worth.
+fn threads_for(parallelism: &Parallelism, body_len: usize) -> usize {
+    if worth_threads(parallelism, body_len) { parallelism.threads } else { 1 }
+}
+
+/// Where job `job` of `layout` lies: its first frame's index and how many frames it holds (the last job
+/// is the final frame alone).
+fn job_frames(layout: &Layout, per_job: usize, job: usize) -> (usize, usize) {
+    let first = job * per_job;
+    (first, per_job.min(layout.regular - first))
+}
+
+fn regular_jobs(layout: &Layout, per_job: usize) -> usize {
+    layout.regular.div_ceil(per_job)
+}
+
+/// A write of `n` bytes at a known offset landed: counts it for the background sync, if any.
+fn landed(writeback: Option<&Writeback>, n: usize) {
+    if let Some(writeback) = writeback {
+        writeback.wrote(n);
+    }
+}
+
+/// Writes the header and the sealed body of `layout` from `input` into `output`.
+fn seal_file(
+    prepared: &PreparedEncryption,
+    layout: Layout,
+    parallelism: &Parallelism,
+    input: &File,
+    output: &PendingFile,
+    progress: Progress<'_>,
+) -> std::result::Result<(), FileError> {
+    let (key, id, header) = (&prepared.keys.content, &prepared.message_id, &prepared.header[..]);
+    let (file, writeback) = output.positioned();
+    write_all_at(file, header, 0).map_err(output_error)?;
+    landed(writeback, header.len());
+    let per_job = layout.frames_per_job(parallelism);
+    let regular_jobs = regular_jobs(&layout, per_job);
+    let body_start = header.len() as u64;
+    // Which side failed, for the caller's message: set by a failed read.
+    let read_failed = AtomicBool::new(false);
+    let reading = |e: io::Error| {
+        read_failed.store(true, Ordering::Relaxed);
+        // A file that shrank while read ends early.
+        if e.kind() == io::ErrorKind::UnexpectedEof { changed_while_read() } else { e }
+    };
+    let seal_job = |job: usize, scratch: &mut Scratch| -> Outcome {
+        let (plain_len, out_at, out) = if job == regular_jobs {
+            let (plain, out) = scratch.sized(layout.last, FINAL_PREFIX + layout.last + TAG_LEN);
+            read_exact_at(input, plain, (layout.regular * layout.frame_len) as u64).map_err(reading)?;
+            seal_final(key, id, layout.final_sequence(), plain, out);
+            (plain.len(), layout.regular * layout.stride(), out)
+        } else {
+            let (first, frames) = job_frames(&layout, per_job, job);
+            let (plain, out) = scratch.sized(frames * layout.frame_len, frames * layout.stride());
+            read_exact_at(input, plain, (first * layout.frame_len) as u64).map_err(reading)?;
+            let pairs = plain.chunks(layout.frame_len).zip(out.chunks_mut(layout.stride()));
+            for (sequence, (plain, out)) in (first as u32 + 1..).zip(pairs) {
+                seal_regular(key, id, sequence, plain, out);
+            }
+            (plain.len(), first * layout.stride(), out)
+        };
+        write_all_at(file, out, body_start + out_at as u64)?;
+        landed(writeback, out.len());
+        progress(plain_len as u64);
+        Ok(true)
+    };
+    let threads = threads_for(parallelism, layout.body_len());
+    run_jobs(threads, regular_jobs + 1, seal_job)
+        .map(drop)
+        .map_err(|e| if read_failed.load(Ordering::Relaxed) { FileError::Input(Error::Io(e)) } else { output_error(e) })
+}
+
+/// Decrypts the framed body `body` into `output`; `Ok(true)` once every frame verified, `Ok(false)` if
+/// anything about the body is wrong or it does not have the only layout its length allows (the streaming
+/// decryptor must then run and report what), an error if reading or writing failed.
+fn open_file(
+    key: &AeadKey,
+    id: &MessageId,
+    frame_len: u32,
+    parallelism: &Parallelism,
+    body: Body<'_>,
+    output: &PendingFile,
+    progress: Progress<'_>,
+) -> std::result::Result<bool, FileError> {
+    let input_error = |e: io::Error| FileError::Input(Error::Io(e));
+    let Some(layout) = usize::try_from(body.len).ok().and_then(|len| Layout::for_body(frame_len as usize, len)) else {
+        return Ok(false);
+    };
+    let final_at = body.start + (layout.regular * layout.stride()) as u64;
+    let mut prefix = [0u8; FINAL_PREFIX];
+    read_exact_at(body.file, &mut prefix, final_at).map_err(input_error)?;
+    if !layout.final_prefix_matches(&prefix) {
+        return Ok(false);
+    }
+    let (file, writeback) = output.positioned();
+    let per_job = layout.frames_per_job(parallelism);
+    let regular_jobs = regular_jobs(&layout, per_job);
+    let write_failed = AtomicBool::new(false);
+    let open_job = |job: usize, scratch: &mut Scratch| -> Outcome {
+        let (in_len, out_at, verified, out) = if job == regular_jobs {
+            let (wire, plain) = scratch.sized(FINAL_PREFIX + layout.last + TAG_LEN, layout.last);
+            read_exact_at(body.file, wire, final_at)?;
+            let verified = open_final(key, id, layout.final_sequence(), wire, plain);
+            (wire.len(), layout.regular * layout.frame_len, verified, plain)
+        } else {
+            let (first, frames) = job_frames(&layout, per_job, job);
+            let (wire, plain) = scratch.sized(frames * layout.stride(), frames * layout.frame_len);
+            read_exact_at(body.file, wire, body.start + (first * layout.stride()) as u64)?;
+            let pairs = wire.chunks(layout.stride()).zip(plain.chunks_mut(layout.frame_len));
+            let verified = (first as u32 + 1..)
+                .zip(pairs)
+                .all(|(sequence, (wire, plain))| open_regular(key, id, sequence, wire, plain));
+            (wire.len(), first * layout.frame_len, verified, plain)
+        };
+        if !verified {
+            return Ok(false);
+        }
+        // Only verified plaintext reaches the (unnamed or temp) output.
+        write_all_at(file, out, out_at as u64).inspect_err(|_| write_failed.store(true, Ordering::Relaxed))?;
+        landed(writeback, out.len());
+        progress(in_len as u64);
+        Ok(true)
+    };
+    let threads = threads_for(parallelism, layout.body_len());
+    run_jobs(threads, regular_jobs + 1, open_job).map_err(|e| {
+        // A file that shrank while read ends early: the streaming decryptor cannot do better, so the error
+        // stands as an input error.
+        if write_failed.load(Ordering::Relaxed) { output_error(e) } else { input_error(e) }
+    })
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::fs;
+
+    use super::*;
+    use crate::keyring::RawAesKeyring;
+
+    const FRAME: usize = 32;
+
+    fn keyring() -> RawAesKeyring {
+        RawAesKeyring::new("positioned", "key", &[0x5a; 32]).unwrap()
+    }
+
+    fn parallelism(threads: usize) -> Parallelism {
+        Parallelism { threads, threshold: 0, job_length: 3 * FRAME }
+    }
+
+    fn plaintext(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn sealed_files_are_the_one_shot_messages_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = EncryptOptions::new().frame_length(FRAME as u32);
+        for threads in [1, 3] {
+            for len in [0, 1, FRAME - 1, FRAME, FRAME + 1, 3 * FRAME, 7 * FRAME + 3, 9 * FRAME] {
+                let pt = plaintext(len);
+                fs::write(dir.path().join("pt"), &pt).unwrap();
+                let prepared = block_on(prepare_encrypt(&keyring(), &options)).unwrap();
+                let layout = Layout::for_plaintext(FRAME, len).unwrap();
+                let destination = dir.path().join("ct");
+                let pending = PendingFile::create(&destination, true).unwrap();
+                let input = File::open(dir.path().join("pt")).unwrap();
+                seal_file(&prepared, layout, &parallelism(threads), &input, &pending, &|_| {}).unwrap();
+                pending.commit(false, true).unwrap();
+
+                let mut expected = Vec::new();
+                let (key, id) = (&prepared.keys.content, &prepared.message_id);
+                let one_shot = super::super::whole::encrypt(
+                    key,
+                    id,
+                    &prepared.header,
+                    FRAME as u32,
+                    &parallelism(2),
+                    &pt,
+                    &mut expected,
+                );
+                assert!(one_shot);
+                assert_eq!(fs::read(&destination).unwrap(), expected, "{len} bytes, {threads} threads");
+            }
+        }
+    }
+
+    /// `open_file` on `message` (in a file): its verdict and what it wrote.
+    fn open(message: &[u8], threads: usize) -> (bool, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("ct"), message).unwrap();
+        let options = DecryptOptions::new();
+        let decryptor = FileDecryptor::new(&keyring(), &options, File::open(dir.path().join("ct")).unwrap()).unwrap();
+        let header = &decryptor.header;
+        let start = header.as_bytes().len() as u64;
+        let body = Body { file: &decryptor.input, start, len: message.len() as u64 - start };
+        let (key, id) = (&decryptor.opened.keys.content, header.message_id());
+        let pending = PendingFile::create(&dir.path().join("out"), false).unwrap();
+        let verified =
+            open_file(key, id, header.frame_length(), &parallelism(threads), body, &pending, &|_| {}).unwrap();
+        let mut written = Vec::new();
+        pending.positioned().0.read_to_end(&mut written).unwrap();
+        (verified, written)
+    }
+
+    #[test]
+    fn bodies_open_at_known_offsets_only_when_every_frame_verifies() {
+        let pt = plaintext(10 * FRAME + 5);
+        let options = EncryptOptions::new().frame_length(FRAME as u32).threads(1);
+        let message = crate::stream::encrypt(&keyring(), &options, &pt).unwrap();
+        for threads in [1, 3] {
+            assert_eq!(open(&message, threads), (true, pt.clone()), "{threads} threads");
+            let mut tampered = message.clone();
+            let middle = message.len() - 5 * (FRAME + 32);
+            tampered[middle] ^= 1;
+            assert!(!open(&tampered, threads).0, "{threads} threads");
+            assert!(!open(&message[..message.len() - 1], threads).0, "{threads} threads");
+            let mut longer = message.clone();
+            longer.push(0);
+            assert!(!open(&longer, threads).0, "{threads} threads");
+        }
+    }
+}
