@@ -818,6 +818,12 @@ impl Write for Captured {
 
 #[test]
 fn logs_at_trace_level_hold_spans_and_figures_but_no_secret() {
+    // In a process of its own: tracing caches each call site's interest process-wide, so another test's
+    // threads hitting "bundle ready" first can keep it from this test's (scoped) subscriber.
+    common::in_own_process("logs_at_trace_level_hold_spans_and_figures_but_no_secret", logs_at_trace_level);
+}
+
+fn logs_at_trace_level() {
     use base64::Engine as _;
 
     let Some(env) = Env::new() else { return };

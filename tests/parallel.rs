@@ -3,6 +3,8 @@
 //! path: only whole verified frames before the damage, never anything after it, never the final frame of a
 //! signed message before the footer verified.
 
+mod common;
+
 use std::io::{Read, Write};
 
 use kms_envelope::{AlgorithmSuite, DecryptOptions, Decryptor, EncryptOptions, Encryptor, Error, RawAesKeyring};
@@ -197,27 +199,9 @@ fn thread_names() -> Vec<String> {
     dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok()).collect()
 }
 
-/// Runs `body` in a process of its own: this test binary again, with only `test` selected. Thread names
-/// seen there are this test's alone, never those of the other tests running beside it in this process.
-fn in_own_process(test: &str, body: impl FnOnce()) {
-    const CHILD: &str = "KMS_ENVELOPE_TEST_OWN_PROCESS";
-    if std::env::var_os(CHILD).is_some() {
-        body();
-        return;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--test-threads=1", "--nocapture"])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{test} in its own process:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("test result: ok. 1 passed"), "{test} did not run in its own process:\n{stdout}");
-}
-
 #[test]
 fn workers_start_past_the_threshold_and_streams_drop_cleanly() {
-    in_own_process("workers_start_past_the_threshold_and_streams_drop_cleanly", workers_and_clean_drops);
+    common::in_own_process("workers_start_past_the_threshold_and_streams_drop_cleanly", workers_and_clean_drops);
 }
 
 fn workers_and_clean_drops() {

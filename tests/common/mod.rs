@@ -49,3 +49,22 @@ pub fn run_peer(python: &Path, args: &[&str]) -> (bool, String) {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Runs `body` in a process of its own: this test binary again, with only `test` selected. What it
+/// observes process-wide (thread names, tracing output) is this test's alone, never that of the other tests
+/// running beside it in this process.
+pub fn in_own_process(test: &str, body: impl FnOnce()) {
+    const CHILD: &str = "KMS_ENVELOPE_TEST_OWN_PROCESS";
+    if std::env::var_os(CHILD).is_some() {
+        body();
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--test-threads=1", "--nocapture"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{test} in its own process:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("test result: ok. 1 passed"), "{test} did not run in its own process:\n{stdout}");
+}
