@@ -63,7 +63,7 @@ pub use keyring::kms::{
     AwsKmsDiscoveryKeyring, AwsKmsKeyring, AwsKmsMrkDiscoveryKeyring, AwsKmsMrkKeyring, DiscoveryFilter, KmsArn,
     KmsClients,
 };
-pub use keyring::{Keyring, MultiKeyring, RawAesKeyring};
+pub use keyring::{CacheLimits, CachingKeyring, Keyring, MaterialsCache, MultiKeyring, RawAesKeyring};
 pub use stream::file::decrypt_to_path;
 #[cfg(feature = "async")]
 pub use stream::{AsyncDecryptor, AsyncEncryptor};

@@ -49,7 +49,10 @@ pub fn encrypt_into(
     plaintext: &[u8],
     message: &mut Vec<u8>,
 ) -> Result<()> {
-    let prepared = block_on(prepare_encrypt(keyring, options)).inspect_err(|_| message.clear())?;
+    let length = plaintext.len() as u64;
+    let prepared = check_declared_length(options, length)
+        .and_then(|()| block_on(prepare_encrypt(keyring, options, Some(length))))
+        .inspect_err(|_| message.clear())?;
     if prepared.signer.is_none() {
         let (key, id, frame_length) = (&prepared.keys.content, &prepared.message_id, prepared.frame_length);
         if whole::encrypt(key, id, &prepared.header, frame_length, &options.parallelism, plaintext, message) {
@@ -62,6 +65,14 @@ pub fn encrypt_into(
         .and_then(|mut encryptor| encryptor.write_all(plaintext).map_err(Error::from_io).map(|()| encryptor))
         .and_then(|encryptor| encryptor.finish().map(drop));
     streamed.inspect_err(|_| message.clear())
+}
+
+/// Fails if `length` plaintext bytes exceed what the options declared.
+fn check_declared_length(options: &EncryptOptions, length: u64) -> Result<()> {
+    match options.max_plaintext_length {
+        Some(max) if length > max => Err(Error::LimitExceeded { limit: "plaintext length", value: length, max }),
+        _ => Ok(()),
+    }
 }
 
 /// A fully verified plaintext and the header it came with.
