@@ -4,7 +4,8 @@
 //!
 //! A [`CachingKeyring`] asks its inner keyring for a data key only when [`MaterialsCache`] holds no usable
 //! entry for the request. An encrypt entry serves at most [`CacheLimits::max_messages`] messages and
-//! [`CacheLimits::max_bytes`] plaintext bytes, and no entry is used once it is [`CacheLimits::max_age`] old.
+//! [`CacheLimits::max_bytes`] plaintext bytes, and no entry is used once it is as old as the max age given
+//! to [`CacheLimits::new`].
 //!
 //! Reusing a data key links the messages that share it: whoever holds it reads them all, and the messages
 //! carry the same encrypted data keys. Keep the limits as low as the call budget allows.
@@ -258,7 +259,7 @@ impl MaterialsCache {
     fn claim<T>(&self, id: &CacheId, lookup: impl FnOnce(&mut State) -> Option<T>) -> Claim<'_, T> {
         let mut state = self.lock();
         state.prune(self.clock.now(), id);
-        if let Some(found) = lookup(&mut *state) {
+        if let Some(found) = lookup(&mut state) {
             state.touch(id);
             return Claim::Hit(found);
         }

@@ -113,7 +113,7 @@ impl EncryptOptions {
     /// Declares that a streamed message holds at most `bytes` of plaintext: the [`Encryptor`](crate::Encryptor)
     /// fails a write past it. A [`CachingKeyring`](crate::CachingKeyring) caches a stream's data key only when
     /// this is set, since it counts bytes per data key before the message is written. (The one-shot
-    /// [`encrypt()`](crate::encrypt) knows the length and needs no declaration; the async encryptor does not
+    /// [`encrypt()`](crate::encrypt()) knows the length and needs no declaration; the async encryptor does not
     /// enforce it and never has its data key cached.)
     pub fn max_plaintext_length(mut self, bytes: Option<u64>) -> Self {
         self.max_plaintext_length = bytes;
