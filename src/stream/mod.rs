@@ -32,8 +32,8 @@ use cmm::{open_header, prepare_encrypt};
 
 /// Encrypts `plaintext` into one message.
 ///
-/// Past [`EncryptOptions::parallel_threshold`] an unsigned message is sealed on
-/// [`EncryptOptions::threads`] threads straight from `plaintext` into the returned buffer.
+/// An unsigned message is sealed straight from `plaintext` into the returned buffer: on the calling thread,
+/// or past [`EncryptOptions::parallel_threshold`] on [`EncryptOptions::threads`] threads.
 pub fn encrypt(keyring: &dyn Keyring, options: &EncryptOptions, plaintext: &[u8]) -> Result<Vec<u8>> {
     let mut message = Vec::new();
     encrypt_into(keyring, options, plaintext, &mut message)?;
@@ -86,8 +86,8 @@ pub struct Decrypted {
 
 /// Decrypts a whole message held in memory. Nothing is returned unless every check passed.
 ///
-/// Past [`DecryptOptions::parallel_threshold`] the frames of an unsigned message are opened on
-/// [`DecryptOptions::threads`] threads straight from `message` into the plaintext.
+/// The frames of an unsigned message are opened straight from `message` into the plaintext: on the calling
+/// thread, or past [`DecryptOptions::parallel_threshold`] on [`DecryptOptions::threads`] threads.
 pub fn decrypt(keyring: &dyn Keyring, options: &DecryptOptions, message: &[u8]) -> Result<Decrypted> {
     let mut plaintext = Zeroizing::new(Vec::new());
     let header = decrypt_into(keyring, options, message, &mut plaintext)?;
