@@ -236,3 +236,20 @@ impl kms_envelope::Keyring for CountingKeyring {
         self.inner.on_decrypt(materials, edks)
     }
 }
+
+/// The byte limit counts on the declared length: a stream may not exceed it.
+#[test]
+fn a_stream_past_its_declared_length_fails() {
+    let keyring = raw_keyring();
+    let options = EncryptOptions::new().max_plaintext_length(Some(10));
+    let mut encryptor = Encryptor::new(&keyring, &options, Vec::new()).unwrap();
+    std::io::Write::write_all(&mut encryptor, b"0123456789").unwrap();
+    assert!(std::io::Write::write_all(&mut encryptor, b"x").is_err());
+    assert!(encryptor.finish().is_err(), "a message past its declared length must not be completed");
+    let mut encryptor = Encryptor::new(&keyring, &options, Vec::new()).unwrap();
+    assert!(encryptor.copy_from(&b"01234567890"[..]).is_err());
+    assert!(encryptor.finish().is_err());
+    assert!(encrypt(&keyring, &options, b"01234567890").is_err());
+    let message = encrypt(&keyring, &options, b"0123456789").unwrap();
+    assert_eq!(&decrypt(&keyring, &DecryptOptions::new(), &message).unwrap().plaintext[..], b"0123456789");
+}
