@@ -12,6 +12,7 @@
 #   scripts/cache-bench.sh                  everything (needs the venv of scripts/test.sh and a moto server)
 #   BENCH_SECONDS=1 scripts/cache-bench.sh  shorter measurements
 #   KMS_ENVELOPE_MOTO_ENDPOINT=URL          an already running moto (else one is started on a free port)
+#   BENCH_CARGO_FLAGS=--no-default-features  a raw-key-only build (RustCrypto AES-GCM, no KMS part): quick
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -30,8 +31,9 @@ PY="${KMS_ENVELOPE_PYTHON:-$REPO/.venv/bin/python}"
 command -v taskset >/dev/null || die "taskset not found (util-linux)"
 
 echo "== build: benches/small.rs (release)"
-cargo bench -q --bench small --no-run 2>/dev/null || cargo bench --bench small --no-run
-BENCH="$(cargo bench -q --bench small --no-run --message-format=json 2>/dev/null \
+read -ra FLAGS <<<"${BENCH_CARGO_FLAGS:-}"
+cargo bench -q "${FLAGS[@]}" --bench small --no-run 2>/dev/null || cargo bench "${FLAGS[@]}" --bench small --no-run
+BENCH="$(cargo bench -q "${FLAGS[@]}" --bench small --no-run --message-format=json 2>/dev/null \
   | sed -n 's/.*"executable":"\([^"]*small[^"]*\)".*/\1/p' | tail -1)"
 [[ -x "$BENCH" ]] || die "could not find the built bench binary"
 
