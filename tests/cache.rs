@@ -253,3 +253,23 @@ fn a_stream_past_its_declared_length_fails() {
     let message = encrypt(&keyring, &options, b"0123456789").unwrap();
     assert_eq!(&decrypt(&keyring, &DecryptOptions::new(), &message).unwrap().plaintext[..], b"0123456789");
 }
+
+/// Lambda: the event key cache lives in the `ColdStart`, so a warm invocation's message under a data key
+/// seen before costs no keyring call.
+#[cfg(feature = "lambda")]
+#[test]
+fn lambda_events_share_the_cold_starts_key_cache() {
+    use kms_envelope::lambda::ColdStart;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counting = CountingKeyring { inner: raw_keyring(), calls: calls.clone() };
+    let cold_start = ColdStart::new(counting).event_key_cache(CacheLimits::new(Duration::from_secs(60)), 10).unwrap();
+    let writer = CachingKeyring::new(raw_keyring(), Arc::new(MaterialsCache::new(4)), limits()).unwrap();
+    let messages: Vec<Vec<u8>> =
+        (0..5).map(|i| encrypt(&writer, &EncryptOptions::new(), format!("event {i}").as_bytes()).unwrap()).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    for (i, message) in messages.into_iter().enumerate() {
+        let decrypted = runtime.block_on(cold_start.decrypt_event(message)).unwrap();
+        assert_eq!(&decrypted.plaintext[..], format!("event {i}").as_bytes());
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "one data key, one keyring call");
+}
