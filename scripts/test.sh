@@ -17,7 +17,7 @@ set -euo pipefail
 # `rsa` turn on), and the raw-key-only builds that must compile and pass without the AWS SDK, on RustCrypto
 # `aes-gcm` (with and without the CLI), so that both backends stay tested.
 # Not --all-features: `fips` builds AWS-LC's FIPS module, which needs CMake and Go on the machine.
-FULL_FEATURES="cli,kms,lambda,s3,async,rsa"
+FULL_FEATURES="cli,kms,lambda,s3,async,rsa,extension"
 FEATURE_SETS=(
   "--features $FULL_FEATURES"
   "--no-default-features --features cli,bundle,async"
@@ -27,7 +27,7 @@ FEATURE_SETS=(
 # every set compiles the same way): run once, in the full set (the first above). The other sets still build
 # the library and the CLI and run the unit tests (the AES-GCM known answer included, on RustCrypto) and every
 # other test file, so what a feature switches is covered where it is switched.
-FULL_SET_ONLY_TESTS=(interop_python cli_interop vectors mutation limits)
+FULL_SET_ONLY_TESTS=(interop_python cli_interop vectors mutation limits extension)
 
 # Budget (cold, this 2-core machine; the goal is a full run <= 30 min, CI allows 90). Measured per stage in
 # the closing summary of every run; a change that pushes a stage past its budget must make room elsewhere.
@@ -81,6 +81,9 @@ if ((run_lint)); then
   cargo clippy --all-targets --features "$FULL_FEATURES" -- -D warnings
   header "lint: cargo clippy (raw keys only, RustCrypto backend) -- -D warnings"
   cargo clippy --all-targets --no-default-features --features cli,bundle,async -- -D warnings
+  header "lint: cargo clippy --no-default-features --features quickstart --bin quickstart -- -D warnings"
+  # The README's first command builds this binary with only its own feature, which no other lint covers.
+  cargo clippy --no-default-features --features quickstart --bin quickstart -- -D warnings
   header "lint: cargo doc --no-deps --features $FULL_FEATURES (RUSTDOCFLAGS=-Dwarnings)"
   RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --features "$FULL_FEATURES"
   header "lint: the fuzz crate (cargo fmt --check, cargo clippy --all-targets -D warnings)"

@@ -119,6 +119,8 @@ pub use keyring::kms::KmsArn;
 #[cfg(feature = "kms")]
 #[doc(inline)]
 pub use keyring::kms::KmsClients;
+#[doc(inline)]
+pub use keyring::{CacheLimits, CachingKeyring, MaterialsCache};
 #[cfg(feature = "async")]
 #[doc(inline)]
 pub use stream::AsyncDecryptor;

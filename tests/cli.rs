@@ -473,6 +473,50 @@ fn recursive_mirrors_the_tree_one_message_per_file() {
     assert!(s.path("dec3/certs/tls.pem").is_file());
 }
 
+/// The encrypted data keys of each message file below `dir`, in path order.
+fn edks_below(dir: &Path) -> Vec<Vec<kms_envelope::EncryptedDataKey>> {
+    tree(dir)
+        .into_iter()
+        .map(|(name, _)| {
+            let message = fs::read(dir.join(name)).unwrap();
+            let header =
+                kms_envelope::format::header::HeaderDecoder::read_from(Default::default(), &mut &message[..]).unwrap();
+            header.encrypted_data_keys().to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn recursive_reuses_data_keys_only_when_asked() {
+    let s = Scratch::new();
+    fs::create_dir(s.path("src")).unwrap();
+    for i in 0..5 {
+        s.write(&format!("src/f{i}"), &plaintext(100 + i));
+    }
+    let distinct = |dir: &str| edks_below(&s.path(dir)).into_iter().collect::<std::collections::HashSet<_>>().len();
+
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["-r", "src", "plain"]])), 0);
+    assert_eq!(distinct("plain"), 5, "without --cache-max-age every file has a data key of its own");
+
+    let cached = ["-r", "--cache-max-age", "600", "--cache-max-messages", "2", "src", "cached"];
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &cached])), 0);
+    assert_eq!(distinct("cached"), 3, "two files per data key");
+    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["-r", "cached", "dec"]])), 0);
+    assert_eq!(tree(&s.path("dec")), tree(&s.path("src")));
+
+    expect(
+        s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["-r", "--cache-max-age", "600", "src", "all"]])),
+        0,
+    );
+    assert_eq!(distinct("all"), 1);
+
+    // Opt-in only, and a max age is required.
+    let no_age = ["-r", "--cache-max-messages", "2", "src", "x"];
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &no_age])), 2);
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--cache-max-age", "6", "src/f1", "x"]])), 2);
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["-r", "--cache-max-age", "0", "src", "x"]])), 2);
+}
+
 /// Like `expect`, for commands that print several failure lines (one per file).
 fn expect_lines(cmd: &mut Command, code: i32) -> (Vec<u8>, String) {
     let out = cmd.output().unwrap();

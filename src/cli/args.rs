@@ -328,6 +328,14 @@ pub struct EncryptArgs {
     /// With --recursive: appended to each output file name.
     #[arg(long, value_name = "SUFFIX", default_value = ".encrypted", requires = "recursive")]
     pub suffix: String,
+    /// With --recursive: reuse one data key across files for up to SECONDS (one KMS call per data key, not
+    /// per file). Off by default, since files that share a data key are linked: whoever can decrypt one
+    /// file's data key can decrypt them all.
+    #[arg(long, value_name = "SECONDS", requires = "recursive", value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_max_age: Option<u64>,
+    /// With --cache-max-age: at most N files per data key (default 2^32).
+    #[arg(long, value_name = "N", requires = "cache_max_age", value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
+    pub cache_max_messages: Option<u64>,
     /// Plaintext file, - for stdin, or a directory with --recursive.
     pub input: String,
     /// Message file, - for stdout, or a directory with --recursive.

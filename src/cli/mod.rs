@@ -12,11 +12,16 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use kms_envelope::OutputOptions;
 use kms_envelope::bundle::encrypt_directory;
 use kms_envelope::bundle::unpack_verified;
-use kms_envelope::{DecryptLimits, DecryptOptions, Decryptor, EncryptOptions, Header, Keyring};
+use kms_envelope::{
+    CacheLimits, CachingKeyring, DecryptLimits, DecryptOptions, Decryptor, EncryptOptions, Header, Keyring,
+    MaterialsCache,
+};
 
 use args::{
     BundleArgs, Cli, Command, DecryptArgs, DecryptSettings, EncryptArgs, EncryptSettings, OutputArgs, UnbundleArgs,
@@ -105,9 +110,12 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
     if args.recursive {
         let (jobs, problems) =
             tree::plan(Path::new(&args.input), Path::new(&args.output), &|name| tree::with_suffix(name, &args.suffix))?;
-        let keyring = keys::for_encrypt(&args.keys)?;
+        let keyring = cached(keys::for_encrypt(&args.keys)?, args)?;
         return tree::run(jobs, problems, |job| {
             let input = io::open_input(&job.input.to_string_lossy())?;
+            // The size declared lets a caching keyring count bytes per data key; a file that grows past it
+            // while being read fails.
+            let options = options.clone().max_plaintext_length(input.size);
             io::encrypt_to(keyring.as_ref(), &options, input, &job.output.to_string_lossy(), out)
         });
     }
@@ -119,6 +127,19 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
     }
     let keyring = keys::for_encrypt(&args.keys)?;
     io::encrypt_to(keyring.as_ref(), &options, input, &args.output, out)
+}
+
+/// The keyring of `encrypt --recursive`, caching its data keys if `--cache-max-age` asked for it. One run
+/// uses one encryption context and suite, so the cache needs one entry.
+fn cached(keyring: Box<dyn Keyring>, args: &EncryptArgs) -> Result<Box<dyn Keyring>, Failure> {
+    let Some(max_age) = args.cache_max_age else { return Ok(keyring) };
+    let mut limits = CacheLimits::new(Duration::from_secs(max_age));
+    if let Some(messages) = args.cache_max_messages {
+        limits = limits.max_messages(messages);
+    }
+    let cache = Arc::new(MaterialsCache::new(1));
+    let caching = CachingKeyring::new(keyring, cache, limits).map_err(|e| Failure::usage(e.to_string()))?;
+    Ok(Box::new(caching))
 }
 
 fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {

@@ -16,13 +16,26 @@ pub struct EncryptionMaterials {
     required_context_keys: BTreeSet<String>,
     data_key: Option<DataKey>,
     edks: Vec<EncryptedDataKey>,
+    max_plaintext_length: Option<u64>,
 }
 
 impl EncryptionMaterials {
     /// Materials with no data key yet. `context` is the full context keyrings authenticate: it includes
     /// `aws-crypto-public-key` for signed suites and the required-context pairs.
     pub fn new(suite: AlgorithmSuite, context: EncryptionContext, required_context_keys: BTreeSet<String>) -> Self {
-        Self { suite, context, required_context_keys, data_key: None, edks: Vec::new() }
+        Self { suite, context, required_context_keys, data_key: None, edks: Vec::new(), max_plaintext_length: None }
+    }
+
+    /// Declares that the message holds at most `length` plaintext bytes (the encryptor enforces it), which
+    /// a [`CachingKeyring`](super::CachingKeyring) needs to count bytes per data key.
+    pub fn with_max_plaintext_length(mut self, length: Option<u64>) -> Self {
+        self.max_plaintext_length = length;
+        self
+    }
+
+    /// The most plaintext bytes the message may hold, when known before encrypting.
+    pub fn max_plaintext_length(&self) -> Option<u64> {
+        self.max_plaintext_length
     }
 
     /// The suite the message uses.

@@ -5,6 +5,7 @@
 //! Keyring calls are `async`, because KMS calls are; the blocking stream API drives them with
 //! [`block_on`], which needs no runtime for local keyrings.
 
+pub mod caching;
 pub mod kms;
 mod materials;
 pub mod multi;
@@ -17,6 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
+pub use caching::{CacheLimits, CachingKeyring, MaterialsCache};
 pub use materials::{DecryptionMaterials, EncryptionMaterials};
 pub use multi::MultiKeyring;
 pub use raw_aes::RawAesKeyring;

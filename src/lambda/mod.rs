@@ -41,10 +41,10 @@ pub use source::Source;
 use crate::bundle;
 use crate::error::{Error, Result};
 use crate::format::header::HeaderDecoder;
-use crate::keyring::Keyring;
+use crate::keyring::{CacheLimits, CachingKeyring, Keyring, MaterialsCache};
 use crate::stream::file::{OutputOptions, PendingFile, remove_stale_partials, write_verified};
 use crate::stream::positioned::{FileDecryptor, FileError};
-use crate::stream::{DecryptOptions, Decryptor};
+use crate::stream::{DecryptOptions, Decrypted, Decryptor};
 use reuse::Identity;
 
 /// How a bundle's plaintext lands.
@@ -131,6 +131,9 @@ struct Config {
 pub struct ColdStart {
     config: Config,
     bundles: Vec<BundleSpec>,
+    /// The keyring of [`decrypt_event`](Self::decrypt_event): the configured one, or a caching keyring
+    /// around it.
+    event_keyring: Arc<dyn Keyring>,
     done: tokio::sync::OnceCell<Vec<Landed>>,
 }
 
@@ -149,6 +152,7 @@ impl ColdStart {
     /// As [`new`](Self::new), with a keyring shared elsewhere.
     pub fn with_shared_keyring(keyring: Arc<dyn Keyring>) -> Self {
         Self {
+            event_keyring: keyring.clone(),
             config: Config {
                 keyring,
                 options: DecryptOptions::new(),
@@ -167,6 +171,32 @@ impl ColdStart {
     pub fn bundle(mut self, spec: BundleSpec) -> Self {
         self.bundles.push(spec);
         self
+    }
+
+    /// Keeps the data keys that [`decrypt_event`](Self::decrypt_event) unwraps in a cache of at most
+    /// `capacity` entries, held by this `ColdStart`. A function builds its `ColdStart` once per execution
+    /// environment (in `main`, before the runtime loop), so the cache survives warm invocations: a function
+    /// that decrypts one message per event makes one KMS call per distinct data key per
+    /// [`CacheLimits`] max age, not one per event. (Bundles decrypted by [`run`](Self::run) do not use it:
+    /// each is decrypted once per environment anyway.)
+    ///
+    /// The trade-off: an unwrapped data key stays in the function's memory for up to the max age, and
+    /// anyone who can read that memory (a dump, a compromised dependency) reads every message under it,
+    /// including ones whose KMS key access was revoked in the meantime: revocation takes effect only
+    /// when the entry expires. Choose the max age as the longest time a revocation may lag (minutes, not
+    /// hours), and the capacity as the number of distinct data keys a warm environment sees in that time.
+    pub fn event_key_cache(mut self, limits: CacheLimits, capacity: usize) -> Result<Self> {
+        let cache = Arc::new(MaterialsCache::new(capacity));
+        self.event_keyring = Arc::new(CachingKeyring::new(self.config.keyring.clone(), cache, limits)?);
+        Ok(self)
+    }
+
+    /// Decrypts one event's message in memory with this cold start's keyring and options, through the
+    /// [event key cache](Self::event_key_cache) if one is set. The crypto runs on the blocking pool; nothing
+    /// is returned unless the whole message verified.
+    pub async fn decrypt_event(&self, message: Vec<u8>) -> Result<Decrypted> {
+        let (keyring, options) = (self.event_keyring.clone(), self.config.options.clone());
+        blocking(move || crate::stream::decrypt(keyring.as_ref(), &options, &message)).await
     }
 
     /// Sets the decrypt options (expected encryption context, commitment policy, limits).

@@ -103,7 +103,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> AsyncEncryptor<W> {
     /// Asks `keyring` for a data key (on this task), then starts the stream's thread, which writes the header.
     /// Must be called within a tokio runtime.
     pub async fn new(keyring: &dyn Keyring, options: &EncryptOptions, output: W) -> Result<Self> {
-        let prepared = prepare_encrypt(keyring, options).await?;
+        let prepared = prepare_encrypt(keyring, options, None).await?;
         let handle = Handle::current();
         let (to_thread, mut from_caller) = mpsc::unbounded_channel::<ToEncryptor>();
         let (give_back, free) = mpsc::channel::<Buffer>(BUFFERS);

@@ -23,7 +23,13 @@ pub(crate) struct PreparedEncryption {
     pub signer: Option<MessageSigner>,
 }
 
-pub(crate) async fn prepare_encrypt(keyring: &dyn Keyring, options: &EncryptOptions) -> Result<PreparedEncryption> {
+/// `plaintext_length` is the most plaintext the caller will let through, if it enforces a bound (keyrings
+/// that count bytes per data key rely on it).
+pub(crate) async fn prepare_encrypt(
+    keyring: &dyn Keyring,
+    options: &EncryptOptions,
+    plaintext_length: Option<u64>,
+) -> Result<PreparedEncryption> {
     options.context.check_no_reserved_keys()?;
     if options.frame_length == 0 {
         return Err(Error::Config("frame length must be at least 1".into()));
@@ -36,7 +42,8 @@ pub(crate) async fn prepare_encrypt(keyring: &dyn Keyring, options: &EncryptOpti
     if let Some(signer) = &signer {
         context.insert(PUBLIC_KEY_CONTEXT_KEY, signer.public_key_base64());
     }
-    let materials = EncryptionMaterials::new(suite, context, options.required_context_keys.clone());
+    let materials = EncryptionMaterials::new(suite, context, options.required_context_keys.clone())
+        .with_max_plaintext_length(plaintext_length);
     let materials = keyring.on_encrypt(materials).await?;
     let (context, required_keys, data_key, edks) = materials.into_parts();
     let data_key = data_key.ok_or_else(|| Error::Keyring("no keyring generated a data key".into()))?;

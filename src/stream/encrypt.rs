@@ -52,6 +52,8 @@ pub struct Encryptor<W: Write> {
     open: usize,
     /// Plaintext bytes in closed frames so far.
     sealed_bytes: u64,
+    /// The declared [`EncryptOptions::max_plaintext_length`].
+    max_plaintext: Option<u64>,
     poisoned: bool,
 }
 
@@ -68,14 +70,14 @@ impl<W: Write> std::fmt::Debug for Encryptor<W> {
 impl<W: Write> Encryptor<W> {
     /// Asks `keyring` for a data key, writes the header to `output` and returns the encryptor.
     pub fn new(keyring: &dyn Keyring, options: &EncryptOptions, output: W) -> Result<Self> {
-        let prepared = block_on(prepare_encrypt(keyring, options))?;
+        let prepared = block_on(prepare_encrypt(keyring, options, options.max_plaintext_length))?;
         Self::with_prepared(prepared, options, output)
     }
 
     /// Like [`new`](Self::new), for async callers whose keyring (KMS) must run on their runtime. The
     /// output is still a blocking `Write`.
     pub async fn new_async(keyring: &dyn Keyring, options: &EncryptOptions, output: W) -> Result<Self> {
-        let prepared = prepare_encrypt(keyring, options).await?;
+        let prepared = prepare_encrypt(keyring, options, options.max_plaintext_length).await?;
         Self::with_prepared(prepared, options, output)
     }
 
@@ -99,6 +101,7 @@ impl<W: Write> Encryptor<W> {
             job,
             open: 0,
             sealed_bytes: 0,
+            max_plaintext: options.max_plaintext_length,
             poisoned: false,
         };
         encryptor.open_frame();
@@ -170,6 +173,7 @@ impl<W: Write> Encryptor<W> {
             let before = self.job.buf.len();
             let read = buffer::read_append(&mut self.job.buf, &mut input, want);
             total += (self.job.buf.len() - before) as u64;
+            self.check_room(0)?;
             if read? < want {
                 return Ok(total);
             }
@@ -209,6 +213,18 @@ impl<W: Write> Encryptor<W> {
         self.output.write_all(bytes)
     }
 
+    /// Refuses (and poisons the message) when `more` bytes would take the plaintext past the declared
+    /// maximum, which a caching keyring counted on.
+    fn check_room(&mut self, more: u64) -> Result<()> {
+        let Some(max) = self.max_plaintext else { return Ok(()) };
+        let total = (self.sealed_bytes + self.buffered() as u64).saturating_add(more);
+        if total > max {
+            self.poisoned = true;
+            return Err(Error::LimitExceeded { limit: "plaintext length", value: total, max });
+        }
+        Ok(())
+    }
+
     fn check_usable(&self) -> Result<()> {
         if self.poisoned {
             return Err(Error::Config("an earlier write failed; the message cannot be completed".into()));
@@ -246,6 +262,7 @@ impl<W: Write> Encryptor<W> {
 impl<W: Write> Write for Encryptor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.check_usable()?;
+        self.check_room(buf.len() as u64)?;
         let mut rest = buf;
         while !rest.is_empty() {
             // A full frame is sealed when more data arrives or at `finish`, which adds the empty final frame.

@@ -34,8 +34,8 @@ use cmm::{open_header, prepare_encrypt};
 
 /// Encrypts `plaintext` into one message.
 ///
-/// Past [`EncryptOptions::parallel_threshold`] an unsigned message is sealed on
-/// [`EncryptOptions::threads`] threads straight from `plaintext` into the returned buffer.
+/// An unsigned message is sealed straight from `plaintext` into the returned buffer: on the calling thread,
+/// or past [`EncryptOptions::parallel_threshold`] on [`EncryptOptions::threads`] threads.
 ///
 /// # Errors
 ///
@@ -69,7 +69,10 @@ pub fn encrypt_into(
     plaintext: &[u8],
     message: &mut Vec<u8>,
 ) -> Result<()> {
-    let prepared = block_on(prepare_encrypt(keyring, options)).inspect_err(|_| message.clear())?;
+    let length = plaintext.len() as u64;
+    let prepared = check_declared_length(options, length)
+        .and_then(|()| block_on(prepare_encrypt(keyring, options, Some(length))))
+        .inspect_err(|_| message.clear())?;
     if prepared.signer.is_none() {
         let (key, id, frame_length) = (&prepared.keys.content, &prepared.message_id, prepared.frame_length);
         if whole::encrypt(key, id, &prepared.header, frame_length, &options.parallelism, plaintext, message) {
@@ -84,6 +87,14 @@ pub fn encrypt_into(
     streamed.inspect_err(|_| message.clear())
 }
 
+/// Fails if `length` plaintext bytes exceed what the options declared.
+fn check_declared_length(options: &EncryptOptions, length: u64) -> Result<()> {
+    match options.max_plaintext_length {
+        Some(max) if length > max => Err(Error::LimitExceeded { limit: "plaintext length", value: length, max }),
+        _ => Ok(()),
+    }
+}
+
 /// A fully verified plaintext and the header it came with.
 #[derive(Debug)]
 pub struct Decrypted {
@@ -95,8 +106,8 @@ pub struct Decrypted {
 
 /// Decrypts a whole message held in memory. Nothing is returned unless every check passed.
 ///
-/// Past [`DecryptOptions::parallel_threshold`] the frames of an unsigned message are opened on
-/// [`DecryptOptions::threads`] threads straight from `message` into the plaintext.
+/// The frames of an unsigned message are opened straight from `message` into the plaintext: on the calling
+/// thread, or past [`DecryptOptions::parallel_threshold`] on [`DecryptOptions::threads`] threads.
 ///
 /// # Errors
 ///

@@ -47,6 +47,7 @@ pub struct EncryptOptions {
     pub(crate) policy: CommitmentPolicy,
     pub(crate) max_encrypted_data_keys: Option<u16>,
     pub(crate) parallelism: Parallelism,
+    pub(crate) max_plaintext_length: Option<u64>,
 }
 
 impl Default for EncryptOptions {
@@ -59,6 +60,7 @@ impl Default for EncryptOptions {
             policy: CommitmentPolicy::default(),
             max_encrypted_data_keys: None,
             parallelism: Parallelism::default(),
+            max_plaintext_length: None,
         }
     }
 }
@@ -105,6 +107,16 @@ impl EncryptOptions {
     /// Sets the commitment policy.
     pub fn commitment_policy(mut self, policy: CommitmentPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Declares that a streamed message holds at most `bytes` of plaintext: the [`Encryptor`](crate::Encryptor)
+    /// fails a write past it. A [`CachingKeyring`](crate::CachingKeyring) caches a stream's data key only when
+    /// this is set, since it counts bytes per data key before the message is written. (The one-shot
+    /// [`encrypt()`](crate::encrypt()) knows the length and needs no declaration; the async encryptor does not
+    /// enforce it and never has its data key cached.)
+    pub fn max_plaintext_length(mut self, bytes: Option<u64>) -> Self {
+        self.max_plaintext_length = bytes;
         self
     }
 

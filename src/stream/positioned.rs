@@ -22,7 +22,7 @@ use super::buffer::{self, WipingBufReader, WipingBufWriter};
 use super::cmm::{OpenedHeader, PreparedEncryption, open_header, prepare_encrypt};
 use super::file::{PendingFile, Writeback};
 use super::options::Parallelism;
-use super::whole::{FINAL_PREFIX, Layout, open_final, open_regular, seal_final, seal_regular, worth_threads};
+use super::whole::{FINAL_PREFIX, Layout, open_final, open_regular, seal_final, seal_regular, threads_for};
 use super::{DecryptOptions, Decryptor, EncryptOptions, Encryptor};
 use crate::crypto::AeadKey;
 use crate::error::{Error, Result};
@@ -70,7 +70,12 @@ pub fn encrypt_file(
     progress: Progress<'_>,
 ) -> std::result::Result<(), FileError> {
     let input_len = input.metadata().map_err(|e| FileError::Input(Error::Io(e)))?.len();
-    let prepared = block_on(prepare_encrypt(keyring, options)).map_err(FileError::Output)?;
+    // A declared maximum (a caching keyring counts bytes per data key by it) must hold for the whole file.
+    let declared = options.max_plaintext_length;
+    if let Some(max) = declared.filter(|&max| input_len > max) {
+        return Err(FileError::Input(Error::LimitExceeded { limit: "plaintext length", value: input_len, max }));
+    }
+    let prepared = block_on(prepare_encrypt(keyring, options, declared)).map_err(FileError::Output)?;
     let layout = usize::try_from(input_len)
         .ok()
         .filter(|_| prepared.signer.is_none() && cfg!(unix))
@@ -324,11 +329,6 @@ fn run_jobs(threads: usize, jobs: usize, work: impl Fn(usize, &mut Scratch) -> O
     }
 }
 
-/// The threads a body of `body_len` bytes is worth.
-fn threads_for(parallelism: &Parallelism, body_len: usize) -> usize {
-    if worth_threads(parallelism, body_len) { parallelism.threads } else { 1 }
-}
-
 /// Where job `job` of `layout` lies: its first frame's index and how many frames it holds (the last job
 /// is the final frame alone).
 fn job_frames(layout: &Layout, per_job: usize, job: usize) -> (usize, usize) {
@@ -485,7 +485,7 @@ mod tests {
             for len in [0, 1, FRAME - 1, FRAME, FRAME + 1, 3 * FRAME, 7 * FRAME + 3, 9 * FRAME] {
                 let pt = plaintext(len);
                 fs::write(dir.path().join("pt"), &pt).unwrap();
-                let prepared = block_on(prepare_encrypt(&keyring(), &options)).unwrap();
+                let prepared = block_on(prepare_encrypt(&keyring(), &options, None)).unwrap();
                 let layout = Layout::for_plaintext(FRAME, len).unwrap();
                 let destination = dir.path().join("ct");
                 let pending = PendingFile::create(&destination, true).unwrap();

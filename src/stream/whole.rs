@@ -3,9 +3,10 @@
 //! directly, with no job buffers in between.
 //!
 //! In a framed body every regular frame has the same length, so frame `i` sits at a position known in
-//! advance and the work splits without a pass over the frames first. This path takes unsigned framed
-//! messages past the parallel threshold; signed ones (whose footer hashes the whole message in order) and
-//! everything else go through the streaming encryptor and decryptor. On decrypt, anything this path does
+//! advance and the work splits without a pass over the frames first. This path takes every unsigned framed
+//! message, on the caller's thread alone below the parallel threshold (so a small message costs no job
+//! buffer, queue or thread); signed ones (whose footer hashes the whole message in order) and everything
+//! else go through the streaming encryptor and decryptor. On decrypt, anything this path does
 //! not accept (a frame out of place, a tag that fails) sends the message through the streaming decryptor,
 //! which reports exactly the error it always reports; either way nothing is returned unless every frame
 //! verified.
@@ -85,14 +86,25 @@ impl Layout {
     }
 }
 
-/// Whether a whole message of `body_len` body bytes is worth spreading over threads.
-pub(super) fn worth_threads(parallelism: &Parallelism, body_len: usize) -> bool {
-    parallelism.threads > 1 && body_len as u64 >= parallelism.threshold
+/// The threads for a whole message of `body_len` body bytes: the configured number past the threshold,
+/// else only the caller's.
+pub(super) fn threads_for(parallelism: &Parallelism, body_len: usize) -> usize {
+    if parallelism.threads > 1 && body_len as u64 >= parallelism.threshold { parallelism.threads } else { 1 }
 }
 
 /// Runs `work` on each item, on `threads` threads in all (the caller's among them), handing items out one
 /// at a time so that a slow core does not hold the rest back. Stops handing out items once `stop` is set.
 fn run_on_threads<T: Send>(threads: usize, items: Vec<T>, stop: &AtomicBool, work: impl Fn(T) + Sync) {
+    if threads <= 1 {
+        // A small message: no queue, no scope, no thread.
+        for item in items {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            work(item);
+        }
+        return;
+    }
     let queue = Mutex::new(items.into_iter());
     let drain = || {
         while !stop.load(Ordering::Relaxed) {
@@ -126,9 +138,7 @@ pub(crate) fn encrypt(
     message: &mut Vec<u8>,
 ) -> bool {
     let Some(layout) = Layout::for_plaintext(frame_len as usize, plaintext.len()) else { return false };
-    if !worth_threads(parallelism, layout.body_len()) {
-        return false;
-    }
+    let threads = threads_for(parallelism, layout.body_len());
     message.resize(header.len() + layout.body_len(), 0);
     message[..header.len()].copy_from_slice(header);
     let (regular, last) = message[header.len()..].split_at_mut(layout.regular * layout.stride());
@@ -153,7 +163,7 @@ pub(crate) fn encrypt(
             seal_regular(key, message_id, sequence, input, out);
         }
     };
-    run_on_threads(parallelism.threads, jobs, &AtomicBool::new(false), seal);
+    run_on_threads(threads, jobs, &AtomicBool::new(false), seal);
     true
 }
 
@@ -213,9 +223,7 @@ pub(crate) fn decrypt(
     body: &[u8],
     plaintext: &mut Zeroizing<Vec<u8>>,
 ) -> bool {
-    if !worth_threads(parallelism, body.len()) {
-        return false;
-    }
+    let threads = threads_for(parallelism, body.len());
     let Some(layout) = Layout::for_body(frame_len as usize, body.len()) else { return false };
     let (regular, last) = body.split_at(layout.regular * layout.stride());
     if !layout.final_prefix_matches(last) {
@@ -249,7 +257,7 @@ pub(crate) fn decrypt(
             failed.store(true, Ordering::Relaxed);
         }
     };
-    run_on_threads(parallelism.threads, jobs, &failed, open);
+    run_on_threads(threads, jobs, &failed, open);
     if failed.load(Ordering::Relaxed) {
         // Frames that verified and frames that did not: none of it may be seen.
         plaintext.zeroize();

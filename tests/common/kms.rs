@@ -310,3 +310,86 @@ impl PythonPeer {
         if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()) }
     }
 }
+
+// ------------------------------------------------------------------------------------ counting proxy
+
+/// An HTTP proxy in front of moto that counts the KMS operations (`X-Amz-Target`) it forwards, so that a
+/// test can assert exactly how many calls reached KMS.
+pub struct CountingProxy {
+    pub url: String,
+    calls: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl CountingProxy {
+    pub fn start(upstream: &str) -> Self {
+        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let calls = Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let counts = calls.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let (upstream, counts) = (upstream.clone(), counts.clone());
+                std::thread::spawn(move || forward(stream, &upstream, &counts));
+            }
+        });
+        Self { url, calls }
+    }
+
+    /// Requests forwarded so far for `operation` (e.g. `GenerateDataKey`).
+    pub fn calls(&self, operation: &str) -> usize {
+        self.calls.lock().unwrap().get(operation).copied().unwrap_or(0)
+    }
+
+    /// Clients for this proxy.
+    pub fn clients(&self) -> KmsClients {
+        KmsClients::new(&sdk_config(&self.url))
+    }
+}
+
+/// Relays each request on `client` to `upstream` on a fresh connection (`connection: close`, so the
+/// response ends at EOF) and the response back, counting the request's target.
+fn forward(client: TcpStream, upstream: &str, counts: &Mutex<std::collections::HashMap<String, usize>>) {
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut writer = client;
+    loop {
+        let mut head = String::new();
+        let (mut length, mut target) = (0usize, String::new());
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let trimmed = line.trim_end();
+            if trimmed.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = trimmed.split_once(':') {
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.trim().parse().unwrap_or(0),
+                    "x-amz-target" => target = value.trim().trim_start_matches("TrentService.").to_owned(),
+                    "connection" => continue,
+                    _ => {}
+                }
+            }
+            head.push_str(trimmed);
+            head.push_str("\r\n");
+        }
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        *counts.lock().unwrap().entry(target).or_default() += 1;
+        let mut response = Vec::new();
+        let relayed = TcpStream::connect(upstream).and_then(|mut up| {
+            up.write_all(head.as_bytes())?;
+            up.write_all(b"connection: close\r\n\r\n")?;
+            up.write_all(&body)?;
+            up.read_to_end(&mut response)
+        });
+        if relayed.is_err() || writer.write_all(&response).is_err() {
+            return;
+        }
+    }
+}

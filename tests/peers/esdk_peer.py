@@ -18,6 +18,11 @@ Exit codes: 0 success; 1 the SDK (or the context check) rejected the operation, 
   esdk_peer.py batch < jobs.jsonl > results.jsonl
 
 runs many command lines in one process (see run_batch); use it when a test has many cases.
+
+  esdk_peer.py cached-encrypt --in PT --out-dir DIR --count N --max-messages M --raw-key-hex HEX \
+      --key-namespace NS --key-name NAME [--suite 0x0478] [--context-json ...]
+
+encrypts PT N times (DIR/0.esdk ...) through one legacy caching CMM (see run_cached_encrypt).
 """
 
 import argparse
@@ -376,6 +381,57 @@ def run_batch():
     return 0
 
 
+def run_cached_encrypt(argv):
+    """`cached-encrypt`: COUNT messages of one plaintext through one CachingCryptoMaterialsManager over a raw
+    AES master key, in one process so that the messages share cached data keys. This is ESDK-Python's only
+    data-key cache: it works with master key providers, not with MPL keyrings, which have none."""
+    p = _Parser(prog="esdk_peer.py cached-encrypt")
+    p.add_argument("--in", dest="inp", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--max-messages", type=int, required=True)
+    p.add_argument("--raw-key-hex", required=True)
+    p.add_argument("--key-namespace", required=True)
+    p.add_argument("--key-name", required=True)
+    p.add_argument("--suite")
+    p.add_argument("--context-json")
+    args = p.parse_args(argv)
+
+    import aws_encryption_sdk
+    from aws_encryption_sdk.caches.local import LocalCryptoMaterialsCache
+    from aws_encryption_sdk.identifiers import Algorithm, CommitmentPolicy, EncryptionKeyType, WrappingAlgorithm
+    from aws_encryption_sdk.internal.crypto.wrapping_keys import WrappingKey
+    from aws_encryption_sdk.key_providers.raw import RawMasterKeyProvider
+
+    key = bytes.fromhex(args.raw_key_hex)
+    wrapping = getattr(WrappingAlgorithm, f"AES_{len(key) * 8}_GCM_IV12_TAG16_NO_PADDING")
+
+    class Provider(RawMasterKeyProvider):
+        provider_id = args.key_namespace
+
+        def _get_raw_key(self, key_id):
+            return WrappingKey(
+                wrapping_algorithm=wrapping, wrapping_key=key, wrapping_key_type=EncryptionKeyType.SYMMETRIC
+            )
+
+    provider = Provider()
+    provider.add_master_key(args.key_name.encode())
+    cmm = aws_encryption_sdk.CachingCryptoMaterialsManager(
+        master_key_provider=provider,
+        cache=LocalCryptoMaterialsCache(16),
+        max_age=600.0,
+        max_messages_encrypted=args.max_messages,
+    )
+    client = aws_encryption_sdk.EncryptionSDKClient(commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT)
+    kw = {"materials_manager": cmm, "encryption_context": parse_context(args.context_json)}
+    if args.suite:
+        kw["algorithm"] = Algorithm.get_by_id(int(args.suite, 16))
+    data = read_input(args.inp)
+    for i in range(args.count):
+        out, _ = client.encrypt(source=data, **kw)
+        write_output(os.path.join(args.out_dir, f"{i}.esdk"), out)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     # The SDK logs a full traceback ("Error on closing") when a failed decryptor is closed; the caller wants
@@ -386,6 +442,13 @@ def main(argv=None):
             print("esdk_peer.py: error: batch takes no arguments (jobs come on stdin)", file=sys.stderr)
             return 2
         return run_batch()
+    if argv[:1] == ["cached-encrypt"]:
+        try:
+            run_cached_encrypt(argv[1:])
+        except UsageError as e:
+            print(e, file=sys.stderr)
+            return 2
+        return 0
     status, err = run_one(argv)
     if err:
         print(err, file=sys.stderr)

@@ -1,0 +1,275 @@
+//! Data-key caching against real components: KMS call counts through a counting proxy in front of moto,
+//! and interop with the Python ESDK's caching CMM. The limits themselves (with an injectable clock) are
+//! unit-tested in src/keyring/caching/tests.rs.
+#![cfg(feature = "kms")]
+
+mod common;
+#[path = "common/kms.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kms_envelope::format::header::HeaderDecoder;
+use kms_envelope::{
+    CacheLimits, CachingKeyring, DecryptOptions, Decryptor, EncryptOptions, EncryptedDataKey, Encryptor,
+    MaterialsCache, RawAesKeyring, decrypt, encrypt,
+};
+use support::{CountingProxy, Moto, within};
+
+const MESSAGES: usize = 1000;
+const PER_KEY: u64 = 100;
+
+fn limits() -> CacheLimits {
+    CacheLimits::new(Duration::from_secs(600)).max_messages(PER_KEY)
+}
+
+fn edks(message: &[u8]) -> Vec<EncryptedDataKey> {
+    HeaderDecoder::read_from(Default::default(), &mut &message[..]).unwrap().encrypted_data_keys().to_vec()
+}
+
+#[test]
+fn a_thousand_messages_make_ten_kms_calls_each_way() {
+    let Some(moto) = Moto::get() else { return };
+    let key = moto.create_key();
+    let proxy = CountingProxy::start(&moto.endpoint);
+    let options = EncryptOptions::new().context("tenant", "t-1");
+
+    let keyring =
+        CachingKeyring::new(proxy.clients().keyring(&key).unwrap(), Arc::new(MaterialsCache::new(8)), limits())
+            .unwrap();
+    let messages: Vec<Vec<u8>> =
+        (0..MESSAGES).map(|i| encrypt(&keyring, &options, format!("record {i}").as_bytes()).unwrap()).collect();
+    assert_eq!(proxy.calls("GenerateDataKey"), MESSAGES / PER_KEY as usize);
+    assert_eq!(proxy.calls("Encrypt"), 0);
+    let distinct: std::collections::HashSet<_> = messages.iter().map(|m| edks(m)).collect();
+    assert_eq!(distinct.len(), MESSAGES / PER_KEY as usize);
+
+    // A fresh cache (another process, say) for decrypt: one Decrypt per data key.
+    let keyring =
+        CachingKeyring::new(proxy.clients().keyring(&key).unwrap(), Arc::new(MaterialsCache::new(8)), limits())
+            .unwrap();
+    for (i, message) in messages.iter().enumerate() {
+        let decrypted = decrypt(&keyring, &DecryptOptions::new(), message).unwrap();
+        assert_eq!(&decrypted.plaintext[..], format!("record {i}").as_bytes());
+    }
+    assert_eq!(proxy.calls("Decrypt"), MESSAGES / PER_KEY as usize);
+
+    // The same keyring without a cache: one call per message.
+    let plain = proxy.clients().keyring(&key).unwrap();
+    for message in &messages[..20] {
+        decrypt(&plain, &DecryptOptions::new(), message).unwrap();
+    }
+    assert_eq!(proxy.calls("Decrypt"), MESSAGES / PER_KEY as usize + 20);
+}
+
+const CONCURRENT: usize = 64;
+
+#[test]
+fn sixty_four_concurrent_misses_make_one_kms_call() {
+    let Some(moto) = Moto::get() else { return };
+    let key = moto.create_key();
+    let proxy = CountingProxy::start(&moto.endpoint);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let clients = proxy.clients();
+    let (message, proxy) = within(Duration::from_secs(120), "64 concurrent cached encrypts", move || {
+        let message = runtime.block_on(async move {
+            let inner = clients.keyring(&key).unwrap();
+            let keyring = Arc::new(CachingKeyring::new(inner, Arc::new(MaterialsCache::new(8)), limits()).unwrap());
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..CONCURRENT {
+                let keyring = keyring.clone();
+                tasks.spawn(async move {
+                    let options = EncryptOptions::new().max_plaintext_length(Some(5));
+                    let mut encryptor = Encryptor::new_async(&*keyring, &options, Vec::new()).await.unwrap();
+                    std::io::Write::write_all(&mut encryptor, b"hello").unwrap();
+                    encryptor.finish().unwrap()
+                });
+            }
+            let mut messages = Vec::new();
+            while let Some(message) = tasks.join_next().await {
+                messages.push(message.unwrap());
+            }
+            assert!(messages.iter().all(|m| edks(m) == edks(&messages[0])), "the tasks got different data keys");
+            messages.swap_remove(0)
+        });
+        (message, proxy)
+    });
+    assert_eq!(proxy.calls("GenerateDataKey"), 1);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let clients = proxy.clients();
+    let key = String::from_utf8(edks(&message)[0].provider_info.clone()).unwrap();
+    let proxy = within(Duration::from_secs(120), "64 concurrent cached decrypts", move || {
+        runtime.block_on(async move {
+            let inner = clients.keyring(&key).unwrap();
+            let keyring = Arc::new(CachingKeyring::new(inner, Arc::new(MaterialsCache::new(8)), limits()).unwrap());
+            let message = Arc::new(message);
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..CONCURRENT {
+                let (keyring, message) = (keyring.clone(), message.clone());
+                tasks.spawn(async move {
+                    let decryptor = Decryptor::new_async(&*keyring, &DecryptOptions::new(), &message[..]).await?;
+                    decryptor.read_all()
+                });
+            }
+            while let Some(plaintext) = tasks.join_next().await {
+                assert_eq!(plaintext.unwrap().unwrap(), b"hello");
+            }
+        });
+        proxy
+    });
+    assert_eq!(proxy.calls("Decrypt"), 1);
+}
+
+// ------------------------------------------------------------------------------------ Python ESDK
+
+const RAW_KEY: [u8; 32] = [0x5c; 32];
+
+fn raw_keyring() -> RawAesKeyring {
+    RawAesKeyring::new("cache-interop", "key-1", &RAW_KEY).unwrap()
+}
+
+fn python() -> Option<std::path::PathBuf> {
+    common::python()
+}
+
+#[test]
+fn python_decrypts_messages_made_with_cached_materials() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = CachingKeyring::new(raw_keyring(), Arc::new(MaterialsCache::new(4)), limits()).unwrap();
+    let options = EncryptOptions::new().context("purpose", "interop");
+    let messages: Vec<Vec<u8>> =
+        (0..3).map(|i| encrypt(&keyring, &options, format!("cached {i}").as_bytes()).unwrap()).collect();
+    assert_eq!(edks(&messages[0]), edks(&messages[2]), "the messages should share a cached data key");
+    let hex = common::hex(&RAW_KEY);
+    for (i, message) in messages.iter().enumerate() {
+        let (input, output) = (dir.path().join(format!("{i}.esdk")), dir.path().join(format!("{i}.out")));
+        std::fs::write(&input, message).unwrap();
+        let (input, output) = (input.to_str().unwrap(), output.to_str().unwrap());
+        let args = [
+            "decrypt",
+            "--in",
+            input,
+            "--out",
+            output,
+            "--raw-key-hex",
+            hex.as_str(),
+            "--key-namespace",
+            "cache-interop",
+            "--key-name",
+            "key-1",
+        ];
+        let (ok, stderr) = common::run_peer(&python, &args);
+        assert!(ok, "Python could not decrypt cached message {i}: {stderr}");
+        assert_eq!(std::fs::read(output).unwrap(), format!("cached {i}").as_bytes());
+    }
+}
+
+#[test]
+fn we_decrypt_messages_of_the_python_caching_cmm() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("plaintext");
+    std::fs::write(&input, b"from Python's cache").unwrap();
+    let hex = common::hex(&RAW_KEY);
+    // Python's default suite, 0x0578, signs: its caching CMM reuses the signing key with the data key.
+    let args = [
+        "cached-encrypt",
+        "--in",
+        input.to_str().unwrap(),
+        "--out-dir",
+        dir.path().to_str().unwrap(),
+        "--count",
+        "6",
+        "--max-messages",
+        "3",
+        "--raw-key-hex",
+        hex.as_str(),
+        "--key-namespace",
+        "cache-interop",
+        "--key-name",
+        "key-1",
+    ];
+    let (ok, stderr) = common::run_peer(&python, &args);
+    assert!(ok, "the Python caching CMM failed: {stderr}");
+    let messages: Vec<Vec<u8>> = (0..6).map(|i| std::fs::read(dir.path().join(format!("{i}.esdk"))).unwrap()).collect();
+    assert_eq!(edks(&messages[0]), edks(&messages[2]));
+    assert_ne!(edks(&messages[2]), edks(&messages[3]));
+
+    // Our cache serves the second message of each Python data key: two inner calls for six messages.
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let keyring = CachingKeyring::new(
+        CountingKeyring { inner: raw_keyring(), calls: calls.clone() },
+        Arc::new(MaterialsCache::new(4)),
+        limits(),
+    )
+    .unwrap();
+    for message in &messages {
+        let decrypted = decrypt(&keyring, &DecryptOptions::new(), message).unwrap();
+        assert_eq!(&decrypted.plaintext[..], b"from Python's cache");
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// Counts decrypt calls into the raw AES keyring.
+struct CountingKeyring {
+    inner: RawAesKeyring,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl kms_envelope::Keyring for CountingKeyring {
+    fn on_encrypt<'a>(
+        &'a self,
+        materials: kms_envelope::keyring::EncryptionMaterials,
+    ) -> kms_envelope::keyring::KeyringFuture<'a, kms_envelope::keyring::EncryptionMaterials> {
+        self.inner.on_encrypt(materials)
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        materials: kms_envelope::keyring::DecryptionMaterials,
+        edks: &'a [EncryptedDataKey],
+    ) -> kms_envelope::keyring::KeyringFuture<'a, kms_envelope::keyring::DecryptionMaterials> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.on_decrypt(materials, edks)
+    }
+}
+
+/// The byte limit counts on the declared length: a stream may not exceed it.
+#[test]
+fn a_stream_past_its_declared_length_fails() {
+    let keyring = raw_keyring();
+    let options = EncryptOptions::new().max_plaintext_length(Some(10));
+    let mut encryptor = Encryptor::new(&keyring, &options, Vec::new()).unwrap();
+    std::io::Write::write_all(&mut encryptor, b"0123456789").unwrap();
+    assert!(std::io::Write::write_all(&mut encryptor, b"x").is_err());
+    assert!(encryptor.finish().is_err(), "a message past its declared length must not be completed");
+    let mut encryptor = Encryptor::new(&keyring, &options, Vec::new()).unwrap();
+    assert!(encryptor.copy_from(&b"01234567890"[..]).is_err());
+    assert!(encryptor.finish().is_err());
+    assert!(encrypt(&keyring, &options, b"01234567890").is_err());
+    let message = encrypt(&keyring, &options, b"0123456789").unwrap();
+    assert_eq!(&decrypt(&keyring, &DecryptOptions::new(), &message).unwrap().plaintext[..], b"0123456789");
+}
+
+/// Lambda: the event key cache lives in the `ColdStart`, so a warm invocation's message under a data key
+/// seen before costs no keyring call.
+#[cfg(feature = "lambda")]
+#[test]
+fn lambda_events_share_the_cold_starts_key_cache() {
+    use kms_envelope::lambda::ColdStart;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counting = CountingKeyring { inner: raw_keyring(), calls: calls.clone() };
+    let cold_start = ColdStart::new(counting).event_key_cache(CacheLimits::new(Duration::from_secs(60)), 10).unwrap();
+    let writer = CachingKeyring::new(raw_keyring(), Arc::new(MaterialsCache::new(4)), limits()).unwrap();
+    let messages: Vec<Vec<u8>> =
+        (0..5).map(|i| encrypt(&writer, &EncryptOptions::new(), format!("event {i}").as_bytes()).unwrap()).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    for (i, message) in messages.into_iter().enumerate() {
+        let decrypted = runtime.block_on(cold_start.decrypt_event(message)).unwrap();
+        assert_eq!(&decrypted.plaintext[..], format!("event {i}").as_bytes());
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "one data key, one keyring call");
+}
