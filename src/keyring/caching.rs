@@ -518,7 +518,13 @@ fn encrypt_id(partition_id: &str, suite: AlgorithmSuite, context: &EncryptionCon
     Ok(hash.finalize().into())
 }
 
-/// Appendix A, "Decryption Materials": the EDKs serialized as in the header, sorted bytewise.
+/// Appendix A, "Decryption Materials": the EDKs serialized as in the header, sorted bytewise, with their
+/// number in front. The number is not in the specification's formula, but without it the EDKs and the
+/// context (both the message's, so the attacker's) are an ambiguous concatenation: a context can be laid
+/// out so that its front reads as one more EDK, and a message claiming another context would then get the
+/// data key unwrapped for the first. With the number the EDKs parse in one way only (each is
+/// length-prefixed), and the context is what remains. Identifiers never leave the process, so no other
+/// implementation needs to agree.
 fn decrypt_id(
     partition_id: &str,
     suite: AlgorithmSuite,
@@ -539,6 +545,7 @@ fn decrypt_id(
     hash.update([0]);
     hash.update(suite.id().to_be_bytes());
     hash.update([0]);
+    hash.update((serialized.len() as u64).to_be_bytes());
     serialized.iter().for_each(|edk| hash.update(edk));
     hash.update([0]);
     hash.update(context.serialize()?);

@@ -291,7 +291,8 @@ fn limits_are_checked() {
     assert!(make(CacheLimits::new(Duration::from_secs(1)).max_messages(MAX_MESSAGES_PER_KEY)).is_ok());
 }
 
-/// The identifiers of the specification's Appendix A, from the formulas written out byte by byte.
+/// The identifiers of the specification's Appendix A (with the EDK count `decrypt_id` adds), from the formulas
+/// written out byte by byte.
 #[test]
 fn cache_ids_follow_appendix_a() {
     let ec = context(&[("a", "b")]);
@@ -306,10 +307,69 @@ fn cache_ids_follow_appendix_a() {
     let mut expected = vec![1, 0, 2, 0];
     expected.extend_from_slice(b"part");
     expected.extend_from_slice(&[0, 0x04, 0x78, 0]);
+    expected.extend_from_slice(&2u64.to_be_bytes());
     expected.extend_from_slice(&[0, 1, b'a', 0, 1, 9, 0, 2, 8, 7]);
     expected.extend_from_slice(&[0, 1, b'b', 0, 1, 9, 0, 2, 8, 7]);
     expected.push(0);
     expected.extend_from_slice(&[0, 1, 0, 1, b'a', 0, 1, b'b']);
     let id: CacheId = Sha384::digest(&expected).into();
     assert_eq!(decrypt_id("part", suite(SUITE), &[edk("b"), edk("a")], &ec).unwrap(), id);
+}
+
+/// Splits one header-serialized EDK off the front of `bytes` (three u16-length-prefixed fields).
+fn split_edk(bytes: &[u8]) -> (EncryptedDataKey, &[u8]) {
+    let mut fields = Vec::new();
+    let mut rest = bytes;
+    for _ in 0..3 {
+        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        fields.push(rest[2..2 + len].to_vec());
+        rest = &rest[2 + len..];
+    }
+    let ciphertext = fields.pop().unwrap();
+    let provider_info = fields.pop().unwrap();
+    let provider_id = String::from_utf8(fields.pop().unwrap()).unwrap();
+    (EncryptedDataKey { provider_id, provider_info, ciphertext }, rest)
+}
+
+/// A message's EDKs and context are both the attacker's: with the EDKs and the context simply concatenated
+/// in the identifier, one EDK set and context could be read as another (an extra EDK made of the front of a
+/// large context), and a data key unwrapped for one context served to a message claiming another.
+#[test]
+fn an_edk_made_of_context_bytes_does_not_reach_another_contexts_entry() {
+    let (_, _, keyring, inner) = setup(CacheLimits::new(Duration::from_secs(60)));
+    let forged = context(&[("tenant", "victim")]);
+    // A context the attacker may encrypt under, laid out so that its serialization is an EDK (without its
+    // first byte, 0) that sorts after the keyring's, then 0, then the forged context: 0x0a64 pairs make the
+    // EDK's provider id 10 bytes starting with 'd' ("cache-test" < "d..."); the first value holds the
+    // provider info's length; the last value holds the ciphertext's length, the ciphertext, 0 and the
+    // forged context.
+    let fillers = 0x0a64 - 2;
+    let info_len: u16 = fillers * 9 + 5;
+    let [hi, lo] = info_len.to_be_bytes();
+    let mut pairs = vec![("a".to_string(), format!("pppp{}{}", char::from(hi), char::from(lo)))];
+    pairs.extend((0..fillers).map(|i| (format!("b{i:04}"), String::new())));
+    let mut last = vec![0, 16];
+    last.extend_from_slice(&[b'x'; 16]);
+    last.push(0);
+    last.extend_from_slice(&forged.serialize().unwrap());
+    pairs.push(("c".to_string(), String::from_utf8(last).unwrap()));
+    let mut legit = EncryptionContext::new();
+    pairs.into_iter().for_each(|(k, v)| drop(legit.insert(k, v)));
+    let mut bytes = vec![0];
+    bytes.extend_from_slice(&legit.serialize().unwrap());
+    let (extra, rest) = split_edk(&bytes);
+    let mut tail = vec![0];
+    tail.extend_from_slice(&forged.serialize().unwrap());
+    assert_eq!(rest, &tail[..], "the crafted context splits as intended");
+
+    let materials = EncryptionMaterials::new(suite(SUITE), legit.clone(), BTreeSet::new());
+    let materials = block_on(inner.inner.on_encrypt(materials)).unwrap();
+    let edk = materials.encrypted_data_keys()[0].clone();
+    assert!(decrypt_with(&keyring, &legit, std::slice::from_ref(&edk)) == *materials.data_key().unwrap());
+    assert_eq!(inner.calls(), (0, 1));
+
+    let materials = DecryptionMaterials::new(suite(SUITE), forged, BTreeSet::new());
+    let result = block_on(keyring.on_decrypt(materials, &[edk, extra]));
+    assert!(result.is_err(), "a data key unwrapped for one context must not serve another");
+    assert_eq!(inner.calls(), (0, 2));
 }
