@@ -23,7 +23,7 @@
 //! - a message longer than the byte limit, and materials another keyring already gave a data key (a caching
 //!   keyring inside a multi-keyring, not its generator).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,9 +45,6 @@ pub const MAX_MESSAGES_PER_KEY: u64 = 1 << 32;
 
 /// The default and largest number of plaintext bytes per cached data key (the specification's bound).
 pub const MAX_BYTES_PER_KEY: u64 = (1 << 63) - 1;
-
-/// Least recently used entries checked for expiry at each lookup (the specification's pruning tail).
-const PRUNING_TAIL: usize = 4;
 
 /// A cache identifier: SHA-384 as the specification's Appendix A computes it.
 type CacheId = [u8; 48];
@@ -161,6 +158,10 @@ struct State {
     entries: HashMap<CacheId, Entry>,
     /// Least recently used first.
     recency: BTreeMap<u64, CacheId>,
+    /// Soonest to expire first: every expired entry goes at the next lookup, however recently it was used
+    /// (the specification's pruning of the least recently used few would leave a key created early and used
+    /// late in memory past its max age).
+    expiry: BTreeSet<(Duration, CacheId)>,
     tick: u64,
     in_flight: HashMap<CacheId, Arc<Flight>>,
 }
@@ -169,7 +170,15 @@ impl State {
     fn remove(&mut self, id: &CacheId) {
         if let Some(entry) = self.entries.remove(id) {
             self.recency.remove(&entry.used);
+            self.expiry.remove(&(entry.expires_at, *id));
         }
+    }
+
+    fn insert(&mut self, id: &CacheId, entry: Entry) {
+        self.remove(id);
+        self.expiry.insert((entry.expires_at, *id));
+        self.entries.insert(*id, entry);
+        self.touch(id);
     }
 
     fn touch(&mut self, id: &CacheId) {
@@ -182,17 +191,12 @@ impl State {
         }
     }
 
-    /// Evicts the expired among the least recently used entries, then `id` if it has expired.
-    fn prune(&mut self, now: Duration, id: &CacheId) {
-        let expired: Vec<CacheId> = (self.recency.values().take(PRUNING_TAIL))
-            .filter(|id| self.entries.get(*id).is_some_and(|e| now >= e.expires_at))
-            .copied()
-            .collect();
-        for old in &expired {
-            self.remove(old);
-        }
-        if self.entries.get(id).is_some_and(|e| now >= e.expires_at) {
-            self.remove(id);
+    /// Evicts every expired entry.
+    fn prune(&mut self, now: Duration) {
+        while let Some(&(expires_at, id)) = self.expiry.first()
+            && now >= expires_at
+        {
+            self.remove(&id);
         }
     }
 }
@@ -240,6 +244,7 @@ impl MaterialsCache {
         let mut state = self.lock();
         state.entries.clear();
         state.recency.clear();
+        state.expiry.clear();
     }
 
     /// Callers waiting for another's inner-keyring call.
@@ -258,7 +263,7 @@ impl MaterialsCache {
     /// for `id` is under way, the caller leads one; otherwise it waits for that call.
     fn claim<T>(&self, id: &CacheId, lookup: impl FnOnce(&mut State) -> Option<T>) -> Claim<'_, T> {
         let mut state = self.lock();
-        state.prune(self.clock.now(), id);
+        state.prune(self.clock.now());
         if let Some(found) = lookup(&mut state) {
             state.touch(id);
             return Claim::Hit(found);
@@ -276,13 +281,11 @@ impl MaterialsCache {
             return;
         }
         let mut state = self.lock();
-        state.remove(id);
         let expires_at = self.clock.now().saturating_add(max_age);
-        state.entries.insert(*id, Entry { data_key, edks, expires_at, messages: 1, bytes, used: 0 });
-        state.touch(id);
+        state.insert(id, Entry { data_key, edks, expires_at, messages: 1, bytes, used: 0 });
         while state.entries.len() > self.capacity {
-            let Some((_, oldest)) = state.recency.pop_first() else { break };
-            state.entries.remove(&oldest);
+            let Some(&oldest) = state.recency.values().next() else { break };
+            state.remove(&oldest);
         }
     }
 }

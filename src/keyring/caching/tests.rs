@@ -373,3 +373,23 @@ fn an_edk_made_of_context_bytes_does_not_reach_another_contexts_entry() {
     assert!(result.is_err(), "a data key unwrapped for one context must not serve another");
     assert_eq!(inner.calls(), (0, 2));
 }
+
+/// Expiry wipes a data key at the next lookup of any entry, not only when the entry is among the least
+/// recently used: an entry created early and used late sits at the recent end of the order.
+#[test]
+fn an_expired_entry_goes_at_the_next_lookup_wherever_it_is_in_the_order() {
+    let max_age = Duration::from_secs(10);
+    let (clock, cache, keyring, _) = setup(CacheLimits::new(max_age));
+    let ec = |v: &str| context(&[("k", v)]);
+    encrypt_with(&keyring, SUITE, &ec("old"), Some(1));
+    clock.advance(Duration::from_secs(5));
+    for v in ["a", "b", "c", "d", "e"] {
+        encrypt_with(&keyring, SUITE, &ec(v), Some(1));
+    }
+    clock.advance(Duration::from_secs(4));
+    encrypt_with(&keyring, SUITE, &ec("old"), Some(1)); // the most recently used, and the first to expire
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(cache.len(), 6);
+    encrypt_with(&keyring, SUITE, &ec("a"), Some(1));
+    assert_eq!(cache.len(), 5, "the expired entry (and its data key) stayed in the cache");
+}
