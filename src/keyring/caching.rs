@@ -284,8 +284,10 @@ impl MaterialsCache {
         let expires_at = self.clock.now().saturating_add(max_age);
         state.insert(id, Entry { data_key, edks, expires_at, messages: 1, bytes, used: 0 });
         while state.entries.len() > self.capacity {
-            let Some(&oldest) = state.recency.values().next() else { break };
-            state.remove(&oldest);
+            let Some((_, oldest)) = state.recency.pop_first() else { break };
+            if let Some(entry) = state.entries.remove(&oldest) {
+                state.expiry.remove(&(entry.expires_at, oldest));
+            }
         }
     }
 }
