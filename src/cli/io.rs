@@ -254,6 +254,7 @@ pub fn decrypt_to(
             let decryptor =
                 FileDecryptor::new(keyring, options, file).map_err(|e| Failure::reading(e).with_file(&name))?;
             check(decryptor.header()).map_err(|f| f.with_file(&name))?;
+            progress.body_started();
             decryptor.decrypt_into(pending, &|n| progress.inc(n)).map(drop).map_err(|e| match e {
                 FileError::Input(e) => Failure::reading(e).with_file(&name),
                 FileError::Output(e) => Failure::new(Code::Io, format!("cannot write {output}: {e}")),

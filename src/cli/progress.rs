@@ -2,6 +2,7 @@
 //! `--quiet`. It counts bytes read from the input (or, for a bundle, bytes of the archive written).
 
 use std::io::{IsTerminal, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -16,6 +17,7 @@ const HEADER_TEMPLATE: &str = "{msg} [{bar:30}] {bytes}/{total_bytes} reading th
 /// A bar, or nothing when there is no terminal, the input is small or of unknown size, or `--quiet`.
 pub struct Progress {
     bar: Option<ProgressBar>,
+    body: AtomicBool,
 }
 
 impl Progress {
@@ -32,12 +34,15 @@ impl Progress {
             }
             _ => None,
         };
-        Self { bar }
+        Self { bar, body: AtomicBool::new(false) }
     }
 
     /// The header is done (the data key unwrapped or made): from now on the rate and the ETA mean
     /// something. The time spent so far is left out of the estimate.
     pub fn body_started(&self) {
+        if self.body.swap(true, Ordering::Relaxed) {
+            return;
+        }
         if let Some(bar) = &self.bar {
             bar.set_style(style(TEMPLATE));
             bar.reset_eta();
@@ -60,8 +65,10 @@ impl Progress {
         }
     }
 
-    /// Counts `n` bytes of the input done, from any thread.
+    /// Counts `n` bytes of the input done, from any thread. The file-to-file paths report only body bytes,
+    /// and only once the data key is there, so the first count also ends the header phase.
     pub fn inc(&self, n: u64) {
+        self.body_started();
         if let Some(bar) = &self.bar {
             bar.inc(n);
         }
