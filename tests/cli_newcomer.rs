@@ -134,6 +134,24 @@ fn key_files_in_hex_and_base64_are_read_with_key_encoding() {
     assert!(!scratch.path("m2").exists() && !scratch.path("m3").exists() && !scratch.path("m4").exists());
 }
 
+/// A key file that is all base64 padding, or far too large (a sparse file here; `/dev/urandom` given by
+/// mistake is the same case without an end), is refused as a usage error: no panic, no allocation the size
+/// of the file, no key bytes in the message.
+#[test]
+fn key_files_of_padding_only_or_too_large_are_refused_plainly() {
+    let scratch = Scratch::new();
+    fs::write(scratch.path("padding.key"), "========\n").unwrap();
+    let big = fs::File::create(scratch.path("big.key")).unwrap();
+    big.set_len(1 << 30).unwrap();
+    let (code, _, stderr) = scratch.encrypt(&scratch.path("padding.key"), &[], "plain.txt", "m1");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("9 bytes after raw decoding") && !stderr.contains("panicked"), "{stderr}");
+    let (code, _, stderr) = scratch.encrypt(&scratch.path("big.key"), &[], "plain.txt", "m2");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("big.key holds more than 1024 KiB: not a key"), "{stderr}");
+    assert!(!scratch.path("m1").exists() && !scratch.path("m2").exists());
+}
+
 #[test]
 fn a_missing_key_file_is_a_usage_error() {
     let scratch = Scratch::new();

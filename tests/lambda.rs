@@ -705,6 +705,54 @@ fn planted_symlinks_are_refused_before_any_kms_call() {
     assert_eq!(partials(&root), Vec::<String>::new());
 }
 
+/// The extension's path after a failed run: `discard` removes the destinations. A link planted on the way
+/// (the failure's very cause here) must not lead it outside the root, and what stands at a destination
+/// but is not of the bundle's kind (a directory where a file bundle goes) was never landed by it.
+#[test]
+fn discard_after_a_refused_link_removes_nothing_outside_the_root() {
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("victim.json"), b"keep me").unwrap();
+    fs::write(outside.path().join(".victim.json.kms-envelope"), b"keep me too").unwrap();
+    fs::create_dir(outside.path().join("tree")).unwrap();
+    fs::write(outside.path().join("tree/a"), b"keep").unwrap();
+    symlink(outside.path(), root.path().join("linked")).unwrap();
+    fs::create_dir(root.path().join("own")).unwrap();
+    fs::write(root.path().join("own/data"), b"the function's own").unwrap();
+
+    let keyring = kms_envelope::RawAesKeyring::new("ns", "k", &[7; 32]).unwrap();
+    let cold = ColdStart::new(keyring)
+        .root(root.path())
+        .bundle(BundleSpec::file("missing.esdk", "linked/victim.json").unwrap())
+        .bundle(BundleSpec::directory("missing.esdk", "linked/tree").unwrap())
+        .bundle(BundleSpec::file("missing.esdk", "own").unwrap());
+    run(&cold).unwrap_err();
+    cold.discard().unwrap();
+    assert_eq!(fs::read(outside.path().join("victim.json")).unwrap(), b"keep me");
+    assert_eq!(fs::read(outside.path().join(".victim.json.kms-envelope")).unwrap(), b"keep me too");
+    assert_eq!(fs::read(outside.path().join("tree/a")).unwrap(), b"keep");
+    assert_eq!(fs::read(root.path().join("own/data")).unwrap(), b"the function's own");
+}
+
+/// A destination that names the root itself (`/tmp`, `/tmp/.`) would make a directory bundle replace the
+/// whole root, staged in its parent, and `discard` remove the root with everything in it.
+#[test]
+fn a_destination_that_is_the_root_itself_is_refused_and_discard_keeps_the_root() {
+    let root = tempfile::tempdir().unwrap();
+    fs::write(root.path().join("other"), b"not a bundle's").unwrap();
+    let dot = root.path().join(".");
+    for destination in [root.path(), dot.as_path()] {
+        let keyring = kms_envelope::RawAesKeyring::new("ns", "k", &[7; 32]).unwrap();
+        let cold = ColdStart::new(keyring)
+            .root(root.path())
+            .bundle(BundleSpec::directory("missing.esdk", destination).unwrap());
+        let err = run(&cold).unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{}: {err:?}", destination.display());
+        let _ = cold.discard();
+        assert_eq!(fs::read(root.path().join("other")).unwrap(), b"not a bundle's", "{}", destination.display());
+    }
+}
+
 /// A tar stream with one entry named `name`, written raw so the tar crate's own checks don't stop it.
 fn tar_with_entry(name: &[u8]) -> Vec<u8> {
     let mut header = tar::Header::new_old();

@@ -1,4 +1,4 @@
-//! The main job, offline and with an embedded raw AES key: bundle a secrets directory, encrypt it, decrypt
+//! The main job, offline and with a raw AES key made for the run: bundle a secrets directory, encrypt it, decrypt
 //! it back into a temp root, and watch a tampered copy be refused with nothing left behind.
 //!
 //! ```text
@@ -14,15 +14,16 @@ use std::time::Instant;
 
 use kms_envelope::OutputOptions;
 use kms_envelope::bundle::{decrypt_directory, encrypt_directory};
-use kms_envelope::{DecryptOptions, EncryptOptions, RawAesKeyring};
-
-/// A demo key, embedded so that the run needs nothing. A real wrapping key is 32 random bytes kept
-/// secret (`head -c 32 /dev/urandom > wrapping.key`), or an AWS KMS key.
-const DEMO_WRAPPING_KEY: [u8; 32] = *b"kms-envelope quickstart demo key";
+use kms_envelope::{DecryptOptions, EncryptOptions, RawAesKeyring, Zeroizing};
 
 pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let work = tempfile::tempdir()?;
-    let keyring = RawAesKeyring::new("quickstart", "demo-key-1", &DEMO_WRAPPING_KEY)?;
+    // A fresh random key for this run, so that the run needs nothing and there is no key constant to copy
+    // into real code (an embedded key is one anybody who reads the source holds). A real wrapping key is
+    // 32 random bytes kept secret (`head -c 32 /dev/urandom > wrapping.key`), or an AWS KMS key.
+    let mut wrapping_key = Zeroizing::new([0u8; 32]);
+    rand::fill(&mut wrapping_key[..]);
+    let keyring = RawAesKeyring::new("quickstart", "demo-key-1", &wrapping_key[..])?;
 
     // 1. A secrets directory as a deployment would have it: a config, a certificate, 8 MiB of model weights.
     let secrets = work.path().join("secrets");

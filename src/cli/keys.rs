@@ -113,12 +113,29 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
     Ok(out)
 }
 
+/// The most a key file may hold: far more than a 16384-bit RSA private key in PEM (about 13 KiB), and
+/// little enough that `--raw-key-file /dev/urandom` or a file given by mistake ends in an error, not in an
+/// allocation as large as the file (or endless, for a device).
+const KEY_FILE_LIMIT: u64 = 1 << 20;
+
 /// Reads a key file. One that cannot be read is an unusable key file: a usage error (exit 2), as the
 /// README's exit-code table says, not an I/O failure of the data.
 fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
-    std::fs::read(path)
-        .map(Zeroizing::new)
-        .map_err(|e| Failure::usage(format!("cannot read key file {}: {e}", path.display())))
+    use std::io::Read as _;
+    let unreadable = |e: std::io::Error| Failure::usage(format!("cannot read key file {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    // All the room up front, whatever the file (a pipe such as `<(vault read ...)` has no size): a
+    // reallocation would free an unwiped copy of the key.
+    let mut material = Zeroizing::new(Vec::with_capacity(KEY_FILE_LIMIT as usize + 1));
+    file.take(KEY_FILE_LIMIT + 1).read_to_end(&mut material).map_err(unreadable)?;
+    if material.len() as u64 > KEY_FILE_LIMIT {
+        return Err(Failure::usage(format!(
+            "key file {} holds more than {} KiB: not a key",
+            path.display(),
+            KEY_FILE_LIMIT >> 10
+        )));
+    }
+    Ok(material)
 }
 
 /// The AES key a --raw-key-file holds in `encoding`, or why it is unusable, with how to fix it.
@@ -181,7 +198,7 @@ fn encoding_hint(material: &[u8]) -> &'static str {
     } else if !trimmed.is_empty()
         && trimmed.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
         && trimmed.len().is_multiple_of(4)
-        && fits(trimmed.len() / 4 * 3 - trimmed.iter().rev().take_while(|&&b| b == b'=').count())
+        && fits((trimmed.len() / 4 * 3).saturating_sub(trimmed.iter().rev().take_while(|&&b| b == b'=').count()))
     {
         "; this one looks like base64: add --key-encoding base64, or convert it with `base64 -d KEY > KEY.bin`"
     } else {

@@ -265,13 +265,21 @@ impl ColdStart {
     /// Removes every destination of this cold start (file, or directory tree) and its reuse marker, for a
     /// caller that gives up after a failed [`run`](Self::run): the bundles that did land must not outlive
     /// the failure (the Lambda extension fails the Init phase and leaves nothing in `/tmp`). A symbolic
-    /// link at a destination is removed, never followed; what does not exist is skipped.
+    /// link at a destination is removed, never followed; what does not exist is skipped, and so is a
+    /// destination behind a link or a non-directory below the root (a run refuses to write there, so
+    /// nothing of it landed, and removing through the link would reach outside the root) or one that is
+    /// not of the bundle's kind (a directory where a file bundle goes was not put there by a run).
     pub fn discard(&self) -> Result<()> {
         for spec in &self.bundles {
             let destination = destination_path(&self.config.root, &spec.destination)?;
-            for path in [reuse::marker_path(&destination), destination] {
+            if check_no_links(&self.config.root, &destination, BundleKind::File).is_err() {
+                continue;
+            }
+            let marker = reuse::marker_path(&destination);
+            for (path, kind) in [(marker, BundleKind::File), (destination, spec.kind)] {
                 let removed = match fs::symlink_metadata(&path) {
-                    Ok(meta) if meta.is_dir() => fs::remove_dir_all(&path),
+                    Ok(meta) if meta.is_dir() && kind == BundleKind::Directory => fs::remove_dir_all(&path),
+                    Ok(meta) if meta.is_dir() => Ok(()),
                     Ok(_) => fs::remove_file(&path),
                     Err(e) => Err(e),
                 };
@@ -332,6 +340,11 @@ fn destination_path(root: &Path, destination: &Path) -> Result<PathBuf> {
         return Err(Error::Config(format!("bundle destination {} is not a plain path", destination.display())));
     }
     let path = if destination.is_absolute() { destination.to_path_buf() } else { root.join(destination) };
+    // The root itself (`/tmp/.` compares equal too) is not a destination: a directory bundle there would
+    // replace the whole root, and `discard` would remove it.
+    if path == root {
+        return Err(Error::Config(format!("bundle destination {} is the root itself", path.display())));
+    }
     if !path.starts_with(root) {
         return Err(Error::Config(format!(
             "bundle destination {} is outside the root {}",
@@ -617,6 +630,7 @@ mod tests {
         assert!(destination_path(root, Path::new("../etc/passwd")).is_err());
         assert!(destination_path(root, Path::new("/etc/passwd")).is_err());
         assert!(destination_path(root, Path::new("/tmp/..")).is_err());
+        assert!(destination_path(root, Path::new("/tmp/.")).is_err());
     }
 
     #[test]
