@@ -253,7 +253,8 @@ for fs in "${FEATURE_SETS[@]}"; do
   header "cargo test ${fs_args[*]}${cargo_test_args[*]:+ ${cargo_test_args[*]}}"
   t0=$EPOCHREALTIME
   set +e
-  cargo test "${fs_args[@]}" "${cargo_test_args[@]}" 2>&1 | tee "$TEST_LOG"
+  # --no-fail-fast: one failing test binary must not hide what the others would have said.
+  cargo test --no-fail-fast "${fs_args[@]}" "${cargo_test_args[@]}" 2>&1 | tee "$TEST_LOG"
   status=${PIPESTATUS[0]}
   set -e
   ((status == 0)) || failed+=("$fs")
