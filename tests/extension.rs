@@ -286,16 +286,8 @@ impl Rie {
     }
 
     fn terminate(&mut self) {
-        let _ = Command::new("kill").args(["-s", "TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // SIGTERM reaches the namespace script, which stops the emulator and then lists the root.
+        common::stop_gracefully(&mut self.child, Duration::from_secs(10));
     }
 }
 

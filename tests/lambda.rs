@@ -993,16 +993,7 @@ struct Rie {
 
 impl Drop for Rie {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-s", "TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        common::stop_gracefully(&mut self.child, Duration::from_secs(5));
     }
 }
 

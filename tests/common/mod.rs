@@ -68,3 +68,18 @@ pub fn in_own_process(test: &str, body: impl FnOnce()) {
     assert!(out.status.success(), "{test} in its own process:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("test result: ok. 1 passed"), "{test} did not run in its own process:\n{stdout}");
 }
+
+/// Stops `child` with SIGTERM, so that it can shut down what it started (the emulator stops its runtime,
+/// which runs in a process group of its own), then SIGKILL if it is still there after `grace`.
+pub fn stop_gracefully(child: &mut std::process::Child, grace: std::time::Duration) {
+    let _ = std::process::Command::new("kill").args(["-s", "TERM", &child.id().to_string()]).status();
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
