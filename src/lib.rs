@@ -53,6 +53,8 @@ pub mod format;
 pub mod keyring;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod stream;
 
 /// The README's Rust blocks, compiled (and run, unless `no_run`) as doctests, so that a snippet a reader

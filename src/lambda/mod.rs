@@ -560,20 +560,14 @@ async fn secrets_from_message(keyring: Arc<dyn Keyring>, options: DecryptOptions
 
 #[cfg(feature = "s3")]
 mod s3 {
-    //! S3 sources: HeadObject for the warm-reuse identity, GetObject streamed into the decryptor.
+    //! S3 sources: the object pinned by HeadObject (its ETag is the warm-reuse identity), then read with
+    //! parallel ranged GETs pinned to that ETag, streamed into the decryptor.
 
     use super::*;
-
-    fn s3_error(what: &str, bucket: &str, key: &str, err: impl std::fmt::Display) -> Error {
-        Error::Io(io::Error::other(format!("S3 {what} s3://{bucket}/{key}: {err}")))
-    }
+    use crate::s3::{S3Object, TransferOptions};
 
     pub(super) async fn read_all(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>> {
-        let object = client.get_object().bucket(bucket).key(key).send().await;
-        let object =
-            object.map_err(|e| s3_error("GetObject", bucket, key, aws_sdk_s3::error::DisplayErrorContext(e)))?;
-        let bytes = object.body.collect().await.map_err(|e| s3_error("read", bucket, key, e))?;
-        Ok(bytes.into_bytes().to_vec())
+        S3Object::new(client.clone(), bucket, key).read_all(&TransferOptions::new()).await
     }
 
     pub(super) async fn land(
@@ -587,9 +581,9 @@ mod s3 {
             Some(client) => client.clone(),
             None => aws_sdk_s3::Client::new(&aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
         };
-        let head = client.head_object().bucket(bucket).key(key).send().await;
-        let head = head.map_err(|e| s3_error("HeadObject", bucket, key, aws_sdk_s3::error::DisplayErrorContext(e)))?;
-        let etag = head.e_tag().unwrap_or_default().to_string();
+        let object = S3Object::new(client, bucket, key);
+        let pinned = object.pin().await?.clone();
+        let etag = pinned.etag.unwrap_or_default();
         let identity = Identity(format!("s3://{bucket}/{key} etag {etag}"));
         if reuse::is_current(destination, &identity, kind == BundleKind::Directory) {
             let destination = destination.to_path_buf();
@@ -599,20 +593,12 @@ mod s3 {
             })
             .await;
         }
-        let mut request = client.get_object().bucket(bucket).key(key);
-        if !etag.is_empty() {
-            // The object must be the one whose identity the marker will record.
-            request = request.if_match(&etag);
-        }
-        let object = request.send().await;
-        let object =
-            object.map_err(|e| s3_error("GetObject", bucket, key, aws_sdk_s3::error::DisplayErrorContext(e)))?;
-        let len = object.content_length().unwrap_or_default().max(0) as u64;
-        let reader = tokio_util::io::SyncIoBridge::new(object.body.into_async_read());
+        // Every GET carries If-Match with the ETag the marker will record.
+        let reader = object.reader(tokio::runtime::Handle::current(), &TransferOptions::new());
         let destination = destination.to_path_buf();
         blocking(move || {
-            let reader = Message::Stream(io::BufReader::with_capacity(1 << 20, reader));
-            land_from_reader(&config, reader, len, identity, &destination, kind)
+            let reader = Message::Stream(io::BufReader::with_capacity(64 << 10, reader));
+            land_from_reader(&config, reader, pinned.len, identity, &destination, kind)
         })
         .await
     }

@@ -1,0 +1,648 @@
+//! S3 objects as sources and destinations of messages (feature `s3`).
+//!
+//! An [`S3Object`] is read with one `HeadObject` (its length and ETag) and then ranged `GetObject`s, each
+//! with `If-Match` the ETag seen first: an object overwritten while it is read is an error, never a mix of
+//! two objects. A whole message is downloaded with a bounded number of ranged GETs in flight, handed in order
+//! to the usual decryptor, in constant memory; to a file, through the usual temp file that appears only
+//! once every frame verified.
+//!
+//! A message is uploaded as it is sealed: a multipart upload whose parts are uploaded concurrently (a bounded
+//! number in flight), completed only after the final frame; a message smaller than one part is a single
+//! `PutObject`. On any error (the plaintext reader, the keyring, a part upload, a caller that gives up) the
+//! multipart upload is aborted, so no partial object ever becomes visible.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use kms_envelope::s3::{S3Object, TransferOptions};
+//! use kms_envelope::{DecryptOptions, EncryptOptions, KmsClients, OutputOptions};
+//!
+//! # async fn example() -> Result<(), kms_envelope::Error> {
+//! let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+//! let key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+//! let keyring = Arc::new(KmsClients::new(&config).keyring(key)?);
+//! let object = S3Object::new(aws_sdk_s3::Client::new(&config), "my-bucket", "model.bin.esdk");
+//!
+//! let plaintext = std::fs::File::open("model.bin")?;
+//! object.encrypt_from(keyring.clone(), EncryptOptions::new(), TransferOptions::new(), plaintext).await?;
+//!
+//! let copy = std::path::PathBuf::from("model-copy.bin"); // appears only once every frame verified
+//! let (options, output) = (DecryptOptions::new(), OutputOptions::new());
+//! object.decrypt_to_path(keyring, options, copy, output, TransferOptions::new()).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use tokio::runtime::Handle;
+use tokio::sync::{OnceCell, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::escape::Escaped;
+use crate::format::header::Header;
+use crate::keyring::Keyring;
+use crate::stream::{AsyncRangeSource, DecryptOptions, EncryptOptions, Encryptor, OutputOptions, decrypt_to_path};
+
+/// The smallest part S3 accepts in a multipart upload, but for the last.
+pub const MIN_PART_SIZE: usize = 5 << 20;
+/// The part size of uploads unless [`TransferOptions::part_size`] sets one: with
+/// [`DEFAULT_CONCURRENCY`] parts in flight, what an upload holds stays well under 64 MiB.
+pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+/// The size of each ranged GET of a whole-object download unless [`TransferOptions::chunk_size`] sets one.
+pub const DEFAULT_CHUNK_SIZE: usize = 4 << 20;
+/// Requests in flight per transfer unless [`TransferOptions::concurrency`] sets it.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// The most parts S3 allows in one multipart upload.
+const MAX_PARTS: usize = 10_000;
+
+/// How an object is moved: part and chunk sizes, requests in flight. Memory held by a transfer is about
+/// `(concurrency + 2) * part_size` for an upload and `(concurrency + 2) * chunk_size` for a download.
+#[derive(Clone, Debug)]
+pub struct TransferOptions {
+    part_size: usize,
+    chunk_size: usize,
+    concurrency: usize,
+}
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TransferOptions {
+    /// The defaults: [`DEFAULT_PART_SIZE`], [`DEFAULT_CHUNK_SIZE`], [`DEFAULT_CONCURRENCY`].
+    pub fn new() -> Self {
+        Self { part_size: DEFAULT_PART_SIZE, chunk_size: DEFAULT_CHUNK_SIZE, concurrency: DEFAULT_CONCURRENCY }
+    }
+
+    /// The size of each part of a multipart upload (at least [`MIN_PART_SIZE`], checked when an upload
+    /// starts). An upload has at most 10 000 parts, so the part size bounds the message size.
+    pub fn part_size(mut self, bytes: usize) -> Self {
+        self.part_size = bytes;
+        self
+    }
+
+    /// The size of each ranged GET of a whole-object download (at least 1).
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk_size = bytes.max(1);
+        self
+    }
+
+    /// Requests in flight at once (at least 1).
+    pub fn concurrency(mut self, requests: usize) -> Self {
+        self.concurrency = requests.max(1);
+        self
+    }
+
+    /// The part size for a message of about `bytes` (plaintext or ciphertext, when known in advance): the
+    /// configured one, or larger so that the message fits in S3's 10 000 parts with room to spare.
+    pub fn part_size_for(&self, bytes: u64) -> usize {
+        let needed = bytes.saturating_add(bytes / 64).saturating_add(1 << 20) / (MAX_PARTS as u64 - 100);
+        self.part_size.max(usize::try_from(needed).unwrap_or(usize::MAX))
+    }
+}
+
+/// The length and ETag an object had when it was first looked at; every later read must see the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pinned {
+    /// The object's length in bytes.
+    pub len: u64,
+    /// Its ETag, if the server gave one (S3 always does); reads then carry `If-Match` with it.
+    pub etag: Option<String>,
+}
+
+/// An object in S3: a source of ranged reads pinned to the version first seen, and a destination for
+/// encrypted uploads. Clones share the pin.
+#[derive(Clone, Debug)]
+pub struct S3Object {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    pinned: Arc<OnceCell<Pinned>>,
+}
+
+/// What [`S3Object::encrypt_from`] uploaded.
+#[derive(Clone, Debug)]
+pub struct Uploaded {
+    /// The message's length in bytes.
+    pub bytes: u64,
+    /// Parts uploaded: 0 for a single `PutObject`.
+    pub parts: usize,
+    /// The new object's ETag, as S3 returned it.
+    pub etag: Option<String>,
+}
+
+/// Splits `s3://bucket/key` into its bucket and key; `None` for anything else (a bucket without a key too).
+pub fn parse_url(url: &str) -> Option<(&str, &str)> {
+    let (bucket, key) = url.strip_prefix("s3://")?.split_once('/')?;
+    (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key))
+}
+
+impl S3Object {
+    /// The object `key` in `bucket`. Nothing is requested until the first read or upload.
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, key: impl Into<String>) -> Self {
+        Self { client, bucket: bucket.into(), key: key.into(), pinned: Arc::default() }
+    }
+
+    /// The object named by `s3://bucket/key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `url` is not of that form.
+    pub fn from_url(client: aws_sdk_s3::Client, url: &str) -> Result<Self> {
+        let (bucket, key) =
+            parse_url(url).ok_or_else(|| Error::Config(format!("{} is not s3://bucket/key", Escaped(url))))?;
+        Ok(Self::new(client, bucket, key))
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn failure(&self, what: &str, err: impl std::fmt::Display) -> io::Error {
+        io::Error::other(format!("S3 {what} s3://{}/{}: {err}", Escaped(&self.bucket), Escaped(&self.key)))
+    }
+
+    /// The object's length and ETag, from one `HeadObject` on the first call; later calls (and clones)
+    /// return the same without a request.
+    ///
+    /// # Errors
+    ///
+    /// The request fails (no such object, no access).
+    pub async fn pin(&self) -> Result<&Pinned> {
+        let pinned = self.pinned.get_or_try_init(|| async {
+            let head = self.client.head_object().bucket(&self.bucket).key(&self.key).send().await;
+            let head = head.map_err(|e| self.failure("HeadObject", DisplayErrorContext(e)))?;
+            let len = head.content_length().and_then(|n| u64::try_from(n).ok());
+            let len = len.ok_or_else(|| self.failure("HeadObject", "no content length in the response"))?;
+            Ok::<_, io::Error>(Pinned { len, etag: head.e_tag().map(str::to_owned) })
+        });
+        Ok(pinned.await?)
+    }
+
+    /// The `length` bytes at `offset` of the pinned object, in one ranged `GetObject`.
+    async fn get_range(&self, offset: u64, length: usize) -> io::Result<Vec<u8>> {
+        let pinned = self.pin().await.map_err(io::Error::from)?;
+        if length == 0 {
+            return Ok(Vec::new());
+        }
+        let end = offset.checked_add(length as u64).filter(|&end| end <= pinned.len);
+        let Some(end) = end else {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a read past the end of the S3 object"));
+        };
+        let mut request =
+            self.client.get_object().bucket(&self.bucket).key(&self.key).range(format!("bytes={offset}-{}", end - 1));
+        if let Some(etag) = &pinned.etag {
+            request = request.if_match(etag);
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.code() == Some("PreconditionFailed") {
+                self.failure("GetObject", "the object changed while it was read (its ETag no longer matches)")
+            } else {
+                self.failure("GetObject", DisplayErrorContext(e))
+            }
+        })?;
+        read_exactly(response.body, length).await.map_err(|e| self.failure("GetObject", e))
+    }
+
+    /// The whole object, read as [`reader`](Self::reader) does (on the blocking pool).
+    ///
+    /// # Errors
+    ///
+    /// A request fails, or the object changed while it was read.
+    pub async fn read_all(&self, transfer: &TransferOptions) -> Result<Vec<u8>> {
+        let len = self.pin().await?.len;
+        let reader = self.reader(Handle::current(), transfer);
+        let capacity = usize::try_from(len).unwrap_or(0);
+        tokio::task::spawn_blocking(move || {
+            let mut all = Vec::with_capacity(capacity);
+            let mut reader = reader;
+            reader.read_to_end(&mut all).map(|_| all).map_err(Error::from_io)
+        })
+        .await
+        .map_err(|e| Error::Io(io::Error::other(e)))?
+    }
+
+    /// A blocking `Read` of the whole object: ranged GETs of [`TransferOptions::chunk_size`], at most
+    /// [`TransferOptions::concurrency`] in flight, run on `handle` and returned in order. Read it on a
+    /// thread that is not one of the runtime's executors (the blocking pool, or a thread of your own).
+    pub fn reader(&self, handle: Handle, transfer: &TransferOptions) -> ObjectReader {
+        let (to_reader, from_producer) = mpsc::channel(1);
+        let producer = handle.spawn(produce(self.clone(), to_reader, transfer.chunk_size, transfer.concurrency));
+        ObjectReader { from_producer, current: Vec::new(), at: 0, _producer: AbortOnDrop(producer) }
+    }
+
+    /// Decrypts the object into the file `destination`, which appears only once the whole message
+    /// verified (see [`decrypt_to_path`]); blocking: call it off the runtime's executor threads, with
+    /// `handle` a runtime for the requests.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt_to_path`]; a request fails, or the object changed while it was read.
+    pub fn decrypt_to_path_blocking(
+        &self,
+        handle: Handle,
+        keyring: &dyn Keyring,
+        options: &DecryptOptions,
+        destination: &Path,
+        output: &OutputOptions,
+        transfer: &TransferOptions,
+    ) -> Result<Header> {
+        decrypt_to_path(keyring, options, self.reader(handle, transfer), destination, output)
+    }
+
+    /// [`decrypt_to_path_blocking`](Self::decrypt_to_path_blocking) on the blocking pool.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt_to_path`]; a request fails, or the object changed while it was read.
+    pub async fn decrypt_to_path(
+        &self,
+        keyring: Arc<dyn Keyring>,
+        options: DecryptOptions,
+        destination: PathBuf,
+        output: OutputOptions,
+        transfer: TransferOptions,
+    ) -> Result<Header> {
+        let (object, handle) = (self.clone(), Handle::current());
+        tokio::task::spawn_blocking(move || {
+            object.decrypt_to_path_blocking(handle, keyring.as_ref(), &options, &destination, &output, &transfer)
+        })
+        .await
+        .map_err(|e| Error::Io(io::Error::other(e)))?
+    }
+
+    /// Encrypts `plaintext` (read to its end) into this object, uploading parts while frames are sealed;
+    /// blocking: call it off the runtime's executor threads, with `handle` a runtime for the requests. The
+    /// object appears only after the final frame is sealed and uploaded; on any error the multipart upload
+    /// is aborted (and awaited) before this returns.
+    ///
+    /// # Errors
+    ///
+    /// The keyring or options fail as for [`Encryptor::new`], reading `plaintext` fails, the part size is
+    /// under [`MIN_PART_SIZE`], the message needs more than 10 000 parts, or a request fails.
+    pub fn encrypt_from_blocking(
+        &self,
+        handle: Handle,
+        keyring: &dyn Keyring,
+        options: &EncryptOptions,
+        transfer: &TransferOptions,
+        plaintext: impl Read,
+    ) -> Result<Uploaded> {
+        self.encrypt_cancellable(handle, keyring, options, transfer, plaintext, Arc::default())
+    }
+
+    fn encrypt_cancellable(
+        &self,
+        handle: Handle,
+        keyring: &dyn Keyring,
+        options: &EncryptOptions,
+        transfer: &TransferOptions,
+        mut plaintext: impl Read,
+        cancelled: Arc<AtomicBool>,
+    ) -> Result<Uploaded> {
+        if transfer.part_size < MIN_PART_SIZE {
+            return Err(Error::Config(format!(
+                "an S3 part size of {} bytes is under S3's minimum of {MIN_PART_SIZE}",
+                transfer.part_size
+            )));
+        }
+        let (to_uploader, from_writer) = mpsc::channel(1);
+        let uploader = handle.spawn(upload(self.clone(), from_writer, transfer.concurrency, cancelled.clone()));
+        let parts = PartWriter { part: Vec::new(), part_size: transfer.part_size, to_uploader, cancelled };
+        let sealed = Encryptor::new(keyring, options, parts).and_then(|mut encryptor| {
+            encryptor.copy_from(&mut plaintext).map_err(Error::from_io)?;
+            encryptor.finish()?.finish()
+        });
+        // Without `Last` (an error above dropped the writer) the uploader aborts the upload before it ends.
+        let uploaded = handle.block_on(uploader).map_err(|e| Error::Io(io::Error::other(e)))?;
+        match (sealed, uploaded) {
+            (Ok(()), uploaded) => uploaded,
+            // The writer failed because the uploader stopped: the uploader's error says why.
+            (Err(Error::Io(e)), Err(upload_error)) if e.kind() == io::ErrorKind::BrokenPipe => Err(upload_error),
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// [`encrypt_from_blocking`](Self::encrypt_from_blocking) on the blocking pool. If this future is
+    /// dropped before it completes, the upload is aborted and the object never appears.
+    ///
+    /// # Errors
+    ///
+    /// As [`encrypt_from_blocking`](Self::encrypt_from_blocking).
+    pub async fn encrypt_from(
+        &self,
+        keyring: Arc<dyn Keyring>,
+        options: EncryptOptions,
+        transfer: TransferOptions,
+        plaintext: impl Read + Send + 'static,
+    ) -> Result<Uploaded> {
+        let (object, handle) = (self.clone(), Handle::current());
+        let cancel = CancelOnDrop(Arc::default());
+        let cancelled = cancel.0.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            object.encrypt_cancellable(handle, keyring.as_ref(), &options, &transfer, plaintext, cancelled)
+        })
+        .await;
+        drop(cancel);
+        result.map_err(|e| Error::Io(io::Error::other(e)))?
+    }
+}
+
+/// Reads a response body of exactly `length` bytes, never holding more.
+async fn read_exactly(mut body: ByteStream, length: usize) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(length);
+    while let Some(chunk) = body.try_next().await.map_err(io::Error::other)? {
+        if chunk.len() > length - bytes.len() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("more than the {length} bytes asked for")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    if bytes.len() != length {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("{} bytes where {length} were asked for", bytes.len()),
+        ));
+    }
+    Ok(bytes)
+}
+
+impl AsyncRangeSource for S3Object {
+    /// The length from the object's `HeadObject`, requested once.
+    async fn total_len(&self) -> io::Result<u64> {
+        Ok(self.pin().await?.len)
+    }
+
+    /// One ranged `GetObject` with `If-Match` the pinned ETag; exactly `length` bytes or an error.
+    async fn read_at(&self, offset: u64, length: usize) -> io::Result<Vec<u8>> {
+        self.get_range(offset, length).await
+    }
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sets the flag when dropped: the caller of an upload has gone.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The blocking side of a whole-object download: chunks in order, as the producer task fetched them.
+#[derive(Debug)]
+pub struct ObjectReader {
+    from_producer: mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    at: usize,
+    _producer: AbortOnDrop<()>,
+}
+
+impl<T> std::fmt::Debug for AbortOnDrop<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AbortOnDrop")
+    }
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.current.len() {
+            match self.from_producer.blocking_recv() {
+                Some(Ok(chunk)) => (self.current, self.at) = (chunk, 0),
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Fetches the pinned object in chunks, `concurrency` GETs in flight, and sends them in order; stops at
+/// the first error (sent on) or when the reader is gone.
+async fn produce(object: S3Object, to_reader: mpsc::Sender<io::Result<Vec<u8>>>, chunk: usize, concurrency: usize) {
+    let len = match object.pin().await {
+        Ok(pinned) => pinned.len,
+        Err(e) => {
+            let _ = to_reader.send(Err(e.into())).await;
+            return;
+        }
+    };
+    let mut in_flight = VecDeque::with_capacity(concurrency);
+    let mut next = 0u64;
+    loop {
+        while in_flight.len() < concurrency && next < len {
+            let length = chunk.min(usize::try_from(len - next).unwrap_or(usize::MAX));
+            let object = object.clone();
+            in_flight.push_back(AbortOnDrop(tokio::spawn(async move { object.get_range(next, length).await })));
+            next += length as u64;
+        }
+        let Some(mut oldest) = in_flight.pop_front() else { return };
+        let result = (&mut oldest.0).await.unwrap_or_else(|e| Err(io::Error::other(e)));
+        let failed = result.is_err();
+        if to_reader.send(result).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+enum ToUploader {
+    Part(Vec<u8>),
+    /// The rest of the message after the final frame (possibly empty): complete the upload.
+    Last(Vec<u8>),
+}
+
+/// The encryptor's output: gathers parts and hands each full one to the uploader.
+struct PartWriter {
+    part: Vec<u8>,
+    part_size: usize,
+    to_uploader: mpsc::Sender<ToUploader>,
+    cancelled: Arc<AtomicBool>,
+}
+
+fn uploader_gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the S3 upload stopped")
+}
+
+impl PartWriter {
+    /// Hands the rest to the uploader, which completes the upload.
+    fn finish(self) -> Result<()> {
+        self.to_uploader.blocking_send(ToUploader::Last(self.part)).map_err(|_| Error::Io(uploader_gone()))
+    }
+}
+
+impl Write for PartWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            return Err(io::Error::other("the S3 upload was cancelled"));
+        }
+        if self.part.capacity() == 0 {
+            self.part.reserve_exact(self.part_size);
+        }
+        let n = data.len().min(self.part_size - self.part.len());
+        self.part.extend_from_slice(&data[..n]);
+        if self.part.len() == self.part_size {
+            let part = std::mem::take(&mut self.part);
+            self.to_uploader.blocking_send(ToUploader::Part(part)).map_err(|_| uploader_gone())?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Uploads what the writer sends: one `PutObject` if the first thing is the whole message, else a
+/// multipart upload, completed only on `Last` and aborted on anything else.
+async fn upload(
+    object: S3Object,
+    mut from_writer: mpsc::Receiver<ToUploader>,
+    concurrency: usize,
+    cancelled: Arc<AtomicBool>,
+) -> Result<Uploaded> {
+    let incomplete = || Error::Io(io::Error::other("the message was not completed; nothing was uploaded"));
+    let first = match from_writer.recv().await {
+        None => return Err(incomplete()),
+        Some(ToUploader::Last(message)) => {
+            if cancelled.load(Ordering::SeqCst) {
+                return Err(incomplete());
+            }
+            let bytes = message.len() as u64;
+            let put = object.client.put_object().bucket(&object.bucket).key(&object.key);
+            let put = put.body(ByteStream::from(message)).send().await;
+            let put = put.map_err(|e| object.failure("PutObject", DisplayErrorContext(e)))?;
+            return Ok(Uploaded { bytes, parts: 0, etag: put.e_tag().map(str::to_owned) });
+        }
+        Some(ToUploader::Part(part)) => part,
+    };
+    let created = object.client.create_multipart_upload().bucket(&object.bucket).key(&object.key).send().await;
+    let created = created.map_err(|e| object.failure("CreateMultipartUpload", DisplayErrorContext(e)))?;
+    let upload_id = created.upload_id().ok_or_else(|| object.failure("CreateMultipartUpload", "no upload id"))?;
+    let mut multipart = Multipart {
+        object: &object,
+        upload_id: upload_id.to_owned(),
+        in_flight: VecDeque::new(),
+        done: Vec::new(),
+        bytes: 0,
+    };
+    let result = multipart.run(first, &mut from_writer, concurrency, &cancelled).await;
+    if result.is_err() {
+        // The writer may still be blocked on a send: let it fail rather than wait.
+        drop(from_writer);
+        multipart.abort().await;
+    }
+    result
+}
+
+struct Multipart<'a> {
+    object: &'a S3Object,
+    upload_id: String,
+    in_flight: VecDeque<AbortOnDrop<io::Result<CompletedPart>>>,
+    done: Vec<CompletedPart>,
+    bytes: u64,
+}
+
+impl Multipart<'_> {
+    async fn run(
+        &mut self,
+        first: Vec<u8>,
+        from_writer: &mut mpsc::Receiver<ToUploader>,
+        concurrency: usize,
+        cancelled: &AtomicBool,
+    ) -> Result<Uploaded> {
+        self.send(first)?;
+        loop {
+            while self.in_flight.len() >= concurrency {
+                self.wait_oldest().await?;
+            }
+            match from_writer.recv().await {
+                Some(ToUploader::Part(part)) => self.send(part)?,
+                Some(ToUploader::Last(rest)) => {
+                    if !rest.is_empty() {
+                        self.send(rest)?;
+                    }
+                    break;
+                }
+                None => return Err(Error::Io(io::Error::other("the message was not completed; upload aborted"))),
+            }
+        }
+        while !self.in_flight.is_empty() {
+            self.wait_oldest().await?;
+        }
+        if cancelled.load(Ordering::SeqCst) {
+            return Err(Error::Io(io::Error::other("the S3 upload was cancelled")));
+        }
+        let count = self.done.len();
+        let parts = CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.done))).build();
+        let object = self.object;
+        let completed = object.client.complete_multipart_upload().bucket(&object.bucket).key(&object.key);
+        let completed = completed.upload_id(&self.upload_id).multipart_upload(parts).send().await;
+        let completed = completed.map_err(|e| object.failure("CompleteMultipartUpload", DisplayErrorContext(e)))?;
+        Ok(Uploaded { bytes: self.bytes, parts: count, etag: completed.e_tag().map(str::to_owned) })
+    }
+
+    /// Starts uploading the next part.
+    fn send(&mut self, part: Vec<u8>) -> Result<()> {
+        let number = self.done.len() + self.in_flight.len() + 1;
+        if number > MAX_PARTS {
+            return Err(Error::Config(format!(
+                "the message needs more than S3's {MAX_PARTS} parts: raise the part size"
+            )));
+        }
+        self.bytes += part.len() as u64;
+        let number = i32::try_from(number).expect("at most MAX_PARTS");
+        let object = self.object.clone();
+        let upload_id = self.upload_id.clone();
+        self.in_flight.push_back(AbortOnDrop(tokio::spawn(async move {
+            let request = object.client.upload_part().bucket(&object.bucket).key(&object.key);
+            let request = request.upload_id(upload_id).part_number(number).body(ByteStream::from(part));
+            let uploaded = request.send().await.map_err(|e| object.failure("UploadPart", DisplayErrorContext(e)))?;
+            Ok(CompletedPart::builder().part_number(number).set_e_tag(uploaded.e_tag().map(str::to_owned)).build())
+        })));
+        Ok(())
+    }
+
+    async fn wait_oldest(&mut self) -> Result<()> {
+        let Some(mut oldest) = self.in_flight.pop_front() else { return Ok(()) };
+        let part = (&mut oldest.0).await.map_err(io::Error::other)??;
+        self.done.push(part);
+        Ok(())
+    }
+
+    /// Stops the parts in flight, then aborts the upload, so that S3 keeps none of it.
+    async fn abort(&mut self) {
+        for mut part in self.in_flight.drain(..) {
+            part.0.abort();
+            let _ = (&mut part.0).await;
+        }
+        let object = self.object;
+        let aborted = object.client.abort_multipart_upload().bucket(&object.bucket).key(&object.key);
+        let _ = aborted.upload_id(&self.upload_id).send().await;
+    }
+}

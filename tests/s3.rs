@@ -1,0 +1,241 @@
+//! S3 as a source and destination (`kms_envelope::s3`), against S3 in moto (started by scripts/test.sh or
+//! /work/wt/devenv.sh): multipart uploads of every shape, aborted on error; whole-object downloads by
+//! ranged GETs pinned to the ETag; the Python ESDK reading what was uploaded; the CLI through `s3://`.
+//! Without moto a test prints "SKIPPED: ..." (and fails under CI=true).
+#![cfg(feature = "s3")]
+
+mod common;
+#[path = "common/kms.rs"]
+mod support;
+
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use kms_envelope::s3::{MIN_PART_SIZE, S3Object, TransferOptions, Uploaded};
+use kms_envelope::stream::AsyncRangeSource;
+use kms_envelope::{DecryptOptions, EncryptOptions, Error, Keyring, OutputOptions, RawAesKeyring};
+use support::Moto;
+
+const WRAPPING_KEY: [u8; 32] = [7; 32];
+const NAMESPACE: &str = "kms-envelope-s3";
+const KEY_NAME: &str = "s3-test-key";
+
+fn keyring() -> Arc<dyn Keyring> {
+    Arc::new(RawAesKeyring::new(NAMESPACE, KEY_NAME, &WRAPPING_KEY).unwrap())
+}
+
+fn plaintext(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| ((i as u32).wrapping_mul(2654435761) >> 13) as u8 ^ seed).collect()
+}
+
+/// A moto bucket of this test's own and a runtime for the requests.
+struct Env {
+    moto: Moto,
+    bucket: String,
+    runtime: tokio::runtime::Runtime,
+    work: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(test: &str) -> Option<Self> {
+        let moto = Moto::get()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let unique = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let bucket = format!("kms-envelope-s3-{test}-{}-{unique}", std::process::id()).replace('_', "-");
+        let env = Self { moto, bucket, runtime, work: tempfile::tempdir().unwrap() };
+        env.runtime.block_on(env.client().create_bucket().bucket(&env.bucket).send()).expect("CreateBucket in moto");
+        Some(env)
+    }
+
+    fn client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.moto.config()).force_path_style(true).build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    fn object(&self, key: &str) -> S3Object {
+        S3Object::new(self.client(), &self.bucket, key)
+    }
+
+    fn put(&self, key: &str, body: Vec<u8>) {
+        let put = self.client().put_object().bucket(&self.bucket).key(key).body(body.into()).send();
+        self.runtime.block_on(put).expect("PutObject in moto");
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let got = self.runtime.block_on(self.client().get_object().bucket(&self.bucket).key(key).send()).ok()?;
+        Some(self.runtime.block_on(got.body.collect()).unwrap().into_bytes().to_vec())
+    }
+
+    /// The multipart uploads in progress in the bucket (ListMultipartUploads).
+    fn uploads_in_progress(&self) -> usize {
+        let listed = self.runtime.block_on(self.client().list_multipart_uploads().bucket(&self.bucket).send());
+        listed.expect("ListMultipartUploads").uploads().len()
+    }
+
+    fn upload(&self, key: &str, transfer: &TransferOptions, plaintext: impl Read) -> Result<Uploaded, Error> {
+        let handle = self.runtime.handle().clone();
+        self.object(key).encrypt_from_blocking(handle, keyring().as_ref(), &EncryptOptions::new(), transfer, plaintext)
+    }
+}
+
+/// The smallest part size moto accepts, so that many-part messages stay small.
+fn small_parts() -> TransferOptions {
+    TransferOptions::new().part_size(MIN_PART_SIZE).concurrency(3)
+}
+
+/// A plaintext length whose message is exactly `message_len` bytes with the default options.
+fn plaintext_len_for_message_len(message_len: usize) -> usize {
+    let overhead =
+        |n: usize| kms_envelope::encrypt(keyring().as_ref(), &EncryptOptions::new(), &vec![0; n]).unwrap().len() - n;
+    let mut n = message_len - 4096;
+    for _ in 0..8 {
+        let total = n + overhead(n);
+        if total == message_len {
+            return n;
+        }
+        n = n + message_len - total;
+    }
+    panic!("no plaintext length gives a message of {message_len} bytes");
+}
+
+#[test]
+fn uploads_of_every_shape_decrypt_back() {
+    let Some(env) = Env::new("shapes") else { return };
+    let one_part = plaintext_len_for_message_len(MIN_PART_SIZE);
+    let cases = [(0, 0), (1, 0), (one_part, 1), (MIN_PART_SIZE * 3 + 12345, 4)];
+    for (len, parts) in cases {
+        let key = format!("shape-{len}.esdk");
+        let data = plaintext(len, len as u8);
+        let uploaded = env.upload(&key, &small_parts(), &data[..]).unwrap();
+        assert_eq!(uploaded.parts, parts, "{len} bytes: parts (0: PutObject)");
+        let message = env.get(&key).expect("the object exists");
+        assert_eq!(message.len() as u64, uploaded.bytes);
+        if parts == 1 {
+            assert_eq!(message.len(), MIN_PART_SIZE, "exactly one part");
+        }
+        let decrypted = kms_envelope::decrypt(keyring().as_ref(), &DecryptOptions::new(), &message).unwrap();
+        assert_eq!(&decrypted.plaintext[..], &data[..], "{len} bytes");
+    }
+    assert_eq!(env.uploads_in_progress(), 0);
+}
+
+/// Plaintext that fails after `good` bytes.
+struct FailingReader {
+    left: usize,
+}
+
+impl Read for FailingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::other("the disk went away"));
+        }
+        let n = buf.len().min(self.left);
+        buf[..n].fill(0x5a);
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn an_error_mid_upload_leaves_no_object_and_no_upload() {
+    let Some(env) = Env::new("failing") else { return };
+    // Past two parts (uploaded, or in flight) and before the first part is full.
+    for good in [MIN_PART_SIZE * 2 + 100, 1000] {
+        let key = format!("failing-{good}.esdk");
+        let err = env.upload(&key, &small_parts(), FailingReader { left: good }).unwrap_err();
+        assert!(err.to_string().contains("the disk went away"), "{good}: {err}");
+        assert!(env.get(&key).is_none(), "{good}: an object appeared");
+        assert_eq!(env.uploads_in_progress(), 0, "{good}: the multipart upload was not aborted");
+    }
+    // A part size S3 would refuse: refused before anything is uploaded.
+    let err = env.upload("tiny-parts.esdk", &TransferOptions::new().part_size(1 << 20), &b"x"[..]).unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert!(env.get("tiny-parts.esdk").is_none());
+}
+
+#[test]
+fn the_python_esdk_decrypts_an_uploaded_object() {
+    let Some(env) = Env::new("python") else { return };
+    let Some(python) = common::python() else { return };
+    let data = plaintext(MIN_PART_SIZE * 2 + 777, 3);
+    env.upload("py.esdk", &small_parts(), &data[..]).unwrap();
+    let message = env.get("py.esdk").unwrap();
+    let (input, output) = (env.work.path().join("py.esdk"), env.work.path().join("py.out"));
+    std::fs::write(&input, &message).unwrap();
+    let hex: String = WRAPPING_KEY.iter().map(|b| format!("{b:02x}")).collect();
+    let args = ["decrypt", "--in", input.to_str().unwrap(), "--out", output.to_str().unwrap(), "--raw-key-hex", &hex];
+    let args: Vec<&str> = args.into_iter().chain(["--key-namespace", NAMESPACE, "--key-name", KEY_NAME]).collect();
+    let (ok, stderr) = common::run_peer(&python, &args);
+    assert!(ok, "the Python ESDK refused the object: {stderr}");
+    assert_eq!(std::fs::read(&output).unwrap(), data);
+}
+
+fn decrypt_to(env: &Env, object: &S3Object, destination: &Path, transfer: &TransferOptions) -> Result<(), Error> {
+    let handle = env.runtime.handle().clone();
+    let (options, output) = (DecryptOptions::new(), OutputOptions::new());
+    object.decrypt_to_path_blocking(handle, keyring().as_ref(), &options, destination, &output, transfer).map(drop)
+}
+
+#[test]
+fn whole_object_downloads_equal_the_plaintext_and_ranges_are_exact() {
+    let Some(env) = Env::new("download") else { return };
+    let data = plaintext(3 << 20, 9);
+    let message = kms_envelope::encrypt(keyring().as_ref(), &EncryptOptions::new().frame_length(4096), &data).unwrap();
+    env.put("whole.esdk", message.clone());
+    // Small chunks: many ranged GETs, several in flight, returned in order.
+    let transfer = TransferOptions::new().chunk_size(100_000).concurrency(3);
+    let destination = env.work.path().join("whole.bin");
+    decrypt_to(&env, &env.object("whole.esdk"), &destination, &transfer).unwrap();
+    assert_eq!(std::fs::read(&destination).unwrap(), data);
+    let all = env.runtime.block_on(env.object("whole.esdk").read_all(&transfer)).unwrap();
+    assert_eq!(all, message);
+
+    let object = env.object("whole.esdk");
+    env.runtime.block_on(async {
+        assert_eq!(object.total_len().await.unwrap(), message.len() as u64);
+        assert_eq!(object.read_at(1000, 5000).await.unwrap(), &message[1000..6000]);
+        assert_eq!(object.read_at(message.len() as u64 - 7, 7).await.unwrap(), &message[message.len() - 7..]);
+        assert!(object.read_at(0, 0).await.unwrap().is_empty());
+        let past = object.read_at(message.len() as u64 - 7, 8).await.unwrap_err();
+        assert_eq!(past.kind(), io::ErrorKind::UnexpectedEof);
+    });
+}
+
+#[test]
+fn an_object_overwritten_while_it_is_read_is_an_error() {
+    let Some(env) = Env::new("etag") else { return };
+    let first = kms_envelope::encrypt(keyring().as_ref(), &EncryptOptions::new(), &plaintext(50_000, 1)).unwrap();
+    let second = kms_envelope::encrypt(keyring().as_ref(), &EncryptOptions::new(), &plaintext(50_000, 2)).unwrap();
+    assert_eq!(first.len(), second.len(), "only the ETag tells them apart");
+    env.put("changing.esdk", first.clone());
+    let object = env.object("changing.esdk");
+    let head = env.runtime.block_on(object.read_at(0, 100)).unwrap();
+    assert_eq!(head, &first[..100]);
+    env.put("changing.esdk", second);
+    let err = env.runtime.block_on(object.read_at(100, 100)).unwrap_err();
+    assert!(err.to_string().contains("changed while it was read"), "{err}");
+    // A whole-object read pinned before the overwrite fails too, and leaves no file.
+    let destination = env.work.path().join("changing.bin");
+    let err = decrypt_to(&env, &object, &destination, &TransferOptions::new()).unwrap_err();
+    assert!(err.to_string().contains("changed while it was read"), "{err}");
+    assert!(!destination.exists());
+}
+
+#[test]
+fn a_tampered_object_leaves_nothing_at_the_destination() {
+    let Some(env) = Env::new("tampered") else { return };
+    let data = plaintext(1 << 20, 5);
+    let mut message =
+        kms_envelope::encrypt(keyring().as_ref(), &EncryptOptions::new().frame_length(4096), &data).unwrap();
+    let middle = message.len() / 2;
+    message[middle] ^= 1;
+    env.put("tampered.esdk", message);
+    let destination = env.work.path().join("out").join("tampered.bin");
+    std::fs::create_dir(destination.parent().unwrap()).unwrap();
+    let transfer = TransferOptions::new().chunk_size(64 << 10);
+    let err = decrypt_to(&env, &env.object("tampered.esdk"), &destination, &transfer).unwrap_err();
+    assert!(matches!(err, Error::FrameAuthentication { .. }), "{err}");
+    let left: Vec<_> = std::fs::read_dir(destination.parent().unwrap()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
