@@ -542,10 +542,11 @@ fn files_with_content(dir: &Path, destination: &str) -> Vec<String> {
         .collect()
 }
 
-/// A local S3 endpoint (path-style, plain HTTP) serving a few objects. The first GetObject of each object
-/// sends the first half of its body at once, then one byte every 100 ms (enough for the SDK's stalled-stream
-/// protection, never enough to finish), until the client goes away; later ones send it whole. A decrypt fed
-/// by it cannot finish, however fast the machine: the process is caught mid-decrypt by construction.
+/// A local S3 endpoint (path-style, plain HTTP) serving a few objects, whole or by `Range`. The first
+/// GetObject of each object that reaches its last byte sends what lies before the object's middle at once,
+/// then one byte every 100 ms (enough for the SDK's stalled-stream protection, never enough to finish),
+/// until the client goes away; later ones send it whole. A decrypt fed by it cannot finish, however fast
+/// the machine: the process is caught mid-decrypt by construction.
 struct TricklingS3 {
     url: String,
 }
@@ -576,7 +577,12 @@ impl TricklingS3 {
                 return;
             }
             let mut line = String::new();
+            let mut range = None;
             while reader.read_line(&mut line).unwrap_or(0) > 0 && !line.trim_end().is_empty() {
+                if let Some(value) = line.to_ascii_lowercase().trim_end().strip_prefix("range: bytes=") {
+                    let (first, last) = value.split_once('-').unwrap();
+                    range = Some((first.parse::<usize>().unwrap(), last.parse::<usize>().unwrap()));
+                }
                 line.clear();
             }
             let mut words = request.split_whitespace();
@@ -586,10 +592,14 @@ impl TricklingS3 {
                 let _ = writer.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
                 continue;
             };
+            let (status, start, end) = match range {
+                Some((first, last)) if method != "HEAD" => ("206 Partial Content", first, last + 1),
+                _ => ("200 OK", 0, body.len()),
+            };
             let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\netag: \"trickling-{key}\"\r\n\
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\netag: \"trickling-{key}\"\r\n\
                  content-type: application/octet-stream\r\n\r\n",
-                body.len()
+                end - start
             );
             if writer.write_all(head.as_bytes()).is_err() {
                 return;
@@ -597,14 +607,14 @@ impl TricklingS3 {
             if method == "HEAD" {
                 continue;
             }
-            if gets.fetch_add(1, Ordering::SeqCst) > 0 {
-                if writer.write_all(body).is_err() {
+            if end < body.len() || gets.fetch_add(1, Ordering::SeqCst) > 0 {
+                if writer.write_all(&body[start..end]).is_err() {
                     return;
                 }
                 continue;
             }
-            let half = body.len() / 2;
-            if writer.write_all(&body[..half]).is_err() {
+            let half = (body.len() / 2).max(start);
+            if writer.write_all(&body[start..half]).is_err() {
                 return;
             }
             for byte in &body[half..] {

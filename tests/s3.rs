@@ -239,3 +239,46 @@ fn a_tampered_object_leaves_nothing_at_the_destination() {
     let left: Vec<_> = std::fs::read_dir(destination.parent().unwrap()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[cfg(feature = "cli")]
+#[test]
+fn the_cli_encrypts_to_decrypts_from_and_inspects_s3_urls() {
+    use assert_cmd::Command;
+    let Some(env) = Env::new("cli") else { return };
+    let dir = env.work.path();
+    std::fs::write(dir.join("wrapping.key"), WRAPPING_KEY).unwrap();
+    let data = plaintext(MIN_PART_SIZE + 4321, 4);
+    std::fs::write(dir.join("in.bin"), &data).unwrap();
+    let url = format!("s3://{}/cli/in.bin.esdk", env.bucket);
+    let keys = ["--raw-key-file", "wrapping.key", "--key-namespace", NAMESPACE, "--key-name", KEY_NAME];
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::cargo_bin("kms-envelope").unwrap();
+        cmd.current_dir(dir).args(args);
+        cmd.env("AWS_ENDPOINT_URL_S3", &env.moto.endpoint).env("AWS_ACCESS_KEY_ID", "testing");
+        cmd.env("AWS_SECRET_ACCESS_KEY", "testing").env("AWS_REGION", support::REGION);
+        cmd.env("AWS_EC2_METADATA_DISABLED", "true").env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL");
+        cmd
+    };
+    let encrypted = cli(&[&["encrypt", "-q"][..], &keys, &["in.bin", &url]].concat()).output().unwrap();
+    assert!(encrypted.status.success(), "{}", String::from_utf8_lossy(&encrypted.stderr));
+    let message = env.get("cli/in.bin.esdk").expect("the object exists");
+    let decrypted = kms_envelope::decrypt(keyring().as_ref(), &DecryptOptions::new(), &message).unwrap();
+    assert_eq!(&decrypted.plaintext[..], &data[..]);
+
+    let to_file = cli(&[&["decrypt", "-q"][..], &keys, &[&url, "out.bin"]].concat()).output().unwrap();
+    assert!(to_file.status.success(), "{}", String::from_utf8_lossy(&to_file.stderr));
+    assert_eq!(std::fs::read(dir.join("out.bin")).unwrap(), data);
+    let to_stdout = cli(&[&["decrypt", "-q"][..], &keys, &[&url, "-"]].concat()).output().unwrap();
+    assert!(to_stdout.status.success(), "{}", String::from_utf8_lossy(&to_stdout.stderr));
+    assert_eq!(to_stdout.stdout, data);
+
+    let inspected = cli(&["inspect", "--json", &url]).output().unwrap();
+    assert!(inspected.status.success(), "{}", String::from_utf8_lossy(&inspected.stderr));
+    assert!(String::from_utf8_lossy(&inspected.stdout).contains(NAMESPACE));
+
+    // A missing object: an I/O failure naming it, and no output file.
+    let missing = format!("s3://{}/cli/missing.esdk", env.bucket);
+    let failed = cli(&[&["decrypt", "-q"][..], &keys, &[&missing, "missing.bin"]].concat()).output().unwrap();
+    assert_eq!(failed.status.code(), Some(4), "{}", String::from_utf8_lossy(&failed.stderr));
+    assert!(!dir.join("missing.bin").exists());
+}

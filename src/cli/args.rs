@@ -338,7 +338,8 @@ pub struct EncryptArgs {
     pub cache_max_messages: Option<u64>,
     /// Plaintext file, - for stdin, or a directory with --recursive.
     pub input: String,
-    /// Message file, - for stdout, or a directory with --recursive.
+    /// Message file, - for stdout, s3://BUCKET/KEY (a multipart upload that appears only once complete),
+    /// or a directory with --recursive.
     pub output: String,
 }
 
@@ -359,7 +360,7 @@ pub struct DecryptArgs {
     /// With --recursive: append SUFFIX to every output file name instead (may be empty).
     #[arg(long, value_name = "SUFFIX", requires = "recursive")]
     pub suffix: Option<String>,
-    /// Message file, - for stdin, or a directory with --recursive.
+    /// Message file, - for stdin, s3://BUCKET/KEY, or a directory with --recursive.
     pub input: String,
     /// Plaintext file, - for stdout (which receives each frame once it verified; discard it on failure), or
     /// a directory with --recursive.
@@ -374,7 +375,7 @@ pub struct InspectArgs {
     /// Refuse headers with more encrypted data keys than N.
     #[arg(long, value_name = "N")]
     pub max_encrypted_data_keys: Option<u16>,
-    /// Message file, or - for stdin. Only the header is read.
+    /// Message file, - for stdin, or s3://BUCKET/KEY. Only the header is read.
     pub input: String,
 }
 

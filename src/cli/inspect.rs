@@ -9,14 +9,14 @@ use kms_envelope::{AlgorithmSuite, ContentType, DecryptLimits, EncryptedDataKey,
 
 use super::args::InspectArgs;
 use super::exit::Failure;
-use super::io::open_input;
+use super::io::open_header_input;
 
 /// Raw AES provider info ends with the tag length in bits (128) and the IV length (12), then the IV.
 const RAW_AES_TRAILER: [u8; 8] = [0, 0, 0, 0x80, 0, 0, 0, 12];
 const RAW_AES_TRAILER_LEN: usize = RAW_AES_TRAILER.len() + 12;
 
 pub fn run(args: &InspectArgs) -> Result<(), Failure> {
-    let mut input = open_input(&args.input)?;
+    let mut input = open_header_input(&args.input)?;
     // Inspect describes what is there, so only the limits that bound memory apply.
     let limits = DecryptLimits {
         max_frame_length: u32::MAX,

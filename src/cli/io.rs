@@ -23,6 +23,8 @@ const OUT_BUFFER: usize = 64 << 10;
 /// `encrypt` it holds plaintext.
 const IN_BUFFER: usize = 16 << 10;
 
+const S3_PREFIX: &str = "s3://";
+
 /// An opened input: its name for messages, its bytes, and its size when known (a file, or stdin
 /// redirected from a file).
 pub struct Input {
@@ -34,10 +36,30 @@ pub struct Input {
     pub file: Option<File>,
 }
 
-/// Opens a file, or stdin for `-`. A directory is a usage error (it needs `--recursive` or `bundle`).
+/// Whether `path` names an S3 object (`s3://...`).
+pub fn is_s3(path: &str) -> bool {
+    path.starts_with(S3_PREFIX)
+}
+
+/// Fails early, before any key is used, if `url` is not `s3://bucket/key` (or S3 is not built in).
+pub fn check_s3_url(url: &str) -> Result<(), Failure> {
+    remote::check_url(url)
+}
+
+/// [`open_input`] for a reader of the header only (`inspect`): an S3 object is read in small ranged GETs,
+/// one at a time, so that little more than the header is transferred.
+pub fn open_header_input(path: &str) -> Result<Input, Failure> {
+    if is_s3(path) { remote::open(path, &remote::header_options()) } else { open_input(path) }
+}
+
+/// Opens a file, stdin for `-`, or an S3 object for `s3://bucket/key`. A directory is a usage error (it
+/// needs `--recursive` or `bundle`).
 pub fn open_input(path: &str) -> Result<Input, Failure> {
     if path == "-" {
         return Ok(Input { name: "stdin".into(), reader: raw_stdin(), size: stdin_size(), file: None });
+    }
+    if is_s3(path) {
+        return remote::open(path, &remote::download_options());
     }
     let file = File::open(path).map_err(|e| Failure::io(format!("cannot open {path}"), e))?;
     let meta = file.metadata().map_err(|e| Failure::io(format!("cannot open {path}"), e))?;
@@ -199,7 +221,7 @@ impl<T: Write> Write for Tracked<T> {
     }
 }
 
-/// Encrypts `input` into the file or stdout `output`.
+/// Encrypts `input` into the file, stdout or S3 object `output`.
 pub fn encrypt_to(
     keyring: &dyn Keyring,
     options: &EncryptOptions,
@@ -208,6 +230,12 @@ pub fn encrypt_to(
     out_args: &OutputArgs,
 ) -> Result<(), Failure> {
     let progress = Progress::new(&input.name, input.size, out_args.quiet);
+    if is_s3(output) {
+        progress.body_started();
+        let result = remote::upload(keyring, options, progress.reader(input.reader), input.size, output, &input.name);
+        progress.done(result.is_ok());
+        return result;
+    }
     let name = input.name;
     if let (Some(file), false) = (&input.file, output == "-") {
         let result = with_pending(output, out_args, |pending| {
@@ -281,4 +309,123 @@ pub fn decrypt_to(
     });
     progress.done(result.is_ok());
     result
+}
+
+/// `s3://bucket/key` inputs and outputs: one runtime for the requests, the S3 client from the usual AWS
+/// configuration (`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` for an S3-compatible endpoint).
+#[cfg(feature = "s3")]
+mod remote {
+    use std::sync::OnceLock;
+
+    use kms_envelope::s3::{S3Object, TransferOptions, parse_url};
+
+    use super::*;
+
+    fn runtime() -> Result<&'static tokio::runtime::Runtime, Failure> {
+        static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+        if let Some(runtime) = RUNTIME.get() {
+            return Ok(runtime);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("kms-envelope-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::io("cannot start the S3 client".into(), e))?;
+        Ok(RUNTIME.get_or_init(|| runtime))
+    }
+
+    fn object(url: &str) -> Result<S3Object, Failure> {
+        check_url(url)?;
+        let runtime = runtime()?;
+        let config = runtime.block_on(aws_config::load_defaults(aws_config::BehaviorVersion::latest()));
+        S3Object::from_url(aws_sdk_s3::Client::new(&config), url).map_err(|e| Failure::usage(e.to_string()))
+    }
+
+    pub fn check_url(url: &str) -> Result<(), Failure> {
+        match parse_url(url) {
+            Some(_) => Ok(()),
+            None => Err(Failure::usage(format!("{url} is not s3://BUCKET/KEY"))),
+        }
+    }
+
+    /// Ranged GETs of a few MiB, a few in flight: constant memory, in order.
+    pub fn download_options() -> TransferOptions {
+        TransferOptions::new()
+    }
+
+    /// 64 KiB per GET, one at a time: most headers fit in the first.
+    pub fn header_options() -> TransferOptions {
+        TransferOptions::new().chunk_size(64 << 10).concurrency(1)
+    }
+
+    pub fn open(url: &str, transfer: &TransferOptions) -> Result<Input, Failure> {
+        let object = object(url)?;
+        let runtime = runtime()?;
+        let size = runtime.block_on(object.pin()).map_err(|e| Failure::reading(e).with_file(url))?.len;
+        let reader = object.reader(runtime.handle().clone(), transfer);
+        Ok(Input { name: url.to_owned(), reader: Box::new(reader), size: Some(size), file: None })
+    }
+
+    pub fn upload(
+        keyring: &dyn Keyring,
+        options: &EncryptOptions,
+        plaintext: Box<dyn Read + '_>,
+        size: Option<u64>,
+        url: &str,
+        name: &str,
+    ) -> Result<(), Failure> {
+        let object = object(url)?;
+        let handle = runtime()?.handle().clone();
+        let defaults = TransferOptions::new();
+        let transfer = match size {
+            Some(size) => defaults.clone().part_size(defaults.part_size_for(size)),
+            None => defaults,
+        };
+        let mut input = Tracked::new(plaintext);
+        let uploaded = object.encrypt_from_blocking(handle, keyring, options, &transfer, &mut input);
+        uploaded.map(drop).map_err(|e| match e {
+            Error::Io(e) if input.failed => Failure::io(format!("cannot read {name}"), e),
+            e => Failure::writing(e).with_file(url),
+        })
+    }
+}
+
+/// Without the `s3` feature, `s3://` is refused by name rather than taken for a file path.
+#[cfg(not(feature = "s3"))]
+mod remote {
+    use super::*;
+
+    pub struct TransferOptions;
+
+    fn unsupported(url: &str) -> Failure {
+        Failure::usage(format!("{url}: this build has no S3 support (the `s3` feature)"))
+    }
+
+    pub fn check_url(url: &str) -> Result<(), Failure> {
+        Err(unsupported(url))
+    }
+
+    pub fn download_options() -> TransferOptions {
+        TransferOptions
+    }
+
+    pub fn header_options() -> TransferOptions {
+        TransferOptions
+    }
+
+    pub fn open(url: &str, _: &TransferOptions) -> Result<Input, Failure> {
+        Err(unsupported(url))
+    }
+
+    pub fn upload(
+        _: &dyn Keyring,
+        _: &EncryptOptions,
+        _: Box<dyn Read + '_>,
+        _: Option<u64>,
+        url: &str,
+        _: &str,
+    ) -> Result<(), Failure> {
+        Err(unsupported(url))
+    }
 }

@@ -122,6 +122,8 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
     let input = io::open_input(&args.input)?;
     if args.output == "-" {
         io::check_message_stdout(out.force)?;
+    } else if io::is_s3(&args.output) {
+        io::check_s3_url(&args.output)?;
     } else {
         io::check_output(Path::new(&args.output), out.force)?;
     }
@@ -157,6 +159,9 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
             let input = io::open_input(&job.input.to_string_lossy())?;
             io::decrypt_to(keyring.as_ref(), &options, &check, input, &job.output.to_string_lossy(), out)
         });
+    }
+    if io::is_s3(&args.output) {
+        return Err(Failure::usage(format!("{}: decrypt writes a file or - (stdout), not an S3 object", args.output)));
     }
     let input = io::open_input(&args.input)?;
     if args.output != "-" {
