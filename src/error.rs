@@ -115,7 +115,7 @@ pub enum Error {
     RangeRefused(String),
 
     /// A plaintext range that does not lie within the message's plaintext.
-    #[error("range {start}..{end} is outside the plaintext of {plaintext_len} bytes")]
+    #[error("plaintext bytes {start}..{end} (end excluded) are outside the plaintext of {plaintext_len} bytes")]
     RangeOutOfBounds {
         /// First byte asked for.
         start: u64,

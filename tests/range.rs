@@ -545,3 +545,87 @@ fn vector_keyring(keys: &Value, master_keys: &[Value]) -> Option<MultiKeyring> {
     }
     Some(multi)
 }
+
+// --- the CLI ------------------------------------------------------------------------------------------------
+
+/// `kms-envelope` in `dir` with a raw key (written there) and `args`: its exit code, stdout and stderr.
+fn cli(dir: &Path, args: &[&str], stdin: Option<Vec<u8>>) -> (i32, Vec<u8>, String) {
+    fs::write(dir.join("wrapping.key"), [0x44u8; 32]).unwrap();
+    let key = ["--raw-key-file", "wrapping.key", "--key-namespace", "range-cli", "--key-name", "k"];
+    let mut cmd = assert_cmd::Command::cargo_bin("kms-envelope").unwrap();
+    cmd.current_dir(dir).arg(args[0]);
+    if args[0] != "inspect" {
+        cmd.args(key);
+    }
+    cmd.args(&args[1..]);
+    if let Some(stdin) = stdin {
+        cmd.write_stdin(stdin);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.code().unwrap_or(-1), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A directory holding `ct`, a message of 3 frames of 4096 bytes and a final frame of 100, encrypted by the
+/// CLI; and its plaintext.
+fn cli_message() -> (tempfile::TempDir, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let pt = plaintext(3 * 4096 + 100);
+    fs::write(dir.path().join("pt"), &pt).unwrap();
+    assert_eq!(cli(dir.path(), &["encrypt", "--frame-length", "4096", "pt", "ct"], None).0, 0);
+    (dir, pt)
+}
+
+#[test]
+fn cli_decrypt_range_writes_exactly_the_inclusive_range() {
+    let (dir, pt) = cli_message();
+    let len = pt.len();
+    let cases =
+        [("0-0", 0, 1), ("4095-4096", 4095, 4097), ("100-", 100, len), ("0-", 0, len), (&*format!("{len}-"), len, len)];
+    for (i, (spec, start, end)) in cases.into_iter().enumerate() {
+        let (code, stdout, err) = cli(dir.path(), &["decrypt", "--range", spec, "ct", "-"], None);
+        assert_eq!(code, 0, "{spec}: {err}");
+        assert!(stdout == pt[start..end], "{spec}: stdout");
+        let out = format!("out-{i}");
+        assert_eq!(cli(dir.path(), &["decrypt", "--range", spec, "ct", &out], None).0, 0, "{spec}");
+        assert!(fs::read(dir.path().join(&out)).unwrap() == pt[start..end], "{spec}: file");
+    }
+    let last = format!("0-{len}");
+    let (code, _, err) = cli(dir.path(), &["decrypt", "--range", &last, "ct", "past"], None);
+    assert_eq!(code, 2, "one byte past the end is a usage error: {err}");
+    assert!(err.contains("outside the plaintext"), "{err}");
+    assert!(!dir.path().join("past").exists());
+    for bad in ["5-4", "x-3", "-3", "3", "1-2-3", "+1-2"] {
+        assert_eq!(cli(dir.path(), &["decrypt", "--range", bad, "ct", "bad"], None).0, 2, "{bad}");
+    }
+    let (code, _, err) =
+        cli(dir.path(), &["decrypt", "--range", "0-1", "-", "-"], Some(fs::read(dir.path().join("ct")).unwrap()));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("regular file"), "{err}");
+    let (code, stdout, _) = cli(dir.path(), &["inspect", "ct"], None);
+    assert_eq!(code, 0);
+    let text = String::from_utf8(stdout).unwrap();
+    assert!(text.contains(&format!("plaintext length:   {len} bytes in 4 frame(s)")), "{text}");
+    let (_, stdout, _) = cli(dir.path(), &["inspect", "--json", "ct"], None);
+    let json: Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(json["layout"]["plaintext_length"], len as u64);
+    assert_eq!(json["layout"]["frame_count"], 4);
+}
+
+#[test]
+fn cli_decrypt_range_leaves_no_output_when_a_frame_in_it_fails() {
+    let (dir, pt) = cli_message();
+    let mut message = fs::read(dir.path().join("ct")).unwrap();
+    let second_frame = message.len() - (4 + 4 + 12 + 4 + 100 + 16) - 2 * (4096 + 32) + 100;
+    message[second_frame] ^= 1;
+    fs::write(dir.path().join("ct"), &message).unwrap();
+    let (code, _, err) = cli(dir.path(), &["decrypt", "--range", "0-8191", "ct", "out"], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("frame 2"), "{err}");
+    assert!(!dir.path().join("out").exists(), "no output for a range that failed");
+    assert!(fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("tmp")));
+    // Outside the damaged frame (and with the final frame intact): the right bytes.
+    assert_eq!(cli(dir.path(), &["decrypt", "--range", "8192-", "ct", "out"], None).0, 0);
+    assert!(fs::read(dir.path().join("out")).unwrap() == pt[8192..]);
+    let (code, _, err) = cli(dir.path(), &["decrypt", "ct", "whole"], None);
+    assert_ne!(code, 0, "the whole message fails: {err}");
+}

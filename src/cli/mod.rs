@@ -163,6 +163,9 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
         io::check_output(Path::new(&args.output), out.force)?;
     }
     let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;
+    if let Some(range) = args.range {
+        return io::decrypt_range_to(keyring.as_ref(), &options, &check, input, range, &args.output, out);
+    }
     io::decrypt_to(keyring.as_ref(), &options, &check, input, &args.output, out)
 }
 
