@@ -109,6 +109,22 @@ pub enum Error {
         detail: &'static str,
     },
 
+    /// Random access was asked of a message that cannot be read by range (signed, non-framed); the
+    /// reason says what to do instead.
+    #[error("random access refused: {}", Escaped(.0))]
+    RangeRefused(String),
+
+    /// A plaintext range that does not lie within the message's plaintext.
+    #[error("plaintext bytes {start}..{end} (end excluded) are outside the plaintext of {plaintext_len} bytes")]
+    RangeOutOfBounds {
+        /// First byte asked for.
+        start: u64,
+        /// One past the last byte asked for.
+        end: u64,
+        /// The message's verified plaintext length.
+        plaintext_len: u64,
+    },
+
     /// A directory bundle holds an entry that may not be unpacked (absolute path, `..`, link, device), or
     /// a directory to pack holds something that cannot be bundled.
     #[error("bundle rejected: {}", Escaped(.0))]

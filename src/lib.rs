@@ -140,11 +140,24 @@ pub use stream::EncryptOptions;
 #[doc(inline)]
 pub use stream::Encryptor;
 #[doc(inline)]
+pub use stream::MessageLayout;
+#[doc(inline)]
 pub use stream::OutputOptions;
+#[doc(inline)]
+pub use stream::RangeSource;
+#[doc(inline)]
+pub use stream::SeekSource;
+#[doc(inline)]
+pub use stream::SeekableDecryptor;
 #[doc(inline)]
 pub use stream::decrypt;
 #[doc(inline)]
 pub use stream::decrypt_into;
+#[doc(inline)]
+pub use stream::decrypt_range;
+#[cfg(feature = "async")]
+#[doc(inline)]
+pub use stream::decrypt_range_async;
 #[doc(inline)]
 pub use stream::decrypt_to_path;
 #[doc(inline)]

@@ -201,7 +201,7 @@ fn we_decrypt_messages_of_the_python_caching_cmm() {
     // Our cache serves the second message of each Python data key: two inner calls for six messages.
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let keyring = CachingKeyring::new(
-        CountingKeyring { inner: raw_keyring(), calls: calls.clone() },
+        common::CountingKeyring { inner: raw_keyring(), calls: calls.clone() },
         Arc::new(MaterialsCache::new(4)),
         limits(),
     )
@@ -211,30 +211,6 @@ fn we_decrypt_messages_of_the_python_caching_cmm() {
         assert_eq!(&decrypted.plaintext[..], b"from Python's cache");
     }
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
-}
-
-/// Counts decrypt calls into the raw AES keyring.
-struct CountingKeyring {
-    inner: RawAesKeyring,
-    calls: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl kms_envelope::Keyring for CountingKeyring {
-    fn on_encrypt<'a>(
-        &'a self,
-        materials: kms_envelope::keyring::EncryptionMaterials,
-    ) -> kms_envelope::keyring::KeyringFuture<'a, kms_envelope::keyring::EncryptionMaterials> {
-        self.inner.on_encrypt(materials)
-    }
-
-    fn on_decrypt<'a>(
-        &'a self,
-        materials: kms_envelope::keyring::DecryptionMaterials,
-        edks: &'a [EncryptedDataKey],
-    ) -> kms_envelope::keyring::KeyringFuture<'a, kms_envelope::keyring::DecryptionMaterials> {
-        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.on_decrypt(materials, edks)
-    }
 }
 
 /// The byte limit counts on the declared length: a stream may not exceed it.
@@ -261,7 +237,7 @@ fn a_stream_past_its_declared_length_fails() {
 fn lambda_events_share_the_cold_starts_key_cache() {
     use kms_envelope::lambda::ColdStart;
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counting = CountingKeyring { inner: raw_keyring(), calls: calls.clone() };
+    let counting = common::CountingKeyring { inner: raw_keyring(), calls: calls.clone() };
     let cold_start = ColdStart::new(counting).event_key_cache(CacheLimits::new(Duration::from_secs(60)), 10).unwrap();
     let writer = CachingKeyring::new(raw_keyring(), Arc::new(MaterialsCache::new(4)), limits()).unwrap();
     let messages: Vec<Vec<u8>> =

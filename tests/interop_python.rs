@@ -58,26 +58,13 @@ impl Peer {
     /// Runs many commands (as for [`run`](Self::run)) in one peer process (`esdk_peer.py batch`): the SDK
     /// import, most of a short command's time, is paid once. One result per job, in order.
     fn batch(&self, jobs: &[(&str, PathBuf, PathBuf, Vec<String>)]) -> Vec<Result<(), String>> {
-        use std::io::Write as _;
-        let mut child = Command::new(&self.python)
-            .arg(common::peer_script())
-            .arg("batch")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
         let lines: String = jobs
             .iter()
             .map(|(op, input, output, extra)| {
                 serde_json::to_string(&Self::args(op, input, output, extra)).unwrap() + "\n"
             })
             .collect();
-        let mut stdin = child.stdin.take().unwrap();
-        // Written from a thread: the peer answers line by line, and a full stdout pipe must not block both.
-        let writer = std::thread::spawn(move || stdin.write_all(lines.as_bytes()));
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap().unwrap();
+        let out = common::peer_batch(&self.python, lines);
         assert!(out.status.success(), "esdk_peer batch failed: {}", String::from_utf8_lossy(&out.stderr));
         let results: Vec<Result<(), String>> = String::from_utf8(out.stdout)
             .unwrap()

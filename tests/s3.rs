@@ -272,6 +272,15 @@ fn the_cli_encrypts_to_decrypts_from_and_inspects_s3_urls() {
     assert!(to_stdout.status.success(), "{}", String::from_utf8_lossy(&to_stdout.stderr));
     assert_eq!(to_stdout.stdout, data);
 
+    let ranged = cli(&[&["decrypt", "-q", "--range", "5000-5099"][..], &keys, &[&url, "-"]].concat()).output().unwrap();
+    assert!(ranged.status.success(), "{}", String::from_utf8_lossy(&ranged.stderr));
+    assert_eq!(ranged.stdout, &data[5000..5100]);
+    let tail = format!("{}-", data.len() - 10);
+    let ranged =
+        cli(&[&["decrypt", "-q", "--range", &tail][..], &keys, &[&url, "tail.bin"]].concat()).output().unwrap();
+    assert!(ranged.status.success(), "{}", String::from_utf8_lossy(&ranged.stderr));
+    assert_eq!(std::fs::read(dir.join("tail.bin")).unwrap(), &data[data.len() - 10..]);
+
     let inspected = cli(&["inspect", "--json", &url]).output().unwrap();
     assert!(inspected.status.success(), "{}", String::from_utf8_lossy(&inspected.stderr));
     assert!(String::from_utf8_lossy(&inspected.stdout).contains(NAMESPACE));
@@ -281,4 +290,103 @@ fn the_cli_encrypts_to_decrypts_from_and_inspects_s3_urls() {
     let failed = cli(&[&["decrypt", "-q"][..], &keys, &[&missing, "missing.bin"]].concat()).output().unwrap();
     assert_eq!(failed.status.code(), Some(4), "{}", String::from_utf8_lossy(&failed.stderr));
     assert!(!dir.join("missing.bin").exists());
+}
+
+/// An S3 object that counts the requests the range reader makes through it, and the bytes it returns.
+struct CountedObject {
+    object: S3Object,
+    heads: std::sync::atomic::AtomicUsize,
+    gets: std::sync::atomic::AtomicUsize,
+    bytes: std::sync::atomic::AtomicUsize,
+}
+
+impl CountedObject {
+    fn new(object: S3Object) -> Self {
+        Self { object, heads: Default::default(), gets: Default::default(), bytes: Default::default() }
+    }
+
+    fn count(counter: &std::sync::atomic::AtomicUsize) -> usize {
+        counter.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl AsyncRangeSource for CountedObject {
+    async fn total_len(&self) -> io::Result<u64> {
+        // The object asks S3 only the first time (and so counts once per object).
+        let fresh = self.object.pin().await.is_ok() && Self::count(&self.heads) == 0;
+        self.heads.fetch_add(usize::from(fresh), std::sync::atomic::Ordering::SeqCst);
+        self.object.total_len().await
+    }
+
+    async fn read_at(&self, offset: u64, length: usize) -> io::Result<Vec<u8>> {
+        if length > 0 {
+            self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        let bytes = self.object.read_at(offset, length).await?;
+        self.bytes.fetch_add(bytes.len(), std::sync::atomic::Ordering::SeqCst);
+        Ok(bytes)
+    }
+}
+
+/// Decrypts `range` of the object `key` through a fresh counted source; checks the slice and the cost
+/// (one HeadObject, at most `max_gets` GETs, one keyring call); returns the bytes transferred.
+fn check_range(
+    env: &Env,
+    key: &str,
+    data: &[u8],
+    range: std::ops::Range<usize>,
+    options: &DecryptOptions,
+    max_gets: usize,
+) -> usize {
+    let source = CountedObject::new(env.object(key));
+    let keyring = common::CountingKeyring {
+        inner: RawAesKeyring::new(NAMESPACE, KEY_NAME, &WRAPPING_KEY).unwrap(),
+        calls: Arc::default(),
+    };
+    let (start, end) = (range.start as u64, range.end as u64);
+    let decrypted = env
+        .runtime
+        .block_on(kms_envelope::decrypt_range_async(&keyring, options, &source, start..end))
+        .unwrap_or_else(|e| panic!("{key} {range:?}: {e}"));
+    assert_eq!(&decrypted.plaintext[..], &data[range.clone()], "{key} {range:?}");
+    let (heads, gets) = (CountedObject::count(&source.heads), CountedObject::count(&source.gets));
+    assert!(heads <= 1 && gets <= max_gets, "{key} {range:?}: {heads} HeadObject and {gets} GetObject requests");
+    assert_eq!(CountedObject::count(&keyring.calls), 1, "{key} {range:?}: keyring calls");
+    CountedObject::count(&source.bytes)
+}
+
+#[test]
+fn every_range_of_small_messages_in_s3_equals_the_slice_in_at_most_three_gets() {
+    let Some(env) = Env::new("ranges") else { return };
+    for (len, frame_length) in [(0, 16), (33, 16), (17, 1), (32, 16)] {
+        let data = plaintext(len, len as u8);
+        let options = EncryptOptions::new().frame_length(frame_length);
+        let key = format!("ranges-{len}-{frame_length}.esdk");
+        env.put(&key, kms_envelope::encrypt(keyring().as_ref(), &options, &data).unwrap());
+        for start in 0..=len {
+            for end in start..=len {
+                check_range(&env, &key, &data, start..end, &DecryptOptions::new(), 3);
+            }
+        }
+    }
+    // A larger message: 1 MiB from the middle costs the header, the final frame and about 1 MiB of frames,
+    // read as one GET on one thread; on N threads the range reader reads (and opens) N pieces at once.
+    let data = plaintext(8 << 20, 42);
+    let message = kms_envelope::encrypt(keyring().as_ref(), &EncryptOptions::new(), &data).unwrap();
+    env.put("large.esdk", message);
+    let middle = (4 << 20) + 12345;
+    let one_thread = DecryptOptions::new().threads(1);
+    let transferred = check_range(&env, "large.esdk", &data, middle..middle + (1 << 20), &one_thread, 3);
+    assert!(transferred < (1 << 20) + (200 << 10), "{transferred} bytes transferred for a 1 MiB range");
+    let four = DecryptOptions::new().threads(4);
+    let transferred = check_range(&env, "large.esdk", &data, middle..middle + (1 << 20), &four, 2 + 4);
+    assert!(transferred < (1 << 20) + (200 << 10), "{transferred} bytes transferred for a 1 MiB range");
+    // Out of bounds: refused, not a short read.
+    let source = CountedObject::new(env.object("large.esdk"));
+    let past = (8 << 20) as u64 + 1;
+    let err = env
+        .runtime
+        .block_on(kms_envelope::decrypt_range_async(keyring().as_ref(), &DecryptOptions::new(), &source, 0..past))
+        .unwrap_err();
+    assert!(matches!(err, Error::RangeOutOfBounds { .. }), "{err}");
 }

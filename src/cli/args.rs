@@ -360,6 +360,11 @@ pub struct DecryptArgs {
     /// With --recursive: append SUFFIX to every output file name instead (may be empty).
     #[arg(long, value_name = "SUFFIX", requires = "recursive")]
     pub suffix: Option<String>,
+    /// Decrypt only plaintext bytes START to END, both included (as in HTTP Range), or START- to the end,
+    /// reading only the header, the frames that hold them and the final frame. INPUT must be a file or
+    /// s3://BUCKET/KEY (a HeadObject and three ranged GETs); signed and non-framed messages are refused.
+    #[arg(long, value_name = "START-END", conflicts_with = "recursive", value_parser = parse_range)]
+    pub range: Option<PlaintextRange>,
     /// Message file, - for stdin, s3://BUCKET/KEY, or a directory with --recursive.
     pub input: String,
     /// Plaintext file, - for stdout (which receives each frame once it verified; discard it on failure), or
@@ -436,6 +441,25 @@ pub struct Policy(pub CommitmentPolicy);
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("expected K=V, got {s:?}"))
+}
+
+/// Plaintext bytes `start..=end` (`end` `None`: to the end), as `--range` spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlaintextRange {
+    pub start: u64,
+    pub end: Option<u64>,
+}
+
+fn parse_range(s: &str) -> Result<PlaintextRange, String> {
+    let bad = || format!("expected START-END or START- (plaintext bytes, END included), got {s:?}");
+    let (start, end) = s.split_once('-').ok_or_else(bad)?;
+    let number = |n: &str| n.parse::<u64>().ok().filter(|_| n.bytes().all(|b| b.is_ascii_digit()));
+    let start = number(start).ok_or_else(bad)?;
+    let end = if end.is_empty() { None } else { Some(number(end).ok_or_else(bad)?) };
+    if end.is_some_and(|end| end < start) {
+        return Err(format!("the range {s:?} ends before it starts"));
+    }
+    Ok(PlaintextRange { start, end })
 }
 
 fn parse_suite(s: &str) -> Result<Suite, String> {

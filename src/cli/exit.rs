@@ -58,7 +58,8 @@ impl Failure {
         let code = match &err {
             Error::Io(_) => Code::Io,
             Error::NoDataKeyDecrypted { .. } | Error::Keyring(_) => Code::KeyAccess,
-            Error::Config(_) => Code::Usage,
+            // Asking for bytes a message does not have, or random access to one that does not allow it.
+            Error::Config(_) | Error::RangeOutOfBounds { .. } | Error::RangeRefused(_) => Code::Usage,
             _ => Code::InvalidMessage,
         };
         Self::new(code, err.to_string()).with_pipe_check(io_kind(&err))

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use kms_envelope::format::header::HeaderDecoder;
 use kms_envelope::format::suite::{Kdf, MessageFormat, SignatureAlgorithm};
-use kms_envelope::{AlgorithmSuite, ContentType, DecryptLimits, EncryptedDataKey, Header};
+use kms_envelope::{AlgorithmSuite, ContentType, DecryptLimits, EncryptedDataKey, Header, MessageLayout};
 
 use super::args::InspectArgs;
 use super::exit::Failure;
@@ -26,6 +26,7 @@ pub fn run(args: &InspectArgs) -> Result<(), Failure> {
     let header =
         HeaderDecoder::read_from(limits, &mut input.reader).map_err(|e| Failure::reading(e).with_file(&input.name))?;
     let text = if args.json { json(&header) } else { human(&input.name, &header) };
+    let text = with_layout(text, args.json, &header, input.file.as_ref().and(input.size));
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(text.as_bytes())
@@ -203,6 +204,21 @@ fn json(header: &Header) -> String {
     }
     out.push_str("],\"authenticated\":false}\n");
     out
+}
+
+/// Adds the plaintext length and frame count to `text` when the input is a regular file of `size` bytes
+/// holding an unsigned framed message (whose length alone fixes them; a signed message's footer varies in
+/// length). Unauthenticated like the rest: what the message holds if it is intact.
+fn with_layout(mut text: String, json: bool, header: &Header, size: Option<u64>) -> String {
+    let Some(layout) = size.and_then(|size| MessageLayout::new(header, size).ok()) else { return text };
+    let (plaintext, frames) = (layout.plaintext_len(), layout.frame_count());
+    if json {
+        text.truncate(text.trim_end().len() - 1);
+        let _ = writeln!(text, ",\"layout\":{{\"plaintext_length\":{plaintext},\"frame_count\":{frames}}}}}");
+    } else {
+        let _ = writeln!(text, "plaintext length:   {plaintext} bytes in {frames} frame(s) (from the file's length)");
+    }
+    text
 }
 
 fn json_str(s: &str) -> String {

@@ -2,15 +2,15 @@
 //! loops that tell a failing input from a failing output.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
 use kms_envelope::stream::file::PendingFile;
 use kms_envelope::stream::positioned::{self, FileDecryptor, FileError};
 use kms_envelope::stream::{WipingBufReader, WipingBufWriter};
-use kms_envelope::{DecryptOptions, Decryptor, EncryptOptions, Encryptor, Error, Header, Keyring};
+use kms_envelope::{DecryptOptions, Decryptor, EncryptOptions, Encryptor, Error, Header, Keyring, SeekableDecryptor};
 
-use super::args::OutputArgs;
+use super::args::{OutputArgs, PlaintextRange};
 use super::exit::{Code, Failure};
 use super::progress::Progress;
 
@@ -311,6 +311,75 @@ pub fn decrypt_to(
     result
 }
 
+/// `decrypt --range`: plaintext bytes `range` of the message in the file `input` into `output`, through a
+/// [`SeekableDecryptor`] (so memory stays at one read-ahead window whatever the range's size). A file
+/// output appears only once every frame of the range verified.
+pub fn decrypt_range_to(
+    keyring: &dyn Keyring,
+    options: &DecryptOptions,
+    check: &dyn Fn(&Header) -> Result<(), Failure>,
+    input: Input,
+    range: PlaintextRange,
+    output: &str,
+    out_args: &OutputArgs,
+) -> Result<(), Failure> {
+    let name = input.name;
+    let Some(file) = input.file else {
+        return Err(Failure::usage(format!(
+            "{name}: --range needs a message in a regular file, which it reads by offset"
+        )));
+    };
+    let mut reader =
+        SeekableDecryptor::new(keyring, options, file).map_err(|e| Failure::reading(e).with_file(&name))?;
+    check(reader.header()).map_err(|f| f.with_file(&name))?;
+    let plaintext_len = reader.plaintext_len();
+    let end = range.end.map_or(Some(plaintext_len), |end| end.checked_add(1));
+    let (start, end) = match end {
+        Some(end) if range.start <= end && end <= plaintext_len => (range.start, end),
+        _ => {
+            let err = Error::RangeOutOfBounds { start: range.start, end: end.unwrap_or(u64::MAX), plaintext_len };
+            return Err(Failure::reading(err).with_file(&name));
+        }
+    };
+    reader.seek(io::SeekFrom::Start(start)).map_err(|e| Failure::reading(Error::from_io(e)).with_file(&name))?;
+    with_output(output, out_args, |out| {
+        // Wiped when dropped, unlike `io::copy`'s buffer on the stack: it holds plaintext.
+        let mut buf = zeroize::Zeroizing::new(vec![0u8; OUT_BUFFER]);
+        let mut left = end - start;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = reader.read(&mut buf[..want]).map_err(|e| Failure::reading(Error::from_io(e)).with_file(&name))?;
+            if n == 0 {
+                return Err(
+                    Failure::reading(Error::Truncated { offset: end - left, section: "range" }).with_file(&name)
+                );
+            }
+            out.write_all(&buf[..n]).map_err(|e| Failure::io(format!("cannot write {output}"), e))?;
+            left -= n as u64;
+        }
+        Ok(())
+    })
+}
+
+/// `decrypt --range` of an S3 object: a HeadObject, then ranged GETs of the header, the final frame and the
+/// frames holding the range (one keyring call). The range is held in memory, verified, before `output`
+/// gets any of it.
+pub fn decrypt_s3_range_to(
+    keyring: &dyn Keyring,
+    options: &DecryptOptions,
+    check: &dyn Fn(&Header) -> Result<(), Failure>,
+    url: &str,
+    range: PlaintextRange,
+    output: &str,
+    out_args: &OutputArgs,
+) -> Result<(), Failure> {
+    let decrypted = remote::decrypt_range(keyring, options, url, range)?;
+    check(&decrypted.header).map_err(|f| f.with_file(url))?;
+    with_output(output, out_args, |out| {
+        out.write_all(&decrypted.plaintext).map_err(|e| Failure::io(format!("cannot write {output}"), e))
+    })
+}
+
 /// `s3://bucket/key` inputs and outputs: one runtime for the requests, the S3 client from the usual AWS
 /// configuration (`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` for an S3-compatible endpoint).
 #[cfg(feature = "s3")]
@@ -318,6 +387,7 @@ mod remote {
     use std::sync::OnceLock;
 
     use kms_envelope::s3::{S3Object, TransferOptions, parse_url};
+    use kms_envelope::{Decrypted, decrypt_range_async};
 
     use super::*;
 
@@ -365,6 +435,21 @@ mod remote {
         let size = runtime.block_on(object.pin()).map_err(|e| Failure::reading(e).with_file(url))?.len;
         let reader = object.reader(runtime.handle().clone(), transfer);
         Ok(Input { name: url.to_owned(), reader: Box::new(reader), size: Some(size), file: None })
+    }
+
+    pub fn decrypt_range(
+        keyring: &dyn Keyring,
+        options: &DecryptOptions,
+        url: &str,
+        range: PlaintextRange,
+    ) -> Result<Decrypted, Failure> {
+        let object = object(url)?;
+        let runtime = runtime()?;
+        let decrypted = match range.end {
+            Some(end) => runtime.block_on(decrypt_range_async(keyring, options, &object, range.start..=end)),
+            None => runtime.block_on(decrypt_range_async(keyring, options, &object, range.start..)),
+        };
+        decrypted.map_err(|e| Failure::reading(e).with_file(url))
     }
 
     pub fn upload(
@@ -415,6 +500,15 @@ mod remote {
     }
 
     pub fn open(url: &str, _: &TransferOptions) -> Result<Input, Failure> {
+        Err(unsupported(url))
+    }
+
+    pub fn decrypt_range(
+        _: &dyn Keyring,
+        _: &DecryptOptions,
+        url: &str,
+        _: PlaintextRange,
+    ) -> Result<kms_envelope::Decrypted, Failure> {
         Err(unsupported(url))
     }
 

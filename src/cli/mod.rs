@@ -163,11 +163,22 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
     if io::is_s3(&args.output) {
         return Err(Failure::usage(format!("{}: decrypt writes a file or - (stdout), not an S3 object", args.output)));
     }
+    if let (Some(range), true) = (args.range, io::is_s3(&args.input)) {
+        io::check_s3_url(&args.input)?;
+        if args.output != "-" {
+            io::check_output(Path::new(&args.output), out.force)?;
+        }
+        let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;
+        return io::decrypt_s3_range_to(keyring.as_ref(), &options, &check, &args.input, range, &args.output, out);
+    }
     let input = io::open_input(&args.input)?;
     if args.output != "-" {
         io::check_output(Path::new(&args.output), out.force)?;
     }
     let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;
+    if let Some(range) = args.range {
+        return io::decrypt_range_to(keyring.as_ref(), &options, &check, input, range, &args.output, out);
+    }
     io::decrypt_to(keyring.as_ref(), &options, &check, input, &args.output, out)
 }
 

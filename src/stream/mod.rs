@@ -11,6 +11,7 @@ pub mod file;
 pub mod options;
 mod pipeline;
 pub mod positioned;
+pub mod range;
 pub mod range_source;
 mod whole;
 
@@ -27,6 +28,9 @@ pub use file::{OutputOptions, decrypt_to_path};
 pub use options::{
     DEFAULT_FRAME_LENGTH, DEFAULT_JOB_LENGTH, DEFAULT_PARALLEL_THRESHOLD, DecryptOptions, EncryptOptions,
 };
+#[cfg(feature = "async")]
+pub use range::decrypt_range_async;
+pub use range::{MessageLayout, SeekableDecryptor, decrypt_range};
 #[cfg(feature = "async")]
 pub use range_source::AsyncRangeSource;
 pub use range_source::{RangeSource, SeekSource};

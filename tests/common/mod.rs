@@ -46,6 +46,26 @@ pub fn run_peer(python: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// Runs the Python peer's `batch` mode: one JSON argument list per line of `lines`, one JSON result per
+/// line of its stdout.
+pub fn peer_batch(python: &Path, lines: String) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new(python)
+        .arg(peer_script())
+        .arg("batch")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Written from a thread: the peer answers line by line, and a full stdout pipe must not block both.
+    let writer = std::thread::spawn(move || stdin.write_all(lines.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    out
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -82,4 +102,28 @@ pub fn stop_gracefully(child: &mut std::process::Child, grace: std::time::Durati
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A keyring that counts the decrypt calls into `inner` (the KMS calls a KMS keyring would make).
+pub struct CountingKeyring<K> {
+    pub inner: K,
+    pub calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<K: kms_envelope::Keyring> kms_envelope::Keyring for CountingKeyring<K> {
+    fn on_encrypt<'a>(
+        &'a self,
+        materials: kms_envelope::keyring::EncryptionMaterials,
+    ) -> kms_envelope::keyring::KeyringFuture<'a, kms_envelope::keyring::EncryptionMaterials> {
+        self.inner.on_encrypt(materials)
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        materials: kms_envelope::keyring::DecryptionMaterials,
+        edks: &'a [kms_envelope::EncryptedDataKey],
+    ) -> kms_envelope::keyring::KeyringFuture<'a, kms_envelope::keyring::DecryptionMaterials> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.on_decrypt(materials, edks)
+    }
 }
