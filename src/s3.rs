@@ -53,13 +53,13 @@ use crate::stream::{AsyncRangeSource, DecryptOptions, EncryptOptions, Encryptor,
 
 /// The smallest part S3 accepts in a multipart upload, but for the last.
 pub const MIN_PART_SIZE: usize = 5 << 20;
-/// The part size of uploads unless [`TransferOptions::part_size`] sets one: with
-/// [`DEFAULT_CONCURRENCY`] parts in flight, what an upload holds stays well under 64 MiB.
+/// The part size of uploads unless [`TransferOptions::part_size`] sets one (as boto3's transfer manager).
 pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 /// The size of each ranged GET of a whole-object download unless [`TransferOptions::chunk_size`] sets one.
 pub const DEFAULT_CHUNK_SIZE: usize = 4 << 20;
-/// Requests in flight per transfer unless [`TransferOptions::concurrency`] sets it.
-pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Requests in flight per transfer unless [`TransferOptions::concurrency`] sets it: with
+/// [`DEFAULT_PART_SIZE`], an upload's buffers stay at 40 MiB, so that the whole process stays under 64 MiB.
+pub const DEFAULT_CONCURRENCY: usize = 3;
 /// The most parts S3 allows in one multipart upload.
 const MAX_PARTS: usize = 10_000;
 

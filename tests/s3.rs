@@ -154,6 +154,59 @@ fn an_error_mid_upload_leaves_no_object_and_no_upload() {
     assert!(env.get("tiny-parts.esdk").is_none());
 }
 
+/// Plaintext of `left` bytes that, at its end, says so on `reached` and waits for `release` before it
+/// reports the end; says `dropped` when the upload lets go of it.
+struct GatedReader {
+    left: usize,
+    reached: Option<tokio::sync::oneshot::Sender<()>>,
+    release: std::sync::mpsc::Receiver<()>,
+    dropped: std::sync::mpsc::Sender<()>,
+}
+
+impl Read for GatedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            if let Some(reached) = self.reached.take() {
+                let _ = reached.send(());
+                let _ = self.release.recv();
+            }
+            return Ok(0);
+        }
+        let n = buf.len().min(self.left);
+        buf[..n].fill(0xa5);
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+impl Drop for GatedReader {
+    fn drop(&mut self) {
+        let _ = self.dropped.send(());
+    }
+}
+
+#[test]
+fn an_upload_whose_caller_gives_up_is_aborted() {
+    let Some(env) = Env::new("dropped") else { return };
+    let (reached, at_end) = tokio::sync::oneshot::channel();
+    let (release, released) = std::sync::mpsc::channel();
+    let (dropped, let_go) = std::sync::mpsc::channel();
+    let reader = GatedReader { left: MIN_PART_SIZE * 2 + 100, reached: Some(reached), release: released, dropped };
+    let object = env.object("dropped.esdk");
+    env.runtime.block_on(async {
+        let upload = object.encrypt_from(keyring(), EncryptOptions::new(), small_parts(), reader);
+        tokio::select! {
+            result = upload => panic!("the upload ended before its input did: {result:?}"),
+            _ = at_end => {} // two parts sent; the upload future is dropped here
+        }
+    });
+    release.send(()).unwrap();
+    // The reader is dropped once the upload's thread is done, after it aborted (or completed) the upload.
+    let_go.recv().unwrap();
+    assert!(env.get("dropped.esdk").is_none(), "the object appeared although its caller gave up");
+    assert_eq!(env.uploads_in_progress(), 0, "the multipart upload was not aborted");
+}
+
 #[test]
 fn the_python_esdk_decrypts_an_uploaded_object() {
     let Some(env) = Env::new("python") else { return };
