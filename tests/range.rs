@@ -405,6 +405,9 @@ fn files_and_seek_sources_are_sources() {
     let seek = kms_envelope::SeekSource::new(fs::File::open(&path).unwrap());
     let got = decrypt_range(&keyring(), &parallel(), &seek, 4095..=4096).unwrap();
     assert!(*got.plaintext == pt[4095..=4096]);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let got = runtime.block_on(decrypt_range_async(&keyring(), &parallel(), &file, 100..200_000)).unwrap();
+    assert!(*got.plaintext == pt[100..200_000], "a file as an async source");
 }
 
 // --- messages from other implementations -------------------------------------------------------------------

@@ -744,3 +744,24 @@ impl super::range_source::AsyncRangeSource for MemorySource {
         Ok(buf)
     }
 }
+
+/// A file as an [`AsyncRangeSource`](super::range_source::AsyncRangeSource) (feature `async`): each read is
+/// a positioned read (`pread`) of a duplicate of its descriptor on the blocking pool, so reads run
+/// concurrently and never move a cursor.
+#[cfg(feature = "async")]
+impl super::range_source::AsyncRangeSource for std::fs::File {
+    async fn total_len(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    async fn read_at(&self, offset: u64, length: usize) -> io::Result<Vec<u8>> {
+        let file = self.try_clone()?;
+        tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; length];
+            RangeSource::read_exact_at(&file, offset, &mut buf)?;
+            Ok(buf)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+}
