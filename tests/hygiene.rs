@@ -5,8 +5,6 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 
 use kms_envelope::OutputOptions;
-use kms_envelope::crypto::signature::MessageSigner;
-use kms_envelope::format::suite::SignatureAlgorithm;
 use kms_envelope::{DataKey, DecryptOptions, Decryptor, EncryptOptions, Encryptor, RawAesKeyring, decrypt_to_path};
 
 const KEY: [u8; 32] = [0xab; 32];
@@ -29,7 +27,6 @@ fn debug_output_and_errors_carry_no_secret() {
     let samples = [
         format!("{:?}", keyring()),
         format!("{:?}", DataKey::new(KEY.to_vec())),
-        format!("{:?}", MessageSigner::generate(SignatureAlgorithm::EcdsaP384Sha384)),
         format!("{:?}", Encryptor::new(&keyring(), &EncryptOptions::new(), Vec::new()).unwrap()),
     ];
     let message = kms_envelope::encrypt(&keyring(), &EncryptOptions::new(), b"hunter2").unwrap();
