@@ -21,7 +21,7 @@ const THREADS: [usize; 2] = [1, 2];
 fn throughput(c: &mut Criterion) {
     let keyring = RawAesKeyring::new("bench", "key", &[7u8; 32]).unwrap();
     let plaintext: Vec<u8> = (0..SIZE).map(|i| (i * 131 % 251) as u8).collect();
-    let backend = kms_envelope::crypto::aead::backend_name();
+    let backend = kms_envelope::aes_gcm_backend();
 
     let mut group = c.benchmark_group(format!("encrypt/{backend}"));
     group.throughput(Throughput::Bytes(SIZE as u64));

@@ -26,7 +26,8 @@
 # with DecryptLimits::default(), to catch allocations sized by untrusted length fields), mutate
 # (structure-aware edits of valid messages: decrypt fails, or succeeds only unmodified; released plaintext
 # is always a prefix of the true one), mutate_parallel (mutate through the frame pipeline's worker
-# threads; fuzz crate feature `parallel`, on by default). Inputs that once failed live in
+# threads; fuzz crate feature `parallel`, on by default), range (decrypt_range over mutated messages and
+# random ranges: an Ok range is the true plaintext's slice; a message that decrypts whole decrypts by range). Inputs that once failed live in
 # fuzz/regressions/<target>/ and are replayed first. A failure's input is in fuzz/artifacts/<target>/;
 # reproduce with
 #   cd fuzz && cargo fuzz run --sanitizer none <target> artifacts/<target>/<file>
@@ -49,7 +50,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 FUZZ="$REPO/fuzz"
 cd "$FUZZ"
 
-ALL_TARGETS=(header context arn decrypt decrypt_default_limits mutate mutate_parallel)
+ALL_TARGETS=(header context arn decrypt decrypt_default_limits mutate mutate_parallel range)
 SECONDS_EACH="${FUZZ_SECONDS:-30}"
 JOBS="${FUZZ_JOBS:-2}"
 SANITIZER="${FUZZ_SANITIZER:-none}"

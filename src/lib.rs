@@ -32,24 +32,29 @@
 //! ```
 //!
 //! What a user names is on this page: the keyrings, [`Encryptor`]/[`Decryptor`], the one-shot functions
-//! and their options, [`decrypt_to_path`], and the modules [`keyring`] (writing your own keyring, KMS
-//! details), [`stream`] (async adapters, files), `bundle` and `lambda`. The message format's internals
-//! (`format`: header decoder, frame layout; `crypto`: key derivation, frame sealing) are hidden from these
-//! docs and carry no semver promise; the non-default `fuzzing` feature marks the crates that use them (the
-//! fuzz crate, this crate's tests).
+//! and their options, [`decrypt_to_path`], what a [`Header`] tells, and the modules [`keyring`] (writing
+//! your own keyring, KMS details), [`stream`] (async adapters, files), `bundle` and `lambda`. The message
+//! format's internals (`format`: header decoder, frame layout; `crypto`: key derivation, frame sealing) are
+//! private: the non-default `fuzzing` feature makes them public for the crates that test them (the fuzz
+//! crate, this crate's tests and benches), outside any semver promise.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 #[cfg(feature = "bundle")]
 pub mod bundle;
-// Internals public for the fuzz crate, the tests and benches: hidden unless `fuzzing` is on (see above).
-#[cfg_attr(not(feature = "fuzzing"), doc(hidden))]
+// The message format's internals are public only for the crates that test them (see above): what a user
+// needs from them is re-exported below.
+#[cfg(feature = "fuzzing")]
 pub mod crypto;
+#[cfg(not(feature = "fuzzing"))]
+pub(crate) mod crypto;
 mod error;
 pub mod escape;
-#[cfg_attr(not(feature = "fuzzing"), doc(hidden))]
+#[cfg(feature = "fuzzing")]
 pub mod format;
+#[cfg(not(feature = "fuzzing"))]
+pub(crate) mod format;
 pub mod keyring;
 #[cfg(feature = "lambda")]
 pub mod lambda;
@@ -91,6 +96,12 @@ pub use format::limits::RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS;
 pub use format::suite::AlgorithmSuite;
 #[doc(inline)]
 pub use format::suite::CommitmentPolicy;
+#[doc(inline)]
+pub use format::suite::Kdf;
+#[doc(inline)]
+pub use format::suite::MessageFormat;
+#[doc(inline)]
+pub use format::suite::SignatureAlgorithm;
 #[doc(inline)]
 pub use keyring::Keyring;
 #[doc(inline)]
@@ -164,6 +175,18 @@ pub use stream::decrypt_to_path;
 pub use stream::encrypt;
 #[doc(inline)]
 pub use stream::encrypt_into;
+/// The AES-GCM implementation this build seals frames with: `"aes-gcm (RustCrypto)"`, `"aws-lc-rs"` (with
+/// feature `aws-lc`, which `kms` and `rsa` turn on) or `"aws-lc-rs (FIPS)"` (feature `fips`); for version
+/// strings and benchmark reports.
+///
+/// ```
+/// let backend = kms_envelope::aes_gcm_backend();
+/// assert!(backend.starts_with("aes-gcm") || backend.starts_with("aws-lc-rs"));
+/// ```
+pub fn aes_gcm_backend() -> &'static str {
+    crypto::aead::backend_name()
+}
+
 /// The buffer [`decrypt_into`] and [`encrypt_into`] fill, and the type of [`Decrypted::plaintext`]: a
 /// wrapper that wipes its contents on drop (from the `zeroize` crate, re-exported so that users need not
 /// depend on it).

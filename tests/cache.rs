@@ -10,7 +10,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kms_envelope::format::header::HeaderDecoder;
 use kms_envelope::{
     CacheLimits, CachingKeyring, DecryptOptions, Decryptor, EncryptOptions, EncryptedDataKey, Encryptor,
     MaterialsCache, RawAesKeyring, decrypt, encrypt,
@@ -25,7 +24,7 @@ fn limits() -> CacheLimits {
 }
 
 fn edks(message: &[u8]) -> Vec<EncryptedDataKey> {
-    HeaderDecoder::read_from(Default::default(), &mut &message[..]).unwrap().encrypted_data_keys().to_vec()
+    kms_envelope::Header::read_from(Default::default(), &mut &message[..]).unwrap().encrypted_data_keys().to_vec()
 }
 
 #[test]

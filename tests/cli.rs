@@ -479,8 +479,7 @@ fn edks_below(dir: &Path) -> Vec<Vec<kms_envelope::EncryptedDataKey>> {
         .into_iter()
         .map(|(name, _)| {
             let message = fs::read(dir.join(name)).unwrap();
-            let header =
-                kms_envelope::format::header::HeaderDecoder::read_from(Default::default(), &mut &message[..]).unwrap();
+            let header = kms_envelope::Header::read_from(Default::default(), &mut &message[..]).unwrap();
             header.encrypted_data_keys().to_vec()
         })
         .collect()

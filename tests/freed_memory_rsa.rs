@@ -10,7 +10,7 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeySize, PrivateDecryptingKey};
 use base64::Engine as _;
 use kms_envelope::RawRsaKeyring;
-use kms_envelope::crypto::rsa::RsaPadding;
+use kms_envelope::RsaPadding;
 use zeroize::Zeroizing;
 
 #[path = "common/scan_alloc.rs"]

@@ -379,7 +379,7 @@ fn identical_and_excess_edks_cost_no_extra_kms_calls() {
     let message = number_ciphertexts(forged_message(&vec![arn.clone(); 2000]), &marker);
     let before = stub.requests().len();
     let limits = kms_envelope::DecryptLimits {
-        max_encrypted_data_keys: Some(kms_envelope::format::limits::RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS),
+        max_encrypted_data_keys: Some(kms_envelope::RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS),
         ..Default::default()
     };
     let err = kms_envelope::decrypt(&keyring, &DecryptOptions::new().limits(limits), &message).unwrap_err();

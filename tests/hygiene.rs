@@ -1,12 +1,10 @@
 //! Secret hygiene: nothing secret in `Debug` output or error messages, and decrypted outputs are private
-//! whatever the umask.
+//! whatever the umask. And API hygiene: the message format's internals stay outside the public API.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 
 use kms_envelope::OutputOptions;
-use kms_envelope::crypto::signature::MessageSigner;
-use kms_envelope::format::suite::SignatureAlgorithm;
 use kms_envelope::{DataKey, DecryptOptions, Decryptor, EncryptOptions, Encryptor, RawAesKeyring, decrypt_to_path};
 
 const KEY: [u8; 32] = [0xab; 32];
@@ -29,7 +27,6 @@ fn debug_output_and_errors_carry_no_secret() {
     let samples = [
         format!("{:?}", keyring()),
         format!("{:?}", DataKey::new(KEY.to_vec())),
-        format!("{:?}", MessageSigner::generate(SignatureAlgorithm::EcdsaP384Sha384)),
         format!("{:?}", Encryptor::new(&keyring(), &EncryptOptions::new(), Vec::new()).unwrap()),
     ];
     let message = kms_envelope::encrypt(&keyring(), &EncryptOptions::new(), b"hunter2").unwrap();
@@ -69,4 +66,59 @@ fn decrypted_files_are_0600_even_under_a_permissive_umask() {
     rustix::process::umask(previous);
     assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(std::fs::read(&out).unwrap(), b"secret");
+}
+
+/// `format` and `crypto` are public only with feature `fuzzing`. The tests run with it (tests/handmade.rs
+/// needs it), so nothing else would notice a `pub mod` that lost its cfg and put the internals back under
+/// the semver promise, or a doc example, README block or CLI source that names them (it passes here and
+/// fails for a user, who builds without the feature).
+#[test]
+fn format_internals_are_public_only_with_fuzzing() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    let lines: Vec<&str> = lib.lines().map(str::trim).collect();
+    for module in ["format", "crypto"] {
+        let declared: Vec<(&str, &str)> = lines
+            .windows(2)
+            .filter(|pair| pair[1].ends_with(&format!("mod {module};")))
+            .map(|pair| (pair[0], pair[1]))
+            .collect();
+        let public = format!("pub mod {module};");
+        let private = format!("pub(crate) mod {module};");
+        assert_eq!(
+            declared,
+            [
+                (r#"#[cfg(feature = "fuzzing")]"#, public.as_str()),
+                (r#"#[cfg(not(feature = "fuzzing"))]"#, private.as_str())
+            ],
+            "src/lib.rs must declare `{module}` public under cfg(feature = \"fuzzing\") only"
+        );
+    }
+
+    let mut files = vec![root.join("README.md")];
+    let mut dirs = vec![root.join("src"), root.join("examples")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                // The internals may name themselves in their own docs, which only `fuzzing` documents.
+                if !(path.ends_with("src/format") || path.ends_with("src/crypto")) {
+                    dirs.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            assert!(
+                !line.contains("kms_envelope::format") && !line.contains("kms_envelope::crypto"),
+                "{}:{}: names an internal module, which users cannot: {line}",
+                file.display(),
+                n + 1
+            );
+        }
+    }
 }

@@ -41,7 +41,7 @@ fn reasons(err: Error) -> Vec<String> {
 }
 
 fn edk_infos(message: &[u8]) -> Vec<String> {
-    let header = kms_envelope::format::header::HeaderDecoder::read_from(Default::default(), &mut &message[..]).unwrap();
+    let header = kms_envelope::Header::read_from(Default::default(), &mut &message[..]).unwrap();
     header
         .encrypted_data_keys()
         .iter()
@@ -549,11 +549,8 @@ fn kms_rsa_keyring_encrypts_under_the_public_key_moto_serves() {
     let keyring = moto.clients().rsa_keyring(&arn, KmsRsaAlgorithm::OaepSha256).unwrap();
     for _ in 0..3 {
         let message = kms_envelope::encrypt(&keyring, &options(), &plaintext(100)).unwrap();
-        let header = kms_envelope::format::header::HeaderDecoder::read_from(
-            kms_envelope::DecryptLimits::default(),
-            &mut &message[..],
-        )
-        .unwrap();
+        let header =
+            kms_envelope::Header::read_from(kms_envelope::DecryptLimits::default(), &mut &message[..]).unwrap();
         let edk = &header.encrypted_data_keys()[0];
         assert_eq!((edk.provider_id.as_str(), edk.provider_info.as_slice()), (RSA_PROVIDER_ID, arn.as_bytes()));
         assert_eq!(edk.ciphertext.len(), 256, "RSA-2048 ciphertext");

@@ -9,8 +9,9 @@ mod common;
 use std::io::Read;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use kms_envelope::format::header::HeaderDecoder;
-use kms_envelope::{AlgorithmSuite, DecryptLimits, DecryptOptions, Decryptor, EncryptOptions, Error, RawAesKeyring};
+use kms_envelope::{
+    AlgorithmSuite, DecryptLimits, DecryptOptions, Decryptor, EncryptOptions, Error, Header, RawAesKeyring,
+};
 
 const KEY: [u8; 32] = [0x3c; 32];
 const FRAME: usize = 128;
@@ -33,7 +34,7 @@ struct Subject {
 
 impl Subject {
     fn new(name: String, message: Vec<u8>) -> Self {
-        let header = HeaderDecoder::read_from(DecryptLimits::default(), &mut &message[..]).unwrap();
+        let header = Header::read_from(DecryptLimits::default(), &mut &message[..]).unwrap();
         let header_len = header.as_bytes().len();
         // Version, (v1 type,) suite, message id, AAD length and AAD come before the EDK count.
         let id_end = if message[0] == 1 { 4 + 16 } else { 3 + 32 };

@@ -405,6 +405,9 @@ fn files_and_seek_sources_are_sources() {
     let seek = kms_envelope::SeekSource::new(fs::File::open(&path).unwrap());
     let got = decrypt_range(&keyring(), &parallel(), &seek, 4095..=4096).unwrap();
     assert!(*got.plaintext == pt[4095..=4096]);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let got = runtime.block_on(decrypt_range_async(&keyring(), &parallel(), &file, 100..200_000)).unwrap();
+    assert!(*got.plaintext == pt[100..200_000], "a file as an async source");
 }
 
 // --- messages from other implementations -------------------------------------------------------------------
@@ -628,4 +631,51 @@ fn cli_decrypt_range_leaves_no_output_when_a_frame_in_it_fails() {
     assert!(fs::read(dir.path().join("out")).unwrap() == pt[8192..]);
     let (code, _, err) = cli(dir.path(), &["decrypt", "ct", "whole"], None);
     assert_ne!(code, 0, "the whole message fails: {err}");
+}
+
+/// An async source that records every read, as an S3 source would count its ranged GETs.
+struct CountingAsync {
+    inner: MemorySource,
+    reads: Mutex<Vec<(u64, usize)>>,
+}
+
+impl kms_envelope::stream::AsyncRangeSource for CountingAsync {
+    async fn total_len(&self) -> io::Result<u64> {
+        self.inner.total_len().await
+    }
+
+    async fn read_at(&self, offset: u64, length: usize) -> io::Result<Vec<u8>> {
+        self.reads.lock().unwrap().push((offset, length));
+        self.inner.read_at(offset, length).await
+    }
+}
+
+#[test]
+fn the_async_path_reads_the_header_the_final_frame_and_one_run() {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let pt = plaintext(20 * 4096 + 3);
+    let message = encrypt(&keyring(), &EncryptOptions::new().frame_length(4096).context("tenant", "a"), &pt).unwrap();
+    let source = || CountingAsync { inner: MemorySource(message.clone()), reads: Mutex::new(Vec::new()) };
+    let wrong = source();
+    let options = DecryptOptions::new().context("tenant", "b");
+    assert!(runtime.block_on(decrypt_range_async(&keyring(), &options, &wrong, 9000..20000)).is_err());
+    assert_eq!(*wrong.reads.lock().unwrap(), vec![(0, 4096)], "a wrong context reads no frame");
+    let right = source();
+    let options = DecryptOptions::new().context("tenant", "a");
+    let got = runtime.block_on(decrypt_range_async(&keyring(), &options, &right, 9000..20000)).unwrap();
+    assert!(*got.plaintext == pt[9000..20000]);
+    let reads = right.reads.lock().unwrap().clone();
+    assert_eq!(reads.len(), 3, "header, final frame, one run: {reads:?}");
+    assert_eq!(reads[2].1, 3 * (4096 + 32), "frames 3 to 5 hold bytes 9000..20000");
+
+    let signed = EncryptOptions::new().suite(AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384);
+    let signed = CountingAsync {
+        inner: MemorySource(encrypt(&keyring(), &signed, &pt).unwrap()),
+        reads: Mutex::new(Vec::new()),
+    };
+    let never = CountingKeyring::default();
+    let err = runtime.block_on(decrypt_range_async(&never, &DecryptOptions::new(), &signed, ..)).unwrap_err();
+    assert!(matches!(err, Error::RangeRefused(_)), "{err}");
+    assert_eq!(never.0.load(std::sync::atomic::Ordering::SeqCst), 0, "the keyring must not run");
+    assert_eq!(signed.reads.lock().unwrap().len(), 1, "the header alone is read");
 }

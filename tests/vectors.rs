@@ -344,7 +344,7 @@ fn python_commitment_vectors_give_their_expected_result() {
 #[cfg(feature = "rsa")]
 fn rsa_key(keys: &Value, desc: &Value) -> Option<(Box<dyn Keyring>, String)> {
     use kms_envelope::RawRsaKeyring;
-    use kms_envelope::crypto::rsa::RsaPadding;
+    use kms_envelope::RsaPadding;
     if desc["type"] != "raw" || desc["encryption-algorithm"] != "rsa" {
         return None;
     }

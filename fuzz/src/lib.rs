@@ -228,6 +228,58 @@ pub fn check_mutation(data: &[u8], parallel: bool) {
     }
 }
 
+/// The body of the `range` target. Input: bytes 0-3 the plaintext range (two big-endian u16, start and
+/// end, reduced modulo the reference plaintext's length + 2 so that a few ranges run past the end), then
+/// the `mutate` layout (see [`check_mutation`]): reference, knobs (bit 0: parallel pieces), mutations.
+/// `decrypt_range` must never release bytes that are not the true plaintext's slice of the message whose
+/// authenticated header it read; where the whole mutated message decrypts (unsigned, framed), the range
+/// must decrypt to the same slice of it. A range that skips a damaged frame may succeed where a full
+/// decrypt fails, with the original bytes.
+pub fn check_range(data: &[u8]) {
+    let refs = reference_messages();
+    let mut bytes = Bytes(data);
+    let (Some(a), Some(b), Some(pick), Some(knobs)) = (bytes.u16(), bytes.u16(), bytes.u8(), bytes.u8()) else {
+        return;
+    };
+    let reference = &refs[usize::from(pick) % refs.len()];
+    let span = reference.plaintext.len() as u64 + 2;
+    let (start, end) = ((a as u64 % span).min(b as u64 % span), (a as u64 % span).max(b as u64 % span));
+    let mutations = Mutation::decode(&mut bytes, 16);
+    let mut message = reference.message.clone();
+    for m in &mutations {
+        m.apply(&mut message, reference, refs);
+    }
+    #[cfg_attr(not(feature = "parallel"), allow(unused_mut))]
+    let mut options = decrypt_options(DecryptLimits::default());
+    #[cfg(feature = "parallel")]
+    if knobs & 1 == 1 {
+        options = options.threads(2).parallel_threshold(0);
+    }
+    #[cfg(not(feature = "parallel"))]
+    let _ = knobs;
+    let ranged = kms_envelope::decrypt_range(keyring(), &options, &message, start..end);
+    let full = kms_envelope::decrypt(keyring(), &options, &message);
+    let what = || format!("\nreference {}\nrange {start}..{end}\nmutations {mutations:?}", reference.name);
+    if let Ok(ranged) = &ranged {
+        // A header that authenticates is one of the references' (see check_mutation); its plaintext decides.
+        let origin = refs.iter().find(|r| message.starts_with(&r.message[r.segments[0].clone()]));
+        let origin = origin.unwrap_or_else(|| panic!("a range decrypted under no reference's header{}", what()));
+        let expected = origin.plaintext.get(start as usize..end as usize);
+        assert_eq!(Some(&ranged.plaintext[..]), expected, "a range released other bytes{}", what());
+    }
+    if let Ok(full) = &full {
+        let suite = full.header.suite();
+        let framed = full.header.content_type() == kms_envelope::ContentType::Framed;
+        if suite.signature().is_none() && framed && end <= full.plaintext.len() as u64 {
+            let ranged =
+                ranged.unwrap_or_else(|e| panic!("the message decrypts whole but not by range: {e}{}", what()));
+            assert_eq!(ranged.plaintext[..], full.plaintext[start as usize..end as usize], "{}", what());
+        } else {
+            assert!(ranged.is_err(), "a signed, non-framed or out-of-bounds range decrypted{}", what());
+        }
+    }
+}
+
 /// A message our own encryptor wrote, with its plaintext and layout.
 #[derive(Debug, Clone)]
 pub struct Reference {

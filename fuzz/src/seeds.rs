@@ -46,14 +46,15 @@ fn write_arn_seeds(dir: &Path) {
 /// Writes every target's seeds under `corpus`; `vectors` is the official test-vector folder, if any.
 pub fn write_all(corpus: &Path, vectors: Option<&Path>) {
     write_arn_seeds(&corpus.join("arn"));
-    let dirs: Vec<PathBuf> = ["header", "context", "decrypt", "decrypt_default_limits", "mutate", "mutate_parallel"]
-        .iter()
-        .map(|t| corpus.join(t))
-        .collect();
+    let dirs: Vec<PathBuf> =
+        ["header", "context", "decrypt", "decrypt_default_limits", "mutate", "mutate_parallel", "range"]
+            .iter()
+            .map(|t| corpus.join(t))
+            .collect();
     for d in &dirs {
         fs::create_dir_all(d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
     }
-    let [header_dir, context_dir, decrypt_dir, default_dir, mutate_dir, parallel_dir] = &dirs[..] else {
+    let [header_dir, context_dir, decrypt_dir, default_dir, mutate_dir, parallel_dir, range_dir] = &dirs[..] else {
         unreachable!()
     };
 
@@ -153,6 +154,15 @@ pub fn write_all(corpus: &Path, vectors: Option<&Path>) {
             // The same programs with other job lengths for the pipeline (high bits of byte 1).
             input[1] = (input[1] % 32) | (((i as u8 * 3) % 8) << 5);
             write(parallel_dir, &format!("{}-{what}", r.name), &input);
+            // The same programs read by range: the first byte, the middle, the tail (see `check_range`).
+            let len = r.plaintext.len() as u16;
+            for (n, (start, end)) in
+                [(0u16, 1u16), (len / 2, len / 2 + 3), (len.saturating_sub(2), len)].into_iter().enumerate()
+            {
+                let mut ranged = [start.to_be_bytes(), end.to_be_bytes()].concat();
+                ranged.extend_from_slice(&input);
+                write(range_dir, &format!("{}-{what}-{n}", r.name), &ranged);
+            }
         }
     }
     for d in &dirs {

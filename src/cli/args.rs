@@ -37,9 +37,7 @@ AWS_ENDPOINT_URL_KMS, ...).";
 /// `--version`: the crate version and the AES-GCM backend compiled in.
 fn version() -> &'static str {
     static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    VERSION.get_or_init(|| {
-        format!("{} (AES-GCM: {})", env!("CARGO_PKG_VERSION"), kms_envelope::crypto::aead::backend_name())
-    })
+    VERSION.get_or_init(|| format!("{} (AES-GCM: {})", env!("CARGO_PKG_VERSION"), kms_envelope::aes_gcm_backend()))
 }
 
 /// Encrypt and decrypt files in the AWS Encryption SDK message format.
@@ -284,7 +282,7 @@ pub struct DecryptSettings {
     pub commitment_policy: Policy,
     /// Refuse messages with more encrypted data keys than N, before any KMS call (each may cost one).
     #[arg(long, value_name = "N",
-          default_value_t = kms_envelope::format::limits::RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS)]
+          default_value_t = kms_envelope::RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS)]
     pub max_encrypted_data_keys: u16,
     /// Refuse messages whose frame length exceeds N bytes (default 16 MiB).
     #[arg(long, value_name = "N")]

@@ -3,9 +3,10 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use kms_envelope::format::header::HeaderDecoder;
-use kms_envelope::format::suite::{Kdf, MessageFormat, SignatureAlgorithm};
-use kms_envelope::{AlgorithmSuite, ContentType, DecryptLimits, EncryptedDataKey, Header, MessageLayout};
+use kms_envelope::{
+    AlgorithmSuite, ContentType, DecryptLimits, EncryptedDataKey, Header, Kdf, MessageFormat, MessageLayout,
+    SignatureAlgorithm,
+};
 
 use super::args::InspectArgs;
 use super::exit::Failure;
@@ -24,7 +25,7 @@ pub fn run(args: &InspectArgs) -> Result<(), Failure> {
         ..DecryptLimits::default()
     };
     let header =
-        HeaderDecoder::read_from(limits, &mut input.reader).map_err(|e| Failure::reading(e).with_file(&input.name))?;
+        Header::read_from(limits, &mut input.reader).map_err(|e| Failure::reading(e).with_file(&input.name))?;
     let text = if args.json { json(&header) } else { human(&input.name, &header) };
     let text = with_layout(text, args.json, &header, input.file.as_ref().and(input.size));
     let mut stdout = std::io::stdout().lock();

@@ -219,7 +219,7 @@ fn local_keyring(key: &LocalKey, rsa_padding: &str, encoding: KeyEncoding) -> Re
         #[cfg(feature = "rsa")]
         LocalKind::RsaPublic | LocalKind::RsaPrivate => {
             use kms_envelope::RawRsaKeyring;
-            use kms_envelope::crypto::rsa::RsaPadding;
+            use kms_envelope::RsaPadding;
             let padding = RsaPadding::from_name(rsa_padding).ok_or_else(|| {
                 Failure::usage(format!(
                     "--rsa-padding {rsa_padding:?}: expected oaep-sha256, oaep-sha1, oaep-sha384, oaep-sha512 or pkcs1"

@@ -178,6 +178,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_signer_debugs_without_its_private_key() {
+        for alg in [SignatureAlgorithm::EcdsaP256Sha256, SignatureAlgorithm::EcdsaP384Sha384] {
+            assert_eq!(format!("{:?}", MessageSigner::generate(alg)), "MessageSigner(<redacted>)");
+        }
+    }
+
+    #[test]
     fn sign_then_verify_and_tampering_fails() {
         for alg in [SignatureAlgorithm::EcdsaP256Sha256, SignatureAlgorithm::EcdsaP384Sha384] {
             let mut signer = MessageSigner::generate(alg);

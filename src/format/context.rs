@@ -13,6 +13,28 @@ pub const RESERVED_PREFIX: &str = "aws-crypto-";
 
 /// An encryption context: UTF-8 keys to UTF-8 values, kept in the canonical order (by the keys' UTF-8
 /// bytes, which is `String`'s `Ord`).
+///
+/// Stored in the header unencrypted and authenticated with the message: a decryptor can require pairs
+/// ([`DecryptOptions::context`](crate::DecryptOptions::context)) so that a message made for one purpose is
+/// refused for another.
+///
+/// ```
+/// use kms_envelope::{DecryptOptions, EncryptOptions, EncryptionContext, RawAesKeyring};
+///
+/// # fn main() -> Result<(), kms_envelope::Error> {
+/// let context: EncryptionContext = [("tenant", "acme"), ("purpose", "backup")].into_iter().collect();
+/// assert_eq!(context.iter().next(), Some(("purpose", "backup"))); // canonical order
+///
+/// let keyring = RawAesKeyring::new("my-service", "secrets-key-1", &[0x42u8; 32])?;
+/// let options = EncryptOptions::new().encryption_context(context);
+/// let message = kms_envelope::encrypt(&keyring, &options, b"database password")?;
+///
+/// let decrypted = kms_envelope::decrypt(&keyring, &DecryptOptions::new().context("tenant", "acme"), &message)?;
+/// assert_eq!(decrypted.header.encryption_context().get("purpose"), Some("backup"));
+/// assert!(kms_envelope::decrypt(&keyring, &DecryptOptions::new().context("tenant", "other"), &message).is_err());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct EncryptionContext(BTreeMap<String, String>);
 

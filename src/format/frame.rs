@@ -124,11 +124,6 @@ impl FrameCounter {
         }
         Ok(())
     }
-
-    /// Whether the final frame has been produced or seen.
-    pub fn is_finished(&self) -> bool {
-        self.final_seen
-    }
 }
 
 #[cfg(test)]

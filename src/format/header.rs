@@ -82,7 +82,27 @@ impl std::fmt::Display for MessageId {
     }
 }
 
-/// A parsed header. Only a decryptor that has authenticated it hands it to callers.
+/// A message's header: its suite, message id, encryption context and encrypted data keys.
+///
+/// A [`Decryptor`](crate::Decryptor) hands out a header it has authenticated. [`Header::read_from`] reads
+/// one without any key, to see which keys and context a message names; nothing in it is authenticated
+/// then.
+///
+/// ```
+/// use kms_envelope::{DecryptLimits, EncryptOptions, Header, RawAesKeyring};
+///
+/// # fn main() -> Result<(), kms_envelope::Error> {
+/// let keyring = RawAesKeyring::new("my-service", "secrets-key-1", &[0x42u8; 32])?;
+/// let options = EncryptOptions::new().context("purpose", "example");
+/// let message = kms_envelope::encrypt(&keyring, &options, b"database password")?;
+///
+/// let header = Header::read_from(DecryptLimits::default(), &mut &message[..])?;
+/// assert_eq!(header.suite().id(), 0x0478);
+/// assert_eq!(header.encryption_context().get("purpose"), Some("example"));
+/// assert_eq!(header.encrypted_data_keys()[0].provider_id, "my-service");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Header {
     suite: AlgorithmSuite,
@@ -100,6 +120,19 @@ pub struct Header {
 }
 
 impl Header {
+    /// Reads a header from `reader`, exactly its bytes (the body stays unread), without a key: unlike the
+    /// header a [`Decryptor`](crate::Decryptor) hands out, this one is not authenticated, so what it says
+    /// (context, key names) is the sender's claim until a decryptor has verified it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Truncated`] if the reader ends inside the header, [`Error::Io`] if it fails,
+    /// [`Error::Malformed`] or [`Error::UnsupportedSuite`] for a header that is not one, and
+    /// [`Error::LimitExceeded`] for one beyond `limits`.
+    pub fn read_from(limits: DecryptLimits, reader: &mut impl std::io::Read) -> Result<Header> {
+        HeaderDecoder::read_from(limits, reader)
+    }
+
     /// The algorithm suite.
     pub fn suite(&self) -> AlgorithmSuite {
         self.suite

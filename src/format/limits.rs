@@ -11,6 +11,19 @@ pub const RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS: u16 = 10;
 
 /// Limits applied while decrypting. The defaults accept every message the AWS Encryption SDKs write with
 /// their defaults, and bound memory to a few tens of MiB per decryptor.
+///
+/// ```
+/// use kms_envelope::{DecryptLimits, DecryptOptions, RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS};
+///
+/// // Messages from someone you do not trust: few EDKs (each may cost a KMS call), small frames.
+/// let limits = DecryptLimits {
+///     max_encrypted_data_keys: Some(RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS),
+///     max_frame_length: 1 << 20,
+///     ..DecryptLimits::default()
+/// };
+/// let options = DecryptOptions::new().limits(limits);
+/// # let _ = options;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecryptLimits {
     /// Largest frame length (header field) a decryptor will buffer. Default 16 MiB; the ESDKs write 4096.

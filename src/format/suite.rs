@@ -44,6 +44,24 @@ pub enum SignatureAlgorithm {
 }
 
 /// One of the eleven AWS Encryption SDK algorithm suites. All use AES-GCM with a 12-byte IV and a 16-byte tag.
+///
+/// ```
+/// use kms_envelope::{AlgorithmSuite, EncryptOptions, RawAesKeyring, SignatureAlgorithm};
+///
+/// # fn main() -> Result<(), kms_envelope::Error> {
+/// // The default suite, 0x0478, plus an ECDSA P-384 signature: whoever can decrypt a message (and so
+/// // holds its data key) still cannot forge one under it; only the writer held the signing key.
+/// let suite = AlgorithmSuite::from_id(0x0578)?;
+/// assert_eq!(suite, AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384);
+/// assert_eq!(suite.signature(), Some(SignatureAlgorithm::EcdsaP384Sha384));
+/// assert!(suite.is_committing());
+///
+/// let keyring = RawAesKeyring::new("my-service", "secrets-key-1", &[0x42u8; 32])?;
+/// let message = kms_envelope::encrypt(&keyring, &EncryptOptions::new().suite(suite), b"report")?;
+/// assert_eq!(message[1..3], [0x05, 0x78]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AlgorithmSuite {
     id: u16,
@@ -142,6 +160,17 @@ impl std::fmt::Display for AlgorithmSuite {
 }
 
 /// Which suites encrypt may use and decrypt may accept, with the ESDK's semantics (format notes §13).
+///
+/// ```
+/// use kms_envelope::{CommitmentPolicy, DecryptOptions};
+///
+/// // Reading messages that ESDK 1.x wrote (non-committing suites) during a migration:
+/// let policy: CommitmentPolicy = "require-encrypt-allow-decrypt".parse()?;
+/// assert_eq!(policy, CommitmentPolicy::RequireEncryptAllowDecrypt);
+/// let options = DecryptOptions::new().commitment_policy(policy);
+/// # let _ = options;
+/// # Ok::<(), kms_envelope::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum CommitmentPolicy {
     /// Encrypt with non-committing (v1) suites only; decrypt anything. For writing to readers on ESDK 1.x.

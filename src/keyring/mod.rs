@@ -61,6 +61,42 @@ pub type KeyringFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 
 /// Implementations must not log or put key material into errors. On decrypt, "none of these EDKs is mine"
 /// is [`Error::NoDataKeyDecrypted`](crate::Error::NoDataKeyDecrypted) with one reason per EDK tried, so
 /// that a multi-keyring can report every attempt.
+///
+/// A keyring of your own usually adds a policy around one of these; wrapping keys is theirs to do:
+///
+/// ```
+/// use kms_envelope::keyring::{DecryptionMaterials, EncryptionMaterials, KeyringFuture};
+/// use kms_envelope::{EncryptOptions, EncryptedDataKey, Error, Keyring, RawAesKeyring};
+///
+/// /// Encrypts only messages that name their tenant, so that a decryptor can require it.
+/// struct TenantKeyring(RawAesKeyring);
+///
+/// impl Keyring for TenantKeyring {
+///     fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
+///         Box::pin(async move {
+///             if !materials.encryption_context().contains_key("tenant") {
+///                 return Err(Error::Keyring("no tenant in the encryption context".into()));
+///             }
+///             self.0.on_encrypt(materials).await
+///         })
+///     }
+///
+///     fn on_decrypt<'a>(
+///         &'a self,
+///         materials: DecryptionMaterials,
+///         edks: &'a [EncryptedDataKey],
+///     ) -> KeyringFuture<'a, DecryptionMaterials> {
+///         self.0.on_decrypt(materials, edks)
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Error> {
+/// let keyring = TenantKeyring(RawAesKeyring::new("my-service", "secrets-key-1", &[0x42u8; 32])?);
+/// assert!(kms_envelope::encrypt(&keyring, &EncryptOptions::new(), b"x").is_err());
+/// kms_envelope::encrypt(&keyring, &EncryptOptions::new().context("tenant", "acme"), b"x")?;
+/// # Ok(())
+/// # }
+/// ```
 pub trait Keyring: Send + Sync {
     /// Adds a data key if the materials have none (only a generator may), then an encrypted copy of it.
     fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials>;

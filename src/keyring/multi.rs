@@ -9,6 +9,26 @@ use crate::format::edk::EncryptedDataKey;
 /// Combines keyrings. On encrypt the generator runs first and must produce the data key, then each child
 /// wraps it; any failure fails the whole call. On decrypt the generator and then each child are tried in
 /// order and the first that recovers the data key wins.
+///
+/// ```
+/// use kms_envelope::{DecryptOptions, EncryptOptions, MultiKeyring, RawAesKeyring};
+///
+/// # fn main() -> Result<(), kms_envelope::Error> {
+/// // Every message readable with the service's key, and with a break-glass key kept elsewhere.
+/// let break_glass_key = [0x17u8; 32];
+/// let service = RawAesKeyring::new("my-service", "service-key", &[0x42u8; 32])?;
+/// let break_glass = RawAesKeyring::new("my-service", "break-glass", &break_glass_key)?;
+/// let keyring = MultiKeyring::new(service).with_child(break_glass);
+/// let message = kms_envelope::encrypt(&keyring, &EncryptOptions::new(), b"database password")?;
+///
+/// // Later, elsewhere, with the break-glass key alone:
+/// let break_glass = RawAesKeyring::new("my-service", "break-glass", &break_glass_key)?;
+/// let decrypted = kms_envelope::decrypt(&break_glass, &DecryptOptions::new(), &message)?;
+/// assert_eq!(&decrypted.plaintext[..], b"database password");
+/// assert_eq!(decrypted.header.encrypted_data_keys().len(), 2);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Default)]
 pub struct MultiKeyring {
     generator: Option<Arc<dyn Keyring>>,

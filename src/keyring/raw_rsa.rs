@@ -19,8 +19,7 @@ use crate::format::edk::EncryptedDataKey;
 /// authenticate the writer: whoever holds the public key can write a message the private key's holder reads.
 ///
 /// ```no_run
-/// use kms_envelope::crypto::rsa::RsaPadding;
-/// use kms_envelope::{DecryptOptions, EncryptOptions, RawRsaKeyring};
+/// use kms_envelope::{DecryptOptions, EncryptOptions, RawRsaKeyring, RsaPadding};
 ///
 /// # fn main() -> kms_envelope::Result<()> {
 /// // openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out private.pem

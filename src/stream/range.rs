@@ -29,7 +29,7 @@ use zeroize::Zeroizing;
 use super::cmm::open_header;
 use super::options::Parallelism;
 use super::range_source::{RangeSource, SeekSource};
-use super::whole::{FINAL_PREFIX, Layout, open_final, open_regular};
+use super::whole::{FINAL_PREFIX, Layout, REGULAR_OVERHEAD, open_final, open_regular};
 use super::{DecryptOptions, Decrypted};
 use crate::crypto::AeadKey;
 use crate::error::{Error, Result};
@@ -62,8 +62,9 @@ impl MessageLayout {
     ///
     /// # Errors
     ///
-    /// [`Error::RangeRefused`] for a non-framed message; [`Error::Malformed`] if no framed body of the
-    /// header's frame length is that long (the message is cut or has bytes appended).
+    /// [`Error::RangeRefused`] for a signed or non-framed message (a signed message's footer varies in
+    /// length); [`Error::Malformed`] if no framed body of the header's frame length is that long (the
+    /// message is cut or has bytes appended).
     pub fn new(header: &Header, total_len: u64) -> Result<Self> {
         Ok(Self::from_layout(header, layout_for(header, total_len)?))
     }
@@ -105,7 +106,7 @@ impl MessageLayout {
 
     /// The message's total length in bytes.
     pub fn message_len(&self) -> u64 {
-        let stride = u64::from(self.frame_length) + (4 + 12 + TAG_LEN) as u64;
+        let stride = u64::from(self.frame_length) + REGULAR_OVERHEAD as u64;
         self.header_len
             + self.regular_frames * stride
             + (FINAL_PREFIX + TAG_LEN) as u64
@@ -212,7 +213,7 @@ fn read_error(e: io::Error, offset: u64, section: &'static str) -> Error {
     if e.kind() == io::ErrorKind::UnexpectedEof { Error::Truncated { offset, section } } else { Error::Io(e) }
 }
 
-/// Regular frames `first..first + count` (0-based): where they lie and how many bytes they take.
+/// Regular frames `first..first + count` (0-based indexes: frame `i` has sequence number `i + 1`).
 #[derive(Clone, Copy, Debug)]
 struct Run {
     first: usize,
@@ -322,8 +323,8 @@ impl Opened {
         Ok(())
     }
 
-    /// The plaintext buffer for `run` (if any) followed by the final frame when `end` reaches into it; the
-    /// run's part still to be filled.
+    /// The plaintext buffer for bytes up to `end`: room for `run`'s frames (if any, zeroed, to be opened
+    /// into), then the final frame's verified plaintext when `end` reaches into it.
     fn output_for(&self, run: Option<Run>, end: u64) -> Zeroizing<Vec<u8>> {
         let run_len = run.map_or(0, |r| r.count * self.layout.frame_len);
         let with_final = end > (self.layout.regular * self.layout.frame_len) as u64;
@@ -422,7 +423,8 @@ fn open_source<S: RangeSource + ?Sized>(keyring: &dyn Keyring, options: &Decrypt
 /// frame and the frames that cover the range; nothing is returned unless every frame read verified.
 ///
 /// The keyring is called once. `range` is in plaintext bytes (`..` for all of it, `a..b`, `a..=b`, `a..`);
-/// an empty range still verifies the header and the final frame.
+/// an empty range still verifies the header and the final frame. The range's frames are held in memory
+/// (ciphertext and plaintext): for a range of gigabytes read through a [`SeekableDecryptor`] instead.
 ///
 /// # Errors
 ///
@@ -742,5 +744,26 @@ impl super::range_source::AsyncRangeSource for MemorySource {
         let mut buf = vec![0u8; length];
         RangeSource::read_exact_at(&self.0, offset, &mut buf)?;
         Ok(buf)
+    }
+}
+
+/// A file as an [`AsyncRangeSource`](super::range_source::AsyncRangeSource) (feature `async`): each read is
+/// a positioned read (`pread`) of a duplicate of its descriptor on the blocking pool, so reads run
+/// concurrently and never move a cursor.
+#[cfg(feature = "async")]
+impl super::range_source::AsyncRangeSource for std::fs::File {
+    async fn total_len(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    async fn read_at(&self, offset: u64, length: usize) -> io::Result<Vec<u8>> {
+        let file = self.try_clone()?;
+        tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; length];
+            RangeSource::read_exact_at(&file, offset, &mut buf)?;
+            Ok(buf)
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 }

@@ -156,6 +156,20 @@ impl ResourceType {
 /// picks the KMS endpoint: the partition is a known one, the region a [`Region`] of that partition, the
 /// account twelve digits, and the id a key id (a UUID, or `mrk-` and 32 hex digits for a multi-Region key)
 /// or an alias name (1 to 256 letters, digits, `/`, `_` and `-`).
+///
+/// ```
+/// use kms_envelope::KmsArn;
+///
+/// # fn main() -> Result<(), kms_envelope::keyring::kms::InvalidArn> {
+/// let arn = KmsArn::parse("arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab")?;
+/// assert_eq!(arn.region().as_str(), "eu-west-1");
+/// assert!(arn.is_multi_region_key());
+///
+/// // A region is part of the KMS host name: one that is not an AWS region is refused.
+/// assert!(KmsArn::parse("arn:aws:kms:evil.example:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab").is_err());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KmsArn {
     partition: &'static str,

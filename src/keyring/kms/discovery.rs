@@ -14,6 +14,20 @@ use crate::keyring::{DecryptionMaterials, EncryptionMaterials};
 
 /// Limits discovery to keys of some accounts in one partition. Without a filter, a discovery keyring asks
 /// KMS to decrypt under any key a message names, which lets whoever wrote the message choose the key.
+///
+/// ```no_run
+/// use kms_envelope::{DecryptOptions, DiscoveryFilter, KmsClients};
+///
+/// # fn main() -> Result<(), kms_envelope::Error> {
+/// // Decrypt under whichever key the message names, if it belongs to one of our two accounts.
+/// let filter = DiscoveryFilter::new("aws", ["111122223333", "444455556666"])?;
+/// let keyring = KmsClients::from_env_blocking()?.discovery_keyring(Some(filter));
+/// let message = std::fs::read("secrets.json.esdk")?;
+/// let decrypted = kms_envelope::decrypt(&keyring, &DecryptOptions::new(), &message)?;
+/// # let _ = decrypted;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DiscoveryFilter {
     partition: String,
