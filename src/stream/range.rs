@@ -44,6 +44,11 @@ pub const HEADER_GUESS: usize = 4096;
 /// How many plaintext bytes a [`SeekableDecryptor`] decrypts at once, at least one frame.
 const READ_AHEAD: usize = 1 << 20;
 
+/// A piece of a run gets its own read and thread only if it holds at least this many times the parallel
+/// threshold (8 MiB by default): a smaller run is read as one request (one GET from S3, where a request
+/// costs more than opening a few MiB on one core) and opened on one thread.
+const PIECE_PER_THRESHOLD: usize = 8;
+
 /// Where the parts of a framed message lie, computed from its header and its total length.
 ///
 /// Built by [`MessageLayout::new`] from an unauthenticated header and a length, it describes the message
@@ -296,14 +301,17 @@ impl Opened {
         (self.body_start + (run.first * self.layout.stride()) as u64, run.count * self.layout.stride())
     }
 
-    /// `run` split into at most one piece per thread, each large enough to be worth a thread.
+    /// `run` split into at most one piece per thread, each at least [`PIECE_PER_THRESHOLD`] times the
+    /// parallel threshold.
     fn pieces(&self, run: Run) -> Vec<Run> {
-        let threads = self.parallelism.threads.max(1);
         let (_, wire_len) = self.span(run);
-        if threads == 1 || (wire_len as u64) < self.parallelism.threshold {
+        let threshold = usize::try_from(self.parallelism.threshold).unwrap_or(usize::MAX);
+        let min_piece = threshold.saturating_mul(PIECE_PER_THRESHOLD).max(1);
+        let count = self.parallelism.threads.max(1).min(wire_len / min_piece).max(1);
+        if count == 1 {
             return vec![run];
         }
-        let per_piece = run.count.div_ceil(threads);
+        let per_piece = run.count.div_ceil(count);
         (run.first..run.first + run.count)
             .step_by(per_piece)
             .map(|first| Run { first, count: per_piece.min(run.first + run.count - first) })
