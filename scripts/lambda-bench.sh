@@ -20,7 +20,7 @@ MIB="${1:-100}"
 RUNS="${RUNS:-5}"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$REPO"
-PY="$REPO/.venv/bin/python"
+PY="${KMS_ENVELOPE_PYTHON:-$REPO/.venv/bin/python}"
 [[ -x "$PY" ]] || { echo "lambda-bench.sh: $PY missing; run scripts/test.sh once to build .venv" >&2; exit 1; }
 
 echo "building the example (release)..." >&2
@@ -78,12 +78,32 @@ print(f"{dt:.4f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
 EOF
 }
 
-# median NAME RUNS CMD: the median time of RUNS runs and the largest peak RSS.
+# median RUNS CMD: the median time of RUNS runs and the largest peak RSS.
 median() {
   local runs="$1" cmd="$2" i
   for ((i = 0; i < runs; i++)); do measure "$cmd"; done | sort -n | awk -v n="$runs" '
     { t[NR] = $1; if ($2 > rss) rss = $2 }
     END { printf "%.4f %d\n", t[int((n + 1) / 2)], rss }'
+}
+
+# interleaved RUNS NAME=CMD...: RUNS rounds of every command in turn, so that a noisy stretch of this
+# shared machine spreads over all of them rather than landing on one; sets RESULT[NAME] to "median_s
+# peak_rss_kib" (the ratios of the goal lines compare commands measured side by side).
+declare -A RESULT
+interleaved() {
+  local runs="$1" round entry
+  shift
+  local -A times=()
+  for ((round = 0; round < runs; round++)); do
+    for entry in "$@"; do
+      times[${entry%%=*}]+="$(measure "${entry#*=}")"$'\n'
+    done
+  done
+  for entry in "$@"; do
+    RESULT[${entry%%=*}]="$(grep . <<<"${times[${entry%%=*}]}" | sort -n | awk -v n="$runs" '
+      { t[NR] = $1; if ($2 > rss) rss = $2 }
+      END { printf "%.4f %d\n", t[int((n + 1) / 2)], rss }')"
+  done
 }
 
 export EXAMPLE KEY_ARN MOTO_URL BLOB WORK
@@ -102,13 +122,15 @@ LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 export N=big
 verify rust "$RUST_CMD" # also warms the page cache and the binary
 verify python "$PY_CMD"
-read -r rust_s rust_kib < <(median "$RUNS" "$RUST_CMD")
-read -r decrypt_s _ < <(median "$RUNS" "$DECRYPT_CMD")
-read -r base_s base_kib < <(median "$RUNS" "$BASE_CMD")
+interleaved "$RUNS" "rust=$RUST_CMD" "decrypt=$DECRYPT_CMD" "base=$BASE_CMD"
+read -r rust_s rust_kib <<<"${RESULT[rust]}"
+read -r decrypt_s _ <<<"${RESULT[decrypt]}"
+read -r base_s base_kib <<<"${RESULT[base]}"
 read -r py_s py_kib < <(median 1 "$PY_CMD")
 export PIN="taskset -c 0"
-read -r pin_rust_s _ < <(median "$RUNS" "$RUST_CMD")
-read -r pin_base_s _ < <(median "$RUNS" "$BASE_CMD")
+interleaved "$RUNS" "rust=$RUST_CMD" "base=$BASE_CMD"
+read -r pin_rust_s _ <<<"${RESULT[rust]}"
+read -r pin_base_s _ <<<"${RESULT[base]}"
 export PIN=""
 export N=small
 read -r small_s small_kib < <(median "$RUNS" "$RUST_CMD")

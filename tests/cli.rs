@@ -139,6 +139,67 @@ fn stdin_to_stdout_and_back() {
     assert_eq!(plain, data);
 }
 
+/// `kms-envelope` as a plain process in the scratch directory, for stdin and stdout other than
+/// `assert_cmd`'s pipes.
+fn process(s: &Scratch, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kms-envelope"));
+    cmd.current_dir(s.dir.path()).args(args).stderr(std::process::Stdio::piped());
+    cmd
+}
+
+/// The CLI widens a stdin or stdout pipe, and must leave anything else alone: here stdin and stdout are
+/// regular files, the file-to-file round trip of `-`.
+#[test]
+fn stdin_and_stdout_redirected_to_files() {
+    let s = Scratch::new();
+    let data = plaintext(300_000);
+    let input = s.write("in", &data);
+    let run = |args: &[&str], from: &Path, to: &Path| {
+        let out = process(&s, args)
+            .stdin(fs::File::open(from).unwrap())
+            .stdout(fs::File::create(to).unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+    };
+    run(&args(&[&["encrypt"], &raw("wrapping.key"), &["-", "-"]]), &input, &s.path("msg"));
+    run(&args(&[&["decrypt"], &raw("wrapping.key"), &["-", "-"]]), &s.path("msg"), &s.path("back"));
+    assert_eq!(fs::read(s.path("back")).unwrap(), data);
+}
+
+/// A stdin or stdout pipe is widened to 1 MiB (or the system's limit), so that the writer does not sleep
+/// after every 64 KiB frame; the pipe keeps its size after the process, where the test reads it.
+#[cfg(target_os = "linux")]
+#[test]
+fn stdin_and_stdout_pipes_are_widened() {
+    use std::io::{Read, Write};
+    let s = Scratch::new();
+    let max: usize = fs::read_to_string("/proc/sys/fs/pipe-max-size").unwrap().trim().parse().unwrap();
+    // Never narrowed: a system whose limit is under the default 64 KiB keeps the default.
+    let expected = max.clamp(64 << 10, 1 << 20);
+    let data = plaintext(300_000);
+
+    let (stdin_reader, mut stdin_writer) = std::io::pipe().unwrap();
+    let encrypt =
+        process(&s, &args(&[&["encrypt"], &raw("wrapping.key"), &["-", "msg"]])).stdin(stdin_reader).spawn().unwrap();
+    stdin_writer.write_all(&data).unwrap();
+    let stdin_size = rustix::pipe::fcntl_getpipe_size(&stdin_writer).unwrap();
+    drop(stdin_writer);
+    let out = encrypt.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+
+    let (mut stdout_reader, stdout_writer) = std::io::pipe().unwrap();
+    let decrypt =
+        process(&s, &args(&[&["decrypt"], &raw("wrapping.key"), &["msg", "-"]])).stdout(stdout_writer).spawn().unwrap();
+    let mut back = Vec::new();
+    stdout_reader.read_to_end(&mut back).unwrap();
+    let out = decrypt.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(back, data);
+    assert_eq!(stdin_size, expected, "stdin pipe");
+    assert_eq!(rustix::pipe::fcntl_getpipe_size(&stdout_reader).unwrap(), expected, "stdout pipe");
+}
+
 #[test]
 fn outputs_are_never_overwritten_without_force() {
     let s = Scratch::new();

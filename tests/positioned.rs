@@ -219,3 +219,19 @@ fn the_cli_decrypts_files_at_known_offsets_and_leaves_nothing_on_a_bad_frame() {
     left.sort();
     assert_eq!(left, ["back", "bad", "ct", "pt", "wrapping.key"]);
 }
+
+/// Jobs of several 64 KiB plaintext writes each (the decryptor splits a job's `pwrite`), and a last job
+/// that ends inside one of them: the plaintext lands at the right offsets.
+#[test]
+fn jobs_longer_than_one_plaintext_write_land_whole() {
+    let frame = 4096;
+    let pt = plaintext(5 * (256 << 10) + 3 * frame + 17);
+    let options = EncryptOptions::new().frame_length(frame as u32).threads(1);
+    let message = kms_envelope::encrypt(&keyring(), &options, &pt).unwrap();
+    for threads in [1, 3] {
+        let decrypt = DecryptOptions::new().threads(threads).parallel_threshold(0).job_length(256 << 10);
+        let work = tempfile::tempdir().unwrap();
+        let from_file = decrypt_file(work.path(), &message, &decrypt).unwrap();
+        assert!(from_file == pt, "{threads} threads: the plaintext differs");
+    }
+}

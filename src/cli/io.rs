@@ -80,7 +80,11 @@ pub fn open_input(path: &str) -> Result<Input, Failure> {
 fn raw_stdin() -> Box<dyn Read> {
     use std::os::fd::AsFd;
     match io::stdin().as_fd().try_clone_to_owned() {
-        Ok(fd) => Box::new(WipingBufReader::with_capacity(IN_BUFFER, File::from(fd))),
+        Ok(fd) => {
+            let file = File::from(fd);
+            widen_pipe(&file);
+            Box::new(WipingBufReader::with_capacity(IN_BUFFER, file))
+        }
         Err(_) => Box::new(io::stdin().lock()),
     }
 }
@@ -98,10 +102,38 @@ fn raw_stdin() -> Box<dyn Read> {
 pub fn raw_stdout() -> Box<dyn Write> {
     use std::os::fd::AsFd;
     match io::stdout().as_fd().try_clone_to_owned() {
-        Ok(fd) => Box::new(File::from(fd)),
+        Ok(fd) => {
+            let file = File::from(fd);
+            widen_pipe(&file);
+            Box::new(file)
+        }
         Err(_) => Box::new(io::stdout().lock()),
     }
 }
+
+/// The pipe buffer asked for on a stdin or stdout pipe. Linux's default, 64 KiB, holds one frame: the
+/// writer then sleeps after every frame until the reader woke and took it, so the two sides of a pipe
+/// take turns instead of overlapping. 1 MiB holds two of the CLI's 512 KiB jobs.
+const PIPE_BUFFER: usize = 1 << 20;
+
+/// Widens `file`'s pipe buffer to [`PIPE_BUFFER`] (at most what `/proc/sys/fs/pipe-max-size` allows an
+/// unprivileged process), if `file` is a pipe with a smaller one. Best effort: a pipe that cannot grow
+/// (the per-user pipe memory is used up) keeps working at its size, and anything else is left alone.
+#[cfg(target_os = "linux")]
+fn widen_pipe(file: &File) {
+    use std::os::unix::fs::FileTypeExt;
+    if !file.metadata().is_ok_and(|meta| meta.file_type().is_fifo()) {
+        return;
+    }
+    let allowed = fs::read_to_string("/proc/sys/fs/pipe-max-size").ok().and_then(|max| max.trim().parse().ok());
+    let want = allowed.map_or(PIPE_BUFFER, |max: usize| PIPE_BUFFER.min(max));
+    if rustix::pipe::fcntl_getpipe_size(file).is_ok_and(|size| size < want) {
+        let _ = rustix::pipe::fcntl_setpipe_size(file, want);
+    }
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn widen_pipe(_file: &File) {}
 
 #[cfg(not(unix))]
 pub fn raw_stdout() -> Box<dyn Write> {

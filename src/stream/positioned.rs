@@ -269,6 +269,22 @@ fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     file.write_all(buf)
 }
 
+/// The most one `pwrite` of plaintext carries. Plaintext lands at offsets aligned to the frame length, and
+/// a large write at an aligned offset lets the page cache take large folios (one of 512 KiB per 512 KiB
+/// job). Under a hypervisor that backs guest memory lazily (Firecracker, which Lambda runs on, and this
+/// project's test machine) filling those cost about three times the CPU of 64 KiB writes: 1 GiB decrypted
+/// on one core, median of 8, 2.1 s CPU and 3.0 s wall in 512 KiB writes, 0.74 s and 1.0 s in 64 KiB ones.
+/// Encrypt's output offsets are not aligned (header and frame overhead), so it writes whole jobs.
+const PLAINTEXT_WRITE: usize = 64 << 10;
+
+/// Writes `buf` at `offset` in writes of at most [`PLAINTEXT_WRITE`] bytes.
+fn write_in_pieces(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    for (i, piece) in buf.chunks(PLAINTEXT_WRITE).enumerate() {
+        write_all_at(file, piece, offset + (i * PLAINTEXT_WRITE) as u64)?;
+    }
+    Ok(())
+}
+
 /// One worker's buffers, reused from job to job and wiped on drop (one of them holds plaintext).
 #[derive(Default)]
 struct Scratch {
@@ -443,7 +459,7 @@ fn open_file(
             return Ok(false);
         }
         // Only verified plaintext reaches the (unnamed or temp) output.
-        write_all_at(file, out, out_at as u64).inspect_err(|_| write_failed.store(true, Ordering::Relaxed))?;
+        write_in_pieces(file, out, out_at as u64).inspect_err(|_| write_failed.store(true, Ordering::Relaxed))?;
         landed(writeback, out.len());
         progress(in_len as u64);
         Ok(true)
