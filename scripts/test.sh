@@ -36,7 +36,7 @@ FULL_SET_ONLY_TESTS=(interop_python cli_interop vectors mutation limits extensio
 # the closing summary of every run; a change that pushes a stage past its budget must make room elsewhere.
 #   lint (fmt, clippy x2, doc, the fuzz crate)          <= 7 min   (mostly the two clippy builds)
 #   python venvs (only when requirements change)        <= 2 min
-#   fuzz (cargo-fuzz build + 7 targets x 30 s + replay) <= 5 min
+#   fuzz (cargo-fuzz build + 8 targets x 30 s + replay) <= 6 min
 #   cargo test, full set                                <= 10 min  (build ~6, run ~4)
 #   cargo test, raw keys + CLI (RustCrypto)             <= 4 min
 #   cargo test, --no-default-features                   <= 2 min
