@@ -361,6 +361,13 @@ pub fn decrypt_range_to(
             "{name}: --range needs a message in a regular file, which it reads by offset"
         )));
     };
+    // `SeekableDecryptor::new` reads and opens the final frame before the header reaches `check`: refuse a
+    // header `check` refuses first, before the keyring or any body byte (the authenticated header is
+    // checked again below). Only the limits that bound memory apply here, as in `inspect`.
+    let limits = kms_envelope::DecryptLimits { max_frame_length: u32::MAX, ..kms_envelope::DecryptLimits::default() };
+    let unauthenticated =
+        Header::read_from(limits, &mut io::BufReader::new(&file)).map_err(|e| Failure::reading(e).with_file(&name))?;
+    check(&unauthenticated).map_err(|f| f.with_file(&name))?;
     let mut reader =
         SeekableDecryptor::new(keyring, options, file).map_err(|e| Failure::reading(e).with_file(&name))?;
     check(reader.header()).map_err(|f| f.with_file(&name))?;
