@@ -648,6 +648,17 @@ fn cli_decrypt_range_refuses_a_missing_context_key_before_reading_the_body() {
     assert!(!dir.path().join("out").exists());
 }
 
+#[test]
+fn cli_argument_errors_quote_the_argument_escaped() {
+    let (dir, _) = cli_message();
+    // Clap quotes a value it cannot parse; a carriage return, a C1 CSI or a bidirectional override in it
+    // must not reach stderr as is.
+    let (code, _, err) = cli(dir.path(), &["decrypt", "--range", "\u{202e}\u{9b}2J\r-5", "ct", "out"], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--range"), "{err}");
+    assert!(!err.contains(['\u{202e}', '\u{9b}', '\r']), "{err:?}");
+}
+
 /// An async source that records every read, as an S3 source would count its ranged GETs.
 struct CountingAsync {
     inner: MemorySource,
