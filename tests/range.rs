@@ -633,6 +633,32 @@ fn cli_decrypt_range_leaves_no_output_when_a_frame_in_it_fails() {
     assert_ne!(code, 0, "the whole message fails: {err}");
 }
 
+#[test]
+fn cli_decrypt_range_refuses_a_missing_context_key_before_reading_the_body() {
+    let (dir, _) = cli_message();
+    // A damaged final frame: a reader that reaches the body reports the frame, not the missing key.
+    let mut message = fs::read(dir.path().join("ct")).unwrap();
+    let last = message.len() - 1;
+    message[last] ^= 1;
+    fs::write(dir.path().join("ct"), &message).unwrap();
+    let args = ["decrypt", "--require-context-key", "tenant", "--range", "0-0", "ct", "out"];
+    let (code, _, err) = cli(dir.path(), &args, None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--require-context-key"), "refused on the header, before any frame: {err}");
+    assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn cli_argument_errors_quote_the_argument_escaped() {
+    let (dir, _) = cli_message();
+    // Clap quotes a value it cannot parse; a carriage return, a C1 CSI or a bidirectional override in it
+    // must not reach stderr as is.
+    let (code, _, err) = cli(dir.path(), &["decrypt", "--range", "\u{202e}\u{9b}2J\r-5", "ct", "out"], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--range"), "{err}");
+    assert!(!err.contains(['\u{202e}', '\u{9b}', '\r']), "{err:?}");
+}
+
 /// An async source that records every read, as an S3 source would count its ranged GETs.
 struct CountingAsync {
     inner: MemorySource,

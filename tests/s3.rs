@@ -293,10 +293,20 @@ fn a_tampered_object_leaves_nothing_at_the_destination() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// `kms-envelope` in the test's work directory, with moto as its S3 endpoint and no other AWS configuration.
+#[cfg(feature = "cli")]
+fn cli_against_moto(env: &Env) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("kms-envelope").unwrap();
+    cmd.current_dir(env.work.path());
+    cmd.env("AWS_ENDPOINT_URL_S3", &env.moto.endpoint).env("AWS_ACCESS_KEY_ID", "testing");
+    cmd.env("AWS_SECRET_ACCESS_KEY", "testing").env("AWS_REGION", support::REGION);
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true").env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL");
+    cmd
+}
+
 #[cfg(feature = "cli")]
 #[test]
 fn the_cli_encrypts_to_decrypts_from_and_inspects_s3_urls() {
-    use assert_cmd::Command;
     let Some(env) = Env::new("cli") else { return };
     let dir = env.work.path();
     std::fs::write(dir.join("wrapping.key"), WRAPPING_KEY).unwrap();
@@ -305,11 +315,8 @@ fn the_cli_encrypts_to_decrypts_from_and_inspects_s3_urls() {
     let url = format!("s3://{}/cli/in.bin.esdk", env.bucket);
     let keys = ["--raw-key-file", "wrapping.key", "--key-namespace", NAMESPACE, "--key-name", KEY_NAME];
     let cli = |args: &[&str]| {
-        let mut cmd = Command::cargo_bin("kms-envelope").unwrap();
-        cmd.current_dir(dir).args(args);
-        cmd.env("AWS_ENDPOINT_URL_S3", &env.moto.endpoint).env("AWS_ACCESS_KEY_ID", "testing");
-        cmd.env("AWS_SECRET_ACCESS_KEY", "testing").env("AWS_REGION", support::REGION);
-        cmd.env("AWS_EC2_METADATA_DISABLED", "true").env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL");
+        let mut cmd = cli_against_moto(&env);
+        cmd.args(args);
         cmd
     };
     let encrypted = cli(&[&["encrypt", "-q"][..], &keys, &["in.bin", &url]].concat()).output().unwrap();
@@ -343,6 +350,30 @@ fn the_cli_encrypts_to_decrypts_from_and_inspects_s3_urls() {
     let failed = cli(&[&["decrypt", "-q"][..], &keys, &[&missing, "missing.bin"]].concat()).output().unwrap();
     assert_eq!(failed.status.code(), Some(4), "{}", String::from_utf8_lossy(&failed.stderr));
     assert!(!dir.join("missing.bin").exists());
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn the_cli_refuses_a_missing_context_key_by_range_before_reading_the_body() {
+    let Some(env) = Env::new("cli-required-key") else { return };
+    let dir = env.work.path();
+    std::fs::write(dir.join("wrapping.key"), WRAPPING_KEY).unwrap();
+    let mut message =
+        kms_envelope::encrypt(keyring().as_ref(), &EncryptOptions::new().frame_length(4096), &plaintext(20_000, 6))
+            .unwrap();
+    // A damaged final frame: a reader that reaches the body reports the frame, not the missing key.
+    let last = message.len() - 1;
+    message[last] ^= 1;
+    env.put("no-tenant.esdk", message);
+    let url = format!("s3://{}/no-tenant.esdk", env.bucket);
+    let keys = ["--raw-key-file", "wrapping.key", "--key-namespace", NAMESPACE, "--key-name", KEY_NAME];
+    let mut cmd = cli_against_moto(&env);
+    cmd.args(["decrypt", "-q", "--require-context-key", "tenant", "--range", "0-"]).args(keys).args([&url, "out"]);
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--require-context-key"), "refused on the header, before any frame: {err}");
+    assert!(!dir.join("out").exists());
 }
 
 /// An S3 object that counts the requests the range reader makes through it, and the bytes it returns.

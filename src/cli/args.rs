@@ -416,8 +416,8 @@ impl Cli {
     /// Parses the process arguments (exiting with status 2 on a usage error) and records key order.
     pub fn parse_with_order() -> Self {
         use clap::{CommandFactory, FromArgMatches};
-        let matches = Self::command().get_matches();
-        let mut cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let matches = Self::command().try_get_matches().unwrap_or_else(|e| exit_escaped(&e));
+        let mut cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| exit_escaped(&e));
         if let Some((_, sub)) = matches.subcommand() {
             match &mut cli.command {
                 Command::Encrypt(a) => a.keys.record_order(sub),
@@ -429,6 +429,21 @@ impl Cli {
         }
         cli
     }
+}
+
+/// Exits as [`clap::Error::exit`] does, except that an error's text, which quotes the offending argument as
+/// given, reaches stderr with its control and bidirectional characters escaped (and without clap's colours):
+/// an argument holding a terminal sequence, perhaps passed on from elsewhere by a script, must not act on
+/// the terminal. Help and version output go to stdout as clap writes them.
+fn exit_escaped(e: &clap::Error) -> ! {
+    if !e.use_stderr() {
+        e.exit()
+    }
+    // Line by line, to keep clap's layout (message, usage, hint).
+    for line in e.render().to_string().lines() {
+        eprintln!("{}", kms_envelope::escape::OneLine(line));
+    }
+    std::process::exit(e.exit_code())
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -343,6 +343,11 @@ pub fn decrypt_to(
     result
 }
 
+/// The limits of the header read for an early `check` in `decrypt --range`: only those that bound memory, as
+/// in `inspect` (the decryptor applies the configured ones).
+const PRECHECK_LIMITS: kms_envelope::DecryptLimits =
+    kms_envelope::DecryptLimits { max_frame_length: u32::MAX, ..kms_envelope::DecryptLimits::DEFAULT };
+
 /// `decrypt --range`: plaintext bytes `range` of the message in the file `input` into `output`, through a
 /// [`SeekableDecryptor`] (so memory stays at one read-ahead window whatever the range's size). A file
 /// output appears only once every frame of the range verified.
@@ -361,6 +366,12 @@ pub fn decrypt_range_to(
             "{name}: --range needs a message in a regular file, which it reads by offset"
         )));
     };
+    // `SeekableDecryptor::new` reads and opens the final frame before the header reaches `check`: refuse a
+    // header `check` refuses first, before the keyring or any body byte (the authenticated header is
+    // checked again below).
+    let unauthenticated = Header::read_from(PRECHECK_LIMITS, &mut io::BufReader::new(&file))
+        .map_err(|e| Failure::reading(e).with_file(&name))?;
+    check(&unauthenticated).map_err(|f| f.with_file(&name))?;
     let mut reader =
         SeekableDecryptor::new(keyring, options, file).map_err(|e| Failure::reading(e).with_file(&name))?;
     check(reader.header()).map_err(|f| f.with_file(&name))?;
@@ -399,13 +410,13 @@ pub fn decrypt_range_to(
 pub fn decrypt_s3_range_to(
     keyring: &dyn Keyring,
     options: &DecryptOptions,
-    check: &dyn Fn(&Header) -> Result<(), Failure>,
+    check: &(dyn Fn(&Header) -> Result<(), Failure> + Sync),
     url: &str,
     range: PlaintextRange,
     output: &str,
     out_args: &OutputArgs,
 ) -> Result<(), Failure> {
-    let decrypted = remote::decrypt_range(keyring, options, url, range)?;
+    let decrypted = remote::decrypt_range(keyring, options, check, url, range)?;
     check(&decrypted.header).map_err(|f| f.with_file(url))?;
     with_output(output, out_args, |out| {
         out.write_all(&decrypted.plaintext).map_err(|e| Failure::io(format!("cannot write {output}"), e))
@@ -472,16 +483,48 @@ mod remote {
     pub fn decrypt_range(
         keyring: &dyn Keyring,
         options: &DecryptOptions,
+        check: &(dyn Fn(&Header) -> Result<(), Failure> + Sync),
         url: &str,
         range: PlaintextRange,
     ) -> Result<Decrypted, Failure> {
-        let object = object(url)?;
+        let object = CheckedHeader { object: object(url)?, check, refused: std::sync::Mutex::new(None) };
         let runtime = runtime()?;
         let decrypted = match range.end {
             Some(end) => runtime.block_on(decrypt_range_async(keyring, options, &object, range.start..=end)),
             None => runtime.block_on(decrypt_range_async(keyring, options, &object, range.start..)),
         };
-        decrypted.map_err(|e| Failure::reading(e).with_file(url))
+        let refused = object.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        match (decrypted, refused) {
+            (_, Some(refused)) => Err(refused.with_file(url)),
+            (decrypted, None) => decrypted.map_err(|e| Failure::reading(e).with_file(url)),
+        }
+    }
+
+    /// An S3 object whose first read (the header's, at offset 0) goes through `check` when it holds the whole
+    /// header: a header `check` refuses stops the range reader before the keyring and any body byte, at no
+    /// extra request. The authenticated header is checked again once the range is read.
+    struct CheckedHeader<'a> {
+        object: S3Object,
+        check: &'a (dyn Fn(&Header) -> Result<(), Failure> + Sync),
+        refused: std::sync::Mutex<Option<Failure>>,
+    }
+
+    impl kms_envelope::stream::AsyncRangeSource for CheckedHeader<'_> {
+        async fn total_len(&self) -> io::Result<u64> {
+            self.object.total_len().await
+        }
+
+        async fn read_at(&self, offset: u64, length: usize) -> io::Result<Vec<u8>> {
+            let bytes = self.object.read_at(offset, length).await?;
+            if offset == 0
+                && let Ok(header) = Header::read_from(PRECHECK_LIMITS, &mut &bytes[..])
+                && let Err(refused) = (self.check)(&header)
+            {
+                *self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(refused);
+                return Err(io::Error::other("the header was refused"));
+            }
+            Ok(bytes)
+        }
     }
 
     pub fn upload(
@@ -538,6 +581,7 @@ mod remote {
     pub fn decrypt_range(
         _: &dyn Keyring,
         _: &DecryptOptions,
+        _: &(dyn Fn(&Header) -> Result<(), Failure> + Sync),
         url: &str,
         _: PlaintextRange,
     ) -> Result<kms_envelope::Decrypted, Failure> {
