@@ -228,7 +228,9 @@ impl S3Object {
     pub async fn read_all(&self, transfer: &TransferOptions) -> Result<Vec<u8>> {
         let len = self.pin().await?.len;
         let reader = self.reader(Handle::current(), transfer);
-        let capacity = usize::try_from(len).unwrap_or(0);
+        // The length is the server's claim: reserve no more than the GETs in flight hold, grow with the bytes.
+        let in_flight = transfer.chunk_size.saturating_mul(transfer.concurrency.saturating_add(2));
+        let capacity = usize::try_from(len).unwrap_or(usize::MAX).min(in_flight);
         tokio::task::spawn_blocking(move || {
             let mut all = Vec::with_capacity(capacity);
             let mut reader = reader;

@@ -474,3 +474,57 @@ fn every_range_of_small_messages_in_s3_equals_the_slice_in_at_most_three_gets() 
         .unwrap_err();
     assert!(matches!(err, Error::RangeOutOfBounds { .. }), "{err}");
 }
+
+/// An S3 endpoint that claims, in HeadObject, an object of `claimed_len` bytes and answers every GET with
+/// an empty body: what a hostile or broken S3-compatible server may send.
+fn lying_endpoint(claimed_len: u64) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut request = String::new();
+                    if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 && !line.trim_end().is_empty() {
+                        line.clear();
+                    }
+                    let response = if request.starts_with("HEAD") {
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {claimed_len}\r\nETag: \"e\"\r\n\r\n")
+                    } else {
+                        "HTTP/1.1 206 Partial Content\r\nContent-Length: 0\r\nETag: \"e\"\r\n\r\n".to_owned()
+                    };
+                    if writer.write_all(response.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_length_claimed_by_head_object_allocates_nothing_up_front() {
+    let url = lying_endpoint(1 << 62);
+    let credentials = aws_sdk_s3::config::Credentials::new("x", "y", None, None, "test");
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .force_path_style(true)
+        .credentials_provider(credentials)
+        .build();
+    let object = S3Object::new(aws_sdk_s3::Client::from_conf(config), "bucket", "secrets.esdk");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // Before the fix, `read_all` reserved the claimed 4 EiB at once, and the process aborted.
+    let err = runtime.block_on(object.read_all(&TransferOptions::new())).unwrap_err();
+    assert!(err.to_string().contains("bytes where"), "{err}");
+}
