@@ -73,11 +73,11 @@ guess=$((header < 4096 ? 4096 - header : 0))
 awk -v r="$read_bytes" -v h="$header" -v f="$frames" -v l="$final" -v g="$guess" -v size="$SIZE" -v len="$LEN" 'BEGIN {
   bound = h + f + l
   printf "%-58s ratio %.4fx  goal <= 1x (+%d B of header guess)  %s\n",
-    sprintf("file range %d B of %d B: bytes read / (header+frames+final)", len, size), r / bound, g,
+    sprintf("file range %.0f B of %.0f B: bytes read / (header+frames+final)", len, size), r / bound, g,
     (r <= bound + g ? "MET" : "MISSED")
 }'
 awk -v full="$full" -v range="$seconds" -v size="$SIZE" -v len="$LEN" 'BEGIN {
   printf "%-58s ratio %.1fx  goal >= 100x  %s\n",
-    sprintf("file range %d B of %d B: full decrypt time / range time", len, size), full / range,
+    sprintf("file range %.0f B of %.0f B: full decrypt time / range time", len, size), full / range,
     (full >= 100 * range ? "MET" : "MISSED")
 }'
