@@ -491,6 +491,23 @@ fn make_tree(root: &Path) {
 }
 
 #[test]
+fn recursive_refuses_s3_names_before_touching_anything() {
+    let s = Scratch::new();
+    make_tree(&s.path("src"));
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--recursive", "src", "enc"]])), 0);
+    for (verb, input, output) in [("encrypt", "src", "s3://bucket/p"), ("decrypt", "enc", "s3://bucket/q")] {
+        let (_, stderr) =
+            expect(s.cmd().args(args(&[&[verb], &raw("wrapping.key"), &["--recursive", input, output]])), 2);
+        assert!(stderr.contains("--recursive works on local directories"), "{stderr}");
+    }
+    let (_, stderr) =
+        expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--recursive", "s3://b/k", "out"]])), 2);
+    assert!(stderr.contains("not on s3://b/k"), "{stderr}");
+    // Nothing was taken as a relative path: no `./s3:` tree, no output directory.
+    assert!(!s.path("s3:").exists() && !s.path("out").exists());
+}
+
+#[test]
 fn recursive_mirrors_the_tree_one_message_per_file() {
     let s = Scratch::new();
     let src = s.path("src");

@@ -451,7 +451,15 @@ mod remote {
     fn object(url: &str) -> Result<S3Object, Failure> {
         check_url(url)?;
         let runtime = runtime()?;
-        let config = runtime.block_on(aws_config::load_defaults(aws_config::BehaviorVersion::latest()));
+        // Without a read timeout a silent endpoint (a request accepted, never answered) hangs the CLI for
+        // ever. Generous enough for an 8 MiB part on a slow uplink (~0.6 Mbit/s); a stall is then an error
+        // after the SDK's retries, and an upload in progress is aborted.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(std::time::Duration::from_secs(120))
+            .build();
+        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
+        let config = runtime.block_on(loader.load());
         S3Object::from_url(aws_sdk_s3::Client::new(&config), url).map_err(|e| Failure::usage(e.to_string()))
     }
 

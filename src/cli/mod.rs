@@ -108,6 +108,7 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
     let options = encrypt_options(&args.settings);
     let out = &args.output_args;
     if args.recursive {
+        refuse_s3_tree(&args.input, &args.output)?;
         let (jobs, problems) =
             tree::plan(Path::new(&args.input), Path::new(&args.output), &|name| tree::with_suffix(name, &args.suffix))?;
         let keyring = cached(keys::for_encrypt(&args.keys)?, args)?;
@@ -131,6 +132,17 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
     io::encrypt_to(keyring.as_ref(), &options, input, &args.output, out)
 }
 
+/// `--recursive` walks and mirrors local directories; an `s3://` name there would be taken as a relative
+/// path (a local `./s3:/bucket/...` tree, plaintext included), so it is refused before anything is read.
+fn refuse_s3_tree(input: &str, output: &str) -> Result<(), Failure> {
+    match [input, output].into_iter().find(|name| io::is_s3(name)) {
+        Some(name) => Err(Failure::usage(format!(
+            "--recursive works on local directories, not on {name}: encrypt or decrypt one object at a time"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The keyring of `encrypt --recursive`, caching its data keys if `--cache-max-age` asked for it. One run
 /// uses one encryption context and suite, so the cache needs one entry.
 fn cached(keyring: Box<dyn Keyring>, args: &EncryptArgs) -> Result<Box<dyn Keyring>, Failure> {
@@ -149,6 +161,7 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
     let check = required_keys(&args.settings);
     let out = &args.output_args;
     if args.recursive {
+        refuse_s3_tree(&args.input, &args.output)?;
         let rename = |name: &std::ffi::OsStr| match &args.suffix {
             Some(suffix) => tree::with_suffix(name, suffix),
             None => tree::decrypted_name(name),
