@@ -691,6 +691,14 @@ impl<S: ?Sized> std::fmt::Debug for AsyncRangeReader<'_, S> {
     }
 }
 
+/// A clone shares the opened message (no further keyring call) and reads the same source.
+#[cfg(feature = "async")]
+impl<S: ?Sized> Clone for AsyncRangeReader<'_, S> {
+    fn clone(&self) -> Self {
+        Self { source: self.source, opened: std::sync::Arc::clone(&self.opened), window_len: self.window_len }
+    }
+}
+
 /// The wire bytes of the frames covering plaintext bytes `start..end`, read but not yet opened.
 #[cfg(feature = "async")]
 struct Fetched {
