@@ -706,30 +706,6 @@ fn the_async_path_reads_the_header_the_final_frame_and_one_run() {
     assert_eq!(signed.reads.lock().unwrap().len(), 1, "the header alone is read");
 }
 
-/// A keyring that counts its decrypt calls and passes them to `inner`.
-struct CountedKeyring {
-    inner: RawAesKeyring,
-    calls: std::sync::atomic::AtomicUsize,
-}
-
-impl Keyring for CountedKeyring {
-    fn on_encrypt<'a>(
-        &'a self,
-        materials: kms_envelope::keyring::EncryptionMaterials,
-    ) -> kms_envelope::keyring::KeyringFuture<'a, kms_envelope::keyring::EncryptionMaterials> {
-        self.inner.on_encrypt(materials)
-    }
-
-    fn on_decrypt<'a>(
-        &'a self,
-        materials: kms_envelope::keyring::DecryptionMaterials,
-        edks: &'a [kms_envelope::EncryptedDataKey],
-    ) -> kms_envelope::keyring::KeyringFuture<'a, kms_envelope::keyring::DecryptionMaterials> {
-        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.on_decrypt(materials, edks)
-    }
-}
-
 /// Every window of `reader` (a message of `pt`), across frame boundaries and into the final frame, equals
 /// the slice; `write_range_to` in windows of a few frames writes exactly the range.
 async fn windows_equal_the_slice<S: kms_envelope::stream::AsyncRangeSource>(
@@ -768,7 +744,7 @@ fn async_windows_equal_the_slice_on_one_keyring_call() {
     fs::write(dir.path().join("ct"), &message).unwrap();
     let file = fs::File::open(dir.path().join("ct")).unwrap();
     let memory = CountingAsync { inner: MemorySource(message.clone()), reads: Mutex::new(Vec::new()) };
-    let counted = CountedKeyring { inner: keyring(), calls: Default::default() };
+    let counted = common::CountingKeyring { inner: keyring(), calls: Default::default() };
     let options = DecryptOptions::new();
     runtime.block_on(async {
         let from_file = AsyncRangeReader::open(&counted, &options, &file).await.unwrap();
