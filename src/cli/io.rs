@@ -397,7 +397,7 @@ pub fn decrypt_range_to(
 }
 
 /// `decrypt --range` of an S3 object: a HeadObject, then ranged GETs of the header, the final frame (one
-/// keyring call) and the frames holding the range, in windows of [`S3_RANGE_WINDOW`] bytes: memory stays
+/// keyring call) and the frames holding the range, in windows of 8 MiB: memory stays
 /// at about two windows whatever the range's size. Each window is verified before `output` gets it; a file
 /// output appears only once every window verified.
 pub fn decrypt_s3_range_to(
@@ -412,10 +412,6 @@ pub fn decrypt_s3_range_to(
     remote::decrypt_range_to(keyring, options, check, url, range, output, out_args)
 }
 
-/// Plaintext bytes per window of an S3 `decrypt --range`: a few requests' worth, so that a window's GET
-/// costs little next to its transfer, and two windows (one being written, the next in flight) stay small.
-const S3_RANGE_WINDOW: usize = 8 << 20;
-
 /// `s3://bucket/key` inputs and outputs: one runtime for the requests, the S3 client from the usual AWS
 /// configuration (`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` for an S3-compatible endpoint).
 #[cfg(feature = "s3")]
@@ -426,6 +422,10 @@ mod remote {
     use kms_envelope::stream::AsyncRangeReader;
 
     use super::*;
+
+    /// Plaintext bytes per window of an S3 `decrypt --range`: large enough that a window's GET costs little
+    /// next to its transfer, small enough that two windows (one being written, the next in flight) stay small.
+    const RANGE_WINDOW: usize = 8 << 20;
 
     fn runtime() -> Result<&'static tokio::runtime::Runtime, Failure> {
         static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -490,7 +490,7 @@ mod remote {
             (_, Some(refused)) => return Err(refused.with_file(url)),
             (opened, None) => opened.map_err(|e| Failure::reading(e).with_file(url))?,
         };
-        let reader = reader.with_window_len(S3_RANGE_WINDOW);
+        let reader = reader.with_window_len(RANGE_WINDOW);
         check(reader.header()).map_err(|f| f.with_file(url))?;
         let (start, end) = range.within(reader.plaintext_len()).map_err(|e| Failure::reading(e).with_file(url))?;
         with_output(output, out_args, |out| {
