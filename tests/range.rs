@@ -10,7 +10,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Mutex;
 
-use kms_envelope::stream::range::MemorySource;
+use kms_envelope::stream::range::{AsyncRangeReader, MemorySource};
 use kms_envelope::{
     AlgorithmSuite, CommitmentPolicy, DecryptOptions, EncryptOptions, Error, Keyring, MultiKeyring, RangeSource,
     RawAesKeyring, SeekableDecryptor, decrypt, decrypt_range, decrypt_range_async, encrypt,
@@ -704,4 +704,83 @@ fn the_async_path_reads_the_header_the_final_frame_and_one_run() {
     assert!(matches!(err, Error::RangeRefused(_)), "{err}");
     assert_eq!(never.0.load(std::sync::atomic::Ordering::SeqCst), 0, "the keyring must not run");
     assert_eq!(signed.reads.lock().unwrap().len(), 1, "the header alone is read");
+}
+
+/// Every window of `reader` (a message of `pt`), across frame boundaries and into the final frame, equals
+/// the slice; `write_range_to` in windows of a few frames writes exactly the range.
+async fn windows_equal_the_slice<S: kms_envelope::stream::AsyncRangeSource>(
+    reader: &AsyncRangeReader<'_, S>,
+    pt: &[u8],
+) {
+    let len = pt.len() as u64;
+    assert_eq!(reader.plaintext_len(), len);
+    assert_eq!(reader.layout().frame_count(), REGULAR as u64 + 1);
+    for start in 0..=len {
+        for end in (start..=len).step_by(3) {
+            let got = reader.read_window(start, end).await.unwrap_or_else(|e| panic!("{start}..{end}: {e}"));
+            assert!(*got == pt[start as usize..end as usize], "window {start}..{end}");
+        }
+    }
+    assert!(matches!(reader.read_window(0, len + 1).await, Err(Error::RangeOutOfBounds { .. })));
+    for window in [1, FRAME, 2 * FRAME + 7, 1 << 20] {
+        let reader = reader.clone().with_window_len(window);
+        for (start, end) in [(0, len), (3, len - 2), (FRAME as u64 - 1, 3 * FRAME as u64 + 1), (len, len)] {
+            let mut out = Vec::new();
+            let written = reader.write_range_to(start, end, &mut out).await.unwrap();
+            assert_eq!(written, end - start);
+            assert!(out == pt[start as usize..end as usize], "window {window}, {start}..{end}");
+        }
+    }
+}
+
+/// An `AsyncRangeReader` over memory and over a file reads every window right on one keyring call each,
+/// and `write_range_to` never reads more than a window of frames at once.
+#[test]
+fn async_windows_equal_the_slice_on_one_keyring_call() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let pt = plaintext(REGULAR * FRAME + 5);
+    let message = encrypt(&keyring(), &EncryptOptions::new().frame_length(FRAME as u32), &pt).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("ct"), &message).unwrap();
+    let file = fs::File::open(dir.path().join("ct")).unwrap();
+    let memory = CountingAsync { inner: MemorySource(message.clone()), reads: Mutex::new(Vec::new()) };
+    let counted = common::CountingKeyring { inner: keyring(), calls: Default::default() };
+    let options = DecryptOptions::new();
+    runtime.block_on(async {
+        let from_file = AsyncRangeReader::open(&counted, &options, &file).await.unwrap();
+        windows_equal_the_slice(&from_file, &pt).await;
+        let from_memory = AsyncRangeReader::open(&counted, &options, &memory).await.unwrap();
+        windows_equal_the_slice(&from_memory, &pt).await;
+        for window in [1, 2 * FRAME + 7] {
+            let reader = from_memory.clone().with_window_len(window);
+            memory.reads.lock().unwrap().clear();
+            reader.write_range_to(0, pt.len() as u64, &mut io::sink()).await.unwrap();
+            let reads = memory.reads.lock().unwrap().clone();
+            let frames_per_window = (window / FRAME).max(1);
+            assert_eq!(reads.len(), REGULAR.div_ceil(frames_per_window), "window {window}: {reads:?}");
+            assert!(reads.iter().all(|&(_, length)| length <= frames_per_window * STRIDE), "{window}: {reads:?}");
+        }
+    });
+    assert_eq!(counted.calls.load(std::sync::atomic::Ordering::SeqCst), 2, "one keyring call per reader opened");
+}
+
+/// A tampered frame in a later window: the windows before it are written, verified and right, then the
+/// error names that frame; a window read alone before it is fine.
+#[test]
+fn a_tampered_frame_in_a_later_window_fails_at_that_window() {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let (mut message, pt, body) = damaged_base();
+    message[frame_span(body, 4).start + 4 + 3] ^= 0x01;
+    let source = MemorySource(message);
+    runtime.block_on(async {
+        let reader = AsyncRangeReader::open(&keyring(), &DecryptOptions::new(), &source).await.unwrap();
+        let reader = reader.with_window_len(2 * FRAME);
+        assert!(*reader.read_window(0, 4 * FRAME as u64).await.unwrap() == pt[..4 * FRAME]);
+        let err = reader.read_window(4 * FRAME as u64, 4 * FRAME as u64 + 1).await.unwrap_err();
+        assert!(matches!(err, Error::FrameAuthentication { sequence: 5 }), "{err}");
+        let mut out = Vec::new();
+        let err = reader.write_range_to(1, pt.len() as u64, &mut out).await.unwrap_err();
+        assert!(matches!(err, Error::FrameAuthentication { sequence: 5 }), "{err}");
+        assert!(out == pt[1..4 * FRAME], "the two windows before the tampered frame, and nothing after");
+    });
 }

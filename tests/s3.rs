@@ -376,6 +376,56 @@ fn the_cli_refuses_a_missing_context_key_by_range_before_reading_the_body() {
     assert!(!dir.join("out").exists());
 }
 
+/// `decrypt --range` of an S3 object over more than one 8 MiB window: to stdout and to a file, exactly the
+/// slice; a tampered frame in the second window leaves no file behind.
+#[cfg(feature = "cli")]
+#[test]
+fn the_cli_decrypts_an_s3_range_larger_than_one_window() {
+    let Some(env) = Env::new("cli-window") else { return };
+    let dir = env.work.path();
+    std::fs::write(dir.join("wrapping.key"), WRAPPING_KEY).unwrap();
+    let data = plaintext((8 << 20) + (300 << 10), 9);
+    let options = EncryptOptions::new().frame_length(4096);
+    let message = kms_envelope::encrypt(keyring().as_ref(), &options, &data).unwrap();
+    env.put("window.esdk", message.clone());
+    let url = format!("s3://{}/window.esdk", env.bucket);
+    let keys = ["--raw-key-file", "wrapping.key", "--key-namespace", NAMESPACE, "--key-name", KEY_NAME];
+    let (start, end) = (1000, (8 << 20) + (200 << 10));
+    let range = format!("{start}-{}", end - 1);
+    let decrypt = |url: &str, out: &str| {
+        let mut cmd = cli_against_moto(&env);
+        cmd.args(["decrypt", "-q", "--range", &range]).args(keys).args([url, out]);
+        cmd.output().unwrap()
+    };
+    let to_stdout = decrypt(&url, "-");
+    assert!(to_stdout.status.success(), "{}", String::from_utf8_lossy(&to_stdout.stderr));
+    assert!(to_stdout.stdout == data[start..end], "stdout: {} bytes", to_stdout.stdout.len());
+    let to_file = decrypt(&url, "range.bin");
+    assert!(to_file.status.success(), "{}", String::from_utf8_lossy(&to_file.stderr));
+    assert!(std::fs::read(dir.join("range.bin")).unwrap() == data[start..end]);
+
+    // Frames of 4 KiB: the frame holding plaintext byte 8 MiB + 100 KiB is in the second window.
+    let mut tampered = message;
+    let frame = ((8 << 20) + (100 << 10)) / 4096;
+    let at = frame_offset(&tampered, data.len(), frame) + 40;
+    tampered[at] ^= 1;
+    env.put("tampered.esdk", tampered);
+    let failed = decrypt(&format!("s3://{}/tampered.esdk", env.bucket), "tampered.bin");
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "a tampered frame decrypted");
+    assert!(stderr.contains(&format!("{}", frame + 1)), "the error names the frame: {stderr}");
+    assert!(!dir.join("tampered.bin").exists(), "no output for a range with a tampered frame");
+}
+
+/// The offset of regular frame `frame` (0-based) in a message of `plaintext_len` bytes with 4 KiB frames.
+fn frame_offset(message: &[u8], plaintext_len: usize, frame: usize) -> usize {
+    let stride = 4096 + 4 + 12 + 16;
+    let regular = plaintext_len / 4096;
+    let final_len = 4 + 4 + 12 + 4 + plaintext_len % 4096 + 16;
+    let header_len = message.len() - regular * stride - final_len;
+    header_len + frame * stride
+}
+
 /// An S3 object that counts the requests the range reader makes through it, and the bytes it returns.
 struct CountedObject {
     object: S3Object,

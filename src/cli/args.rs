@@ -463,6 +463,21 @@ pub struct PlaintextRange {
     pub end: Option<u64>,
 }
 
+impl PlaintextRange {
+    /// The range as `start..end` (end excluded) in a plaintext of `plaintext_len` bytes.
+    pub fn within(&self, plaintext_len: u64) -> Result<(u64, u64), kms_envelope::Error> {
+        let end = self.end.map_or(Some(plaintext_len), |end| end.checked_add(1));
+        match end {
+            Some(end) if self.start <= end && end <= plaintext_len => Ok((self.start, end)),
+            _ => Err(kms_envelope::Error::RangeOutOfBounds {
+                start: self.start,
+                end: end.unwrap_or(u64::MAX),
+                plaintext_len,
+            }),
+        }
+    }
+}
+
 fn parse_range(s: &str) -> Result<PlaintextRange, String> {
     let bad = || format!("expected START-END or START- (plaintext bytes, END included), got {s:?}");
     let (start, end) = s.split_once('-').ok_or_else(bad)?;

@@ -375,15 +375,7 @@ pub fn decrypt_range_to(
     let mut reader =
         SeekableDecryptor::new(keyring, options, file).map_err(|e| Failure::reading(e).with_file(&name))?;
     check(reader.header()).map_err(|f| f.with_file(&name))?;
-    let plaintext_len = reader.plaintext_len();
-    let end = range.end.map_or(Some(plaintext_len), |end| end.checked_add(1));
-    let (start, end) = match end {
-        Some(end) if range.start <= end && end <= plaintext_len => (range.start, end),
-        _ => {
-            let err = Error::RangeOutOfBounds { start: range.start, end: end.unwrap_or(u64::MAX), plaintext_len };
-            return Err(Failure::reading(err).with_file(&name));
-        }
-    };
+    let (start, end) = range.within(reader.plaintext_len()).map_err(|e| Failure::reading(e).with_file(&name))?;
     reader.seek(io::SeekFrom::Start(start)).map_err(|e| Failure::reading(Error::from_io(e)).with_file(&name))?;
     with_output(output, out_args, |out| {
         // Wiped when dropped, unlike `io::copy`'s buffer on the stack: it holds plaintext.
@@ -404,9 +396,10 @@ pub fn decrypt_range_to(
     })
 }
 
-/// `decrypt --range` of an S3 object: a HeadObject, then ranged GETs of the header, the final frame and the
-/// frames holding the range (one keyring call). The range is held in memory, verified, before `output`
-/// gets any of it.
+/// `decrypt --range` of an S3 object: a HeadObject, then ranged GETs of the header, the final frame (one
+/// keyring call) and the frames holding the range, in windows of 8 MiB: memory stays
+/// at about two windows whatever the range's size. Each window is verified before `output` gets it; a file
+/// output appears only once every window verified.
 pub fn decrypt_s3_range_to(
     keyring: &dyn Keyring,
     options: &DecryptOptions,
@@ -416,11 +409,7 @@ pub fn decrypt_s3_range_to(
     output: &str,
     out_args: &OutputArgs,
 ) -> Result<(), Failure> {
-    let decrypted = remote::decrypt_range(keyring, options, check, url, range)?;
-    check(&decrypted.header).map_err(|f| f.with_file(url))?;
-    with_output(output, out_args, |out| {
-        out.write_all(&decrypted.plaintext).map_err(|e| Failure::io(format!("cannot write {output}"), e))
-    })
+    remote::decrypt_range_to(keyring, options, check, url, range, output, out_args)
 }
 
 /// `s3://bucket/key` inputs and outputs: one runtime for the requests, the S3 client from the usual AWS
@@ -430,9 +419,13 @@ mod remote {
     use std::sync::OnceLock;
 
     use kms_envelope::s3::{S3Object, TransferOptions, parse_url};
-    use kms_envelope::{Decrypted, decrypt_range_async};
+    use kms_envelope::stream::AsyncRangeReader;
 
     use super::*;
+
+    /// Plaintext bytes per window of an S3 `decrypt --range`: large enough that a window's GET costs little
+    /// next to its transfer, small enough that two windows (one being written, the next in flight) stay small.
+    const RANGE_WINDOW: usize = 8 << 20;
 
     fn runtime() -> Result<&'static tokio::runtime::Runtime, Failure> {
         static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -488,24 +481,33 @@ mod remote {
         Ok(Input { name: url.to_owned(), reader: Box::new(reader), size: Some(size), file: None })
     }
 
-    pub fn decrypt_range(
+    pub fn decrypt_range_to(
         keyring: &dyn Keyring,
         options: &DecryptOptions,
         check: &(dyn Fn(&Header) -> Result<(), Failure> + Sync),
         url: &str,
         range: PlaintextRange,
-    ) -> Result<Decrypted, Failure> {
+        output: &str,
+        out_args: &OutputArgs,
+    ) -> Result<(), Failure> {
         let object = CheckedHeader { object: object(url)?, check, refused: std::sync::Mutex::new(None) };
         let runtime = runtime()?;
-        let decrypted = match range.end {
-            Some(end) => runtime.block_on(decrypt_range_async(keyring, options, &object, range.start..=end)),
-            None => runtime.block_on(decrypt_range_async(keyring, options, &object, range.start..)),
-        };
+        let opened = runtime.block_on(AsyncRangeReader::open(keyring, options, &object));
         let refused = object.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        match (decrypted, refused) {
-            (_, Some(refused)) => Err(refused.with_file(url)),
-            (decrypted, None) => decrypted.map_err(|e| Failure::reading(e).with_file(url)),
-        }
+        let reader = match (opened, refused) {
+            (_, Some(refused)) => return Err(refused.with_file(url)),
+            (opened, None) => opened.map_err(|e| Failure::reading(e).with_file(url))?,
+        };
+        let reader = reader.with_window_len(RANGE_WINDOW);
+        check(reader.header()).map_err(|f| f.with_file(url))?;
+        let (start, end) = range.within(reader.plaintext_len()).map_err(|e| Failure::reading(e).with_file(url))?;
+        with_output(output, out_args, |out| {
+            let mut out = Tracked::new(out);
+            runtime.block_on(reader.write_range_to(start, end, &mut out)).map(drop).map_err(|e| match e {
+                Error::Io(e) if out.failed => Failure::io(format!("cannot write {output}"), e),
+                e => Failure::reading(e).with_file(url),
+            })
+        })
     }
 
     /// An S3 object whose first read (the header's, at offset 0) goes through `check` when it holds the whole
@@ -586,13 +588,15 @@ mod remote {
         Err(unsupported(url))
     }
 
-    pub fn decrypt_range(
+    pub fn decrypt_range_to(
         _: &dyn Keyring,
         _: &DecryptOptions,
         _: &(dyn Fn(&Header) -> Result<(), Failure> + Sync),
         url: &str,
         _: PlaintextRange,
-    ) -> Result<kms_envelope::Decrypted, Failure> {
+        _: &str,
+        _: &OutputArgs,
+    ) -> Result<(), Failure> {
         Err(unsupported(url))
     }
 

@@ -29,7 +29,7 @@ pub use options::{
     DEFAULT_FRAME_LENGTH, DEFAULT_JOB_LENGTH, DEFAULT_PARALLEL_THRESHOLD, DecryptOptions, EncryptOptions,
 };
 #[cfg(feature = "async")]
-pub use range::decrypt_range_async;
+pub use range::{AsyncRangeReader, decrypt_range_async};
 pub use range::{MessageLayout, SeekableDecryptor, decrypt_range};
 #[cfg(feature = "async")]
 pub use range_source::AsyncRangeSource;

@@ -603,8 +603,8 @@ impl<R: Read + Seek + Send> Seek for SeekableDecryptor<R> {
 }
 
 /// The async counterpart of [`decrypt_range`] (feature `async`), over an [`AsyncRangeSource`] such as an S3
-/// object: the header (one read if it fits [`HEADER_GUESS`]), the final frame and one read per piece of the
-/// covering frames (pieces read concurrently for a large range); the frames are opened on the blocking pool.
+/// object: an [`AsyncRangeReader`] opened once and read as one window. The whole range is held in memory;
+/// for a range of gigabytes use [`AsyncRangeReader::write_range_to`], which holds a few MiB at a time.
 ///
 /// # Errors
 ///
@@ -632,35 +632,226 @@ pub async fn decrypt_range_async<S: super::range_source::AsyncRangeSource + ?Siz
     source: &S,
     range: impl RangeBounds<u64>,
 ) -> Result<Decrypted> {
-    let total_len = source.total_len().await.map_err(Error::Io)?;
-    let header = read_header_async(source, options.limits, total_len).await?;
-    check_supported(&header)?;
-    let keys = open_header(keyring, options, &header).await?;
-    let located = Located::new(header, keys.keys.content.clone(), total_len)?;
-    let (at, len) = located.final_span();
-    let wire = read_at_async(source, at, len, "final frame").await?;
-    let parallelism = options.parallelism;
-    let opened = blocking(move || located.open_final(&wire, parallelism)).await?;
-    let (start, end) = resolve(&range, opened.plaintext_len())?;
-    let run = opened.covering(start, end);
-    let pieces = run.map_or_else(Vec::new, |run| opened.pieces(run));
-    let wires = futures_join_all(pieces.iter().map(|&piece| {
-        let (at, len) = opened.span(piece);
-        read_at_async(source, at, len, "frame")
-    }))
-    .await?;
-    let plaintext = blocking(move || {
-        let mut plain = opened.output_for(run, end);
-        if let Some(run) = run {
-            let frame_len = opened.layout.frame_len;
-            let outs = split_by_runs(&mut plain[..run.count * frame_len], &pieces, frame_len);
-            let items: Vec<_> = pieces.iter().copied().zip(wires.iter()).zip(outs).collect();
-            run_pieces(items, |((piece, wire), out)| opened.open_run(piece, wire, out))?;
+    let reader = AsyncRangeReader::open(keyring, options, source).await?;
+    let (start, end) = resolve(&range, reader.plaintext_len())?;
+    let plaintext = reader.read_window(start, end).await?;
+    Ok(Decrypted { plaintext, header: reader.header().clone() })
+}
+
+/// How many plaintext bytes [`AsyncRangeReader::write_range_to`] holds per window by default.
+#[cfg(feature = "async")]
+pub const ASYNC_WINDOW: usize = 8 << 20;
+
+/// A message in an [`AsyncRangeSource`](super::range_source::AsyncRangeSource) opened once for random access
+/// (feature `async`): the async counterpart of [`SeekableDecryptor`].
+///
+/// [`open`](Self::open) reads the header, authenticates it (one keyring call) and verifies the final frame,
+/// which fixes [`plaintext_len`](Self::plaintext_len); signed and non-framed messages are refused before the
+/// keyring runs. Each [`read_window`](Self::read_window) then reads only the frames covering its bytes (one
+/// request, or a few concurrent ones for a window past 8 times the parallel threshold
+/// per piece) and opens them on the blocking pool; only verified frames are released, and a frame that fails
+/// is an error naming it. [`write_range_to`](Self::write_range_to) streams a range of any size through
+/// windows of [`window_len`](Self::with_window_len) bytes, the next window's read in flight while the
+/// current one is opened and written.
+///
+/// ```
+/// use kms_envelope::stream::range::{AsyncRangeReader, MemorySource};
+/// use kms_envelope::{DecryptOptions, EncryptOptions, RawAesKeyring, encrypt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), kms_envelope::Error> {
+/// let keyring = RawAesKeyring::new("my-service", "key-1", &[0x42; 32])?;
+/// let plaintext: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+/// let message = encrypt(&keyring, &EncryptOptions::new().frame_length(1024), &plaintext)?;
+/// let source = MemorySource(message);
+/// let reader = AsyncRangeReader::open(&keyring, &DecryptOptions::new(), &source).await?.with_window_len(4096);
+/// assert_eq!(&reader.read_window(1000, 1010).await?[..], &plaintext[1000..1010]);
+/// let mut out = Vec::new();
+/// reader.write_range_to(500, 9_500, &mut out).await?;
+/// assert_eq!(out, &plaintext[500..9_500]);
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "async")]
+pub struct AsyncRangeReader<'a, S: ?Sized> {
+    source: &'a S,
+    /// Shared with the blocking pool's tasks that open frames.
+    opened: std::sync::Arc<Opened>,
+    window_len: usize,
+}
+
+#[cfg(feature = "async")]
+impl<S: ?Sized> std::fmt::Debug for AsyncRangeReader<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncRangeReader")
+            .field("message_id", self.opened.header.message_id())
+            .field("plaintext_len", &self.opened.plaintext_len())
+            .field("window_len", &self.window_len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A clone shares the opened message (no further keyring call) and reads the same source.
+#[cfg(feature = "async")]
+impl<S: ?Sized> Clone for AsyncRangeReader<'_, S> {
+    fn clone(&self) -> Self {
+        Self { source: self.source, opened: std::sync::Arc::clone(&self.opened), window_len: self.window_len }
+    }
+}
+
+/// The wire bytes of the frames covering plaintext bytes `start..end`, read but not yet opened.
+#[cfg(feature = "async")]
+struct Fetched {
+    start: u64,
+    end: u64,
+    run: Option<Run>,
+    pieces: Vec<Run>,
+    wires: Vec<Vec<u8>>,
+}
+
+#[cfg(feature = "async")]
+impl<'a, S: super::range_source::AsyncRangeSource + ?Sized> AsyncRangeReader<'a, S> {
+    /// Reads and authenticates the header of the message in `source` (one keyring call) and verifies its
+    /// final frame.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt_range`], for the header and the final frame.
+    pub async fn open(keyring: &dyn Keyring, options: &DecryptOptions, source: &'a S) -> Result<Self> {
+        let total_len = source.total_len().await.map_err(Error::Io)?;
+        let header = read_header_async(source, options.limits, total_len).await?;
+        check_supported(&header)?;
+        let keys = open_header(keyring, options, &header).await?;
+        let located = Located::new(header, keys.keys.content.clone(), total_len)?;
+        let (at, len) = located.final_span();
+        let wire = read_at_async(source, at, len, "final frame").await?;
+        let parallelism = options.parallelism;
+        let opened = blocking(move || located.open_final(&wire, parallelism)).await?;
+        Ok(Self { source, opened: std::sync::Arc::new(opened), window_len: ASYNC_WINDOW })
+    }
+
+    /// The same reader with windows of `bytes` plaintext bytes (rounded down to whole frames, at least one)
+    /// in [`write_range_to`](Self::write_range_to).
+    #[must_use]
+    pub fn with_window_len(mut self, bytes: usize) -> Self {
+        self.window_len = bytes;
+        self
+    }
+
+    /// The plaintext length of the whole message (verified: the final frame fixed it).
+    pub fn plaintext_len(&self) -> u64 {
+        self.opened.plaintext_len()
+    }
+
+    /// The authenticated header.
+    pub fn header(&self) -> &Header {
+        &self.opened.header
+    }
+
+    /// Where the message's parts lie.
+    pub fn layout(&self) -> MessageLayout {
+        self.opened.message_layout()
+    }
+
+    /// Plaintext bytes `start..end`, every frame holding them verified. The window is held in memory
+    /// (ciphertext and plaintext).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RangeOutOfBounds`] if `start..end` is not within the plaintext; [`Error::FrameAuthentication`]
+    /// naming the first frame that fails; [`Error::Truncated`] or [`Error::Io`] if a read fails.
+    pub async fn read_window(&self, start: u64, end: u64) -> Result<Zeroizing<Vec<u8>>> {
+        let (start, end) = resolve(&(start..end), self.plaintext_len())?;
+        let fetched = self.fetch(start, end).await?;
+        self.open_fetched(fetched).await
+    }
+
+    /// Writes plaintext bytes `start..end` to `out` one verified window at a time, holding about two
+    /// windows (the one being opened and written, the next one's ciphertext being read) whatever the
+    /// range's length. Returns the number of bytes written.
+    ///
+    /// `out` gets each window once its frames verified: when a later window fails, the earlier ones were
+    /// already written, so a caller that must not release a partial range writes to a temporary file.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_window`](Self::read_window), for the window that fails; [`Error::Io`] if `out` fails.
+    pub async fn write_range_to<W: io::Write + ?Sized>(&self, start: u64, end: u64, out: &mut W) -> Result<u64> {
+        let (start, end) = resolve(&(start..end), self.plaintext_len())?;
+        let mut next = Some(self.fetch(start, self.window_end(start, end)).await?);
+        while let Some(current) = next.take() {
+            let after = current.end;
+            let write = async {
+                let plain = self.open_fetched(current).await?;
+                out.write_all(&plain).map_err(Error::Io)
+            };
+            let prefetch = async {
+                if after < end { self.fetch(after, self.window_end(after, end)).await.map(Some) } else { Ok(None) }
+            };
+            let (written, fetched) = join(write, prefetch).await;
+            written?;
+            next = fetched?;
         }
-        Ok((opened.cut(run, plain, start, end), opened.header))
+        Ok(end - start)
+    }
+
+    /// Where the window from `at` ends: whole frames, at least one, never past `end`.
+    fn window_end(&self, at: u64, end: u64) -> u64 {
+        let frame_len = self.opened.layout.frame_len as u64;
+        let frames = (self.window_len as u64 / frame_len).max(1);
+        (at / frame_len + frames).saturating_mul(frame_len).min(end)
+    }
+
+    /// Reads the wire bytes of the frames covering `start..end` (within the plaintext).
+    async fn fetch(&self, start: u64, end: u64) -> Result<Fetched> {
+        let run = self.opened.covering(start, end);
+        let pieces = run.map_or_else(Vec::new, |run| self.opened.pieces(run));
+        let wires = futures_join_all(pieces.iter().map(|&piece| {
+            let (at, len) = self.opened.span(piece);
+            read_at_async(self.source, at, len, "frame")
+        }))
+        .await?;
+        Ok(Fetched { start, end, run, pieces, wires })
+    }
+
+    /// Opens the frames of `fetched` on the blocking pool and cuts them to its bytes.
+    async fn open_fetched(&self, fetched: Fetched) -> Result<Zeroizing<Vec<u8>>> {
+        let opened = std::sync::Arc::clone(&self.opened);
+        blocking(move || {
+            let Fetched { start, end, run, pieces, wires } = fetched;
+            let mut plain = opened.output_for(run, end);
+            if let Some(run) = run {
+                let frame_len = opened.layout.frame_len;
+                let outs = split_by_runs(&mut plain[..run.count * frame_len], &pieces, frame_len);
+                let items: Vec<_> = pieces.iter().copied().zip(wires.iter()).zip(outs).collect();
+                run_pieces(items, |((piece, wire), out)| opened.open_run(piece, wire, out))?;
+            }
+            Ok(opened.cut(run, plain, start, end))
+        })
+        .await
+    }
+}
+
+/// Both futures driven together; both results once both finished.
+#[cfg(feature = "async")]
+async fn join<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut a_out, mut b_out) = (None, None);
+    std::future::poll_fn(|cx| {
+        if a_out.is_none()
+            && let std::task::Poll::Ready(out) = a.as_mut().poll(cx)
+        {
+            a_out = Some(out);
+        }
+        if b_out.is_none()
+            && let std::task::Poll::Ready(out) = b.as_mut().poll(cx)
+        {
+            b_out = Some(out);
+        }
+        if a_out.is_some() && b_out.is_some() { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
     })
-    .await?;
-    Ok(Decrypted { plaintext: plaintext.0, header: plaintext.1 })
+    .await;
+    (a_out.expect("finished"), b_out.expect("finished"))
 }
 
 /// Runs `work` on the blocking pool: frames are opened off the async threads.
