@@ -140,6 +140,12 @@ pub use stream::AsyncDecryptor;
 #[cfg(feature = "async")]
 #[doc(inline)]
 pub use stream::AsyncEncryptor;
+#[cfg(feature = "async")]
+#[doc(inline)]
+pub use stream::AsyncRangeReader;
+#[cfg(feature = "async")]
+#[doc(inline)]
+pub use stream::AsyncRangeSource;
 #[doc(inline)]
 pub use stream::DecryptOptions;
 #[doc(inline)]
