@@ -241,7 +241,8 @@ total_failed=0
 total_skipped=0
 SET_LINES=()
 # The test targets of a set other than the full one: the unit tests (library and binary) and every file in
-# tests/ but FULL_SET_ONLY_TESTS. (Doc tests run in the full set only: `--doc` cannot be mixed with these.)
+# tests/ but FULL_SET_ONLY_TESTS. Their doc tests run in a second `cargo test --doc` (it cannot be mixed
+# with these), so that an example compiles in every build that documents it.
 reduced_targets() {
   local f name
   printf '%s\n' --lib --bins
@@ -261,6 +262,12 @@ for fs in "${FEATURE_SETS[@]}"; do
   # --no-fail-fast: one failing test binary must not hide what the others would have said.
   cargo test --no-fail-fast "${fs_args[@]}" "${cargo_test_args[@]}" 2>&1 | tee "$TEST_LOG"
   status=${PIPESTATUS[0]}
+  if [[ "$fs" != "${FEATURE_SETS[0]}" ]]; then
+    read -r -a doc_args <<<"$fs"
+    cargo test --no-fail-fast --doc "${doc_args[@]}" "${cargo_test_args[@]}" 2>&1 | tee -a "$TEST_LOG"
+    doc_status=${PIPESTATUS[0]}
+    ((doc_status == 0)) || status=$doc_status
+  fi
   set -e
   ((status == 0)) || failed+=("$fs")
   # Every test binary ends with "test result: ok. N passed; M failed; K ignored; ..."; a skip is a

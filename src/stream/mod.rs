@@ -104,6 +104,21 @@ fn check_declared_length(options: &EncryptOptions, length: u64) -> Result<()> {
 }
 
 /// A fully verified plaintext and the header it came with.
+///
+/// ```
+/// use kms_envelope::{DecryptOptions, EncryptOptions, RawAesKeyring, decrypt, encrypt};
+///
+/// fn main() -> Result<(), kms_envelope::Error> {
+///     let keyring = RawAesKeyring::new("my-service", "key-1", &[0x42; 32])?;
+///     let message = encrypt(&keyring, &EncryptOptions::new().context("file", "db.json"), b"{}")?;
+///     let decrypted = decrypt(&keyring, &DecryptOptions::new(), &message)?;
+///     // What the header says is authenticated too: the context names what this plaintext is.
+///     assert_eq!(decrypted.header.encryption_context().get("file"), Some("db.json"));
+///     let plaintext = decrypted.plaintext; // Zeroizing<Vec<u8>>: wiped when dropped
+///     assert_eq!(&plaintext[..], b"{}");
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Decrypted {
     /// The plaintext; zeroized on drop.

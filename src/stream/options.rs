@@ -38,6 +38,26 @@ impl Default for Parallelism {
 }
 
 /// Settings for encrypting one message.
+///
+/// The defaults: suite 0x0478 (AES-256-GCM, HKDF-SHA512, key commitment, no signature), 64 KiB frames, an
+/// empty encryption context, worker threads past 1 MiB. Every setter consumes and returns the options.
+///
+/// ```
+/// use kms_envelope::{AlgorithmSuite, DecryptOptions, EncryptOptions, RawAesKeyring, decrypt, encrypt};
+///
+/// fn main() -> Result<(), kms_envelope::Error> {
+///     let keyring = RawAesKeyring::new("my-service", "key-1", &[0x42; 32])?;
+///     let options = EncryptOptions::new()
+///         .context("tenant", "acme") // authenticated, stored in clear in the header
+///         .suite(AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384) // signed: 0x0578
+///         .frame_length(4096);
+///     let message = encrypt(&keyring, &options, b"config")?;
+///     let decrypted = decrypt(&keyring, &DecryptOptions::new().context("tenant", "acme"), &message)?;
+///     assert_eq!(decrypted.header.suite().id(), 0x0578);
+///     assert_eq!(decrypted.header.frame_length(), 4096);
+///     Ok(())
+/// }
+/// ```
 #[derive(Clone, Debug)]
 pub struct EncryptOptions {
     pub(crate) suite: Option<AlgorithmSuite>,
@@ -151,6 +171,30 @@ impl EncryptOptions {
 }
 
 /// Settings for decrypting messages.
+///
+/// The defaults: any suite the commitment policy `RequireEncryptRequireDecrypt` allows (committing suites
+/// only), [`DecryptLimits::default`], no context expected. A context pair given here must match the
+/// message's authenticated context (or, for a key the header does not hold, the pair required on encrypt),
+/// or the decrypt fails before any plaintext is released.
+///
+/// ```
+/// use kms_envelope::{DecryptLimits, DecryptOptions, EncryptOptions, RawAesKeyring, decrypt, encrypt};
+///
+/// fn main() -> Result<(), kms_envelope::Error> {
+///     let keyring = RawAesKeyring::new("my-service", "key-1", &[0x42; 32])?;
+///     let message = encrypt(&keyring, &EncryptOptions::new().context("stage", "prod"), b"token")?;
+///
+///     let strict = DecryptOptions::new()
+///         .context("stage", "prod") // must match the message's context
+///         .unsigned_only(true) // refuse signed suites: nothing released before a signature is checked
+///         .limits(DecryptLimits { max_encrypted_data_keys: Some(3), ..DecryptLimits::default() });
+///     assert_eq!(&decrypt(&keyring, &strict, &message)?.plaintext[..], b"token");
+///
+///     let wrong = DecryptOptions::new().context("stage", "dev");
+///     assert!(decrypt(&keyring, &wrong, &message).is_err());
+///     Ok(())
+/// }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct DecryptOptions {
     pub(crate) policy: CommitmentPolicy,

@@ -158,7 +158,7 @@ impl ResourceType {
 /// or an alias name (1 to 256 letters, digits, `/`, `_` and `-`).
 ///
 /// ```
-/// use kms_envelope::KmsArn;
+/// use kms_envelope::keyring::kms::KmsArn;
 ///
 /// # fn main() -> Result<(), kms_envelope::keyring::kms::InvalidArn> {
 /// let arn = KmsArn::parse("arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab")?;
