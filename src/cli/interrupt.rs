@@ -8,6 +8,7 @@
 //! open wakes up and fails. A second signal, or any signal outside an upload, terminates the process as if
 //! no handler were installed.
 
+use std::ffi::c_int;
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -32,6 +33,9 @@ struct Shared {
     wake_handler_end: UnixStream,
     /// Whether an upload runs: only then does stdin's reader poll `wake`.
     armed: AtomicBool,
+    /// SIGINT and SIGTERM, less any this process was started ignoring (`nohup`, a background job of a
+    /// script): a handler would make it answer what it was told to ignore.
+    signals: Vec<c_int>,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
@@ -49,14 +53,24 @@ fn shared() -> io::Result<&'static Shared> {
         wake,
         wake_handler_end,
         armed: AtomicBool::new(false),
+        signals: [SIGINT, SIGTERM].into_iter().filter(|&signal| !ignored(signal)).collect(),
     };
     let shared = SHARED.get_or_init(|| shared);
-    for signal in [SIGINT, SIGTERM] {
+    for &signal in &shared.signals {
         // Registered first, so that it runs before the actions below, and never removed: `signal_hook`
         // cannot restore the default action itself once a handler is installed.
         flag::register_conditional_default(signal, shared.default_action.clone())?;
     }
     Ok(shared)
+}
+
+/// Whether `signal` is ignored (`SIG_IGN`), from the `SigIgn` mask of `/proc/self/status`: reading the
+/// disposition directly needs `sigaction`, which is unsafe. Where that file is missing, not ignored.
+fn ignored(signal: c_int) -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    let mask = status.lines().find_map(|line| line.strip_prefix("SigIgn:"));
+    let mask = mask.and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok()).unwrap_or(0);
+    u32::try_from(signal - 1).is_ok_and(|bit| bit < 64 && mask & (1 << bit) != 0)
 }
 
 /// SIGINT and SIGTERM cancel the upload for as long as this lives.
@@ -69,7 +83,7 @@ impl Interrupts {
     pub fn arm() -> io::Result<Self> {
         let shared = shared()?;
         let mut interrupts = Self { shared, actions: Vec::new() };
-        for signal in [SIGINT, SIGTERM] {
+        for &signal in &shared.signals {
             let number = usize::try_from(signal).expect("signal numbers are positive");
             // In this order: the flag is set before the wake-up, so a woken reader sees it.
             interrupts.actions.push(flag::register_usize(signal, shared.signal.clone(), number)?);
@@ -79,7 +93,7 @@ impl Interrupts {
         shared.armed.store(true, Ordering::SeqCst);
         shared.default_action.store(false, Ordering::SeqCst);
         // A second signal (an abort that hangs) terminates at once.
-        for signal in [SIGINT, SIGTERM] {
+        for &signal in &shared.signals {
             interrupts.actions.push(flag::register(signal, shared.default_action.clone())?);
         }
         Ok(interrupts)
