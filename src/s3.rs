@@ -306,10 +306,21 @@ impl S3Object {
         transfer: &TransferOptions,
         plaintext: impl Read,
     ) -> Result<Uploaded> {
-        self.encrypt_cancellable(handle, keyring, options, transfer, plaintext, Arc::default())
+        self.encrypt_from_blocking_cancellable(handle, keyring, options, transfer, plaintext, Arc::default())
     }
 
-    fn encrypt_cancellable(
+    /// [`encrypt_from_blocking`](Self::encrypt_from_blocking) that gives up once `cancelled` is set: the
+    /// next write of sealed bytes fails, and an upload whose input has ended is not completed if the flag
+    /// is set by then, so a flag set before end-of-input is seen (a signal handler's, say, when the
+    /// producer of a pipe dies of the same Ctrl-C) never yields a truncated but valid object. Either way
+    /// the multipart upload is aborted (and the abort awaited) before this returns. Setting the flag does
+    /// not interrupt a read of `plaintext` that is blocked: a reader that may block should itself fail
+    /// once the flag is set.
+    ///
+    /// # Errors
+    ///
+    /// As [`encrypt_from_blocking`](Self::encrypt_from_blocking), and an I/O error once cancelled.
+    pub fn encrypt_from_blocking_cancellable(
         &self,
         handle: Handle,
         keyring: &dyn Keyring,
@@ -358,7 +369,14 @@ impl S3Object {
         let cancel = CancelOnDrop(Arc::default());
         let cancelled = cancel.0.clone();
         let result = tokio::task::spawn_blocking(move || {
-            object.encrypt_cancellable(handle, keyring.as_ref(), &options, &transfer, plaintext, cancelled)
+            object.encrypt_from_blocking_cancellable(
+                handle,
+                keyring.as_ref(),
+                &options,
+                &transfer,
+                plaintext,
+                cancelled,
+            )
         })
         .await;
         drop(cancel);

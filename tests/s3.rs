@@ -296,7 +296,13 @@ fn a_tampered_object_leaves_nothing_at_the_destination() {
 /// `kms-envelope` in the test's work directory, with moto as its S3 endpoint and no other AWS configuration.
 #[cfg(feature = "cli")]
 fn cli_against_moto(env: &Env) -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("kms-envelope").unwrap();
+    assert_cmd::Command::from_std(cli_process_against_moto(env))
+}
+
+/// [`cli_against_moto`] as a process to spawn and signal.
+#[cfg(feature = "cli")]
+fn cli_process_against_moto(env: &Env) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("kms-envelope"));
     cmd.current_dir(env.work.path());
     cmd.env("AWS_ENDPOINT_URL_S3", &env.moto.endpoint).env("AWS_ACCESS_KEY_ID", "testing");
     cmd.env("AWS_SECRET_ACCESS_KEY", "testing").env("AWS_REGION", support::REGION);
@@ -577,4 +583,84 @@ fn a_length_claimed_by_head_object_allocates_nothing_up_front() {
     // Before the fix, `read_all` reserved the claimed 4 EiB at once, and the process aborted.
     let err = runtime.block_on(object.read_all(&TransferOptions::new())).unwrap_err();
     assert!(err.to_string().contains("bytes where"), "{err}");
+}
+
+/// `encrypt - s3://...` fed 12 MiB through a pipe that then stays open, so that one part is uploaded and
+/// the CLI waits for more; `signals` sent in order once the multipart upload shows. The CLI must abort the
+/// upload and exit with `status`, as a process killed by the signal would. With `ignoring_sigint` the CLI
+/// starts with SIGINT ignored (as `trap '' INT` or a script's background job leaves it).
+#[cfg(all(feature = "cli", unix))]
+fn an_interrupted_cli_upload_is_aborted(
+    test: &str,
+    ignoring_sigint: bool,
+    signals: &[rustix::process::Signal],
+    status: i32,
+) {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let Some(env) = Env::new(test) else { return };
+    std::fs::write(env.work.path().join("wrapping.key"), WRAPPING_KEY).unwrap();
+    let key = format!("interrupted/{test}.esdk");
+    let url = format!("s3://{}/{key}", env.bucket);
+    let keys = ["--raw-key-file", "wrapping.key", "--key-namespace", NAMESPACE, "--key-name", KEY_NAME];
+    let args = [&["encrypt", "-q"][..], &keys, &["-", &url]].concat();
+    let mut cmd = cli_process_against_moto(&env);
+    if ignoring_sigint {
+        let program = cmd.get_program().to_owned();
+        cmd = std::process::Command::new("sh");
+        cmd.current_dir(env.work.path()).arg("-c").arg("trap '' INT; exec \"$0\" \"$@\"").arg(program);
+    }
+    cmd.args(args);
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&plaintext(12 << 20, 9)).unwrap();
+    // Bounded: the first 8 MiB part is full once the 12 MiB are read, and its upload starts at once.
+    let started = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        env.uploads_in_progress() > 0
+    });
+    assert!(started, "no multipart upload showed");
+    for &signal in signals {
+        rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal).unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(status), "{stderr}");
+    assert_eq!(stderr, "kms-envelope: interrupted; the S3 upload was aborted\n");
+    assert!(env.get(&key).is_none(), "an object was completed");
+    assert_eq!(env.uploads_in_progress(), 0, "the multipart upload was left open");
+    drop(stdin);
+}
+
+/// Whether this process ignores SIGINT (and so would a child it starts): a script's background job does.
+#[cfg(all(feature = "cli", unix))]
+fn sigint_ignored_here() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mask = status.lines().find_map(|line| line.strip_prefix("SigIgn:"));
+    mask.and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok()).is_some_and(|mask| mask & (1 << 1) != 0)
+}
+
+#[cfg(all(feature = "cli", unix))]
+#[test]
+fn sigterm_during_a_cli_upload_aborts_it() {
+    an_interrupted_cli_upload_is_aborted("sigterm", false, &[rustix::process::Signal::TERM], 143);
+}
+
+#[cfg(all(feature = "cli", unix))]
+#[test]
+fn sigint_during_a_cli_upload_aborts_it() {
+    if sigint_ignored_here() {
+        println!("SKIPPED: SIGINT is ignored here, and so by the CLI");
+        return;
+    }
+    an_interrupted_cli_upload_is_aborted("sigint", false, &[rustix::process::Signal::INT], 130);
+}
+
+/// SIGINT ignored at start stays ignored through an upload: the SIGTERM after it is the one that counts.
+#[cfg(all(feature = "cli", unix))]
+#[test]
+fn an_ignored_sigint_stays_ignored_during_a_cli_upload() {
+    use rustix::process::Signal;
+    an_interrupted_cli_upload_is_aborted("ignored-sigint", true, &[Signal::INT, Signal::TERM], 143);
 }

@@ -14,6 +14,7 @@ Exit status:
   2  usage error
   3  key access failed (no keyring could decrypt a data key, KMS or credential errors)
   4  I/O error
+  130, 143  SIGINT or SIGTERM during an upload to S3 (the upload was aborted)
 Each failure prints one line on stderr naming the file it is about; stdout only ever carries data.";
 
 const KEYS_HELP_ENCRYPT: &str = "\

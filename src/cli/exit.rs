@@ -30,11 +30,19 @@ pub struct Failure {
     message: String,
     /// stdout's reader went away (EPIPE): nothing to say, the pipeline's reader decided to stop.
     broken_pipe: bool,
+    /// A signal stopped the work: the status a shell reports for a process it killed (128 + its number).
+    signal_status: Option<u8>,
 }
 
 impl Failure {
     pub fn new(code: Code, message: String) -> Self {
-        Self { code, message, broken_pipe: false }
+        Self { code, message, broken_pipe: false, signal_status: None }
+    }
+
+    /// SIGINT or SIGTERM stopped the work, which was then cleaned up; `status` is the signal's exit status.
+    #[cfg_attr(not(all(unix, feature = "s3")), allow(dead_code))]
+    pub fn interrupted(message: String, status: u8) -> Self {
+        Self { signal_status: Some(status), ..Self::new(Code::Io, message) }
     }
 
     /// A write failed because stdout's reader went away. Only pipes and sockets fail with EPIPE, and every
@@ -88,6 +96,9 @@ impl Failure {
     }
 
     pub fn exit_code(&self) -> ExitCode {
+        if let Some(status) = self.signal_status {
+            return ExitCode::from(status);
+        }
         if self.broken_pipe { ExitCode::from(BROKEN_PIPE_STATUS) } else { ExitCode::from(self.code as u8) }
     }
 

@@ -83,6 +83,8 @@ fn raw_stdin() -> Box<dyn Read> {
         Ok(fd) => {
             let file = File::from(fd);
             widen_pipe(&file);
+            #[cfg(feature = "s3")]
+            let file = super::interrupt::InterruptibleStdin(file);
             Box::new(WipingBufReader::with_capacity(IN_BUFFER, file))
         }
         Err(_) => Box::new(io::stdin().lock()),
@@ -553,7 +555,20 @@ mod remote {
             None => defaults,
         };
         let mut input = Tracked::new(plaintext);
-        let uploaded = object.encrypt_from_blocking(handle, keyring, options, &transfer, &mut input);
+        #[cfg(unix)]
+        let interrupts = super::super::interrupt::Interrupts::arm()
+            .map_err(|e| Failure::io("cannot handle SIGINT and SIGTERM".into(), e))?;
+        #[cfg(unix)]
+        let cancelled = interrupts.cancelled();
+        #[cfg(not(unix))]
+        let cancelled = std::sync::Arc::default();
+        let uploaded =
+            object.encrypt_from_blocking_cancellable(handle, keyring, options, &transfer, &mut input, cancelled);
+        #[cfg(unix)]
+        if let Some(status) = interrupts.exit_status() {
+            let what = if uploaded.is_ok() { "the S3 upload had completed" } else { "the S3 upload was aborted" };
+            return Err(Failure::interrupted(format!("interrupted; {what}"), status));
+        }
         uploaded.map(drop).map_err(|e| match e {
             Error::Io(e) if input.failed => Failure::io(format!("cannot read {name}"), e),
             e => Failure::writing(e).with_file(url),

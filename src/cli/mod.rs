@@ -3,6 +3,8 @@
 mod args;
 mod exit;
 mod inspect;
+#[cfg(all(unix, feature = "s3"))]
+mod interrupt;
 mod io;
 mod keys;
 mod progress;
