@@ -174,8 +174,11 @@ impl S3Object {
         &self.key
     }
 
+    /// The one place S3's answers become error text: the service's message (an endpoint's, so a hostile
+    /// server's) is escaped like the names, so that a library user who logs the error logs no control bytes.
     fn failure(&self, what: &str, err: impl std::fmt::Display) -> io::Error {
-        io::Error::other(format!("S3 {what} s3://{}/{}: {err}", Escaped(&self.bucket), Escaped(&self.key)))
+        let (bucket, key, err) = (Escaped(&self.bucket), Escaped(&self.key), err.to_string());
+        io::Error::other(format!("S3 {what} s3://{bucket}/{key}: {}", Escaped(&err)))
     }
 
     /// The object's length and ETag, from one `HeadObject` on the first call; later calls (and clones)
@@ -664,5 +667,19 @@ impl Multipart<'_> {
         let object = self.object;
         let aborted = object.client.abort_multipart_upload().bucket(&object.bucket).key(&object.key);
         let _ = aborted.upload_id(&self.upload_id).send().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_error_text_is_escaped_like_the_names() {
+        let config = aws_sdk_s3::Config::builder().behavior_version_latest().build();
+        let object = S3Object::new(aws_sdk_s3::Client::from_conf(config), "b\x1b", "k\n");
+        let text = object.failure("GetObject", "denied\x1b[2J\u{202e}\r\nforged line").to_string();
+        assert!(!text.chars().any(|c| c.is_control() || c == '\u{202e}'), "{text:?}");
+        assert!(text.starts_with("S3 GetObject s3://") && text.contains("forged line"), "{text:?}");
     }
 }
