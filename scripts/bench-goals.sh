@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CLI goal lines of issue #12, each unpinned and pinned to one core (`taskset -c 0`): file to file with
-# --no-fsync against `cp`, durable against `cp` then `sync`, pipes against the file path, and peak RSS.
+# --no-fsync against `cp`, durable against `cp` then `sync`, pipes and stdout against the file path, and peak
+# RSS.
 # Sourced by scripts/bench.sh (which sets the variables below); also runs on its own:
 #
 #   BIN=target/release/kms-envelope scripts/bench-goals.sh      BENCH_MIB (default 64), RUNS (default 3)
@@ -44,14 +45,17 @@ declare -A CMD=(
   [cp_sync]="rm -f $OUT && cp $IN $OUT && sync $OUT"
   [cat]="rm -f $OUT && cat $IN >$OUT"
   [cat_pipe]="rm -f $OUT && cat $IN | cat | cat >$OUT"
+  [cat_cat]="rm -f $OUT && cat $IN | cat >$OUT"
   [enc]="rm -f $OUT && $B encrypt $K --frame-length $FRAME --no-fsync $IN $OUT"
   [dec]="rm -f $OUT && $B decrypt $K --no-fsync $CT $OUT"
   [enc_durable]="rm -f $OUT && $B encrypt $K --frame-length $FRAME $IN $OUT"
   [dec_durable]="rm -f $OUT && $B decrypt $K $CT $OUT"
   [enc_pipe]="rm -f $OUT && cat $IN | $B encrypt $K --frame-length $FRAME - - | cat >$OUT"
   [dec_pipe]="rm -f $OUT && cat $CT | $B decrypt $K - - | cat >$OUT"
+  [enc_stdout]="rm -f $OUT && $B encrypt $K --frame-length $FRAME $IN - >$OUT"
+  [dec_stdout]="rm -f $OUT && $B decrypt $K $CT - >$OUT"
 )
-ORDER=(cp cp_sync cat cat_pipe enc dec enc_durable dec_durable enc_pipe dec_pipe)
+ORDER=(cp cp_sync cat cat_pipe cat_cat enc dec enc_durable dec_durable enc_pipe dec_pipe enc_stdout dec_stdout)
 
 # Median wall seconds of RUNS runs of a named command under the prefix $PIN; the runs of all commands are
 # interleaved (one round of every command, RUNS rounds), so that a noisy stretch of the machine spreads
@@ -122,21 +126,28 @@ for pin in none cpu0; do
   label="unpinned"
   min=0.9
   if [[ $pin == cpu0 ]]; then label="taskset -c 0"; min=0.6; fi
-  echo "$label: cp ${T[$pin,cp]}s, cp+sync ${T[$pin,cp_sync]}s, cat ${T[$pin,cat]}s, cat|cat|cat ${T[$pin,cat_pipe]}s;" \
-    "encrypt ${T[$pin,enc]}s / durable ${T[$pin,enc_durable]}s / pipe ${T[$pin,enc_pipe]}s;" \
-    "decrypt ${T[$pin,dec]}s / durable ${T[$pin,dec_durable]}s / pipe ${T[$pin,dec_pipe]}s"
+  echo "$label: cp ${T[$pin,cp]}s, cp+sync ${T[$pin,cp_sync]}s, cat ${T[$pin,cat]}s, cat|cat|cat ${T[$pin,cat_pipe]}s," \
+    "cat|cat ${T[$pin,cat_cat]}s; encrypt ${T[$pin,enc]}s / durable ${T[$pin,enc_durable]}s / pipe" \
+    "${T[$pin,enc_pipe]}s / >file ${T[$pin,enc_stdout]}s; decrypt ${T[$pin,dec]}s / durable" \
+    "${T[$pin,dec_durable]}s / pipe ${T[$pin,dec_pipe]}s / >file ${T[$pin,dec_stdout]}s"
   goal "[$label] encrypt --no-fsync vs cp" "${T[$pin,cp]}" "${T[$pin,enc]}" "$min"
   goal "[$label] decrypt --no-fsync vs cp" "${T[$pin,cp]}" "${T[$pin,dec]}" "$min"
   goal "[$label] encrypt durable vs cp + sync" "${T[$pin,cp_sync]}" "${T[$pin,enc_durable]}" "$min"
   goal "[$label] decrypt durable vs cp + sync" "${T[$pin,cp_sync]}" "${T[$pin,dec_durable]}" "$min"
   goal "[$label] encrypt pipe to pipe vs file to file --no-fsync" "${T[$pin,enc]}" "${T[$pin,enc_pipe]}" 0.9
   goal "[$label] decrypt pipe to pipe vs file to file --no-fsync" "${T[$pin,dec]}" "${T[$pin,dec_pipe]}" 0.9
+  goal "[$label] encrypt to stdout (>file) vs file to file --no-fsync" "${T[$pin,enc]}" "${T[$pin,enc_stdout]}" 0.9
+  goal "[$label] decrypt to stdout (>file) vs file to file --no-fsync" "${T[$pin,dec]}" "${T[$pin,dec_stdout]}" 0.9
   info "[$label] encrypt --no-fsync vs cat >file" "${T[$pin,cat]}" "${T[$pin,enc]}"
   info "[$label] decrypt --no-fsync vs cat >file" "${T[$pin,cat]}" "${T[$pin,dec]}"
   # The pipe goal compares a pipeline of three processes with one: `cat | cat | cat` alone moves each byte
   # through three more copies than a file-to-file run, so it is printed as the pipes' like-for-like peer.
   info "[$label] encrypt pipe to pipe vs cat | cat | cat" "${T[$pin,cat_pipe]}" "${T[$pin,enc_pipe]}"
   info "[$label] decrypt pipe to pipe vs cat | cat | cat" "${T[$pin,cat_pipe]}" "${T[$pin,dec_pipe]}"
+  # The most the pipe lines can reach: `cat | cat` is `cat | kms-envelope | cat` with a middle that costs
+  # nothing, so file to file over it bounds the pipe-to-pipe ratio from above.
+  info "[$label] bound: encrypt file to file vs cat | cat" "${T[$pin,enc]}" "${T[$pin,cat_cat]}"
+  info "[$label] bound: decrypt file to file vs cat | cat" "${T[$pin,dec]}" "${T[$pin,cat_cat]}"
 done
 rss_goal "peak RSS, $((SIZE >> 20)) MiB encrypt" "$RSS1_ENC"
 rss_goal "peak RSS, $((SIZE >> 20)) MiB decrypt" "$RSS1_DEC"

@@ -167,6 +167,69 @@ fn stdin_and_stdout_redirected_to_files() {
     assert_eq!(fs::read(s.path("back")).unwrap(), data);
 }
 
+/// A file holding `before\n`, opened for writing at its end (or for appending), as the shell hands
+/// `{ echo before; kms-envelope ...; echo after; } > out` (or `>> out`) to each command.
+#[cfg(unix)]
+fn stdout_file_after_a_line(path: &Path, append: bool) -> fs::File {
+    use std::io::Seek;
+    fs::write(path, b"before\n").unwrap();
+    let mut file = fs::OpenOptions::new().write(true).append(append).open(path).unwrap();
+    file.seek(std::io::SeekFrom::End(0)).unwrap();
+    file
+}
+
+/// stdout redirected to a file (the positioned path: workers write their frames in place) or appended to
+/// (`>>`, which must stream: Linux appends every positioned write), for an unsigned and a signed suite: the
+/// message and the plaintext land where stdout's position was, and the position ends after them, where the
+/// next command of the group writes.
+#[cfg(unix)]
+#[test]
+fn stdout_redirected_to_a_file_takes_the_output_at_its_position() {
+    use std::io::Write;
+    let s = Scratch::new();
+    let data = plaintext(3 << 20);
+    s.write("pt", &data);
+    for (append, suite) in [(false, "0x0478"), (true, "0x0478"), (false, "0x0578")] {
+        let what = format!("append {append}, suite {suite}");
+        let mut out = stdout_file_after_a_line(&s.path("ct"), append);
+        let encrypt =
+            args(&[&["encrypt"], &raw("wrapping.key"), &["--suite", suite, "--frame-length", "4096", "pt", "-"]]);
+        let run = process(&s, &encrypt).stdout(out.try_clone().unwrap()).output().unwrap();
+        assert!(run.status.success(), "{what}: {}", stderr_of(&run));
+        out.write_all(b"after\n").unwrap();
+        let written = fs::read(s.path("ct")).unwrap();
+        assert!(written.starts_with(b"before\n") && written.ends_with(b"after\n"), "{what}");
+        s.write("msg", &written[7..written.len() - 6]);
+
+        let mut out = stdout_file_after_a_line(&s.path("back"), append);
+        let decrypt = args(&[&["decrypt"], &raw("wrapping.key"), &["msg", "-"]]);
+        let run = process(&s, &decrypt).stdout(out.try_clone().unwrap()).output().unwrap();
+        assert!(run.status.success(), "{what}: {}", stderr_of(&run));
+        out.write_all(b"after\n").unwrap();
+        let back = fs::read(s.path("back")).unwrap();
+        assert!(back == [&b"before\n"[..], &data, b"after\n"].concat(), "{what}: the plaintext differs");
+    }
+}
+
+/// A message that fails to verify, decrypted to stdout redirected to a file: the file is cut back to what
+/// it held before, so no frame of it (verified or not) is left to be mistaken for output.
+#[cfg(unix)]
+#[test]
+fn a_failed_decrypt_to_a_stdout_file_leaves_it_as_it_was() {
+    let s = Scratch::new();
+    s.write("pt", &plaintext(3 << 20));
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--frame-length", "4096", "pt", "ct"]])), 0);
+    let mut message = fs::read(s.path("ct")).unwrap();
+    let middle = message.len() / 2;
+    message[middle] ^= 0x80;
+    s.write("bad", &message);
+    let out = stdout_file_after_a_line(&s.path("out"), false);
+    let run = process(&s, &args(&[&["decrypt"], &raw("wrapping.key"), &["bad", "-"]])).stdout(out).output().unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", stderr_of(&run));
+    assert!(stderr_of(&run).contains("authentication failed"), "{}", stderr_of(&run));
+    assert_eq!(fs::read(s.path("out")).unwrap(), b"before\n");
+}
+
 /// A stdin or stdout pipe is widened to 1 MiB (or the system's limit), so that the writer does not sleep
 /// after every 64 KiB frame; the pipe keeps its size after the process, where the test reads it.
 #[cfg(target_os = "linux")]

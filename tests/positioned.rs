@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kms_envelope::stream::file::PendingFile;
-use kms_envelope::stream::positioned::{FileDecryptor, FileError, encrypt_file};
+use kms_envelope::stream::positioned::{FileDecryptor, FileError, encrypt_file, encrypt_file_at};
 use kms_envelope::{AlgorithmSuite, DecryptOptions, EncryptOptions, Error, RawAesKeyring};
 
 const FRAME: usize = 32;
@@ -234,4 +234,93 @@ fn jobs_longer_than_one_plaintext_write_land_whole() {
         let from_file = decrypt_file(work.path(), &message, &decrypt).unwrap();
         assert!(from_file == pt, "{threads} threads: the plaintext differs");
     }
+}
+
+/// A file that already holds `prefix`, opened for writing (appending when `append`), as `> file` after an
+/// earlier write, or `>> file`, would give a command.
+fn output_after(path: &Path, prefix: &[u8], append: bool) -> File {
+    fs::write(path, prefix).unwrap();
+    fs::OpenOptions::new().write(true).append(append).open(path).unwrap()
+}
+
+/// Into a file the caller opened (stdout redirected to a file), from an offset on: the message and the
+/// plaintext land after what the file held, byte for byte what the streaming path makes of them, at every
+/// boundary, on one thread and several; the lengths returned are theirs.
+#[test]
+fn messages_and_plaintext_land_at_an_offset_in_a_callers_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = b"earlier output\n";
+    for threads in [1, 3] {
+        for len in sizes() {
+            let pt = plaintext(len);
+            fs::write(dir.path().join("pt"), &pt).unwrap();
+            let out = output_after(&dir.path().join("ct"), prefix, false);
+            let input = File::open(dir.path().join("pt")).unwrap();
+            let at = prefix.len() as u64;
+            let written = encrypt_file_at(&keyring(), &encrypt_options(threads), &input, &out, at, &|_| {}).unwrap();
+            let file = fs::read(dir.path().join("ct")).unwrap();
+            assert_eq!(&file[..prefix.len()], prefix, "{len} bytes, {threads} threads");
+            let message = &file[prefix.len()..];
+            assert_eq!(written, message.len() as u64, "{len} bytes, {threads} threads");
+            let back = kms_envelope::decrypt(&keyring(), &DecryptOptions::new(), message).unwrap();
+            assert!(back.plaintext[..] == pt[..], "{len} bytes, {threads} threads: the plaintext differs");
+
+            fs::write(dir.path().join("msg"), message).unwrap();
+            let out = output_after(&dir.path().join("back"), prefix, false);
+            let message_file = File::open(dir.path().join("msg")).unwrap();
+            let decryptor = FileDecryptor::new(&keyring(), &decrypt_options(threads), message_file).unwrap();
+            let (_, plain_len) = decryptor.decrypt_into_at(&out, at, &|_| {}).unwrap();
+            let file = fs::read(dir.path().join("back")).unwrap();
+            assert_eq!(plain_len, len as u64, "{len} bytes, {threads} threads");
+            assert!(
+                file[..prefix.len()] == prefix[..] && file[prefix.len()..] == pt[..],
+                "{len} bytes, {threads} threads"
+            );
+        }
+    }
+}
+
+/// A failed decrypt into a caller's file cuts it back to where the plaintext began: no verified frame of a
+/// message that failed stays behind (the streaming path would leave the frames before the bad one).
+#[test]
+fn a_failed_decrypt_at_an_offset_leaves_the_file_as_it_was() {
+    let (_, message, header_len) = message_and_header(12);
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = b"kept";
+    for threads in [1, 3] {
+        for at in [20, 5 * REGULAR + 30, 12 * REGULAR + 30] {
+            let mut bad = message.clone();
+            bad[header_len + at] ^= 0x01;
+            fs::write(dir.path().join("bad"), &bad).unwrap();
+            let out = output_after(&dir.path().join("out"), prefix, false);
+            let decryptor =
+                FileDecryptor::new(&keyring(), &decrypt_options(threads), File::open(dir.path().join("bad")).unwrap())
+                    .unwrap();
+            let err = decryptor.decrypt_into_at(&out, prefix.len() as u64, &|_| {}).unwrap_err();
+            assert!(matches!(err, FileError::Input(Error::FrameAuthentication { .. })), "byte {at}: {err:?}");
+            assert_eq!(fs::read(dir.path().join("out")).unwrap(), prefix, "byte {at}, {threads} threads");
+        }
+    }
+}
+
+/// `>>`: Linux puts every positioned write of a file opened for appending at its end, so such a file is
+/// refused before anything is written (the CLI streams into it instead).
+#[test]
+fn a_file_open_for_appending_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let pt = plaintext(10 * FRAME);
+    fs::write(dir.path().join("pt"), &pt).unwrap();
+    let input = File::open(dir.path().join("pt")).unwrap();
+    let out = output_after(&dir.path().join("ct"), b"log", true);
+    let err = encrypt_file_at(&keyring(), &encrypt_options(3), &input, &out, 3, &|_| {}).unwrap_err();
+    assert!(matches!(err, FileError::Output(Error::Io(_))), "{err:?}");
+    assert_eq!(fs::read(dir.path().join("ct")).unwrap(), b"log");
+
+    let message = kms_envelope::encrypt(&keyring(), &encrypt_options(1), &pt).unwrap();
+    fs::write(dir.path().join("msg"), &message).unwrap();
+    let decryptor =
+        FileDecryptor::new(&keyring(), &decrypt_options(3), File::open(dir.path().join("msg")).unwrap()).unwrap();
+    let err = decryptor.decrypt_into_at(&out, 3, &|_| {}).unwrap_err();
+    assert!(matches!(err, FileError::Output(Error::Io(_))), "{err:?}");
+    assert_eq!(fs::read(dir.path().join("ct")).unwrap(), b"log");
 }

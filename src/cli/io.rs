@@ -142,6 +142,39 @@ pub fn raw_stdout() -> Box<dyn Write> {
     Box::new(io::stdout().lock())
 }
 
+/// Standard output when it is a regular file that takes positioned writes, with its current position: then a
+/// file-to-stdout encrypt or decrypt (`kms-envelope encrypt in - > out`) runs like a file-to-file one, its
+/// workers writing their frames in place rather than handing them to one writer. Not for `>>` (Linux puts
+/// every positioned write of a file opened for appending at its end), nor when stdout is the input file
+/// itself (as streaming, frames would be written over the ones still to be read).
+#[cfg(unix)]
+fn stdout_file(input: &File) -> Option<(File, u64)> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let mut file = File::from(io::stdout().as_fd().try_clone_to_owned().ok()?);
+    let (meta, input_meta) = (file.metadata().ok()?, input.metadata().ok()?);
+    let appends = rustix::fs::fcntl_getfl(&file).ok()?.contains(rustix::fs::OFlags::APPEND);
+    if !meta.is_file() || appends || (meta.dev(), meta.ino()) == (input_meta.dev(), input_meta.ino()) {
+        return None;
+    }
+    let offset = file.stream_position().ok()?;
+    Some((file, offset))
+}
+
+#[cfg(not(unix))]
+fn stdout_file(_input: &File) -> Option<(File, u64)> {
+    None
+}
+
+/// Moves stdout's position past the `len` bytes written at `offset` with positioned writes, where a
+/// streaming write would have left it (a command after this one in `{ ...; } > file` continues there).
+fn stdout_written(mut stdout: &File, offset: u64, len: u64) -> Result<(), Failure> {
+    stdout
+        .seek(io::SeekFrom::Start(offset + len))
+        .map(drop)
+        .map_err(|e| Failure::io("cannot write to stdout".into(), e))
+}
+
 /// The size of stdin when it is a regular file (`< file`), for the progress bar.
 #[cfg(unix)]
 fn stdin_size() -> Option<u64> {
@@ -271,13 +304,21 @@ pub fn encrypt_to(
         return result;
     }
     let name = input.name;
+    let blame = |e| match e {
+        FileError::Input(e) => Failure::new(Code::Io, format!("cannot read {name}: {e}")),
+        FileError::Output(e) => Failure::writing(e).with_file(output),
+    };
     if let (Some(file), false) = (&input.file, output == "-") {
         let result = with_pending(output, out_args, |pending| {
-            positioned::encrypt_file(keyring, options, file, pending, &|n| progress.inc(n)).map_err(|e| match e {
-                FileError::Input(e) => Failure::new(Code::Io, format!("cannot read {name}: {e}")),
-                FileError::Output(e) => Failure::writing(e).with_file(output),
-            })
+            positioned::encrypt_file(keyring, options, file, pending, &|n| progress.inc(n)).map_err(blame)
         });
+        progress.done(result.is_ok());
+        return result;
+    }
+    if let Some((file, (stdout, offset))) = input.file.as_ref().and_then(|file| Some((file, stdout_file(file)?))) {
+        let result = positioned::encrypt_file_at(keyring, options, file, &stdout, offset, &|n| progress.inc(n))
+            .map_err(blame)
+            .and_then(|len| stdout_written(&stdout, offset, len));
         progress.done(result.is_ok());
         return result;
     }
@@ -311,6 +352,24 @@ pub fn decrypt_to(
 ) -> Result<(), Failure> {
     let progress = Progress::new(&input.name, input.size, out_args.quiet);
     let name = input.name;
+    if let Some((file, (stdout, offset))) =
+        input.file.as_ref().filter(|_| output == "-").and_then(|file| Some((file, stdout_file(file)?)))
+    {
+        let file = file.try_clone().map_err(|e| Failure::io(format!("cannot read {name}"), e))?;
+        let result = (|| {
+            let decryptor =
+                FileDecryptor::new(keyring, options, file).map_err(|e| Failure::reading(e).with_file(&name))?;
+            check(decryptor.header()).map_err(|f| f.with_file(&name))?;
+            progress.body_started();
+            let (_, len) = decryptor.decrypt_into_at(&stdout, offset, &|n| progress.inc(n)).map_err(|e| match e {
+                FileError::Input(e) => Failure::reading(e).with_file(&name),
+                FileError::Output(e) => Failure::new(Code::Io, format!("cannot write to stdout: {e}")),
+            })?;
+            stdout_written(&stdout, offset, len)
+        })();
+        progress.done(result.is_ok());
+        return result;
+    }
     if let (Some(file), false) = (input.file, output == "-") {
         let result = with_pending(output, out_args, |pending| {
             let decryptor =

@@ -69,6 +69,143 @@ pub fn encrypt_file(
     output: &mut PendingFile,
     progress: Progress<'_>,
 ) -> std::result::Result<(), FileError> {
+    encrypt_into(keyring, options, input, Target::Pending(output), progress).map(drop)
+}
+
+/// Encrypts the regular file `input` into the regular file `output` from byte `offset` on, and returns the
+/// message's length. For a file that is not this crate's to create, such as standard output redirected to
+/// a file (`> file`): the writes are positioned (`pwrite`, from several threads), so `output`'s own position
+/// does not move; the caller moves it past the message if later writes must follow it.
+///
+/// On an error, `output` is cut back to the length it had if it ended at `offset` or before when the call
+/// began (so a failed call into a fresh or growing file leaves it as it was), and otherwise left as the
+/// writes left it. Fails with [`FileError::Output`] and writes nothing if `output` was opened for appending
+/// (`>>`), where Linux puts every positioned write at the end.
+pub fn encrypt_file_at(
+    keyring: &dyn Keyring,
+    options: &EncryptOptions,
+    input: &File,
+    output: &File,
+    offset: u64,
+    progress: Progress<'_>,
+) -> std::result::Result<u64, FileError> {
+    cut_back_on_error(output, offset, || encrypt_into(keyring, options, input, Target::At(output, offset), progress))
+}
+
+/// Where a file-to-file operation writes: a pending file (from its start, synced as it says), or a file
+/// the caller opened, from an offset on.
+enum Target<'a> {
+    Pending(&'a mut PendingFile),
+    At(&'a File, u64),
+}
+
+impl Target<'_> {
+    /// The positioned view of the target.
+    fn sink(&self) -> Sink<'_> {
+        match self {
+            Self::Pending(pending) => {
+                let (file, writeback) = pending.positioned();
+                Sink { file, base: 0, writeback }
+            }
+            Self::At(file, base) => Sink { file, base: *base, writeback: None },
+        }
+    }
+
+    /// A writer from the target's start, for the streaming encryptor and decryptor.
+    fn writer(&mut self) -> Box<dyn Write + '_> {
+        match self {
+            Self::Pending(pending) => Box::new(&mut **pending),
+            Self::At(file, base) => Box::new(WriteAt { file, offset: *base }),
+        }
+    }
+}
+
+/// Positioned writes into a file: the file, where the message starts in it, and the background sync to
+/// tell of each write, if any.
+#[derive(Clone, Copy)]
+struct Sink<'a> {
+    file: &'a File,
+    base: u64,
+    writeback: Option<&'a Writeback>,
+}
+
+impl Sink<'_> {
+    /// Writes `buf` at `at` bytes into the message.
+    fn write(&self, buf: &[u8], at: u64) -> io::Result<()> {
+        write_all_at(self.file, buf, self.base + at)?;
+        landed(self.writeback, buf.len());
+        Ok(())
+    }
+
+    /// Writes plaintext `buf` at `at` bytes into the message, in writes of at most [`PLAINTEXT_WRITE`].
+    fn write_plaintext(&self, buf: &[u8], at: u64) -> io::Result<()> {
+        for (i, piece) in buf.chunks(PLAINTEXT_WRITE).enumerate() {
+            self.write(piece, at + (i * PLAINTEXT_WRITE) as u64)?;
+        }
+        Ok(())
+    }
+}
+
+/// Sequential writes into a file from an offset on, with positioned writes (the file's position stays).
+struct WriteAt<'a> {
+    file: &'a File,
+    offset: u64,
+}
+
+impl Write for WriteAt<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        write_all_at(self.file, buf, self.offset)?;
+        self.offset += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `run`, which writes into `output` from `offset` on, after refusing a file open for appending; on an
+/// error, cuts `output` back to the length it had if that was `offset` or less (nothing of it was written
+/// over, so it is then exactly as it was).
+fn cut_back_on_error<T>(
+    output: &File,
+    offset: u64,
+    run: impl FnOnce() -> std::result::Result<T, FileError>,
+) -> std::result::Result<T, FileError> {
+    if appends(output).map_err(output_error)? {
+        return Err(output_error(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the output is open for appending, where positioned writes all land at its end",
+        )));
+    }
+    let len_before = output.metadata().map_err(output_error)?.len();
+    let result = run();
+    if result.is_err() && len_before <= offset {
+        // Best effort: the error being reported matters more than one about the cleanup.
+        let _ = output.set_len(len_before);
+    }
+    result
+}
+
+/// Whether `file` was opened with `O_APPEND`.
+#[cfg(unix)]
+fn appends(file: &File) -> io::Result<bool> {
+    Ok(rustix::fs::fcntl_getfl(file).map_err(io::Error::from)?.contains(rustix::fs::OFlags::APPEND))
+}
+
+#[cfg(not(unix))]
+fn appends(_file: &File) -> io::Result<bool> {
+    Ok(false)
+}
+
+/// [`encrypt_file`] into `target`; returns the message's length.
+fn encrypt_into(
+    keyring: &dyn Keyring,
+    options: &EncryptOptions,
+    input: &File,
+    mut target: Target<'_>,
+    progress: Progress<'_>,
+) -> std::result::Result<u64, FileError> {
     let input_len = input.metadata().map_err(|e| FileError::Input(Error::Io(e)))?.len();
     // A declared maximum (a caching keyring counts bytes per data key by it) must hold for the whole file.
     let declared = options.max_plaintext_length;
@@ -80,38 +217,62 @@ pub fn encrypt_file(
         .ok()
         .filter(|_| prepared.signer.is_none() && cfg!(unix))
         .and_then(|len| Layout::for_plaintext(prepared.frame_length as usize, len));
-    match layout {
-        Some(layout) => seal_file(&prepared, layout, &options.parallelism, input, output, progress)?,
-        None => return stream_encrypt(prepared, options, input, output, progress),
-    }
+    let written = match layout {
+        Some(layout) => {
+            let len = (prepared.header.len() + layout.body_len()) as u64;
+            seal_file(&prepared, layout, &options.parallelism, input, target.sink(), progress)?;
+            len
+        }
+        None => return stream_encrypt(prepared, options, input, &mut target.writer(), progress),
+    };
     // Bytes past the length read would be silently left out of the message.
     let mut probe = [0u8; 1];
     if read_at(input, &mut probe, input_len).map_err(|e| FileError::Input(Error::Io(e)))? != 0 {
         return Err(FileError::Input(Error::Io(changed_while_read())));
     }
-    Ok(())
+    Ok(written)
 }
 
 fn changed_while_read() -> io::Error {
     io::Error::other("the input file changed length while it was being encrypted")
 }
 
+/// Encrypts `input` into `output` with the streaming encryptor; returns the message's length.
 fn stream_encrypt(
     prepared: PreparedEncryption,
     options: &EncryptOptions,
     input: &File,
-    output: &mut PendingFile,
+    output: &mut dyn Write,
     progress: Progress<'_>,
-) -> std::result::Result<(), FileError> {
+) -> std::result::Result<u64, FileError> {
     let read_failed = AtomicBool::new(false);
     let reader = At { file: input, offset: 0, progress, failed: &read_failed };
-    let mut out = WipingBufWriter::with_capacity(64 << 10, output);
+    let mut out = Counted { inner: WipingBufWriter::with_capacity(64 << 10, output), count: 0 };
     let mut encryptor = Encryptor::with_prepared(prepared, options, &mut out).map_err(FileError::Output)?;
     encryptor.copy_from(WipingBufReader::with_capacity(16 << 10, reader)).map_err(|e| {
         if read_failed.load(Ordering::Relaxed) { FileError::Input(Error::Io(e)) } else { output_error(e) }
     })?;
     encryptor.finish().map_err(FileError::Output)?;
-    out.flush().map_err(output_error)
+    out.flush().map_err(output_error)?;
+    Ok(out.count)
+}
+
+/// A writer that counts the bytes it took.
+struct Counted<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn output_error(e: io::Error) -> FileError {
@@ -158,30 +319,65 @@ impl FileDecryptor {
         output: &mut PendingFile,
         progress: Progress<'_>,
     ) -> std::result::Result<Header, FileError> {
+        self.decrypt_to(Target::Pending(output), progress).map(|(header, _)| header)
+    }
+
+    /// Decrypts the body into the regular file `output` from byte `offset` on, and returns the header and
+    /// the plaintext's length once every frame (and any signature) verified. For a file that is not this
+    /// crate's to create, such as standard output redirected to a file: the writes are positioned
+    /// (`pwrite`, from several threads, each frame once it verified), so `output`'s own position does not
+    /// move.
+    ///
+    /// On an error, `output` is cut back to the length it had if it ended at `offset` or before when the
+    /// call began (so no plaintext of a message that failed stays in a fresh file), and otherwise holds
+    /// whatever verified frames were written: discard it. Fails with [`FileError::Output`] and writes nothing if `output`
+    /// was opened for appending (`>>`), where Linux puts every positioned write at the end.
+    pub fn decrypt_into_at(
+        self,
+        output: &File,
+        offset: u64,
+        progress: Progress<'_>,
+    ) -> std::result::Result<(Header, u64), FileError> {
+        cut_back_on_error(output, offset, || self.decrypt_to(Target::At(output, offset), progress))
+    }
+
+    /// [`Self::decrypt_into`] into `target`; also returns the plaintext's length.
+    fn decrypt_to(
+        self,
+        mut target: Target<'_>,
+        progress: Progress<'_>,
+    ) -> std::result::Result<(Header, u64), FileError> {
         let Self { input, header, opened, options } = self;
         let body_start = header.as_bytes().len() as u64;
         if opened.verifier.is_none() && header.content_type() == ContentType::Framed && cfg!(unix) {
             let input_len = input.metadata().map_err(|e| FileError::Input(Error::Io(e)))?.len();
             let (key, id, frame_len) = (&opened.keys.content, header.message_id(), header.frame_length());
             let body = Body { file: &input, start: body_start, len: input_len.saturating_sub(body_start) };
-            if open_file(key, id, frame_len, &options.parallelism, body, output, progress)? {
-                return Ok(header);
+            if let Some(len) = open_file(key, id, frame_len, &options.parallelism, body, target.sink(), progress)? {
+                return Ok((header, len));
             }
-            // Something about the body is wrong: the streaming decryptor finds and reports it, from scratch.
-            output.file().set_len(0).map_err(|e| FileError::Output(Error::Io(e)))?;
+            // Something about the body is wrong: the streaming decryptor finds and reports it, from scratch
+            // (over what was written, from the start).
+            if let Target::Pending(pending) = &mut target {
+                pending.file().set_len(0).map_err(|e| FileError::Output(Error::Io(e)))?;
+            }
         }
         let read_failed = AtomicBool::new(false);
         let reader = At { file: &input, offset: body_start, progress, failed: &read_failed };
         let mut decryptor =
             Decryptor::with_opened(header, opened, &options, WipingBufReader::with_capacity(16 << 10, reader));
         let write_failed = AtomicBool::new(false);
-        let mut out = Flagged { inner: WipingBufWriter::with_capacity(64 << 10, &mut *output), failed: &write_failed };
+        let mut writer = target.writer();
+        let mut out = Flagged {
+            inner: Counted { inner: WipingBufWriter::with_capacity(64 << 10, &mut *writer), count: 0 },
+            failed: &write_failed,
+        };
         let blame = |e: io::Error| {
             if write_failed.load(Ordering::Relaxed) { output_error(e) } else { FileError::Input(Error::from_io(e)) }
         };
         decryptor.write_to(&mut out).map_err(blame)?;
         out.flush().map_err(output_error)?;
-        Ok(decryptor.header().clone())
+        Ok((decryptor.header().clone(), out.inner.count))
     }
 }
 
@@ -277,14 +473,6 @@ fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
 /// Encrypt's output offsets are not aligned (header and frame overhead), so it writes whole jobs.
 const PLAINTEXT_WRITE: usize = 64 << 10;
 
-/// Writes `buf` at `offset` in writes of at most [`PLAINTEXT_WRITE`] bytes.
-fn write_in_pieces(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-    for (i, piece) in buf.chunks(PLAINTEXT_WRITE).enumerate() {
-        write_all_at(file, piece, offset + (i * PLAINTEXT_WRITE) as u64)?;
-    }
-    Ok(())
-}
-
 /// One worker's buffers, reused from job to job and wiped on drop (one of them holds plaintext).
 #[derive(Default)]
 struct Scratch {
@@ -369,13 +557,11 @@ fn seal_file(
     layout: Layout,
     parallelism: &Parallelism,
     input: &File,
-    output: &PendingFile,
+    output: Sink<'_>,
     progress: Progress<'_>,
 ) -> std::result::Result<(), FileError> {
     let (key, id, header) = (&prepared.keys.content, &prepared.message_id, &prepared.header[..]);
-    let (file, writeback) = output.positioned();
-    write_all_at(file, header, 0).map_err(output_error)?;
-    landed(writeback, header.len());
+    output.write(header, 0).map_err(output_error)?;
     let per_job = layout.frames_per_job(parallelism);
     let regular_jobs = regular_jobs(&layout, per_job);
     let body_start = header.len() as u64;
@@ -402,8 +588,7 @@ fn seal_file(
             }
             (plain.len(), first * layout.stride(), out)
         };
-        write_all_at(file, out, body_start + out_at as u64)?;
-        landed(writeback, out.len());
+        output.write(out, body_start + out_at as u64)?;
         progress(plain_len as u64);
         Ok(true)
     };
@@ -413,29 +598,28 @@ fn seal_file(
         .map_err(|e| if read_failed.load(Ordering::Relaxed) { FileError::Input(Error::Io(e)) } else { output_error(e) })
 }
 
-/// Decrypts the framed body `body` into `output`; `Ok(true)` once every frame verified, `Ok(false)` if
-/// anything about the body is wrong or it does not have the only layout its length allows (the streaming
-/// decryptor must then run and report what), an error if reading or writing failed.
+/// Decrypts the framed body `body` into `output`; `Ok(Some(plaintext length))` once every frame verified,
+/// `Ok(None)` if anything about the body is wrong or it does not have the only layout its length allows (the
+/// streaming decryptor must then run and report what), an error if reading or writing failed.
 fn open_file(
     key: &AeadKey,
     id: &MessageId,
     frame_len: u32,
     parallelism: &Parallelism,
     body: Body<'_>,
-    output: &PendingFile,
+    output: Sink<'_>,
     progress: Progress<'_>,
-) -> std::result::Result<bool, FileError> {
+) -> std::result::Result<Option<u64>, FileError> {
     let input_error = |e: io::Error| FileError::Input(Error::Io(e));
     let Some(layout) = usize::try_from(body.len).ok().and_then(|len| Layout::for_body(frame_len as usize, len)) else {
-        return Ok(false);
+        return Ok(None);
     };
     let final_at = body.start + (layout.regular * layout.stride()) as u64;
     let mut prefix = [0u8; FINAL_PREFIX];
     read_exact_at(body.file, &mut prefix, final_at).map_err(input_error)?;
     if !layout.final_prefix_matches(&prefix) {
-        return Ok(false);
+        return Ok(None);
     }
-    let (file, writeback) = output.positioned();
     let per_job = layout.frames_per_job(parallelism);
     let regular_jobs = regular_jobs(&layout, per_job);
     let write_failed = AtomicBool::new(false);
@@ -459,17 +643,18 @@ fn open_file(
             return Ok(false);
         }
         // Only verified plaintext reaches the (unnamed or temp) output.
-        write_in_pieces(file, out, out_at as u64).inspect_err(|_| write_failed.store(true, Ordering::Relaxed))?;
-        landed(writeback, out.len());
+        output.write_plaintext(out, out_at as u64).inspect_err(|_| write_failed.store(true, Ordering::Relaxed))?;
         progress(in_len as u64);
         Ok(true)
     };
     let threads = threads_for(parallelism, layout.body_len());
-    run_jobs(threads, regular_jobs + 1, open_job).map_err(|e| {
+    let plaintext_len = layout.plaintext_len() as u64;
+    let verified = run_jobs(threads, regular_jobs + 1, open_job).map_err(|e| {
         // A file that shrank while read ends early: the streaming decryptor cannot do better, so the error
         // stands as an input error.
         if write_failed.load(Ordering::Relaxed) { output_error(e) } else { input_error(e) }
-    })
+    })?;
+    Ok(verified.then_some(plaintext_len))
 }
 
 #[cfg(all(test, unix))]
@@ -506,7 +691,9 @@ mod tests {
                 let destination = dir.path().join("ct");
                 let pending = PendingFile::create(&destination, true).unwrap();
                 let input = File::open(dir.path().join("pt")).unwrap();
-                seal_file(&prepared, layout, &parallelism(threads), &input, &pending, &|_| {}).unwrap();
+                let (file, writeback) = pending.positioned();
+                let sink = Sink { file, base: 0, writeback };
+                seal_file(&prepared, layout, &parallelism(threads), &input, sink, &|_| {}).unwrap();
                 pending.commit(false, true).unwrap();
 
                 let mut expected = Vec::new();
@@ -537,8 +724,10 @@ mod tests {
         let body = Body { file: &decryptor.input, start, len: message.len() as u64 - start };
         let (key, id) = (&decryptor.opened.keys.content, header.message_id());
         let pending = PendingFile::create(&dir.path().join("out"), false).unwrap();
+        let (file, writeback) = pending.positioned();
+        let sink = Sink { file, base: 0, writeback };
         let verified =
-            open_file(key, id, header.frame_length(), &parallelism(threads), body, &pending, &|_| {}).unwrap();
+            open_file(key, id, header.frame_length(), &parallelism(threads), body, sink, &|_| {}).unwrap().is_some();
         let mut written = Vec::new();
         pending.positioned().0.read_to_end(&mut written).unwrap();
         (verified, written)
