@@ -54,6 +54,23 @@ impl AeadKey {
         self.0.open_in_place(iv, aad, buf, tag).map_err(|_| AuthenticationFailed)
     }
 
+    /// Verifies `tag` and decrypts `ciphertext` into `out`, which must be as long (else the open fails),
+    /// reading the ciphertext where it is rather than copying it into `out` first where the backend allows
+    /// (both do, outside FIPS mode). On failure `out` must be treated as garbage and never released.
+    pub fn open_to(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8; TAG_LEN],
+        out: &mut [u8],
+    ) -> Result<(), AuthenticationFailed> {
+        if ciphertext.len() != out.len() {
+            return Err(AuthenticationFailed);
+        }
+        self.0.open_to(iv, aad, ciphertext, tag, out).map_err(|_| AuthenticationFailed)
+    }
+
     /// Like [`open_in_place`](Self::open_in_place) for `ciphertext || tag` held in one buffer, as frames are
     /// read; the plaintext ends up in `buf[..buf.len() - TAG_LEN]`. The fastest open each backend allows.
     pub fn open_in_place_tag_after(
@@ -89,6 +106,14 @@ mod tests {
         bad[0] ^= 1;
         assert_eq!(key.open_in_place(&iv, &[], &mut buf, &bad), Err(AuthenticationFailed));
         assert!(AeadKey::new(&[0; 20]).is_err());
+
+        let ciphertext = hex("fa4362189661d163fcd6a56d8bf0405a");
+        let mut out = [0u8; 16];
+        key.open_to(&iv, &[], &ciphertext, &tag, &mut out).unwrap();
+        assert_eq!(out.to_vec(), hex("2db5168e932556f8089a0622981d017d"));
+        assert_eq!(key.open_to(&iv, &[], &ciphertext, &bad, &mut out), Err(AuthenticationFailed));
+        assert_eq!(key.open_to(&iv, &[], &ciphertext, &tag, &mut [0u8; 15]), Err(AuthenticationFailed));
+        assert_eq!(key.open_to(&iv, b"other aad", &ciphertext, &tag, &mut out), Err(AuthenticationFailed));
     }
 
     /// The tag-after open agrees with the detached one, refuses a flipped bit, and every key size works.

@@ -22,7 +22,9 @@ use super::buffer::{self, WipingBufReader, WipingBufWriter};
 use super::cmm::{OpenedHeader, PreparedEncryption, open_header, prepare_encrypt};
 use super::file::{PendingFile, Writeback};
 use super::options::Parallelism;
-use super::whole::{FINAL_PREFIX, Layout, open_final, open_regular, seal_final, seal_regular, threads_for};
+use super::whole::{
+    FINAL_PREFIX, Layout, REGULAR_PREFIX, open_final, open_regular, seal_final, seal_regular_in_place, threads_for,
+};
 use super::{DecryptOptions, Decryptor, EncryptOptions, Encryptor};
 use crate::crypto::AeadKey;
 use crate::error::{Error, Result};
@@ -435,6 +437,55 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
 }
 
+/// Frames whose bodies one `preadv` fills at most: well under Linux's `IOV_MAX` (1024), and few enough
+/// that the slice list costs nothing even for tiny frames.
+const BODIES_PER_READ: usize = 256;
+
+/// Fills the body (`body`, a range within each `stride`-byte frame) of every frame in `out` with the
+/// consecutive bytes of `file` from `offset` on, by vectored reads: the plaintext lands where it is sealed,
+/// with no copy between a read buffer and the frames.
+#[cfg(unix)]
+fn read_bodies_at(
+    file: &File,
+    out: &mut [u8],
+    stride: usize,
+    body: std::ops::Range<usize>,
+    mut offset: u64,
+) -> io::Result<()> {
+    for frames in out.chunks_mut(stride * BODIES_PER_READ) {
+        let mut slices: Vec<io::IoSliceMut<'_>> =
+            frames.chunks_mut(stride).map(|frame| io::IoSliceMut::new(&mut frame[body.clone()])).collect();
+        let mut unfilled = &mut slices[..];
+        while !unfilled.is_empty() {
+            match rustix::io::preadv(file, unfilled, offset) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    offset += n as u64;
+                    io::IoSliceMut::advance_slices(&mut unfilled, n);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn read_bodies_at(
+    file: &File,
+    out: &mut [u8],
+    stride: usize,
+    body: std::ops::Range<usize>,
+    mut offset: u64,
+) -> io::Result<()> {
+    for frame in out.chunks_mut(stride) {
+        read_exact_at(file, &mut frame[body.clone()], offset)?;
+        offset += body.len() as u64;
+    }
+    Ok(())
+}
+
 #[cfg(unix)]
 fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
@@ -580,13 +631,13 @@ fn seal_file(
             (plain.len(), layout.regular * layout.stride(), out)
         } else {
             let (first, frames) = job_frames(&layout, per_job, job);
-            let (plain, out) = scratch.sized(frames * layout.frame_len, frames * layout.stride());
-            read_exact_at(input, plain, (first * layout.frame_len) as u64).map_err(reading)?;
-            let pairs = plain.chunks(layout.frame_len).zip(out.chunks_mut(layout.stride()));
-            for (sequence, (plain, out)) in (first as u32 + 1..).zip(pairs) {
-                seal_regular(key, id, sequence, plain, out);
+            let (_, out) = scratch.sized(0, frames * layout.stride());
+            let bodies = REGULAR_PREFIX..REGULAR_PREFIX + layout.frame_len;
+            read_bodies_at(input, out, layout.stride(), bodies, (first * layout.frame_len) as u64).map_err(reading)?;
+            for (sequence, frame) in (first as u32 + 1..).zip(out.chunks_mut(layout.stride())) {
+                seal_regular_in_place(key, id, sequence, frame);
             }
-            (plain.len(), first * layout.stride(), out)
+            (frames * layout.frame_len, first * layout.stride(), out)
         };
         output.write(out, body_start + out_at as u64)?;
         progress(plain_len as u64);
@@ -682,8 +733,12 @@ mod tests {
     fn sealed_files_are_the_one_shot_messages_byte_for_byte() {
         let dir = tempfile::tempdir().unwrap();
         let options = EncryptOptions::new().frame_length(FRAME as u32);
-        for threads in [1, 3] {
-            for len in [0, 1, FRAME - 1, FRAME, FRAME + 1, 3 * FRAME, 7 * FRAME + 3, 9 * FRAME] {
+        // Jobs of 3 frames, and of more frames than one vectored read fills (the rest read by a second).
+        let jobs = [(1, 3), (3, 3), (1, BODIES_PER_READ + 5), (2, BODIES_PER_READ + 5)];
+        let lens = [0, 1, FRAME - 1, FRAME, FRAME + 1, 3 * FRAME, 7 * FRAME + 3, 9 * FRAME, 700 * FRAME + 1];
+        for (threads, job_frames) in jobs {
+            let sealing = Parallelism { job_length: job_frames * FRAME, ..parallelism(threads) };
+            for len in lens {
                 let pt = plaintext(len);
                 fs::write(dir.path().join("pt"), &pt).unwrap();
                 let prepared = block_on(prepare_encrypt(&keyring(), &options, None)).unwrap();
@@ -693,7 +748,7 @@ mod tests {
                 let input = File::open(dir.path().join("pt")).unwrap();
                 let (file, writeback) = pending.positioned();
                 let sink = Sink { file, base: 0, writeback };
-                seal_file(&prepared, layout, &parallelism(threads), &input, sink, &|_| {}).unwrap();
+                seal_file(&prepared, layout, &sealing, &input, sink, &|_| {}).unwrap();
                 pending.commit(false, true).unwrap();
 
                 let mut expected = Vec::new();
@@ -708,7 +763,8 @@ mod tests {
                     &mut expected,
                 );
                 assert!(one_shot);
-                assert_eq!(fs::read(&destination).unwrap(), expected, "{len} bytes, {threads} threads");
+                let what = format!("{len} bytes, {threads} threads, {job_frames} frames per job");
+                assert!(fs::read(&destination).unwrap() == expected, "{what}");
             }
         }
     }

@@ -178,10 +178,24 @@ struct Job<O, I> {
 /// Seals regular frame `sequence` from `input` into `out`, its whole wire form (sequence number, IV, body,
 /// tag).
 pub(super) fn seal_regular(key: &AeadKey, message_id: &MessageId, sequence: u32, input: &[u8], out: &mut [u8]) {
+    out[REGULAR_PREFIX..REGULAR_PREFIX + input.len()].copy_from_slice(input);
+    seal_regular_in_place(key, message_id, sequence, out);
+}
+
+/// Where a regular frame's body starts in its wire form (after the sequence number and the IV).
+pub(super) const REGULAR_PREFIX: usize = 4 + IV_LEN;
+
+/// Seals regular frame `sequence` in `frame`, its whole wire form, whose body already holds the plaintext
+/// (read there directly by the caller, so that it is not copied): writes the prefix, encrypts the body in
+/// place and writes the tag.
+pub(super) fn seal_regular_in_place(key: &AeadKey, message_id: &MessageId, sequence: u32, frame: &mut [u8]) {
     let iv = frame_iv(sequence);
-    out[..4].copy_from_slice(&sequence.to_be_bytes());
-    out[4..4 + IV_LEN].copy_from_slice(&iv);
-    seal_frame(key, message_id, BlockKind::Regular, sequence, iv, input, &mut out[4 + IV_LEN..]);
+    frame[..4].copy_from_slice(&sequence.to_be_bytes());
+    frame[4..REGULAR_PREFIX].copy_from_slice(&iv);
+    let body_len = frame.len() - REGULAR_PREFIX - TAG_LEN;
+    let (body, tag) = frame[REGULAR_PREFIX..].split_at_mut(body_len);
+    let aad = BodyAad::new(message_id, BlockKind::Regular, sequence, body_len as u64);
+    tag.copy_from_slice(&key.seal_in_place(&iv, aad.as_bytes(), body));
 }
 
 /// Seals the final frame `sequence` from `input` into `out`, its whole wire form (prefix, body, tag).
@@ -293,9 +307,8 @@ fn open_frame(
 ) -> bool {
     let (ciphertext, tag) = input.split_at(out.len());
     let tag: &[u8; TAG_LEN] = tag.try_into().expect("the layout leaves exactly a tag");
-    out.copy_from_slice(ciphertext);
     let aad = BodyAad::new(message_id, kind, sequence, out.len() as u64);
-    key.open_in_place(&iv, aad.as_bytes(), out, tag).is_ok()
+    key.open_to(&iv, aad.as_bytes(), ciphertext, tag, out).is_ok()
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! AES-GCM through RustCrypto `aes-gcm` (the default backend).
 
 use aes_gcm::aead::consts::U12;
+use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aes::Aes192;
 use aes_gcm::{AeadInOut, Aes128Gcm, Aes256Gcm, AesGcm, KeyInit, Nonce, Tag};
 
@@ -58,6 +59,22 @@ impl GcmKey {
         let nonce = Nonce::<U12>::from(*iv);
         let tag = Tag::from(*tag);
         dispatch!(self, c => c.decrypt_inout_detached(&nonce, aad, buf.into(), &tag)).map_err(|_| Rejected)
+    }
+
+    /// Opens `ciphertext` into `out` (of the same length, checked by the caller) in one pass: the tag is
+    /// checked over `ciphertext` before anything is written to `out`.
+    pub(crate) fn open_to(
+        &self,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8; TAG_LEN],
+        out: &mut [u8],
+    ) -> Result<(), Rejected> {
+        let nonce = Nonce::<U12>::from(*iv);
+        let tag = Tag::from(*tag);
+        let buf = InOutBuf::new(ciphertext, out).map_err(|_| Rejected)?;
+        dispatch!(self, c => c.decrypt_inout_detached(&nonce, aad, buf, &tag)).map_err(|_| Rejected)
     }
 
     pub(crate) fn open_in_place_tag_after(
