@@ -324,3 +324,32 @@ fn a_file_open_for_appending_is_refused_untouched() {
     assert!(matches!(err, FileError::Output(Error::Io(_))), "{err:?}");
     assert_eq!(fs::read(dir.path().join("ct")).unwrap(), b"log");
 }
+
+/// An offset no file position can reach (past `i64::MAX`, up to `u64::MAX`): both calls fail before writing,
+/// and the offset arithmetic does not wrap, so no worker's frame lands near the file's start instead.
+#[test]
+fn an_offset_past_what_a_file_can_hold_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let pt = plaintext(30 * FRAME);
+    fs::write(dir.path().join("pt"), &pt).unwrap();
+    let message = kms_envelope::encrypt(&keyring(), &encrypt_options(1), &pt).unwrap();
+    fs::write(dir.path().join("msg"), &message).unwrap();
+    let kept = vec![b'k'; 40 * FRAME];
+    for threads in [1, 3] {
+        for at in [u64::MAX, u64::MAX - 50, 1 << 63] {
+            let what = format!("offset {at}, {threads} threads");
+            let out = output_after(&dir.path().join("ct"), &kept, false);
+            let input = File::open(dir.path().join("pt")).unwrap();
+            let err = encrypt_file_at(&keyring(), &encrypt_options(threads), &input, &out, at, &|_| {}).unwrap_err();
+            assert!(matches!(err, FileError::Output(Error::Io(_))), "{what}: {err:?}");
+            assert!(fs::read(dir.path().join("ct")).unwrap() == kept, "{what}: the file changed");
+
+            let out = output_after(&dir.path().join("back"), &kept, false);
+            let message_file = File::open(dir.path().join("msg")).unwrap();
+            let decryptor = FileDecryptor::new(&keyring(), &decrypt_options(threads), message_file).unwrap();
+            let err = decryptor.decrypt_into_at(&out, at, &|_| {}).unwrap_err();
+            assert!(matches!(err, FileError::Output(Error::Io(_))), "{what}: {err:?}");
+            assert!(fs::read(dir.path().join("back")).unwrap() == kept, "{what}: the file changed");
+        }
+    }
+}

@@ -80,7 +80,8 @@ pub fn encrypt_file(
 /// On an error, `output` is cut back to the length it had if it ended at `offset` or before when the call
 /// began (so a failed call into a fresh or growing file leaves it as it was), and otherwise left as the
 /// writes left it. Fails with [`FileError::Output`] and writes nothing if `output` was opened for appending
-/// (`>>`), where Linux puts every positioned write at the end.
+/// (`>>`), where Linux puts every positioned write at the end, or if `offset` is past `i64::MAX`, the
+/// largest file position.
 pub fn encrypt_file_at(
     keyring: &dyn Keyring,
     options: &EncryptOptions,
@@ -132,7 +133,9 @@ struct Sink<'a> {
 impl Sink<'_> {
     /// Writes `buf` at `at` bytes into the message.
     fn write(&self, buf: &[u8], at: u64) -> io::Result<()> {
-        write_all_at(self.file, buf, self.base + at)?;
+        // Wrapped, a worker's frame would land near the file's start, over what the caller kept there.
+        let offset = self.base.checked_add(at).ok_or_else(beyond_any_file)?;
+        write_all_at(self.file, buf, offset)?;
         landed(self.writeback, buf.len());
         Ok(())
     }
@@ -164,9 +167,9 @@ impl Write for WriteAt<'_> {
     }
 }
 
-/// Runs `run`, which writes into `output` from `offset` on, after refusing a file open for appending; on an
-/// error, cuts `output` back to the length it had if that was `offset` or less (nothing of it was written
-/// over, so it is then exactly as it was).
+/// Runs `run`, which writes into `output` from `offset` on, after refusing a file open for appending or an
+/// offset past any file position; on an error, cuts `output` back to the length it had if that was `offset`
+/// or less (nothing of it was written over, so it is then exactly as it was).
 fn cut_back_on_error<T>(
     output: &File,
     offset: u64,
@@ -178,6 +181,9 @@ fn cut_back_on_error<T>(
             "the output is open for appending, where positioned writes all land at its end",
         )));
     }
+    if i64::try_from(offset).is_err() {
+        return Err(output_error(beyond_any_file()));
+    }
     let len_before = output.metadata().map_err(output_error)?.len();
     let result = run();
     if result.is_err() && len_before <= offset {
@@ -185,6 +191,11 @@ fn cut_back_on_error<T>(
         let _ = output.set_len(len_before);
     }
     result
+}
+
+/// An offset past the largest one a file position can take (`off_t`).
+fn beyond_any_file() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "the output offset is past the largest a file can have")
 }
 
 /// Whether `file` was opened with `O_APPEND`.
@@ -331,7 +342,8 @@ impl FileDecryptor {
     /// On an error, `output` is cut back to the length it had if it ended at `offset` or before when the
     /// call began (so no plaintext of a message that failed stays in a fresh file), and otherwise holds
     /// whatever verified frames were written: discard it. Fails with [`FileError::Output`] and writes nothing if `output`
-    /// was opened for appending (`>>`), where Linux puts every positioned write at the end.
+    /// was opened for appending (`>>`), where Linux puts every positioned write at the end, or if `offset` is
+    /// past `i64::MAX`, the largest file position.
     pub fn decrypt_into_at(
         self,
         output: &File,
