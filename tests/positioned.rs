@@ -303,6 +303,32 @@ fn a_failed_decrypt_at_an_offset_leaves_the_file_as_it_was() {
     }
 }
 
+/// A failed decrypt into a caller's file over bytes it held past the offset (`1<> file`): what lay between
+/// the offset and the old end was written over and cannot come back, but the file is cut back to its old
+/// length, so no plaintext of the failed message is left past it.
+#[test]
+fn a_failed_decrypt_over_a_files_bytes_leaves_no_plaintext_past_its_old_end() {
+    let (_, message, header_len) = message_and_header(12);
+    let dir = tempfile::tempdir().unwrap();
+    let held = [&b"kept"[..], &[b'x'; 2 * FRAME]].concat();
+    for threads in [1, 3] {
+        for at in [5 * REGULAR + 30, 12 * REGULAR + 30] {
+            let mut bad = message.clone();
+            bad[header_len + at] ^= 0x01;
+            fs::write(dir.path().join("bad"), &bad).unwrap();
+            let out = output_after(&dir.path().join("out"), &held, false);
+            let decryptor =
+                FileDecryptor::new(&keyring(), &decrypt_options(threads), File::open(dir.path().join("bad")).unwrap())
+                    .unwrap();
+            let err = decryptor.decrypt_into_at(&out, 4, &|_| {}).unwrap_err();
+            assert!(matches!(err, FileError::Input(Error::FrameAuthentication { .. })), "byte {at}: {err:?}");
+            let file = fs::read(dir.path().join("out")).unwrap();
+            assert_eq!(file.len(), held.len(), "byte {at}, {threads} threads: plaintext past the old end");
+            assert_eq!(&file[..4], b"kept", "byte {at}, {threads} threads");
+        }
+    }
+}
+
 /// `>>`: Linux puts every positioned write of a file opened for appending at its end, so such a file is
 /// refused before anything is written (the CLI streams into it instead).
 #[test]

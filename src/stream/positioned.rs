@@ -77,9 +77,9 @@ pub fn encrypt_file(
 /// a file (`> file`): the writes are positioned (`pwrite`, from several threads), so `output`'s own position
 /// does not move; the caller moves it past the message if later writes must follow it.
 ///
-/// On an error, `output` is cut back to the length it had if it ended at `offset` or before when the call
-/// began (so a failed call into a fresh or growing file leaves it as it was), and otherwise left as the
-/// writes left it. Fails with [`FileError::Output`] and writes nothing if `output` was opened for appending
+/// On an error, `output` is cut back to the length it had when the call began: a failed call into a fresh
+/// or growing file (one that ended at `offset` or before) leaves it as it was; bytes it held past `offset`
+/// may have been written over. Fails with [`FileError::Output`] and writes nothing if `output` was opened for appending
 /// (`>>`), where Linux puts every positioned write at the end, or if `offset` is past `i64::MAX`, the
 /// largest file position.
 pub fn encrypt_file_at(
@@ -168,8 +168,9 @@ impl Write for WriteAt<'_> {
 }
 
 /// Runs `run`, which writes into `output` from `offset` on, after refusing a file open for appending or an
-/// offset past any file position; on an error, cuts `output` back to the length it had if that was `offset`
-/// or less (nothing of it was written over, so it is then exactly as it was).
+/// offset past any file position; on an error, cuts `output` back to the length it had (exactly as it was
+/// if that was `offset` or less: nothing of it was written over; otherwise nothing written stays past its
+/// old end).
 fn cut_back_on_error<T>(
     output: &File,
     offset: u64,
@@ -186,7 +187,7 @@ fn cut_back_on_error<T>(
     }
     let len_before = output.metadata().map_err(output_error)?.len();
     let result = run();
-    if result.is_err() && len_before <= offset {
+    if result.is_err() {
         // Best effort: the error being reported matters more than one about the cleanup.
         let _ = output.set_len(len_before);
     }
@@ -339,11 +340,11 @@ impl FileDecryptor {
     /// (`pwrite`, from several threads, each frame once it verified), so `output`'s own position does not
     /// move.
     ///
-    /// On an error, `output` is cut back to the length it had if it ended at `offset` or before when the
-    /// call began (so no plaintext of a message that failed stays in a fresh file), and otherwise holds
-    /// whatever verified frames were written: discard it. Fails with [`FileError::Output`] and writes nothing if `output`
-    /// was opened for appending (`>>`), where Linux puts every positioned write at the end, or if `offset` is
-    /// past `i64::MAX`, the largest file position.
+    /// On an error, `output` is cut back to the length it had when the call began, so no plaintext of a
+    /// message that failed stays in a fresh file or past the old end of one; bytes it held past `offset` may
+    /// hold verified frames written over them: discard them. Fails with [`FileError::Output`] and writes
+    /// nothing if `output` was opened for appending (`>>`), where Linux puts every positioned write at the
+    /// end, or if `offset` is past `i64::MAX`, the largest file position.
     pub fn decrypt_into_at(
         self,
         output: &File,
