@@ -379,3 +379,32 @@ fn an_offset_past_what_a_file_can_hold_is_refused_untouched() {
         }
     }
 }
+
+/// The input file as the output (the same `File`, or another handle on it): the workers would write over
+/// input other workers have not read yet, so both calls refuse it before writing, and the file keeps its bytes.
+#[test]
+fn the_input_file_as_the_output_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let pt = plaintext(30 * FRAME);
+    let message = kms_envelope::encrypt(&keyring(), &encrypt_options(1), &pt).unwrap();
+    let open = |name: &str| fs::OpenOptions::new().read(true).write(true).open(dir.path().join(name)).unwrap();
+    for threads in [1, 3] {
+        for same_handle in [true, false] {
+            let what = format!("{threads} threads, same handle {same_handle}");
+            fs::write(dir.path().join("pt"), &pt).unwrap();
+            let input = open("pt");
+            let output = if same_handle { input.try_clone().unwrap() } else { open("pt") };
+            let err = encrypt_file_at(&keyring(), &encrypt_options(threads), &input, &output, 0, &|_| {}).unwrap_err();
+            assert!(matches!(err, FileError::Output(Error::Io(_))), "{what}: {err:?}");
+            assert!(fs::read(dir.path().join("pt")).unwrap() == pt, "{what}: the input changed");
+
+            fs::write(dir.path().join("msg"), &message).unwrap();
+            let input = open("msg");
+            let output = if same_handle { input.try_clone().unwrap() } else { open("msg") };
+            let decryptor = FileDecryptor::new(&keyring(), &decrypt_options(threads), input).unwrap();
+            let err = decryptor.decrypt_into_at(&output, 0, &|_| {}).unwrap_err();
+            assert!(matches!(err, FileError::Output(Error::Io(_))), "{what}: {err:?}");
+            assert!(fs::read(dir.path().join("msg")).unwrap() == message, "{what}: the message changed");
+        }
+    }
+}
