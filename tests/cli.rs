@@ -230,6 +230,44 @@ fn a_failed_decrypt_to_a_stdout_file_leaves_it_as_it_was() {
     assert_eq!(fs::read(s.path("out")).unwrap(), b"before\n");
 }
 
+/// stdout that is the input file itself (`encrypt pt - 1<>pt`, `encrypt - - < pt 1<>pt`, `decrypt msg - 1<>msg`,
+/// `decrypt msg - >> msg`, or through a hard link) is refused before anything is read or written, as `cat`
+/// refuses "input file is output file": a message is longer than its plaintext, so encrypt wrote over input
+/// it had not read yet and exited 0 with a message of its own output; decrypt wrote over, or appended
+/// plaintext to, the message it was reading.
+#[cfg(unix)]
+#[test]
+fn stdout_that_is_the_input_file_is_refused_untouched() {
+    let s = Scratch::new();
+    let data = plaintext(300 << 10);
+    s.write("pt", &data);
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--frame-length", "4096", "pt", "ct"]])), 0);
+    let message = fs::read(s.path("ct")).unwrap();
+    fs::hard_link(s.path("ct"), s.path("ct-link")).unwrap();
+    let cases: [(&str, &str, bool, bool, &str); 5] = [
+        ("encrypt", "pt", false, false, "pt"),
+        ("encrypt", "pt", true, false, "pt"),
+        ("decrypt", "ct", false, false, "ct"),
+        ("decrypt", "ct", false, true, "ct"),
+        ("decrypt", "ct", false, false, "ct-link"),
+    ];
+    for (command, input, from_stdin, append, stdout) in cases {
+        let what = format!("{command} {input} (stdin {from_stdin}), stdout {stdout} (append {append})");
+        let out = fs::OpenOptions::new().read(true).write(!append).append(append).open(s.path(stdout)).unwrap();
+        let mut cmd =
+            process(&s, &args(&[&[command], &raw("wrapping.key"), &[if from_stdin { "-" } else { input }, "-"]]));
+        if from_stdin {
+            cmd.stdin(fs::File::open(s.path(input)).unwrap());
+        }
+        let run = cmd.stdout(out).output().unwrap();
+        let stderr = stderr_of(&run);
+        assert_eq!(run.status.code(), Some(2), "{what}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
+        assert!(fs::read(s.path("pt")).unwrap() == data, "{what}: the plaintext file changed");
+        assert!(fs::read(s.path("ct")).unwrap() == message, "{what}: the message file changed");
+    }
+}
+
 /// A stdin or stdout pipe is widened to 1 MiB (or the system's limit), so that the writer does not sleep
 /// after every 64 KiB frame; the pipe keeps its size after the process, where the test reads it.
 #[cfg(target_os = "linux")]

@@ -303,6 +303,32 @@ fn a_failed_decrypt_at_an_offset_leaves_the_file_as_it_was() {
     }
 }
 
+/// A failed decrypt into a caller's file over bytes it held past the offset (`1<> file`): what lay between
+/// the offset and the old end was written over and cannot come back, but the file is cut back to its old
+/// length, so no plaintext of the failed message is left past it.
+#[test]
+fn a_failed_decrypt_over_a_files_bytes_leaves_no_plaintext_past_its_old_end() {
+    let (_, message, header_len) = message_and_header(12);
+    let dir = tempfile::tempdir().unwrap();
+    let held = [&b"kept"[..], &[b'x'; 2 * FRAME]].concat();
+    for threads in [1, 3] {
+        for at in [5 * REGULAR + 30, 12 * REGULAR + 30] {
+            let mut bad = message.clone();
+            bad[header_len + at] ^= 0x01;
+            fs::write(dir.path().join("bad"), &bad).unwrap();
+            let out = output_after(&dir.path().join("out"), &held, false);
+            let decryptor =
+                FileDecryptor::new(&keyring(), &decrypt_options(threads), File::open(dir.path().join("bad")).unwrap())
+                    .unwrap();
+            let err = decryptor.decrypt_into_at(&out, 4, &|_| {}).unwrap_err();
+            assert!(matches!(err, FileError::Input(Error::FrameAuthentication { .. })), "byte {at}: {err:?}");
+            let file = fs::read(dir.path().join("out")).unwrap();
+            assert_eq!(file.len(), held.len(), "byte {at}, {threads} threads: plaintext past the old end");
+            assert_eq!(&file[..4], b"kept", "byte {at}, {threads} threads");
+        }
+    }
+}
+
 /// `>>`: Linux puts every positioned write of a file opened for appending at its end, so such a file is
 /// refused before anything is written (the CLI streams into it instead).
 #[test]
@@ -323,4 +349,62 @@ fn a_file_open_for_appending_is_refused_untouched() {
     let err = decryptor.decrypt_into_at(&out, 3, &|_| {}).unwrap_err();
     assert!(matches!(err, FileError::Output(Error::Io(_))), "{err:?}");
     assert_eq!(fs::read(dir.path().join("ct")).unwrap(), b"log");
+}
+
+/// An offset no file position can reach (past `i64::MAX`, up to `u64::MAX`): both calls fail before writing,
+/// and the offset arithmetic does not wrap, so no worker's frame lands near the file's start instead.
+#[test]
+fn an_offset_past_what_a_file_can_hold_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let pt = plaintext(30 * FRAME);
+    fs::write(dir.path().join("pt"), &pt).unwrap();
+    let message = kms_envelope::encrypt(&keyring(), &encrypt_options(1), &pt).unwrap();
+    fs::write(dir.path().join("msg"), &message).unwrap();
+    let kept = vec![b'k'; 40 * FRAME];
+    for threads in [1, 3] {
+        for at in [u64::MAX, u64::MAX - 50, 1 << 63] {
+            let what = format!("offset {at}, {threads} threads");
+            let out = output_after(&dir.path().join("ct"), &kept, false);
+            let input = File::open(dir.path().join("pt")).unwrap();
+            let err = encrypt_file_at(&keyring(), &encrypt_options(threads), &input, &out, at, &|_| {}).unwrap_err();
+            assert!(matches!(err, FileError::Output(Error::Io(_))), "{what}: {err:?}");
+            assert!(fs::read(dir.path().join("ct")).unwrap() == kept, "{what}: the file changed");
+
+            let out = output_after(&dir.path().join("back"), &kept, false);
+            let message_file = File::open(dir.path().join("msg")).unwrap();
+            let decryptor = FileDecryptor::new(&keyring(), &decrypt_options(threads), message_file).unwrap();
+            let err = decryptor.decrypt_into_at(&out, at, &|_| {}).unwrap_err();
+            assert!(matches!(err, FileError::Output(Error::Io(_))), "{what}: {err:?}");
+            assert!(fs::read(dir.path().join("back")).unwrap() == kept, "{what}: the file changed");
+        }
+    }
+}
+
+/// The input file as the output (the same `File`, or another handle on it): the workers would write over
+/// input other workers have not read yet, so both calls refuse it before writing, and the file keeps its bytes.
+#[test]
+fn the_input_file_as_the_output_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let pt = plaintext(30 * FRAME);
+    let message = kms_envelope::encrypt(&keyring(), &encrypt_options(1), &pt).unwrap();
+    let open = |name: &str| fs::OpenOptions::new().read(true).write(true).open(dir.path().join(name)).unwrap();
+    for threads in [1, 3] {
+        for same_handle in [true, false] {
+            let what = format!("{threads} threads, same handle {same_handle}");
+            fs::write(dir.path().join("pt"), &pt).unwrap();
+            let input = open("pt");
+            let output = if same_handle { input.try_clone().unwrap() } else { open("pt") };
+            let err = encrypt_file_at(&keyring(), &encrypt_options(threads), &input, &output, 0, &|_| {}).unwrap_err();
+            assert!(matches!(err, FileError::Output(Error::Io(_))), "{what}: {err:?}");
+            assert!(fs::read(dir.path().join("pt")).unwrap() == pt, "{what}: the input changed");
+
+            fs::write(dir.path().join("msg"), &message).unwrap();
+            let input = open("msg");
+            let output = if same_handle { input.try_clone().unwrap() } else { open("msg") };
+            let decryptor = FileDecryptor::new(&keyring(), &decrypt_options(threads), input).unwrap();
+            let err = decryptor.decrypt_into_at(&output, 0, &|_| {}).unwrap_err();
+            assert!(matches!(err, FileError::Output(Error::Io(_))), "{what}: {err:?}");
+            assert!(fs::read(dir.path().join("msg")).unwrap() == message, "{what}: the message changed");
+        }
+    }
 }

@@ -166,6 +166,39 @@ fn stdout_file(_input: &File) -> Option<(File, u64)> {
     None
 }
 
+/// Fails, before any key is used, when stdout is the regular file being read (`encrypt f - 1<>f`,
+/// `decrypt f - >> f`, `encrypt - - < f >> f`, or through a hard link), as `cat` refuses "input file is output
+/// file": a message is longer than its plaintext, so encrypt wrote over input it had not read yet and exited
+/// 0 with a message of its own output (or, appending, read its own output until the disk filled), and
+/// decrypt wrote over, or appended plaintext to, the message it was reading. `path` is the input's name on
+/// the command line (`-` for stdin).
+#[cfg(unix)]
+pub fn check_stdout_is_not_input(path: &str, input: &Input) -> Result<(), Failure> {
+    use std::os::fd::{AsFd, BorrowedFd};
+    use std::os::unix::fs::MetadataExt;
+    let regular_file = |fd: BorrowedFd<'_>| {
+        let meta = File::from(fd.try_clone_to_owned().ok()?).metadata().ok()?;
+        meta.is_file().then(|| (meta.dev(), meta.ino()))
+    };
+    let input_file = match &input.file {
+        Some(file) => regular_file(file.as_fd()),
+        None if path == "-" => regular_file(io::stdin().as_fd()),
+        None => None,
+    };
+    if input_file.is_some() && input_file == regular_file(io::stdout().as_fd()) {
+        return Err(Failure::usage(format!(
+            "stdout is the input file {}: refusing to write over what is being read",
+            input.name
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn check_stdout_is_not_input(_path: &str, _input: &Input) -> Result<(), Failure> {
+    Ok(())
+}
+
 /// Moves stdout's position past the `len` bytes written at `offset` with positioned writes, where a
 /// streaming write would have left it (a command after this one in `{ ...; } > file` continues there).
 fn stdout_written(mut stdout: &File, offset: u64, len: u64) -> Result<(), Failure> {

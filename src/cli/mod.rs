@@ -125,6 +125,7 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
     let input = io::open_input(&args.input)?;
     if args.output == "-" {
         io::check_message_stdout(out.force)?;
+        io::check_stdout_is_not_input(&args.input, &input)?;
     } else if io::is_s3(&args.output) {
         io::check_s3_url(&args.output)?;
     } else {
@@ -187,7 +188,9 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
         return io::decrypt_s3_range_to(keyring.as_ref(), &options, &check, &args.input, range, &args.output, out);
     }
     let input = io::open_input(&args.input)?;
-    if args.output != "-" {
+    if args.output == "-" {
+        io::check_stdout_is_not_input(&args.input, &input)?;
+    } else {
         io::check_output(Path::new(&args.output), out.force)?;
     }
     let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;

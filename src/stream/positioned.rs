@@ -79,10 +79,11 @@ pub fn encrypt_file(
 /// a file (`> file`): the writes are positioned (`pwrite`, from several threads), so `output`'s own position
 /// does not move; the caller moves it past the message if later writes must follow it.
 ///
-/// On an error, `output` is cut back to the length it had if it ended at `offset` or before when the call
-/// began (so a failed call into a fresh or growing file leaves it as it was), and otherwise left as the
-/// writes left it. Fails with [`FileError::Output`] and writes nothing if `output` was opened for appending
-/// (`>>`), where Linux puts every positioned write at the end.
+/// On an error, `output` is cut back to the length it had when the call began: a failed call into a fresh
+/// or growing file (one that ended at `offset` or before) leaves it as it was; bytes it held past `offset`
+/// may have been written over. Fails with [`FileError::Output`] and writes nothing if `output` was opened for appending
+/// (`>>`), where Linux puts every positioned write at the end, if `offset` is past `i64::MAX`, the largest
+/// file position, or if `output` is `input` (the same file through any handle or link).
 pub fn encrypt_file_at(
     keyring: &dyn Keyring,
     options: &EncryptOptions,
@@ -91,7 +92,8 @@ pub fn encrypt_file_at(
     offset: u64,
     progress: Progress<'_>,
 ) -> std::result::Result<u64, FileError> {
-    cut_back_on_error(output, offset, || encrypt_into(keyring, options, input, Target::At(output, offset), progress))
+    refuse_unusable_output(input, output, offset)?;
+    cut_back_on_error(output, || encrypt_into(keyring, options, input, Target::At(output, offset), progress))
 }
 
 /// Where a file-to-file operation writes: a pending file (from its start, synced as it says), or a file
@@ -134,7 +136,9 @@ struct Sink<'a> {
 impl Sink<'_> {
     /// Writes `buf` at `at` bytes into the message.
     fn write(&self, buf: &[u8], at: u64) -> io::Result<()> {
-        write_all_at(self.file, buf, self.base + at)?;
+        // Wrapped, a worker's frame would land near the file's start, over what the caller kept there.
+        let offset = self.base.checked_add(at).ok_or_else(beyond_any_file)?;
+        write_all_at(self.file, buf, offset)?;
         landed(self.writeback, buf.len());
         Ok(())
     }
@@ -166,27 +170,56 @@ impl Write for WriteAt<'_> {
     }
 }
 
-/// Runs `run`, which writes into `output` from `offset` on, after refusing a file open for appending; on an
-/// error, cuts `output` back to the length it had if that was `offset` or less (nothing of it was written
-/// over, so it is then exactly as it was).
-fn cut_back_on_error<T>(
-    output: &File,
-    offset: u64,
-    run: impl FnOnce() -> std::result::Result<T, FileError>,
-) -> std::result::Result<T, FileError> {
+/// Refuses, before anything is written, an `output` open for appending, an `offset` past any file
+/// position, and `output` being `input` (workers would write over input others have not read yet).
+fn refuse_unusable_output(input: &File, output: &File, offset: u64) -> std::result::Result<(), FileError> {
     if appends(output).map_err(output_error)? {
         return Err(output_error(io::Error::new(
             io::ErrorKind::InvalidInput,
             "the output is open for appending, where positioned writes all land at its end",
         )));
     }
+    if i64::try_from(offset).is_err() {
+        return Err(output_error(beyond_any_file()));
+    }
+    if same_file(input, output).map_err(output_error)? {
+        return Err(output_error(io::Error::new(io::ErrorKind::InvalidInput, "the output is the input file")));
+    }
+    Ok(())
+}
+
+/// Runs `run`, which writes into `output` from an offset on; on an error, cuts `output` back to the length it
+/// had (exactly as it was if the writes began at its end or past it; otherwise nothing written stays past
+/// its old end).
+fn cut_back_on_error<T>(
+    output: &File,
+    run: impl FnOnce() -> std::result::Result<T, FileError>,
+) -> std::result::Result<T, FileError> {
     let len_before = output.metadata().map_err(output_error)?.len();
     let result = run();
-    if result.is_err() && len_before <= offset {
+    if result.is_err() {
         // Best effort: the error being reported matters more than one about the cleanup.
         let _ = output.set_len(len_before);
     }
     result
+}
+
+/// An offset past the largest one a file position can take (`off_t`).
+fn beyond_any_file() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "the output offset is past the largest a file can have")
+}
+
+/// Whether `a` and `b` are the same file (device and inode).
+#[cfg(unix)]
+fn same_file(a: &File, b: &File) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (a.metadata()?, b.metadata()?);
+    Ok((a.dev(), a.ino()) == (b.dev(), b.ino()))
+}
+
+#[cfg(not(unix))]
+fn same_file(_a: &File, _b: &File) -> io::Result<bool> {
+    Ok(false)
 }
 
 /// Whether `file` was opened with `O_APPEND`.
@@ -330,17 +363,20 @@ impl FileDecryptor {
     /// (`pwrite`, from several threads, each frame once it verified), so `output`'s own position does not
     /// move.
     ///
-    /// On an error, `output` is cut back to the length it had if it ended at `offset` or before when the
-    /// call began (so no plaintext of a message that failed stays in a fresh file), and otherwise holds
-    /// whatever verified frames were written: discard it. Fails with [`FileError::Output`] and writes nothing if `output`
-    /// was opened for appending (`>>`), where Linux puts every positioned write at the end.
+    /// On an error, `output` is cut back to the length it had when the call began, so no plaintext of a
+    /// message that failed stays in a fresh file or past the old end of one; bytes it held past `offset` may
+    /// hold verified frames written over them: discard them. Fails with [`FileError::Output`] and writes
+    /// nothing if `output` was opened for appending (`>>`), where Linux puts every positioned write at the
+    /// end, if `offset` is past `i64::MAX`, the largest file position, or if `output` is the message's file
+    /// (through any handle or link).
     pub fn decrypt_into_at(
         self,
         output: &File,
         offset: u64,
         progress: Progress<'_>,
     ) -> std::result::Result<(Header, u64), FileError> {
-        cut_back_on_error(output, offset, || self.decrypt_to(Target::At(output, offset), progress))
+        refuse_unusable_output(&self.input, output, offset)?;
+        cut_back_on_error(output, || self.decrypt_to(Target::At(output, offset), progress))
     }
 
     /// [`Self::decrypt_into`] into `target`; also returns the plaintext's length.
