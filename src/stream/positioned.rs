@@ -81,9 +81,10 @@ pub fn encrypt_file(
 ///
 /// On an error, `output` is cut back to the length it had when the call began: a failed call into a fresh
 /// or growing file (one that ended at `offset` or before) leaves it as it was; bytes it held past `offset`
-/// may have been written over. Fails with [`FileError::Output`] and writes nothing if `output` was opened for appending
-/// (`>>`), where Linux puts every positioned write at the end, if `offset` is past `i64::MAX`, the largest
-/// file position, or if `output` is `input` (the same file through any handle or link).
+/// may have been written over. Fails with [`FileError::Output`] and writes nothing if `output` was opened
+/// for appending (`>>`), where Linux puts every positioned write at the end, if `offset` is past
+/// `i64::MAX`, the largest file position, or if `output` is `input` (the same file through any handle or
+/// link).
 pub fn encrypt_file_at(
     keyring: &dyn Keyring,
     options: &EncryptOptions,
