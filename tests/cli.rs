@@ -268,6 +268,48 @@ fn stdout_that_is_the_input_file_is_refused_untouched() {
     }
 }
 
+/// stdout that is a key file (`encrypt --raw-key-file k in - 1<>k`, or the same through a hard link) is
+/// refused before anything is written: the message would replace the key it needs, often its only copy.
+/// Likewise `bundle dir - > dir/out`, whose bundle would contain a partial copy of itself.
+#[cfg(unix)]
+#[test]
+fn stdout_that_is_a_key_file_or_inside_the_bundled_directory_is_refused() {
+    let s = Scratch::new();
+    let data = plaintext(100 << 10);
+    s.write("pt", &data);
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "ct"]])), 0);
+    let key = fs::read(s.path("wrapping.key")).unwrap();
+    fs::hard_link(s.path("wrapping.key"), s.path("key-link")).unwrap();
+    for (command, input, stdout) in
+        [("encrypt", "pt", "wrapping.key"), ("encrypt", "pt", "key-link"), ("decrypt", "ct", "wrapping.key")]
+    {
+        let what = format!("{command} {input}, stdout {stdout}");
+        let out = fs::OpenOptions::new().read(true).write(true).open(s.path(stdout)).unwrap();
+        let run = process(&s, &args(&[&[command], &raw("wrapping.key"), &[input, "-"]])).stdout(out).output().unwrap();
+        let stderr = stderr_of(&run);
+        assert_eq!(run.status.code(), Some(2), "{what}: {stderr}");
+        assert!(stderr.contains("key file"), "{what}: {stderr}");
+        assert!(fs::read(s.path("wrapping.key")).unwrap() == key, "{what}: the key file changed");
+    }
+
+    fs::create_dir_all(s.path("dir/sub")).unwrap();
+    fs::write(s.path("dir/sub/a"), b"a").unwrap();
+    let run = process(&s, &args(&[&["bundle"], &raw("wrapping.key"), &["dir", "-"]]))
+        .stdout(fs::File::create(s.path("dir/sub/out.b")).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2), "{}", stderr_of(&run));
+    assert!(stderr_of(&run).contains("contain itself"), "{}", stderr_of(&run));
+    assert_eq!(fs::read(s.path("dir/sub/out.b")).unwrap(), b"");
+    // Outside the directory, the same command bundles.
+    let run = process(&s, &args(&[&["bundle"], &raw("wrapping.key"), &["dir", "-"]]))
+        .stdout(fs::File::create(s.path("out.b")).unwrap())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr_of(&run));
+    assert!(fs::metadata(s.path("out.b")).unwrap().len() > 0);
+}
+
 /// A stdin or stdout pipe is widened to 1 MiB (or the system's limit), so that the writer does not sleep
 /// after every 64 KiB frame; the pipe keeps its size after the process, where the test reads it.
 #[cfg(target_os = "linux")]

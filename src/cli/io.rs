@@ -10,7 +10,7 @@ use kms_envelope::stream::positioned::{self, FileDecryptor, FileError};
 use kms_envelope::stream::{WipingBufReader, WipingBufWriter};
 use kms_envelope::{DecryptOptions, Decryptor, EncryptOptions, Encryptor, Error, Header, Keyring, SeekableDecryptor};
 
-use super::args::{OutputArgs, PlaintextRange};
+use super::args::{KeyArgs, OutputArgs, PlaintextRange};
 use super::exit::{Code, Failure};
 use super::progress::Progress;
 
@@ -166,6 +166,22 @@ fn stdout_file(_input: &File) -> Option<(File, u64)> {
     None
 }
 
+/// Device and inode of the file behind `fd`, when it is a regular file: how the checks below tell that
+/// stdout is a file the command reads, whatever name or link it was opened by.
+#[cfg(unix)]
+fn regular_file_identity(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = File::from(fd.try_clone_to_owned().ok()?).metadata().ok()?;
+    meta.is_file().then(|| (meta.dev(), meta.ino()))
+}
+
+/// [`regular_file_identity`] of stdout.
+#[cfg(unix)]
+fn stdout_identity() -> Option<(u64, u64)> {
+    use std::os::fd::AsFd;
+    regular_file_identity(io::stdout().as_fd())
+}
+
 /// Fails, before any key is used, when stdout is the regular file being read (`encrypt f - 1<>f`,
 /// `decrypt f - >> f`, `encrypt - - < f >> f`, or through a hard link), as `cat` refuses "input file is output
 /// file": a message is longer than its plaintext, so encrypt wrote over input it had not read yet and exited
@@ -174,18 +190,13 @@ fn stdout_file(_input: &File) -> Option<(File, u64)> {
 /// the command line (`-` for stdin).
 #[cfg(unix)]
 pub fn check_stdout_is_not_input(path: &str, input: &Input) -> Result<(), Failure> {
-    use std::os::fd::{AsFd, BorrowedFd};
-    use std::os::unix::fs::MetadataExt;
-    let regular_file = |fd: BorrowedFd<'_>| {
-        let meta = File::from(fd.try_clone_to_owned().ok()?).metadata().ok()?;
-        meta.is_file().then(|| (meta.dev(), meta.ino()))
-    };
+    use std::os::fd::AsFd;
     let input_file = match &input.file {
-        Some(file) => regular_file(file.as_fd()),
-        None if path == "-" => regular_file(io::stdin().as_fd()),
+        Some(file) => regular_file_identity(file.as_fd()),
+        None if path == "-" => regular_file_identity(io::stdin().as_fd()),
         None => None,
     };
-    if input_file.is_some() && input_file == regular_file(io::stdout().as_fd()) {
+    if input_file.is_some() && input_file == stdout_identity() {
         return Err(Failure::usage(format!(
             "stdout is the input file {}: refusing to write over what is being read",
             input.name
@@ -196,6 +207,64 @@ pub fn check_stdout_is_not_input(path: &str, input: &Input) -> Result<(), Failur
 
 #[cfg(not(unix))]
 pub fn check_stdout_is_not_input(_path: &str, _input: &Input) -> Result<(), Failure> {
+    Ok(())
+}
+
+/// Fails, before any key is used, when stdout is one of the key files (`encrypt --raw-key-file k in - 1<>k`):
+/// the output would be written over the key it was made with, often its only copy.
+#[cfg(unix)]
+pub fn check_stdout_is_not_a_key_file(keys: &KeyArgs) -> Result<(), Failure> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(stdout) = stdout_identity() else { return Ok(()) };
+    for path in keys.files() {
+        // By `stat`, not by opening: opening a named pipe given as a key file would wait for its writer.
+        let same = fs::metadata(path).ok().filter(fs::Metadata::is_file).map(|meta| (meta.dev(), meta.ino()));
+        if same == Some(stdout) {
+            return Err(Failure::usage(format!(
+                "stdout is the key file {}: refusing to write over a key",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn check_stdout_is_not_a_key_file(_keys: &KeyArgs) -> Result<(), Failure> {
+    Ok(())
+}
+
+/// Fails, before any key is used, when stdout is a regular file inside `dir` (`bundle dir - > dir/out.b`):
+/// the bundle would hold a partial copy of itself (tar's "file is the archive"). Symbolic links are not
+/// followed (the bundle refuses them anyway).
+#[cfg(unix)]
+pub fn check_stdout_is_outside(dir: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::MetadataExt;
+    fn find(dir: &Path, target: (u64, u64)) -> Option<std::path::PathBuf> {
+        for entry in fs::read_dir(dir).ok()?.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                if let Some(found) = find(&entry.path(), target) {
+                    return Some(found);
+                }
+            } else if meta.is_file() && (meta.dev(), meta.ino()) == target {
+                return Some(entry.path());
+            }
+        }
+        None
+    }
+    let Some(stdout) = stdout_identity() else { return Ok(()) };
+    match find(dir, stdout) {
+        Some(path) => Err(Failure::usage(format!(
+            "stdout is {}, inside the directory being bundled: the bundle would contain itself",
+            path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+#[cfg(not(unix))]
+pub fn check_stdout_is_outside(_dir: &Path) -> Result<(), Failure> {
     Ok(())
 }
 

@@ -126,6 +126,7 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
     if args.output == "-" {
         io::check_message_stdout(out.force)?;
         io::check_stdout_is_not_input(&args.input, &input)?;
+        io::check_stdout_is_not_a_key_file(&args.keys)?;
     } else if io::is_s3(&args.output) {
         io::check_s3_url(&args.output)?;
     } else {
@@ -181,7 +182,9 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
     }
     if let (Some(range), true) = (args.range, io::is_s3(&args.input)) {
         io::check_s3_url(&args.input)?;
-        if args.output != "-" {
+        if args.output == "-" {
+            io::check_stdout_is_not_a_key_file(&args.keys)?;
+        } else {
             io::check_output(Path::new(&args.output), out.force)?;
         }
         let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;
@@ -190,6 +193,7 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
     let input = io::open_input(&args.input)?;
     if args.output == "-" {
         io::check_stdout_is_not_input(&args.input, &input)?;
+        io::check_stdout_is_not_a_key_file(&args.keys)?;
     } else {
         io::check_output(Path::new(&args.output), out.force)?;
     }
@@ -224,6 +228,8 @@ fn bundle(args: &BundleArgs) -> Result<(), Failure> {
     let out = &args.output_args;
     if args.output == "-" {
         io::check_message_stdout(out.force)?;
+        io::check_stdout_is_outside(dir)?;
+        io::check_stdout_is_not_a_key_file(&args.keys)?;
     } else {
         io::check_output(Path::new(&args.output), out.force)?;
     }
