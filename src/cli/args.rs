@@ -166,7 +166,11 @@ pub struct LocalKey {
 impl KeyArgs {
     /// Every key file named on the command line (raw AES keys, RSA keys, KMS RSA public keys).
     pub fn files(&self) -> impl Iterator<Item = &PathBuf> {
-        self.raw_key_file.iter().chain(&self.rsa_public_key).chain(&self.rsa_private_key).chain(&self.kms_rsa_public_key)
+        self.raw_key_file
+            .iter()
+            .chain(&self.rsa_public_key)
+            .chain(&self.rsa_private_key)
+            .chain(&self.kms_rsa_public_key)
     }
 
     /// The raw AES and RSA keys in command-line order, each with the namespace and name at its position.
