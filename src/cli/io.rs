@@ -144,17 +144,15 @@ pub fn raw_stdout() -> Box<dyn Write> {
 
 /// Standard output when it is a regular file that takes positioned writes, with its current position: then a
 /// file-to-stdout encrypt or decrypt (`kms-envelope encrypt in - > out`) runs like a file-to-file one, its
-/// workers writing their frames in place rather than handing them to one writer. Not for `>>` (Linux puts
-/// every positioned write of a file opened for appending at its end), nor when stdout is the input file
-/// itself (as streaming, frames would be written over the ones still to be read).
+/// workers writing their frames in place rather than handing them to one writer. Not for `>>`: Linux puts
+/// every positioned write of a file opened for appending at its end. (stdout that is the input file was
+/// refused earlier, by [`check_stdout_is_not_input`].)
 #[cfg(unix)]
-fn stdout_file(input: &File) -> Option<(File, u64)> {
+fn stdout_file() -> Option<(File, u64)> {
     use std::os::fd::AsFd;
-    use std::os::unix::fs::MetadataExt;
     let mut file = File::from(io::stdout().as_fd().try_clone_to_owned().ok()?);
-    let (meta, input_meta) = (file.metadata().ok()?, input.metadata().ok()?);
     let appends = rustix::fs::fcntl_getfl(&file).ok()?.contains(rustix::fs::OFlags::APPEND);
-    if !meta.is_file() || appends || (meta.dev(), meta.ino()) == (input_meta.dev(), input_meta.ino()) {
+    if !file.metadata().ok()?.is_file() || appends {
         return None;
     }
     let offset = file.stream_position().ok()?;
@@ -162,7 +160,7 @@ fn stdout_file(input: &File) -> Option<(File, u64)> {
 }
 
 #[cfg(not(unix))]
-fn stdout_file(_input: &File) -> Option<(File, u64)> {
+fn stdout_file() -> Option<(File, u64)> {
     None
 }
 
@@ -417,7 +415,9 @@ pub fn encrypt_to(
         progress.done(result.is_ok());
         return result;
     }
-    if let Some((file, (stdout, offset))) = input.file.as_ref().and_then(|file| Some((file, stdout_file(file)?))) {
+    if let Some((file, (stdout, offset))) =
+        input.file.as_ref().filter(|_| output == "-").and_then(|file| Some((file, stdout_file()?)))
+    {
         let result = positioned::encrypt_file_at(keyring, options, file, &stdout, offset, &|n| progress.inc(n))
             .map_err(blame)
             .and_then(|len| stdout_written(&stdout, offset, len));
@@ -455,7 +455,7 @@ pub fn decrypt_to(
     let progress = Progress::new(&input.name, input.size, out_args.quiet);
     let name = input.name;
     if let Some((file, (stdout, offset))) =
-        input.file.as_ref().filter(|_| output == "-").and_then(|file| Some((file, stdout_file(file)?)))
+        input.file.as_ref().filter(|_| output == "-").and_then(|file| Some((file, stdout_file()?)))
     {
         let file = file.try_clone().map_err(|e| Failure::io(format!("cannot read {name}"), e))?;
         let result = (|| {
