@@ -18,7 +18,7 @@
 #   FUZZ_BUILD_ARGS extra arguments for `cargo fuzz build|run`, e.g. "--no-default-features" to build
 #                   without the fuzz crate's `parallel` feature (for a kms-envelope without the frame
 #                   pipeline's DecryptOptions::threads API); mutate_parallel is then skipped.
-#   FUZZ_VECTORS    the official test vectors (default ../shared/vectors beside the checkout); seeds from
+#   FUZZ_VECTORS    the official test vectors (default tests/vectors, vendored in the repository); seeds from
 #                   our own encryptor are written whether or not they are found.
 #
 # Targets (fuzz/fuzz_targets/): header (header decoder), context (encryption-context parse/serialize round
@@ -55,7 +55,7 @@ SECONDS_EACH="${FUZZ_SECONDS:-30}"
 JOBS="${FUZZ_JOBS:-2}"
 SANITIZER="${FUZZ_SANITIZER:-none}"
 RSS_MB="${FUZZ_RSS_MB:-2048}"
-VECTORS="${FUZZ_VECTORS:-$REPO/../shared/vectors}"
+VECTORS="${FUZZ_VECTORS:-$REPO/tests/vectors}"
 read -r -a extra_build_args <<<"${FUZZ_BUILD_ARGS:-}"
 if [[ " ${extra_build_args[*]} " == *" --no-default-features "* && " ${extra_build_args[*]} " != *parallel* ]]; then
   ALL_TARGETS=("${ALL_TARGETS[@]/mutate_parallel/}")

@@ -98,9 +98,9 @@ fi
 ((run_tests)) || exit 0
 
 # ------------------------------------------------------------------------------------- shared inputs
-VECTORS="$REPO/../shared/vectors"
-[[ -d "$VECTORS" ]] || die "test vectors not found at $VECTORS (expected shared/ beside the checkout)"
-VECTORS="$(cd "$VECTORS" && pwd -P)"
+# The official test vectors are vendored in tests/vectors/ (tests/common reads them there, never outside the
+# repository); their absence is a broken checkout.
+[[ -f "$REPO/tests/vectors/raw-aes-index.tsv" ]] || die "tests/vectors/ is missing or incomplete: a broken checkout"
 
 # ----------------------------------------------------------------------------------------- python venvs
 # Each venv is rebuilt from scratch whenever its requirements (or the interpreter behind it, or any extra
@@ -192,7 +192,6 @@ export KMS_ENVELOPE_PYTHON="$PY"
 export KMS_ENVELOPE_ESDK_PEER="$REPO/tests/peers/esdk_peer.py"
 export KMS_ENVELOPE_ESDK_CLI="$ESDK_CLI_VENV/bin/aws-encryption-cli"
 export KMS_ENVELOPE_MOTO_ENDPOINT="$MOTO_URL"
-export KMS_ENVELOPE_VECTORS="$VECTORS"
 export AWS_ENDPOINT_URL_KMS="$MOTO_URL"
 export AWS_ENDPOINT_URL_S3="$MOTO_URL"
 export AWS_ACCESS_KEY_ID=testing

@@ -19,12 +19,12 @@ pub fn missing<T>(what: &str) -> Option<T> {
     None
 }
 
-/// The official test vectors (`../shared/vectors`).
+/// The official test vectors, vendored unchanged in `tests/vectors/` (origins and license in its README).
+/// They are part of the repository, so their absence is a broken checkout: a failure even outside CI.
 pub fn vectors_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("KMS_ENVELOPE_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
-    if dir.join("raw-aes-index.tsv").is_file() { Some(dir) } else { missing("the shared test vectors directory") }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    assert!(dir.join("raw-aes-index.tsv").is_file(), "the vendored test vectors are missing from {}", dir.display());
+    Some(dir)
 }
 
 /// The Python interpreter of the test venv, with the official aws-encryption-sdk.
