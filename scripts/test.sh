@@ -74,6 +74,54 @@ stage_time() {
 }
 RUN_START=$EPOCHREALTIME
 
+# ------------------------------------------------------------------------------------- prerequisites
+# Everything this run needs that it cannot install itself, checked in its first seconds, so that nothing
+# fails twenty minutes in for a reason that was knowable at the start. All problems are listed at once.
+check_prerequisites() {
+  local problems=() want have cmd free_kb need_kb
+  want="$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' Cargo.toml)"
+  if ! have="$(rustc --version 2>/dev/null | awk '{print $2}')" || [[ -z "$have" ]]; then
+    problems+=("no Rust toolchain (rustc) on PATH: install one with rustup, version $want or later")
+  elif [[ "$(printf '%s\n%s\n' "$want" "${have%%-*}" | sort -V | head -1)" != "$want" ]]; then
+    problems+=("rustc $have is older than the crate's rust-version $want: rustup update")
+  fi
+  if ((run_lint)); then
+    cargo fmt --version >/dev/null 2>&1 || problems+=("cargo fmt is missing: rustup component add rustfmt")
+    cargo clippy --version >/dev/null 2>&1 || problems+=("cargo clippy is missing: rustup component add clippy")
+  fi
+  # AWS-LC (the full feature set) is C and assembly built by the cc crate; it looks for `cc` unless CC is set.
+  cmd="${CC:-cc}"
+  command -v "$cmd" >/dev/null 2>&1 || problems+=("no C compiler ($cmd) for AWS-LC: install gcc or clang (e.g. apt-get install build-essential), or set CC")
+  if ((run_tests)); then
+    if ! command -v "$BASE_PY" >/dev/null 2>&1; then
+      problems+=("no $BASE_PY for the test peers: install Python 3.9 or later (or set KMS_ENVELOPE_BASE_PYTHON)")
+    elif ! "$BASE_PY" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
+      problems+=("$BASE_PY cannot build a venv with pip (needs Python >= 3.9 with venv and ensurepip; on Debian: apt-get install python3-venv)")
+    fi
+    for cmd in curl flock sha256sum; do
+      command -v "$cmd" >/dev/null 2>&1 || problems+=("$cmd is missing (moto's start-up check and the venv stamps use it)")
+    done
+  fi
+  # A cold run fills about 20 GB (three feature sets' test builds, the lint builds, the fuzz crate); a warm
+  # one needs room only for what changed. KMS_ENVELOPE_MIN_FREE_GB overrides the figure.
+  if [[ -d "${CARGO_TARGET_DIR:-$REPO/target}" ]]; then need_kb=$((5 * 1024 * 1024)); else need_kb=$((25 * 1024 * 1024)); fi
+  [[ -z "${KMS_ENVELOPE_MIN_FREE_GB:-}" ]] || need_kb=$((KMS_ENVELOPE_MIN_FREE_GB * 1024 * 1024))
+  mkdir -p "${CARGO_TARGET_DIR:-$REPO/target}" 2>/dev/null || true
+  free_kb="$(df -Pk "${CARGO_TARGET_DIR:-$REPO/target}" 2>/dev/null | awk 'NR == 2 {print $4}')"
+  if [[ -n "$free_kb" ]] && ((free_kb < need_kb)); then
+    problems+=("$((free_kb / 1024 / 1024)) GB free for the target directory, $((need_kb / 1024 / 1024)) GB needed (see the README's Prerequisites: CARGO_TARGET_DIR elsewhere, or KMS_ENVELOPE_MIN_FREE_GB)")
+  fi
+  [[ -f "$REPO/tests/vectors/raw-aes-index.tsv" ]] || problems+=("tests/vectors/ is missing or incomplete: a broken checkout")
+  if ((${#problems[@]})); then
+    echo "test.sh: cannot run; missing prerequisites:" >&2
+    printf '  - %s\n' "${problems[@]}" >&2
+    exit 1
+  fi
+  echo "prerequisites: rustc $have (>= $want), ${CC:-cc}, $BASE_PY, $((free_kb / 1024 / 1024)) GB free"
+}
+BASE_PY="${KMS_ENVELOPE_BASE_PYTHON:-python3}"
+check_prerequisites
+
 # ---------------------------------------------------------------------------------------------- lint
 # Before the tests because it is cheap next to them and its failures are the commonest.
 if ((run_lint)); then
@@ -97,17 +145,10 @@ if ((run_lint)); then
 fi
 ((run_tests)) || exit 0
 
-# ------------------------------------------------------------------------------------- shared inputs
-# The official test vectors are vendored in tests/vectors/ (tests/common reads them there, never outside the
-# repository); their absence is a broken checkout.
-[[ -f "$REPO/tests/vectors/raw-aes-index.tsv" ]] || die "tests/vectors/ is missing or incomplete: a broken checkout"
-
 # ----------------------------------------------------------------------------------------- python venvs
 # Each venv is rebuilt from scratch whenever its requirements (or the interpreter behind it, or any extra
 # file it installs) change, so a stale package never outlives its line in the requirements file. The stamp
 # is written last: an interrupted install leaves no stamp and is redone on the next run.
-BASE_PY="${KMS_ENVELOPE_BASE_PYTHON:-python3}"
-
 # ensure_venv DIR REQUIREMENTS [EXTRA_FILE...]: EXTRA_FILEs are hashed into the stamp (local packages the
 # requirements install by path).
 ensure_venv() {
