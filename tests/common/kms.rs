@@ -18,26 +18,11 @@ use kms_envelope::KmsClients;
 
 pub const REGION: &str = "us-east-1";
 
-/// True when running under CI, where a missing moto is a failure, never a skip.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// The moto server's URL, or `None` after a loud skip line (a panic under CI=true).
+/// The moto server's URL, or `None` after a skip (recorded by `common::missing`; a panic under CI=true).
 pub fn moto_endpoint() -> Option<String> {
     match std::env::var("KMS_ENVELOPE_MOTO_ENDPOINT") {
         Ok(url) if !url.is_empty() => Some(url),
-        _ if in_ci() => panic!(
-            "KMS_ENVELOPE_MOTO_ENDPOINT is unset and CI=true: moto is not running. Run the tests through \
-             scripts/test.sh, which starts it."
-        ),
-        _ => {
-            eprintln!(
-                "SKIPPED: moto not running (KMS_ENVELOPE_MOTO_ENDPOINT is unset; scripts/test.sh starts moto \
-                 and sets it)"
-            );
-            None
-        }
+        _ => crate::common::missing("moto (KMS_ENVELOPE_MOTO_ENDPOINT; scripts/test.sh starts moto and sets it)"),
     }
 }
 
@@ -283,11 +268,7 @@ impl PythonPeer {
     pub fn get(moto: &Moto) -> Option<Self> {
         let python = match std::env::var_os("KMS_ENVELOPE_PYTHON").map(PathBuf::from) {
             Some(p) if p.exists() => p,
-            _ if in_ci() => panic!("KMS_ENVELOPE_PYTHON is unset and CI=true: run the tests through scripts/test.sh"),
-            _ => {
-                eprintln!("SKIPPED: the Python ESDK peer is missing (KMS_ENVELOPE_PYTHON is unset)");
-                return None;
-            }
+            _ => return crate::common::missing("the Python ESDK peer (KMS_ENVELOPE_PYTHON)"),
         };
         Some(Self { python, endpoint: moto.endpoint.clone() })
     }
