@@ -1,4 +1,4 @@
-//! The official AWS Encryption SDK decrypt vectors (`../shared/vectors`), read through their manifests.
+//! The official AWS Encryption SDK decrypt vectors (vendored in `tests/vectors/`), read through their manifests.
 //!
 //! Every test whose keys are raw AES keys must decrypt to its plaintext; tests that need KMS, RSA or ECDH
 //! keys are counted as unsupported offline and reported, never silently dropped. The Python ESDK's
