@@ -4,9 +4,14 @@
 //! private mount namespace (`unshare -m`, root needed) with the test's own directory bind-mounted over
 //! `/opt`, so the machine's `/opt` is untouched. Without a peer a test prints "SKIPPED: ..." (and fails
 //! under CI=true).
+//!
+//! The extension alone, against a fake Extensions API (tests/common/http.rs) and a stub KMS, needs no peer:
+//! its command line, and what it leaves when the Extensions API misbehaves.
 #![cfg(feature = "extension")]
 
 mod common;
+#[path = "common/http.rs"]
+mod fake_http;
 #[path = "common/kms.rs"]
 mod support;
 
@@ -404,4 +409,226 @@ fn the_layer_zip_holds_the_extension_where_lambda_starts_it() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let expected = format!("extensions/kms-envelope 0o100755 {}\n", sha(&fs::read(binary).unwrap()));
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+}
+
+// ------------------------------------------------------------------------- alone, with a fake Extensions API
+
+/// A key ARN for the stub KMS, which unwraps whatever it is asked to.
+const STUB_KEY_ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+/// A bundle, the secrets bundle and an empty root, decryptable through a stub KMS: what the extension
+/// needs to land plaintext without any peer.
+struct Alone {
+    work: tempfile::TempDir,
+    kms: support::StubKms,
+    app: Vec<u8>,
+}
+
+/// How one run of the extension ended.
+struct Ended {
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+    /// Every entry under the root, files and directories, relative, sorted.
+    listing: Vec<String>,
+}
+
+impl Alone {
+    fn new() -> Self {
+        let work = tempfile::tempdir().unwrap();
+        for dir in ["task", "root"] {
+            fs::create_dir_all(work.path().join(dir)).unwrap();
+        }
+        let kms = support::StubKms::start(|_, operation, body| support::kms_answer(operation, body));
+        let keyring = kms.clients().keyring(STUB_KEY_ARN).unwrap();
+        let encrypt = |bytes: &[u8]| {
+            let mut encryptor = Encryptor::new(&keyring, &EncryptOptions::new(), Vec::new()).unwrap();
+            encryptor.write_all(bytes).unwrap();
+            encryptor.finish().unwrap()
+        };
+        let mut app = plaintext(70_000, 3);
+        app.extend_from_slice(SECRET.as_bytes());
+        fs::write(work.path().join("task/app.esdk"), encrypt(&app)).unwrap();
+        let secrets = format!(r#"{{"DB_PASSWORD": "{SECRET}"}}"#);
+        fs::write(work.path().join("task/secrets.esdk"), encrypt(secrets.as_bytes())).unwrap();
+        Self { work, kms, app }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.work.path().join("root")
+    }
+
+    /// Runs the extension with `args`, the Extensions API at `runtime_api` (unset when `None`) and a
+    /// configuration that decrypts both bundles; fails the test if it runs for a minute.
+    fn run(&self, args: &[&str], runtime_api: Option<&str>) -> Ended {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kms-envelope-extension"));
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().into_owned();
+            if name.starts_with("AWS_") || name.starts_with("KMS_ENVELOPE_") || name.starts_with("LAMBDA_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .args(args)
+            .env("HOME", self.work.path())
+            .env("AWS_CONFIG_FILE", self.work.path().join("no-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.work.path().join("no-credentials"))
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", support::REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL_KMS", &self.kms.url)
+            .env("KMS_ENVELOPE_KMS_KEY_ARN", STUB_KEY_ARN)
+            .env("KMS_ENVELOPE_BUNDLES", "app.esdk=app.bin")
+            .env("KMS_ENVELOPE_SECRETS", "secrets.esdk")
+            .env("KMS_ENVELOPE_ROOT", self.root())
+            .env("LAMBDA_TASK_ROOT", self.work.path().join("task"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(address) = runtime_api {
+            command.env("AWS_LAMBDA_RUNTIME_API", address);
+        }
+        let child = command.spawn().unwrap();
+        let id = child.id();
+        let out = support::within(Duration::from_secs(60), "the extension", move || child.wait_with_output());
+        let out = out.unwrap_or_else(|e| panic!("extension {id}: {e}"));
+        Ended {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            listing: listing(&self.root()),
+        }
+    }
+}
+
+/// Every entry under `dir`, relative, sorted; symbolic links not followed.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut entries = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            entries.push(path.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            if fs::symlink_metadata(&path).unwrap().is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    entries.sort();
+    entries
+}
+
+/// A fake Lambda Extensions API: `register` and the next event answered as the arguments say (a `None`
+/// closes the connection unanswered), `init/error` accepted.
+fn extensions_api(register: Option<Vec<u8>>, next_event: Option<Vec<u8>>) -> fake_http::FakeServer {
+    fake_http::FakeServer::start(move |request| match request.path.as_str() {
+        "/2020-01-01/extension/register" => register.clone(),
+        "/2020-01-01/extension/event/next" => next_event.clone(),
+        "/2020-01-01/extension/init/error" => Some(fake_http::response(202, &[], b"{}")),
+        _ => Some(fake_http::response(404, &[], b"")),
+    })
+}
+
+/// What the Extensions API answers to `register`: the identifier header, and the function's description.
+fn registered() -> Vec<u8> {
+    let body = br#"{"functionName": "fn", "functionVersion": "$LATEST", "handler": "handler.handler"}"#;
+    fake_http::response(200, &[("Lambda-Extension-Identifier", "ext-id-1")], body)
+}
+
+fn shutdown() -> Vec<u8> {
+    fake_http::response(200, &[], br#"{"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 1}"#)
+}
+
+#[test]
+fn help_and_version_exit_0_and_any_other_argument_is_a_one_line_usage_error() {
+    let alone = Alone::new();
+    let set_up = alone.kms.requests();
+    for flag in ["--help", "-h"] {
+        let ended = alone.run(&[flag], None);
+        assert!(ended.status.success(), "{flag}: {:?} {}", ended.status, ended.stderr);
+        assert!(ended.stdout.contains("Usage: kms-envelope-extension [--once | --help | --version]"), "{flag}");
+        assert!(ended.stdout.contains("--once"), "{flag}: {}", ended.stdout);
+        assert_eq!(ended.stderr, "", "{flag}");
+    }
+    for flag in ["--version", "-V"] {
+        let ended = alone.run(&[flag], None);
+        assert!(ended.status.success(), "{flag}: {:?} {}", ended.status, ended.stderr);
+        assert_eq!(ended.stdout, format!("kms-envelope-extension {}\n", env!("CARGO_PKG_VERSION")), "{flag}");
+        assert_eq!(ended.stderr, "", "{flag}");
+    }
+    for (args, shown) in [
+        (&["--bogus"][..], "'--bogus'"),
+        (&["--once", "extra"][..], "'extra'"),
+        (&["\u{1b}[2Jcleared"][..], "'\\u{1b}[2Jcleared'"),
+    ] {
+        let ended = alone.run(args, None);
+        assert_eq!(ended.status.code(), Some(2), "{args:?}: {}", ended.stderr);
+        assert_eq!(ended.stderr.lines().count(), 1, "{args:?}: {}", ended.stderr);
+        assert!(ended.stderr.contains(shown) && ended.stderr.contains("usage:"), "{args:?}: {}", ended.stderr);
+        assert!(!ended.stderr.contains('\u{1b}'), "{args:?}: an unescaped ESC");
+        assert_eq!(ended.stdout, "", "{args:?}");
+    }
+    // None of these decrypted anything: no KMS request after the set-up's, nothing under the root.
+    assert_eq!(alone.kms.requests(), set_up);
+    assert_eq!(listing(&alone.root()), Vec::<String>::new());
+}
+
+/// The extension decrypts both bundles, then `api` fails it: it must exit non-zero with escaped one-line
+/// errors containing `expected`, and leave nothing under the root.
+fn api_failure_leaves_nothing(alone: &Alone, case: &str, api: Option<&str>, expected: &str) {
+    let ended = alone.run(&[], api);
+    let context = format!("{case}: {:?}\n{}", ended.status, ended.stderr);
+    assert!(!ended.status.success(), "{context}");
+    assert_eq!(ended.listing, Vec::<String>::new(), "plaintext left under the root: {context}");
+    // It did land before the failure: the check above is not vacuous.
+    assert_eq!(ended.stderr.matches("[kms-envelope] decrypted").count(), 2, "{context}");
+    assert!(!ended.stderr.contains(SECRET) && !ended.stdout.contains(SECRET), "the secret was printed: {context}");
+    assert!(ended.stderr.lines().all(|line| line.starts_with("[kms-envelope] ")), "not one line each: {context}");
+    assert!(ended.stderr.contains(expected), "{expected:?} missing: {context}");
+}
+
+#[test]
+fn an_extensions_api_that_misbehaves_fails_the_extension_and_leaves_no_plaintext() {
+    let alone = Alone::new();
+
+    // The control: a well-behaved API; the files stay after SHUTDOWN, for a later cold start to reuse.
+    let api = extensions_api(Some(registered()), Some(shutdown()));
+    let ended = alone.run(&[], Some(&api.address));
+    assert!(ended.status.success(), "{:?}\n{}", ended.status, ended.stderr);
+    assert_eq!(fs::read(alone.root().join("app.bin")).unwrap(), alone.app);
+    assert!(ended.listing.contains(&"kms-envelope-secrets.json".to_owned()), "{:?}", ended.listing);
+    assert_eq!(api.requests(), ["POST /2020-01-01/extension/register", "GET /2020-01-01/extension/event/next"]);
+    fs::remove_dir_all(alone.root()).unwrap();
+    fs::create_dir(alone.root()).unwrap();
+
+    let unset = "AWS_LAMBDA_RUNTIME_API is not set";
+    api_failure_leaves_nothing(&alone, "no Extensions API address", None, unset);
+    let malformed = "AWS_LAMBDA_RUNTIME_API is not a host:port";
+    api_failure_leaves_nothing(&alone, "a path for an address", Some("/2020-01-01"), malformed);
+    let closed = format!("127.0.0.1:{}", free_port());
+    api_failure_leaves_nothing(&alone, "connection refused", Some(&closed), "cannot register");
+
+    let cannot_register = [
+        ("register refused", Some(fake_http::response(500, &[], br#"{"errorType": "Boom"}"#))),
+        ("no identifier header", Some(fake_http::response(200, &[], br#"{"functionName": "fn"}"#))),
+        ("register body not JSON", Some(fake_http::response(200, &[("Lambda-Extension-Identifier", "x")], b"<"))),
+        ("register unanswered", None),
+    ];
+    for (case, register) in cannot_register {
+        let api = extensions_api(register, Some(shutdown()));
+        api_failure_leaves_nothing(&alone, case, Some(&api.address), "cannot register");
+        assert_eq!(api.requests(), ["POST /2020-01-01/extension/register"], "{case}");
+    }
+
+    let bad_next_event = [
+        ("next event not JSON", Some(fake_http::response(200, &[], b"\x1b[2J not json"))),
+        ("next event an unknown type", Some(fake_http::response(200, &[], br#"{"eventType": "RESTORE"}"#))),
+        ("next event an error", Some(fake_http::response(500, &[], br#"{"errorMessage": "x", "errorType": "y"}"#))),
+        ("next event unanswered", None),
+    ];
+    for (case, next_event) in bad_next_event {
+        let api = extensions_api(Some(registered()), next_event);
+        api_failure_leaves_nothing(&alone, case, Some(&api.address), "event loop failed");
+        assert_eq!(api.requests()[1], "GET /2020-01-01/extension/event/next", "{case}");
+    }
 }

@@ -23,19 +23,29 @@
 //! library's error messages never carry plaintext; text from a message is escaped), and exits 1. Lambda
 //! then fails the init phase: the function never runs without its configuration.
 //!
+//! Whatever fails (decryption, or the Extensions API itself: no `AWS_LAMBDA_RUNTIME_API`, `register`
+//! refused or answered without an identifier, a next event that is not JSON, a refused connection, even a
+//! panic), the files this run decrypted or reused are removed from the root before the process exits
+//! non-zero with one escaped line on stderr: [`Landing`] removes them when dropped, and only the `SHUTDOWN`
+//! exit and a successful `--once` keep them.
+//!
 //! # Afterwards
 //!
 //! It registers for `SHUTDOWN` only (so it adds no latency to invokes), waits for it, and exits.
 //!
 //! `kms-envelope-extension --once` decrypts and exits without the Extensions API: a way to try a
-//! configuration outside Lambda.
+//! configuration outside Lambda. `--help` and `--version` print and exit 0; any other argument is a usage
+//! error (exit 2). Lambda starts extensions without arguments.
 
+use std::ffi::OsString;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use kms_envelope::KmsClients;
-use kms_envelope::escape::OneLine;
-use kms_envelope::lambda::{BundleKind, BundleSpec, EnvConfig, Landed, Secrets};
+use kms_envelope::escape::{EscapedBytes, OneLine};
+use kms_envelope::lambda::{BundleKind, BundleSpec, ColdStart, EnvConfig, Landed, Secrets};
 use lambda_extension::requests::{ErrorRequest, init_error};
 use lambda_extension::{Extension, LambdaEvent, NextEvent, service_fn};
 use lambda_runtime_api_client::Client;
@@ -48,8 +58,16 @@ const ERROR_TYPE: &str = "Extension.KmsEnvelopeFailed";
 const DEFAULT_SECRETS_FILE: &str = "kms-envelope-secrets.json";
 /// Overrides [`DEFAULT_SECRETS_FILE`].
 const SECRETS_FILE_VAR: &str = "KMS_ENVELOPE_SECRETS_FILE";
+/// The Extensions API's `host:port`, set by Lambda (and by the Runtime Interface Emulator).
+const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
 /// The name to register under when the executable's own file name cannot be read.
 const FALLBACK_NAME: &str = "kms-envelope";
+/// The name this binary is built under, for `--help`, `--version` and usage errors.
+const BINARY: &str = "kms-envelope-extension";
+/// The one-line synopsis, also the tail of a usage error.
+const USAGE: &str = "kms-envelope-extension [--once | --help | --version]";
+/// Exit status of a usage error, as the `kms-envelope` command's.
+const USAGE_ERROR: u8 = 2;
 
 /// Lambda checks that the registered name equals the extension's file name under `/opt/extensions`.
 fn extension_name() -> String {
@@ -68,8 +86,74 @@ macro_rules! log {
     }};
 }
 
-/// Decrypts every bundle the environment names, and the secrets bundle into a 0600 JSON file.
-async fn decrypt_all() -> kms_envelope::Result<Vec<Landed>> {
+/// What the command line asks for.
+enum Command {
+    Run(Mode),
+    Help,
+    Version,
+}
+
+/// How the extension runs. Lambda passes no argument: [`Mode::Extension`].
+enum Mode {
+    /// Decrypt, register with the Extensions API, wait for `SHUTDOWN`.
+    Extension,
+    /// Decrypt, report and exit, without the Extensions API.
+    Once,
+}
+
+impl Command {
+    /// Parses the arguments after the program name; an unknown one is returned as the error.
+    fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Self, OsString> {
+        let mut mode = Mode::Extension;
+        for arg in args {
+            match arg.to_str() {
+                Some("-h" | "--help") => return Ok(Command::Help),
+                Some("-V" | "--version") => return Ok(Command::Version),
+                Some("--once") => mode = Mode::Once,
+                _ => return Err(arg),
+            }
+        }
+        Ok(Command::Run(mode))
+    }
+}
+
+fn help() -> String {
+    format!(
+        "The kms-envelope cold-start decryptor as a Lambda extension, installed as /opt/extensions/kms-envelope.\n\
+         It decrypts the bundles that the KMS_ENVELOPE_* variables name into KMS_ENVELOPE_ROOT (default /tmp),\n\
+         then registers with the Lambda Extensions API ({RUNTIME_API_VAR}) and waits for SHUTDOWN.\n\n\
+         Usage: {USAGE}\n\n\
+         Options:\n  \
+           --once         decrypt and exit, without the Extensions API: to try a configuration outside Lambda\n  \
+           -h, --help     print this help\n  \
+           -V, --version  print the version\n"
+    )
+}
+
+/// The bundles this run decrypted (or found in place): removed from the root when dropped, so that every
+/// way out but the two successful ones (the `SHUTDOWN` exit, which runs no destructor, and a `--once`
+/// that calls [`keep`](Self::keep)) leaves no plaintext behind, a panic's unwinding included.
+struct Landing(Option<ColdStart>);
+
+impl Landing {
+    /// Leaves the files in place for the function (and for reuse by a later cold start).
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        if let Some(cold_start) = self.0.take()
+            && let Err(e) = cold_start.discard()
+        {
+            log!("cannot remove the bundles that landed: {}", OneLine(&e.to_string()));
+        }
+    }
+}
+
+/// The cold start the environment describes, and where the secrets bundle lands if there is one.
+async fn cold_start_from_env() -> kms_envelope::Result<(ColdStart, Option<PathBuf>)> {
     let config = EnvConfig::from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let keyring = config.keyring(&KmsClients::new(&aws))?;
@@ -85,6 +169,16 @@ async fn decrypt_all() -> kms_envelope::Result<Vec<Landed>> {
         }
         None => None,
     };
+    Ok((cold_start, secrets_file))
+}
+
+/// Decrypts every bundle the environment names, and the secrets bundle into a 0600 JSON file. What lands
+/// is in the returned [`Landing`] even when the outcome is an error.
+async fn decrypt_all() -> (Landing, kms_envelope::Result<Vec<Landed>>) {
+    let (cold_start, secrets_file) = match cold_start_from_env().await {
+        Ok(configured) => configured,
+        Err(e) => return (Landing(None), Err(e)),
+    };
     let outcome = async {
         let landed = cold_start.run().await?.to_vec();
         if let Some(path) = secrets_file {
@@ -93,13 +187,7 @@ async fn decrypt_all() -> kms_envelope::Result<Vec<Landed>> {
         Ok(landed)
     }
     .await;
-    if outcome.is_err() {
-        // The init fails: what did land (other bundles, a secrets file that is not JSON) must not stay.
-        if let Err(e) = cold_start.discard() {
-            log!("cannot remove the bundles that landed: {}", OneLine(&e.to_string()));
-        }
-    }
-    outcome
+    (Landing(Some(cold_start)), outcome)
 }
 
 fn report(landed: &[Landed], started: Instant) {
@@ -118,7 +206,8 @@ fn report(landed: &[Landed], started: Instant) {
 
 async fn on_event(event: LambdaEvent) -> Result<(), lambda_extension::Error> {
     if let NextEvent::Shutdown(_) = event.next {
-        // The crate's loop would ask for another event; after SHUTDOWN there is none to wait for.
+        // The crate's loop would ask for another event; after SHUTDOWN there is none to wait for. No
+        // destructor runs: the landed files stay for a later cold start in this environment to reuse.
         std::process::exit(0);
     }
     Ok(())
@@ -133,25 +222,32 @@ async fn report_init_error(extension_id: &str, error: ErrorRequest<'_>) -> Resul
     Ok(())
 }
 
-async fn run() -> ExitCode {
-    let started = Instant::now();
-    let outcome = decrypt_all().await;
-    if std::env::args().nth(1).as_deref() == Some("--once") {
-        return match outcome {
-            Ok(landed) => {
-                report(&landed, started);
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                log!("failed: {}", OneLine(&e.to_string()));
-                ExitCode::FAILURE
-            }
-        };
+/// Checks that [`RUNTIME_API_VAR`] holds a `host:port`, the only form Lambda sets: the Extensions API
+/// client panics on a missing or malformed one instead of returning an error.
+fn check_runtime_api() -> Result<(), String> {
+    let value = std::env::var(RUNTIME_API_VAR)
+        .map_err(|_| format!("{RUNTIME_API_VAR} is not set: outside Lambda, try `{BINARY} --once`"))?;
+    let well_formed = value.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':'))
+            && port.parse::<u16>().is_ok()
+    });
+    if well_formed {
+        Ok(())
+    } else {
+        Err(format!("{RUNTIME_API_VAR} is not a host:port: {:?}", kms_envelope::escape::Escaped(&value)))
     }
+}
 
-    let name = extension_name();
+/// Registers with the Extensions API, then reports `failure` as the init error, or waits for `SHUTDOWN`
+/// (which exits the process). Returns only on a failure, already logged.
+async fn register_and_wait(failure: Option<&str>) -> ExitCode {
+    if let Err(reason) = check_runtime_api() {
+        log!("cannot register with the Lambda Extensions API: {reason}");
+        return ExitCode::FAILURE;
+    }
     let registered = Extension::new()
-        .with_extension_name(&name)
+        .with_extension_name(&extension_name())
         .with_events(&["SHUTDOWN"])
         .with_events_processor(service_fn(on_event))
         .register()
@@ -160,31 +256,73 @@ async fn run() -> ExitCode {
         Ok(registered) => registered,
         Err(e) => {
             log!("cannot register with the Lambda Extensions API: {}", OneLine(&e.to_string()));
-            return ExitCode::from(2);
+            return ExitCode::FAILURE;
         }
     };
+    if let Some(reason) = failure {
+        let error = ErrorRequest { error_message: reason, error_type: ERROR_TYPE, stack_trace: Vec::new() };
+        if let Err(e) = report_init_error(&registered.extension_id, error).await {
+            log!("cannot report the init error: {}", OneLine(&e.to_string()));
+        }
+        return ExitCode::FAILURE;
+    }
+    match registered.run().await {
+        Ok(()) => log!("event loop failed: the Extensions API's events ended before SHUTDOWN"),
+        Err(e) => log!("event loop failed: {}", OneLine(&e.to_string())),
+    }
+    ExitCode::FAILURE
+}
+
+async fn run(mode: Mode) -> ExitCode {
+    let started = Instant::now();
+    let (landing, outcome) = decrypt_all().await;
     match outcome {
         Ok(landed) => report(&landed, started),
         Err(e) => {
+            // Removed before the Extensions API is tried: it might not answer before Lambda's init timeout.
+            drop(landing);
             let reason = OneLine(&e.to_string()).to_string();
             log!("failed: {reason}");
-            let error = ErrorRequest { error_message: &reason, error_type: ERROR_TYPE, stack_trace: Vec::new() };
-            if let Err(e) = report_init_error(&registered.extension_id, error).await {
-                log!("cannot report the init error: {}", OneLine(&e.to_string()));
-            }
-            return ExitCode::FAILURE;
+            return match mode {
+                Mode::Once => ExitCode::FAILURE,
+                Mode::Extension => register_and_wait(Some(&reason)).await,
+            };
         }
     }
-    match registered.run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log!("event loop failed: {}", OneLine(&e.to_string()));
-            ExitCode::FAILURE
+    match mode {
+        Mode::Once => {
+            landing.keep();
+            ExitCode::SUCCESS
+        }
+        Mode::Extension => {
+            let failed = register_and_wait(None).await;
+            // The files go only now that the Extensions API failed: the SHUTDOWN exit never gets here.
+            drop(landing);
+            failed
         }
     }
 }
 
 fn main() -> ExitCode {
+    let mode = match Command::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(mode)) => mode,
+        Ok(Command::Help) => return print_and_exit(&help()),
+        Ok(Command::Version) => return print_and_exit(&format!("{BINARY} {}\n", env!("CARGO_PKG_VERSION"))),
+        Err(argument) => {
+            let argument = EscapedBytes(argument.as_encoded_bytes());
+            eprintln!("error: unexpected argument '{argument}'; usage: {USAGE}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    // A panic (the Extensions API client panics on some inputs) is one escaped line like any failure, and
+    // is caught below, after unwinding has dropped the Landing, so no plaintext outlives it.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let payload = info.payload();
+        let message =
+            payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+        log!("internal error{location}: {}", OneLine(message.unwrap_or("panic")));
+    }));
     // One thread of our own: the decryption pipeline has its worker threads, and the Extensions API needs
     // no more than a current-thread runtime.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -194,5 +332,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run())
+    std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(run(mode)))).unwrap_or(ExitCode::FAILURE)
+}
+
+/// `--help` and `--version`: stdout, exit 0 (a closed stdout is not worth a panic).
+fn print_and_exit(text: &str) -> ExitCode {
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    ExitCode::SUCCESS
 }
