@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io;
 
-use crate::escape::Escaped;
+use crate::escape::{Escaped, EscapedBytes};
 
 /// Everything that can go wrong while encrypting or decrypting a message.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +129,17 @@ pub enum Error {
     /// a directory to pack holds something that cannot be bundled.
     #[error("bundle rejected: {}", Escaped(.0))]
     Bundle(String),
+
+    /// The Lambda cold start refuses to write at `path`: a symbolic link, not the kind of entry the bundle
+    /// makes, or a directory that another user owns or can write into (a shared host, a mounted EFS), where
+    /// that user could swap what was checked for a link before it is written.
+    #[error("refusing to write at {}: {}", EscapedBytes(.path.as_os_str().as_encoded_bytes()), Escaped(.reason))]
+    UnsafeDestination {
+        /// The entry refused.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
 
     /// The call's configuration is invalid (API misuse rather than bad input).
     #[error("invalid configuration: {}", Escaped(.0))]

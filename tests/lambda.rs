@@ -11,7 +11,7 @@ mod support;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -553,6 +553,15 @@ struct TricklingS3 {
 
 impl TricklingS3 {
     fn start(objects: Vec<(&'static str, Vec<u8>)>) -> Self {
+        Self::serving(objects, true)
+    }
+
+    /// The same endpoint, sending every object whole at once and no `ETag` header.
+    fn without_etag(objects: Vec<(&'static str, Vec<u8>)>) -> Self {
+        Self::serving(objects, false)
+    }
+
+    fn serving(objects: Vec<(&'static str, Vec<u8>)>, trickle_with_etag: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let objects: Arc<Vec<(&'static str, Vec<u8>, AtomicUsize)>> =
@@ -561,13 +570,13 @@ impl TricklingS3 {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
                 let objects = objects.clone();
-                std::thread::spawn(move || Self::serve(stream, &objects));
+                std::thread::spawn(move || Self::serve(stream, &objects, trickle_with_etag));
             }
         });
         Self { url }
     }
 
-    fn serve(stream: TcpStream, objects: &[(&'static str, Vec<u8>, AtomicUsize)]) {
+    fn serve(stream: TcpStream, objects: &[(&'static str, Vec<u8>, AtomicUsize)], trickle_with_etag: bool) {
         use std::io::BufRead as _;
         let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
         let mut writer = stream;
@@ -597,9 +606,10 @@ impl TricklingS3 {
                 _ => ("200 OK", 0, body.len()),
             };
             let head = format!(
-                "HTTP/1.1 {status}\r\ncontent-length: {}\r\netag: \"trickling-{key}\"\r\n\
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\n{}\
                  content-type: application/octet-stream\r\n\r\n",
-                end - start
+                end - start,
+                if trickle_with_etag { format!("etag: \"trickling-{key}\"\r\n") } else { String::new() },
             );
             if writer.write_all(head.as_bytes()).is_err() {
                 return;
@@ -607,7 +617,7 @@ impl TricklingS3 {
             if method == "HEAD" {
                 continue;
             }
-            if end < body.len() || gets.fetch_add(1, Ordering::SeqCst) > 0 {
+            if !trickle_with_etag || end < body.len() || gets.fetch_add(1, Ordering::SeqCst) > 0 {
                 if writer.write_all(&body[start..end]).is_err() {
                     return;
                 }
@@ -760,6 +770,160 @@ fn a_destination_that_is_the_root_itself_is_refused_and_discard_keeps_the_root()
         assert!(matches!(err, Error::Config(_)), "{}: {err:?}", destination.display());
         let _ = cold.discard();
         assert_eq!(fs::read(root.path().join("other")).unwrap(), b"not a bundle's", "{}", destination.display());
+    }
+}
+
+/// A raw-key cold start into `root` with bundles from `package` (no KMS needed), and a message for it.
+fn raw_cold_start(root: &Path, package: &Path) -> ColdStart {
+    ColdStart::new(raw_keyring()).root(root).task_root(package)
+}
+
+fn raw_keyring() -> kms_envelope::RawAesKeyring {
+    kms_envelope::RawAesKeyring::new("ns", "k", &[7; 32]).unwrap()
+}
+
+/// A root that is a link, or a link or a non-directory on the way, is refused before anything is written
+/// through it; the link at the destination itself is refused too.
+#[test]
+fn a_planted_link_at_the_root_on_the_way_or_at_the_destination_is_never_followed() {
+    let work = tempfile::tempdir().unwrap();
+    let (package, outside, real) = (work.path().join("package"), work.path().join("outside"), work.path().join("real"));
+    for dir in [&package, &outside, &real] {
+        fs::create_dir(dir).unwrap();
+    }
+    fs::write(package.join("a.esdk"), encrypt(&raw_keyring(), &EncryptOptions::new(), b"secret")).unwrap();
+    symlink(&outside, work.path().join("linked-root")).unwrap();
+    symlink(&outside, real.join("linked-dir")).unwrap();
+    symlink(outside.join("victim"), real.join("linked-file")).unwrap();
+
+    let linked_root = work.path().join("linked-root");
+    for (root, destination) in [
+        (linked_root.as_path(), "a.bin"),
+        (real.as_path(), "linked-dir/a.bin"),
+        (real.as_path(), "linked-dir/deeper/a.bin"),
+        (real.as_path(), "linked-file"),
+    ] {
+        let cold = raw_cold_start(root, &package).bundle(BundleSpec::file("a.esdk", destination).unwrap());
+        let err = run(&cold).unwrap_err();
+        assert!(
+            matches!(err, Error::UnsafeDestination { .. }) && err.to_string().contains("symbolic link"),
+            "{destination} under {}: {err:?}",
+            root.display()
+        );
+        assert_eq!(tree(&outside), Vec::<String>::new(), "written through a link: {destination}");
+    }
+}
+
+/// On a shared host (or EFS), a directory another user owns or can write into is one they can swap for a
+/// link mid-write: refused, naming it. The tests run as root, which can give a directory away.
+#[test]
+fn a_directory_writable_by_others_or_owned_by_another_user_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let (package, root) = (work.path().join("package"), work.path().join("root"));
+    fs::create_dir(&package).unwrap();
+    fs::create_dir_all(root.join("shared")).unwrap();
+    fs::write(package.join("a.esdk"), encrypt(&raw_keyring(), &EncryptOptions::new(), b"secret")).unwrap();
+    let attempt = |destination: &str| {
+        run(&raw_cold_start(&root, &package).bundle(BundleSpec::file("a.esdk", destination).unwrap()))
+    };
+
+    for mode in [0o777, 0o775, 0o757] {
+        fs::set_permissions(root.join("shared"), fs::Permissions::from_mode(mode)).unwrap();
+        let err = attempt("shared/a.bin").unwrap_err();
+        assert!(
+            matches!(err, Error::UnsafeDestination { ref path, .. } if path.ends_with("shared")),
+            "mode {mode:o}: {err:?}"
+        );
+        assert!(err.to_string().contains("writable by group or others"), "{err}");
+    }
+    fs::set_permissions(root.join("shared"), fs::Permissions::from_mode(0o755)).unwrap();
+    attempt("shared/a.bin").unwrap();
+
+    // A world-writable root without the sticky bit, too.
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(matches!(attempt("b.bin").unwrap_err(), Error::UnsafeDestination { .. }));
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+
+    if rustix::process::geteuid().is_root() {
+        fs::create_dir(root.join("theirs")).unwrap();
+        std::os::unix::fs::chown(root.join("theirs"), Some(54321), None).unwrap();
+        let err = attempt("theirs/a.bin").unwrap_err();
+        assert!(err.to_string().contains("owned by uid 54321"), "{err}");
+        assert_eq!(tree(&root.join("theirs")), Vec::<String>::new());
+    }
+}
+
+/// `discard` removes what the run landed, and nothing else: not a FIFO planted at a destination (the
+/// cause of the failure here), not a file that took a landed one's name since.
+#[test]
+fn discard_removes_only_what_the_run_landed() {
+    let work = tempfile::tempdir().unwrap();
+    let (package, root) = (work.path().join("package"), work.path().join("root"));
+    fs::create_dir(&package).unwrap();
+    fs::create_dir(&root).unwrap();
+    fs::write(package.join("a.esdk"), encrypt(&raw_keyring(), &EncryptOptions::new(), b"secret")).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, root.join("fifo.bin"), rustix::fs::FileType::Fifo, rustix::fs::Mode::RUSR, 0)
+        .unwrap();
+    let cold = raw_cold_start(&root, &package)
+        .bundle(BundleSpec::file("a.esdk", "landed.bin").unwrap())
+        .bundle(BundleSpec::file("a.esdk", "replaced.bin").unwrap())
+        .bundle(BundleSpec::file("a.esdk", "fifo.bin").unwrap());
+    run(&cold).unwrap_err();
+    assert_eq!(fs::read(root.join("landed.bin")).unwrap(), b"secret");
+    fs::rename(root.join("replaced.bin"), work.path().join("moved-away")).unwrap();
+    fs::write(root.join("replaced.bin"), b"not the run's").unwrap();
+
+    cold.discard().unwrap();
+    assert_eq!(tree(&root), ["fifo.bin", "replaced.bin"]);
+    assert!(fs::symlink_metadata(root.join("fifo.bin")).unwrap().file_type().is_fifo());
+    assert_eq!(fs::read(root.join("replaced.bin")).unwrap(), b"not the run's");
+}
+
+/// A bundle that fails to verify never gets a marker, even when it carries the message id of the one that
+/// landed before it: the marker's identity is taken from the verified header, after the last frame.
+#[test]
+fn a_tampered_message_with_a_landed_ones_id_records_no_marker() {
+    let work = tempfile::tempdir().unwrap();
+    let (package, root) = (work.path().join("package"), work.path().join("root"));
+    fs::create_dir(&package).unwrap();
+    let message = encrypt(&raw_keyring(), &EncryptOptions::new().frame_length(4096), &plaintext(20_000, 5));
+    fs::write(package.join("a.esdk"), &message).unwrap();
+    let marker = root.join(".a.bin.kms-envelope");
+    let cold = || raw_cold_start(&root, &package).bundle(BundleSpec::file("a.esdk", "a.bin").unwrap());
+    run(&cold()).unwrap();
+    assert!(marker.is_file());
+
+    // Same header (so the same message id), the final frame's tag flipped; the destination edited, so
+    // that the old marker no longer vouches for it.
+    fs::write(package.join("a.esdk"), flip_from_end(&message, 5)).unwrap();
+    fs::write(root.join("a.bin"), b"edited").unwrap();
+    for _ in 0..2 {
+        let err = run(&cold()).unwrap_err();
+        assert!(matches!(err, Error::FrameAuthentication { .. }), "{err:?}");
+        assert!(!marker.exists(), "a marker for a message that failed to verify");
+    }
+}
+
+/// An S3 object served without an ETag has nothing that tells one version from the next: it is decrypted
+/// again on every start, and no marker is written for it.
+#[test]
+fn an_s3_object_without_an_etag_is_never_reused() {
+    let Some(env) = Env::new() else { return };
+    let setup = env.keyring();
+    let package = env.dir("package");
+    let root = env.dir("tmp");
+    let s3 = TricklingS3::without_etag(vec![("plain.esdk", encrypt(&*setup, &options(), &plaintext(30_000, 4)))]);
+    for round in 0..2 {
+        let config = aws_sdk_s3::config::Builder::from(&env.moto.config()).endpoint_url(&s3.url).force_path_style(true);
+        let keyring = env.keyring();
+        let cold = cold_start(&keyring, &root, &package)
+            .s3_client(aws_sdk_s3::Client::from_conf(config.build()))
+            .bundle(BundleSpec::file("s3://any-bucket/plain.esdk", "plain.bin").unwrap());
+        let landed = run(&cold).unwrap();
+        assert!(!landed[0].reused, "round {round}: reused without an ETag");
+        assert_eq!(keyring.calls(), 1, "round {round}");
+        assert_eq!(fs::read(root.join("plain.bin")).unwrap(), plaintext(30_000, 4));
+        assert!(!root.join(".plain.bin.kms-envelope").exists(), "round {round}: a marker without an ETag");
     }
 }
 

@@ -8,9 +8,17 @@
 //! or removal changes one of them, and ctime cannot be set back by a user. The marker is committed only
 //! once the file system's clock has moved past the newest ctime it records, so even a change made in the
 //! same clock tick as the decryption is seen.
+//!
+//! The marker detects accidental change, not tampering: it is an unkeyed digest, and whoever can write
+//! beside the destination can write a marker that vouches for anything. Only this user can (the
+//! directories on the way are checked to be this user's and writable by no one else), and this user can
+//! as well change the plaintext itself. What a marker records was authenticated: the message id of the
+//! header the decryption verified, or the ETag every S3 read was pinned to; an S3 object without an ETag
+//! is never reused.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -19,17 +27,70 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
+use crate::format::header::{Header, MessageId};
 use crate::stream::file::PendingFile;
 
 /// The marker of `destination`: a hidden 0600 file beside it.
 pub(crate) fn marker_path(destination: &Path) -> PathBuf {
-    let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    destination.with_file_name(format!(".{name}.kms-envelope"))
+    destination.with_file_name(marker_name(destination.file_name().unwrap_or_default()))
+}
+
+/// The name of the marker of the destination called `name`.
+pub(crate) fn marker_name(name: &OsStr) -> OsString {
+    format!(".{}.kms-envelope", name.to_string_lossy()).into()
 }
 
 /// What identifies a bundle's content: the message id for files, the object version for S3.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Identity(pub String);
+
+impl Identity {
+    /// The identity of the message with this id.
+    pub(crate) fn message(id: &MessageId) -> Self {
+        Self(format!("message {id}"))
+    }
+}
+
+/// How a bundle's content is recognised on a warm start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ReuseKey {
+    /// A local file, by its message id. The id read before decrypting only looks for a marker: it is not
+    /// authenticated yet, so at most it skips work that an existing marker vouches for. A new marker
+    /// records the id of the header the decryption verified.
+    MessageId(Identity),
+    /// An S3 object, by the ETag that every read of it was pinned to.
+    ETag(Identity),
+    /// Never reused, never recorded: an S3 object without an ETag has nothing that tells its versions
+    /// apart.
+    Never,
+}
+
+impl ReuseKey {
+    /// The key of an S3 object read with `etag` pinned.
+    pub(crate) fn s3(bucket: &str, key: &str, etag: Option<&str>) -> Self {
+        match etag {
+            Some(etag) if !etag.is_empty() => Self::ETag(Identity(format!("s3://{bucket}/{key} etag {etag}"))),
+            _ => Self::Never,
+        }
+    }
+
+    /// What a marker must name for the destination to be reused.
+    pub(crate) fn lookup(&self) -> Option<&Identity> {
+        match self {
+            Self::MessageId(identity) | Self::ETag(identity) => Some(identity),
+            Self::Never => None,
+        }
+    }
+
+    /// What the marker records once the message, whose header is `verified`, fully verified.
+    pub(crate) fn recorded(&self, verified: &Header) -> Option<Identity> {
+        match self {
+            Self::MessageId(_) => Some(Identity::message(verified.message_id())),
+            Self::ETag(identity) => Some(identity.clone()),
+            Self::Never => None,
+        }
+    }
+}
 
 const MARKER_VERSION: &str = "kms-envelope marker v2";
 
@@ -81,7 +142,7 @@ fn walk(root: &Path, relative: &Path, hasher: &mut Sha256, newest_ctime: &mut (i
 /// True when `destination` holds the plaintext of `identity` untouched since the marker was written after
 /// a successful decrypt.
 pub(crate) fn is_current(destination: &Path, identity: &Identity, is_directory: bool) -> bool {
-    let Ok(text) = fs::read_to_string(marker_path(destination)) else { return false };
+    let Some(text) = read_marker(&marker_path(destination)) else { return false };
     let mut lines = text.lines();
     if lines.next() != Some(MARKER_VERSION) || lines.next() != Some(identity.0.as_str()) {
         return false;
@@ -95,6 +156,21 @@ pub(crate) fn is_current(destination: &Path, identity: &Identity, is_directory: 
         Err(_) => false,
     };
     shape_matches && fingerprint(destination).is_ok_and(|now| now.digest == recorded)
+}
+
+/// The marker's text, if it is a regular file of this user's (a FIFO or a link planted under its name is
+/// neither opened through nor waited on).
+fn read_marker(path: &Path) -> Option<String> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = fs::File::from(rustix::fs::open(path, flags, Mode::empty()).ok()?);
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.uid() != rustix::process::geteuid().as_raw() || meta.len() > 4096 {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(4096).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// How long `record` waits, at most, for the file system's clock to pass the destination's last change
