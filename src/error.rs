@@ -96,6 +96,11 @@ pub enum Error {
     #[error("keyring error: {}", Escaped(.0))]
     Keyring(String),
 
+    /// A raw RSA keyring was asked to encrypt with PKCS #1 v1.5 (`RsaPadding::Pkcs1V15`), which is
+    /// decrypt-only: kept to read old messages, refused for new ones, which must use OAEP.
+    #[error("RSA padding pkcs1 (PKCS #1 v1.5) is decrypt-only, to read old messages; encrypt with OAEP (oaep-sha256)")]
+    DecryptOnlyRsaPadding,
+
     /// The encryption context is not acceptable (reserved key, too large, invalid UTF-8, duplicate key).
     #[error("invalid encryption context: {}", Escaped(.0))]
     EncryptionContext(String),

@@ -38,6 +38,7 @@
 //! private: the non-default `fuzzing` feature makes them public for the crates that test them (the fuzz
 //! crate, this crate's tests and benches), outside any semver promise.
 
+// One exception, `crypto::rsa::raw`: AWS-LC's raw RSA operation, which `aws-lc-rs` does not offer.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

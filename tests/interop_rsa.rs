@@ -8,6 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use assert_cmd::cargo::CommandCargoExt;
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{
+    KeySize, OAEP_SHA256_MGF1SHA256, OaepPublicEncryptingKey, Pkcs1PrivateDecryptingKey, Pkcs1PublicEncryptingKey,
+    PrivateDecryptingKey,
+};
+use base64::Engine as _;
 
 const PADDINGS: [&str; 5] = ["oaep-sha1", "oaep-sha256", "oaep-sha384", "oaep-sha512", "pkcs1"];
 
@@ -101,32 +107,145 @@ fn every_padding_interoperates_with_the_python_esdk_both_ways() {
             assert_eq!(std::fs::read(&out_file).unwrap(), plaintext, "{padding}");
         }
 
-        // We encrypt with the public key only; Python decrypts.
+        // We encrypt with the public key only; Python decrypts. PKCS #1 v1.5 is decrypt-only: refused (exit 2).
         let ours = dir.path().join(format!("ours-{padding}.esdk"));
         let out = cli(
             &[["encrypt"].as_slice(), &rsa_args("--rsa-public-key", &keys.public, padding)].concat(),
             &[&input, &ours],
         );
-        assert!(out.status.success(), "{padding}: {}", String::from_utf8_lossy(&out.stderr));
-        let back = dir.path().join(format!("python-from-ours-{padding}"));
-        let (ok, err) = python_rsa(&python, "decrypt", &ours, &back, &keys.private, padding, ("deploy", "rsa-2026"));
-        assert!(ok, "{padding}: Python decrypt: {err}");
-        assert_eq!(std::fs::read(&back).unwrap(), plaintext, "{padding}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let message = if padding == "pkcs1" {
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert!(stderr.contains("decrypt-only") && stderr.contains("oaep-sha256"), "{stderr}");
+            assert!(!ours.exists());
+            &theirs
+        } else {
+            assert!(out.status.success(), "{padding}: {stderr}");
+            let back = dir.path().join(format!("python-from-ours-{padding}"));
+            let (ok, err) =
+                python_rsa(&python, "decrypt", &ours, &back, &keys.private, padding, ("deploy", "rsa-2026"));
+            assert!(ok, "{padding}: Python decrypt: {err}");
+            assert_eq!(std::fs::read(&back).unwrap(), plaintext, "{padding}");
+            &ours
+        };
 
-        // A public key cannot decrypt; another private key, or another padding, cannot either (exit 3).
+        // A public key cannot decrypt; another private key, or another padding, cannot either (exit 3). With
+        // PKCS #1 v1.5 a public key is refused outright (exit 2), and another private key yields a synthetic
+        // data key (implicit rejection) that the key commitment refuses (exit 1).
         let other = PADDINGS.iter().find(|&&p| p != padding).unwrap();
-        for (flag, pem, pad) in [
-            ("--rsa-public-key", &keys.public, padding),
-            ("--rsa-private-key", &keys.other_private, padding),
-            ("--rsa-private-key", &keys.private, *other),
+        let pkcs1 = padding == "pkcs1";
+        for (flag, pem, pad, status) in [
+            ("--rsa-public-key", &keys.public, padding, if pkcs1 { 2 } else { 3 }),
+            ("--rsa-private-key", &keys.other_private, padding, if pkcs1 { 1 } else { 3 }),
+            ("--rsa-private-key", &keys.private, *other, 3),
         ] {
             let dest = dir.path().join("never");
-            let out = cli(&[["decrypt"].as_slice(), &rsa_args(flag, pem, pad)].concat(), &[&ours, &dest]);
+            let out = cli(&[["decrypt"].as_slice(), &rsa_args(flag, pem, pad)].concat(), &[message, &dest]);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(3), "{padding} with {flag} {pad}: {stderr}");
+            assert_eq!(out.status.code(), Some(status), "{padding} with {flag} {pad}: {stderr}");
             assert!(!dest.exists());
         }
     }
+}
+
+/// The private key as PKCS #8 PEM.
+fn rsa_key_pem(key: &PrivateDecryptingKey) -> String {
+    let der = base64::engine::general_purpose::STANDARD.encode(key.as_der().unwrap().as_ref());
+    format!("-----BEGIN PRIVATE KEY-----\n{der}\n-----END PRIVATE KEY-----\n")
+}
+
+/// A PKCS #1 v1.5 EDK with a bad padding must fail exactly like one with a valid padding around a wrong
+/// data key, or around a plaintext of the wrong length: same error, same exit status, same stderr. Were they
+/// told apart, by error, status or at what step decryption stops, anyone who can submit messages would
+/// have Bleichenbacher's padding oracle on the private key. The EDKs are made with AWS-LC's own PKCS #1
+/// v1.5 encryption (ours refuses), the bad padding by encrypting garbage with OAEP (and checked bad by
+/// AWS-LC's own unpadding); each replaces the EDK of a message our OAEP keyring wrote, so the header tag
+/// would fail too: the suites' first check of the data key (commitment for 0x0478, header tag for 0x0178)
+/// must be where all of them fail.
+#[test]
+fn a_bad_pkcs1_padding_fails_like_a_wrong_key() {
+    use kms_envelope::{AlgorithmSuite, CommitmentPolicy, DecryptOptions, EncryptOptions, RawRsaKeyring, RsaPadding};
+    let key = PrivateDecryptingKey::generate(KeySize::Rsa2048).unwrap();
+    let pem = rsa_key_pem(&key);
+    let oaep =
+        RawRsaKeyring::from_private_key_pem("deploy", "rsa-2026", RsaPadding::OaepSha256, pem.as_bytes()).unwrap();
+    let pkcs1 =
+        RawRsaKeyring::from_private_key_pem("deploy", "rsa-2026", RsaPadding::Pkcs1V15, pem.as_bytes()).unwrap();
+    let public = Pkcs1PublicEncryptingKey::new(key.public_key()).unwrap();
+    let pkcs1_encrypt = |plaintext: &[u8]| {
+        let mut out = vec![0u8; public.ciphertext_size()];
+        public.encrypt(plaintext, &mut out).unwrap().to_vec()
+    };
+    let bad_padding = {
+        let oaep_public = OaepPublicEncryptingKey::new(key.public_key()).unwrap();
+        let pkcs1_private = Pkcs1PrivateDecryptingKey::new(key.clone()).unwrap();
+        loop {
+            let mut ciphertext = vec![0u8; oaep_public.ciphertext_size()];
+            oaep_public.encrypt(&OAEP_SHA256_MGF1SHA256, &[0x5a; 32], &mut ciphertext, None).unwrap();
+            let mut plain = vec![0u8; pkcs1_private.min_output_size()];
+            if pkcs1_private.decrypt(&ciphertext, &mut plain).is_err() {
+                break ciphertext;
+            }
+        }
+    };
+    let edks = [
+        ("bad padding", bad_padding),
+        ("a valid padding around a wrong key", pkcs1_encrypt(&[0x3c; 32])),
+        ("a valid padding around 5 bytes", pkcs1_encrypt(&[7; 5])),
+    ];
+
+    let dir = tempfile::tempdir().unwrap();
+    let pem_path = dir.path().join("private.pem");
+    std::fs::write(&pem_path, &pem).unwrap();
+    let (message_path, dest) = (dir.path().join("message.esdk"), dir.path().join("never"));
+    let legacy = ["--commitment-policy", "require-encrypt-allow-decrypt"];
+    for (suite, policy) in [
+        (AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY, CommitmentPolicy::RequireEncryptRequireDecrypt),
+        (AlgorithmSuite::AES_256_GCM_IV12_TAG16_HKDF_SHA256, CommitmentPolicy::ForbidEncryptAllowDecrypt),
+    ] {
+        let options = EncryptOptions::new().suite(suite).commitment_policy(policy);
+        let message = kms_envelope::encrypt(&oaep, &options, b"legacy secret").unwrap();
+        let header = kms_envelope::Header::read_from(Default::default(), &mut &message[..]).unwrap();
+        let original = header.encrypted_data_keys()[0].ciphertext.clone();
+        let at = message.windows(original.len()).position(|w| w == original).unwrap();
+        let mut seen: Option<(String, Option<i32>, String)> = None;
+        for (what, edk) in &edks {
+            assert_eq!(edk.len(), original.len());
+            let mut message = message.clone();
+            message[at..at + edk.len()].copy_from_slice(edk);
+            let decrypt_options = DecryptOptions::new().commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt);
+            let err = kms_envelope::decrypt(&pkcs1, &decrypt_options, &message).err().unwrap();
+            std::fs::write(&message_path, &message).unwrap();
+            let out = cli(
+                &[["decrypt"].as_slice(), &rsa_args("--rsa-private-key", &pem_path, "pkcs1"), &legacy].concat(),
+                &[&message_path, &dest],
+            );
+            assert!(!dest.exists(), "{what}");
+            let result = (format!("{err:?}"), out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned());
+            match &seen {
+                None => seen = Some(result),
+                Some(first) => assert_eq!(&result, first, "{suite:?}: {what} fails unlike {}", edks[0].0),
+            }
+        }
+        let (err, status, stderr) = seen.unwrap();
+        let expected = if suite.is_committing() { "CommitmentMismatch" } else { "HeaderAuthentication" };
+        assert_eq!((err.as_str(), status), (expected, Some(1)), "{stderr}");
+    }
+
+    // Encrypting with PKCS #1 v1.5 is refused, with a private key too, saying to use OAEP (exit 2).
+    let input = dir.path().join("plain.txt");
+    std::fs::write(&input, b"new secret").unwrap();
+    let new_message = dir.path().join("new.esdk");
+    let out = cli(
+        &[["encrypt"].as_slice(), &rsa_args("--rsa-private-key", &pem_path, "pkcs1")].concat(),
+        &[&input, &new_message],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!new_message.exists());
+    assert!(stderr.contains("decrypt-only") && stderr.contains("encrypt with OAEP"), "{stderr}");
+    let err = kms_envelope::encrypt(&pkcs1, &EncryptOptions::new(), b"new secret").unwrap_err();
+    assert!(matches!(err, kms_envelope::Error::DecryptOnlyRsaPadding), "{err:?}");
 }
 
 #[test]

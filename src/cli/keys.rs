@@ -222,7 +222,8 @@ fn local_keyring(key: &LocalKey, rsa_padding: &str, encoding: KeyEncoding) -> Re
             use kms_envelope::RsaPadding;
             let padding = RsaPadding::from_name(rsa_padding).ok_or_else(|| {
                 Failure::usage(format!(
-                    "--rsa-padding {rsa_padding:?}: expected oaep-sha256, oaep-sha1, oaep-sha384, oaep-sha512 or pkcs1"
+                    "--rsa-padding {rsa_padding:?}: expected oaep-sha256, oaep-sha1, oaep-sha384, oaep-sha512 or pkcs1 \
+                     (decrypt only)"
                 ))
             })?;
             let keyring = if *kind == LocalKind::RsaPublic {

@@ -2,13 +2,19 @@
 //!
 //! Not the RustCrypto `rsa` crate: it has an unfixed timing side channel (RUSTSEC-2023-0071), and AWS-LC is
 //! linked anyway wherever the AWS SDK is. AWS-LC clears the memory of a private key when it frees it.
+//!
+//! OAEP goes through `aws-lc-rs`. PKCS #1 v1.5 is decrypt-only, with implicit rejection ([`pkcs1`]), on
+//! AWS-LC's raw private operation ([`raw`]), which `aws-lc-rs` does not offer.
+
+pub mod pkcs1;
+mod raw;
 
 use std::fmt;
 
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rsa::{
     OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OAEP_SHA384_MGF1SHA384, OAEP_SHA512_MGF1SHA512, OaepAlgorithm,
-    OaepPrivateDecryptingKey, OaepPublicEncryptingKey, Pkcs1PrivateDecryptingKey, Pkcs1PublicEncryptingKey,
-    PrivateDecryptingKey, PublicEncryptingKey,
+    OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey,
 };
 use base64::Engine as _;
 use zeroize::Zeroizing;
@@ -22,10 +28,10 @@ pub const MIN_RSA_BITS: usize = 2048;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RsaPadding {
-    /// PKCS #1 v1.5: for reading messages written with it only. Decrypting it is open to
-    /// Bleichenbacher-style padding-oracle attacks by anyone who can submit messages and observe whether
-    /// decryption fails early or late (every ESDK shares this, and AWS-LC has no implicit rejection); use
-    /// OAEP for new messages.
+    /// PKCS #1 v1.5: decrypt-only, to read messages written with it; encrypting with it is refused
+    /// ([`Error::DecryptOnlyRsaPadding`]). Decrypted with implicit rejection (`src/crypto/rsa/pkcs1.rs`),
+    /// so that no failure tells a padding oracle whether the padding was valid; a wrong key is then
+    /// reported as a key commitment or header authentication failure.
     Pkcs1V15,
     /// OAEP with SHA-1 and MGF1 with SHA-1.
     OaepSha1,
@@ -115,20 +121,14 @@ impl RsaPublicKey {
         self.0.key_size_bits()
     }
 
-    /// Encrypts `plaintext` (a data key) with `padding`.
+    /// Encrypts `plaintext` (a data key) with `padding`, which must be OAEP: PKCS #1 v1.5 is decrypt-only
+    /// ([`Error::DecryptOnlyRsaPadding`]).
     pub fn encrypt(&self, padding: RsaPadding, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let algorithm = padding.oaep().ok_or(Error::DecryptOnlyRsaPadding)?;
         let mut out = vec![0u8; self.0.key_size_bytes()];
         let failed = |_| Error::Keyring(format!("RSA {padding} encryption of the data key failed"));
-        let len = match padding.oaep() {
-            Some(algorithm) => {
-                let key = OaepPublicEncryptingKey::new(self.0.clone()).map_err(failed)?;
-                key.encrypt(algorithm, plaintext, &mut out, None).map_err(failed)?.len()
-            }
-            None => {
-                let key = Pkcs1PublicEncryptingKey::new(self.0.clone()).map_err(failed)?;
-                key.encrypt(plaintext, &mut out).map_err(failed)?.len()
-            }
-        };
+        let key = OaepPublicEncryptingKey::new(self.0.clone()).map_err(failed)?;
+        let len = key.encrypt(algorithm, plaintext, &mut out, None).map_err(failed)?.len();
         out.truncate(len);
         Ok(out)
     }
@@ -171,22 +171,22 @@ impl RsaPrivateKey {
         RsaPublicKey(self.0.public_key())
     }
 
-    /// Decrypts `ciphertext` (an EDK's) with `padding`.
+    /// Decrypts `ciphertext` (an EDK's) with `padding`, which must be OAEP. PKCS #1 v1.5 always fails
+    /// here: an error on a bad padding is the oracle it must not give; it goes through
+    /// [`Pkcs1V15Decryptor`](pkcs1::Pkcs1V15Decryptor) instead.
     pub fn decrypt(&self, padding: RsaPadding, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, RsaDecryptFailed> {
+        let algorithm = padding.oaep().ok_or(RsaDecryptFailed)?;
         let mut out = Zeroizing::new(vec![0u8; self.0.key_size_bytes()]);
-        let failed = |_| RsaDecryptFailed;
-        let len = match padding.oaep() {
-            Some(algorithm) => {
-                let key = OaepPrivateDecryptingKey::new(self.0.clone()).map_err(failed)?;
-                key.decrypt(algorithm, ciphertext, &mut out, None).map_err(failed)?.len()
-            }
-            None => {
-                let key = Pkcs1PrivateDecryptingKey::new(self.0.clone()).map_err(failed)?;
-                key.decrypt(ciphertext, &mut out).map_err(failed)?.len()
-            }
-        };
+        let key = OaepPrivateDecryptingKey::new(self.0.clone()).map_err(|_| RsaDecryptFailed)?;
+        let len = key.decrypt(algorithm, ciphertext, &mut out, None).map_err(|_| RsaDecryptFailed)?.len();
         out.truncate(len);
         Ok(out)
+    }
+
+    /// The key as PKCS #8 DER, re-encoded by AWS-LC (so the same for every PEM form of a key); wiped on
+    /// drop.
+    fn pkcs8_der(&self) -> Result<Pkcs8V1Der<'static>> {
+        self.0.as_der().map_err(|_| key_error("AWS-LC could not encode the private key".into()))
     }
 }
 
@@ -334,23 +334,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_padding_round_trips_and_a_wrong_padding_fails() {
-        let private = RsaPrivateKey(PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap());
+    fn every_oaep_padding_round_trips_and_a_wrong_padding_fails() {
+        let key = PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let private = RsaPrivateKey(key.clone());
         let public = private.public_key();
+        let pkcs1 = pkcs1::Pkcs1V15Decryptor::new(&private).unwrap();
         for padding in RsaPadding::ALL {
+            assert_eq!(RsaPadding::from_name(padding.name()), Some(padding));
+            if padding == RsaPadding::Pkcs1V15 {
+                continue;
+            }
             let ciphertext = public.encrypt(padding, &[7u8; 32]).unwrap();
             assert_eq!(ciphertext.len(), 256);
             assert_eq!(&*private.decrypt(padding, &ciphertext).unwrap(), &[7u8; 32]);
-            // Unpadding with the wrong scheme fails, except that PKCS #1 v1.5 accepts about one random block
-            // in 2^16 (00 02, eight nonzero bytes, a zero): then it yields other bytes, never the key.
             for other in RsaPadding::ALL.into_iter().filter(|&p| p != padding) {
-                let read = private.decrypt(other, &ciphertext);
-                assert!(!read.as_deref().is_ok_and(|bytes| bytes[..] == [7u8; 32]), "{padding} read as {other}");
+                assert!(private.decrypt(other, &ciphertext).is_err(), "{padding} read as {other}");
             }
-            assert_eq!(RsaPadding::from_name(padding.name()), Some(padding));
+            // Read as PKCS #1 v1.5 it yields a synthetic key (about one block in 2^16 has a valid padding
+            // around other bytes), never the data key.
+            assert_ne!(&*pkcs1.decrypt_data_key(&ciphertext, 32), &[7u8; 32]);
         }
         assert!(private.decrypt(RsaPadding::OaepSha256, &[1u8; 17]).is_err());
         assert!(format!("{private:?}").contains("redacted"));
+    }
+
+    /// PKCS #1 v1.5 is decrypt-only: encrypting is refused with the error that says to use OAEP, and
+    /// `decrypt` refuses it too (it would be an oracle); a real PKCS #1 v1.5 EDK still decrypts.
+    #[test]
+    fn pkcs1_is_decrypt_only() {
+        let key = PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let private = RsaPrivateKey(key.clone());
+        let err = private.public_key().encrypt(RsaPadding::Pkcs1V15, &[7u8; 32]).unwrap_err();
+        assert!(matches!(err, Error::DecryptOnlyRsaPadding), "{err:?}");
+        assert!(err.to_string().contains("oaep-sha256"), "{err}");
+        let ciphertext = pkcs1::tests::pkcs1_encrypt(&key, &[7u8; 32]);
+        assert_eq!(private.decrypt(RsaPadding::Pkcs1V15, &ciphertext), Err(RsaDecryptFailed));
+        let decryptor = pkcs1::Pkcs1V15Decryptor::new(&private).unwrap();
+        assert_eq!(&*decryptor.decrypt_data_key(&ciphertext, 32), &[7u8; 32]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring, KeyringFuture};
 use crate::crypto::DataKey;
+use crate::crypto::rsa::pkcs1::Pkcs1V15Decryptor;
 use crate::crypto::rsa::{RsaPadding, RsaPrivateKey, RsaPublicKey};
 use crate::error::{Error, Result};
 use crate::format::edk::EncryptedDataKey;
@@ -13,6 +14,12 @@ use crate::format::edk::EncryptedDataKey;
 /// the public key produces messages that only the private key's holder reads. The EDK's provider id is the
 /// namespace and its provider info the key name; nothing records the padding, so encryptor and decryptor
 /// must agree on it.
+///
+/// PKCS #1 v1.5 ([`RsaPadding::Pkcs1V15`]) is decrypt-only: a keyring with it reads old messages and refuses
+/// to encrypt ([`Error::DecryptOnlyRsaPadding`]). It unwraps with implicit rejection (reasons and limits in
+/// `src/crypto/rsa/pkcs1.rs`): the first EDK with its namespace and name always
+/// yields a data key, a synthetic one when the EDK does not hold one, so that a bad padding, a wrong key
+/// and a damaged EDK all fail later, alike, at the key commitment or header authentication.
 ///
 /// Unlike the raw AES keyring, RSA wrapping does **not** bind the encryption context to the EDK (the
 /// specification's design); the context is still authenticated by the message header. Nor does it
@@ -40,7 +47,13 @@ pub struct RawRsaKeyring {
     name: String,
     padding: RsaPadding,
     public: RsaPublicKey,
-    private: Option<RsaPrivateKey>,
+    private: Option<Unwrapper>,
+}
+
+/// The private half, ready for the keyring's padding.
+enum Unwrapper {
+    Oaep(RsaPrivateKey),
+    Pkcs1V15(Pkcs1V15Decryptor),
 }
 
 impl std::fmt::Debug for RawRsaKeyring {
@@ -57,18 +70,22 @@ impl std::fmt::Debug for RawRsaKeyring {
 
 impl RawRsaKeyring {
     /// An encrypt-only keyring for a public key in PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`), of 2048 bits
-    /// or more. The namespace may not start with `aws-kms`, which is reserved for KMS keyrings.
+    /// or more, and an OAEP padding ([`Error::DecryptOnlyRsaPadding`] for PKCS #1 v1.5). The namespace may
+    /// not start with `aws-kms`, which is reserved for KMS keyrings.
     pub fn from_public_key_pem(
         namespace: impl Into<String>,
         name: impl Into<String>,
         padding: RsaPadding,
         pem: &[u8],
     ) -> Result<Self> {
+        if padding == RsaPadding::Pkcs1V15 {
+            return Err(Error::DecryptOnlyRsaPadding);
+        }
         Self::new(namespace.into(), name.into(), padding, RsaPublicKey::from_pem(pem)?, None)
     }
 
     /// A keyring for a private key in PEM (`PRIVATE KEY` or `RSA PRIVATE KEY`), of 2048 bits or more: it
-    /// decrypts, and encrypts with the key's public half.
+    /// decrypts, and encrypts with the key's public half (OAEP only: PKCS #1 v1.5 is decrypt-only).
     pub fn from_private_key_pem(
         namespace: impl Into<String>,
         name: impl Into<String>,
@@ -76,7 +93,12 @@ impl RawRsaKeyring {
         pem: &[u8],
     ) -> Result<Self> {
         let private = RsaPrivateKey::from_pem(pem)?;
-        Self::new(namespace.into(), name.into(), padding, private.public_key(), Some(private))
+        let public = private.public_key();
+        let unwrapper = match padding {
+            RsaPadding::Pkcs1V15 => Unwrapper::Pkcs1V15(Pkcs1V15Decryptor::new(&private)?),
+            _ => Unwrapper::Oaep(private),
+        };
+        Self::new(namespace.into(), name.into(), padding, public, Some(unwrapper))
     }
 
     fn new(
@@ -84,7 +106,7 @@ impl RawRsaKeyring {
         name: String,
         padding: RsaPadding,
         public: RsaPublicKey,
-        private: Option<RsaPrivateKey>,
+        private: Option<Unwrapper>,
     ) -> Result<Self> {
         if namespace.starts_with("aws-kms") {
             return Err(Error::Config(format!("raw RSA key namespace {namespace:?} is reserved for AWS KMS")));
@@ -111,6 +133,10 @@ impl RawRsaKeyring {
     }
 
     fn wrap(&self, mut materials: EncryptionMaterials) -> Result<EncryptionMaterials> {
+        // Before a data key is made: a PKCS #1 v1.5 keyring is decrypt-only.
+        if self.padding == RsaPadding::Pkcs1V15 {
+            return Err(Error::DecryptOnlyRsaPadding);
+        }
         if materials.data_key().is_none() {
             materials.set_data_key(DataKey::random(materials.suite().key_len()))?;
         }
@@ -139,10 +165,19 @@ impl RawRsaKeyring {
             if edk.provider_id != self.namespace || edk.provider_info != self.name.as_bytes() {
                 continue;
             }
-            // A plaintext of the wrong length fails exactly like a bad padding, with no length given: with
-            // PKCS #1 v1.5, "padding valid" versus "padding invalid" is Bleichenbacher's oracle.
+            let key_len = materials.suite().key_len();
+            let private = match private {
+                // Never fails, so the first EDK of ours is the one: see `Pkcs1V15Decryptor`.
+                Unwrapper::Pkcs1V15(decryptor) => {
+                    let key = decryptor.decrypt_data_key(&edk.ciphertext, key_len);
+                    materials.set_data_key(DataKey::new(key.to_vec()))?;
+                    return Ok(materials);
+                }
+                Unwrapper::Oaep(private) => private,
+            };
+            // A plaintext of the wrong length fails exactly like a bad padding, with no length given.
             match private.decrypt(self.padding, &edk.ciphertext) {
-                Ok(key) if key.len() == materials.suite().key_len() => {
+                Ok(key) if key.len() == key_len => {
                     materials.set_data_key(DataKey::new(key.to_vec()))?;
                     return Ok(materials);
                 }
@@ -194,22 +229,25 @@ mod tests {
         format!("-----BEGIN PRIVATE KEY-----\n{der}\n-----END PRIVATE KEY-----\n")
     }
 
-    fn reasons(keyring: &RawRsaKeyring, ciphertext: Vec<u8>) -> Vec<String> {
+    fn unwrap(keyring: &RawRsaKeyring, ciphertext: Vec<u8>) -> Result<DecryptionMaterials> {
         let edk = EncryptedDataKey { provider_id: "ns".into(), provider_info: b"name".to_vec(), ciphertext };
         let materials = DecryptionMaterials::new(SUITE, Default::default(), BTreeSet::new());
-        match block_on(keyring.on_decrypt(materials, &[edk])) {
+        block_on(keyring.on_decrypt(materials, &[edk]))
+    }
+
+    fn reasons(keyring: &RawRsaKeyring, ciphertext: Vec<u8>) -> Vec<String> {
+        match unwrap(keyring, ciphertext) {
             Err(Error::NoDataKeyDecrypted { reasons }) => reasons,
             other => panic!("expected no data key, got {other:?}"),
         }
     }
 
-    /// A PKCS #1 v1.5 ciphertext whose padding is valid but whose plaintext is not a data key must fail
-    /// exactly like one whose padding is broken: telling them apart (or giving the plaintext's length) is
-    /// the conformance oracle Bleichenbacher's attack needs to decrypt any EDK of the key.
+    /// An OAEP ciphertext whose padding is valid but whose plaintext is not a data key fails exactly like
+    /// one whose padding is broken, without giving the plaintext's length.
     #[test]
-    fn valid_padding_with_a_wrong_length_is_indistinguishable_from_bad_padding() {
+    fn oaep_valid_padding_with_a_wrong_length_is_indistinguishable_from_bad_padding() {
         let pem = private_pem();
-        for padding in RsaPadding::ALL {
+        for padding in RsaPadding::ALL.into_iter().filter(|&p| p != RsaPadding::Pkcs1V15) {
             let keyring = RawRsaKeyring::from_private_key_pem("ns", "name", padding, pem.as_bytes()).unwrap();
             let short = keyring.public.encrypt(padding, &[7u8; 5]).unwrap();
             let garbage = vec![0x01; short.len()];
@@ -217,5 +255,48 @@ mod tests {
             assert_eq!(short, garbage, "{padding}");
             assert!(!short[0].contains(" 5 "), "{short:?}");
         }
+    }
+
+    /// PKCS #1 v1.5 never fails to unwrap: a bad padding, a valid padding around a wrong-length plaintext,
+    /// a short ciphertext and a valid padding around a wrong key each yield a data key of the suite's
+    /// length, so the message fails later, alike. Telling the first two apart from the last is the
+    /// conformance oracle Bleichenbacher's attack needs.
+    #[test]
+    fn pkcs1_failures_all_yield_a_data_key() {
+        use crate::crypto::rsa::pkcs1::tests::{bad_padding, pkcs1_encrypt};
+        let key = PrivateDecryptingKey::generate(KeySize::Rsa2048).unwrap();
+        let der = base64::engine::general_purpose::STANDARD.encode(key.as_der().unwrap().as_ref());
+        let pem = format!("-----BEGIN PRIVATE KEY-----\n{der}\n-----END PRIVATE KEY-----\n");
+        let keyring = RawRsaKeyring::from_private_key_pem("ns", "name", RsaPadding::Pkcs1V15, pem.as_bytes()).unwrap();
+        let data_key = |ciphertext: Vec<u8>| unwrap(&keyring, ciphertext).unwrap().data_key().unwrap().clone();
+        let real = data_key(pkcs1_encrypt(&key, &[7u8; 32]));
+        assert_eq!(real.as_bytes(), &[7u8; 32]);
+        for ciphertext in
+            [bad_padding(&key), pkcs1_encrypt(&key, &[7u8; 5]), vec![1; 17], pkcs1_encrypt(&key, &[8; 32])]
+        {
+            let key = data_key(ciphertext);
+            assert_eq!(key.len(), 32);
+            assert_ne!(key, real);
+        }
+    }
+
+    /// PKCS #1 v1.5 is decrypt-only: a private-key keyring refuses to encrypt, and a public-key one (which
+    /// could do nothing else) is refused when built; both say to use OAEP.
+    #[test]
+    fn pkcs1_refuses_to_encrypt() {
+        let pem = private_pem();
+        let keyring = RawRsaKeyring::from_private_key_pem("ns", "name", RsaPadding::Pkcs1V15, pem.as_bytes()).unwrap();
+        let materials = EncryptionMaterials::new(SUITE, Default::default(), BTreeSet::new());
+        let err = block_on(keyring.on_encrypt(materials)).unwrap_err();
+        assert!(matches!(err, Error::DecryptOnlyRsaPadding), "{err:?}");
+        assert!(err.to_string().contains("encrypt with OAEP"), "{err}");
+        let public_pem = {
+            let key = PrivateDecryptingKey::generate(KeySize::Rsa2048).unwrap();
+            let der = base64::engine::general_purpose::STANDARD.encode(key.public_key().as_der().unwrap().as_ref());
+            format!("-----BEGIN PUBLIC KEY-----\n{der}\n-----END PUBLIC KEY-----\n")
+        };
+        let err = RawRsaKeyring::from_public_key_pem("ns", "name", RsaPadding::Pkcs1V15, public_pem.as_bytes());
+        assert!(matches!(err, Err(Error::DecryptOnlyRsaPadding)), "{err:?}");
+        assert!(RawRsaKeyring::from_public_key_pem("ns", "name", RsaPadding::OaepSha1, public_pem.as_bytes()).is_ok());
     }
 }
