@@ -6,8 +6,9 @@
 # The zip holds one file, extensions/kms-envelope (mode 0755): Lambda unpacks layers under /opt and starts
 # every executable in /opt/extensions, registering each under its file name.
 #
-# arm64 (Graviton) from an x86_64 machine: `cargo lambda build --release --extension --arm64 --features
-# extension --bin kms-envelope-extension` (cargo-lambda cross-compiles with zig), or
+# arm64 (Graviton) from an x86_64 machine: `cargo lambda build --release --extension --arm64
+# --no-default-features --features extension,rsa --bin kms-envelope-extension` (cargo-lambda cross-compiles
+# with zig; the features of the x86_64 build below), or
 # `rustup target add aarch64-unknown-linux-gnu` plus an aarch64 linker; then pass the binary with --binary
 # and publish with --compatible-architectures arm64.
 set -euo pipefail

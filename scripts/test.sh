@@ -34,7 +34,7 @@ FULL_SET_ONLY_TESTS=(interop_python cli_interop vectors mutation limits extensio
 
 # Budget (cold, this 2-core machine; the goal is a full run <= 30 min, CI allows 90). Measured per stage in
 # the closing summary of every run; a change that pushes a stage past its budget must make room elsewhere.
-#   lint (fmt, clippy x2, doc, the fuzz crate)          <= 7 min   (mostly the two clippy builds)
+#   lint (fmt, clippy x2, README snippets, doc, fuzz)   <= 7 min   (mostly the two clippy builds)
 #   python venvs (only when requirements change)        <= 2 min
 #   fuzz (cargo-fuzz build + 8 targets x 30 s + replay) <= 6 min
 #   cargo test, full set                                <= 10 min  (build ~6, run ~4)
@@ -137,6 +137,11 @@ if ((run_lint)); then
   header "lint: cargo clippy --no-default-features --features quickstart --bin quickstart -- -D warnings"
   # The README's first command builds this binary with only its own feature, which no other lint covers.
   cargo clippy --no-default-features --features quickstart --bin quickstart -- -D warnings
+  # After clippy, whose builds hold most of the dependencies the snippets' crates check against.
+  header "lint: scripts/readme-snippets.sh (each README Rust block in a new crate with the dependencies it lists)"
+  t_snippets=$EPOCHREALTIME
+  scripts/readme-snippets.sh
+  stage_time "lint: README snippets (included in lint below)" "$t_snippets"
   header "lint: cargo doc --no-deps --features $FULL_FEATURES (RUSTDOCFLAGS=-Dwarnings)"
   RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --features "$FULL_FEATURES"
   header "lint: the fuzz crate (cargo fmt --check, cargo clippy --all-targets -D warnings)"

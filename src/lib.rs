@@ -41,6 +41,11 @@
 // One exception, `crypto::rsa::raw`: AWS-LC's raw RSA operation, which `aws-lc-rs` does not offer.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+// Under `--cfg docsrs` (docs.rs, or `RUSTC_BOOTSTRAP=1 RUSTDOCFLAGS="--cfg docsrs" cargo doc`) every item gated
+// on a feature says which ("Available on crate feature `kms` only"). `doc_cfg` now derives the badge from the
+// item's own `#[cfg]` (it absorbed `doc_auto_cfg`, which rustdoc 1.95 refuses as removed), so no item needs a
+// `doc(cfg(..))` of its own. Nightly-only, hence the `cfg_attr`: a stable `cargo doc` ignores it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "bundle")]
 pub mod bundle;
