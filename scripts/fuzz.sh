@@ -38,9 +38,10 @@
 # * The address sanitizer (cargo-fuzz's own default) passes -Zsanitizer=address, which stable refuses
 #   ("the option `Z` is only accepted on the nightly compiler"). `RUSTC_BOOTSTRAP=1 cargo fuzz run <target>`
 #   works on stable (cargo-fuzz also treats RUSTC_BOOTSTRAP as nightly); FUZZ_SANITIZER=address does that.
-#   (`--build-std`/`--careful` are not used.) kms-envelope is #![forbid(unsafe_code)], so ASan mostly
-#   re-checks its dependencies, for a third of the throughput (decrypt: 3.8k against 10.7k exec/s) and a
-#   build about twice as long; panics, overflow checks (debug assertions are on in both modes), OOM and
+#   (`--build-std`/`--careful` are not used.) kms-envelope denies unsafe code but for AWS-LC's raw RSA
+#   operation (src/crypto/rsa/raw.rs, not reached by the targets), so ASan mostly re-checks its
+#   dependencies, for a third of the throughput (decrypt: 3.8k against 10.7k exec/s) and a build about
+#   twice as long; panics, overflow checks (debug assertions are on in both modes), OOM and
 #   timeouts are caught without it.
 # * cargo-fuzz comes from crates.io; if no `cargo fuzz` is on PATH, this script installs it under the repo
 #   (`cargo install --root .tools cargo-fuzz --locked`, git-ignored), never into the user's ~/.cargo/bin.
