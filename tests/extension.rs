@@ -365,6 +365,9 @@ fn init_fails(function: &Function, vars: &[(&str, &str)], expected: &str) {
     let reason = log.lines().find(|l| l.starts_with("[kms-envelope] failed:")).unwrap_or_else(|| panic!("{log}"));
     assert!(reason.contains(expected), "{expected:?} not in {reason:?}\n{log}");
     assert!(log.contains("Extension.InitError"), "the init error was not reported:\n{log}");
+    // Our error type, and our exit status, as the emulator saw them.
+    assert!(log.contains("Extension.KmsEnvelopeFailed"), "not our error type:\n{log}");
+    assert!(log.contains("exit status 1"), "the extension did not exit 1:\n{log}");
     assert!(!log.contains(SECRET), "the secret reached the log:\n{log}");
     assert!(left.is_empty(), "files left under the root: {left:?}\n{log}");
 }
@@ -377,7 +380,7 @@ fn a_failed_decryption_fails_the_init_and_leaves_nothing() {
 
     init_fails(&function, &[("KMS_ENVELOPE_CONTEXT", "purpose=another")], "encryption context");
     let other_key = function.peers.moto.create_key();
-    init_fails(&function, &[("KMS_ENVELOPE_KMS_KEY_ARN", &other_key)], "");
+    init_fails(&function, &[("KMS_ENVELOPE_KMS_KEY_ARN", &other_key)], "no keyring could decrypt a data key");
     let missing = format!("s3://{}/missing.esdk=models/model.bin", function.bucket);
     init_fails(&function, &[("KMS_ENVELOPE_BUNDLES", &format!("app.esdk=app.bin,{missing}"))], "missing.esdk");
     // Room for the small files, not for app.bin.
