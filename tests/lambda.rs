@@ -380,6 +380,7 @@ fn a_directory_bundle_with_an_entry_removed_or_renamed_is_decrypted_again() {
     let work = tempfile::tempdir().unwrap();
     let (package, root, tree_src) = (work.path().join("package"), work.path().join("root"), work.path().join("tree"));
     fs::create_dir_all(&package).unwrap();
+    fs::create_dir_all(&root).unwrap();
     sample_tree(&tree_src);
     fs::write(package.join("t.esdk"), encrypt_tree(&raw_keyring(), &tree_src)).unwrap();
     let start = |keyring: &Arc<Counting>| {
@@ -390,8 +391,8 @@ fn a_directory_bundle_with_an_entry_removed_or_renamed_is_decrypted_again() {
     assert_eq!(first.calls(), 1);
 
     let changes: [(&str, &dyn Fn(&Path)); 2] = [
-        ("removed", &|t| fs::remove_file(t.join("nested/ca.pem")).unwrap()),
-        ("renamed", &|t| fs::rename(t.join("nested/ca.pem"), t.join("nested/ca.pem.bak")).unwrap()),
+        ("removed", &|t: &Path| fs::remove_file(t.join("nested/ca.pem")).unwrap()),
+        ("renamed", &|t: &Path| fs::rename(t.join("nested/ca.pem"), t.join("nested/ca.pem.bak")).unwrap()),
     ];
     for (change, apply) in changes {
         let untouched = Counting::new(raw_keyring());
