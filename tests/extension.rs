@@ -12,6 +12,8 @@
 mod common;
 #[path = "common/http.rs"]
 mod fake_http;
+#[path = "common/s3.rs"]
+mod fake_s3;
 #[path = "common/kms.rs"]
 mod support;
 
@@ -21,6 +23,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kms_envelope::{EncryptOptions, Encryptor, Keyring};
@@ -118,7 +121,7 @@ impl Function {
             fs::create_dir_all(function.path(dir)).unwrap();
         }
         fs::write(function.path("task/handler.py"), HANDLER).unwrap();
-        function.install(None);
+        function.install();
         function
     }
 
@@ -126,22 +129,10 @@ impl Function {
         self.work.path().join(relative)
     }
 
-    /// Installs the extension as `/opt/extensions/kms-envelope` (mode 0755, as the layer zip has it): the
-    /// binary itself, or a bash wrapper that waits `delay` before starting it under the same name.
-    fn install(&self, delay: Option<Duration>) {
-        let binary = PathBuf::from(env!("CARGO_BIN_EXE_kms-envelope-extension"));
+    /// Installs the extension as `/opt/extensions/kms-envelope` (mode 0755, as the layer zip has it).
+    fn install(&self) {
         let target = self.path("opt/extensions/kms-envelope");
-        let _ = fs::remove_file(&target);
-        match delay {
-            None => {
-                fs::copy(&binary, &target).unwrap();
-            }
-            Some(delay) => fs::write(
-                &target,
-                format!("#!/bin/bash\nsleep {}\nexec -a \"$0\" {:?} \"$@\"\n", delay.as_secs_f64(), binary),
-            )
-            .unwrap(),
-        }
+        fs::copy(env!("CARGO_BIN_EXE_kms-envelope-extension"), &target).unwrap();
         fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
     }
 
@@ -162,13 +153,19 @@ impl Function {
         format!("s3://{}/{key}", self.bucket)
     }
 
-    /// Writes the three bundles the handler reads: `app.bin` from the package, `models/model.bin` from S3,
-    /// and the JSON secrets. Returns the plaintexts' digests.
+    /// Writes the three bundles the handler reads: `app.bin` from the package, `models/model.bin` from S3
+    /// (moto), and the JSON secrets. Returns the plaintexts' digests.
     fn write_bundles(&self) -> (String, String) {
+        self.write_bundles_with_model_in(|model| self.put("model.esdk", model))
+    }
+
+    /// [`write_bundles`](Self::write_bundles), with the encrypted model stored by `store`, which returns
+    /// its `s3://` source.
+    fn write_bundles_with_model_in(&self, store: impl FnOnce(Vec<u8>) -> String) -> (String, String) {
         let app = plaintext(300_001, 7);
         let model = plaintext(200_000, 9);
         fs::write(self.path("task/app.esdk"), self.encrypt(&app)).unwrap();
-        let model_source = self.put("model.esdk", self.encrypt(&model));
+        let model_source = store(self.encrypt(&model));
         let secrets = format!(r#"{{"DB_PASSWORD": "{SECRET}", "API_KEY": "k"}}"#);
         fs::write(self.path("task/secrets.esdk"), self.encrypt(secrets.as_bytes())).unwrap();
         fs::write(self.path("bundles"), format!("app.esdk=app.bin,{model_source}=models/model.bin")).unwrap();
@@ -312,17 +309,25 @@ fn ok_json(rie: &Rie) -> serde_json::Value {
 fn the_function_init_reads_what_the_extension_decrypted_and_a_restart_reuses_it() {
     let Some(peers) = Peers::get() else { return };
     let function = Function::new(peers);
-    let (app, model) = function.write_bundles();
-    // Held back before it registers: if the emulator started the runtime before every extension
-    // registered, the function's init would find no file and fail.
-    function.install(Some(Duration::from_millis(1500)));
+    // The model comes from an S3 that stops halfway through it for 1.5 s: the function's init, which
+    // reads it, runs after that only if the extension registers after decrypting, as the emulator starts
+    // the runtime once every extension registered.
+    let mut slow_s3 = None;
+    let (app, model) = function.write_bundles_with_model_in(|model| {
+        let s3 = fake_s3::TricklingS3::pausing(vec![("model.esdk", model)], Duration::from_millis(1500));
+        slow_s3 = Some(s3.url.clone());
+        "s3://slow-bucket/model.esdk".to_owned()
+    });
+    let slow_s3 = slow_s3.unwrap();
 
-    let rie = function.start(&[]);
+    let started = Instant::now();
+    let rie = function.start(&[("AWS_ENDPOINT_URL_S3", &slow_s3)]);
     let first = ok_json(&rie);
     assert_eq!(first["app"], app.as_str());
     assert_eq!(first["model"], model.as_str());
     assert_eq!(first["secret_names"], serde_json::json!(["API_KEY", "DB_PASSWORD"]));
     assert_eq!(first["secret_sha256"], sha(SECRET.as_bytes()).as_str());
+    assert!(started.elapsed() >= Duration::from_millis(1500), "the model was not served slowly");
     // Warm: later invokes cost the extension nothing (it registered for SHUTDOWN only).
     assert_eq!(ok_json(&rie), first);
     let (log, left) = rie.stop();
@@ -342,9 +347,8 @@ fn the_function_init_reads_what_the_extension_decrypted_and_a_restart_reuses_it(
     // A new execution environment over the same root (as after a restart with /tmp kept): the files are
     // reused with no KMS call at all -- its endpoint is a closed port (S3 is still asked for the object's
     // ETag, to notice a replaced bundle).
-    function.install(None);
     let closed = format!("http://127.0.0.1:{}", free_port());
-    let rie = function.start(&[("AWS_ENDPOINT_URL_KMS", &closed)]);
+    let rie = function.start(&[("AWS_ENDPOINT_URL_KMS", &closed), ("AWS_ENDPOINT_URL_S3", &slow_s3)]);
     assert_eq!(ok_json(&rie), first);
     let (log, _) = rie.stop();
     assert_eq!(log.matches("[kms-envelope] reused").count(), 3, "{log}");
@@ -361,6 +365,9 @@ fn init_fails(function: &Function, vars: &[(&str, &str)], expected: &str) {
     let reason = log.lines().find(|l| l.starts_with("[kms-envelope] failed:")).unwrap_or_else(|| panic!("{log}"));
     assert!(reason.contains(expected), "{expected:?} not in {reason:?}\n{log}");
     assert!(log.contains("Extension.InitError"), "the init error was not reported:\n{log}");
+    // Our error type, and our exit status, as the emulator saw them.
+    assert!(log.contains("Extension.KmsEnvelopeFailed"), "not our error type:\n{log}");
+    assert!(log.contains("exit status 1"), "the extension did not exit 1:\n{log}");
     assert!(!log.contains(SECRET), "the secret reached the log:\n{log}");
     assert!(left.is_empty(), "files left under the root: {left:?}\n{log}");
 }
@@ -373,7 +380,7 @@ fn a_failed_decryption_fails_the_init_and_leaves_nothing() {
 
     init_fails(&function, &[("KMS_ENVELOPE_CONTEXT", "purpose=another")], "encryption context");
     let other_key = function.peers.moto.create_key();
-    init_fails(&function, &[("KMS_ENVELOPE_KMS_KEY_ARN", &other_key)], "");
+    init_fails(&function, &[("KMS_ENVELOPE_KMS_KEY_ARN", &other_key)], "no keyring could decrypt a data key");
     let missing = format!("s3://{}/missing.esdk=models/model.bin", function.bucket);
     init_fails(&function, &[("KMS_ENVELOPE_BUNDLES", &format!("app.esdk=app.bin,{missing}"))], "missing.esdk");
     // Room for the small files, not for app.bin.
@@ -424,6 +431,9 @@ struct Alone {
     app: Vec<u8>,
 }
 
+/// What the secrets bundle `task/not-json.esdk` holds: the secret, but not as JSON.
+const NOT_JSON_SECRETS: &str = "DB_PASSWORD=extension-secret-marker-5d1c";
+
 /// How one run of the extension ended.
 struct Ended {
     status: std::process::ExitStatus,
@@ -451,6 +461,7 @@ impl Alone {
         fs::write(work.path().join("task/app.esdk"), encrypt(&app)).unwrap();
         let secrets = format!(r#"{{"DB_PASSWORD": "{SECRET}"}}"#);
         fs::write(work.path().join("task/secrets.esdk"), encrypt(secrets.as_bytes())).unwrap();
+        fs::write(work.path().join("task/not-json.esdk"), encrypt(NOT_JSON_SECRETS.as_bytes())).unwrap();
         Self { work, kms, app }
     }
 
@@ -461,6 +472,11 @@ impl Alone {
     /// Runs the extension with `args`, the Extensions API at `runtime_api` (unset when `None`) and a
     /// configuration that decrypts both bundles; fails the test if it runs for a minute.
     fn run(&self, args: &[&str], runtime_api: Option<&str>) -> Ended {
+        self.run_with(args, runtime_api, &[])
+    }
+
+    /// [`run`](Self::run) with `vars` added to the configuration.
+    fn run_with(&self, args: &[&str], runtime_api: Option<&str>, vars: &[(&str, &str)]) -> Ended {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kms-envelope-extension"));
         for (name, _) in std::env::vars_os() {
             let name = name.to_string_lossy().into_owned();
@@ -483,6 +499,7 @@ impl Alone {
             .env("KMS_ENVELOPE_SECRETS", "secrets.esdk")
             .env("KMS_ENVELOPE_ROOT", self.root())
             .env("LAMBDA_TASK_ROOT", self.work.path().join("task"))
+            .envs(vars.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(address) = runtime_api {
@@ -631,4 +648,74 @@ fn an_extensions_api_that_misbehaves_fails_the_extension_and_leaves_no_plaintext
         api_failure_leaves_nothing(&alone, case, Some(&api.address), "event loop failed");
         assert_eq!(api.requests()[1], "GET /2020-01-01/extension/event/next", "{case}");
     }
+}
+
+#[test]
+fn once_decrypts_and_keeps_the_files_without_the_extensions_api_and_keeps_nothing_on_a_failure() {
+    let alone = Alone::new();
+    let ended = alone.run(&["--once"], None);
+    assert!(ended.status.success(), "{:?}\n{}", ended.status, ended.stderr);
+    assert_eq!(fs::read(alone.root().join("app.bin")).unwrap(), alone.app);
+    let secrets: serde_json::Value =
+        serde_json::from_slice(&fs::read(alone.root().join("kms-envelope-secrets.json")).unwrap()).unwrap();
+    assert_eq!(secrets["DB_PASSWORD"], SECRET);
+    assert_eq!(ended.stderr.matches("[kms-envelope] decrypted").count(), 2, "{}", ended.stderr);
+    assert!(ended.stderr.contains("[kms-envelope] 2 bundle(s) ready"), "{}", ended.stderr);
+    assert!(!ended.stderr.contains(SECRET) && !ended.stdout.contains(SECRET), "the secret was printed");
+
+    // One bundle fails after the other landed: exit 1, and neither is kept.
+    fs::remove_dir_all(alone.root()).unwrap();
+    fs::create_dir(alone.root()).unwrap();
+    let ended = alone.run_with(&["--once"], None, &[("KMS_ENVELOPE_BUNDLES", "app.esdk=app.bin,missing.esdk=m")]);
+    assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
+    assert!(
+        ended.stderr.contains("[kms-envelope] failed:") && ended.stderr.contains("missing.esdk"),
+        "{}",
+        ended.stderr
+    );
+    assert_eq!(ended.listing, Vec::<String>::new(), "{}", ended.stderr);
+}
+
+#[test]
+fn the_secrets_file_variable_names_where_the_secrets_land() {
+    let alone = Alone::new();
+    let ended = alone.run_with(&["--once"], None, &[("KMS_ENVELOPE_SECRETS_FILE", "conf/db.json")]);
+    assert!(ended.status.success(), "{:?}\n{}", ended.status, ended.stderr);
+    let path = alone.root().join("conf/db.json");
+    let secrets: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(secrets["DB_PASSWORD"], SECRET);
+    assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!alone.root().join("kms-envelope-secrets.json").exists(), "{:?}", ended.listing);
+}
+
+#[test]
+fn a_secrets_bundle_that_is_not_json_fails_the_init_with_our_error_type_and_leaves_nothing() {
+    let alone = Alone::new();
+    let reported = Arc::new(Mutex::new(Vec::new()));
+    let seen = reported.clone();
+    let api = fake_http::FakeServer::start(move |request| match request.path.as_str() {
+        "/2020-01-01/extension/register" => Some(registered()),
+        "/2020-01-01/extension/init/error" => {
+            let error_type = request.header("Lambda-Extension-Function-Error-Type").unwrap_or("").to_owned();
+            seen.lock().unwrap().push((error_type, String::from_utf8_lossy(&request.body).into_owned()));
+            Some(fake_http::response(202, &[], b"{}"))
+        }
+        _ => Some(fake_http::response(404, &[], b"")),
+    });
+    let ended = alone.run_with(&[], Some(&api.address), &[("KMS_ENVELOPE_SECRETS", "not-json.esdk")]);
+    let context = format!("{:?}\n{}", ended.status, ended.stderr);
+    assert_eq!(ended.status.code(), Some(1), "{context}");
+    assert!(
+        ended.stderr.contains("[kms-envelope] failed: ") && ended.stderr.contains("not a JSON object"),
+        "{context}"
+    );
+    assert_eq!(ended.listing, Vec::<String>::new(), "plaintext left under the root: {context}");
+    assert!(!ended.stderr.contains(SECRET) && !ended.stdout.contains(SECRET), "the secret was printed: {context}");
+    let reported = reported.lock().unwrap();
+    let [(error_type, body)] = &reported[..] else { panic!("init/error reports: {reported:?}\n{context}") };
+    assert_eq!(error_type, "Extension.KmsEnvelopeFailed");
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["errorType"], "Extension.KmsEnvelopeFailed");
+    assert!(body["errorMessage"].as_str().unwrap().contains("not a JSON object"), "{body}");
+    assert!(!body.to_string().contains(SECRET), "the secret was reported: {body}");
 }

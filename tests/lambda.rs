@@ -5,6 +5,8 @@
 #![cfg(all(feature = "lambda", feature = "s3"))]
 
 mod common;
+#[path = "common/s3.rs"]
+mod fake_s3;
 #[path = "common/kms.rs"]
 mod support;
 
@@ -242,7 +244,9 @@ fn file_and_directory_bundles_from_the_package_and_from_s3() {
 
     assert_eq!(keyring.calls(), 4, "one KMS Decrypt per bundle");
     assert_eq!(landed.len(), 4);
-    assert!(landed.iter().all(|l| !l.reused && l.total_time >= l.unwrap_time), "{landed:?}");
+    // Each made a KMS call, so each took some time to unwrap, within its total.
+    let timed = |l: &Landed| !l.reused && l.unwrap_time > Duration::ZERO && l.total_time >= l.unwrap_time;
+    assert!(landed.iter().all(timed), "{landed:?}");
     assert_eq!(landed[0].destination, root.join("app/config.json"));
     assert_eq!(landed[0].bytes, 300_000);
     assert_eq!(landed[2].bytes, 70_000);
@@ -367,6 +371,90 @@ fn warm_start_reuses_what_is_in_place_with_zero_kms_calls() {
     assert_eq!(sixth_keyring.calls(), 1, "{sixth:?}");
     assert_eq!((sixth[0].reused, sixth[1].reused, sixth[2].reused), (true, false, true));
     assert_eq!(fs::read(root.join("b.bin")).unwrap(), plaintext(60_000, 8));
+}
+
+/// A directory bundle whose tree lost an entry, or had one renamed, since it landed is decrypted again;
+/// the untouched tree is reused.
+#[test]
+fn a_directory_bundle_with_an_entry_removed_or_renamed_is_decrypted_again() {
+    let work = tempfile::tempdir().unwrap();
+    let (package, root, tree_src) = (work.path().join("package"), work.path().join("root"), work.path().join("tree"));
+    fs::create_dir_all(&package).unwrap();
+    fs::create_dir_all(&root).unwrap();
+    sample_tree(&tree_src);
+    fs::write(package.join("t.esdk"), encrypt_tree(&raw_keyring(), &tree_src)).unwrap();
+    let start = |keyring: &Arc<Counting>| {
+        cold_start(keyring, &root, &package).bundle(BundleSpec::directory("t.esdk", "t").unwrap())
+    };
+    let first = Counting::new(raw_keyring());
+    run(&start(&first)).unwrap();
+    assert_eq!(first.calls(), 1);
+
+    let changes: [(&str, &dyn Fn(&Path)); 2] = [
+        ("removed", &|t: &Path| fs::remove_file(t.join("nested/ca.pem")).unwrap()),
+        ("renamed", &|t: &Path| fs::rename(t.join("nested/ca.pem"), t.join("nested/ca.pem.bak")).unwrap()),
+    ];
+    for (change, apply) in changes {
+        let untouched = Counting::new(raw_keyring());
+        assert!(run(&start(&untouched)).unwrap()[0].reused, "{change}: the control");
+        assert_eq!(untouched.calls(), 0, "{change}: the control");
+        apply(&root.join("t"));
+        let keyring = Counting::new(raw_keyring());
+        let again = run(&start(&keyring)).unwrap();
+        assert_eq!((keyring.calls(), again[0].reused), (1, false), "an entry {change}: {again:?}");
+        assert_eq!(tree(&root.join("t")), tree(&tree_src), "an entry {change}");
+        assert_eq!(fs::read(root.join("t/nested/ca.pem")).unwrap(), b"-----BEGIN CERTIFICATE-----");
+    }
+}
+
+/// Every variable of the README's configuration table, given a bad value, fails with a `Config` error
+/// whose message names that variable (the keys' variables when their keyring is built).
+#[test]
+fn a_bad_value_of_each_configuration_variable_is_a_config_error_naming_it() {
+    use kms_envelope::lambda::EnvConfig;
+    const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let aws = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .build();
+    let kms = kms_envelope::KmsClients::new(&aws);
+    let good = [("KMS_ENVELOPE_BUNDLES", "a.esdk=a"), ("KMS_ENVELOPE_KMS_KEY_ARN", ARN)];
+    let rsa = [("KMS_ENVELOPE_BUNDLES", "a.esdk=a"), ("KMS_ENVELOPE_KMS_RSA_KEY_ARN", ARN)];
+    let discovery = [("KMS_ENVELOPE_BUNDLES", "a.esdk=a"), ("KMS_ENVELOPE_KMS_DISCOVERY", "true")];
+    // (the variables besides the bad one, the variable, its bad value)
+    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        (&good, "KMS_ENVELOPE_BUNDLES", "a.esdk"),
+        (&good, "KMS_ENVELOPE_BUNDLES", "a.esdk="),
+        (&good, "KMS_ENVELOPE_BUNDLES", "s3://bucket=a"),
+        (&good, "KMS_ENVELOPE_BUNDLES", "s3:///key=a"),
+        (&good, "KMS_ENVELOPE_SECRETS", "s3://bucket"),
+        (&good, "KMS_ENVELOPE_SECRETS", "s3://bucket/"),
+        (&good, "KMS_ENVELOPE_KMS_KEY_ARN", "not a key"),
+        (&good, "KMS_ENVELOPE_KMS_KEY_ARN", "arn:aws:kms:us-east-1:1:key/x"),
+        (&good, "KMS_ENVELOPE_KMS_KEY_ARN", &format!("{ARN},alias/")),
+        (&good[..1], "KMS_ENVELOPE_KMS_DISCOVERY", "yes"),
+        (&discovery, "KMS_ENVELOPE_KMS_ACCOUNTS", "12"),
+        (&discovery, "KMS_ENVELOPE_KMS_ACCOUNTS", ","),
+        (&good, "KMS_ENVELOPE_CONTEXT", "novalue"),
+        (&good, "KMS_ENVELOPE_CONTEXT", "k=1,k=2"),
+        (&good, "KMS_ENVELOPE_CONTEXT", "{\"k\": 1}"),
+        (&rsa[..1], "KMS_ENVELOPE_KMS_RSA_KEY_ARN", "not a key"),
+        (&rsa, "KMS_ENVELOPE_KMS_RSA_ALGORITHM", "RSAES_PKCS1_V1_5"),
+        (&good, "KMS_ENVELOPE_ROOT", "tmp"),
+        (&good, "KMS_ENVELOPE_MAX_ENCRYPTED_DATA_KEYS", "0"),
+        (&good, "KMS_ENVELOPE_MAX_ENCRYPTED_DATA_KEYS", "ten"),
+        (&good, "KMS_ENVELOPE_MAX_ENCRYPTED_DATA_KEYS", "65536"),
+    ];
+    for (others, variable, value) in cases {
+        let vars: Vec<(&str, &str)> = others.iter().copied().chain([(*variable, *value)]).collect();
+        let lookup = |name: &str| vars.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned());
+        let err = match EnvConfig::from_lookup(lookup) {
+            Ok(config) => config.keyring(&kms).err().unwrap_or_else(|| panic!("{variable}={value:?} was accepted")),
+            Err(err) => err,
+        };
+        let Error::Config(message) = &err else { panic!("{variable}={value:?}: not a Config error: {err:?}") };
+        assert!(message.contains(variable), "{variable}={value:?}: {message:?} does not name the variable");
+    }
 }
 
 // ------------------------------------------------------------------------------------------ faults
@@ -542,101 +630,6 @@ fn files_with_content(dir: &Path, destination: &str) -> Vec<String> {
         .collect()
 }
 
-/// A local S3 endpoint (path-style, plain HTTP) serving a few objects, whole or by `Range`. The first
-/// GetObject of each object that reaches its last byte sends what lies before the object's middle at once,
-/// then one byte every 100 ms (enough for the SDK's stalled-stream protection, never enough to finish),
-/// until the client goes away; later ones send it whole. A decrypt fed by it cannot finish, however fast
-/// the machine: the process is caught mid-decrypt by construction.
-struct TricklingS3 {
-    url: String,
-}
-
-impl TricklingS3 {
-    fn start(objects: Vec<(&'static str, Vec<u8>)>) -> Self {
-        Self::serving(objects, true)
-    }
-
-    /// The same endpoint, sending every object whole at once and no `ETag` header.
-    fn without_etag(objects: Vec<(&'static str, Vec<u8>)>) -> Self {
-        Self::serving(objects, false)
-    }
-
-    fn serving(objects: Vec<(&'static str, Vec<u8>)>, trickle_with_etag: bool) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let objects: Arc<Vec<(&'static str, Vec<u8>, AtomicUsize)>> =
-            Arc::new(objects.into_iter().map(|(key, body)| (key, body, AtomicUsize::new(0))).collect());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let objects = objects.clone();
-                std::thread::spawn(move || Self::serve(stream, &objects, trickle_with_etag));
-            }
-        });
-        Self { url }
-    }
-
-    fn serve(stream: TcpStream, objects: &[(&'static str, Vec<u8>, AtomicUsize)], trickle_with_etag: bool) {
-        use std::io::BufRead as _;
-        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-        let mut writer = stream;
-        loop {
-            let mut request = String::new();
-            if reader.read_line(&mut request).unwrap_or(0) == 0 {
-                return;
-            }
-            let mut line = String::new();
-            let mut range = None;
-            while reader.read_line(&mut line).unwrap_or(0) > 0 && !line.trim_end().is_empty() {
-                if let Some(value) = line.to_ascii_lowercase().trim_end().strip_prefix("range: bytes=") {
-                    let (first, last) = value.split_once('-').unwrap();
-                    range = Some((first.parse::<usize>().unwrap(), last.parse::<usize>().unwrap()));
-                }
-                line.clear();
-            }
-            let mut words = request.split_whitespace();
-            let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-            let key = target.split('?').next().unwrap_or("").rsplit('/').next().unwrap_or("");
-            let Some((_, body, gets)) = objects.iter().find(|(name, _, _)| *name == key) else {
-                let _ = writer.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
-                continue;
-            };
-            let (status, start, end) = match range {
-                Some((first, last)) if method != "HEAD" => ("206 Partial Content", first, last + 1),
-                _ => ("200 OK", 0, body.len()),
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\ncontent-length: {}\r\n{}\
-                 content-type: application/octet-stream\r\n\r\n",
-                end - start,
-                if trickle_with_etag { format!("etag: \"trickling-{key}\"\r\n") } else { String::new() },
-            );
-            if writer.write_all(head.as_bytes()).is_err() {
-                return;
-            }
-            if method == "HEAD" {
-                continue;
-            }
-            if !trickle_with_etag || end < body.len() || gets.fetch_add(1, Ordering::SeqCst) > 0 {
-                if writer.write_all(&body[start..end]).is_err() {
-                    return;
-                }
-                continue;
-            }
-            let half = (body.len() / 2).max(start);
-            if writer.write_all(&body[start..half]).is_err() {
-                return;
-            }
-            for byte in &body[half..] {
-                std::thread::sleep(Duration::from_millis(100));
-                if writer.write_all(std::slice::from_ref(byte)).and_then(|()| writer.flush()).is_err() {
-                    return; // the client is gone
-                }
-            }
-        }
-    }
-}
-
 #[test]
 fn a_process_killed_mid_decrypt_leaves_no_destination_and_a_rerun_cleans_up_and_succeeds() {
     let Some(env) = Env::new() else { return };
@@ -651,7 +644,7 @@ fn a_process_killed_mid_decrypt_leaves_no_destination_and_a_rerun_cleans_up_and_
         kms_envelope::bundle::encrypt_directory(&*setup, &options().frame_length(65536), &tree_src, Vec::new())
             .unwrap()
             .0;
-    let s3 = TricklingS3::start(vec![("big.esdk", file_message), ("tree.esdk", tree_message)]);
+    let s3 = fake_s3::TricklingS3::start(vec![("big.esdk", file_message), ("tree.esdk", tree_message)]);
     let root = env.dir("tmp");
 
     for (bundles, destination) in
@@ -912,7 +905,8 @@ fn an_s3_object_without_an_etag_is_never_reused() {
     let setup = env.keyring();
     let package = env.dir("package");
     let root = env.dir("tmp");
-    let s3 = TricklingS3::without_etag(vec![("plain.esdk", encrypt(&*setup, &options(), &plaintext(30_000, 4)))]);
+    let s3 =
+        fake_s3::TricklingS3::without_etag(vec![("plain.esdk", encrypt(&*setup, &options(), &plaintext(30_000, 4)))]);
     for round in 0..2 {
         let config = aws_sdk_s3::config::Builder::from(&env.moto.config()).endpoint_url(&s3.url).force_path_style(true);
         let keyring = env.keyring();

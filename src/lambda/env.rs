@@ -86,6 +86,15 @@ fn config_error(message: impl Into<String>) -> Error {
     Error::Config(message.into())
 }
 
+/// `result` with a `Config` error prefixed by `variable`, the one whose value caused it (the parsers it
+/// calls do not know which variable their text came from).
+fn from_variable<T>(variable: &str, result: Result<T>) -> Result<T> {
+    result.map_err(|error| match error {
+        Error::Config(message) => config_error(format!("{variable}: {message}")),
+        other => other,
+    })
+}
+
 /// Non-empty items of a comma- or newline-separated list, trimmed.
 fn list(value: &str) -> impl Iterator<Item = &str> {
     value.split([',', '\n']).map(str::trim).filter(|item| !item.is_empty())
@@ -101,10 +110,13 @@ fn parse_bundles(value: &str) -> Result<Vec<BundleSpec>> {
             if destination.is_empty() || destination == "/" {
                 return Err(config_error(format!("{BUNDLES_VAR}: {item:?} has no destination")));
             }
-            match destination.strip_suffix('/') {
-                Some(directory) => BundleSpec::directory(source, directory),
-                None => BundleSpec::file(source, destination),
-            }
+            from_variable(
+                BUNDLES_VAR,
+                match destination.strip_suffix('/') {
+                    Some(directory) => BundleSpec::directory(source, directory),
+                    None => BundleSpec::file(source, destination),
+                },
+            )
         })
         .collect()
 }
@@ -177,7 +189,7 @@ impl EnvConfig {
         let bundles = parse_bundles(&lookup(BUNDLES_VAR).unwrap_or_default())?;
         let secrets = match lookup(SECRETS_VAR).as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(source) => Some(Source::parse(source)?),
+            Some(source) => Some(from_variable(SECRETS_VAR, Source::parse(source))?),
         };
         if bundles.is_empty() && secrets.is_none() {
             return Err(config_error(format!("nothing to decrypt: set {BUNDLES_VAR} or {SECRETS_VAR}")));
@@ -234,17 +246,18 @@ impl EnvConfig {
     /// The keyring for [`keys`](Self::keys), from `kms`.
     pub fn keyring(&self, kms: &KmsClients) -> Result<Arc<dyn Keyring>> {
         Ok(match &self.keys {
-            KmsKeys::Strict(arns) if arns.len() == 1 => Arc::new(kms.keyring(&arns[0])?),
-            KmsKeys::Strict(arns) => Arc::new(kms.multi_keyring(arns)?),
+            KmsKeys::Strict(arns) if arns.len() == 1 => Arc::new(from_variable(KEY_ARN_VAR, kms.keyring(&arns[0]))?),
+            KmsKeys::Strict(arns) => Arc::new(from_variable(KEY_ARN_VAR, kms.multi_keyring(arns))?),
             KmsKeys::Discovery { accounts: None } => Arc::new(kms.discovery_keyring(None)),
             KmsKeys::Discovery { accounts: Some(accounts) } => {
-                Arc::new(kms.discovery_keyring(Some(DiscoveryFilter::new(kms.partition(), accounts)?)))
+                let filter = from_variable(ACCOUNTS_VAR, DiscoveryFilter::new(kms.partition(), accounts))?;
+                Arc::new(kms.discovery_keyring(Some(filter)))
             }
             #[cfg(feature = "rsa")]
             KmsKeys::Rsa { arn, algorithm } => {
                 let algorithm = crate::keyring::kms::KmsRsaAlgorithm::from_name(algorithm)
                     .ok_or_else(|| config_error(format!("{RSA_ALGORITHM_VAR}: unknown algorithm {algorithm:?}")))?;
-                Arc::new(kms.rsa_keyring(arn, algorithm)?)
+                Arc::new(from_variable(RSA_KEY_ARN_VAR, kms.rsa_keyring(arn, algorithm))?)
             }
             #[cfg(not(feature = "rsa"))]
             KmsKeys::Rsa { .. } => {
