@@ -65,13 +65,13 @@ fn keys_help(direction: Direction) -> String {
     };
     let mut text = match direction {
         Direction::Encrypt => format!(
-            "Keys: {kinds} may be combined: the first key on the command line generates the data key, each other \
+            "Keys: {kinds} may be combined:\nthe first key on the command line generates the data key, each other \
              key adds a wrapped copy, so any one of them decrypts."
         ),
         Direction::Decrypt => {
             let discovery = if cfg!(feature = "kms") { " (discovery last)" } else { "" };
             format!(
-                "Keys: {kinds} may be combined: each is tried in command-line order{discovery} until one unwraps a \
+                "Keys: {kinds} may be combined:\neach is tried in command-line order{discovery} until one unwraps a \
                  data key of the message."
             )
         }
@@ -79,13 +79,13 @@ fn keys_help(direction: Direction) -> String {
     text.push_str(&format!(" The n-th --key-namespace and --key-name belong to the n-th {local} key."));
     if direction == Direction::Decrypt {
         text.push_str(
-            " A raw key cannot tell a wrong --context pair the message does not store from a wrong key: both fail \
+            "\nA raw key cannot tell a wrong --context pair the message does not store from a wrong key: both fail \
              to unwrap (exit 3).",
         );
     }
     if cfg!(feature = "kms") {
         text.push_str(
-            " KMS credentials, region and endpoint come from the environment as for every AWS SDK (AWS_REGION, \
+            "\nKMS credentials, region and endpoint come from the environment as for every AWS SDK (AWS_REGION, \
              AWS_PROFILE, AWS_ENDPOINT_URL_KMS, ...).",
         );
     }
@@ -96,8 +96,13 @@ fn keys_help(direction: Direction) -> String {
 const HELP_WIDTH: usize = 110;
 
 /// `text` with its spaces turned into line breaks so that no line exceeds `width` (a longer word stays
-/// whole).
+/// whole); its own line breaks are kept, so a phrase that starts a line is never split.
 fn wrap(text: &str, width: usize) -> String {
+    text.lines().map(|line| wrap_line(line, width)).collect::<Vec<_>>().join("\n")
+}
+
+/// One line of [`wrap`].
+fn wrap_line(text: &str, width: usize) -> String {
     let mut out = String::with_capacity(text.len());
     let mut line = 0;
     for word in text.split(' ') {
