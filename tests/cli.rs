@@ -1139,3 +1139,74 @@ fn no_fsync_writes_the_same_output() {
     run(&[&["decrypt", "--no-fsync"][..], &keys, &[message.to_str().unwrap(), back.to_str().unwrap()]].concat());
     assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&input).unwrap());
 }
+
+/// A build without `kms`, `rsa` or `s3` (the raw-key-only CLI) neither offers their options and `s3://`
+/// paths in --help nor takes them for something else: each is refused (exit 2) naming the feature it needs
+/// and the install command that brings it. A build with them lists them (the control).
+#[test]
+fn options_of_features_left_out_are_not_offered_and_say_how_to_get_them() {
+    let s = Scratch::new();
+    s.write("pt", b"x");
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "ct"]])), 0);
+    let help_of = |sub: &str| {
+        let out = s.cmd().args([sub, "--help"]).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let helps: Vec<String> = ["encrypt", "decrypt", "inspect", "bundle", "unbundle"].map(help_of).to_vec();
+    let all = helps.concat();
+    let features: [(bool, &str, &[&str]); 3] = [
+        (cfg!(feature = "kms"), "kms", &["--kms-key", "--kms-discovery", "--kms-rsa-key", "AWS_REGION"]),
+        (cfg!(feature = "rsa"), "rsa", &["--rsa-private-key", "--rsa-padding"]),
+        (cfg!(feature = "s3"), "s3", &["s3://"]),
+    ];
+    for (built, _, words) in features {
+        for word in words {
+            assert_eq!(all.contains(word), built, "{word:?} in --help, built {built}:\n{all}");
+        }
+    }
+    let uses: [(bool, &str, Vec<&str>); 5] = [
+        (cfg!(feature = "kms"), "kms", args(&[&["encrypt", "--kms-key", "alias/x"], &["pt", "-"]])),
+        (cfg!(feature = "kms"), "kms", args(&[&["decrypt", "--kms-discovery"], &["ct", "out"]])),
+        (cfg!(feature = "rsa"), "rsa", args(&[&["decrypt", "--rsa-private-key", "wrapping.key"], &["ct", "out"]])),
+        (cfg!(feature = "s3"), "s3", args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "s3://bucket/key"]])),
+        (cfg!(feature = "s3"), "s3", args(&[&["decrypt"], &raw("wrapping.key"), &["s3://bucket/key", "out"]])),
+    ];
+    for (built, feature, case) in uses {
+        if built {
+            continue;
+        }
+        let (_, stderr) = expect(s.cmd().args(&case), 2);
+        assert!(stderr.contains(&format!("built without the `{feature}` feature")), "{case:?}: {stderr}");
+        assert!(stderr.contains("cargo install --path . --locked"), "{case:?}: the install command: {stderr}");
+        assert!(!s.path("out").exists());
+    }
+}
+
+/// `inspect` refuses stdout that is the message it reads (`inspect m >> m`), as encrypt and decrypt do:
+/// the header text would be appended to the message, which then fails to decrypt.
+#[cfg(unix)]
+#[test]
+fn inspect_refuses_stdout_that_is_its_input() {
+    let s = Scratch::new();
+    s.write("pt", b"inspect me");
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "ct"]])), 0);
+    let message = fs::read(s.path("ct")).unwrap();
+    for (from_stdin, append) in [(false, true), (false, false), (true, true)] {
+        let what = format!("stdin {from_stdin}, append {append}");
+        let out = fs::OpenOptions::new().read(true).write(!append).append(append).open(s.path("ct")).unwrap();
+        let mut cmd = process(&s, &["inspect", if from_stdin { "-" } else { "ct" }]);
+        if from_stdin {
+            cmd.stdin(fs::File::open(s.path("ct")).unwrap());
+        }
+        let run = cmd.stdout(out).output().unwrap();
+        let stderr = stderr_of(&run);
+        assert_eq!(run.status.code(), Some(2), "{what}: {stderr}");
+        assert!(stderr.contains("stdout is the input file"), "{what}: {stderr}");
+        assert!(fs::read(s.path("ct")).unwrap() == message, "{what}: the message changed");
+    }
+    // Another file as stdout: the header is printed (the control).
+    let run = process(&s, &["inspect", "ct"]).stdout(fs::File::create(s.path("header.txt")).unwrap()).output().unwrap();
+    assert!(run.status.success(), "{}", stderr_of(&run));
+    assert!(fs::read_to_string(s.path("header.txt")).unwrap().contains("algorithm suite"));
+}

@@ -226,3 +226,139 @@ fn decrypt_help_speaks_of_decrypting() {
     let (_, help, _) = scratch.run(&["encrypt".into(), "--help".into()]);
     assert!(String::from_utf8(help).unwrap().contains("generates the data key"), "encrypt keeps it");
 }
+
+/// Papercuts of issue 24: an existing directory as OUTPUT is named as one, not met with "use --force".
+#[test]
+fn a_directory_as_output_is_called_a_directory() {
+    let scratch = Scratch::new();
+    fs::create_dir(scratch.path("outdir")).unwrap();
+    let (code, _, stderr) = scratch.encrypt(&scratch.path("wrapping.key"), &[], "plain.txt", "message");
+    assert_eq!(code, Some(0), "{stderr}");
+    for force in [&[][..], &["--force"][..]] {
+        let (code, _, stderr) = scratch.encrypt(&scratch.path("wrapping.key"), force, "plain.txt", "outdir");
+        assert_eq!(code, Some(2), "{force:?}: {stderr}");
+        assert!(stderr.contains("outdir: is a directory") && !stderr.contains("--force"), "{force:?}: {stderr}");
+        let (code, _, stderr) = scratch.decrypt(&scratch.path("wrapping.key"), force, "message", "outdir");
+        assert_eq!(code, Some(2), "{force:?}: {stderr}");
+        assert!(stderr.contains("outdir: is a directory") && !stderr.contains("--force"), "{force:?}: {stderr}");
+    }
+    assert_eq!(fs::read_dir(scratch.path("outdir")).unwrap().count(), 0, "nothing was written into it");
+}
+
+#[test]
+fn unbundle_into_a_missing_parent_names_the_destination_and_how_to_create_it() {
+    let scratch = Scratch::new();
+    fs::create_dir(scratch.path("tree")).unwrap();
+    fs::write(scratch.path("tree/a"), b"a").unwrap();
+    let (code, _, stderr) = scratch.with_key("bundle", &scratch.path("wrapping.key"), &[], "tree", "tree.bundle");
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, _, stderr) =
+        scratch.with_key("unbundle", &scratch.path("wrapping.key"), &[], "tree.bundle", "missing/deeper/dir");
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("missing/deeper/dir:"), "the destination is named: {stderr}");
+    assert!(stderr.contains("mkdir -p missing/deeper"), "how to create the parent: {stderr}");
+    assert!(!scratch.path("missing").exists());
+}
+
+/// `--range START-END` reads as an HTTP range does: an END past the plaintext is cut to its end; a START
+/// past the end is an error that quotes the range as the user wrote it.
+#[test]
+fn range_end_past_the_plaintext_is_clamped_and_errors_quote_the_range() {
+    let scratch = Scratch::new();
+    let (code, _, stderr) = scratch.encrypt(&scratch.path("wrapping.key"), &[], "plain.txt", "message");
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, plain, stderr) = scratch.decrypt(&scratch.path("wrapping.key"), &["--range", "3-999"], "message", "-");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(plain, b"password=hunter2\n", "bytes 3 to the end");
+    let (code, _, stderr) = scratch.decrypt(&scratch.path("wrapping.key"), &["--range", "21-30"], "message", "out");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--range 21-30") && stderr.contains("20 bytes"), "{stderr}");
+    assert!(!scratch.path("out").exists());
+    let (code, _, stderr) = scratch.decrypt(&scratch.path("wrapping.key"), &["--range", "9-4"], "message", "out");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("9-4"), "{stderr}");
+}
+
+fn help_of(scratch: &Scratch, command: &str) -> String {
+    let (code, help, stderr) = scratch.run(&[command.into(), "--help".into()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    String::from_utf8(help).unwrap()
+}
+
+/// Help texts shared between subcommands say what holds for each one.
+#[test]
+fn help_texts_fit_their_subcommand() {
+    let scratch = Scratch::new();
+    for command in ["decrypt", "unbundle"] {
+        let help = help_of(&scratch, command);
+        assert!(!help.contains("write an encrypted message"), "{command} --force writes no message:\n{help}");
+        assert!(help.contains("--force") && help.contains("Replace"), "{help}");
+        assert!(!help.contains("--rsa-public-key"), "{command} cannot use a public key:\n{help}");
+        assert!(!help.contains("so encrypt needs no AWS access"), "{command}:\n{help}");
+        assert!(help.contains("require-encrypt-allow-decrypt") && help.contains("forbid-encrypt-allow-decrypt"));
+    }
+    for command in ["encrypt", "bundle"] {
+        let help = help_of(&scratch, command);
+        assert!(help.contains("write an encrypted message even to a terminal"), "{help}");
+        for value in ["0x0014", "0x0178", "0x0478", "0x0578", "forbid-encrypt-allow-decrypt"] {
+            assert!(help.contains(value), "{command}: {value} is listed:\n{help}");
+        }
+    }
+}
+
+/// Suite ids are hexadecimal with `0x`, as `inspect` prints them: `578` (which could be read as decimal) is
+/// refused, naming the id it probably meant.
+#[test]
+fn suite_ids_need_their_0x() {
+    let scratch = Scratch::new();
+    let (code, _, stderr) = scratch.encrypt(&scratch.path("wrapping.key"), &["--suite", "578"], "plain.txt", "m1");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("0x0578"), "{stderr}");
+    assert!(!scratch.path("m1").exists());
+    let (code, _, stderr) = scratch.encrypt(&scratch.path("wrapping.key"), &["--suite", "0x578"], "plain.txt", "m2");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(&fs::read(scratch.path("m2")).unwrap()[..3], &[2, 0x05, 0x78]);
+}
+
+/// A `decrypt --recursive` whose files all fail leaves none of the directories it created, and its summary
+/// and the key-count message speak English ("1 of 1 file", "1 key").
+#[test]
+fn a_failed_recursive_decrypt_leaves_no_empty_directories() {
+    let scratch = Scratch::new();
+    fs::create_dir_all(scratch.path("in/a/b")).unwrap();
+    fs::write(scratch.path("in/a/b/x.encrypted"), b"not a message").unwrap();
+    let (code, _, stderr) = scratch.decrypt(&scratch.path("wrapping.key"), &["--recursive"], "in", "out");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("1 of 1 file failed"), "{stderr}");
+    assert!(!scratch.path("out").exists(), "out/a/b, all empty, were removed");
+    // A directory that existed before stays.
+    fs::create_dir(scratch.path("kept")).unwrap();
+    let (code, _, _) = scratch.decrypt(&scratch.path("wrapping.key"), &["--recursive"], "in", "kept");
+    assert_eq!(code, Some(1));
+    assert!(scratch.path("kept").is_dir() && !scratch.path("kept/a").exists());
+
+    let mut args = vec!["encrypt".to_owned()];
+    args.extend(raw_key_args(&scratch.path("wrapping.key")));
+    args.extend(["--key-namespace", "ns2", "plain.txt", "m"].map(String::from));
+    let (code, _, stderr) = scratch.run(&args);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("(got 1 key, 2 namespaces, 1 name)"), "{stderr}");
+}
+
+/// A raw key whose name the message does not have says which names it has, escaped: they come from the
+/// message, unauthenticated.
+#[test]
+fn a_wrong_raw_key_name_lists_the_names_the_message_has() {
+    let scratch = Scratch::new();
+    let key = scratch.path("wrapping.key").to_string_lossy().into_owned();
+    let encrypt = ["encrypt", "--raw-key-file", &key, "--key-namespace", "ns", "--key-name", "k\x1b[31m", "plain.txt"];
+    let (code, _, stderr) =
+        scratch.run(&[&encrypt[..], &["m"]].concat().into_iter().map(String::from).collect::<Vec<_>>());
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, _, stderr) = scratch.decrypt(&scratch.path("wrapping.key"), &[], "m", "out");
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("key name"), "{stderr}");
+    assert!(stderr.contains(r"k\u{1b}[31m"), "the message's key name, escaped: {stderr}");
+    assert!(!stderr.contains('\x1b'), "no raw escape reaches the terminal: {stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

@@ -111,3 +111,34 @@ fn the_bar_shows_a_hostile_file_name_escaped() {
         assert!(!shown.contains(raw), "{raw:?} from the file name reached the terminal: {shown:?}");
     }
 }
+
+/// Ctrl-C (SIGINT) while the bar is drawn ends the bar's line before the process dies, so that the shell's
+/// prompt does not start in the middle of it. `timeout -s INT` sends the signal to the command alone, as
+/// the terminal would to its foreground job.
+#[test]
+fn ctrl_c_ends_the_bar_line() {
+    let Some(_) = script() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("k"), [7u8; 32]).unwrap();
+    // Sparse and large enough to be still encrypting when the signal comes.
+    fs::File::create(d.join("huge")).unwrap().set_len(16 << 30).unwrap();
+    let keys = ["--raw-key-file", "k", "--key-namespace", "ns", "--key-name", "n"];
+    let line = format!("timeout -s INT 3 {} encrypt {} huge huge.esdk", quote(BIN), keys.join(" "));
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .current_dir(d)
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(shown.contains("ETA"), "the bar was drawn before the signal: {shown:?}");
+    assert_ne!(out.status.code(), Some(0), "the signal stopped it: {shown:?}");
+    assert!(
+        shown.ends_with('\n'),
+        "the terminal is left at the start of a line: {:?}",
+        &shown[shown.len().saturating_sub(200)..]
+    );
+    assert!(!d.join("huge.esdk").exists(), "no output");
+}

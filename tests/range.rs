@@ -592,9 +592,14 @@ fn cli_decrypt_range_writes_exactly_the_inclusive_range() {
         assert_eq!(cli(dir.path(), &["decrypt", "--range", spec, "ct", &out], None).0, 0, "{spec}");
         assert!(fs::read(dir.path().join(&out)).unwrap() == pt[start..end], "{spec}: file");
     }
+    // As in HTTP, an END past the plaintext is cut to its end; a START past it is a usage error.
     let last = format!("0-{len}");
-    let (code, _, err) = cli(dir.path(), &["decrypt", "--range", &last, "ct", "past"], None);
-    assert_eq!(code, 2, "one byte past the end is a usage error: {err}");
+    let (code, stdout, err) = cli(dir.path(), &["decrypt", "--range", &last, "ct", "-"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout == pt, "END clamped to the plaintext's end");
+    let past = format!("{}-", len + 1);
+    let (code, _, err) = cli(dir.path(), &["decrypt", "--range", &past, "ct", "past"], None);
+    assert_eq!(code, 2, "a start past the end is a usage error: {err}");
     assert!(err.contains("outside the plaintext"), "{err}");
     assert!(!dir.path().join("past").exists());
     for bad in ["5-4", "x-3", "-3", "3", "1-2-3", "+1-2"] {

@@ -7,33 +7,149 @@ use kms_envelope::{AlgorithmSuite, CommitmentPolicy};
 
 use super::exit::Failure;
 
-pub const EXIT_CODES: &str = "\
-Exit status:
+/// The exit codes, as `--help` lists them (the S3 line only in a build with `s3://` paths).
+fn exit_codes() -> String {
+    let s3 = if cfg!(feature = "s3") {
+        "\n  130, 143  SIGINT or SIGTERM during an upload to S3 (the upload was aborted)"
+    } else {
+        ""
+    };
+    let key_access = if cfg!(feature = "kms") {
+        "key access failed (no keyring could decrypt a data key, KMS or credential errors)"
+    } else {
+        "key access failed (no keyring could decrypt a data key)"
+    };
+    format!(
+        "Exit status:
   0  success
   1  the message is invalid or fails to authenticate (nothing is left at OUTPUT)
   2  usage error
-  3  key access failed (no keyring could decrypt a data key, KMS or credential errors)
-  4  I/O error
-  130, 143  SIGINT or SIGTERM during an upload to S3 (the upload was aborted)
-Each failure prints one line on stderr naming the file it is about; stdout only ever carries data.";
+  3  {key_access}
+  4  I/O error{s3}
+Each failure prints one line on stderr naming the file it is about; stdout only ever carries data."
+    )
+}
 
-const KEYS_HELP_ENCRYPT: &str = "\
-Keys: raw AES keys (--raw-key-file PATH --key-namespace NS --key-name NAME), raw RSA keys (--rsa-public-key
-PEM or --rsa-private-key PEM, each with --key-namespace NS --key-name NAME; --rsa-padding) and AWS KMS keys
-(--kms-key ID) may be combined: the first key on the command line generates the data key, each other key
-adds a wrapped copy, so any one of them decrypts. The n-th --key-namespace and --key-name belong to the n-th
-raw AES or RSA key. KMS credentials, region and endpoint come from the environment as for every AWS SDK
-(AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_KMS, ...).";
+/// Which way a subcommand's keys work.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Encrypt,
+    Decrypt,
+}
 
-const KEYS_HELP_DECRYPT: &str = "\
-Keys: raw AES keys (--raw-key-file PATH --key-namespace NS --key-name NAME), raw RSA private keys
-(--rsa-private-key PEM with --key-namespace NS --key-name NAME; --rsa-padding), AWS KMS keys (--kms-key ID)
-and --kms-discovery may be combined: each is tried in command-line order (discovery last) until one
-unwraps a data key of the message. The n-th --key-namespace and --key-name belong to the n-th raw AES or RSA
-key. A raw key cannot tell a wrong --context pair the message does not store from a wrong key: both
-fail to unwrap (exit 3). KMS
-credentials, region and endpoint come from the environment as for every AWS SDK (AWS_REGION, AWS_PROFILE,
-AWS_ENDPOINT_URL_KMS, ...).";
+/// The "Keys:" paragraph of a subcommand's `--help`, naming only the key kinds this build has.
+fn keys_help(direction: Direction) -> String {
+    let local = if cfg!(feature = "rsa") { "raw AES or RSA" } else { "raw AES" };
+    let mut kinds = vec!["raw AES keys (--raw-key-file PATH --key-namespace NS --key-name NAME)"];
+    if cfg!(feature = "rsa") {
+        kinds.push(match direction {
+            Direction::Encrypt => {
+                "raw RSA keys (--rsa-public-key PEM or --rsa-private-key PEM, each with --key-namespace NS \
+                 --key-name NAME; --rsa-padding)"
+            }
+            Direction::Decrypt => {
+                "raw RSA private keys (--rsa-private-key PEM with --key-namespace NS --key-name NAME; --rsa-padding)"
+            }
+        });
+    }
+    if cfg!(feature = "kms") {
+        kinds.push("AWS KMS keys (--kms-key ID)");
+        if direction == Direction::Decrypt {
+            kinds.push("--kms-discovery");
+        }
+    }
+    let kinds = match kinds.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    let mut text = match direction {
+        Direction::Encrypt => format!(
+            "Keys: {kinds} may be combined:\nthe first key on the command line generates the data key, each other \
+             key adds a wrapped copy, so any one of them decrypts."
+        ),
+        Direction::Decrypt => {
+            let discovery = if cfg!(feature = "kms") { " (discovery last)" } else { "" };
+            format!(
+                "Keys: {kinds} may be combined:\neach is tried in command-line order{discovery} until one unwraps a \
+                 data key of the message."
+            )
+        }
+    };
+    text.push_str(&format!(" The n-th --key-namespace and --key-name belong to the n-th {local} key."));
+    if direction == Direction::Decrypt {
+        text.push_str(
+            "\nA raw key cannot tell a wrong --context pair the message does not store from a wrong key: both fail \
+             to unwrap (exit 3).",
+        );
+    }
+    if cfg!(feature = "kms") {
+        text.push_str(
+            "\nKMS credentials, region and endpoint come from the environment as for every AWS SDK (AWS_REGION, \
+             AWS_PROFILE, AWS_ENDPOINT_URL_KMS, ...).",
+        );
+    }
+    format!("{}\n\n{}", wrap(&text, HELP_WIDTH), exit_codes())
+}
+
+/// The width the help paragraphs are wrapped at (clap prints `after_help` as given).
+const HELP_WIDTH: usize = 110;
+
+/// `text` with its spaces turned into line breaks so that no line exceeds `width` (a longer word stays
+/// whole); its own line breaks are kept, so a phrase that starts a line is never split.
+fn wrap(text: &str, width: usize) -> String {
+    text.lines().map(|line| wrap_line(line, width)).collect::<Vec<_>>().join("\n")
+}
+
+/// One line of [`wrap`].
+fn wrap_line(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut line = 0;
+    for word in text.split(' ') {
+        if line > 0 && line + 1 + word.len() > width {
+            out.push('\n');
+            line = 0;
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += word.len();
+    }
+    out
+}
+
+// The help of the arguments that take `s3://BUCKET/KEY`, which a build without `s3` does not offer.
+#[cfg(feature = "s3")]
+const ENCRYPT_OUTPUT_HELP: &str = "Message file, - for stdout, s3://BUCKET/KEY (a multipart upload that appears only \
+                                   once complete), or a directory with --recursive";
+#[cfg(not(feature = "s3"))]
+const ENCRYPT_OUTPUT_HELP: &str = "Message file, - for stdout, or a directory with --recursive";
+#[cfg(feature = "s3")]
+const DECRYPT_INPUT_HELP: &str = "Message file, - for stdin, s3://BUCKET/KEY, or a directory with --recursive";
+#[cfg(not(feature = "s3"))]
+const DECRYPT_INPUT_HELP: &str = "Message file, - for stdin, or a directory with --recursive";
+#[cfg(feature = "s3")]
+const INSPECT_INPUT_HELP: &str = "Message file, - for stdin, or s3://BUCKET/KEY. Only the header is read";
+#[cfg(not(feature = "s3"))]
+const INSPECT_INPUT_HELP: &str = "Message file, or - for stdin. Only the header is read";
+
+/// `--range`: what it decrypts, and exactly what it reads for that (`SeekableDecryptor` decrypts a file's
+/// frames 1 MiB at a time; the S3 reader's windows stop at the range).
+#[cfg(feature = "s3")]
+const RANGE_HELP: &str = "Decrypt only plaintext bytes START to END, both included, or START- to the end. As in \
+    an HTTP Range, an END past the plaintext stands for its end; a START past it is an error. Reads the header, \
+    the final frame and the frames holding the range, and decrypts whole frames. From a file, 1 MiB of frames at \
+    a time: up to 1 MiB of plaintext past END (or the rest of END's frame, if frames are longer) is also read, \
+    verified and discarded, never written. From s3://BUCKET/KEY, a HeadObject, then ranged GETs of the header, \
+    the final frame and the range's frames in windows of 8 MiB: nothing past END's frame. INPUT must be a file \
+    or an S3 object; signed and non-framed messages are refused.";
+#[cfg(not(feature = "s3"))]
+const RANGE_HELP: &str = "Decrypt only plaintext bytes START to END, both included, or START- to the end. As in \
+    an HTTP Range, an END past the plaintext stands for its end; a START past it is an error. Reads the header, \
+    the final frame and the frames holding the range, and decrypts whole frames, 1 MiB of frames at a time: up \
+    to 1 MiB of plaintext past END (or the rest of END's frame, if frames are longer) is also read, verified and \
+    discarded, never written. INPUT must be a file; signed and non-framed messages are refused.";
 
 /// `--version`: the crate version and the AES-GCM backend compiled in.
 fn version() -> &'static str {
@@ -43,7 +159,7 @@ fn version() -> &'static str {
 
 /// Encrypt and decrypt files in the AWS Encryption SDK message format.
 #[derive(Parser, Debug)]
-#[command(name = "kms-envelope", version = version(), about, after_help = EXIT_CODES)]
+#[command(name = "kms-envelope", version = version(), about, after_help = exit_codes())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -52,20 +168,20 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Encrypt INPUT (a file, -, or with --recursive a directory) into ESDK messages at OUTPUT.
-    #[command(after_help = format!("{KEYS_HELP_ENCRYPT}\n\n{EXIT_CODES}"))]
+    #[command(after_help = keys_help(Direction::Encrypt))]
     Encrypt(EncryptArgs),
     /// Decrypt ESDK messages; each output appears (mode 0600) only once its whole message verified.
-    #[command(after_help = format!("{KEYS_HELP_DECRYPT}\n\n{EXIT_CODES}"))]
+    #[command(after_help = keys_help(Direction::Decrypt))]
     Decrypt(DecryptArgs),
     /// Print a message's header (suite, message id, frame length, encryption context, encrypted data keys)
     /// without any key and without calling KMS. The header is not authenticated by this.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit_codes())]
     Inspect(InspectArgs),
     /// Encrypt a whole directory as one message (a tar stream inside; see also unbundle).
-    #[command(after_help = format!("{KEYS_HELP_ENCRYPT}\n\n{EXIT_CODES}"))]
+    #[command(after_help = keys_help(Direction::Encrypt))]
     Bundle(BundleArgs),
     /// Decrypt a bundle into DIRECTORY, which appears (0700, files 0600) only once the message verified.
-    #[command(after_help = format!("{KEYS_HELP_DECRYPT}\n\n{EXIT_CODES}"))]
+    #[command(after_help = keys_help(Direction::Decrypt))]
     Unbundle(UnbundleArgs),
 }
 
@@ -91,6 +207,9 @@ pub enum KeySource {
     KmsRsa(usize),
 }
 
+/// Whether this build has AWS KMS RSA keys (`--kms-rsa-key`): features `kms` and `rsa`.
+pub const KMS_RSA: bool = cfg!(all(feature = "kms", feature = "rsa"));
+
 /// Wrapping keys. Several build a multi-keyring whose first key (in command-line order) is the generator.
 #[derive(Args, Debug)]
 pub struct KeyArgs {
@@ -110,30 +229,30 @@ pub struct KeyArgs {
     pub key_name: Vec<String>,
     /// AWS KMS key: key ARN, key id, alias name or alias ARN (repeatable). On decrypt only these keys are
     /// asked (strict).
-    #[arg(long = "kms-key", value_name = "ID")]
+    #[arg(long = "kms-key", value_name = "ID", hide = !cfg!(feature = "kms"))]
     pub kms_key: Vec<String>,
     /// RSA public key (PEM: PUBLIC KEY or RSA PUBLIC KEY) to wrap the data key with; encrypt only. Takes a
     /// --key-namespace and --key-name like a raw AES key (repeatable).
-    #[arg(long = "rsa-public-key", value_name = "PEM")]
+    #[arg(long = "rsa-public-key", value_name = "PEM", hide = !cfg!(feature = "rsa"))]
     pub rsa_public_key: Vec<PathBuf>,
     /// RSA private key (PEM: PRIVATE KEY or RSA PRIVATE KEY): decrypts, and encrypts with its public half.
     /// Takes a --key-namespace and --key-name like a raw AES key (repeatable).
-    #[arg(long = "rsa-private-key", value_name = "PEM")]
+    #[arg(long = "rsa-private-key", value_name = "PEM", hide = !cfg!(feature = "rsa"))]
     pub rsa_private_key: Vec<PathBuf>,
     /// RSA padding of every RSA key: oaep-sha256, oaep-sha1, oaep-sha384, oaep-sha512 or pkcs1. It is not
     /// recorded in the message: decrypt with the padding the message was encrypted with.
-    #[arg(long = "rsa-padding", value_name = "PADDING", default_value = "oaep-sha256")]
+    #[arg(long = "rsa-padding", value_name = "PADDING", default_value = "oaep-sha256", hide = !cfg!(feature = "rsa"))]
     pub rsa_padding: String,
     /// AWS KMS RSA key (key ARN of an RSA key for ENCRYPT_DECRYPT): encrypt locally with its public key,
     /// decrypt with KMS Decrypt (repeatable). Unsigned suites only.
-    #[arg(long = "kms-rsa-key", value_name = "ARN")]
+    #[arg(long = "kms-rsa-key", value_name = "ARN", hide = !KMS_RSA)]
     pub kms_rsa_key: Vec<String>,
     /// The public key (PEM) of the --kms-rsa-key at the same position, so encrypt needs no AWS access
     /// (without it, encrypt calls GetPublicKey). Give one for each --kms-rsa-key, or none.
-    #[arg(long = "kms-rsa-public-key", value_name = "PEM")]
+    #[arg(long = "kms-rsa-public-key", value_name = "PEM", hide = !KMS_RSA)]
     pub kms_rsa_public_key: Vec<PathBuf>,
     /// KMS encryption algorithm of every --kms-rsa-key: RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1.
-    #[arg(long = "kms-rsa-algorithm", value_name = "ALG", default_value = "RSAES_OAEP_SHA_256")]
+    #[arg(long = "kms-rsa-algorithm", value_name = "ALG", default_value = "RSAES_OAEP_SHA_256", hide = !KMS_RSA)]
     pub kms_rsa_algorithm: String,
     /// The keys above in command-line order (filled in from the matches, not parsed).
     #[arg(skip)]
@@ -193,11 +312,17 @@ impl KeyArgs {
         };
         let n = order.len();
         if self.key_namespace.len() != n || self.key_name.len() != n {
+            let (namespaces, names) = (self.key_namespace.len(), self.key_name.len());
+            let keys = if cfg!(feature = "rsa") {
+                "each --raw-key-file, --rsa-public-key and --rsa-private-key"
+            } else {
+                "each --raw-key-file"
+            };
             return Err(Failure::usage(format!(
-                "each --raw-key-file, --rsa-public-key and --rsa-private-key needs one --key-namespace and one \
-                 --key-name (got {n} keys, {} namespaces, {} names)",
-                self.key_namespace.len(),
-                self.key_name.len()
+                "{keys} needs one --key-namespace and one --key-name (got {n} {}, {namespaces} {}, {names} {})",
+                super::plural(n, "key", "keys"),
+                super::plural(namespaces, "namespace", "namespaces"),
+                super::plural(names, "name", "names"),
             )));
         }
         Ok(order
@@ -241,13 +366,13 @@ impl KeyArgs {
 pub struct DiscoveryArgs {
     /// Let AWS KMS decrypt under whichever key the message names. Limit it with --account: without a
     /// filter, whoever wrote the message chooses the key.
-    #[arg(long)]
+    #[arg(long, hide = !cfg!(feature = "kms"))]
     pub kms_discovery: bool,
     /// With --kms-discovery: only keys of this AWS account (repeatable).
-    #[arg(long = "account", value_name = "ID", requires = "kms_discovery")]
+    #[arg(long = "account", value_name = "ID", requires = "kms_discovery", hide = !cfg!(feature = "kms"))]
     pub account: Vec<String>,
     /// With --account: the AWS partition of the accounts (default: the configured region's, usually aws).
-    #[arg(long, value_name = "PARTITION", requires = "account")]
+    #[arg(long, value_name = "PARTITION", requires = "account", hide = !cfg!(feature = "kms"))]
     pub partition: Option<String>,
 }
 
@@ -264,10 +389,14 @@ pub struct EncryptSettings {
     #[arg(long, value_name = "N", default_value_t = kms_envelope::stream::DEFAULT_FRAME_LENGTH,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub frame_length: u32,
-    /// Algorithm suite, e.g. 0x0478 (default) or 0x0578 (adds an ECDSA P-384 signature).
+    /// Algorithm suite id, in hex with 0x as inspect prints it: 0x0478 (default; AES-256-GCM, HKDF-SHA512, key
+    /// commitment), 0x0578 (the same and an ECDSA P-384 signature); without key commitment (needs
+    /// --commitment-policy forbid-encrypt-allow-decrypt) 0x0014, 0x0046, 0x0078, 0x0114, 0x0146, 0x0178,
+    /// 0x0214, 0x0346, 0x0378.
     #[arg(long, value_name = "ID", value_parser = parse_suite)]
     pub suite: Option<Suite>,
-    /// Commitment policy.
+    /// Commitment policy: require-encrypt-require-decrypt (default), require-encrypt-allow-decrypt (the same
+    /// when encrypting), or forbid-encrypt-allow-decrypt (for the suites without key commitment).
     #[arg(long, value_name = "POLICY", default_value = "require-encrypt-require-decrypt", value_parser = parse_policy)]
     pub commitment_policy: Policy,
     /// Fail if the keys would write more than N encrypted data keys.
@@ -287,7 +416,8 @@ pub struct DecryptSettings {
     /// Fail unless the message's encryption context has key K, stored or given with --context (repeatable).
     #[arg(long = "require-context-key", value_name = "K")]
     pub require_context_key: Vec<String>,
-    /// Commitment policy; use require-encrypt-allow-decrypt for legacy (non-committing) messages.
+    /// Commitment policy: require-encrypt-require-decrypt (default; only messages with key commitment), or
+    /// require-encrypt-allow-decrypt or forbid-encrypt-allow-decrypt for legacy (non-committing) messages too.
     #[arg(long, value_name = "POLICY", default_value = "require-encrypt-require-decrypt", value_parser = parse_policy)]
     pub commitment_policy: Policy,
     /// Refuse messages with more encrypted data keys than N, before any KMS call (each may cost one).
@@ -346,8 +476,8 @@ pub struct EncryptArgs {
     pub cache_max_messages: Option<u64>,
     /// Plaintext file, - for stdin, or a directory with --recursive.
     pub input: String,
-    /// Message file, - for stdout, s3://BUCKET/KEY (a multipart upload that appears only once complete),
-    /// or a directory with --recursive.
+    // Message file, - for stdout, s3://BUCKET/KEY with `s3`, or a directory with --recursive.
+    #[arg(help = ENCRYPT_OUTPUT_HELP)]
     pub output: String,
 }
 
@@ -368,12 +498,11 @@ pub struct DecryptArgs {
     /// With --recursive: append SUFFIX to every output file name instead (may be empty).
     #[arg(long, value_name = "SUFFIX", requires = "recursive")]
     pub suffix: Option<String>,
-    /// Decrypt only plaintext bytes START to END, both included (as in HTTP Range), or START- to the end,
-    /// reading only the header, the frames that hold them and the final frame. INPUT must be a file or
-    /// s3://BUCKET/KEY (a HeadObject and three ranged GETs); signed and non-framed messages are refused.
-    #[arg(long, value_name = "START-END", conflicts_with = "recursive", value_parser = parse_range)]
+    // Plaintext bytes START to END of the message, and what is read for them.
+    #[arg(long, value_name = "START-END", conflicts_with = "recursive", value_parser = parse_range, help = RANGE_HELP)]
     pub range: Option<PlaintextRange>,
-    /// Message file, - for stdin, s3://BUCKET/KEY, or a directory with --recursive.
+    // Message file, - for stdin, s3://BUCKET/KEY with `s3`, or a directory with --recursive.
+    #[arg(help = DECRYPT_INPUT_HELP)]
     pub input: String,
     /// Plaintext file, - for stdout (which receives each frame once it verified; discard it on failure), or
     /// a directory with --recursive.
@@ -388,7 +517,8 @@ pub struct InspectArgs {
     /// Refuse headers with more encrypted data keys than N.
     #[arg(long, value_name = "N")]
     pub max_encrypted_data_keys: Option<u16>,
-    /// Message file, - for stdin, or s3://BUCKET/KEY. Only the header is read.
+    // Message file, - for stdin, or s3://BUCKET/KEY with `s3`. Only the header is read.
+    #[arg(help = INSPECT_INPUT_HELP)]
     pub input: String,
 }
 
@@ -426,7 +556,7 @@ impl Cli {
     /// Parses the process arguments (exiting with status 2 on a usage error) and records key order.
     pub fn parse_with_order() -> Self {
         use clap::{CommandFactory, FromArgMatches};
-        let matches = Self::command().try_get_matches().unwrap_or_else(|e| exit_escaped(&e));
+        let matches = with_decrypt_help(Self::command()).try_get_matches().unwrap_or_else(|e| exit_escaped(&e));
         let mut cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| exit_escaped(&e));
         if let Some((_, sub)) = matches.subcommand() {
             match &mut cli.command {
@@ -439,6 +569,24 @@ impl Cli {
         }
         cli
     }
+}
+
+/// The help of the options that `decrypt` and `unbundle` share with `encrypt` and `bundle` (one struct for
+/// both directions) but that mean something else there, or nothing.
+fn with_decrypt_help(command: clap::Command) -> clap::Command {
+    let force: [(&str, &str); 2] = [
+        ("decrypt", "Replace outputs that exist (with --recursive, each output file that exists)"),
+        ("unbundle", "Replace DIRECTORY if it exists (once the message verified)"),
+    ];
+    force.into_iter().fold(command, |command, (name, force)| {
+        command.mut_subcommand(name, |sub| {
+            sub.mut_arg("force", |arg| arg.help(force))
+                // A public key wraps; it cannot unwrap (decrypt says so if one is given anyway).
+                .mut_arg("rsa_public_key", |arg| arg.hide(true))
+                // KMS Decrypt needs no public key.
+                .mut_arg("kms_rsa_public_key", |arg| arg.hide(true))
+        })
+    })
 }
 
 /// Exits as [`clap::Error::exit`] does, except that an error's text, which quotes the offending argument as
@@ -467,24 +615,27 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 /// Plaintext bytes `start..=end` (`end` `None`: to the end), as `--range` spells them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlaintextRange {
     pub start: u64,
     pub end: Option<u64>,
+    /// The range as the user wrote it, for error messages.
+    pub text: String,
 }
 
 impl PlaintextRange {
-    /// The range as `start..end` (end excluded) in a plaintext of `plaintext_len` bytes.
-    pub fn within(&self, plaintext_len: u64) -> Result<(u64, u64), kms_envelope::Error> {
-        let end = self.end.map_or(Some(plaintext_len), |end| end.checked_add(1));
-        match end {
-            Some(end) if self.start <= end && end <= plaintext_len => Ok((self.start, end)),
-            _ => Err(kms_envelope::Error::RangeOutOfBounds {
-                start: self.start,
-                end: end.unwrap_or(u64::MAX),
-                plaintext_len,
-            }),
+    /// The range as `start..end` (end excluded) in a plaintext of `plaintext_len` bytes. As in an HTTP range,
+    /// an end past the plaintext is cut to its end; a start past the end is a usage error that quotes the
+    /// range as given.
+    pub fn within(&self, plaintext_len: u64) -> Result<(u64, u64), Failure> {
+        if self.start > plaintext_len {
+            return Err(Failure::usage(format!(
+                "--range {}: starts outside the plaintext, which is {plaintext_len} bytes long",
+                self.text
+            )));
         }
+        let end = self.end.map_or(plaintext_len, |end| end.saturating_add(1).min(plaintext_len));
+        Ok((self.start, end))
     }
 }
 
@@ -497,13 +648,25 @@ fn parse_range(s: &str) -> Result<PlaintextRange, String> {
     if end.is_some_and(|end| end < start) {
         return Err(format!("the range {s:?} ends before it starts"));
     }
-    Ok(PlaintextRange { start, end })
+    Ok(PlaintextRange { start, end, text: s.to_owned() })
 }
 
+/// A suite id as the ESDK specification and `inspect` write it: hexadecimal with `0x` (`0x0578`, or `0x578`).
+/// Digits without `0x` are refused rather than guessed at: `578` is 0x0578 read as hex, 0x0242 as decimal.
 fn parse_suite(s: &str) -> Result<Suite, String> {
-    let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    let known =
+        || AlgorithmSuite::ALL.iter().map(|suite| format!("0x{:04X}", suite.id())).collect::<Vec<_>>().join(", ");
+    let Some(digits) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) else {
+        let meant = u16::from_str_radix(s, 16).ok().and_then(|id| AlgorithmSuite::from_id(id).ok());
+        return Err(match meant {
+            Some(suite) => {
+                format!("suite ids are hexadecimal with 0x, as inspect prints them: did you mean 0x{:04X}?", suite.id())
+            }
+            None => format!("suite ids are hexadecimal with 0x, one of {}", known()),
+        });
+    };
     let id = u16::from_str_radix(digits, 16).map_err(|_| format!("not a hex suite id: {s:?}"))?;
-    AlgorithmSuite::from_id(id).map(Suite).map_err(|e| e.to_string())
+    AlgorithmSuite::from_id(id).map(Suite).map_err(|e| format!("{e}; known suites: {}", known()))
 }
 
 fn parse_policy(s: &str) -> Result<Policy, String> {

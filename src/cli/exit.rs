@@ -91,6 +91,12 @@ impl Failure {
         self
     }
 
+    /// Adds `note` after the reason.
+    pub fn with_note(mut self, note: &str) -> Self {
+        self.message = format!("{}; {note}", self.message);
+        self
+    }
+
     pub fn code(&self) -> Code {
         self.code
     }

@@ -10,7 +10,7 @@ use kms_envelope::{
 
 use super::args::InspectArgs;
 use super::exit::Failure;
-use super::io::open_header_input;
+use super::io::{check_stdout_is_not_input, open_header_input};
 
 /// Raw AES provider info ends with the tag length in bits (128) and the IV length (12), then the IV.
 const RAW_AES_TRAILER: [u8; 8] = [0, 0, 0, 0x80, 0, 0, 0, 12];
@@ -18,6 +18,7 @@ const RAW_AES_TRAILER_LEN: usize = RAW_AES_TRAILER.len() + 12;
 
 pub fn run(args: &InspectArgs) -> Result<(), Failure> {
     let mut input = open_header_input(&args.input)?;
+    check_stdout_is_not_input(&args.input, &input)?;
     // Inspect describes what is there, so only the limits that bound memory apply.
     let limits = DecryptLimits {
         max_frame_length: u32::MAX,
@@ -86,6 +87,21 @@ fn wrapper(edk: &EncryptedDataKey) -> Wrapper<'_> {
     Wrapper::Other { info }
 }
 
+/// Who wrapped `edk`, for people: its provider id and key name or ARN, quoted with Rust's escapes, so that no
+/// byte of a crafted header reaches a terminal as a control sequence.
+pub fn describe(edk: &EncryptedDataKey) -> String {
+    let id = &edk.provider_id;
+    match wrapper(edk) {
+        Wrapper::Kms { arn } => format!("provider {id:?}, AWS KMS key {arn:?}"),
+        Wrapper::KmsRsa { arn } => format!("provider {id:?}, AWS KMS RSA key {arn:?}"),
+        Wrapper::RawRsa { name, bits } => {
+            format!("provider {id:?}, raw RSA key name {name:?} (a {bits}-bit key, by its size)")
+        }
+        Wrapper::RawAes { name } => format!("provider {id:?}, raw AES key name {name:?}"),
+        Wrapper::Other { info } => format!("provider {id:?}, provider info {}", hex(info)),
+    }
+}
+
 fn describe_suite(suite: AlgorithmSuite) -> String {
     let mut parts = vec![format!("AES-{}-GCM", suite.key_len() * 8)];
     parts.push(
@@ -148,17 +164,7 @@ fn human(name: &str, header: &Header) -> String {
     let edks = header.encrypted_data_keys();
     let _ = writeln!(out, "encrypted data keys: {}", edks.len());
     for (n, edk) in edks.iter().enumerate() {
-        let n = n + 1;
-        let id = &edk.provider_id;
-        let _ = match wrapper(edk) {
-            Wrapper::Kms { arn } => writeln!(out, "  {n}. provider {id:?}, AWS KMS key {arn:?}"),
-            Wrapper::KmsRsa { arn } => writeln!(out, "  {n}. provider {id:?}, AWS KMS RSA key {arn:?}"),
-            Wrapper::RawRsa { name, bits } => {
-                writeln!(out, "  {n}. provider {id:?}, raw RSA key name {name:?} (a {bits}-bit key, by its size)")
-            }
-            Wrapper::RawAes { name } => writeln!(out, "  {n}. provider {id:?}, raw AES key name {name:?}"),
-            Wrapper::Other { info } => writeln!(out, "  {n}. provider {id:?}, provider info {}", hex(info)),
-        };
+        let _ = writeln!(out, "  {}. {}", n + 1, describe(edk));
     }
     out.push_str("(read without a key: the header is not authenticated)\n");
     out

@@ -20,6 +20,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::flag;
 use signal_hook::low_level::{pipe, unregister};
 
+use super::signals::ignored;
+
 /// What the handlers share with the process, made once: at most one upload runs at a time.
 struct Shared {
     /// Set by the first signal: the upload's cancellation flag.
@@ -64,13 +66,9 @@ fn shared() -> io::Result<&'static Shared> {
     Ok(shared)
 }
 
-/// Whether `signal` is ignored (`SIG_IGN`), from the `SigIgn` mask of `/proc/self/status`: reading the
-/// disposition directly needs `sigaction`, which is unsafe. Where that file is missing, not ignored.
-fn ignored(signal: c_int) -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
-    let mask = status.lines().find_map(|line| line.strip_prefix("SigIgn:"));
-    let mask = mask.and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok()).unwrap_or(0);
-    u32::try_from(signal - 1).is_ok_and(|bit| bit < 64 && mask & (1 << bit) != 0)
+/// Whether an upload is under way: SIGINT and SIGTERM then cancel it rather than end the process.
+pub fn upload_in_progress() -> bool {
+    SHARED.get().is_some_and(|shared| shared.armed.load(Ordering::SeqCst))
 }
 
 /// SIGINT and SIGTERM cancel the upload for as long as this lives.

@@ -309,12 +309,18 @@ pub fn check_message_stdout(force: bool) -> Result<(), Failure> {
     }
 }
 
-/// Fails early, before any key is used, if `path` exists and may not be replaced.
+/// Fails early, before any key is used, if `path` exists and may not be replaced. A directory is never
+/// replaced, `--force` or not: naming one as OUTPUT is a mistake of the command line (exit 2).
 pub fn check_output(path: &Path, force: bool) -> Result<(), Failure> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => {
             Err(Failure::new(Code::Io, format!("{}: is a symbolic link; refusing to write through it", path.display())))
         }
+        Ok(meta) if meta.is_dir() => Err(Failure::usage(format!(
+            "{}: is a directory; OUTPUT names the file to write (--recursive writes one file per input below a \
+             directory)",
+            path.display()
+        ))),
         Ok(_) if !force => {
             Err(Failure::new(Code::Io, format!("{}: already exists (use --force to replace it)", path.display())))
         }
@@ -538,7 +544,7 @@ pub fn decrypt_range_to(
     let mut reader =
         SeekableDecryptor::new(keyring, options, file).map_err(|e| Failure::reading(e).with_file(&name))?;
     check(reader.header()).map_err(|f| f.with_file(&name))?;
-    let (start, end) = range.within(reader.plaintext_len()).map_err(|e| Failure::reading(e).with_file(&name))?;
+    let (start, end) = range.within(reader.plaintext_len()).map_err(|f| f.with_file(&name))?;
     reader.seek(io::SeekFrom::Start(start)).map_err(|e| Failure::reading(Error::from_io(e)).with_file(&name))?;
     with_output(output, out_args, |out| {
         // Wiped when dropped, unlike `io::copy`'s buffer on the stack: it holds plaintext.
@@ -663,7 +669,7 @@ mod remote {
         };
         let reader = reader.with_window_len(RANGE_WINDOW);
         check(reader.header()).map_err(|f| f.with_file(url))?;
-        let (start, end) = range.within(reader.plaintext_len()).map_err(|e| Failure::reading(e).with_file(url))?;
+        let (start, end) = range.within(reader.plaintext_len()).map_err(|f| f.with_file(url))?;
         with_output(output, out_args, |out| {
             let mut out = Tracked::new(out);
             runtime.block_on(reader.write_range_to(start, end, &mut out)).map(drop).map_err(|e| match e {
@@ -745,7 +751,7 @@ mod remote {
     pub struct TransferOptions;
 
     fn unsupported(url: &str) -> Failure {
-        Failure::usage(format!("{url}: this build has no S3 support (the `s3` feature)"))
+        super::super::features::missing("s3", url)
     }
 
     pub fn check_url(url: &str) -> Result<(), Failure> {

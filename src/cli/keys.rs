@@ -11,8 +11,18 @@ use super::args::{DiscoveryArgs, KeyArgs, KeyEncoding, KeySource, LocalKey, Loca
 use super::exit::Code;
 use super::exit::Failure;
 
-const NO_KEY: &str = "no key given: use --kms-key ID, --raw-key-file PATH or --rsa-public-key/--rsa-private-key PEM \
-                      (each of these two with --key-namespace NS --key-name NAME)";
+/// What to give when no key was given, naming only the key kinds this build has.
+const NO_KEY: &str = if cfg!(all(feature = "kms", feature = "rsa")) {
+    "no key given: use --kms-key ID, --raw-key-file PATH or --rsa-public-key/--rsa-private-key PEM (each of these \
+     two with --key-namespace NS --key-name NAME)"
+} else if cfg!(feature = "kms") {
+    "no key given: use --kms-key ID, or --raw-key-file PATH with --key-namespace NS --key-name NAME"
+} else if cfg!(feature = "rsa") {
+    "no key given: use --raw-key-file PATH or --rsa-public-key/--rsa-private-key PEM, each with --key-namespace NS \
+     --key-name NAME"
+} else {
+    "no key given: use --raw-key-file PATH --key-namespace NS --key-name NAME"
+};
 
 /// The keyring for encrypt: the first key on the command line generates the data key.
 pub fn for_encrypt(keys: &KeyArgs) -> Result<Box<dyn Keyring>, Failure> {
@@ -28,13 +38,15 @@ pub fn for_encrypt(keys: &KeyArgs) -> Result<Box<dyn Keyring>, Failure> {
 pub fn for_decrypt(keys: &KeyArgs, discovery: &DiscoveryArgs) -> Result<Box<dyn Keyring>, Failure> {
     let mut all = build(keys, Some(discovery))?;
     match all.len() {
-        0 => Err(Failure::usage(format!("{NO_KEY}, or --kms-discovery"))),
+        0 if cfg!(feature = "kms") => Err(Failure::usage(format!("{NO_KEY}, or --kms-discovery"))),
+        0 => Err(Failure::usage(NO_KEY.into())),
         1 => Ok(Box::new(all.remove(0))),
         _ => Ok(Box::new(all.into_iter().fold(MultiKeyring::without_generator(), MultiKeyring::with_shared_child))),
     }
 }
 
 fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dyn Keyring>>, Failure> {
+    super::features::check_keys(keys, discovery)?;
     let local = keys.local_keys()?;
     // Checked here, not per --kms-rsa-key: without any --kms-rsa-key a public key file would be ignored.
     let pems = &keys.kms_rsa_public_key;
@@ -55,7 +67,7 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
     };
     #[cfg(not(feature = "kms"))]
     if !keys.kms_key.is_empty() || wants_discovery || rsa_needs_kms || !keys.kms_rsa_key.is_empty() {
-        return Err(Failure::usage("this kms-envelope was built without AWS KMS support (feature kms)".into()));
+        return Err(super::features::missing("kms", "--kms-key"));
     }
 
     // `order` is empty when the arguments did not come from the command line (it is filled from the
@@ -90,8 +102,9 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
                 #[cfg(not(all(feature = "kms", feature = "rsa")))]
                 {
                     let _ = n;
-                    return Err(Failure::usage(
-                        "this kms-envelope was built without AWS KMS RSA support (features kms and rsa)".into(),
+                    return Err(super::features::missing(
+                        if cfg!(feature = "kms") { "rsa" } else { "kms" },
+                        "--kms-rsa-key",
                     ));
                 }
             }
@@ -236,7 +249,7 @@ fn local_keyring(key: &LocalKey, rsa_padding: &str, encoding: KeyEncoding) -> Re
         #[cfg(not(feature = "rsa"))]
         LocalKind::RsaPublic | LocalKind::RsaPrivate => {
             let _ = rsa_padding;
-            Err(Failure::usage("this kms-envelope was built without RSA support (feature rsa)".into()))
+            Err(super::features::missing("rsa", "--rsa-public-key or --rsa-private-key"))
         }
     }
 }

@@ -2,12 +2,16 @@
 
 mod args;
 mod exit;
+mod features;
 mod inspect;
 #[cfg(all(unix, feature = "s3"))]
 mod interrupt;
 mod io;
 mod keys;
+mod offered;
 mod progress;
+#[cfg(unix)]
+mod signals;
 mod tree;
 
 use std::fs::File;
@@ -29,7 +33,13 @@ use args::{
     BundleArgs, Cli, Command, DecryptArgs, DecryptSettings, EncryptArgs, EncryptSettings, OutputArgs, UnbundleArgs,
 };
 use exit::{Code, Failure};
+use offered::Recording;
 use progress::Progress;
+
+/// `singular` for a count of one, `plural` otherwise: "1 of 1 file failed", "got 1 key".
+fn plural<'a>(count: usize, singular: &'a str, plural: &'a str) -> &'a str {
+    if count == 1 { singular } else { plural }
+}
 
 /// Parses the command line, runs it, and maps the outcome to the documented exit codes.
 pub fn main() -> ExitCode {
@@ -111,10 +121,10 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
     let out = &args.output_args;
     if args.recursive {
         refuse_s3_tree(&args.input, &args.output)?;
-        let (jobs, problems) =
+        let plan =
             tree::plan(Path::new(&args.input), Path::new(&args.output), &|name| tree::with_suffix(name, &args.suffix))?;
         let keyring = cached(keys::for_encrypt(&args.keys)?, args)?;
-        return tree::run(jobs, problems, |job| {
+        return tree::run(plan, |job| {
             let input = io::open_input(&job.input.to_string_lossy())?;
             // The size declared lets a caching keyring count bytes per data key; a file that grows past it
             // while being read fails.
@@ -170,25 +180,27 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
             Some(suffix) => tree::with_suffix(name, suffix),
             None => tree::decrypted_name(name),
         };
-        let (jobs, problems) = tree::plan(Path::new(&args.input), Path::new(&args.output), &rename)?;
-        let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;
-        return tree::run(jobs, problems, |job| {
+        let plan = tree::plan(Path::new(&args.input), Path::new(&args.output), &rename)?;
+        let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
+        return tree::run(plan, |job| {
             let input = io::open_input(&job.input.to_string_lossy())?;
-            io::decrypt_to(keyring.as_ref(), &options, &check, input, &job.output.to_string_lossy(), out)
+            io::decrypt_to(&keyring, &options, &check, input, &job.output.to_string_lossy(), out)
+                .map_err(|f| keyring.explain(f))
         });
     }
     if io::is_s3(&args.output) {
         return Err(Failure::usage(format!("{}: decrypt writes a file or - (stdout), not an S3 object", args.output)));
     }
-    if let (Some(range), true) = (args.range, io::is_s3(&args.input)) {
+    if let (Some(range), true) = (args.range.clone(), io::is_s3(&args.input)) {
         io::check_s3_url(&args.input)?;
         if args.output == "-" {
             io::check_stdout_is_not_a_key_file(&args.keys)?;
         } else {
             io::check_output(Path::new(&args.output), out.force)?;
         }
-        let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;
-        return io::decrypt_s3_range_to(keyring.as_ref(), &options, &check, &args.input, range, &args.output, out);
+        let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
+        return io::decrypt_s3_range_to(&keyring, &options, &check, &args.input, range, &args.output, out)
+            .map_err(|f| keyring.explain(f));
     }
     let input = io::open_input(&args.input)?;
     if args.output == "-" {
@@ -197,11 +209,12 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
     } else {
         io::check_output(Path::new(&args.output), out.force)?;
     }
-    let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;
-    if let Some(range) = args.range {
-        return io::decrypt_range_to(keyring.as_ref(), &options, &check, input, range, &args.output, out);
+    let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
+    match args.range.clone() {
+        Some(range) => io::decrypt_range_to(&keyring, &options, &check, input, range, &args.output, out),
+        None => io::decrypt_to(&keyring, &options, &check, input, &args.output, out),
     }
-    io::decrypt_to(keyring.as_ref(), &options, &check, input, &args.output, out)
+    .map_err(|f| keyring.explain(f))
 }
 
 /// Bytes of regular files below `dir`, for the bundle progress bar (the archive adds a little).
@@ -287,6 +300,19 @@ fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {
         }
         _ => {}
     }
+    if let Some(parent) = destination.parent().filter(|parent| !parent.as_os_str().is_empty())
+        && std::fs::symlink_metadata(parent).is_err()
+    {
+        return Err(Failure::new(
+            Code::Io,
+            format!(
+                "{}: the directory {} does not exist; create it first (mkdir -p {})",
+                destination.display(),
+                parent.display(),
+                parent.display()
+            ),
+        ));
+    }
     let input = if args.input == "-" {
         io::open_input("-")?
     } else {
@@ -296,11 +322,11 @@ fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {
         io::Input { name: args.input.clone(), reader, size, file: None }
     };
     let options = decrypt_options(&args.settings);
-    let keyring = keys::for_decrypt(&args.keys, &args.discovery)?;
+    let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
     let progress = Progress::new(&input.name, input.size, out.quiet);
     let reader = progress.reader(input.reader);
     let check = required_keys(&args.settings);
-    let result = Decryptor::new(keyring.as_ref(), &options, reader)
+    let result = Decryptor::new(&keyring, &options, reader)
         .map_err(Failure::reading)
         .and_then(|decryptor| {
             check(decryptor.header())?;
@@ -309,7 +335,7 @@ fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {
                 .map_err(Failure::reading)
         })
         .map(drop)
-        .map_err(|f| f.with_file(&input.name));
+        .map_err(|f| keyring.explain(f.with_file(&input.name)));
     progress.done(result.is_ok());
     result
 }

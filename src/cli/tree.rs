@@ -12,14 +12,21 @@ pub struct Job {
     pub output: PathBuf,
 }
 
+/// The work of one `--recursive` run.
+pub struct Plan {
+    /// The files to process, in order.
+    jobs: Vec<Job>,
+    /// Entries refused while walking (symlinks, special files), each a failure of its own.
+    problems: Vec<Failure>,
+    /// OUTPUT, created by [`run`] (even for an empty tree) if it does not exist yet.
+    output_root: PathBuf,
+}
+
 /// Lists the regular files below `input_root` (sorted, depth first) with their outputs below `output_root`,
 /// named by `rename`. Symlinks and special files are not followed: each is a failure of its own. The
-/// output tree is skipped if it lies inside the input tree.
-pub fn plan(
-    input_root: &Path,
-    output_root: &Path,
-    rename: &dyn Fn(&OsStr) -> OsString,
-) -> Result<(Vec<Job>, Vec<Failure>), Failure> {
+/// output tree is skipped if it lies inside the input tree. Nothing is created yet: a run that fails
+/// before [`run`] (a key that cannot be read) leaves no directory behind.
+pub fn plan(input_root: &Path, output_root: &Path, rename: &dyn Fn(&OsStr) -> OsString) -> Result<Plan, Failure> {
     let meta = fs::metadata(input_root).map_err(|e| Failure::io(format!("cannot open {}", input_root.display()), e))?;
     if !meta.is_dir() {
         return Err(Failure::usage(format!("{}: --recursive needs a directory as INPUT", input_root.display())));
@@ -32,7 +39,7 @@ pub fn plan(
             )));
         }
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_dir(output_root)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Failure::io(format!("cannot open {}", output_root.display()), e)),
     }
     let skip = fs::canonicalize(output_root).ok();
@@ -42,7 +49,7 @@ pub fn plan(
     let mut jobs = Vec::new();
     let mut problems = Vec::new();
     walk(input_root, output_root, skip.as_deref(), rename, &mut jobs, &mut problems)?;
-    Ok((jobs, problems))
+    Ok(Plan { jobs, problems, output_root: output_root.to_owned() })
 }
 
 fn walk(
@@ -76,22 +83,28 @@ fn walk(
     Ok(())
 }
 
-/// Creates a directory (and its parents) with mode 0700.
-pub fn create_dir(path: &Path) -> Result<(), Failure> {
+/// Creates `path` and the parents it lacks, each with mode 0700, and adds each directory it made to
+/// `created`, parents first.
+fn create_dirs(path: &Path, created: &mut Vec<PathBuf>) -> Result<(), Failure> {
+    let missing: Vec<&Path> =
+        path.ancestors().take_while(|dir| !dir.as_os_str().is_empty() && fs::symlink_metadata(dir).is_err()).collect();
     let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(path).map_err(|e| Failure::io(format!("cannot create directory {}", path.display()), e))
+    for dir in missing.into_iter().rev() {
+        builder.create(dir).map_err(|e| Failure::io(format!("cannot create directory {}", dir.display()), e))?;
+        created.push(dir.to_owned());
+    }
+    Ok(())
 }
 
 /// Runs `each` over the jobs, reporting each failure on its own line and going on with the rest. Fails
-/// with the exit code of the first failure.
-pub fn run(
-    jobs: Vec<Job>,
-    problems: Vec<Failure>,
-    mut each: impl FnMut(&Job) -> Result<(), Failure>,
-) -> Result<(), Failure> {
+/// with the exit code of the first failure, after removing the directories it created that stayed empty
+/// (those of the files that failed): a failed run leaves no empty tree.
+pub fn run(plan: Plan, mut each: impl FnMut(&Job) -> Result<(), Failure>) -> Result<(), Failure> {
+    let Plan { jobs, problems, output_root } = plan;
+    let mut created = Vec::new();
+    create_dirs(&output_root, &mut created)?;
     let total = jobs.len() + problems.len();
     let mut first: Option<Code> = problems.first().map(Failure::code);
     let mut failed = problems.len();
@@ -100,7 +113,7 @@ pub fn run(
     }
     for job in &jobs {
         let result = match job.output.parent() {
-            Some(parent) if !parent.is_dir() => create_dir(parent),
+            Some(parent) if !parent.is_dir() => create_dirs(parent, &mut created),
             _ => Ok(()),
         }
         .and_then(|()| each(job));
@@ -110,10 +123,13 @@ pub fn run(
             failed += 1;
         }
     }
-    match first {
-        None => Ok(()),
-        Some(code) => Err(Failure::new(code, format!("{failed} of {total} files failed"))),
+    let Some(code) = first else { return Ok(()) };
+    // Children were created after their parents: in reverse, each is removed before its parent is tried.
+    // `remove_dir` removes only an empty directory.
+    for dir in created.iter().rev() {
+        let _ = fs::remove_dir(dir);
     }
+    Err(Failure::new(code, format!("{failed} of {total} {} failed", super::plural(total, "file", "files"))))
 }
 
 /// The decrypt output name: `name.encrypted` becomes `name`, anything else gets `.decrypted`.

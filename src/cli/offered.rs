@@ -1,0 +1,56 @@
+//! The data keys a message offered to the keyring: when none of the given keys unwraps one, the failure
+//! says which keys the message has (a raw key's name given wrong is the common case), escaped, since they
+//! are the message's unauthenticated bytes.
+
+use std::sync::Mutex;
+
+use kms_envelope::keyring::{DecryptionMaterials, EncryptionMaterials, KeyringFuture};
+use kms_envelope::{EncryptedDataKey, Keyring};
+
+use super::exit::{Code, Failure};
+use super::inspect::describe;
+
+/// At most this many data keys are listed in a failure (the default `--max-encrypted-data-keys`).
+const LISTED: usize = 10;
+
+/// A keyring that remembers, described for people, the data keys of the last message it was asked to
+/// decrypt.
+pub struct Recording {
+    inner: Box<dyn Keyring>,
+    offered: Mutex<Vec<String>>,
+}
+
+impl Recording {
+    pub fn new(inner: Box<dyn Keyring>) -> Self {
+        Self { inner, offered: Mutex::new(Vec::new()) }
+    }
+
+    /// `failure`, when no key could be used, with the data keys the message offered.
+    pub fn explain(&self, failure: Failure) -> Failure {
+        let offered = self.offered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failure.code() != Code::KeyAccess || offered.is_empty() {
+            return failure;
+        }
+        let mut listed = offered.iter().take(LISTED).cloned().collect::<Vec<_>>().join("; ");
+        if offered.len() > LISTED {
+            listed.push_str(&format!("; and {} more", offered.len() - LISTED));
+        }
+        let keys = super::plural(offered.len(), "key", "keys");
+        failure.with_note(&format!("the message has {} data {keys}: {listed}", offered.len()))
+    }
+}
+
+impl Keyring for Recording {
+    fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
+        self.inner.on_encrypt(materials)
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        materials: DecryptionMaterials,
+        edks: &'a [EncryptedDataKey],
+    ) -> KeyringFuture<'a, DecryptionMaterials> {
+        *self.offered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = edks.iter().map(describe).collect();
+        self.inner.on_decrypt(materials, edks)
+    }
+}
