@@ -239,8 +239,9 @@ pub struct KeyArgs {
     /// Takes a --key-namespace and --key-name like a raw AES key (repeatable).
     #[arg(long = "rsa-private-key", value_name = "PEM", hide = !cfg!(feature = "rsa"))]
     pub rsa_private_key: Vec<PathBuf>,
-    /// RSA padding of every RSA key: oaep-sha256, oaep-sha1, oaep-sha384, oaep-sha512 or pkcs1. It is not
-    /// recorded in the message: decrypt with the padding the message was encrypted with.
+    /// RSA padding of every RSA key: oaep-sha256, oaep-sha1, oaep-sha384, oaep-sha512 or pkcs1 (decrypt
+    /// only: reads old messages; encrypting with it is refused). It is not recorded in the message: decrypt
+    /// with the padding the message was encrypted with.
     #[arg(long = "rsa-padding", value_name = "PADDING", default_value = "oaep-sha256", hide = !cfg!(feature = "rsa"))]
     pub rsa_padding: String,
     /// AWS KMS RSA key (key ARN of an RSA key for ENCRYPT_DECRYPT): encrypt locally with its public key,
