@@ -150,6 +150,15 @@ pub enum Error {
     #[error("invalid configuration: {}", Escaped(.0))]
     Config(String),
 
+    /// A frame buffer of `bytes` bytes could not be allocated: the process is short of memory (under a limit
+    /// such as `ulimit -v` or a cgroup's). What a message can make decrypt buffer is bounded by the
+    /// [`DecryptLimits`](crate::DecryptLimits); lower ones need less.
+    #[error("out of memory: cannot allocate a buffer of {bytes} bytes")]
+    OutOfMemory {
+        /// The size of the allocation that failed.
+        bytes: u64,
+    },
+
     /// Reading the input or writing the output failed.
     #[error("I/O error: {}", Escaped(&.0.to_string()))]
     Io(#[from] io::Error),
@@ -197,6 +206,7 @@ impl From<Error> for io::Error {
             other => {
                 let kind = match other {
                     Error::Truncated { .. } => io::ErrorKind::UnexpectedEof,
+                    Error::OutOfMemory { .. } => io::ErrorKind::OutOfMemory,
                     _ => io::ErrorKind::InvalidData,
                 };
                 io::Error::new(kind, other)

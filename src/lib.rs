@@ -97,6 +97,8 @@ pub use format::header::MessageId;
 #[doc(inline)]
 pub use format::limits::DecryptLimits;
 #[doc(inline)]
+pub use format::limits::FRAME_OVERHEAD;
+#[doc(inline)]
 pub use format::limits::RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS;
 #[doc(inline)]
 pub use format::suite::AlgorithmSuite;

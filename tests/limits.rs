@@ -5,7 +5,8 @@
 
 use kms_envelope::keyring::{DecryptionMaterials, EncryptionMaterials, KeyringFuture};
 use kms_envelope::{
-    DecryptLimits, DecryptOptions, EncryptOptions, EncryptedDataKey, Error, Keyring, RawAesKeyring, decrypt, encrypt,
+    DecryptLimits, DecryptOptions, Decryptor, EncryptOptions, EncryptedDataKey, Error, FRAME_OVERHEAD, Keyring,
+    RawAesKeyring, decrypt, encrypt,
 };
 
 const DEFAULTS: DecryptLimits = DecryptLimits::DEFAULT;
@@ -72,6 +73,28 @@ fn the_defaults_are_the_readme_table() {
     assert_eq!(DEFAULTS.max_header_len, 4 << 20);
     assert_eq!(DEFAULTS.max_nonframed_body_len, 64 << 20);
     assert_eq!(DEFAULTS.max_encrypted_data_keys, None);
+    assert_eq!(DEFAULTS.max_frame_buffers, 40 << 20);
+    // Two frames of the longest length accepted fit: one read or written while the other is opened.
+    assert!(2 * (DEFAULTS.max_frame_length as usize + FRAME_OVERHEAD) <= DEFAULTS.max_frame_buffers);
+}
+
+#[test]
+fn a_frame_the_frame_buffers_cannot_hold_is_refused_before_the_keyring() {
+    let frame = 1u32 << 20;
+    let needed = frame as usize + FRAME_OVERHEAD;
+    let message = encrypt(&raw_aes(), &EncryptOptions::new().frame_length(frame), b"one short final frame").unwrap();
+    let fits = DecryptOptions::new().limits(DecryptLimits { max_frame_buffers: needed, ..DEFAULTS });
+    assert_eq!(&*decrypt(&raw_aes(), &fits, &message).unwrap().plaintext, b"one short final frame");
+
+    // A wrong key: had the keyring run, the error would be that no key decrypted the data key.
+    let wrong_key = RawAesKeyring::new("limits", "key", &[8; 32]).unwrap();
+    let short = DecryptOptions::new().limits(DecryptLimits { max_frame_buffers: needed - 1, ..DEFAULTS });
+    let (which, value, max) = ("frame buffer (frame length + 28 bytes)", needed as u64, needed as u64 - 1);
+    assert_limit_exceeded(decrypt(&wrong_key, &short, &message), which, value, max);
+    match Decryptor::new(&wrong_key, &short, &message[..]) {
+        Err(Error::LimitExceeded { limit, .. }) => assert_eq!(limit, which),
+        other => panic!("the streaming decryptor: {:?}", other.map(drop)),
+    }
 }
 
 #[test]

@@ -43,6 +43,7 @@ pub fn keyring() -> &'static RawAesKeyring {
 /// report under these limits is a real bug, not a large-but-allowed message.
 pub const SMALL_LIMITS: DecryptLimits = DecryptLimits {
     max_frame_length: 1 << 20,
+    max_frame_buffers: 4 << 20,
     max_nonframed_body_len: 1 << 20,
     max_header_len: 1 << 16,
     max_encrypted_data_keys: Some(16),

@@ -425,7 +425,8 @@ pub struct DecryptSettings {
     #[arg(long, value_name = "N",
           default_value_t = kms_envelope::RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS)]
     pub max_encrypted_data_keys: u16,
-    /// Refuse messages whose frame length exceeds N bytes (default 16 MiB).
+    /// Refuse messages whose frame length exceeds N bytes (default 16 MiB). Decrypt buffers at most 40 MiB of
+    /// frames whatever --threads says, or one frame (N + 28 bytes) if N is larger.
     #[arg(long, value_name = "N")]
     pub max_frame_length: Option<u32>,
     /// Refuse signed messages right after the header.

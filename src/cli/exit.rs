@@ -14,7 +14,7 @@ pub enum Code {
     Usage = 2,
     /// 3: no key could be used (no keyring decrypted a data key, KMS error, credentials).
     KeyAccess = 3,
-    /// 4: reading or writing a file failed.
+    /// 4: reading or writing a file failed, or memory ran out.
     Io = 4,
 }
 
@@ -64,7 +64,7 @@ impl Failure {
     pub fn reading(err: Error) -> Self {
         let err = unwrap_io(err);
         let code = match &err {
-            Error::Io(_) => Code::Io,
+            Error::Io(_) | Error::OutOfMemory { .. } => Code::Io,
             Error::NoDataKeyDecrypted { .. } | Error::Keyring(_) => Code::KeyAccess,
             // Asking for bytes a message does not have, or random access to one that does not allow it.
             Error::Config(_) | Error::RangeOutOfBounds { .. } | Error::RangeRefused(_) => Code::Usage,
@@ -78,7 +78,7 @@ impl Failure {
     pub fn writing(err: Error) -> Self {
         let err = unwrap_io(err);
         let code = match &err {
-            Error::Io(_) | Error::Bundle(_) => Code::Io,
+            Error::Io(_) | Error::Bundle(_) | Error::OutOfMemory { .. } => Code::Io,
             Error::NoDataKeyDecrypted { .. } | Error::Keyring(_) => Code::KeyAccess,
             _ => Code::Usage,
         };

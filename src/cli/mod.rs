@@ -25,8 +25,8 @@ use kms_envelope::OutputOptions;
 use kms_envelope::bundle::encrypt_directory;
 use kms_envelope::bundle::unpack_verified;
 use kms_envelope::{
-    CacheLimits, CachingKeyring, DecryptLimits, DecryptOptions, Decryptor, EncryptOptions, Header, Keyring,
-    MaterialsCache,
+    CacheLimits, CachingKeyring, DecryptLimits, DecryptOptions, Decryptor, EncryptOptions, FRAME_OVERHEAD, Header,
+    Keyring, MaterialsCache,
 };
 
 use args::{
@@ -87,6 +87,8 @@ fn decrypt_options(settings: &DecryptSettings) -> DecryptOptions {
         DecryptLimits { max_encrypted_data_keys: Some(settings.max_encrypted_data_keys), ..DecryptLimits::default() };
     if let Some(n) = settings.max_frame_length {
         limits.max_frame_length = n;
+        // Frames longer than the default buffers hold are read one at a time.
+        limits.max_frame_buffers = limits.max_frame_buffers.max((n as usize).saturating_add(FRAME_OVERHEAD));
     }
     let mut options = DecryptOptions::new()
         .commitment_policy(settings.commitment_policy.0)

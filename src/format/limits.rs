@@ -9,8 +9,26 @@
 /// plus a break-glass key, while bounding the KMS calls a crafted message can cause to ten.
 pub const RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS: u16 = 10;
 
+/// Bytes a frame buffer holds besides the frame's plaintext: the sequence number, IV and tag of a regular
+/// frame (4 + 12 + 16). A frame of `n` bytes needs `n + FRAME_OVERHEAD` bytes of
+/// [`DecryptLimits::max_frame_buffers`].
+pub const FRAME_OVERHEAD: usize = 28;
+
 /// Limits applied while decrypting. The defaults accept every message the AWS Encryption SDKs write with
 /// their defaults, and bound memory to a few tens of MiB per decryptor.
+///
+/// **Memory.** A decryptor holds at most [`max_frame_buffers`](Self::max_frame_buffers) bytes of frames at
+/// once (40 MiB by default), whatever the frame length and the number of threads
+/// ([`DecryptOptions::threads`](crate::DecryptOptions::threads)): with long frames fewer jobs are in
+/// flight, and so fewer threads work, until one frame at a time is left. A framed message whose frame
+/// length plus [`FRAME_OVERHEAD`] exceeds `max_frame_buffers` is refused with
+/// [`Error::LimitExceeded`](crate::Error::LimitExceeded) right after its header is read, before the keyring
+/// is called; with the defaults that never happens, since `max_frame_length` (16 MiB) leaves room for two
+/// frames. Besides the frame buffers a decryptor holds the header (up to `max_header_len`), a non-framed
+/// body (up to `max_nonframed_body_len`) and a few small fixed buffers; the one-shot
+/// [`decrypt`](crate::decrypt()) and [`decrypt_range`](crate::decrypt_range) hold their input and output
+/// too. If memory runs out all the same (a process under a memory limit), decrypt fails with
+/// [`Error::OutOfMemory`](crate::Error::OutOfMemory) rather than aborting.
 ///
 /// ```
 /// use kms_envelope::{DecryptLimits, DecryptOptions, RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS};
@@ -28,6 +46,11 @@ pub const RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS: u16 = 10;
 pub struct DecryptLimits {
     /// Largest frame length (header field) a decryptor will buffer. Default 16 MiB; the ESDKs write 4096.
     pub max_frame_length: u32,
+    /// Most bytes of frame buffers a decryptor holds at once, whatever the number of threads; at least one
+    /// frame plus [`FRAME_OVERHEAD`]. Default 40 MiB: two frames of the default `max_frame_length` in
+    /// flight, or some 80 jobs of 512 KiB (of 64 KiB frames). Raise it with `max_frame_length` to read frames
+    /// longer than 40 MiB - 28 bytes.
+    pub max_frame_buffers: usize,
     /// Most encrypted data keys in a header. Default `None` (unlimited, like the ESDK). Set it (for example
     /// to [`RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS`]) whenever messages may come from someone you do not trust:
     /// each distinct EDK a keyring accepts can cost one KMS call (with its retries and timeouts), and a
@@ -44,10 +67,26 @@ impl DecryptLimits {
     /// The default limits, as a constant.
     pub const DEFAULT: DecryptLimits = DecryptLimits {
         max_frame_length: 16 << 20,
+        max_frame_buffers: 40 << 20,
         max_encrypted_data_keys: None,
         max_header_len: 4 << 20,
         max_nonframed_body_len: 64 << 20,
     };
+}
+
+impl DecryptLimits {
+    /// Refuses a framed message whose frames of `frame_length` bytes do not fit the frame buffers.
+    pub(crate) fn check_frame_fits(&self, frame_length: u32) -> crate::error::Result<()> {
+        let needed = (frame_length as usize).saturating_add(FRAME_OVERHEAD);
+        if needed > self.max_frame_buffers {
+            return Err(crate::error::Error::LimitExceeded {
+                limit: "frame buffer (frame length + 28 bytes)",
+                value: needed as u64,
+                max: self.max_frame_buffers as u64,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Default for DecryptLimits {

@@ -9,45 +9,82 @@ use std::io::{self, Read, Write};
 
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::error::{Error, Result};
+
 /// The most a read into a buffer claims (and zero-fills) ahead of the data, so that a length promised
 /// by a message costs memory only as the bytes arrive.
 const READ_CHUNK: usize = 64 << 10;
 
-/// Makes room for at least `additional` more bytes. A new block, when needed, is at least twice the old
-/// capacity (amortized growth), and the old block is wiped before it is freed.
-pub(crate) fn reserve(buf: &mut Zeroizing<Vec<u8>>, additional: usize) {
-    grow(buf, additional, false);
-}
-
-/// As [`reserve`], with a new block of exactly the size asked for: for buffers sized once.
+/// Makes room for at least `additional` more bytes, in a new block of exactly the size asked for if one is
+/// needed (the old block is wiped before it is freed): for buffers sized once.
 pub(crate) fn reserve_exact(buf: &mut Zeroizing<Vec<u8>>, additional: usize) {
-    grow(buf, additional, true);
+    try_reserve_exact(buf, additional).unwrap_or_else(|e| abort_for(e));
 }
 
-fn grow(buf: &mut Zeroizing<Vec<u8>>, additional: usize, exact: bool) {
+/// As [`reserve_exact`], failing with [`Error::OutOfMemory`] rather than aborting the process: for sizes
+/// a message chose.
+pub(crate) fn try_reserve_exact(buf: &mut Zeroizing<Vec<u8>>, additional: usize) -> Result<()> {
+    grow(buf, additional, 0)
+}
+
+/// Makes room for at least `additional` more bytes. A new block, when needed, is twice the old capacity
+/// (amortized growth) but never more than `cap` bytes unless the bytes asked for need it, and the old
+/// block is wiped before it is freed; fails with [`Error::OutOfMemory`] rather than aborting. For a
+/// buffer whose final size (`cap`) is known but which grows only as data arrives.
+pub(crate) fn try_reserve_within(buf: &mut Zeroizing<Vec<u8>>, additional: usize, cap: usize) -> Result<()> {
+    grow(buf, additional, cap)
+}
+
+/// Grows to the length needed, or to twice the old capacity if that is larger and within `cap` (to `cap`
+/// itself if that is less than half as much again).
+fn grow(buf: &mut Zeroizing<Vec<u8>>, additional: usize, cap: usize) -> Result<()> {
     if buf.capacity() - buf.len() >= additional {
-        return;
+        return Ok(());
     }
-    let needed = buf.len().checked_add(additional).expect("buffer length overflows usize");
-    let capacity = if exact { needed } else { needed.max(buf.capacity().saturating_mul(2)) };
-    let mut grown = Vec::with_capacity(capacity);
+    let needed = buf.len().checked_add(additional).ok_or(Error::OutOfMemory { bytes: u64::MAX })?;
+    let mut capacity = needed.max(buf.capacity().saturating_mul(2).min(cap));
+    if cap > capacity && cap - capacity < capacity / 2 {
+        // Straight to the final size rather than a last growth by a few bytes, which would copy (and so
+        // hold twice) the whole buffer.
+        capacity = cap;
+    }
+    let mut grown = Vec::new();
+    grown.try_reserve_exact(capacity).map_err(|_| Error::OutOfMemory { bytes: capacity as u64 })?;
     grown.extend_from_slice(buf);
     // `Vec::zeroize` wipes the spare capacity too: stale plaintext of an earlier use lives there.
     let mut old = std::mem::replace(&mut **buf, grown);
     old.zeroize();
+    Ok(())
 }
 
-/// Appends `bytes`, growing as [`reserve`] does.
-pub(crate) fn extend(buf: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
-    reserve(buf, bytes.len());
+/// What an infallible allocation does when it fails.
+fn abort_for(e: Error) -> ! {
+    let bytes = match e {
+        Error::OutOfMemory { bytes } => usize::try_from(bytes).unwrap_or(usize::MAX),
+        _ => usize::MAX,
+    };
+    std::alloc::handle_alloc_error(std::alloc::Layout::array::<u8>(bytes).unwrap_or(std::alloc::Layout::new::<u8>()))
+}
+
+/// Appends `bytes`, growing as [`try_reserve_within`] does.
+pub(crate) fn try_extend_within(buf: &mut Zeroizing<Vec<u8>>, bytes: &[u8], cap: usize) -> Result<()> {
+    try_reserve_within(buf, bytes.len(), cap)?;
     buf.extend_from_slice(bytes);
+    Ok(())
 }
 
 /// Appends up to `limit` bytes read from `input` (until it ends, retrying on `Interrupted`), growing as
-/// [`reserve`] does and only as the data arrives. Returns how many bytes were appended; on an error, the
-/// bytes read before it are kept.
-pub(crate) fn read_append(buf: &mut Zeroizing<Vec<u8>>, mut input: impl Read, limit: usize) -> io::Result<usize> {
+/// [`try_reserve_within`] does (within `cap`, or the end of these `limit` bytes if that is further) and
+/// only as the data arrives. Returns how many bytes were appended; on an error, the bytes read before it
+/// are kept. A failed allocation is an error whose inner error is [`Error::OutOfMemory`].
+pub(crate) fn read_append(
+    buf: &mut Zeroizing<Vec<u8>>,
+    mut input: impl Read,
+    limit: usize,
+    cap: usize,
+) -> io::Result<usize> {
     let start = buf.len();
+    let cap = cap.max(start.saturating_add(limit));
     let mut filled = start;
     let mut remaining = limit;
     let result = loop {
@@ -56,7 +93,9 @@ pub(crate) fn read_append(buf: &mut Zeroizing<Vec<u8>>, mut input: impl Read, li
                 break Ok(());
             }
             let chunk = remaining.min(READ_CHUNK);
-            reserve(buf, chunk);
+            if let Err(e) = try_reserve_within(buf, chunk, cap) {
+                break Err(e.into());
+            }
             buf.resize(filled + chunk, 0);
         }
         match input.read(&mut buf[filled..]) {
@@ -172,16 +211,17 @@ mod tests {
     #[test]
     fn growth_keeps_the_contents_and_reads_stop_at_the_limit() {
         let mut buf = Zeroizing::new(b"abc".to_vec());
-        extend(&mut buf, &[7; 100]);
+        try_extend_within(&mut buf, &[7; 100], usize::MAX).unwrap();
         assert_eq!(buf.len(), 103);
         assert_eq!(&buf[..3], b"abc");
         reserve_exact(&mut buf, 1000);
         assert!(buf.capacity() >= 1103);
         let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
         let before = buf.len();
-        assert_eq!(read_append(&mut buf, &data[..], 150_000).unwrap(), 150_000);
+        assert_eq!(read_append(&mut buf, &data[..], 150_000, 0).unwrap(), 150_000);
         assert_eq!(&buf[before..], &data[..150_000]);
-        assert_eq!(read_append(&mut buf, &data[..10], usize::MAX).unwrap(), 10);
+        assert_eq!(buf.capacity(), before + 150_000, "growth stops at the end of the bytes asked for");
+        assert_eq!(read_append(&mut buf, &data[..10], usize::MAX, 0).unwrap(), 10);
         assert_eq!(buf.len(), before + 150_010);
     }
 

@@ -7,7 +7,7 @@ use crate::crypto::{DataKey, MessageKeys};
 use crate::error::{Error, Result};
 use crate::format::context::{EncryptionContext, PUBLIC_KEY_CONTEXT_KEY};
 use crate::format::edk::EncryptedDataKey;
-use crate::format::header::{self, Header, HeaderBody, IV_LEN, MessageId};
+use crate::format::header::{self, ContentType, Header, HeaderBody, IV_LEN, MessageId};
 use crate::format::suite::AlgorithmSuite;
 use crate::keyring::{DecryptionMaterials, EncryptionMaterials, Keyring};
 
@@ -110,6 +110,10 @@ pub(crate) async fn open_header(
     header: &Header,
 ) -> Result<OpenedHeader> {
     let suite = header.suite();
+    if header.content_type() == ContentType::Framed {
+        // Before the keyring: a frame that cannot be buffered is refused without a KMS call.
+        options.limits.check_frame_fits(header.frame_length())?;
+    }
     options.policy.check_decrypt(suite)?;
     if options.unsigned_only && suite.signature().is_some() {
         return Err(Error::SignedMessageRefused(suite.id()));

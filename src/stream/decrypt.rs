@@ -118,7 +118,16 @@ impl<R: Read> Decryptor<R> {
             verifier.update(header.as_bytes());
         }
         let offset = header.as_bytes().len() as u64;
-        let pipeline = Pipeline::new(keys.content.clone(), *header.message_id(), Direction::Open, options.parallelism);
+        let frame_len = header.frame_length() as usize;
+        let pipeline = Pipeline::new(
+            keys.content.clone(),
+            *header.message_id(),
+            Direction::Open,
+            options.parallelism,
+            frame_len,
+            frame_len + TAG_LEN,
+            options.limits.max_frame_buffers,
+        );
         Self {
             input,
             header,
@@ -178,9 +187,15 @@ impl<R: Read> Decryptor<R> {
     /// A read or format error stops reading for good; the frames read before it are still submitted, so
     /// that they are verified and released before the error is reported.
     fn read_job(&mut self) {
-        let frame_len = self.header.frame_length() as usize;
-        let frames = self.pipeline.frames_per_job(frame_len);
-        let mut job = self.pipeline.take_job(frames, frame_len + TAG_LEN);
+        let frames = self.pipeline.frames_per_job();
+        let mut job = match self.pipeline.take_job() {
+            Ok(job) => job,
+            Err(e) => {
+                self.read_error = Some(e);
+                self.input_done = true;
+                return;
+            }
+        };
         while job.frames.len() < frames {
             match self.read_block(&mut job) {
                 Ok(true) => {
@@ -223,7 +238,7 @@ impl<R: Read> Decryptor<R> {
         let want = len + TAG_LEN;
         // Grow with the data actually received, so a header that promises a large frame costs nothing
         // until the bytes arrive.
-        let got = buffer::read_append(&mut job.buf, &mut self.input, want).map_err(Error::from_io);
+        let got = buffer::read_append(&mut job.buf, &mut self.input, want, job.cap).map_err(Error::from_io);
         match got {
             Ok(got) if got == want => {}
             Ok(got) => {

@@ -10,6 +10,7 @@ use crate::crypto::signature::MessageSigner;
 use crate::error::{Error, Result};
 use crate::format::frame::{BlockKind, FINAL_FRAME_MARKER, FrameCounter, frame_iv};
 use crate::format::header::{IV_LEN, MessageId, TAG_LEN};
+use crate::format::limits::DecryptLimits;
 use crate::keyring::{Keyring, block_on};
 
 /// A regular frame's prefix: sequence number and IV.
@@ -88,8 +89,16 @@ impl<W: Write> Encryptor<W> {
             signer.update(&header);
         }
         let frame_length = frame_length as usize;
-        let mut pipeline = Pipeline::new(keys.content.clone(), message_id, Direction::Seal, options.parallelism);
-        let job = pipeline.take_job(1, REGULAR_PREFIX + frame_length + TAG_LEN);
+        let mut pipeline = Pipeline::new(
+            keys.content.clone(),
+            message_id,
+            Direction::Seal,
+            options.parallelism,
+            frame_length,
+            REGULAR_PREFIX + frame_length + TAG_LEN,
+            DecryptLimits::DEFAULT.max_frame_buffers,
+        );
+        let job = pipeline.take_job()?;
         let mut encryptor = Self {
             output,
             suite_id: suite.id(),
@@ -104,7 +113,7 @@ impl<W: Write> Encryptor<W> {
             max_plaintext: options.max_plaintext_length,
             poisoned: false,
         };
-        encryptor.open_frame();
+        encryptor.open_frame()?;
         Ok(encryptor)
     }
 
@@ -117,9 +126,15 @@ impl<W: Write> Encryptor<W> {
         self.job.buf.len() - self.open
     }
 
-    fn open_frame(&mut self) {
-        buffer::extend(&mut self.job.buf, &[0; REGULAR_PREFIX]);
+    fn open_frame(&mut self) -> Result<()> {
+        self.extend(&[0; REGULAR_PREFIX])?;
         self.open = self.job.buf.len();
+        Ok(())
+    }
+
+    /// Appends `bytes` to the job, within its size.
+    fn extend(&mut self, bytes: &[u8]) -> Result<()> {
+        buffer::try_extend_within(&mut self.job.buf, bytes, self.job.cap)
     }
 
     /// Closes the open (full) frame as a regular frame, and starts the next one: in this job, or in a
@@ -130,29 +145,30 @@ impl<W: Write> Encryptor<W> {
         let start = self.open;
         self.job.buf[start - REGULAR_PREFIX..start - IV_LEN].copy_from_slice(&sequence.to_be_bytes());
         self.job.buf[start - IV_LEN..start].copy_from_slice(&iv);
-        buffer::extend(&mut self.job.buf, &[0; TAG_LEN]);
+        self.extend(&[0; TAG_LEN])?;
         let len = self.frame_length;
         self.job.frames.push(FrameSlot { sequence, kind: BlockKind::Regular, iv, start, len });
         self.sealed_bytes += len as u64;
         self.pipeline.maybe_start(self.sealed_bytes);
-        if self.job.frames.len() >= self.pipeline.frames_per_job(self.frame_length) {
+        // Once the workers run, the job being filled holds a job's worth of frames.
+        self.job.cap = self.job.cap.max(self.pipeline.job_bytes());
+        if self.job.frames.len() >= self.pipeline.frames_per_job() {
             self.submit()?;
         }
-        self.open_frame();
-        Ok(())
+        self.open_frame()
     }
 
     /// Hands the current job over and writes every job that is done, waiting for the oldest while the
-    /// number in flight is at its bound.
+    /// number in flight is at its bound; only then takes the next job, so that no more jobs exist than the
+    /// pipeline allows.
     fn submit(&mut self) -> Result<()> {
-        let frames = self.pipeline.frames_per_job(self.frame_length);
-        let fresh = self.pipeline.take_job(frames, REGULAR_PREFIX + self.frame_length + TAG_LEN);
-        let job = std::mem::replace(&mut self.job, fresh);
+        let job = std::mem::replace(&mut self.job, Job::empty());
         self.pipeline.submit(job);
         while self.pipeline.is_full() {
             let done = self.pipeline.next()?.expect("a full pipeline has a job in flight");
             self.emit(done)?;
         }
+        self.job = self.pipeline.take_job()?;
         Ok(())
     }
 
@@ -171,7 +187,7 @@ impl<W: Write> Encryptor<W> {
             let want = self.frame_length - self.buffered();
             // Read in place into the job (retrying on `Interrupted`), keeping what was read before an error.
             let before = self.job.buf.len();
-            let read = buffer::read_append(&mut self.job.buf, &mut input, want);
+            let read = buffer::read_append(&mut self.job.buf, &mut input, want, self.job.cap);
             total += (self.job.buf.len() - before) as u64;
             self.check_room(0)?;
             if read? < want {
@@ -242,9 +258,9 @@ impl<W: Write> Encryptor<W> {
         }
         let sequence = self.counter.next_final()?;
         let (start, len) = (self.open, self.buffered());
-        buffer::extend(&mut self.job.buf, &[0; TAG_LEN]);
+        self.extend(&[0; TAG_LEN])?;
         self.job.frames.push(FrameSlot { sequence, kind: BlockKind::Final, iv: frame_iv(sequence), start, len });
-        let job = std::mem::replace(&mut self.job, self.pipeline.take_job(0, 0));
+        let job = std::mem::replace(&mut self.job, Job::empty());
         self.pipeline.submit(job);
         while let Some(done) = self.pipeline.next()? {
             self.emit(done)?;
@@ -270,7 +286,7 @@ impl<W: Write> Write for Encryptor<W> {
                 self.close_regular()?;
             }
             let take = (self.frame_length - self.buffered()).min(rest.len());
-            buffer::extend(&mut self.job.buf, &rest[..take]);
+            self.extend(&rest[..take])?;
             rest = &rest[take..];
         }
         Ok(buf.len())

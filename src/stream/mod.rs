@@ -206,8 +206,8 @@ fn decrypt_replacing(
     // Also where the fast path found something wrong: this reports it precisely. (The fast path wiped
     // what it wrote; what the buffer held before is the caller's and is wiped with it on drop.)
     plaintext.clear();
-    buffer::reserve_exact(plaintext, body.len());
+    buffer::try_reserve_exact(plaintext, body.len())?;
     let mut decryptor = Decryptor::with_opened(header, opened, options, body);
-    buffer::read_append(plaintext, &mut decryptor, usize::MAX).map_err(Error::from_io)?;
+    buffer::read_append(plaintext, &mut decryptor, usize::MAX, 0).map_err(Error::from_io)?;
     Ok(decryptor.header().clone())
 }

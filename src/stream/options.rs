@@ -150,6 +150,10 @@ impl EncryptOptions {
     /// crypto on the calling thread. Workers start only once a message passes the
     /// [`parallel_threshold`](Self::parallel_threshold), live as long as the stream, and are joined when
     /// it finishes or is dropped. The output is the same for every setting.
+    ///
+    /// Memory does not grow with it: the frames being sealed take at most 40 MiB
+    /// ([`DecryptLimits::DEFAULT`]`.max_frame_buffers`) at once, so long frames run on fewer threads (one
+    /// frame at a time if two do not fit; a single frame longer than that is still sealed, alone).
     pub fn threads(mut self, threads: usize) -> Self {
         self.parallelism.threads = threads.max(1);
         self
@@ -163,7 +167,8 @@ impl EncryptOptions {
     }
 
     /// Sets the bytes of consecutive frames handed to a worker as one job (default 512 KiB; always at least
-    /// one frame). At most `2 * threads + 1` jobs are in flight, which bounds the memory of a stream.
+    /// one frame). At most `2 * threads + 1` jobs exist at once, and no more than fit in 40 MiB (a job is
+    /// shortened so that two fit, if two frames do), which bounds the memory of a stream.
     pub fn job_length(mut self, bytes: usize) -> Self {
         self.parallelism.job_length = bytes.max(1);
         self
@@ -261,6 +266,10 @@ impl DecryptOptions {
     /// crypto on the calling thread. Workers start only once a message passes the
     /// [`parallel_threshold`](Self::parallel_threshold), live as long as the stream, and are joined when
     /// it finishes or is dropped. The output is the same for every setting.
+    ///
+    /// Memory does not grow with it: the frames being opened take at most
+    /// [`DecryptLimits::max_frame_buffers`] (40 MiB by default) at once, so long frames run on fewer threads
+    /// (down to one frame at a time).
     pub fn threads(mut self, threads: usize) -> Self {
         self.parallelism.threads = threads.max(1);
         self
@@ -274,7 +283,9 @@ impl DecryptOptions {
     }
 
     /// Sets the bytes of consecutive frames handed to a worker as one job (default 512 KiB; always at least
-    /// one frame). At most `2 * threads + 1` jobs are in flight, which bounds the memory of a stream.
+    /// one frame). At most `2 * threads + 1` jobs exist at once, and no more than fit in
+    /// [`DecryptLimits::max_frame_buffers`] (a job is shortened so that two fit, if two frames do), which
+    /// bounds the memory of a stream.
     pub fn job_length(mut self, bytes: usize) -> Self {
         self.parallelism.job_length = bytes.max(1);
         self

@@ -10,6 +10,10 @@
 //!
 //! Until the stream passes [`Parallelism::threshold`] bytes (or with one thread) there is no pool: each job
 //! holds one frame and runs on the caller's thread as soon as it is submitted.
+//!
+//! Memory is bounded in bytes, not jobs: every job that exists (in flight, held by the caller, or free for
+//! reuse) is at most one job's worth of frames, and no more jobs exist than fit in the byte budget. Long
+//! frames mean fewer jobs and so fewer threads, down to one job at a time on the caller's thread.
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -60,6 +64,8 @@ impl FrameSlot {
 /// Consecutive frames of one message in one buffer. Reused from job to job; the buffer is zeroized on drop.
 pub(crate) struct Job {
     pub buf: Zeroizing<Vec<u8>>,
+    /// The most bytes of frames this job holds: its buffer grows no further.
+    pub cap: usize,
     pub frames: Vec<FrameSlot>,
     /// After [`Direction::Open`]: how many leading frames verified (all of them unless one failed). Frames
     /// from the first failure on hold no plaintext that may be released.
@@ -69,8 +75,9 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    fn new(reserve: usize) -> Self {
-        Self { buf: Zeroizing::new(Vec::with_capacity(reserve)), frames: Vec::new(), verified: 0, crashed: false }
+    /// A job with no buffer yet, which allocates nothing: a placeholder.
+    pub fn empty() -> Self {
+        Self { buf: Zeroizing::new(Vec::new()), cap: 0, frames: Vec::new(), verified: 0, crashed: false }
     }
 
     fn clear(&mut self) {
@@ -115,10 +122,47 @@ struct Crypt {
     direction: Direction,
 }
 
+/// How many frames a job holds and how many jobs may exist at once, for a stream of frames of one length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Frames per job once the workers run.
+    pub frames_per_job: usize,
+    /// Jobs (of `frames_per_job` frames) that fit in the budget at once; at least 1.
+    pub jobs: usize,
+}
+
+impl Plan {
+    /// The plan for frames of `frame_len` plaintext bytes that take `frame_bytes` bytes each in a job, with
+    /// at most `budget` bytes of jobs: the configured job length, shortened so that two jobs fit if one
+    /// frame each would, and as many jobs as fit (one even if its single frame does not: the caller
+    /// refuses frames that must fit).
+    pub fn new(parallelism: &Parallelism, frame_len: usize, frame_bytes: usize, budget: usize) -> Self {
+        let frame_bytes = frame_bytes.max(1);
+        let wanted = (parallelism.job_length / frame_len.max(1)).max(1);
+        let frames_per_job = wanted.min(budget / 2 / frame_bytes).max(1);
+        let jobs = (budget / frame_bytes.saturating_mul(frames_per_job)).max(1);
+        Self { frames_per_job, jobs }
+    }
+
+    /// Threads worth starting to keep `jobs` jobs busy besides the caller's: none below two jobs.
+    pub fn threads(&self, parallelism: &Parallelism) -> usize {
+        if self.jobs < 2 { 1 } else { parallelism.threads.min(self.jobs) }
+    }
+
+    /// How many jobs may exist at once with the workers running: two per worker and one more, as many as
+    /// fit in the budget.
+    fn slots(&self, parallelism: &Parallelism) -> usize {
+        (2 * self.threads(parallelism) + 1).min(self.jobs)
+    }
+}
+
 /// Jobs submitted in order, run inline or by workers, returned in order.
 pub(crate) struct Pipeline {
     crypt: Arc<Crypt>,
     parallelism: Parallelism,
+    plan: Plan,
+    /// Bytes one frame takes in a job.
+    frame_bytes: usize,
     pool: Option<Pool>,
     /// Set once starting the workers failed: the stream stays on the caller's thread.
     no_pool: bool,
@@ -130,12 +174,25 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(key: AeadKey, message_id: MessageId, direction: Direction, parallelism: Parallelism) -> Self {
+    /// A pipeline for frames of `frame_len` plaintext bytes, each taking `frame_bytes` bytes in a job, that
+    /// keeps its jobs within `budget` bytes (or to one job, if one frame is larger).
+    pub fn new(
+        key: AeadKey,
+        message_id: MessageId,
+        direction: Direction,
+        parallelism: Parallelism,
+        frame_len: usize,
+        frame_bytes: usize,
+        budget: usize,
+    ) -> Self {
+        let plan = Plan::new(&parallelism, frame_len, frame_bytes, budget);
         Self {
             crypt: Arc::new(Crypt { key, message_id, direction }),
             parallelism,
+            plan,
+            frame_bytes,
             pool: None,
-            no_pool: parallelism.threads < 2,
+            no_pool: plan.threads(&parallelism) < 2,
             next_id: 0,
             next_out: 0,
             done: BTreeMap::new(),
@@ -149,7 +206,7 @@ impl Pipeline {
         if self.no_pool || self.pool.is_some() || body_bytes < self.parallelism.threshold {
             return;
         }
-        match Pool::start(self.parallelism.threads, self.slots_for(self.parallelism.threads), &self.crypt) {
+        match Pool::start(self.plan.threads(&self.parallelism), self.slots(), &self.crypt) {
             Ok(pool) => self.pool = Some(pool),
             Err(_) => self.no_pool = true,
         }
@@ -160,31 +217,39 @@ impl Pipeline {
         self.pool.is_some()
     }
 
-    fn slots_for(&self, threads: usize) -> usize {
-        2 * threads + 1
+    /// How many jobs may exist at once with the workers running ([`Plan::slots`]). Every job that exists is
+    /// in flight, held by the caller, or free: the caller holds at most one, and takes a new one only when
+    /// fewer than this are in flight.
+    fn slots(&self) -> usize {
+        self.plan.slots(&self.parallelism)
     }
 
-    /// How many frames of `frame_len` bytes the next job should hold.
-    pub fn frames_per_job(&self, frame_len: usize) -> usize {
-        if self.is_parallel() { (self.parallelism.job_length / frame_len.max(1)).max(1) } else { 1 }
+    /// How many frames the next job should hold.
+    pub fn frames_per_job(&self) -> usize {
+        if self.is_parallel() { self.plan.frames_per_job } else { 1 }
     }
 
-    /// An empty job, recycled if one is free, with room for `frames` frames of `frame_bytes` bytes each
-    /// (up to a cap).
-    pub fn take_job(&mut self, frames: usize, frame_bytes: usize) -> Job {
-        let want = frames.saturating_mul(frame_bytes).min(MAX_RESERVE);
-        let mut job = self.free.pop().unwrap_or_else(|| Job::new(0));
+    /// The bytes a job of [`frames_per_job`](Self::frames_per_job) frames takes.
+    pub fn job_bytes(&self) -> usize {
+        self.frames_per_job().saturating_mul(self.frame_bytes)
+    }
+
+    /// An empty job, recycled if one is free, with room for the frames it should hold (up to a cap: a job
+    /// of long frames grows as data arrives, up to its size). Fails, rather than aborting, if memory is
+    /// short.
+    pub fn take_job(&mut self) -> Result<Job> {
+        let cap = self.job_bytes();
+        let mut job = self.free.pop().unwrap_or_else(Job::empty);
+        job.cap = cap;
         // The recycled buffer holds the stale plaintext of its last job: it must not be freed by `realloc`.
-        buffer::reserve_exact(&mut job.buf, want);
-        job
+        buffer::try_reserve_within(&mut job.buf, cap.min(MAX_RESERVE), cap)?;
+        Ok(job)
     }
 
     /// Returns a job whose bytes were consumed; it is wiped and reused.
     pub fn recycle(&mut self, mut job: Job) {
         job.clear();
-        if self.free.len() <= self.slots_for(self.parallelism.threads) {
-            self.free.push(job);
-        }
+        self.free.push(job);
     }
 
     /// Jobs submitted and not yet returned by [`next`](Self::next).
@@ -194,7 +259,7 @@ impl Pipeline {
 
     /// Whether the caller must take a job back before submitting another: the bound on memory.
     pub fn is_full(&self) -> bool {
-        let slots = if self.is_parallel() { self.slots_for(self.parallelism.threads) } else { 1 };
+        let slots = if self.is_parallel() { self.slots() } else { 1 };
         self.in_flight() >= slots
     }
 
@@ -307,5 +372,39 @@ impl Drop for Pool {
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::options::DEFAULT_JOB_LENGTH;
+
+    #[test]
+    fn the_jobs_that_may_exist_fit_in_the_budget_whatever_the_threads() {
+        let budget = 40 << 20;
+        for frame_len in [1usize, 100, 4096, 65536, 1 << 20, 5 << 20, 13 << 20, 16 << 20, 20 << 20, 64 << 20] {
+            for threads in [1usize, 2, 8, 64, 100_000] {
+                for job_length in [1, DEFAULT_JOB_LENGTH, 1 << 30] {
+                    let parallelism = Parallelism { threads, threshold: 0, job_length };
+                    let frame_bytes = frame_len + TAG_LEN;
+                    let plan = Plan::new(&parallelism, frame_len, frame_bytes, budget);
+                    let what = format!("{frame_len}-byte frames, {threads} threads, {job_length}-byte jobs: {plan:?}");
+                    let job = plan.frames_per_job * frame_bytes;
+                    if frame_bytes <= budget {
+                        assert!(plan.slots(&parallelism) * job <= budget, "{what}");
+                    } else {
+                        assert_eq!((plan.frames_per_job, plan.threads(&parallelism)), (1, 1), "{what}");
+                    }
+                    if threads > 1 && 2 * frame_bytes <= budget {
+                        assert!(plan.threads(&parallelism) >= 2, "two frames fit, so two threads work: {what}");
+                    }
+                }
+            }
+        }
+        // The default: 512 KiB jobs of 64 KiB frames, two per thread and one more, up to 39 threads.
+        let parallelism = Parallelism { threads: 39, threshold: 0, job_length: DEFAULT_JOB_LENGTH };
+        let plan = Plan::new(&parallelism, 65536, 65536 + TAG_LEN, budget);
+        assert_eq!((plan.frames_per_job, plan.slots(&parallelism), plan.threads(&parallelism)), (8, 79, 39));
     }
 }

@@ -22,13 +22,16 @@ use super::buffer::{self, WipingBufReader, WipingBufWriter};
 use super::cmm::{OpenedHeader, PreparedEncryption, open_header, prepare_encrypt};
 use super::file::{PendingFile, Writeback};
 use super::options::Parallelism;
+use super::pipeline::Plan;
 use super::whole::{
-    FINAL_PREFIX, Layout, REGULAR_PREFIX, open_final, open_regular, seal_final, seal_regular_in_place, threads_for,
+    FINAL_PREFIX, Layout, REGULAR_PREFIX, open_final_in_place, open_regular_in_place, seal_final_in_place,
+    seal_regular_in_place, threads_for,
 };
 use super::{DecryptOptions, Decryptor, EncryptOptions, Encryptor};
 use crate::crypto::AeadKey;
 use crate::error::{Error, Result};
 use crate::format::header::{ContentType, Header, HeaderDecoder, MessageId, TAG_LEN};
+use crate::format::limits::DecryptLimits;
 use crate::keyring::{Keyring, block_on};
 
 /// Which side of a file-to-file operation failed.
@@ -256,7 +259,8 @@ fn encrypt_into(
     let written = match layout {
         Some(layout) => {
             let len = (prepared.header.len() + layout.body_len()) as u64;
-            seal_file(&prepared, layout, &options.parallelism, input, target.sink(), progress)?;
+            let work = Work { parallelism: options.parallelism, budget: DecryptLimits::DEFAULT.max_frame_buffers };
+            seal_file(&prepared, layout, work, input, target.sink(), progress)?;
             len
         }
         None => return stream_encrypt(prepared, options, input, &mut target.writer(), progress),
@@ -392,7 +396,8 @@ impl FileDecryptor {
             let input_len = input.metadata().map_err(|e| FileError::Input(Error::Io(e)))?.len();
             let (key, id, frame_len) = (&opened.keys.content, header.message_id(), header.frame_length());
             let body = Body { file: &input, start: body_start, len: input_len.saturating_sub(body_start) };
-            if let Some(len) = open_file(key, id, frame_len, &options.parallelism, body, target.sink(), progress)? {
+            let work = Work { parallelism: options.parallelism, budget: options.limits.max_frame_buffers };
+            if let Some(len) = open_file(key, id, frame_len, work, body, target.sink(), progress)? {
                 return Ok((header, len));
             }
             // Something about the body is wrong: the streaming decryptor finds and reports it, from scratch
@@ -561,23 +566,39 @@ fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
 /// Encrypt's output offsets are not aligned (header and frame overhead), so it writes whole jobs.
 const PLAINTEXT_WRITE: usize = 64 << 10;
 
-/// One worker's buffers, reused from job to job and wiped on drop (one of them holds plaintext).
+/// One worker's buffer, reused from job to job and wiped on drop: its frames are sealed or opened in
+/// place, so it holds plaintext.
 #[derive(Default)]
 struct Scratch {
-    input: Zeroizing<Vec<u8>>,
-    output: Zeroizing<Vec<u8>>,
+    buf: Zeroizing<Vec<u8>>,
 }
 
 impl Scratch {
-    /// The two buffers, `input_len` and `output_len` bytes long.
-    fn sized(&mut self, input_len: usize, output_len: usize) -> (&mut [u8], &mut [u8]) {
-        for (buf, len) in [(&mut self.input, input_len), (&mut self.output, output_len)] {
-            // Grown by a copy that wipes the old block: it may hold the plaintext of the last job.
-            buf.truncate(len);
-            buffer::reserve_exact(buf, len - buf.len());
-            buf.resize(len, 0);
-        }
-        (&mut self.input[..], &mut self.output[..])
+    /// The buffer, `len` bytes long; an error if memory is short.
+    fn sized(&mut self, len: usize) -> io::Result<&mut [u8]> {
+        // Grown by a copy that wipes the old block: it may hold the plaintext of the last job.
+        self.buf.truncate(len);
+        let missing = len - self.buf.len();
+        buffer::try_reserve_exact(&mut self.buf, missing)?;
+        self.buf.resize(len, 0);
+        Ok(&mut self.buf[..])
+    }
+}
+
+/// How a file operation spreads over threads: as configured, with at most `budget` bytes of job buffers
+/// (one per thread) at once.
+#[derive(Clone, Copy)]
+struct Work {
+    parallelism: Parallelism,
+    budget: usize,
+}
+
+impl Work {
+    /// Frames per job and threads for `layout`: as many threads as configured (past the threshold) and as
+    /// the budget holds jobs.
+    fn plan(&self, layout: &Layout) -> (usize, usize) {
+        let plan = Plan::new(&self.parallelism, layout.frame_len, layout.stride(), self.budget);
+        (plan.frames_per_job, threads_for(&self.parallelism, layout.body_len()).min(plan.jobs))
     }
 }
 
@@ -632,6 +653,24 @@ fn regular_jobs(layout: &Layout, per_job: usize) -> usize {
     layout.regular.div_ceil(per_job)
 }
 
+/// Writes the plaintext of the opened regular frames in `wire` (each body `frame_len` bytes at
+/// `REGULAR_PREFIX` in its `stride`-byte frame) at `at` bytes into the output: each body on its own when
+/// it fills a [`PLAINTEXT_WRITE`] or more, else gathered first at the buffer's start (a move within it),
+/// so that short frames still go out in writes of that size.
+fn write_bodies(output: Sink<'_>, wire: &mut [u8], stride: usize, frame_len: usize, at: u64) -> io::Result<()> {
+    let frames = wire.len() / stride;
+    if frame_len >= PLAINTEXT_WRITE {
+        for (i, frame) in wire.chunks(stride).enumerate() {
+            output.write_plaintext(&frame[REGULAR_PREFIX..REGULAR_PREFIX + frame_len], at + (i * frame_len) as u64)?;
+        }
+        return Ok(());
+    }
+    for i in 0..frames {
+        wire.copy_within(i * stride + REGULAR_PREFIX..i * stride + REGULAR_PREFIX + frame_len, i * frame_len);
+    }
+    output.write_plaintext(&wire[..frames * frame_len], at)
+}
+
 /// A write of `n` bytes at a known offset landed: counts it for the background sync, if any.
 fn landed(writeback: Option<&Writeback>, n: usize) {
     if let Some(writeback) = writeback {
@@ -643,14 +682,14 @@ fn landed(writeback: Option<&Writeback>, n: usize) {
 fn seal_file(
     prepared: &PreparedEncryption,
     layout: Layout,
-    parallelism: &Parallelism,
+    work: Work,
     input: &File,
     output: Sink<'_>,
     progress: Progress<'_>,
 ) -> std::result::Result<(), FileError> {
     let (key, id, header) = (&prepared.keys.content, &prepared.message_id, &prepared.header[..]);
     output.write(header, 0).map_err(output_error)?;
-    let per_job = layout.frames_per_job(parallelism);
+    let (per_job, threads) = work.plan(&layout);
     let regular_jobs = regular_jobs(&layout, per_job);
     let body_start = header.len() as u64;
     // Which side failed, for the caller's message: set by a failed read.
@@ -662,13 +701,14 @@ fn seal_file(
     };
     let seal_job = |job: usize, scratch: &mut Scratch| -> Outcome {
         let (plain_len, out_at, out) = if job == regular_jobs {
-            let (plain, out) = scratch.sized(layout.last, FINAL_PREFIX + layout.last + TAG_LEN);
+            let out = scratch.sized(FINAL_PREFIX + layout.last + TAG_LEN)?;
+            let plain = &mut out[FINAL_PREFIX..FINAL_PREFIX + layout.last];
             read_exact_at(input, plain, (layout.regular * layout.frame_len) as u64).map_err(reading)?;
-            seal_final(key, id, layout.final_sequence(), plain, out);
-            (plain.len(), layout.regular * layout.stride(), out)
+            seal_final_in_place(key, id, layout.final_sequence(), out);
+            (layout.last, layout.regular * layout.stride(), out)
         } else {
             let (first, frames) = job_frames(&layout, per_job, job);
-            let (_, out) = scratch.sized(0, frames * layout.stride());
+            let out = scratch.sized(frames * layout.stride())?;
             let bodies = REGULAR_PREFIX..REGULAR_PREFIX + layout.frame_len;
             read_bodies_at(input, out, layout.stride(), bodies, (first * layout.frame_len) as u64).map_err(reading)?;
             for (sequence, frame) in (first as u32 + 1..).zip(out.chunks_mut(layout.stride())) {
@@ -680,7 +720,6 @@ fn seal_file(
         progress(plain_len as u64);
         Ok(true)
     };
-    let threads = threads_for(parallelism, layout.body_len());
     run_jobs(threads, regular_jobs + 1, seal_job)
         .map(drop)
         .map_err(|e| if read_failed.load(Ordering::Relaxed) { FileError::Input(Error::Io(e)) } else { output_error(e) })
@@ -693,12 +732,12 @@ fn open_file(
     key: &AeadKey,
     id: &MessageId,
     frame_len: u32,
-    parallelism: &Parallelism,
+    work: Work,
     body: Body<'_>,
     output: Sink<'_>,
     progress: Progress<'_>,
 ) -> std::result::Result<Option<u64>, FileError> {
-    let input_error = |e: io::Error| FileError::Input(Error::Io(e));
+    let input_error = |e: io::Error| FileError::Input(Error::from_io(e));
     let Some(layout) = usize::try_from(body.len).ok().and_then(|len| Layout::for_body(frame_len as usize, len)) else {
         return Ok(None);
     };
@@ -708,34 +747,39 @@ fn open_file(
     if !layout.final_prefix_matches(&prefix) {
         return Ok(None);
     }
-    let per_job = layout.frames_per_job(parallelism);
+    let (per_job, threads) = work.plan(&layout);
     let regular_jobs = regular_jobs(&layout, per_job);
     let write_failed = AtomicBool::new(false);
     let open_job = |job: usize, scratch: &mut Scratch| -> Outcome {
-        let (in_len, out_at, verified, out) = if job == regular_jobs {
-            let (wire, plain) = scratch.sized(FINAL_PREFIX + layout.last + TAG_LEN, layout.last);
-            read_exact_at(body.file, wire, final_at)?;
-            let verified = open_final(key, id, layout.final_sequence(), wire, plain);
-            (wire.len(), layout.regular * layout.frame_len, verified, plain)
+        // Opened in place: one buffer per job, the plaintext left where the ciphertext was.
+        // Only verified plaintext reaches the (unnamed or temp) output.
+        let written = |_: &io::Error| write_failed.store(true, Ordering::Relaxed);
+        let in_len = if job == regular_jobs {
+            let rest = scratch.sized(layout.last + TAG_LEN)?;
+            read_exact_at(body.file, rest, final_at + FINAL_PREFIX as u64)?;
+            if !open_final_in_place(key, id, layout.final_sequence(), &prefix, rest) {
+                return Ok(false);
+            }
+            let at = (layout.regular * layout.frame_len) as u64;
+            output.write_plaintext(&rest[..layout.last], at).inspect_err(written)?;
+            FINAL_PREFIX + rest.len()
         } else {
             let (first, frames) = job_frames(&layout, per_job, job);
-            let (wire, plain) = scratch.sized(frames * layout.stride(), frames * layout.frame_len);
+            let wire = scratch.sized(frames * layout.stride())?;
             read_exact_at(body.file, wire, body.start + (first * layout.stride()) as u64)?;
-            let pairs = wire.chunks(layout.stride()).zip(plain.chunks_mut(layout.frame_len));
             let verified = (first as u32 + 1..)
-                .zip(pairs)
-                .all(|(sequence, (wire, plain))| open_regular(key, id, sequence, wire, plain));
-            (wire.len(), first * layout.frame_len, verified, plain)
+                .zip(wire.chunks_mut(layout.stride()))
+                .all(|(sequence, frame)| open_regular_in_place(key, id, sequence, frame));
+            if !verified {
+                return Ok(false);
+            }
+            let at = (first * layout.frame_len) as u64;
+            write_bodies(output, wire, layout.stride(), layout.frame_len, at).inspect_err(written)?;
+            wire.len()
         };
-        if !verified {
-            return Ok(false);
-        }
-        // Only verified plaintext reaches the (unnamed or temp) output.
-        output.write_plaintext(out, out_at as u64).inspect_err(|_| write_failed.store(true, Ordering::Relaxed))?;
         progress(in_len as u64);
         Ok(true)
     };
-    let threads = threads_for(parallelism, layout.body_len());
     let plaintext_len = layout.plaintext_len() as u64;
     let verified = run_jobs(threads, regular_jobs + 1, open_job).map_err(|e| {
         // A file that shrank while read ends early: the streaming decryptor cannot do better, so the error
@@ -756,6 +800,10 @@ mod tests {
 
     fn keyring() -> RawAesKeyring {
         RawAesKeyring::new("positioned", "key", &[0x5a; 32]).unwrap()
+    }
+
+    fn work(parallelism: Parallelism) -> Work {
+        Work { parallelism, budget: DecryptLimits::DEFAULT.max_frame_buffers }
     }
 
     fn parallelism(threads: usize) -> Parallelism {
@@ -785,7 +833,7 @@ mod tests {
                 let input = File::open(dir.path().join("pt")).unwrap();
                 let (file, writeback) = pending.positioned();
                 let sink = Sink { file, base: 0, writeback };
-                seal_file(&prepared, layout, &sealing, &input, sink, &|_| {}).unwrap();
+                seal_file(&prepared, layout, work(sealing), &input, sink, &|_| {}).unwrap();
                 pending.commit(false, true).unwrap();
 
                 let mut expected = Vec::new();
@@ -819,8 +867,9 @@ mod tests {
         let pending = PendingFile::create(&dir.path().join("out"), false).unwrap();
         let (file, writeback) = pending.positioned();
         let sink = Sink { file, base: 0, writeback };
-        let verified =
-            open_file(key, id, header.frame_length(), &parallelism(threads), body, sink, &|_| {}).unwrap().is_some();
+        let verified = open_file(key, id, header.frame_length(), work(parallelism(threads)), body, sink, &|_| {})
+            .unwrap()
+            .is_some();
         let mut written = Vec::new();
         pending.positioned().0.read_to_end(&mut written).unwrap();
         (verified, written)

@@ -265,7 +265,7 @@ impl Located {
         if !self.layout.final_prefix_matches(wire) {
             return Err(Error::malformed(at, "the final frame is not where the message's length puts it"));
         }
-        let mut final_plaintext = Zeroizing::new(vec![0u8; self.layout.last]);
+        let mut final_plaintext = zeroed(self.layout.last)?;
         let sequence = self.layout.final_sequence();
         if !open_final(&self.key, self.header.message_id(), sequence, wire, &mut final_plaintext) {
             return Err(Error::FrameAuthentication { sequence });
@@ -333,16 +333,16 @@ impl Opened {
 
     /// The plaintext buffer for bytes up to `end`: room for `run`'s frames (if any, zeroed, to be opened
     /// into), then the final frame's verified plaintext when `end` reaches into it.
-    fn output_for(&self, run: Option<Run>, end: u64) -> Zeroizing<Vec<u8>> {
+    fn output_for(&self, run: Option<Run>, end: u64) -> Result<Zeroizing<Vec<u8>>> {
         let run_len = run.map_or(0, |r| r.count * self.layout.frame_len);
         let with_final = end > (self.layout.regular * self.layout.frame_len) as u64;
         let mut out = Zeroizing::new(Vec::new());
-        super::buffer::reserve_exact(&mut out, run_len + if with_final { self.layout.last } else { 0 });
+        super::buffer::try_reserve_exact(&mut out, run_len + if with_final { self.layout.last } else { 0 })?;
         out.resize(run_len, 0);
         if with_final {
             out.extend_from_slice(&self.final_plaintext);
         }
-        out
+        Ok(out)
     }
 
     /// Cuts the frames' plaintext `plain` (from the start of `run`'s first frame, or of the final frame) down
@@ -365,14 +365,14 @@ impl Opened {
     /// Plaintext bytes `start..end` (within the plaintext length), read from `source`.
     fn read_range<S: RangeSource + ?Sized>(&self, source: &S, start: u64, end: u64) -> Result<Zeroizing<Vec<u8>>> {
         let run = self.covering(start, end);
-        let mut plain = self.output_for(run, end);
+        let mut plain = self.output_for(run, end)?;
         if let Some(run) = run {
             let pieces = self.pieces(run);
             let frame_len = self.layout.frame_len;
             let outs = split_by_runs(&mut plain[..run.count * frame_len], &pieces, frame_len);
             let work = |(piece, out): (Run, &mut [u8])| -> Result<()> {
                 let (at, len) = self.span(piece);
-                let mut wire = vec![0u8; len];
+                let mut wire = zeroed(len)?;
                 source.read_exact_at(at, &mut wire).map_err(|e| read_error(e, at, "frame"))?;
                 self.open_run(piece, &wire, out)
             };
@@ -380,6 +380,15 @@ impl Opened {
         }
         Ok(self.cut(run, plain, start, end))
     }
+}
+
+/// A buffer of `len` zero bytes, wiped on drop; [`Error::OutOfMemory`] rather than an abort if memory is
+/// short (the length comes from a message).
+fn zeroed(len: usize) -> Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::new());
+    super::buffer::try_reserve_exact(&mut buf, len)?;
+    buf.resize(len, 0);
+    Ok(buf)
 }
 
 /// `out` split into one slice per piece of a run, in order.
@@ -422,7 +431,7 @@ fn open_source<S: RangeSource + ?Sized>(keyring: &dyn Keyring, options: &Decrypt
     let opened = block_on(open_header(keyring, options, &header))?;
     let located = Located::new(header, opened.keys.content.clone(), total_len)?;
     let (at, len) = located.final_span();
-    let mut wire = vec![0u8; len];
+    let mut wire = zeroed(len)?;
     source.read_exact_at(at, &mut wire).map_err(|e| read_error(e, at, "final frame"))?;
     located.open_final(&wire, options.parallelism)
 }
@@ -557,7 +566,8 @@ impl<R: Read + Seek + Send> SeekableDecryptor<R> {
         let window_start = self.position / frame_len * frame_len;
         let frames = (READ_AHEAD as u64 / frame_len).max(1);
         let end = window_start.saturating_add(frames * frame_len).min(self.plaintext_len());
-        // The old window is wiped by the assignment's drop.
+        // The old window is wiped first, so that two windows are never held at once.
+        self.window = Zeroizing::new(Vec::new());
         self.window = self.opened.read_range(&self.source, window_start, end)?;
         self.window_start = window_start;
         Ok(())
@@ -819,7 +829,7 @@ impl<'a, S: super::range_source::AsyncRangeSource + ?Sized> AsyncRangeReader<'a,
         let opened = std::sync::Arc::clone(&self.opened);
         blocking(move || {
             let Fetched { start, end, run, pieces, wires } = fetched;
-            let mut plain = opened.output_for(run, end);
+            let mut plain = opened.output_for(run, end)?;
             if let Some(run) = run {
                 let frame_len = opened.layout.frame_len;
                 let outs = split_by_runs(&mut plain[..run.count * frame_len], &pieces, frame_len);

@@ -200,28 +200,22 @@ pub(super) fn seal_regular_in_place(key: &AeadKey, message_id: &MessageId, seque
 
 /// Seals the final frame `sequence` from `input` into `out`, its whole wire form (prefix, body, tag).
 pub(super) fn seal_final(key: &AeadKey, message_id: &MessageId, sequence: u32, input: &[u8], out: &mut [u8]) {
-    let (prefix, rest) = out.split_at_mut(FINAL_PREFIX);
+    out[FINAL_PREFIX..FINAL_PREFIX + input.len()].copy_from_slice(input);
+    seal_final_in_place(key, message_id, sequence, out);
+}
+
+/// Seals the final frame `sequence` in `frame`, its whole wire form, whose body already holds the
+/// plaintext: writes the prefix, encrypts the body in place and writes the tag.
+pub(super) fn seal_final_in_place(key: &AeadKey, message_id: &MessageId, sequence: u32, frame: &mut [u8]) {
+    let (prefix, rest) = frame.split_at_mut(FINAL_PREFIX);
+    let body_len = rest.len() - TAG_LEN;
     let iv = frame_iv(sequence);
     prefix[..4].copy_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
     prefix[4..8].copy_from_slice(&sequence.to_be_bytes());
     prefix[8..8 + IV_LEN].copy_from_slice(&iv);
-    prefix[8 + IV_LEN..].copy_from_slice(&(input.len() as u32).to_be_bytes());
-    seal_frame(key, message_id, BlockKind::Final, sequence, iv, input, rest);
-}
-
-/// Seals `input` into `out` (`body || tag`).
-fn seal_frame(
-    key: &AeadKey,
-    message_id: &MessageId,
-    kind: BlockKind,
-    sequence: u32,
-    iv: [u8; IV_LEN],
-    input: &[u8],
-    out: &mut [u8],
-) {
-    let (body, tag) = out.split_at_mut(input.len());
-    body.copy_from_slice(input);
-    let aad = BodyAad::new(message_id, kind, sequence, input.len() as u64);
+    prefix[8 + IV_LEN..].copy_from_slice(&(body_len as u32).to_be_bytes());
+    let (body, tag) = rest.split_at_mut(body_len);
+    let aad = BodyAad::new(message_id, BlockKind::Final, sequence, body_len as u64);
     tag.copy_from_slice(&key.seal_in_place(&iv, aad.as_bytes(), body));
 }
 
@@ -286,6 +280,32 @@ pub(super) fn open_regular(key: &AeadKey, message_id: &MessageId, sequence: u32,
     let iv = input[4..4 + IV_LEN].try_into().expect("a 12-byte range");
     input[..4] == sequence.to_be_bytes()
         && open_frame(key, message_id, BlockKind::Regular, sequence, iv, &input[4 + IV_LEN..], out)
+}
+
+/// Verifies and decrypts regular frame `sequence` in place in `frame`, its whole wire form; its plaintext
+/// is then `frame[REGULAR_PREFIX..frame.len() - TAG_LEN]`. False if its sequence number or its tag is
+/// wrong (then the body is garbage, never to be released).
+pub(super) fn open_regular_in_place(key: &AeadKey, message_id: &MessageId, sequence: u32, frame: &mut [u8]) -> bool {
+    let iv: [u8; IV_LEN] = frame[4..REGULAR_PREFIX].try_into().expect("a 12-byte range");
+    let body_len = frame.len() - REGULAR_PREFIX - TAG_LEN;
+    let aad = BodyAad::new(message_id, BlockKind::Regular, sequence, body_len as u64);
+    frame[..4] == sequence.to_be_bytes()
+        && key.open_in_place_tag_after(&iv, aad.as_bytes(), &mut frame[REGULAR_PREFIX..]).is_ok()
+}
+
+/// Verifies and decrypts in place the final frame `sequence`, whose prefix (checked by
+/// [`Layout::final_prefix_matches`]) is `prefix` and whose `body || tag` is `rest`; its plaintext is then
+/// `rest[..rest.len() - TAG_LEN]`. False if its tag is wrong.
+pub(super) fn open_final_in_place(
+    key: &AeadKey,
+    message_id: &MessageId,
+    sequence: u32,
+    prefix: &[u8; FINAL_PREFIX],
+    rest: &mut [u8],
+) -> bool {
+    let iv: [u8; IV_LEN] = prefix[8..8 + IV_LEN].try_into().expect("a 12-byte range");
+    let aad = BodyAad::new(message_id, BlockKind::Final, sequence, (rest.len() - TAG_LEN) as u64);
+    key.open_in_place_tag_after(&iv, aad.as_bytes(), rest).is_ok()
 }
 
 /// Verifies and decrypts the final frame `sequence`, whose whole wire form (prefix checked by
