@@ -128,6 +128,13 @@ fn cases(frame_lengths: &[u32]) -> Vec<(u32, usize, usize)> {
     cases
 }
 
+/// These interop tests run on the AES-GCM backend this build is for: RustCrypto in the raw-key builds
+/// (`--no-default-features`), AWS-LC in the full one; scripts/test.sh runs this file in every set.
+#[test]
+fn runs_on_the_aes_gcm_backend_its_features_ask_for() {
+    common::assert_expected_aes_gcm_backend();
+}
+
 #[test]
 fn python_decrypts_what_we_encrypt() {
     let Some(peer) = Peer::new() else { return };
