@@ -58,12 +58,14 @@ impl Peer {
     /// Runs many commands (as for [`run`](Self::run)) in one peer process (`esdk_peer.py batch`): the SDK
     /// import, most of a short command's time, is paid once. One result per job, in order.
     fn batch(&self, jobs: &[(&str, PathBuf, PathBuf, Vec<String>)]) -> Vec<Result<(), String>> {
-        let lines: String = jobs
-            .iter()
-            .map(|(op, input, output, extra)| {
-                serde_json::to_string(&Self::args(op, input, output, extra)).unwrap() + "\n"
-            })
-            .collect();
+        let command_lines: Vec<Vec<String>> =
+            jobs.iter().map(|(op, input, output, extra)| Self::args(op, input, output, extra)).collect();
+        self.batch_command_lines(&command_lines)
+    }
+
+    /// Like [`batch`](Self::batch) for whole command lines, which name their own keys.
+    fn batch_command_lines(&self, jobs: &[Vec<String>]) -> Vec<Result<(), String>> {
+        let lines: String = jobs.iter().map(|args| serde_json::to_string(args).unwrap() + "\n").collect();
         let out = common::peer_batch(&self.python, lines);
         assert!(out.status.success(), "esdk_peer batch failed: {}", String::from_utf8_lossy(&out.stderr));
         let results: Vec<Result<(), String>> = String::from_utf8(out.stdout)
@@ -82,6 +84,11 @@ impl Peer {
     }
 
     fn args(op: &str, input: &Path, output: &Path, extra: &[String]) -> Vec<String> {
+        Self::args_with_key(op, input, output, &WRAPPING_KEY, KEY_NAME, extra)
+    }
+
+    /// A command line for the raw AES key `key` named `name` (in [`NAMESPACE`]).
+    fn args_with_key(op: &str, input: &Path, output: &Path, key: &[u8], name: &str, extra: &[String]) -> Vec<String> {
         let mut args: Vec<String> = vec![
             op.into(),
             "--in".into(),
@@ -89,11 +96,11 @@ impl Peer {
             "--out".into(),
             output.display().to_string(),
             "--raw-key-hex".into(),
-            common::hex(&WRAPPING_KEY),
+            common::hex(key),
             "--key-namespace".into(),
             NAMESPACE.into(),
             "--key-name".into(),
-            KEY_NAME.into(),
+            name.into(),
         ];
         args.extend_from_slice(extra);
         args
@@ -220,6 +227,177 @@ fn we_decrypt_what_python_encrypts() {
         .collect();
     eprintln!("we decrypted Python's messages: {} cases, {} failures", items.len(), failures.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every suite but the two above (v1 headers: 0x0014 ... 0x0178; P-256 and P-384 footers: 0x0214, 0x0346,
+/// 0x0378), and 0x0478/0x0578 again, under raw AES wrapping keys of 16, 24 and 32 bytes, both ways:
+/// - Python decrypts what we encrypt, and reports the suite it read in the header; the non-committing
+///   suites need Python's require-encrypt-allow-decrypt policy, and its default policy refuses them;
+/// - we decrypt what Python encrypts with the same suite and key.
+///
+/// The tally is by the suite Python read and the key size, against a table written out here: a suite
+/// dropped from the list, or one our encryptor silently replaces, fails it.
+#[test]
+fn every_suite_and_wrapping_key_size_interoperates_both_ways() {
+    const SUITES: [u16; 11] = [0x0014, 0x0046, 0x0078, 0x0114, 0x0146, 0x0178, 0x0214, 0x0346, 0x0378, 0x0478, 0x0578];
+    const KEY_LENS: [usize; 3] = [16, 24, 32];
+    const SIZES: [usize; 3] = [0, 1, 5000];
+    let Some(peer) = Peer::new() else { return };
+    let key_name = |key_len: usize| format!("aes-{} ключ", key_len * 8);
+    let allow_decrypt = || vec!["--commitment-policy".to_owned(), "require-encrypt-allow-decrypt".to_owned()];
+
+    /// One decrypt by Python: `expect` is the plaintext, or `None` where Python must refuse.
+    struct Job {
+        tag: String,
+        key_len: usize,
+        suite: u16,
+        expect: Option<Vec<u8>>,
+        output: PathBuf,
+        header: PathBuf,
+    }
+    let (mut jobs, mut command_lines) = (Vec::new(), Vec::new());
+    for key_len in KEY_LENS {
+        let key = &WRAPPING_KEY[..key_len];
+        let keyring = RawAesKeyring::new(NAMESPACE, key_name(key_len), key).unwrap();
+        for suite_id in SUITES {
+            let suite = AlgorithmSuite::from_id(suite_id).unwrap();
+            let policy = if suite.is_committing() {
+                CommitmentPolicy::RequireEncryptRequireDecrypt
+            } else {
+                CommitmentPolicy::ForbidEncryptAllowDecrypt
+            };
+            for (i, size) in SIZES.into_iter().enumerate() {
+                let context = &contexts()[i % 2];
+                let pt = plaintext(size, suite_id as u8 ^ key_len as u8);
+                let options = EncryptOptions::new()
+                    .suite(suite)
+                    .commitment_policy(policy)
+                    .frame_length(4096)
+                    .encryption_context(context.clone());
+                let message = kms_envelope::encrypt(&keyring, &options, &pt).unwrap();
+                let tag = format!("ours-{suite_id:04x}-aes{}-{size}", key_len * 8);
+                let (ct, out, header) = (
+                    peer.path(&format!("{tag}.ct")),
+                    peer.path(&format!("{tag}.pt")),
+                    peer.path(&format!("{tag}.json")),
+                );
+                fs::write(&ct, &message).unwrap();
+                let mut extra = vec!["--context-json".to_owned(), context_json(context), "--header-out".to_owned()];
+                extra.push(header.display().to_string());
+                if !suite.is_committing() {
+                    // Python's default policy (require-require) must refuse it: the policy is really applied.
+                    if i == 0 {
+                        let refused = peer.path(&format!("{tag}.refused"));
+                        let args = Peer::args_with_key("decrypt", &ct, &refused, key, &key_name(key_len), &[]);
+                        command_lines.push(args);
+                        let header = peer.path(&format!("{tag}.refused.json"));
+                        jobs.push(Job {
+                            tag: format!("{tag} (default policy)"),
+                            key_len,
+                            suite: suite_id,
+                            expect: None,
+                            output: refused,
+                            header,
+                        });
+                    }
+                    extra.extend(allow_decrypt());
+                }
+                command_lines.push(Peer::args_with_key("decrypt", &ct, &out, key, &key_name(key_len), &extra));
+                jobs.push(Job { tag, key_len, suite: suite_id, expect: Some(pt), output: out, header });
+            }
+        }
+    }
+    let results = peer.batch_command_lines(&command_lines);
+    let mut failures = Vec::new();
+    let mut tally: std::collections::BTreeMap<(String, usize), u32> = Default::default();
+    let mut refused = 0;
+    for (job, result) in jobs.iter().zip(results) {
+        match (&job.expect, result) {
+            (None, Err(e)) if e.contains("Commitment") || e.contains("commitment") => refused += 1,
+            (None, Err(e)) => failures.push(format!("{}: Python refused, but not for the policy: {e}", job.tag)),
+            (None, Ok(())) => {
+                failures.push(format!("{}: Python decrypted a non-committing suite under require-require", job.tag))
+            }
+            (Some(_), Err(e)) => failures.push(format!("{}: Python refused our message: {e}", job.tag)),
+            (Some(pt), Ok(())) => {
+                let summary: serde_json::Value = serde_json::from_slice(&fs::read(&job.header).unwrap()).unwrap();
+                let read = summary["suite"].as_str().unwrap_or("?").to_owned();
+                if fs::read(&job.output).unwrap() != *pt {
+                    failures.push(format!("{}: Python decrypted a different plaintext", job.tag));
+                } else if read != format!("0x{:04X}", job.suite) {
+                    failures.push(format!("{}: Python read suite {read}", job.tag));
+                }
+                *tally.entry((read, job.key_len)).or_default() += 1;
+            }
+        }
+    }
+
+    // Python -> us: one message per suite and key size.
+    let input = peer.path("python-every-suite.pt");
+    let pt = plaintext(5000, 0x77);
+    fs::write(&input, &pt).unwrap();
+    let mut ours_read = 0;
+    let mut python_jobs = Vec::new();
+    for key_len in KEY_LENS {
+        for suite_id in SUITES {
+            let ct = peer.path(&format!("python-{suite_id:04x}-aes{}.ct", key_len * 8));
+            let mut extra = vec!["--suite".to_owned(), format!("0x{suite_id:04x}"), "--context-json".to_owned()];
+            extra.push(context_json(&contexts()[1]));
+            if !AlgorithmSuite::from_id(suite_id).unwrap().is_committing() {
+                extra.extend(["--commitment-policy".to_owned(), "forbid-encrypt-allow-decrypt".to_owned()]);
+            }
+            python_jobs.push(Peer::args_with_key(
+                "encrypt",
+                &input,
+                &ct,
+                &WRAPPING_KEY[..key_len],
+                &key_name(key_len),
+                &extra,
+            ));
+        }
+    }
+    let python_results = peer.batch_command_lines(&python_jobs);
+    let mut i = 0;
+    for key_len in KEY_LENS {
+        let keyring = RawAesKeyring::new(NAMESPACE, key_name(key_len), &WRAPPING_KEY[..key_len]).unwrap();
+        for suite_id in SUITES {
+            let tag = format!("python-{suite_id:04x}-aes{}", key_len * 8);
+            let result = &python_results[i];
+            i += 1;
+            if let Err(e) = result {
+                failures.push(format!("{tag}: Python failed to encrypt: {e}"));
+                continue;
+            }
+            let message = fs::read(peer.path(&format!("{tag}.ct"))).unwrap();
+            let mut options = DecryptOptions::new().commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt);
+            for (k, v) in contexts()[1].iter() {
+                options = options.context(k, v);
+            }
+            match kms_envelope::decrypt(&keyring, &options, &message) {
+                Ok(d) if *d.plaintext == pt && d.header.suite().id() == suite_id => ours_read += 1,
+                Ok(d) => failures.push(format!("{tag}: we read suite {} / another plaintext", d.header.suite())),
+                Err(e) => failures.push(format!("{tag}: we refused: {e}")),
+            }
+        }
+    }
+
+    for ((suite, key_len), n) in &tally {
+        eprintln!("python decrypted ours: suite {suite}, AES-{} wrapping key: {n} messages", key_len * 8);
+    }
+    eprintln!(
+        "python refused {refused} non-committing messages under its default policy; we decrypted {ours_read} of \
+         Python's; {} failures",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let expected: Vec<(String, usize, u32)> =
+        ["0x0014", "0x0046", "0x0078", "0x0114", "0x0146", "0x0178", "0x0214", "0x0346", "0x0378", "0x0478", "0x0578"]
+            .iter()
+            .flat_map(|suite| [16, 24, 32].map(|key_len| (suite.to_string(), key_len, 3)))
+            .collect();
+    let got: Vec<(String, usize, u32)> = tally.into_iter().map(|((s, k), n)| (s, k, n)).collect();
+    assert_eq!(got, expected, "messages Python decrypted, per suite it read and wrapping key size");
+    assert_eq!((refused, ours_read), (27, 33), "refusals under Python's default policy, Python's messages we read");
 }
 
 /// Python's default suite is the signed 0x0578; ours must read it, and Python must read our 0x0578.
