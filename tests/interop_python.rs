@@ -2,6 +2,9 @@
 //! directions, with raw AES keys. Under CI=true a missing Python peer fails the run.
 
 mod common;
+#[cfg(all(feature = "kms", feature = "rsa"))]
+#[path = "common/kms.rs"]
+mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -524,4 +527,209 @@ fn cli_and_python_interoperate() {
     let back = peer.path("cli-ours.out");
     peer.run("decrypt", &ours, &back, &["--context-json".into(), r#"{"stage":"prod"}"#.into()]).unwrap();
     assert_eq!(fs::read(&back).unwrap(), pt);
+}
+
+/// An RSA-2048 key pair written by Python's `cryptography`: the private key as PKCS #8 PEM, the public key
+/// as `PUBLIC KEY` (SubjectPublicKeyInfo) and as `RSA PUBLIC KEY` (PKCS #1, `PublicFormat.PKCS1`) PEM.
+#[cfg(feature = "rsa")]
+struct RsaKeyFiles {
+    private: PathBuf,
+    public_spki: PathBuf,
+    public_pkcs1: PathBuf,
+}
+
+#[cfg(feature = "rsa")]
+impl RsaKeyFiles {
+    fn generate(peer: &Peer) -> Self {
+        let script = r#"
+import sys
+from cryptography.hazmat.primitives import serialization as s
+from cryptography.hazmat.primitives.asymmetric import rsa
+k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+open(sys.argv[1], "wb").write(k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))
+open(sys.argv[2], "wb").write(k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))
+open(sys.argv[3], "wb").write(k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.PKCS1))
+"#;
+        let files = Self {
+            private: peer.path("rsa.pem"),
+            public_spki: peer.path("rsa-spki.pem"),
+            public_pkcs1: peer.path("rsa-pkcs1.pem"),
+        };
+        let out = Command::new(&peer.python)
+            .args(["-c", script])
+            .args([&files.private, &files.public_spki, &files.public_pkcs1])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let pkcs1 = fs::read_to_string(&files.public_pkcs1).unwrap();
+        assert!(pkcs1.starts_with("-----BEGIN RSA PUBLIC KEY-----\n"), "not a PKCS #1 PEM: {pkcs1}");
+        files
+    }
+}
+
+/// Our raw RSA keyring reads an `RSA PUBLIC KEY` (PKCS #1) PEM, as Python's `cryptography` writes it, and
+/// what it encrypts under that key the Python MPL's raw RSA keyring decrypts with the private key.
+#[cfg(feature = "rsa")]
+#[test]
+fn raw_rsa_keyring_reads_pkcs1_public_keys_and_python_decrypts() {
+    use kms_envelope::{RawRsaKeyring, RsaPadding};
+    let Some(peer) = Peer::new() else { return };
+    let keys = RsaKeyFiles::generate(&peer);
+    let pt = plaintext(3000, 0x15);
+    let mut command_lines = Vec::new();
+    for (padding, name) in [(RsaPadding::OaepSha256, "oaep-sha256"), (RsaPadding::OaepSha1, "oaep-sha1")] {
+        let pem = fs::read(&keys.public_pkcs1).unwrap();
+        let keyring = RawRsaKeyring::from_public_key_pem(NAMESPACE, "rsa-pkcs1", padding, &pem).unwrap();
+        let message = kms_envelope::encrypt(&keyring, &EncryptOptions::new().context("k", "v"), &pt).unwrap();
+        let (ct, out) = (peer.path(&format!("pkcs1-{name}.ct")), peer.path(&format!("pkcs1-{name}.pt")));
+        fs::write(&ct, message).unwrap();
+        command_lines.push(
+            [
+                "decrypt",
+                "--in",
+                &ct.display().to_string(),
+                "--out",
+                &out.display().to_string(),
+                "--rsa-private-pem",
+                &keys.private.display().to_string(),
+                "--rsa-padding",
+                name,
+                "--key-namespace",
+                NAMESPACE,
+                "--key-name",
+                "rsa-pkcs1",
+                "--context-json",
+                r#"{"k":"v"}"#,
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+    }
+    for (args, result) in command_lines.iter().zip(peer.batch_command_lines(&command_lines)) {
+        result.unwrap_or_else(|e| panic!("Python refused our message under a PKCS #1 public key: {e}"));
+        assert_eq!(fs::read(&args[4]).unwrap(), pt);
+    }
+}
+
+/// The AWS KMS RSA keyring's encrypted data key (RSA-OAEP of the SHA-384 digest of the serialized encryption
+/// context followed by the data key) against the Python MPL's AWS KMS RSA keyring, both ways, for both KMS
+/// algorithms, with an empty and a non-empty context:
+/// - the MPL encrypts with the public key alone (no KMS client); we decrypt through KMS `Decrypt`;
+/// - we encrypt with the public key alone (as `RSA PUBLIC KEY` PEM, then as `PUBLIC KEY`); the MPL decrypts
+///   through KMS `Decrypt`.
+///
+/// moto cannot be the KMS here: its `Decrypt` (moto 5.2) reads every ciphertext as its own symmetric
+/// format and refuses an RSA one (`InvalidCiphertextException`). The KMS both sides call is a local stub that holds the private key and
+/// does what KMS `Decrypt` does for an RSA key: RSA-OAEP with the requested algorithm, for its key id only.
+#[cfg(all(feature = "kms", feature = "rsa"))]
+#[test]
+fn kms_rsa_keyring_interoperates_with_the_python_mpl_both_ways() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use kms_envelope::keyring::kms::{AwsKmsRsaKeyring, KmsRsaAlgorithm, RSA_PROVIDER_ID};
+    use support::{Reply, StubKms};
+
+    const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/2b5a4c8e-7d1f-4e3a-9c6b-0a1b2c3d4e5f";
+    let Some(peer) = Peer::new() else { return };
+    let keys = RsaKeyFiles::generate(&peer);
+    let pem = fs::read_to_string(&keys.private).unwrap();
+    let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let private = aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(&B64.decode(der).unwrap()).unwrap();
+    let kms = StubKms::start(move |_, operation, body| {
+        if operation != "Decrypt" {
+            return Reply::error(400, "UnsupportedOperationException", operation);
+        }
+        if body["KeyId"] != ARN {
+            return Reply::error(400, "NotFoundException", "no such key");
+        }
+        let algorithm = body["EncryptionAlgorithm"].as_str().unwrap_or("");
+        let oaep = match algorithm {
+            "RSAES_OAEP_SHA_1" => &aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1,
+            "RSAES_OAEP_SHA_256" => &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
+            _ => return Reply::error(400, "InvalidKeyUsageException", "not an RSA encryption algorithm"),
+        };
+        let ciphertext = B64.decode(body["CiphertextBlob"].as_str().unwrap_or("")).unwrap_or_default();
+        let key = aws_lc_rs::rsa::OaepPrivateDecryptingKey::new(private.clone()).unwrap();
+        let mut out = vec![0u8; key.min_output_size()];
+        match key.decrypt(oaep, &ciphertext, &mut out, None) {
+            Ok(plaintext) => Reply::Json(
+                200,
+                serde_json::json!({"KeyId": ARN, "Plaintext": B64.encode(plaintext), "EncryptionAlgorithm": algorithm})
+                    .to_string(),
+            ),
+            Err(_) => Reply::error(400, "InvalidCiphertextException", ""),
+        }
+    });
+    let clients = kms.clients();
+    let pt = plaintext(70_000, 0x2a);
+    let input = peer.path("kms-rsa.pt");
+    fs::write(&input, &pt).unwrap();
+
+    let algorithms =
+        [(KmsRsaAlgorithm::OaepSha1, "RSAES_OAEP_SHA_1"), (KmsRsaAlgorithm::OaepSha256, "RSAES_OAEP_SHA_256")];
+    let rsa_args = |op: &str, input: &Path, output: &Path, algorithm: &str, context: &EncryptionContext| {
+        let mut args = [op, "--in", &input.display().to_string(), "--out", &output.display().to_string()]
+            .map(String::from)
+            .to_vec();
+        args.extend(["--kms-rsa-key", ARN, "--kms-rsa-algorithm", algorithm].map(String::from));
+        args.extend(["--context-json".to_owned(), context_json(context)]);
+        if op == "encrypt" {
+            args.extend(["--kms-rsa-public-pem".to_owned(), keys.public_spki.display().to_string()]);
+            args.extend(["--suite", "0x0478"].map(String::from));
+        } else {
+            args.extend(["--kms-endpoint".to_owned(), kms.url.clone()]);
+        }
+        args
+    };
+
+    // Python (public key only) -> us (KMS Decrypt).
+    let mut python_encrypts = Vec::new();
+    let mut cases = Vec::new();
+    for (algorithm, name) in algorithms {
+        for (c, context) in contexts().into_iter().enumerate() {
+            let ct = peer.path(&format!("python-kms-rsa-{name}-{c}.ct"));
+            python_encrypts.push(rsa_args("encrypt", &input, &ct, name, &context));
+            cases.push((algorithm, context, ct));
+        }
+    }
+    for ((algorithm, context, ct), result) in cases.iter().zip(peer.batch_command_lines(&python_encrypts)) {
+        result.unwrap_or_else(|e| panic!("Python failed to encrypt with its KMS RSA keyring: {e}"));
+        let message = fs::read(ct).unwrap();
+        let keyring = clients.rsa_keyring(ARN, *algorithm).unwrap();
+        let mut options = DecryptOptions::new();
+        for (k, v) in context.iter() {
+            options = options.context(k, v);
+        }
+        let decrypted = kms_envelope::decrypt(&keyring, &options, &message)
+            .unwrap_or_else(|e| panic!("{algorithm}, context {context:?}: we refused Python's message: {e}"));
+        assert!(*decrypted.plaintext == pt, "{algorithm}: another plaintext");
+        let edks = decrypted.header.encrypted_data_keys();
+        assert_eq!(edks.len(), 1);
+        assert_eq!((edks[0].provider_id.as_str(), edks[0].provider_info.as_slice()), (RSA_PROVIDER_ID, ARN.as_bytes()));
+    }
+    assert_eq!(kms.requests(), vec!["Decrypt"; 4], "one KMS Decrypt per message of Python's");
+
+    // Us (public key only, PKCS #1 and SPKI PEM) -> Python (KMS Decrypt).
+    let mut python_decrypts = Vec::new();
+    for (i, (algorithm, name)) in algorithms.into_iter().enumerate() {
+        let public = if i == 0 { &keys.public_pkcs1 } else { &keys.public_spki };
+        let keyring = AwsKmsRsaKeyring::encrypt_only(ARN, algorithm, &fs::read(public).unwrap()).unwrap();
+        for (c, context) in contexts().into_iter().enumerate() {
+            let options = EncryptOptions::new().encryption_context(context.clone());
+            let message = kms_envelope::encrypt(&keyring, &options, &pt).unwrap();
+            let (ct, out) =
+                (peer.path(&format!("ours-kms-rsa-{name}-{c}.ct")), peer.path(&format!("ours-kms-rsa-{name}-{c}.pt")));
+            fs::write(&ct, message).unwrap();
+            python_decrypts.push((rsa_args("decrypt", &ct, &out, name, &context), out));
+        }
+    }
+    let command_lines: Vec<Vec<String>> = python_decrypts.iter().map(|(args, _)| args.clone()).collect();
+    for ((args, out), result) in python_decrypts.iter().zip(peer.batch_command_lines(&command_lines)) {
+        result.unwrap_or_else(|e| panic!("Python's KMS RSA keyring refused our message ({args:?}): {e}"));
+        assert!(fs::read(out).unwrap() == pt, "Python decrypted another plaintext");
+    }
+    assert_eq!(kms.requests(), vec!["Decrypt"; 8], "one KMS Decrypt per message of ours");
+    eprintln!(
+        "KMS RSA: 4 messages Python -> us, 4 us -> Python (RSAES_OAEP_SHA_1 and _256, empty and non-empty context)"
+    );
 }
