@@ -2,6 +2,9 @@
 //! directions, with raw AES keys. Under CI=true a missing Python peer fails the run.
 
 mod common;
+#[cfg(all(feature = "kms", feature = "rsa"))]
+#[path = "common/kms.rs"]
+mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -58,12 +61,14 @@ impl Peer {
     /// Runs many commands (as for [`run`](Self::run)) in one peer process (`esdk_peer.py batch`): the SDK
     /// import, most of a short command's time, is paid once. One result per job, in order.
     fn batch(&self, jobs: &[(&str, PathBuf, PathBuf, Vec<String>)]) -> Vec<Result<(), String>> {
-        let lines: String = jobs
-            .iter()
-            .map(|(op, input, output, extra)| {
-                serde_json::to_string(&Self::args(op, input, output, extra)).unwrap() + "\n"
-            })
-            .collect();
+        let command_lines: Vec<Vec<String>> =
+            jobs.iter().map(|(op, input, output, extra)| Self::args(op, input, output, extra)).collect();
+        self.batch_command_lines(&command_lines)
+    }
+
+    /// Like [`batch`](Self::batch) for whole command lines, which name their own keys.
+    fn batch_command_lines(&self, jobs: &[Vec<String>]) -> Vec<Result<(), String>> {
+        let lines: String = jobs.iter().map(|args| serde_json::to_string(args).unwrap() + "\n").collect();
         let out = common::peer_batch(&self.python, lines);
         assert!(out.status.success(), "esdk_peer batch failed: {}", String::from_utf8_lossy(&out.stderr));
         let results: Vec<Result<(), String>> = String::from_utf8(out.stdout)
@@ -82,6 +87,11 @@ impl Peer {
     }
 
     fn args(op: &str, input: &Path, output: &Path, extra: &[String]) -> Vec<String> {
+        Self::args_with_key(op, input, output, &WRAPPING_KEY, KEY_NAME, extra)
+    }
+
+    /// A command line for the raw AES key `key` named `name` (in [`NAMESPACE`]).
+    fn args_with_key(op: &str, input: &Path, output: &Path, key: &[u8], name: &str, extra: &[String]) -> Vec<String> {
         let mut args: Vec<String> = vec![
             op.into(),
             "--in".into(),
@@ -89,11 +99,11 @@ impl Peer {
             "--out".into(),
             output.display().to_string(),
             "--raw-key-hex".into(),
-            common::hex(&WRAPPING_KEY),
+            common::hex(key),
             "--key-namespace".into(),
             NAMESPACE.into(),
             "--key-name".into(),
-            KEY_NAME.into(),
+            name.into(),
         ];
         args.extend_from_slice(extra);
         args
@@ -126,6 +136,13 @@ fn cases(frame_lengths: &[u32]) -> Vec<(u32, usize, usize)> {
         }
     }
     cases
+}
+
+/// These interop tests run on the AES-GCM backend this build is for: RustCrypto in the raw-key builds
+/// (`--no-default-features`), AWS-LC in the full one; scripts/test.sh runs this file in every set.
+#[test]
+fn runs_on_the_aes_gcm_backend_its_features_ask_for() {
+    common::assert_expected_aes_gcm_backend();
 }
 
 #[test]
@@ -213,6 +230,177 @@ fn we_decrypt_what_python_encrypts() {
         .collect();
     eprintln!("we decrypted Python's messages: {} cases, {} failures", items.len(), failures.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every suite but the two above (v1 headers: 0x0014 ... 0x0178; P-256 and P-384 footers: 0x0214, 0x0346,
+/// 0x0378), and 0x0478/0x0578 again, under raw AES wrapping keys of 16, 24 and 32 bytes, both ways:
+/// - Python decrypts what we encrypt, and reports the suite it read in the header; the non-committing
+///   suites need Python's require-encrypt-allow-decrypt policy, and its default policy refuses them;
+/// - we decrypt what Python encrypts with the same suite and key.
+///
+/// The tally is by the suite Python read and the key size, against a table written out here: a suite
+/// dropped from the list, or one our encryptor silently replaces, fails it.
+#[test]
+fn every_suite_and_wrapping_key_size_interoperates_both_ways() {
+    const SUITES: [u16; 11] = [0x0014, 0x0046, 0x0078, 0x0114, 0x0146, 0x0178, 0x0214, 0x0346, 0x0378, 0x0478, 0x0578];
+    const KEY_LENS: [usize; 3] = [16, 24, 32];
+    const SIZES: [usize; 3] = [0, 1, 5000];
+    let Some(peer) = Peer::new() else { return };
+    let key_name = |key_len: usize| format!("aes-{} ключ", key_len * 8);
+    let allow_decrypt = || vec!["--commitment-policy".to_owned(), "require-encrypt-allow-decrypt".to_owned()];
+
+    /// One decrypt by Python: `expect` is the plaintext, or `None` where Python must refuse.
+    struct Job {
+        tag: String,
+        key_len: usize,
+        suite: u16,
+        expect: Option<Vec<u8>>,
+        output: PathBuf,
+        header: PathBuf,
+    }
+    let (mut jobs, mut command_lines) = (Vec::new(), Vec::new());
+    for key_len in KEY_LENS {
+        let key = &WRAPPING_KEY[..key_len];
+        let keyring = RawAesKeyring::new(NAMESPACE, key_name(key_len), key).unwrap();
+        for suite_id in SUITES {
+            let suite = AlgorithmSuite::from_id(suite_id).unwrap();
+            let policy = if suite.is_committing() {
+                CommitmentPolicy::RequireEncryptRequireDecrypt
+            } else {
+                CommitmentPolicy::ForbidEncryptAllowDecrypt
+            };
+            for (i, size) in SIZES.into_iter().enumerate() {
+                let context = &contexts()[i % 2];
+                let pt = plaintext(size, suite_id as u8 ^ key_len as u8);
+                let options = EncryptOptions::new()
+                    .suite(suite)
+                    .commitment_policy(policy)
+                    .frame_length(4096)
+                    .encryption_context(context.clone());
+                let message = kms_envelope::encrypt(&keyring, &options, &pt).unwrap();
+                let tag = format!("ours-{suite_id:04x}-aes{}-{size}", key_len * 8);
+                let (ct, out, header) = (
+                    peer.path(&format!("{tag}.ct")),
+                    peer.path(&format!("{tag}.pt")),
+                    peer.path(&format!("{tag}.json")),
+                );
+                fs::write(&ct, &message).unwrap();
+                let mut extra = vec!["--context-json".to_owned(), context_json(context), "--header-out".to_owned()];
+                extra.push(header.display().to_string());
+                if !suite.is_committing() {
+                    // Python's default policy (require-require) must refuse it: the policy is really applied.
+                    if i == 0 {
+                        let refused = peer.path(&format!("{tag}.refused"));
+                        let args = Peer::args_with_key("decrypt", &ct, &refused, key, &key_name(key_len), &[]);
+                        command_lines.push(args);
+                        let header = peer.path(&format!("{tag}.refused.json"));
+                        jobs.push(Job {
+                            tag: format!("{tag} (default policy)"),
+                            key_len,
+                            suite: suite_id,
+                            expect: None,
+                            output: refused,
+                            header,
+                        });
+                    }
+                    extra.extend(allow_decrypt());
+                }
+                command_lines.push(Peer::args_with_key("decrypt", &ct, &out, key, &key_name(key_len), &extra));
+                jobs.push(Job { tag, key_len, suite: suite_id, expect: Some(pt), output: out, header });
+            }
+        }
+    }
+    let results = peer.batch_command_lines(&command_lines);
+    let mut failures = Vec::new();
+    let mut tally: std::collections::BTreeMap<(String, usize), u32> = Default::default();
+    let mut refused = 0;
+    for (job, result) in jobs.iter().zip(results) {
+        match (&job.expect, result) {
+            (None, Err(e)) if e.contains("Commitment") || e.contains("commitment") => refused += 1,
+            (None, Err(e)) => failures.push(format!("{}: Python refused, but not for the policy: {e}", job.tag)),
+            (None, Ok(())) => {
+                failures.push(format!("{}: Python decrypted a non-committing suite under require-require", job.tag))
+            }
+            (Some(_), Err(e)) => failures.push(format!("{}: Python refused our message: {e}", job.tag)),
+            (Some(pt), Ok(())) => {
+                let summary: serde_json::Value = serde_json::from_slice(&fs::read(&job.header).unwrap()).unwrap();
+                let read = summary["suite"].as_str().unwrap_or("?").to_owned();
+                if fs::read(&job.output).unwrap() != *pt {
+                    failures.push(format!("{}: Python decrypted a different plaintext", job.tag));
+                } else if read != format!("0x{:04X}", job.suite) {
+                    failures.push(format!("{}: Python read suite {read}", job.tag));
+                }
+                *tally.entry((read, job.key_len)).or_default() += 1;
+            }
+        }
+    }
+
+    // Python -> us: one message per suite and key size.
+    let input = peer.path("python-every-suite.pt");
+    let pt = plaintext(5000, 0x77);
+    fs::write(&input, &pt).unwrap();
+    let mut ours_read = 0;
+    let mut python_jobs = Vec::new();
+    for key_len in KEY_LENS {
+        for suite_id in SUITES {
+            let ct = peer.path(&format!("python-{suite_id:04x}-aes{}.ct", key_len * 8));
+            let mut extra = vec!["--suite".to_owned(), format!("0x{suite_id:04x}"), "--context-json".to_owned()];
+            extra.push(context_json(&contexts()[1]));
+            if !AlgorithmSuite::from_id(suite_id).unwrap().is_committing() {
+                extra.extend(["--commitment-policy".to_owned(), "forbid-encrypt-allow-decrypt".to_owned()]);
+            }
+            python_jobs.push(Peer::args_with_key(
+                "encrypt",
+                &input,
+                &ct,
+                &WRAPPING_KEY[..key_len],
+                &key_name(key_len),
+                &extra,
+            ));
+        }
+    }
+    let python_results = peer.batch_command_lines(&python_jobs);
+    let mut i = 0;
+    for key_len in KEY_LENS {
+        let keyring = RawAesKeyring::new(NAMESPACE, key_name(key_len), &WRAPPING_KEY[..key_len]).unwrap();
+        for suite_id in SUITES {
+            let tag = format!("python-{suite_id:04x}-aes{}", key_len * 8);
+            let result = &python_results[i];
+            i += 1;
+            if let Err(e) = result {
+                failures.push(format!("{tag}: Python failed to encrypt: {e}"));
+                continue;
+            }
+            let message = fs::read(peer.path(&format!("{tag}.ct"))).unwrap();
+            let mut options = DecryptOptions::new().commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt);
+            for (k, v) in contexts()[1].iter() {
+                options = options.context(k, v);
+            }
+            match kms_envelope::decrypt(&keyring, &options, &message) {
+                Ok(d) if *d.plaintext == pt && d.header.suite().id() == suite_id => ours_read += 1,
+                Ok(d) => failures.push(format!("{tag}: we read suite {} / another plaintext", d.header.suite())),
+                Err(e) => failures.push(format!("{tag}: we refused: {e}")),
+            }
+        }
+    }
+
+    for ((suite, key_len), n) in &tally {
+        eprintln!("python decrypted ours: suite {suite}, AES-{} wrapping key: {n} messages", key_len * 8);
+    }
+    eprintln!(
+        "python refused {refused} non-committing messages under its default policy; we decrypted {ours_read} of \
+         Python's; {} failures",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let expected: Vec<(String, usize, u32)> =
+        ["0x0014", "0x0046", "0x0078", "0x0114", "0x0146", "0x0178", "0x0214", "0x0346", "0x0378", "0x0478", "0x0578"]
+            .iter()
+            .flat_map(|suite| [16, 24, 32].map(|key_len| (suite.to_string(), key_len, 3)))
+            .collect();
+    let got: Vec<(String, usize, u32)> = tally.into_iter().map(|((s, k), n)| (s, k, n)).collect();
+    assert_eq!(got, expected, "messages Python decrypted, per suite it read and wrapping key size");
+    assert_eq!((refused, ours_read), (27, 33), "refusals under Python's default policy, Python's messages we read");
 }
 
 /// Python's default suite is the signed 0x0578; ours must read it, and Python must read our 0x0578.
@@ -339,4 +527,209 @@ fn cli_and_python_interoperate() {
     let back = peer.path("cli-ours.out");
     peer.run("decrypt", &ours, &back, &["--context-json".into(), r#"{"stage":"prod"}"#.into()]).unwrap();
     assert_eq!(fs::read(&back).unwrap(), pt);
+}
+
+/// An RSA-2048 key pair written by Python's `cryptography`: the private key as PKCS #8 PEM, the public key
+/// as `PUBLIC KEY` (SubjectPublicKeyInfo) and as `RSA PUBLIC KEY` (PKCS #1, `PublicFormat.PKCS1`) PEM.
+#[cfg(feature = "rsa")]
+struct RsaKeyFiles {
+    private: PathBuf,
+    public_spki: PathBuf,
+    public_pkcs1: PathBuf,
+}
+
+#[cfg(feature = "rsa")]
+impl RsaKeyFiles {
+    fn generate(peer: &Peer) -> Self {
+        let script = r#"
+import sys
+from cryptography.hazmat.primitives import serialization as s
+from cryptography.hazmat.primitives.asymmetric import rsa
+k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+open(sys.argv[1], "wb").write(k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))
+open(sys.argv[2], "wb").write(k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))
+open(sys.argv[3], "wb").write(k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.PKCS1))
+"#;
+        let files = Self {
+            private: peer.path("rsa.pem"),
+            public_spki: peer.path("rsa-spki.pem"),
+            public_pkcs1: peer.path("rsa-pkcs1.pem"),
+        };
+        let out = Command::new(&peer.python)
+            .args(["-c", script])
+            .args([&files.private, &files.public_spki, &files.public_pkcs1])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let pkcs1 = fs::read_to_string(&files.public_pkcs1).unwrap();
+        assert!(pkcs1.starts_with("-----BEGIN RSA PUBLIC KEY-----\n"), "not a PKCS #1 PEM: {pkcs1}");
+        files
+    }
+}
+
+/// Our raw RSA keyring reads an `RSA PUBLIC KEY` (PKCS #1) PEM, as Python's `cryptography` writes it, and
+/// what it encrypts under that key the Python MPL's raw RSA keyring decrypts with the private key.
+#[cfg(feature = "rsa")]
+#[test]
+fn raw_rsa_keyring_reads_pkcs1_public_keys_and_python_decrypts() {
+    use kms_envelope::{RawRsaKeyring, RsaPadding};
+    let Some(peer) = Peer::new() else { return };
+    let keys = RsaKeyFiles::generate(&peer);
+    let pt = plaintext(3000, 0x15);
+    let mut command_lines = Vec::new();
+    for (padding, name) in [(RsaPadding::OaepSha256, "oaep-sha256"), (RsaPadding::OaepSha1, "oaep-sha1")] {
+        let pem = fs::read(&keys.public_pkcs1).unwrap();
+        let keyring = RawRsaKeyring::from_public_key_pem(NAMESPACE, "rsa-pkcs1", padding, &pem).unwrap();
+        let message = kms_envelope::encrypt(&keyring, &EncryptOptions::new().context("k", "v"), &pt).unwrap();
+        let (ct, out) = (peer.path(&format!("pkcs1-{name}.ct")), peer.path(&format!("pkcs1-{name}.pt")));
+        fs::write(&ct, message).unwrap();
+        command_lines.push(
+            [
+                "decrypt",
+                "--in",
+                &ct.display().to_string(),
+                "--out",
+                &out.display().to_string(),
+                "--rsa-private-pem",
+                &keys.private.display().to_string(),
+                "--rsa-padding",
+                name,
+                "--key-namespace",
+                NAMESPACE,
+                "--key-name",
+                "rsa-pkcs1",
+                "--context-json",
+                r#"{"k":"v"}"#,
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+    }
+    for (args, result) in command_lines.iter().zip(peer.batch_command_lines(&command_lines)) {
+        result.unwrap_or_else(|e| panic!("Python refused our message under a PKCS #1 public key: {e}"));
+        assert_eq!(fs::read(&args[4]).unwrap(), pt);
+    }
+}
+
+/// The AWS KMS RSA keyring's encrypted data key (RSA-OAEP of the SHA-384 digest of the serialized encryption
+/// context followed by the data key) against the Python MPL's AWS KMS RSA keyring, both ways, for both KMS
+/// algorithms, with an empty and a non-empty context:
+/// - the MPL encrypts with the public key alone (no KMS client); we decrypt through KMS `Decrypt`;
+/// - we encrypt with the public key alone (as `RSA PUBLIC KEY` PEM, then as `PUBLIC KEY`); the MPL decrypts
+///   through KMS `Decrypt`.
+///
+/// moto cannot be the KMS here: its `Decrypt` (moto 5.2) reads every ciphertext as its own symmetric
+/// format and refuses an RSA one (`InvalidCiphertextException`). The KMS both sides call is a local stub that holds the private key and
+/// does what KMS `Decrypt` does for an RSA key: RSA-OAEP with the requested algorithm, for its key id only.
+#[cfg(all(feature = "kms", feature = "rsa"))]
+#[test]
+fn kms_rsa_keyring_interoperates_with_the_python_mpl_both_ways() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use kms_envelope::keyring::kms::{AwsKmsRsaKeyring, KmsRsaAlgorithm, RSA_PROVIDER_ID};
+    use support::{Reply, StubKms};
+
+    const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/2b5a4c8e-7d1f-4e3a-9c6b-0a1b2c3d4e5f";
+    let Some(peer) = Peer::new() else { return };
+    let keys = RsaKeyFiles::generate(&peer);
+    let pem = fs::read_to_string(&keys.private).unwrap();
+    let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let private = aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(&B64.decode(der).unwrap()).unwrap();
+    let kms = StubKms::start(move |_, operation, body| {
+        if operation != "Decrypt" {
+            return Reply::error(400, "UnsupportedOperationException", operation);
+        }
+        if body["KeyId"] != ARN {
+            return Reply::error(400, "NotFoundException", "no such key");
+        }
+        let algorithm = body["EncryptionAlgorithm"].as_str().unwrap_or("");
+        let oaep = match algorithm {
+            "RSAES_OAEP_SHA_1" => &aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1,
+            "RSAES_OAEP_SHA_256" => &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
+            _ => return Reply::error(400, "InvalidKeyUsageException", "not an RSA encryption algorithm"),
+        };
+        let ciphertext = B64.decode(body["CiphertextBlob"].as_str().unwrap_or("")).unwrap_or_default();
+        let key = aws_lc_rs::rsa::OaepPrivateDecryptingKey::new(private.clone()).unwrap();
+        let mut out = vec![0u8; key.min_output_size()];
+        match key.decrypt(oaep, &ciphertext, &mut out, None) {
+            Ok(plaintext) => Reply::Json(
+                200,
+                serde_json::json!({"KeyId": ARN, "Plaintext": B64.encode(plaintext), "EncryptionAlgorithm": algorithm})
+                    .to_string(),
+            ),
+            Err(_) => Reply::error(400, "InvalidCiphertextException", ""),
+        }
+    });
+    let clients = kms.clients();
+    let pt = plaintext(70_000, 0x2a);
+    let input = peer.path("kms-rsa.pt");
+    fs::write(&input, &pt).unwrap();
+
+    let algorithms =
+        [(KmsRsaAlgorithm::OaepSha1, "RSAES_OAEP_SHA_1"), (KmsRsaAlgorithm::OaepSha256, "RSAES_OAEP_SHA_256")];
+    let rsa_args = |op: &str, input: &Path, output: &Path, algorithm: &str, context: &EncryptionContext| {
+        let mut args = [op, "--in", &input.display().to_string(), "--out", &output.display().to_string()]
+            .map(String::from)
+            .to_vec();
+        args.extend(["--kms-rsa-key", ARN, "--kms-rsa-algorithm", algorithm].map(String::from));
+        args.extend(["--context-json".to_owned(), context_json(context)]);
+        if op == "encrypt" {
+            args.extend(["--kms-rsa-public-pem".to_owned(), keys.public_spki.display().to_string()]);
+            args.extend(["--suite", "0x0478"].map(String::from));
+        } else {
+            args.extend(["--kms-endpoint".to_owned(), kms.url.clone()]);
+        }
+        args
+    };
+
+    // Python (public key only) -> us (KMS Decrypt).
+    let mut python_encrypts = Vec::new();
+    let mut cases = Vec::new();
+    for (algorithm, name) in algorithms {
+        for (c, context) in contexts().into_iter().enumerate() {
+            let ct = peer.path(&format!("python-kms-rsa-{name}-{c}.ct"));
+            python_encrypts.push(rsa_args("encrypt", &input, &ct, name, &context));
+            cases.push((algorithm, context, ct));
+        }
+    }
+    for ((algorithm, context, ct), result) in cases.iter().zip(peer.batch_command_lines(&python_encrypts)) {
+        result.unwrap_or_else(|e| panic!("Python failed to encrypt with its KMS RSA keyring: {e}"));
+        let message = fs::read(ct).unwrap();
+        let keyring = clients.rsa_keyring(ARN, *algorithm).unwrap();
+        let mut options = DecryptOptions::new();
+        for (k, v) in context.iter() {
+            options = options.context(k, v);
+        }
+        let decrypted = kms_envelope::decrypt(&keyring, &options, &message)
+            .unwrap_or_else(|e| panic!("{algorithm}, context {context:?}: we refused Python's message: {e}"));
+        assert!(*decrypted.plaintext == pt, "{algorithm}: another plaintext");
+        let edks = decrypted.header.encrypted_data_keys();
+        assert_eq!(edks.len(), 1);
+        assert_eq!((edks[0].provider_id.as_str(), edks[0].provider_info.as_slice()), (RSA_PROVIDER_ID, ARN.as_bytes()));
+    }
+    assert_eq!(kms.requests(), vec!["Decrypt"; 4], "one KMS Decrypt per message of Python's");
+
+    // Us (public key only, PKCS #1 and SPKI PEM) -> Python (KMS Decrypt).
+    let mut python_decrypts = Vec::new();
+    for (i, (algorithm, name)) in algorithms.into_iter().enumerate() {
+        let public = if i == 0 { &keys.public_pkcs1 } else { &keys.public_spki };
+        let keyring = AwsKmsRsaKeyring::encrypt_only(ARN, algorithm, &fs::read(public).unwrap()).unwrap();
+        for (c, context) in contexts().into_iter().enumerate() {
+            let options = EncryptOptions::new().encryption_context(context.clone());
+            let message = kms_envelope::encrypt(&keyring, &options, &pt).unwrap();
+            let (ct, out) =
+                (peer.path(&format!("ours-kms-rsa-{name}-{c}.ct")), peer.path(&format!("ours-kms-rsa-{name}-{c}.pt")));
+            fs::write(&ct, message).unwrap();
+            python_decrypts.push((rsa_args("decrypt", &ct, &out, name, &context), out));
+        }
+    }
+    let command_lines: Vec<Vec<String>> = python_decrypts.iter().map(|(args, _)| args.clone()).collect();
+    for ((args, out), result) in python_decrypts.iter().zip(peer.batch_command_lines(&command_lines)) {
+        result.unwrap_or_else(|e| panic!("Python's KMS RSA keyring refused our message ({args:?}): {e}"));
+        assert!(fs::read(out).unwrap() == pt, "Python decrypted another plaintext");
+    }
+    assert_eq!(kms.requests(), vec!["Decrypt"; 8], "one KMS Decrypt per message of ours");
+    eprintln!(
+        "KMS RSA: 4 messages Python -> us, 4 us -> Python (RSAES_OAEP_SHA_1 and _256, empty and non-empty context)"
+    );
 }

@@ -239,6 +239,13 @@ fn run_v5(dir: &Path, set: &str, tally: &mut Tally, build: KeyBuilder) {
     }
 }
 
+/// The vectors run on the AES-GCM backend this build is for: RustCrypto in the raw-key builds
+/// (`--no-default-features`), AWS-LC in the full one; scripts/test.sh runs this file in every set.
+#[test]
+fn runs_on_the_aes_gcm_backend_its_features_ask_for() {
+    common::assert_expected_aes_gcm_backend();
+}
+
 #[test]
 fn every_raw_aes_vector_decrypts() {
     let Some(dir) = common::vectors_dir() else { return };

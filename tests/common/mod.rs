@@ -140,3 +140,21 @@ impl<K: kms_envelope::Keyring> kms_envelope::Keyring for CountingKeyring<K> {
         self.inner.on_decrypt(materials, edks)
     }
 }
+
+/// Fails unless the library runs on the AES-GCM backend this build is meant to test: AWS-LC where a feature
+/// that links it anyway is on (`kms`, `rsa`; its FIPS module with `fips`), RustCrypto `aes-gcm` in the raw-key
+/// builds. The expectation comes from those features, not from `aws-lc` itself, so that a raw-key build that
+/// silently gained AWS-LC (a feature or dev-dependency turning `aws-lc` on) fails here instead of leaving
+/// RustCrypto untested. A build that asks for `aws-lc` alone names its backend in
+/// `KMS_ENVELOPE_EXPECT_AES_GCM` (e.g. `aws-lc-rs`).
+pub fn assert_expected_aes_gcm_backend() {
+    let expected = match std::env::var("KMS_ENVELOPE_EXPECT_AES_GCM") {
+        Ok(name) => name,
+        Err(_) if cfg!(feature = "fips") => "aws-lc-rs (FIPS)".to_owned(),
+        Err(_) if cfg!(any(feature = "kms", feature = "rsa")) => "aws-lc-rs".to_owned(),
+        Err(_) => "aes-gcm (RustCrypto)".to_owned(),
+    };
+    let actual = kms_envelope::aes_gcm_backend();
+    eprintln!("AES-GCM backend: {actual}");
+    assert_eq!(actual, expected, "this test binary runs on another AES-GCM backend than its features ask for");
+}

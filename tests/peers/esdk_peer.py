@@ -97,6 +97,20 @@ def parse_args(argv):
     )
     p.add_argument("--kms-key", action="append", default=[], help="KMS key ARN (strict keyring); repeatable")
     p.add_argument("--kms-endpoint", help="KMS endpoint URL (e.g. moto); default $AWS_ENDPOINT_URL_KMS")
+    p.add_argument(
+        "--kms-rsa-key",
+        help="AWS KMS RSA keyring for this key ARN: encrypt with --kms-rsa-public-pem alone (no KMS call), "
+        "decrypt with KMS Decrypt at --kms-endpoint",
+    )
+    p.add_argument(
+        "--kms-rsa-public-pem", help="encrypt: the KMS RSA key's public key (PEM SubjectPublicKeyInfo file)"
+    )
+    p.add_argument(
+        "--kms-rsa-algorithm",
+        choices=["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"],
+        default="RSAES_OAEP_SHA_256",
+        help="the KMS RSA keyring's encryption algorithm",
+    )
     p.add_argument("--kms-discovery", action="store_true", help="decrypt: add a KMS discovery keyring")
     p.add_argument(
         "--kms-discovery-account",
@@ -126,8 +140,14 @@ def parse_args(argv):
     n = len(args.raw_key_hex) + len(args.rsa_private_pem)
     if len(args.key_namespace) != n or len(args.key_name) != n:
         p.error("each --raw-key-hex and --rsa-private-pem needs one --key-namespace and one --key-name")
-    if n == 0 and not args.kms_key and not args.kms_discovery:
-        p.error("no keyring: give --raw-key-hex/--key-namespace/--key-name, --kms-key or --kms-discovery")
+    if n == 0 and not args.kms_key and not args.kms_discovery and not args.kms_rsa_key:
+        p.error(
+            "no keyring: give --raw-key-hex/--key-namespace/--key-name, --kms-key, --kms-rsa-key or --kms-discovery"
+        )
+    if args.op == "encrypt" and args.kms_rsa_key and not args.kms_rsa_public_pem:
+        p.error("--kms-rsa-key encrypts with --kms-rsa-public-pem (the peer never fetches the public key)")
+    if args.kms_rsa_public_pem and not args.kms_rsa_key:
+        p.error("--kms-rsa-public-pem needs --kms-rsa-key")
     if args.kms_discovery_account and not args.kms_discovery:
         p.error("--kms-discovery-account needs --kms-discovery")
     if args.op == "encrypt" and args.kms_discovery:
@@ -217,7 +237,7 @@ def build_keyring(args):
             )
         )
 
-    if args.kms_key or args.kms_discovery:
+    if args.kms_key or args.kms_discovery or args.kms_rsa_key:
         import boto3
 
         endpoint = args.kms_endpoint or os.environ.get("AWS_ENDPOINT_URL_KMS")
@@ -225,6 +245,22 @@ def build_keyring(args):
         # One client for every key: against moto every ARN lives behind the same endpoint. Real multi-region
         # use would need a client per ARN region (the MPL's ClientSupplier), which these tests don't exercise.
         kms = boto3.client("kms", region_name=region, endpoint_url=endpoint)
+        if args.kms_rsa_key:
+            public_pem = None
+            if args.kms_rsa_public_pem:
+                with open(args.kms_rsa_public_pem, "rb") as f:
+                    public_pem = f.read()
+            # On encrypt no client: the MPL wraps with the public key alone, as a pipeline without KMS would.
+            keyrings.append(
+                mpl.create_aws_kms_rsa_keyring(
+                    input=m.CreateAwsKmsRsaKeyringInput(
+                        kms_key_id=args.kms_rsa_key,
+                        encryption_algorithm=args.kms_rsa_algorithm,
+                        public_key=public_pem,
+                        kms_client=kms if args.op == "decrypt" else None,
+                    )
+                )
+            )
         for arn in args.kms_key:
             keyrings.append(
                 mpl.create_aws_kms_keyring(input=m.CreateAwsKmsKeyringInput(kms_key_id=arn, kms_client=kms))
