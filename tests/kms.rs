@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_kms::config::retry::RetryConfig;
-use kms_envelope::keyring::kms::PROVIDER_ID;
+use kms_envelope::keyring::kms::{PROVIDER_ID, Region as KmsRegion};
 use kms_envelope::{
     AwsKmsKeyring, DecryptOptions, Decryptor, DiscoveryFilter, EncryptOptions, Encryptor, Error, KmsClients,
     MultiKeyring, RawAesKeyring, decrypt, encrypt,
@@ -401,6 +401,7 @@ fn python_encrypts_with_two_keys_rust_decrypts() {
 const STUB_KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/5a5a5a5a-1111-2222-3333-444444444444";
 const STUB_KEY_2: &str = "arn:aws:kms:us-east-1:111122223333:key/6b6b6b6b-1111-2222-3333-444444444444";
 const STUB_KEY_3: &str = "arn:aws:kms:us-east-1:111122223333:key/7c7c7c7c-1111-2222-3333-444444444444";
+const STUB_KEY_WEST: &str = "arn:aws:kms:eu-west-1:111122223333:key/8d8d8d8d-1111-2222-3333-444444444444";
 
 fn fast_retries(stub: &StubKms) -> KmsClients {
     stub.clients()
@@ -422,8 +423,41 @@ fn kms_calls_per_encrypt_and_decrypt() {
     assert_eq!(stub.requests()[5..], ["Encrypt"]);
 }
 
+/// The README's pin for a discovery keyring: `discovery_keyring(filter).with_regions([...])`. A key in a
+/// region outside the list never reaches KMS, and no client is built for that region.
 #[test]
-fn throttled_first_call_succeeds_on_retry() {
+fn discovery_with_regions_never_calls_a_key_outside_the_list() {
+    let key_ids = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = key_ids.clone();
+    let stub = StubKms::start(move |_, op, body| {
+        seen.lock().unwrap().push(format!("{op} {}", body["KeyId"].as_str().unwrap_or("")));
+        kms_answer(op, body)
+    });
+    // The eu-west-1 EDK comes first, so discovery without the pin would try it first.
+    let message =
+        encrypt(&stub.clients().multi_keyring(&[STUB_KEY_WEST, STUB_KEY]).unwrap(), &options(), b"x").unwrap();
+    key_ids.lock().unwrap().clear();
+
+    let east = KmsRegion::parse("us-east-1").unwrap();
+    let clients = stub.clients();
+    let pinned = clients.discovery_keyring(None).with_regions([east]);
+    let out = decrypt(&pinned, &DecryptOptions::new(), &message).unwrap();
+    assert_eq!(&out.plaintext[..], b"x");
+    assert_eq!(*key_ids.lock().unwrap(), [format!("Decrypt {STUB_KEY}")], "the eu-west-1 key is never sent");
+    assert_eq!(clients.cached_clients(), 1, "no client is built for eu-west-1");
+
+    key_ids.lock().unwrap().clear();
+    let elsewhere = KmsRegion::parse("ap-south-1").unwrap();
+    let pinned = stub.clients().discovery_keyring(None).with_regions([elsewhere]);
+    let reasons = reasons(decrypt(&pinned, &DecryptOptions::new(), &message).unwrap_err());
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons.iter().all(|r| r.contains("in a region this keyring is not allowed to call")), "{reasons:?}");
+    assert!(key_ids.lock().unwrap().is_empty(), "no KMS call for a key outside the list");
+}
+
+#[test]
+fn throttled_first_attempts_of_encrypt_and_decrypt_succeed_on_retry() {
+    // Requests 0 and 2 are the first attempts of GenerateDataKey and of Decrypt.
     let stub = StubKms::start(|n, op, body| match n {
         0 | 2 => Reply::error(400, "ThrottlingException", "Rate exceeded"),
         _ => kms_answer(op, body),
@@ -471,10 +505,12 @@ fn permanent_errors_are_not_retried() {
 
 #[test]
 fn persistent_throttling_stops_after_the_configured_attempts() {
+    // Four, not the SDK's default three: the count shows the configured number is the one obeyed.
     let stub = StubKms::start(|_, _, _| Reply::error(400, "ThrottlingException", "Rate exceeded"));
-    let err = encrypt(&fast_retries(&stub).keyring(STUB_KEY).unwrap(), &options(), b"x").unwrap_err().to_string();
+    let clients = fast_retries(&stub).with_max_attempts(4);
+    let err = encrypt(&clients.keyring(STUB_KEY).unwrap(), &options(), b"x").unwrap_err().to_string();
     assert!(err.contains("throttled by KMS"), "{err}");
-    assert_eq!(stub.requests().len(), 3);
+    assert_eq!(stub.requests(), ["GenerateDataKey"; 4], "four attempts, then the throttling error: {err}");
     let stub = StubKms::start(|_, _, _| Reply::error(400, "ThrottlingException", "Rate exceeded"));
     let clients = fast_retries(&stub).with_max_attempts(1);
     assert!(encrypt(&clients.keyring(STUB_KEY).unwrap(), &options(), b"x").is_err());

@@ -87,7 +87,9 @@ proptest! {
             at += c;
         }
         let message = encryptor.finish().unwrap();
-        prop_assert_eq!(stream_decrypt(&message).0, pt);
+        let (released, error) = stream_decrypt(&message);
+        prop_assert!(error.is_none(), "{:?}", error);
+        prop_assert_eq!(released, pt);
     }
 
     /// `copy_from` reads straight into the frames, through short reads of any size and mixed with `write`,
@@ -263,6 +265,8 @@ fn exact_multiples_and_empty_plaintext_round_trip() {
     for len in [0, 1, 31, 32, 33, 64, 96] {
         let pt = plaintext(len);
         let message = encrypt(&pt, &EncryptOptions::new().frame_length(32));
-        assert_eq!(stream_decrypt(&message).0, pt, "len {len}");
+        let (released, error) = stream_decrypt(&message);
+        assert!(error.is_none(), "len {len}: {error:?}");
+        assert_eq!(released, pt, "len {len}");
     }
 }
