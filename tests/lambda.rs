@@ -390,7 +390,8 @@ fn a_directory_bundle_with_an_entry_removed_or_renamed_is_decrypted_again() {
     run(&start(&first)).unwrap();
     assert_eq!(first.calls(), 1);
 
-    let changes: [(&str, &dyn Fn(&Path)); 2] = [
+    type Change<'a> = (&'a str, &'a dyn Fn(&Path));
+    let changes: [Change; 2] = [
         ("removed", &|t: &Path| fs::remove_file(t.join("nested/ca.pem")).unwrap()),
         ("renamed", &|t: &Path| fs::rename(t.join("nested/ca.pem"), t.join("nested/ca.pem.bak")).unwrap()),
     ];
@@ -422,7 +423,8 @@ fn a_bad_value_of_each_configuration_variable_is_a_config_error_naming_it() {
     let rsa = [("KMS_ENVELOPE_BUNDLES", "a.esdk=a"), ("KMS_ENVELOPE_KMS_RSA_KEY_ARN", ARN)];
     let discovery = [("KMS_ENVELOPE_BUNDLES", "a.esdk=a"), ("KMS_ENVELOPE_KMS_DISCOVERY", "true")];
     // (the variables besides the bad one, the variable, its bad value)
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
         (&good, "KMS_ENVELOPE_BUNDLES", "a.esdk"),
         (&good, "KMS_ENVELOPE_BUNDLES", "a.esdk="),
         (&good, "KMS_ENVELOPE_BUNDLES", "s3://bucket=a"),

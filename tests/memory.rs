@@ -36,6 +36,8 @@ fn zeros(dir: &Path, name: &str, len: u64) {
 }
 
 /// Runs `cmd` to its end: its exit status, its stderr and its own peak RSS in MiB.
+// The child is reaped by `wait4` (for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn run(cmd: &mut Command) -> (ExitStatus, String, u64) {
     let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
     let pid = child.id() as libc::pid_t;
