@@ -361,4 +361,16 @@ fn a_wrong_raw_key_name_lists_the_names_the_message_has() {
     assert!(stderr.contains(r"k\u{1b}[31m"), "the message's key name, escaped: {stderr}");
     assert!(!stderr.contains('\x1b'), "no raw escape reaches the terminal: {stderr:?}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    // A name of 6,000 control characters is listed cut short: a failure stays a line, not a copy of the
+    // header (each control character would be written as 8 escaped bytes).
+    let long = "\x01".repeat(6000);
+    let encrypt = ["encrypt", "--raw-key-file", &key, "--key-namespace", "ns", "--key-name", &long, "plain.txt"];
+    let (code, _, stderr) =
+        scratch.run(&[&encrypt[..], &["long"]].concat().into_iter().map(String::from).collect::<Vec<_>>());
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, _, stderr) = scratch.decrypt(&scratch.path("wrapping.key"), &[], "long", "out");
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("more bytes)"), "the long name is cut: {}", &stderr[..stderr.len().min(2000)]);
+    assert!(stderr.len() < 2000, "{} bytes of stderr for one failure", stderr.len());
 }

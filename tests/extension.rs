@@ -637,6 +637,13 @@ fn an_extensions_api_that_misbehaves_fails_the_extension_and_leaves_no_plaintext
         api_failure_leaves_nothing(&alone, case, Some(&api.address), "cannot register");
         assert_eq!(api.requests(), ["POST /2020-01-01/extension/register"], "{case}");
     }
+    // An API that holds `register` open and never answers: the extension gives up, rather than keeping the
+    // plaintext until Lambda's init timeout kills it (a SIGKILL, after which nothing cleans up).
+    let silent = fake_http::FakeServer::start(|_| {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        None
+    });
+    api_failure_leaves_nothing(&alone, "register never answered", Some(&silent.address), "no answer in 5 s");
 
     let bad_next_event = [
         ("next event not JSON", Some(fake_http::response(200, &[], b"\x1b[2J not json"))),

@@ -51,6 +51,11 @@ use lambda_extension::{Extension, LambdaEvent, NextEvent, service_fn};
 use lambda_runtime_api_client::Client;
 use zeroize::Zeroizing;
 
+/// How long `register` and `init/error` may take to answer. Lambda's own endpoint answers at once; one that
+/// does not must not keep the plaintext on disk until the init timeout kills the process (a SIGKILL, which
+/// runs no cleanup). `event/next` has no such limit: it is a long poll that waits for SHUTDOWN by design.
+const API_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The error type reported to Lambda: an `Extension.` prefix is what Lambda expects from extensions.
 const ERROR_TYPE: &str = "Extension.KmsEnvelopeFailed";
 /// Where the JSON secrets bundle (`KMS_ENVELOPE_SECRETS`) lands, relative to the root, unless
@@ -246,23 +251,29 @@ async fn register_and_wait(failure: Option<&str>) -> ExitCode {
         log!("cannot register with the Lambda Extensions API: {reason}");
         return ExitCode::FAILURE;
     }
-    let registered = Extension::new()
-        .with_extension_name(&extension_name())
+    let name = extension_name();
+    let register = Extension::new()
+        .with_extension_name(&name)
         .with_events(&["SHUTDOWN"])
         .with_events_processor(service_fn(on_event))
-        .register()
-        .await;
-    let registered = match registered {
-        Ok(registered) => registered,
-        Err(e) => {
+        .register();
+    let registered = match tokio::time::timeout(API_ANSWER_TIMEOUT, register).await {
+        Ok(Ok(registered)) => registered,
+        Ok(Err(e)) => {
             log!("cannot register with the Lambda Extensions API: {}", OneLine(&e.to_string()));
+            return ExitCode::FAILURE;
+        }
+        Err(_) => {
+            log!("cannot register with the Lambda Extensions API: no answer in {} s", API_ANSWER_TIMEOUT.as_secs());
             return ExitCode::FAILURE;
         }
     };
     if let Some(reason) = failure {
         let error = ErrorRequest { error_message: reason, error_type: ERROR_TYPE, stack_trace: Vec::new() };
-        if let Err(e) = report_init_error(&registered.extension_id, error).await {
-            log!("cannot report the init error: {}", OneLine(&e.to_string()));
+        match tokio::time::timeout(API_ANSWER_TIMEOUT, report_init_error(&registered.extension_id, error)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log!("cannot report the init error: {}", OneLine(&e.to_string())),
+            Err(_) => log!("cannot report the init error: no answer in {} s", API_ANSWER_TIMEOUT.as_secs()),
         }
         return ExitCode::FAILURE;
     }

@@ -13,6 +13,19 @@ use super::inspect::describe;
 /// At most this many data keys are listed in a failure (the default `--max-encrypted-data-keys`).
 const LISTED: usize = 10;
 
+/// At most this many bytes of each data key's description: a message's provider ids and key names may be
+/// 64 KiB each, and a failure is one line on a terminal or in CloudWatch, not a copy of the header.
+const DESCRIBED: usize = 200;
+
+/// `text` cut to [`DESCRIBED`] bytes (on a character boundary), saying how much was left out.
+fn shortened(text: String) -> String {
+    if text.len() <= DESCRIBED {
+        return text;
+    }
+    let cut = (0..=DESCRIBED).rev().find(|&at| text.is_char_boundary(at)).unwrap_or(0);
+    format!("{}... ({} more bytes)", &text[..cut], text.len() - cut)
+}
+
 /// A keyring that remembers, described for people, the data keys of the last message it was asked to
 /// decrypt.
 pub struct Recording {
@@ -50,7 +63,8 @@ impl Keyring for Recording {
         materials: DecryptionMaterials,
         edks: &'a [EncryptedDataKey],
     ) -> KeyringFuture<'a, DecryptionMaterials> {
-        *self.offered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = edks.iter().map(describe).collect();
+        *self.offered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            edks.iter().map(|edk| shortened(describe(edk))).collect();
         self.inner.on_decrypt(materials, edks)
     }
 }
