@@ -384,10 +384,20 @@ fn destination_path(root: &Path, destination: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Two bundles must not write the same path, nor one inside the other's directory.
+/// Two bundles must not write the same path, nor one inside the other's directory, nor one under a name
+/// the other's landing uses beside it: its reuse marker (`.NAME.kms-envelope`), its staging files and
+/// set-aside directories (`.NAME.*`), its marker's staging files (`..NAME.kms-envelope.*`). Otherwise one
+/// bundle's landing overwrites the other's marker, or its leftover cleanup removes the other bundle.
 fn check_distinct(destinations: &[PathBuf]) -> Result<()> {
+    let beside = |a: &Path, b: &Path| {
+        let (Some(a_name), Some(b_name)) = (a.file_name(), b.file_name()) else { return false };
+        let (a_name, b_name) = (a_name.to_string_lossy(), b_name.to_string_lossy());
+        a.parent() == b.parent()
+            && (b_name.starts_with(&format!(".{a_name}.")) || b_name.starts_with(&format!("..{a_name}.kms-envelope.")))
+    };
     for (i, a) in destinations.iter().enumerate() {
-        if let Some(b) = destinations[i + 1..].iter().find(|b| a.starts_with(b) || b.starts_with(a)) {
+        let clash = |b: &&PathBuf| a.starts_with(b) || b.starts_with(a) || beside(a, b) || beside(b, a);
+        if let Some(b) = destinations[i + 1..].iter().find(clash) {
             return Err(Error::Config(format!("bundle destinations {} and {} overlap", a.display(), b.display())));
         }
     }
@@ -650,5 +660,13 @@ mod tests {
         assert!(check_distinct(&[r.join("a"), r.join("b"), r.join("ab")]).is_ok());
         assert!(check_distinct(&[r.join("a"), r.join("a/b")]).is_err());
         assert!(check_distinct(&[r.join("a"), r.join("b"), r.join("a")]).is_err());
+        // A name that another destination's landing uses beside it: its marker, a staging file, a
+        // set-aside directory, its marker's staging file; in either order.
+        for beside in [".a.kms-envelope", ".a.Xy12Zq.partial", ".a.0123.old", "..a.kms-envelope.Xy12Zq.partial"] {
+            assert!(check_distinct(&[r.join("a"), r.join(beside)]).is_err(), "{beside}");
+            assert!(check_distinct(&[r.join(beside), r.join("a")]).is_err(), "{beside}");
+        }
+        // The same names in another directory, or for another bundle, are fine.
+        assert!(check_distinct(&[r.join("a"), r.join("d/.a.kms-envelope"), r.join(".b.kms-envelope")]).is_ok());
     }
 }
