@@ -124,13 +124,29 @@ impl Place {
         };
         let found = place.inode(&place.name).map_err(|e| io_at(&place.destination(), e))?;
         let refused = match (found.map(|inode| inode.file_type), expected) {
-            (None, _) | (Some(S_IFREG), Expect::File) | (Some(S_IFDIR), Expect::Directory) => return Ok(place),
-            (Some(S_IFLNK), _) => "it is a symbolic link; refusing to write through it",
-            (Some(S_IFDIR), Expect::File) => "it is a directory, not a file",
-            (Some(_), Expect::File) => "it is not a regular file",
-            (Some(_), Expect::Directory) => "it is not a directory",
+            (None, _) | (Some(S_IFREG), Expect::File) | (Some(S_IFDIR), Expect::Directory) => None,
+            (Some(S_IFLNK), _) => Some("it is a symbolic link; refusing to write through it"),
+            (Some(S_IFDIR), Expect::File) => Some("it is a directory, not a file"),
+            (Some(_), Expect::File) => Some("it is not a regular file"),
+            (Some(_), Expect::Directory) => Some("it is not a directory"),
         };
-        Err(unsafe_place(&place.destination(), refused))
+        if let Some(refused) = refused {
+            return Err(unsafe_place(&place.destination(), refused));
+        }
+        // In a sticky root another user may take the names first; a landing could not replace what they
+        // own, and would find out only after decrypting (a KMS call per cold start), so refuse up front.
+        let ours = rustix::process::geteuid().as_raw();
+        for name in [place.name.clone(), super::reuse::marker_name(&place.name)] {
+            match rustix::fs::statat(&place.dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) if stat.st_uid != ours => {
+                    let reason = format!("it belongs to another user (uid {})", stat.st_uid);
+                    return Err(unsafe_place(&place.dir_path.join(&name), reason));
+                }
+                Ok(_) | Err(Errno::NOENT) => {}
+                Err(e) => return Err(io_at(&place.dir_path.join(&name), e)),
+            }
+        }
+        Ok(place)
     }
 
     /// Opens the parent of `destination` as `open` does, but makes nothing: `None` when a directory on
@@ -337,6 +353,17 @@ mod tests {
             rustix::fs::chown(root.join("shared"), other, None).unwrap();
             let err = refused(Place::open(&root, &root.join("shared/x"), Expect::File));
             assert!(err.contains("uid 54321"), "{err}");
+
+            // In a sticky root, another user's entry at the destination or at its marker (taken first).
+            fs::set_permissions(&root, fs::Permissions::from_mode(0o1777)).unwrap();
+            for planted in ["taken", ".taken.kms-envelope"] {
+                fs::write(root.join(planted), b"theirs").unwrap();
+                rustix::fs::chown(root.join(planted), other, None).unwrap();
+                let err = refused(Place::open(&root, &root.join("taken"), Expect::File));
+                assert!(err.contains("another user (uid 54321)") && err.contains(planted), "{planted}: {err}");
+                fs::remove_file(root.join(planted)).unwrap();
+            }
+            Place::open(&root, &root.join("taken"), Expect::File).unwrap();
         }
     }
 
