@@ -260,3 +260,65 @@ fn long_names_and_pax_sizes_still_unpack() {
     assert_eq!(fs::read(work.path().join("sized")).unwrap(), body);
     assert_eq!(fs::read(work.path().join(&long)).unwrap(), b"data");
 }
+
+/// The README: "regular files and directories only". A symlink to a file, a symlink to a directory and a
+/// FIFO each make packing fail with a Bundle error naming the entry (and a FIFO is never opened, so packing
+/// does not block on it).
+#[test]
+fn symlinks_and_fifos_are_refused_when_packing() {
+    use kms_envelope::bundle::pack_directory;
+    let work = tempfile::tempdir().unwrap();
+    for (case, plant) in [
+        (
+            "a symlink to a file",
+            &(|dir: &Path| std::os::unix::fs::symlink("config.json", dir.join("z"))) as &dyn Fn(&Path) -> _,
+        ),
+        ("a symlink to a directory", &|dir: &Path| std::os::unix::fs::symlink("certs", dir.join("z"))),
+        ("a FIFO", &|dir: &Path| {
+            let status = std::process::Command::new("mkfifo").arg(dir.join("z")).status()?;
+            assert!(status.success(), "mkfifo");
+            Ok(())
+        }),
+    ] {
+        let src = work.path().join(case.replace(' ', "-"));
+        fs::create_dir_all(src.join("certs")).unwrap();
+        fs::write(src.join("config.json"), b"{}").unwrap();
+        plant(&src).unwrap();
+        let err = pack_directory(&src, Vec::new()).unwrap_err();
+        let shown = err.to_string();
+        assert!(matches!(err, Error::Bundle(_)), "{case}: {err:?}");
+        assert!(shown.contains("symlink or special file") && shown.contains("/z"), "{case}: {shown}");
+    }
+}
+
+/// The README: "a reproducible tar stream inside: sorted, mtime 0". The same files made in another order,
+/// with other mtimes and modes, pack to the same bytes.
+#[test]
+fn the_same_tree_packs_to_the_same_bytes_whatever_its_order_times_and_modes() {
+    use kms_envelope::bundle::pack_directory;
+    let work = tempfile::tempdir().unwrap();
+    let names = ["b.pem", "a.json", "c/z", "c/y", "d"];
+    let make = |dir: &Path, order: &[usize], mtime_s: u64, mode: u32| {
+        for &i in order {
+            let path = dir.join(names[i]);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, names[i].as_bytes()).unwrap();
+            let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime_s);
+            fs::File::options().write(true).open(&path).unwrap().set_modified(when).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        }
+    };
+    let (first, second) = (work.path().join("first"), work.path().join("second"));
+    make(&first, &[0, 1, 2, 3, 4], 1_000_000_000, 0o600);
+    make(&second, &[4, 3, 2, 1, 0], 1_700_000_000, 0o644);
+    let (mut first_tar, mut second_tar) = (Vec::new(), Vec::new());
+    pack_directory(&first, &mut first_tar).unwrap();
+    pack_directory(&second, &mut second_tar).unwrap();
+    assert!(!first_tar.is_empty());
+    assert!(first_tar == second_tar, "the two trees packed to different bytes");
+    // The entries come in name order, whatever order they were made in.
+    let mut archive = tar::Archive::new(&first_tar[..]);
+    let listed: Vec<String> =
+        archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(listed, ["a.json", "b.pem", "c", "c/y", "c/z", "d"]);
+}
