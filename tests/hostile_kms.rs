@@ -342,8 +342,20 @@ fn control_characters_in_a_message_never_reach_the_terminal() {
         let mut message = forged_message(std::slice::from_ref(arn));
         std::fs::write(&input, &message).unwrap();
         let hostile = Hostile::on_443();
-        for args in [vec!["decrypt", "--kms-discovery"], vec!["inspect"]] {
-            let out = cli_without_endpoint(&hostile.ca).args(&args).arg(&input).args(["-"]).output().unwrap();
+        let mut decrypt = cli_without_endpoint(&hostile.ca);
+        let out = decrypt.args(["decrypt", "--kms-discovery"]).arg(&input).arg("-").output().unwrap();
+        assert_terminal_safe(&out.stderr);
+        assert_terminal_safe(&out.stdout);
+        // inspect prints the header's ARN (to stdout, its default): it must run to the end and show the
+        // ARN, escaped, in its text and JSON forms.
+        let shown = if i == 0 { "pwned" } else { "overwritten" };
+        for json in [false, true] {
+            let mut inspect = cli_without_endpoint(&hostile.ca);
+            inspect.arg("inspect").args(json.then_some("--json")).arg(&input);
+            let out = inspect.output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "inspect (json: {json}): {}", String::from_utf8_lossy(&out.stderr));
+            assert!(stdout.contains(shown), "inspect (json: {json}) did not show the ARN: {stdout}");
             assert_terminal_safe(&out.stderr);
             assert_terminal_safe(&out.stdout);
         }
