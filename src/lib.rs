@@ -171,6 +171,10 @@ pub use stream::OutputOptions;
 #[doc(inline)]
 pub use stream::RangeSource;
 #[doc(inline)]
+pub use stream::ReencryptOptions;
+#[doc(inline)]
+pub use stream::Reencrypted;
+#[doc(inline)]
 pub use stream::SeekSource;
 #[doc(inline)]
 pub use stream::SeekableDecryptor;
@@ -189,6 +193,10 @@ pub use stream::decrypt_to_path;
 pub use stream::encrypt;
 #[doc(inline)]
 pub use stream::encrypt_into;
+#[doc(inline)]
+pub use stream::reencrypt;
+#[doc(inline)]
+pub use stream::reencrypt_path;
 /// The AES-GCM implementation this build seals frames with: `"aes-gcm (RustCrypto)"`, `"aws-lc-rs"` (with
 /// feature `aws-lc`, which `kms` and `rsa` turn on) or `"aws-lc-rs (FIPS)"` (feature `fips`); for version
 /// strings and benchmark reports.

@@ -13,6 +13,7 @@ mod pipeline;
 pub mod positioned;
 pub mod range;
 pub mod range_source;
+mod reencrypt;
 mod whole;
 
 use std::io::Write;
@@ -34,6 +35,7 @@ pub use range::{MessageLayout, SeekableDecryptor, decrypt_range};
 #[cfg(feature = "async")]
 pub use range_source::AsyncRangeSource;
 pub use range_source::{RangeSource, SeekSource};
+pub use reencrypt::{ReencryptOptions, Reencrypted, default_target_suite, reencrypt, reencrypt_path};
 
 use crate::error::{Error, Result};
 use crate::format::header::{ContentType, Header, HeaderDecoder};

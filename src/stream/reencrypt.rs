@@ -1,0 +1,311 @@
+//! Re-encryption: one message read, its plaintext sealed into a new message under a fresh data key, in one
+//! streaming pass with the plaintext only in the two pipelines' wiped buffers.
+//!
+//! # Why a whole new message, never a new header
+//!
+//! Swapping the encrypted data keys of a v2 header and keeping its body looks cheaper, since a frame's
+//! AAD does not cover the EDK list. But the v2 header tag is AES-GCM under the message's content key with
+//! the fixed all-zero IV: a second header for the same data key would seal other AAD under the same
+//! (key, IV) pair, and from the two public tags anyone holding both versions (an old object version, a
+//! backup) can solve for GHASH's key and then forge any frame of the message. So this module never writes
+//! a header for an existing data key. (A v1 header stores its IV, so a v1-only rewrap with a fresh IV would
+//! be sound; it is not worth a second code path.)
+//!
+//! # Keys and IVs
+//!
+//! * The source is opened exactly as [`Decryptor`] opens any message: its content key is only ever used to
+//!   verify, never to seal.
+//! * The new message is prepared exactly as [`Encryptor::new`] prepares one: the target keyring generates
+//!   (or, through a [`CachingKeyring`](crate::CachingKeyring), reuses) a data key, and a fresh random
+//!   message id goes into the key derivation, so the new content key is one no earlier message used, as
+//!   for any encrypt. Its IVs are the header's zero IV and the frame sequence numbers, each used once under
+//!   that key.
+//! * The two content keys are independent (HKDF over different data keys, or over different message ids),
+//!   so the old and new messages never share a (key, IV) pair, however often a message is re-encrypted.
+//!
+//! # When the new message is complete
+//!
+//! The [`Decryptor`] releases a frame's plaintext only after its tag verified, and the source's final frame
+//! only after the end of input, and for signed suites the footer signature, checked out. The new message's
+//! final frame (and footer) is sealed and written only after that, by [`Encryptor::finish`]. So on any
+//! failure of the source the output lacks its final frame, which every ESDK rejects, and the file and S3
+//! variants never commit it at all.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use super::cmm::{open_header, prepare_encrypt};
+use super::file::{OutputOptions, PendingFile};
+use super::options::{DecryptOptions, EncryptOptions};
+use super::{Decryptor, Encryptor};
+use crate::error::{Error, Result};
+use crate::format::context::{EncryptionContext, RESERVED_PREFIX};
+use crate::format::header::{Header, HeaderDecoder, MessageId};
+use crate::format::suite::AlgorithmSuite;
+#[cfg(doc)]
+use crate::format::suite::CommitmentPolicy;
+use crate::keyring::{Keyring, block_on};
+
+/// How a message is re-encrypted: how the source is read, and what the new message looks like.
+///
+/// The defaults: the source is read with the default [`DecryptOptions`], whose policy reads committing
+/// messages only; the new message keeps the source's encryption context and uses the committing suite of
+/// the source's kind (0x0578 for a signed source, 0x0478 otherwise) with [`EncryptOptions`]' defaults
+/// (64 KiB frames).
+///
+/// To upgrade legacy (non-committing) messages, read them under
+/// [`CommitmentPolicy::RequireEncryptAllowDecrypt`]: explicitly, because a non-committing message may
+/// decrypt to different plaintexts under different data keys, and re-encrypting one turns whichever
+/// plaintext this reader got into a committing message that no longer shows that doubt.
+///
+/// ```
+/// use kms_envelope::{DecryptOptions, EncryptOptions, RawAesKeyring, ReencryptOptions, decrypt, encrypt, reencrypt};
+///
+/// fn main() -> Result<(), kms_envelope::Error> {
+///     let old_key = RawAesKeyring::new("my-service", "key-2025", &[0x42; 32])?;
+///     let new_key = RawAesKeyring::new("my-service", "key-2026", &[0x17; 32])?;
+///     let message = encrypt(&old_key, &EncryptOptions::new().context("app", "billing"), b"db password")?;
+///
+///     let mut rotated = Vec::new();
+///     let report = reencrypt(&old_key, &new_key, &ReencryptOptions::new(), &message[..], &mut rotated)?;
+///     assert_eq!(report.plaintext_length, 11);
+///
+///     let decrypted = decrypt(&new_key, &DecryptOptions::new(), &rotated)?;
+///     assert_eq!(&decrypted.plaintext[..], b"db password");
+///     assert_eq!(decrypted.header.encryption_context().get("app"), Some("billing")); // kept
+///     assert!(decrypt(&old_key, &DecryptOptions::new(), &rotated).is_err()); // a new data key
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ReencryptOptions {
+    pub(crate) source: DecryptOptions,
+    pub(crate) target: EncryptOptions,
+    pub(crate) keep_context: bool,
+}
+
+impl Default for ReencryptOptions {
+    fn default() -> Self {
+        Self { source: DecryptOptions::new(), target: EncryptOptions::new(), keep_context: true }
+    }
+}
+
+impl ReencryptOptions {
+    /// The defaults (see the type's documentation).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How the source is read: commitment policy, limits, the expected and the required context pairs
+    /// (which a source encrypted with required pairs needs), threads.
+    pub fn source(mut self, options: DecryptOptions) -> Self {
+        self.source = options;
+        self
+    }
+
+    /// What the new message looks like: frame length, threads, commitment policy, a declared plaintext
+    /// bound (which a caching target keyring needs), and the suite if one is set there (otherwise the
+    /// committing suite of the source's kind). Its encryption context is used only with
+    /// [`keep_context(false)`](Self::keep_context); with the default it adds pairs to the kept context.
+    pub fn target(mut self, options: EncryptOptions) -> Self {
+        self.target = options;
+        self
+    }
+
+    /// Whether the new message keeps the source's encryption context (default: yes).
+    ///
+    /// Kept means: the pairs stored in the source's header, except the `aws-crypto-` pairs the format
+    /// itself adds (a signed suite's public key), plus the required pairs given to
+    /// [`source`](Self::source)'s [`DecryptOptions::context`] that the header does not store, which stay
+    /// required (authenticated, not stored) in the new message. The target options' own pairs are added;
+    /// one that names a kept key with another value is refused rather than silently changing the context.
+    /// `false` uses the target options' context alone.
+    pub fn keep_context(mut self, keep: bool) -> Self {
+        self.keep_context = keep;
+        self
+    }
+}
+
+/// What [`reencrypt`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Reencrypted {
+    /// The source's authenticated header.
+    pub source: Header,
+    /// The suite of the new message.
+    pub suite: AlgorithmSuite,
+    /// The new message's id.
+    pub message_id: MessageId,
+    /// Plaintext bytes carried over.
+    pub plaintext_length: u64,
+}
+
+/// The suite a re-encrypted message uses when the options name none: the committing suite of the
+/// source's kind, so that a legacy message is upgraded and a signed one stays signed.
+pub fn default_target_suite(source: AlgorithmSuite) -> AlgorithmSuite {
+    if source.signature().is_some() {
+        AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384
+    } else {
+        AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY
+    }
+}
+
+/// Decrypts the message read from `input` with `source_keyring` and writes it to `output` as a new message
+/// under a fresh data key from `target_keyring`, in one pass (both pipelines run on their worker threads
+/// at once). The new message's final frame is written only after the whole source verified, signature
+/// included; on any error `output` holds at most a message without its final frame, which no ESDK
+/// accepts (the file variant, [`reencrypt_path`], leaves nothing).
+///
+/// # Errors
+///
+/// Whatever decrypting the source fails with (no source key unwraps its data key, a tampered or truncated
+/// message, a policy or context mismatch, a limit), whatever encrypting fails with (the target keyring, a
+/// suite the target policy forbids), a kept context key given another value, or an I/O error.
+pub fn reencrypt<R: Read, W: Write>(
+    source_keyring: &dyn Keyring,
+    target_keyring: &dyn Keyring,
+    options: &ReencryptOptions,
+    mut input: R,
+    output: W,
+) -> Result<Reencrypted> {
+    let header = HeaderDecoder::read_from(options.source.limits, &mut input)?;
+    let opened = block_on(open_header(source_keyring, &options.source, &header))?;
+    let target = target_options(options, &header, &opened.context)?;
+    let prepared = block_on(prepare_encrypt(target_keyring, &target, target.max_plaintext_length))?;
+    let (suite, message_id) = (prepared.suite, prepared.message_id);
+    let mut decryptor = Decryptor::with_opened(header, opened, &options.source, input);
+    let mut encryptor = Encryptor::with_prepared(prepared, &target, output)?;
+    let plaintext_length = decryptor.write_to(&mut encryptor).map_err(Error::from_io)?;
+    encryptor.finish()?;
+    Ok(Reencrypted { source: decryptor.header().clone(), suite, message_id, plaintext_length })
+}
+
+/// Re-encrypts the message in the file `source` into the file `destination`, which appears (mode 0600,
+/// atomically, synced unless [`OutputOptions::sync`] is off) only once the whole source verified and the
+/// new message is complete; on any error nothing new is left at `destination`.
+///
+/// `destination` may be `source` itself (with [`OutputOptions::overwrite`]): the file is replaced in one
+/// rename, and refused if another file took the source's name while it was being read. Unless the target
+/// options declare a plaintext bound, the source's length is declared (a message's plaintext is shorter),
+/// so that a [`CachingKeyring`](crate::CachingKeyring) as the target keyring can reuse its data key.
+///
+/// ```
+/// use kms_envelope::{DecryptOptions, EncryptOptions, OutputOptions, RawAesKeyring, ReencryptOptions};
+/// use kms_envelope::{decrypt, encrypt, reencrypt_path};
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let old_key = RawAesKeyring::new("my-service", "key-2025", &[0x42; 32])?;
+///     let new_key = RawAesKeyring::new("my-service", "key-2026", &[0x17; 32])?;
+///     let dir = tempfile::tempdir()?;
+///     let path = dir.path().join("secrets.esdk");
+///     std::fs::write(&path, encrypt(&old_key, &EncryptOptions::new(), b"tls key")?)?;
+///
+///     let in_place = OutputOptions::new().overwrite(true);
+///     reencrypt_path(&old_key, &new_key, &ReencryptOptions::new(), &path, &path, &in_place)?;
+///     assert_eq!(&decrypt(&new_key, &DecryptOptions::new(), &std::fs::read(&path)?)?.plaintext[..], b"tls key");
+///     Ok(())
+/// }
+/// ```
+///
+/// # Errors
+///
+/// Those of [`reencrypt`], an existing `destination` without [`OutputOptions::overwrite`], a symlink
+/// there, or a source replaced while it was read.
+pub fn reencrypt_path(
+    source_keyring: &dyn Keyring,
+    target_keyring: &dyn Keyring,
+    options: &ReencryptOptions,
+    source: &Path,
+    destination: &Path,
+    output: &OutputOptions,
+) -> Result<Reencrypted> {
+    let input = File::open(source)?;
+    let read = input.metadata()?;
+    let mut declared = options.clone();
+    if declared.target.max_plaintext_length.is_none() {
+        declared.target.max_plaintext_length = Some(read.len());
+    }
+    let mut pending = PendingFile::create(destination, output.overwrites())?;
+    if output.syncs() {
+        pending.sync_while_writing();
+    }
+    let report = reencrypt(source_keyring, target_keyring, &declared, &input, &mut pending)?;
+    if !still_the_file_read(source, destination, &read)? {
+        return Err(Error::Io(std::io::Error::other(
+            "the source was replaced while it was re-encrypted; nothing was written",
+        )));
+    }
+    pending.commit(output.syncs(), output.overwrites())?;
+    Ok(report)
+}
+
+/// Whether, when `destination` is `source`, the name still leads to the file that was read (a writer that
+/// replaced it meanwhile wins; its file is not overwritten with our copy of the old one).
+fn still_the_file_read(source: &Path, destination: &Path, read: &std::fs::Metadata) -> Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let now = match std::fs::symlink_metadata(destination) {
+            Ok(now) => now,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(!same_path(source, destination)),
+            Err(e) => return Err(Error::Io(e)),
+        };
+        let replaced = (now.dev(), now.ino()) != (read.dev(), read.ino());
+        let rewritten = now.len() != read.len() || now.mtime() != read.mtime() || now.mtime_nsec() != read.mtime_nsec();
+        Ok(!(same_path(source, destination) && (replaced || rewritten)))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (source, destination, read);
+        Ok(true)
+    }
+}
+
+/// Whether two paths name the same directory entry (the same parent directory and file name).
+#[cfg(unix)]
+fn same_path(a: &Path, b: &Path) -> bool {
+    let parent =
+        |p: &Path| p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).canonicalize().ok();
+    a.file_name() == b.file_name() && parent(a).is_some() && parent(a) == parent(b)
+}
+
+/// The new message's options: the target's, with the suite defaulted by the source's kind and the kept
+/// context merged in. `authenticated` is the context the source was authenticated with (header pairs plus
+/// reproduced required pairs).
+fn target_options(
+    options: &ReencryptOptions,
+    header: &Header,
+    authenticated: &EncryptionContext,
+) -> Result<EncryptOptions> {
+    let mut target = options.target.clone();
+    if target.suite.is_none() {
+        target.suite = Some(default_target_suite(header.suite()));
+    }
+    if !options.keep_context {
+        return Ok(target);
+    }
+    let stored = header.encryption_context();
+    let mut context = EncryptionContext::new();
+    for (key, value) in authenticated.iter().filter(|(key, _)| !key.starts_with(RESERVED_PREFIX)) {
+        context.insert(key, value);
+        if stored.get(key).is_none() {
+            target.required_context_keys.insert(key.to_string());
+        }
+    }
+    for (key, value) in options.target.context.iter() {
+        match context.get(key) {
+            Some(kept) if kept != value => {
+                return Err(Error::Config(format!(
+                    "encryption context key {key:?} is kept from the source with another value; to change it, \
+                     replace the whole context (keep_context(false))"
+                )));
+            }
+            _ => {
+                context.insert(key, value);
+            }
+        }
+    }
+    target.context = context;
+    Ok(target)
+}
