@@ -183,6 +183,24 @@ pub enum Command {
     /// Decrypt a bundle into DIRECTORY, which appears (0700, files 0600) only once the message verified.
     #[command(after_help = keys_help(Direction::Decrypt))]
     Unbundle(UnbundleArgs),
+    /// Re-encrypt messages under new keys with a fresh data key, in one pass: the output appears (0600) only
+    /// once the whole source verified. The keys that unwrap the source are given as to decrypt; the new keys
+    /// as to encrypt, each option prefixed with --new- (--new-kms-key, --new-raw-key-file, ...).
+    #[command(after_help = reencrypt_help())]
+    Reencrypt(Box<ReencryptArgs>),
+}
+
+/// The "Keys:" paragraph of `reencrypt --help`.
+fn reencrypt_help() -> String {
+    let text = "Keys: the source's keys are given as to decrypt (--raw-key-file, --kms-key, --kms-discovery, ...) and \
+                are only asked to unwrap; the new keys as to encrypt, prefixed --new- (--new-raw-key-file PATH \
+                --new-key-namespace NS --new-key-name NAME, --new-kms-key ID, ...): the first generates the new data \
+                key. The same key may appear on both sides: a new data key is made either way.\nThe new message keeps \
+                the source's encryption context (required pairs given with --context stay required), adds \
+                --new-context pairs, and uses the committing suite of the source's kind (0x0578 for a signed \
+                source, 0x0478 otherwise) unless --suite says otherwise. Legacy (non-committing) sources are read \
+                only with --commitment-policy require-encrypt-allow-decrypt.";
+    format!("{}\n\n{}", wrap(text, HELP_WIDTH), exit_codes())
 }
 
 /// How a raw AES key file holds its key.
@@ -340,7 +358,14 @@ impl KeyArgs {
 
     /// Records the command-line order of local and KMS keys from the subcommand's matches.
     fn record_order(&mut self, matches: &ArgMatches) {
+        self.record_order_of(matches, "");
+    }
+
+    /// [`record_order`](Self::record_order) for the arguments whose ids carry `prefix`.
+    fn record_order_of(&mut self, matches: &ArgMatches, prefix: &str) {
         let positions = |id: &str| -> Vec<usize> {
+            let id = format!("{prefix}{id}");
+            let id = id.as_str();
             matches.try_get_raw(id).ok().flatten().and_then(|_| matches.indices_of(id)).into_iter().flatten().collect()
         };
         let mut local: Vec<(usize, (LocalKind, usize))> = Vec::new();
@@ -359,6 +384,72 @@ impl KeyArgs {
         order.sort_by_key(|&(at, _)| at);
         self.local_order = local.into_iter().map(|(_, key)| key).collect();
         self.order = order.into_iter().map(|(_, source)| source).collect();
+    }
+}
+
+/// The new keys of `reencrypt`: [`KeyArgs`] with every option prefixed `--new-`.
+#[derive(Args, Debug)]
+pub struct NewKeyArgs {
+    /// File holding a raw AES key to wrap the new data key with (as --raw-key-file; repeatable).
+    #[arg(long = "new-raw-key-file", value_name = "PATH")]
+    pub new_raw_key_file: Vec<PathBuf>,
+    /// How every --new-raw-key-file holds its key: raw, hex or base64.
+    #[arg(long = "new-key-encoding", value_name = "ENCODING", value_enum, default_value_t = KeyEncoding::Raw)]
+    pub new_key_encoding: KeyEncoding,
+    /// Key namespace of the new raw or RSA key at the same position.
+    #[arg(long = "new-key-namespace", value_name = "NS")]
+    pub new_key_namespace: Vec<String>,
+    /// Key name of the new raw or RSA key at the same position.
+    #[arg(long = "new-key-name", value_name = "NAME")]
+    pub new_key_name: Vec<String>,
+    /// New AWS KMS key: key ARN, key id, alias name or alias ARN (repeatable).
+    #[arg(long = "new-kms-key", value_name = "ID", hide = !cfg!(feature = "kms"))]
+    pub new_kms_key: Vec<String>,
+    /// New RSA public key (PEM) to wrap the new data key with (repeatable).
+    #[arg(long = "new-rsa-public-key", value_name = "PEM", hide = !cfg!(feature = "rsa"))]
+    pub new_rsa_public_key: Vec<PathBuf>,
+    /// RSA padding of every new RSA key (default oaep-sha256).
+    #[arg(long = "new-rsa-padding", value_name = "PADDING", default_value = "oaep-sha256", hide = !cfg!(feature = "rsa"))]
+    pub new_rsa_padding: String,
+    /// New AWS KMS RSA key (key ARN): wraps locally with its public key (repeatable).
+    #[arg(long = "new-kms-rsa-key", value_name = "ARN", hide = !KMS_RSA)]
+    pub new_kms_rsa_key: Vec<String>,
+    /// The public key (PEM) of the --new-kms-rsa-key at the same position (without it, GetPublicKey).
+    #[arg(long = "new-kms-rsa-public-key", value_name = "PEM", hide = !KMS_RSA)]
+    pub new_kms_rsa_public_key: Vec<PathBuf>,
+    /// KMS encryption algorithm of every --new-kms-rsa-key: RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1.
+    #[arg(long = "new-kms-rsa-algorithm", value_name = "ALG", default_value = "RSAES_OAEP_SHA_256", hide = !KMS_RSA)]
+    pub new_kms_rsa_algorithm: String,
+    /// The keys as [`KeyArgs`], in command-line order (filled in from the matches).
+    #[arg(skip)]
+    pub ordered: Option<KeyArgs>,
+}
+
+impl NewKeyArgs {
+    /// These keys as encrypt's [`KeyArgs`], with their command-line order.
+    fn record_order(&mut self, matches: &ArgMatches) {
+        let mut keys = KeyArgs {
+            raw_key_file: self.new_raw_key_file.clone(),
+            key_encoding: self.new_key_encoding,
+            key_namespace: self.new_key_namespace.clone(),
+            key_name: self.new_key_name.clone(),
+            kms_key: self.new_kms_key.clone(),
+            rsa_public_key: self.new_rsa_public_key.clone(),
+            rsa_private_key: Vec::new(),
+            rsa_padding: self.new_rsa_padding.clone(),
+            kms_rsa_key: self.new_kms_rsa_key.clone(),
+            kms_rsa_public_key: self.new_kms_rsa_public_key.clone(),
+            kms_rsa_algorithm: self.new_kms_rsa_algorithm.clone(),
+            order: Vec::new(),
+            local_order: Vec::new(),
+        };
+        keys.record_order_of(matches, "new_");
+        self.ordered = Some(keys);
+    }
+
+    /// The new keys as encrypt takes them.
+    pub fn keys(&self) -> &KeyArgs {
+        self.ordered.as_ref().expect("recorded by Cli::parse_with_order")
     }
 }
 
@@ -554,6 +645,66 @@ pub struct UnbundleArgs {
     pub directory: PathBuf,
 }
 
+#[derive(Args, Debug)]
+pub struct ReencryptArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+    #[command(flatten)]
+    pub new_keys: NewKeyArgs,
+    /// Encryption context pair the source must have: stored in its header, or a required pair it
+    /// authenticates (which stays required in the new message) (repeatable).
+    #[arg(long = "context", value_name = "K=V", value_parser = parse_pair)]
+    pub context: Vec<(String, String)>,
+    /// Commitment policy for reading the source: require-encrypt-require-decrypt (default; committing
+    /// sources only), or require-encrypt-allow-decrypt to upgrade legacy (non-committing) messages.
+    #[arg(long, value_name = "POLICY", default_value = "require-encrypt-require-decrypt", value_parser = parse_policy)]
+    pub commitment_policy: Policy,
+    /// Refuse sources with more encrypted data keys than N, before any KMS call.
+    #[arg(long, value_name = "N", default_value_t = kms_envelope::RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS)]
+    pub max_encrypted_data_keys: u16,
+    /// Encryption context pair added to the kept context of the new message (repeatable).
+    #[arg(long = "new-context", value_name = "K=V", value_parser = parse_pair)]
+    pub new_context: Vec<(String, String)>,
+    /// Required pair added to the new message: authenticated, not stored (repeatable).
+    #[arg(long = "new-require-context", value_name = "K=V", value_parser = parse_pair)]
+    pub new_require_context: Vec<(String, String)>,
+    /// Do not keep the source's encryption context: the new message has the --new-context and
+    /// --new-require-context pairs alone.
+    #[arg(long)]
+    pub replace_context: bool,
+    /// Suite of the new message, in hex as inspect prints it (default: 0x0578 for a signed source, 0x0478
+    /// otherwise). A signed source becomes unsigned only this way.
+    #[arg(long, value_name = "ID", value_parser = parse_suite)]
+    pub suite: Option<Suite>,
+    /// Plaintext bytes per frame of the new message.
+    #[arg(long, value_name = "N", default_value_t = kms_envelope::stream::DEFAULT_FRAME_LENGTH,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub frame_length: u32,
+    /// Threads opening and sealing frames (default: the available cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
+    /// Replace each INPUT file by its re-encryption (atomically, once it verified); no OUTPUT.
+    #[arg(long)]
+    pub in_place: bool,
+    /// INPUT is a directory: re-encrypt each file below it, into OUTPUT (a directory mirroring the tree, the
+    /// same names) or with --in-place.
+    #[arg(long, short)]
+    pub recursive: bool,
+    /// Print what would change, from each source's header, which is not authenticated by this (no key is
+    /// used, nothing is written).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Message file, - for stdin, or a directory with --recursive.
+    pub input: String,
+    /// Message file to write, - for stdout, or a directory with --recursive; absent with --in-place.
+    #[arg(required_unless_present_any = ["in_place", "dry_run"], conflicts_with = "in_place")]
+    pub output: Option<String>,
+}
+
 impl Cli {
     /// Parses the process arguments (exiting with status 2 on a usage error) and records key order.
     pub fn parse_with_order() -> Self {
@@ -566,6 +717,10 @@ impl Cli {
                 Command::Decrypt(a) => a.keys.record_order(sub),
                 Command::Bundle(a) => a.keys.record_order(sub),
                 Command::Unbundle(a) => a.keys.record_order(sub),
+                Command::Reencrypt(a) => {
+                    a.keys.record_order(sub);
+                    a.new_keys.record_order(sub);
+                }
                 Command::Inspect(_) => {}
             }
         }
@@ -580,6 +735,12 @@ fn with_decrypt_help(command: clap::Command) -> clap::Command {
         ("decrypt", "Replace outputs that exist (with --recursive, each output file that exists)"),
         ("unbundle", "Replace DIRECTORY if it exists (once the message verified)"),
     ];
+    let command = command.mut_subcommand("reencrypt", |sub| {
+        sub.mut_arg("force", |arg| arg.help("Replace OUTPUT (with --recursive, each output file) if it exists"))
+            // The source's keys only unwrap.
+            .mut_arg("rsa_public_key", |arg| arg.hide(true))
+            .mut_arg("kms_rsa_public_key", |arg| arg.hide(true))
+    });
     force.into_iter().fold(command, |command, (name, force)| {
         command.mut_subcommand(name, |sub| {
             sub.mut_arg("force", |arg| arg.help(force))

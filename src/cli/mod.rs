@@ -10,6 +10,7 @@ mod io;
 mod keys;
 mod offered;
 mod progress;
+mod reencrypt;
 #[cfg(unix)]
 mod signals;
 mod tree;
@@ -50,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Bundle(args) => bundle(args),
         Command::Unbundle(args) => unbundle(args),
+        Command::Reencrypt(args) => reencrypt::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

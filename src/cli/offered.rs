@@ -18,7 +18,7 @@ const LISTED: usize = 10;
 const DESCRIBED: usize = 200;
 
 /// `text` cut to [`DESCRIBED`] bytes (on a character boundary), saying how much was left out.
-fn shortened(text: String) -> String {
+pub(super) fn shortened(text: String) -> String {
     if text.len() <= DESCRIBED {
         return text;
     }

@@ -52,6 +52,24 @@ pub fn plan(input_root: &Path, output_root: &Path, rename: &dyn Fn(&OsStr) -> Os
     Ok(Plan { jobs, problems, output_root: output_root.to_owned() })
 }
 
+/// The regular files below `root`, each its own output (`reencrypt --in-place --recursive`).
+pub fn plan_in_place(root: &Path) -> Result<Plan, Failure> {
+    let meta = fs::metadata(root).map_err(|e| Failure::io(format!("cannot open {}", root.display()), e))?;
+    if !meta.is_dir() {
+        return Err(Failure::usage(format!("{}: --recursive needs a directory as INPUT", root.display())));
+    }
+    let (mut jobs, mut problems) = (Vec::new(), Vec::new());
+    walk(root, root, None, &|name| name.to_os_string(), &mut jobs, &mut problems)?;
+    Ok(Plan { jobs, problems, output_root: root.to_owned() })
+}
+
+impl Plan {
+    /// The files to process, in order.
+    pub fn inputs(&self) -> impl Iterator<Item = &Path> {
+        self.jobs.iter().map(|job| job.input.as_path())
+    }
+}
+
 fn walk(
     dir: &Path,
     out_dir: &Path,

@@ -1,0 +1,208 @@
+//! `reencrypt`: messages under new keys, one streaming pass each, for a file, stdin, or a tree.
+
+use std::io::Write;
+use std::path::Path;
+
+use kms_envelope::stream::file::PendingFile;
+use kms_envelope::stream::{WipingBufWriter, default_target_suite};
+use kms_envelope::{
+    DecryptLimits, DecryptOptions, EncryptOptions, Header, Keyring, OutputOptions, ReencryptOptions, reencrypt,
+    reencrypt_path,
+};
+
+use super::args::ReencryptArgs;
+use super::exit::{Code, Failure};
+use super::inspect::describe;
+use super::io;
+use super::offered::{Recording, shortened};
+use super::{keys, tree};
+
+/// The source's reading options and the new message's, from the command line.
+fn options(args: &ReencryptArgs) -> ReencryptOptions {
+    let limits =
+        DecryptLimits { max_encrypted_data_keys: Some(args.max_encrypted_data_keys), ..DecryptLimits::default() };
+    let mut source = DecryptOptions::new().commitment_policy(args.commitment_policy.0).limits(limits);
+    let mut target = EncryptOptions::new().frame_length(args.frame_length);
+    if let Some(threads) = args.threads {
+        source = source.threads(threads.into());
+        target = target.threads(threads.into());
+    }
+    if let Some(suite) = args.suite {
+        target = target.suite(suite.0);
+    }
+    for (k, v) in &args.context {
+        source = source.context(k, v);
+    }
+    for (k, v) in &args.new_context {
+        target = target.context(k, v);
+    }
+    for (k, v) in &args.new_require_context {
+        target = target.required_context(k, v);
+    }
+    ReencryptOptions::new().source(source).target(target).keep_context(!args.replace_context)
+}
+
+pub fn run(args: &ReencryptArgs) -> Result<(), Failure> {
+    let output = args.output.as_deref();
+    if io::is_s3(&args.input) || output.is_some_and(io::is_s3) {
+        return Err(Failure::usage("reencrypt reads and writes files or -, not S3 objects (not yet)".into()));
+    }
+    if args.dry_run {
+        return dry_run(args);
+    }
+    let options = options(args);
+    let sync = !args.output_args.no_fsync;
+    if args.recursive {
+        let plan = match output {
+            None => tree::plan_in_place(Path::new(&args.input))?,
+            Some(output) => tree::plan(Path::new(&args.input), Path::new(output), &|name| name.to_os_string())?,
+        };
+        let (source, target) = keyrings(args)?;
+        // In place, each file is its own destination; otherwise an existing one is replaced only with --force.
+        let files = OutputOptions::new().overwrite(args.in_place || args.output_args.force).sync(sync);
+        return tree::run(plan, |job| {
+            file_to_file(&source, target.as_ref(), &options, &job.input, &job.output, &files)
+                .map_err(|f| source.explain(f))
+        });
+    }
+    let output = output.unwrap_or(&args.input);
+    if args.input == "-" || output == "-" {
+        return streamed(args, &options, output);
+    }
+    if !args.in_place {
+        if same_file(Path::new(&args.input), Path::new(output)) {
+            return Err(Failure::usage(format!("{output}: is INPUT; to replace it, use --in-place without OUTPUT")));
+        }
+        io::check_output(Path::new(output), args.output_args.force)?;
+    }
+    let (source, target) = keyrings(args)?;
+    let files = OutputOptions::new().overwrite(args.in_place || args.output_args.force).sync(sync);
+    file_to_file(&source, target.as_ref(), &options, Path::new(&args.input), Path::new(output), &files)
+        .map_err(|f| source.explain(f))
+}
+
+/// The keyring that unwraps the source's data key (remembering what the message offered, for exit 3's
+/// explanation) and the one that makes the new data key.
+fn keyrings(args: &ReencryptArgs) -> Result<(Recording, Box<dyn Keyring>), Failure> {
+    let source = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
+    let target = keys::for_encrypt(args.new_keys.keys())?;
+    Ok((source, target))
+}
+
+fn file_to_file(
+    source: &Recording,
+    target: &dyn Keyring,
+    options: &ReencryptOptions,
+    input: &Path,
+    output: &Path,
+    files: &OutputOptions,
+) -> Result<(), Failure> {
+    reencrypt_path(source, target, options, input, output, files)
+        .map(drop)
+        .map_err(|e| Failure::reading(e).with_file(&input.display().to_string()))
+}
+
+/// stdin or stdout at either end: the new message's final frame is written only after the whole source
+/// verified, so a failure leaves on stdout a message that no reader accepts.
+fn streamed(args: &ReencryptArgs, options: &ReencryptOptions, output: &str) -> Result<(), Failure> {
+    let input = io::open_input(&args.input)?;
+    if output == "-" {
+        io::check_stdout_is_not_input(&args.input, &input)?;
+        io::check_message_stdout(args.output_args.force)?;
+        let (source, target) = keyrings(args)?;
+        let mut stdout = WipingBufWriter::with_capacity(64 << 10, io::raw_stdout());
+        reencrypt(&source, target.as_ref(), options, input.reader, &mut stdout)
+            .map_err(|e| source.explain(Failure::reading(e).with_file(&input.name)))?;
+        return stdout.flush().map_err(|e| Failure::io("cannot write to stdout".into(), e));
+    }
+    io::check_output(Path::new(output), args.output_args.force)?;
+    let (source, target) = keyrings(args)?;
+    let files = OutputOptions::new().overwrite(args.output_args.force).sync(!args.output_args.no_fsync);
+    let mut pending = PendingFile::create(Path::new(output), files.overwrites())
+        .map_err(|e| Failure::new(Code::Io, format!("{output}: cannot create: {e}")))?;
+    reencrypt(&source, target.as_ref(), options, input.reader, &mut pending)
+        .map_err(|e| source.explain(Failure::reading(e).with_file(&input.name)))?;
+    pending
+        .commit(files.syncs(), files.overwrites())
+        .map_err(|e| Failure::new(Code::Io, format!("{output}: cannot write: {e}")))
+}
+
+/// Whether two paths name one file (the same device and inode).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        a == b
+    }
+}
+
+/// `--dry-run`: each source's suite and data keys, read from its header without a key, and what the new
+/// message would have. Nothing is authenticated, so every line says so.
+fn dry_run(args: &ReencryptArgs) -> Result<(), Failure> {
+    let inputs: Vec<std::path::PathBuf> = if args.recursive {
+        let plan = tree::plan_in_place(Path::new(&args.input))?;
+        plan.inputs().map(Path::to_path_buf).collect()
+    } else {
+        vec![args.input.clone().into()]
+    };
+    let new_keys = describe_new_keys(args);
+    let mut stdout = std::io::stdout().lock();
+    let mut first_failure = None;
+    for path in inputs {
+        let name = path.display().to_string();
+        let line = io::open_header_input(&name).and_then(|mut input| {
+            let limits = DecryptLimits {
+                max_encrypted_data_keys: Some(args.max_encrypted_data_keys),
+                ..DecryptLimits::default()
+            };
+            let header =
+                Header::read_from(limits, &mut input.reader).map_err(|e| Failure::reading(e).with_file(&name))?;
+            Ok(describe_change(&name, &header, args, &new_keys))
+        });
+        match line {
+            Ok(line) => writeln!(stdout, "{line}").map_err(|e| Failure::io("cannot write to stdout".into(), e))?,
+            Err(failure) => {
+                eprintln!("kms-envelope: {failure}");
+                first_failure.get_or_insert(failure.code());
+            }
+        }
+    }
+    match first_failure {
+        Some(code) => Err(Failure::new(code, "--dry-run: some sources could not be read".into())),
+        None => Ok(()),
+    }
+}
+
+fn describe_new_keys(args: &ReencryptArgs) -> String {
+    let keys = args.new_keys.keys();
+    let mut described: Vec<String> = keys
+        .key_namespace
+        .iter()
+        .zip(&keys.key_name)
+        .map(|(namespace, name)| format!("key {name:?} of namespace {namespace:?}"))
+        .collect();
+    described.extend(keys.kms_key.iter().map(|id| format!("AWS KMS key {id:?}")));
+    described.extend(keys.kms_rsa_key.iter().map(|id| format!("AWS KMS RSA key {id:?}")));
+    described.join("; ")
+}
+
+fn describe_change(name: &str, header: &Header, args: &ReencryptArgs, new_keys: &str) -> String {
+    let from = header.suite();
+    let to = args.suite.map_or_else(|| default_target_suite(from), |s| s.0);
+    let old_keys: Vec<String> = header.encrypted_data_keys().iter().map(|edk| shortened(describe(edk))).collect();
+    let context = if args.replace_context { "replaced" } else { "kept" };
+    format!(
+        "{name}: would re-encrypt (from its unauthenticated header): suite 0x{:04X} -> 0x{:04X}; data keys [{}] -> \
+         [{new_keys}]; context {context}",
+        from.id(),
+        to.id(),
+        old_keys.join("; ")
+    )
+}

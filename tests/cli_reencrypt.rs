@@ -1,0 +1,244 @@
+//! `kms-envelope reencrypt`, run as a process: files, in place, trees, stdin and stdout, `--dry-run`, the
+//! exit codes of a tampered source and a wrong key, and a move from a raw key to a KMS key (moto).
+#![cfg(feature = "cli")]
+
+mod common;
+#[cfg(feature = "kms")]
+#[path = "common/kms.rs"]
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+const NS: &str = "pipeline";
+
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("old.key"), [0x42u8; 32]).unwrap();
+        fs::write(dir.path().join("new.key"), [0x17u8; 32]).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::cargo_bin("kms-envelope").unwrap();
+        cmd.current_dir(self.dir.path());
+        for var in ["AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS", "AWS_SESSION_TOKEN"] {
+            cmd.env_remove(var);
+        }
+        cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+        cmd
+    }
+
+    /// Runs `args`, asserts the exit code, returns (stdout, stderr).
+    fn run(&self, args: &[&str], code: i32) -> (Vec<u8>, String) {
+        let out = self.cmd().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: stderr: {stderr}");
+        (out.stdout, stderr)
+    }
+
+    /// Encrypts `plaintext` under the old key into `name` (signed, small frames: several of them).
+    fn message(&self, name: &str, plaintext: &[u8]) -> PathBuf {
+        fs::write(self.path("plain.tmp"), plaintext).unwrap();
+        let args = [&OLD[..], &["--suite", "0x0578", "--frame-length", "512", "--context", "app=billing"]].concat();
+        self.run(&[&["encrypt"][..], &args, &["plain.tmp", name]].concat(), 0);
+        fs::remove_file(self.path("plain.tmp")).unwrap();
+        self.path(name)
+    }
+
+    fn listing(&self) -> Vec<String> {
+        listing(self.dir.path())
+    }
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names
+}
+
+const OLD: [&str; 6] = ["--raw-key-file", "old.key", "--key-namespace", NS, "--key-name", "key-2025"];
+const NEW: [&str; 6] = ["--new-raw-key-file", "new.key", "--new-key-namespace", NS, "--new-key-name", "key-2026"];
+const NEW_AS_DECRYPT: [&str; 6] = ["--raw-key-file", "new.key", "--key-namespace", NS, "--key-name", "key-2026"];
+
+fn plaintext() -> Vec<u8> {
+    (0..5000u32).map(|i| (i % 241) as u8).collect()
+}
+
+fn reencrypt(parts: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec!["reencrypt".into()];
+    args.extend(OLD.iter().chain(&NEW).map(|s| s.to_string()));
+    args.extend(parts.iter().map(|s| s.to_string()));
+    args
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// The README's promise: the new message decrypts with the new key alone, keeps the context and the
+/// signed kind; the old key gets exit 3.
+#[test]
+fn a_file_reencrypted_decrypts_with_the_new_key_alone() {
+    let s = Scratch::new();
+    s.message("secrets.esdk", &plaintext());
+    s.run(&strs(&reencrypt(&["secrets.esdk", "rotated.esdk"])), 0);
+    assert_eq!(fs::metadata(s.path("rotated.esdk")).unwrap().permissions().mode() & 0o777, 0o600);
+    let (out, _) =
+        s.run(&[&["decrypt"][..], &NEW_AS_DECRYPT, &["--context", "app=billing", "rotated.esdk", "-"]].concat(), 0);
+    assert_eq!(out, plaintext());
+    let (_, stderr) = s.run(&[&["decrypt"][..], &OLD, &["rotated.esdk", "-"]].concat(), 3);
+    assert!(stderr.contains("rotated.esdk") && stderr.contains("key-2026"), "{stderr}");
+    let (json, _) = s.run(&["inspect", "--json", "rotated.esdk"], 0);
+    let header: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(header["suite"]["id"], "0x0578", "{header}");
+
+    // An existing OUTPUT is refused without --force, untouched.
+    let before = fs::read(s.path("rotated.esdk")).unwrap();
+    let (_, stderr) = s.run(&strs(&reencrypt(&["secrets.esdk", "rotated.esdk"])), 4);
+    assert!(stderr.contains("already exists"), "{stderr}");
+    assert_eq!(fs::read(s.path("rotated.esdk")).unwrap(), before);
+    s.run(&strs(&reencrypt(&["--force", "secrets.esdk", "rotated.esdk"])), 0);
+    assert_ne!(fs::read(s.path("rotated.esdk")).unwrap(), before, "a fresh data key and message id");
+}
+
+#[test]
+fn in_place_replaces_the_file_and_output_equal_to_input_is_refused() {
+    let s = Scratch::new();
+    let path = s.message("secrets.esdk", &plaintext());
+    let original = fs::read(&path).unwrap();
+    let (_, stderr) = s.run(&strs(&reencrypt(&["secrets.esdk", "./secrets.esdk"])), 2);
+    assert!(stderr.contains("--in-place"), "{stderr}");
+    s.run(&strs(&reencrypt(&["--force", "secrets.esdk", "./secrets.esdk"])), 2);
+    assert_eq!(fs::read(&path).unwrap(), original);
+    s.run(&strs(&reencrypt(&["--in-place", "secrets.esdk"])), 0);
+    assert_eq!(s.listing(), ["new.key", "old.key", "secrets.esdk"]);
+    let (out, _) = s.run(&[&["decrypt"][..], &NEW_AS_DECRYPT, &["secrets.esdk", "-"]].concat(), 0);
+    assert_eq!(out, plaintext());
+}
+
+/// A tampered source (exit 1) or a wrong unwrapping key (exit 3): nothing written, the source untouched, in
+/// place or not; to stdout, what came out is no complete message.
+#[test]
+fn a_tampered_source_or_a_wrong_key_writes_nothing() {
+    let s = Scratch::new();
+    let path = s.message("secrets.esdk", &plaintext());
+    let mut tampered = fs::read(&path).unwrap();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x01;
+    fs::write(&path, &tampered).unwrap();
+    let before = s.listing();
+    let (_, stderr) = s.run(&strs(&reencrypt(&["secrets.esdk", "rotated.esdk"])), 1);
+    assert!(stderr.contains("secrets.esdk") && stderr.contains("authenticat"), "{stderr}");
+    assert_eq!(s.listing(), before);
+    s.run(&strs(&reencrypt(&["--in-place", "secrets.esdk"])), 1);
+    assert_eq!(fs::read(&path).unwrap(), tampered);
+    assert_eq!(s.listing(), before);
+
+    let (partial, _) = s.run(&strs(&reencrypt(&["secrets.esdk", "-"])), 1);
+    fs::write(s.path("partial.esdk"), &partial).unwrap();
+    s.run(&[&["decrypt"][..], &NEW_AS_DECRYPT, &["partial.esdk", "out"]].concat(), 1);
+    assert!(!s.path("out").exists());
+    fs::remove_file(s.path("partial.esdk")).unwrap();
+
+    s.message("good.esdk", &plaintext());
+    let wrong = ["--raw-key-file", "new.key", "--key-namespace", NS, "--key-name", "key-2025"];
+    let args = [&["reencrypt"][..], &wrong, &NEW, &["good.esdk", "rotated.esdk"]].concat();
+    let (_, stderr) = s.run(&args, 3);
+    assert!(stderr.contains("key-2025"), "exit 3 names the data keys the message has: {stderr}");
+    assert!(!s.path("rotated.esdk").exists());
+}
+
+/// stdin to stdout: a pipeline step.
+#[test]
+fn stdin_to_stdout() {
+    let s = Scratch::new();
+    let path = s.message("secrets.esdk", &plaintext());
+    let out = s.cmd().args(strs(&reencrypt(&["-", "-"]))).pipe_stdin(&path).unwrap().output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    fs::write(s.path("rotated.esdk"), &out.stdout).unwrap();
+    let (plain, _) = s.run(&[&["decrypt"][..], &NEW_AS_DECRYPT, &["rotated.esdk", "-"]].concat(), 0);
+    assert_eq!(plain, plaintext());
+}
+
+/// A tree, into another directory with the same names, and in place; a file that is no message fails on
+/// its own line and the others are still done.
+#[test]
+fn a_tree_into_another_directory_and_in_place() {
+    let s = Scratch::new();
+    fs::create_dir_all(s.path("tree/sub")).unwrap();
+    s.message("tree/a.esdk", b"first");
+    s.message("tree/sub/b.esdk", b"second");
+    fs::write(s.path("tree/sub/not-a-message"), b"hello").unwrap();
+    let (_, stderr) = s.run(&strs(&reencrypt(&["-r", "tree", "rotated"])), 1);
+    assert!(stderr.contains("not-a-message") && stderr.contains("1 of 3 files failed"), "{stderr}");
+    for (name, want) in [("rotated/a.esdk", &b"first"[..]), ("rotated/sub/b.esdk", b"second")] {
+        let (out, _) = s.run(&[&["decrypt"][..], &NEW_AS_DECRYPT, &[name, "-"]].concat(), 0);
+        assert_eq!(out, want, "{name}");
+    }
+    assert_eq!(listing(&s.path("rotated/sub")), ["b.esdk"]);
+
+    fs::remove_file(s.path("tree/sub/not-a-message")).unwrap();
+    s.run(&strs(&reencrypt(&["-r", "--in-place", "tree"])), 0);
+    let (out, _) = s.run(&[&["decrypt"][..], &NEW_AS_DECRYPT, &["tree/sub/b.esdk", "-"]].concat(), 0);
+    assert_eq!(out, b"second");
+    assert_eq!(listing(&s.path("tree/sub")), ["b.esdk"]);
+}
+
+/// `--dry-run` reads headers only: no key file is even opened (they do not exist here), nothing is written,
+/// and each line says that what it shows is unauthenticated; control characters in the header are escaped.
+#[test]
+fn dry_run_uses_no_key_and_writes_nothing() {
+    let s = Scratch::new();
+    s.message("secrets.esdk", &plaintext());
+    fs::remove_file(s.path("old.key")).unwrap();
+    fs::remove_file(s.path("new.key")).unwrap();
+    let before = s.listing();
+    let (out, _) = s.run(&strs(&reencrypt(&["--dry-run", "secrets.esdk"])), 0);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("unauthenticated") && out.contains("0x0578 -> 0x0578"), "{out}");
+    assert!(out.contains("\"key-2025\"") && out.contains("\"key-2026\""), "{out}");
+    assert_eq!(s.listing(), before);
+}
+
+/// From a raw key to an AWS KMS key (moto), then from that KMS key to another: the README's rotation.
+#[cfg(feature = "kms")]
+#[test]
+fn from_a_raw_key_to_kms_and_on_to_another_kms_key() {
+    use support::Moto;
+    let Some(moto) = Moto::get() else { return };
+    let (first, second) = (moto.create_key(), moto.create_key());
+    let s = Scratch::new();
+    s.message("secrets.esdk", &plaintext());
+    let with_moto = |args: &[&str], code: i32| {
+        let out = s
+            .cmd()
+            .env("AWS_ENDPOINT_URL_KMS", &moto.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        out.stdout
+    };
+    with_moto(&[&["reencrypt"][..], &OLD, &["--new-kms-key", &first, "--in-place", "secrets.esdk"]].concat(), 0);
+    with_moto(&["reencrypt", "--kms-key", &first, "--new-kms-key", &second, "--in-place", "secrets.esdk"], 0);
+    assert_eq!(with_moto(&["decrypt", "--kms-key", &second, "secrets.esdk", "-"], 0), plaintext());
+    with_moto(&["decrypt", "--kms-key", &first, "secrets.esdk", "-"], 3);
+}
