@@ -175,9 +175,13 @@ pub use stream::ReencryptOptions;
 #[doc(inline)]
 pub use stream::Reencrypted;
 #[doc(inline)]
+pub use stream::Rotation;
+#[doc(inline)]
 pub use stream::SeekSource;
 #[doc(inline)]
 pub use stream::SeekableDecryptor;
+#[doc(inline)]
+pub use stream::TargetKeys;
 #[doc(inline)]
 pub use stream::decrypt;
 #[doc(inline)]
@@ -197,6 +201,8 @@ pub use stream::encrypt_into;
 pub use stream::reencrypt;
 #[doc(inline)]
 pub use stream::reencrypt_path;
+#[doc(inline)]
+pub use stream::rotation_status;
 /// The AES-GCM implementation this build seals frames with: `"aes-gcm (RustCrypto)"`, `"aws-lc-rs"` (with
 /// feature `aws-lc`, which `kms` and `rsa` turn on) or `"aws-lc-rs (FIPS)"` (feature `fips`); for version
 /// strings and benchmark reports.

@@ -61,6 +61,11 @@ impl Scratch {
     fn listing(&self) -> Vec<String> {
         listing(self.dir.path())
     }
+
+    /// `line` run by `sh` in the scratch directory.
+    fn cmd_sh(&self, line: &str) -> std::process::Output {
+        std::process::Command::new("sh").arg("-c").arg(line).current_dir(self.dir.path()).output().unwrap()
+    }
 }
 
 fn listing(dir: &Path) -> Vec<String> {
@@ -128,6 +133,28 @@ fn in_place_replaces_the_file_and_output_equal_to_input_is_refused() {
     assert_eq!(s.listing(), ["new.key", "old.key", "secrets.esdk"]);
     let (out, _) = s.run(&[&["decrypt"][..], &NEW_AS_DECRYPT, &["secrets.esdk", "-"]].concat(), 0);
     assert_eq!(out, plaintext());
+
+    // A retried run: the file, which the new key now opens, is left as it is; --force re-encrypts it.
+    let rotated = fs::read(&path).unwrap();
+    let (_, stderr) = s.run(&strs(&reencrypt(&["--in-place", "--verify-all-keys", "secrets.esdk"])), 0);
+    assert!(stderr.contains("already under the new keys"), "{stderr}");
+    assert_eq!(fs::read(&path).unwrap(), rotated);
+    let again = [&["reencrypt"][..], &NEW_AS_DECRYPT, &NEW, &["--in-place", "--force", "secrets.esdk"]].concat();
+    s.run(&again, 0);
+    assert_ne!(fs::read(&path).unwrap(), rotated, "a new data key under the same key");
+    // A header that names the new key but that the new key does not open is no reason to skip: it is the
+    // old key that opens it, and it is re-encrypted.
+    let planted = s.message("planted.esdk", b"planted");
+    let mut bytes = fs::read(&planted).unwrap();
+    let (at, len) = (find(&bytes, b"key-2025"), "key-2025".len());
+    bytes[at..at + len].copy_from_slice(b"key-2026");
+    fs::write(&planted, &bytes).unwrap();
+    let (_, stderr) = s.run(&strs(&reencrypt(&["--in-place", "planted.esdk"])), 3);
+    assert!(!stderr.contains("already under"), "{stderr}");
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack.windows(needle.len()).position(|w| w == needle).expect("present")
 }
 
 /// A tampered source (exit 1) or a wrong unwrapping key (exit 3): nothing written, the source untouched, in
@@ -241,4 +268,87 @@ fn from_a_raw_key_to_kms_and_on_to_another_kms_key() {
     with_moto(&["reencrypt", "--kms-key", &first, "--new-kms-key", &second, "--in-place", "secrets.esdk"], 0);
     assert_eq!(with_moto(&["decrypt", "--kms-key", &second, "secrets.esdk", "-"], 0), plaintext());
     with_moto(&["decrypt", "--kms-key", &first, "secrets.esdk", "-"], 3);
+}
+
+/// What an outside review found (each was exit 0 before): a key file as stdout or OUTPUT, a hard-linked
+/// file in place, a suite without commitment, stdin in place, one new pair given two values.
+#[test]
+fn key_files_hard_links_and_command_line_mistakes_are_refused() {
+    let s = Scratch::new();
+    let path = s.message("secrets.esdk", &plaintext());
+    let keys = (fs::read(s.path("old.key")).unwrap(), fs::read(s.path("new.key")).unwrap());
+    for key in ["old.key", "new.key"] {
+        let line =
+            format!("{} {} secrets.esdk - 1<> {key}", env!("CARGO_BIN_EXE_kms-envelope"), reencrypt(&[]).join(" "));
+        let out = s.cmd_sh(&line);
+        assert_eq!(out.status.code(), Some(2), "stdout {key}: {}", String::from_utf8_lossy(&out.stderr));
+        let (_, stderr) = s.run(&strs(&reencrypt(&["--force", "secrets.esdk", key])), 2);
+        assert!(stderr.contains("key file"), "{stderr}");
+    }
+    assert_eq!((fs::read(s.path("old.key")).unwrap(), fs::read(s.path("new.key")).unwrap()), keys);
+
+    fs::hard_link(&path, s.path("link.esdk")).unwrap();
+    let original = fs::read(&path).unwrap();
+    let (_, stderr) = s.run(&strs(&reencrypt(&["--in-place", "secrets.esdk"])), 4);
+    assert!(stderr.contains("2 hard links"), "{stderr}");
+    assert_eq!(fs::read(&path).unwrap(), original);
+    s.run(&strs(&reencrypt(&["--in-place", "--force", "secrets.esdk"])), 0);
+    assert_eq!(fs::read(s.path("link.esdk")).unwrap(), original, "the other name keeps the old message");
+
+    let (_, stderr) = s.run(&strs(&reencrypt(&["--suite", "0x0178", "link.esdk", "x.esdk"])), 2);
+    assert!(stderr.contains("key commitment"), "{stderr}");
+    s.run(&strs(&reencrypt(&["--in-place", "-"])), 2);
+    s.run(&strs(&reencrypt(&["--new-context", "a=1", "--new-require-context", "a=2", "link.esdk", "x.esdk"])), 2);
+    assert!(!s.path("x.esdk").exists());
+}
+
+/// A source that is no regular file (a pipe named /dev/stdin) is read to its end: its size is no bound.
+#[test]
+fn a_source_that_is_a_pipe_by_name() {
+    let s = Scratch::new();
+    let path = s.message("secrets.esdk", &plaintext());
+    let out =
+        s.cmd().args(strs(&reencrypt(&["/dev/stdin", "rotated.esdk"]))).pipe_stdin(&path).unwrap().output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let (plain, _) = s.run(&[&["decrypt"][..], &NEW_AS_DECRYPT, &["rotated.esdk", "-"]].concat(), 0);
+    assert_eq!(plain, plaintext());
+}
+
+/// A symbolic link to a directory inside OUTPUT is not written through, by reencrypt or decrypt; a file
+/// name with control characters reaches --dry-run's stdout escaped.
+#[test]
+fn trees_neither_follow_links_in_output_nor_print_raw_names() {
+    let s = Scratch::new();
+    fs::create_dir_all(s.path("tree/sub")).unwrap();
+    fs::create_dir_all(s.path("out")).unwrap();
+    fs::create_dir_all(s.path("elsewhere")).unwrap();
+    s.message("tree/sub/b.esdk", b"second");
+    std::os::unix::fs::symlink("../elsewhere", s.path("out/sub")).unwrap();
+    let (_, stderr) = s.run(&strs(&reencrypt(&["-r", "tree", "out"])), 4);
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    let decrypt = [&["decrypt", "-r"][..], &OLD, &["tree", "out"]].concat();
+    s.run(&decrypt, 4);
+    assert_eq!(listing(&s.path("elsewhere")), Vec::<String>::new());
+
+    let evil = "evil\u{1b}]0;PWNED\u{7}\nline.esdk";
+    fs::rename(s.path("tree/sub/b.esdk"), s.path("tree/sub").join(evil)).unwrap();
+    let (out, _) = s.run(&strs(&reencrypt(&["--dry-run", "-r", "tree"])), 0);
+    let out = String::from_utf8(out).unwrap();
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}') && out.lines().count() == 1, "{out:?}");
+}
+
+/// In place as root, a file owned by someone else keeps its owner (the service reading it keeps access).
+#[test]
+fn in_place_keeps_the_owner() {
+    use std::os::unix::fs::MetadataExt as _;
+    let s = Scratch::new();
+    let path = s.message("secrets.esdk", &plaintext());
+    let me = fs::metadata(&path).unwrap().uid();
+    let owner = if me == 0 { 65534 } else { me };
+    if me == 0 {
+        std::os::unix::fs::chown(&path, Some(owner), Some(owner)).unwrap();
+    }
+    s.run(&strs(&reencrypt(&["--in-place", "secrets.esdk"])), 0);
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (owner, 0o600));
 }

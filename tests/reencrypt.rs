@@ -515,3 +515,93 @@ fn an_explicit_suite_and_a_strict_source_policy_apply() {
         .unwrap();
     assert_eq!(&upgraded[1..3], &[0x04, 0x78]);
 }
+
+/// A keyring that adds, after the real ones, a garbage copy of the data key that claims to be wrapped by
+/// `impostor`'s key: what a writer who can encrypt under one new key could plant for another.
+struct PlantsGarbageFor {
+    real: MultiKeyring,
+    impostor: RawAesKeyring,
+}
+
+impl Keyring for PlantsGarbageFor {
+    fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
+        Box::pin(async move {
+            let mut real = self.real.on_encrypt(materials).await?;
+            // The impostor's EDK shape (its provider id and key name, a fresh IV), with a ciphertext that
+            // unwraps to nothing.
+            let suite = AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY;
+            let shape = EncryptionMaterials::new(suite, Default::default(), Default::default());
+            let shape = self.impostor.on_encrypt(shape).await?;
+            let mut garbage = shape.encrypted_data_keys()[0].clone();
+            garbage.ciphertext.iter_mut().for_each(|b| *b ^= 0x5a);
+            real.add_encrypted_data_key(garbage);
+            Ok(real)
+        })
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        materials: DecryptionMaterials,
+        edks: &'a [EncryptedDataKey],
+    ) -> KeyringFuture<'a, DecryptionMaterials> {
+        self.real.on_decrypt(materials, edks)
+    }
+}
+
+/// The skip check of a retried job: done only once the new keys authenticated the header, with exactly the
+/// new keys' data keys, the target suite and context; `verify_all_keys` catches a planted garbage copy.
+#[test]
+fn rotation_status_is_done_only_when_authenticated_under_exactly_the_new_keys() {
+    use kms_envelope::{Rotation, TargetKeys, rotation_status};
+    let second = || RawAesKeyring::new("kms-envelope-rotation", "dr-key", &[0x99; 32]).unwrap();
+    let both = || MultiKeyring::new(new_keyring()).with_child(second());
+    let target = TargetKeys::of(&both()).unwrap();
+    let options = ReencryptOptions::new();
+    let status =
+        |message: &[u8], verify_all: bool| rotation_status(&both(), &target, &options, verify_all, message).unwrap();
+
+    let (source, _) = signed_source();
+    assert!(matches!(status(&source, false), Rotation::Needed(_)), "under the old key");
+    let mut rotated = Vec::new();
+    reencrypt(&old_keyring(), &both(), &options, &source[..], &mut rotated).unwrap();
+    assert_eq!(status(&rotated, false), Rotation::Done);
+    assert_eq!(status(&rotated, true), Rotation::Done);
+
+    // One of the new keys missing, an old key left over, another suite, another context: not done.
+    let signed = EncryptOptions::new()
+        .suite(AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384)
+        .context("purpose", "rotation");
+    let only_one = encrypt(&new_keyring(), &signed, b"x").unwrap();
+    assert_eq!(status(&only_one, false), Rotation::Needed("its data keys are not exactly the new keys'"));
+    let leftover = encrypt(&both().with_child(old_keyring()), &signed, b"x").unwrap();
+    assert_eq!(status(&leftover, false), Rotation::Needed("its data keys are not exactly the new keys'"));
+    let unsigned = encrypt(&both(), &EncryptOptions::new().context("purpose", "rotation"), b"x").unwrap();
+    assert!(matches!(status(&unsigned, false), Rotation::Done), "an unsigned message stays unsigned");
+    let other_suite =
+        ReencryptOptions::new().target(EncryptOptions::new().suite(AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY));
+    let signed_message = encrypt(&both(), &signed, b"x").unwrap();
+    assert_eq!(
+        rotation_status(&both(), &target, &other_suite, false, &signed_message[..]).unwrap(),
+        Rotation::Needed("its suite is not the new one")
+    );
+    let more_context = ReencryptOptions::new().target(EncryptOptions::new().context("added", "a"));
+    assert_eq!(
+        rotation_status(&both(), &target, &more_context, false, &signed_message[..]).unwrap(),
+        Rotation::Needed("its encryption context is not the new one")
+    );
+
+    // A writer who can encrypt under one new key adds a garbage copy for the other: only verify_all_keys
+    // finds it.
+    let planted =
+        encrypt(&PlantsGarbageFor { real: MultiKeyring::new(new_keyring()), impostor: second() }, &signed, b"x")
+            .unwrap();
+    assert_eq!(status(&planted, false), Rotation::Done, "one new key authenticates it; the other's copy is not tried");
+    assert_eq!(status(&planted, true), Rotation::Needed("one of its data keys does not unwrap with the new keys"));
+
+    // A header that names the new key, planted by a writer without it: the new key does not open it.
+    let impostor_only = PlantsGarbageFor { real: MultiKeyring::new(old_keyring()), impostor: new_keyring() };
+    let forged = encrypt(&impostor_only, &signed, b"x").unwrap();
+    let forged_target = TargetKeys::of(&MultiKeyring::new(old_keyring()).with_child(new_keyring())).unwrap();
+    let with_new = |m: &[u8]| rotation_status(&new_keyring(), &forged_target, &options, false, m).unwrap();
+    assert_eq!(with_new(&forged), Rotation::Needed("the new keys do not open it"));
+}

@@ -687,13 +687,19 @@ pub struct ReencryptArgs {
     pub threads: Option<u16>,
     #[command(flatten)]
     pub output_args: OutputArgs,
-    /// Replace each INPUT file by its re-encryption (atomically, once it verified); no OUTPUT.
+    /// Replace each INPUT file by its re-encryption (atomically, once it verified); no OUTPUT. A message
+    /// the new keys already open, with exactly their data keys and the target suite and context, is left as
+    /// it is (say so with --force to re-encrypt it anyway), so a retried run does no work twice.
     #[arg(long)]
     pub in_place: bool,
     /// INPUT is a directory: re-encrypt each file below it, into OUTPUT (a directory mirroring the tree, the
     /// same names) or with --in-place.
     #[arg(long, short)]
     pub recursive: bool,
+    /// With --in-place, before the skip of a message already under the new keys: also unwrap each of its
+    /// data keys with the new keys (one KMS call per key), not just one.
+    #[arg(long, requires = "in_place")]
+    pub verify_all_keys: bool,
     /// Print what would change, from each source's header, which is not authenticated by this (no key is
     /// used, nothing is written).
     #[arg(long)]

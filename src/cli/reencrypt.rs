@@ -6,8 +6,8 @@ use std::path::Path;
 use kms_envelope::stream::file::PendingFile;
 use kms_envelope::stream::{WipingBufWriter, default_target_suite};
 use kms_envelope::{
-    DecryptLimits, DecryptOptions, EncryptOptions, Header, Keyring, OutputOptions, ReencryptOptions, reencrypt,
-    reencrypt_path,
+    DecryptLimits, DecryptOptions, EncryptOptions, Header, Keyring, OutputOptions, ReencryptOptions, Rotation,
+    TargetKeys, reencrypt, reencrypt_path, rotation_status,
 };
 
 use super::args::ReencryptArgs;
@@ -47,6 +47,7 @@ pub fn run(args: &ReencryptArgs) -> Result<(), Failure> {
     if io::is_s3(&args.input) || output.is_some_and(io::is_s3) {
         return Err(Failure::usage("reencrypt reads and writes files or -, not S3 objects (not yet)".into()));
     }
+    check_usage(args)?;
     if args.dry_run {
         return dry_run(args);
     }
@@ -60,7 +61,12 @@ pub fn run(args: &ReencryptArgs) -> Result<(), Failure> {
         let (source, target) = keyrings(args)?;
         // In place, each file is its own destination; otherwise an existing one is replaced only with --force.
         let files = OutputOptions::new().overwrite(args.in_place || args.output_args.force).sync(sync);
+        let skip = skip_check(args, target.as_ref())?;
         return tree::run(plan, |job| {
+            check_single_link(args, &job.input)?;
+            if already_done(args, skip.as_ref(), target.as_ref(), &options, &job.input)? {
+                return Ok(());
+            }
             file_to_file(&source, target.as_ref(), &options, &job.input, &job.output, &files)
                 .map_err(|f| source.explain(f))
         });
@@ -73,12 +79,85 @@ pub fn run(args: &ReencryptArgs) -> Result<(), Failure> {
         if same_file(Path::new(&args.input), Path::new(output)) {
             return Err(Failure::usage(format!("{output}: is INPUT; to replace it, use --in-place without OUTPUT")));
         }
+        check_not_a_key_file(args, Path::new(output))?;
         io::check_output(Path::new(output), args.output_args.force)?;
     }
+    check_single_link(args, Path::new(&args.input))?;
     let (source, target) = keyrings(args)?;
+    let skip = skip_check(args, target.as_ref())?;
+    if already_done(args, skip.as_ref(), target.as_ref(), &options, Path::new(&args.input))? {
+        return Ok(());
+    }
     let files = OutputOptions::new().overwrite(args.in_place || args.output_args.force).sync(sync);
     file_to_file(&source, target.as_ref(), &options, Path::new(&args.input), Path::new(output), &files)
         .map_err(|f| source.explain(f))
+}
+
+/// The new keys as the skip check compares them, for an in-place run without --force (one throwaway data
+/// key made and wrapped, once per run).
+fn skip_check(args: &ReencryptArgs, target: &dyn Keyring) -> Result<Option<TargetKeys>, Failure> {
+    if !args.in_place || args.output_args.force {
+        return Ok(None);
+    }
+    TargetKeys::of(target).map(Some).map_err(|e| {
+        Failure::writing(e).with_note("the new keys could not wrap a data key (needed to tell which files are done)")
+    })
+}
+
+/// Whether `path` is already under the new keys, authenticated (see `rotation_status`): then it is left as
+/// it is, with a line on stderr unless --quiet.
+fn already_done(
+    args: &ReencryptArgs,
+    skip: Option<&TargetKeys>,
+    target: &dyn Keyring,
+    options: &ReencryptOptions,
+    path: &Path,
+) -> Result<bool, Failure> {
+    let Some(target_keys) = skip else { return Ok(false) };
+    let name = path.display().to_string();
+    let input = std::fs::File::open(path).map_err(|e| Failure::io(format!("cannot open {name}"), e))?;
+    let reader = std::io::BufReader::new(input);
+    let status = rotation_status(target, target_keys, options, args.verify_all_keys, reader)
+        .map_err(|e| Failure::reading(e).with_file(&name))?;
+    if status == Rotation::Done && !args.output_args.quiet {
+        eprintln!(
+            "kms-envelope: {name}: already under the new keys (authenticated); left as it is (--force re-encrypts it)"
+        );
+    }
+    Ok(status == Rotation::Done)
+}
+
+/// Command-line mistakes, refused (exit 2) before any file or key is read, --dry-run included.
+fn check_usage(args: &ReencryptArgs) -> Result<(), Failure> {
+    if args.input == "-" && (args.in_place || args.recursive) {
+        return Err(Failure::usage("INPUT - (stdin) cannot be re-encrypted in place or with --recursive".into()));
+    }
+    if let Some(suite) = args.suite.filter(|s| !s.0.is_committing()) {
+        return Err(Failure::usage(format!(
+            "--suite 0x{:04X} has no key commitment: a re-encrypted message uses 0x0478 or 0x0578",
+            suite.0.id()
+        )));
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for (k, v) in args.new_context.iter().chain(&args.new_require_context) {
+        if seen.insert(k, v).is_some_and(|earlier| earlier != v) {
+            return Err(Failure::usage(format!("--new-context/--new-require-context give {k:?} two values")));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an OUTPUT that is one of the key files (as `-` it is checked as stdout).
+fn check_not_a_key_file(args: &ReencryptArgs, output: &Path) -> Result<(), Failure> {
+    let keys = args.keys.files().chain(args.new_keys.keys().files());
+    match keys.into_iter().find(|key| same_file(key, output)) {
+        Some(key) => Err(Failure::usage(format!(
+            "{}: is the key file {}; refusing to write over a key",
+            output.display(),
+            key.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The keyring that unwraps the source's data key (remembering what the message offered, for exit 3's
@@ -87,6 +166,29 @@ fn keyrings(args: &ReencryptArgs) -> Result<(Recording, Box<dyn Keyring>), Failu
     let source = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
     let target = keys::for_encrypt(args.new_keys.keys())?;
     Ok((source, target))
+}
+
+/// In place, a file with other hard links is refused unless --force: the other names would keep the old
+/// message, under the old key, which a rotation must not leave behind unseen.
+fn check_single_link(args: &ReencryptArgs, path: &Path) -> Result<(), Failure> {
+    #[cfg(unix)]
+    if args.in_place && !args.output_args.force {
+        use std::os::unix::fs::MetadataExt;
+        let links = std::fs::symlink_metadata(path).map(|m| m.nlink()).unwrap_or(1);
+        if links > 1 {
+            return Err(Failure::new(
+                Code::Io,
+                format!(
+                    "{}: has {links} hard links; in place only this name would get the new message, the others \
+                     keeping the old one (re-encrypt each elsewhere, or --force to replace this name anyway)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (args, path);
+    Ok(())
 }
 
 fn file_to_file(
@@ -108,6 +210,8 @@ fn streamed(args: &ReencryptArgs, options: &ReencryptOptions, output: &str) -> R
     let input = io::open_input(&args.input)?;
     if output == "-" {
         io::check_stdout_is_not_input(&args.input, &input)?;
+        io::check_stdout_is_not_a_key_file(&args.keys)?;
+        io::check_stdout_is_not_a_key_file(args.new_keys.keys())?;
         io::check_message_stdout(args.output_args.force)?;
         let (source, target) = keyrings(args)?;
         let mut stdout = WipingBufWriter::with_capacity(64 << 10, io::raw_stdout());
@@ -115,6 +219,7 @@ fn streamed(args: &ReencryptArgs, options: &ReencryptOptions, output: &str) -> R
             .map_err(|e| source.explain(Failure::reading(e).with_file(&input.name)))?;
         return stdout.flush().map_err(|e| Failure::io("cannot write to stdout".into(), e));
     }
+    check_not_a_key_file(args, Path::new(output))?;
     io::check_output(Path::new(output), args.output_args.force)?;
     let (source, target) = keyrings(args)?;
     let files = OutputOptions::new().overwrite(args.output_args.force).sync(!args.output_args.no_fsync);
@@ -199,8 +304,9 @@ fn describe_change(name: &str, header: &Header, args: &ReencryptArgs, new_keys: 
     let old_keys: Vec<String> = header.encrypted_data_keys().iter().map(|edk| shortened(describe(edk))).collect();
     let context = if args.replace_context { "replaced" } else { "kept" };
     format!(
-        "{name}: would re-encrypt (from its unauthenticated header): suite 0x{:04X} -> 0x{:04X}; data keys [{}] -> \
+        "{}: would re-encrypt (from its unauthenticated header): suite 0x{:04X} -> 0x{:04X}; data keys [{}] -> \
          [{new_keys}]; context {context}",
+        kms_envelope::escape::escaped(name),
         from.id(),
         to.id(),
         old_keys.join("; ")

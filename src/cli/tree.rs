@@ -130,11 +130,12 @@ pub fn run(plan: Plan, mut each: impl FnMut(&Job) -> Result<(), Failure>) -> Res
         eprintln!("kms-envelope: {problem}");
     }
     for job in &jobs {
-        let result = match job.output.parent() {
-            Some(parent) if !parent.is_dir() => create_dirs(parent, &mut created),
-            _ => Ok(()),
-        }
-        .and_then(|()| each(job));
+        let result = check_no_symlink_below(&output_root, &job.output)
+            .and_then(|()| match job.output.parent() {
+                Some(parent) if !parent.is_dir() => create_dirs(parent, &mut created),
+                _ => Ok(()),
+            })
+            .and_then(|()| each(job));
         if let Err(failure) = result {
             eprintln!("kms-envelope: {failure}");
             first.get_or_insert(failure.code());
@@ -148,6 +149,21 @@ pub fn run(plan: Plan, mut each: impl FnMut(&Job) -> Result<(), Failure>) -> Res
         let _ = fs::remove_dir(dir);
     }
     Err(Failure::new(code, format!("{failed} of {total} {} failed", super::plural(total, "file", "files"))))
+}
+
+/// Refuses an output whose directories below `root` include a symbolic link (one put in the output tree
+/// would carry outputs, plaintext on decrypt, to wherever it points).
+fn check_no_symlink_below(root: &Path, output: &Path) -> Result<(), Failure> {
+    let Some(parent) = output.parent() else { return Ok(()) };
+    for dir in parent.ancestors().take_while(|dir| *dir != root && dir.starts_with(root)) {
+        if fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Failure::new(
+                Code::Io,
+                format!("{}: is a symbolic link in the output tree; refusing to write through it", dir.display()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The decrypt output name: `name.encrypted` becomes `name`, anything else gets `.decrypted`.

@@ -109,6 +109,16 @@ pub(crate) async fn open_header(
     options: &DecryptOptions,
     header: &Header,
 ) -> Result<OpenedHeader> {
+    open_header_with(keyring, options, header, &distinct_edks(header.encrypted_data_keys())).await
+}
+
+/// [`open_header`], offering the keyring only `edks` (some of the header's) to unwrap the data key from.
+pub(crate) async fn open_header_with(
+    keyring: &dyn Keyring,
+    options: &DecryptOptions,
+    header: &Header,
+    edks: &[EncryptedDataKey],
+) -> Result<OpenedHeader> {
     let suite = header.suite();
     if header.content_type() == ContentType::Framed {
         // Before the keyring: a frame that cannot be buffered is refused without a KMS call.
@@ -154,8 +164,7 @@ pub(crate) async fn open_header(
     };
 
     let materials = DecryptionMaterials::new(suite, context.clone(), required.clone());
-    let edks = distinct_edks(header.encrypted_data_keys());
-    let mut materials = keyring.on_decrypt(materials, &edks).await?;
+    let mut materials = keyring.on_decrypt(materials, edks).await?;
     let data_key = materials.take_data_key().ok_or_else(|| Error::NoDataKeyDecrypted { reasons: Vec::new() })?;
 
     let only_auth: EncryptionContext = context.iter().filter(|(k, _)| required.contains(*k)).collect();

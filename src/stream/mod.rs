@@ -35,7 +35,10 @@ pub use range::{MessageLayout, SeekableDecryptor, decrypt_range};
 #[cfg(feature = "async")]
 pub use range_source::AsyncRangeSource;
 pub use range_source::{RangeSource, SeekSource};
-pub use reencrypt::{ReencryptOptions, Reencrypted, default_target_suite, reencrypt, reencrypt_path};
+pub use reencrypt::{
+    ReencryptOptions, Reencrypted, Rotation, TargetKeys, default_target_suite, reencrypt, reencrypt_path,
+    rotation_status,
+};
 
 use crate::error::{Error, Result};
 use crate::format::header::{ContentType, Header, HeaderDecoder};

@@ -31,21 +31,23 @@
 //! failure of the source the output lacks its final frame, which every ESDK rejects, and the file and S3
 //! variants never commit it at all.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use super::cmm::{open_header, prepare_encrypt};
+use super::cmm::{open_header, open_header_with, prepare_encrypt};
 use super::file::{OutputOptions, PendingFile};
 use super::options::{DecryptOptions, EncryptOptions};
 use super::{Decryptor, Encryptor};
 use crate::error::{Error, Result};
 use crate::format::context::{EncryptionContext, RESERVED_PREFIX};
+use crate::format::edk::EncryptedDataKey;
 use crate::format::header::{Header, HeaderDecoder, MessageId};
 use crate::format::suite::AlgorithmSuite;
 #[cfg(doc)]
 use crate::format::suite::CommitmentPolicy;
-use crate::keyring::{Keyring, block_on};
+use crate::keyring::{EncryptionMaterials, Keyring, block_on};
 
 /// How a message is re-encrypted: how the source is read, and what the new message looks like.
 ///
@@ -186,7 +188,9 @@ pub fn reencrypt<R: Read, W: Write>(
 /// new message is complete; on any error nothing new is left at `destination`.
 ///
 /// `destination` may be `source` itself (with [`OutputOptions::overwrite`]): the file is replaced in one
-/// rename, and refused if another file took the source's name while it was being read. Unless the target
+/// rename (keeping its owner and group where this process may set them; the mode is 0600), and refused if
+/// another file took the source's name while it was being read. Other hard links to it keep the old
+/// message. Unless the target
 /// options declare a plaintext bound, the source's length is declared (a message's plaintext is shorter),
 /// so that a [`CachingKeyring`](crate::CachingKeyring) as the target keyring can reuse its data key.
 ///
@@ -223,10 +227,17 @@ pub fn reencrypt_path(
     let input = File::open(source)?;
     let read = input.metadata()?;
     let mut declared = options.clone();
-    if declared.target.max_plaintext_length.is_none() {
+    if declared.target.max_plaintext_length.is_none() && read.is_file() {
         declared.target.max_plaintext_length = Some(read.len());
     }
     let mut pending = PendingFile::create(destination, output.overwrites())?;
+    #[cfg(unix)]
+    if same_path(source, destination) {
+        // In place, the file keeps its owner and group where this process may give them (as root, or as
+        // its owner with a group of its own); the mode stays 0600.
+        use std::os::unix::fs::MetadataExt;
+        let _ = std::os::unix::fs::fchown(pending.file(), Some(read.uid()), Some(read.gid()));
+    }
     if output.syncs() {
         pending.sync_while_writing();
     }
@@ -308,4 +319,106 @@ fn target_options(
     }
     target.context = context;
     Ok(target)
+}
+
+/// The keys a target keyring wraps new data keys under, as [`rotation_status`] compares them with a
+/// message's encrypted data keys: provider id and provider info, without a raw AES key's per-key IV.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetKeys {
+    keys: BTreeSet<(String, Vec<u8>)>,
+}
+
+impl TargetKeys {
+    /// Asks `keyring` once to make and wrap a throwaway data key (for a KMS keyring, one GenerateDataKey
+    /// call) and records the keys it wrapped it under. Do it once per run, not per message.
+    ///
+    /// # Errors
+    ///
+    /// The keyring fails to make or wrap the data key.
+    pub fn of(keyring: &dyn Keyring) -> Result<Self> {
+        let suite = AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY;
+        let materials = EncryptionMaterials::new(suite, EncryptionContext::new(), BTreeSet::new());
+        let materials = block_on(keyring.on_encrypt(materials))?;
+        Ok(Self { keys: materials.encrypted_data_keys().iter().map(wrapping_key).collect() })
+    }
+}
+
+/// An EDK's wrapping key as [`TargetKeys`] records it. A raw AES EDK's provider info ends in its tag length
+/// (128 bits), IV length (12) and IV, which differ per message; the key name before them does not.
+fn wrapping_key(edk: &EncryptedDataKey) -> (String, Vec<u8>) {
+    const RAW_AES_LENGTHS: [u8; 8] = [0, 0, 0, 128, 0, 0, 0, 12];
+    let info = &edk.provider_info[..];
+    let name = match info.len().checked_sub(20) {
+        Some(at) if info[at..at + 8] == RAW_AES_LENGTHS => &info[..at],
+        _ => info,
+    };
+    (edk.provider_id.clone(), name.to_vec())
+}
+
+/// Whether a message still needs re-encrypting: see [`rotation_status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rotation {
+    /// The new keys alone opened it (the data key unwrapped, the key commitment and the header tag
+    /// verified), its data keys are exactly the new keys', and its suite and context are what
+    /// re-encrypting would give: nothing to do.
+    Done,
+    /// It still needs re-encrypting, for this reason.
+    Needed(&'static str),
+}
+
+/// Whether the message that `input` starts with is already what [`reencrypt`] with `options` and
+/// `target_keyring` would make of it, so that a retried job can skip it. Only its header is read.
+///
+/// The answer is never taken from header fields alone, since anyone who can write the file or object can
+/// plant a header naming the new keys: it is [`Rotation::Done`] only once `target_keyring` unwrapped the
+/// data key and the key commitment and header tag verified, with the message's encrypted data keys exactly
+/// `target_keys` (a leftover old key means not done). That unwraps one data key (one KMS call, or a cache
+/// hit). With `verify_all_keys`, each data key the message holds must unwrap on its own to the committed
+/// data key (one call per key): without it, a writer who can encrypt under one new key could add a
+/// garbage copy for another new key, which a reader holding only that key could not use.
+///
+/// # Errors
+///
+/// The header cannot be read (not a message, a limit, I/O); a key that fails to unwrap is not an error but
+/// [`Rotation::Needed`].
+pub fn rotation_status<R: Read>(
+    target_keyring: &dyn Keyring,
+    target_keys: &TargetKeys,
+    options: &ReencryptOptions,
+    verify_all_keys: bool,
+    mut input: R,
+) -> Result<Rotation> {
+    let header = HeaderDecoder::read_from(options.source.limits, &mut input)?;
+    let suite = options.target.suite.unwrap_or_else(|| default_target_suite(header.suite()));
+    if header.suite() != suite {
+        return Ok(Rotation::Needed("its suite is not the new one"));
+    }
+    let keys: BTreeSet<(String, Vec<u8>)> = header.encrypted_data_keys().iter().map(wrapping_key).collect();
+    if keys != target_keys.keys {
+        return Ok(Rotation::Needed("its data keys are not exactly the new keys'"));
+    }
+    let Ok(opened) = block_on(open_header(target_keyring, &options.source, &header)) else {
+        return Ok(Rotation::Needed("the new keys do not open it"));
+    };
+    let target = target_options(options, &header, &opened.context)?;
+    let kept: EncryptionContext = opened.context.iter().filter(|(key, _)| !key.starts_with(RESERVED_PREFIX)).collect();
+    let unstored: BTreeSet<String> = opened
+        .context
+        .iter()
+        .filter(|(key, _)| header.encryption_context().get(key).is_none())
+        .map(|(key, _)| key.to_owned())
+        .collect();
+    if kept != target.context || unstored != target.required_context_keys {
+        return Ok(Rotation::Needed("its encryption context is not the new one"));
+    }
+    if verify_all_keys {
+        for edk in header.encrypted_data_keys() {
+            let one = std::slice::from_ref(edk);
+            if block_on(open_header_with(target_keyring, &options.source, &header, one)).is_err() {
+                return Ok(Rotation::Needed("one of its data keys does not unwrap with the new keys"));
+            }
+        }
+    }
+    Ok(Rotation::Done)
 }
