@@ -948,6 +948,128 @@ fn inspect_text_escapes_key_names_and_the_file_name() {
     }
 }
 
+/// README, rules for every subcommand: "An existing output is never replaced unless `--force`."; exit status
+/// 4: "an output exists without `--force`". `bundle` onto an existing file is refused with exit 4, naming
+/// the file and `--force`, and leaves that file byte for byte as it was with nothing new beside it; `--force`
+/// replaces it with a bundle that unbundles. A directory as OUTPUT is exit 2 ("a directory as `OUTPUT`"),
+/// `--force` or not, and stays empty.
+#[test]
+fn bundle_onto_an_existing_output_is_refused_without_force() {
+    let s = Scratch::new();
+    make_tree(&s.path("src"));
+    let precious: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    s.write("b.esdk", &precious);
+    let before = names_in(s.dir.path());
+    let (_, stderr) = expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["src", "b.esdk"]])), 4);
+    assert!(stderr.contains("b.esdk: already exists (use --force to replace it)"), "{stderr}");
+    assert!(fs::read(s.path("b.esdk")).unwrap() == precious, "the existing file changed");
+    assert_eq!(names_in(s.dir.path()), before, "nothing was left beside it");
+
+    expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["--force", "src", "b.esdk"]])), 0);
+    expect(s.cmd().args(args(&[&["unbundle"], &raw("wrapping.key"), &["b.esdk", "out"]])), 0);
+    assert_eq!(tree(&s.path("out")), tree(&s.path("src")), "--force wrote the bundle");
+
+    fs::create_dir(s.path("outdir")).unwrap();
+    for force in [&[][..], &["--force"][..]] {
+        let (_, stderr) =
+            expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), force, &["src", "outdir"]])), 2);
+        assert!(stderr.contains("outdir: is a directory"), "{force:?}: {stderr}");
+        assert!(names_in(&s.path("outdir")).is_empty(), "{force:?}: something was written into it");
+    }
+}
+
+/// `PROGRAM ARGS` run by `sh` under `umask UMASK` (the umask a child inherits), in the scratch directory.
+#[cfg(unix)]
+fn under_umask(s: &Scratch, umask: &str, program: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(s.dir.path()).args(["-c", "umask \"$1\" && shift && exec \"$@\"", "sh", umask, program]).args(args);
+    cmd
+}
+
+/// README, rules for every subcommand: "File outputs are written to a 0600 temp file beside the destination
+/// and renamed into place"; and "Decrypted files are 0600". Every file `encrypt` writes (from a file, from
+/// stdin, one per file with `--recursive`, over an existing 0644 file with `--force`), `bundle`'s and
+/// `decrypt`'s are mode 0600 under umask 022 and under umask 000, where a file created 0666 and left to the
+/// umask would be world-writable (the `touch` control shows the umask reached the child).
+#[cfg(unix)]
+#[test]
+fn every_file_output_is_0600_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    const BIN: &str = env!("CARGO_BIN_EXE_kms-envelope");
+    let s = Scratch::new();
+    make_tree(&s.path("src"));
+    s.write("pt", &plaintext(100_000));
+    for umask in ["000", "022"] {
+        let run = |args: Vec<&str>| {
+            let out = under_umask(&s, umask, BIN, &args).output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "umask {umask}, {args:?}: {}", stderr_of(&out));
+        };
+        let old = format!("old-{umask}");
+        s.write(&old, b"older");
+        fs::set_permissions(s.path(&old), fs::Permissions::from_mode(0o644)).unwrap();
+        let (file, piped, tree_out, bundle, plain) = (
+            format!("file-{umask}"),
+            format!("piped-{umask}"),
+            format!("enc-{umask}"),
+            format!("b-{umask}"),
+            format!("plain-{umask}"),
+        );
+        run(args(&[&["encrypt"], &raw("wrapping.key"), &["pt", &file]]));
+        let out = under_umask(&s, umask, BIN, &args(&[&["encrypt"], &raw("wrapping.key"), &["-", &piped]]))
+            .write_stdin(plaintext(70_000))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "umask {umask}, stdin: {}", stderr_of(&out));
+        run(args(&[&["encrypt"], &raw("wrapping.key"), &["--recursive", "src", &tree_out]]));
+        run(args(&[&["encrypt"], &raw("wrapping.key"), &["--force", "pt", &old]]));
+        run(args(&[&["bundle"], &raw("wrapping.key"), &["src", &bundle]]));
+        run(args(&[&["decrypt"], &raw("wrapping.key"), &[&file, &plain]]));
+        let control = format!("control-{umask}");
+        assert!(under_umask(&s, umask, "touch", &[&control]).output().unwrap().status.success());
+        let umasked = if umask == "000" { "666" } else { "644" };
+        assert_eq!(format!("{:o}", mode(&s.path(&control))), umasked, "the control: umask {umask} reached the child");
+        let encrypted_tree: Vec<String> =
+            tree(&s.path(&tree_out)).into_iter().map(|(name, _)| format!("{tree_out}/{name}")).collect();
+        assert_eq!(encrypted_tree.len(), 4);
+        for output in [&file, &piped, &old, &bundle, &plain].into_iter().cloned().chain(encrypted_tree) {
+            assert_eq!(format!("{:o}", mode(&s.path(&output))), "600", "umask {umask}: {output}");
+        }
+    }
+}
+
+/// README, Exit status: "a pair the message does not store (one encrypted with `--require-context`, or one
+/// it never had) is checked only by the key: a raw AES key binds the whole context to its wrapped data key,
+/// so with a wrong pair it fails to unwrap exactly as another key would, exit 3". Through the CLI: the
+/// required pair with another value, and a pair the message never had, are exit 3 naming the file and
+/// the unwrap failure, with no output and nothing beside it; the right pair decrypts, and a stored key
+/// given another value is exit 1 (the contrast the README draws).
+#[test]
+fn a_wrong_unstored_context_pair_is_exit_3_and_leaves_nothing() {
+    let s = Scratch::new();
+    s.write("pt", b"tenant data");
+    let stored_and_required = ["--context", "app=billing", "--require-context", "tenant=a"];
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &stored_and_required, &["pt", "ct"]])), 0);
+    let (json, _) = expect(s.cmd().args(["inspect", "--json", "ct"]), 0);
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["encryption_context"], serde_json::json!({"app": "billing"}), "tenant is not stored");
+    let before = names_in(s.dir.path());
+    for (what, pairs) in [
+        ("the required pair with another value", &["--context", "tenant=b"][..]),
+        ("a pair the message never had", &["--context", "tenant=a", "--context", "region=eu"][..]),
+    ] {
+        let (_, stderr) = expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), pairs, &["ct", "out"]])), 3);
+        assert!(stderr.contains("ct: no keyring could decrypt a data key"), "{what}: {stderr}");
+        assert_eq!(names_in(s.dir.path()), before, "{what}: an output or a temp file was left");
+    }
+    let (_, stderr) =
+        expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--context", "app=other", "ct", "out"]])), 1);
+    assert!(stderr.contains("ct:") && stderr.contains("\"app\""), "{stderr}");
+    assert_eq!(names_in(s.dir.path()), before);
+    let (out, _) =
+        expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--context", "tenant=a", "ct", "-"]])), 0);
+    assert_eq!(out, b"tenant data");
+}
+
 // ------------------------------------------------------------------------------------------ AWS KMS
 
 #[cfg(feature = "kms")]
