@@ -1077,6 +1077,13 @@ mod kms {
     use super::*;
     use support::{Moto, account_of};
 
+    /// Runs `kms-envelope ARGS` in `s` against moto, as `expect` does.
+    fn expect_with_moto(s: &Scratch, moto: &Moto, args: &[&str], code: i32) -> (Vec<u8>, String) {
+        let mut cmd = s.cmd();
+        with_moto(&mut cmd, moto);
+        expect(cmd.args(args), code)
+    }
+
     fn with_moto(cmd: &mut Command, moto: &Moto) {
         cmd.env("AWS_ENDPOINT_URL_KMS", &moto.endpoint)
             .env("AWS_ACCESS_KEY_ID", "testing")
@@ -1092,11 +1099,7 @@ mod kms {
         let alias = moto.create_alias(&b);
         let s = Scratch::new();
         s.write("pt", b"deploy secret");
-        let run = |args: &[&str], code: i32| {
-            let mut cmd = s.cmd();
-            with_moto(&mut cmd, &moto);
-            expect(cmd.args(args), code)
-        };
+        let run = |args: &[&str], code: i32| expect_with_moto(&s, &moto, args, code);
         // Two KMS keys and a raw key: the first given generates; inspect shows each, without KMS calls.
         run(&args(&[&["encrypt", "--kms-key", &a, "--kms-key", &alias], &raw("wrapping.key"), &["pt", "ct"]]), 0);
         let (json, _) =
@@ -1227,6 +1230,180 @@ mod kms {
         assert!(stderr.to_lowercase().contains("region"), "{stderr}");
         assert!(!s.path("ct2").exists() && !s.path("out").exists());
         assert_eq!(good.requests().len(), requests, "no request without credentials or region");
+    }
+
+    /// README, Keys: "`--kms-key ID` | an AWS KMS key: key ARN, key id, alias name or alias ARN". A bare key
+    /// id and an alias ARN each encrypt, and the message names the key by its key ARN, as `inspect` shows it
+    /// in the README (`AWS KMS key "arn:aws:kms:…:key/…"`); that ARN decrypts it. Decrypt is strict on the
+    /// ARN the message names, so the key id or the alias ARN given to `decrypt` is exit 3, saying why and
+    /// naming the ARN to give, with no output.
+    #[test]
+    fn kms_key_as_a_bare_key_id_or_an_alias_arn() {
+        let Some(moto) = Moto::get() else { return };
+        let arn = moto.create_key();
+        let key_id = arn.rsplit('/').next().unwrap().to_owned();
+        let alias_arn = format!("arn:aws:kms:us-east-1:{}:{}", account_of(&arn), moto.create_alias(&arn));
+        let s = Scratch::new();
+        s.write("pt", b"named two ways");
+        let run = |args: &[&str], code: i32| expect_with_moto(&s, &moto, args, code);
+        for (what, id) in [("key id", &key_id), ("alias ARN", &alias_arn)] {
+            run(&["encrypt", "--kms-key", id, "--force", "pt", "ct"], 0);
+            let (json, _) = expect(s.cmd().args(["inspect", "--json", "ct"]), 0);
+            let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            let edks = v["encrypted_data_keys"].as_array().unwrap();
+            assert_eq!(edks.len(), 1, "{what}");
+            assert_eq!(
+                (&edks[0]["provider_id"], &edks[0]["key_arn"]),
+                (&"aws-kms".into(), &arn.as_str().into()),
+                "{what}"
+            );
+            let (text, _) = expect(s.cmd().args(["inspect", "ct"]), 0);
+            let text = String::from_utf8(text).unwrap();
+            assert!(text.contains(&format!("1. provider \"aws-kms\", AWS KMS key \"{arn}\"")), "{what}: {text}");
+            let (out, _) = run(&["decrypt", "--kms-key", &arn, "ct", "-"], 0);
+            assert_eq!(out, b"named two ways", "{what}");
+            let (_, stderr) = run(&["decrypt", "--kms-key", id, "ct", "out"], 3);
+            assert!(stderr.contains("strict decrypt needs the key ARN") && stderr.contains(&arn), "{what}: {stderr}");
+            assert!(!s.path("out").exists(), "{what}");
+        }
+    }
+
+    /// README, Keys: "`--account ID` (with `--kms-discovery`) | only keys of these accounts (repeatable);
+    /// `--partition` defaults to the region's (`aws`)". The partition is the other half of the discovery
+    /// filter: with `--partition aws-cn` a message under an `aws` key is refused before any KMS call (exit 3,
+    /// both partitions named, no output), with `--partition aws` it decrypts; without `--partition` the
+    /// configured region's partition applies (`aws-cn` for `cn-north-1`), which `--partition aws` overrides.
+    /// An unknown partition, or `--partition` without `--account`, is a usage error.
+    #[test]
+    fn partition_is_the_partition_the_discovery_filter_allows() {
+        let Some(moto) = Moto::get() else { return };
+        let arn = moto.create_key();
+        let account = account_of(&arn);
+        let s = Scratch::new();
+        s.write("pt", b"partitioned");
+        let run = |region: &str, extra: &[&str], output: &str, code: i32| {
+            let mut cmd = s.cmd();
+            with_moto(&mut cmd, &moto);
+            cmd.env("AWS_REGION", region).env("AWS_DEFAULT_REGION", region);
+            cmd.args(["decrypt", "--kms-discovery", "--account", &account]).args(extra).args(["ct", output]);
+            expect(&mut cmd, code)
+        };
+        let mut encrypt = s.cmd();
+        with_moto(&mut encrypt, &moto);
+        expect(encrypt.args(["encrypt", "--kms-key", &arn, "pt", "ct"]), 0);
+
+        let refused = "is in partition aws, the discovery filter allows aws-cn";
+        let (_, stderr) = run("us-east-1", &["--partition", "aws-cn"], "out", 3);
+        assert!(stderr.contains("ct:") && stderr.contains(refused), "{stderr}");
+        let (out, _) = run("us-east-1", &["--partition", "aws"], "-", 0);
+        assert_eq!(out, b"partitioned");
+        let (out, _) = run("us-east-1", &[], "-", 0);
+        assert_eq!(out, b"partitioned", "the default in us-east-1 is aws");
+        let (_, stderr) = run("cn-north-1", &[], "out", 3);
+        assert!(stderr.contains(refused), "the default in cn-north-1 is aws-cn: {stderr}");
+        let (out, _) = run("cn-north-1", &["--partition", "aws"], "-", 0);
+        assert_eq!(out, b"partitioned", "--partition overrides the region's");
+        let (_, stderr) = run("us-east-1", &["--partition", "aws-mars"], "out", 2);
+        assert!(stderr.contains("\"aws-mars\" is not a known AWS partition"), "{stderr}");
+        let mut cmd = s.cmd();
+        with_moto(&mut cmd, &moto);
+        let (_, stderr) = expect(cmd.args(["decrypt", "--kms-discovery", "--partition", "aws", "ct", "out"]), 2);
+        assert!(stderr.contains("--account"), "{stderr}");
+        assert!(!s.path("out").exists());
+    }
+
+    /// README, Exit status: a pair the message does not store "is checked only by the key ... AWS KMS keys do
+    /// the same (KMS refuses the `Decrypt`)". A KMS key (moto, which binds the context to its ciphertext as
+    /// KMS does) with the required pair given another value: exit 3 naming the file and KMS's refusal, no
+    /// output; the right pair decrypts.
+    #[test]
+    fn a_wrong_unstored_context_pair_under_a_kms_key_is_exit_3() {
+        let Some(moto) = Moto::get() else { return };
+        let arn = moto.create_key();
+        let s = Scratch::new();
+        s.write("pt", b"tenant data");
+        let run = |args: &[&str], code: i32| expect_with_moto(&s, &moto, args, code);
+        run(&["encrypt", "--kms-key", &arn, "--require-context", "tenant=a", "pt", "ct"], 0);
+        let before = names_in(s.dir.path());
+        let (_, stderr) = run(&["decrypt", "--kms-key", &arn, "--context", "tenant=b", "ct", "out"], 3);
+        assert!(stderr.contains("ct: no keyring could decrypt a data key"), "{stderr}");
+        assert!(stderr.contains("InvalidCiphertextException"), "KMS refused the Decrypt: {stderr}");
+        assert_eq!(names_in(s.dir.path()), before, "an output or a temp file was left");
+        let (out, _) = run(&["decrypt", "--kms-key", &arn, "--context", "tenant=a", "ct", "-"], 0);
+        assert_eq!(out, b"tenant data");
+    }
+
+    /// README, Keys: "`--kms-rsa-key ARN [--kms-rsa-public-key PEM]` | an AWS KMS RSA key (`ENCRYPT_DECRYPT`):
+    /// encrypt locally with its public key (from the PEM, or `GetPublicKey`), decrypt with KMS `Decrypt`;
+    /// `--kms-rsa-algorithm RSAES_OAEP_SHA_256` (default) or `RSAES_OAEP_SHA_1`". moto's `Decrypt` cannot
+    /// open an RSA ciphertext, so KMS here is a stub holding the private key that does what KMS does: OAEP
+    /// with the algorithm the request names. A message encrypted with one algorithm decrypts with that one
+    /// only (the other is exit 3, no output); no flag means SHA-256 on both sides; encrypting with the PEM
+    /// makes no KMS call; an unknown algorithm is exit 2.
+    #[cfg(feature = "rsa")]
+    #[test]
+    fn kms_rsa_algorithm_decrypts_only_what_it_encrypted() {
+        use std::sync::{Arc, Mutex};
+
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::rsa::KeySize;
+        use base64::Engine as _;
+        use base64::engine::general_purpose::STANDARD as B64;
+        use support::{StubKms, rsa_kms_answer};
+        const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/2b5a4c8e-7d1f-4e3a-9c6b-0a1b2c3d4e5f";
+        let private = aws_lc_rs::rsa::PrivateDecryptingKey::generate(KeySize::Rsa2048).unwrap();
+        let spki = B64.encode(private.public_key().as_der().unwrap().as_ref());
+        let lines: Vec<&str> = spki.as_bytes().chunks(64).map(|l| std::str::from_utf8(l).unwrap()).collect();
+        let pem = format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"));
+        let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+        let asked_in_stub = asked.clone();
+        let kms = StubKms::start(move |_, operation, body| {
+            let algorithm = body["EncryptionAlgorithm"].as_str().unwrap_or("").to_owned();
+            asked_in_stub.lock().unwrap().push(format!("{operation} {algorithm}"));
+            rsa_kms_answer(&private, ARN, operation, body)
+        });
+        let s = Scratch::new();
+        s.write("public.pem", pem.as_bytes());
+        s.write("pt", b"for the KMS RSA key");
+        let run = |args: &[&str], code: i32| {
+            let mut cmd = s.cmd();
+            cmd.env("AWS_ENDPOINT_URL_KMS", &kms.url)
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_MAX_ATTEMPTS", "1");
+            expect(cmd.args(args), code)
+        };
+        let key = ["--kms-rsa-key", ARN];
+        run(&args(&[&["encrypt"], &key, &["--kms-rsa-public-key", "public.pem", "pt", "sha256"]]), 0);
+        let sha1 = ["--kms-rsa-algorithm", "RSAES_OAEP_SHA_1"];
+        run(&args(&[&["encrypt"], &key, &sha1, &["--kms-rsa-public-key", "public.pem", "pt", "sha1"]]), 0);
+        assert!(kms.requests().is_empty(), "encrypting with the PEM needs no KMS: {:?}", kms.requests());
+
+        let sha256 = ["--kms-rsa-algorithm", "RSAES_OAEP_SHA_256"];
+        for (message, right, wrong) in [("sha256", &sha256[..], &sha1[..]), ("sha1", &sha1[..], &[][..])] {
+            let (out, _) = run(&args(&[&["decrypt"], &key, right, &[message, "-"]]), 0);
+            assert_eq!(out, b"for the KMS RSA key", "{message} with {right:?}");
+            let (_, stderr) = run(&args(&[&["decrypt"], &key, wrong, &[message, "out"]]), 3);
+            assert!(stderr.contains(&format!("{message}: no keyring could decrypt a data key")), "{stderr}");
+            assert!(stderr.contains("InvalidCiphertextException"), "{message} with {wrong:?}: {stderr}");
+            assert!(!s.path("out").exists(), "{message} with {wrong:?}");
+        }
+        let asked = asked.lock().unwrap().clone();
+        let expected = ["RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"];
+        assert_eq!(asked, expected.map(|a| format!("Decrypt {a}")), "the algorithm given, or the default, reaches KMS");
+
+        let (_, stderr) = run(
+            &args(&[
+                &["encrypt"],
+                &key,
+                &["--kms-rsa-algorithm", "RSAES_OAEP_SHA_512"],
+                &["--kms-rsa-public-key", "public.pem", "pt", "x"],
+            ]),
+            2,
+        );
+        assert!(stderr.contains("expected RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1"), "{stderr}");
+        assert!(!s.path("x").exists());
     }
 }
 
