@@ -354,7 +354,8 @@ fn outputs_are_never_overwritten_without_force() {
     expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--force", "pt", "ct"]])), 0);
     assert_ne!(fs::read(s.path("ct")).unwrap(), b"precious", "--force replaced the ciphertext");
     s.write("out", b"older content");
-    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["ct", "out"]])), 4);
+    let (_, stderr) = expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["ct", "out"]])), 4);
+    assert!(stderr.contains("out: already exists (use --force to replace it)"), "{stderr}");
     assert_eq!(fs::read(s.path("out")).unwrap(), b"older content");
     expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--force", "ct", "out"]])), 0);
     assert_eq!(fs::read(s.path("out")).unwrap(), b"new", "--force replaced the plaintext");
@@ -444,7 +445,8 @@ fn inspect_prints_the_header_without_a_key() {
     assert!(stderr.contains("cut") && stderr.contains("truncated"), "{stderr}");
     let (_, stderr) = expect(s.cmd().args(["inspect", "--max-encrypted-data-keys", "1", "ct"]), 1);
     assert!(stderr.contains("encrypted data key"), "{stderr}");
-    expect(s.cmd().args(["inspect", "missing"]), 4);
+    let (_, stderr) = expect(s.cmd().args(["inspect", "missing"]), 4);
+    assert!(stderr.contains("cannot open missing"), "{stderr}");
 }
 
 #[test]
@@ -484,7 +486,9 @@ fn invalid_or_tampered_messages_exit_1_and_leave_nothing() {
         ])),
         0,
     );
-    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["v1", "v1.out"]])), 1);
+    let (_, stderr) = expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["v1", "v1.out"]])), 1);
+    assert!(stderr.contains("v1: message uses non-committing suite 0x0178"), "{stderr}");
+    assert!(!s.path("v1.out").exists());
     expect(
         s.cmd().args(args(&[
             &["decrypt"],
@@ -495,7 +499,10 @@ fn invalid_or_tampered_messages_exit_1_and_leave_nothing() {
     );
     // A signed message under --unsigned-only.
     expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--suite", "0x0578", "pt", "signed"]])), 0);
-    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--unsigned-only", "signed", "x"]])), 1);
+    let (_, stderr) =
+        expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--unsigned-only", "signed", "x"]])), 1);
+    assert!(stderr.contains("signed: message uses signed suite 0x0578"), "{stderr}");
+    assert!(!s.path("x").exists());
 }
 
 #[test]
@@ -506,7 +513,8 @@ fn key_access_failures_exit_3() {
     let (_, stderr) = expect(s.cmd().args(args(&[&["decrypt"], &raw("other.key"), &["ct", "out"]])), 3);
     assert!(stderr.contains("ct:") && stderr.contains("no keyring could decrypt"), "{stderr}");
     let wrong_name = ["--raw-key-file", "wrapping.key", "--key-namespace", NS, "--key-name", "nope"];
-    expect(s.cmd().args(args(&[&["decrypt"], &wrong_name, &["ct", "out"]])), 3);
+    let (_, stderr) = expect(s.cmd().args(args(&[&["decrypt"], &wrong_name, &["ct", "out"]])), 3);
+    assert!(stderr.contains(&format!("raw AES key name \"{NAME}\"")), "the name the message has: {stderr}");
     assert!(!s.path("out").exists());
 }
 
@@ -565,8 +573,11 @@ fn io_failures_exit_4() {
     let (_, stderr) = expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "no/such/dir/ct"]])), 4);
     assert!(stderr.contains("no/such/dir/ct"), "{stderr}");
     // A missing key file is an unusable key file: a usage error (2), as the README's table says.
-    expect(s.cmd().args(args(&[&["encrypt"], &raw("absent.key"), &["pt", "ct"]])), 2);
-    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["missing", "out"]])), 4);
+    let (_, stderr) = expect(s.cmd().args(args(&[&["encrypt"], &raw("absent.key"), &["pt", "ct"]])), 2);
+    assert!(stderr.contains("cannot read key file absent.key"), "{stderr}");
+    let (_, stderr) = expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["missing", "out"]])), 4);
+    assert!(stderr.contains("cannot open missing"), "{stderr}");
+    assert!(!s.path("ct").exists() && !s.path("out").exists());
 }
 
 #[test]
@@ -590,7 +601,7 @@ fn max_encrypted_data_keys_on_both_sides() {
     let s = Scratch::new();
     s.write("pt", b"x");
     let second = ["--raw-key-file", "other.key", "--key-namespace", "b", "--key-name", "k"];
-    expect(
+    let (_, stderr) = expect(
         s.cmd().args(args(&[
             &["encrypt"],
             &raw("wrapping.key"),
@@ -599,6 +610,8 @@ fn max_encrypted_data_keys_on_both_sides() {
         ])),
         2,
     );
+    assert!(stderr.contains("c: encrypted data key count is 2, over the configured limit of 1"), "{stderr}");
+    assert!(!s.path("c").exists());
     expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &second, &["pt", "ct"]])), 0);
     let (_, stderr) = expect(
         s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--max-encrypted-data-keys", "1", "ct", "out"]])),
@@ -732,9 +745,15 @@ fn recursive_reuses_data_keys_only_when_asked() {
 
     // Opt-in only, and a max age is required.
     let no_age = ["-r", "--cache-max-messages", "2", "src", "x"];
-    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &no_age])), 2);
-    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--cache-max-age", "6", "src/f1", "x"]])), 2);
-    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["-r", "--cache-max-age", "0", "src", "x"]])), 2);
+    for (extra, reason) in [
+        (&no_age[..], "--cache-max-age <SECONDS>"),
+        (&["--cache-max-age", "6", "src/f1", "x"][..], "--recursive"),
+        (&["-r", "--cache-max-age", "0", "src", "x"][..], "invalid value '0' for '--cache-max-age"),
+    ] {
+        let (_, stderr) = expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), extra])), 2);
+        assert!(stderr.contains(reason), "{extra:?}: {stderr}");
+    }
+    assert!(!s.path("x").exists());
 }
 
 /// Like `expect`, for commands that print several failure lines (one per file).
@@ -783,14 +802,20 @@ fn bundle_and_unbundle_a_directory() {
     expect(s.cmd().args(args(&[&["unbundle"], &raw("wrapping.key"), &["-", "out2"]])).write_stdin(message.clone()), 0);
     assert_eq!(tree(&s.path("out2")), tree(&s.path("src")));
     // Wrong key, tampering, not a directory.
-    expect(s.cmd().args(args(&[&["unbundle"], &raw("other.key"), &["b.esdk", "out3"]])), 3);
+    let (_, stderr) = expect(s.cmd().args(args(&[&["unbundle"], &raw("other.key"), &["b.esdk", "out3"]])), 3);
+    assert!(stderr.contains("no keyring could decrypt a data key"), "{stderr}");
     let mut bad = message;
     let at = bad.len() - 2;
     bad[at] ^= 1;
-    expect(s.cmd().args(args(&[&["unbundle"], &raw("wrapping.key"), &["-", "out3"]])).write_stdin(bad), 1);
+    let (_, stderr) =
+        expect(s.cmd().args(args(&[&["unbundle"], &raw("wrapping.key"), &["-", "out3"]])).write_stdin(bad), 1);
+    assert!(stderr.contains("authentication failed"), "{stderr}");
     assert!(!s.path("out3").exists(), "nothing appears after a failure");
-    expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["b.esdk", "b2"]])), 2);
-    expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["nowhere", "b2"]])), 4);
+    let (_, stderr) = expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["b.esdk", "b2"]])), 2);
+    assert!(stderr.contains("b.esdk: not a directory"), "{stderr}");
+    let (_, stderr) = expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["nowhere", "b2"]])), 4);
+    assert!(stderr.contains("cannot open nowhere"), "{stderr}");
+    assert!(!s.path("b2").exists());
 }
 
 /// Every name in `dir`, hidden ones included, sorted: what a failed command may have left behind.
@@ -1126,7 +1151,8 @@ mod kms {
         let (_, stderr) = run(&["decrypt", "--kms-discovery", "--account", "111122223333", "ct", "out"], 3);
         assert!(stderr.contains("ct:") && stderr.contains("111122223333"), "{stderr}");
         let c = moto.create_key();
-        run(&["decrypt", "--kms-key", &c, "ct", "out"], 3);
+        let (_, stderr) = run(&["decrypt", "--kms-key", &c, "ct", "out"], 3);
+        assert!(stderr.contains("ct: no keyring could decrypt a data key") && stderr.contains(&a), "{stderr}");
         assert!(!s.path("out").exists());
 
         // A raw key first makes the raw key the generator.
@@ -1158,7 +1184,9 @@ mod kms {
         // A malformed key id is a usage error.
         let mut cmd = s.cmd();
         with_moto(&mut cmd, &moto);
-        expect(cmd.args(["encrypt", "--kms-key", "arn:aws:kms:nonsense", "pt", "ct"]), 2);
+        let (_, stderr) = expect(cmd.args(["encrypt", "--kms-key", "arn:aws:kms:nonsense", "pt", "ct"]), 2);
+        assert!(stderr.contains("\"arn:aws:kms:nonsense\" is not an AWS KMS ARN"), "{stderr}");
+        assert!(!s.path("ct").exists());
     }
 
     /// What KMS answers, as the CLI's exit code: a local endpoint speaking the KMS JSON protocol answers
