@@ -523,30 +523,45 @@ fn usage_errors_exit_2() {
     let s = Scratch::new();
     s.write("pt", b"x");
     s.write("short.key", &[1u8; 7]);
-    let cases: Vec<Vec<&str>> = vec![
-        vec!["encrypt", "pt", "ct"],                                   // no key
-        vec!["decrypt", "pt", "out"],                                  // no key
-        vec!["encrypt", "--raw-key-file", "wrapping.key", "pt", "ct"], // incomplete triple
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--context", "novalue", "pt", "ct"]]),
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--suite", "0x9999", "pt", "ct"]]),
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--frame-length", "0", "pt", "ct"]]),
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--threads", "0", "pt", "ct"]]),
-        args(&[&["encrypt"], &raw("short.key"), &["pt", "ct"]]),
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--kms-discovery", "pt", "ct"]]), // discovery can't encrypt
-        args(&[&["decrypt"], &raw("wrapping.key"), &["--account", "111122223333", "pt", "out"]]), // needs discovery
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--commitment-policy", "sometimes", "pt", "ct"]]),
-        args(&[&["encrypt"], &raw("wrapping.key"), &[".", "ct"]]), // a directory without --recursive
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--suffix", ".x", "pt", "ct"]]), // --suffix needs --recursive
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--context", "aws-crypto-x=1", "pt", "ct"]]), // reserved key
-        vec!["inspect"],
-        vec!["frobnicate"],
+    // Each case with what its message must say: a refusal for another reason would pass on the code alone.
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["encrypt", "pt", "ct"], "no key given"),
+        (vec!["decrypt", "pt", "out"], "no key given"),
+        (vec!["encrypt", "--raw-key-file", "wrapping.key", "pt", "ct"], "(got 1 key, 0 namespaces, 0 names)"),
+        (args(&[&["encrypt"], &raw("wrapping.key"), &["--context", "novalue", "pt", "ct"]]), "expected K=V"),
+        (
+            args(&[&["encrypt"], &raw("wrapping.key"), &["--suite", "0x9999", "pt", "ct"]]),
+            "unsupported algorithm suite",
+        ),
+        (args(&[&["encrypt"], &raw("wrapping.key"), &["--frame-length", "0", "pt", "ct"]]), "'--frame-length <N>'"),
+        (args(&[&["encrypt"], &raw("wrapping.key"), &["--threads", "0", "pt", "ct"]]), "'--threads <N>'"),
+        (args(&[&["encrypt"], &raw("short.key"), &["pt", "ct"]]), "key file short.key: 7 bytes"),
+        // discovery cannot encrypt
+        (args(&[&["encrypt"], &raw("wrapping.key"), &["--kms-discovery", "pt", "ct"]]), "'--kms-discovery'"),
+        // --account needs discovery
+        (args(&[&["decrypt"], &raw("wrapping.key"), &["--account", "111122223333", "pt", "out"]]), "--kms-discovery"),
+        (
+            args(&[&["encrypt"], &raw("wrapping.key"), &["--commitment-policy", "sometimes", "pt", "ct"]]),
+            "unknown commitment policy",
+        ),
+        // a directory without --recursive
+        (args(&[&["encrypt"], &raw("wrapping.key"), &[".", "ct"]]), ". is a directory: use --recursive"),
+        // --suffix needs --recursive
+        (args(&[&["encrypt"], &raw("wrapping.key"), &["--suffix", ".x", "pt", "ct"]]), "--recursive"),
+        // a reserved context key
+        (
+            args(&[&["encrypt"], &raw("wrapping.key"), &["--context", "aws-crypto-x=1", "pt", "ct"]]),
+            "uses the reserved prefix \"aws-crypto-\"",
+        ),
+        (vec!["inspect"], "<INPUT>"),
+        (vec!["frobnicate"], "unrecognized subcommand 'frobnicate'"),
     ];
     let mut ours = 0;
-    for case in cases {
+    for (case, reason) in cases {
         let out = s.cmd().args(&case).output().unwrap();
         let stderr = stderr_of(&out);
         assert_eq!(out.status.code(), Some(2), "{case:?}: {stderr}");
-        assert!(!stderr.is_empty(), "{case:?}");
+        assert!(stderr.contains(reason), "{case:?}: {reason:?} not in {stderr}");
         if !is_parse_error(&stderr) {
             ours += 1;
             assert_eq!(stderr.lines().count(), 1, "{case:?}: one line on stderr: {stderr:?}");
