@@ -41,12 +41,16 @@ fn a_directory_round_trips_with_private_modes() {
     assert_eq!(fs::metadata(out.join("certs")).unwrap().permissions().mode() & 0o777, 0o700);
     assert_eq!(fs::metadata(out.join("config.json")).unwrap().permissions().mode() & 0o777, 0o600);
 
-    // An existing destination is kept unless overwrite is asked for.
+    // An existing destination is kept unless overwrite is asked for: a file only it holds is still there after
+    // the refusal, and gone once it was replaced.
+    fs::write(out.join("only-here"), b"kept").unwrap();
     let err =
         decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, &OutputOptions::new()).unwrap_err();
     assert!(matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::AlreadyExists), "{err:?}");
+    assert_eq!(fs::read(out.join("only-here")).unwrap(), b"kept", "the refused destination was touched");
     decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, &OutputOptions::new().overwrite(true))
         .unwrap();
+    assert!(!out.join("only-here").exists(), "overwrite replaced the destination");
     assert_eq!(leftovers(work.path()).len(), 2, "{:?}", leftovers(work.path()));
 }
 
@@ -86,13 +90,18 @@ fn hostile_entries_are_refused_and_leave_nothing() {
         (b"hard", tar::EntryType::Link, Some(b"/etc/passwd")),
         (b"dev", tar::EntryType::Char, None),
     ];
-    for (name, kind, link) in cases {
+    let leaves = "leaves the destination";
+    let not_unpacked = "only regular files and directories are unpacked";
+    let reasons = [leaves, leaves, leaves, not_unpacked, not_unpacked, not_unpacked];
+    for ((name, kind, link), reason) in cases.into_iter().zip(reasons) {
         let work = tempfile::tempdir().unwrap();
         let message = encrypt_bytes(&hostile_tar(name, kind, link));
         let out = work.path().join("out");
         let err = decrypt_directory(&keyring(), &DecryptOptions::new(), &message[..], &out, &OutputOptions::new())
             .unwrap_err();
+        let shown = err.to_string();
         assert!(matches!(err, Error::Bundle(_)), "{}: {err}", String::from_utf8_lossy(name));
+        assert!(shown.contains(reason), "{}: {shown}", String::from_utf8_lossy(name));
         assert!(leftovers(work.path()).is_empty(), "{:?}", leftovers(work.path()));
         assert!(!work.path().parent().unwrap().join("escape").exists());
     }
@@ -127,6 +136,7 @@ fn a_tampered_bundle_or_a_symlinked_destination_leaves_nothing() {
     )
     .unwrap_err();
     assert!(matches!(err, Error::Bundle(_)), "{err}");
+    assert!(err.to_string().contains("exists and is not a directory"), "{err}");
     assert!(fs::read_dir(&target).unwrap().next().is_none());
 }
 

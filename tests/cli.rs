@@ -354,7 +354,8 @@ fn outputs_are_never_overwritten_without_force() {
     expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--force", "pt", "ct"]])), 0);
     assert_ne!(fs::read(s.path("ct")).unwrap(), b"precious", "--force replaced the ciphertext");
     s.write("out", b"older content");
-    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["ct", "out"]])), 4);
+    let (_, stderr) = expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["ct", "out"]])), 4);
+    assert!(stderr.contains("out: already exists (use --force to replace it)"), "{stderr}");
     assert_eq!(fs::read(s.path("out")).unwrap(), b"older content");
     expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--force", "ct", "out"]])), 0);
     assert_eq!(fs::read(s.path("out")).unwrap(), b"new", "--force replaced the plaintext");
@@ -444,7 +445,8 @@ fn inspect_prints_the_header_without_a_key() {
     assert!(stderr.contains("cut") && stderr.contains("truncated"), "{stderr}");
     let (_, stderr) = expect(s.cmd().args(["inspect", "--max-encrypted-data-keys", "1", "ct"]), 1);
     assert!(stderr.contains("encrypted data key"), "{stderr}");
-    expect(s.cmd().args(["inspect", "missing"]), 4);
+    let (_, stderr) = expect(s.cmd().args(["inspect", "missing"]), 4);
+    assert!(stderr.contains("cannot open missing"), "{stderr}");
 }
 
 #[test]
@@ -484,7 +486,9 @@ fn invalid_or_tampered_messages_exit_1_and_leave_nothing() {
         ])),
         0,
     );
-    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["v1", "v1.out"]])), 1);
+    let (_, stderr) = expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["v1", "v1.out"]])), 1);
+    assert!(stderr.contains("v1: message uses non-committing suite 0x0178"), "{stderr}");
+    assert!(!s.path("v1.out").exists());
     expect(
         s.cmd().args(args(&[
             &["decrypt"],
@@ -495,7 +499,10 @@ fn invalid_or_tampered_messages_exit_1_and_leave_nothing() {
     );
     // A signed message under --unsigned-only.
     expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--suite", "0x0578", "pt", "signed"]])), 0);
-    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--unsigned-only", "signed", "x"]])), 1);
+    let (_, stderr) =
+        expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--unsigned-only", "signed", "x"]])), 1);
+    assert!(stderr.contains("signed: message uses signed suite 0x0578"), "{stderr}");
+    assert!(!s.path("x").exists());
 }
 
 #[test]
@@ -506,7 +513,8 @@ fn key_access_failures_exit_3() {
     let (_, stderr) = expect(s.cmd().args(args(&[&["decrypt"], &raw("other.key"), &["ct", "out"]])), 3);
     assert!(stderr.contains("ct:") && stderr.contains("no keyring could decrypt"), "{stderr}");
     let wrong_name = ["--raw-key-file", "wrapping.key", "--key-namespace", NS, "--key-name", "nope"];
-    expect(s.cmd().args(args(&[&["decrypt"], &wrong_name, &["ct", "out"]])), 3);
+    let (_, stderr) = expect(s.cmd().args(args(&[&["decrypt"], &wrong_name, &["ct", "out"]])), 3);
+    assert!(stderr.contains(&format!("raw AES key name \"{NAME}\"")), "the name the message has: {stderr}");
     assert!(!s.path("out").exists());
 }
 
@@ -515,30 +523,45 @@ fn usage_errors_exit_2() {
     let s = Scratch::new();
     s.write("pt", b"x");
     s.write("short.key", &[1u8; 7]);
-    let cases: Vec<Vec<&str>> = vec![
-        vec!["encrypt", "pt", "ct"],                                   // no key
-        vec!["decrypt", "pt", "out"],                                  // no key
-        vec!["encrypt", "--raw-key-file", "wrapping.key", "pt", "ct"], // incomplete triple
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--context", "novalue", "pt", "ct"]]),
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--suite", "0x9999", "pt", "ct"]]),
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--frame-length", "0", "pt", "ct"]]),
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--threads", "0", "pt", "ct"]]),
-        args(&[&["encrypt"], &raw("short.key"), &["pt", "ct"]]),
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--kms-discovery", "pt", "ct"]]), // discovery can't encrypt
-        args(&[&["decrypt"], &raw("wrapping.key"), &["--account", "111122223333", "pt", "out"]]), // needs discovery
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--commitment-policy", "sometimes", "pt", "ct"]]),
-        args(&[&["encrypt"], &raw("wrapping.key"), &[".", "ct"]]), // a directory without --recursive
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--suffix", ".x", "pt", "ct"]]), // --suffix needs --recursive
-        args(&[&["encrypt"], &raw("wrapping.key"), &["--context", "aws-crypto-x=1", "pt", "ct"]]), // reserved key
-        vec!["inspect"],
-        vec!["frobnicate"],
+    // Each case with what its message must say: a refusal for another reason would pass on the code alone.
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["encrypt", "pt", "ct"], "no key given"),
+        (vec!["decrypt", "pt", "out"], "no key given"),
+        (vec!["encrypt", "--raw-key-file", "wrapping.key", "pt", "ct"], "(got 1 key, 0 namespaces, 0 names)"),
+        (args(&[&["encrypt"], &raw("wrapping.key"), &["--context", "novalue", "pt", "ct"]]), "expected K=V"),
+        (
+            args(&[&["encrypt"], &raw("wrapping.key"), &["--suite", "0x9999", "pt", "ct"]]),
+            "unsupported algorithm suite",
+        ),
+        (args(&[&["encrypt"], &raw("wrapping.key"), &["--frame-length", "0", "pt", "ct"]]), "'--frame-length <N>'"),
+        (args(&[&["encrypt"], &raw("wrapping.key"), &["--threads", "0", "pt", "ct"]]), "'--threads <N>'"),
+        (args(&[&["encrypt"], &raw("short.key"), &["pt", "ct"]]), "key file short.key: 7 bytes"),
+        // discovery cannot encrypt
+        (args(&[&["encrypt"], &raw("wrapping.key"), &["--kms-discovery", "pt", "ct"]]), "'--kms-discovery'"),
+        // --account needs discovery
+        (args(&[&["decrypt"], &raw("wrapping.key"), &["--account", "111122223333", "pt", "out"]]), "--kms-discovery"),
+        (
+            args(&[&["encrypt"], &raw("wrapping.key"), &["--commitment-policy", "sometimes", "pt", "ct"]]),
+            "unknown commitment policy",
+        ),
+        // a directory without --recursive
+        (args(&[&["encrypt"], &raw("wrapping.key"), &[".", "ct"]]), ". is a directory: use --recursive"),
+        // --suffix needs --recursive
+        (args(&[&["encrypt"], &raw("wrapping.key"), &["--suffix", ".x", "pt", "ct"]]), "--recursive"),
+        // a reserved context key
+        (
+            args(&[&["encrypt"], &raw("wrapping.key"), &["--context", "aws-crypto-x=1", "pt", "ct"]]),
+            "uses the reserved prefix \"aws-crypto-\"",
+        ),
+        (vec!["inspect"], "<INPUT>"),
+        (vec!["frobnicate"], "unrecognized subcommand 'frobnicate'"),
     ];
     let mut ours = 0;
-    for case in cases {
+    for (case, reason) in cases {
         let out = s.cmd().args(&case).output().unwrap();
         let stderr = stderr_of(&out);
         assert_eq!(out.status.code(), Some(2), "{case:?}: {stderr}");
-        assert!(!stderr.is_empty(), "{case:?}");
+        assert!(stderr.contains(reason), "{case:?}: {reason:?} not in {stderr}");
         if !is_parse_error(&stderr) {
             ours += 1;
             assert_eq!(stderr.lines().count(), 1, "{case:?}: one line on stderr: {stderr:?}");
@@ -565,8 +588,11 @@ fn io_failures_exit_4() {
     let (_, stderr) = expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "no/such/dir/ct"]])), 4);
     assert!(stderr.contains("no/such/dir/ct"), "{stderr}");
     // A missing key file is an unusable key file: a usage error (2), as the README's table says.
-    expect(s.cmd().args(args(&[&["encrypt"], &raw("absent.key"), &["pt", "ct"]])), 2);
-    expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["missing", "out"]])), 4);
+    let (_, stderr) = expect(s.cmd().args(args(&[&["encrypt"], &raw("absent.key"), &["pt", "ct"]])), 2);
+    assert!(stderr.contains("cannot read key file absent.key"), "{stderr}");
+    let (_, stderr) = expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["missing", "out"]])), 4);
+    assert!(stderr.contains("cannot open missing"), "{stderr}");
+    assert!(!s.path("ct").exists() && !s.path("out").exists());
 }
 
 #[test]
@@ -590,7 +616,7 @@ fn max_encrypted_data_keys_on_both_sides() {
     let s = Scratch::new();
     s.write("pt", b"x");
     let second = ["--raw-key-file", "other.key", "--key-namespace", "b", "--key-name", "k"];
-    expect(
+    let (_, stderr) = expect(
         s.cmd().args(args(&[
             &["encrypt"],
             &raw("wrapping.key"),
@@ -599,6 +625,8 @@ fn max_encrypted_data_keys_on_both_sides() {
         ])),
         2,
     );
+    assert!(stderr.contains("c: encrypted data key count is 2, over the configured limit of 1"), "{stderr}");
+    assert!(!s.path("c").exists());
     expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &second, &["pt", "ct"]])), 0);
     let (_, stderr) = expect(
         s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--max-encrypted-data-keys", "1", "ct", "out"]])),
@@ -732,9 +760,15 @@ fn recursive_reuses_data_keys_only_when_asked() {
 
     // Opt-in only, and a max age is required.
     let no_age = ["-r", "--cache-max-messages", "2", "src", "x"];
-    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &no_age])), 2);
-    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["--cache-max-age", "6", "src/f1", "x"]])), 2);
-    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["-r", "--cache-max-age", "0", "src", "x"]])), 2);
+    for (extra, reason) in [
+        (&no_age[..], "--cache-max-age <SECONDS>"),
+        (&["--cache-max-age", "6", "src/f1", "x"][..], "--recursive"),
+        (&["-r", "--cache-max-age", "0", "src", "x"][..], "invalid value '0' for '--cache-max-age"),
+    ] {
+        let (_, stderr) = expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), extra])), 2);
+        assert!(stderr.contains(reason), "{extra:?}: {stderr}");
+    }
+    assert!(!s.path("x").exists());
 }
 
 /// Like `expect`, for commands that print several failure lines (one per file).
@@ -783,14 +817,20 @@ fn bundle_and_unbundle_a_directory() {
     expect(s.cmd().args(args(&[&["unbundle"], &raw("wrapping.key"), &["-", "out2"]])).write_stdin(message.clone()), 0);
     assert_eq!(tree(&s.path("out2")), tree(&s.path("src")));
     // Wrong key, tampering, not a directory.
-    expect(s.cmd().args(args(&[&["unbundle"], &raw("other.key"), &["b.esdk", "out3"]])), 3);
+    let (_, stderr) = expect(s.cmd().args(args(&[&["unbundle"], &raw("other.key"), &["b.esdk", "out3"]])), 3);
+    assert!(stderr.contains("no keyring could decrypt a data key"), "{stderr}");
     let mut bad = message;
     let at = bad.len() - 2;
     bad[at] ^= 1;
-    expect(s.cmd().args(args(&[&["unbundle"], &raw("wrapping.key"), &["-", "out3"]])).write_stdin(bad), 1);
+    let (_, stderr) =
+        expect(s.cmd().args(args(&[&["unbundle"], &raw("wrapping.key"), &["-", "out3"]])).write_stdin(bad), 1);
+    assert!(stderr.contains("authentication failed"), "{stderr}");
     assert!(!s.path("out3").exists(), "nothing appears after a failure");
-    expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["b.esdk", "b2"]])), 2);
-    expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["nowhere", "b2"]])), 4);
+    let (_, stderr) = expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["b.esdk", "b2"]])), 2);
+    assert!(stderr.contains("b.esdk: not a directory"), "{stderr}");
+    let (_, stderr) = expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["nowhere", "b2"]])), 4);
+    assert!(stderr.contains("cannot open nowhere"), "{stderr}");
+    assert!(!s.path("b2").exists());
 }
 
 /// Every name in `dir`, hidden ones included, sorted: what a failed command may have left behind.
@@ -948,12 +988,141 @@ fn inspect_text_escapes_key_names_and_the_file_name() {
     }
 }
 
+/// README, rules for every subcommand: "An existing output is never replaced unless `--force`."; exit status
+/// 4: "an output exists without `--force`". `bundle` onto an existing file is refused with exit 4, naming
+/// the file and `--force`, and leaves that file byte for byte as it was with nothing new beside it; `--force`
+/// replaces it with a bundle that unbundles. A directory as OUTPUT is exit 2 ("a directory as `OUTPUT`"),
+/// `--force` or not, and stays empty.
+#[test]
+fn bundle_onto_an_existing_output_is_refused_without_force() {
+    let s = Scratch::new();
+    make_tree(&s.path("src"));
+    let precious: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    s.write("b.esdk", &precious);
+    let before = names_in(s.dir.path());
+    let (_, stderr) = expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["src", "b.esdk"]])), 4);
+    assert!(stderr.contains("b.esdk: already exists (use --force to replace it)"), "{stderr}");
+    assert!(fs::read(s.path("b.esdk")).unwrap() == precious, "the existing file changed");
+    assert_eq!(names_in(s.dir.path()), before, "nothing was left beside it");
+
+    expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), &["--force", "src", "b.esdk"]])), 0);
+    expect(s.cmd().args(args(&[&["unbundle"], &raw("wrapping.key"), &["b.esdk", "out"]])), 0);
+    assert_eq!(tree(&s.path("out")), tree(&s.path("src")), "--force wrote the bundle");
+
+    fs::create_dir(s.path("outdir")).unwrap();
+    for force in [&[][..], &["--force"][..]] {
+        let (_, stderr) =
+            expect(s.cmd().args(args(&[&["bundle"], &raw("wrapping.key"), force, &["src", "outdir"]])), 2);
+        assert!(stderr.contains("outdir: is a directory"), "{force:?}: {stderr}");
+        assert!(names_in(&s.path("outdir")).is_empty(), "{force:?}: something was written into it");
+    }
+}
+
+/// `PROGRAM ARGS` run by `sh` under `umask UMASK` (the umask a child inherits), in the scratch directory.
+#[cfg(unix)]
+fn under_umask(s: &Scratch, umask: &str, program: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(s.dir.path()).args(["-c", "umask \"$1\" && shift && exec \"$@\"", "sh", umask, program]).args(args);
+    cmd
+}
+
+/// README, rules for every subcommand: "File outputs are written to a 0600 temp file beside the destination
+/// and renamed into place"; and "Decrypted files are 0600". Every file `encrypt` writes (from a file, from
+/// stdin, one per file with `--recursive`, over an existing 0644 file with `--force`), `bundle`'s and
+/// `decrypt`'s are mode 0600 under umask 022 and under umask 000, where a file created 0666 and left to the
+/// umask would be world-writable (the `touch` control shows the umask reached the child).
+#[cfg(unix)]
+#[test]
+fn every_file_output_is_0600_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    const BIN: &str = env!("CARGO_BIN_EXE_kms-envelope");
+    let s = Scratch::new();
+    make_tree(&s.path("src"));
+    s.write("pt", &plaintext(100_000));
+    for umask in ["000", "022"] {
+        let run = |args: Vec<&str>| {
+            let out = under_umask(&s, umask, BIN, &args).output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "umask {umask}, {args:?}: {}", stderr_of(&out));
+        };
+        let old = format!("old-{umask}");
+        s.write(&old, b"older");
+        fs::set_permissions(s.path(&old), fs::Permissions::from_mode(0o644)).unwrap();
+        let (file, piped, tree_out, bundle, plain) = (
+            format!("file-{umask}"),
+            format!("piped-{umask}"),
+            format!("enc-{umask}"),
+            format!("b-{umask}"),
+            format!("plain-{umask}"),
+        );
+        run(args(&[&["encrypt"], &raw("wrapping.key"), &["pt", &file]]));
+        let out = under_umask(&s, umask, BIN, &args(&[&["encrypt"], &raw("wrapping.key"), &["-", &piped]]))
+            .write_stdin(plaintext(70_000))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "umask {umask}, stdin: {}", stderr_of(&out));
+        run(args(&[&["encrypt"], &raw("wrapping.key"), &["--recursive", "src", &tree_out]]));
+        run(args(&[&["encrypt"], &raw("wrapping.key"), &["--force", "pt", &old]]));
+        run(args(&[&["bundle"], &raw("wrapping.key"), &["src", &bundle]]));
+        run(args(&[&["decrypt"], &raw("wrapping.key"), &[&file, &plain]]));
+        let control = format!("control-{umask}");
+        assert!(under_umask(&s, umask, "touch", &[&control]).output().unwrap().status.success());
+        let umasked = if umask == "000" { "666" } else { "644" };
+        assert_eq!(format!("{:o}", mode(&s.path(&control))), umasked, "the control: umask {umask} reached the child");
+        let encrypted_tree: Vec<String> =
+            tree(&s.path(&tree_out)).into_iter().map(|(name, _)| format!("{tree_out}/{name}")).collect();
+        assert_eq!(encrypted_tree.len(), 4);
+        for output in [&file, &piped, &old, &bundle, &plain].into_iter().cloned().chain(encrypted_tree) {
+            assert_eq!(format!("{:o}", mode(&s.path(&output))), "600", "umask {umask}: {output}");
+        }
+    }
+}
+
+/// README, Exit status: "a pair the message does not store (one encrypted with `--require-context`, or one
+/// it never had) is checked only by the key: a raw AES key binds the whole context to its wrapped data key,
+/// so with a wrong pair it fails to unwrap exactly as another key would, exit 3". Through the CLI: the
+/// required pair with another value, and a pair the message never had, are exit 3 naming the file and
+/// the unwrap failure, with no output and nothing beside it; the right pair decrypts, and a stored key
+/// given another value is exit 1 (the contrast the README draws).
+#[test]
+fn a_wrong_unstored_context_pair_is_exit_3_and_leaves_nothing() {
+    let s = Scratch::new();
+    s.write("pt", b"tenant data");
+    let stored_and_required = ["--context", "app=billing", "--require-context", "tenant=a"];
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &stored_and_required, &["pt", "ct"]])), 0);
+    let (json, _) = expect(s.cmd().args(["inspect", "--json", "ct"]), 0);
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["encryption_context"], serde_json::json!({"app": "billing"}), "tenant is not stored");
+    let before = names_in(s.dir.path());
+    for (what, pairs) in [
+        ("the required pair with another value", &["--context", "tenant=b"][..]),
+        ("a pair the message never had", &["--context", "tenant=a", "--context", "region=eu"][..]),
+    ] {
+        let (_, stderr) = expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), pairs, &["ct", "out"]])), 3);
+        assert!(stderr.contains("ct: no keyring could decrypt a data key"), "{what}: {stderr}");
+        assert_eq!(names_in(s.dir.path()), before, "{what}: an output or a temp file was left");
+    }
+    let (_, stderr) =
+        expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--context", "app=other", "ct", "out"]])), 1);
+    assert!(stderr.contains("ct:") && stderr.contains("\"app\""), "{stderr}");
+    assert_eq!(names_in(s.dir.path()), before);
+    let (out, _) =
+        expect(s.cmd().args(args(&[&["decrypt"], &raw("wrapping.key"), &["--context", "tenant=a", "ct", "-"]])), 0);
+    assert_eq!(out, b"tenant data");
+}
+
 // ------------------------------------------------------------------------------------------ AWS KMS
 
 #[cfg(feature = "kms")]
 mod kms {
     use super::*;
     use support::{Moto, account_of};
+
+    /// Runs `kms-envelope ARGS` in `s` against moto, as `expect` does.
+    fn expect_with_moto(s: &Scratch, moto: &Moto, args: &[&str], code: i32) -> (Vec<u8>, String) {
+        let mut cmd = s.cmd();
+        with_moto(&mut cmd, moto);
+        expect(cmd.args(args), code)
+    }
 
     fn with_moto(cmd: &mut Command, moto: &Moto) {
         cmd.env("AWS_ENDPOINT_URL_KMS", &moto.endpoint)
@@ -970,11 +1139,7 @@ mod kms {
         let alias = moto.create_alias(&b);
         let s = Scratch::new();
         s.write("pt", b"deploy secret");
-        let run = |args: &[&str], code: i32| {
-            let mut cmd = s.cmd();
-            with_moto(&mut cmd, &moto);
-            expect(cmd.args(args), code)
-        };
+        let run = |args: &[&str], code: i32| expect_with_moto(&s, &moto, args, code);
         // Two KMS keys and a raw key: the first given generates; inspect shows each, without KMS calls.
         run(&args(&[&["encrypt", "--kms-key", &a, "--kms-key", &alias], &raw("wrapping.key"), &["pt", "ct"]]), 0);
         let (json, _) =
@@ -1001,7 +1166,8 @@ mod kms {
         let (_, stderr) = run(&["decrypt", "--kms-discovery", "--account", "111122223333", "ct", "out"], 3);
         assert!(stderr.contains("ct:") && stderr.contains("111122223333"), "{stderr}");
         let c = moto.create_key();
-        run(&["decrypt", "--kms-key", &c, "ct", "out"], 3);
+        let (_, stderr) = run(&["decrypt", "--kms-key", &c, "ct", "out"], 3);
+        assert!(stderr.contains("ct: no keyring could decrypt a data key") && stderr.contains(&a), "{stderr}");
         assert!(!s.path("out").exists());
 
         // A raw key first makes the raw key the generator.
@@ -1033,7 +1199,9 @@ mod kms {
         // A malformed key id is a usage error.
         let mut cmd = s.cmd();
         with_moto(&mut cmd, &moto);
-        expect(cmd.args(["encrypt", "--kms-key", "arn:aws:kms:nonsense", "pt", "ct"]), 2);
+        let (_, stderr) = expect(cmd.args(["encrypt", "--kms-key", "arn:aws:kms:nonsense", "pt", "ct"]), 2);
+        assert!(stderr.contains("\"arn:aws:kms:nonsense\" is not an AWS KMS ARN"), "{stderr}");
+        assert!(!s.path("ct").exists());
     }
 
     /// What KMS answers, as the CLI's exit code: a local endpoint speaking the KMS JSON protocol answers
@@ -1105,6 +1273,180 @@ mod kms {
         assert!(stderr.to_lowercase().contains("region"), "{stderr}");
         assert!(!s.path("ct2").exists() && !s.path("out").exists());
         assert_eq!(good.requests().len(), requests, "no request without credentials or region");
+    }
+
+    /// README, Keys: "`--kms-key ID` | an AWS KMS key: key ARN, key id, alias name or alias ARN". A bare key
+    /// id and an alias ARN each encrypt, and the message names the key by its key ARN, as `inspect` shows it
+    /// in the README (`AWS KMS key "arn:aws:kms:…:key/…"`); that ARN decrypts it. Decrypt is strict on the
+    /// ARN the message names, so the key id or the alias ARN given to `decrypt` is exit 3, saying why and
+    /// naming the ARN to give, with no output.
+    #[test]
+    fn kms_key_as_a_bare_key_id_or_an_alias_arn() {
+        let Some(moto) = Moto::get() else { return };
+        let arn = moto.create_key();
+        let key_id = arn.rsplit('/').next().unwrap().to_owned();
+        let alias_arn = format!("arn:aws:kms:us-east-1:{}:{}", account_of(&arn), moto.create_alias(&arn));
+        let s = Scratch::new();
+        s.write("pt", b"named two ways");
+        let run = |args: &[&str], code: i32| expect_with_moto(&s, &moto, args, code);
+        for (what, id) in [("key id", &key_id), ("alias ARN", &alias_arn)] {
+            run(&["encrypt", "--kms-key", id, "--force", "pt", "ct"], 0);
+            let (json, _) = expect(s.cmd().args(["inspect", "--json", "ct"]), 0);
+            let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            let edks = v["encrypted_data_keys"].as_array().unwrap();
+            assert_eq!(edks.len(), 1, "{what}");
+            assert_eq!(
+                (&edks[0]["provider_id"], &edks[0]["key_arn"]),
+                (&"aws-kms".into(), &arn.as_str().into()),
+                "{what}"
+            );
+            let (text, _) = expect(s.cmd().args(["inspect", "ct"]), 0);
+            let text = String::from_utf8(text).unwrap();
+            assert!(text.contains(&format!("1. provider \"aws-kms\", AWS KMS key \"{arn}\"")), "{what}: {text}");
+            let (out, _) = run(&["decrypt", "--kms-key", &arn, "ct", "-"], 0);
+            assert_eq!(out, b"named two ways", "{what}");
+            let (_, stderr) = run(&["decrypt", "--kms-key", id, "ct", "out"], 3);
+            assert!(stderr.contains("strict decrypt needs the key ARN") && stderr.contains(&arn), "{what}: {stderr}");
+            assert!(!s.path("out").exists(), "{what}");
+        }
+    }
+
+    /// README, Keys: "`--account ID` (with `--kms-discovery`) | only keys of these accounts (repeatable);
+    /// `--partition` defaults to the region's (`aws`)". The partition is the other half of the discovery
+    /// filter: with `--partition aws-cn` a message under an `aws` key is refused before any KMS call (exit 3,
+    /// both partitions named, no output), with `--partition aws` it decrypts; without `--partition` the
+    /// configured region's partition applies (`aws-cn` for `cn-north-1`), which `--partition aws` overrides.
+    /// An unknown partition, or `--partition` without `--account`, is a usage error.
+    #[test]
+    fn partition_is_the_partition_the_discovery_filter_allows() {
+        let Some(moto) = Moto::get() else { return };
+        let arn = moto.create_key();
+        let account = account_of(&arn);
+        let s = Scratch::new();
+        s.write("pt", b"partitioned");
+        let run = |region: &str, extra: &[&str], output: &str, code: i32| {
+            let mut cmd = s.cmd();
+            with_moto(&mut cmd, &moto);
+            cmd.env("AWS_REGION", region).env("AWS_DEFAULT_REGION", region);
+            cmd.args(["decrypt", "--kms-discovery", "--account", &account]).args(extra).args(["ct", output]);
+            expect(&mut cmd, code)
+        };
+        let mut encrypt = s.cmd();
+        with_moto(&mut encrypt, &moto);
+        expect(encrypt.args(["encrypt", "--kms-key", &arn, "pt", "ct"]), 0);
+
+        let refused = "is in partition aws, the discovery filter allows aws-cn";
+        let (_, stderr) = run("us-east-1", &["--partition", "aws-cn"], "out", 3);
+        assert!(stderr.contains("ct:") && stderr.contains(refused), "{stderr}");
+        let (out, _) = run("us-east-1", &["--partition", "aws"], "-", 0);
+        assert_eq!(out, b"partitioned");
+        let (out, _) = run("us-east-1", &[], "-", 0);
+        assert_eq!(out, b"partitioned", "the default in us-east-1 is aws");
+        let (_, stderr) = run("cn-north-1", &[], "out", 3);
+        assert!(stderr.contains(refused), "the default in cn-north-1 is aws-cn: {stderr}");
+        let (out, _) = run("cn-north-1", &["--partition", "aws"], "-", 0);
+        assert_eq!(out, b"partitioned", "--partition overrides the region's");
+        let (_, stderr) = run("us-east-1", &["--partition", "aws-mars"], "out", 2);
+        assert!(stderr.contains("\"aws-mars\" is not a known AWS partition"), "{stderr}");
+        let mut cmd = s.cmd();
+        with_moto(&mut cmd, &moto);
+        let (_, stderr) = expect(cmd.args(["decrypt", "--kms-discovery", "--partition", "aws", "ct", "out"]), 2);
+        assert!(stderr.contains("--account"), "{stderr}");
+        assert!(!s.path("out").exists());
+    }
+
+    /// README, Exit status: a pair the message does not store "is checked only by the key ... AWS KMS keys do
+    /// the same (KMS refuses the `Decrypt`)". A KMS key (moto, which binds the context to its ciphertext as
+    /// KMS does) with the required pair given another value: exit 3 naming the file and KMS's refusal, no
+    /// output; the right pair decrypts.
+    #[test]
+    fn a_wrong_unstored_context_pair_under_a_kms_key_is_exit_3() {
+        let Some(moto) = Moto::get() else { return };
+        let arn = moto.create_key();
+        let s = Scratch::new();
+        s.write("pt", b"tenant data");
+        let run = |args: &[&str], code: i32| expect_with_moto(&s, &moto, args, code);
+        run(&["encrypt", "--kms-key", &arn, "--require-context", "tenant=a", "pt", "ct"], 0);
+        let before = names_in(s.dir.path());
+        let (_, stderr) = run(&["decrypt", "--kms-key", &arn, "--context", "tenant=b", "ct", "out"], 3);
+        assert!(stderr.contains("ct: no keyring could decrypt a data key"), "{stderr}");
+        assert!(stderr.contains("InvalidCiphertextException"), "KMS refused the Decrypt: {stderr}");
+        assert_eq!(names_in(s.dir.path()), before, "an output or a temp file was left");
+        let (out, _) = run(&["decrypt", "--kms-key", &arn, "--context", "tenant=a", "ct", "-"], 0);
+        assert_eq!(out, b"tenant data");
+    }
+
+    /// README, Keys: "`--kms-rsa-key ARN [--kms-rsa-public-key PEM]` | an AWS KMS RSA key (`ENCRYPT_DECRYPT`):
+    /// encrypt locally with its public key (from the PEM, or `GetPublicKey`), decrypt with KMS `Decrypt`;
+    /// `--kms-rsa-algorithm RSAES_OAEP_SHA_256` (default) or `RSAES_OAEP_SHA_1`". moto's `Decrypt` cannot
+    /// open an RSA ciphertext, so KMS here is a stub holding the private key that does what KMS does: OAEP
+    /// with the algorithm the request names. A message encrypted with one algorithm decrypts with that one
+    /// only (the other is exit 3, no output); no flag means SHA-256 on both sides; encrypting with the PEM
+    /// makes no KMS call; an unknown algorithm is exit 2.
+    #[cfg(feature = "rsa")]
+    #[test]
+    fn kms_rsa_algorithm_decrypts_only_what_it_encrypted() {
+        use std::sync::{Arc, Mutex};
+
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::rsa::KeySize;
+        use base64::Engine as _;
+        use base64::engine::general_purpose::STANDARD as B64;
+        use support::{StubKms, rsa_kms_answer};
+        const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/2b5a4c8e-7d1f-4e3a-9c6b-0a1b2c3d4e5f";
+        let private = aws_lc_rs::rsa::PrivateDecryptingKey::generate(KeySize::Rsa2048).unwrap();
+        let spki = B64.encode(private.public_key().as_der().unwrap().as_ref());
+        let lines: Vec<&str> = spki.as_bytes().chunks(64).map(|l| std::str::from_utf8(l).unwrap()).collect();
+        let pem = format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"));
+        let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+        let asked_in_stub = asked.clone();
+        let kms = StubKms::start(move |_, operation, body| {
+            let algorithm = body["EncryptionAlgorithm"].as_str().unwrap_or("").to_owned();
+            asked_in_stub.lock().unwrap().push(format!("{operation} {algorithm}"));
+            rsa_kms_answer(&private, ARN, operation, body)
+        });
+        let s = Scratch::new();
+        s.write("public.pem", pem.as_bytes());
+        s.write("pt", b"for the KMS RSA key");
+        let run = |args: &[&str], code: i32| {
+            let mut cmd = s.cmd();
+            cmd.env("AWS_ENDPOINT_URL_KMS", &kms.url)
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_MAX_ATTEMPTS", "1");
+            expect(cmd.args(args), code)
+        };
+        let key = ["--kms-rsa-key", ARN];
+        run(&args(&[&["encrypt"], &key, &["--kms-rsa-public-key", "public.pem", "pt", "sha256"]]), 0);
+        let sha1 = ["--kms-rsa-algorithm", "RSAES_OAEP_SHA_1"];
+        run(&args(&[&["encrypt"], &key, &sha1, &["--kms-rsa-public-key", "public.pem", "pt", "sha1"]]), 0);
+        assert!(kms.requests().is_empty(), "encrypting with the PEM needs no KMS: {:?}", kms.requests());
+
+        let sha256 = ["--kms-rsa-algorithm", "RSAES_OAEP_SHA_256"];
+        for (message, right, wrong) in [("sha256", &sha256[..], &sha1[..]), ("sha1", &sha1[..], &[][..])] {
+            let (out, _) = run(&args(&[&["decrypt"], &key, right, &[message, "-"]]), 0);
+            assert_eq!(out, b"for the KMS RSA key", "{message} with {right:?}");
+            let (_, stderr) = run(&args(&[&["decrypt"], &key, wrong, &[message, "out"]]), 3);
+            assert!(stderr.contains(&format!("{message}: no keyring could decrypt a data key")), "{stderr}");
+            assert!(stderr.contains("InvalidCiphertextException"), "{message} with {wrong:?}: {stderr}");
+            assert!(!s.path("out").exists(), "{message} with {wrong:?}");
+        }
+        let asked = asked.lock().unwrap().clone();
+        let expected = ["RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"];
+        assert_eq!(asked, expected.map(|a| format!("Decrypt {a}")), "the algorithm given, or the default, reaches KMS");
+
+        let (_, stderr) = run(
+            &args(&[
+                &["encrypt"],
+                &key,
+                &["--kms-rsa-algorithm", "RSAES_OAEP_SHA_512"],
+                &["--kms-rsa-public-key", "public.pem", "pt", "x"],
+            ]),
+            2,
+        );
+        assert!(stderr.contains("expected RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1"), "{stderr}");
+        assert!(!s.path("x").exists());
     }
 }
 

@@ -93,6 +93,7 @@ fn an_encrypted_message_is_not_written_to_a_terminal_unless_forced() {
     let bundle = format!("{BIN} bundle --raw-key-file wrapping.key --key-namespace ns --key-name k . -");
     let (code, shown) = on_a_terminal(&scratch, &bundle);
     assert_eq!(code, Some(2), "bundle too: {shown}");
+    assert!(shown.contains("refusing to write an encrypted message to a terminal"), "bundle: {shown}");
 
     // A pipe or a file is not a terminal: no refusal (the control).
     let (code, message, stderr) = scratch.encrypt(&scratch.path("wrapping.key"), &[], "plain.txt", "-");
@@ -177,8 +178,9 @@ fn a_missing_output_directory_is_named_as_given() {
     assert!(stderr.contains("directory missing does not exist") && !stderr.contains(".partial"), "{stderr}");
 
     let (code, _, stderr) = scratch.with_key("unbundle", &scratch.path("wrapping.key"), &[], "message", "missing/dir");
-    assert_ne!(code, Some(0), "{stderr}");
+    assert_eq!(code, Some(4), "the README's table puts a missing output directory under 4: {stderr}");
     assert!(stderr.contains("directory missing does not exist") && !stderr.contains(".partial"), "{stderr}");
+    assert!(!scratch.path("missing").exists(), "nothing was created");
 }
 
 #[test]
@@ -333,8 +335,9 @@ fn a_failed_recursive_decrypt_leaves_no_empty_directories() {
     assert!(!scratch.path("out").exists(), "out/a/b, all empty, were removed");
     // A directory that existed before stays.
     fs::create_dir(scratch.path("kept")).unwrap();
-    let (code, _, _) = scratch.decrypt(&scratch.path("wrapping.key"), &["--recursive"], "in", "kept");
-    assert_eq!(code, Some(1));
+    let (code, _, stderr) = scratch.decrypt(&scratch.path("wrapping.key"), &["--recursive"], "in", "kept");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("1 of 1 file failed"), "{stderr}");
     assert!(scratch.path("kept").is_dir() && !scratch.path("kept/a").exists());
 
     let mut args = vec!["encrypt".to_owned()];

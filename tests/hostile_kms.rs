@@ -369,7 +369,9 @@ fn control_characters_in_a_message_never_reach_the_terminal() {
             .arg("-")
             .output()
             .unwrap();
-        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "no key for an EDK of an unknown provider: {stderr}");
+        assert!(stderr.contains("no keyring could decrypt a data key"), "{stderr}");
         assert_terminal_safe(&out.stderr);
     }
 }
@@ -438,6 +440,7 @@ fn the_cli_and_lambda_limit_edks_by_default() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("encrypted data key count is 11, over the configured limit of 10"), "{stderr}");
     assert!(stub.requests().is_empty());
+    assert!(!dir.path().join("out").exists(), "no output for a refused message");
 
     let config = kms_envelope::lambda::EnvConfig::from_lookup(|name| match name {
         "KMS_ENVELOPE_BUNDLES" => Some(format!("{}=x", input.display())),

@@ -619,6 +619,19 @@ fn cli_decrypt_range_writes_exactly_the_inclusive_range() {
     assert_eq!(json["layout"]["frame_count"], 4);
 }
 
+/// Every name in `dir`, hidden ones included, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// README, Random access: "A frame that fails is an error naming it, never a short read"; rules for every
+/// subcommand: "on failure nothing is left at `OUTPUT`" (nor a temp file: an unnamed one on Linux, else a
+/// hidden `.OUTPUT.XXXXXX.partial` the next run removes). A range over a tampered frame exits 1 naming the
+/// frame, and the directory holds exactly what it held before, whatever a temp file would be called; a
+/// range outside the frame decrypts, and the whole message fails as tampered (exit 1).
 #[test]
 fn cli_decrypt_range_leaves_no_output_when_a_frame_in_it_fails() {
     let (dir, pt) = cli_message();
@@ -626,16 +639,19 @@ fn cli_decrypt_range_leaves_no_output_when_a_frame_in_it_fails() {
     let second_frame = message.len() - (4 + 4 + 12 + 4 + 100 + 16) - 2 * (4096 + 32) + 100;
     message[second_frame] ^= 1;
     fs::write(dir.path().join("ct"), &message).unwrap();
+    let before = listing(dir.path());
     let (code, _, err) = cli(dir.path(), &["decrypt", "--range", "0-8191", "ct", "out"], None);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("frame 2"), "{err}");
-    assert!(!dir.path().join("out").exists(), "no output for a range that failed");
-    assert!(fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("tmp")));
+    assert!(err.contains("ct:") && err.contains("frame 2"), "{err}");
+    assert_eq!(listing(dir.path()), before, "a failed range left something behind");
     // Outside the damaged frame (and with the final frame intact): the right bytes.
     assert_eq!(cli(dir.path(), &["decrypt", "--range", "8192-", "ct", "out"], None).0, 0);
     assert!(fs::read(dir.path().join("out")).unwrap() == pt[8192..]);
+    let before = listing(dir.path());
     let (code, _, err) = cli(dir.path(), &["decrypt", "ct", "whole"], None);
-    assert_ne!(code, 0, "the whole message fails: {err}");
+    assert_eq!(code, 1, "the whole message fails as tampered: {err}");
+    assert!(err.contains("ct:") && err.contains("authentication failed"), "{err}");
+    assert_eq!(listing(dir.path()), before, "a failed decrypt left something behind");
 }
 
 #[test]

@@ -168,6 +168,37 @@ pub fn kms_answer(operation: &str, body: &serde_json::Value) -> Reply {
     Reply::Json(200, json.to_string())
 }
 
+/// What KMS answers to `operation` with request `body` for the RSA key `arn` whose private key is `private`:
+/// `Decrypt` with RSA-OAEP under the algorithm the request names (`RSAES_OAEP_SHA_1` or `_256`), as KMS does
+/// for an `ENCRYPT_DECRYPT` RSA key; anything else is refused. moto cannot be this KMS: its `Decrypt` reads
+/// every ciphertext as its own symmetric format.
+#[cfg(feature = "rsa")]
+pub fn rsa_kms_answer(
+    private: &aws_lc_rs::rsa::PrivateDecryptingKey,
+    arn: &str,
+    operation: &str,
+    body: &serde_json::Value,
+) -> Reply {
+    use aws_lc_rs::rsa::{OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey};
+    let algorithm = body["EncryptionAlgorithm"].as_str().unwrap_or("");
+    let oaep = match (operation, body["KeyId"].as_str() == Some(arn), algorithm) {
+        ("Decrypt", true, "RSAES_OAEP_SHA_1") => &OAEP_SHA1_MGF1SHA1,
+        ("Decrypt", true, "RSAES_OAEP_SHA_256") => &OAEP_SHA256_MGF1SHA256,
+        _ => return Reply::error(400, "ValidationException", "not a Decrypt of the RSA key with an RSA algorithm"),
+    };
+    let ciphertext = B64.decode(body["CiphertextBlob"].as_str().unwrap_or("")).unwrap_or_default();
+    let key = OaepPrivateDecryptingKey::new(private.clone()).unwrap();
+    let mut out = vec![0u8; key.min_output_size()];
+    match key.decrypt(oaep, &ciphertext, &mut out, None) {
+        Ok(plaintext) => Reply::Json(
+            200,
+            serde_json::json!({"KeyId": arn, "Plaintext": B64.encode(plaintext), "EncryptionAlgorithm": algorithm})
+                .to_string(),
+        ),
+        Err(_) => Reply::error(400, "InvalidCiphertextException", "OAEP decryption failed"),
+    }
+}
+
 type Script = dyn Fn(usize, &str, &serde_json::Value) -> Reply + Send + Sync;
 
 /// A local HTTP endpoint speaking just enough of the KMS JSON protocol, answering request `n` (from 0)

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::api::KmsApi;
-use super::arn::{check_key_identifier, mrk_match};
+use super::arn::{KmsArn, check_key_identifier, mrk_match};
 use super::calls::{Kms, edk_key_arn, not_kms};
 use crate::crypto::DataKey;
 use crate::error::{Error, Result};
@@ -143,6 +143,8 @@ impl Strict {
         // Filter every EDK before the first call: a malformed KMS EDK fails the keyring.
         let mut reasons = Vec::new();
         let mut candidates = Vec::new();
+        // Every EDK names a key ARN: a key id, an alias name or an alias ARN never equals one.
+        let hint = if KmsArn::parse_key(&self.key_id).is_ok() { "" } else { " (strict decrypt needs the key ARN)" };
         for edk in edks {
             let Some((_, info)) = edk_key_arn(edk)? else {
                 reasons.push(not_kms(&self.name(), edk));
@@ -155,11 +157,7 @@ impl Strict {
             if matches {
                 candidates.push(edk);
             } else {
-                reasons.push(format!(
-                    "{}: the message's data key under {info} is for another key{}",
-                    self.name(),
-                    if self.key_id.starts_with("arn:") { "" } else { " (strict decrypt needs the key ARN)" }
-                ));
+                reasons.push(format!("{}: the message's data key under {info} is for another key{hint}", self.name()));
             }
         }
         for edk in candidates {
