@@ -49,7 +49,10 @@ use crate::error::{Error, Result};
 use crate::escape::Escaped;
 use crate::format::header::Header;
 use crate::keyring::Keyring;
-use crate::stream::{AsyncRangeSource, DecryptOptions, EncryptOptions, Encryptor, OutputOptions, decrypt_to_path};
+use crate::stream::{
+    AsyncRangeSource, DecryptOptions, EncryptOptions, Encryptor, OutputOptions, ReencryptOptions, decrypt_to_path,
+    reencrypt,
+};
 
 /// The smallest part S3 accepts in a multipart upload, but for the last.
 pub const MIN_PART_SIZE: usize = 5 << 20;
@@ -179,6 +182,19 @@ impl S3Object {
     fn failure(&self, what: &str, err: impl std::fmt::Display) -> io::Error {
         let (bucket, key, err) = (Escaped(&self.bucket), Escaped(&self.key), err.to_string());
         io::Error::other(format!("S3 {what} s3://{bucket}/{key}: {}", Escaped(&err)))
+    }
+
+    /// [`failure`](Self::failure) for a request that carried `If-Match`: a 412 says the object changed.
+    fn conditional_failure<E, R>(&self, what: &str, e: aws_sdk_s3::error::SdkError<E, R>) -> io::Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        if e.code() == Some("PreconditionFailed") {
+            self.failure(what, "the object changed while it was re-encrypted (its ETag no longer matches); it was left as the other writer made it")
+        } else {
+            self.failure(what, DisplayErrorContext(e))
+        }
     }
 
     /// The object's length and ETag, from one `HeadObject` on the first call; later calls (and clones)
@@ -332,6 +348,23 @@ impl S3Object {
         mut plaintext: impl Read,
         cancelled: Arc<AtomicBool>,
     ) -> Result<Uploaded> {
+        self.upload_sealed(handle, transfer, cancelled, None, |parts| {
+            let mut encryptor = Encryptor::new(keyring, options, parts)?;
+            encryptor.copy_from(&mut plaintext).map_err(Error::from_io)?;
+            encryptor.finish().map(drop)
+        })
+    }
+
+    /// Uploads what `seal` writes, completing the upload only if `seal` succeeded (and, with `if_match`, only
+    /// while the object's ETag is still that one); otherwise the upload is aborted before this returns.
+    fn upload_sealed(
+        &self,
+        handle: Handle,
+        transfer: &TransferOptions,
+        cancelled: Arc<AtomicBool>,
+        if_match: Option<String>,
+        seal: impl FnOnce(&mut PartWriter) -> Result<()>,
+    ) -> Result<Uploaded> {
         if transfer.part_size < MIN_PART_SIZE {
             return Err(Error::Config(format!(
                 "an S3 part size of {} bytes is under S3's minimum of {MIN_PART_SIZE}",
@@ -339,12 +372,10 @@ impl S3Object {
             )));
         }
         let (to_uploader, from_writer) = mpsc::channel(1);
-        let uploader = handle.spawn(upload(self.clone(), from_writer, transfer.concurrency, cancelled.clone()));
-        let parts = PartWriter { part: Vec::new(), part_size: transfer.part_size, to_uploader, cancelled };
-        let sealed = Encryptor::new(keyring, options, parts).and_then(|mut encryptor| {
-            encryptor.copy_from(&mut plaintext).map_err(Error::from_io)?;
-            encryptor.finish()?.finish()
-        });
+        let upload = upload(self.clone(), from_writer, transfer.concurrency, cancelled.clone(), if_match);
+        let uploader = handle.spawn(upload);
+        let mut parts = PartWriter { part: Vec::new(), part_size: transfer.part_size, to_uploader, cancelled };
+        let sealed = seal(&mut parts).and_then(|()| parts.finish());
         // Without `Last` (an error above dropped the writer) the uploader aborts the upload before it ends.
         let uploaded = handle.block_on(uploader).map_err(|e| Error::Io(io::Error::other(e)))?;
         match (sealed, uploaded) {
@@ -353,6 +384,52 @@ impl S3Object {
             (Err(Error::Io(e)), Err(upload_error)) if e.kind() == io::ErrorKind::BrokenPipe => Err(upload_error),
             (Err(e), _) => Err(e),
         }
+    }
+
+    /// Re-encrypts the message in `source` into this object under a fresh data key from `target_keyring`
+    /// (see [`reencrypt`](crate::reencrypt)), streaming: the source is downloaded in ranged GETs pinned to
+    /// its ETag, the new message uploaded as it is sealed, in memory bounded by `transfer`, with plaintext
+    /// only in the pipelines' wiped buffers. The object appears only once the whole source verified and the
+    /// new message is complete; on any error the upload is aborted (and the abort awaited) and nothing
+    /// changes. Blocking: call it off the runtime's executor threads, with `handle` a runtime for the
+    /// requests.
+    ///
+    /// In place (this object is `source`), the upload completes only if the object still has the ETag that
+    /// was read (`If-Match` on `PutObject` or `CompleteMultipartUpload`): a writer that replaced it meanwhile
+    /// wins, and this fails. Unless the options declare a plaintext bound, the source's length is declared
+    /// (for a caching target keyring), and the part size grows with it so that the message fits in 10 000
+    /// parts. The new object does not carry over the old one's metadata, tags or storage class.
+    ///
+    /// # Errors
+    ///
+    /// As [`reencrypt`](crate::reencrypt); a request fails; the source changed while it was read; in place,
+    /// the object changed before the new one could replace it; `cancelled` was set.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reencrypt_from_blocking(
+        &self,
+        handle: Handle,
+        source: &S3Object,
+        source_keyring: &dyn Keyring,
+        target_keyring: &dyn Keyring,
+        options: &ReencryptOptions,
+        transfer: &TransferOptions,
+        cancelled: Arc<AtomicBool>,
+    ) -> Result<Uploaded> {
+        let pinned = handle.block_on(source.pin())?.clone();
+        let in_place = self.bucket == source.bucket && self.key == source.key;
+        let if_match = if in_place { pinned.etag.clone() } else { None };
+        if in_place && if_match.is_none() {
+            return Err(Error::Io(source.failure("HeadObject", "no ETag, which replacing the object in place needs")));
+        }
+        let mut declared = options.clone();
+        if declared.target.max_plaintext_length.is_none() {
+            declared.target.max_plaintext_length = Some(pinned.len);
+        }
+        let transfer = transfer.clone().part_size(transfer.part_size_for(pinned.len));
+        let reader = source.reader(handle.clone(), &transfer);
+        self.upload_sealed(handle, &transfer, cancelled, if_match, |parts| {
+            reencrypt(source_keyring, target_keyring, &declared, reader, parts).map(drop)
+        })
     }
 
     /// [`encrypt_from_blocking`](Self::encrypt_from_blocking) on the blocking pool. If this future is
@@ -548,6 +625,7 @@ async fn upload(
     mut from_writer: mpsc::Receiver<ToUploader>,
     concurrency: usize,
     cancelled: Arc<AtomicBool>,
+    if_match: Option<String>,
 ) -> Result<Uploaded> {
     let incomplete = || Error::Io(io::Error::other("the message was not completed; nothing was uploaded"));
     let first = match from_writer.recv().await {
@@ -557,9 +635,9 @@ async fn upload(
                 return Err(incomplete());
             }
             let bytes = message.len() as u64;
-            let put = object.client.put_object().bucket(&object.bucket).key(&object.key);
+            let put = object.client.put_object().bucket(&object.bucket).key(&object.key).set_if_match(if_match);
             let put = put.body(ByteStream::from(message)).send().await;
-            let put = put.map_err(|e| object.failure("PutObject", DisplayErrorContext(e)))?;
+            let put = put.map_err(|e| object.conditional_failure("PutObject", e))?;
             return Ok(Uploaded { bytes, parts: 0, etag: put.e_tag().map(str::to_owned) });
         }
         Some(ToUploader::Part(part)) => part,
@@ -569,6 +647,7 @@ async fn upload(
     let upload_id = created.upload_id().ok_or_else(|| object.failure("CreateMultipartUpload", "no upload id"))?;
     let mut multipart = Multipart {
         object: &object,
+        if_match,
         upload_id: upload_id.to_owned(),
         in_flight: VecDeque::new(),
         done: Vec::new(),
@@ -585,6 +664,8 @@ async fn upload(
 
 struct Multipart<'a> {
     object: &'a S3Object,
+    /// Complete only while the object has this ETag (re-encryption in place).
+    if_match: Option<String>,
     upload_id: String,
     in_flight: VecDeque<AbortOnDrop<io::Result<CompletedPart>>>,
     done: Vec<CompletedPart>,
@@ -625,8 +706,9 @@ impl Multipart<'_> {
         let parts = CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.done))).build();
         let object = self.object;
         let completed = object.client.complete_multipart_upload().bucket(&object.bucket).key(&object.key);
+        let completed = completed.set_if_match(self.if_match.clone());
         let completed = completed.upload_id(&self.upload_id).multipart_upload(parts).send().await;
-        let completed = completed.map_err(|e| object.failure("CompleteMultipartUpload", DisplayErrorContext(e)))?;
+        let completed = completed.map_err(|e| object.conditional_failure("CompleteMultipartUpload", e))?;
         Ok(Uploaded { bytes: self.bytes, parts: count, etag: completed.e_tag().map(str::to_owned) })
     }
 
