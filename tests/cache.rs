@@ -7,11 +7,12 @@ mod common;
 #[path = "common/kms.rs"]
 mod support;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use kms_envelope::keyring::{DecryptionMaterials, EncryptionMaterials, KeyringFuture};
 use kms_envelope::{
-    CacheLimits, CachingKeyring, DecryptOptions, Decryptor, EncryptOptions, EncryptedDataKey, Encryptor,
+    CacheLimits, CachingKeyring, DecryptOptions, Decryptor, EncryptOptions, EncryptedDataKey, Encryptor, Keyring,
     MaterialsCache, RawAesKeyring, decrypt, encrypt,
 };
 use support::{CountingProxy, Moto, within};
@@ -119,6 +120,71 @@ fn sixty_four_concurrent_misses_make_one_kms_call() {
         proxy
     });
     assert_eq!(proxy.calls("Decrypt"), 1);
+}
+
+// ------------------------------------------------------------------------------ no lock in the call
+
+/// A raw AES keyring whose encrypt call for the context `hold=yes` says so on `entered`, then stays in the
+/// call until `release` says go: an inner-keyring call in flight for as long as the test wants.
+struct Holding {
+    inner: RawAesKeyring,
+    entered: mpsc::SyncSender<()>,
+    release: Mutex<mpsc::Receiver<()>>,
+}
+
+impl Keyring for Holding {
+    fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
+        if materials.encryption_context().get("hold") == Some("yes") {
+            self.entered.send(()).unwrap();
+            self.release.lock().unwrap().recv().unwrap();
+        }
+        self.inner.on_encrypt(materials)
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        materials: DecryptionMaterials,
+        edks: &'a [EncryptedDataKey],
+    ) -> KeyringFuture<'a, DecryptionMaterials> {
+        self.inner.on_decrypt(materials, edks)
+    }
+}
+
+/// README: "no lock is held during the call". While one entry's miss is inside the inner keyring (held
+/// there by the test), another caller's hit, encrypt miss and decrypt miss, all for other entries, finish.
+#[test]
+fn lookups_for_other_entries_proceed_while_a_miss_is_in_the_inner_keyring() {
+    let (entered_tx, entered) = mpsc::sync_channel(1);
+    let (release, release_rx) = mpsc::channel();
+    let holding = Holding { inner: raw_keyring(), entered: entered_tx, release: Mutex::new(release_rx) };
+    let keyring = CachingKeyring::new(holding, Arc::new(MaterialsCache::new(8)), limits()).unwrap();
+    let warm = EncryptOptions::new().context("tenant", "warm");
+    let warm_message = encrypt(&keyring, &warm, b"warm").unwrap();
+    let uncached = encrypt(&raw_keyring(), &EncryptOptions::new().context("tenant", "cold"), b"cold").unwrap();
+
+    std::thread::scope(|scope| {
+        let held = scope.spawn(|| encrypt(&keyring, &EncryptOptions::new().context("hold", "yes"), b"held"));
+        entered.recv().unwrap();
+        let (done, finished) = mpsc::channel();
+        let (keyring, warm, uncached) = (&keyring, &warm, &uncached);
+        let other = scope.spawn(move || {
+            let hit = encrypt(keyring, warm, b"hit").unwrap();
+            let miss = encrypt(keyring, &EncryptOptions::new().context("tenant", "other"), b"miss").unwrap();
+            let decrypted = decrypt(keyring, &DecryptOptions::new(), uncached).unwrap();
+            done.send((hit, miss, decrypted.plaintext.to_vec())).unwrap();
+        });
+        // A guard against a hang, not a measurement: the other caller needs milliseconds, and one that waited
+        // for the held call would wait until the release below.
+        let finished = finished.recv_timeout(Duration::from_secs(60));
+        release.send(()).unwrap();
+        let held = held.join().unwrap().unwrap();
+        other.join().unwrap();
+        let (hit, miss, decrypted) = finished.expect("a lookup for another entry waited for the call in flight");
+        assert_eq!(edks(&hit), edks(&warm_message), "the warm entry was not served from the cache");
+        assert_ne!(edks(&miss), edks(&warm_message));
+        assert_eq!(decrypted, b"cold");
+        assert_eq!(&decrypt(keyring, &DecryptOptions::new(), &held).unwrap().plaintext[..], b"held");
+    });
 }
 
 // ------------------------------------------------------------------------------------ Python ESDK

@@ -727,3 +727,20 @@ fn a_secrets_bundle_that_is_not_json_fails_the_init_with_our_error_type_and_leav
     assert!(body["errorMessage"].as_str().unwrap().contains("not a JSON object"), "{body}");
     assert!(!body.to_string().contains(SECRET), "the secret was reported: {body}");
 }
+
+/// README: "a mistake in the variables is a `Config` error naming the variable", for the extension's own
+/// `KMS_ENVELOPE_SECRETS_FILE` too: a path that leaves the root, is absolute, empty, a directory (trailing
+/// `/`) or the root itself fails before anything is decrypted, naming the variable, and leaves nothing.
+#[test]
+fn a_bad_secrets_file_value_is_a_config_error_naming_the_variable() {
+    let alone = Alone::new();
+    for value in ["../outside.json", "/etc/kms-envelope-secrets.json", "", "conf/", ".", "a/../../x.json"] {
+        let ended = alone.run_with(&["--once"], None, &[("KMS_ENVELOPE_SECRETS_FILE", value)]);
+        let context = format!("{value:?}: {:?}\n{}", ended.status, ended.stderr);
+        assert_eq!(ended.status.code(), Some(1), "{context}");
+        let expected = "[kms-envelope] failed: invalid configuration: KMS_ENVELOPE_SECRETS_FILE: ";
+        assert!(ended.stderr.starts_with(expected), "{context}");
+        assert!(!ended.stderr.contains("decrypted"), "decrypted before the check: {context}");
+        assert_eq!(ended.listing, Vec::<String>::new(), "{context}");
+    }
+}

@@ -6,11 +6,12 @@
 //! The test's own plaintext and output buffers are `Zeroizing` (wiped before they are freed) and results
 //! are compared through hashes, so every marker found in freed memory was left there by the crate.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 
 use kms_envelope::OutputOptions;
 use kms_envelope::{
-    AlgorithmSuite, DecryptOptions, Decryptor, EncryptOptions, Encryptor, RawAesKeyring, decrypt_into, encrypt,
+    AlgorithmSuite, DecryptOptions, Decryptor, EncryptOptions, Encryptor, RawAesKeyring, SeekableDecryptor,
+    decrypt_into, decrypt_range, encrypt,
 };
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -67,19 +68,23 @@ fn encrypt_copy_from(options: &EncryptOptions, plaintext: &[u8]) -> Vec<u8> {
     encryptor.finish().unwrap()
 }
 
-/// Decrypts through `Read` into a fixed buffer and returns the plaintext's hash.
-fn decrypt_streaming(options: &DecryptOptions, message: &[u8]) -> [u8; 32] {
-    let mut decryptor = Decryptor::new(&keyring(), options, message).unwrap();
-    let mut buf = Zeroizing::new(vec![0u8; 100_000]);
+/// Reads `reader` to its end through `buf` and returns the hash of what it gave.
+fn hash_to_end(reader: &mut impl Read, buf: &mut [u8]) -> [u8; 32] {
     let mut hash = Sha256::new();
     loop {
-        let n = decryptor.read(&mut buf).unwrap();
+        let n = reader.read(buf).unwrap();
         if n == 0 {
             break;
         }
         hash.update(&buf[..n]);
     }
     hash.finalize().into()
+}
+
+/// Decrypts through `Read` into a fixed buffer and returns the plaintext's hash.
+fn decrypt_streaming(options: &DecryptOptions, message: &[u8]) -> [u8; 32] {
+    let mut decryptor = Decryptor::new(&keyring(), options, message).unwrap();
+    hash_to_end(&mut decryptor, &mut Zeroizing::new(vec![0u8; 100_000]))
 }
 
 /// Encrypts and decrypts `plaintext` with `encrypt_options`/`decrypt_options`: streaming by `write`,
@@ -178,6 +183,102 @@ fn every_way(
     counts
 }
 
+/// The range readers over a message of `len` bytes of marker: `decrypt_range` of a slice that starts and
+/// ends inside frames, and a `SeekableDecryptor` read at its start, then seeked past its first 1 MiB window
+/// and read to the end, so that every window after the first replaces one (`len` must pass 1 MiB and a
+/// frame). Returns the marker count for each way.
+fn every_range_way(
+    what: &str,
+    encrypt_options: &EncryptOptions,
+    decrypt_options: &DecryptOptions,
+    len: usize,
+) -> Vec<(String, usize)> {
+    let plain = plaintext(len);
+    let message = encrypt(&keyring(), encrypt_options, &plain).unwrap();
+    let (start, end) = (len / 3 + 5, 2 * len / 3 + 7);
+    let mut counts = Vec::new();
+    counts.push((
+        format!("{what}: decrypt_range"),
+        freed_matching(|| {
+            let slice = decrypt_range(&keyring(), decrypt_options, &message[..], start as u64..end as u64).unwrap();
+            assert!(sha(&slice.plaintext) == sha(&plain[start..end]), "{what}: decrypt_range returned something else");
+        }),
+    ));
+    counts.push((
+        format!("{what}: SeekableDecryptor past its window"),
+        freed_matching(|| {
+            let mut reader =
+                SeekableDecryptor::new(&keyring(), decrypt_options, std::io::Cursor::new(&message[..])).unwrap();
+            let mut buf = Zeroizing::new(vec![0u8; 100_000]);
+            reader.read_exact(&mut buf[..]).unwrap();
+            assert!(sha(&buf[..]) == sha(&plain[..100_000]), "{what}: SeekableDecryptor read something else");
+            // Past the window the first read filled (1 MiB, or one frame if longer).
+            let far = (1 << 20) + 4099;
+            reader.seek(SeekFrom::Start(far as u64)).unwrap();
+            assert!(hash_to_end(&mut reader, &mut buf) == sha(&plain[far..]), "{what}: the tail differs");
+        }),
+    ));
+    counts
+}
+
+/// `decrypt_range_async` and `AsyncRangeReader::write_range_to` (in windows of 256 KiB, or one frame if
+/// longer) over a message of `len` bytes of marker in memory.
+#[cfg(feature = "async")]
+fn every_async_range_way(
+    what: &str,
+    encrypt_options: &EncryptOptions,
+    decrypt_options: &DecryptOptions,
+    len: usize,
+) -> Vec<(String, usize)> {
+    use kms_envelope::stream::range::{AsyncRangeReader, MemorySource};
+
+    let plain = plaintext(len);
+    let source = MemorySource(encrypt(&keyring(), encrypt_options, &plain).unwrap());
+    let (start, end) = (len / 3 + 5, 2 * len / 3 + 7);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let mut counts = Vec::new();
+    counts.push((
+        format!("{what}: decrypt_range_async"),
+        freed_matching(|| {
+            let range = start as u64..end as u64;
+            let slice =
+                runtime.block_on(kms_envelope::decrypt_range_async(&keyring(), decrypt_options, &source, range));
+            assert!(sha(&slice.unwrap().plaintext) == sha(&plain[start..end]), "{what}: another range came back");
+        }),
+    ));
+    counts.push((
+        format!("{what}: AsyncRangeReader::write_range_to"),
+        freed_matching(|| {
+            let mut out = HashingWriter(Sha256::new());
+            runtime.block_on(async {
+                let keyring = keyring();
+                let reader = AsyncRangeReader::open(&keyring, decrypt_options, &source).await.unwrap();
+                reader.with_window_len(256 << 10).write_range_to(start as u64, end as u64, &mut out).await.unwrap();
+            });
+            let written: [u8; 32] = out.0.finalize().into();
+            assert!(written == sha(&plain[start..end]), "{what}: write_range_to wrote something else");
+        }),
+    ));
+    drop(runtime);
+    counts
+}
+
+/// A sink that keeps only the hash of what is written to it: it holds no copy of the plaintext.
+#[cfg(feature = "async")]
+struct HashingWriter(Sha256);
+
+#[cfg(feature = "async")]
+impl Write for HashingWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// `AsyncEncryptor` and `AsyncDecryptor`, which hand plaintext buffers between the caller's task and a
 /// blocking thread.
 #[cfg(feature = "async")]
@@ -246,9 +347,18 @@ fn no_freed_block_holds_plaintext() {
     counts.extend(every_way("worker pool", &pool, &pool_decrypt, 2 << 20));
     counts.extend(every_way("5 MiB frames", &big_frames, &big_frames_decrypt, 11 << 20));
     counts.extend(every_way("signed", &signed, &DecryptOptions::new(), 1 << 20));
+    // Random access refuses signed messages; the sizes pass the seekable reader's 1 MiB window.
+    counts.extend(every_range_way("one thread", &single, &single_decrypt, 3 << 20));
+    counts.extend(every_range_way("worker pool", &pool, &pool_decrypt, 12 << 20));
+    counts.extend(every_range_way("5 MiB frames", &big_frames, &big_frames_decrypt, 11 << 20));
 
     #[cfg(feature = "async")]
-    counts.extend(async_io(&pool, &pool_decrypt, 2 << 20));
+    {
+        counts.extend(async_io(&pool, &pool_decrypt, 2 << 20));
+        counts.extend(every_async_range_way("one thread", &single, &single_decrypt, 3 << 20));
+        counts.extend(every_async_range_way("worker pool", &pool, &pool_decrypt, 12 << 20));
+        counts.extend(every_async_range_way("5 MiB frames", &big_frames, &big_frames_decrypt, 11 << 20));
+    }
 
     // The scan is live: a plain `Vec` of plaintext that grows is seen.
     let control = freed_matching(|| {

@@ -529,6 +529,49 @@ fn cli_and_python_interoperate() {
     assert_eq!(fs::read(&back).unwrap(), pt);
 }
 
+/// README: "Encrypt defaults to suite **0x0478** (...) with 64 KiB frames", and `--frame-length N`
+/// "(default 65536)": the headers of messages made with the default options, by the library and by the
+/// CLI, as the Python SDK parses them.
+#[test]
+fn the_defaults_are_the_readmes_suite_and_64_kib_frames_as_python_reads_them() {
+    let Some(peer) = Peer::new() else { return };
+    let pt = plaintext(150_000, 11);
+    let input = peer.path("defaults.pt");
+    fs::write(&input, &pt).unwrap();
+    let library = peer.path("defaults-library.ct");
+    fs::write(&library, kms_envelope::encrypt(&keyring(), &EncryptOptions::new(), &pt).unwrap()).unwrap();
+    let key_file = peer.path("defaults-key.bin");
+    fs::write(&key_file, WRAPPING_KEY).unwrap();
+    let cli = peer.path("defaults-cli.ct");
+    assert_cmd::Command::cargo_bin("kms-envelope")
+        .unwrap()
+        .arg("encrypt")
+        .arg("--raw-key-file")
+        .arg(&key_file)
+        .args(["--key-namespace", NAMESPACE, "--key-name", KEY_NAME])
+        .arg(&input)
+        .arg(&cli)
+        .assert()
+        .success();
+
+    let made = [("the library", library), ("the CLI", cli)];
+    let jobs: Vec<_> = made
+        .iter()
+        .map(|(_, message)| {
+            let header = message.with_extension("json");
+            let output = message.with_extension("out");
+            ("decrypt", message.clone(), output, vec!["--header-out".to_owned(), header.display().to_string()])
+        })
+        .collect();
+    for ((who, _), (result, (_, _, output, extra))) in made.iter().zip(peer.batch(&jobs).into_iter().zip(&jobs)) {
+        result.unwrap_or_else(|e| panic!("Python refused the message {who} made with the defaults: {e}"));
+        assert!(fs::read(output).unwrap() == pt, "{who}: Python decrypted something else");
+        let summary: serde_json::Value = serde_json::from_slice(&fs::read(&extra[1]).unwrap()).unwrap();
+        assert_eq!(summary["frame_length"], 65536, "{who}: {summary}");
+        assert_eq!(summary["suite"], "0x0478", "{who}: {summary}");
+    }
+}
+
 /// An RSA-2048 key pair written by Python's `cryptography`: the private key as PKCS #8 PEM, the public key
 /// as `PUBLIC KEY` (SubjectPublicKeyInfo) and as `RSA PUBLIC KEY` (PKCS #1, `PublicFormat.PKCS1`) PEM.
 #[cfg(feature = "rsa")]

@@ -199,6 +199,18 @@ fn thread_names() -> Vec<String> {
     dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok()).collect()
 }
 
+/// How many threads this process has (Linux; `None` elsewhere).
+fn thread_count() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/task").ok()?.count())
+}
+
+/// Fails unless the process is back to `before` threads: every worker a stream started was joined by the
+/// time `what` returned, none left running detached.
+fn assert_workers_joined(before: Option<usize>, what: &str) {
+    let after = thread_count();
+    assert_eq!(after, before, "{what} left threads behind: {:?}", thread_names());
+}
+
 #[test]
 fn workers_start_past_the_threshold_and_streams_drop_cleanly() {
     common::in_own_process("workers_start_past_the_threshold_and_streams_drop_cleanly", workers_and_clean_drops);
@@ -207,6 +219,7 @@ fn workers_start_past_the_threshold_and_streams_drop_cleanly() {
 fn workers_and_clean_drops() {
     // Default threshold (1 MiB) and job length, two threads: a 6 MiB message in 64 KiB frames.
     let pt = plaintext(6 << 20);
+    let before = thread_count();
     let mut encryptor = Encryptor::new(&keyring(), &EncryptOptions::new().threads(2), Vec::new()).unwrap();
     for chunk in pt.chunks(100_000) {
         encryptor.write_all(chunk).unwrap();
@@ -223,20 +236,40 @@ fn workers_and_clean_drops() {
         assert!(named(&names), "no worker threads running: {names:?}");
     }
     let message = encryptor.finish().unwrap();
+    assert_workers_joined(before, "Encryptor::finish");
 
     let mut decryptor = Decryptor::new(&keyring(), &DecryptOptions::new().threads(2), &message[..]).unwrap();
     let mut out = vec![0u8; 3 << 20];
     decryptor.read_exact(&mut out).unwrap();
     assert_eq!(out, &pt[..3 << 20]);
     drop(decryptor); // mid-stream, with jobs in flight: joins its workers
+    assert_workers_joined(before, "a Decryptor dropped mid-stream");
+
+    let mut decryptor = Decryptor::new(&keyring(), &DecryptOptions::new().threads(2), &message[..]).unwrap();
+    std::io::copy(&mut decryptor, &mut std::io::sink()).unwrap();
+    assert!(decryptor.is_complete());
+    drop(decryptor);
+    assert_workers_joined(before, "a Decryptor read to the end");
+
+    // A frame fails halfway: the error, then the drop, with the frames after it still in flight.
+    let mut tampered = message.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 1;
+    let mut decryptor = Decryptor::new(&keyring(), &DecryptOptions::new().threads(2), &tampered[..]).unwrap();
+    let err = std::io::copy(&mut decryptor, &mut std::io::sink()).unwrap_err();
+    assert!(matches!(Error::from_io(err), Error::FrameAuthentication { .. }));
+    drop(decryptor);
+    assert_workers_joined(before, "a Decryptor dropped after a frame failed");
 
     let decrypted = kms_envelope::decrypt(&keyring(), &DecryptOptions::new().threads(2), &message).unwrap();
     assert!(*decrypted.plaintext == pt);
+    assert_workers_joined(before, "decrypt");
 
     // An encryptor dropped with jobs in flight does not hang either.
     let mut abandoned = Encryptor::new(&keyring(), &parallel_encrypt(), Vec::new()).unwrap();
     abandoned.write_all(&pt[..1 << 20]).unwrap();
     drop(abandoned);
+    assert_workers_joined(before, "an Encryptor dropped unfinished");
 }
 
 proptest! {

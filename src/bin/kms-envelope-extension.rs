@@ -167,7 +167,7 @@ async fn cold_start_from_env() -> kms_envelope::Result<(ColdStart, Option<PathBu
         Some(source) => {
             // A file like any bundle (atomic, 0600, reused when warm), checked below to be what the
             // in-process loader accepts.
-            let file = std::env::var(SECRETS_FILE_VAR).unwrap_or_else(|_| DEFAULT_SECRETS_FILE.to_owned());
+            let file = secrets_file()?;
             let spec = BundleSpec { source: source.clone(), destination: file.clone().into(), kind: BundleKind::File };
             cold_start = cold_start.bundle(spec);
             Some(config.root.join(file))
@@ -175,6 +175,31 @@ async fn cold_start_from_env() -> kms_envelope::Result<(ColdStart, Option<PathBu
         None => None,
     };
     Ok((cold_start, secrets_file))
+}
+
+/// Where the secrets file lands, relative to the root: [`SECRETS_FILE_VAR`] if set, checked here to be a
+/// relative path to a file (no `..`, no trailing `/`), so that a mistake is a `Config` error naming the
+/// variable, as for the other variables; [`DEFAULT_SECRETS_FILE`] otherwise.
+fn secrets_file() -> kms_envelope::Result<String> {
+    use std::path::{Component, Path};
+    let file = match std::env::var(SECRETS_FILE_VAR) {
+        Ok(file) => file,
+        Err(std::env::VarError::NotPresent) => return Ok(DEFAULT_SECRETS_FILE.to_owned()),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(kms_envelope::Error::Config(format!("{SECRETS_FILE_VAR} is not UTF-8")));
+        }
+    };
+    let path = Path::new(&file);
+    let plain = !file.ends_with('/')
+        && path.file_name().is_some()
+        && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if plain {
+        Ok(file)
+    } else {
+        Err(kms_envelope::Error::Config(format!(
+            "{SECRETS_FILE_VAR}: {file:?} is not a relative path to a file under the root"
+        )))
+    }
 }
 
 /// Decrypts every bundle the environment names, and the secrets bundle into a 0600 JSON file. What lands

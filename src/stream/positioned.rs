@@ -629,13 +629,7 @@ fn run_jobs(threads: usize, jobs: usize, work: impl Fn(usize, &mut Scratch) -> O
             }
         }
     };
-    std::thread::scope(|scope| {
-        for i in 1..threads.min(jobs) {
-            // A thread that cannot start leaves its share to the others; the caller's thread always runs.
-            let _ = std::thread::Builder::new().name(format!("kms-envelope-file-{i}")).spawn_scoped(scope, drain);
-        }
-        drain();
-    });
+    super::whole::on_threads("kms-envelope-file", threads.min(jobs), drain);
     match failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
         Some(e) => Err(e),
         None => Ok(!stop.load(Ordering::Relaxed)),

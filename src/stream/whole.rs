@@ -115,12 +115,24 @@ fn run_on_threads<T: Send>(threads: usize, items: Vec<T>, stop: &AtomicBool, wor
             work(item);
         }
     };
+    on_threads("kms-envelope-whole", threads, drain);
+}
+
+/// Runs `drain` on `threads` threads in all: the caller's, and `threads - 1` named `{name}-{i}` (one that
+/// cannot start leaves its share to the others). Every thread has exited when this returns: each is joined,
+/// not merely waited for as `std::thread::scope` does (its threads may still be running their exit when it
+/// returns); a panic in one is resumed here once all are joined.
+pub(super) fn on_threads(name: &str, threads: usize, drain: impl Fn() + Sync) {
     std::thread::scope(|scope| {
-        for i in 1..threads {
-            // A thread that cannot start leaves its share to the others; the caller's thread always runs.
-            let _ = std::thread::Builder::new().name(format!("kms-envelope-whole-{i}")).spawn_scoped(scope, drain);
-        }
+        let drain = &drain;
+        let spawned: Vec<_> = (1..threads)
+            .filter_map(|i| std::thread::Builder::new().name(format!("{name}-{i}")).spawn_scoped(scope, drain).ok())
+            .collect();
         drain();
+        let panics: Vec<_> = spawned.into_iter().filter_map(|thread| thread.join().err()).collect();
+        if let Some(panic) = panics.into_iter().next() {
+            std::panic::resume_unwind(panic);
+        }
     });
 }
 
