@@ -34,6 +34,8 @@ pub use range::{MessageLayout, SeekableDecryptor, decrypt_range};
 #[cfg(feature = "async")]
 pub use range_source::AsyncRangeSource;
 pub use range_source::{RangeSource, SeekSource};
+#[cfg(feature = "s3")]
+pub(crate) use whole::framed_body_len;
 
 use crate::error::{Error, Result};
 use crate::format::header::{ContentType, Header, HeaderDecoder};
