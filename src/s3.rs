@@ -112,6 +112,13 @@ impl TransferOptions {
         let needed = bytes.saturating_add(bytes / 64).saturating_add(1 << 20) / (MAX_PARTS as u64 - 100);
         self.part_size.max(usize::try_from(needed).unwrap_or(usize::MAX))
     }
+
+    /// The part size for the message `options` makes of `plaintext` bytes:
+    /// [`part_size_for`](Self::part_size_for) its length with the frames' overhead (32 bytes a frame), so
+    /// that a message of short frames, much longer than its plaintext, still fits in 10 000 parts.
+    pub fn part_size_for_plaintext(&self, plaintext: u64, options: &EncryptOptions) -> usize {
+        self.part_size_for(crate::stream::framed_body_len(options.frame_length, plaintext))
+    }
 }
 
 /// The length and ETag an object had when it was first looked at; every later read must see the same.
@@ -755,6 +762,39 @@ impl Multipart<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    /// README, S3: "parts of 8 MiB (from a file, larger for messages over ~76 GiB, frames' overhead
+    /// included, to stay within S3's 10 000 parts ...)": the CLI's part size for a file of known length.
+    #[test]
+    fn parts_grow_past_about_76_gib_and_every_message_fits_in_10_000_parts() {
+        let (defaults, options) = (TransferOptions::new(), EncryptOptions::new());
+        for plaintext in [0, 1, GIB, 70 * GIB, 76 * GIB] {
+            assert_eq!(defaults.part_size_for_plaintext(plaintext, &options), 8 << 20, "{plaintext} bytes");
+        }
+        for plaintext in [77 * GIB, 78 * GIB, 100 * GIB, 5 << 40] {
+            assert!(defaults.part_size_for_plaintext(plaintext, &options) > 8 << 20, "{plaintext} bytes");
+        }
+        // Frames from the default down to one byte, up to S3's largest object (5 TiB of message), in steps
+        // around the growth point that catch an off-by-a-part.
+        for frame in [65536, 4096, 1024, 64, 1] {
+            // What a frame of `frame` bytes takes on the wire: sequence number, IV, tag (4 + 12 + 16).
+            let wire = |plaintext: u64| plaintext + plaintext / frame * 32;
+            let largest = (5u64 << 40) / wire(frame) * frame;
+            let around = (0..2000).map(|i| 75 * GIB / wire(frame) * frame + i * (GIB / 500));
+            let sizes = around.chain((1..=64).map(|i| i * (largest / 64))).filter(|&n| n <= largest);
+            let options = EncryptOptions::new().frame_length(frame as u32);
+            for plaintext in sizes {
+                // The body, its final frame (40 bytes) and a header of under 64 KiB.
+                let message = wire(plaintext) + 40 + (64 << 10);
+                let part = defaults.part_size_for_plaintext(plaintext, &options) as u64;
+                let parts = message.div_ceil(part);
+                assert!(parts <= MAX_PARTS as u64, "{plaintext} bytes in {frame}-byte frames: {parts} parts of {part}");
+                assert!(part <= 5 * GIB, "{plaintext} bytes in {frame}-byte frames: parts of {part}, over 5 GiB");
+            }
+        }
+    }
 
     #[test]
     fn service_error_text_is_escaped_like_the_names() {

@@ -718,7 +718,7 @@ mod remote {
         let handle = runtime()?.handle().clone();
         let defaults = TransferOptions::new();
         let transfer = match size {
-            Some(size) => defaults.clone().part_size(defaults.part_size_for(size)),
+            Some(size) => defaults.clone().part_size(defaults.part_size_for_plaintext(size, options)),
             None => defaults,
         };
         let mut input = Tracked::new(plaintext);

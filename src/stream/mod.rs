@@ -39,6 +39,8 @@ pub use reencrypt::{
     ReencryptOptions, Reencrypted, Rotation, TargetKeys, default_target_suite, reencrypt, reencrypt_path,
     rotation_status,
 };
+#[cfg(feature = "s3")]
+pub(crate) use whole::framed_body_len;
 
 use crate::error::{Error, Result};
 use crate::format::header::{ContentType, Header, HeaderDecoder};

@@ -26,6 +26,16 @@ pub(super) const REGULAR_OVERHEAD: usize = 4 + IV_LEN + TAG_LEN;
 /// The final frame's prefix: marker, sequence number, IV, body length.
 pub(super) const FINAL_PREFIX: usize = 4 + 4 + IV_LEN + 4;
 
+/// The length of the framed body that frames of `frame_len` bytes make of `plaintext_len` bytes (the
+/// frames' overhead is what makes an upload's part count; a third of a 64-byte frame is overhead).
+/// Saturates rather than overflows, for a length only planned with.
+#[cfg(feature = "s3")]
+pub(crate) fn framed_body_len(frame_len: u32, plaintext_len: u64) -> u64 {
+    let regular = plaintext_len / u64::from(frame_len.max(1));
+    let overhead = regular.saturating_mul(REGULAR_OVERHEAD as u64) + (FINAL_PREFIX + TAG_LEN) as u64;
+    plaintext_len.saturating_add(overhead)
+}
+
 /// The frames of a body of `plaintext_len` bytes: `regular` full frames and a final frame of `last`
 /// bytes (empty when the plaintext is an exact multiple of the frame length, as the encryptor writes it).
 #[derive(Clone, Copy, Debug)]
