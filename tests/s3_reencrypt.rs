@@ -172,9 +172,52 @@ impl Keyring for ReplacesTheObject {
 fn in_place_a_writer_who_replaced_the_object_meanwhile_wins() {
     let Some(env) = Env::new("race") else { return };
     env.source("src", &plaintext(100 << 10));
-    let target = ReplacesTheObject { inner: new_keyring(), client: env.client(), bucket: env.bucket.clone(), key: "src".into() };
+    let target =
+        ReplacesTheObject { inner: new_keyring(), client: env.client(), bucket: env.bucket.clone(), key: "src".into() };
     let failed = env.reencrypt("src", "src", &target);
     let text = failed.as_ref().map_err(ToString::to_string).unwrap_err();
     assert!(text.contains("changed while it was re-encrypted"), "{text}");
     assert_eq!(env.get("src").unwrap(), b"another writer");
+}
+
+/// `kms-envelope reencrypt` with `s3://` objects: in place (a retried run leaves the object alone), into
+/// another object, and the mistakes refused (S3 to a file, OUTPUT naming INPUT).
+#[cfg(feature = "cli")]
+#[test]
+fn the_cli_reencrypts_objects_in_place_and_into_others() {
+    let Some(env) = Env::new("cli") else { return };
+    let pt = plaintext(300 << 10);
+    env.source("src", &pt);
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("old.key"), [7u8; 32]).unwrap();
+    std::fs::write(work.path().join("new.key"), [9u8; 32]).unwrap();
+    let run = |extra: &[&str], code: i32| -> String {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("kms-envelope"));
+        cmd.current_dir(work.path());
+        cmd.env("AWS_ENDPOINT_URL_S3", &env.moto.endpoint).env("AWS_ACCESS_KEY_ID", "testing");
+        cmd.env("AWS_SECRET_ACCESS_KEY", "testing").env("AWS_REGION", support::REGION);
+        cmd.env("AWS_EC2_METADATA_DISABLED", "true").env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL");
+        cmd.args(["reencrypt", "--raw-key-file", "old.key", "--key-namespace", "kms-envelope-s3", "--key-name"]);
+        cmd.args(["key-2025", "--new-raw-key-file", "new.key", "--new-key-namespace", "kms-envelope-s3"]);
+        cmd.args(["--new-key-name", "key-2026"]).args(extra);
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{extra:?}: {stderr}");
+        stderr
+    };
+    let (src, dst) = (format!("s3://{}/src", env.bucket), format!("s3://{}/dst", env.bucket));
+    run(&[&src, &dst], 0);
+    run(&["--in-place", &src], 0);
+    for key in ["src", "dst"] {
+        let message = env.get(key).unwrap();
+        assert_eq!(&decrypt(&new_keyring(), &DecryptOptions::new(), &message).unwrap().plaintext[..], &pt[..], "{key}");
+    }
+    let rotated = env.get("src").unwrap();
+    let stderr = run(&["--in-place", &src], 0);
+    assert!(stderr.contains("already under the new keys"), "{stderr}");
+    assert_eq!(env.get("src").unwrap(), rotated, "a retried run changed the object");
+    run(&[&src, "local.esdk"], 2);
+    run(&[&src, &src], 2);
+    assert!(!work.path().join("local.esdk").exists());
+    assert_eq!(env.uploads_in_progress(), 0);
 }

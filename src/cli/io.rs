@@ -581,6 +581,18 @@ pub fn decrypt_s3_range_to(
     remote::decrypt_range_to(keyring, options, check, url, range, output, out_args)
 }
 
+/// `reencrypt` from the S3 object `input` into the S3 object `output` (which may be `input`: then replaced
+/// only if its ETag is still the one read). SIGINT or SIGTERM aborts the upload (exit 130 or 143).
+pub fn reencrypt_s3(
+    source: &dyn Keyring,
+    target: &dyn Keyring,
+    options: &kms_envelope::ReencryptOptions,
+    input: &str,
+    output: &str,
+) -> Result<(), Failure> {
+    remote::reencrypt(source, target, options, input, output)
+}
+
 /// `s3://bucket/key` inputs and outputs: one runtime for the requests, the S3 client from the usual AWS
 /// configuration (`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` for an S3-compatible endpoint).
 #[cfg(feature = "s3")]
@@ -706,6 +718,40 @@ mod remote {
         }
     }
 
+    pub fn reencrypt(
+        source_keyring: &dyn Keyring,
+        target_keyring: &dyn Keyring,
+        options: &kms_envelope::ReencryptOptions,
+        input: &str,
+        output: &str,
+    ) -> Result<(), Failure> {
+        let (source, destination) = (object(input)?, object(output)?);
+        let handle = runtime()?.handle().clone();
+        #[cfg(unix)]
+        let interrupts = super::super::interrupt::Interrupts::arm()
+            .map_err(|e| Failure::io("cannot handle SIGINT and SIGTERM".into(), e))?;
+        #[cfg(unix)]
+        let cancelled = interrupts.cancelled();
+        #[cfg(not(unix))]
+        let cancelled = std::sync::Arc::default();
+        let transfer = TransferOptions::new();
+        let uploaded = destination.reencrypt_from_blocking(
+            handle,
+            &source,
+            source_keyring,
+            target_keyring,
+            options,
+            &transfer,
+            cancelled,
+        );
+        #[cfg(unix)]
+        if let Some(status) = interrupts.exit_status() {
+            let what = if uploaded.is_ok() { "the S3 upload had completed" } else { "the S3 upload was aborted" };
+            return Err(Failure::interrupted(format!("interrupted; {what}"), status));
+        }
+        uploaded.map(drop).map_err(|e| Failure::reading(e).with_file(input))
+    }
+
     pub fn upload(
         keyring: &dyn Keyring,
         options: &EncryptOptions,
@@ -791,5 +837,15 @@ mod remote {
         _: &str,
     ) -> Result<(), Failure> {
         Err(unsupported(url))
+    }
+
+    pub fn reencrypt(
+        _: &dyn Keyring,
+        _: &dyn Keyring,
+        _: &kms_envelope::ReencryptOptions,
+        input: &str,
+        _: &str,
+    ) -> Result<(), Failure> {
+        Err(unsupported(input))
     }
 }

@@ -44,12 +44,12 @@ fn options(args: &ReencryptArgs) -> ReencryptOptions {
 
 pub fn run(args: &ReencryptArgs) -> Result<(), Failure> {
     let output = args.output.as_deref();
-    if io::is_s3(&args.input) || output.is_some_and(io::is_s3) {
-        return Err(Failure::usage("reencrypt reads and writes files or -, not S3 objects (not yet)".into()));
-    }
     check_usage(args)?;
     if args.dry_run {
         return dry_run(args);
+    }
+    if io::is_s3(&args.input) || output.is_some_and(io::is_s3) {
+        return s3_to_s3(args, &options(args), output.unwrap_or(&args.input));
     }
     let options = options(args);
     let sync = !args.output_args.no_fsync;
@@ -202,6 +202,39 @@ fn file_to_file(
     reencrypt_path(source, target, options, input, output, files)
         .map(drop)
         .map_err(|e| Failure::reading(e).with_file(&input.display().to_string()))
+}
+
+/// An S3 object into another, or in place (replaced only if unchanged since it was read; skipped, as a file
+/// is, when it is already under the new keys).
+fn s3_to_s3(args: &ReencryptArgs, options: &ReencryptOptions, output: &str) -> Result<(), Failure> {
+    if !(io::is_s3(&args.input) && io::is_s3(output)) || args.recursive {
+        return Err(Failure::usage(
+            "reencrypt goes from an S3 object to an S3 object (s3://BUCKET/KEY, or --in-place), not between S3 \
+             and files, and not yet over prefixes"
+                .into(),
+        ));
+    }
+    io::check_s3_url(&args.input)?;
+    io::check_s3_url(output)?;
+    if !args.in_place && output == args.input {
+        return Err(Failure::usage(format!("{output}: is INPUT; to replace it, use --in-place without OUTPUT")));
+    }
+    let (source, target) = keyrings(args)?;
+    if let Some(target_keys) = skip_check(args, target.as_ref())? {
+        let input = io::open_header_input(&args.input)?;
+        let status = rotation_status(target.as_ref(), &target_keys, options, args.verify_all_keys, input.reader)
+            .map_err(|e| Failure::reading(e).with_file(&args.input))?;
+        if status == Rotation::Done {
+            if !args.output_args.quiet {
+                eprintln!(
+                    "kms-envelope: {}: already under the new keys (authenticated); left as it is (--force re-encrypts it)",
+                    args.input
+                );
+            }
+            return Ok(());
+        }
+    }
+    io::reencrypt_s3(&source, target.as_ref(), options, &args.input, output).map_err(|f| source.explain(f))
 }
 
 /// stdin or stdout at either end: the new message's final frame is written only after the whole source
