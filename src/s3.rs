@@ -394,7 +394,7 @@ impl S3Object {
     }
 
     /// Re-encrypts the message in `source` into this object under a fresh data key from `target_keyring`
-    /// (see [`reencrypt`](crate::reencrypt)), streaming: the source is downloaded in ranged GETs pinned to
+    /// (see [`reencrypt`]), streaming: the source is downloaded in ranged GETs pinned to
     /// its ETag, the new message uploaded as it is sealed, in memory bounded by `transfer`, with plaintext
     /// only in the pipelines' wiped buffers. The object appears only once the whole source verified and the
     /// new message is complete; on any error the upload is aborted (and the abort awaited) and nothing
@@ -409,7 +409,7 @@ impl S3Object {
     ///
     /// # Errors
     ///
-    /// As [`reencrypt`](crate::reencrypt); a request fails; the source changed while it was read; in place,
+    /// As [`reencrypt`]; a request fails; the source changed while it was read; in place,
     /// the object changed before the new one could replace it; `cancelled` was set.
     #[allow(clippy::too_many_arguments)]
     pub fn reencrypt_from_blocking(
