@@ -439,6 +439,41 @@ impl S3Object {
         })
     }
 
+    /// Decrypts the message in `source` into this object, its plaintext, streaming as
+    /// [`reencrypt_from_blocking`](Self::reencrypt_from_blocking) does: the object appears only once the
+    /// whole message verified (every frame, the signature of a signed suite), since the upload is completed
+    /// only after the decryptor released its final frame; on any error it is aborted and nothing appears.
+    /// Blocking: call it off the runtime's executor threads, with `handle` a runtime for the requests.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt`](crate::decrypt); a request fails; the source changed while it was read; `cancelled`
+    /// was set; this object is `source` itself ([`Error::Config`]: its plaintext would replace the message).
+    pub fn decrypt_from_blocking(
+        &self,
+        handle: Handle,
+        source: &S3Object,
+        keyring: &dyn Keyring,
+        options: &DecryptOptions,
+        transfer: &TransferOptions,
+        cancelled: Arc<AtomicBool>,
+    ) -> Result<Uploaded> {
+        if self.bucket == source.bucket && self.key == source.key {
+            return Err(Error::Config(format!(
+                "s3://{}/{} cannot be decrypted onto itself: its plaintext would replace the message",
+                Escaped(&self.bucket),
+                Escaped(&self.key)
+            )));
+        }
+        let pinned = handle.block_on(source.pin())?.clone();
+        let transfer = transfer.clone().part_size(transfer.part_size_for(pinned.len));
+        let reader = source.reader(handle.clone(), &transfer);
+        self.upload_sealed(handle, &transfer, cancelled, None, |parts| {
+            let mut decryptor = crate::stream::Decryptor::new(keyring, options, reader)?;
+            decryptor.write_to(parts).map(drop).map_err(Error::from_io)
+        })
+    }
+
     /// [`encrypt_from_blocking`](Self::encrypt_from_blocking) on the blocking pool. If this future is
     /// dropped before it completes, the upload is aborted and the object never appears.
     ///
