@@ -414,3 +414,82 @@ fn throttling_is_a_temporary_failure_and_the_retry_succeeds() {
     let new = env.keyring(&env.new_key);
     assert_eq!(&decrypt(&new, &DecryptOptions::new(), &message).unwrap().plaintext[..], &data[..]);
 }
+
+/// The `kms-envelope-batch` binary on the Lambda runtime API (a fake one that records what it is sent):
+/// it takes a Batch invocation from `invocation/next` and posts its answer in S3 Batch Operations' shape. The
+/// job names no configured profile, so the answer needs neither S3 nor KMS. Without its configuration the
+/// binary fails its init with one line naming the variable.
+#[test]
+fn the_binary_answers_an_invocation_through_the_runtime_api() {
+    use std::sync::{Arc, Mutex};
+    let event = json!({
+        "invocationSchemaVersion": "2.0",
+        "invocationId": "inv-1",
+        "job": { "id": "job-1", "userArguments": { "profile": "nope" } },
+        "tasks": [{ "taskId": "task-1", "s3Key": "a+b", "s3VersionId": null, "s3Bucket": "data" }]
+    })
+    .to_string();
+    let answered: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+    let answer = answered.clone();
+    let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let api = fake_http::FakeServer::start(move |request| {
+        if request.path.ends_with("/invocation/next") {
+            if served.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_secs(60)); // no second invocation
+                return None;
+            }
+            let headers = [
+                ("content-type", "application/json"),
+                ("lambda-runtime-aws-request-id", "req-1"),
+                ("lambda-runtime-deadline-ms", "9999999999999"),
+                ("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:111122223333:function:batch"),
+            ];
+            return Some(fake_http::response(200, &headers, event.as_bytes()));
+        }
+        if request.path.ends_with("/invocation/req-1/response") {
+            *answer.lock().unwrap() = Some(request.body.clone());
+        }
+        Some(fake_http::response(202, &[], b""))
+    });
+    let key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let profiles = json!({ "profiles": { "rotate": {
+        "operation": "reencrypt", "source_keys": [key], "target_keys": [key], "buckets": ["data"] } } });
+    let binary = assert_cmd::cargo::cargo_bin!("kms-envelope-batch");
+    let command = |profiles: Option<&str>| {
+        let mut command = std::process::Command::new(binary);
+        command.env("AWS_LAMBDA_RUNTIME_API", &api.address).env("AWS_LAMBDA_FUNCTION_NAME", "batch");
+        command.env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256").env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST");
+        command.env("AWS_LAMBDA_LOG_STREAM_NAME", "s").env("AWS_LAMBDA_LOG_GROUP_NAME", "g");
+        command.env("AWS_REGION", "us-east-1").env("AWS_ACCESS_KEY_ID", "testing");
+        command.env("AWS_SECRET_ACCESS_KEY", "testing").env("AWS_EC2_METADATA_DISABLED", "true");
+        command.env_remove("AWS_PROFILE").env_remove("KMS_ENVELOPE_BATCH_PROFILES");
+        if let Some(profiles) = profiles {
+            command.env("KMS_ENVELOPE_BATCH_PROFILES", profiles);
+        }
+        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        command
+    };
+
+    let unconfigured = command(None).output().unwrap();
+    let stderr = String::from_utf8_lossy(&unconfigured.stderr);
+    assert!(!unconfigured.status.success(), "{stderr}");
+    assert!(stderr.contains("KMS_ENVELOPE_BATCH_PROFILES") && stderr.trim_end().lines().count() == 1, "{stderr}");
+
+    let mut child = command(Some(&profiles.to_string())).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while answered.lock().unwrap().is_none() && std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the binary exited ({status}) without answering");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    common::stop_gracefully(&mut child, std::time::Duration::from_secs(2));
+    let body = answered.lock().unwrap().take().expect("an answer within a minute");
+    let response: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(response["invocationSchemaVersion"], "2.0", "{response}");
+    assert_eq!(response["invocationId"], "inv-1", "{response}");
+    assert_eq!(response["treatMissingKeysAs"], "PermanentFailure", "{response}");
+    assert_eq!(response["results"][0]["taskId"], "task-1", "{response}");
+    assert_eq!(response["results"][0]["resultCode"], "PermanentFailure", "{response}");
+    assert!(response["results"][0]["resultString"].as_str().unwrap().contains("nope"), "{response}");
+}
