@@ -110,6 +110,13 @@ impl Env {
                     "target_keys": [self.new_key],
                     "buckets": [self.bucket],
                 },
+                "rotate-cached": {
+                    "operation": "reencrypt",
+                    "source_keys": [self.old_key],
+                    "target_keys": [self.new_key],
+                    "buckets": [self.bucket],
+                    "cache": { "max_age_seconds": 300, "max_messages": 100 },
+                },
                 "seal": {
                     "operation": "encrypt",
                     "target_keys": [self.new_key],
@@ -492,4 +499,44 @@ fn the_binary_answers_an_invocation_through_the_runtime_api() {
     assert_eq!(response["results"][0]["taskId"], "task-1", "{response}");
     assert_eq!(response["results"][0]["resultCode"], "PermanentFailure", "{response}");
     assert!(response["results"][0]["resultString"].as_str().unwrap().contains("nope"), "{response}");
+}
+
+/// A profile with `cache` reuses the new data key across small objects: one `GenerateDataKey` for the
+/// whole job beside the one that learns the target keys, where the profile without it makes one per object;
+/// either way every object decrypts with the new key alone.
+#[test]
+fn a_caching_profile_makes_one_generate_data_key_per_job() {
+    use std::sync::{Arc, Mutex};
+    let Some(env) = Env::new("caching") else { return };
+    let old = env.keyring(&env.old_key);
+    let proxy = ForwardingProxy::start(&env.moto.endpoint);
+    let calls: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let counts = calls.clone();
+    proxy.set_policy(move |request| {
+        if let Some(target) = request.header("x-amz-target") {
+            *counts.lock().unwrap().entry(target.rsplit('.').next().unwrap_or("").to_owned()).or_default() += 1;
+        }
+        Verdict::Forward
+    });
+    let generated = |profile: &str| -> usize {
+        let function = env.function(&proxy.url);
+        calls.lock().unwrap().clear();
+        for i in 0..10 {
+            let key = format!("{profile}/{i}");
+            env.put(&key, encrypt(&old, &EncryptOptions::new(), &plaintext(1000 + i, i as u32)).unwrap());
+            let result =
+                env.run(&function, invocation("2.0", Some(json!({"profile": profile})), &env.bucket, &key, "t"));
+            assert_eq!(result.results[0].result_code, ResultCode::Succeeded, "{key}: {:?}", result.results[0]);
+            let (message, _) = env.get(&key).unwrap();
+            let new = env.keyring(&env.new_key);
+            assert_eq!(
+                &decrypt(&new, &DecryptOptions::new(), &message).unwrap().plaintext[..],
+                &plaintext(1000 + i, i as u32)[..]
+            );
+            assert!(decrypt(&old, &DecryptOptions::new(), &message).is_err(), "{key}");
+        }
+        calls.lock().unwrap().get("GenerateDataKey").copied().unwrap_or(0)
+    };
+    assert_eq!(generated("rotate"), 11, "without a cache: the target keys, then one per object");
+    assert_eq!(generated("rotate-cached"), 2, "with a cache: the target keys, then one for the whole job");
 }
