@@ -425,8 +425,8 @@ fn retryable(error: &Error, objects: &[&S3Object]) -> bool {
         "slow down",
         "service unavailable",
         "serviceunavailable",
-        // The SDK's text for an S3 error without a body (a HEAD's): the status is all there is.
-        "statuscode(503)",
+        // S3's answer without a body (a HEAD's): the status is all there is.
+        "(http 503",
         "kms is temporarily unavailable",
         "timed out",
         "timeout",
