@@ -827,9 +827,7 @@ mod tests {
             ),
             io("S3 GetObject s3://b/k: service error: SlowDown: Please reduce your request rate"),
             io("S3 HeadObject s3://b/k: unhandled error (ServiceUnavailable)"),
-            io(
-                "S3 HeadObject s3://b/k: unhandled error: Error { code: None, raw: Response { status: StatusCode(503) } }",
-            ),
+            io("S3 HeadObject s3://b/k: no error code (HTTP 503; request id 4442587FB7D0A2F9)"),
             io("S3 GetObject s3://b/k: dispatch failure: timeout"),
             io(
                 "S3 PutObject s3://b/k: the object changed while it was re-encrypted (its ETag no longer matches); it was left",
