@@ -194,6 +194,7 @@ pub struct Destination {
 
 /// One profile, validated: the operation has exactly the keys and destination it needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Profile {
     /// What it does.
     pub operation: Operation,
@@ -213,6 +214,7 @@ pub struct Profile {
 
 /// The function's configuration: its profiles, and the one a job that names none runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BatchConfig {
     /// The profiles, by name.
     pub profiles: BTreeMap<String, Profile>,
