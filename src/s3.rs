@@ -38,7 +38,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::RequestId;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use tokio::runtime::Handle;
@@ -192,15 +194,14 @@ impl S3Object {
     }
 
     /// [`failure`](Self::failure) for a request that carried `If-Match`: a 412 says the object changed.
-    fn conditional_failure<E, R>(&self, what: &str, e: aws_sdk_s3::error::SdkError<E, R>) -> io::Error
+    fn conditional_failure<E>(&self, what: &str, e: SdkError<E, HttpResponse>) -> io::Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         if e.code() == Some("PreconditionFailed") {
             self.failure(what, "the object changed while it was re-encrypted (its ETag no longer matches); it was left as the other writer made it")
         } else {
-            self.failure(what, DisplayErrorContext(e))
+            self.failure(what, sdk_error_text(e))
         }
     }
 
@@ -213,7 +214,7 @@ impl S3Object {
     pub async fn pin(&self) -> Result<&Pinned> {
         let pinned = self.pinned.get_or_try_init(|| async {
             let head = self.client.head_object().bucket(&self.bucket).key(&self.key).send().await;
-            let head = head.map_err(|e| self.failure("HeadObject", DisplayErrorContext(e)))?;
+            let head = head.map_err(|e| self.failure("HeadObject", sdk_error_text(e)))?;
             let len = head.content_length().and_then(|n| u64::try_from(n).ok());
             let len = len.ok_or_else(|| self.failure("HeadObject", "no content length in the response"))?;
             Ok::<_, io::Error>(Pinned { len, etag: head.e_tag().map(str::to_owned) })
@@ -240,7 +241,7 @@ impl S3Object {
             if e.code() == Some("PreconditionFailed") {
                 self.failure("GetObject", "the object changed while it was read (its ETag no longer matches)")
             } else {
-                self.failure("GetObject", DisplayErrorContext(e))
+                self.failure("GetObject", sdk_error_text(e))
             }
         })?;
         read_exactly(response.body, length).await.map_err(|e| self.failure("GetObject", e))
@@ -439,6 +440,41 @@ impl S3Object {
         })
     }
 
+    /// Decrypts the message in `source` into this object, its plaintext, streaming as
+    /// [`reencrypt_from_blocking`](Self::reencrypt_from_blocking) does: the object appears only once the
+    /// whole message verified (every frame, the signature of a signed suite), since the upload is completed
+    /// only after the decryptor released its final frame; on any error it is aborted and nothing appears.
+    /// Blocking: call it off the runtime's executor threads, with `handle` a runtime for the requests.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt`](crate::decrypt); a request fails; the source changed while it was read; `cancelled`
+    /// was set; this object is `source` itself ([`Error::Config`]: its plaintext would replace the message).
+    pub fn decrypt_from_blocking(
+        &self,
+        handle: Handle,
+        source: &S3Object,
+        keyring: &dyn Keyring,
+        options: &DecryptOptions,
+        transfer: &TransferOptions,
+        cancelled: Arc<AtomicBool>,
+    ) -> Result<Uploaded> {
+        if self.bucket == source.bucket && self.key == source.key {
+            return Err(Error::Config(format!(
+                "s3://{}/{} cannot be decrypted onto itself: its plaintext would replace the message",
+                Escaped(&self.bucket),
+                Escaped(&self.key)
+            )));
+        }
+        let pinned = handle.block_on(source.pin())?.clone();
+        let transfer = transfer.clone().part_size(transfer.part_size_for(pinned.len));
+        let reader = source.reader(handle.clone(), &transfer);
+        self.upload_sealed(handle, &transfer, cancelled, None, |parts| {
+            let mut decryptor = crate::stream::Decryptor::new(keyring, options, reader)?;
+            decryptor.write_to(parts).map(drop).map_err(Error::from_io)
+        })
+    }
+
     /// [`encrypt_from_blocking`](Self::encrypt_from_blocking) on the blocking pool. If this future is
     /// dropped before it completes, the upload is aborted and the object never appears.
     ///
@@ -469,6 +505,27 @@ impl S3Object {
         drop(cancel);
         result.map_err(|e| Error::Io(io::Error::other(e)))?
     }
+}
+
+/// An SDK error on one short line: for S3's answer, its error code, message, HTTP status and request id
+/// (`NoSuchKey: The specified key does not exist. (HTTP 404; request id ...)`); otherwise (no answer: a
+/// timeout, a refused connection) the SDK's error chain.
+fn sdk_error_text<E>(e: SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let SdkError::ServiceError(service) = &e else { return DisplayErrorContext(e).to_string() };
+    let status = service.raw().status().as_u16();
+    let code = service.err().code().unwrap_or("no error code");
+    let mut text = match service.err().message() {
+        Some(message) => format!("{code}: {message} (HTTP {status}"),
+        None => format!("{code} (HTTP {status}"),
+    };
+    if let Some(id) = e.request_id() {
+        text.push_str(&format!("; request id {id}"));
+    }
+    text.push(')');
+    text
 }
 
 /// Reads a response body of exactly `length` bytes, never holding more.
@@ -650,7 +707,7 @@ async fn upload(
         Some(ToUploader::Part(part)) => part,
     };
     let created = object.client.create_multipart_upload().bucket(&object.bucket).key(&object.key).send().await;
-    let created = created.map_err(|e| object.failure("CreateMultipartUpload", DisplayErrorContext(e)))?;
+    let created = created.map_err(|e| object.failure("CreateMultipartUpload", sdk_error_text(e)))?;
     let upload_id = created.upload_id().ok_or_else(|| object.failure("CreateMultipartUpload", "no upload id"))?;
     let mut multipart = Multipart {
         object: &object,
@@ -734,7 +791,7 @@ impl Multipart<'_> {
         self.in_flight.push_back(AbortOnDrop(tokio::spawn(async move {
             let request = object.client.upload_part().bucket(&object.bucket).key(&object.key);
             let request = request.upload_id(upload_id).part_number(number).body(ByteStream::from(part));
-            let uploaded = request.send().await.map_err(|e| object.failure("UploadPart", DisplayErrorContext(e)))?;
+            let uploaded = request.send().await.map_err(|e| object.failure("UploadPart", sdk_error_text(e)))?;
             Ok(CompletedPart::builder().part_number(number).set_e_tag(uploaded.e_tag().map(str::to_owned)).build())
         })));
         Ok(())

@@ -22,6 +22,8 @@
 //! `place`). A marker beside each destination lets a warm start in the same environment skip both the
 //! KMS call and the decryption.
 
+#[cfg(feature = "batch")]
+pub mod batch;
 pub mod env;
 mod place;
 mod reuse;

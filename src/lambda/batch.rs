@@ -1,0 +1,857 @@
+//! The S3 Batch Operations function (feature `batch`): for each object of a Batch job, re-encrypt it in
+//! place under new KMS keys, encrypt a plaintext object into a message, or decrypt a message, into a
+//! destination prefix, as a *profile* of the function's own configuration says.
+//!
+//! # Not a confused deputy
+//!
+//! Whoever may create a Batch job that names this function borrows its role's `kms:Decrypt` and S3
+//! rights. So a job chooses nothing but which configured profile runs: the operation, the source and
+//! target keys, the buckets a task may name and the destination all come from [`PROFILES_VAR`]. A job's
+//! user arguments (schema 2.0) may hold only [`PROFILE_ARGUMENT`]; anything else (a key, a bucket, an
+//! operation), an unknown profile, a bucket the profile does not list: every task is a `PermanentFailure`
+//! before any S3 or KMS request. `decrypt` writes plaintext objects and runs only from a profile that says
+//! `"allow_plaintext_output": true`.
+//!
+//! # The configuration
+//!
+//! [`PROFILES_VAR`] holds JSON, read once per execution environment:
+//!
+//! ```json
+//! {
+//!   "default_profile": "rotate-2026",
+//!   "profiles": {
+//!     "rotate-2026": {
+//!       "operation": "reencrypt",
+//!       "source_keys": ["arn:aws:kms:us-east-1:111122223333:key/old..."],
+//!       "target_keys": ["arn:aws:kms:us-east-1:111122223333:key/new..."],
+//!       "buckets": ["my-bucket"],
+//!       "cache": { "max_age_seconds": 300, "max_messages": 1000 }
+//!     },
+//!     "seal-uploads": {
+//!       "operation": "encrypt",
+//!       "target_keys": ["arn:aws:kms:us-east-1:111122223333:key/new..."],
+//!       "buckets": ["incoming"],
+//!       "destination": "s3://sealed/incoming/"
+//!     }
+//!   }
+//! }
+//! ```
+//!
+//! `reencrypt` works in place unless a `destination` is given (then into `destination` + the task's key);
+//! `encrypt` and `decrypt` need one. `default_profile` runs for jobs that name none (schema 1.0 has no user
+//! arguments). `legacy_sources: true` reads non-committing messages too (to upgrade them). `cache` reuses
+//! the new data key across small objects (committing unsigned target suites only; each execution
+//! environment has its own cache).
+//!
+//! # Results
+//!
+//! `Succeeded`; `TemporaryFailure` where a retry can succeed (KMS or S3 throttling, `SlowDown` and 503, a
+//! timeout, an object that changed while it was re-encrypted in place: the retry repeats the authenticated
+//! skip check); `PermanentFailure` otherwise (a missing object, not a message, a damaged one, no key opens
+//! it), with a one-line escaped reason that never holds plaintext. A retried task does no work twice: an
+//! object already under the target keys, authenticated by them (see [`rotation_status`]), is left alone.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
+
+use crate::error::{Error, Result};
+use crate::escape::{Escaped, OneLine};
+use crate::format::suite::CommitmentPolicy;
+use crate::keyring::kms::{KmsArn, KmsClients};
+use crate::keyring::{CacheLimits, CachingKeyring, Keyring, MaterialsCache};
+use crate::s3::{S3Object, TransferOptions};
+use crate::stream::{DecryptOptions, EncryptOptions, ReencryptOptions, Rotation, TargetKeys, rotation_status};
+
+/// The environment variable holding the function's profiles, as JSON (see the module documentation).
+pub const PROFILES_VAR: &str = "KMS_ENVELOPE_BATCH_PROFILES";
+/// The one user argument a job may pass: the name of the profile to run.
+pub const PROFILE_ARGUMENT: &str = "profile";
+/// The most user arguments S3 Batch Operations passes.
+pub const MAX_USER_ARGUMENTS: usize = 10;
+/// The longest user argument value S3 Batch Operations passes, in characters.
+pub const MAX_USER_ARGUMENT_LENGTH: usize = 1024;
+/// The longest user argument key S3 Batch Operations passes, in characters.
+pub const MAX_USER_ARGUMENT_KEY_LENGTH: usize = 64;
+/// The longest result string this function returns, in bytes (it lands in the job's completion report).
+pub const MAX_RESULT_STRING: usize = 1024;
+/// How many data keys a caching profile keeps (one is in use at a time; a few cover a rotation of limits).
+const CACHE_CAPACITY: usize = 8;
+/// What the header read of the skip check fetches per request: most headers fit in one.
+const HEADER_CHUNK: usize = 64 << 10;
+
+// ------------------------------------------------------------------------------------------- the event
+
+/// One invocation by S3 Batch Operations (schema 1.0 or 2.0): the job and its tasks (one, in practice).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchInvocation {
+    /// `"1.0"` or `"2.0"`; echoed in the response.
+    pub invocation_schema_version: String,
+    /// Echoed in the response.
+    pub invocation_id: String,
+    /// The job.
+    pub job: BatchJob,
+    /// The objects to act on.
+    pub tasks: Vec<BatchTask>,
+}
+
+/// The job an invocation belongs to.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchJob {
+    /// The job id.
+    pub id: String,
+    /// Schema 2.0 only: the job's user arguments, checked by the function (values are kept as JSON, so
+    /// that a value that is not a string is refused like any other bad argument, not the whole event).
+    #[serde(default)]
+    pub user_arguments: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// One object of the job.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchTask {
+    /// Echoed in the result.
+    pub task_id: String,
+    /// The object key, URL-encoded as in the manifest (`+` for a space, `%XX` for a byte).
+    pub s3_key: String,
+    /// The version named in the manifest, if any.
+    #[serde(default)]
+    pub s3_version_id: Option<String>,
+    /// Schema 2.0: the bucket name.
+    #[serde(default)]
+    pub s3_bucket: Option<String>,
+    /// Schema 1.0: the bucket ARN (`arn:aws:s3:::bucket`).
+    #[serde(default)]
+    pub s3_bucket_arn: Option<String>,
+}
+
+/// The function's answer to one invocation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResponse {
+    /// The invocation's schema version.
+    pub invocation_schema_version: String,
+    /// What a task without a result counts as: always `PermanentFailure`.
+    pub treat_missing_keys_as: ResultCode,
+    /// The invocation's id.
+    pub invocation_id: String,
+    /// One result per task, in the tasks' order.
+    pub results: Vec<TaskResult>,
+}
+
+/// The result of one task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskResult {
+    /// The task's id.
+    pub task_id: String,
+    /// What happened.
+    pub result_code: ResultCode,
+    /// One line, escaped, at most [`MAX_RESULT_STRING`] bytes: what was done, or why not.
+    pub result_string: String,
+}
+
+/// The result codes S3 Batch Operations knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResultCode {
+    /// Done (or already done by an earlier run).
+    Succeeded,
+    /// Batch retries the task: throttling, a timeout, an object changed meanwhile.
+    TemporaryFailure,
+    /// Batch records the failure and moves on.
+    PermanentFailure,
+}
+
+// ------------------------------------------------------------------------------------------- profiles
+
+/// What a profile does with each object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// A message into a new message under the target keys (in place, or into the destination).
+    Reencrypt,
+    /// A plaintext object into a message under the target keys, at the destination.
+    Encrypt,
+    /// A message into its plaintext, at the destination.
+    Decrypt,
+}
+
+/// Where a profile writes: `destination` bucket, and a prefix put before each task's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    /// The bucket.
+    pub bucket: String,
+    /// Put before each task's key (may be empty, when the bucket is not a source).
+    pub prefix: String,
+}
+
+/// One profile, validated: the operation has exactly the keys and destination it needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Profile {
+    /// What it does.
+    pub operation: Operation,
+    /// The keys that may unwrap a source's data key (`reencrypt`, `decrypt`).
+    pub source_keys: Vec<KmsArn>,
+    /// The keys new messages are encrypted under (`reencrypt`, `encrypt`); the first generates.
+    pub target_keys: Vec<KmsArn>,
+    /// The buckets a task may name.
+    pub buckets: Vec<String>,
+    /// Where results go; `None`: in place (`reencrypt` only).
+    pub destination: Option<Destination>,
+    /// Whether non-committing (legacy) sources are read.
+    pub legacy_sources: bool,
+    /// Caching of the new data key, if on.
+    pub cache: Option<CacheLimits>,
+}
+
+/// The function's configuration: its profiles, and the one a job that names none runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchConfig {
+    /// The profiles, by name.
+    pub profiles: BTreeMap<String, Profile>,
+    /// The profile of jobs that name none (schema 1.0 jobs, which cannot).
+    pub default_profile: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigText {
+    #[serde(default)]
+    default_profile: Option<String>,
+    profiles: BTreeMap<String, ProfileText>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileText {
+    operation: Operation,
+    #[serde(default)]
+    source_keys: Vec<String>,
+    #[serde(default)]
+    target_keys: Vec<String>,
+    buckets: Vec<String>,
+    #[serde(default)]
+    destination: Option<String>,
+    #[serde(default)]
+    allow_plaintext_output: bool,
+    #[serde(default)]
+    legacy_sources: bool,
+    #[serde(default)]
+    cache: Option<CacheText>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheText {
+    max_age_seconds: u64,
+    #[serde(default)]
+    max_messages: Option<u64>,
+}
+
+fn config_error(message: String) -> Error {
+    Error::Config(format!("{PROFILES_VAR}: {message}"))
+}
+
+impl BatchConfig {
+    /// The configuration in [`PROFILES_VAR`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], naming the variable: it is unset, or [`parse`](Self::parse) refuses it.
+    pub fn from_env() -> Result<Self> {
+        let text = std::env::var(PROFILES_VAR).map_err(|_| config_error("is not set (or not UTF-8)".into()))?;
+        Self::parse(&text)
+    }
+
+    /// Parses and checks the JSON text of [`PROFILES_VAR`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], naming the variable and the profile: not JSON of the documented shape (unknown
+    /// fields included, so a misspelt setting is never silently ignored), a key that is not a KMS key ARN,
+    /// an operation without the keys or destination it needs or with ones it does not use, `decrypt`
+    /// without `allow_plaintext_output`, no buckets, a default profile that does not exist.
+    pub fn parse(text: &str) -> Result<Self> {
+        let parsed: ConfigText =
+            serde_json::from_str(text).map_err(|e| config_error(format!("not the expected JSON: {e}")))?;
+        if parsed.profiles.is_empty() {
+            return Err(config_error("defines no profile".into()));
+        }
+        let mut profiles = BTreeMap::new();
+        for (name, profile) in parsed.profiles {
+            let checked = check_profile(profile).map_err(|why| config_error(format!("profile {name:?}: {why}")))?;
+            if name.is_empty() || name.chars().count() > MAX_USER_ARGUMENT_LENGTH {
+                return Err(config_error(format!(
+                    "profile name {name:?} cannot be passed as a user argument (1 to {MAX_USER_ARGUMENT_LENGTH} characters)"
+                )));
+            }
+            profiles.insert(name, checked);
+        }
+        if let Some(default) = &parsed.default_profile
+            && !profiles.contains_key(default)
+        {
+            return Err(config_error(format!("default_profile {default:?} is not a profile")));
+        }
+        Ok(Self { profiles, default_profile: parsed.default_profile })
+    }
+}
+
+fn key_arns(which: &str, keys: &[String]) -> std::result::Result<Vec<KmsArn>, String> {
+    keys.iter()
+        .map(|key| KmsArn::parse_key(key).map_err(|e| format!("{which} {key:?} is not a KMS key ARN: {e}")))
+        .collect()
+}
+
+fn check_profile(text: ProfileText) -> std::result::Result<Profile, String> {
+    let source_keys = key_arns("source key", &text.source_keys)?;
+    let target_keys = key_arns("target key", &text.target_keys)?;
+    let (needs_source, needs_target, needs_destination) = match text.operation {
+        Operation::Reencrypt => (true, true, false),
+        Operation::Encrypt => (false, true, true),
+        Operation::Decrypt => (true, false, true),
+    };
+    if needs_source == source_keys.is_empty() {
+        return Err(if needs_source { "needs source_keys" } else { "encrypt takes no source_keys" }.into());
+    }
+    if needs_target == target_keys.is_empty() {
+        return Err(if needs_target { "needs target_keys" } else { "decrypt takes no target_keys" }.into());
+    }
+    if text.operation == Operation::Decrypt && !text.allow_plaintext_output {
+        return Err("decrypt writes plaintext objects: set \"allow_plaintext_output\": true to mean it".into());
+    }
+    if text.operation != Operation::Decrypt && text.allow_plaintext_output {
+        return Err("allow_plaintext_output is for decrypt profiles only".into());
+    }
+    if text.buckets.is_empty() || text.buckets.iter().any(String::is_empty) {
+        return Err("needs buckets, the bucket names its tasks may name".into());
+    }
+    let destination = match text.destination.as_deref() {
+        None if needs_destination => return Err("needs a destination (s3://bucket/prefix)".into()),
+        None => None,
+        Some(url) => {
+            let (bucket, prefix) = url
+                .strip_prefix("s3://")
+                .map(|rest| rest.split_once('/').unwrap_or((rest, "")))
+                .filter(|(bucket, _)| !bucket.is_empty())
+                .ok_or_else(|| format!("destination {url:?} is not s3://bucket/prefix"))?;
+            if prefix.is_empty() && text.buckets.iter().any(|b| b == bucket) {
+                return Err("a destination in a source bucket needs a prefix (else results overwrite sources)".into());
+            }
+            Some(Destination { bucket: bucket.to_owned(), prefix: prefix.to_owned() })
+        }
+    };
+    let cache = match text.cache {
+        None => None,
+        Some(_) if target_keys.is_empty() => return Err("cache is for the target keys; this profile has none".into()),
+        Some(cache) if cache.max_age_seconds == 0 => return Err("cache max_age_seconds must be positive".into()),
+        Some(cache) => {
+            let limits = CacheLimits::new(Duration::from_secs(cache.max_age_seconds));
+            Some(match cache.max_messages {
+                Some(messages) => limits.max_messages(messages),
+                None => limits,
+            })
+        }
+    };
+    Ok(Profile {
+        operation: text.operation,
+        source_keys,
+        target_keys,
+        buckets: text.buckets,
+        destination,
+        legacy_sources: text.legacy_sources,
+        cache,
+    })
+}
+
+// ------------------------------------------------------------------------------------------- outcomes
+
+/// What one task came to: a code and its one-line reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Outcome {
+    code: ResultCode,
+    text: String,
+}
+
+impl Outcome {
+    fn succeeded(text: impl fmt::Display) -> Self {
+        Self { code: ResultCode::Succeeded, text: result_string(&text.to_string()) }
+    }
+
+    fn refused(text: impl fmt::Display) -> Self {
+        Self { code: ResultCode::PermanentFailure, text: result_string(&text.to_string()) }
+    }
+
+    /// A failure of the library, classified by [`retryable`].
+    fn failed(error: &Error, objects: &[&S3Object]) -> Self {
+        let code = if retryable(error, objects) { ResultCode::TemporaryFailure } else { ResultCode::PermanentFailure };
+        Self { code, text: result_string(&error.to_string()) }
+    }
+}
+
+/// `text` on one line (controls and bidirectional characters escaped; the crate's error texts escape what
+/// came from a message already), cut at [`MAX_RESULT_STRING`] bytes.
+fn result_string(text: &str) -> String {
+    let mut line = OneLine(text).to_string();
+    if line.len() > MAX_RESULT_STRING {
+        let mut cut = MAX_RESULT_STRING - 3;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push_str("...");
+    }
+    line
+}
+
+/// Whether a retry of the task can succeed: throttling (KMS `ThrottlingException` and kin, S3 `SlowDown`),
+/// a 503 or a KMS that is temporarily unavailable, a timeout, or an object that changed while it was
+/// re-encrypted in place (the retry repeats the authenticated skip check).
+///
+/// The library reports service failures as text (escaped, with the service's error code in it), so this
+/// reads the text, after removing the task's objects' names (`s3://bucket/key`, as the text shows them):
+/// an object named `SlowDown` must not make its own failures retryable.
+fn retryable(error: &Error, objects: &[&S3Object]) -> bool {
+    const MARKERS: [&str; 12] = [
+        "throttled by kms",
+        "throttlingexception",
+        "slowdown",
+        "slow down",
+        "service unavailable",
+        "serviceunavailable",
+        // S3's answer without a body (a HEAD's): the status is all there is.
+        "(http 503",
+        "kms is temporarily unavailable",
+        "timed out",
+        "timeout",
+        "requesttimeout",
+        "its etag no longer matches",
+    ];
+    match error {
+        Error::Io(_) | Error::Keyring(_) | Error::NoDataKeyDecrypted { .. } => {}
+        // A message's own faults (malformed, tampered, a context or policy mismatch) stay what they are.
+        _ => return false,
+    }
+    let mut text = error.to_string();
+    for object in objects {
+        text = text.replace(&url(object), "");
+    }
+    let text = text.to_ascii_lowercase();
+    MARKERS.iter().any(|marker| text.contains(marker))
+}
+
+/// `s3Key` as S3 Batch Operations sends it, decoded: `+` is a space, `%XX` a byte, and the bytes UTF-8.
+///
+/// # Errors
+///
+/// A `%` not followed by two hex digits, or bytes that are not UTF-8.
+pub fn decode_key(encoded: &str) -> std::result::Result<String, String> {
+    let mut bytes = Vec::with_capacity(encoded.len());
+    let mut rest = encoded.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = tail;
+        match byte {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let hex = rest.get(..2).filter(|hex| hex.iter().all(u8::is_ascii_hexdigit));
+                let hex = hex.ok_or_else(|| "a % in the key is not followed by two hex digits".to_owned())?;
+                let digits = std::str::from_utf8(hex).map_err(|_| "unreachable: ASCII hex digits".to_owned())?;
+                bytes.push(u8::from_str_radix(digits, 16).map_err(|e| e.to_string())?);
+                rest = &rest[2..];
+            }
+            other => bytes.push(other),
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| "the decoded key is not UTF-8".to_owned())
+}
+
+/// The bucket a task names: `s3Bucket` (schema 2.0) or the name in `s3BucketArn` (schema 1.0).
+fn task_bucket(task: &BatchTask) -> std::result::Result<String, String> {
+    if let Some(bucket) = task.s3_bucket.as_deref().filter(|b| !b.is_empty()) {
+        return Ok(bucket.to_owned());
+    }
+    let arn = task.s3_bucket_arn.as_deref().ok_or("the task names no bucket")?;
+    let fields: Vec<&str> = arn.splitn(6, ':').collect();
+    match fields[..] {
+        ["arn", _, "s3", "", "", bucket] if !bucket.is_empty() && !bucket.contains('/') => Ok(bucket.to_owned()),
+        _ => Err(format!("s3BucketArn {} is not an S3 bucket ARN", Escaped(arn))),
+    }
+}
+
+// ------------------------------------------------------------------------------------------- the function
+
+/// A profile with its keyrings, built once per execution environment.
+struct Ready {
+    profile: Profile,
+    work: Work,
+}
+
+/// The keyrings an operation uses: exactly those, so that no operation can reach another's keys.
+enum Work {
+    Reencrypt { source: Arc<dyn Keyring>, target: Arc<dyn Keyring>, target_keys: Mutex<Option<TargetKeys>> },
+    Encrypt { target: Arc<dyn Keyring> },
+    Decrypt { source: Arc<dyn Keyring> },
+}
+
+struct Inner {
+    profiles: BTreeMap<String, Ready>,
+    default_profile: Option<String>,
+    s3: aws_sdk_s3::Client,
+    transfer: TransferOptions,
+}
+
+/// The S3 Batch Operations function: [`handle`](Self::handle) answers one invocation. Clones share the
+/// keyrings and caches.
+#[derive(Clone)]
+pub struct BatchFunction {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for BatchFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchFunction").field("profiles", &self.inner.profiles.keys()).finish_non_exhaustive()
+    }
+}
+
+impl BatchFunction {
+    /// The function for `config`, its KMS keyrings on `kms`, its objects on `s3`, moved with `transfer`
+    /// (part size, requests in flight: memory is about `(concurrency + 2) * part_size` per transfer).
+    /// Makes no request.
+    ///
+    /// # Errors
+    ///
+    /// A keyring cannot be built for a configured key.
+    pub fn new(
+        config: BatchConfig,
+        kms: &KmsClients,
+        s3: aws_sdk_s3::Client,
+        transfer: TransferOptions,
+    ) -> Result<Self> {
+        let keyring = |keys: &[KmsArn], cache: Option<CacheLimits>| -> Result<Arc<dyn Keyring>> {
+            let ids: Vec<String> = keys.iter().map(ToString::to_string).collect();
+            let multi = kms.multi_keyring(&ids)?;
+            Ok(match cache {
+                Some(limits) => {
+                    Arc::new(CachingKeyring::new(multi, Arc::new(MaterialsCache::new(CACHE_CAPACITY)), limits)?)
+                }
+                None => Arc::new(multi),
+            })
+        };
+        let mut profiles = BTreeMap::new();
+        for (name, profile) in config.profiles {
+            let work = match profile.operation {
+                Operation::Reencrypt => Work::Reencrypt {
+                    source: keyring(&profile.source_keys, None)?,
+                    target: keyring(&profile.target_keys, profile.cache)?,
+                    target_keys: Mutex::new(None),
+                },
+                Operation::Encrypt => Work::Encrypt { target: keyring(&profile.target_keys, profile.cache)? },
+                Operation::Decrypt => Work::Decrypt { source: keyring(&profile.source_keys, None)? },
+            };
+            profiles.insert(name, Ready { profile, work });
+        }
+        let inner = Inner { profiles, default_profile: config.default_profile, s3, transfer };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Answers one invocation: a result per task, in order. A task's failure never fails the invocation.
+    /// Runs the transfers on the blocking pool of the current tokio runtime.
+    pub async fn handle(&self, invocation: BatchInvocation) -> BatchResponse {
+        let profile = self.inner.profile_for(&invocation);
+        let mut results = Vec::with_capacity(invocation.tasks.len());
+        for task in invocation.tasks {
+            let outcome = match &profile {
+                Err(refusal) => refusal.clone(),
+                Ok(name) => self.run(name, &task).await,
+            };
+            results.push(TaskResult { task_id: task.task_id, result_code: outcome.code, result_string: outcome.text });
+        }
+        BatchResponse {
+            invocation_schema_version: invocation.invocation_schema_version,
+            treat_missing_keys_as: ResultCode::PermanentFailure,
+            invocation_id: invocation.invocation_id,
+            results,
+        }
+    }
+
+    async fn run(&self, profile: &str, task: &BatchTask) -> Outcome {
+        let (bucket, key) = match (task_bucket(task), decode_key(&task.s3_key)) {
+            (Ok(bucket), Ok(key)) => (bucket, key),
+            (Err(why), _) | (_, Err(why)) => return Outcome::refused(why),
+        };
+        let Some(ready) = self.inner.profiles.get(profile) else {
+            return Outcome::refused("no such profile");
+        };
+        if !ready.profile.buckets.contains(&bucket) {
+            return Outcome::refused(format!(
+                "bucket {} is not one of profile {}'s buckets",
+                Escaped(&bucket),
+                Escaped(profile)
+            ));
+        }
+        if key.is_empty() {
+            return Outcome::refused("the task names no key");
+        }
+        let (inner, profile, handle) = (self.inner.clone(), profile.to_owned(), Handle::current());
+        let work = tokio::task::spawn_blocking(move || inner.process(handle, &profile, &bucket, &key));
+        work.await.unwrap_or_else(|e| Outcome::refused(format!("the task stopped: {e}")))
+    }
+}
+
+impl Inner {
+    /// The profile the job runs, or the refusal every task gets: checked before any request.
+    fn profile_for(&self, invocation: &BatchInvocation) -> std::result::Result<String, Outcome> {
+        let refuse = |why: String| Err(Outcome::refused(why));
+        let arguments = match (invocation.invocation_schema_version.as_str(), &invocation.job.user_arguments) {
+            ("1.0", None) => BTreeMap::new(),
+            ("1.0", Some(_)) => return refuse("schema 1.0 carries no user arguments".into()),
+            ("2.0", arguments) => arguments.clone().unwrap_or_default(),
+            (other, _) => {
+                return refuse(format!("invocation schema {} is not 1.0 or 2.0", Escaped(other)));
+            }
+        };
+        if arguments.len() > MAX_USER_ARGUMENTS {
+            return refuse(format!("{} user arguments, over S3's {MAX_USER_ARGUMENTS}", arguments.len()));
+        }
+        let mut named = None;
+        for (key, value) in &arguments {
+            if key.is_empty() || key.chars().count() > MAX_USER_ARGUMENT_KEY_LENGTH {
+                return refuse(format!("a user argument key of {} characters", key.chars().count()));
+            }
+            if key != PROFILE_ARGUMENT {
+                return refuse(format!(
+                    "user argument {} is refused: a job names only a profile ({PROFILE_ARGUMENT:?}); keys, \
+                     operations and destinations come from the function's configuration",
+                    Escaped(key)
+                ));
+            }
+            let Some(value) = value.as_str() else {
+                return refuse(format!("user argument {PROFILE_ARGUMENT:?} is not a string"));
+            };
+            if value.chars().count() > MAX_USER_ARGUMENT_LENGTH {
+                return refuse(format!(
+                    "user argument {PROFILE_ARGUMENT:?} is over {MAX_USER_ARGUMENT_LENGTH} characters"
+                ));
+            }
+            named = Some(value.to_owned());
+        }
+        let name = match named.or_else(|| self.default_profile.clone()) {
+            Some(name) => name,
+            None => {
+                return refuse(format!(
+                    "the job names no profile (user argument {PROFILE_ARGUMENT:?}) and the function has no default_profile"
+                ));
+            }
+        };
+        if !self.profiles.contains_key(&name) {
+            return refuse(format!("no profile {} is configured", Escaped(&name)));
+        }
+        Ok(name)
+    }
+
+    /// One task, blocking (on the blocking pool, `handle` the runtime for the requests).
+    fn process(&self, handle: Handle, profile: &str, bucket: &str, key: &str) -> Outcome {
+        let Some(ready) = self.profiles.get(profile) else { return Outcome::refused("no such profile") };
+        let source = S3Object::new(self.s3.clone(), bucket, key);
+        let destination = match &ready.profile.destination {
+            Some(to) => S3Object::new(self.s3.clone(), &to.bucket, format!("{}{key}", to.prefix)),
+            None => source.clone(),
+        };
+        let mut source_options = DecryptOptions::new();
+        if ready.profile.legacy_sources {
+            source_options = source_options.commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt);
+        }
+        let done = match &ready.work {
+            Work::Reencrypt { source: from, target, target_keys } => {
+                let options = ReencryptOptions::new().source(source_options);
+                let keyrings = (from.as_ref(), target.as_ref());
+                self.reencrypt(&handle, (&source, &destination), keyrings, target_keys, &options)
+            }
+            Work::Encrypt { target } => self.encrypt(&handle, &source, &destination, target.as_ref()),
+            Work::Decrypt { source: from } => {
+                let cancelled = Arc::new(AtomicBool::new(false));
+                let transfer = &self.transfer;
+                destination
+                    .decrypt_from_blocking(handle, &source, from.as_ref(), &source_options, transfer, cancelled)
+                    .map(|uploaded| format!("decrypted into {} ({} bytes)", url(&destination), uploaded.bytes))
+            }
+        };
+        match done {
+            Ok(text) => Outcome::succeeded(text),
+            Err(error) => Outcome::failed(&error, &[&source, &destination]),
+        }
+    }
+
+    /// Encrypts the plaintext object `source` into `destination`.
+    fn encrypt(
+        &self,
+        handle: &Handle,
+        source: &S3Object,
+        destination: &S3Object,
+        target: &dyn Keyring,
+    ) -> Result<String> {
+        let len = handle.block_on(source.pin())?.len;
+        let options = EncryptOptions::new().max_plaintext_length(Some(len));
+        let transfer = self.transfer.clone().part_size(self.transfer.part_size_for_plaintext(len, &options));
+        let plaintext = source.reader(handle.clone(), &transfer);
+        let uploaded = destination.encrypt_from_blocking(handle.clone(), target, &options, &transfer, plaintext)?;
+        Ok(format!("encrypted into {} ({} bytes)", url(destination), uploaded.bytes))
+    }
+
+    /// Re-encrypts `objects.0` into `objects.1` (the same object in place), unless it already is under the
+    /// target keys, as the target keys themselves authenticate.
+    fn reencrypt(
+        &self,
+        handle: &Handle,
+        (source, destination): (&S3Object, &S3Object),
+        (from, target): (&dyn Keyring, &dyn Keyring),
+        target_keys: &Mutex<Option<TargetKeys>>,
+        options: &ReencryptOptions,
+    ) -> Result<String> {
+        let in_place = source.bucket() == destination.bucket() && source.key() == destination.key();
+        if in_place {
+            let keys = {
+                let mut known = target_keys.lock().unwrap_or_else(PoisonError::into_inner);
+                match &*known {
+                    Some(keys) => keys.clone(),
+                    None => known.insert(TargetKeys::of(target)?).clone(),
+                }
+            };
+            let header = TransferOptions::new().chunk_size(HEADER_CHUNK).concurrency(1);
+            let status = rotation_status(target, &keys, options, false, source.reader(handle.clone(), &header))?;
+            if status == Rotation::Done {
+                return Ok("already re-encrypted under the profile's keys (authenticated); left as it is".into());
+            }
+        }
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let uploaded = destination.reencrypt_from_blocking(
+            handle.clone(),
+            source,
+            from,
+            target,
+            options,
+            &self.transfer,
+            cancelled,
+        )?;
+        Ok(format!("re-encrypted into {} ({} bytes)", url(destination), uploaded.bytes))
+    }
+}
+
+fn url(object: &S3Object) -> String {
+    format!("s3://{}/{}", Escaped(object.bucket()), Escaped(object.key()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    #[test]
+    fn keys_decode_as_s3_batch_operations_encodes_them() {
+        // Python's urllib.parse.quote_plus, which AWS's own examples reverse with unquote_plus.
+        assert_eq!(decode_key("a+b%2Bc%25d").unwrap(), "a b+c%d");
+        assert_eq!(decode_key("caf%C3%A9/%E2%82%AC.txt").unwrap(), "café/€.txt");
+        assert_eq!(decode_key("plain/key.esdk").unwrap(), "plain/key.esdk");
+        for bad in ["%", "%4", "%zz", "%+1", "%C3", "%FF"] {
+            assert!(decode_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bucket_arns_of_schema_1_name_their_bucket() {
+        let task = |bucket: Option<&str>, arn: Option<&str>| BatchTask {
+            task_id: "t".into(),
+            s3_key: "k".into(),
+            s3_version_id: None,
+            s3_bucket: bucket.map(Into::into),
+            s3_bucket_arn: arn.map(Into::into),
+        };
+        assert_eq!(task_bucket(&task(None, Some("arn:aws:s3:::my-bucket"))).unwrap(), "my-bucket");
+        assert_eq!(task_bucket(&task(Some("b2"), None)).unwrap(), "b2");
+        for bad in ["my-bucket", "arn:aws:s3:::", "arn:aws:s3:::b/k", "arn:aws:kms:::b", "arn:aws:s3:us-east-1::b"] {
+            assert!(task_bucket(&task(None, Some(bad))).is_err(), "{bad}");
+        }
+        assert!(task_bucket(&task(None, None)).is_err());
+    }
+
+    #[test]
+    fn profiles_refuse_what_their_operation_does_not_use() {
+        let ok = format!(
+            r#"{{"profiles":{{"p":{{"operation":"reencrypt","source_keys":["{KEY}"],"target_keys":["{KEY}"],"buckets":["b"]}}}}}}"#
+        );
+        assert!(BatchConfig::parse(&ok).is_ok());
+        let refused = [
+            // decrypt without saying it means plaintext output
+            format!(r#"{{"profiles":{{"p":{{"operation":"decrypt","source_keys":["{KEY}"],"buckets":["b"],"destination":"s3://o/p/"}}}}}}"#),
+            // a misspelt setting
+            format!(r#"{{"profiles":{{"p":{{"operation":"reencrypt","source_keys":["{KEY}"],"target_keys":["{KEY}"],"buckets":["b"],"destinaton":"s3://o/"}}}}}}"#),
+            // an alias, not a key ARN
+            r#"{"profiles":{"p":{"operation":"encrypt","target_keys":["alias/new"],"buckets":["b"],"destination":"s3://o/p/"}}}"#.to_owned(),
+            // encrypt with source keys, or without a destination
+            format!(r#"{{"profiles":{{"p":{{"operation":"encrypt","source_keys":["{KEY}"],"target_keys":["{KEY}"],"buckets":["b"],"destination":"s3://o/p/"}}}}}}"#),
+            format!(r#"{{"profiles":{{"p":{{"operation":"encrypt","target_keys":["{KEY}"],"buckets":["b"]}}}}}}"#),
+            // results over their sources
+            format!(r#"{{"profiles":{{"p":{{"operation":"encrypt","target_keys":["{KEY}"],"buckets":["b"],"destination":"s3://b"}}}}}}"#),
+            // no buckets; a default that does not exist; no profiles
+            format!(r#"{{"profiles":{{"p":{{"operation":"encrypt","target_keys":["{KEY}"],"buckets":[],"destination":"s3://o/"}}}}}}"#),
+            ok.replace(r#"{"profiles""#, r#"{"default_profile":"q","profiles""#),
+            r#"{"profiles":{}}"#.to_owned(),
+        ];
+        for text in refused {
+            let err = BatchConfig::parse(&text).unwrap_err();
+            assert!(matches!(&err, Error::Config(m) if m.starts_with(PROFILES_VAR)), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn result_strings_are_one_bounded_line() {
+        let text = result_string(&format!("bad\nline\x1b[2J\u{202e}{}", "é".repeat(2000)));
+        assert!(!text.chars().any(|c| c.is_control() || c == '\u{202e}'), "{text:?}");
+        assert!(text.len() <= MAX_RESULT_STRING && text.ends_with("..."), "{}", text.len());
+    }
+
+    #[test]
+    fn only_throttling_timeouts_and_changed_objects_are_retried() {
+        let io = |text: &str| Error::Io(std::io::Error::other(text.to_owned()));
+        let retried = [
+            Error::Keyring(
+                "AWS KMS GenerateDataKey with key k: throttled by KMS, and the SDK's retries did not get through"
+                    .into(),
+            ),
+            io("S3 GetObject s3://b/k: service error: SlowDown: Please reduce your request rate"),
+            io("S3 HeadObject s3://b/k: unhandled error (ServiceUnavailable)"),
+            io("S3 HeadObject s3://b/k: no error code (HTTP 503; request id 4442587FB7D0A2F9)"),
+            io("S3 GetObject s3://b/k: dispatch failure: timeout"),
+            io(
+                "S3 PutObject s3://b/k: the object changed while it was re-encrypted (its ETag no longer matches); it was left",
+            ),
+        ];
+        let config = aws_sdk_s3::Config::builder().behavior_version_latest().build();
+        let client = aws_sdk_s3::Client::from_conf(config);
+        let (plain, named) =
+            (S3Object::new(client.clone(), "b", "k"), S3Object::new(client, "b", "SlowDown-503-timeout"));
+        for error in &retried {
+            assert!(retryable(error, &[&plain]), "{error}");
+        }
+        let permanent = [
+            Error::HeaderAuthentication,
+            Error::malformed(0, "not a message"),
+            io("S3 HeadObject s3://b/k: service error: NotFound"),
+        ];
+        for error in &permanent {
+            assert!(!retryable(error, &[&plain]), "{error}");
+        }
+        // The task's own names never make a failure retryable.
+        let error = io("S3 HeadObject s3://b/SlowDown-503-timeout: service error: NotFound");
+        assert!(!retryable(&error, &[&named]), "{error}");
+    }
+}
