@@ -1552,3 +1552,27 @@ fn inspect_refuses_stdout_that_is_its_input() {
     assert!(run.status.success(), "{}", stderr_of(&run));
     assert!(fs::read_to_string(s.path("header.txt")).unwrap().contains("algorithm suite"));
 }
+
+/// A key file named as OUTPUT is refused with exit 2 even with `--force`, through any name (a hard link
+/// too), by encrypt, decrypt and bundle: writing a message or plaintext over a wrapping key destroys it.
+#[test]
+fn a_key_file_is_never_an_output_even_with_force() {
+    let s = Scratch::new();
+    s.write("pt", b"payload");
+    fs::create_dir(s.path("dir")).unwrap();
+    s.write("dir/a", b"a");
+    expect(s.cmd().args(args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "ct"]])), 0);
+    fs::hard_link(s.path("wrapping.key"), s.path("alias.key")).unwrap();
+    let key = fs::read(s.path("wrapping.key")).unwrap();
+    for output in ["wrapping.key", "alias.key"] {
+        for command in [
+            args(&[&["encrypt", "--force"], &raw("wrapping.key"), &["pt", output]]),
+            args(&[&["decrypt", "--force"], &raw("wrapping.key"), &["ct", output]]),
+            args(&[&["bundle", "--force"], &raw("wrapping.key"), &["dir", output]]),
+        ] {
+            let (_, stderr) = expect(s.cmd().args(&command), 2);
+            assert!(stderr.contains("is the key file"), "{command:?}: {stderr}");
+            assert_eq!(fs::read(s.path("wrapping.key")).unwrap(), key, "{command:?} changed the key");
+        }
+    }
+}

@@ -309,6 +309,32 @@ pub fn check_message_stdout(force: bool) -> Result<(), Failure> {
     }
 }
 
+/// Refuses an OUTPUT that is one of the key files, `--force` or not (the same file by device and inode, so
+/// through any name or link): writing a message or plaintext over a wrapping key destroys the key.
+pub fn check_output_is_not_a_key_file<'a>(
+    keys: impl IntoIterator<Item = &'a std::path::PathBuf>,
+    output: &Path,
+) -> Result<(), Failure> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(out) = fs::metadata(output) else { return Ok(()) };
+        for key in keys {
+            // By `stat`, not by opening: opening a named pipe given as a key file would wait for its writer.
+            if fs::metadata(key).is_ok_and(|k| (k.dev(), k.ino()) == (out.dev(), out.ino())) {
+                return Err(Failure::usage(format!(
+                    "{}: is the key file {}; refusing to write over a key",
+                    output.display(),
+                    key.display()
+                )));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (keys.into_iter().count(), output);
+    Ok(())
+}
+
 /// Fails early, before any key is used, if `path` exists and may not be replaced. A directory is never
 /// replaced, `--force` or not: naming one as OUTPUT is a mistake of the command line (exit 2).
 pub fn check_output(path: &Path, force: bool) -> Result<(), Failure> {

@@ -144,6 +144,7 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
     } else if io::is_s3(&args.output) {
         io::check_s3_url(&args.output)?;
     } else {
+        io::check_output_is_not_a_key_file(args.keys.files(), Path::new(&args.output))?;
         io::check_output(Path::new(&args.output), out.force)?;
     }
     let keyring = keys::for_encrypt(&args.keys)?;
@@ -200,6 +201,7 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
         if args.output == "-" {
             io::check_stdout_is_not_a_key_file(&args.keys)?;
         } else {
+            io::check_output_is_not_a_key_file(args.keys.files(), Path::new(&args.output))?;
             io::check_output(Path::new(&args.output), out.force)?;
         }
         let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
@@ -211,6 +213,7 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
         io::check_stdout_is_not_input(&args.input, &input)?;
         io::check_stdout_is_not_a_key_file(&args.keys)?;
     } else {
+        io::check_output_is_not_a_key_file(args.keys.files(), Path::new(&args.output))?;
         io::check_output(Path::new(&args.output), out.force)?;
     }
     let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
@@ -248,6 +251,7 @@ fn bundle(args: &BundleArgs) -> Result<(), Failure> {
         io::check_stdout_is_outside(dir)?;
         io::check_stdout_is_not_a_key_file(&args.keys)?;
     } else {
+        io::check_output_is_not_a_key_file(args.keys.files(), Path::new(&args.output))?;
         io::check_output(Path::new(&args.output), out.force)?;
     }
     let options = encrypt_options(&args.settings);

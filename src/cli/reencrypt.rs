@@ -147,17 +147,9 @@ fn check_usage(args: &ReencryptArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Refuses an OUTPUT that is one of the key files (as `-` it is checked as stdout).
+/// Refuses an OUTPUT that is one of the key files, old or new (as `-` it is checked as stdout).
 fn check_not_a_key_file(args: &ReencryptArgs, output: &Path) -> Result<(), Failure> {
-    let keys = args.keys.files().chain(args.new_keys.keys().files());
-    match keys.into_iter().find(|key| same_file(key, output)) {
-        Some(key) => Err(Failure::usage(format!(
-            "{}: is the key file {}; refusing to write over a key",
-            output.display(),
-            key.display()
-        ))),
-        None => Ok(()),
-    }
+    io::check_output_is_not_a_key_file(args.keys.files().chain(args.new_keys.keys().files()), output)
 }
 
 /// The keyring that unwraps the source's data key (remembering what the message offered, for exit 3's
