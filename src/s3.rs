@@ -130,6 +130,22 @@ pub struct Pinned {
     pub len: u64,
     /// Its ETag, if the server gave one (S3 always does); reads then carry `If-Match` with it.
     pub etag: Option<String>,
+    /// What the object carries besides its bytes, which a re-encryption keeps.
+    carried: Carried,
+}
+
+/// An object's settings that a re-encryption carries over to the new object: content type, user metadata,
+/// storage class, server-side encryption (SSE-S3 or SSE-KMS with its key and bucket-key setting) and, when
+/// the object has tags, its tags (one `GetObjectTagging`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Carried {
+    content_type: Option<String>,
+    metadata: Option<std::collections::HashMap<String, String>>,
+    storage_class: Option<aws_sdk_s3::types::StorageClass>,
+    sse: Option<aws_sdk_s3::types::ServerSideEncryption>,
+    sse_kms_key_id: Option<String>,
+    bucket_key_enabled: Option<bool>,
+    has_tags: bool,
 }
 
 /// An object in S3: a source of ranged reads pinned to the version first seen, and a destination for
@@ -193,6 +209,18 @@ impl S3Object {
         io::Error::other(format!("S3 {what} s3://{bucket}/{key}: {}", Escaped(&err)))
     }
 
+    /// The object's tags as a `Tagging` header value (`k=v&k2=v2`, URL-encoded), if it has any.
+    async fn tagging(&self, carried: &Carried) -> io::Result<Option<String>> {
+        if !carried.has_tags {
+            return Ok(None);
+        }
+        let tags = self.client.get_object_tagging().bucket(&self.bucket).key(&self.key).send().await;
+        let tags = tags.map_err(|e| self.failure("GetObjectTagging", sdk_error_text(e)))?;
+        let pairs: Vec<String> =
+            tags.tag_set().iter().map(|tag| format!("{}={}", url_encode(tag.key()), url_encode(tag.value()))).collect();
+        Ok((!pairs.is_empty()).then(|| pairs.join("&")))
+    }
+
     /// [`failure`](Self::failure) for a request that carried `If-Match`: a 412 says the object changed.
     fn conditional_failure<E>(&self, what: &str, e: SdkError<E, HttpResponse>) -> io::Error
     where
@@ -217,7 +245,16 @@ impl S3Object {
             let head = head.map_err(|e| self.failure("HeadObject", sdk_error_text(e)))?;
             let len = head.content_length().and_then(|n| u64::try_from(n).ok());
             let len = len.ok_or_else(|| self.failure("HeadObject", "no content length in the response"))?;
-            Ok::<_, io::Error>(Pinned { len, etag: head.e_tag().map(str::to_owned) })
+            let carried = Carried {
+                content_type: head.content_type().map(str::to_owned),
+                metadata: head.metadata().filter(|m| !m.is_empty()).cloned(),
+                storage_class: head.storage_class().cloned(),
+                sse: head.server_side_encryption().cloned(),
+                sse_kms_key_id: head.ssekms_key_id().map(str::to_owned),
+                bucket_key_enabled: head.bucket_key_enabled(),
+                has_tags: head.tag_count().is_some_and(|n| n > 0),
+            };
+            Ok::<_, io::Error>(Pinned { len, etag: head.e_tag().map(str::to_owned), carried })
         });
         Ok(pinned.await?)
     }
@@ -356,7 +393,7 @@ impl S3Object {
         mut plaintext: impl Read,
         cancelled: Arc<AtomicBool>,
     ) -> Result<Uploaded> {
-        self.upload_sealed(handle, transfer, cancelled, None, |parts| {
+        self.upload_sealed(handle, transfer, cancelled, Conditions::default(), |parts| {
             let mut encryptor = Encryptor::new(keyring, options, parts)?;
             encryptor.copy_from(&mut plaintext).map_err(Error::from_io)?;
             encryptor.finish().map(drop)
@@ -370,7 +407,7 @@ impl S3Object {
         handle: Handle,
         transfer: &TransferOptions,
         cancelled: Arc<AtomicBool>,
-        if_match: Option<String>,
+        conditions: Conditions,
         seal: impl FnOnce(&mut PartWriter) -> Result<()>,
     ) -> Result<Uploaded> {
         if transfer.part_size < MIN_PART_SIZE {
@@ -380,7 +417,7 @@ impl S3Object {
             )));
         }
         let (to_uploader, from_writer) = mpsc::channel(1);
-        let upload = upload(self.clone(), from_writer, transfer.concurrency, cancelled.clone(), if_match);
+        let upload = upload(self.clone(), from_writer, transfer.concurrency, cancelled.clone(), conditions);
         let uploader = handle.spawn(upload);
         let mut parts = PartWriter { part: Vec::new(), part_size: transfer.part_size, to_uploader, cancelled };
         let sealed = seal(&mut parts).and_then(|()| parts.finish());
@@ -406,7 +443,9 @@ impl S3Object {
     /// was read (`If-Match` on `PutObject` or `CompleteMultipartUpload`): a writer that replaced it meanwhile
     /// wins, and this fails. Unless the options declare a plaintext bound, the source's length is declared
     /// (for a caching target keyring), and the part size grows with it so that the message fits in 10 000
-    /// parts. The new object does not carry over the old one's metadata, tags or storage class.
+    /// parts. The new object keeps the source's content type, user metadata, storage class, server-side
+    /// encryption settings and tags (reading them needs `s3:GetObjectTagging` when it has tags). Object
+    /// Lock settings, ACLs and the checksum algorithm are not carried over.
     ///
     /// # Errors
     ///
@@ -429,13 +468,15 @@ impl S3Object {
         if in_place && if_match.is_none() {
             return Err(Error::Io(source.failure("HeadObject", "no ETag, which replacing the object in place needs")));
         }
+        let tagging = handle.block_on(source.tagging(&pinned.carried))?;
+        let conditions = Conditions { if_match, carried: pinned.carried.clone(), tagging };
         let mut declared = options.clone();
         if declared.target.max_plaintext_length.is_none() {
             declared.target.max_plaintext_length = Some(pinned.len);
         }
         let transfer = transfer.clone().part_size(transfer.part_size_for(pinned.len));
         let reader = source.reader(handle.clone(), &transfer);
-        self.upload_sealed(handle, &transfer, cancelled, if_match, |parts| {
+        self.upload_sealed(handle, &transfer, cancelled, conditions, |parts| {
             reencrypt(source_keyring, target_keyring, &declared, reader, parts).map(drop)
         })
     }
@@ -469,7 +510,7 @@ impl S3Object {
         let pinned = handle.block_on(source.pin())?.clone();
         let transfer = transfer.clone().part_size(transfer.part_size_for(pinned.len));
         let reader = source.reader(handle.clone(), &transfer);
-        self.upload_sealed(handle, &transfer, cancelled, None, |parts| {
+        self.upload_sealed(handle, &transfer, cancelled, Conditions::default(), |parts| {
             let mut decryptor = crate::stream::Decryptor::new(keyring, options, reader)?;
             decryptor.write_to(parts).map(drop).map_err(Error::from_io)
         })
@@ -682,6 +723,25 @@ impl Write for PartWriter {
     }
 }
 
+/// What an upload must respect or carry: complete only while the object has the ETag `if_match`
+/// (re-encryption in place), and give the new object the source's settings and tags.
+#[derive(Default)]
+struct Conditions {
+    if_match: Option<String>,
+    carried: Carried,
+    tagging: Option<String>,
+}
+
+/// `text` percent-encoded for a `Tagging` header: RFC 3986's unreserved characters stay as they are.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Uploads what the writer sends: one `PutObject` if the first thing is the whole message, else a
 /// multipart upload, completed only on `Last` and aborted on anything else.
 async fn upload(
@@ -689,8 +749,9 @@ async fn upload(
     mut from_writer: mpsc::Receiver<ToUploader>,
     concurrency: usize,
     cancelled: Arc<AtomicBool>,
-    if_match: Option<String>,
+    conditions: Conditions,
 ) -> Result<Uploaded> {
+    let Conditions { if_match, carried, tagging } = conditions;
     let incomplete = || Error::Io(io::Error::other("the message was not completed; nothing was uploaded"));
     let first = match from_writer.recv().await {
         None => return Err(incomplete()),
@@ -700,13 +761,31 @@ async fn upload(
             }
             let bytes = message.len() as u64;
             let put = object.client.put_object().bucket(&object.bucket).key(&object.key).set_if_match(if_match);
+            let put = put
+                .set_content_type(carried.content_type)
+                .set_metadata(carried.metadata)
+                .set_storage_class(carried.storage_class)
+                .set_server_side_encryption(carried.sse)
+                .set_ssekms_key_id(carried.sse_kms_key_id)
+                .set_bucket_key_enabled(carried.bucket_key_enabled)
+                .set_tagging(tagging);
             let put = put.body(ByteStream::from(message)).send().await;
             let put = put.map_err(|e| object.conditional_failure("PutObject", e))?;
             return Ok(Uploaded { bytes, parts: 0, etag: put.e_tag().map(str::to_owned) });
         }
         Some(ToUploader::Part(part)) => part,
     };
-    let created = object.client.create_multipart_upload().bucket(&object.bucket).key(&object.key).send().await;
+    let created = object.client.create_multipart_upload().bucket(&object.bucket).key(&object.key);
+    let created = created
+        .set_content_type(carried.content_type)
+        .set_metadata(carried.metadata)
+        .set_storage_class(carried.storage_class)
+        .set_server_side_encryption(carried.sse)
+        .set_ssekms_key_id(carried.sse_kms_key_id)
+        .set_bucket_key_enabled(carried.bucket_key_enabled)
+        .set_tagging(tagging)
+        .send()
+        .await;
     let created = created.map_err(|e| object.failure("CreateMultipartUpload", sdk_error_text(e)))?;
     let upload_id = created.upload_id().ok_or_else(|| object.failure("CreateMultipartUpload", "no upload id"))?;
     let mut multipart = Multipart {

@@ -221,3 +221,52 @@ fn the_cli_reencrypts_objects_in_place_and_into_others() {
     assert!(!work.path().join("local.esdk").exists());
     assert_eq!(env.uploads_in_progress(), 0);
 }
+
+/// What an object carries besides its bytes survives its re-encryption, in place and into another object,
+/// as one PutObject and as a multipart upload: content type, user metadata, storage class and tags (with
+/// characters a Tagging header must encode).
+#[test]
+fn content_type_metadata_storage_class_and_tags_are_carried_over() {
+    use aws_sdk_s3::types::{StorageClass, Tag, Tagging};
+    let Some(env) = Env::new("carried") else { return };
+    for (name, len) in [("small", 100usize << 10), ("large", 12 << 20)] {
+        env.source(name, &plaintext(len));
+        let message = env.get(name).unwrap();
+        let put = env
+            .client()
+            .put_object()
+            .bucket(&env.bucket)
+            .key(name)
+            .body(message.into())
+            .content_type("application/x-esdk")
+            .metadata("owner", "team-a")
+            .storage_class(StorageClass::StandardIa);
+        env.runtime.block_on(put.send()).unwrap();
+        let tags = Tagging::builder()
+            .tag_set(Tag::builder().key("project").value("a b+c=d/e:f@g").build().unwrap())
+            .tag_set(Tag::builder().key("tier").value("gold").build().unwrap())
+            .build()
+            .unwrap();
+        let tagged = env.client().put_object_tagging().bucket(&env.bucket).key(name).tagging(tags).send();
+        env.runtime.block_on(tagged).unwrap();
+        let other = format!("{name}-copy");
+        env.reencrypt(name, &other, &new_keyring()).unwrap();
+        env.reencrypt(name, name, &new_keyring()).unwrap();
+        for key in [name, other.as_str()] {
+            let head = env.runtime.block_on(env.client().head_object().bucket(&env.bucket).key(key).send()).unwrap();
+            assert_eq!(head.content_type(), Some("application/x-esdk"), "{key}");
+            assert_eq!(head.metadata().and_then(|m| m.get("owner")).map(String::as_str), Some("team-a"), "{key}");
+            assert_eq!(head.storage_class(), Some(&StorageClass::StandardIa), "{key}");
+            let tags = env.runtime.block_on(env.client().get_object_tagging().bucket(&env.bucket).key(key).send());
+            let mut tags: Vec<(String, String)> =
+                tags.unwrap().tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+            tags.sort();
+            assert_eq!(tags, [("project".into(), "a b+c=d/e:f@g".into()), ("tier".into(), "gold".into())], "{key}");
+            let message = env.get(key).unwrap();
+            assert_eq!(
+                &decrypt(&new_keyring(), &DecryptOptions::new(), &message).unwrap().plaintext[..],
+                &plaintext(len)[..]
+            );
+        }
+    }
+}
