@@ -545,3 +545,20 @@ fn a_caching_profile_makes_one_generate_data_key_per_job() {
     assert_eq!(generated("rotate"), 11, "without a cache: the target keys, then one per object");
     assert_eq!(generated("rotate-cached"), 2, "with a cache: the target keys, then one for the whole job");
 }
+
+/// From the attack review: a manifest that names a version. Acting on the current object would report
+/// another version's fate, so the task is refused (before any request) rather than guessed at.
+#[test]
+fn a_task_naming_an_object_version_is_refused() {
+    let Some(env) = Env::new("version") else { return };
+    let old = env.keyring(&env.old_key);
+    env.put("v/obj", encrypt(&old, &EncryptOptions::new(), &plaintext(1000, 3)).unwrap());
+    let before = env.get("v/obj");
+    let function = env.function(&env.moto.endpoint);
+    let mut task = invocation("2.0", Some(json!({"profile": "rotate"})), &env.bucket, "v/obj", "t");
+    task.tasks[0].s3_version_id = Some("3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY".into());
+    let answer = env.run(&function, task);
+    assert_eq!(answer.results[0].result_code, ResultCode::PermanentFailure, "{:?}", answer.results[0]);
+    assert!(answer.results[0].result_string.contains("version"), "{:?}", answer.results[0]);
+    assert_eq!(env.get("v/obj"), before, "the current object was touched");
+}

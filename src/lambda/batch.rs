@@ -600,6 +600,12 @@ impl BatchFunction {
         if key.is_empty() {
             return Outcome::refused("the task names no key");
         }
+        if task.s3_version_id.as_deref().is_some_and(|v| !v.is_empty()) {
+            // Acting on the current version would report another version's fate: refused, never guessed.
+            return Outcome::refused(
+                "the task names an object version; versions are not supported (give a manifest without version ids)",
+            );
+        }
         let (inner, profile, handle) = (self.inner.clone(), profile.to_owned(), Handle::current());
         let work = tokio::task::spawn_blocking(move || inner.process(handle, &profile, &bucket, &key));
         work.await.unwrap_or_else(|e| Outcome::refused(format!("the task stopped: {e}")))
@@ -728,7 +734,10 @@ impl Inner {
             let header = TransferOptions::new().chunk_size(HEADER_CHUNK).concurrency(1);
             let status = rotation_status(target, &keys, options, false, source.reader(handle.clone(), &header))?;
             if status == Rotation::Done {
-                return Ok("already re-encrypted under the profile's keys (authenticated); left as it is".into());
+                return Ok(
+                    "already re-encrypted under the profile's keys (header authenticated; body not read); left as it is"
+                        .into(),
+                );
             }
         }
         let cancelled = Arc::new(AtomicBool::new(false));
