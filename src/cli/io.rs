@@ -753,6 +753,26 @@ mod remote {
     ) -> Result<(), Failure> {
         let (source, destination) = (object(input)?, object(output)?);
         let handle = runtime()?.handle().clone();
+        let transfer = TransferOptions::new();
+        let uploaded = interruptible(|cancelled| {
+            destination.reencrypt_from_blocking(
+                handle,
+                &source,
+                source_keyring,
+                target_keyring,
+                options,
+                &transfer,
+                cancelled,
+            )
+        })?;
+        uploaded.map(drop).map_err(|e| Failure::reading(e).with_file(input))
+    }
+
+    /// Runs an upload with SIGINT and SIGTERM turned into its `cancelled` flag (which aborts it); after a
+    /// signal, the failure carries the signal's exit status, whatever the upload returned.
+    fn interruptible<T>(
+        upload: impl FnOnce(std::sync::Arc<std::sync::atomic::AtomicBool>) -> kms_envelope::Result<T>,
+    ) -> Result<kms_envelope::Result<T>, Failure> {
         #[cfg(unix)]
         let interrupts = super::super::interrupt::Interrupts::arm()
             .map_err(|e| Failure::io("cannot handle SIGINT and SIGTERM".into(), e))?;
@@ -760,22 +780,13 @@ mod remote {
         let cancelled = interrupts.cancelled();
         #[cfg(not(unix))]
         let cancelled = std::sync::Arc::default();
-        let transfer = TransferOptions::new();
-        let uploaded = destination.reencrypt_from_blocking(
-            handle,
-            &source,
-            source_keyring,
-            target_keyring,
-            options,
-            &transfer,
-            cancelled,
-        );
+        let uploaded = upload(cancelled);
         #[cfg(unix)]
         if let Some(status) = interrupts.exit_status() {
             let what = if uploaded.is_ok() { "the S3 upload had completed" } else { "the S3 upload was aborted" };
             return Err(Failure::interrupted(format!("interrupted; {what}"), status));
         }
-        uploaded.map(drop).map_err(|e| Failure::reading(e).with_file(input))
+        Ok(uploaded)
     }
 
     pub fn upload(
@@ -794,20 +805,9 @@ mod remote {
             None => defaults,
         };
         let mut input = Tracked::new(plaintext);
-        #[cfg(unix)]
-        let interrupts = super::super::interrupt::Interrupts::arm()
-            .map_err(|e| Failure::io("cannot handle SIGINT and SIGTERM".into(), e))?;
-        #[cfg(unix)]
-        let cancelled = interrupts.cancelled();
-        #[cfg(not(unix))]
-        let cancelled = std::sync::Arc::default();
-        let uploaded =
-            object.encrypt_from_blocking_cancellable(handle, keyring, options, &transfer, &mut input, cancelled);
-        #[cfg(unix)]
-        if let Some(status) = interrupts.exit_status() {
-            let what = if uploaded.is_ok() { "the S3 upload had completed" } else { "the S3 upload was aborted" };
-            return Err(Failure::interrupted(format!("interrupted; {what}"), status));
-        }
+        let uploaded = interruptible(|cancelled| {
+            object.encrypt_from_blocking_cancellable(handle, keyring, options, &transfer, &mut input, cancelled)
+        })?;
         uploaded.map(drop).map_err(|e| match e {
             Error::Io(e) if input.failed => Failure::io(format!("cannot read {name}"), e),
             e => Failure::writing(e).with_file(url),
