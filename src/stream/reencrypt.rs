@@ -41,6 +41,7 @@ use super::file::{OutputOptions, PendingFile};
 use super::options::{DecryptOptions, EncryptOptions};
 use super::{Decryptor, Encryptor};
 use crate::error::{Error, Result};
+use crate::escape::Escaped;
 use crate::format::context::{EncryptionContext, RESERVED_PREFIX};
 use crate::format::edk::EncryptedDataKey;
 use crate::format::header::{Header, HeaderDecoder, MessageId};
@@ -308,8 +309,9 @@ fn target_options(
         match context.get(key) {
             Some(kept) if kept != value => {
                 return Err(Error::Config(format!(
-                    "encryption context key {key:?} is kept from the source with another value; to change it, \
-                     replace the whole context (keep_context(false))"
+                    "encryption context key \"{}\" is kept from the source with another value; to change it, \
+                     replace the whole context (keep_context(false))",
+                    Escaped(key)
                 )));
             }
             _ => {
