@@ -307,3 +307,47 @@ fn inspect_a_python_esdk_message() {
         assert!(json.contains(needle), "{needle} missing from {json}");
     }
 }
+
+/// Key rotation between the two CLIs: `reencrypt` takes the ESDK CLI's messages (under a KMS key, and under
+/// the raw key in a directory re-encrypted in place) to new keys, and the ESDK CLI decrypts the results with
+/// the new keys only, the stored context kept; the old key no longer opens them.
+#[test]
+fn reencrypt_takes_their_messages_to_new_keys_they_decrypt() {
+    let Some(mut p) = Peers::new() else { return };
+    let Some(moto) = support::Moto::get() else { return };
+    let (old, new) = (moto.create_key(), moto.create_key());
+    p.kms_endpoint = Some(moto.endpoint.clone());
+    let data = plaintext(300_000, 9);
+    fs::write(p.path("pt"), &data).unwrap();
+    let (their_old, their_new) = (format!("key={old}"), format!("key={new}"));
+
+    // One file, KMS key to KMS key, context kept.
+    ok(p.theirs(&["-e", "-i", "pt", "-o", "t.old", "-c", "app=deploy", "--wrapping-keys", &their_old], None));
+    ok(p.ours(&["reencrypt", "--kms-key", &old, "--new-kms-key", &new, "t.old", "t.new"], None));
+    let args = ["-d", "-i", "t.new", "-o", "-", "-c", "app=deploy", "--wrapping-keys", &their_new];
+    assert_eq!(ok(p.theirs(&args, None)), data, "re-encrypted -> theirs under the new key, context kept");
+    let old_only = p.theirs(&["-d", "-i", "t.new", "-o", "-", "--wrapping-keys", &their_old], None);
+    assert!(!old_only.status.success(), "the old key must not open the re-encrypted message");
+    assert!(old_only.stdout.is_empty(), "nothing released by a failed decrypt");
+
+    // A directory of their raw-key messages, re-encrypted in place to the KMS key and the signed suite.
+    fs::create_dir(p.path("tree")).unwrap();
+    for (name, len) in [("a", 0usize), ("b", 1), ("c", 70_000)] {
+        fs::write(p.path(name), plaintext(len, len as u8)).unwrap();
+        let out = format!("tree/{name}.enc");
+        ok(p.theirs(&strs(&cat(&[&["-e", "-i", name, "-o", &out], &THEIR_RAW])), None));
+    }
+    let args = cat(&[
+        &["reencrypt", "--recursive", "--in-place"],
+        &our_raw(),
+        &["--new-kms-key", &new, "--suite", "0x0578", "tree"],
+    ]);
+    ok(p.ours(&strs(&args), None));
+    for (name, len) in [("a", 0usize), ("b", 1), ("c", 70_000)] {
+        let message = format!("tree/{name}.enc");
+        let plain = ok(p.theirs(&["-d", "-i", &message, "-o", "-", "--wrapping-keys", &their_new], None));
+        assert_eq!(plain, plaintext(len, len as u8), "{name}: in place -> theirs under the new key");
+        let raw = p.theirs(&strs(&cat(&[&["-d", "-i", &message, "-o", "-"], &THEIR_RAW])), None);
+        assert!(!raw.status.success(), "{name}: the old raw key must not open it");
+    }
+}
