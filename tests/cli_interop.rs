@@ -311,6 +311,7 @@ fn inspect_a_python_esdk_message() {
 /// Key rotation between the two CLIs: `reencrypt` takes the ESDK CLI's messages (under a KMS key, and under
 /// the raw key in a directory re-encrypted in place) to new keys, and the ESDK CLI decrypts the results with
 /// the new keys only, the stored context kept; the old key no longer opens them.
+#[cfg(feature = "kms")]
 #[test]
 fn reencrypt_takes_their_messages_to_new_keys_they_decrypt() {
     let Some(mut p) = Peers::new() else { return };

@@ -302,6 +302,47 @@ fn key_files_hard_links_and_command_line_mistakes_are_refused() {
     assert!(!s.path("x.esdk").exists());
 }
 
+/// A mistake in the new keys is named as the user typed it (`--new-key-name`, not decrypt's `--key-name`),
+/// and in the old keys without the prefix; nothing is written either way.
+#[test]
+fn errors_in_the_new_keys_name_the_new_options() {
+    let s = Scratch::new();
+    s.message("m.esdk", &plaintext());
+    fs::write(s.path("new.hex"), "zz").unwrap();
+    let new_cases: [(&[&str], &[&str]); 4] = [
+        (&["--new-raw-key-file", "new.key"], &["--new-key-namespace", "--new-key-name", "--new-raw-key-file"]),
+        (&["--new-key-name", "x"], &["--new-key-namespace", "--new-key-name"]),
+        (
+            &[
+                "--new-raw-key-file",
+                "new.hex",
+                "--new-key-namespace",
+                NS,
+                "--new-key-name",
+                "k",
+                "--new-key-encoding",
+                "hex",
+            ],
+            &["--new-key-encoding hex"],
+        ),
+        (&[], &["no new key given", "--new-raw-key-file"]),
+    ];
+    for (new, named) in new_cases {
+        let args = [&["reencrypt"][..], &OLD, new, &["m.esdk", "out.esdk"]].concat();
+        let (_, stderr) = s.run(&args, 2);
+        for option in named {
+            assert!(stderr.contains(option), "{new:?}: {option} not named: {stderr}");
+        }
+        assert!(!stderr.contains(" --key-") && !stderr.contains(" --raw-key-file"), "{new:?}: {stderr}");
+    }
+    let args =
+        [&["reencrypt", "--raw-key-file", "old.key", "--key-name", "key-2025"][..], &NEW, &["m.esdk", "out.esdk"]]
+            .concat();
+    let (_, stderr) = s.run(&args, 2);
+    assert!(stderr.contains("one --key-namespace") && !stderr.contains("--new-"), "{stderr}");
+    assert!(!s.path("out.esdk").exists());
+}
+
 /// A source that is no regular file (a pipe named /dev/stdin) is read to its end: its size is no bound.
 #[test]
 fn a_source_that_is_a_pipe_by_name() {

@@ -279,6 +279,10 @@ pub struct KeyArgs {
     /// The local keys (raw AES and RSA) in command-line order (filled in from the matches).
     #[arg(skip)]
     pub local_order: Vec<(LocalKind, usize)>,
+    /// What the options above are prefixed with on the command line: nothing, or `new-` for reencrypt's
+    /// new keys, so that an error names the option the user typed.
+    #[arg(skip)]
+    pub flag_prefix: &'static str,
 }
 
 /// What kind of local key a key file holds.
@@ -302,6 +306,11 @@ pub struct LocalKey {
 }
 
 impl KeyArgs {
+    /// The option `--NAME` as spelled on the command line (`--new-NAME` for reencrypt's new keys).
+    pub fn flag(&self, name: &str) -> String {
+        format!("--{}{name}", self.flag_prefix)
+    }
+
     /// Every key file named on the command line (raw AES keys, RSA keys, KMS RSA public keys).
     pub fn files(&self) -> impl Iterator<Item = &PathBuf> {
         self.raw_key_file
@@ -332,13 +341,14 @@ impl KeyArgs {
         let n = order.len();
         if self.key_namespace.len() != n || self.key_name.len() != n {
             let (namespaces, names) = (self.key_namespace.len(), self.key_name.len());
-            let keys = if cfg!(feature = "rsa") {
-                "each --raw-key-file, --rsa-public-key and --rsa-private-key"
-            } else {
-                "each --raw-key-file"
+            let keys = match (cfg!(feature = "rsa"), self.flag_prefix.is_empty()) {
+                (true, true) => "each --raw-key-file, --rsa-public-key and --rsa-private-key".to_owned(),
+                (true, false) => format!("each {} and {}", self.flag("raw-key-file"), self.flag("rsa-public-key")),
+                (false, _) => format!("each {}", self.flag("raw-key-file")),
             };
+            let (namespace, name) = (self.flag("key-namespace"), self.flag("key-name"));
             return Err(Failure::usage(format!(
-                "{keys} needs one --key-namespace and one --key-name (got {n} {}, {namespaces} {}, {names} {})",
+                "{keys} needs one {namespace} and one {name} (got {n} {}, {namespaces} {}, {names} {})",
                 super::plural(n, "key", "keys"),
                 super::plural(namespaces, "namespace", "namespaces"),
                 super::plural(names, "name", "names"),
@@ -442,6 +452,7 @@ impl NewKeyArgs {
             kms_rsa_algorithm: self.new_kms_rsa_algorithm.clone(),
             order: Vec::new(),
             local_order: Vec::new(),
+            flag_prefix: "new-",
         };
         keys.record_order_of(matches, "new_");
         self.ordered = Some(keys);

@@ -21,24 +21,24 @@ pub fn check_keys(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<(
     let kms_rsa = !keys.kms_rsa_key.is_empty() || !keys.kms_rsa_public_key.is_empty();
     if !cfg!(feature = "kms") {
         if !keys.kms_key.is_empty() {
-            return Err(missing("kms", "--kms-key"));
+            return Err(missing("kms", &keys.flag("kms-key")));
         }
         if discovery.is_some_and(|d| d.kms_discovery) {
             return Err(missing("kms", "--kms-discovery"));
         }
         if kms_rsa {
-            return Err(missing("kms", "--kms-rsa-key"));
+            return Err(missing("kms", &keys.flag("kms-rsa-key")));
         }
     }
     if !cfg!(feature = "rsa") {
         if !keys.rsa_public_key.is_empty() {
-            return Err(missing("rsa", "--rsa-public-key"));
+            return Err(missing("rsa", &keys.flag("rsa-public-key")));
         }
         if !keys.rsa_private_key.is_empty() {
-            return Err(missing("rsa", "--rsa-private-key"));
+            return Err(missing("rsa", &keys.flag("rsa-private-key")));
         }
         if kms_rsa {
-            return Err(missing("rsa", "--kms-rsa-key"));
+            return Err(missing("rsa", &keys.flag("kms-rsa-key")));
         }
     }
     Ok(())

@@ -27,7 +27,16 @@ const NO_KEY: &str = if cfg!(all(feature = "kms", feature = "rsa")) {
 /// The keyring for encrypt: the first key on the command line generates the data key.
 pub fn for_encrypt(keys: &KeyArgs) -> Result<Box<dyn Keyring>, Failure> {
     let mut all = build(keys, None)?.into_iter();
-    let first = all.next().ok_or_else(|| Failure::usage(NO_KEY.into()))?;
+    let no_key = || match keys.flag_prefix {
+        "" => NO_KEY.to_owned(),
+        prefix => format!(
+            "no new key given: {}",
+            NO_KEY["no key given: ".len()..]
+                .replace("--rsa-public-key/--rsa-private-key", "--rsa-public-key")
+                .replace("--", &format!("--{prefix}"))
+        ),
+    };
+    let first = all.next().ok_or_else(|| Failure::usage(no_key()))?;
     if all.len() == 0 {
         return Ok(Box::new(first));
     }
@@ -51,7 +60,11 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
     // Checked here, not per --kms-rsa-key: without any --kms-rsa-key a public key file would be ignored.
     let pems = &keys.kms_rsa_public_key;
     if !pems.is_empty() && pems.len() != keys.kms_rsa_key.len() {
-        return Err(Failure::usage("give one --kms-rsa-public-key for each --kms-rsa-key, or none".into()));
+        return Err(Failure::usage(format!(
+            "give one {} for each {}, or none",
+            keys.flag("kms-rsa-public-key"),
+            keys.flag("kms-rsa-key")
+        )));
     }
     let wants_discovery = discovery.is_some_and(|d| d.kms_discovery);
     // Encrypting under KMS RSA keys whose public keys are given needs no AWS access at all.
@@ -67,7 +80,7 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
     };
     #[cfg(not(feature = "kms"))]
     if !keys.kms_key.is_empty() || wants_discovery || rsa_needs_kms || !keys.kms_rsa_key.is_empty() {
-        return Err(super::features::missing("kms", "--kms-key"));
+        return Err(super::features::missing("kms", &keys.flag("kms-key")));
     }
 
     // `order` is empty when the arguments did not come from the command line (it is filled from the
@@ -84,13 +97,13 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
     let mut out: Vec<Arc<dyn Keyring>> = Vec::with_capacity(order.len() + 1);
     for source in order {
         match source {
-            KeySource::Raw(n) => out.push(local_keyring(&local[n], &keys.rsa_padding, keys.key_encoding)?),
+            KeySource::Raw(n) => out.push(local_keyring(&local[n], keys)?),
             KeySource::Kms(n) => {
                 #[cfg(feature = "kms")]
                 {
                     let id = &keys.kms_key[n];
                     let clients = kms.as_ref().expect("clients exist when a KMS key is given");
-                    let keyring = clients.keyring(id).map_err(|e| config_failure(e, id))?;
+                    let keyring = clients.keyring(id).map_err(|e| config_failure(e, &keys.flag("kms-key"), id))?;
                     out.push(Arc::new(keyring));
                 }
                 #[cfg(not(feature = "kms"))]
@@ -104,7 +117,7 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
                     let _ = n;
                     return Err(super::features::missing(
                         if cfg!(feature = "kms") { "rsa" } else { "kms" },
-                        "--kms-rsa-key",
+                        &keys.flag("kms-rsa-key"),
                     ));
                 }
             }
@@ -152,7 +165,9 @@ fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
 }
 
 /// The AES key a --raw-key-file holds in `encoding`, or why it is unusable, with how to fix it.
-pub fn raw_aes_key(material: &[u8], encoding: KeyEncoding) -> Result<Zeroizing<Vec<u8>>, String> {
+///
+/// `encoding_flag` is the option that sets the encoding, as the user spells it, for the hints.
+pub fn raw_aes_key(material: &[u8], encoding: KeyEncoding, encoding_flag: &str) -> Result<Zeroizing<Vec<u8>>, String> {
     use base64::Engine as _;
     let text = || {
         let mut text = Zeroizing::new(material.to_vec());
@@ -164,7 +179,7 @@ pub fn raw_aes_key(material: &[u8], encoding: KeyEncoding) -> Result<Zeroizing<V
         KeyEncoding::Hex => {
             let text = text();
             if !text.len().is_multiple_of(2) || !text.iter().all(u8::is_ascii_hexdigit) {
-                return Err("not hexadecimal (--key-encoding hex): expected pairs of 0-9a-f digits".into());
+                return Err(format!("not hexadecimal ({encoding_flag} hex): expected pairs of 0-9a-f digits"));
             }
             let digit = |b: u8| (b as char).to_digit(16).map_or(0, |d| d as u8);
             Zeroizing::new(text.chunks(2).map(|pair| digit(pair[0]) << 4 | digit(pair[1])).collect())
@@ -175,7 +190,7 @@ pub fn raw_aes_key(material: &[u8], encoding: KeyEncoding) -> Result<Zeroizing<V
             let mut key = Zeroizing::new(Vec::with_capacity(text.len()));
             base64::engine::general_purpose::STANDARD
                 .decode_vec(&text[..], &mut key)
-                .map_err(|_| "not base64 (--key-encoding base64)".to_owned())?;
+                .map_err(|_| format!("not base64 ({encoding_flag} base64)"))?;
             key
         }
     };
@@ -185,7 +200,7 @@ pub fn raw_aes_key(material: &[u8], encoding: KeyEncoding) -> Result<Zeroizing<V
     let mut reason =
         format!("{} bytes after {} decoding; an AES key is 16, 24 or 32 bytes", key.len(), encoding_name(encoding));
     if encoding == KeyEncoding::Raw {
-        reason.push_str(&format!(" (the file must hold the key itself{})", encoding_hint(material)));
+        reason.push_str(&format!(" (the file must hold the key itself{})", encoding_hint(material, encoding_flag)));
     }
     Err(reason)
 }
@@ -199,7 +214,7 @@ fn encoding_name(encoding: KeyEncoding) -> &'static str {
 }
 
 /// What a raw key file of the wrong length looks like it holds, and how to read or convert it.
-fn encoding_hint(material: &[u8]) -> &'static str {
+fn encoding_hint(material: &[u8], encoding_flag: &str) -> String {
     let trimmed = material.trim_ascii();
     let fits = |decoded: usize| matches!(decoded, 16 | 24 | 32);
     if !trimmed.is_empty()
@@ -207,25 +222,28 @@ fn encoding_hint(material: &[u8]) -> &'static str {
         && trimmed.len().is_multiple_of(2)
         && fits(trimmed.len() / 2)
     {
-        "; this one looks like hex: add --key-encoding hex, or convert it with `xxd -r -p KEY > KEY.bin`"
+        format!("; this one looks like hex: add {encoding_flag} hex, or convert it with `xxd -r -p KEY > KEY.bin`")
     } else if !trimmed.is_empty()
         && trimmed.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
         && trimmed.len().is_multiple_of(4)
         && fits((trimmed.len() / 4 * 3).saturating_sub(trimmed.iter().rev().take_while(|&&b| b == b'=').count()))
     {
-        "; this one looks like base64: add --key-encoding base64, or convert it with `base64 -d KEY > KEY.bin`"
+        format!(
+            "; this one looks like base64: add {encoding_flag} base64, or convert it with `base64 -d KEY > KEY.bin`"
+        )
     } else {
-        ", e.g. `head -c 32 /dev/urandom > KEY`; for a hex or base64 file add --key-encoding hex or base64"
+        format!(", e.g. `head -c 32 /dev/urandom > KEY`; for a hex or base64 file add {encoding_flag} hex or base64")
     }
 }
 
-fn local_keyring(key: &LocalKey, rsa_padding: &str, encoding: KeyEncoding) -> Result<Arc<dyn Keyring>, Failure> {
+fn local_keyring(key: &LocalKey, keys: &KeyArgs) -> Result<Arc<dyn Keyring>, Failure> {
+    let rsa_padding = keys.rsa_padding.as_str();
     let LocalKey { kind, path, namespace, name } = key;
     let material = read_key_file(path)?;
     let refused = |e: kms_envelope::Error| Failure::usage(format!("key file {}: {e}", path.display()));
     match kind {
         LocalKind::Aes => {
-            let key = raw_aes_key(&material, encoding)
+            let key = raw_aes_key(&material, keys.key_encoding, &keys.flag("key-encoding"))
                 .map_err(|reason| Failure::usage(format!("key file {}: {reason}", path.display())))?;
             Ok(Arc::new(RawAesKeyring::new(namespace.as_str(), name.as_str(), &key).map_err(refused)?))
         }
@@ -235,8 +253,9 @@ fn local_keyring(key: &LocalKey, rsa_padding: &str, encoding: KeyEncoding) -> Re
             use kms_envelope::RsaPadding;
             let padding = RsaPadding::from_name(rsa_padding).ok_or_else(|| {
                 Failure::usage(format!(
-                    "--rsa-padding {rsa_padding:?}: expected oaep-sha256, oaep-sha1, oaep-sha384, oaep-sha512 or pkcs1 \
-                     (decrypt only)"
+                    "{} {rsa_padding:?}: expected oaep-sha256, oaep-sha1, oaep-sha384, oaep-sha512 or pkcs1 \
+                     (decrypt only)",
+                    keys.flag("rsa-padding")
                 ))
             })?;
             let keyring = if *kind == LocalKind::RsaPublic {
@@ -249,7 +268,7 @@ fn local_keyring(key: &LocalKey, rsa_padding: &str, encoding: KeyEncoding) -> Re
         #[cfg(not(feature = "rsa"))]
         LocalKind::RsaPublic | LocalKind::RsaPrivate => {
             let _ = rsa_padding;
-            Err(super::features::missing("rsa", "--rsa-public-key or --rsa-private-key"))
+            Err(super::features::missing("rsa", &keys.flag("rsa-public-key")))
         }
     }
 }
@@ -265,7 +284,8 @@ fn kms_rsa_keyring(
     let arn = &keys.kms_rsa_key[n];
     let algorithm = KmsRsaAlgorithm::from_name(&keys.kms_rsa_algorithm).ok_or_else(|| {
         Failure::usage(format!(
-            "--kms-rsa-algorithm {:?}: expected RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1",
+            "{} {:?}: expected RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1",
+            keys.flag("kms-rsa-algorithm"),
             keys.kms_rsa_algorithm
         ))
     })?;
@@ -279,12 +299,12 @@ fn kms_rsa_keyring(
         (Some(clients), None) => clients.rsa_keyring(arn, algorithm),
         (None, None) => unreachable!("clients exist when a KMS RSA key has no public key file"),
     };
-    Ok(Arc::new(keyring.map_err(|e| config_failure(e, arn))?))
+    Ok(Arc::new(keyring.map_err(|e| config_failure(e, &keys.flag("kms-rsa-key"), arn))?))
 }
 
 /// A KMS key id the keyring refuses (malformed ARN) is a usage error; anything else is key access.
 #[cfg(feature = "kms")]
-fn config_failure(err: kms_envelope::Error, id: &str) -> Failure {
+fn config_failure(err: kms_envelope::Error, flag: &str, id: &str) -> Failure {
     let code = if matches!(err, kms_envelope::Error::Config(_)) { Code::Usage } else { Code::KeyAccess };
-    Failure::new(code, format!("--kms-key {id}: {err}"))
+    Failure::new(code, format!("{flag} {id}: {err}"))
 }
