@@ -408,3 +408,47 @@ fn every_raw_rsa_vector_decrypts() {
     );
     assert_eq!(counts.iter().map(|c| c.2).sum::<u32>(), 121);
 }
+
+/// The commitment vectors through `reencrypt`: the five that must fail are refused with nothing written
+/// (no byte to a writer, no file and no temporary file in the destination's directory); the others come
+/// out under the new key with their published plaintext.
+#[test]
+fn reencrypt_refuses_the_must_fail_commitment_vectors_and_writes_nothing() {
+    use kms_envelope::{OutputOptions, ReencryptOptions, reencrypt, reencrypt_path};
+    let Some(dir) = common::vectors_dir() else { return };
+    let doc = read_json(&dir.join("commitment/commitment-test-vectors.json"));
+    let new = RawAesKeyring::new("rotation", "key-2026", &[0x17; 32]).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (mut refused, mut rotated) = (0, 0);
+    for (i, t) in doc["tests"].as_array().unwrap().iter().enumerate() {
+        let ciphertext = BASE64.decode(t["ciphertext"].as_str().unwrap()).unwrap();
+        let source = PublishedDataKey(BASE64.decode(t["decrypted-dek"].as_str().unwrap()).unwrap());
+        let options = ReencryptOptions::new();
+        let mut written = Vec::new();
+        let streamed = reencrypt(&source, &new, &options, &ciphertext[..], &mut written);
+        let input = out.path().join(format!("{i}.src"));
+        fs::write(&input, &ciphertext).unwrap();
+        let destination = out.path().join(format!("{i}.new"));
+        let to_file = reencrypt_path(&source, &new, &options, &input, &destination, &OutputOptions::new());
+        fs::remove_file(&input).unwrap();
+        if t["status"].as_bool().unwrap() {
+            streamed.unwrap_or_else(|e| panic!("test {}: {e}", i + 1));
+            to_file.unwrap_or_else(|e| panic!("test {}: {e}", i + 1));
+            let want: String = t["plaintext-frames"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+            for message in [written, fs::read(&destination).unwrap()] {
+                let plain = kms_envelope::decrypt(&new, &DecryptOptions::new(), &message).unwrap();
+                assert_eq!(*plain.plaintext, want.as_bytes(), "test {}", i + 1);
+            }
+            fs::remove_file(&destination).unwrap();
+            rotated += 1;
+        } else {
+            assert!(matches!(streamed, Err(Error::CommitmentMismatch)), "test {}: {streamed:?}", i + 1);
+            assert!(matches!(to_file, Err(Error::CommitmentMismatch)), "test {}: {to_file:?}", i + 1);
+            assert!(written.is_empty(), "test {}: {} bytes written", i + 1, written.len());
+            refused += 1;
+        }
+        let left: Vec<_> = fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "test {}: left behind {left:?}", i + 1);
+    }
+    assert_eq!((rotated, refused), (41, 5));
+}
