@@ -25,6 +25,7 @@ fi
 [[ -x "$binary" ]] || { echo "package-batch.sh: $binary is not an executable" >&2; exit 2; }
 
 # The newest glibc symbol version the binary needs, from its dynamic symbol table.
+command -v objdump >/dev/null || { echo "package-batch.sh: objdump not found (binutils)" >&2; exit 2; }
 glibc="$(objdump -T "$binary" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)"
 if [[ -n "$glibc" ]] && [[ "$(printf '%s\n2.34\n' "$glibc" | sort -V | tail -1)" != "2.34" ]]; then
   echo "package-batch.sh: $binary needs glibc $glibc; provided.al2023 has 2.34 (see --help for cargo lambda)" >&2
