@@ -12,43 +12,18 @@
 # `rustup target add aarch64-unknown-linux-gnu` plus an aarch64 linker; then pass the binary with --binary
 # and publish with --compatible-architectures arm64.
 set -euo pipefail
+self="$(realpath "$0")"
 cd "$(dirname "$0")/.."
-
-binary=""
-out=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --binary) binary="$2"; shift 2 ;;
-    --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
-    *) echo "package-layer.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
-
-case "$(uname -m)" in
-  x86_64) arch=x86_64 ;;
-  aarch64|arm64) arch=arm64 ;;
-  *) echo "package-layer.sh: Lambda runs x86_64 and arm64 only, not $(uname -m)" >&2; exit 2 ;;
-esac
+source scripts/lambda-package.sh
+package_args "$self" "$@"
+lambda_arch "$self"
 
 if [[ -z "$binary" ]]; then
   cargo build --release --locked --no-default-features --features extension,rsa --bin kms-envelope-extension
   binary="${CARGO_TARGET_DIR:-target}/release/kms-envelope-extension"
 fi
-[[ -x "$binary" ]] || { echo "package-layer.sh: $binary is not an executable" >&2; exit 2; }
 out="${out:-${CARGO_TARGET_DIR:-target}/lambda-layer/kms-envelope-$arch.zip}"
-mkdir -p "$(dirname "$out")"
-
-# Python's zipfile rather than zip(1), which not every machine has; the mode travels in external_attr.
-python3 - "$binary" "$out" <<'PY'
-import sys, zipfile
-binary, out = sys.argv[1], sys.argv[2]
-info = zipfile.ZipInfo("extensions/kms-envelope", date_time=(2020, 1, 1, 0, 0, 0))
-info.external_attr = (0o100755 << 16)
-info.compress_type = zipfile.ZIP_DEFLATED
-with open(binary, "rb") as f, zipfile.ZipFile(out, "w") as z:
-    z.writestr(info, f.read())
-PY
+zip_executable "$binary" "$out" extensions/kms-envelope
 
 echo "layer: $out ($(stat -c %s "$out") bytes; extension binary $(stat -c %s "$binary") bytes, $arch)"
 echo "publish it with:"

@@ -408,15 +408,8 @@ fn the_layer_zip_holds_the_extension_where_lambda_starts_it() {
         .status()
         .unwrap();
     assert!(status.success());
-    // Read back by Python's zipfile (an independent reader): one entry, its mode, its bytes.
-    let check = "import sys, zipfile, hashlib\n\
-                 z = zipfile.ZipFile(sys.argv[1])\n\
-                 [i] = z.infolist()\n\
-                 print(i.filename, oct(i.external_attr >> 16), hashlib.sha256(z.read(i)).hexdigest())";
-    let out = Command::new("python3").arg("-c").arg(check).arg(&zip).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let expected = format!("extensions/kms-envelope 0o100755 {}\n", sha(&fs::read(binary).unwrap()));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    assert_eq!(common::zip_entry(&zip), expected);
 }
 
 // ------------------------------------------------------------------------- alone, with a fake Extensions API

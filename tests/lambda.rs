@@ -7,12 +7,13 @@
 mod common;
 #[path = "common/s3.rs"]
 mod fake_s3;
+#[path = "common/rie.rs"]
+mod rie;
 #[path = "common/kms.rs"]
 mod support;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use kms_envelope::keyring::{DecryptionMaterials, EncryptionMaterials, KeyringFuture};
 use kms_envelope::lambda::{BundleSpec, ColdStart, Landed, Source};
 use kms_envelope::{DecryptOptions, EncryptOptions, EncryptedDataKey, Encryptor, Error, Keyring};
+use rie::Rie;
 use support::Moto;
 
 // ------------------------------------------------------------------------------------------- helpers
@@ -1117,65 +1119,11 @@ fn logs_at_trace_level() {
 
 // ------------------------------------------------------------------------- Runtime Interface Emulator
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// POSTs `body` to `url_path` on 127.0.0.1:`port`; returns (status, body).
-fn post(port: u16, url_path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    write!(
-        stream,
-        "POST {url_path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body =
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.into() };
-    (status, body)
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// The RIE, stopped on drop: SIGTERM first, so that it shuts its runtime process down (which runs in a
-/// process group of its own), then SIGKILL if it is still there after a few seconds.
-struct Rie {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Rie {
-    fn drop(&mut self) {
-        common::stop_gracefully(&mut self.child, Duration::from_secs(5));
-    }
-}
-
 #[test]
 fn the_example_runs_under_the_runtime_interface_emulator() {
     let Some(env) = Env::new() else { return };
     let Some(example) = example() else { return };
-    let Some(rie) = std::env::var_os("KMS_ENVELOPE_RIE").map(PathBuf::from).filter(|p| p.is_file()).or_else(|| {
-        common::missing("the Lambda Runtime Interface Emulator (KMS_ENVELOPE_RIE; scripts/rie.sh fetches it)")
-    }) else {
-        return;
-    };
+    let Some(rie) = rie::emulator() else { return };
     let setup = env.keyring();
     let package = env.dir("package");
     let tree_src = env.dir("tree");
@@ -1187,48 +1135,19 @@ fn the_example_runs_under_the_runtime_interface_emulator() {
     fs::write(package.join("secrets.esdk"), encrypt(&*setup, &options(), secrets)).unwrap();
     let root = env.dir("tmp");
 
-    // Two free ports, released before the emulator binds them: another process may take one meanwhile. Then
-    // the emulator exits at once, and a fresh pair is tried.
     let log = env.work.path().join("rie.log");
-    let mut attempt = 0;
-    let (rie, rie_port) = loop {
-        attempt += 1;
-        let (api_port, rie_port) = (free_port(), free_port());
-        let log_file = fs::File::create(&log).unwrap();
-        let mut command = Command::new(&rie);
-        env.child_env(&mut command);
+    let rie = Rie::start(&rie, &example, &log, |command| {
+        env.child_env(command);
         command
-            .arg("--runtime-interface-emulator-address")
-            .arg(format!("127.0.0.1:{rie_port}"))
-            .arg("--runtime-api-address")
-            .arg(format!("127.0.0.1:{api_port}"))
-            .arg(&example)
             .env("KMS_ENVELOPE_BUNDLES", format!("config.esdk=app/config.json,{s3_tree}=certs/"))
             .env("KMS_ENVELOPE_SECRETS", "secrets.esdk")
             .env("KMS_ENVELOPE_ROOT", &root)
             .env("LAMBDA_TASK_ROOT", &package)
-            .env("RUST_LOG", "info")
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file);
-        let mut started = Rie { child: command.spawn().unwrap(), log: log.clone() };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let listening = loop {
-            if TcpStream::connect(("127.0.0.1", rie_port)).is_ok() {
-                break true;
-            }
-            if matches!(started.child.try_wait(), Ok(Some(_))) || Instant::now() >= deadline {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        if listening {
-            break (started, rie_port);
-        }
-        assert!(attempt < 5, "the RIE never listened: {}", fs::read_to_string(&log).unwrap());
-    };
+            .env("RUST_LOG", "info");
+    });
     let invoke = |event: &str| {
-        let (status, body) = post(rie_port, "/2015-03-31/functions/function/invocations", event);
-        let log = fs::read_to_string(&rie.log).unwrap_or_default();
+        let (status, body) = rie.invoke(event);
+        let log = rie.log_text();
         assert_eq!(status, 200, "{event}: {body}\n{log}");
         serde_json::from_str::<serde_json::Value>(&body).unwrap_or_else(|e| panic!("{event}: {e}: {body}\n{log}"))
     };
