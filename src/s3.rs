@@ -175,6 +175,85 @@ pub fn parse_url(url: &str) -> Option<(&str, &str)> {
     (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key))
 }
 
+/// An object found under a prefix by [`Listing`]: its key, decoded, and its size as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// The object's key, whole (prefix included). Whoever can write the bucket chooses it: show it only
+    /// through [`Escaped`].
+    pub key: String,
+    /// Its size in bytes, as the listing gave it (`None` if it gave none).
+    pub size: Option<u64>,
+}
+
+impl Listed {
+    /// Whether this is what consoles and tools create for a "folder": an empty object whose key ends in
+    /// `/`. It holds no message.
+    pub fn is_folder_marker(&self) -> bool {
+        self.key.ends_with('/') && self.size == Some(0)
+    }
+}
+
+/// The objects of a bucket whose keys start with a prefix (a string prefix, as S3 has it: `logs` also
+/// matches `logs-old/a`), in key order, one `ListObjectsV2` page (up to 1,000 keys) at a time, following
+/// continuation tokens. Keys are asked for URL-encoded, since XML cannot carry every character a key may
+/// hold (control characters), and decoded here.
+#[derive(Debug)]
+pub struct Listing {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+    /// The token of the next page; `None` before the first.
+    next: Option<String>,
+    done: bool,
+}
+
+impl Listing {
+    /// The objects of `bucket` whose keys start with `prefix` (`""`: the whole bucket). Nothing is
+    /// requested until [`next_page`](Self::next_page).
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
+        Self { client, bucket: bucket.into(), prefix: prefix.into(), next: None, done: false }
+    }
+
+    /// The next page of objects, `None` once the listing is complete.
+    ///
+    /// # Errors
+    ///
+    /// The request fails (no such bucket, no `s3:ListBucket`); the answer holds a key that is not valid
+    /// URL encoding of UTF-8, or repeats the token it was asked with (a listing that would never end).
+    pub async fn next_page(&mut self) -> Result<Option<Vec<Listed>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let failure = |what: &str| {
+            let (bucket, prefix) = (Escaped(&self.bucket), Escaped(&self.prefix));
+            Error::Io(io::Error::other(format!("S3 ListObjectsV2 s3://{bucket}/{prefix}: {}", Escaped(what))))
+        };
+        let request = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+            .set_continuation_token(self.next.clone());
+        let page = request.send().await.map_err(|e| failure(&sdk_error_text(e)))?;
+        let encoded = page.encoding_type() == Some(&aws_sdk_s3::types::EncodingType::Url);
+        let mut objects = Vec::with_capacity(page.contents().len());
+        for object in page.contents() {
+            let key = object.key().unwrap_or_default();
+            let key = if encoded { decode_key(key).map_err(|why| failure(&why))? } else { key.to_owned() };
+            objects.push(Listed { key, size: object.size().and_then(|n| u64::try_from(n).ok()) });
+        }
+        match page.next_continuation_token().filter(|_| page.is_truncated() == Some(true)) {
+            Some(token) if self.next.as_deref() == Some(token) => {
+                return Err(failure("the same continuation token twice"));
+            }
+            Some(token) => self.next = Some(token.to_owned()),
+            None => self.done = true,
+        }
+        Ok(Some(objects))
+    }
+}
+
 impl S3Object {
     /// The object `key` in `bucket`. Nothing is requested until the first read or upload.
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, key: impl Into<String>) -> Self {
@@ -742,6 +821,32 @@ fn url_encode(text: &str) -> String {
         .collect()
 }
 
+/// A key as S3 URL-encodes it (`ListObjectsV2` with `encoding-type=url`, an S3 Batch Operations task's
+/// `s3Key`), decoded: `+` is a space, `%XX` a byte, and the bytes UTF-8.
+///
+/// # Errors
+///
+/// A `%` not followed by two hex digits, or bytes that are not UTF-8.
+pub fn decode_key(encoded: &str) -> std::result::Result<String, String> {
+    let mut bytes = Vec::with_capacity(encoded.len());
+    let mut rest = encoded.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = tail;
+        match byte {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let hex = rest.get(..2).filter(|hex| hex.iter().all(u8::is_ascii_hexdigit));
+                let hex = hex.ok_or_else(|| "a % in the key is not followed by two hex digits".to_owned())?;
+                let digits = std::str::from_utf8(hex).map_err(|_| "unreachable: ASCII hex digits".to_owned())?;
+                bytes.push(u8::from_str_radix(digits, 16).map_err(|e| e.to_string())?);
+                rest = &rest[2..];
+            }
+            other => bytes.push(other),
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| "the decoded key is not UTF-8".to_owned())
+}
+
 /// Uploads what the writer sends: one `PutObject` if the first thing is the whole message, else a
 /// multipart upload, completed only on `Last` and aborted on anything else.
 async fn upload(
@@ -929,6 +1034,23 @@ mod tests {
                 assert!(parts <= MAX_PARTS as u64, "{plaintext} bytes in {frame}-byte frames: {parts} parts of {part}");
                 assert!(part <= 5 * GIB, "{plaintext} bytes in {frame}-byte frames: parts of {part}, over 5 GiB");
             }
+        }
+    }
+
+    /// Keys as S3 URL-encodes them in a listing (`+` a space, `%2B` a plus; python's `quote` as moto uses
+    /// it, `%20` a space), and malformed escapes refused rather than guessed.
+    #[test]
+    fn listed_keys_are_url_decoded_as_s3_encodes_them() {
+        for (encoded, key) in [
+            ("a+b%2Bc", "a b+c"),
+            ("a%20b/%25/%C3%A9t%C3%A9", "a b/%/\u{e9}t\u{e9}"),
+            ("%1B%5B31m/..//x/", "\u{1b}[31m/..//x/"),
+            ("/leading", "/leading"),
+        ] {
+            assert_eq!(decode_key(encoded).as_deref(), Ok(key), "{encoded}");
+        }
+        for malformed in ["%", "%4", "%+1", "%zz", "%FF", "a%C3"] {
+            assert!(decode_key(malformed).is_err(), "{malformed}");
         }
     }
 

@@ -393,3 +393,30 @@ fn in_place_keeps_the_owner() {
     let meta = fs::metadata(&path).unwrap();
     assert_eq!((meta.uid(), meta.mode() & 0o777), (owner, 0o600));
 }
+
+/// `-r` over S3 refuses, before any key or request (there is no S3 endpoint here): a prefix without its
+/// trailing slash (S3 compares strings: `s3://b/p` would take `p-old/`), prefixes of one bucket that overlap
+/// (equal, one inside the other, the whole bucket: the listing would meet the run's own outputs), and S3
+/// at one end only.
+#[cfg(feature = "s3")]
+#[test]
+fn s3_prefix_mistakes_are_refused() {
+    let s = Scratch::new();
+    for (args, says) in [
+        (&["-r", "s3://b/p", "s3://c/q/"][..], "the prefix does not end in /"),
+        (&["-r", "s3://b/p/", "s3://c/q"], "the prefix does not end in /"),
+        (&["-r", "--in-place", "s3://b/p"], "the prefix does not end in /"),
+        (&["-r", "s3://b", "s3://c/"], "no / after the bucket"),
+        (&["-r", "s3://b/p/", "s3://b/p/"], "overlap"),
+        (&["-r", "s3://b/p/", "s3://b/p/rotated/"], "overlap"),
+        (&["-r", "s3://b/p/sub/", "s3://b/p/"], "overlap"),
+        (&["-r", "s3://b/", "s3://b/rotated/"], "overlap"),
+        (&["--dry-run", "-r", "s3://b/p/", "s3://b/p/x/"], "overlap"),
+        (&["-r", "s3://b/p/", "rotated"], "not between S3 and files"),
+        (&["-r", "rotated", "s3://b/p/"], "not between S3 and files"),
+    ] {
+        let (_, stderr) = s.run(&strs(&reencrypt(args)), 2);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert_eq!(s.listing(), ["new.key", "old.key"]);
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use kms_envelope::keyring::{DecryptionMaterials, EncryptionMaterials, KeyringFuture};
-use kms_envelope::s3::{MIN_PART_SIZE, S3Object, TransferOptions};
+use kms_envelope::s3::{Listing, MIN_PART_SIZE, S3Object, TransferOptions};
 use kms_envelope::{
     DecryptOptions, EncryptOptions, EncryptedDataKey, Error, Keyring, RawAesKeyring, ReencryptOptions, decrypt,
 };
@@ -61,8 +61,28 @@ impl Env {
     }
 
     fn get(&self, key: &str) -> Option<Vec<u8>> {
-        let got = self.runtime.block_on(self.client().get_object().bucket(&self.bucket).key(key).send()).ok()?;
+        self.get_in(&self.bucket, key)
+    }
+
+    fn get_in(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let got = self.runtime.block_on(self.client().get_object().bucket(bucket).key(key).send()).ok()?;
         Some(self.runtime.block_on(got.body.collect()).unwrap().into_bytes().to_vec())
+    }
+
+    /// Another bucket, created in moto.
+    fn other_bucket(&self, suffix: &str) -> String {
+        let bucket = format!("{}-{suffix}", self.bucket);
+        self.runtime.block_on(self.client().create_bucket().bucket(&bucket).send()).expect("CreateBucket in moto");
+        bucket
+    }
+
+    /// Whether `key` (of this bucket or `bucket`) holds `plaintext` under the new key, and the old key no
+    /// longer opens it.
+    fn assert_rotated(&self, bucket: &str, key: &str, plaintext: &[u8]) {
+        let message = self.get_in(bucket, key).unwrap_or_else(|| panic!("no object {key:?} in {bucket}"));
+        let opened = decrypt(&new_keyring(), &DecryptOptions::new(), &message);
+        assert_eq!(&opened.unwrap_or_else(|e| panic!("{key:?}: {e}")).plaintext[..], plaintext, "{key:?}");
+        assert!(decrypt(&old_keyring(), &DecryptOptions::new(), &message).is_err(), "{key:?}");
     }
 
     fn uploads_in_progress(&self) -> usize {
@@ -76,6 +96,26 @@ impl Env {
         let handle = self.runtime.handle().clone();
         let options = EncryptOptions::new().frame_length(4096);
         self.object(key).encrypt_from_blocking(handle, &old_keyring(), &options, &transfer, plaintext).unwrap();
+    }
+
+    /// `kms-envelope reencrypt` from the old raw key to the new one, run in `work` (where the key files are
+    /// written) against this moto; asserts the exit code, returns stdout and stderr.
+    #[cfg(feature = "cli")]
+    fn cli(&self, work: &std::path::Path, extra: &[&str], code: i32) -> (String, String) {
+        std::fs::write(work.join("old.key"), [7u8; 32]).unwrap();
+        std::fs::write(work.join("new.key"), [9u8; 32]).unwrap();
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("kms-envelope"));
+        cmd.current_dir(work);
+        cmd.env("AWS_ENDPOINT_URL_S3", &self.moto.endpoint).env("AWS_ACCESS_KEY_ID", "testing");
+        cmd.env("AWS_SECRET_ACCESS_KEY", "testing").env("AWS_REGION", support::REGION);
+        cmd.env("AWS_EC2_METADATA_DISABLED", "true").env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL");
+        cmd.args(["reencrypt", "--raw-key-file", "old.key", "--key-namespace", "kms-envelope-s3", "--key-name"]);
+        cmd.args(["key-2025", "--new-raw-key-file", "new.key", "--new-key-namespace", "kms-envelope-s3"]);
+        cmd.args(["--new-key-name", "key-2026"]).args(extra);
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{extra:?}: {stderr}");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
     }
 
     fn reencrypt(&self, from: &str, to: &str, target: &dyn Keyring) -> Result<kms_envelope::s3::Uploaded, Error> {
@@ -189,22 +229,7 @@ fn the_cli_reencrypts_objects_in_place_and_into_others() {
     let pt = plaintext(300 << 10);
     env.source("src", &pt);
     let work = tempfile::tempdir().unwrap();
-    std::fs::write(work.path().join("old.key"), [7u8; 32]).unwrap();
-    std::fs::write(work.path().join("new.key"), [9u8; 32]).unwrap();
-    let run = |extra: &[&str], code: i32| -> String {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("kms-envelope"));
-        cmd.current_dir(work.path());
-        cmd.env("AWS_ENDPOINT_URL_S3", &env.moto.endpoint).env("AWS_ACCESS_KEY_ID", "testing");
-        cmd.env("AWS_SECRET_ACCESS_KEY", "testing").env("AWS_REGION", support::REGION);
-        cmd.env("AWS_EC2_METADATA_DISABLED", "true").env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL");
-        cmd.args(["reencrypt", "--raw-key-file", "old.key", "--key-namespace", "kms-envelope-s3", "--key-name"]);
-        cmd.args(["key-2025", "--new-raw-key-file", "new.key", "--new-key-namespace", "kms-envelope-s3"]);
-        cmd.args(["--new-key-name", "key-2026"]).args(extra);
-        let out = cmd.output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(code), "{extra:?}: {stderr}");
-        stderr
-    };
+    let run = |extra: &[&str], code: i32| env.cli(work.path(), extra, code).1;
     let (src, dst) = (format!("s3://{}/src", env.bucket), format!("s3://{}/dst", env.bucket));
     run(&[&src, &dst], 0);
     run(&["--in-place", &src], 0);
@@ -269,4 +294,140 @@ fn content_type_metadata_storage_class_and_tags_are_carried_over() {
             );
         }
     }
+}
+
+/// A listing follows continuation tokens: 1,005 objects (moto, as S3, answers at most 1,000 keys a page) come
+/// back in two pages or more, every key once, in key order; a key that merely starts like the prefix
+/// (`many-beside`) is not among them.
+#[test]
+fn a_listing_follows_continuation_tokens_past_1000_keys() {
+    let Some(env) = Env::new("many") else { return };
+    let keys: Vec<String> = (0..1005).map(|i| format!("many/{i:04}")).collect();
+    env.runtime.block_on(async {
+        let mut puts = tokio::task::JoinSet::new();
+        for chunk in keys.chunks(64) {
+            let (client, bucket, chunk) = (env.client(), env.bucket.clone(), chunk.to_vec());
+            puts.spawn(async move {
+                for key in chunk {
+                    client.put_object().bucket(&bucket).key(key).body(b"x".to_vec().into()).send().await.unwrap();
+                }
+            });
+        }
+        while let Some(put) = puts.join_next().await {
+            put.unwrap();
+        }
+    });
+    env.put("many-beside", Vec::new());
+    let mut listing = Listing::new(env.client(), &env.bucket, "many/");
+    let (mut pages, mut listed) = (0, Vec::new());
+    while let Some(page) = env.runtime.block_on(listing.next_page()).unwrap() {
+        pages += 1;
+        listed.extend(page.into_iter().map(|object| (object.key, object.size)));
+    }
+    assert!(pages >= 2, "{pages} pages");
+    let expected: Vec<(String, Option<u64>)> = keys.into_iter().map(|key| (key, Some(1))).collect();
+    assert_eq!(listed, expected);
+
+    // The CLI meets every one of them (none is a message, so each fails on its own line).
+    #[cfg(feature = "cli")]
+    {
+        let work = tempfile::tempdir().unwrap();
+        let to = format!("s3://{}-none/", env.bucket);
+        let (_, stderr) = env.cli(work.path(), &["-r", &format!("s3://{}/many/", env.bucket), &to], 1);
+        assert!(stderr.contains("1005 of 1005 objects failed"), "{}", &stderr[stderr.len().saturating_sub(500)..]);
+    }
+}
+
+/// `reencrypt -r` over a prefix: into another bucket's prefix with the same relative keys (spaces, `+`,
+/// `%` and non-ASCII characters included), a folder marker skipped, an object that is no message failing
+/// on its own line while the others are done (exit 1, a count at the end), and keys that merely start
+/// like the prefix left alone; `--dry-run` lists without writing; then in place, and a retried run that
+/// leaves every object as it is.
+#[cfg(feature = "cli")]
+#[test]
+fn the_cli_reencrypts_a_prefix_into_another_and_in_place() {
+    let Some(env) = Env::new("prefix") else { return };
+    let work = tempfile::tempdir().unwrap();
+    let odd = "src/with space+plus%25percent/\u{e9}t\u{e9} \u{6771}\u{4eac}.bin";
+    let sources = [("src/a", plaintext(1000)), ("src/sub/b", plaintext(70 << 10)), (odd, plaintext(3))];
+    for (key, pt) in &sources {
+        env.source(key, pt);
+    }
+    env.put("src/dir/", Vec::new());
+    env.put("src/junk", b"not a message".to_vec());
+    env.source("srcx", b"beside");
+    env.source("src-other/x", b"beside");
+    let beside = [env.get("srcx").unwrap(), env.get("src-other/x").unwrap()];
+    let target = env.other_bucket("dst");
+    let (from, to) = (format!("s3://{}/src/", env.bucket), format!("s3://{target}/dst/"));
+
+    let (out, stderr) = env.cli(work.path(), &["--dry-run", "-r", &from], 1);
+    assert_eq!(
+        out.lines().filter(|line| line.contains("would re-encrypt (from its unauthenticated header)")).count(),
+        3,
+        "{out}"
+    );
+    assert!(stderr.contains("src/junk") && stderr.contains("src/dir/: a folder marker"), "{stderr}");
+
+    let (_, stderr) = env.cli(work.path(), &["-r", &from, &to], 1);
+    assert!(
+        stderr.contains(
+            "1 of 4 objects failed (3 re-encrypted, 0 already under the new keys, 1 failed, 1 folder marker skipped)"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("src/sub/b: re-encrypted into s3://{target}/dst/sub/b")), "{stderr}");
+    for (key, pt) in &sources {
+        env.assert_rotated(&target, &key.replacen("src/", "dst/", 1), pt);
+    }
+    assert_eq!(env.get_in(&target, "dst/junk"), None);
+    assert_eq!(env.get_in(&target, "dst/dir/"), None);
+
+    env.runtime.block_on(env.client().delete_object().bucket(&env.bucket).key("src/junk").send()).unwrap();
+    let (_, stderr) = env.cli(work.path(), &["-r", "--in-place", &from], 0);
+    assert!(stderr.contains("3 re-encrypted, 0 already under the new keys, 0 failed"), "{stderr}");
+    let rotated: Vec<Vec<u8>> = sources.iter().map(|(key, _)| env.get(key).unwrap()).collect();
+    for (key, pt) in &sources {
+        env.assert_rotated(&env.bucket, key, pt);
+    }
+    assert_eq!([env.get("srcx").unwrap(), env.get("src-other/x").unwrap()], beside);
+
+    let (_, stderr) = env.cli(work.path(), &["-r", "--in-place", &from], 0);
+    assert_eq!(stderr.matches("already under the new keys (authenticated)").count(), 3, "{stderr}");
+    assert!(stderr.contains("0 re-encrypted, 3 already under the new keys"), "{stderr}");
+    let again: Vec<Vec<u8>> = sources.iter().map(|(key, _)| env.get(key).unwrap()).collect();
+    assert_eq!(again, rotated, "a retried run changed an object");
+    assert_eq!(env.uploads_in_progress(), 0);
+}
+
+/// Keys are whoever writes the bucket's choice: one with an ANSI escape and a bell, one with a carriage
+/// return that would overwrite its line with a forged one (no message: its failure line names it), and ones
+/// with `..`, `//` and `.` after the prefix. Every key reaches stderr escaped; each object lands at exactly
+/// the target prefix plus its relative key (S3 keys are strings, never paths), and nothing appears in the
+/// working directory.
+#[cfg(feature = "cli")]
+#[test]
+fn hostile_keys_are_printed_escaped_and_stay_under_the_target_prefix() {
+    let Some(env) = Env::new("hostile") else { return };
+    let work = tempfile::tempdir().unwrap();
+    let messages = ["src/\u{1b}[31mred\u{7}", "src//../../etc/passwd", "src/../outside", "src/./x//y"];
+    for key in messages {
+        env.source(key, key.as_bytes());
+    }
+    env.put("src/evil\rkms-envelope: forged line", b"not a message".to_vec());
+    let (from, to) = (format!("s3://{}/src/", env.bucket), format!("s3://{}/dst/", env.bucket));
+    let (_, stderr) = env.cli(work.path(), &["-r", &from, &to], 1);
+    assert!(!stderr.contains(['\u{1b}', '\u{7}', '\r']), "{stderr:?}");
+    assert!(stderr.contains("src/\\u{1b}[31mred\\u{7}: re-encrypted into"), "{stderr}");
+    assert!(stderr.contains("evil\\rkms-envelope: forged line"), "{stderr}");
+    assert!(stderr.contains("1 of 5 objects failed"), "{stderr}");
+    for key in messages {
+        env.assert_rotated(&env.bucket, &key.replacen("src/", "dst/", 1), key.as_bytes());
+    }
+    let mut local: Vec<_> = std::fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    local.sort();
+    assert_eq!(local, ["new.key", "old.key"]);
+
+    let (out, _) = env.cli(work.path(), &["--dry-run", "-r", &from], 1);
+    assert!(!out.contains('\u{1b}') && out.lines().count() == 4, "{out:?}");
 }

@@ -704,7 +704,9 @@ pub struct ReencryptArgs {
     #[arg(long)]
     pub in_place: bool,
     /// INPUT is a directory: re-encrypt each file below it, into OUTPUT (a directory mirroring the tree, the
-    /// same names) or with --in-place.
+    /// same names) or with --in-place. Or INPUT is s3://BUCKET/PREFIX/ (ending in /; s3://BUCKET/ for the
+    /// whole bucket): each object under it, into the same relative key under OUTPUT's s3://BUCKET/PREFIX/
+    /// (which must not overlap INPUT's) or with --in-place; empty keys ending in / (folder markers) skipped.
     #[arg(long, short)]
     pub recursive: bool,
     /// With --in-place, before the skip of a message already under the new keys: also unwrap each of its
@@ -715,9 +717,10 @@ pub struct ReencryptArgs {
     /// used, nothing is written).
     #[arg(long)]
     pub dry_run: bool,
-    /// Message file, - for stdin, or a directory with --recursive.
+    /// Message file, - for stdin, s3://BUCKET/KEY, or a directory or s3://BUCKET/PREFIX/ with --recursive.
     pub input: String,
-    /// Message file to write, - for stdout, or a directory with --recursive; absent with --in-place.
+    /// Message file to write, - for stdout, s3://BUCKET/KEY, or a directory or s3://BUCKET/PREFIX/ with
+    /// --recursive; absent with --in-place.
     #[arg(required_unless_present_any = ["in_place", "dry_run"], conflicts_with = "in_place")]
     pub output: Option<String>,
 }

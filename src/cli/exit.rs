@@ -97,6 +97,11 @@ impl Failure {
         self
     }
 
+    /// Whether SIGINT or SIGTERM stopped the work: a run over many inputs stops there too.
+    pub fn is_interrupted(&self) -> bool {
+        self.signal_status.is_some()
+    }
+
     pub fn code(&self) -> Code {
         self.code
     }

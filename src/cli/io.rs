@@ -46,6 +46,11 @@ pub fn check_s3_url(url: &str) -> Result<(), Failure> {
     remote::check_url(url)
 }
 
+/// Fails, before any key is used, if S3 is not built in (`url` names what needed it).
+pub fn check_s3_built(url: &str) -> Result<(), Failure> {
+    if cfg!(feature = "s3") { Ok(()) } else { Err(super::features::missing("s3", url)) }
+}
+
 /// [`open_input`] for a reader of the header only (`inspect`): an S3 object is read in small ranged GETs,
 /// one at a time, so that little more than the header is transferred.
 pub fn open_header_input(path: &str) -> Result<Input, Failure> {
@@ -619,13 +624,32 @@ pub fn reencrypt_s3(
     remote::reencrypt(source, target, options, input, output)
 }
 
+/// An object met by [`list_s3`].
+pub struct ListedObject {
+    /// Its whole key, as the bucket's writer chose it: shown only escaped.
+    pub key: String,
+    /// An empty object whose key ends in `/`: what consoles make for a "folder", holding no message.
+    pub folder_marker: bool,
+}
+
+/// Calls `each` with every object under `prefix` in `bucket`, in key order, listed a page (up to 1,000
+/// keys) at a time. Stops at the first failure, of the listing or of `each`.
+pub fn list_s3(
+    bucket: &str,
+    prefix: &str,
+    each: impl FnMut(ListedObject) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    remote::list(bucket, prefix, each)
+}
+
 /// `s3://bucket/key` inputs and outputs: one runtime for the requests, the S3 client from the usual AWS
 /// configuration (`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` for an S3-compatible endpoint).
 #[cfg(feature = "s3")]
 mod remote {
     use std::sync::OnceLock;
 
-    use kms_envelope::s3::{S3Object, TransferOptions, parse_url};
+    use kms_envelope::escape::escaped;
+    use kms_envelope::s3::{Listing, S3Object, TransferOptions, parse_url};
     use kms_envelope::stream::AsyncRangeReader;
 
     use super::*;
@@ -648,8 +672,13 @@ mod remote {
         Ok(RUNTIME.get_or_init(|| runtime))
     }
 
-    fn object(url: &str) -> Result<S3Object, Failure> {
-        check_url(url)?;
+    /// One client for the process: a run over a prefix makes requests about many objects, and each new
+    /// client would load the configuration and fetch credentials again.
+    fn client() -> Result<&'static aws_sdk_s3::Client, Failure> {
+        static CLIENT: OnceLock<aws_sdk_s3::Client> = OnceLock::new();
+        if let Some(client) = CLIENT.get() {
+            return Ok(client);
+        }
         let runtime = runtime()?;
         // Without a read timeout a silent endpoint (a request accepted, never answered) hangs the CLI for
         // ever. Generous enough for an 8 MiB part on a slow uplink (~0.6 Mbit/s); a stall is then an error
@@ -660,7 +689,28 @@ mod remote {
             .build();
         let loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
         let config = runtime.block_on(loader.load());
-        S3Object::from_url(aws_sdk_s3::Client::new(&config), url).map_err(|e| Failure::usage(e.to_string()))
+        Ok(CLIENT.get_or_init(|| aws_sdk_s3::Client::new(&config)))
+    }
+
+    fn object(url: &str) -> Result<S3Object, Failure> {
+        check_url(url)?;
+        S3Object::from_url(client()?.clone(), url).map_err(|e| Failure::usage(e.to_string()))
+    }
+
+    pub fn list(
+        bucket: &str,
+        prefix: &str,
+        mut each: impl FnMut(ListedObject) -> Result<(), Failure>,
+    ) -> Result<(), Failure> {
+        let mut listing = Listing::new(client()?.clone(), bucket, prefix);
+        let runtime = runtime()?;
+        while let Some(page) = runtime.block_on(listing.next_page()).map_err(Failure::reading)? {
+            for object in page {
+                let folder_marker = object.is_folder_marker();
+                each(ListedObject { key: object.key, folder_marker })?;
+            }
+        }
+        Ok(())
     }
 
     pub fn check_url(url: &str) -> Result<(), Failure> {
@@ -683,7 +733,7 @@ mod remote {
     pub fn open(url: &str, transfer: &TransferOptions) -> Result<Input, Failure> {
         let object = object(url)?;
         let runtime = runtime()?;
-        let size = runtime.block_on(object.pin()).map_err(|e| Failure::reading(e).with_file(url))?.len;
+        let size = runtime.block_on(object.pin()).map_err(|e| Failure::reading(e).with_file(&escaped(url)))?.len;
         let reader = object.reader(runtime.handle().clone(), transfer);
         Ok(Input { name: url.to_owned(), reader: Box::new(reader), size: Some(size), file: None })
     }
@@ -765,7 +815,7 @@ mod remote {
                 cancelled,
             )
         })?;
-        uploaded.map(drop).map_err(|e| Failure::reading(e).with_file(input))
+        uploaded.map(drop).map_err(|e| Failure::reading(e).with_file(&escaped(input)))
     }
 
     /// Runs an upload with SIGINT and SIGTERM turned into its `cancelled` flag (which aborts it); after a
@@ -873,5 +923,9 @@ mod remote {
         _: &str,
     ) -> Result<(), Failure> {
         Err(unsupported(input))
+    }
+
+    pub fn list(bucket: &str, prefix: &str, _: impl FnMut(ListedObject) -> Result<(), Failure>) -> Result<(), Failure> {
+        Err(unsupported(&format!("s3://{bucket}/{prefix}")))
     }
 }

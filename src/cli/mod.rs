@@ -11,6 +11,7 @@ mod keys;
 mod offered;
 mod progress;
 mod reencrypt;
+mod s3_prefix;
 #[cfg(unix)]
 mod signals;
 mod tree;

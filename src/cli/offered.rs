@@ -38,6 +38,12 @@ impl Recording {
         Self { inner, offered: Mutex::new(Vec::new()) }
     }
 
+    /// Forgets the last message's data keys: before the next of many sources, so that a failure before its
+    /// keys were offered does not name another message's.
+    pub fn forget(&self) {
+        self.offered.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+    }
+
     /// `failure`, when no key could be used, with the data keys the message offered.
     pub fn explain(&self, failure: Failure) -> Failure {
         let offered = self.offered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -15,6 +15,7 @@ use super::exit::{Code, Failure};
 use super::inspect::describe;
 use super::io;
 use super::offered::{Recording, shortened};
+use super::s3_prefix::{self, S3Prefix};
 use super::{keys, tree};
 
 /// The source's reading options and the new message's, from the command line.
@@ -119,12 +120,38 @@ fn already_done(
     let reader = std::io::BufReader::new(input);
     let status = rotation_status(target, target_keys, options, args.verify_all_keys, reader)
         .map_err(|e| Failure::reading(e).with_file(&name))?;
-    if status == Rotation::Done && !args.output_args.quiet {
-        eprintln!(
-            "kms-envelope: {name}: already under the new keys (authenticated); left as it is (--force re-encrypts it)"
-        );
+    if status == Rotation::Done {
+        report_done(args, &name);
     }
     Ok(status == Rotation::Done)
+}
+
+/// [`already_done`] for the S3 object `url` (`shown` for display): its header read in small ranged GETs.
+fn s3_already_done(
+    args: &ReencryptArgs,
+    skip: Option<&TargetKeys>,
+    target: &dyn Keyring,
+    options: &ReencryptOptions,
+    url: &str,
+    shown: &str,
+) -> Result<bool, Failure> {
+    let Some(target_keys) = skip else { return Ok(false) };
+    let input = io::open_header_input(url)?;
+    let status = rotation_status(target, target_keys, options, args.verify_all_keys, input.reader)
+        .map_err(|e| Failure::reading(e).with_file(shown))?;
+    if status == Rotation::Done {
+        report_done(args, shown);
+    }
+    Ok(status == Rotation::Done)
+}
+
+/// The line, unless --quiet, for a source left as it is because the new keys already open it.
+fn report_done(args: &ReencryptArgs, shown: &str) {
+    if !args.output_args.quiet {
+        eprintln!(
+            "kms-envelope: {shown}: already under the new keys (authenticated); left as it is (--force re-encrypts it)"
+        );
+    }
 }
 
 /// Command-line mistakes, refused (exit 2) before any file or key is read, --dry-run included.
@@ -199,12 +226,9 @@ fn file_to_file(
 /// An S3 object into another, or in place (replaced only if unchanged since it was read; skipped, as a file
 /// is, when it is already under the new keys).
 fn s3_to_s3(args: &ReencryptArgs, options: &ReencryptOptions, output: &str) -> Result<(), Failure> {
-    if !(io::is_s3(&args.input) && io::is_s3(output)) || args.recursive {
-        return Err(Failure::usage(
-            "reencrypt goes from an S3 object to an S3 object (s3://BUCKET/KEY, or --in-place), not between S3 \
-             and files, and not yet over prefixes"
-                .into(),
-        ));
+    check_s3_both(args, output)?;
+    if args.recursive {
+        return s3_prefix_to_prefix(args, options);
     }
     io::check_s3_url(&args.input)?;
     io::check_s3_url(output)?;
@@ -212,21 +236,112 @@ fn s3_to_s3(args: &ReencryptArgs, options: &ReencryptOptions, output: &str) -> R
         return Err(Failure::usage(format!("{output}: is INPUT; to replace it, use --in-place without OUTPUT")));
     }
     let (source, target) = keyrings(args)?;
-    if let Some(target_keys) = skip_check(args, target.as_ref())? {
-        let input = io::open_header_input(&args.input)?;
-        let status = rotation_status(target.as_ref(), &target_keys, options, args.verify_all_keys, input.reader)
-            .map_err(|e| Failure::reading(e).with_file(&args.input))?;
-        if status == Rotation::Done {
-            if !args.output_args.quiet {
-                eprintln!(
-                    "kms-envelope: {}: already under the new keys (authenticated); left as it is (--force re-encrypts it)",
-                    args.input
-                );
-            }
-            return Ok(());
-        }
+    let skip = skip_check(args, target.as_ref())?;
+    let shown = kms_envelope::escape::escaped(&args.input);
+    if s3_already_done(args, skip.as_ref(), target.as_ref(), options, &args.input, &shown)? {
+        return Ok(());
     }
     io::reencrypt_s3(&source, target.as_ref(), options, &args.input, output).map_err(|f| source.explain(f))
+}
+
+/// Refuses S3 at one end only: reencrypt goes from S3 objects to S3 objects.
+fn check_s3_both(args: &ReencryptArgs, output: &str) -> Result<(), Failure> {
+    if io::is_s3(&args.input) && io::is_s3(output) {
+        return Ok(());
+    }
+    Err(Failure::usage(
+        "reencrypt goes from an S3 object to an S3 object (s3://BUCKET/KEY, or --in-place), or with --recursive \
+         from a prefix to a prefix (s3://BUCKET/PREFIX/), not between S3 and files"
+            .into(),
+    ))
+}
+
+/// INPUT's prefix and the target's, for `-r` over S3, with every refusal (see [`s3_prefix::pair`]).
+fn s3_prefixes(args: &ReencryptArgs) -> Result<(S3Prefix, Option<S3Prefix>), Failure> {
+    check_s3_both(args, args.output.as_deref().unwrap_or(&args.input))?;
+    io::check_s3_built(&args.input)?;
+    s3_prefix::pair(&args.input, args.output.as_deref())
+}
+
+/// What became of the objects of a run over a prefix.
+#[derive(Default)]
+struct Tally {
+    reencrypted: usize,
+    already_done: usize,
+    folder_markers: usize,
+    failed: usize,
+    first_failure: Option<Code>,
+}
+
+/// The line for a folder marker met under a prefix: it holds no message, and is left as it is.
+fn report_folder_marker(shown: &str) {
+    eprintln!("kms-envelope: {shown}: a folder marker (empty, its key ends in /); skipped");
+}
+
+/// `-r` over S3: each object under INPUT's prefix into the same relative key under OUTPUT's, or in place
+/// (with the skip check and `If-Match` of a single object), one object at a time, each streamed with its
+/// parts in parallel. An object that fails is reported on its own line and the others are still done;
+/// folder markers are skipped. A signal aborts the current upload and stops the run.
+fn s3_prefix_to_prefix(args: &ReencryptArgs, options: &ReencryptOptions) -> Result<(), Failure> {
+    let (from, to) = s3_prefixes(args)?;
+    let to = to.as_ref().unwrap_or(&from);
+    let (source, target) = keyrings(args)?;
+    let skip = skip_check(args, target.as_ref())?;
+    let mut tally = Tally::default();
+    io::list_s3(from.bucket(), from.prefix(), |listed| {
+        let shown = from.shown(&listed.key);
+        if listed.folder_marker {
+            report_folder_marker(&shown);
+            tally.folder_markers += 1;
+            return Ok(());
+        }
+        source.forget();
+        let done = (|| {
+            let Some(key) = to.target_key(&from, &listed.key) else {
+                return Err(Failure::new(Code::Io, format!("{shown}: listed, but not under {from}; left alone")));
+            };
+            let (input, output) = (from.url(&listed.key), to.url(&key));
+            if s3_already_done(args, skip.as_ref(), target.as_ref(), options, &input, &shown)? {
+                return Ok(false);
+            }
+            io::reencrypt_s3(&source, target.as_ref(), options, &input, &output).map_err(|f| source.explain(f))?;
+            if !args.output_args.quiet {
+                let into = if args.in_place { "in place".to_owned() } else { format!("into {}", to.shown(&key)) };
+                eprintln!("kms-envelope: {shown}: re-encrypted {into}");
+            }
+            Ok(true)
+        })();
+        match done {
+            Ok(true) => tally.reencrypted += 1,
+            Ok(false) => tally.already_done += 1,
+            Err(failure) if failure.is_interrupted() => return Err(failure),
+            Err(failure) => {
+                eprintln!("kms-envelope: {failure}");
+                tally.first_failure.get_or_insert(failure.code());
+                tally.failed += 1;
+            }
+        }
+        Ok(())
+    })?;
+    let Tally { reencrypted, already_done, folder_markers, failed, first_failure } = tally;
+    let total = reencrypted + already_done + failed;
+    let summary = format!(
+        "{reencrypted} re-encrypted, {already_done} already under the new keys, {failed} failed, \
+         {folder_markers} {} skipped",
+        super::plural(folder_markers, "folder marker", "folder markers")
+    );
+    match first_failure {
+        Some(code) => Err(Failure::new(
+            code,
+            format!("{failed} of {total} {} failed ({summary})", super::plural(total, "object", "objects")),
+        )),
+        None => {
+            if !args.output_args.quiet {
+                eprintln!("kms-envelope: {from}: {summary}");
+            }
+            Ok(())
+        }
+    }
 }
 
 /// stdin or stdout at either end: the new message's final frame is written only after the whole source
@@ -276,25 +391,18 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// `--dry-run`: each source's suite and data keys, read from its header without a key, and what the new
 /// message would have. Nothing is authenticated, so every line says so.
 fn dry_run(args: &ReencryptArgs) -> Result<(), Failure> {
-    let inputs: Vec<std::path::PathBuf> = if args.recursive {
-        let plan = tree::plan_in_place(Path::new(&args.input))?;
-        plan.inputs().map(Path::to_path_buf).collect()
-    } else {
-        vec![args.input.clone().into()]
-    };
     let new_keys = describe_new_keys(args);
     let mut stdout = std::io::stdout().lock();
     let mut first_failure = None;
-    for path in inputs {
-        let name = path.display().to_string();
-        let line = io::open_header_input(&name).and_then(|mut input| {
+    let mut describe_one = |name: &str| -> Result<(), Failure> {
+        let line = io::open_header_input(name).and_then(|mut input| {
             let limits = DecryptLimits {
                 max_encrypted_data_keys: Some(args.max_encrypted_data_keys),
                 ..DecryptLimits::default()
             };
-            let header =
-                Header::read_from(limits, &mut input.reader).map_err(|e| Failure::reading(e).with_file(&name))?;
-            Ok(describe_change(&name, &header, args, &new_keys))
+            let header = Header::read_from(limits, &mut input.reader)
+                .map_err(|e| Failure::reading(e).with_file(&kms_envelope::escape::escaped(name)))?;
+            Ok(describe_change(name, &header, args, &new_keys))
         });
         match line {
             Ok(line) => writeln!(stdout, "{line}").map_err(|e| Failure::io("cannot write to stdout".into(), e))?,
@@ -303,6 +411,24 @@ fn dry_run(args: &ReencryptArgs) -> Result<(), Failure> {
                 first_failure.get_or_insert(failure.code());
             }
         }
+        Ok(())
+    };
+    if args.recursive && io::is_s3(&args.input) {
+        let (from, _) = s3_prefixes(args)?;
+        io::list_s3(from.bucket(), from.prefix(), |listed| {
+            if listed.folder_marker {
+                report_folder_marker(&from.shown(&listed.key));
+                return Ok(());
+            }
+            describe_one(&from.url(&listed.key))
+        })?;
+    } else if args.recursive {
+        let plan = tree::plan_in_place(Path::new(&args.input))?;
+        for path in plan.inputs() {
+            describe_one(&path.display().to_string())?;
+        }
+    } else {
+        describe_one(&args.input)?;
     }
     match first_failure {
         Some(code) => Err(Failure::new(code, "--dry-run: some sources could not be read".into())),
