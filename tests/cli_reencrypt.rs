@@ -343,6 +343,42 @@ fn errors_in_the_new_keys_name_the_new_options() {
     assert!(!s.path("out.esdk").exists());
 }
 
+/// `-r --cache-max-age` reuses new data keys across files (two files per key with --cache-max-messages 2)
+/// only for an unsigned target; a signed target (the default for signed sources) makes one per file.
+#[test]
+fn a_tree_reuses_new_data_keys_only_when_asked_and_unsigned() {
+    let s = Scratch::new();
+    fs::create_dir(s.path("src")).unwrap();
+    for i in 0..5 {
+        s.message(&format!("src/m{i}"), &plaintext()[i..]);
+    }
+    let distinct_edks = |dir: &str| {
+        let mut edks = std::collections::HashSet::new();
+        for name in listing(&s.path(dir)) {
+            let message = fs::read(s.path(dir).join(name)).unwrap();
+            let header = kms_envelope::Header::read_from(Default::default(), &mut &message[..]).unwrap();
+            edks.insert(header.encrypted_data_keys().to_vec());
+        }
+        edks.len()
+    };
+    let cache = ["--cache-max-age", "600", "--cache-max-messages", "2"];
+    s.run(&strs(&reencrypt(&[&["-r", "--suite", "0x0478"][..], &cache, &["src", "cached"]].concat())), 0);
+    assert_eq!(distinct_edks("cached"), 3, "five files, two per data key");
+    s.run(&strs(&reencrypt(&["-r", "--suite", "0x0478", "src", "plain"])), 0);
+    assert_eq!(distinct_edks("plain"), 5, "without --cache-max-age a data key per file");
+    s.run(&strs(&reencrypt(&[&["-r"][..], &cache, &["src", "signed"]].concat())), 0);
+    assert_eq!(distinct_edks("signed"), 5, "a signed target caches nothing");
+    for dir in ["cached", "plain", "signed"] {
+        for i in 0..5 {
+            let message = format!("{dir}/m{i}");
+            let args = [&["decrypt"][..], &NEW_AS_DECRYPT, &["--context", "app=billing", &message, "-"]].concat();
+            assert_eq!(s.run(&args, 0).0, plaintext()[i..], "{dir}/m{i}");
+        }
+    }
+    let (_, stderr) = s.run(&strs(&reencrypt(&[&cache[..], &["src/m0", "x"]].concat())), 2);
+    assert!(stderr.contains("--recursive"), "{stderr}");
+}
+
 /// A source that is no regular file (a pipe named /dev/stdin) is read to its end: its size is no bound.
 #[test]
 fn a_source_that_is_a_pipe_by_name() {

@@ -397,6 +397,19 @@ impl KeyArgs {
     }
 }
 
+/// Data-key caching over the files (or objects) of one `--recursive` run, for encrypt and reencrypt.
+#[derive(Args, Debug)]
+pub struct CacheArgs {
+    /// With --recursive: reuse one (new) data key across files for up to SECONDS (one KMS call per data key,
+    /// not per file). Off by default, since files that share a data key are linked: whoever can decrypt one
+    /// file's data key can decrypt them all. Signed suites make a data key per file whatever this says.
+    #[arg(long, value_name = "SECONDS", requires = "recursive", value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_max_age: Option<u64>,
+    /// With --cache-max-age: at most N files per data key (default 2^32).
+    #[arg(long, value_name = "N", requires = "cache_max_age", value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
+    pub cache_max_messages: Option<u64>,
+}
+
 /// The new keys of `reencrypt`: [`KeyArgs`] with every option prefixed `--new-`.
 #[derive(Args, Debug)]
 pub struct NewKeyArgs {
@@ -570,14 +583,8 @@ pub struct EncryptArgs {
     /// With --recursive: appended to each output file name.
     #[arg(long, value_name = "SUFFIX", default_value = ".encrypted", requires = "recursive")]
     pub suffix: String,
-    /// With --recursive: reuse one data key across files for up to SECONDS (one KMS call per data key, not
-    /// per file). Off by default, since files that share a data key are linked: whoever can decrypt one
-    /// file's data key can decrypt them all.
-    #[arg(long, value_name = "SECONDS", requires = "recursive", value_parser = clap::value_parser!(u64).range(1..))]
-    pub cache_max_age: Option<u64>,
-    /// With --cache-max-age: at most N files per data key (default 2^32).
-    #[arg(long, value_name = "N", requires = "cache_max_age", value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
-    pub cache_max_messages: Option<u64>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Plaintext file, - for stdin, or a directory with --recursive.
     pub input: String,
     // Message file, - for stdout, s3://BUCKET/KEY with `s3`, or a directory with --recursive.
@@ -713,6 +720,8 @@ pub struct ReencryptArgs {
     /// data keys with the new keys (one KMS call per key), not just one.
     #[arg(long, requires = "in_place")]
     pub verify_all_keys: bool,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Print what would change, from each source's header, which is not authenticated by this (no key is
     /// used, nothing is written).
     #[arg(long)]

@@ -32,7 +32,8 @@ use kms_envelope::{
 };
 
 use args::{
-    BundleArgs, Cli, Command, DecryptArgs, DecryptSettings, EncryptArgs, EncryptSettings, OutputArgs, UnbundleArgs,
+    BundleArgs, CacheArgs, Cli, Command, DecryptArgs, DecryptSettings, EncryptArgs, EncryptSettings, OutputArgs,
+    UnbundleArgs,
 };
 use exit::{Code, Failure};
 use offered::Recording;
@@ -128,7 +129,7 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
         refuse_s3_tree(&args.input, &args.output)?;
         let plan =
             tree::plan(Path::new(&args.input), Path::new(&args.output), &|name| tree::with_suffix(name, &args.suffix))?;
-        let keyring = cached(keys::for_encrypt(&args.keys)?, args)?;
+        let keyring = cached(keys::for_encrypt(&args.keys)?, &args.cache)?;
         return tree::run(plan, |job| {
             let input = io::open_input(&job.input.to_string_lossy())?;
             // The size declared lets a caching keyring count bytes per data key; a file that grows past it
@@ -163,15 +164,20 @@ fn refuse_s3_tree(input: &str, output: &str) -> Result<(), Failure> {
     }
 }
 
-/// The keyring of `encrypt --recursive`, caching its data keys if `--cache-max-age` asked for it. One run
-/// uses one encryption context and suite, so the cache needs one entry.
-fn cached(keyring: Box<dyn Keyring>, args: &EncryptArgs) -> Result<Box<dyn Keyring>, Failure> {
+/// How many encryption contexts (so data keys) a `--cache-max-age` run keeps at once.
+const CACHED_CONTEXTS: usize = 16;
+
+/// The keyring that makes the data keys of `encrypt --recursive` or `reencrypt --recursive`, caching them
+/// if `--cache-max-age` asked for it. An encrypt run uses one encryption context and suite; a reencrypt
+/// run keeps each source's context, so its files may need a few entries (a data key is never shared
+/// across contexts).
+fn cached(keyring: Box<dyn Keyring>, args: &CacheArgs) -> Result<Box<dyn Keyring>, Failure> {
     let Some(max_age) = args.cache_max_age else { return Ok(keyring) };
     let mut limits = CacheLimits::new(Duration::from_secs(max_age));
     if let Some(messages) = args.cache_max_messages {
         limits = limits.max_messages(messages);
     }
-    let cache = Arc::new(MaterialsCache::new(1));
+    let cache = Arc::new(MaterialsCache::new(CACHED_CONTEXTS));
     let caching = CachingKeyring::new(keyring, cache, limits).map_err(|e| Failure::usage(e.to_string()))?;
     Ok(Box::new(caching))
 }

@@ -183,7 +183,7 @@ fn check_not_a_key_file(args: &ReencryptArgs, output: &Path) -> Result<(), Failu
 /// explanation) and the one that makes the new data key.
 fn keyrings(args: &ReencryptArgs) -> Result<(Recording, Box<dyn Keyring>), Failure> {
     let source = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
-    let target = keys::for_encrypt(args.new_keys.keys())?;
+    let target = super::cached(keys::for_encrypt(args.new_keys.keys())?, &args.cache)?;
     Ok((source, target))
 }
 
