@@ -562,3 +562,57 @@ fn a_task_naming_an_object_version_is_refused() {
     assert!(answer.results[0].result_string.contains("version"), "{:?}", answer.results[0]);
     assert_eq!(env.get("v/obj"), before, "the current object was touched");
 }
+
+// ------------------------------------------------------------------ attack review (h-attack)
+
+/// A writer with no KMS rights plants a message whose EDK names a key ARN with `timeout` in it (bytes
+/// edited, same length: no KMS call needed). No key of the profile opens it, a permanent fault; the
+/// reason text quotes the planted ARN, and `retryable` reads the text: it must stay `PermanentFailure`.
+#[test]
+fn attack_planted_edk_text_does_not_make_a_failure_retryable() {
+    let Some(env) = Env::new("attack-edk") else { return };
+    let old = env.keyring(&env.old_key);
+    let mut message = encrypt(&old, &EncryptOptions::new(), &plaintext(1000, 1)).unwrap();
+    let (_, id) = env.old_key.rsplit_once('/').unwrap();
+    let planted = format!("{:x<width$}", "timeout", width = id.len());
+    let at = message.windows(id.len()).position(|w| w == id.as_bytes()).expect("the key id in the header");
+    message[at..at + id.len()].copy_from_slice(planted.as_bytes());
+    env.put("planted/edk", message);
+    let function = env.function(&env.moto.endpoint);
+    for profile in ["rotate", "open"] {
+        let answer =
+            env.run(&function, invocation("2.0", Some(json!({"profile": profile})), &env.bucket, "planted/edk", "t"));
+        assert_eq!(answer.results[0].result_code, ResultCode::PermanentFailure, "{profile}: {:?}", answer.results[0]);
+    }
+}
+
+/// A writer plants a message under the new key with its body cut short (here: another object's message,
+/// truncated after the header). The skip check authenticates the header only, so the task reports
+/// `Succeeded` ("authenticated; left as it is") for an object that does not decrypt.
+#[test]
+fn attack_a_damaged_message_under_the_new_key_is_not_reported_succeeded() {
+    let Some(env) = Env::new("attack-skip") else { return };
+    let new = env.keyring(&env.new_key);
+    let data = plaintext(200_000, 7);
+    let mut message = encrypt(&new, &EncryptOptions::new().frame_length(4096), &data).unwrap();
+    message.truncate(message.len() - 100_000);
+    env.put("planted/cut", message);
+    let function = env.function(&env.moto.endpoint);
+    let answer =
+        env.run(&function, invocation("2.0", Some(json!({"profile": "rotate"})), &env.bucket, "planted/cut", "t"));
+    assert_ne!(answer.results[0].result_code, ResultCode::Succeeded, "{:?}", answer.results[0]);
+}
+
+/// A manifest that names a version: the task must act on that version or refuse, never on the current
+/// object (here the named version does not exist, so anything but a failure acted on another version).
+#[test]
+fn attack_a_task_s_version_id_is_not_ignored() {
+    let Some(env) = Env::new("attack-version") else { return };
+    let old = env.keyring(&env.old_key);
+    env.put("v/obj", encrypt(&old, &EncryptOptions::new(), &plaintext(1000, 3)).unwrap());
+    let function = env.function(&env.moto.endpoint);
+    let mut task = invocation("2.0", Some(json!({"profile": "rotate"})), &env.bucket, "v/obj", "t");
+    task.tasks[0].s3_version_id = Some("3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY".into());
+    let answer = env.run(&function, task);
+    assert_ne!(answer.results[0].result_code, ResultCode::Succeeded, "{:?}", answer.results[0]);
+}
