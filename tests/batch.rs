@@ -616,3 +616,42 @@ fn attack_a_task_s_version_id_is_not_ignored() {
     let answer = env.run(&function, task);
     assert_ne!(answer.results[0].result_code, ResultCode::Succeeded, "{:?}", answer.results[0]);
 }
+
+/// A retried task whose object is already under the new key, while KMS throttles: the skip check's failed
+/// unwrap counts as "needs re-encrypting", the source keyring then finds no old key, and the task ends
+/// `PermanentFailure`, although the object is done and a retry would say so.
+#[test]
+fn attack_throttling_during_the_skip_check_is_not_a_permanent_failure() {
+    let Some(env) = Env::new("attack-skip-throttle") else { return };
+    let new = env.keyring(&env.new_key);
+    env.put("done", encrypt(&new, &EncryptOptions::new(), &plaintext(5000, 2)).unwrap());
+    let proxy = ForwardingProxy::start(&env.moto.endpoint);
+    let function = env.function(&proxy.url);
+    let throttled = br#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+    proxy.set_policy(move |request| match request.header("x-amz-target") {
+        Some(target) if target.ends_with(".Decrypt") => {
+            Verdict::Answer(fake_http::response(400, &[("content-type", "application/x-amz-json-1.1")], throttled))
+        }
+        _ => Verdict::Forward,
+    });
+    let job = invocation("2.0", Some(json!({"profile": "rotate"})), &env.bucket, "done", "t");
+    let result = env.run(&function, job).results.remove(0);
+    assert_eq!(result.result_code, ResultCode::TemporaryFailure, "{result:?}");
+}
+
+/// An endpoint's error text decides the code: a 404 NoSuchKey whose message says "timeout" is retried.
+#[test]
+fn attack_an_endpoint_s_message_does_not_make_a_missing_object_retryable() {
+    let Some(env) = Env::new("attack-404") else { return };
+    env.put("gone", b"soon gone".to_vec());
+    let proxy = ForwardingProxy::start(&env.moto.endpoint);
+    let function = env.function(&proxy.url);
+    let missing = br#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>gone (not a timeout)</Message></Error>"#;
+    proxy.set_policy(move |request| match (request.header("x-amz-target"), request.method.as_str()) {
+        (None, "GET") => Verdict::Answer(fake_http::response(404, &[("content-type", "application/xml")], missing)),
+        _ => Verdict::Forward,
+    });
+    let job = invocation("2.0", Some(json!({"profile": "rotate"})), &env.bucket, "gone", "t");
+    let result = env.run(&function, job).results.remove(0);
+    assert_eq!(result.result_code, ResultCode::PermanentFailure, "{result:?}");
+}
