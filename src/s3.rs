@@ -47,7 +47,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{OnceCell, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result, Retry};
 use crate::escape::Escaped;
 use crate::format::header::Header;
 use crate::keyring::Keyring;
@@ -202,11 +202,26 @@ impl S3Object {
         &self.key
     }
 
-    /// The one place S3's answers become error text: the service's message (an endpoint's, so a hostile
-    /// server's) is escaped like the names, so that a library user who logs the error logs no control bytes.
+    /// A failure no retry cures (see [`failure_with`](Self::failure_with)).
     fn failure(&self, what: &str, err: impl std::fmt::Display) -> io::Error {
+        self.failure_with(what, err, Retry::Never)
+    }
+
+    /// The one place S3's answers become errors: the service's message (an endpoint's, so a hostile
+    /// server's) is escaped like the names, so that a library user who logs the error logs no control
+    /// bytes; whether a retry may help is `retry`, decided from the answer's kind, never from this text.
+    fn failure_with(&self, what: &str, err: impl std::fmt::Display, retry: Retry) -> io::Error {
         let (bucket, key, err) = (Escaped(&self.bucket), Escaped(&self.key), err.to_string());
-        io::Error::other(format!("S3 {what} s3://{bucket}/{key}: {}", Escaped(&err)))
+        Reason::new(format!("S3 {what} s3://{bucket}/{key}: {}", Escaped(&err)), retry).into_io()
+    }
+
+    /// The failure of a request, classified by [`sdk_retry`].
+    fn request_failure<E>(&self, what: &str, e: SdkError<E, HttpResponse>) -> io::Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let retry = sdk_retry(&e);
+        self.failure_with(what, sdk_error_text(e), retry)
     }
 
     /// The object's tags as a `Tagging` header value (`k=v&k2=v2`, URL-encoded), if it has any.
@@ -215,21 +230,26 @@ impl S3Object {
             return Ok(None);
         }
         let tags = self.client.get_object_tagging().bucket(&self.bucket).key(&self.key).send().await;
-        let tags = tags.map_err(|e| self.failure("GetObjectTagging", sdk_error_text(e)))?;
+        let tags = tags.map_err(|e| self.request_failure("GetObjectTagging", e))?;
         let pairs: Vec<String> =
             tags.tag_set().iter().map(|tag| format!("{}={}", url_encode(tag.key()), url_encode(tag.value()))).collect();
         Ok((!pairs.is_empty()).then(|| pairs.join("&")))
     }
 
-    /// [`failure`](Self::failure) for a request that carried `If-Match`: a 412 says the object changed.
+    /// [`request_failure`](Self::request_failure) for a request that carried `If-Match`: a 412 says the
+    /// object changed, which a retry (that reads the object anew) may get past.
     fn conditional_failure<E>(&self, what: &str, e: SdkError<E, HttpResponse>) -> io::Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         if e.code() == Some("PreconditionFailed") {
-            self.failure(what, "the object changed while it was re-encrypted (its ETag no longer matches); it was left as the other writer made it")
+            self.failure_with(
+                what,
+                "the object changed while it was re-encrypted (its ETag no longer matches); it was left as the other writer made it",
+                Retry::Later,
+            )
         } else {
-            self.failure(what, sdk_error_text(e))
+            self.request_failure(what, e)
         }
     }
 
@@ -242,7 +262,7 @@ impl S3Object {
     pub async fn pin(&self) -> Result<&Pinned> {
         let pinned = self.pinned.get_or_try_init(|| async {
             let head = self.client.head_object().bucket(&self.bucket).key(&self.key).send().await;
-            let head = head.map_err(|e| self.failure("HeadObject", sdk_error_text(e)))?;
+            let head = head.map_err(|e| self.request_failure("HeadObject", e))?;
             let len = head.content_length().and_then(|n| u64::try_from(n).ok());
             let len = len.ok_or_else(|| self.failure("HeadObject", "no content length in the response"))?;
             let carried = Carried {
@@ -276,12 +296,17 @@ impl S3Object {
         }
         let response = request.send().await.map_err(|e| {
             if e.code() == Some("PreconditionFailed") {
-                self.failure("GetObject", "the object changed while it was read (its ETag no longer matches)")
+                let changed = "the object changed while it was read (its ETag no longer matches)";
+                self.failure_with("GetObject", changed, Retry::Later)
             } else {
-                self.failure("GetObject", sdk_error_text(e))
+                self.request_failure("GetObject", e)
             }
         })?;
-        read_exactly(response.body, length).await.map_err(|e| self.failure("GetObject", e))
+        // A body cut short or broken off is the connection's fault, which a retry may not meet.
+        read_exactly(response.body, length).await.map_err(|e| {
+            let retry = if e.kind() == io::ErrorKind::InvalidData { Retry::Never } else { Retry::Later };
+            self.failure_with("GetObject", e, retry)
+        })
     }
 
     /// The whole object, read as [`reader`](Self::reader) does (on the blocking pool).
@@ -569,6 +594,41 @@ where
     text
 }
 
+/// Whether a failed S3 request may get through later, from the SDK error's kind, S3's HTTP status and its
+/// error code, never from the message text (an endpoint's words): a timeout, a request that could not be
+/// sent or an unreadable answer; throttling (`SlowDown`, 503, 429); a 5xx; a 408 `RequestTimeout`; a 409
+/// `ConditionalRequestConflict` (a conditional write raced another: restart). Not a 404, a 403, a 400.
+fn sdk_retry<E>(e: &SdkError<E, HttpResponse>) -> Retry
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    const TRANSIENT_CODES: [&str; 9] = [
+        "SlowDown",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+        "ConditionalRequestConflict",
+    ];
+    match e {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => Retry::Later,
+        SdkError::DispatchFailure(failure) if !failure.is_user() => Retry::Later,
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let code = service.err().code().unwrap_or("");
+            if status >= 500 || status == 429 || status == 408 || TRANSIENT_CODES.contains(&code) {
+                Retry::Later
+            } else {
+                Retry::Never
+            }
+        }
+        _ => Retry::Never,
+    }
+}
+
 /// Reads a response body of exactly `length` bytes, never holding more.
 async fn read_exactly(mut body: ByteStream, length: usize) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(length);
@@ -786,7 +846,7 @@ async fn upload(
         .set_tagging(tagging)
         .send()
         .await;
-    let created = created.map_err(|e| object.failure("CreateMultipartUpload", sdk_error_text(e)))?;
+    let created = created.map_err(|e| object.request_failure("CreateMultipartUpload", e))?;
     let upload_id = created.upload_id().ok_or_else(|| object.failure("CreateMultipartUpload", "no upload id"))?;
     let mut multipart = Multipart {
         object: &object,
@@ -870,7 +930,7 @@ impl Multipart<'_> {
         self.in_flight.push_back(AbortOnDrop(tokio::spawn(async move {
             let request = object.client.upload_part().bucket(&object.bucket).key(&object.key);
             let request = request.upload_id(upload_id).part_number(number).body(ByteStream::from(part));
-            let uploaded = request.send().await.map_err(|e| object.failure("UploadPart", sdk_error_text(e)))?;
+            let uploaded = request.send().await.map_err(|e| object.request_failure("UploadPart", e))?;
             Ok(CompletedPart::builder().part_number(number).set_e_tag(uploaded.e_tag().map(str::to_owned)).build())
         })));
         Ok(())
@@ -930,6 +990,43 @@ mod tests {
                 assert!(part <= 5 * GIB, "{plaintext} bytes in {frame}-byte frames: parts of {part}, over 5 GiB");
             }
         }
+    }
+
+    #[test]
+    fn s3_answers_are_retried_by_status_and_code_never_by_their_text() {
+        use aws_sdk_s3::error::ErrorMetadata;
+        use aws_sdk_s3::operation::get_object::GetObjectError;
+        use aws_sdk_s3::primitives::SdkBody;
+        let answer = |status: u16, code: &str, message: &str| {
+            let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+            let err = GetObjectError::generic(ErrorMetadata::builder().code(code).message(message).build());
+            SdkError::service_error(err, raw)
+        };
+        let cases = [
+            (503, "SlowDown", "Please reduce your request rate.", Retry::Later),
+            (500, "InternalError", "", Retry::Later),
+            (503, "", "", Retry::Later),
+            (400, "RequestTimeout", "", Retry::Later),
+            (409, "ConditionalRequestConflict", "", Retry::Later),
+            (429, "", "", Retry::Later),
+            (404, "NoSuchKey", "gone (not a timeout; SlowDown; 503)", Retry::Never),
+            (403, "AccessDenied", "throttled", Retry::Never),
+            (409, "BucketAlreadyExists", "", Retry::Never),
+            (400, "InvalidRequest", "RequestTimeout", Retry::Never),
+        ];
+        for (status, code, message, retry) in cases {
+            assert_eq!(sdk_retry(&answer(status, code, message)), retry, "{status} {code} {message}");
+        }
+        let timeout: SdkError<GetObjectError, HttpResponse> = SdkError::timeout_error("operation timeout");
+        assert_eq!(sdk_retry(&timeout), Retry::Later);
+        // What a failure says reaches its error, and the error keeps the answer's class.
+        let config = aws_sdk_s3::Config::builder().behavior_version_latest().build();
+        let object = S3Object::new(aws_sdk_s3::Client::from_conf(config), "b", "SlowDown-503-timeout");
+        let missing = Error::Io(object.request_failure("GetObject", answer(404, "NoSuchKey", "timeout")));
+        assert!(!missing.is_transient(), "{missing}");
+        let slow = Error::from_io(object.request_failure("GetObject", answer(503, "SlowDown", "")));
+        assert!(slow.is_transient(), "{slow}");
+        assert!(Error::from_io(io::Error::from(slow)).is_transient(), "lost through io::Error");
     }
 
     #[test]

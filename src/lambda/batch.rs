@@ -390,9 +390,11 @@ impl Outcome {
         Self { code: ResultCode::PermanentFailure, text: result_string(&text.to_string()) }
     }
 
-    /// A failure of the library, classified by [`retryable`].
-    fn failed(error: &Error, objects: &[&S3Object]) -> Self {
-        let code = if retryable(error, objects) { ResultCode::TemporaryFailure } else { ResultCode::PermanentFailure };
+    /// A failure of the library: `TemporaryFailure` where a retry can succeed ([`Error::is_transient`]:
+    /// throttling, a 5xx, a timeout, an object changed while it was re-encrypted in place, each as the
+    /// service's answer said, never as its text reads), `PermanentFailure` otherwise.
+    fn failed(error: &Error) -> Self {
+        let code = if error.is_transient() { ResultCode::TemporaryFailure } else { ResultCode::PermanentFailure };
         Self { code, text: result_string(&error.to_string()) }
     }
 }
@@ -410,42 +412,6 @@ fn result_string(text: &str) -> String {
         line.push_str("...");
     }
     line
-}
-
-/// Whether a retry of the task can succeed: throttling (KMS `ThrottlingException` and kin, S3 `SlowDown`),
-/// a 503 or a KMS that is temporarily unavailable, a timeout, or an object that changed while it was
-/// re-encrypted in place (the retry repeats the authenticated skip check).
-///
-/// The library reports service failures as text (escaped, with the service's error code in it), so this
-/// reads the text, after removing the task's objects' names (`s3://bucket/key`, as the text shows them):
-/// an object named `SlowDown` must not make its own failures retryable.
-fn retryable(error: &Error, objects: &[&S3Object]) -> bool {
-    const MARKERS: [&str; 12] = [
-        "throttled by kms",
-        "throttlingexception",
-        "slowdown",
-        "slow down",
-        "service unavailable",
-        "serviceunavailable",
-        // S3's answer without a body (a HEAD's): the status is all there is.
-        "(http 503",
-        "kms is temporarily unavailable",
-        "timed out",
-        "timeout",
-        "requesttimeout",
-        "its etag no longer matches",
-    ];
-    match error {
-        Error::Io(_) | Error::Keyring(_) | Error::NoDataKeyDecrypted { .. } => {}
-        // A message's own faults (malformed, tampered, a context or policy mismatch) stay what they are.
-        _ => return false,
-    }
-    let mut text = error.to_string();
-    for object in objects {
-        text = text.replace(&url(object), "");
-    }
-    let text = text.to_ascii_lowercase();
-    MARKERS.iter().any(|marker| text.contains(marker))
 }
 
 /// `s3Key` as S3 Batch Operations sends it, decoded: `+` is a space, `%XX` a byte, and the bytes UTF-8.
@@ -692,7 +658,7 @@ impl Inner {
         };
         match done {
             Ok(text) => Outcome::succeeded(text),
-            Err(error) => Outcome::failed(&error, &[&source, &destination]),
+            Err(error) => Outcome::failed(&error),
         }
     }
 
@@ -826,41 +792,5 @@ mod tests {
         let text = result_string(&format!("bad\nline\x1b[2J\u{202e}{}", "é".repeat(2000)));
         assert!(!text.chars().any(|c| c.is_control() || c == '\u{202e}'), "{text:?}");
         assert!(text.len() <= MAX_RESULT_STRING && text.ends_with("..."), "{}", text.len());
-    }
-
-    #[test]
-    fn only_throttling_timeouts_and_changed_objects_are_retried() {
-        let io = |text: &str| Error::Io(std::io::Error::other(text.to_owned()));
-        let retried = [
-            Error::Keyring(
-                "AWS KMS GenerateDataKey with key k: throttled by KMS, and the SDK's retries did not get through"
-                    .into(),
-            ),
-            io("S3 GetObject s3://b/k: service error: SlowDown: Please reduce your request rate"),
-            io("S3 HeadObject s3://b/k: unhandled error (ServiceUnavailable)"),
-            io("S3 HeadObject s3://b/k: no error code (HTTP 503; request id 4442587FB7D0A2F9)"),
-            io("S3 GetObject s3://b/k: dispatch failure: timeout"),
-            io(
-                "S3 PutObject s3://b/k: the object changed while it was re-encrypted (its ETag no longer matches); it was left",
-            ),
-        ];
-        let config = aws_sdk_s3::Config::builder().behavior_version_latest().build();
-        let client = aws_sdk_s3::Client::from_conf(config);
-        let (plain, named) =
-            (S3Object::new(client.clone(), "b", "k"), S3Object::new(client, "b", "SlowDown-503-timeout"));
-        for error in &retried {
-            assert!(retryable(error, &[&plain]), "{error}");
-        }
-        let permanent = [
-            Error::HeaderAuthentication,
-            Error::malformed(0, "not a message"),
-            io("S3 HeadObject s3://b/k: service error: NotFound"),
-        ];
-        for error in &permanent {
-            assert!(!retryable(error, &[&plain]), "{error}");
-        }
-        // The task's own names never make a failure retryable.
-        let error = io("S3 HeadObject s3://b/SlowDown-503-timeout: service error: NotFound");
-        assert!(!retryable(&error, &[&named]), "{error}");
     }
 }

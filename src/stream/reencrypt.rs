@@ -382,8 +382,9 @@ pub enum Rotation {
 ///
 /// # Errors
 ///
-/// The header cannot be read (not a message, a limit, I/O); a key that fails to unwrap is not an error but
-/// [`Rotation::Needed`].
+/// The header cannot be read (not a message, a limit, I/O); a key service failure that a retry may cure
+/// ([`Error::is_transient`]: KMS throttled, timed out, unavailable), since then the answer is unknown. A
+/// key that fails to unwrap for good is not an error but [`Rotation::Needed`].
 pub fn rotation_status<R: Read>(
     target_keyring: &dyn Keyring,
     target_keys: &TargetKeys,
@@ -400,8 +401,12 @@ pub fn rotation_status<R: Read>(
     if keys != target_keys.keys {
         return Ok(Rotation::Needed("its data keys are not exactly the new keys'"));
     }
-    let Ok(opened) = block_on(open_header(target_keyring, &options.source, &header)) else {
-        return Ok(Rotation::Needed("the new keys do not open it"));
+    let opened = match block_on(open_header(target_keyring, &options.source, &header)) {
+        Ok(opened) => opened,
+        // KMS throttled or timed out: the answer is unknown, not "needed" (which would send an object that
+        // is done to the source keys, which no longer open it).
+        Err(error) if error.is_transient() => return Err(error),
+        Err(_) => return Ok(Rotation::Needed("the new keys do not open it")),
     };
     let target = target_options(options, &header, &opened.context)?;
     let kept: EncryptionContext = opened.context.iter().filter(|(key, _)| !key.starts_with(RESERVED_PREFIX)).collect();
@@ -417,8 +422,10 @@ pub fn rotation_status<R: Read>(
     if verify_all_keys {
         for edk in header.encrypted_data_keys() {
             let one = std::slice::from_ref(edk);
-            if block_on(open_header_with(target_keyring, &options.source, &header, one)).is_err() {
-                return Ok(Rotation::Needed("one of its data keys does not unwrap with the new keys"));
+            match block_on(open_header_with(target_keyring, &options.source, &header, one)) {
+                Ok(_) => {}
+                Err(error) if error.is_transient() => return Err(error),
+                Err(_) => return Ok(Rotation::Needed("one of its data keys does not unwrap with the new keys")),
             }
         }
     }
