@@ -34,6 +34,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -155,6 +156,8 @@ pub struct S3Object {
     client: aws_sdk_s3::Client,
     bucket: String,
     key: String,
+    /// The version read, if one was named; `None`: the current one.
+    version: Option<String>,
     pinned: Arc<OnceCell<Pinned>>,
 }
 
@@ -178,7 +181,35 @@ pub fn parse_url(url: &str) -> Option<(&str, &str)> {
 impl S3Object {
     /// The object `key` in `bucket`. Nothing is requested until the first read or upload.
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, key: impl Into<String>) -> Self {
-        Self { client, bucket: bucket.into(), key: key.into(), pinned: Arc::default() }
+        Self { client, bucket: bucket.into(), key: key.into(), version: None, pinned: Arc::default() }
+    }
+
+    /// The version `version_id` of the object, as a source: its reads (`HeadObject`, `GetObject`,
+    /// `GetObjectTagging`) name that version. Uploads still write the object's new current version;
+    /// re-encrypting in place replaces it only while the current version has this version's ETag, and
+    /// [`is_current_version`](Self::is_current_version) tells whether it still is the current one.
+    pub fn with_version(mut self, version_id: impl Into<String>) -> Self {
+        self.version = Some(version_id.into());
+        self.pinned = Arc::default();
+        self
+    }
+
+    /// The version named by [`with_version`](Self::with_version), if any.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// Whether the version this object names is the object's current version (one `HeadObject` without a
+    /// version id); true when it names none.
+    ///
+    /// # Errors
+    ///
+    /// The request fails (no current version, no access).
+    pub async fn is_current_version(&self) -> Result<bool> {
+        let Some(version) = &self.version else { return Ok(true) };
+        let head = self.client.head_object().bucket(&self.bucket).key(&self.key).send().await;
+        let head = head.map_err(|e| self.request_failure("HeadObject", e))?;
+        Ok(head.version_id() == Some(version.as_str()))
     }
 
     /// The object named by `s3://bucket/key`.
@@ -229,7 +260,8 @@ impl S3Object {
         if !carried.has_tags {
             return Ok(None);
         }
-        let tags = self.client.get_object_tagging().bucket(&self.bucket).key(&self.key).send().await;
+        let tags = self.client.get_object_tagging().bucket(&self.bucket).key(&self.key);
+        let tags = tags.set_version_id(self.version.clone()).send().await;
         let tags = tags.map_err(|e| self.request_failure("GetObjectTagging", e))?;
         let pairs: Vec<String> =
             tags.tag_set().iter().map(|tag| format!("{}={}", url_encode(tag.key()), url_encode(tag.value()))).collect();
@@ -261,7 +293,8 @@ impl S3Object {
     /// The request fails (no such object, no access).
     pub async fn pin(&self) -> Result<&Pinned> {
         let pinned = self.pinned.get_or_try_init(|| async {
-            let head = self.client.head_object().bucket(&self.bucket).key(&self.key).send().await;
+            let head = self.client.head_object().bucket(&self.bucket).key(&self.key);
+            let head = head.set_version_id(self.version.clone()).send().await;
             let head = head.map_err(|e| self.request_failure("HeadObject", e))?;
             let len = head.content_length().and_then(|n| u64::try_from(n).ok());
             let len = len.ok_or_else(|| self.failure("HeadObject", "no content length in the response"))?;
@@ -289,8 +322,8 @@ impl S3Object {
         let Some(end) = end else {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a read past the end of the S3 object"));
         };
-        let mut request =
-            self.client.get_object().bucket(&self.bucket).key(&self.key).range(format!("bytes={offset}-{}", end - 1));
+        let request = self.client.get_object().bucket(&self.bucket).key(&self.key);
+        let mut request = request.set_version_id(self.version.clone()).range(format!("bytes={offset}-{}", end - 1));
         if let Some(etag) = &pinned.etag {
             request = request.if_match(etag);
         }
@@ -333,8 +366,16 @@ impl S3Object {
     /// [`TransferOptions::concurrency`] in flight, run on `handle` and returned in order. Read it on a
     /// thread that is not one of the runtime's executors (the blocking pool, or a thread of your own).
     pub fn reader(&self, handle: Handle, transfer: &TransferOptions) -> ObjectReader {
+        self.range_reader(handle, transfer, 0..u64::MAX)
+    }
+
+    /// [`reader`](Self::reader) of the object's bytes in `range` only (its end cut at the object's end):
+    /// the first GETs are sent at once, so a caller that may not need the rest reads the start with one
+    /// reader and makes the next only when it needs it.
+    pub fn range_reader(&self, handle: Handle, transfer: &TransferOptions, range: Range<u64>) -> ObjectReader {
         let (to_reader, from_producer) = mpsc::channel(1);
-        let producer = handle.spawn(produce(self.clone(), to_reader, transfer.chunk_size, transfer.concurrency));
+        let chunks = (transfer.chunk_size, transfer.concurrency);
+        let producer = handle.spawn(produce(self.clone(), to_reader, chunks, range));
         ObjectReader { from_producer, current: Vec::new(), at: 0, _producer: AbortOnDrop(producer) }
     }
 
@@ -708,18 +749,23 @@ impl Read for ObjectReader {
     }
 }
 
-/// Fetches the pinned object in chunks, `concurrency` GETs in flight, and sends them in order; stops at
-/// the first error (sent on) or when the reader is gone.
-async fn produce(object: S3Object, to_reader: mpsc::Sender<io::Result<Vec<u8>>>, chunk: usize, concurrency: usize) {
+/// Fetches `range` of the pinned object in chunks, `concurrency` GETs in flight, and sends them in order;
+/// stops at the first error (sent on) or when the reader is gone.
+async fn produce(
+    object: S3Object,
+    to_reader: mpsc::Sender<io::Result<Vec<u8>>>,
+    (chunk, concurrency): (usize, usize),
+    range: Range<u64>,
+) {
     let len = match object.pin().await {
-        Ok(pinned) => pinned.len,
+        Ok(pinned) => pinned.len.min(range.end),
         Err(e) => {
             let _ = to_reader.send(Err(e.into())).await;
             return;
         }
     };
     let mut in_flight = VecDeque::with_capacity(concurrency);
-    let mut next = 0u64;
+    let mut next = range.start;
     loop {
         while in_flight.len() < concurrency && next < len {
             let length = chunk.min(usize::try_from(len - next).unwrap_or(usize::MAX));
@@ -856,13 +902,35 @@ async fn upload(
         done: Vec::new(),
         bytes: 0,
     };
-    let result = multipart.run(first, &mut from_writer, concurrency, &cancelled).await;
+    // A cancelled upload stops at once, even with a part in flight or the writer silent (a deadline).
+    let result = {
+        let mut run = std::pin::pin!(multipart.run(first, &mut from_writer, concurrency, &cancelled));
+        let mut stop = std::pin::pin!(until_cancelled(&cancelled));
+        std::future::poll_fn(|cx| match run.as_mut().poll(cx) {
+            std::task::Poll::Ready(result) => std::task::Poll::Ready(result),
+            std::task::Poll::Pending => {
+                stop.as_mut().poll(cx).map(|()| Err(Error::Io(io::Error::other("the S3 upload was cancelled"))))
+            }
+        })
+        .await
+    };
     if result.is_err() {
         // The writer may still be blocked on a send: let it fail rather than wait.
         drop(from_writer);
         multipart.abort().await;
     }
     result
+}
+
+/// How often an upload looks at its cancellation flag while it waits.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Resolves once `cancelled` is set. It is polled: whoever sets it (a signal handler, a deadline) need
+/// not know the task to wake.
+async fn until_cancelled(cancelled: &AtomicBool) {
+    while !cancelled.load(Ordering::SeqCst) {
+        tokio::time::sleep(CANCEL_POLL).await;
+    }
 }
 
 struct Multipart<'a> {
