@@ -436,6 +436,14 @@ fn throttling_is_a_temporary_failure_and_the_retry_succeeds() {
     let result = env.run(&function, job()).results.remove(0);
     assert_eq!(result.result_code, ResultCode::TemporaryFailure, "S3 SlowDown: {result:?}");
 
+    // The object's HEAD goes through, its reads are throttled: the class survives the reading pipeline.
+    proxy.set_policy(move |request| match (request.header("x-amz-target"), request.method.as_str()) {
+        (None, "GET") => Verdict::Answer(fake_http::response(503, &[("content-type", "application/xml")], slow_down)),
+        _ => Verdict::Forward,
+    });
+    let result = env.run(&function, job()).results.remove(0);
+    assert_eq!(result.result_code, ResultCode::TemporaryFailure, "S3 SlowDown on a read: {result:?}");
+
     let throttled = br#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
     proxy.set_policy(move |request| match request.header("x-amz-target") {
         Some(target) if target.ends_with(".Decrypt") => {
