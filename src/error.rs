@@ -90,11 +90,14 @@ pub enum Error {
     NoDataKeyDecrypted {
         /// One line per keyring or EDK that was tried.
         reasons: Vec<String>,
+        /// [`Retry::Later`] if an attempt failed for a reason that may pass (KMS throttled, timed out or
+        /// was unavailable): then a later try may unwrap the data key after all.
+        retry: Retry,
     },
 
     /// A keyring failed on encrypt, or failed in a way that is not a mere "not my key" on decrypt.
     #[error("keyring error: {}", Escaped(.0))]
-    Keyring(String),
+    Keyring(Reason),
 
     /// A raw RSA keyring was asked to encrypt with PKCS #1 v1.5 (`RsaPadding::Pkcs1V15`), which is
     /// decrypt-only: kept to read old messages, refused for new ones, which must use OAEP.
@@ -159,10 +162,97 @@ pub enum Error {
         bytes: u64,
     },
 
-    /// Reading the input or writing the output failed.
+    /// Reading the input or writing the output failed. A failed request to a service (S3) carries a
+    /// [`Reason`] inside the [`io::Error`], which says whether a retry may succeed ([`Error::retry`]).
     #[error("I/O error: {}", Escaped(&.0.to_string()))]
     Io(#[from] io::Error),
 }
+
+/// Whether work that failed may succeed if it is simply tried again later, unchanged.
+///
+/// Only a service's own answer, classified where the SDK's error is converted (its type, HTTP status
+/// and error code, never its message text), makes a failure [`Later`](Retry::Later): anything a message
+/// or an endpoint's free text says cannot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Retry {
+    /// Trying again changes nothing until someone changes the input, the configuration or the rights.
+    #[default]
+    Never,
+    /// Trying again later may succeed: the service throttled (KMS `ThrottlingException`, S3 `SlowDown`),
+    /// failed on its side (a 5xx), the request timed out or could not be sent, or an object changed while
+    /// it was read or replaced (S3 412 `PreconditionFailed` on a conditional request, 409
+    /// `ConditionalRequestConflict`).
+    Later,
+}
+
+impl Retry {
+    /// `Later` if either is.
+    pub fn or(self, other: Retry) -> Retry {
+        if self == Retry::Later { self } else { other }
+    }
+}
+
+/// A failure's one-line reason and whether a retry may cure it: what [`Error::Keyring`] holds, and what
+/// an [`Error::Io`] from a service request carries inside its [`io::Error`]. It displays as its text
+/// alone (the error types escape it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reason {
+    text: String,
+    retry: Retry,
+}
+
+impl Reason {
+    /// `text`, and whether a retry may cure what it describes.
+    pub fn new(text: impl Into<String>, retry: Retry) -> Self {
+        Self { text: text.into(), retry }
+    }
+
+    /// Whether a retry may cure it.
+    pub fn retry(&self) -> Retry {
+        self.retry
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// An [`io::Error`] that displays as this reason and keeps it for [`Error::retry`].
+    /// (Of kind `Other` either way: `Interrupted` would make `Read::read_exact` retry in a loop.)
+    pub fn into_io(self) -> io::Error {
+        io::Error::other(self)
+    }
+}
+
+/// A reason that no retry cures (the kind most keyring failures are).
+impl From<String> for Reason {
+    fn from(text: String) -> Self {
+        Self::new(text, Retry::Never)
+    }
+}
+
+/// A reason that no retry cures.
+impl From<&str> for Reason {
+    fn from(text: &str) -> Self {
+        Self::new(text, Retry::Never)
+    }
+}
+
+impl std::ops::Deref for Reason {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Reason {}
 
 struct Reasons<'a>(&'a [String]);
 
@@ -192,6 +282,44 @@ impl Error {
             }
         }
         Error::Io(err)
+    }
+
+    /// Whether the work that failed may succeed if tried again later, unchanged: [`Retry::Later`] only
+    /// where a service said so ([`Reason`], [`Error::NoDataKeyDecrypted`]'s `retry`); a message's own
+    /// faults, a configuration, a limit are [`Retry::Never`].
+    pub fn retry(&self) -> Retry {
+        match self {
+            Error::Keyring(reason) => reason.retry(),
+            Error::NoDataKeyDecrypted { retry, .. } => *retry,
+            Error::Io(io) => {
+                io.get_ref().and_then(|inner| inner.downcast_ref::<Reason>()).map_or(Retry::Never, Reason::retry)
+            }
+            Error::Malformed { .. }
+            | Error::Truncated { .. }
+            | Error::TrailingData { .. }
+            | Error::LimitExceeded { .. }
+            | Error::UnsupportedSuite(_)
+            | Error::CommitmentPolicy(_)
+            | Error::CommitmentMismatch
+            | Error::HeaderAuthentication
+            | Error::FrameAuthentication { .. }
+            | Error::SignatureVerification
+            | Error::SignedMessageRefused(_)
+            | Error::DecryptOnlyRsaPadding
+            | Error::EncryptionContext(_)
+            | Error::ContextMismatch { .. }
+            | Error::RangeRefused(_)
+            | Error::RangeOutOfBounds { .. }
+            | Error::Bundle(_)
+            | Error::UnsafeDestination { .. }
+            | Error::Config(_)
+            | Error::OutOfMemory { .. } => Retry::Never,
+        }
+    }
+
+    /// Whether [`retry`](Self::retry) is [`Retry::Later`].
+    pub fn is_transient(&self) -> bool {
+        self.retry() == Retry::Later
     }
 
     pub(crate) fn malformed(offset: u64, what: impl Into<String>) -> Self {

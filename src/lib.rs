@@ -83,7 +83,11 @@ pub use crypto::rsa::RsaPadding;
 #[doc(inline)]
 pub use error::Error;
 #[doc(inline)]
+pub use error::Reason;
+#[doc(inline)]
 pub use error::Result;
+#[doc(inline)]
+pub use error::Retry;
 #[doc(inline)]
 pub use format::context::EncryptionContext;
 #[doc(inline)]
@@ -181,6 +185,8 @@ pub use stream::SeekSource;
 #[doc(inline)]
 pub use stream::SeekableDecryptor;
 #[doc(inline)]
+pub use stream::SkipCheck;
+#[doc(inline)]
 pub use stream::TargetKeys;
 #[doc(inline)]
 pub use stream::decrypt;
@@ -203,6 +209,8 @@ pub use stream::reencrypt;
 pub use stream::reencrypt_path;
 #[doc(inline)]
 pub use stream::rotation_status;
+#[doc(inline)]
+pub use stream::rotation_status_with;
 /// The AES-GCM implementation this build seals frames with: `"aes-gcm (RustCrypto)"`, `"aws-lc-rs"` (with
 /// feature `aws-lc`, which `kms` and `rsa` turn on) or `"aws-lc-rs (FIPS)"` (feature `fips`); for version
 /// strings and benchmark reports.

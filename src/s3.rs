@@ -34,6 +34,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,7 +48,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{OnceCell, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result, Retry};
 use crate::escape::Escaped;
 use crate::format::header::Header;
 use crate::keyring::Keyring;
@@ -155,6 +156,8 @@ pub struct S3Object {
     client: aws_sdk_s3::Client,
     bucket: String,
     key: String,
+    /// The version read, if one was named; `None`: the current one.
+    version: Option<String>,
     pinned: Arc<OnceCell<Pinned>>,
 }
 
@@ -257,7 +260,35 @@ impl Listing {
 impl S3Object {
     /// The object `key` in `bucket`. Nothing is requested until the first read or upload.
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, key: impl Into<String>) -> Self {
-        Self { client, bucket: bucket.into(), key: key.into(), pinned: Arc::default() }
+        Self { client, bucket: bucket.into(), key: key.into(), version: None, pinned: Arc::default() }
+    }
+
+    /// The version `version_id` of the object, as a source: its reads (`HeadObject`, `GetObject`,
+    /// `GetObjectTagging`) name that version. Uploads still write the object's new current version;
+    /// re-encrypting in place replaces it only while the current version has this version's ETag, and
+    /// [`is_current_version`](Self::is_current_version) tells whether it still is the current one.
+    pub fn with_version(mut self, version_id: impl Into<String>) -> Self {
+        self.version = Some(version_id.into());
+        self.pinned = Arc::default();
+        self
+    }
+
+    /// The version named by [`with_version`](Self::with_version), if any.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// Whether the version this object names is the object's current version (one `HeadObject` without a
+    /// version id); true when it names none.
+    ///
+    /// # Errors
+    ///
+    /// The request fails (no current version, no access).
+    pub async fn is_current_version(&self) -> Result<bool> {
+        let Some(version) = &self.version else { return Ok(true) };
+        let head = self.client.head_object().bucket(&self.bucket).key(&self.key).send().await;
+        let head = head.map_err(|e| self.request_failure("HeadObject", e))?;
+        Ok(head.version_id() == Some(version.as_str()))
     }
 
     /// The object named by `s3://bucket/key`.
@@ -281,11 +312,26 @@ impl S3Object {
         &self.key
     }
 
-    /// The one place S3's answers become error text: the service's message (an endpoint's, so a hostile
-    /// server's) is escaped like the names, so that a library user who logs the error logs no control bytes.
+    /// A failure no retry cures (see [`failure_with`](Self::failure_with)).
     fn failure(&self, what: &str, err: impl std::fmt::Display) -> io::Error {
+        self.failure_with(what, err, Retry::Never)
+    }
+
+    /// The one place S3's answers become errors: the service's message (an endpoint's, so a hostile
+    /// server's) is escaped like the names, so that a library user who logs the error logs no control
+    /// bytes; whether a retry may help is `retry`, decided from the answer's kind, never from this text.
+    fn failure_with(&self, what: &str, err: impl std::fmt::Display, retry: Retry) -> io::Error {
         let (bucket, key, err) = (Escaped(&self.bucket), Escaped(&self.key), err.to_string());
-        io::Error::other(format!("S3 {what} s3://{bucket}/{key}: {}", Escaped(&err)))
+        Reason::new(format!("S3 {what} s3://{bucket}/{key}: {}", Escaped(&err)), retry).into_io()
+    }
+
+    /// The failure of a request, classified by [`sdk_retry`].
+    fn request_failure<E>(&self, what: &str, e: SdkError<E, HttpResponse>) -> io::Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let retry = sdk_retry(&e);
+        self.failure_with(what, sdk_error_text(e), retry)
     }
 
     /// The object's tags as a `Tagging` header value (`k=v&k2=v2`, URL-encoded), if it has any.
@@ -293,22 +339,28 @@ impl S3Object {
         if !carried.has_tags {
             return Ok(None);
         }
-        let tags = self.client.get_object_tagging().bucket(&self.bucket).key(&self.key).send().await;
-        let tags = tags.map_err(|e| self.failure("GetObjectTagging", sdk_error_text(e)))?;
+        let tags = self.client.get_object_tagging().bucket(&self.bucket).key(&self.key);
+        let tags = tags.set_version_id(self.version.clone()).send().await;
+        let tags = tags.map_err(|e| self.request_failure("GetObjectTagging", e))?;
         let pairs: Vec<String> =
             tags.tag_set().iter().map(|tag| format!("{}={}", url_encode(tag.key()), url_encode(tag.value()))).collect();
         Ok((!pairs.is_empty()).then(|| pairs.join("&")))
     }
 
-    /// [`failure`](Self::failure) for a request that carried `If-Match`: a 412 says the object changed.
+    /// [`request_failure`](Self::request_failure) for a request that carried `If-Match`: a 412 says the
+    /// object changed, which a retry (that reads the object anew) may get past.
     fn conditional_failure<E>(&self, what: &str, e: SdkError<E, HttpResponse>) -> io::Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         if e.code() == Some("PreconditionFailed") {
-            self.failure(what, "the object changed while it was re-encrypted (its ETag no longer matches); it was left as the other writer made it")
+            self.failure_with(
+                what,
+                "the object changed while it was re-encrypted (its ETag no longer matches); it was left as the other writer made it",
+                Retry::Later,
+            )
         } else {
-            self.failure(what, sdk_error_text(e))
+            self.request_failure(what, e)
         }
     }
 
@@ -320,8 +372,9 @@ impl S3Object {
     /// The request fails (no such object, no access).
     pub async fn pin(&self) -> Result<&Pinned> {
         let pinned = self.pinned.get_or_try_init(|| async {
-            let head = self.client.head_object().bucket(&self.bucket).key(&self.key).send().await;
-            let head = head.map_err(|e| self.failure("HeadObject", sdk_error_text(e)))?;
+            let head = self.client.head_object().bucket(&self.bucket).key(&self.key);
+            let head = head.set_version_id(self.version.clone()).send().await;
+            let head = head.map_err(|e| self.request_failure("HeadObject", e))?;
             let len = head.content_length().and_then(|n| u64::try_from(n).ok());
             let len = len.ok_or_else(|| self.failure("HeadObject", "no content length in the response"))?;
             let carried = Carried {
@@ -348,19 +401,24 @@ impl S3Object {
         let Some(end) = end else {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a read past the end of the S3 object"));
         };
-        let mut request =
-            self.client.get_object().bucket(&self.bucket).key(&self.key).range(format!("bytes={offset}-{}", end - 1));
+        let request = self.client.get_object().bucket(&self.bucket).key(&self.key);
+        let mut request = request.set_version_id(self.version.clone()).range(format!("bytes={offset}-{}", end - 1));
         if let Some(etag) = &pinned.etag {
             request = request.if_match(etag);
         }
         let response = request.send().await.map_err(|e| {
             if e.code() == Some("PreconditionFailed") {
-                self.failure("GetObject", "the object changed while it was read (its ETag no longer matches)")
+                let changed = "the object changed while it was read (its ETag no longer matches)";
+                self.failure_with("GetObject", changed, Retry::Later)
             } else {
-                self.failure("GetObject", sdk_error_text(e))
+                self.request_failure("GetObject", e)
             }
         })?;
-        read_exactly(response.body, length).await.map_err(|e| self.failure("GetObject", e))
+        // A body cut short or broken off is the connection's fault, which a retry may not meet.
+        read_exactly(response.body, length).await.map_err(|e| {
+            let retry = if e.kind() == io::ErrorKind::InvalidData { Retry::Never } else { Retry::Later };
+            self.failure_with("GetObject", e, retry)
+        })
     }
 
     /// The whole object, read as [`reader`](Self::reader) does (on the blocking pool).
@@ -387,8 +445,16 @@ impl S3Object {
     /// [`TransferOptions::concurrency`] in flight, run on `handle` and returned in order. Read it on a
     /// thread that is not one of the runtime's executors (the blocking pool, or a thread of your own).
     pub fn reader(&self, handle: Handle, transfer: &TransferOptions) -> ObjectReader {
+        self.range_reader(handle, transfer, 0..u64::MAX)
+    }
+
+    /// [`reader`](Self::reader) of the object's bytes in `range` only (its end cut at the object's end):
+    /// the first GETs are sent at once, so a caller that may not need the rest reads the start with one
+    /// reader and makes the next only when it needs it.
+    pub fn range_reader(&self, handle: Handle, transfer: &TransferOptions, range: Range<u64>) -> ObjectReader {
         let (to_reader, from_producer) = mpsc::channel(1);
-        let producer = handle.spawn(produce(self.clone(), to_reader, transfer.chunk_size, transfer.concurrency));
+        let chunks = (transfer.chunk_size, transfer.concurrency);
+        let producer = handle.spawn(produce(self.clone(), to_reader, chunks, range));
         ObjectReader { from_producer, current: Vec::new(), at: 0, _producer: AbortOnDrop(producer) }
     }
 
@@ -648,6 +714,41 @@ where
     text
 }
 
+/// Whether a failed S3 request may get through later, from the SDK error's kind, S3's HTTP status and its
+/// error code, never from the message text (an endpoint's words): a timeout, a request that could not be
+/// sent or an unreadable answer; throttling (`SlowDown`, 503, 429); a 5xx; a 408 `RequestTimeout`; a 409
+/// `ConditionalRequestConflict` (a conditional write raced another: restart). Not a 404, a 403, a 400.
+fn sdk_retry<E>(e: &SdkError<E, HttpResponse>) -> Retry
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    const TRANSIENT_CODES: [&str; 9] = [
+        "SlowDown",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+        "ConditionalRequestConflict",
+    ];
+    match e {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => Retry::Later,
+        SdkError::DispatchFailure(failure) if !failure.is_user() => Retry::Later,
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let code = service.err().code().unwrap_or("");
+            if status >= 500 || status == 429 || status == 408 || TRANSIENT_CODES.contains(&code) {
+                Retry::Later
+            } else {
+                Retry::Never
+            }
+        }
+        _ => Retry::Never,
+    }
+}
+
 /// Reads a response body of exactly `length` bytes, never holding more.
 async fn read_exactly(mut body: ByteStream, length: usize) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(length);
@@ -727,18 +828,23 @@ impl Read for ObjectReader {
     }
 }
 
-/// Fetches the pinned object in chunks, `concurrency` GETs in flight, and sends them in order; stops at
-/// the first error (sent on) or when the reader is gone.
-async fn produce(object: S3Object, to_reader: mpsc::Sender<io::Result<Vec<u8>>>, chunk: usize, concurrency: usize) {
+/// Fetches `range` of the pinned object in chunks, `concurrency` GETs in flight, and sends them in order;
+/// stops at the first error (sent on) or when the reader is gone.
+async fn produce(
+    object: S3Object,
+    to_reader: mpsc::Sender<io::Result<Vec<u8>>>,
+    (chunk, concurrency): (usize, usize),
+    range: Range<u64>,
+) {
     let len = match object.pin().await {
-        Ok(pinned) => pinned.len,
+        Ok(pinned) => pinned.len.min(range.end),
         Err(e) => {
             let _ = to_reader.send(Err(e.into())).await;
             return;
         }
     };
     let mut in_flight = VecDeque::with_capacity(concurrency);
-    let mut next = 0u64;
+    let mut next = range.start;
     loop {
         while in_flight.len() < concurrency && next < len {
             let length = chunk.min(usize::try_from(len - next).unwrap_or(usize::MAX));
@@ -891,7 +997,7 @@ async fn upload(
         .set_tagging(tagging)
         .send()
         .await;
-    let created = created.map_err(|e| object.failure("CreateMultipartUpload", sdk_error_text(e)))?;
+    let created = created.map_err(|e| object.request_failure("CreateMultipartUpload", e))?;
     let upload_id = created.upload_id().ok_or_else(|| object.failure("CreateMultipartUpload", "no upload id"))?;
     let mut multipart = Multipart {
         object: &object,
@@ -901,13 +1007,35 @@ async fn upload(
         done: Vec::new(),
         bytes: 0,
     };
-    let result = multipart.run(first, &mut from_writer, concurrency, &cancelled).await;
+    // A cancelled upload stops at once, even with a part in flight or the writer silent (a deadline).
+    let result = {
+        let mut run = std::pin::pin!(multipart.run(first, &mut from_writer, concurrency, &cancelled));
+        let mut stop = std::pin::pin!(until_cancelled(&cancelled));
+        std::future::poll_fn(|cx| match run.as_mut().poll(cx) {
+            std::task::Poll::Ready(result) => std::task::Poll::Ready(result),
+            std::task::Poll::Pending => {
+                stop.as_mut().poll(cx).map(|()| Err(Error::Io(io::Error::other("the S3 upload was cancelled"))))
+            }
+        })
+        .await
+    };
     if result.is_err() {
         // The writer may still be blocked on a send: let it fail rather than wait.
         drop(from_writer);
         multipart.abort().await;
     }
     result
+}
+
+/// How often an upload looks at its cancellation flag while it waits.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Resolves once `cancelled` is set. It is polled: whoever sets it (a signal handler, a deadline) need
+/// not know the task to wake.
+async fn until_cancelled(cancelled: &AtomicBool) {
+    while !cancelled.load(Ordering::SeqCst) {
+        tokio::time::sleep(CANCEL_POLL).await;
+    }
 }
 
 struct Multipart<'a> {
@@ -975,7 +1103,7 @@ impl Multipart<'_> {
         self.in_flight.push_back(AbortOnDrop(tokio::spawn(async move {
             let request = object.client.upload_part().bucket(&object.bucket).key(&object.key);
             let request = request.upload_id(upload_id).part_number(number).body(ByteStream::from(part));
-            let uploaded = request.send().await.map_err(|e| object.failure("UploadPart", sdk_error_text(e)))?;
+            let uploaded = request.send().await.map_err(|e| object.request_failure("UploadPart", e))?;
             Ok(CompletedPart::builder().part_number(number).set_e_tag(uploaded.e_tag().map(str::to_owned)).build())
         })));
         Ok(())
@@ -1052,6 +1180,43 @@ mod tests {
         for malformed in ["%", "%4", "%+1", "%zz", "%FF", "a%C3"] {
             assert!(decode_key(malformed).is_err(), "{malformed}");
         }
+    }
+
+    #[test]
+    fn s3_answers_are_retried_by_status_and_code_never_by_their_text() {
+        use aws_sdk_s3::error::ErrorMetadata;
+        use aws_sdk_s3::operation::get_object::GetObjectError;
+        use aws_sdk_s3::primitives::SdkBody;
+        let answer = |status: u16, code: &str, message: &str| {
+            let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+            let err = GetObjectError::generic(ErrorMetadata::builder().code(code).message(message).build());
+            SdkError::service_error(err, raw)
+        };
+        let cases = [
+            (503, "SlowDown", "Please reduce your request rate.", Retry::Later),
+            (500, "InternalError", "", Retry::Later),
+            (503, "", "", Retry::Later),
+            (400, "RequestTimeout", "", Retry::Later),
+            (409, "ConditionalRequestConflict", "", Retry::Later),
+            (429, "", "", Retry::Later),
+            (404, "NoSuchKey", "gone (not a timeout; SlowDown; 503)", Retry::Never),
+            (403, "AccessDenied", "throttled", Retry::Never),
+            (409, "BucketAlreadyExists", "", Retry::Never),
+            (400, "InvalidRequest", "RequestTimeout", Retry::Never),
+        ];
+        for (status, code, message, retry) in cases {
+            assert_eq!(sdk_retry(&answer(status, code, message)), retry, "{status} {code} {message}");
+        }
+        let timeout: SdkError<GetObjectError, HttpResponse> = SdkError::timeout_error("operation timeout");
+        assert_eq!(sdk_retry(&timeout), Retry::Later);
+        // What a failure says reaches its error, and the error keeps the answer's class.
+        let config = aws_sdk_s3::Config::builder().behavior_version_latest().build();
+        let object = S3Object::new(aws_sdk_s3::Client::from_conf(config), "b", "SlowDown-503-timeout");
+        let missing = Error::Io(object.request_failure("GetObject", answer(404, "NoSuchKey", "timeout")));
+        assert!(!missing.is_transient(), "{missing}");
+        let slow = Error::from_io(object.request_failure("GetObject", answer(503, "SlowDown", "")));
+        assert!(slow.is_transient(), "{slow}");
+        assert!(Error::from_io(io::Error::from(slow)).is_transient(), "lost through io::Error");
     }
 
     #[test]

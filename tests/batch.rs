@@ -100,8 +100,8 @@ impl Env {
         aws_sdk_s3::Client::from_conf(config)
     }
 
-    fn config(&self) -> BatchConfig {
-        let text = json!({
+    fn config_json(&self) -> serde_json::Value {
+        json!({
             "default_profile": "rotate",
             "profiles": {
                 "rotate": {
@@ -131,15 +131,24 @@ impl Env {
                     "allow_plaintext_output": true,
                 }
             }
-        });
-        BatchConfig::parse(&text.to_string()).unwrap()
+        })
     }
 
     /// The function on `endpoint` for both S3 and KMS (moto, or a proxy in front of it).
     fn function(&self, endpoint: &str) -> BatchFunction {
+        self.function_with(endpoint, json!({}))
+    }
+
+    /// [`function`](Self::function) with `profiles` (a JSON object of profiles) besides the usual ones.
+    fn function_with(&self, endpoint: &str, profiles: serde_json::Value) -> BatchFunction {
+        let mut config = self.config_json();
+        for (name, profile) in profiles.as_object().unwrap() {
+            config["profiles"][name] = profile.clone();
+        }
+        let config = BatchConfig::parse(&config.to_string()).unwrap();
         let kms = KmsClients::new(&support::sdk_config(endpoint)).with_max_attempts(1);
         let transfer = TransferOptions::new().part_size(MIN_PART_SIZE);
-        BatchFunction::new(self.config(), &kms, self.client(endpoint), transfer).unwrap()
+        BatchFunction::new(config, &kms, self.client(endpoint), transfer).unwrap()
     }
 
     fn put(&self, key: &str, body: Vec<u8>) {
@@ -161,6 +170,25 @@ impl Env {
 
     fn run(&self, function: &BatchFunction, invocation: BatchInvocation) -> BatchResponse {
         self.runtime.block_on(function.handle(invocation))
+    }
+
+    /// Puts `body` at `key` and returns the new version's id (versioning on).
+    fn put_version(&self, key: &str, body: Vec<u8>) -> String {
+        let put = self.client(&self.moto.endpoint).put_object().bucket(&self.bucket).key(key).body(body.into()).send();
+        self.runtime.block_on(put).expect("PutObject in moto").version_id().expect("a version id").to_owned()
+    }
+
+    /// The bytes of version `version` of `key`.
+    fn get_version(&self, key: &str, version: &str) -> Vec<u8> {
+        let got = self.client(&self.moto.endpoint).get_object().bucket(&self.bucket).key(key).version_id(version);
+        let got = self.runtime.block_on(got.send()).expect("GetObject of a version");
+        self.runtime.block_on(got.body.collect()).unwrap().into_bytes().to_vec()
+    }
+
+    /// The multipart uploads open in the bucket.
+    fn open_uploads(&self) -> usize {
+        let list = self.client(&self.moto.endpoint).list_multipart_uploads().bucket(&self.bucket).send();
+        self.runtime.block_on(list).expect("ListMultipartUploads in moto").uploads().len()
     }
 }
 
@@ -408,6 +436,14 @@ fn throttling_is_a_temporary_failure_and_the_retry_succeeds() {
     let result = env.run(&function, job()).results.remove(0);
     assert_eq!(result.result_code, ResultCode::TemporaryFailure, "S3 SlowDown: {result:?}");
 
+    // The object's HEAD goes through, its reads are throttled: the class survives the reading pipeline.
+    proxy.set_policy(move |request| match (request.header("x-amz-target"), request.method.as_str()) {
+        (None, "GET") => Verdict::Answer(fake_http::response(503, &[("content-type", "application/xml")], slow_down)),
+        _ => Verdict::Forward,
+    });
+    let result = env.run(&function, job()).results.remove(0);
+    assert_eq!(result.result_code, ResultCode::TemporaryFailure, "S3 SlowDown on a read: {result:?}");
+
     let throttled = br#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
     proxy.set_policy(move |request| match request.header("x-amz-target") {
         Some(target) if target.ends_with(".Decrypt") => {
@@ -546,8 +582,9 @@ fn a_caching_profile_makes_one_generate_data_key_per_job() {
     assert_eq!(generated("rotate-cached"), 2, "with a cache: the target keys, then one for the whole job");
 }
 
-/// From the attack review: a manifest that names a version. Acting on the current object would report
-/// another version's fate, so the task is refused (before any request) rather than guessed at.
+/// From the attack review: a manifest that names a version that is not the current one (here, one that
+/// does not exist). Acting on the current object would report another version's fate, so the task is
+/// refused, and the current object left as it is.
 #[test]
 fn a_task_naming_an_object_version_is_refused() {
     let Some(env) = Env::new("version") else { return };
@@ -561,4 +598,251 @@ fn a_task_naming_an_object_version_is_refused() {
     assert_eq!(answer.results[0].result_code, ResultCode::PermanentFailure, "{:?}", answer.results[0]);
     assert!(answer.results[0].result_string.contains("version"), "{:?}", answer.results[0]);
     assert_eq!(env.get("v/obj"), before, "the current object was touched");
+}
+
+// ------------------------------------------------------------------ attack review (h-attack)
+
+/// A writer with no KMS rights plants a message whose EDK names a key ARN with `timeout` in it (bytes
+/// edited, same length: no KMS call needed). No key of the profile opens it, a permanent fault; the
+/// reason text quotes the planted ARN, and `retryable` reads the text: it must stay `PermanentFailure`.
+#[test]
+fn attack_planted_edk_text_does_not_make_a_failure_retryable() {
+    let Some(env) = Env::new("attack-edk") else { return };
+    let old = env.keyring(&env.old_key);
+    let mut message = encrypt(&old, &EncryptOptions::new(), &plaintext(1000, 1)).unwrap();
+    let (_, id) = env.old_key.rsplit_once('/').unwrap();
+    let planted = format!("{:x<width$}", "timeout", width = id.len());
+    let at = message.windows(id.len()).position(|w| w == id.as_bytes()).expect("the key id in the header");
+    message[at..at + id.len()].copy_from_slice(planted.as_bytes());
+    env.put("planted/edk", message);
+    let function = env.function(&env.moto.endpoint);
+    for profile in ["rotate", "open"] {
+        let answer =
+            env.run(&function, invocation("2.0", Some(json!({"profile": profile})), &env.bucket, "planted/edk", "t"));
+        assert_eq!(answer.results[0].result_code, ResultCode::PermanentFailure, "{profile}: {:?}", answer.results[0]);
+    }
+}
+
+/// A writer plants a message under the new key with its body cut short (here: another object's message,
+/// truncated after the header). The skip check authenticates the header only, so the task reports
+/// `Succeeded` ("authenticated; left as it is") for an object that does not decrypt.
+#[test]
+fn attack_a_damaged_message_under_the_new_key_is_not_reported_succeeded() {
+    let Some(env) = Env::new("attack-skip") else { return };
+    let new = env.keyring(&env.new_key);
+    let data = plaintext(200_000, 7);
+    let mut message = encrypt(&new, &EncryptOptions::new().frame_length(4096), &data).unwrap();
+    message.truncate(message.len() - 100_000);
+    env.put("planted/cut", message);
+    let function = env.function(&env.moto.endpoint);
+    let answer =
+        env.run(&function, invocation("2.0", Some(json!({"profile": "rotate"})), &env.bucket, "planted/cut", "t"));
+    assert_ne!(answer.results[0].result_code, ResultCode::Succeeded, "{:?}", answer.results[0]);
+}
+
+/// A manifest that names a version: the task must act on that version or refuse, never on the current
+/// object (here the named version does not exist, so anything but a failure acted on another version).
+#[test]
+fn attack_a_task_s_version_id_is_not_ignored() {
+    let Some(env) = Env::new("attack-version") else { return };
+    let old = env.keyring(&env.old_key);
+    env.put("v/obj", encrypt(&old, &EncryptOptions::new(), &plaintext(1000, 3)).unwrap());
+    let function = env.function(&env.moto.endpoint);
+    let mut task = invocation("2.0", Some(json!({"profile": "rotate"})), &env.bucket, "v/obj", "t");
+    task.tasks[0].s3_version_id = Some("3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY".into());
+    let answer = env.run(&function, task);
+    assert_ne!(answer.results[0].result_code, ResultCode::Succeeded, "{:?}", answer.results[0]);
+}
+
+/// A retried task whose object is already under the new key, while KMS throttles: the skip check's failed
+/// unwrap counts as "needs re-encrypting", the source keyring then finds no old key, and the task ends
+/// `PermanentFailure`, although the object is done and a retry would say so.
+#[test]
+fn attack_throttling_during_the_skip_check_is_not_a_permanent_failure() {
+    let Some(env) = Env::new("attack-skip-throttle") else { return };
+    let new = env.keyring(&env.new_key);
+    env.put("done", encrypt(&new, &EncryptOptions::new(), &plaintext(5000, 2)).unwrap());
+    let proxy = ForwardingProxy::start(&env.moto.endpoint);
+    let function = env.function(&proxy.url);
+    let throttled = br#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+    proxy.set_policy(move |request| match request.header("x-amz-target") {
+        Some(target) if target.ends_with(".Decrypt") => {
+            Verdict::Answer(fake_http::response(400, &[("content-type", "application/x-amz-json-1.1")], throttled))
+        }
+        _ => Verdict::Forward,
+    });
+    let job = invocation("2.0", Some(json!({"profile": "rotate"})), &env.bucket, "done", "t");
+    let result = env.run(&function, job).results.remove(0);
+    assert_eq!(result.result_code, ResultCode::TemporaryFailure, "{result:?}");
+}
+
+/// An endpoint's error text decides the code: a 404 NoSuchKey whose message says "timeout" is retried.
+#[test]
+fn attack_an_endpoint_s_message_does_not_make_a_missing_object_retryable() {
+    let Some(env) = Env::new("attack-404") else { return };
+    env.put("gone", b"soon gone".to_vec());
+    let proxy = ForwardingProxy::start(&env.moto.endpoint);
+    let function = env.function(&proxy.url);
+    let missing = br#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>gone (not a timeout)</Message></Error>"#;
+    proxy.set_policy(move |request| match (request.header("x-amz-target"), request.method.as_str()) {
+        (None, "GET") => Verdict::Answer(fake_http::response(404, &[("content-type", "application/xml")], missing)),
+        _ => Verdict::Forward,
+    });
+    let job = invocation("2.0", Some(json!({"profile": "rotate"})), &env.bucket, "gone", "t");
+    let result = env.run(&function, job).results.remove(0);
+    assert_eq!(result.result_code, ResultCode::PermanentFailure, "{result:?}");
+}
+
+// ------------------------------------------------------------------ skip check, versions, Lambda limits
+
+/// A message under the new key with its body cut short: the default (full) skip check reads it to the
+/// end, so the task is not `Succeeded` and says why; a profile with `"skip_check": "header"` accepts the
+/// cheaper check and says which one ran. An intact message under the new key is `Succeeded`, saying it
+/// was authenticated in full.
+#[test]
+fn the_skip_check_authenticates_the_whole_message_unless_the_profile_says_header() {
+    let Some(env) = Env::new("skip-full") else { return };
+    let new = env.keyring(&env.new_key);
+    let mut cut = encrypt(&new, &EncryptOptions::new().frame_length(4096), &plaintext(200_000, 7)).unwrap();
+    cut.truncate(cut.len() - 100_000);
+    env.put("cut", cut);
+    env.put("whole", encrypt(&new, &EncryptOptions::new().frame_length(4096), &plaintext(200_000, 8)).unwrap());
+    let (cut_before, whole_before) = (env.get("cut"), env.get("whole"));
+    let header_only = json!({ "rotate-header": {
+        "operation": "reencrypt", "source_keys": [env.old_key], "target_keys": [env.new_key],
+        "buckets": [env.bucket], "skip_check": "header" } });
+    let function = env.function_with(&env.moto.endpoint, header_only);
+    let run = |profile: &str, key: &str| {
+        env.run(&function, invocation("2.0", Some(json!({"profile": profile})), &env.bucket, key, "t"))
+            .results
+            .remove(0)
+    };
+
+    let full = run("rotate", "cut");
+    assert_eq!(full.result_code, ResultCode::PermanentFailure, "{full:?}");
+    assert!(full.result_string.contains("truncated"), "{full:?}");
+    let header = run("rotate-header", "cut");
+    assert_eq!(header.result_code, ResultCode::Succeeded, "{header:?}");
+    assert!(header.result_string.contains("header authenticated; body not read"), "{header:?}");
+    let whole = run("rotate", "whole");
+    assert_eq!(whole.result_code, ResultCode::Succeeded, "{whole:?}");
+    assert!(whole.result_string.contains("authenticated in full"), "{whole:?}");
+    assert_eq!((env.get("cut"), env.get("whole")), (cut_before, whole_before), "a skipped object changed");
+}
+
+/// With versioning on, a task acts on the version it names: in place, only while that version is the
+/// current one (a version since replaced is refused, saying so, and nothing changes); into a destination,
+/// from the named version's bytes, not the current object's.
+#[test]
+fn a_task_naming_a_version_acts_on_that_version() {
+    let Some(env) = Env::new("versions") else { return };
+    let versioning = aws_sdk_s3::types::VersioningConfiguration::builder()
+        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+        .build();
+    let enable = env.client(&env.moto.endpoint).put_bucket_versioning().bucket(&env.bucket);
+    env.runtime.block_on(enable.versioning_configuration(versioning).send()).unwrap();
+    let (old, new) = (env.keyring(&env.old_key), env.keyring(&env.new_key));
+    let (first, second) = (plaintext(3000, 1), plaintext(4000, 2));
+    let v1 = env.put_version("obj", encrypt(&old, &EncryptOptions::new(), &first).unwrap());
+    let v2 = env.put_version("obj", encrypt(&old, &EncryptOptions::new(), &second).unwrap());
+    let copy = json!({ "rotate-copy": {
+        "operation": "reencrypt", "source_keys": [env.old_key], "target_keys": [env.new_key],
+        "buckets": [env.bucket], "destination": format!("s3://{}/copies/", env.bucket) } });
+    let function = env.function_with(&env.moto.endpoint, copy);
+    let run = |profile: &str, version: &str| {
+        let mut job = invocation("2.0", Some(json!({"profile": profile})), &env.bucket, "obj", "t");
+        job.tasks[0].s3_version_id = Some(version.to_owned());
+        env.run(&function, job).results.remove(0)
+    };
+
+    let before = env.get("obj");
+    let stale = run("rotate", &v1);
+    assert_eq!(stale.result_code, ResultCode::PermanentFailure, "{stale:?}");
+    assert!(stale.result_string.contains(&format!("version {v1} is not the current version")), "{stale:?}");
+    assert_eq!(env.get("obj"), before, "the current version changed");
+
+    let copied = run("rotate-copy", &v1);
+    assert_eq!(copied.result_code, ResultCode::Succeeded, "{copied:?}");
+    let (message, _) = env.get("copies/obj").expect("the copy");
+    assert_eq!(&decrypt(&new, &DecryptOptions::new(), &message).unwrap().plaintext[..], &first[..]);
+
+    let current = run("rotate", &v2);
+    assert_eq!(current.result_code, ResultCode::Succeeded, "{current:?}");
+    let (message, _) = env.get("obj").unwrap();
+    assert_eq!(&decrypt(&new, &DecryptOptions::new(), &message).unwrap().plaintext[..], &second[..]);
+    let kept = env.get_version("obj", &v1);
+    assert_eq!(&decrypt(&old, &DecryptOptions::new(), &kept).unwrap().plaintext[..], &first[..], "v1 changed");
+}
+
+/// An object over the size cap (here a profile's `max_object_bytes`; on Lambda, by default, the cap its
+/// memory allows) is a `PermanentFailure` pointing to the CLI, decided from `HeadObject` before any KMS
+/// request; an object within it is re-encrypted.
+#[test]
+fn an_object_too_large_for_lambda_is_refused_before_any_kms_request() {
+    let Some(env) = Env::new("too-large") else { return };
+    let old = env.keyring(&env.old_key);
+    let (large, small) = (
+        encrypt(&old, &EncryptOptions::new(), &plaintext(20_000, 1)).unwrap(),
+        encrypt(&old, &EncryptOptions::new(), &plaintext(10, 2)).unwrap(),
+    );
+    let large_len = large.len();
+    env.put("large", large);
+    env.put("small", small);
+    let before = env.get("large");
+    let proxy = ForwardingProxy::start(&env.moto.endpoint);
+    let capped = json!({ "rotate-capped": {
+        "operation": "reencrypt", "source_keys": [env.old_key], "target_keys": [env.new_key],
+        "buckets": [env.bucket], "max_object_bytes": large_len - 1 } });
+    let function = env.function_with(&proxy.url, capped);
+    let job = |key: &str| invocation("2.0", Some(json!({"profile": "rotate-capped"})), &env.bucket, key, "t");
+
+    let refused = env.run(&function, job("large")).results.remove(0);
+    assert_eq!(refused.result_code, ResultCode::PermanentFailure, "{refused:?}");
+    let expected = format!("too large for Lambda ({large_len} bytes");
+    assert!(refused.result_string.contains(&expected) && refused.result_string.contains("CLI"), "{refused:?}");
+    let kms_requests = proxy.seen().iter().filter(|seen| seen.method == "POST" && seen.path == "/").count();
+    assert_eq!(kms_requests, 0, "KMS was asked: {:?}", proxy.seen());
+    assert_eq!(env.get("large"), before);
+
+    let accepted = env.run(&function, job("small")).results.remove(0);
+    assert_eq!(accepted.result_code, ResultCode::Succeeded, "{accepted:?}");
+}
+
+/// A task that would start inside the margin before the invocation's deadline does nothing and is
+/// retried; one whose upload is under way when the margin is reached (its parts held by the proxy) stops,
+/// aborts its multipart upload and is retried, leaving the object as it was; the retry succeeds.
+#[test]
+fn a_task_at_the_invocation_deadline_aborts_its_upload_and_is_retried() {
+    use kms_envelope::lambda::batch::DEADLINE_MARGIN;
+    use std::time::{Duration, Instant};
+    let Some(env) = Env::new("deadline") else { return };
+    let old = env.keyring(&env.old_key);
+    let data = plaintext(MIN_PART_SIZE + 100_000, 3);
+    env.put("big", encrypt(&old, &EncryptOptions::new(), &data).unwrap());
+    let before = env.get("big");
+    let proxy = ForwardingProxy::start(&env.moto.endpoint);
+    let _open = fake_http::OpenOnDrop(&proxy);
+    let function = env.function(&proxy.url);
+    let job = || invocation("2.0", Some(json!({"profile": "rotate"})), &env.bucket, "big", "t");
+
+    let late = env.runtime.block_on(function.handle_until(job(), Some(Instant::now() + DEADLINE_MARGIN / 2)));
+    assert_eq!(late.results[0].result_code, ResultCode::TemporaryFailure, "{:?}", late.results[0]);
+    assert!(late.results[0].result_string.contains("stopped before the invocation deadline"), "{:?}", late.results[0]);
+    assert!(proxy.seen().is_empty(), "a task past its time made requests: {:?}", proxy.seen());
+
+    proxy.set_policy(|request| match request.method.as_str() {
+        "PUT" if request.path.contains("partNumber=") => Verdict::Hold,
+        _ => Verdict::Forward,
+    });
+    let deadline = Instant::now() + DEADLINE_MARGIN + Duration::from_secs(8);
+    let stopped = env.runtime.block_on(function.handle_until(job(), Some(deadline))).results.remove(0);
+    assert_eq!(stopped.result_code, ResultCode::TemporaryFailure, "{stopped:?}");
+    assert!(stopped.result_string.contains("stopped before the invocation deadline"), "{stopped:?}");
+    assert!(proxy.most_held() >= 1, "no part was under way: {:?}", proxy.seen());
+    assert_eq!(env.open_uploads(), 0, "the multipart upload was left open");
+    proxy.open();
+    assert_eq!(env.get("big"), before, "the object changed");
+
+    let retried = env.run(&function, job()).results.remove(0);
+    assert_eq!(retried.result_code, ResultCode::Succeeded, "{retried:?}");
 }

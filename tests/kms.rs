@@ -35,7 +35,7 @@ fn options() -> EncryptOptions {
 
 fn reasons(err: Error) -> Vec<String> {
     match err {
-        Error::NoDataKeyDecrypted { reasons } => reasons,
+        Error::NoDataKeyDecrypted { reasons, .. } => reasons,
         other => panic!("expected NoDataKeyDecrypted, got {other:?} ({other})"),
     }
 }

@@ -11,6 +11,7 @@ use kms_envelope::escape::OneLine;
 use kms_envelope::lambda::batch::{BatchConfig, BatchFunction, BatchInvocation, BatchResponse};
 use kms_envelope::s3::TransferOptions;
 use lambda_runtime::{LambdaEvent, service_fn};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 async fn run() -> Result<(), lambda_runtime::Error> {
     let config = BatchConfig::from_env()?;
@@ -19,10 +20,24 @@ async fn run() -> Result<(), lambda_runtime::Error> {
         BatchFunction::new(config, &KmsClients::new(&aws), aws_sdk_s3::Client::new(&aws), TransferOptions::new())?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<BatchInvocation>| {
         let function = function.clone();
-        async move { Ok::<BatchResponse, lambda_runtime::Error>(function.handle(event.payload).await) }
+        async move {
+            let deadline = deadline_instant(event.context.deadline);
+            Ok::<BatchResponse, lambda_runtime::Error>(function.handle_until(event.payload, Some(deadline)).await)
+        }
     }))
     .await
 }
+
+/// The invocation's deadline (milliseconds since the Unix epoch, as the runtime API gives it) on this
+/// process's monotonic clock.
+fn deadline_instant(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |now| now.as_millis());
+    let left = u128::from(deadline_ms).saturating_sub(now_ms);
+    Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX).min(LAMBDA_MAX_MS))
+}
+
+/// Longer than any invocation (900 s), so that a nonsense deadline cannot overflow an `Instant`.
+const LAMBDA_MAX_MS: u64 = 3_600_000;
 
 fn main() -> std::process::ExitCode {
     let ran = tokio::runtime::Builder::new_multi_thread()

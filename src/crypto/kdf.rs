@@ -95,11 +95,9 @@ fn derive_bytes(
 ) -> Result<DerivedBytes> {
     let pdk = data_key.as_bytes();
     if pdk.len() != suite.key_len() {
-        return Err(Error::Keyring(format!(
-            "data key is {} bytes, suite {suite} needs {}",
-            pdk.len(),
-            suite.key_len()
-        )));
+        return Err(Error::Keyring(
+            format!("data key is {} bytes, suite {suite} needs {}", pdk.len(), suite.key_len()).into(),
+        ));
     }
     let mut content = Zeroizing::new(vec![0u8; suite.key_len()]);
     let suite_id = suite.id().to_be_bytes();

@@ -126,7 +126,7 @@ impl RsaPublicKey {
     pub fn encrypt(&self, padding: RsaPadding, plaintext: &[u8]) -> Result<Vec<u8>> {
         let algorithm = padding.oaep().ok_or(Error::DecryptOnlyRsaPadding)?;
         let mut out = vec![0u8; self.0.key_size_bytes()];
-        let failed = |_| Error::Keyring(format!("RSA {padding} encryption of the data key failed"));
+        let failed = |_| Error::Keyring(format!("RSA {padding} encryption of the data key failed").into());
         let key = OaepPublicEncryptingKey::new(self.0.clone()).map_err(failed)?;
         let len = key.encrypt(algorithm, plaintext, &mut out, None).map_err(failed)?.len();
         out.truncate(len);

@@ -30,7 +30,7 @@ impl EncryptedDataKey {
     pub(crate) fn write_to(&self, out: &mut Vec<u8>) -> Result<()> {
         for field in [self.provider_id.as_bytes(), &self.provider_info, &self.ciphertext] {
             let len = u16::try_from(field.len()).map_err(|_| {
-                Error::Keyring(format!("an encrypted data key field of {} bytes exceeds 65535", field.len()))
+                Error::Keyring(format!("an encrypted data key field of {} bytes exceeds 65535", field.len()).into())
             })?;
             out.extend_from_slice(&len.to_be_bytes());
             out.extend_from_slice(field);

@@ -218,10 +218,9 @@ impl HeaderBody<'_> {
         out.extend_from_slice(self.message_id.as_bytes());
         out.extend_from_slice(&(context.len() as u16).to_be_bytes());
         out.extend_from_slice(&context);
-        let count = u16::try_from(self.edks.len())
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| Error::Keyring(format!("{} encrypted data keys; 1 to 65535 allowed", self.edks.len())))?;
+        let count = u16::try_from(self.edks.len()).ok().filter(|&n| n > 0).ok_or_else(|| {
+            Error::Keyring(format!("{} encrypted data keys; 1 to 65535 allowed", self.edks.len()).into())
+        })?;
         out.extend_from_slice(&count.to_be_bytes());
         for edk in self.edks {
             edk.write_to(&mut out)?;

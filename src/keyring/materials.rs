@@ -144,11 +144,10 @@ impl DecryptionMaterials {
 
 fn check_len(suite: AlgorithmSuite, key: &DataKey) -> Result<()> {
     if key.len() != suite.key_len() {
-        return Err(Error::Keyring(format!(
-            "data key of {} bytes does not fit suite {suite}, which needs {}",
-            key.len(),
-            suite.key_len()
-        )));
+        return Err(Error::Keyring(
+            format!("data key of {} bytes does not fit suite {suite}, which needs {}", key.len(), suite.key_len())
+                .into(),
+        ));
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Retry};
 use crate::format::edk::EncryptedDataKey;
 
 /// Combines keyrings. On encrypt the generator runs first and must produce the data key, then each child
@@ -92,18 +92,24 @@ impl MultiKeyring {
 
     async fn decrypt(&self, materials: DecryptionMaterials, edks: &[EncryptedDataKey]) -> Result<DecryptionMaterials> {
         materials.require_no_data_key()?;
-        let mut reasons = Vec::new();
+        let (mut reasons, mut retry) = (Vec::new(), Retry::Never);
         let (suite, context, required) =
             (materials.suite(), materials.encryption_context().clone(), materials.required_context_keys().clone());
         for keyring in self.all() {
             let attempt = DecryptionMaterials::new(suite, context.clone(), required.clone());
             match keyring.on_decrypt(attempt, edks).await {
                 Ok(done) => return Ok(done),
-                Err(Error::NoDataKeyDecrypted { reasons: inner }) => reasons.extend(inner),
-                Err(other) => reasons.push(other.to_string()),
+                Err(Error::NoDataKeyDecrypted { reasons: inner, retry: inner_retry }) => {
+                    retry = retry.or(inner_retry);
+                    reasons.extend(inner);
+                }
+                Err(other) => {
+                    retry = retry.or(other.retry());
+                    reasons.push(other.to_string());
+                }
             }
         }
-        Err(Error::NoDataKeyDecrypted { reasons })
+        Err(Error::NoDataKeyDecrypted { reasons, retry })
     }
 }
 
@@ -142,7 +148,7 @@ mod tests {
             enc.encrypted_data_keys(),
         ))
         .unwrap_err();
-        assert!(matches!(err, Error::NoDataKeyDecrypted { ref reasons } if reasons.len() == 4), "{err}");
+        assert!(matches!(err, Error::NoDataKeyDecrypted { ref reasons, .. } if reasons.len() == 4), "{err}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use zeroize::Zeroizing;
 use super::{DecryptionMaterials, EncryptionMaterials, Keyring, KeyringFuture};
 use crate::crypto::DataKey;
 use crate::crypto::aead::AeadKey;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Retry};
 use crate::format::edk::EncryptedDataKey;
 use crate::format::header::{IV_LEN, TAG_LEN};
 
@@ -151,7 +151,7 @@ impl RawAesKeyring {
             }
             return materials.set_data_key(DataKey::new(std::mem::take(&mut *buf)));
         }
-        Err(Error::NoDataKeyDecrypted { reasons })
+        Err(Error::NoDataKeyDecrypted { reasons, retry: Retry::Never })
     }
 }
 
@@ -215,7 +215,7 @@ mod tests {
             other_name.on_decrypt(DecryptionMaterials::new(SUITE, ec(), Default::default()), enc.encrypted_data_keys()),
         )
         .unwrap_err();
-        assert!(matches!(err, Error::NoDataKeyDecrypted { ref reasons } if reasons.len() == 1), "{err}");
+        assert!(matches!(err, Error::NoDataKeyDecrypted { ref reasons, .. } if reasons.len() == 1), "{err}");
         let err = block_on(keyring.on_decrypt(
             DecryptionMaterials::new(SUITE, EncryptionContext::new(), Default::default()),
             enc.encrypted_data_keys(),

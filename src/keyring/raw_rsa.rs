@@ -5,7 +5,7 @@ use super::{DecryptionMaterials, EncryptionMaterials, Keyring, KeyringFuture};
 use crate::crypto::DataKey;
 use crate::crypto::rsa::pkcs1::Pkcs1V15Decryptor;
 use crate::crypto::rsa::{RsaPadding, RsaPrivateKey, RsaPublicKey};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Retry};
 use crate::format::edk::EncryptedDataKey;
 
 /// Wraps data keys with an RSA public key, and unwraps them with the private key.
@@ -158,6 +158,7 @@ impl RawRsaKeyring {
                     "raw RSA key {}/{} has no private key: it can only encrypt",
                     self.namespace, self.name
                 )],
+                retry: Retry::Never,
             });
         };
         let mut reasons = Vec::new();
@@ -191,7 +192,7 @@ impl RawRsaKeyring {
         if reasons.is_empty() {
             reasons.push(format!("raw RSA key {}/{}: no encrypted data key for this key", self.namespace, self.name));
         }
-        Err(Error::NoDataKeyDecrypted { reasons })
+        Err(Error::NoDataKeyDecrypted { reasons, retry: Retry::Never })
     }
 }
 
@@ -237,7 +238,7 @@ mod tests {
 
     fn reasons(keyring: &RawRsaKeyring, ciphertext: Vec<u8>) -> Vec<String> {
         match unwrap(keyring, ciphertext) {
-            Err(Error::NoDataKeyDecrypted { reasons }) => reasons,
+            Err(Error::NoDataKeyDecrypted { reasons, .. }) => reasons,
             other => panic!("expected no data key, got {other:?}"),
         }
     }

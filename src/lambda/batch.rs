@@ -41,21 +41,58 @@
 //! `encrypt` and `decrypt` need one. `default_profile` runs for jobs that name none (schema 1.0 has no user
 //! arguments). `legacy_sources: true` reads non-committing messages too (to upgrade them). `cache` reuses
 //! the new data key across small objects (committing unsigned target suites only; each execution
-//! environment has its own cache).
+//! environment has its own cache). `skip_check` (`reencrypt`: `"full"`, the default, or `"header"`) and
+//! `max_object_bytes` are described below.
 //!
 //! # Results
 //!
 //! `Succeeded`; `TemporaryFailure` where a retry can succeed (KMS or S3 throttling, `SlowDown` and 503, a
-//! timeout, an object that changed while it was re-encrypted in place: the retry repeats the authenticated
-//! skip check); `PermanentFailure` otherwise (a missing object, not a message, a damaged one, no key opens
-//! it), with a one-line escaped reason that never holds plaintext. A retried task does no work twice: an
-//! object already under the target keys, authenticated by them (see [`rotation_status`]), is left alone.
+//! 5xx, a timeout, an object that changed while it was re-encrypted in place: the retry repeats the
+//! authenticated skip check; a task stopped before the invocation deadline); `PermanentFailure` otherwise
+//! (a missing object, not a message, a damaged one, no key opens it, too large for Lambda), with a
+//! one-line escaped reason that never holds plaintext. Which failures are retried is decided where the
+//! SDK's error is converted, from its kind, HTTP status and error code ([`Error::is_transient`]), never
+//! from error text, which a message (an EDK's key ARN) or an endpoint may choose.
+//!
+//! # The skip check
+//!
+//! A retried task does no work twice: an object already under exactly the target keys is left alone and
+//! reported `Succeeded`. Since `Succeeded` tells the operator the old key may be retired, by default the
+//! whole message must first authenticate under the target keys ([`SkipCheck::Full`]: the data key unwrapped
+//! by one KMS call or a cache hit, the key commitment, the header tag, every frame and the signature, the
+//! plaintext discarded); the result says "authenticated in full". A profile with `"skip_check": "header"`
+//! accepts the cheaper check of the header alone ([`SkipCheck::Header`]: one small ranged GET), and its
+//! result says "header authenticated; body not read": a message whose body was cut or damaged after a
+//! good header is then reported `Succeeded`. An object still under the old keys costs one header GET
+//! either way; the rest is read only once the header passed.
+//!
+//! # Versions
+//!
+//! A task that names a version (`s3VersionId`) acts on that version: it is read (and skip-checked) by its
+//! version id. In place, the new message becomes the object's new current version only if the named one
+//! is still the current version (checked first, and again by `If-Match` on its ETag when the upload
+//! completes); otherwise the task is a `PermanentFailure` "version ... is not the current version". Older
+//! versions stay readable with the old keys until they expire.
+//!
+//! # Lambda limits
+//!
+//! * **Deadline.** [`BatchFunction::handle_until`] (the binary passes the invocation's deadline) stops a
+//!   task [`DEADLINE_MARGIN`] before the deadline, aborts its multipart upload and answers
+//!   `TemporaryFailure` "stopped before the invocation deadline"; Batch retries it.
+//! * **Size.** An object larger than the function can be trusted to handle within 900 s is a
+//!   `PermanentFailure` "too large for Lambda (N bytes ...); re-encrypt it with the CLI", decided from its
+//!   `HeadObject` before any KMS request. The cap is [`lambda_size_cap`] of the function's memory
+//!   ([`MEMORY_VAR`]; Lambda gives one vCPU per 1,769 MB) at [`BYTES_PER_SECOND_PER_VCPU`], a conservative
+//!   estimate **to be confirmed by measurement**: about 2.2 GB at 256 MB. A profile's `max_object_bytes`
+//!   replaces it (lower it to be safe, raise it once measured; tests set a tiny one). Off Lambda (no
+//!   [`MEMORY_VAR`]) only `max_object_bytes` caps.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::AtomicBool;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
@@ -66,7 +103,9 @@ use crate::format::suite::CommitmentPolicy;
 use crate::keyring::kms::{KmsArn, KmsClients};
 use crate::keyring::{CacheLimits, CachingKeyring, Keyring, MaterialsCache};
 use crate::s3::{S3Object, TransferOptions};
-use crate::stream::{DecryptOptions, EncryptOptions, ReencryptOptions, Rotation, TargetKeys, rotation_status};
+use crate::stream::{
+    DecryptOptions, EncryptOptions, ReencryptOptions, Rotation, SkipCheck, TargetKeys, rotation_status_with,
+};
 
 /// The environment variable holding the function's profiles, as JSON (see the module documentation).
 pub const PROFILES_VAR: &str = "KMS_ENVELOPE_BATCH_PROFILES";
@@ -84,6 +123,29 @@ pub const MAX_RESULT_STRING: usize = 1024;
 const CACHE_CAPACITY: usize = 8;
 /// What the header read of the skip check fetches per request: most headers fit in one.
 const HEADER_CHUNK: usize = 64 << 10;
+/// How long before the invocation's deadline a task stops (and aborts its upload): time to abort, answer
+/// and let the runtime post the answer.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+/// The environment variable in which Lambda gives the function's memory, in MB.
+pub const MEMORY_VAR: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
+/// The longest a Lambda invocation may run.
+pub const LAMBDA_MAX_DURATION: Duration = Duration::from_secs(900);
+/// Lambda gives a function one vCPU per 1,769 MB of memory, in proportion below (AWS documentation).
+const MB_PER_VCPU: u64 = 1769;
+/// A conservative rate at which one vCPU re-encrypts an object from S3 to S3 (download, decrypt, encrypt,
+/// upload), in bytes per second. An estimate to be confirmed by measurement (the batch benchmark), kept
+/// low on purpose: a task refused here runs with the CLI instead; one accepted and cut at 900 s costs a
+/// retry and still fails.
+pub const BYTES_PER_SECOND_PER_VCPU: u64 = 16 << 20;
+
+/// The largest object a function with `memory_mb` MB is trusted to handle within [`LAMBDA_MAX_DURATION`]
+/// (less [`DEADLINE_MARGIN`]) at [`BYTES_PER_SECOND_PER_VCPU`]: about 2.2 GB at 256 MB, 8.6 GB at 1,024
+/// MB, 86 GB at 10,240 MB.
+pub fn lambda_size_cap(memory_mb: u64) -> u64 {
+    let seconds = (LAMBDA_MAX_DURATION - DEADLINE_MARGIN).as_secs();
+    let rate = u128::from(BYTES_PER_SECOND_PER_VCPU) * u128::from(memory_mb) / u128::from(MB_PER_VCPU);
+    u64::try_from(rate * u128::from(seconds)).unwrap_or(u64::MAX)
+}
 
 // ------------------------------------------------------------------------------------------- the event
 
@@ -210,6 +272,12 @@ pub struct Profile {
     pub legacy_sources: bool,
     /// Caching of the new data key, if on.
     pub cache: Option<CacheLimits>,
+    /// How much of an object already under the target keys is authenticated before it is reported
+    /// `Succeeded` (`reencrypt` in place): the whole message unless the profile says `"header"`.
+    pub skip_check: SkipCheck,
+    /// The largest object a task takes (`max_object_bytes`); `None`: the cap derived from the function's
+    /// memory ([`lambda_size_cap`]), if it runs on Lambda.
+    pub max_object_bytes: Option<u64>,
 }
 
 /// The function's configuration: its profiles, and the one a job that names none runs.
@@ -247,6 +315,17 @@ struct ProfileText {
     legacy_sources: bool,
     #[serde(default)]
     cache: Option<CacheText>,
+    #[serde(default)]
+    skip_check: Option<SkipCheckText>,
+    #[serde(default)]
+    max_object_bytes: Option<u64>,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SkipCheckText {
+    Full,
+    Header,
 }
 
 #[derive(Deserialize)]
@@ -361,6 +440,14 @@ fn check_profile(text: ProfileText) -> std::result::Result<Profile, String> {
             })
         }
     };
+    let skip_check = match (text.skip_check, text.operation) {
+        (None | Some(SkipCheckText::Full), _) => SkipCheck::Full,
+        (Some(SkipCheckText::Header), Operation::Reencrypt) => SkipCheck::Header,
+        (Some(SkipCheckText::Header), _) => return Err("skip_check is for reencrypt profiles".into()),
+    };
+    if text.max_object_bytes == Some(0) {
+        return Err("max_object_bytes must be positive".into());
+    }
     Ok(Profile {
         operation: text.operation,
         source_keys,
@@ -369,6 +456,8 @@ fn check_profile(text: ProfileText) -> std::result::Result<Profile, String> {
         destination,
         legacy_sources: text.legacy_sources,
         cache,
+        skip_check,
+        max_object_bytes: text.max_object_bytes,
     })
 }
 
@@ -390,9 +479,15 @@ impl Outcome {
         Self { code: ResultCode::PermanentFailure, text: result_string(&text.to_string()) }
     }
 
-    /// A failure of the library, classified by [`retryable`].
-    fn failed(error: &Error, objects: &[&S3Object]) -> Self {
-        let code = if retryable(error, objects) { ResultCode::TemporaryFailure } else { ResultCode::PermanentFailure };
+    fn later(text: impl fmt::Display) -> Self {
+        Self { code: ResultCode::TemporaryFailure, text: result_string(&text.to_string()) }
+    }
+
+    /// A failure of the library: `TemporaryFailure` where a retry can succeed ([`Error::is_transient`]:
+    /// throttling, a 5xx, a timeout, an object changed while it was re-encrypted in place, each as the
+    /// service's answer said, never as its text reads), `PermanentFailure` otherwise.
+    fn failed(error: &Error) -> Self {
+        let code = if error.is_transient() { ResultCode::TemporaryFailure } else { ResultCode::PermanentFailure };
         Self { code, text: result_string(&error.to_string()) }
     }
 }
@@ -410,42 +505,6 @@ fn result_string(text: &str) -> String {
         line.push_str("...");
     }
     line
-}
-
-/// Whether a retry of the task can succeed: throttling (KMS `ThrottlingException` and kin, S3 `SlowDown`),
-/// a 503 or a KMS that is temporarily unavailable, a timeout, or an object that changed while it was
-/// re-encrypted in place (the retry repeats the authenticated skip check).
-///
-/// The library reports service failures as text (escaped, with the service's error code in it), so this
-/// reads the text, after removing the task's objects' names (`s3://bucket/key`, as the text shows them):
-/// an object named `SlowDown` must not make its own failures retryable.
-fn retryable(error: &Error, objects: &[&S3Object]) -> bool {
-    const MARKERS: [&str; 12] = [
-        "throttled by kms",
-        "throttlingexception",
-        "slowdown",
-        "slow down",
-        "service unavailable",
-        "serviceunavailable",
-        // S3's answer without a body (a HEAD's): the status is all there is.
-        "(http 503",
-        "kms is temporarily unavailable",
-        "timed out",
-        "timeout",
-        "requesttimeout",
-        "its etag no longer matches",
-    ];
-    match error {
-        Error::Io(_) | Error::Keyring(_) | Error::NoDataKeyDecrypted { .. } => {}
-        // A message's own faults (malformed, tampered, a context or policy mismatch) stay what they are.
-        _ => return false,
-    }
-    let mut text = error.to_string();
-    for object in objects {
-        text = text.replace(&url(object), "");
-    }
-    let text = text.to_ascii_lowercase();
-    MARKERS.iter().any(|marker| text.contains(marker))
 }
 
 /// `s3Key` as S3 Batch Operations sends it, decoded: `+` is a space, `%XX` a byte, and the bytes UTF-8.
@@ -506,6 +565,8 @@ struct Inner {
     default_profile: Option<String>,
     s3: aws_sdk_s3::Client,
     transfer: TransferOptions,
+    /// [`lambda_size_cap`] of the function's memory, on Lambda.
+    memory_cap: Option<u64>,
 }
 
 /// The S3 Batch Operations function: [`handle`](Self::handle) answers one invocation. Clones share the
@@ -524,7 +585,8 @@ impl fmt::Debug for BatchFunction {
 impl BatchFunction {
     /// The function for `config`, its KMS keyrings on `kms`, its objects on `s3`, moved with `transfer`
     /// (part size, requests in flight: memory is about `(concurrency + 2) * part_size` per transfer).
-    /// Makes no request.
+    /// Makes no request. On Lambda ([`MEMORY_VAR`] set), objects over [`lambda_size_cap`] of its memory
+    /// are refused, unless a profile sets its own `max_object_bytes`.
     ///
     /// # Errors
     ///
@@ -558,19 +620,30 @@ impl BatchFunction {
             };
             profiles.insert(name, Ready { profile, work });
         }
-        let inner = Inner { profiles, default_profile: config.default_profile, s3, transfer };
+        let memory_cap = std::env::var(MEMORY_VAR).ok().and_then(|mb| mb.parse().ok()).map(lambda_size_cap);
+        let inner = Inner { profiles, default_profile: config.default_profile, s3, transfer, memory_cap };
         Ok(Self { inner: Arc::new(inner) })
     }
 
     /// Answers one invocation: a result per task, in order. A task's failure never fails the invocation.
-    /// Runs the transfers on the blocking pool of the current tokio runtime.
+    /// Runs the transfers on the blocking pool of the current tokio runtime. No deadline: see
+    /// [`handle_until`](Self::handle_until).
     pub async fn handle(&self, invocation: BatchInvocation) -> BatchResponse {
+        self.handle_until(invocation, None).await
+    }
+
+    /// [`handle`](Self::handle) within the invocation's `deadline` (the Lambda context's): a task still
+    /// running [`DEADLINE_MARGIN`] before it is stopped, its multipart upload aborted, and answered
+    /// `TemporaryFailure` "stopped before the invocation deadline" (as is a task that would start later),
+    /// so that Batch retries it rather than count a timeout against the whole invocation.
+    pub async fn handle_until(&self, invocation: BatchInvocation, deadline: Option<Instant>) -> BatchResponse {
+        let stop_at = deadline.map(|deadline| deadline.checked_sub(DEADLINE_MARGIN).unwrap_or_else(Instant::now));
         let profile = self.inner.profile_for(&invocation);
         let mut results = Vec::with_capacity(invocation.tasks.len());
         for task in invocation.tasks {
             let outcome = match &profile {
                 Err(refusal) => refusal.clone(),
-                Ok(name) => self.run(name, &task).await,
+                Ok(name) => self.run(name, &task, stop_at).await,
             };
             results.push(TaskResult { task_id: task.task_id, result_code: outcome.code, result_string: outcome.text });
         }
@@ -582,7 +655,7 @@ impl BatchFunction {
         }
     }
 
-    async fn run(&self, profile: &str, task: &BatchTask) -> Outcome {
+    async fn run(&self, profile: &str, task: &BatchTask, stop_at: Option<Instant>) -> Outcome {
         let (bucket, key) = match (task_bucket(task), decode_key(&task.s3_key)) {
             (Ok(bucket), Ok(key)) => (bucket, key),
             (Err(why), _) | (_, Err(why)) => return Outcome::refused(why),
@@ -600,15 +673,33 @@ impl BatchFunction {
         if key.is_empty() {
             return Outcome::refused("the task names no key");
         }
-        if task.s3_version_id.as_deref().is_some_and(|v| !v.is_empty()) {
-            // Acting on the current version would report another version's fate: refused, never guessed.
-            return Outcome::refused(
-                "the task names an object version; versions are not supported (give a manifest without version ids)",
-            );
+        let version = task.s3_version_id.clone().filter(|v| !v.is_empty());
+        if stop_at.is_some_and(|at| at <= Instant::now()) {
+            return Outcome::later("stopped before the invocation deadline; nothing was written");
         }
+        let cancelled = Arc::new(AtomicBool::new(false));
         let (inner, profile, handle) = (self.inner.clone(), profile.to_owned(), Handle::current());
-        let work = tokio::task::spawn_blocking(move || inner.process(handle, &profile, &bucket, &key));
-        work.await.unwrap_or_else(|e| Outcome::refused(format!("the task stopped: {e}")))
+        let object = (bucket, key, version);
+        let stop = cancelled.clone();
+        let mut work = tokio::task::spawn_blocking(move || inner.process(handle, &profile, object, stop));
+        let finished = |done: std::result::Result<Outcome, tokio::task::JoinError>| {
+            done.unwrap_or_else(|e| Outcome::refused(format!("the task stopped: {e}")))
+        };
+        let Some(stop_at) = stop_at else { return finished(work.await) };
+        match tokio::time::timeout_at(stop_at.into(), &mut work).await {
+            Ok(done) => finished(done),
+            Err(_) => {
+                // The upload aborts at once when told; the reading side follows at its next write.
+                cancelled.store(true, Ordering::SeqCst);
+                match tokio::time::timeout(DEADLINE_MARGIN / 2, work).await {
+                    // It completed just as it was told to stop.
+                    Ok(Ok(done)) if done.code == ResultCode::Succeeded => done,
+                    _ => Outcome::later(
+                        "stopped before the invocation deadline; the upload was aborted, nothing was written",
+                    ),
+                }
+            }
+        }
     }
 }
 
@@ -663,14 +754,27 @@ impl Inner {
         Ok(name)
     }
 
-    /// One task, blocking (on the blocking pool, `handle` the runtime for the requests).
-    fn process(&self, handle: Handle, profile: &str, bucket: &str, key: &str) -> Outcome {
+    /// One task, blocking (on the blocking pool, `handle` the runtime for the requests): the object
+    /// `bucket`/`key` (at `version`, if the task names one), given up once `cancelled` is set.
+    fn process(
+        &self,
+        handle: Handle,
+        profile: &str,
+        (bucket, key, version): (String, String, Option<String>),
+        cancelled: Arc<AtomicBool>,
+    ) -> Outcome {
         let Some(ready) = self.profiles.get(profile) else { return Outcome::refused("no such profile") };
-        let source = S3Object::new(self.s3.clone(), bucket, key);
+        let mut source = S3Object::new(self.s3.clone(), &bucket, &key);
+        if let Some(version) = &version {
+            source = source.with_version(version);
+        }
         let destination = match &ready.profile.destination {
             Some(to) => S3Object::new(self.s3.clone(), &to.bucket, format!("{}{key}", to.prefix)),
-            None => source.clone(),
+            None => S3Object::new(self.s3.clone(), &bucket, &key),
         };
+        if let Err(refusal) = self.admit(&handle, ready, &source, &destination) {
+            return refusal;
+        }
         let mut source_options = DecryptOptions::new();
         if ready.profile.legacy_sources {
             source_options = source_options.commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt);
@@ -679,11 +783,11 @@ impl Inner {
             Work::Reencrypt { source: from, target, target_keys } => {
                 let options = ReencryptOptions::new().source(source_options);
                 let keyrings = (from.as_ref(), target.as_ref());
-                self.reencrypt(&handle, (&source, &destination), keyrings, target_keys, &options)
+                let check = ready.profile.skip_check;
+                self.reencrypt(&handle, (&source, &destination), keyrings, (target_keys, check), &options, cancelled)
             }
-            Work::Encrypt { target } => self.encrypt(&handle, &source, &destination, target.as_ref()),
+            Work::Encrypt { target } => self.encrypt(&handle, &source, &destination, target.as_ref(), cancelled),
             Work::Decrypt { source: from } => {
-                let cancelled = Arc::new(AtomicBool::new(false));
                 let transfer = &self.transfer;
                 destination
                     .decrypt_from_blocking(handle, &source, from.as_ref(), &source_options, transfer, cancelled)
@@ -692,8 +796,41 @@ impl Inner {
         };
         match done {
             Ok(text) => Outcome::succeeded(text),
-            Err(error) => Outcome::failed(&error, &[&source, &destination]),
+            Err(error) => Outcome::failed(&error),
         }
+    }
+
+    /// What is checked before any KMS request: in place on a named version, that it is still the current
+    /// one (a new current version replaces only it); the object's size (its `HeadObject`) against the
+    /// profile's `max_object_bytes` or the function's [`lambda_size_cap`].
+    fn admit(&self, handle: &Handle, ready: &Ready, source: &S3Object, destination: &S3Object) -> Result<(), Outcome> {
+        let in_place = source.bucket() == destination.bucket() && source.key() == destination.key();
+        if let Some(version) = source.version().filter(|_| in_place) {
+            match handle.block_on(source.is_current_version()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(Outcome::refused(format!(
+                        "version {} is not the current version; only the current version is re-encrypted in place",
+                        Escaped(version)
+                    )));
+                }
+                Err(error) => return Err(Outcome::failed(&error)),
+            }
+        }
+        let len = handle.block_on(source.pin()).map_err(|error| Outcome::failed(&error))?.len;
+        if let Some(cap) = ready.profile.max_object_bytes.or(self.memory_cap)
+            && len > cap
+        {
+            let verb = match ready.profile.operation {
+                Operation::Reencrypt => "re-encrypt",
+                Operation::Encrypt => "encrypt",
+                Operation::Decrypt => "decrypt",
+            };
+            return Err(Outcome::refused(format!(
+                "too large for Lambda ({len} bytes, over {cap}); {verb} it with the CLI"
+            )));
+        }
+        Ok(())
     }
 
     /// Encrypts the plaintext object `source` into `destination`.
@@ -703,24 +840,34 @@ impl Inner {
         source: &S3Object,
         destination: &S3Object,
         target: &dyn Keyring,
+        cancelled: Arc<AtomicBool>,
     ) -> Result<String> {
         let len = handle.block_on(source.pin())?.len;
         let options = EncryptOptions::new().max_plaintext_length(Some(len));
         let transfer = self.transfer.clone().part_size(self.transfer.part_size_for_plaintext(len, &options));
         let plaintext = source.reader(handle.clone(), &transfer);
-        let uploaded = destination.encrypt_from_blocking(handle.clone(), target, &options, &transfer, plaintext)?;
+        let uploaded = destination.encrypt_from_blocking_cancellable(
+            handle.clone(),
+            target,
+            &options,
+            &transfer,
+            plaintext,
+            cancelled,
+        )?;
         Ok(format!("encrypted into {} ({} bytes)", url(destination), uploaded.bytes))
     }
 
     /// Re-encrypts `objects.0` into `objects.1` (the same object in place), unless it already is under the
-    /// target keys, as the target keys themselves authenticate.
+    /// target keys, as the target keys themselves authenticate (the whole message, or its header alone,
+    /// as `check` says).
     fn reencrypt(
         &self,
         handle: &Handle,
         (source, destination): (&S3Object, &S3Object),
         (from, target): (&dyn Keyring, &dyn Keyring),
-        target_keys: &Mutex<Option<TargetKeys>>,
+        (target_keys, check): (&Mutex<Option<TargetKeys>>, SkipCheck),
         options: &ReencryptOptions,
+        cancelled: Arc<AtomicBool>,
     ) -> Result<String> {
         let in_place = source.bucket() == destination.bucket() && source.key() == destination.key();
         if in_place {
@@ -731,16 +878,24 @@ impl Inner {
                     None => known.insert(TargetKeys::of(target)?).clone(),
                 }
             };
+            // The header in one small GET; the rest, only if the header passed and the check reads on.
             let header = TransferOptions::new().chunk_size(HEADER_CHUNK).concurrency(1);
-            let status = rotation_status(target, &keys, options, false, source.reader(handle.clone(), &header))?;
+            let first = source.range_reader(handle.clone(), &header, 0..HEADER_CHUNK as u64);
+            let rest =
+                Lazily(None, || source.range_reader(handle.clone(), &self.transfer, HEADER_CHUNK as u64..u64::MAX));
+            let status = rotation_status_with(target, &keys, options, false, check, first.chain(rest))?;
             if status == Rotation::Done {
-                return Ok(
-                    "already re-encrypted under the profile's keys (header authenticated; body not read); left as it is"
-                        .into(),
-                );
+                return Ok(match check {
+                    SkipCheck::Header => {
+                        "already re-encrypted under the profile's keys (header authenticated; body not read); left as it is"
+                    }
+                    SkipCheck::Full => {
+                        "already re-encrypted under the profile's keys (authenticated in full); left as it is"
+                    }
+                }
+                .into());
             }
         }
-        let cancelled = Arc::new(AtomicBool::new(false));
         let uploaded = destination.reencrypt_from_blocking(
             handle.clone(),
             source,
@@ -751,6 +906,18 @@ impl Inner {
             cancelled,
         )?;
         Ok(format!("re-encrypted into {} ({} bytes)", url(destination), uploaded.bytes))
+    }
+}
+
+/// A reader made on its first read: the rest of an object is requested only if it is read.
+struct Lazily<R, F>(Option<R>, F);
+
+impl<R: Read, F: FnMut() -> R> Read for Lazily<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match &mut self.0 {
+            Some(reader) => reader.read(buf),
+            None => self.0.insert((self.1)()).read(buf),
+        }
     }
 }
 
@@ -814,6 +981,10 @@ mod tests {
             format!(r#"{{"profiles":{{"p":{{"operation":"encrypt","target_keys":["{KEY}"],"buckets":[],"destination":"s3://o/"}}}}}}"#),
             ok.replace(r#"{"profiles""#, r#"{"default_profile":"q","profiles""#),
             r#"{"profiles":{}}"#.to_owned(),
+            // a skip check for an operation that skips nothing, one that does not exist, a zero cap
+            format!(r#"{{"profiles":{{"p":{{"operation":"encrypt","target_keys":["{KEY}"],"buckets":["b"],"destination":"s3://o/p/","skip_check":"header"}}}}}}"#),
+            ok.replace(r#""buckets""#, r#""skip_check":"none","buckets""#),
+            ok.replace(r#""buckets""#, r#""max_object_bytes":0,"buckets""#),
         ];
         for text in refused {
             let err = BatchConfig::parse(&text).unwrap_err();
@@ -822,45 +993,27 @@ mod tests {
     }
 
     #[test]
+    fn the_size_cap_follows_the_memory_setting() {
+        // 16 MiB/s per 1,769 MB of memory, for 890 s (900 s less the 10 s margin), worked out by hand.
+        assert_eq!(lambda_size_cap(1769), 14_931_722_240);
+        assert_eq!(lambda_size_cap(256), 2_160_836_340);
+        assert_eq!(lambda_size_cap(0), 0);
+        let parsed = |extra: &str| {
+            let text = format!(
+                r#"{{"profiles":{{"p":{{"operation":"reencrypt","source_keys":["{KEY}"],"target_keys":["{KEY}"],"buckets":["b"]{extra}}}}}}}"#
+            );
+            BatchConfig::parse(&text).unwrap().profiles.remove("p").unwrap()
+        };
+        let defaults = parsed("");
+        assert_eq!((defaults.skip_check, defaults.max_object_bytes), (SkipCheck::Full, None));
+        let set = parsed(r#","skip_check":"header","max_object_bytes":5"#);
+        assert_eq!((set.skip_check, set.max_object_bytes), (SkipCheck::Header, Some(5)));
+    }
+
+    #[test]
     fn result_strings_are_one_bounded_line() {
         let text = result_string(&format!("bad\nline\x1b[2J\u{202e}{}", "é".repeat(2000)));
         assert!(!text.chars().any(|c| c.is_control() || c == '\u{202e}'), "{text:?}");
         assert!(text.len() <= MAX_RESULT_STRING && text.ends_with("..."), "{}", text.len());
-    }
-
-    #[test]
-    fn only_throttling_timeouts_and_changed_objects_are_retried() {
-        let io = |text: &str| Error::Io(std::io::Error::other(text.to_owned()));
-        let retried = [
-            Error::Keyring(
-                "AWS KMS GenerateDataKey with key k: throttled by KMS, and the SDK's retries did not get through"
-                    .into(),
-            ),
-            io("S3 GetObject s3://b/k: service error: SlowDown: Please reduce your request rate"),
-            io("S3 HeadObject s3://b/k: unhandled error (ServiceUnavailable)"),
-            io("S3 HeadObject s3://b/k: no error code (HTTP 503; request id 4442587FB7D0A2F9)"),
-            io("S3 GetObject s3://b/k: dispatch failure: timeout"),
-            io(
-                "S3 PutObject s3://b/k: the object changed while it was re-encrypted (its ETag no longer matches); it was left",
-            ),
-        ];
-        let config = aws_sdk_s3::Config::builder().behavior_version_latest().build();
-        let client = aws_sdk_s3::Client::from_conf(config);
-        let (plain, named) =
-            (S3Object::new(client.clone(), "b", "k"), S3Object::new(client, "b", "SlowDown-503-timeout"));
-        for error in &retried {
-            assert!(retryable(error, &[&plain]), "{error}");
-        }
-        let permanent = [
-            Error::HeaderAuthentication,
-            Error::malformed(0, "not a message"),
-            io("S3 HeadObject s3://b/k: service error: NotFound"),
-        ];
-        for error in &permanent {
-            assert!(!retryable(error, &[&plain]), "{error}");
-        }
-        // The task's own names never make a failure retryable.
-        let error = io("S3 HeadObject s3://b/SlowDown-503-timeout: service error: NotFound");
-        assert!(!retryable(&error, &[&named]), "{error}");
     }
 }

@@ -4,7 +4,7 @@
 use crate::crypto::kdf::V1Info;
 use crate::crypto::signature::{MessageSigner, MessageVerifier};
 use crate::crypto::{DataKey, MessageKeys};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Retry};
 use crate::format::context::{EncryptionContext, PUBLIC_KEY_CONTEXT_KEY};
 use crate::format::edk::EncryptedDataKey;
 use crate::format::header::{self, ContentType, Header, HeaderBody, IV_LEN, MessageId};
@@ -165,7 +165,9 @@ pub(crate) async fn open_header_with(
 
     let materials = DecryptionMaterials::new(suite, context.clone(), required.clone());
     let mut materials = keyring.on_decrypt(materials, edks).await?;
-    let data_key = materials.take_data_key().ok_or_else(|| Error::NoDataKeyDecrypted { reasons: Vec::new() })?;
+    let data_key = materials
+        .take_data_key()
+        .ok_or_else(|| Error::NoDataKeyDecrypted { reasons: Vec::new(), retry: Retry::Never })?;
 
     let only_auth: EncryptionContext = context.iter().filter(|(k, _)| required.contains(*k)).collect();
     let keys = match authenticate(header, &data_key, &only_auth, V1Info::Standard, false) {

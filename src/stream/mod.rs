@@ -36,8 +36,8 @@ pub use range::{MessageLayout, SeekableDecryptor, decrypt_range};
 pub use range_source::AsyncRangeSource;
 pub use range_source::{RangeSource, SeekSource};
 pub use reencrypt::{
-    ReencryptOptions, Reencrypted, Rotation, TargetKeys, default_target_suite, reencrypt, reencrypt_path,
-    rotation_status,
+    ReencryptOptions, Reencrypted, Rotation, SkipCheck, TargetKeys, default_target_suite, reencrypt, reencrypt_path,
+    rotation_status, rotation_status_with,
 };
 #[cfg(feature = "s3")]
 pub(crate) use whole::framed_body_len;

@@ -369,8 +369,25 @@ pub enum Rotation {
     Needed(&'static str),
 }
 
+/// How much of a message [`rotation_status_with`] authenticates before it answers [`Rotation::Done`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkipCheck {
+    /// The header only (a ranged read, one unwrap): the data key, the key commitment and the header tag.
+    /// A message whose body was cut short or damaged after the header passes: "done" then only says
+    /// that its header is the new keys' own.
+    Header,
+    /// The whole message: the header as [`Header`](Self::Header), then every frame's tag and, for a
+    /// signed suite, the signature, read to the end with the plaintext thrown away (the same unwrap:
+    /// one KMS call or a cache hit). "Done" then says the message decrypts with the new keys, which is
+    /// what retiring the old key needs.
+    #[default]
+    Full,
+}
+
 /// Whether the message that `input` starts with is already what [`reencrypt`] with `options` and
-/// `target_keyring` would make of it, so that a retried job can skip it. Only its header is read.
+/// `target_keyring` would make of it, so that a retried job can skip it. Only its header is read: this is
+/// [`rotation_status_with`] and [`SkipCheck::Header`].
 ///
 /// The answer is never taken from header fields alone, since anyone who can write the file or object can
 /// plant a header naming the new keys: it is [`Rotation::Done`] only once `target_keyring` unwrapped the
@@ -382,13 +399,35 @@ pub enum Rotation {
 ///
 /// # Errors
 ///
-/// The header cannot be read (not a message, a limit, I/O); a key that fails to unwrap is not an error but
-/// [`Rotation::Needed`].
+/// The header cannot be read (not a message, a limit, I/O); a key service failure that a retry may cure
+/// ([`Error::is_transient`]: KMS throttled, timed out, unavailable), since then the answer is unknown. A
+/// key that fails to unwrap for good is not an error but [`Rotation::Needed`].
 pub fn rotation_status<R: Read>(
     target_keyring: &dyn Keyring,
     target_keys: &TargetKeys,
     options: &ReencryptOptions,
     verify_all_keys: bool,
+    input: R,
+) -> Result<Rotation> {
+    rotation_status_with(target_keyring, target_keys, options, verify_all_keys, SkipCheck::Header, input)
+}
+
+/// [`rotation_status`] that authenticates as much of the message as `check` says: with
+/// [`SkipCheck::Full`], [`Rotation::Done`] also needs every frame and the signature to verify, so that
+/// "done" means the message decrypts with the new keys (a body planted or damaged after a good header is
+/// not done).
+///
+/// # Errors
+///
+/// Those of [`rotation_status`]; with [`SkipCheck::Full`], a message whose header passed but whose body
+/// does not authenticate (a frame, the signature, cut short, trailing data) is the decryption's error:
+/// re-encrypting it could not succeed either.
+pub fn rotation_status_with<R: Read>(
+    target_keyring: &dyn Keyring,
+    target_keys: &TargetKeys,
+    options: &ReencryptOptions,
+    verify_all_keys: bool,
+    check: SkipCheck,
     mut input: R,
 ) -> Result<Rotation> {
     let header = HeaderDecoder::read_from(options.source.limits, &mut input)?;
@@ -400,8 +439,12 @@ pub fn rotation_status<R: Read>(
     if keys != target_keys.keys {
         return Ok(Rotation::Needed("its data keys are not exactly the new keys'"));
     }
-    let Ok(opened) = block_on(open_header(target_keyring, &options.source, &header)) else {
-        return Ok(Rotation::Needed("the new keys do not open it"));
+    let opened = match block_on(open_header(target_keyring, &options.source, &header)) {
+        Ok(opened) => opened,
+        // KMS throttled or timed out: the answer is unknown, not "needed" (which would send an object that
+        // is done to the source keys, which no longer open it).
+        Err(error) if error.is_transient() => return Err(error),
+        Err(_) => return Ok(Rotation::Needed("the new keys do not open it")),
     };
     let target = target_options(options, &header, &opened.context)?;
     let kept: EncryptionContext = opened.context.iter().filter(|(key, _)| !key.starts_with(RESERVED_PREFIX)).collect();
@@ -417,10 +460,16 @@ pub fn rotation_status<R: Read>(
     if verify_all_keys {
         for edk in header.encrypted_data_keys() {
             let one = std::slice::from_ref(edk);
-            if block_on(open_header_with(target_keyring, &options.source, &header, one)).is_err() {
-                return Ok(Rotation::Needed("one of its data keys does not unwrap with the new keys"));
+            match block_on(open_header_with(target_keyring, &options.source, &header, one)) {
+                Ok(_) => {}
+                Err(error) if error.is_transient() => return Err(error),
+                Err(_) => return Ok(Rotation::Needed("one of its data keys does not unwrap with the new keys")),
             }
         }
+    }
+    if check == SkipCheck::Full {
+        let mut body = Decryptor::with_opened(header, opened, &options.source, input);
+        body.write_to(std::io::sink()).map_err(Error::from_io)?;
     }
     Ok(Rotation::Done)
 }

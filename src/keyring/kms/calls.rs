@@ -10,7 +10,7 @@ use super::api::{CallParams, KmsApi};
 use super::arn::KmsArn;
 use super::runtime::on_runtime;
 use crate::crypto::DataKey;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result, Retry};
 use crate::format::context::EncryptionContext;
 use crate::format::edk::EncryptedDataKey;
 use crate::keyring::{DecryptionMaterials, EncryptionMaterials};
@@ -42,12 +42,13 @@ impl Kms {
         let call = self.api.generate_data_key(self.params(key_id, materials.encryption_context()), key_len);
         let mut out = on_runtime(call)
             .await?
-            .map_err(|err| encrypt_error("GenerateDataKey", key_id, err.describe("GenerateDataKey")))?;
+            .map_err(|err| encrypt_error("GenerateDataKey", key_id, err.describe("GenerateDataKey"), err.retry()))?;
         if out.plaintext.len() != key_len {
             return Err(encrypt_error(
                 "GenerateDataKey",
                 key_id,
                 format!("KMS returned a data key of {} bytes, the suite needs {key_len}", out.plaintext.len()),
+                Retry::Never,
             ));
         }
         let arn = returned_key_arn("GenerateDataKey", key_id, out.key_id)?;
@@ -61,26 +62,32 @@ impl Kms {
         let data_key = materials.data_key().ok_or_else(|| Error::Keyring("no data key to encrypt".into()))?;
         let plaintext = Zeroizing::new(data_key.as_bytes().to_vec());
         let call = self.api.encrypt(self.params(key_id, materials.encryption_context()), plaintext);
-        let out = on_runtime(call).await?.map_err(|err| encrypt_error("Encrypt", key_id, err.describe("Encrypt")))?;
+        let out = on_runtime(call)
+            .await?
+            .map_err(|err| encrypt_error("Encrypt", key_id, err.describe("Encrypt"), err.retry()))?;
         let arn = returned_key_arn("Encrypt", key_id, out.key_id)?;
         materials.add_encrypted_data_key(edk(arn, out.ciphertext));
         Ok(())
     }
 
-    /// `Decrypt` of one EDK with `KeyId` = `request_key_id`. On failure, the reason to report for this EDK.
+    /// `Decrypt` of one EDK with `KeyId` = `request_key_id`. On failure, the reason to report for this EDK,
+    /// and whether a later try may get through.
     pub async fn unwrap(
         &self,
         request_key_id: &str,
         materials: &DecryptionMaterials,
         edk: &EncryptedDataKey,
-    ) -> Result<DataKey, String> {
+    ) -> Result<DataKey, Reason> {
         let key_len = materials.suite().key_len();
         let call =
             self.api.decrypt(self.params(request_key_id, materials.encryption_context()), edk.ciphertext.clone());
-        let fail = |what: String| format!("AWS KMS Decrypt with key {request_key_id}: {what}");
+        let fail = |what: String| Reason::from(format!("AWS KMS Decrypt with key {request_key_id}: {what}"));
         let mut out = match on_runtime(call).await {
             Ok(Ok(out)) => out,
-            Ok(Err(err)) => return Err(fail(err.describe("Decrypt"))),
+            Ok(Err(err)) => {
+                let text = format!("AWS KMS Decrypt with key {request_key_id}: {}", err.describe("Decrypt"));
+                return Err(Reason::new(text, err.retry()));
+            }
             Err(err) => return Err(fail(err.to_string())),
         };
         match out.key_id.as_deref() {
@@ -103,16 +110,21 @@ impl Kms {
     }
 }
 
-fn encrypt_error(operation: &str, key_id: &str, what: String) -> Error {
-    Error::Keyring(format!("AWS KMS {operation} with key {key_id}: {what}"))
+fn encrypt_error(operation: &str, key_id: &str, what: String, retry: Retry) -> Error {
+    Error::Keyring(Reason::new(format!("AWS KMS {operation} with key {key_id}: {what}"), retry))
 }
 
 /// The response `KeyId`, which must be a key ARN: it becomes the EDK's provider info.
 fn returned_key_arn(operation: &str, key_id: &str, returned: Option<String>) -> Result<String> {
     match returned {
         Some(arn) if KmsArn::parse_key(&arn).is_ok() => Ok(arn),
-        Some(other) => Err(encrypt_error(operation, key_id, format!("KMS returned {other:?}, which is not a key ARN"))),
-        None => Err(encrypt_error(operation, key_id, "KMS returned no key ARN".into())),
+        Some(other) => Err(encrypt_error(
+            operation,
+            key_id,
+            format!("KMS returned {other:?}, which is not a key ARN"),
+            Retry::Never,
+        )),
+        None => Err(encrypt_error(operation, key_id, "KMS returned no key ARN".into(), Retry::Never)),
     }
 }
 
@@ -129,7 +141,7 @@ pub(super) fn edk_key_arn(edk: &EncryptedDataKey) -> Result<Option<(KmsArn, &str
     let info = std::str::from_utf8(&edk.provider_info)
         .map_err(|_| Error::Keyring("an aws-kms encrypted data key's provider info is not UTF-8".into()))?;
     let arn = KmsArn::parse_key(info)
-        .map_err(|err| Error::Keyring(format!("an aws-kms encrypted data key names no key ARN: {err}")))?;
+        .map_err(|err| Error::Keyring(format!("an aws-kms encrypted data key names no key ARN: {err}").into()))?;
     Ok(Some((arn, info)))
 }
 

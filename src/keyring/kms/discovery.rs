@@ -8,7 +8,7 @@ use super::api::KmsApi;
 use super::arn::{KmsArn, Region, is_known_partition};
 use super::calls::{Kms, edk_key_arn, not_kms};
 use super::clients::KmsClients;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result, Retry};
 use crate::format::edk::EncryptedDataKey;
 use crate::keyring::{DecryptionMaterials, EncryptionMaterials};
 
@@ -197,7 +197,7 @@ impl AwsKmsDiscoveryKeyring {
         edks: &[EncryptedDataKey],
     ) -> Result<DecryptionMaterials> {
         materials.require_no_data_key()?;
-        let mut reasons = Vec::new();
+        let (mut reasons, mut retry) = (Vec::new(), Retry::Never);
         let mut candidates = Vec::new();
         for edk in edks {
             let Some((arn, info)) = edk_key_arn(edk)? else {
@@ -219,17 +219,20 @@ impl AwsKmsDiscoveryKeyring {
         for (arn, info, edk) in candidates {
             let attempt = match self.kms_for(&arn) {
                 Ok(kms) => kms.unwrap(info, &materials, edk).await,
-                Err(reason) => Err(reason),
+                Err(reason) => Err(Reason::from(reason)),
             };
             match attempt {
                 Ok(data_key) => {
                     materials.set_data_key(data_key)?;
                     return Ok(materials);
                 }
-                Err(reason) => reasons.push(reason),
+                Err(reason) => {
+                    retry = retry.or(reason.retry());
+                    reasons.push(reason.to_string());
+                }
             }
         }
-        Err(Error::NoDataKeyDecrypted { reasons })
+        Err(Error::NoDataKeyDecrypted { reasons, retry })
     }
 }
 

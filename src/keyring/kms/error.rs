@@ -8,6 +8,8 @@ use std::fmt;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::operation::RequestId;
 
+use crate::error::Retry;
+
 /// The kinds of failure a user can tell apart and act on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum KmsErrorKind {
@@ -94,6 +96,29 @@ impl KmsError {
             _ => (KmsErrorKind::Other, None, chain),
         };
         Self { kind, code, detail, request_id }
+    }
+
+    /// Whether a later try may get through: throttled, timed out, KMS unavailable (a 5xx) or not reached.
+    pub fn retry(&self) -> Retry {
+        match self.kind {
+            KmsErrorKind::Throttled | KmsErrorKind::Timeout | KmsErrorKind::Unavailable | KmsErrorKind::Network => {
+                Retry::Later
+            }
+            KmsErrorKind::AccessDenied
+            | KmsErrorKind::InvalidCredentials
+            | KmsErrorKind::NoCredentials
+            | KmsErrorKind::NoRegion
+            | KmsErrorKind::NotFound
+            | KmsErrorKind::Disabled
+            | KmsErrorKind::InvalidState
+            | KmsErrorKind::InvalidCiphertext
+            | KmsErrorKind::IncorrectKey
+            | KmsErrorKind::InvalidKeyUsage
+            | KmsErrorKind::InvalidGrantToken
+            | KmsErrorKind::BadEndpoint
+            | KmsErrorKind::InvalidRequest
+            | KmsErrorKind::Other => Retry::Never,
+        }
     }
 
     /// The error as a sentence about `operation` (e.g. `Decrypt`): what happened, then what to do.
@@ -280,6 +305,19 @@ mod tests {
             assert!(text.contains(hint) && text.contains(code) && text.contains("r-1"), "{text}");
         }
         assert_eq!(kind_of_code("SomethingNew"), KmsErrorKind::Other);
+    }
+
+    #[test]
+    fn only_throttling_timeouts_outages_and_unreached_endpoints_may_pass_later() {
+        let later = [KmsErrorKind::Throttled, KmsErrorKind::Timeout, KmsErrorKind::Unavailable, KmsErrorKind::Network];
+        for kind in later {
+            assert_eq!(KmsError::new(kind, "").retry(), Retry::Later, "{kind:?}");
+        }
+        for code in ["NotFoundException", "AccessDeniedException", "InvalidCiphertextException", "DisabledException"] {
+            // The service's words do not count, only its code.
+            let err = KmsError { code: Some(code.into()), ..KmsError::new(kind_of_code(code), "timeout: SlowDown") };
+            assert_eq!(err.retry(), Retry::Never, "{code}");
+        }
     }
 
     #[test]

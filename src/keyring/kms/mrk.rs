@@ -9,7 +9,7 @@ use super::arn::Region;
 use super::calls::{Kms, edk_key_arn, not_kms};
 use super::discovery::{DiscoveryFilter, discovery_cannot_encrypt};
 use super::strict::{KeyMatch, Strict};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Retry};
 use crate::format::edk::EncryptedDataKey;
 use crate::keyring::{DecryptionMaterials, EncryptionMaterials};
 
@@ -119,7 +119,7 @@ impl AwsKmsMrkDiscoveryKeyring {
     ) -> Result<DecryptionMaterials> {
         materials.require_no_data_key()?;
         let name = format!("AWS KMS MRK discovery in {}", self.region);
-        let mut reasons = Vec::new();
+        let (mut reasons, mut retry) = (Vec::new(), Retry::Never);
         let mut candidates = Vec::new();
         for edk in edks {
             let Some((arn, info)) = edk_key_arn(edk)? else {
@@ -151,10 +151,13 @@ impl AwsKmsMrkDiscoveryKeyring {
                     materials.set_data_key(data_key)?;
                     return Ok(materials);
                 }
-                Err(reason) => reasons.push(reason),
+                Err(reason) => {
+                    retry = retry.or(reason.retry());
+                    reasons.push(reason.to_string());
+                }
             }
         }
-        Err(Error::NoDataKeyDecrypted { reasons })
+        Err(Error::NoDataKeyDecrypted { reasons, retry })
     }
 }
 

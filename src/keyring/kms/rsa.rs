@@ -14,7 +14,7 @@ use super::calls::Kms;
 use super::runtime::on_runtime;
 use crate::crypto::DataKey;
 use crate::crypto::rsa::{RsaPadding, RsaPublicKey};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result, Retry};
 use crate::format::context::EncryptionContext;
 use crate::format::edk::EncryptedDataKey;
 use crate::keyring::{DecryptionMaterials, EncryptionMaterials};
@@ -174,7 +174,8 @@ impl AwsKmsRsaKeyring {
         let kms = self.kms.as_ref().ok_or_else(|| Error::Config("AWS KMS RSA keyring: no public key".into()))?;
         let call = kms.api.get_public_key(self.key_arn.clone(), kms.grant_tokens.clone());
         let der = on_runtime(call).await?.map_err(|err| {
-            Error::Keyring(format!("AWS KMS GetPublicKey with key {}: {}", self.key_arn, err.describe("GetPublicKey")))
+            let text = format!("AWS KMS GetPublicKey with key {}: {}", self.key_arn, err.describe("GetPublicKey"));
+            Error::Keyring(Reason::new(text, err.retry()))
         })?;
         self.set_public_key(RsaPublicKey::from_der(&der)?);
         Ok(self.public_key.get().expect("set above"))
@@ -208,15 +209,17 @@ impl AwsKmsRsaKeyring {
         let Some(kms) = &self.kms else {
             return Err(Error::NoDataKeyDecrypted {
                 reasons: vec![format!("{name}: no KMS client: it can only encrypt")],
+                retry: Retry::Never,
             });
         };
         let mut candidates = Vec::new();
-        let mut reasons = Vec::new();
+        let (mut reasons, mut retry) = (Vec::new(), Retry::Never);
         for edk in edks.iter().filter(|edk| edk.provider_id == RSA_PROVIDER_ID) {
             let info = std::str::from_utf8(&edk.provider_info)
                 .map_err(|_| Error::Keyring("an aws-kms-rsa encrypted data key's provider info is not UTF-8".into()))?;
-            KmsArn::parse_key(info)
-                .map_err(|err| Error::Keyring(format!("an aws-kms-rsa encrypted data key names no key ARN: {err}")))?;
+            KmsArn::parse_key(info).map_err(|err| {
+                Error::Keyring(format!("an aws-kms-rsa encrypted data key names no key ARN: {err}").into())
+            })?;
             if mrk_match(&self.key_arn, info) {
                 candidates.push(edk);
             } else {
@@ -234,6 +237,7 @@ impl AwsKmsRsaKeyring {
             let out = match on_runtime(call).await? {
                 Ok(out) => out,
                 Err(err) => {
+                    retry = retry.or(err.retry());
                     reasons.push(format!("{name}: {}", err.describe("Decrypt")));
                     continue;
                 }
@@ -258,7 +262,7 @@ impl AwsKmsRsaKeyring {
             materials.set_data_key(DataKey::new(data_key.to_vec()))?;
             return Ok(materials);
         }
-        Err(Error::NoDataKeyDecrypted { reasons })
+        Err(Error::NoDataKeyDecrypted { reasons, retry })
     }
 }
 
@@ -498,7 +502,7 @@ mod tests {
         let decrypted = decrypt(&keyring, context("a"), &edks).unwrap();
         assert_eq!(decrypted.data_key().unwrap().as_bytes(), wanted.data_key().unwrap().as_bytes());
         let err = decrypt(&keyring, context("c"), &edks).unwrap_err();
-        assert!(matches!(&err, Error::NoDataKeyDecrypted { reasons } if reasons.len() == 2), "{err}");
+        assert!(matches!(&err, Error::NoDataKeyDecrypted { reasons, .. } if reasons.len() == 2), "{err}");
         assert!(err.to_string().contains("encryption context differs"), "{err}");
     }
 

@@ -34,7 +34,9 @@ fn fallback() -> Result<&'static Runtime> {
             .build()
             .map_err(|err| err.to_string())
     });
-    runtime.as_ref().map_err(|err| Error::Keyring(format!("cannot start the tokio runtime for AWS KMS calls: {err}")))
+    runtime
+        .as_ref()
+        .map_err(|err| Error::Keyring(format!("cannot start the tokio runtime for AWS KMS calls: {err}").into()))
 }
 
 /// The runtime a KMS call should run on: the current one, else the shared fallback.
@@ -76,10 +78,13 @@ where
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            Error::Keyring(format!(
-                "an AWS KMS call panicked: {message} (if the tokio runtime was built without enable_all(), the SDK \
+            Error::Keyring(
+                format!(
+                    "an AWS KMS call panicked: {message} (if the tokio runtime was built without enable_all(), the SDK \
                  has no timers or sockets)"
-            ))
+                )
+                .into(),
+            )
         }
         Err(_) => Error::Keyring("an AWS KMS call was cancelled (its tokio runtime is shutting down)".into()),
     })

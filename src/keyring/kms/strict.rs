@@ -7,7 +7,7 @@ use super::api::KmsApi;
 use super::arn::{KmsArn, check_key_identifier, mrk_match};
 use super::calls::{Kms, edk_key_arn, not_kms};
 use crate::crypto::DataKey;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Retry};
 use crate::format::edk::EncryptedDataKey;
 use crate::keyring::{DecryptionMaterials, EncryptionMaterials};
 
@@ -141,7 +141,7 @@ impl Strict {
     ) -> Result<DecryptionMaterials> {
         materials.require_no_data_key()?;
         // Filter every EDK before the first call: a malformed KMS EDK fails the keyring.
-        let mut reasons = Vec::new();
+        let (mut reasons, mut retry) = (Vec::new(), Retry::Never);
         let mut candidates = Vec::new();
         // Every EDK names a key ARN: a key id, an alias name or an alias ARN never equals one.
         let hint = if KmsArn::parse_key(&self.key_id).is_ok() { "" } else { " (strict decrypt needs the key ARN)" };
@@ -166,10 +166,13 @@ impl Strict {
                     materials.set_data_key(data_key)?;
                     return Ok(materials);
                 }
-                Err(reason) => reasons.push(reason),
+                Err(reason) => {
+                    retry = retry.or(reason.retry());
+                    reasons.push(reason.to_string());
+                }
             }
         }
-        Err(Error::NoDataKeyDecrypted { reasons })
+        Err(Error::NoDataKeyDecrypted { reasons, retry })
     }
 }
 

@@ -178,7 +178,7 @@ fn strict(kms: &Arc<FakeKms>, key: &str) -> AwsKmsKeyring {
 
 fn reasons(err: Error) -> Vec<String> {
     match err {
-        Error::NoDataKeyDecrypted { reasons } => reasons,
+        Error::NoDataKeyDecrypted { reasons, .. } => reasons,
         other => panic!("expected NoDataKeyDecrypted, got {other:?}"),
     }
 }
@@ -315,6 +315,7 @@ fn throttling_beyond_the_retries_is_reported_and_the_next_call_works() {
     kms.fail_next(KmsErrorKind::Throttled, "ThrottlingException");
     let err = encrypt_with(&strict(&kms, KEY_A)).unwrap_err();
     assert!(err.to_string().contains("throttled by KMS"), "{err}");
+    assert!(err.is_transient(), "a throttled GenerateDataKey may pass later: {err:?}");
     assert!(encrypt_with(&strict(&kms, KEY_A)).is_ok());
 }
 
