@@ -507,30 +507,7 @@ fn result_string(text: &str) -> String {
     line
 }
 
-/// `s3Key` as S3 Batch Operations sends it, decoded: `+` is a space, `%XX` a byte, and the bytes UTF-8.
-///
-/// # Errors
-///
-/// A `%` not followed by two hex digits, or bytes that are not UTF-8.
-pub fn decode_key(encoded: &str) -> std::result::Result<String, String> {
-    let mut bytes = Vec::with_capacity(encoded.len());
-    let mut rest = encoded.as_bytes();
-    while let Some((&byte, tail)) = rest.split_first() {
-        rest = tail;
-        match byte {
-            b'+' => bytes.push(b' '),
-            b'%' => {
-                let hex = rest.get(..2).filter(|hex| hex.iter().all(u8::is_ascii_hexdigit));
-                let hex = hex.ok_or_else(|| "a % in the key is not followed by two hex digits".to_owned())?;
-                let digits = std::str::from_utf8(hex).map_err(|_| "unreachable: ASCII hex digits".to_owned())?;
-                bytes.push(u8::from_str_radix(digits, 16).map_err(|e| e.to_string())?);
-                rest = &rest[2..];
-            }
-            other => bytes.push(other),
-        }
-    }
-    String::from_utf8(bytes).map_err(|_| "the decoded key is not UTF-8".to_owned())
-}
+pub use crate::s3::decode_key;
 
 /// The bucket a task names: `s3Bucket` (schema 2.0) or the name in `s3BucketArn` (schema 1.0).
 fn task_bucket(task: &BatchTask) -> std::result::Result<String, String> {
