@@ -57,7 +57,9 @@
 //! frames of its run, which is at most about two job lengths plus two source frames. With the defaults
 //! (64 KiB frames in and out, 512 KiB jobs) that is one in-place buffer of eight frames, 512 KiB and 256
 //! bytes, per thread. The threads are the target options' (past their threshold), no more than fit in the
-//! source limits' `max_frame_buffers` (40 MiB by default), and at least one.
+//! source limits' `max_frame_buffers` (40 MiB by default); a job that alone would not fit there (source
+//! frames of many MiB, or target frames of a few bytes beside long source frames) sends the message
+//! through the streaming path.
 
 use std::fs::File;
 use std::io;
@@ -128,7 +130,6 @@ pub(super) fn reencrypt_file(
         return Ok(None);
     };
 
-    output.write(&prepared.header, 0).map_err(Error::from_io)?;
     let job = Reseal {
         source: Side { key: &opened.keys.content, id: header.message_id(), layout: source },
         target: Side { key: &prepared.keys.content, id: &prepared.message_id, layout: target },
@@ -138,11 +139,15 @@ pub(super) fn reencrypt_file(
         target_body_start: prepared.header.len() as u64,
     };
     let per_job = frames_per_job(&target_options.parallelism, &source, &target);
-    let jobs = target.regular.div_ceil(per_job);
     let budget = source_options.limits.max_frame_buffers;
-    let threads = threads_for(&target_options.parallelism, target.body_len())
-        .min((budget / job.buffer_bound(per_job).max(1)).max(1))
-        .min(jobs);
+    let Some(threads) = budget.checked_div(job.buffer_bound(per_job)).filter(|&fit| fit > 0) else {
+        // One job alone passes the budget (huge source frames, or tiny target frames beside long source
+        // ones): the streaming path holds a frame or two at a time instead.
+        return Ok(None);
+    };
+    let jobs = target.regular.div_ceil(per_job);
+    let threads = threads_for(&target_options.parallelism, target.body_len()).min(threads).min(jobs);
+    output.write(&prepared.header, 0).map_err(Error::from_io)?;
     let failed = Mutex::new(None::<u32>);
     let note = |sequence: u32| {
         let mut failed = failed.lock().unwrap_or_else(PoisonError::into_inner);
@@ -349,6 +354,7 @@ mod tests {
 
     use super::*;
     use crate::format::header::HeaderDecoder;
+    use crate::format::limits::DecryptLimits;
     use crate::keyring::{RawAesKeyring, block_on};
     use crate::stream::cmm::{open_header, prepare_encrypt};
     use crate::stream::file::PendingFile;
@@ -399,16 +405,25 @@ mod tests {
         input_len: u64,
         target: &EncryptOptions,
     ) -> (Result<Option<u64>>, Vec<u8>, PreparedEncryption) {
+        reseal_with(&DecryptOptions::new(), message, input_len, target)
+    }
+
+    /// [`reseal`] with the source read with `source_options`.
+    fn reseal_with(
+        source_options: &DecryptOptions,
+        message: &[u8],
+        input_len: u64,
+        target: &EncryptOptions,
+    ) -> (Result<Option<u64>>, Vec<u8>, PreparedEncryption) {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("source"), message).unwrap();
         let input = File::open(dir.path().join("source")).unwrap();
-        let source_options = DecryptOptions::new();
         let header = HeaderDecoder::read_from(source_options.limits, &mut &message[..]).unwrap();
-        let opened = block_on(open_header(&old_key(), &source_options, &header)).unwrap();
+        let opened = block_on(open_header(&old_key(), source_options, &header)).unwrap();
         let prepared = block_on(prepare_encrypt(&new_key(), target, None)).unwrap();
         let pending = PendingFile::create(&dir.path().join("target"), false).unwrap();
         let sink = Sink::pending(&pending);
-        let verdict = reencrypt_file(&header, &opened, &source_options, &prepared, target, &input, input_len, sink);
+        let verdict = reencrypt_file(&header, &opened, source_options, &prepared, target, &input, input_len, sink);
         let mut written = Vec::new();
         pending.positioned().0.read_to_end(&mut written).unwrap();
         (verdict, written, prepared)
@@ -519,6 +534,11 @@ mod tests {
             assert!(matches!(verdict, Ok(None)), "{what}: {verdict:?}");
             assert!(written.is_empty(), "{what}: wrote {} bytes", written.len());
         }
+        // A budget one job of 45-byte target frames (at least one 32-byte source frame's worth, and
+        // overhead) does not fit in.
+        let tight = DecryptOptions::new().limits(DecryptLimits { max_frame_buffers: 100, ..DecryptLimits::DEFAULT });
+        let (verdict, written, _) = reseal_with(&tight, &message, message.len() as u64, &target(45, 2, 1));
+        assert!(matches!(verdict, Ok(None)) && written.is_empty(), "a job past the budget: {verdict:?}");
         let bound = target(FRAME, 2, 2).max_plaintext_length(Some(10 * FRAME as u64));
         let (verdict, written, _) = reseal(&message, message.len() as u64, &bound);
         assert!(matches!(verdict, Ok(None)) && written.is_empty(), "a declared bound the plaintext passes");
