@@ -29,7 +29,9 @@
 //! only after the end of input, and for signed suites the footer signature, checked out. The new message's
 //! final frame (and footer) is sealed and written only after that, by [`Encryptor::finish`]. So on any
 //! failure of the source the output lacks its final frame, which every ESDK rejects, and the file and S3
-//! variants never commit it at all.
+//! variants never commit it at all. The file variant's positioned path for unsigned framed messages
+//! (`reencrypt_file.rs`) keeps the same rule without the streaming pipelines and argues its own keys and
+//! IVs in its module documentation.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -222,6 +224,13 @@ fn stream_body<R: Read, W: Write>(
 /// message. Unless the target
 /// options declare a plaintext bound, the source's length is declared (a message's plaintext is shorter),
 /// so that a [`CachingKeyring`](crate::CachingKeyring) as the target keyring can reuse its data key.
+///
+/// An unsigned framed source re-encrypted into an unsigned suite (0x0478 to 0x0478, the default for it)
+/// takes no copy loop: worker threads (the target options' threads) each read a run of source frames at
+/// its offset, open them, seal their plaintext as the new message's frames (of the target frame length,
+/// the same bytes the streaming path writes) and write those at their offsets; the new message's final
+/// frame is written last, once every source frame verified. Signed sources or targets (whose signature
+/// hashes the body in order) and non-framed sources are streamed.
 ///
 /// ```
 /// use kms_envelope::{DecryptOptions, EncryptOptions, OutputOptions, RawAesKeyring, ReencryptOptions};
