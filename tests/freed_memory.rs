@@ -10,8 +10,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 
 use kms_envelope::OutputOptions;
 use kms_envelope::{
-    AlgorithmSuite, DecryptOptions, Decryptor, EncryptOptions, Encryptor, RawAesKeyring, SeekableDecryptor,
-    decrypt_into, decrypt_range, encrypt,
+    AlgorithmSuite, DecryptOptions, Decryptor, EncryptOptions, Encryptor, RawAesKeyring, ReencryptOptions,
+    SeekableDecryptor, decrypt_into, decrypt_range, encrypt, reencrypt_path,
 };
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -169,6 +169,25 @@ fn every_way(
             pending.commit(false, false).unwrap();
             let written = Zeroizing::new(std::fs::read(&opened).unwrap());
             assert!(sha(&written) == expected, "{what}: the positioned path wrote something else");
+        }),
+    ));
+    counts.push((
+        format!("{what}: reencrypt_path"),
+        freed_matching(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let (source, rotated) = (dir.path().join("source"), dir.path().join("rotated"));
+            std::fs::write(&source, &message).unwrap();
+            let new_key = RawAesKeyring::new("freed", "new", &[0x44; 32]).unwrap();
+            let read = ReencryptOptions::new().source(decrypt_options.clone());
+            // Target frames as long as the source's (opened and sealed in place), and the default 64 KiB.
+            for options in [read.clone().target(encrypt_options.clone()), read] {
+                let output = OutputOptions::new().sync(false).overwrite(true);
+                reencrypt_path(&keyring(), &new_key, &options, &source, &rotated, &output).unwrap();
+                let written = std::fs::read(&rotated).unwrap();
+                let mut decryptor = Decryptor::new(&new_key, &DecryptOptions::new(), &written[..]).unwrap();
+                let got = hash_to_end(&mut decryptor, &mut Zeroizing::new(vec![0u8; 100_000]));
+                assert!(got == expected, "{what}: reencrypt_path wrote another plaintext");
+            }
         }),
     ));
     counts.push((

@@ -411,38 +411,13 @@ fn in_place_replaces_the_file_only_with_overwrite() {
     assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
 }
 
-/// The target keyring, which runs after the source was opened and before anything is written, stands in
-/// for another writer: it replaces the source file. The re-encryption must then fail and leave that
-/// writer's file alone.
-struct ReplacesTheSource {
-    inner: RawAesKeyring,
-    source: PathBuf,
-}
-
-impl Keyring for ReplacesTheSource {
-    fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
-        let other = self.source.with_extension("other");
-        fs::write(&other, b"another writer's file").unwrap();
-        fs::rename(&other, &self.source).unwrap();
-        self.inner.on_encrypt(materials)
-    }
-
-    fn on_decrypt<'a>(
-        &'a self,
-        materials: DecryptionMaterials,
-        edks: &'a [EncryptedDataKey],
-    ) -> KeyringFuture<'a, DecryptionMaterials> {
-        self.inner.on_decrypt(materials, edks)
-    }
-}
-
 #[test]
 fn in_place_leaves_a_file_that_replaced_the_source_meanwhile() {
     let (message, _) = signed_source();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secrets.esdk");
     fs::write(&path, &message).unwrap();
-    let target = ReplacesTheSource { inner: new_keyring(), source: path.clone() };
+    let target = ChangesTheSource { inner: new_keyring(), source: path.clone(), change: Change::Replace };
     let in_place = OutputOptions::new().overwrite(true);
     let result = reencrypt_path(&old_keyring(), &target, &ReencryptOptions::new(), &path, &path, &in_place);
     assert!(result.is_err(), "overwrote a file another writer put there");
@@ -604,4 +579,248 @@ fn rotation_status_is_done_only_when_authenticated_under_exactly_the_new_keys() 
     let forged_target = TargetKeys::of(&MultiKeyring::new(old_keyring()).with_child(new_keyring())).unwrap();
     let with_new = |m: &[u8]| rotation_status(&new_keyring(), &forged_target, &options, false, m).unwrap();
     assert_eq!(with_new(&forged), Rotation::Needed("the new keys do not open it"));
+}
+
+/// An unsigned framed source in a regular file takes the positioned path (workers re-seal runs of frames
+/// at known offsets): whatever the sizes around the frame length, the source's frame length against the
+/// target's, whoever wrote the source (us, or the Python ESDK with its own encoding of a last full frame),
+/// the new message decrypts, here and in the Python ESDK with the new key alone, to the source's plaintext.
+#[test]
+fn unsigned_file_sources_decrypt_after_reencryption_here_and_in_python() {
+    const FRAME: usize = 4096;
+    let dir = tempfile::tempdir().unwrap();
+    let lens = [0, 1, FRAME - 1, FRAME, FRAME + 1, 3 * FRAME, 100 * FRAME + 7];
+    let ours = EncryptOptions::new().frame_length(FRAME as u32).threads(1).context("purpose", "rotation");
+    let mut sources = Vec::new();
+    let mut python_encrypts = Vec::new();
+    for len in lens {
+        let plaintext: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
+        let (plain, ours_path) = (dir.path().join(format!("{len}.plain")), dir.path().join(format!("{len}.ours")));
+        fs::write(&plain, &plaintext).unwrap();
+        fs::write(&ours_path, encrypt(&old_keyring(), &ours, &plaintext).unwrap()).unwrap();
+        sources.push((ours_path, plaintext.clone()));
+        let python_path = dir.path().join(format!("{len}.python"));
+        python_encrypts.push(vec![
+            "encrypt".into(),
+            "--in".into(),
+            plain.display().to_string(),
+            "--out".into(),
+            python_path.display().to_string(),
+            "--raw-key-hex".into(),
+            common::hex(&[0x42; 32]),
+            "--key-namespace".into(),
+            "kms-envelope-rotation".into(),
+            "--key-name".into(),
+            "key-2025".into(),
+            "--suite".into(),
+            "0x0478".into(),
+            "--frame-length".into(),
+            FRAME.to_string(),
+            "--context-json".into(),
+            r#"{"purpose":"rotation"}"#.into(),
+        ]);
+        sources.push((python_path, plaintext));
+    }
+    let python = python_batch(&python_encrypts);
+    if let Some(results) = &python {
+        for (len, result) in lens.iter().zip(results) {
+            result.as_ref().unwrap_or_else(|e| panic!("Python encrypt of {len} bytes: {e}"));
+        }
+    } else {
+        sources.retain(|(path, _)| path.extension().unwrap() == "ours");
+    }
+    // The default target (64 KiB frames), the source's frame length (opened and sealed in place), and a
+    // length that is neither a divisor nor a multiple of it; on two threads from the first byte, in short jobs.
+    let targets = [
+        ReencryptOptions::new(),
+        ReencryptOptions::new().target(
+            EncryptOptions::new().frame_length(FRAME as u32).threads(2).parallel_threshold(0).job_length(3 * FRAME),
+        ),
+        ReencryptOptions::new().target(EncryptOptions::new().frame_length(1000).threads(2).parallel_threshold(0)),
+    ];
+    let mut decrypts = Vec::new();
+    let mut expected = Vec::new();
+    for (t, options) in targets.iter().enumerate() {
+        for (source, plaintext) in &sources {
+            let destination = source.with_extension(format!("{}.t{t}", source.extension().unwrap().to_str().unwrap()));
+            let report =
+                reencrypt_path(&old_keyring(), &new_keyring(), options, source, &destination, &OutputOptions::new())
+                    .unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+            assert_eq!(report.plaintext_length, plaintext.len() as u64);
+            let rotated = fs::read(&destination).unwrap();
+            let decrypted = decrypt(&new_keyring(), &DecryptOptions::new(), &rotated).unwrap();
+            assert!(decrypted.plaintext[..] == plaintext[..], "{}: another plaintext", destination.display());
+            assert_eq!(decrypted.header.encryption_context().get("purpose"), Some("rotation"));
+            let context = Some(r#"{"purpose":"rotation"}"#.to_owned());
+            let out = destination.with_extension("out");
+            decrypts.push(python_decrypt(&destination, &out, &destination.with_extension("json"), context));
+            expected.push((out, plaintext.clone()));
+        }
+    }
+    let Some(results) = python_batch(&decrypts) else { return };
+    for ((out, plaintext), result) in expected.iter().zip(results) {
+        result.unwrap_or_else(|e| panic!("Python decrypt of {}: {e}", out.display()));
+        assert!(fs::read(out).unwrap() == *plaintext, "{}: Python read another plaintext", out.display());
+    }
+}
+
+/// An unsigned source of ten frames and a final one, and its plaintext.
+fn unsigned_source() -> (Vec<u8>, Vec<u8>) {
+    let plaintext: Vec<u8> = (0..10_500u32).map(|i| (i % 251) as u8).collect();
+    let options = EncryptOptions::new().frame_length(1024).context("purpose", "rotation");
+    (encrypt(&old_keyring(), &options, &plaintext).unwrap(), plaintext)
+}
+
+/// Re-encrypts `source` into a file beside it, and in place, on two threads in jobs of one 1 KiB frame:
+/// both must fail with nothing left beside the source and the source unchanged. Returns the first error.
+fn refused_with_nothing_left(what: &str, dir: &Path, source_bytes: &[u8], target: &dyn Keyring) -> Error {
+    let source = dir.join("source.esdk");
+    fs::write(&source, source_bytes).unwrap();
+    let before = listing(dir);
+    let options = ReencryptOptions::new()
+        .target(EncryptOptions::new().frame_length(1024).threads(2).parallel_threshold(0).job_length(1024));
+    let destination = dir.join("rotated.esdk");
+    let error = reencrypt_path(&old_keyring(), target, &options, &source, &destination, &OutputOptions::new())
+        .expect_err(&format!("{what}: re-encrypted"));
+    assert_eq!(listing(dir), before, "{what}: something was left beside the source");
+    let in_place = OutputOptions::new().overwrite(true);
+    fs::write(&source, source_bytes).unwrap();
+    assert!(reencrypt_path(&old_keyring(), target, &options, &source, &source, &in_place).is_err(), "{what}");
+    assert_eq!(listing(dir), before, "{what}: in place, something was left");
+    error
+}
+
+/// Unsigned sources in files (the positioned path): a tampered middle or final frame, two frames swapped,
+/// a truncated body, a body a byte too long, and a source that is a final frame alone: nothing is linked,
+/// no temp file remains, the source is untouched, and the error says what is wrong.
+#[test]
+fn a_tampered_or_truncated_unsigned_file_source_writes_nothing() {
+    let (message, _) = unsigned_source();
+    let final_at = message.len() - (4 + 4 + 12 + 4 + 260 + 16);
+    let stride = 4 + 12 + 1024 + 16;
+    let mut swapped = message.clone();
+    let (fifth, sixth) = (final_at - 6 * stride, final_at - 5 * stride);
+    swapped[fifth..sixth].copy_from_slice(&message[sixth..sixth + stride]);
+    swapped[sixth..sixth + stride].copy_from_slice(&message[fifth..sixth]);
+    let flip = |at: usize| {
+        let mut m = message.clone();
+        m[at] ^= 1;
+        m
+    };
+    let mut longer = message.clone();
+    longer.push(0);
+    let final_only = encrypt(&old_keyring(), &EncryptOptions::new().frame_length(1024), &[7u8; 1000]).unwrap();
+    let final_only_tampered = {
+        let mut m = final_only.clone();
+        let at = m.len() - 20;
+        m[at] ^= 1;
+        m
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("a middle frame", flip(final_at - 5 * stride + 100)),
+        ("the final frame", flip(final_at + 30)),
+        ("two frames swapped", swapped),
+        ("the final frame's tag", flip(message.len() - 1)),
+        ("the final frame alone", final_only_tampered),
+        ("a frame's worth short", message[..message.len() - stride].to_vec()),
+        ("a byte short", message[..message.len() - 1].to_vec()),
+        ("a byte too long", longer),
+    ];
+    for (what, tampered) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let error = refused_with_nothing_left(what, dir.path(), &tampered, &new_keyring());
+        let expected = match what {
+            "a frame's worth short" | "a byte short" => matches!(error, Error::Truncated { .. }),
+            "a byte too long" => matches!(error, Error::TrailingData { .. }),
+            _ => matches!(error, Error::FrameAuthentication { .. }),
+        };
+        assert!(expected, "{what}: {error:?}");
+    }
+    // The untampered final frame alone re-encrypts.
+    let dir = tempfile::tempdir().unwrap();
+    let (source, destination) = (dir.path().join("source.esdk"), dir.path().join("rotated.esdk"));
+    fs::write(&source, &final_only).unwrap();
+    reencrypt_path(
+        &old_keyring(),
+        &new_keyring(),
+        &ReencryptOptions::new(),
+        &source,
+        &destination,
+        &OutputOptions::new(),
+    )
+    .unwrap();
+    let rotated = fs::read(&destination).unwrap();
+    assert_eq!(&decrypt(&new_keyring(), &DecryptOptions::new(), &rotated).unwrap().plaintext[..], &[7u8; 1000][..]);
+}
+
+/// How [`ChangesTheSource`] changes the source file: replaced by another file, or changed in place (same
+/// inode and name).
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    /// Another file takes its name.
+    Replace,
+    /// Appends a byte.
+    Grow,
+    /// Cuts the last 10 bytes.
+    Shrink,
+    /// Flips a byte of the sixth frame.
+    Flip,
+}
+
+/// A target keyring that, when asked for the new data key (after the source's header was read and its
+/// length measured, before any frame is read or anything written), changes the source file: another
+/// writer at work.
+struct ChangesTheSource {
+    inner: RawAesKeyring,
+    source: PathBuf,
+    change: Change,
+}
+
+impl Keyring for ChangesTheSource {
+    fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
+        use std::os::unix::fs::FileExt as _;
+        let open = || fs::OpenOptions::new().read(true).write(true).open(&self.source).unwrap();
+        let len = fs::metadata(&self.source).unwrap().len();
+        match self.change {
+            Change::Replace => {
+                let other = self.source.with_extension("other");
+                fs::write(&other, b"another writer's file").unwrap();
+                fs::rename(&other, &self.source).unwrap();
+            }
+            Change::Grow => open().write_all_at(&[0], len).unwrap(),
+            Change::Shrink => open().set_len(len - 10).unwrap(),
+            Change::Flip => {
+                let mut byte = [0u8];
+                let at = len - 5 * 1056 - 100;
+                open().read_exact_at(&mut byte, at).unwrap();
+                open().write_all_at(&[byte[0] ^ 1], at).unwrap();
+            }
+        }
+        self.inner.on_encrypt(materials)
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        materials: DecryptionMaterials,
+        edks: &'a [EncryptedDataKey],
+    ) -> KeyringFuture<'a, DecryptionMaterials> {
+        self.inner.on_decrypt(materials, edks)
+    }
+}
+
+/// A source that grows, shrinks or changes a frame in place while it is re-encrypted: refused, nothing left.
+#[test]
+fn an_unsigned_file_source_changed_while_read_writes_nothing() {
+    let (message, _) = unsigned_source();
+    for change in [Change::Grow, Change::Shrink, Change::Flip] {
+        let dir = tempfile::tempdir().unwrap();
+        let target = ChangesTheSource { inner: new_keyring(), source: dir.path().join("source.esdk"), change };
+        let what = format!("{change:?}");
+        let error = refused_with_nothing_left(&what, dir.path(), &message, &target);
+        let expected = match change {
+            Change::Flip => matches!(error, Error::FrameAuthentication { sequence: 6 }),
+            _ => error.to_string().contains("changed length"),
+        };
+        assert!(expected, "{what}: {error}");
+    }
 }

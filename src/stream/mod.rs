@@ -14,6 +14,7 @@ pub mod positioned;
 pub mod range;
 pub mod range_source;
 mod reencrypt;
+mod reencrypt_file;
 mod whole;
 
 use std::io::Write;

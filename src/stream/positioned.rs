@@ -111,10 +111,7 @@ impl Target<'_> {
     /// The positioned view of the target.
     fn sink(&self) -> Sink<'_> {
         match self {
-            Self::Pending(pending) => {
-                let (file, writeback) = pending.positioned();
-                Sink { file, base: 0, writeback }
-            }
+            Self::Pending(pending) => Sink::pending(pending),
             Self::At(file, base) => Sink { file, base: *base, writeback: None },
         }
     }
@@ -131,15 +128,21 @@ impl Target<'_> {
 /// Positioned writes into a file: the file, where the message starts in it, and the background sync to
 /// tell of each write, if any.
 #[derive(Clone, Copy)]
-struct Sink<'a> {
+pub(super) struct Sink<'a> {
     file: &'a File,
     base: u64,
     writeback: Option<&'a Writeback>,
 }
 
-impl Sink<'_> {
+impl<'a> Sink<'a> {
+    /// The positioned view of a pending file, from its start.
+    pub(super) fn pending(pending: &'a PendingFile) -> Self {
+        let (file, writeback) = pending.positioned();
+        Sink { file, base: 0, writeback }
+    }
+
     /// Writes `buf` at `at` bytes into the message.
-    fn write(&self, buf: &[u8], at: u64) -> io::Result<()> {
+    pub(super) fn write(&self, buf: &[u8], at: u64) -> io::Result<()> {
         // Wrapped, a worker's frame would land near the file's start, over what the caller kept there.
         let offset = self.base.checked_add(at).ok_or_else(beyond_any_file)?;
         write_all_at(self.file, buf, offset)?;
@@ -470,12 +473,12 @@ impl<W: Write> Write for Flagged<'_, W> {
 }
 
 #[cfg(unix)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+pub(super) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     std::os::unix::fs::FileExt::read_at(file, buf, offset)
 }
 
 #[cfg(unix)]
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+pub(super) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
 }
 
@@ -535,7 +538,7 @@ fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
 
 // Off Unix the positioned path is never taken (`cfg!(unix)` above); these only keep it compiling.
 #[cfg(not(unix))]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+pub(super) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     use std::io::{Seek, SeekFrom};
     let mut file = file;
     file.seek(SeekFrom::Start(offset))?;
@@ -543,7 +546,7 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
 }
 
 #[cfg(not(unix))]
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+pub(super) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     use std::io::{Seek, SeekFrom};
     let mut file = file;
     file.seek(SeekFrom::Start(offset))?;
@@ -569,13 +572,13 @@ const PLAINTEXT_WRITE: usize = 64 << 10;
 /// One worker's buffer, reused from job to job and wiped on drop: its frames are sealed or opened in
 /// place, so it holds plaintext.
 #[derive(Default)]
-struct Scratch {
+pub(super) struct Scratch {
     buf: Zeroizing<Vec<u8>>,
 }
 
 impl Scratch {
     /// The buffer, `len` bytes long; an error if memory is short.
-    fn sized(&mut self, len: usize) -> io::Result<&mut [u8]> {
+    pub(super) fn sized(&mut self, len: usize) -> io::Result<&mut [u8]> {
         // Grown by a copy that wipes the old block: it may hold the plaintext of the last job.
         self.buf.truncate(len);
         let missing = len - self.buf.len();
@@ -603,12 +606,12 @@ impl Work {
 }
 
 /// How a job went: done, or (decrypting) a frame did not verify.
-type Outcome = io::Result<bool>;
+pub(super) type Outcome = io::Result<bool>;
 
 /// Runs jobs `0..jobs` on `threads` threads (the caller's among them), each thread with its own
 /// [`Scratch`], handing jobs out one at a time. Stops handing them out at the first job that fails or
 /// returns false; returns the first error, else whether every job returned true.
-fn run_jobs(threads: usize, jobs: usize, work: impl Fn(usize, &mut Scratch) -> Outcome + Sync) -> Outcome {
+pub(super) fn run_jobs(threads: usize, jobs: usize, work: impl Fn(usize, &mut Scratch) -> Outcome + Sync) -> Outcome {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let failure = Mutex::new(None::<io::Error>);

@@ -29,16 +29,20 @@
 //! only after the end of input, and for signed suites the footer signature, checked out. The new message's
 //! final frame (and footer) is sealed and written only after that, by [`Encryptor::finish`]. So on any
 //! failure of the source the output lacks its final frame, which every ESDK rejects, and the file and S3
-//! variants never commit it at all.
+//! variants never commit it at all. The file variant's positioned path for unsigned framed messages
+//! (`reencrypt_file.rs`) keeps the same rule without the streaming pipelines and argues its own keys and
+//! IVs in its module documentation.
 
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use super::cmm::{open_header, open_header_with, prepare_encrypt};
+use super::cmm::{OpenedHeader, PreparedEncryption, open_header, open_header_with, prepare_encrypt};
 use super::file::{OutputOptions, PendingFile};
 use super::options::{DecryptOptions, EncryptOptions};
+use super::positioned::Sink;
+use super::reencrypt_file::reencrypt_file;
 use super::{Decryptor, Encryptor};
 use crate::error::{Error, Result};
 use crate::escape::Escaped;
@@ -173,12 +177,38 @@ pub fn reencrypt<R: Read, W: Write>(
     output: W,
 ) -> Result<Reencrypted> {
     let header = HeaderDecoder::read_from(options.source.limits, &mut input)?;
-    let opened = block_on(open_header(source_keyring, &options.source, &header))?;
-    let target = target_options(options, &header, &opened.context)?;
+    let (opened, target, prepared) = open_and_prepare(source_keyring, target_keyring, options, &header)?;
+    stream_body(header, opened, prepared, options, &target, input, output)
+}
+
+/// Opens the source's header with `source_keyring` and prepares the new message with `target_keyring`:
+/// the source's keys, the new message's options, and its header and keys.
+fn open_and_prepare(
+    source_keyring: &dyn Keyring,
+    target_keyring: &dyn Keyring,
+    options: &ReencryptOptions,
+    header: &Header,
+) -> Result<(OpenedHeader, EncryptOptions, PreparedEncryption)> {
+    let opened = block_on(open_header(source_keyring, &options.source, header))?;
+    let target = target_options(options, header, &opened.context)?;
     let prepared = block_on(prepare_encrypt(target_keyring, &target, target.max_plaintext_length))?;
+    Ok((opened, target, prepared))
+}
+
+/// Re-encrypts the body that `input` holds after `header` into `output` through the streaming decryptor
+/// and encryptor, from the new message's header on.
+fn stream_body<R: Read, W: Write>(
+    header: Header,
+    opened: OpenedHeader,
+    prepared: PreparedEncryption,
+    options: &ReencryptOptions,
+    target: &EncryptOptions,
+    input: R,
+    output: W,
+) -> Result<Reencrypted> {
     let (suite, message_id) = (prepared.suite, prepared.message_id);
     let mut decryptor = Decryptor::with_opened(header, opened, &options.source, input);
-    let mut encryptor = Encryptor::with_prepared(prepared, &target, output)?;
+    let mut encryptor = Encryptor::with_prepared(prepared, target, output)?;
     let plaintext_length = decryptor.write_to(&mut encryptor).map_err(Error::from_io)?;
     encryptor.finish()?;
     Ok(Reencrypted { source: decryptor.header().clone(), suite, message_id, plaintext_length })
@@ -194,6 +224,13 @@ pub fn reencrypt<R: Read, W: Write>(
 /// message. Unless the target
 /// options declare a plaintext bound, the source's length is declared (a message's plaintext is shorter),
 /// so that a [`CachingKeyring`](crate::CachingKeyring) as the target keyring can reuse its data key.
+///
+/// An unsigned framed source re-encrypted into an unsigned suite (0x0478 to 0x0478, the default for it)
+/// takes no copy loop: worker threads (the target options' threads) each read a run of source frames at
+/// its offset, open them, seal their plaintext as the new message's frames (of the target frame length,
+/// the same bytes the streaming path writes) and write those at their offsets; the new message's final
+/// frame is written last, once every source frame verified. Signed sources or targets (whose signature
+/// hashes the body in order) and non-framed sources are streamed.
 ///
 /// ```
 /// use kms_envelope::{DecryptOptions, EncryptOptions, OutputOptions, RawAesKeyring, ReencryptOptions};
@@ -225,7 +262,7 @@ pub fn reencrypt_path(
     destination: &Path,
     output: &OutputOptions,
 ) -> Result<Reencrypted> {
-    let input = File::open(source)?;
+    let mut input = File::open(source)?;
     let read = input.metadata()?;
     let mut declared = options.clone();
     if declared.target.max_plaintext_length.is_none() && read.is_file() {
@@ -242,7 +279,28 @@ pub fn reencrypt_path(
     if output.syncs() {
         pending.sync_while_writing();
     }
-    let report = reencrypt(source_keyring, target_keyring, &declared, &input, &mut pending)?;
+    let header = HeaderDecoder::read_from(declared.source.limits, &mut input)?;
+    let (opened, target, prepared) = open_and_prepare(source_keyring, target_keyring, &declared, &header)?;
+    let fused = match read.is_file() {
+        true => reencrypt_file(
+            &header,
+            &opened,
+            &declared.source,
+            &prepared,
+            &target,
+            &input,
+            read.len(),
+            Sink::pending(&pending),
+        )?,
+        false => None,
+    };
+    let report = match fused {
+        Some(plaintext_length) => {
+            let (suite, message_id) = (prepared.suite, prepared.message_id);
+            Reencrypted { source: header, suite, message_id, plaintext_length }
+        }
+        None => stream_body(header, opened, prepared, &declared, &target, &input, &mut pending)?,
+    };
     if !still_the_file_read(source, destination, &read)? {
         return Err(Error::Io(std::io::Error::other(
             "the source was replaced while it was re-encrypted; nothing was written",
