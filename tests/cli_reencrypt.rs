@@ -153,6 +153,31 @@ fn in_place_replaces_the_file_and_output_equal_to_input_is_refused() {
     assert!(!stderr.contains("already under"), "{stderr}");
 }
 
+/// In place, a message whose header is the new keys' own but whose body was cut short is not "already
+/// done" by default: the whole message is authenticated (exit 1, the file untouched); `--skip-check header`
+/// leaves it as it is and says that the body was not read.
+#[test]
+fn in_place_skips_only_what_authenticates_in_full_unless_told_header() {
+    let s = Scratch::new();
+    let path = s.message("cut.esdk", &plaintext());
+    s.run(&strs(&reencrypt(&["--in-place", "cut.esdk"])), 0);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 700);
+    fs::write(&path, &bytes).unwrap();
+    let (_, stderr) = s.run(&strs(&reencrypt(&["--in-place", "cut.esdk"])), 1);
+    assert!(!stderr.contains("already under"), "{stderr}");
+    assert_eq!(fs::read(&path).unwrap(), bytes);
+    let (_, stderr) = s.run(&strs(&reencrypt(&["--in-place", "--skip-check", "header", "cut.esdk"])), 0);
+    assert!(stderr.contains("already under the new keys (header authenticated; body not read)"), "{stderr}");
+    assert_eq!(fs::read(&path).unwrap(), bytes);
+    assert_eq!(s.listing(), ["cut.esdk", "new.key", "old.key"]);
+    for flag in [&["--skip-check", "header"][..], &["--verify-all-keys"]] {
+        let (_, stderr) = s.run(&strs(&reencrypt(&[flag, &["cut.esdk", "x.esdk"]].concat())), 2);
+        assert!(stderr.contains("add --in-place"), "{flag:?}: {stderr}");
+    }
+    assert!(!s.path("x.esdk").exists());
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> usize {
     haystack.windows(needle.len()).position(|w| w == needle).expect("present")
 }

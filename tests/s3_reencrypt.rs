@@ -393,7 +393,7 @@ fn the_cli_reencrypts_a_prefix_into_another_and_in_place() {
     assert_eq!([env.get("srcx").unwrap(), env.get("src-other/x").unwrap()], beside);
 
     let (_, stderr) = env.cli(work.path(), &["-r", "--in-place", &from], 0);
-    assert_eq!(stderr.matches("already under the new keys (authenticated)").count(), 3, "{stderr}");
+    assert_eq!(stderr.matches("already under the new keys (authenticated in full)").count(), 3, "{stderr}");
     assert!(stderr.contains("0 re-encrypted, 3 already under the new keys"), "{stderr}");
     let again: Vec<Vec<u8>> = sources.iter().map(|(key, _)| env.get(key).unwrap()).collect();
     assert_eq!(again, rotated, "a retried run changed an object");

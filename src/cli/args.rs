@@ -214,6 +214,15 @@ pub enum KeyEncoding {
     Base64,
 }
 
+/// How much of a message `reencrypt --in-place` authenticates before it leaves it as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SkipCheckArg {
+    /// The whole message: header, every frame and the signature (a full read, still one unwrap).
+    Full,
+    /// The header only (a small read): a body cut short or damaged after a good header is not noticed.
+    Header,
+}
+
 /// Where a wrapping key came from on the command line, in command-line order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeySource {
@@ -720,6 +729,11 @@ pub struct ReencryptArgs {
     /// data keys with the new keys (one KMS call per key), not just one.
     #[arg(long, requires = "in_place")]
     pub verify_all_keys: bool,
+    /// With --in-place: how much of a message already under the new keys is authenticated before it is
+    /// left as it is: full (every frame and the signature: "left as it is" then means it decrypts) or
+    /// header (the header alone, a small read). Default: full.
+    #[arg(long, value_name = "CHECK", value_enum, requires = "in_place")]
+    pub skip_check: Option<SkipCheckArg>,
     #[command(flatten)]
     pub cache: CacheArgs,
     /// Print what would change, from each source's header, which is not authenticated by this (no key is

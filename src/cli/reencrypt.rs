@@ -4,13 +4,13 @@ use std::io::Write;
 use std::path::Path;
 
 use kms_envelope::stream::file::PendingFile;
-use kms_envelope::stream::{WipingBufWriter, default_target_suite};
+use kms_envelope::stream::{WipingBufReader, WipingBufWriter, default_target_suite};
 use kms_envelope::{
     DecryptLimits, DecryptOptions, EncryptOptions, Header, Keyring, OutputOptions, ReencryptOptions, Rotation,
-    TargetKeys, reencrypt, reencrypt_path, rotation_status,
+    SkipCheck, TargetKeys, reencrypt, reencrypt_path, rotation_status_with,
 };
 
-use super::args::ReencryptArgs;
+use super::args::{ReencryptArgs, SkipCheckArg};
 use super::exit::{Code, Failure};
 use super::inspect::describe;
 use super::io;
@@ -105,7 +105,7 @@ fn skip_check(args: &ReencryptArgs, target: &dyn Keyring) -> Result<Option<Targe
     })
 }
 
-/// Whether `path` is already under the new keys, authenticated (see `rotation_status`): then it is left as
+/// Whether `path` is already under the new keys, authenticated as --skip-check says (see `rotation_status_with`): then it is left as
 /// it is, with a line on stderr unless --quiet.
 fn already_done(
     args: &ReencryptArgs,
@@ -117,8 +117,8 @@ fn already_done(
     let Some(target_keys) = skip else { return Ok(false) };
     let name = path.display().to_string();
     let input = std::fs::File::open(path).map_err(|e| Failure::io(format!("cannot open {name}"), e))?;
-    let reader = std::io::BufReader::new(input);
-    let status = rotation_status(target, target_keys, options, args.verify_all_keys, reader)
+    let reader = WipingBufReader::with_capacity(64 << 10, input);
+    let status = rotation_status_with(target, target_keys, options, args.verify_all_keys, how_much(args), reader)
         .map_err(|e| Failure::reading(e).with_file(&name))?;
     if status == Rotation::Done {
         report_done(args, &name);
@@ -136,8 +136,9 @@ fn s3_already_done(
     shown: &str,
 ) -> Result<bool, Failure> {
     let Some(target_keys) = skip else { return Ok(false) };
-    let input = io::open_header_input(url)?;
-    let status = rotation_status(target, target_keys, options, args.verify_all_keys, input.reader)
+    let check = how_much(args);
+    let input = if check == SkipCheck::Header { io::open_header_input(url)? } else { io::open_input(url)? };
+    let status = rotation_status_with(target, target_keys, options, args.verify_all_keys, check, input.reader)
         .map_err(|e| Failure::reading(e).with_file(shown))?;
     if status == Rotation::Done {
         report_done(args, shown);
@@ -145,11 +146,23 @@ fn s3_already_done(
     Ok(status == Rotation::Done)
 }
 
+/// How much of a source the skip check authenticates (--skip-check).
+fn how_much(args: &ReencryptArgs) -> SkipCheck {
+    match args.skip_check {
+        None | Some(SkipCheckArg::Full) => SkipCheck::Full,
+        Some(SkipCheckArg::Header) => SkipCheck::Header,
+    }
+}
+
 /// The line, unless --quiet, for a source left as it is because the new keys already open it.
 fn report_done(args: &ReencryptArgs, shown: &str) {
     if !args.output_args.quiet {
+        let checked = match how_much(args) {
+            SkipCheck::Header => "header authenticated; body not read",
+            _ => "authenticated in full",
+        };
         eprintln!(
-            "kms-envelope: {shown}: already under the new keys (authenticated); left as it is (--force re-encrypts it)"
+            "kms-envelope: {shown}: already under the new keys ({checked}); left as it is (--force re-encrypts it)"
         );
     }
 }
@@ -158,6 +171,12 @@ fn report_done(args: &ReencryptArgs, shown: &str) {
 fn check_usage(args: &ReencryptArgs) -> Result<(), Failure> {
     if args.input == "-" && (args.in_place || args.recursive) {
         return Err(Failure::usage("INPUT - (stdin) cannot be re-encrypted in place or with --recursive".into()));
+    }
+    // Checked here: clap's `requires` takes a flag's implicit `false` for presence.
+    if !args.in_place && (args.verify_all_keys || args.skip_check.is_some()) {
+        return Err(Failure::usage(
+            "--verify-all-keys and --skip-check are about the skip check of --in-place; add --in-place".into(),
+        ));
     }
     if let Some(suite) = args.suite.filter(|s| !s.0.is_committing()) {
         return Err(Failure::usage(format!(
