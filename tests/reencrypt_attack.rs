@@ -518,3 +518,37 @@ fn attack_a_frame_count_at_the_u32_limit_is_refused_quickly() {
         assert_eq!(listing(dir.path()), ["source.esdk"], "{count}: something was left");
     }
 }
+
+/// A body whose frames all carry valid tags but one is out of place (reordered, repeated, skipped,
+/// numbered from 0, a final frame where a regular one belongs), or a tag that fails before a frame out of
+/// place: the positioned path reports what the streaming `reencrypt` reports (the first thing wrong, in
+/// the message's order), not an authentication failure of a frame whose tag is valid.
+#[test]
+fn attack_a_frame_out_of_place_gets_the_streaming_error() {
+    let f = F;
+    let crafted = Crafted::new(AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY, F as u32);
+    let cases: Vec<(&str, Vec<Frame>)> = vec![
+        ("frames reordered", vec![regular(1, f), regular(3, f), regular(2, f), last(4, 3)]),
+        ("a frame repeated", vec![regular(1, f), regular(2, f), regular(2, f), last(4, 3)]),
+        ("a frame skipped", vec![regular(1, f), regular(2, f), regular(4, f), regular(5, f), last(5, 3)]),
+        ("numbered from 0", vec![regular(0, f), regular(1, f), last(2, 3)]),
+        // A final frame exactly a regular frame long, then another final frame: the body fits the layout.
+        ("a final frame where a regular one belongs", vec![regular(1, f), last(2, f - 8), last(3, 3)]),
+    ];
+    let mut messages: Vec<(&str, Vec<u8>)> =
+        cases.iter().map(|(what, frames)| (*what, crafted.message(frames))).collect();
+    // Frame 2's tag fails, frame 4 is out of place: frame 2's failure comes first.
+    let mut both = crafted.message(&[regular(1, f), regular(2, f), regular(3, f), regular(5, f), last(5, 3)]);
+    let tag_of_2 = crafted.header.len() + 2 * (f + 32) - 1;
+    both[tag_of_2] ^= 1;
+    messages.push(("a failed tag before a frame out of place", both));
+    for (what, message) in &messages {
+        for (frame_len, threads, job) in [(F, 1, F), (F, 3, F), (45, 3, 45)] {
+            let options = ReencryptOptions::new().target(target(frame_len as u32, threads, job));
+            let what = format!("{what} (target frames of {frame_len}, {threads} threads)");
+            let streamed = streamed(message, &options).expect_err(&what);
+            let fused = from_file(&what, message, &options).expect_err(&what);
+            assert_eq!(fused.to_string(), streamed.to_string(), "{what}");
+        }
+    }
+}
