@@ -4,7 +4,9 @@
 //! where they belong in the new message (`pwrite`). It takes unsigned framed sources re-encrypted into
 //! unsigned suites; anything else (a signed source or target, whose signature hashes the body in order; a
 //! non-framed source; a body whose length fits no layout) goes through the streaming re-encryption, which
-//! also reports precisely what is wrong with a malformed body.
+//! also reports precisely what is wrong with a malformed body. A frame that fails here is reported by the
+//! caller as the streaming decryptor, run over the source again (decrypting only), tells it: a frame out of
+//! place as such, not as a tag that failed.
 //!
 //! # Where each byte goes
 //!
