@@ -326,20 +326,59 @@ fn attack_the_new_message_uses_each_iv_once_in_order() {
                 let decrypted = decrypt(&new_keyring(), &DecryptOptions::new(), &rotated).unwrap();
                 assert!(decrypted.plaintext[..] == plaintext[..], "{what}");
                 let header_len = decrypted.header.as_bytes().len();
-                let frames = frames_of(&rotated, header_len, frame_len as usize);
-                let n = frames.len();
-                for (i, (sequence, final_frame, iv, body)) in frames.into_iter().enumerate() {
-                    assert_eq!(sequence, i as u32 + 1, "{what}: frame {i}");
-                    assert_eq!(iv, frame_iv(sequence), "{what}: frame {sequence}'s IV");
-                    assert_eq!(final_frame, i + 1 == n, "{what}: frame {sequence}");
-                    if final_frame {
-                        assert!(body < frame_len as usize, "{what}: final frame of {body}");
-                    } else {
-                        assert_eq!(body, frame_len as usize, "{what}: regular frame {sequence}");
-                    }
-                }
-                assert_eq!(n, len / frame_len as usize + 1, "{what}");
+                assert_each_iv_once(&what, &rotated, header_len, frame_len as usize, len);
             }
+        }
+    }
+}
+
+/// Checks the frames of the new message `rotated` (of `len` plaintext bytes in frames of `frame_len`):
+/// numbered 1, 2, ... with the final frame last, each IV its own sequence number, every regular frame the
+/// target's length, the final one shorter.
+fn assert_each_iv_once(what: &str, rotated: &[u8], header_len: usize, frame_len: usize, len: usize) {
+    let frames = frames_of(rotated, header_len, frame_len);
+    let n = frames.len();
+    for (i, (sequence, final_frame, iv, body)) in frames.into_iter().enumerate() {
+        assert_eq!(sequence, i as u32 + 1, "{what}: frame {i}");
+        assert_eq!(iv, frame_iv(sequence), "{what}: frame {sequence}'s IV");
+        assert_eq!(final_frame, i + 1 == n, "{what}: frame {sequence}");
+        if final_frame {
+            assert!(body < frame_len, "{what}: final frame of {body}");
+        } else {
+            assert_eq!(body, frame_len, "{what}: regular frame {sequence}");
+        }
+    }
+    assert_eq!(n, len / frame_len + 1, "{what}");
+}
+
+/// Legacy unsigned target suites (v1 headers, with and without a KDF), chosen under the forbid-encrypt
+/// policy: the fused path's message decrypts, and its IVs are each frame's own sequence number.
+#[test]
+fn attack_legacy_target_suites_use_each_iv_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let plaintext: Vec<u8> = (0..5000usize).map(|i| (i * 7 % 253) as u8).collect();
+    let source = dir.path().join("source.esdk");
+    fs::write(&source, encrypt(&old_keyring(), &EncryptOptions::new().frame_length(64), &plaintext).unwrap()).unwrap();
+    let allow = DecryptOptions::new().commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt);
+    for suite in [
+        AlgorithmSuite::AES_128_GCM_IV12_TAG16_NO_KDF,
+        AlgorithmSuite::AES_256_GCM_IV12_TAG16_NO_KDF,
+        AlgorithmSuite::AES_256_GCM_IV12_TAG16_HKDF_SHA256,
+    ] {
+        for frame_len in [64u32, 100] {
+            let what = format!("{suite:?}, frames of {frame_len}");
+            let options =
+                target(frame_len, 3, 256).suite(suite).commitment_policy(CommitmentPolicy::ForbidEncryptAllowDecrypt);
+            let destination = dir.path().join("rotated.esdk");
+            let output = OutputOptions::new().overwrite(true);
+            let options = ReencryptOptions::new().target(options);
+            reencrypt_path(&old_keyring(), &new_keyring(), &options, &source, &destination, &output).unwrap();
+            let rotated = fs::read(&destination).unwrap();
+            let decrypted = decrypt(&new_keyring(), &allow, &rotated).unwrap();
+            assert!(decrypted.plaintext[..] == plaintext[..], "{what}");
+            assert_eq!(decrypted.header.suite(), suite, "{what}");
+            let header_len = decrypted.header.as_bytes().len();
+            assert_each_iv_once(&what, &rotated, header_len, frame_len as usize, plaintext.len());
         }
     }
 }

@@ -154,7 +154,7 @@ pub(super) fn reencrypt_file(
     };
     // A job's buffer varies by a source frame (where its plaintext straddles two): sized for the largest job
     // from the first, so that it never grows by a copy holding the old and the new block at once.
-    let largest = job.buffer_bound(per_job).min(input_len as usize + target.body_len());
+    let largest = job.buffer_bound(per_job).min(source.body_len().saturating_add(target.body_len()));
     let regular = |j: usize, scratch: &mut Scratch| -> io::Result<bool> {
         scratch.reserve(largest)?;
         let first = j * per_job;
