@@ -129,3 +129,63 @@ fn a_process_short_of_memory_for_a_frame_fails_with_exit_4_instead_of_aborting()
     assert!(status.success(), "{status}: {stderr}");
     assert_eq!(fs::metadata(d.join("out")).unwrap().len(), 2 * FRAME + 5);
 }
+
+/// `kms-envelope reencrypt` of a file whose frames are one byte under 16 MiB (so that jobs of the new
+/// message's default 64 KiB frames straddle two of them), on 8 threads: the fused positioned path (file to
+/// file) stays under the same 64 MiB as decrypt, as the streaming re-encryption (stdin to stdout) does.
+#[test]
+fn attack_reencrypt_of_frames_just_under_16_mib_stays_under_64_mib() {
+    let dir = scratch();
+    let d = dir.path();
+    fs::write(d.join("new.key"), [0x17u8; 32]).unwrap();
+    zeros(d, "plain", 100 << 20);
+    let frame = (FRAME - 1).to_string();
+    let encrypt = ["encrypt", "--frame-length", &frame, "--quiet", "--no-fsync", "--threads", "2", "plain", "msg"];
+    let (status, stderr, _) = run(cli(d).args(encrypt).args(RAW));
+    assert!(status.success(), "{stderr}");
+    let new = ["--new-raw-key-file", "new.key", "--new-key-namespace", "memory", "--new-key-name", "new"];
+    let mut to_file = cli(d);
+    to_file.args(["reencrypt", "--threads", "8"]).args(RAW).args(new);
+    to_file.args(["--quiet", "--no-fsync", "msg", "out"]);
+    let (status, stderr, file_rss) = run(&mut to_file);
+    assert!(status.success(), "{stderr}");
+    let mut streamed = cli(d);
+    streamed.args(["reencrypt", "--threads", "8"]).args(RAW).args(new).args(["--quiet", "-", "-"]);
+    streamed.stdin(File::open(d.join("msg")).unwrap()).stdout(Stdio::null());
+    let (status, stderr, streamed_rss) = run(&mut streamed);
+    assert!(status.success(), "{stderr}");
+    println!("peak RSS in MiB: file to file {file_rss}, streamed {streamed_rss}");
+    assert!(streamed_rss <= MAX_RSS_MIB, "streamed: {streamed_rss} MiB");
+    assert!(file_rss <= MAX_RSS_MIB, "file to file: {file_rss} MiB (streamed: {streamed_rss} MiB)");
+}
+
+/// `kms-envelope reencrypt --frame-length 16777216` (a long frame chosen by the user) of a source written
+/// in one-byte frames (29 bytes of message per plaintext byte): file to file, the fused positioned path
+/// must not read the source frames of a whole 16 MiB target frame into one buffer (some 29 times its
+/// plaintext); it stays under the 64 MiB that decrypting the same file to a file keeps to (43 MiB).
+#[test]
+fn attack_reencrypt_of_one_byte_frames_into_16_mib_frames_stays_under_64_mib() {
+    let dir = scratch();
+    let d = dir.path();
+    fs::write(d.join("new.key"), [0x17u8; 32]).unwrap();
+    zeros(d, "plain", 4 << 20);
+    let encrypt = ["encrypt", "--frame-length", "1", "--quiet", "--no-fsync", "--threads", "2", "plain", "msg"];
+    let (status, stderr, _) = run(cli(d).args(encrypt).args(RAW));
+    assert!(status.success(), "{stderr}");
+    let new = ["--new-raw-key-file", "new.key", "--new-key-namespace", "memory", "--new-key-name", "new"];
+    let frame = FRAME.to_string();
+    let reencrypt = ["reencrypt", "--frame-length", &frame, "--threads", "8"];
+    let mut to_file = cli(d);
+    to_file.args(reencrypt).args(RAW).args(new).args(["--quiet", "--no-fsync", "msg", "out"]);
+    let (status, stderr, file_rss) = run(&mut to_file);
+    assert!(status.success(), "{stderr}");
+    let mut streamed = cli(d);
+    streamed.args(reencrypt).args(RAW).args(new).args(["--quiet", "-", "-"]);
+    streamed.stdin(File::open(d.join("msg")).unwrap()).stdout(Stdio::null());
+    let (status, stderr, streamed_rss) = run(&mut streamed);
+    assert!(status.success(), "{stderr}");
+    // The streaming re-encryption is no reference here: its decryptor's per-frame bookkeeping is not
+    // counted in max_frame_buffers (138 MiB on this machine; `decrypt - -` on 8 threads, 130 MiB).
+    println!("peak RSS in MiB: file to file {file_rss}, streamed {streamed_rss}");
+    assert!(file_rss <= MAX_RSS_MIB, "file to file: {file_rss} MiB (streamed: {streamed_rss} MiB)");
+}

@@ -577,6 +577,13 @@ pub(super) struct Scratch {
 }
 
 impl Scratch {
+    /// Makes room for `len` bytes at once, so that [`sized`](Self::sized) up to `len` never grows the buffer
+    /// by a copy (which holds the old block and the new one together); an error if memory is short.
+    pub(super) fn reserve(&mut self, len: usize) -> io::Result<()> {
+        let missing = len.saturating_sub(self.buf.len());
+        Ok(buffer::try_reserve_exact(&mut self.buf, missing)?)
+    }
+
     /// The buffer, `len` bytes long; an error if memory is short.
     pub(super) fn sized(&mut self, len: usize) -> io::Result<&mut [u8]> {
         // Grown by a copy that wipes the old block: it may hold the plaintext of the last job.

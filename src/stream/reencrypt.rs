@@ -282,16 +282,15 @@ pub fn reencrypt_path(
     let header = HeaderDecoder::read_from(declared.source.limits, &mut input)?;
     let (opened, target, prepared) = open_and_prepare(source_keyring, target_keyring, &declared, &header)?;
     let fused = match read.is_file() {
-        true => reencrypt_file(
-            &header,
-            &opened,
-            &declared.source,
-            &prepared,
-            &target,
-            &input,
-            read.len(),
-            Sink::pending(&pending),
-        )?,
+        true => {
+            let sink = Sink::pending(&pending);
+            match reencrypt_file(&header, &opened, &declared.source, &prepared, &target, &input, read.len(), sink) {
+                Err(failed @ Error::FrameAuthentication { .. }) => {
+                    return Err(streamed_error(header, opened, &declared.source, &input, failed));
+                }
+                fused => fused?,
+            }
+        }
         false => None,
     };
     let report = match fused {
@@ -308,6 +307,25 @@ pub fn reencrypt_path(
     }
     pending.commit(output.syncs(), output.overwrites())?;
     Ok(report)
+}
+
+/// The error the streaming decryptor reports for the body that follows `header` in `input` (whose position
+/// is right after the header), where the positioned re-encryption failed with `failed`: the first thing
+/// wrong in the message's order, a frame out of place told as such rather than as a tag that failed, the
+/// same error [`reencrypt`] gives for these bytes. It only decrypts (into nothing), never seals. If the
+/// body now reads whole (the file changed back meanwhile), `failed` stands.
+fn streamed_error(
+    header: Header,
+    opened: OpenedHeader,
+    options: &DecryptOptions,
+    input: &File,
+    failed: Error,
+) -> Error {
+    let mut decryptor = Decryptor::with_opened(header, opened, options, input);
+    match std::io::copy(&mut decryptor, &mut std::io::sink()) {
+        Ok(_) => failed,
+        Err(e) => Error::from_io(e),
+    }
 }
 
 /// Whether, when `destination` is `source`, the name still leads to the file that was read (a writer that
