@@ -43,7 +43,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::RequestId;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use tokio::runtime::Handle;
 use tokio::sync::{OnceCell, mpsc};
 use tokio::task::JoinHandle;
@@ -136,8 +136,9 @@ pub struct Pinned {
 }
 
 /// An object's settings that a re-encryption carries over to the new object: content type, user metadata,
-/// storage class, server-side encryption (SSE-S3 or SSE-KMS with its key and bucket-key setting) and, when
-/// the object has tags, its tags (one `GetObjectTagging`).
+/// storage class, server-side encryption (SSE-S3 or SSE-KMS with its key and bucket-key setting), the
+/// additional checksum's algorithm and type (never its value: the new object's is of the new bytes) and,
+/// when the object has tags, its tags (one `GetObjectTagging`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Carried {
     content_type: Option<String>,
@@ -146,7 +147,55 @@ struct Carried {
     sse: Option<aws_sdk_s3::types::ServerSideEncryption>,
     sse_kms_key_id: Option<String>,
     bucket_key_enabled: Option<bool>,
+    checksum_algorithm: Option<ChecksumAlgorithm>,
+    /// `COMPOSITE` or `FULL_OBJECT`, if S3 said (moto does not).
+    checksum_type: Option<ChecksumType>,
     has_tags: bool,
+}
+
+impl Carried {
+    /// The checksum type for a multipart upload under the carried algorithm: SHA-1 and SHA-256 have only
+    /// `COMPOSITE` (S3's default), CRC64NVME only `FULL_OBJECT`, and a CRC32 or CRC32C keeps the source's
+    /// (a single `PutObject`'s is `FULL_OBJECT`).
+    fn multipart_checksum_type(&self) -> Option<ChecksumType> {
+        match self.checksum_algorithm.as_ref()? {
+            ChecksumAlgorithm::Crc64Nvme => Some(ChecksumType::FullObject),
+            ChecksumAlgorithm::Crc32 | ChecksumAlgorithm::Crc32C => self.checksum_type.clone(),
+            _ => None,
+        }
+    }
+}
+
+/// The algorithm of the additional checksum `head` shows (asked with `ChecksumMode::Enabled`): the one
+/// whose value is present.
+fn checksum_algorithm(head: &aws_sdk_s3::operation::head_object::HeadObjectOutput) -> Option<ChecksumAlgorithm> {
+    [
+        (head.checksum_crc32(), ChecksumAlgorithm::Crc32),
+        (head.checksum_crc32_c(), ChecksumAlgorithm::Crc32C),
+        (head.checksum_crc64_nvme(), ChecksumAlgorithm::Crc64Nvme),
+        (head.checksum_sha1(), ChecksumAlgorithm::Sha1),
+        (head.checksum_sha256(), ChecksumAlgorithm::Sha256),
+    ]
+    .into_iter()
+    .find_map(|(value, algorithm)| value.map(|_| algorithm))
+}
+
+/// `part` with the checksum under `algorithm` that `UploadPart` returned, which `CompleteMultipartUpload`
+/// needs for every part of an upload created with an algorithm.
+fn with_part_checksum(
+    part: aws_sdk_s3::types::builders::CompletedPartBuilder,
+    uploaded: &aws_sdk_s3::operation::upload_part::UploadPartOutput,
+    algorithm: Option<&ChecksumAlgorithm>,
+) -> aws_sdk_s3::types::builders::CompletedPartBuilder {
+    let owned = |value: Option<&str>| value.map(str::to_owned);
+    match algorithm {
+        Some(ChecksumAlgorithm::Crc32) => part.set_checksum_crc32(owned(uploaded.checksum_crc32())),
+        Some(ChecksumAlgorithm::Crc32C) => part.set_checksum_crc32_c(owned(uploaded.checksum_crc32_c())),
+        Some(ChecksumAlgorithm::Crc64Nvme) => part.set_checksum_crc64_nvme(owned(uploaded.checksum_crc64_nvme())),
+        Some(ChecksumAlgorithm::Sha1) => part.set_checksum_sha1(owned(uploaded.checksum_sha1())),
+        Some(ChecksumAlgorithm::Sha256) => part.set_checksum_sha256(owned(uploaded.checksum_sha256())),
+        _ => part,
+    }
 }
 
 /// An object in S3: a source of ranged reads pinned to the version first seen, and a destination for
@@ -364,8 +413,9 @@ impl S3Object {
         }
     }
 
-    /// The object's length and ETag, from one `HeadObject` on the first call; later calls (and clones)
-    /// return the same without a request.
+    /// The object's length and ETag, from one `HeadObject` (with checksums enabled, for the algorithm a
+    /// re-encryption carries over) on the first call; later calls (and clones) return the same without a
+    /// request.
     ///
     /// # Errors
     ///
@@ -373,7 +423,7 @@ impl S3Object {
     pub async fn pin(&self) -> Result<&Pinned> {
         let pinned = self.pinned.get_or_try_init(|| async {
             let head = self.client.head_object().bucket(&self.bucket).key(&self.key);
-            let head = head.set_version_id(self.version.clone()).send().await;
+            let head = head.set_version_id(self.version.clone()).checksum_mode(ChecksumMode::Enabled).send().await;
             let head = head.map_err(|e| self.request_failure("HeadObject", e))?;
             let len = head.content_length().and_then(|n| u64::try_from(n).ok());
             let len = len.ok_or_else(|| self.failure("HeadObject", "no content length in the response"))?;
@@ -384,6 +434,8 @@ impl S3Object {
                 sse: head.server_side_encryption().cloned(),
                 sse_kms_key_id: head.ssekms_key_id().map(str::to_owned),
                 bucket_key_enabled: head.bucket_key_enabled(),
+                checksum_algorithm: checksum_algorithm(&head),
+                checksum_type: head.checksum_type().cloned(),
                 has_tags: head.tag_count().is_some_and(|n| n > 0),
             };
             Ok::<_, io::Error>(Pinned { len, etag: head.e_tag().map(str::to_owned), carried })
@@ -589,8 +641,10 @@ impl S3Object {
     /// wins, and this fails. Unless the options declare a plaintext bound, the source's length is declared
     /// (for a caching target keyring), and the part size grows with it so that the message fits in 10 000
     /// parts. The new object keeps the source's content type, user metadata, storage class, server-side
-    /// encryption settings and tags (reading them needs `s3:GetObjectTagging` when it has tags). Object
-    /// Lock settings, ACLs and the checksum algorithm are not carried over.
+    /// encryption settings, tags (reading them needs `s3:GetObjectTagging` when it has tags) and additional
+    /// checksum algorithm (CRC32, CRC32C, CRC64NVME, SHA-1, SHA-256; for a multipart upload every part
+    /// carries one and the object gets S3's composite or full-object value), with a value computed over the
+    /// new bytes. Object Lock settings and ACLs are not carried over.
     ///
     /// # Errors
     ///
@@ -979,6 +1033,7 @@ async fn upload(
                 .set_server_side_encryption(carried.sse)
                 .set_ssekms_key_id(carried.sse_kms_key_id)
                 .set_bucket_key_enabled(carried.bucket_key_enabled)
+                .set_checksum_algorithm(carried.checksum_algorithm)
                 .set_tagging(tagging);
             let put = put.body(ByteStream::from(message)).send().await;
             let put = put.map_err(|e| object.conditional_failure("PutObject", e))?;
@@ -986,6 +1041,7 @@ async fn upload(
         }
         Some(ToUploader::Part(part)) => part,
     };
+    let checksum_type = carried.multipart_checksum_type();
     let created = object.client.create_multipart_upload().bucket(&object.bucket).key(&object.key);
     let created = created
         .set_content_type(carried.content_type)
@@ -994,6 +1050,8 @@ async fn upload(
         .set_server_side_encryption(carried.sse)
         .set_ssekms_key_id(carried.sse_kms_key_id)
         .set_bucket_key_enabled(carried.bucket_key_enabled)
+        .set_checksum_algorithm(carried.checksum_algorithm.clone())
+        .set_checksum_type(checksum_type)
         .set_tagging(tagging)
         .send()
         .await;
@@ -1002,6 +1060,7 @@ async fn upload(
     let mut multipart = Multipart {
         object: &object,
         if_match,
+        checksum_algorithm: carried.checksum_algorithm,
         upload_id: upload_id.to_owned(),
         in_flight: VecDeque::new(),
         done: Vec::new(),
@@ -1042,6 +1101,8 @@ struct Multipart<'a> {
     object: &'a S3Object,
     /// Complete only while the object has this ETag (re-encryption in place).
     if_match: Option<String>,
+    /// Each part's additional checksum (computed by the SDK), given back on completion.
+    checksum_algorithm: Option<ChecksumAlgorithm>,
     upload_id: String,
     in_flight: VecDeque<AbortOnDrop<io::Result<CompletedPart>>>,
     done: Vec<CompletedPart>,
@@ -1099,12 +1160,14 @@ impl Multipart<'_> {
         self.bytes += part.len() as u64;
         let number = i32::try_from(number).expect("at most MAX_PARTS");
         let object = self.object.clone();
-        let upload_id = self.upload_id.clone();
+        let (upload_id, algorithm) = (self.upload_id.clone(), self.checksum_algorithm.clone());
         self.in_flight.push_back(AbortOnDrop(tokio::spawn(async move {
             let request = object.client.upload_part().bucket(&object.bucket).key(&object.key);
-            let request = request.upload_id(upload_id).part_number(number).body(ByteStream::from(part));
+            let request = request.upload_id(upload_id).part_number(number).set_checksum_algorithm(algorithm.clone());
+            let request = request.body(ByteStream::from(part));
             let uploaded = request.send().await.map_err(|e| object.request_failure("UploadPart", e))?;
-            Ok(CompletedPart::builder().part_number(number).set_e_tag(uploaded.e_tag().map(str::to_owned)).build())
+            let part = CompletedPart::builder().part_number(number).set_e_tag(uploaded.e_tag().map(str::to_owned));
+            Ok(with_part_checksum(part, &uploaded, algorithm.as_ref()).build())
         })));
         Ok(())
     }

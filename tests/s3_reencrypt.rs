@@ -119,11 +119,22 @@ impl Env {
     }
 
     fn reencrypt(&self, from: &str, to: &str, target: &dyn Keyring) -> Result<kms_envelope::s3::Uploaded, Error> {
+        self.reencrypt_with(self.client(), from, to, target)
+    }
+
+    /// [`reencrypt`](Self::reencrypt) through `client`.
+    fn reencrypt_with(
+        &self,
+        client: aws_sdk_s3::Client,
+        from: &str,
+        to: &str,
+        target: &dyn Keyring,
+    ) -> Result<kms_envelope::s3::Uploaded, Error> {
         let transfer = TransferOptions::new().part_size(MIN_PART_SIZE);
         let handle = self.runtime.handle().clone();
         let options = ReencryptOptions::new();
-        let source = self.object(from);
-        self.object(to).reencrypt_from_blocking(
+        let source = S3Object::new(client.clone(), &self.bucket, from);
+        S3Object::new(client, &self.bucket, to).reencrypt_from_blocking(
             handle,
             &source,
             &old_keyring(),
@@ -430,4 +441,107 @@ fn hostile_keys_are_printed_escaped_and_stay_under_the_target_prefix() {
 
     let (out, _) = env.cli(work.path(), &["--dry-run", "-r", &from], 1);
     assert!(!out.contains('\u{1b}') && out.lines().count() == 4, "{out:?}");
+}
+
+/// CRC32C (Castagnoli, reflected, as S3 computes it), bit by bit: the reference the test holds S3's value
+/// to, itself checked against the catalogue's check value for "123456789".
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// Records the body of every `CompleteMultipartUpload` a client sends: moto takes no part checksum from
+/// it, S3 requires one for each part of an upload created with a checksum algorithm.
+#[derive(Clone, Debug, Default)]
+struct CompletionBodies(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl aws_sdk_s3::config::Intercept for CompletionBodies {
+    fn name(&self) -> &'static str {
+        "CompletionBodies"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        let body = context.request().body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
+        if body.contains("<CompleteMultipartUpload") {
+            self.0.lock().unwrap().push(body.into_owned());
+        }
+        Ok(())
+    }
+}
+
+/// The additional checksum survives re-encryption, in place and into another object, as one PutObject and
+/// as a multipart upload (parts of 5 MiB), for CRC32C and SHA256: HeadObject with checksums enabled shows
+/// the source's algorithm, with a value of the new bytes (the whole message for one PutObject; for a
+/// multipart upload, S3's composite: the checksum of the parts' checksums). moto computes a multipart
+/// object's value itself, CRC32C as CRC32 unless its optional `crc32c` module is installed (it is not
+/// here), so there only the algorithm is held to for CRC32C; and it takes no part checksums on completion,
+/// which S3 requires, so the `CompleteMultipartUpload` sent is held to carrying each part's, of its bytes.
+#[test]
+fn the_checksum_algorithm_is_carried_over_with_a_value_of_the_new_bytes() {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let Some(env) = Env::new("checksum") else { return };
+    let completions = CompletionBodies::default();
+    let config = aws_sdk_s3::config::Builder::from(&env.moto.config()).force_path_style(true);
+    let client = aws_sdk_s3::Client::from_conf(config.interceptor(completions.clone()).build());
+    for algorithm in [ChecksumAlgorithm::Crc32C, ChecksumAlgorithm::Sha256] {
+        let checksum = |bytes: &[u8]| match algorithm {
+            ChecksumAlgorithm::Crc32C => crc32c(bytes).to_be_bytes().to_vec(),
+            _ => sha2::Sha256::digest(bytes).to_vec(),
+        };
+        for (size, len) in [("small", 100usize << 10), ("large", 12 << 20)] {
+            let name = format!("{}-{size}", algorithm.as_str());
+            env.source(&name, &plaintext(len));
+            let message = env.get(&name).unwrap();
+            let put = env.client().put_object().bucket(&env.bucket).key(&name).body(message.into());
+            env.runtime.block_on(put.checksum_algorithm(algorithm.clone()).send()).unwrap();
+            let other = format!("{name}-copy");
+            for key in [other.as_str(), name.as_str()] {
+                let uploaded = env.reencrypt_with(client.clone(), &name, key, &new_keyring()).unwrap();
+                assert_eq!(uploaded.parts > 0, len > MIN_PART_SIZE, "{key}");
+                let head = env.client().head_object().bucket(&env.bucket).key(key).checksum_mode(ChecksumMode::Enabled);
+                let head = env.runtime.block_on(head.send()).unwrap();
+                let value = match algorithm {
+                    ChecksumAlgorithm::Crc32C => head.checksum_crc32_c(),
+                    _ => head.checksum_sha256(),
+                };
+                let value = value.unwrap_or_else(|| panic!("{key}: no {} checksum: {head:?}", algorithm.as_str()));
+                let message = env.get(key).unwrap();
+                env.assert_rotated(&env.bucket, key, &plaintext(len));
+                let completion = completions.0.lock().unwrap().pop();
+                assert_eq!(completion.is_some(), len > MIN_PART_SIZE, "{key}");
+                if let Some(completion) = completion {
+                    let element = format!("Checksum{}", algorithm.as_str());
+                    for part in message.chunks(MIN_PART_SIZE) {
+                        let expected = format!("<{element}>{}</{element}>", b64(&checksum(part)));
+                        assert!(completion.contains(&expected), "{key}: no {expected} in {completion}");
+                    }
+                    let parts = message.len().div_ceil(MIN_PART_SIZE);
+                    assert_eq!(completion.matches(&format!("<{element}>")).count(), parts, "{completion}");
+                }
+                if len <= MIN_PART_SIZE {
+                    assert_eq!(value, b64(&checksum(&message)), "{key}");
+                } else if algorithm == ChecksumAlgorithm::Sha256 {
+                    let parts: Vec<u8> = message.chunks(MIN_PART_SIZE).flat_map(&checksum).collect();
+                    let composite = b64(&checksum(&parts));
+                    let parts = message.len().div_ceil(MIN_PART_SIZE);
+                    assert!(value == composite || value == format!("{composite}-{parts}"), "{key}: {value}");
+                }
+            }
+        }
+    }
 }
