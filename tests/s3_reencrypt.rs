@@ -4,6 +4,8 @@
 #![cfg(feature = "s3")]
 
 mod common;
+#[path = "common/http.rs"]
+mod fake_http;
 #[path = "common/kms.rs"]
 mod support;
 
@@ -544,4 +546,209 @@ fn the_checksum_algorithm_is_carried_over_with_a_value_of_the_new_bytes() {
             }
         }
     }
+}
+
+// ------------------------------------------------------------------------------------------- a hostile S3
+
+/// One page of a fake `ListObjectsV2` answer: `(key as sent, size)` pairs, whether it claims to be
+/// truncated, and the next token it gives (if any).
+struct FakePage {
+    contents: Vec<(String, String)>,
+    truncated: bool,
+    next: Option<String>,
+}
+
+/// A fake S3 endpoint (no moto) whose `ListObjectsV2` answers are `page(token asked for)`, its keys said to
+/// be URL-encoded; any other request gets a 404 `NoSuchKey` whose message holds a carriage return, an ESC
+/// (as the character reference XML allows for neither) and a bidirectional override.
+fn hostile_s3(page: impl Fn(Option<&str>) -> FakePage + Send + Sync + 'static) -> fake_http::FakeServer {
+    fake_http::FakeServer::start(move |request| {
+        let query = request.path.split_once('?').map_or("", |(_, q)| q);
+        if request.method != "GET" || !query.contains("list-type=2") {
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NoSuchKey</Code><Message>gone&#13;\
+                        kms-envelope: forged \u{202e}txt.exe</Message><RequestId>r\u{1b}[2J</RequestId></Error>";
+            return Some(fake_http::response(404, &[("content-type", "application/xml")], body.as_bytes()));
+        }
+        let token = query.split('&').find_map(|pair| pair.strip_prefix("continuation-token="));
+        let FakePage { contents, truncated, next } = page(token);
+        let mut xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <Name>b</Name><Prefix>src/</Prefix><KeyCount>{}</KeyCount><MaxKeys>1000</MaxKeys>\
+             <EncodingType>url</EncodingType><IsTruncated>{truncated}</IsTruncated>",
+            contents.len()
+        );
+        if let Some(next) = next {
+            xml.push_str(&format!("<NextContinuationToken>{next}</NextContinuationToken>"));
+        }
+        for (key, size) in contents {
+            xml.push_str(&format!("<Contents><Key>{key}</Key><Size>{size}</Size></Contents>"));
+        }
+        xml.push_str("</ListBucketResult>");
+        Some(fake_http::response(200, &[("content-type", "application/xml")], xml.as_bytes()))
+    })
+}
+
+fn fake_client(server: &fake_http::FakeServer) -> aws_sdk_s3::Client {
+    let config = support::sdk_config(&format!("http://{}", server.address));
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build())
+}
+
+/// The pages of `listing`, at most `most` of them, and how it ended (`Ok` if it ended by itself).
+fn pages_of(mut listing: Listing, most: usize) -> (Vec<Vec<String>>, Result<bool, Error>) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut pages = Vec::new();
+    for _ in 0..most {
+        match runtime.block_on(listing.next_page()) {
+            Ok(Some(page)) => pages.push(page.into_iter().map(|object| object.key).collect()),
+            Ok(None) => return (pages, Ok(true)),
+            Err(error) => return (pages, Err(error)),
+        }
+    }
+    (pages, Ok(false))
+}
+
+fn one_key(key: &str) -> Vec<(String, String)> {
+    vec![(key.to_owned(), "5".to_owned())]
+}
+
+/// A listing whose continuation tokens cycle (A, then B, then A again) would never end, and would
+/// visit the same objects again and again: it is an error once a token comes back, not only when one
+/// repeats at once.
+#[test]
+fn attack_a_listing_whose_tokens_cycle_ends_in_an_error() {
+    let server = hostile_s3(|token| {
+        let next = match token {
+            None | Some("B") => "A",
+            _ => "B",
+        };
+        FakePage {
+            contents: one_key(&format!("src/{}", token.unwrap_or("first"))),
+            truncated: true,
+            next: Some(next.into()),
+        }
+    });
+    let (pages, ended) = pages_of(Listing::new(fake_client(&server), "b", "src/"), 10);
+    let error = ended.expect_err("a cycle of tokens was followed for 10 pages");
+    assert!(pages.len() <= 3, "{pages:?}");
+    assert!(error.to_string().contains("continuation token"), "{error}");
+}
+
+/// A page that says it is truncated but gives no token to go on with: the rest of the prefix cannot be
+/// listed, and taking it for the end would report a rotation complete that skipped objects.
+#[test]
+fn attack_a_listing_truncated_without_a_token_is_an_error() {
+    let server = hostile_s3(|_| FakePage { contents: one_key("src/a"), truncated: true, next: None });
+    let (pages, ended) = pages_of(Listing::new(fake_client(&server), "b", "src/"), 10);
+    let error = ended.expect_err("a truncated listing was taken as complete");
+    assert!(pages.is_empty() || pages == [vec!["src/a".to_owned()]], "{pages:?}");
+    assert!(error.to_string().contains("truncated"), "{error}");
+}
+
+/// A token given on a page that says it is not truncated is the end (S3 gives none then; one that does
+/// is not followed).
+#[test]
+fn attack_a_token_on_a_last_page_is_not_followed() {
+    let server = hostile_s3(|token| FakePage {
+        contents: one_key(&format!("src/{}", token.unwrap_or("first"))),
+        truncated: false,
+        next: Some("more".into()),
+    });
+    let (pages, ended) = pages_of(Listing::new(fake_client(&server), "b", "src/"), 10);
+    assert!(ended.unwrap(), "the listing did not end");
+    assert_eq!(pages, [vec!["src/first".to_owned()]]);
+    assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
+}
+
+/// Keys that are not valid URL encoding (a `%` without two hex digits, bytes that are not UTF-8) are a
+/// typed error that shows nothing unescaped; keys with control characters, NUL, `..` and a bidirectional
+/// override, and a 64 KiB key, decode as given; a negative size is no size (so an "empty" key ending in
+/// `/` with it is no folder marker), and one past what S3 can hold fails the page cleanly.
+#[test]
+fn attack_listed_keys_decode_or_fail_cleanly() {
+    let long_key = format!("src/{}", "k".repeat(64 << 10));
+    let sent = ["src/%1B%5B31mred%07%0D%00", "src/..%2F..%2Fetc%2Fpasswd", "src/%E2%80%AEtxt.exe", &long_key, "src/d/"];
+    let contents: Vec<(String, String)> =
+        sent.iter().map(|key| (key.to_string(), if key.ends_with('/') { "-1" } else { "5" }.to_string())).collect();
+    let server = hostile_s3(move |_| FakePage { contents: contents.clone(), truncated: false, next: None });
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut listing = Listing::new(fake_client(&server), "b", "src/");
+    let page = runtime.block_on(listing.next_page()).unwrap().unwrap();
+    let keys: Vec<&str> = page.iter().map(|object| object.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["src/\u{1b}[31mred\u{7}\r\0", "src/../../etc/passwd", "src/\u{202e}txt.exe", &long_key, "src/d/"]
+    );
+    assert_eq!(page[4].size, None);
+    assert!(!page[4].is_folder_marker());
+    assert_eq!(runtime.block_on(listing.next_page()).unwrap(), None);
+
+    let server = hostile_s3(|_| FakePage {
+        contents: vec![("src/a".into(), "99999999999999999999999".into())],
+        truncated: false,
+        next: None,
+    });
+    let (_, ended) = pages_of(Listing::new(fake_client(&server), "b", "src/"), 10);
+    let error = ended.expect_err("a size past 2^63 was taken").to_string();
+    assert!(error.contains("ListObjectsV2 s3://b/src/"), "{error}");
+
+    for bad in ["src/%", "src/%4", "src/%zz%1B", "src/%FF%1B[2J", "src/%C3"] {
+        let server = hostile_s3(move |_| FakePage { contents: one_key(bad), truncated: false, next: None });
+        let (_, ended) = pages_of(Listing::new(fake_client(&server), "b", "src/"), 10);
+        let error = ended.expect_err(bad).to_string();
+        assert!(!error.contains(['\u{1b}', '\r', '\0']), "{error:?}");
+        assert!(error.contains("ListObjectsV2 s3://b/src/"), "{error}");
+    }
+}
+
+/// `kms-envelope reencrypt` from the old raw key to the new one against the fake endpoint `server`, run in
+/// `work`: its exit code and stderr.
+#[cfg(feature = "cli")]
+fn cli_against(server: &fake_http::FakeServer, work: &std::path::Path, extra: &[&str]) -> (Option<i32>, String) {
+    std::fs::write(work.join("old.key"), [7u8; 32]).unwrap();
+    std::fs::write(work.join("new.key"), [9u8; 32]).unwrap();
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("kms-envelope"));
+    cmd.current_dir(work).env("AWS_ENDPOINT_URL_S3", format!("http://{}", server.address));
+    cmd.env("AWS_ACCESS_KEY_ID", "testing").env("AWS_SECRET_ACCESS_KEY", "testing");
+    cmd.env("AWS_REGION", support::REGION).env("AWS_EC2_METADATA_DISABLED", "true");
+    cmd.env("AWS_MAX_ATTEMPTS", "1").env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL");
+    cmd.args(["reencrypt", "--raw-key-file", "old.key", "--key-namespace", "kms-envelope-s3", "--key-name"]);
+    cmd.args(["key-2025", "--new-raw-key-file", "new.key", "--new-key-namespace", "kms-envelope-s3"]);
+    cmd.args(["--new-key-name", "key-2026"]).args(extra);
+    let out = cmd.output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The CLI over a hostile endpoint: listed keys outside the prefix asked for (`srcx`, `other/..`) are
+/// refused without a request about them; keys with an ESC, a carriage return and a bidirectional override,
+/// and the endpoint's error message and request id with the same, reach stderr escaped; nothing is
+/// written (no PUT or POST); a listing page that fails (a key that is not URL encoding) ends the run with
+/// a failure, escaped too. In place and into another prefix alike.
+#[cfg(feature = "cli")]
+#[test]
+fn attack_a_hostile_endpoint_gets_escaped_lines_and_no_write_outside_the_prefix() {
+    let server = hostile_s3(|token| match token {
+        None => FakePage {
+            contents: vec![
+                ("srcx%1B%5B2J".into(), "5".into()),
+                ("other%2F..%2Fsrc%2Fa".into(), "5".into()),
+                ("src%2F%1B%5B31mred%0Dkms-envelope%3A+forged%E2%80%AE".into(), "5".into()),
+            ],
+            truncated: true,
+            next: Some("p2".into()),
+        },
+        Some(_) => FakePage { contents: one_key("src/%zz%1B"), truncated: false, next: None },
+    });
+    let work = tempfile::tempdir().unwrap();
+    for extra in [&["-r", "s3://b/src/", "s3://b/dst/"][..], &["-r", "--in-place", "s3://b/src/"]] {
+        let (code, stderr) = cli_against(&server, work.path(), extra);
+        assert!(code.is_some_and(|c| c != 0), "{extra:?}: {code:?} {stderr}");
+        assert!(!stderr.contains(['\u{1b}', '\r', '\u{202e}']), "{extra:?}: {stderr:?}");
+        assert!(stderr.contains("s3://b/srcx\\u{1b}[2J: listed, but not under s3://b/src/"), "{stderr}");
+        assert!(stderr.contains("s3://b/other/../src/a: listed, but not under"), "{stderr}");
+        assert!(stderr.contains("red\\rkms-envelope: forged"), "{stderr}");
+        assert!(stderr.contains("ListObjectsV2 s3://b/src/"), "{stderr}");
+    }
+    let requests = server.requests();
+    assert!(requests.iter().all(|r| r.starts_with("GET ") || r.starts_with("HEAD ")), "{requests:?}");
+    assert!(!requests.iter().any(|r| r.contains("srcx") || r.contains("other")), "{requests:?}");
 }
