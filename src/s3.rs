@@ -32,7 +32,8 @@
 //! # }
 //! ```
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -249,6 +250,12 @@ impl Listed {
 /// matches `logs-old/a`), in key order, one `ListObjectsV2` page (up to 1,000 keys) at a time, following
 /// continuation tokens. Keys are asked for URL-encoded, since XML cannot carry every character a key may
 /// hold (control characters), and decoded here.
+///
+/// An endpoint chooses the tokens: one it gave before is refused (the listing would go round forever), and
+/// so is a page that says it is truncated without a token (the rest could not be listed, and taking it for
+/// the end would pass a partial listing for a whole one). Each page's token is remembered by a 64-bit
+/// keyed hash, some 16 bytes per page of up to 1,000 keys. An endpoint that gives fresh tokens forever is
+/// listed until the caller stops, as a bucket without end would be.
 #[derive(Debug)]
 pub struct Listing {
     client: aws_sdk_s3::Client,
@@ -256,6 +263,9 @@ pub struct Listing {
     prefix: String,
     /// The token of the next page; `None` before the first.
     next: Option<String>,
+    /// The hashes (by `hasher`) of the tokens given so far.
+    tokens: HashSet<u64>,
+    hasher: RandomState,
     done: bool,
 }
 
@@ -263,7 +273,8 @@ impl Listing {
     /// The objects of `bucket` whose keys start with `prefix` (`""`: the whole bucket). Nothing is
     /// requested until [`next_page`](Self::next_page).
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
-        Self { client, bucket: bucket.into(), prefix: prefix.into(), next: None, done: false }
+        let (tokens, hasher) = (HashSet::new(), RandomState::new());
+        Self { client, bucket: bucket.into(), prefix: prefix.into(), next: None, tokens, hasher, done: false }
     }
 
     /// The next page of objects, `None` once the listing is complete.
@@ -271,7 +282,8 @@ impl Listing {
     /// # Errors
     ///
     /// The request fails (no such bucket, no `s3:ListBucket`); the answer holds a key that is not valid
-    /// URL encoding of UTF-8, or repeats the token it was asked with (a listing that would never end).
+    /// URL encoding of UTF-8, gives a token it gave before (a listing that would never end), or says it is
+    /// truncated without a token.
     pub async fn next_page(&mut self) -> Result<Option<Vec<Listed>>> {
         if self.done {
             return Ok(None);
@@ -295,12 +307,15 @@ impl Listing {
             let key = if encoded { decode_key(key).map_err(|why| failure(&why))? } else { key.to_owned() };
             objects.push(Listed { key, size: object.size().and_then(|n| u64::try_from(n).ok()) });
         }
-        match page.next_continuation_token().filter(|_| page.is_truncated() == Some(true)) {
-            Some(token) if self.next.as_deref() == Some(token) => {
-                return Err(failure("the same continuation token twice"));
+        match (page.is_truncated() == Some(true), page.next_continuation_token()) {
+            (false, _) => self.done = true,
+            (true, None) => {
+                return Err(failure("a page says it is truncated but gives no continuation token to list the rest"));
             }
-            Some(token) => self.next = Some(token.to_owned()),
-            None => self.done = true,
+            (true, Some(token)) if !self.tokens.insert(self.hasher.hash_one(token)) => {
+                return Err(failure("a continuation token it gave before (the listing would go round forever)"));
+            }
+            (true, Some(token)) => self.next = Some(token.to_owned()),
         }
         Ok(Some(objects))
     }
