@@ -846,3 +846,147 @@ fn a_task_at_the_invocation_deadline_aborts_its_upload_and_is_retried() {
     let retried = env.run(&function, job()).results.remove(0);
     assert_eq!(retried.result_code, ResultCode::Succeeded, "{retried:?}");
 }
+
+// ------------------------------------------------------------------ attack review (h-attack3)
+
+/// The function on a fake endpoint (S3 and KMS) that answers every request with a 404 `NoSuchKey` whose
+/// message holds a carriage return, an ESC and a bidirectional override: profile `rotate` over bucket
+/// `data`, in place.
+fn hostile_endpoint_function() -> (fake_http::FakeServer, BatchFunction) {
+    let server = fake_http::FakeServer::start(|_| {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NoSuchKey</Code><Message>gone&#13;\
+                    Succeeded \u{202e}txt.exe</Message><RequestId>r\u{1b}[2J</RequestId></Error>";
+        Some(fake_http::response(404, &[("content-type", "application/xml")], body.as_bytes()))
+    });
+    let endpoint = format!("http://{}", server.address);
+    let key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let config = json!({
+        "profiles": { "rotate": { "operation": "reencrypt", "source_keys": [key], "target_keys": [key], "buckets": ["data"] } }
+    });
+    let config = BatchConfig::parse(&config.to_string()).unwrap();
+    let retry = aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(1);
+    let s3 = aws_sdk_s3::config::Builder::from(&support::sdk_config(&endpoint))
+        .force_path_style(true)
+        .retry_config(retry)
+        .build();
+    let kms = KmsClients::new(&support::sdk_config(&endpoint)).with_max_attempts(1);
+    let function = BatchFunction::new(config, &kms, aws_sdk_s3::Client::from_conf(s3), TransferOptions::new()).unwrap();
+    (server, function)
+}
+
+/// Asserts that `result` is a one-line result string of at most 1,024 bytes with nothing a terminal or a
+/// report reader would act on (controls, bidirectional overrides).
+fn assert_clean(what: &str, result: &kms_envelope::lambda::batch::TaskResult) {
+    let text = &result.result_string;
+    assert!(!text.is_empty() && text.len() <= 1024, "{what}: {} bytes", text.len());
+    assert!(!text.chars().any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c)), "{what}: {text:?}");
+}
+
+/// Crafted tasks: keys decoding to NUL, `..`, ESC and CR, or not decoding at all (`%`, `%0`, a lone UTF-8
+/// lead byte); version ids with ESC, CR and LF; a bucket name of 5,000 characters with controls; an
+/// endpoint whose error answers hold the same. Every task is a `PermanentFailure` (retrying cannot help)
+/// with a bounded, one-line, escaped result string; nothing is written.
+#[test]
+fn attack_crafted_tasks_get_permanent_bounded_escaped_results() {
+    let (server, function) = hostile_endpoint_function();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let task = |key: &str, version: Option<&str>, bucket: &str| {
+        let mut job = invocation("2.0", Some(json!({"profile": "rotate"})), bucket, "k", "t");
+        job.tasks[0].s3_key = key.to_owned();
+        job.tasks[0].s3_version_id = version.map(str::to_owned);
+        job
+    };
+    let long_bucket = format!("\u{1b}[2J{}\r", "b".repeat(5000));
+    let crafted = [
+        ("a key of NUL", task("%00", None, "data")),
+        ("a key with .. and controls", task("..%2F..%2F%1B%5B2J%0Dx", None, "data")),
+        ("a lone %", task("a%", None, "data")),
+        ("a % and one digit", task("a%0", None, "data")),
+        ("a lone lead byte", task("a%C3", None, "data")),
+        ("a version id with controls", task("k", Some("v\u{1b}[2J\r\nSucceeded"), "data")),
+        ("a long bucket with controls", task("k", None, &long_bucket)),
+    ];
+    for (what, job) in crafted {
+        let result = runtime.block_on(function.handle(job)).results.remove(0);
+        assert_eq!(result.result_code, ResultCode::PermanentFailure, "{what}: {result:?}");
+        assert_clean(what, &result);
+    }
+    let requests = server.requests();
+    assert!(requests.iter().all(|r| r.starts_with("HEAD ") || r.starts_with("GET ")), "{requests:?}");
+}
+
+/// An invocation of 10,000 tasks (S3 Batch Operations sends one): each gets its own result, in order, with
+/// no request for a bucket the profile lacks; and once the deadline is already past, none starts (each a
+/// `TemporaryFailure`, no request at all).
+#[test]
+fn attack_ten_thousand_tasks_and_a_deadline_already_past() {
+    let (server, function) = hostile_endpoint_function();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let many = |bucket: &str| {
+        let mut job = invocation("2.0", Some(json!({"profile": "rotate"})), bucket, "k", "t");
+        let one = job.tasks.remove(0);
+        job.tasks = (0..10_000)
+            .map(|i| {
+                let mut task = one.clone();
+                task.task_id = format!("t{i}");
+                task
+            })
+            .collect();
+        job
+    };
+    let response = runtime.block_on(function.handle(many("elsewhere")));
+    assert_eq!(response.results.len(), 10_000);
+    for (i, result) in response.results.iter().enumerate() {
+        assert_eq!(
+            (result.task_id.as_str(), result.result_code),
+            (format!("t{i}").as_str(), ResultCode::PermanentFailure)
+        );
+    }
+    let past = std::time::Instant::now() - std::time::Duration::from_secs(1);
+    let response = runtime.block_on(function.handle_until(many("data"), Some(past)));
+    assert!(
+        response.results.iter().all(|r| r.result_code == ResultCode::TemporaryFailure),
+        "{:?}",
+        response.results[0]
+    );
+    assert!(response.results[0].result_string.contains("stopped before the invocation deadline"));
+    assert_eq!(server.requests(), Vec::<String>::new());
+}
+
+/// In place, the object is replaced by another writer between the skip check (which read the pinned
+/// version) and the re-encryption: the task never writes the re-encryption of the first object over the
+/// second. Here the swap happens when the re-encryption's first read arrives: the object ends as the
+/// other writer left it, and the task is retried (`TemporaryFailure`, "changed").
+#[test]
+fn attack_an_object_swapped_after_the_skip_check_is_not_overwritten() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let Some(env) = Env::new("attack-swap") else { return };
+    let old = env.keyring(&env.old_key);
+    let (first, second) = (plaintext(5000, 1), plaintext(6000, 2));
+    env.put("obj", encrypt(&old, &EncryptOptions::new(), &first).unwrap());
+    let replacement = encrypt(&old, &EncryptOptions::new(), &second).unwrap();
+    let proxy = ForwardingProxy::start(&env.moto.endpoint);
+    let function = env.function(&proxy.url);
+    let (gets, endpoint, bucket) =
+        (std::sync::Arc::new(AtomicUsize::new(0)), env.moto.endpoint.clone(), env.bucket.clone());
+    let swap = replacement.clone();
+    proxy.set_policy(move |request| {
+        let object_get =
+            request.method == "GET" && request.path.contains("/obj") && request.header("x-amz-target").is_none();
+        // The skip check reads the header (GET 1); the re-encryption's first read is GET 2.
+        if object_get && gets.fetch_add(1, Ordering::SeqCst) == 1 {
+            let config =
+                aws_sdk_s3::config::Builder::from(&support::sdk_config(&endpoint)).force_path_style(true).build();
+            let client = aws_sdk_s3::Client::from_conf(config);
+            let put = client.put_object().bucket(&bucket).key("obj").body(swap.clone().into()).send();
+            support::run(put).expect("the other writer's PutObject");
+        }
+        Verdict::Forward
+    });
+    let result = env.run(&function, invocation("2.0", Some(json!({"profile": "rotate"})), &env.bucket, "obj", "t"));
+    let result = &result.results[0];
+    assert_eq!(result.result_code, ResultCode::TemporaryFailure, "{result:?}");
+    assert!(result.result_string.contains("changed"), "{result:?}");
+    assert_eq!(env.get("obj").unwrap().0, replacement, "the other writer's object was replaced");
+    assert_eq!(env.open_uploads(), 0);
+}

@@ -826,3 +826,85 @@ fn an_unsigned_file_source_changed_while_read_writes_nothing() {
         assert!(expected, "{what}: {error}");
     }
 }
+
+/// The full skip check (`SkipCheck::Full`) on messages under exactly the new keys whose body is not what
+/// the header promises: a signed message with a flipped signature byte, one with bytes after its end, one
+/// cut inside its signature: each is an error, never `Done`; the header-only check takes the first two
+/// for done, which is why the full check is the default. A 3 MiB message under the new keys is `Done` in
+/// full.
+#[test]
+fn attack_the_full_skip_check_refuses_a_bad_signature_trailing_bytes_and_a_cut() {
+    use kms_envelope::{Rotation, SkipCheck, TargetKeys, rotation_status_with};
+    let target = TargetKeys::of(&new_keyring()).unwrap();
+    let options = ReencryptOptions::new();
+    let check = |options: &ReencryptOptions, how: SkipCheck, message: &[u8]| {
+        rotation_status_with(&new_keyring(), &target, options, false, how, message)
+    };
+    let signed = EncryptOptions::new()
+        .suite(AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384)
+        .frame_length(1024)
+        .context("purpose", "rotation");
+    let plaintext: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let whole = encrypt(&new_keyring(), &signed, &plaintext).unwrap();
+    assert_eq!(check(&options, SkipCheck::Full, &whole).unwrap(), Rotation::Done);
+
+    let mut bad_signature = whole.clone();
+    *bad_signature.last_mut().unwrap() ^= 1;
+    let mut trailing = whole.clone();
+    trailing.extend_from_slice(b"\0trailing");
+    let cut = &whole[..whole.len() - 10];
+    for (what, message) in [("a bad signature", &bad_signature[..]), ("trailing bytes", &trailing[..]), ("cut", cut)] {
+        let verdict = check(&options, SkipCheck::Full, message);
+        assert!(verdict.is_err(), "{what}: {verdict:?}");
+    }
+    assert_eq!(check(&options, SkipCheck::Header, &bad_signature).unwrap(), Rotation::Done);
+}
+
+/// The full skip check reads a body under the reader's limits: a non-framed message (the Python ESDK's,
+/// frame length 0) under exactly the new key, 70,000 bytes, is `Done` with the default limits, and with
+/// `max_nonframed_body_len` of 65,536 (a limit only the body can meet, not the header) it is the limit's
+/// error, not `Done` and not a buffer of the whole body.
+#[test]
+fn attack_the_full_skip_check_honours_the_non_framed_body_limit() {
+    use kms_envelope::{DecryptLimits, Rotation, SkipCheck, TargetKeys, rotation_status_with};
+    if common::python().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("plain");
+    fs::write(&input, (0..70_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>()).unwrap();
+    let out = dir.path().join("non-framed");
+    let job: Vec<String> = [
+        "encrypt",
+        "--in",
+        &input.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+        "--raw-key-hex",
+        &common::hex(&NEW_KEY),
+        "--key-namespace",
+        NEW_NAMESPACE,
+        "--key-name",
+        NEW_NAME,
+        "--suite",
+        "0x0478",
+        "--frame-length",
+        "0",
+        "--commitment-policy",
+        "require-encrypt-require-decrypt",
+    ]
+    .map(String::from)
+    .to_vec();
+    python_batch(&[job]).unwrap().remove(0).unwrap_or_else(|e| panic!("Python encrypt: {e}"));
+    let message = fs::read(&out).unwrap();
+    let target = TargetKeys::of(&new_keyring()).unwrap();
+    let check = |options: &ReencryptOptions, how: SkipCheck| {
+        rotation_status_with(&new_keyring(), &target, options, false, how, &message[..])
+    };
+    assert_eq!(check(&ReencryptOptions::new(), SkipCheck::Full).unwrap(), Rotation::Done);
+    let small = DecryptLimits { max_nonframed_body_len: 65_536, ..DecryptLimits::DEFAULT };
+    let tight = ReencryptOptions::new().source(DecryptOptions::new().limits(small));
+    assert_eq!(check(&tight, SkipCheck::Header).unwrap(), Rotation::Done, "the header alone meets no limit");
+    let verdict = check(&tight, SkipCheck::Full);
+    assert!(matches!(verdict, Err(Error::LimitExceeded { .. })), "{verdict:?}");
+}
