@@ -752,3 +752,24 @@ fn attack_a_hostile_endpoint_gets_escaped_lines_and_no_write_outside_the_prefix(
     assert!(requests.iter().all(|r| r.starts_with("GET ") || r.starts_with("HEAD ")), "{requests:?}");
     assert!(!requests.iter().any(|r| r.contains("srcx") || r.contains("other")), "{requests:?}");
 }
+
+/// `--dry-run -r` over a hostile endpoint: a listed key outside the prefix asked for is refused on its
+/// line, as the run itself refuses it, without a request about it (the dry run would otherwise read, and
+/// describe as "would re-encrypt", an object the run would never touch).
+#[cfg(feature = "cli")]
+#[test]
+fn attack_a_dry_run_does_not_read_keys_outside_the_prefix() {
+    let server = hostile_s3(|_| FakePage {
+        contents: vec![("srcx%1B%5B2J".into(), "5".into()), ("src/a".into(), "5".into())],
+        truncated: false,
+        next: None,
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (code, stderr) = cli_against(&server, work.path(), &["--dry-run", "-r", "s3://b/src/"]);
+    assert!(code.is_some_and(|c| c != 0), "{code:?} {stderr}");
+    assert!(!stderr.contains(['\u{1b}', '\r', '\u{202e}']), "{stderr:?}");
+    assert!(stderr.contains("s3://b/srcx\\u{1b}[2J: listed, but not under s3://b/src/"), "{stderr}");
+    let requests = server.requests();
+    assert!(!requests.iter().any(|r| r.contains("srcx")), "{requests:?}");
+    assert!(requests.iter().any(|r| r.contains("/b/src/a")), "{requests:?}");
+}
