@@ -292,6 +292,12 @@ struct Tally {
     first_failure: Option<Code>,
 }
 
+/// The failure of an object a listing returned that is not under the prefix it was asked for (`shown`): it
+/// is left alone, no request made about it.
+fn not_under(from: &S3Prefix, shown: &str) -> Failure {
+    Failure::new(Code::Io, format!("{shown}: listed, but not under {from}; left alone"))
+}
+
 /// The line for a folder marker met under a prefix: it holds no message, and is left as it is.
 fn report_folder_marker(shown: &str) {
     eprintln!("kms-envelope: {shown}: a folder marker (empty, its key ends in /); skipped");
@@ -316,9 +322,7 @@ fn s3_prefix_to_prefix(args: &ReencryptArgs, options: &ReencryptOptions) -> Resu
         }
         source.forget();
         let done = (|| {
-            let Some(key) = to.target_key(&from, &listed.key) else {
-                return Err(Failure::new(Code::Io, format!("{shown}: listed, but not under {from}; left alone")));
-            };
+            let Some(key) = to.target_key(&from, &listed.key) else { return Err(not_under(&from, &shown)) };
             let (input, output) = (from.url(&listed.key), to.url(&key));
             if s3_already_done(args, skip.as_ref(), target.as_ref(), options, &input, &shown)? {
                 return Ok(false);
@@ -413,8 +417,8 @@ fn dry_run(args: &ReencryptArgs) -> Result<(), Failure> {
     let new_keys = describe_new_keys(args);
     let mut stdout = std::io::stdout().lock();
     let mut first_failure = None;
-    let mut describe_one = |name: &str| -> Result<(), Failure> {
-        let line = io::open_header_input(name).and_then(|mut input| {
+    let describe = |name: &str| {
+        io::open_header_input(name).and_then(|mut input| {
             let limits = DecryptLimits {
                 max_encrypted_data_keys: Some(args.max_encrypted_data_keys),
                 ..DecryptLimits::default()
@@ -422,7 +426,10 @@ fn dry_run(args: &ReencryptArgs) -> Result<(), Failure> {
             let header = Header::read_from(limits, &mut input.reader)
                 .map_err(|e| Failure::reading(e).with_file(&kms_envelope::escape::escaped(name)))?;
             Ok(describe_change(name, &header, args, &new_keys))
-        });
+        })
+    };
+    // A source's line on stdout, or its failure on stderr.
+    let mut report = |line: Result<String, Failure>| -> Result<(), Failure> {
         match line {
             Ok(line) => writeln!(stdout, "{line}").map_err(|e| Failure::io("cannot write to stdout".into(), e))?,
             Err(failure) => {
@@ -435,19 +442,23 @@ fn dry_run(args: &ReencryptArgs) -> Result<(), Failure> {
     if args.recursive && io::is_s3(&args.input) {
         let (from, _) = s3_prefixes(args)?;
         io::list_s3(from.bucket(), from.prefix(), |listed| {
+            let shown = from.shown(&listed.key);
+            if from.target_key(&from, &listed.key).is_none() {
+                return report(Err(not_under(&from, &shown)));
+            }
             if listed.folder_marker {
-                report_folder_marker(&from.shown(&listed.key));
+                report_folder_marker(&shown);
                 return Ok(());
             }
-            describe_one(&from.url(&listed.key))
+            report(describe(&from.url(&listed.key)))
         })?;
     } else if args.recursive {
         let plan = tree::plan_in_place(Path::new(&args.input))?;
         for path in plan.inputs() {
-            describe_one(&path.display().to_string())?;
+            report(describe(&path.display().to_string()))?;
         }
     } else {
-        describe_one(&args.input)?;
+        report(describe(&args.input))?;
     }
     match first_failure {
         Some(code) => Err(Failure::new(code, "--dry-run: some sources could not be read".into())),
