@@ -747,6 +747,8 @@ fn attack_a_hostile_endpoint_gets_escaped_lines_and_no_write_outside_the_prefix(
         assert!(stderr.contains("s3://b/other/../src/a: listed, but not under"), "{stderr}");
         assert!(stderr.contains("red\\rkms-envelope: forged"), "{stderr}");
         assert!(stderr.contains("ListObjectsV2 s3://b/src/"), "{stderr}");
+        // Escaped once: a key's ESC reads `\u{1b}` in every line, never `\\u{1b}`.
+        assert!(!stderr.contains("\\\\u{"), "escaped twice: {stderr}");
     }
     let requests = server.requests();
     assert!(requests.iter().all(|r| r.starts_with("GET ") || r.starts_with("HEAD ")), "{requests:?}");
