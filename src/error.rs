@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io;
 
-use crate::escape::{Escaped, EscapedBytes};
+use crate::escape::{Escaped, EscapedBytes, OneLine};
 
 /// Everything that can go wrong while encrypting or decrypting a message.
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +164,9 @@ pub enum Error {
 
     /// Reading the input or writing the output failed. A failed request to a service (S3) carries a
     /// [`Reason`] inside the [`io::Error`], which says whether a retry may succeed ([`Error::retry`]).
-    #[error("I/O error: {}", Escaped(&.0.to_string()))]
+    /// Shown through [`OneLine`]: the S3 texts escape their names and the endpoint's words already, so only
+    /// what is still a control is escaped here, not their backslashes a second time.
+    #[error("I/O error: {}", OneLine(&.0.to_string()))]
     Io(#[from] io::Error),
 }
 
