@@ -1022,6 +1022,9 @@ pub fn decode_key(encoded: &str) -> std::result::Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "the decoded key is not UTF-8".to_owned())
 }
 
+/// How many times an upload is aborted before it is left to the bucket's lifecycle rule.
+const ABORT_ATTEMPTS: u32 = 4;
+
 /// Uploads what the writer sends: one `PutObject` if the first thing is the whole message, else a
 /// multipart upload, completed only on `Last` and aborted on anything else.
 async fn upload(
@@ -1194,15 +1197,31 @@ impl Multipart<'_> {
         Ok(())
     }
 
-    /// Stops the parts in flight, then aborts the upload, so that S3 keeps none of it.
+    /// Stops the parts in flight, then aborts the upload, so that S3 keeps none of it. A part whose request
+    /// was already on its way when it was stopped may still land after the abort, and S3 then lists the
+    /// upload again ("it might be necessary to abort a given multipart upload multiple times", says
+    /// AbortMultipartUpload's documentation): the abort is repeated, a few times and a moment apart, until
+    /// `ListParts` no longer finds the upload.
     async fn abort(&mut self) {
         for mut part in self.in_flight.drain(..) {
             part.0.abort();
             let _ = (&mut part.0).await;
         }
         let object = self.object;
-        let aborted = object.client.abort_multipart_upload().bucket(&object.bucket).key(&object.key);
-        let _ = aborted.upload_id(&self.upload_id).send().await;
+        for attempt in 0..ABORT_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            }
+            let aborted = object.client.abort_multipart_upload().bucket(&object.bucket).key(&object.key);
+            let _ = aborted.upload_id(&self.upload_id).send().await;
+            let parts = object.client.list_parts().bucket(&object.bucket).key(&object.key);
+            match parts.upload_id(&self.upload_id).send().await {
+                Err(e) if e.code() == Some("NoSuchUpload") => return,
+                Ok(_) => continue,
+                // Another failure (no s3:ListMultipartUploadParts permission, say): the abort was sent.
+                Err(_) => return,
+            }
+        }
     }
 }
 
