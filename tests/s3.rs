@@ -211,7 +211,9 @@ fn a_refused_part_aborts_the_upload() {
     let err = object.encrypt_from_blocking(handle, keyring.as_ref(), &EncryptOptions::new(), &small_parts(), &data[..]);
     let err = err.unwrap_err();
     assert!(err.to_string().contains("S3 UploadPart") && err.to_string().contains("AccessDenied"), "{err}");
-    assert_eq!(proxy.count("DELETE"), 1, "one AbortMultipartUpload: {:?}", proxy.seen());
+    // One AbortMultipartUpload, repeated only if a part that was already on its way landed after it.
+    let aborts = proxy.count("DELETE");
+    assert!((1..=4).contains(&aborts), "{aborts} AbortMultipartUpload: {:?}", proxy.seen());
     assert!(env.get("part-error.esdk").is_none(), "an object appeared");
     assert_eq!(env.uploads_in_progress(), 0, "the multipart upload was left open");
 }
