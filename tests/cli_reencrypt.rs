@@ -437,6 +437,11 @@ fn trees_neither_follow_links_in_output_nor_print_raw_names() {
     let (out, _) = s.run(&strs(&reencrypt(&["--dry-run", "-r", "tree"])), 0);
     let out = String::from_utf8(out).unwrap();
     assert!(!out.contains('\u{1b}') && !out.contains('\u{7}') && out.lines().count() == 1, "{out:?}");
+    // In place twice: the second run's "already under the new keys" line names the file escaped too.
+    s.run(&strs(&reencrypt(&["-r", "--in-place", "tree"])), 0);
+    let (_, stderr) = s.run(&strs(&reencrypt(&["-r", "--in-place", "tree"])), 0);
+    assert!(stderr.contains("already under the new keys"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}') && !stderr.contains('\u{7}') && stderr.lines().count() == 1, "{stderr:?}");
 }
 
 /// In place as root, a file owned by someone else keeps its owner (the service reading it keeps access).

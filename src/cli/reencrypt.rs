@@ -121,7 +121,8 @@ fn already_done(
     let status = rotation_status_with(target, target_keys, options, args.verify_all_keys, how_much(args), reader)
         .map_err(|e| Failure::reading(e).with_file(&name))?;
     if status == Rotation::Done {
-        report_done(args, &name);
+        // `name` goes to stderr through the one escaper here; failures are escaped where they are printed.
+        report_done(args, &kms_envelope::escape::escaped(&name));
     }
     Ok(status == Rotation::Done)
 }
@@ -154,7 +155,8 @@ fn how_much(args: &ReencryptArgs) -> SkipCheck {
     }
 }
 
-/// The line, unless --quiet, for a source left as it is because the new keys already open it.
+/// The line, unless --quiet, for a source left as it is because the new keys already open it (`shown`
+/// already escaped).
 fn report_done(args: &ReencryptArgs, shown: &str) {
     if !args.output_args.quiet {
         let checked = match how_much(args) {
