@@ -243,3 +243,25 @@ fn a_slow_down_fault_fires_on_the_request_it_names_and_the_sdk_retries() {
     assert_eq!(&got[..], b"contents");
     assert_eq!((model.count("GetObject"), model.count("HeadObject"), model.faults_injected()), (2, 1, 1));
 }
+
+#[test]
+fn a_reset_cuts_a_get_halfway_and_refuses_a_put_before_any_answer() {
+    let model = started();
+    let contents = bytes(MIB, 5);
+    model.put(BUCKET, "object", &contents);
+    model.set_knobs(Knobs { reset: (Fault::Once(1), vec!["GetObject", "PutObject"]), ..Knobs::default() });
+    let client = client(&model);
+    runtime().block_on(async {
+        // The status line and half the body arrived, then the connection went: the body is an error.
+        let cut = client.get_object().bucket(BUCKET).key("object").send().await.unwrap();
+        assert!(cut.body.collect().await.is_err(), "a reset body read to its end");
+        let whole = client.get_object().bucket(BUCKET).key("object").send().await.unwrap();
+        assert!(whole.body.collect().await.unwrap().into_bytes() == contents, "the second GET's bytes differ");
+    });
+    model.set_knobs(Knobs { reset: (Fault::Once(1), vec!["PutObject"]), ..Knobs::default() });
+    runtime().block_on(async {
+        client.put_object().bucket(BUCKET).key("put").body(b"retried".to_vec().into()).send().await.unwrap();
+    });
+    assert_eq!(model.get(BUCKET, "put").as_deref(), Some(&b"retried"[..]));
+    assert_eq!((model.count("GetObject"), model.count("PutObject"), model.faults_injected()), (2, 2, 2));
+}
