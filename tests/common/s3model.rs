@@ -12,7 +12,8 @@
 //!   and `500 InternalError` with S3's XML error body (the request body is read first, so the client sees
 //!   the answer, not a broken pipe); a connection reset (`SO_LINGER` 0, so the client sees an RST): a GET
 //!   after half its body, any other request before any answer; a trickle: half the response body at once,
-//!   then one byte per 100 ms, never finishing.
+//!   then one byte per 100 ms, never finishing (object bodies: GetObject; other answers are small and sent
+//!   whole, so a trickle drawn by one of them has no effect). Faulted requests are counted like the others.
 //! - **Bodies as clients send them**: `Content-Encoding: aws-chunked` (unsigned with a trailer, or signed
 //!   chunks `hex;chunk-signature=...`) is decoded and only the decoded bytes stored; `x-amz-decoded-content-
 //!   length` must match; a CRC32, CRC32C or CRC64NVME checksum in a header or trailer is verified
@@ -62,6 +63,7 @@ pub type Ops = Vec<&'static str>;
 /// from 1, starting again at every `S3Model::set_knobs`.
 #[derive(Clone, Debug, Default)]
 pub enum Fault {
+    /// No request.
     #[default]
     Never,
     /// The n-th, 2n-th, ... matching request (1-based, counted per fault).
@@ -159,6 +161,7 @@ impl S3Model {
         *self.shared.live.lock().unwrap() = Live { knobs, seen: [0; 4] };
     }
 
+    /// Creates `bucket` (nothing happens if it exists), as a CreateBucket would.
     pub fn create_bucket(&self, bucket: &str) {
         self.shared.store.lock().unwrap().buckets.entry(bucket.to_owned()).or_default();
     }
