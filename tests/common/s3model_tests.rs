@@ -265,3 +265,27 @@ fn a_reset_cuts_a_get_halfway_and_refuses_a_put_before_any_answer() {
     assert_eq!(model.get(BUCKET, "put").as_deref(), Some(&b"retried"[..]));
     assert_eq!((model.count("GetObject"), model.count("PutObject"), model.faults_injected()), (2, 2, 2));
 }
+
+#[test]
+fn this_crates_multipart_upload_and_ranged_download_round_trip_through_the_model() {
+    use kms_envelope::s3::{MIN_PART_SIZE, S3Object, TransferOptions};
+    use kms_envelope::{DecryptOptions, EncryptOptions, OutputOptions};
+    let model = started();
+    let runtime = runtime();
+    let data = crate::plaintext(MIN_PART_SIZE * 2 + 4321, 6);
+    let transfer = TransferOptions::new().part_size(MIN_PART_SIZE).concurrency(3);
+    let object = S3Object::new(client(&model), BUCKET, "crate.esdk");
+    let (keyring, handle) = (crate::keyring(), runtime.handle().clone());
+    let uploaded = object
+        .encrypt_from_blocking(handle.clone(), keyring.as_ref(), &EncryptOptions::new(), &transfer, &data[..])
+        .unwrap();
+    assert_eq!(uploaded.parts, 3);
+    assert_eq!(model.open_uploads(BUCKET), 0);
+    let destination = tempfile::tempdir().unwrap();
+    let destination = destination.path().join("plain");
+    let (options, output) = (DecryptOptions::new(), OutputOptions::new());
+    let transfer = TransferOptions::new().chunk_size(1 << 20).concurrency(3);
+    object.decrypt_to_path_blocking(handle, keyring.as_ref(), &options, &destination, &output, &transfer).unwrap();
+    assert!(std::fs::read(&destination).unwrap() == data, "the plaintext differs after the round trip");
+    assert!(model.count("GetObject") >= 10, "not by ranges: {} GETs", model.count("GetObject"));
+}
