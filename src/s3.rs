@@ -1389,6 +1389,19 @@ mod tests {
         assert!(Error::from_io(io::Error::from(slow)).is_transient(), "lost through io::Error");
     }
 
+    /// A key is taken as it is (S3 keys are strings); an access-point ARN, whose own `/` would end the
+    /// bucket early and shift the access point's name into the key, is no `s3://bucket/key`.
+    #[test]
+    fn keys_are_strings_and_an_access_point_arn_is_not_a_bucket() {
+        assert_eq!(parse_url("s3://b/a/../k"), Some(("b", "a/../k")));
+        assert_eq!(parse_url("s3://b//k/"), Some(("b", "/k/")));
+        assert_eq!(parse_url("s3://arn:aws:s3:us-east-1:123456789012:accesspoint/ap/key"), None);
+        assert_eq!(
+            parse_url("s3://ap-123456789012-abcdefghijklmnopqrstuvwxyz-s3alias/key"),
+            Some(("ap-123456789012-abcdefghijklmnopqrstuvwxyz-s3alias", "key"))
+        );
+    }
+
     #[test]
     fn service_error_text_is_escaped_like_the_names() {
         let config = aws_sdk_s3::Config::builder().behavior_version_latest().build();

@@ -944,7 +944,7 @@ mod remote {
         })?;
         uploaded.map(drop).map_err(|e| match e {
             Error::Io(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                already_exists(output, " (written while this ran; nothing was replaced)")
+                already_exists(output, " (written while this ran; nothing was replaced or left behind)")
             }
             e => Failure::reading(e).with_file(&escaped(input)),
         })
@@ -995,9 +995,9 @@ mod remote {
             Error::Io(e) if input.failed => Failure::io(format!("cannot read {name}"), e),
             Error::Io(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let note = if resendable {
-                    " (written while this ran; nothing was replaced, the upload was aborted)"
+                    " (written while this ran; nothing was replaced or left behind)"
                 } else {
-                    " (written while this ran; nothing was replaced, the upload was aborted, and the input, a stream \
+                    " (written while this ran; nothing was replaced or left behind, and the input, a stream \
                      read once, was not kept: send it again)"
                 };
                 already_exists(url, note)
