@@ -812,13 +812,14 @@ impl S3Object {
 
 /// An SDK error on one short line: for S3's answer, its error code, message, HTTP status and request id
 /// (`NoSuchKey: The specified key does not exist. (HTTP 404; request id ...)`); otherwise (no answer: a
-/// timeout, a refused connection) the messages of the SDK's error chain, joined by `: ` — never the
-/// `Debug` dump of the error's structure that the SDK's `DisplayErrorContext` appends.
+/// timeout, a refused connection) the messages of the SDK's error chain, joined by `: `, as KMS errors show
+/// theirs (request bodies withheld) — never the `Debug` dump of the error's structure that the SDK's
+/// `DisplayErrorContext` appends.
 fn sdk_error_text<E>(e: SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let SdkError::ServiceError(service) = &e else { return error_chain(&e) };
+    let SdkError::ServiceError(service) = &e else { return crate::keyring::kms::error_chain(&e) };
     let status = service.raw().status().as_u16();
     let code = service.err().code().unwrap_or("no error code");
     let mut text = match service.err().message() {
@@ -830,21 +831,6 @@ where
     }
     text.push(')');
     text
-}
-
-/// The `Display` of `e` and of each of its sources, joined by `: `, a source that repeats the message
-/// before it left out (hyper's and the SDK's wrappers often say the same thing twice).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut messages: Vec<String> = Vec::new();
-    let mut next = Some(e);
-    while let Some(error) = next {
-        let message = error.to_string();
-        if !message.is_empty() && messages.last().is_none_or(|last| !last.ends_with(&message)) {
-            messages.push(message);
-        }
-        next = error.source();
-    }
-    messages.join(": ")
 }
 
 /// Whether a failed S3 request may get through later, from the SDK error's kind, S3's HTTP status and its
