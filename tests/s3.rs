@@ -1117,3 +1117,45 @@ fn bundle_and_unbundle_go_through_s3_urls() {
     assert!(env.get("bundles/broken.esdk").is_none(), "a bundle cut short was completed");
     assert_eq!(env.uploads_in_progress(), 0);
 }
+
+/// The race of [`an_object_written_after_the_check_is_not_replaced_by_a_multipart_upload`] for a message of
+/// one PutObject, on the modelled S3 (moto ignores `If-None-Match` on PutObject): the proxy hides the object
+/// from the CLI's HeadObject, and only the condition on the PutObject keeps it. Refused (exit 4, one line),
+/// the object's bytes and ETag unchanged, from a file and from stdin. It broke before: the object replaced.
+#[cfg(feature = "cli")]
+#[test]
+fn an_object_written_after_the_check_is_not_replaced_by_a_single_put() {
+    let model = common::s3model::S3Model::start(common::s3model::Knobs::default());
+    model.create_bucket("race");
+    let proxy = ForwardingProxy::start(&model.url);
+    proxy.set_policy(|request| {
+        if request.method == "HEAD" { Verdict::Answer(fake_http::response(404, &[], b"")) } else { Verdict::Forward }
+    });
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("wrapping.key"), WRAPPING_KEY).unwrap();
+    let data = plaintext(1000, 8);
+    std::fs::write(work.path().join("small"), &data).unwrap();
+    let old = b"written by someone else".to_vec();
+    for (input, stdin) in [("small", &[][..]), ("-", &data[..])] {
+        let key = format!("{}.esdk", if input == "-" { "stdin" } else { input });
+        let url = format!("s3://race/{key}");
+        model.put("race", &key, &old);
+        let etag = model.etag("race", &key);
+        let puts = model.count("PutObject");
+        let mut cmd = assert_cmd::Command::new(assert_cmd::cargo::cargo_bin!("kms-envelope"));
+        cmd.current_dir(work.path()).env("AWS_ENDPOINT_URL_S3", &proxy.url).env("AWS_ACCESS_KEY_ID", "testing");
+        cmd.env("AWS_SECRET_ACCESS_KEY", "testing").env("AWS_REGION", "us-east-1").env("AWS_MAX_ATTEMPTS", "1");
+        cmd.env("AWS_EC2_METADATA_DISABLED", "true").env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL");
+        cmd.args(["encrypt", "-q", "--raw-key-file", "wrapping.key", "--key-namespace", NAMESPACE, "--key-name"]);
+        let out = cmd.args([KEY_NAME, input, &url]).write_stdin(stdin).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{input}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let expected = format!("kms-envelope: {url}: already exists (written while this ran; nothing was replaced");
+        assert!(stderr.starts_with(&expected), "{stderr}");
+        assert_eq!(stderr.contains("send it again"), input == "-", "{stderr}");
+        assert_eq!(model.count("PutObject"), puts + 1, "{input}: one conditional PutObject");
+        assert_eq!((model.get("race", &key), model.etag("race", &key)), (Some(old.clone()), etag), "{input}: replaced");
+        assert_eq!(model.open_uploads("race"), 0);
+    }
+}
