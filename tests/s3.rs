@@ -1159,3 +1159,43 @@ fn an_object_written_after_the_check_is_not_replaced_by_a_single_put() {
         assert_eq!(model.open_uploads("race"), 0);
     }
 }
+
+/// The library's side (README, S3: "`S3Object::overwrite(false)` makes uploads carry `If-None-Match: *`"),
+/// on the modelled S3, which honours the condition on PutObject and CompleteMultipartUpload alike: with an
+/// object at the key, a one-PutObject upload and a multipart one each fail with `AlreadyExists`, the object
+/// unchanged and no upload left open; `exists` sees the object, and a missing key is `false`. The default
+/// still replaces. It broke before: `overwrite` did not exist (with If-None-Match dropped from either
+/// request, the matching case fails here).
+#[test]
+fn an_upload_that_may_not_overwrite_leaves_an_existing_object_alone() {
+    let model = common::s3model::S3Model::start(common::s3model::Knobs::default());
+    model.create_bucket("b");
+    let config = aws_sdk_s3::config::Builder::from(&support::sdk_config(&model.url)).force_path_style(true).build();
+    let client = aws_sdk_s3::Client::from_conf(config);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let old = b"there first".to_vec();
+    for (key, len) in [("single", 1000), ("multipart", MIN_PART_SIZE * 2 + 17)] {
+        model.put("b", key, &old);
+        let etag = model.etag("b", key);
+        let object = S3Object::new(client.clone(), "b", key).overwrite(false);
+        assert!(runtime.block_on(object.exists()).unwrap(), "{key}");
+        let data = plaintext(len, 3);
+        let handle = runtime.handle().clone();
+        let failed =
+            object.encrypt_from_blocking(handle, keyring().as_ref(), &EncryptOptions::new(), &small_parts(), &data[..]);
+        match failed {
+            Err(Error::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{key}: {e}"),
+            other => panic!("{key}: {other:?}"),
+        }
+        assert_eq!((model.get("b", key), model.etag("b", key)), (Some(old.clone()), etag), "{key}: replaced");
+        assert_eq!(model.open_uploads("b"), 0, "{key}: upload left open");
+        let replace = S3Object::new(client.clone(), "b", key);
+        let handle = runtime.handle().clone();
+        replace
+            .encrypt_from_blocking(handle, keyring().as_ref(), &EncryptOptions::new(), &small_parts(), &data[..])
+            .unwrap();
+        assert_ne!(model.get("b", key), Some(old.clone()), "{key}: the default did not replace");
+    }
+    assert_eq!(model.count("CompleteMultipartUpload"), 2);
+    assert!(!runtime.block_on(S3Object::new(client, "b", "missing").exists()).unwrap());
+}
