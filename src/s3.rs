@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::RequestId;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart};
@@ -208,6 +208,8 @@ pub struct S3Object {
     key: String,
     /// The version read, if one was named; `None`: the current one.
     version: Option<String>,
+    /// Whether an upload may replace an object already at the key (see [`S3Object::overwrite`]).
+    overwrite: bool,
     pinned: Arc<OnceCell<Pinned>>,
 }
 
@@ -223,9 +225,13 @@ pub struct Uploaded {
 }
 
 /// Splits `s3://bucket/key` into its bucket and key; `None` for anything else (a bucket without a key too).
+/// The key is taken as it is (`.`, `..` and empty segments included: S3 keys are strings, not paths). An
+/// access-point ARN in the bucket position (`s3://arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME/key`) is
+/// `None`: a bucket name has no `:`, and the ARN's own `/` would end the bucket early and shift `NAME` into
+/// the key; the access point's alias, which S3 takes wherever a bucket name goes, works.
 pub fn parse_url(url: &str) -> Option<(&str, &str)> {
     let (bucket, key) = url.strip_prefix("s3://")?.split_once('/')?;
-    (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key))
+    (!bucket.is_empty() && !bucket.contains(':') && !key.is_empty()).then_some((bucket, key))
 }
 
 /// An object found under a prefix by [`Listing`]: its key, decoded, and its size as listed.
@@ -324,7 +330,35 @@ impl Listing {
 impl S3Object {
     /// The object `key` in `bucket`. Nothing is requested until the first read or upload.
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, key: impl Into<String>) -> Self {
-        Self { client, bucket: bucket.into(), key: key.into(), version: None, pinned: Arc::default() }
+        Self { client, bucket: bucket.into(), key: key.into(), version: None, overwrite: true, pinned: Arc::default() }
+    }
+
+    /// Whether uploads to this object may replace an object already at its key: yes by default, as S3's
+    /// own `PutObject`. With `false`, the `PutObject` or `CompleteMultipartUpload` that makes the object
+    /// carries `If-None-Match: *`, so that S3 itself refuses to replace an object, one written by another
+    /// client while this upload ran included: the upload then fails with an [`io::ErrorKind::AlreadyExists`]
+    /// error inside [`Error::Io`], the multipart upload is aborted, and the object at the key stays as it
+    /// was. A multipart upload learns this only at its completion, once every part was sent:
+    /// [`exists`](Self::exists) refuses sooner in the common case. Re-encryption in place is unaffected (it
+    /// replaces the object only while it has the ETag that was read).
+    pub fn overwrite(mut self, overwrite: bool) -> Self {
+        self.overwrite = overwrite;
+        self
+    }
+
+    /// Whether an object is at the key now (one `HeadObject`): `Ok(false)` on a 404, whether the key or
+    /// the bucket is missing. Only a hint, raced by any other writer; an upload with
+    /// [`overwrite(false)`](Self::overwrite) is what refuses for certain.
+    ///
+    /// # Errors
+    ///
+    /// The request fails otherwise (a 403 without `s3:ListBucket`, which S3 gives for a missing key too).
+    pub async fn exists(&self) -> Result<bool> {
+        match self.client.head_object().bucket(&self.bucket).key(&self.key).send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(service)) if service.raw().status().as_u16() == 404 => Ok(false),
+            Err(e) => Err(Error::Io(self.request_failure("HeadObject", e))),
+        }
     }
 
     /// The version `version_id` of the object, as a source: its reads (`HeadObject`, `GetObject`,
@@ -411,13 +445,24 @@ impl S3Object {
         Ok((!pairs.is_empty()).then(|| pairs.join("&")))
     }
 
-    /// [`request_failure`](Self::request_failure) for a request that carried `If-Match`: a 412 says the
-    /// object changed, which a retry (that reads the object anew) may get past.
-    fn conditional_failure<E>(&self, what: &str, e: SdkError<E, HttpResponse>) -> io::Error
+    /// [`request_failure`](Self::request_failure) for a request that carried `If-Match` or, with
+    /// `if_absent`, `If-None-Match: *`. With `If-Match`, a 412 says the object changed, which a retry
+    /// (that reads the object anew) may get past. With `If-None-Match`, a 412 says an object is at the key
+    /// (of kind [`io::ErrorKind::AlreadyExists`]), and a 409 that another conditional write to the key ran
+    /// at the same time; either way nothing was replaced.
+    fn conditional_failure<E>(&self, what: &str, e: SdkError<E, HttpResponse>, if_absent: bool) -> io::Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        if e.code() == Some("PreconditionFailed") {
+        if if_absent && e.code() == Some("PreconditionFailed") {
+            let (bucket, key) = (Escaped(&self.bucket), Escaped(&self.key));
+            let text = format!("S3 {what} s3://{bucket}/{key}: an object is already at the key; it was left as it was");
+            io::Error::new(io::ErrorKind::AlreadyExists, Reason::new(text, Retry::Never))
+        } else if if_absent && e.code() == Some("ConditionalRequestConflict") {
+            let raced = "another write to the key ran at the same time (409 ConditionalRequestConflict); nothing was \
+                         replaced";
+            self.failure_with(what, raced, Retry::Later)
+        } else if e.code() == Some("PreconditionFailed") {
             self.failure_with(
                 what,
                 "the object changed while it was re-encrypted (its ETag no longer matches); it was left as the other writer made it",
@@ -605,7 +650,8 @@ impl S3Object {
         mut plaintext: impl Read,
         cancelled: Arc<AtomicBool>,
     ) -> Result<Uploaded> {
-        self.upload_sealed(handle, transfer, cancelled, Conditions::default(), |parts| {
+        let conditions = Conditions { if_absent: !self.overwrite, ..Conditions::default() };
+        self.upload_sealed(handle, transfer, cancelled, conditions, |parts| {
             let mut encryptor = Encryptor::new(keyring, options, parts)?;
             encryptor.copy_from(&mut plaintext).map_err(Error::from_io)?;
             encryptor.finish().map(drop)
@@ -683,7 +729,8 @@ impl S3Object {
             return Err(Error::Io(source.failure("HeadObject", "no ETag, which replacing the object in place needs")));
         }
         let tagging = handle.block_on(source.tagging(&pinned.carried))?;
-        let conditions = Conditions { if_match, carried: pinned.carried.clone(), tagging };
+        let if_absent = !in_place && !self.overwrite;
+        let conditions = Conditions { if_match, if_absent, carried: pinned.carried.clone(), tagging };
         let mut declared = options.clone();
         if declared.target.max_plaintext_length.is_none() {
             declared.target.max_plaintext_length = Some(pinned.len);
@@ -724,7 +771,8 @@ impl S3Object {
         let pinned = handle.block_on(source.pin())?.clone();
         let transfer = transfer.clone().part_size(transfer.part_size_for(pinned.len));
         let reader = source.reader(handle.clone(), &transfer);
-        self.upload_sealed(handle, &transfer, cancelled, Conditions::default(), |parts| {
+        let conditions = Conditions { if_absent: !self.overwrite, ..Conditions::default() };
+        self.upload_sealed(handle, &transfer, cancelled, conditions, |parts| {
             let mut decryptor = crate::stream::Decryptor::new(keyring, options, reader)?;
             decryptor.write_to(parts).map(drop).map_err(Error::from_io)
         })
@@ -764,12 +812,14 @@ impl S3Object {
 
 /// An SDK error on one short line: for S3's answer, its error code, message, HTTP status and request id
 /// (`NoSuchKey: The specified key does not exist. (HTTP 404; request id ...)`); otherwise (no answer: a
-/// timeout, a refused connection) the SDK's error chain.
+/// timeout, a refused connection) the messages of the SDK's error chain, joined by `: `, as KMS errors show
+/// theirs (request bodies withheld) — never the `Debug` dump of the error's structure that the SDK's
+/// `DisplayErrorContext` appends.
 fn sdk_error_text<E>(e: SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let SdkError::ServiceError(service) = &e else { return DisplayErrorContext(e).to_string() };
+    let SdkError::ServiceError(service) = &e else { return crate::keyring::kms::error_chain(&e) };
     let status = service.raw().status().as_u16();
     let code = service.err().code().unwrap_or("no error code");
     let mut text = match service.err().message() {
@@ -978,10 +1028,12 @@ impl Write for PartWriter {
 }
 
 /// What an upload must respect or carry: complete only while the object has the ETag `if_match`
-/// (re-encryption in place), and give the new object the source's settings and tags.
+/// (re-encryption in place) or, with `if_absent`, only while no object is at the key; and give the new
+/// object the source's settings and tags.
 #[derive(Default)]
 struct Conditions {
     if_match: Option<String>,
+    if_absent: bool,
     carried: Carried,
     tagging: Option<String>,
 }
@@ -1034,7 +1086,8 @@ async fn upload(
     cancelled: Arc<AtomicBool>,
     conditions: Conditions,
 ) -> Result<Uploaded> {
-    let Conditions { if_match, carried, tagging } = conditions;
+    let Conditions { if_match, if_absent, carried, tagging } = conditions;
+    let if_none_match = if_absent.then(|| "*".to_owned());
     let incomplete = || Error::Io(io::Error::other("the message was not completed; nothing was uploaded"));
     let first = match from_writer.recv().await {
         None => return Err(incomplete()),
@@ -1044,6 +1097,7 @@ async fn upload(
             }
             let bytes = message.len() as u64;
             let put = object.client.put_object().bucket(&object.bucket).key(&object.key).set_if_match(if_match);
+            let put = put.set_if_none_match(if_none_match);
             let put = put
                 .set_content_type(carried.content_type)
                 .set_metadata(carried.metadata)
@@ -1054,7 +1108,7 @@ async fn upload(
                 .set_checksum_algorithm(carried.checksum_algorithm)
                 .set_tagging(tagging);
             let put = put.body(ByteStream::from(message)).send().await;
-            let put = put.map_err(|e| object.conditional_failure("PutObject", e))?;
+            let put = put.map_err(|e| object.conditional_failure("PutObject", e, if_absent))?;
             return Ok(Uploaded { bytes, parts: 0, etag: put.e_tag().map(str::to_owned) });
         }
         Some(ToUploader::Part(part)) => part,
@@ -1078,6 +1132,7 @@ async fn upload(
     let mut multipart = Multipart {
         object: &object,
         if_match,
+        if_absent,
         checksum_algorithm: carried.checksum_algorithm,
         upload_id: upload_id.to_owned(),
         in_flight: VecDeque::new(),
@@ -1119,6 +1174,8 @@ struct Multipart<'a> {
     object: &'a S3Object,
     /// Complete only while the object has this ETag (re-encryption in place).
     if_match: Option<String>,
+    /// Complete only while no object is at the key (`If-None-Match: *`).
+    if_absent: bool,
     /// Each part's additional checksum (computed by the SDK), given back on completion.
     checksum_algorithm: Option<ChecksumAlgorithm>,
     upload_id: String,
@@ -1162,8 +1219,10 @@ impl Multipart<'_> {
         let object = self.object;
         let completed = object.client.complete_multipart_upload().bucket(&object.bucket).key(&object.key);
         let completed = completed.set_if_match(self.if_match.clone());
+        let completed = completed.set_if_none_match(self.if_absent.then(|| "*".to_owned()));
         let completed = completed.upload_id(&self.upload_id).multipart_upload(parts).send().await;
-        let completed = completed.map_err(|e| object.conditional_failure("CompleteMultipartUpload", e))?;
+        let completed =
+            completed.map_err(|e| object.conditional_failure("CompleteMultipartUpload", e, self.if_absent))?;
         Ok(Uploaded { bytes: self.bytes, parts: count, etag: completed.e_tag().map(str::to_owned) })
     }
 
@@ -1314,6 +1373,19 @@ mod tests {
         let slow = Error::from_io(object.request_failure("GetObject", answer(503, "SlowDown", "")));
         assert!(slow.is_transient(), "{slow}");
         assert!(Error::from_io(io::Error::from(slow)).is_transient(), "lost through io::Error");
+    }
+
+    /// A key is taken as it is (S3 keys are strings); an access-point ARN, whose own `/` would end the
+    /// bucket early and shift the access point's name into the key, is no `s3://bucket/key`.
+    #[test]
+    fn keys_are_strings_and_an_access_point_arn_is_not_a_bucket() {
+        assert_eq!(parse_url("s3://b/a/../k"), Some(("b", "a/../k")));
+        assert_eq!(parse_url("s3://b//k/"), Some(("b", "/k/")));
+        assert_eq!(parse_url("s3://arn:aws:s3:us-east-1:123456789012:accesspoint/ap/key"), None);
+        assert_eq!(
+            parse_url("s3://ap-123456789012-abcdefghijklmnopqrstuvwxyz-s3alias/key"),
+            Some(("ap-123456789012-abcdefghijklmnopqrstuvwxyz-s3alias", "key"))
+        );
     }
 
     #[test]

@@ -1576,3 +1576,97 @@ fn a_key_file_is_never_an_output_even_with_force() {
         }
     }
 }
+
+/// README, S3: "Key files and `DIRECTORY` are local paths: an `s3://` name there is refused, never taken for
+/// a relative path `s3:/...`" (exit 2, before any file is read), in every build. It broke before: the
+/// name was opened as the local path `s3:/b/...` (a missing key file; a bundle of, or unbundle into, it).
+#[test]
+fn s3_names_where_only_local_paths_go_are_refused_by_name() {
+    let s = Scratch::new();
+    make_tree(&s.path("src"));
+    s.write("pt", b"x");
+    let new_raw = ["--new-raw-key-file", "s3://b/new.key", "--new-key-namespace", NS, "--new-key-name", NAME];
+    let cases: [(Vec<&str>, &str); 5] = [
+        (args(&[&["bundle"], &raw("wrapping.key"), &["s3://b/dir", "out.b"]]), "DIRECTORY s3://b/dir"),
+        (args(&[&["unbundle"], &raw("wrapping.key"), &["in.b", "s3://b/dir"]]), "DIRECTORY s3://b/dir"),
+        (args(&[&["encrypt"], &raw("s3://b/wrapping.key"), &["pt", "ct"]]), "--raw-key-file s3://b/wrapping.key"),
+        (args(&[&["decrypt"], &raw("s3://b/wrapping.key"), &["ct", "out"]]), "--raw-key-file s3://b/wrapping.key"),
+        (args(&[&["reencrypt"], &raw("wrapping.key"), &new_raw, &["ct", "out"]]), "--new-raw-key-file s3://b/new.key"),
+    ];
+    for (case, named) in cases {
+        let (_, stderr) = expect(s.cmd().args(&case), 2);
+        assert!(stderr.contains(&format!("{named}: must be a local path")), "{case:?}: {stderr}");
+    }
+    assert!(!s.path("s3:").exists() && !s.path("out.b").exists() && !s.path("ct").exists());
+}
+
+/// README, S3, "What `s3://BUCKET/KEY` may hold": an access-point ARN in the bucket position, and a key (or
+/// `-r` prefix) typed with a `.`, `..` or empty segment or a trailing `/`, are refused (exit 2) before any
+/// request. The endpoint is a closed port, so a request would have failed with exit 4: it broke before,
+/// when each was sent as it was (the ARN cut at its `/`, `a/../k` a key of its own).
+#[cfg(feature = "s3")]
+#[test]
+fn s3_names_the_cli_does_not_support_are_refused_before_any_request() {
+    let s = Scratch::new();
+    s.write("pt", b"x");
+    make_tree(&s.path("src"));
+    let arn = "s3://arn:aws:s3:us-east-1:123456789012:accesspoint/ap/key";
+    let new_raw = ["--new-raw-key-file", "other.key", "--new-key-namespace", NS, "--new-key-name", NAME];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (args(&[&["encrypt"], &raw("wrapping.key"), &["pt", arn]]), "access-point ARN"),
+        (args(&[&["decrypt"], &raw("wrapping.key"), &[arn, "out"]]), "access-point ARN"),
+        (
+            args(&[
+                &["reencrypt"],
+                &raw("wrapping.key"),
+                &new_raw,
+                &["-r", "s3://arn:aws:s3:us-east-1:1:accesspoint/ap/p/", "s3://b/q/"],
+            ]),
+            "access-point ARN",
+        ),
+        (args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "s3://b/logs/../k"]]), ". or .. segment"),
+        (args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "s3://b/./k"]]), ". or .. segment"),
+        (args(&[&["decrypt"], &raw("wrapping.key"), &["s3://b/a/..", "out"]]), ". or .. segment"),
+        (args(&[&["inspect"], &["s3://b/a//k"]]), "empty segment"),
+        (args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "s3://b//k"]]), "empty segment"),
+        (args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "s3://b/dir/"]]), "ends in /"),
+        (args(&[&["bundle"], &raw("wrapping.key"), &["src", "s3://b/x/../y"]]), ". or .. segment"),
+        (args(&[&["unbundle"], &raw("wrapping.key"), &["s3://b/x//y", "out"]]), "empty segment"),
+        (args(&[&["reencrypt"], &raw("wrapping.key"), &new_raw, &["s3://b/k", "s3://b/../k"]]), ". or .. segment"),
+        (
+            args(&[&["reencrypt"], &raw("wrapping.key"), &new_raw, &["-r", "s3://b/p/../", "s3://b/q/"]]),
+            ". or .. segment",
+        ),
+        (args(&[&["reencrypt"], &raw("wrapping.key"), &new_raw, &["-r", "s3://b/p//", "s3://b/q/"]]), "empty segment"),
+    ];
+    for (case, why) in cases {
+        let mut cmd = s.cmd();
+        cmd.env("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9").env("AWS_MAX_ATTEMPTS", "1");
+        cmd.env("AWS_ACCESS_KEY_ID", "testing").env("AWS_SECRET_ACCESS_KEY", "testing").env("AWS_REGION", "us-east-1");
+        let (_, stderr) = expect(cmd.args(&case), 2);
+        assert!(stderr.contains(why), "{case:?}: {stderr}");
+    }
+    assert!(!s.path("s3:").exists() && !s.path("out").exists());
+}
+
+/// An S3 failure is one line: the SDK's chain of messages, never the `Debug` dump of its error structure
+/// that `DisplayErrorContext` appends (`DispatchFailure(DispatchFailure { source: ConnectorError { ...`).
+/// It broke before: each of these lines carried that dump.
+#[cfg(feature = "s3")]
+#[test]
+fn an_unreachable_s3_endpoint_is_one_line_without_the_sdk_debug_dump() {
+    let s = Scratch::new();
+    s.write("pt", b"x");
+    for case in [
+        args(&[&["encrypt"], &raw("wrapping.key"), &["pt", "s3://b/k"]]),
+        args(&[&["decrypt"], &raw("wrapping.key"), &["s3://b/k", "out"]]),
+        args(&[&["inspect"], &["s3://b/k"]]),
+    ] {
+        let mut cmd = s.cmd();
+        cmd.env("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9").env("AWS_MAX_ATTEMPTS", "1");
+        cmd.env("AWS_ACCESS_KEY_ID", "testing").env("AWS_SECRET_ACCESS_KEY", "testing").env("AWS_REGION", "us-east-1");
+        let (_, stderr) = expect(cmd.args(&case), 4);
+        assert!(stderr.contains("Connection refused"), "{case:?}: {stderr}");
+        assert!(!stderr.contains("DispatchFailure") && !stderr.contains(" { "), "{case:?}: {stderr}");
+    }
+}

@@ -83,6 +83,12 @@ impl Env {
         Some(self.runtime.block_on(got.body.collect()).unwrap().into_bytes().to_vec())
     }
 
+    /// The object's ETag, if it exists.
+    fn etag(&self, key: &str) -> Option<String> {
+        let head = self.runtime.block_on(self.client().head_object().bucket(&self.bucket).key(key).send()).ok()?;
+        head.e_tag().map(str::to_owned)
+    }
+
     /// The multipart uploads in progress in the bucket (ListMultipartUploads).
     fn uploads_in_progress(&self) -> usize {
         let listed = self.runtime.block_on(self.client().list_multipart_uploads().bucket(&self.bucket).send());
@@ -842,7 +848,7 @@ fn an_upload_waiting_for_input(
         // A harness started as a background job ignores SIGINT, and so would the CLI; GNU env puts the
         // default disposition back, so the SIGINT case is tested wherever the suite runs (never skipped).
         let mut reset = std::process::Command::new("env");
-        reset.arg("--default-signal=INT");
+        reset.arg("--default-signal=INT,HUP,QUIT");
         reset
     };
     cmd.arg(cli.get_program()).current_dir(env.work.path());
@@ -911,6 +917,24 @@ fn sigint_during_a_cli_upload_aborts_it() {
     an_interrupted_cli_upload_is_aborted("sigint", false, &[Signal::INT], Producer::StaysOpen, 130);
 }
 
+/// README, S3: SIGHUP (a closed terminal or SSH session) aborts the upload as SIGINT does, exit 129. It
+/// broke before: SIGHUP killed the CLI outright (no status), leaving the multipart upload open.
+#[cfg(all(feature = "cli", unix))]
+#[test]
+fn sighup_during_a_cli_upload_aborts_it() {
+    use rustix::process::Signal;
+    an_interrupted_cli_upload_is_aborted("sighup", false, &[Signal::HUP], Producer::StaysOpen, 129);
+}
+
+/// README, S3: SIGQUIT (Ctrl-\) aborts the upload too, exit 131. It broke before: the CLI dumped core
+/// on it, leaving the multipart upload open.
+#[cfg(all(feature = "cli", unix))]
+#[test]
+fn sigquit_during_a_cli_upload_aborts_it() {
+    use rustix::process::Signal;
+    an_interrupted_cli_upload_is_aborted("sigquit", false, &[Signal::QUIT], Producer::StaysOpen, 131);
+}
+
 /// README, S3: "an input pipe whose producer dies of the same Ctrl-C never yields a truncated object".
 /// The pipe ends right after the signal, with 12 MiB of a longer input sent: a valid 12 MiB message could
 /// be completed, and must not be.
@@ -964,4 +988,214 @@ fn a_second_sigint_ends_the_cli_at_once_and_leaves_the_upload_open() {
     assert_eq!(status.signal(), Some(Signal::INT.as_raw()), "killed by the second SIGINT: {status:?}");
     assert!(env.get(&key).is_none(), "an object was completed");
     assert_eq!(env.uploads_in_progress(), 1, "the upload was not left open");
+}
+
+/// `kms-envelope ARGS` against the S3 endpoint `endpoint` (moto, or a proxy in front of it) with the test's
+/// raw key, `stdin` as its standard input: its exit code and stderr.
+#[cfg(feature = "cli")]
+fn cli_run(env: &Env, endpoint: &str, args: &[&str], stdin: &[u8]) -> (Option<i32>, String) {
+    std::fs::write(env.work.path().join("wrapping.key"), WRAPPING_KEY).unwrap();
+    let (verb, rest) = args.split_first().unwrap();
+    let keys = ["--raw-key-file", "wrapping.key", "--key-namespace", NAMESPACE, "--key-name", KEY_NAME];
+    let mut cmd = cli_against_moto(env);
+    cmd.env("AWS_ENDPOINT_URL_S3", endpoint).arg(verb).arg("-q").args(keys).args(rest).write_stdin(stdin);
+    let out = cmd.output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// README, S3: "No overwrite without `--force`": an object at OUTPUT is refused (exit 4, one line, as an
+/// existing file is) by the HeadObject, before any upload starts (only the HEAD reaches S3), and stays as
+/// it was, bytes and ETag; with --force it is replaced. For a single-PutObject message and a multipart one.
+/// And a missing bucket is one line too, S3's code and message without the SDK's debug dump. It broke
+/// before: the object was replaced without --force (exit 0).
+#[cfg(feature = "cli")]
+#[test]
+fn the_cli_replaces_an_existing_object_only_with_force() {
+    let Some(env) = Env::new("no-overwrite") else { return };
+    let proxy = env.proxy();
+    let old = b"the object that was there first".to_vec();
+    for (name, len) in [("small", 1000), ("multipart", (8 << 20) + 1000)] {
+        let data = plaintext(len, 5);
+        std::fs::write(env.work.path().join(name), &data).unwrap();
+        let key = format!("exists/{name}.esdk");
+        let url = format!("s3://{}/{key}", env.bucket);
+        env.put(&key, old.clone());
+        let etag = env.etag(&key);
+        let before = proxy.seen().len();
+        let (code, stderr) = cli_run(&env, &proxy.url, &["encrypt", name, &url], b"");
+        assert_eq!(
+            (code, stderr.as_str()),
+            (Some(4), &*format!("kms-envelope: {url}: already exists (use --force to replace it)\n"))
+        );
+        let sent: Vec<String> = proxy.seen()[before..].iter().map(|seen| seen.method.clone()).collect();
+        assert_eq!(sent, ["HEAD"], "{name}: only the check reached S3");
+        assert_eq!((env.get(&key).as_deref(), env.etag(&key)), (Some(&old[..]), etag), "{name}: the object changed");
+
+        let (code, stderr) = cli_run(&env, &proxy.url, &["encrypt", "--force", name, &url], b"");
+        assert_eq!(code, Some(0), "{name}: {stderr}");
+        let message = env.get(&key).unwrap();
+        let decrypted = kms_envelope::decrypt(keyring().as_ref(), &DecryptOptions::new(), &message).unwrap();
+        assert!(decrypted.plaintext[..] == data[..], "{name}: --force did not replace the object");
+    }
+    assert_eq!(env.uploads_in_progress(), 0);
+
+    let missing = format!("s3://{}-missing/k.esdk", env.bucket);
+    let (code, stderr) = cli_run(&env, &env.moto.endpoint, &["encrypt", "small", &missing], b"");
+    assert_eq!(code, Some(4), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("NoSuchBucket") && !stderr.contains("ServiceError {"), "{stderr}");
+}
+
+/// The race a HeadObject cannot close: an object written at the key after the check. A proxy answers the
+/// CLI's HeadObject with a 404, as if the object appeared right after it, so the multipart upload goes
+/// ahead and only `If-None-Match: *` on CompleteMultipartUpload (which moto honours) stands between it and
+/// the object: refused (exit 4, one line), the upload aborted, the object unchanged. From a file, and from
+/// stdin, which cannot be sent again: its line says so. It broke before: no condition, the object replaced.
+#[cfg(feature = "cli")]
+#[test]
+fn an_object_written_after_the_check_is_not_replaced_by_a_multipart_upload() {
+    let Some(env) = Env::new("race") else { return };
+    let proxy = env.proxy();
+    proxy.set_policy(|request| {
+        if request.method == "HEAD" { Verdict::Answer(fake_http::response(404, &[], b"")) } else { Verdict::Forward }
+    });
+    let data = plaintext((8 << 20) + 1000, 6);
+    std::fs::write(env.work.path().join("big"), &data).unwrap();
+    let old = b"written by someone else".to_vec();
+    for (input, stdin) in [("big", &[][..]), ("-", &data[..])] {
+        let key = format!("race/{}.esdk", if input == "-" { "stdin" } else { input });
+        let url = format!("s3://{}/{key}", env.bucket);
+        env.put(&key, old.clone());
+        let etag = env.etag(&key);
+        let (code, stderr) = cli_run(&env, &proxy.url, &["encrypt", input, &url], stdin);
+        assert_eq!(code, Some(4), "{input}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let expected =
+            format!("kms-envelope: {url}: already exists (written while this ran; nothing was replaced or left behind");
+        assert!(stderr.starts_with(&expected), "{stderr}");
+        assert_eq!(stderr.contains("send it again"), input == "-", "{stderr}");
+        assert!(proxy.count("POST") >= 2, "the upload never reached its completion");
+        assert_eq!((env.get(&key).as_deref(), env.etag(&key)), (Some(&old[..]), etag), "{input}: replaced");
+        assert_eq!(env.uploads_in_progress(), 0, "{input}: the upload was left open");
+    }
+}
+
+/// README, S3: "`bundle DIR s3://B/K` uploads the sealed tar stream as `encrypt` does, `unbundle s3://B/K
+/// DIR` downloads it": a directory through S3 and back, byte for byte, with a multipart-sized file; a
+/// second bundle to the key is refused without --force; a directory that fails to pack midway (a symlink
+/// after 9 MiB) leaves no object and no open upload, never a bundle cut short. It broke before: `bundle`
+/// wrote to the local path `s3:/BUCKET/...` (no such directory: exit 4) and `unbundle` read from it.
+#[cfg(all(feature = "cli", unix))]
+#[test]
+fn bundle_and_unbundle_go_through_s3_urls() {
+    let Some(env) = Env::new("bundle") else { return };
+    let work = env.work.path();
+    let tree = work.join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    let files = [("a-big.bin", plaintext((9 << 20) + 7, 1)), ("sub/small.txt", b"hello".to_vec()), ("zero", vec![])];
+    for (name, bytes) in &files {
+        std::fs::write(tree.join(name), bytes).unwrap();
+    }
+    let url = format!("s3://{}/bundles/tree.esdk", env.bucket);
+    let run = |args: &[&str]| cli_run(&env, &env.moto.endpoint, args, b"");
+    let (code, stderr) = run(&["bundle", "tree", &url]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = run(&["unbundle", &url, "restored"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for (name, bytes) in &files {
+        assert!(std::fs::read(work.join("restored").join(name)).unwrap() == *bytes, "{name}");
+    }
+    let (code, stderr) = run(&["bundle", "tree", &url]);
+    assert_eq!((code, stderr.contains("already exists (use --force to replace it)")), (Some(4), true), "{stderr}");
+    assert!(!work.join("s3:").exists(), "an s3:// name was taken for a local path");
+
+    std::os::unix::fs::symlink("a-big.bin", tree.join("z-link")).unwrap();
+    let broken = format!("s3://{}/bundles/broken.esdk", env.bucket);
+    let (code, stderr) = run(&["bundle", "tree", &broken]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("symlink"), "{stderr}");
+    assert!(env.get("bundles/broken.esdk").is_none(), "a bundle cut short was completed");
+    assert_eq!(env.uploads_in_progress(), 0);
+}
+
+/// The race of [`an_object_written_after_the_check_is_not_replaced_by_a_multipart_upload`] for a message of
+/// one PutObject, on the modelled S3 (moto ignores `If-None-Match` on PutObject): the proxy hides the object
+/// from the CLI's HeadObject, and only the condition on the PutObject keeps it. Refused (exit 4, one line),
+/// the object's bytes and ETag unchanged, from a file and from stdin. It broke before: the object replaced.
+#[cfg(feature = "cli")]
+#[test]
+fn an_object_written_after_the_check_is_not_replaced_by_a_single_put() {
+    let model = common::s3model::S3Model::start(common::s3model::Knobs::default());
+    model.create_bucket("race");
+    let proxy = ForwardingProxy::start(&model.url);
+    proxy.set_policy(|request| {
+        if request.method == "HEAD" { Verdict::Answer(fake_http::response(404, &[], b"")) } else { Verdict::Forward }
+    });
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("wrapping.key"), WRAPPING_KEY).unwrap();
+    let data = plaintext(1000, 8);
+    std::fs::write(work.path().join("small"), &data).unwrap();
+    let old = b"written by someone else".to_vec();
+    for (input, stdin) in [("small", &[][..]), ("-", &data[..])] {
+        let key = format!("{}.esdk", if input == "-" { "stdin" } else { input });
+        let url = format!("s3://race/{key}");
+        model.put("race", &key, &old);
+        let etag = model.etag("race", &key);
+        let puts = model.count("PutObject");
+        let mut cmd = assert_cmd::Command::new(assert_cmd::cargo::cargo_bin!("kms-envelope"));
+        cmd.current_dir(work.path()).env("AWS_ENDPOINT_URL_S3", &proxy.url).env("AWS_ACCESS_KEY_ID", "testing");
+        cmd.env("AWS_SECRET_ACCESS_KEY", "testing").env("AWS_REGION", "us-east-1").env("AWS_MAX_ATTEMPTS", "1");
+        cmd.env("AWS_EC2_METADATA_DISABLED", "true").env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL");
+        cmd.args(["encrypt", "-q", "--raw-key-file", "wrapping.key", "--key-namespace", NAMESPACE, "--key-name"]);
+        let out = cmd.args([KEY_NAME, input, &url]).write_stdin(stdin).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{input}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let expected = format!("kms-envelope: {url}: already exists (written while this ran; nothing was replaced");
+        assert!(stderr.starts_with(&expected), "{stderr}");
+        assert_eq!(stderr.contains("send it again"), input == "-", "{stderr}");
+        assert_eq!(model.count("PutObject"), puts + 1, "{input}: one conditional PutObject");
+        assert_eq!((model.get("race", &key), model.etag("race", &key)), (Some(old.clone()), etag), "{input}: replaced");
+        assert_eq!(model.open_uploads("race"), 0);
+    }
+}
+
+/// The library's side (README, S3: "`S3Object::overwrite(false)` makes uploads carry `If-None-Match: *`"),
+/// on the modelled S3, which honours the condition on PutObject and CompleteMultipartUpload alike: with an
+/// object at the key, a one-PutObject upload and a multipart one each fail with `AlreadyExists`, the object
+/// unchanged and no upload left open; `exists` sees the object, and a missing key is `false`. The default
+/// still replaces. It broke before: `overwrite` did not exist (with If-None-Match dropped from either
+/// request, the matching case fails here).
+#[test]
+fn an_upload_that_may_not_overwrite_leaves_an_existing_object_alone() {
+    let model = common::s3model::S3Model::start(common::s3model::Knobs::default());
+    model.create_bucket("b");
+    let config = aws_sdk_s3::config::Builder::from(&support::sdk_config(&model.url)).force_path_style(true).build();
+    let client = aws_sdk_s3::Client::from_conf(config);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let old = b"there first".to_vec();
+    for (key, len) in [("single", 1000), ("multipart", MIN_PART_SIZE * 2 + 17)] {
+        model.put("b", key, &old);
+        let etag = model.etag("b", key);
+        let object = S3Object::new(client.clone(), "b", key).overwrite(false);
+        assert!(runtime.block_on(object.exists()).unwrap(), "{key}");
+        let data = plaintext(len, 3);
+        let handle = runtime.handle().clone();
+        let failed =
+            object.encrypt_from_blocking(handle, keyring().as_ref(), &EncryptOptions::new(), &small_parts(), &data[..]);
+        match failed {
+            Err(Error::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{key}: {e}"),
+            other => panic!("{key}: {other:?}"),
+        }
+        assert_eq!((model.get("b", key), model.etag("b", key)), (Some(old.clone()), etag), "{key}: replaced");
+        assert_eq!(model.open_uploads("b"), 0, "{key}: upload left open");
+        let replace = S3Object::new(client.clone(), "b", key);
+        let handle = runtime.handle().clone();
+        replace
+            .encrypt_from_blocking(handle, keyring().as_ref(), &EncryptOptions::new(), &small_parts(), &data[..])
+            .unwrap();
+        assert_ne!(model.get("b", key), Some(old.clone()), "{key}: the default did not replace");
+    }
+    assert_eq!(model.count("CompleteMultipartUpload"), 2);
+    assert!(!runtime.block_on(S3Object::new(client, "b", "missing").exists()).unwrap());
 }

@@ -245,6 +245,13 @@ fn the_cli_reencrypts_objects_in_place_and_into_others() {
     let run = |extra: &[&str], code: i32| env.cli(work.path(), extra, code).1;
     let (src, dst) = (format!("s3://{}/src", env.bucket), format!("s3://{}/dst", env.bucket));
     run(&[&src, &dst], 0);
+    // README, S3: into another object, an existing one is replaced only with --force (it was, silently).
+    let first = env.get("dst").unwrap();
+    let stderr = run(&[&src, &dst], 4);
+    assert_eq!(stderr, format!("kms-envelope: {dst}: already exists (use --force to replace it)\n"));
+    assert_eq!(env.get("dst").unwrap(), first, "replaced without --force");
+    run(&["--force", &src, &dst], 0);
+    assert_ne!(env.get("dst").unwrap(), first, "--force did not replace it");
     run(&["--in-place", &src], 0);
     for key in ["src", "dst"] {
         let message = env.get(key).unwrap();
@@ -393,6 +400,14 @@ fn the_cli_reencrypts_a_prefix_into_another_and_in_place() {
     for (key, pt) in &sources {
         env.assert_rotated(&target, &key.replacen("src/", "dst/", 1), pt);
     }
+    // README, S3: a target object that exists is replaced only with --force; it counts as failed.
+    let written: Vec<_> =
+        sources.iter().map(|(key, _)| env.get_in(&target, &key.replacen("src/", "dst/", 1))).collect();
+    let (_, stderr) = env.cli(work.path(), &["-r", &from, &to], 4);
+    assert!(stderr.contains(&format!("s3://{target}/dst/a: already exists (use --force to replace it)")), "{stderr}");
+    assert!(stderr.contains("4 of 4 objects failed (0 re-encrypted"), "{stderr}");
+    let again: Vec<_> = sources.iter().map(|(key, _)| env.get_in(&target, &key.replacen("src/", "dst/", 1))).collect();
+    assert_eq!(again, written, "replaced without --force");
     assert_eq!(env.get_in(&target, "dst/junk"), None);
     assert_eq!(env.get_in(&target, "dst/dir/"), None);
 

@@ -10,7 +10,7 @@ use super::exit::Failure;
 /// The exit codes, as `--help` lists them (the S3 line only in a build with `s3://` paths).
 fn exit_codes() -> String {
     let s3 = if cfg!(feature = "s3") {
-        "\n  130, 143  SIGINT or SIGTERM during an upload to S3 (the upload was aborted)"
+        "\n  129, 130, 131, 143  SIGHUP, SIGINT, SIGQUIT or SIGTERM during an upload to S3 (the upload was aborted)"
     } else {
         ""
     };
@@ -19,8 +19,19 @@ fn exit_codes() -> String {
     } else {
         "key access failed (no keyring could decrypt a data key)"
     };
+    // What an `s3://` name may hold, and the overwrite rule (README, S3).
+    let s3_names = if cfg!(feature = "s3") {
+        "s3://BUCKET/KEY: BUCKET is a bucket name or an access point's alias (an access-point ARN is refused).
+KEY is a string, not a path: a KEY with a . or .. segment, an empty segment (// or a leading /) or a
+trailing / is refused. An existing object is replaced only with --force: a HeadObject refuses it first,
+and the upload carries If-None-Match: * so that one written meanwhile is refused too (upload aborted).
+
+"
+    } else {
+        ""
+    };
     format!(
-        "Exit status:
+        "{s3_names}Exit status:
   0  success
   1  the message is invalid or fails to authenticate (nothing is left at OUTPUT)
   2  usage error
@@ -122,13 +133,22 @@ fn wrap_line(text: &str, width: usize) -> String {
 // The help of the arguments that take `s3://BUCKET/KEY`, which a build without `s3` does not offer.
 #[cfg(feature = "s3")]
 const ENCRYPT_OUTPUT_HELP: &str = "Message file, - for stdout, s3://BUCKET/KEY (a multipart upload that appears only \
-                                   once complete), or a directory with --recursive";
+                                   once complete; an existing object only with --force), or a directory with \
+                                   --recursive";
 #[cfg(not(feature = "s3"))]
 const ENCRYPT_OUTPUT_HELP: &str = "Message file, - for stdout, or a directory with --recursive";
 #[cfg(feature = "s3")]
 const DECRYPT_INPUT_HELP: &str = "Message file, - for stdin, s3://BUCKET/KEY, or a directory with --recursive";
 #[cfg(not(feature = "s3"))]
 const DECRYPT_INPUT_HELP: &str = "Message file, - for stdin, or a directory with --recursive";
+#[cfg(feature = "s3")]
+const BUNDLE_OUTPUT_HELP: &str = "Message file, - for stdout, or s3://BUCKET/KEY (uploaded as encrypt does)";
+#[cfg(not(feature = "s3"))]
+const BUNDLE_OUTPUT_HELP: &str = "Message file, or - for stdout";
+#[cfg(feature = "s3")]
+const UNBUNDLE_INPUT_HELP: &str = "Bundle message file, - for stdin, or s3://BUCKET/KEY";
+#[cfg(not(feature = "s3"))]
+const UNBUNDLE_INPUT_HELP: &str = "Bundle message file, or - for stdin";
 #[cfg(feature = "s3")]
 const INSPECT_INPUT_HELP: &str = "Message file, - for stdin, or s3://BUCKET/KEY. Only the header is read";
 #[cfg(not(feature = "s3"))]
@@ -652,7 +672,8 @@ pub struct BundleArgs {
     pub output_args: OutputArgs,
     /// Directory to pack: regular files and directories only (symlinks and special files are refused).
     pub directory: PathBuf,
-    /// Message file, or - for stdout.
+    // Message file, - for stdout, or s3://BUCKET/KEY with `s3`.
+    #[arg(help = BUNDLE_OUTPUT_HELP)]
     pub output: String,
 }
 
@@ -666,7 +687,8 @@ pub struct UnbundleArgs {
     pub settings: DecryptSettings,
     #[command(flatten)]
     pub output_args: OutputArgs,
-    /// Bundle message file, or - for stdin.
+    // Bundle message file, - for stdin, or s3://BUCKET/KEY with `s3`.
+    #[arg(help = UNBUNDLE_INPUT_HELP)]
     pub input: String,
     /// Directory to create; an existing one is replaced only with --force.
     pub directory: PathBuf,

@@ -39,7 +39,7 @@ impl Failure {
         Self { code, message, broken_pipe: false, signal_status: None }
     }
 
-    /// SIGINT or SIGTERM stopped the work, which was then cleaned up; `status` is the signal's exit status.
+    /// A signal (SIGHUP, SIGINT, SIGQUIT, SIGTERM) stopped the work, which was then cleaned up; `status` is the signal's exit status.
     #[cfg_attr(not(all(unix, feature = "s3")), allow(dead_code))]
     pub fn interrupted(message: String, status: u8) -> Self {
         Self { signal_status: Some(status), ..Self::new(Code::Io, message) }
@@ -97,7 +97,7 @@ impl Failure {
         self
     }
 
-    /// Whether SIGINT or SIGTERM stopped the work: a run over many inputs stops there too.
+    /// Whether a signal stopped the work: a run over many inputs stops there too.
     pub fn is_interrupted(&self) -> bool {
         self.signal_status.is_some()
     }

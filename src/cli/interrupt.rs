@@ -1,5 +1,7 @@
-//! SIGINT and SIGTERM while an S3 upload runs: the upload is aborted rather than left open (its parts stored
-//! and billed until a lifecycle rule removes them).
+//! SIGHUP, SIGINT, SIGQUIT and SIGTERM while an S3 upload runs: the upload is aborted rather than left open
+//! (its parts stored and billed until a lifecycle rule removes them). SIGHUP is what a closed terminal or a
+//! dropped SSH session sends, SIGQUIT what Ctrl-\ sends: each ends the process as SIGINT does, so each
+//! aborts the upload first.
 //!
 //! The handler itself sets the cancellation flag, before anything else of this process can run: a producer
 //! killed by the same Ctrl-C closes the pipe, and were the flag set later (by a thread woken after the
@@ -16,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustix::event::{PollFd, PollFlags, poll};
 use signal_hook::SigId;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::flag;
 use signal_hook::low_level::{pipe, unregister};
 
@@ -35,8 +37,8 @@ struct Shared {
     wake_handler_end: UnixStream,
     /// Whether an upload runs: only then does stdin's reader poll `wake`.
     armed: AtomicBool,
-    /// SIGINT and SIGTERM, less any this process was started ignoring (`nohup`, a background job of a
-    /// script): a handler would make it answer what it was told to ignore.
+    /// SIGHUP, SIGINT, SIGQUIT and SIGTERM, less any this process was started ignoring (`nohup`, a
+    /// background job of a script): a handler would make it answer what it was told to ignore.
     signals: Vec<c_int>,
 }
 
@@ -55,7 +57,7 @@ fn shared() -> io::Result<&'static Shared> {
         wake,
         wake_handler_end,
         armed: AtomicBool::new(false),
-        signals: [SIGINT, SIGTERM].into_iter().filter(|&signal| !ignored(signal)).collect(),
+        signals: [SIGHUP, SIGINT, SIGQUIT, SIGTERM].into_iter().filter(|&signal| !ignored(signal)).collect(),
     };
     let shared = SHARED.get_or_init(|| shared);
     for &signal in &shared.signals {
@@ -66,12 +68,12 @@ fn shared() -> io::Result<&'static Shared> {
     Ok(shared)
 }
 
-/// Whether an upload is under way: SIGINT and SIGTERM then cancel it rather than end the process.
+/// Whether an upload is under way: the signals above then cancel it rather than end the process.
 pub fn upload_in_progress() -> bool {
     SHARED.get().is_some_and(|shared| shared.armed.load(Ordering::SeqCst))
 }
 
-/// SIGINT and SIGTERM cancel the upload for as long as this lives.
+/// SIGHUP, SIGINT, SIGQUIT and SIGTERM cancel the upload for as long as this lives.
 pub struct Interrupts {
     shared: &'static Shared,
     actions: Vec<SigId>,

@@ -41,9 +41,50 @@ pub fn is_s3(path: &str) -> bool {
     path.starts_with(S3_PREFIX)
 }
 
-/// Fails early, before any key is used, if `url` is not `s3://bucket/key` (or S3 is not built in).
+/// Fails early, before any key is used, if `url`, typed on the command line, is not `s3://bucket/key` (or S3
+/// is not built in), or holds what this CLI refuses there (see [`refused_in_url`]).
 pub fn check_s3_url(url: &str) -> Result<(), Failure> {
-    remote::check_url(url)
+    remote::check_url(url)?;
+    let key = url.strip_prefix(S3_PREFIX).and_then(|rest| rest.split_once('/')).map_or("", |(_, key)| key);
+    match refused_in_url(key, false) {
+        Some(why) => Err(Failure::usage(format!("{}: {why}", kms_envelope::escape::escaped(url)))),
+        None => Ok(()),
+    }
+}
+
+/// Why an `s3://` name typed on the command line is refused, if it is: an access-point ARN in the bucket
+/// position (refused by [`remote::check_url`]), or a key (a prefix, with `prefix`) with a `.`, `..` or
+/// empty segment. S3 keys are strings, not paths: `s3://b/logs/../k` names the key `logs/../k`, not `k`,
+/// and `s3://b/a//k` the key `a//k`; such keys are legal but almost always a slip, and tools that map keys
+/// to paths (`aws s3 sync` to a directory, consoles) resolve them elsewhere. Keys a listing returns (the
+/// objects of `reencrypt -r`) are taken as they are: they exist, and a rotation must not skip them.
+pub fn refused_in_url(key: &str, prefix: bool) -> Option<&'static str> {
+    // A prefix ends in `/` (or is empty: the whole bucket); its last, empty segment is not a slip.
+    let key = if prefix { key.strip_suffix('/').unwrap_or(key) } else { key };
+    if prefix && key.is_empty() {
+        return None;
+    }
+    let segments = || key.split('/');
+    if segments().any(|segment| segment == "." || segment == "..") {
+        Some(
+            "the key has a . or .. segment, which S3 keeps as it is (keys are strings, not paths: this is not the \
+             key it seems to name); refused as a likely mistake",
+        )
+    } else if !prefix && key.ends_with('/') {
+        Some("the key ends in /; name the object's whole key (s3://BUCKET/DIR/NAME)")
+    } else if segments().any(str::is_empty) {
+        Some("the key has an empty segment (a leading / or //), which S3 keeps as it is; refused as a likely mistake")
+    } else {
+        None
+    }
+}
+
+/// Fails, before any key is used, if an object is at `url` and `force` is not given: the pre-check (one
+/// HeadObject) for a fast refusal. The upload itself still carries `If-None-Match: *` (see
+/// [`encrypt_to`]), which refuses an object written after this check. A check that cannot be made (a 403
+/// for a caller without `s3:GetObject` or `s3:ListBucket`) leaves the refusal to that condition.
+pub fn check_s3_absent(url: &str, force: bool) -> Result<(), Failure> {
+    if force { Ok(()) } else { remote::check_absent(url) }
 }
 
 /// Fails, before any key is used, if S3 is not built in (`url` names what needed it).
@@ -436,7 +477,11 @@ pub fn encrypt_to(
     let progress = Progress::new(&input.name, input.size, out_args.quiet);
     if is_s3(output) {
         progress.body_started();
-        let result = remote::upload(keyring, options, progress.reader(input.reader), input.size, output, &input.name);
+        // A file or an S3 object can be read again for a retry; a pipe or a terminal cannot.
+        let resendable = input.file.is_some() || is_s3(&input.name);
+        let source = (input.name.as_str(), resendable);
+        let reader = progress.reader(input.reader);
+        let result = remote::upload(keyring, options, reader, input.size, output, source, out_args.force);
         progress.done(result.is_ok());
         return result;
     }
@@ -613,15 +658,74 @@ pub fn decrypt_s3_range_to(
 }
 
 /// `reencrypt` from the S3 object `input` into the S3 object `output` (which may be `input`: then replaced
-/// only if its ETag is still the one read). SIGINT or SIGTERM aborts the upload (exit 130 or 143).
+/// only if its ETag is still the one read; another object only with `force`, else `If-None-Match: *`).
+/// SIGHUP, SIGINT, SIGQUIT or SIGTERM aborts the upload (exit 128 + the signal's number).
 pub fn reencrypt_s3(
     source: &dyn Keyring,
     target: &dyn Keyring,
     options: &kms_envelope::ReencryptOptions,
     input: &str,
     output: &str,
+    force: bool,
 ) -> Result<(), Failure> {
-    remote::reencrypt(source, target, options, input, output)
+    remote::reencrypt(source, target, options, input, output, force)
+}
+
+/// The tar stream of the directory `dir` as [`kms_envelope::bundle::pack_directory`] writes it, as a
+/// reader (for `bundle DIR s3://...`, which uploads what it reads): a thread packs into a channel of
+/// 1 MiB chunks, wiped once read, at most two of them waiting. A failure to pack is an error of the read
+/// that meets it, never an early end: a tar stream cut short must not become a complete message.
+pub fn packed_directory(dir: &Path) -> Box<dyn Read + Send> {
+    /// The packer's side: each chunk sent; an empty one (never sent otherwise) marks a complete stream.
+    struct ToReader(std::sync::mpsc::SyncSender<io::Result<zeroize::Zeroizing<Vec<u8>>>>);
+    impl Write for ToReader {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            let chunk = zeroize::Zeroizing::new(buf.to_vec());
+            self.0.send(Ok(chunk)).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the reader is gone"))?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    struct FromPacker {
+        from_packer: std::sync::mpsc::Receiver<io::Result<zeroize::Zeroizing<Vec<u8>>>>,
+        current: zeroize::Zeroizing<Vec<u8>>,
+        at: usize,
+        done: bool,
+    }
+    impl Read for FromPacker {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            while self.at == self.current.len() && !self.done {
+                match self.from_packer.recv() {
+                    Ok(Ok(chunk)) if chunk.is_empty() => self.done = true,
+                    Ok(Ok(chunk)) => (self.current, self.at) = (chunk, 0),
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Err(io::Error::other("the directory's packing stopped")),
+                }
+            }
+            let n = buf.len().min(self.current.len() - self.at);
+            buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+    let (to_reader, from_packer) = std::sync::mpsc::sync_channel(2);
+    let dir = dir.to_owned();
+    std::thread::spawn(move || {
+        let sender = to_reader.clone();
+        let packed =
+            kms_envelope::bundle::pack_directory(&dir, WipingBufWriter::with_capacity(1 << 20, ToReader(sender)));
+        let last = match packed {
+            Ok(_) => Ok(zeroize::Zeroizing::new(Vec::new())),
+            Err(e) => Err(io::Error::from(e)),
+        };
+        let _ = to_reader.send(last);
+    });
+    Box::new(FromPacker { from_packer, current: zeroize::Zeroizing::new(Vec::new()), at: 0, done: false })
 }
 
 /// An object met by [`list_s3`].
@@ -714,9 +818,31 @@ mod remote {
     }
 
     pub fn check_url(url: &str) -> Result<(), Failure> {
+        if url.strip_prefix(S3_PREFIX).is_some_and(|rest| rest.starts_with("arn:")) {
+            return Err(Failure::usage(format!(
+                "{}: an access-point ARN cannot stand in the bucket position (its own / would be taken for the \
+                 start of the key); give the access point's alias (NAME-...-s3alias), which S3 takes wherever a \
+                 bucket name goes",
+                escaped(url)
+            )));
+        }
         match parse_url(url) {
             Some(_) => Ok(()),
-            None => Err(Failure::usage(format!("{url} is not s3://BUCKET/KEY"))),
+            None => Err(Failure::usage(format!("{} is not s3://BUCKET/KEY", escaped(url)))),
+        }
+    }
+
+    /// The failure of an object found at `url` that may not be replaced: as for a file (exit 4).
+    fn already_exists(url: &str, note: &str) -> Failure {
+        Failure::new(Code::Io, format!("{}: already exists{note} (use --force to replace it)", escaped(url)))
+    }
+
+    pub fn check_absent(url: &str) -> Result<(), Failure> {
+        let object = object(url)?;
+        match runtime()?.block_on(object.exists()) {
+            Ok(true) => Err(already_exists(url, "")),
+            // A check that could not be made: the upload's condition decides.
+            Ok(false) | Err(_) => Ok(()),
         }
     }
 
@@ -800,8 +926,9 @@ mod remote {
         options: &kms_envelope::ReencryptOptions,
         input: &str,
         output: &str,
+        force: bool,
     ) -> Result<(), Failure> {
-        let (source, destination) = (object(input)?, object(output)?);
+        let (source, destination) = (object(input)?, object(output)?.overwrite(force));
         let handle = runtime()?.handle().clone();
         let transfer = TransferOptions::new();
         let uploaded = interruptible(|cancelled| {
@@ -815,17 +942,22 @@ mod remote {
                 cancelled,
             )
         })?;
-        uploaded.map(drop).map_err(|e| Failure::reading(e).with_file(&escaped(input)))
+        uploaded.map(drop).map_err(|e| match e {
+            Error::Io(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                already_exists(output, " (written while this ran; nothing was replaced or left behind)")
+            }
+            e => Failure::reading(e).with_file(&escaped(input)),
+        })
     }
 
-    /// Runs an upload with SIGINT and SIGTERM turned into its `cancelled` flag (which aborts it); after a
+    /// Runs an upload with SIGHUP, SIGINT, SIGQUIT and SIGTERM turned into its `cancelled` flag (which aborts it); after a
     /// signal, the failure carries the signal's exit status, whatever the upload returned.
     fn interruptible<T>(
         upload: impl FnOnce(std::sync::Arc<std::sync::atomic::AtomicBool>) -> kms_envelope::Result<T>,
     ) -> Result<kms_envelope::Result<T>, Failure> {
         #[cfg(unix)]
         let interrupts = super::super::interrupt::Interrupts::arm()
-            .map_err(|e| Failure::io("cannot handle SIGINT and SIGTERM".into(), e))?;
+            .map_err(|e| Failure::io("cannot handle SIGHUP, SIGINT, SIGQUIT and SIGTERM".into(), e))?;
         #[cfg(unix)]
         let cancelled = interrupts.cancelled();
         #[cfg(not(unix))]
@@ -845,9 +977,10 @@ mod remote {
         plaintext: Box<dyn Read + '_>,
         size: Option<u64>,
         url: &str,
-        name: &str,
+        (name, resendable): (&str, bool),
+        force: bool,
     ) -> Result<(), Failure> {
-        let object = object(url)?;
+        let object = object(url)?.overwrite(force);
         let handle = runtime()?.handle().clone();
         let defaults = TransferOptions::new();
         let transfer = match size {
@@ -860,6 +993,15 @@ mod remote {
         })?;
         uploaded.map(drop).map_err(|e| match e {
             Error::Io(e) if input.failed => Failure::io(format!("cannot read {name}"), e),
+            Error::Io(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let note = if resendable {
+                    " (written while this ran; nothing was replaced or left behind)"
+                } else {
+                    " (written while this ran; nothing was replaced or left behind, and the input, a stream \
+                     read once, was not kept: send it again)"
+                };
+                already_exists(url, note)
+            }
             e => Failure::writing(e).with_file(url),
         })
     }
@@ -910,8 +1052,13 @@ mod remote {
         _: Box<dyn Read + '_>,
         _: Option<u64>,
         url: &str,
-        _: &str,
+        _: (&str, bool),
+        _: bool,
     ) -> Result<(), Failure> {
+        Err(unsupported(url))
+    }
+
+    pub fn check_absent(url: &str) -> Result<(), Failure> {
         Err(unsupported(url))
     }
 
@@ -921,6 +1068,7 @@ mod remote {
         _: &kms_envelope::ReencryptOptions,
         input: &str,
         _: &str,
+        _: bool,
     ) -> Result<(), Failure> {
         Err(unsupported(input))
     }

@@ -47,14 +47,14 @@ fn plural<'a>(count: usize, singular: &'a str, plural: &'a str) -> &'a str {
 /// Parses the command line, runs it, and maps the outcome to the documented exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse_with_order();
-    let result = match &cli.command {
+    let result = check_s3_names(&cli.command).and_then(|()| match &cli.command {
         Command::Encrypt(args) => encrypt(args),
         Command::Decrypt(args) => decrypt(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Bundle(args) => bundle(args),
         Command::Unbundle(args) => unbundle(args),
         Command::Reencrypt(args) => reencrypt::run(args),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -64,6 +64,68 @@ pub fn main() -> ExitCode {
             failure.exit_code()
         }
     }
+}
+
+/// Every `s3://` name on the command line, checked once, before anything is read: an object named where
+/// one is taken (see [`io::check_s3_url`]), and a refusal by name where only a local path is (a bundle's
+/// directory, a key file), which would otherwise be taken for the relative path `s3:/BUCKET/...`.
+/// `--recursive` names are checked where their trees are planned (local trees refuse `s3://`, S3 prefixes
+/// are parsed as such), and decrypt refuses an S3 OUTPUT itself.
+fn check_s3_names(command: &Command) -> Result<(), Failure> {
+    let object = |name: &str| if io::is_s3(name) { io::check_s3_url(name) } else { Ok(()) };
+    let local = |path: &Path, what: &str| match path.to_str().filter(|name| io::is_s3(name)) {
+        Some(name) => Err(Failure::usage(format!(
+            "{what} {}: must be a local path; S3 objects are not read or written there",
+            kms_envelope::escape::escaped(name)
+        ))),
+        None => Ok(()),
+    };
+    let key_files = |keys: &args::KeyArgs| {
+        let (raw, rsa_public, rsa_private, kms_public) =
+            (&keys.raw_key_file, &keys.rsa_public_key, &keys.rsa_private_key, &keys.kms_rsa_public_key);
+        let named = [(raw, "raw-key-file"), (rsa_public, "rsa-public-key"), (rsa_private, "rsa-private-key")];
+        for (paths, option) in named.into_iter().chain([(kms_public, "kms-rsa-public-key")]) {
+            for path in paths {
+                local(path, &format!("--{}{option}", keys.flag_prefix))?;
+            }
+        }
+        Ok(())
+    };
+    match command {
+        Command::Encrypt(a) => {
+            key_files(&a.keys)?;
+            if !a.recursive {
+                object(&a.input)?;
+                object(&a.output)?;
+            }
+        }
+        Command::Decrypt(a) => {
+            key_files(&a.keys)?;
+            if !a.recursive {
+                object(&a.input)?;
+            }
+        }
+        Command::Inspect(a) => object(&a.input)?,
+        Command::Bundle(a) => {
+            key_files(&a.keys)?;
+            local(&a.directory, "DIRECTORY")?;
+            object(&a.output)?;
+        }
+        Command::Unbundle(a) => {
+            key_files(&a.keys)?;
+            object(&a.input)?;
+            local(&a.directory, "DIRECTORY")?;
+        }
+        Command::Reencrypt(a) => {
+            key_files(&a.keys)?;
+            key_files(a.new_keys.keys())?;
+            if !a.recursive {
+                object(&a.input)?;
+                a.output.as_deref().map_or(Ok(()), object)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn encrypt_options(settings: &EncryptSettings) -> EncryptOptions {
@@ -145,6 +207,7 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
         io::check_stdout_is_not_a_key_file(&args.keys)?;
     } else if io::is_s3(&args.output) {
         io::check_s3_url(&args.output)?;
+        io::check_s3_absent(&args.output, out.force)?;
     } else {
         io::check_output_is_not_a_key_file(args.keys.files(), Path::new(&args.output))?;
         io::check_output(Path::new(&args.output), out.force)?;
@@ -253,6 +316,16 @@ fn bundle(args: &BundleArgs) -> Result<(), Failure> {
         Err(e) => return Err(Failure::io(format!("cannot open {name}"), e)),
     }
     let out = &args.output_args;
+    if io::is_s3(&args.output) {
+        io::check_s3_absent(&args.output, out.force)?;
+        let options = encrypt_options(&args.settings);
+        let keyring = keys::for_encrypt(&args.keys)?;
+        // The upload path of `encrypt`, reading the tar stream as its plaintext: the object appears only
+        // once the whole directory was packed and sealed.
+        let size = directory_size(dir);
+        let input = io::Input { name, reader: io::packed_directory(dir), size: Some(size), file: None };
+        return io::encrypt_to(keyring.as_ref(), &options, input, &args.output, out);
+    }
     if args.output == "-" {
         io::check_message_stdout(out.force)?;
         io::check_stdout_is_outside(dir)?;
@@ -328,8 +401,8 @@ fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {
             ),
         ));
     }
-    let input = if args.input == "-" {
-        io::open_input("-")?
+    let input = if args.input == "-" || io::is_s3(&args.input) {
+        io::open_input(&args.input)?
     } else {
         let file = File::open(&args.input).map_err(|e| Failure::io(format!("cannot open {}", args.input), e))?;
         let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());

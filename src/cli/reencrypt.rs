@@ -256,13 +256,16 @@ fn s3_to_s3(args: &ReencryptArgs, options: &ReencryptOptions, output: &str) -> R
     if !args.in_place && output == args.input {
         return Err(Failure::usage(format!("{output}: is INPUT; to replace it, use --in-place without OUTPUT")));
     }
+    // Another object is replaced only with --force, as a file is.
+    let force = args.in_place || args.output_args.force;
+    io::check_s3_absent(output, force)?;
     let (source, target) = keyrings(args)?;
     let skip = skip_check(args, target.as_ref())?;
     let shown = kms_envelope::escape::escaped(&args.input);
     if s3_already_done(args, skip.as_ref(), target.as_ref(), options, &args.input, &shown)? {
         return Ok(());
     }
-    io::reencrypt_s3(&source, target.as_ref(), options, &args.input, output).map_err(|f| source.explain(f))
+    io::reencrypt_s3(&source, target.as_ref(), options, &args.input, output, force).map_err(|f| source.explain(f))
 }
 
 /// Refuses S3 at one end only: reencrypt goes from S3 objects to S3 objects.
@@ -329,7 +332,10 @@ fn s3_prefix_to_prefix(args: &ReencryptArgs, options: &ReencryptOptions) -> Resu
             if s3_already_done(args, skip.as_ref(), target.as_ref(), options, &input, &shown)? {
                 return Ok(false);
             }
-            io::reencrypt_s3(&source, target.as_ref(), options, &input, &output).map_err(|f| source.explain(f))?;
+            let force = args.in_place || args.output_args.force;
+            io::check_s3_absent(&output, force)?;
+            io::reencrypt_s3(&source, target.as_ref(), options, &input, &output, force)
+                .map_err(|f| source.explain(f))?;
             if !args.output_args.quiet {
                 let into = if args.in_place { "in place".to_owned() } else { format!("into {}", to.shown(&key)) };
                 eprintln!("kms-envelope: {shown}: re-encrypted {into}");

@@ -31,8 +31,16 @@ impl S3Prefix {
         if bucket.is_empty() {
             return Err(refused("no bucket"));
         }
+        if bucket.contains(':') {
+            return Err(refused(
+                "an access-point ARN cannot stand in the bucket position; give the access point's alias",
+            ));
+        }
         if !prefix.is_empty() && !prefix.ends_with('/') {
             return Err(refused("the prefix does not end in /"));
+        }
+        if let Some(why) = super::io::refused_in_url(prefix, true) {
+            return Err(refused(&why.replace("the key", "the prefix")));
         }
         Ok(Self { bucket: bucket.to_owned(), prefix: prefix.to_owned() })
     }

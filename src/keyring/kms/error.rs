@@ -243,7 +243,7 @@ pub(crate) fn kind_of_code(code: &str) -> KmsErrorKind {
 
 /// The error and its sources, by their `Display` only, each cut before anything that could show a request
 /// or response body: some SDK errors print the whole request, and an `Encrypt` request holds the data key.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     const WITHHELD: [&str; 5] = ["Request {", "SdkBody", "body:", "Plaintext", "Response {"];
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(err);

@@ -36,6 +36,9 @@ mod clients;
 mod discovery;
 #[cfg(feature = "kms")]
 mod error;
+// The SDK error chain on one line, request bodies withheld: the S3 module's errors use it too.
+#[cfg(feature = "s3")]
+pub(crate) use error::error_chain;
 #[cfg(feature = "kms")]
 mod mrk;
 #[cfg(all(feature = "kms", feature = "rsa"))]
