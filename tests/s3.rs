@@ -1008,15 +1008,15 @@ impl Modelled {
         S3Object::new(self.client(), MODEL_BUCKET, key)
     }
 
-    /// Encrypts `data` into `object` in parts of [`MIN_PART_SIZE`], 3 in flight.
-    fn upload(&self, object: &S3Object, data: &[u8]) -> Result<Uploaded, Error> {
+    /// Encrypts `data` into `object`.
+    fn upload(&self, object: &S3Object, transfer: &TransferOptions, data: &[u8]) -> Result<Uploaded, Error> {
         let handle = self.runtime.handle().clone();
-        object.encrypt_from_blocking(handle, keyring().as_ref(), &EncryptOptions::new(), &small_parts(), data)
+        object.encrypt_from_blocking(handle, keyring().as_ref(), &EncryptOptions::new(), transfer, data)
     }
 
-    /// The whole of `object`, by ranged GETs of `chunk` bytes.
-    fn read(&self, object: &S3Object, chunk: usize) -> Result<Vec<u8>, Error> {
-        self.runtime.block_on(object.read_all(&TransferOptions::new().chunk_size(chunk)))
+    /// The whole of `object`.
+    fn read(&self, object: &S3Object, transfer: &TransferOptions) -> Result<Vec<u8>, Error> {
+        self.runtime.block_on(object.read_all(transfer))
     }
 }
 
@@ -1026,15 +1026,17 @@ fn with_every_second_refused(successes: usize) -> usize {
     2 * successes - 1
 }
 
-/// `SlowDown` (503) and `InternalError` (500) on every second UploadPart, then on every second GetObject:
-/// each is retried once (the SDK's retry for parts, this crate's for GETs), the bytes come back whole, and
-/// [`S3Object::retries`] counts exactly the faults. Fails if GETs are not retried (attempts forced to 1 in
+/// `SlowDown` (503) and `InternalError` (500) on every second UploadPart, then on every second GetObject,
+/// one request in flight (so that a fault never meets a retry twice in a row): each is retried once (the
+/// SDK's retry for parts, this crate's for GETs), the bytes come back whole, and [`S3Object::retries`]
+/// counts exactly the faults. Fails if GETs are not retried (attempts forced to 1 in
 /// `get_range`: "InternalError ... (HTTP 500").
 #[test]
 fn slow_down_and_internal_errors_on_parts_and_gets_are_retried() {
     let data = plaintext(MIN_PART_SIZE * 2 + 100, 9);
     let every_second = |ops: Vec<&'static str>| (Fault::EveryNth(2), ops);
     let chunk = 1 << 20;
+    let one_at_a_time = TransferOptions::new().part_size(MIN_PART_SIZE).chunk_size(chunk).concurrency(1);
     for (round, slow_down_on, internal_error_on) in [(0, "UploadPart", "GetObject"), (1, "GetObject", "UploadPart")] {
         let s3 = Modelled::start(Knobs {
             slow_down: every_second(vec![slow_down_on]),
@@ -1042,13 +1044,13 @@ fn slow_down_and_internal_errors_on_parts_and_gets_are_retried() {
             ..Knobs::default()
         });
         let uploading = s3.object("retried.esdk");
-        let uploaded = s3.upload(&uploading, &data).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let uploaded = s3.upload(&uploading, &one_at_a_time, &data).unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert_eq!(uploaded.parts, 3, "round {round}");
         assert_eq!(s3.model.count("UploadPart"), with_every_second_refused(3), "round {round}");
         assert_eq!(uploading.retries(), 2, "round {round}: the parts' retries");
 
         let reading = s3.object("retried.esdk");
-        let message = s3.read(&reading, chunk).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let message = s3.read(&reading, &one_at_a_time).unwrap_or_else(|e| panic!("round {round}: {e}"));
         let chunks = message.len().div_ceil(chunk);
         assert_eq!(s3.model.count("GetObject"), with_every_second_refused(chunks), "round {round}");
         assert_eq!(reading.retries(), chunks as u64 - 1, "round {round}: the GETs' retries");
@@ -1065,7 +1067,7 @@ fn slow_down_and_internal_errors_on_parts_and_gets_are_retried() {
 fn slow_down_on_every_part_fails_after_three_attempts_and_leaves_nothing() {
     let s3 = Modelled::start(Knobs { slow_down: (Fault::EveryNth(1), vec!["UploadPart"]), ..Knobs::default() });
     let object = s3.object("exhausted.esdk");
-    let err = s3.upload(&object, &plaintext(MIN_PART_SIZE * 2 + 100, 3)).unwrap_err().to_string();
+    let err = s3.upload(&object, &small_parts(), &plaintext(MIN_PART_SIZE * 2 + 100, 3)).unwrap_err().to_string();
     assert!(err.contains("S3 UploadPart") && err.contains("SlowDown") && err.contains("after 3 attempts"), "{err}");
     let parts = s3.model.count("UploadPart");
     assert!((3..=9).contains(&parts), "{parts} UploadParts for 3 parts of 3 attempts at most");
@@ -1081,7 +1083,7 @@ fn a_part_slower_than_its_deadline_is_cut_off_retried_and_the_upload_aborted() {
     let s3 = Modelled::start(Knobs { first_byte: std::time::Duration::from_millis(500), ..Knobs::default() });
     let deadline = Deadline::new(std::time::Duration::from_millis(200), 1 << 30);
     let object = s3.object("late.esdk").with_deadline(deadline);
-    let err = s3.upload(&object, &plaintext(MIN_PART_SIZE + 100, 8)).unwrap_err().to_string();
+    let err = s3.upload(&object, &small_parts(), &plaintext(MIN_PART_SIZE + 100, 8)).unwrap_err().to_string();
     assert!(err.contains("S3 UploadPart") && err.contains("after 3 attempts"), "{err}");
     let parts = s3.model.count("UploadPart");
     assert!((3..=6).contains(&parts), "{parts} UploadParts for 2 parts of 3 attempts at most");
@@ -1126,14 +1128,14 @@ fn a_body_reset_mid_get_is_asked_for_again() {
     let (s3, message) = Modelled::holding_a_message(knobs, "reset.esdk", 300 << 10);
     let object = s3.object("reset.esdk");
     let chunk = 64 << 10;
-    assert_eq!(s3.read(&object, chunk).unwrap(), message);
+    assert_eq!(s3.read(&object, &TransferOptions::new().chunk_size(chunk)).unwrap(), message);
     assert_eq!(s3.model.count("GetObject"), message.len().div_ceil(chunk) + 1);
     assert_eq!((object.retries(), s3.model.faults_injected()), (1, 1));
 }
 
 /// A GET whose body sends half, then a byte every 100 ms (which the SDK's stalled-stream protection lets
 /// pass) is cut off at its deadline (here 0.3 s plus its bytes at 256 KiB/s) and asked for again; the
-/// download is whole. The 30 s guard only turns a hang into a failure: against a `get_range` without the
+/// download is whole. The 10 s guard only turns a hang into a failure: against a `get_range` without the
 /// deadline, the read never ends.
 #[test]
 fn a_trickling_get_is_cut_off_at_its_deadline_and_asked_for_again() {
@@ -1142,8 +1144,9 @@ fn a_trickling_get_is_cut_off_at_its_deadline_and_asked_for_again() {
     let deadline = Deadline::new(std::time::Duration::from_millis(300), 256 << 10);
     let object = s3.object("trickle.esdk").with_deadline(deadline);
     let chunk = 64 << 10;
-    let read = object.read_all(&TransferOptions::new().chunk_size(chunk));
-    let guarded = s3.runtime.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(30), read).await });
+    let transfer = TransferOptions::new().chunk_size(chunk);
+    let read = object.read_all(&transfer);
+    let guarded = s3.runtime.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(10), read).await });
     assert_eq!(guarded.expect("the trickle was never cut off").unwrap(), message);
     assert_eq!(s3.model.count("GetObject"), message.len().div_ceil(chunk) + 1);
     assert_eq!((object.retries(), s3.model.faults_injected()), (1, 1));
