@@ -149,6 +149,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A secrets bundle, which the Lambda decryptor reads whole into memory, is larger than its limit
+    /// (`lambda::MAX_SECRETS_LEN`): a source named by mistake, or data that belongs in a file bundle.
+    #[error("{} is {len} bytes or more, over the {max}-byte limit of a secrets bundle", Escaped(.name))]
+    SecretsTooLarge {
+        /// The bundle's source (a path or `s3://bucket/key`).
+        name: String,
+        /// Its size as its length said, or the bytes read when reading stopped.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+
     /// The call's configuration is invalid (API misuse rather than bad input).
     #[error("invalid configuration: {}", Escaped(.0))]
     Config(String),
@@ -300,6 +312,7 @@ impl Error {
             | Error::Truncated { .. }
             | Error::TrailingData { .. }
             | Error::LimitExceeded { .. }
+            | Error::SecretsTooLarge { .. }
             | Error::UnsupportedSuite(_)
             | Error::CommitmentPolicy(_)
             | Error::CommitmentMismatch

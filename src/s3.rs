@@ -11,6 +11,37 @@
 //! `PutObject`. On any error (the plaintext reader, the keyring, a part upload, a caller that gives up) the
 //! multipart upload is aborted, so no partial object ever becomes visible.
 //!
+//! # Retries and deadlines
+//!
+//! Each request has exactly one layer that retries it, so that the two never multiply:
+//!
+//! - **Every request but `GetObject` is the SDK's**, retried by its standard retry strategy as the client is
+//!   configured (`AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE`; by default 3 attempts in all, backoff with full
+//!   jitter: a random delay up to 1 s, then up to 2 s, capped at 20 s): `SlowDown`, 500/502/503/504, 429,
+//!   timeouts, a connection refused or reset before an answer. Their bodies are in memory (an upload's part,
+//!   at most [`TransferOptions::part_size`]), so the SDK can send them again. A request that carries a body
+//!   (`UploadPart`, `PutObject`) has each attempt cut off after its [`Deadline`] for the body's size, which
+//!   the SDK then retries like any timeout. A part that still fails after its last attempt aborts the
+//!   upload: no object appears and the upload is not left open.
+//! - **`GetObject` is this module's**: it is sent with the SDK's retries off, and retried here with the
+//!   client's attempts and backoff. Its body arrives after the response headers, where the SDK's retries no
+//!   longer reach: a body broken off (a reset), cut short, or slower than the [`Deadline`] for its bytes is
+//!   asked for again, from the first byte still missing (the object is pinned by `If-Match`, so the rest is
+//!   of the same object; without an ETag the range is asked for whole). The answer's own failures
+//!   (`SlowDown`, a 5xx, a timeout) take the same turns, so a range makes at most the configured number of
+//!   attempts whatever failed.
+//!
+//! The SDK's stalled-stream protection (on by default) fails a body that moves less than 1 byte/s over a
+//! 20 s grace period: it catches a body that stops, never one that trickles (a byte every 100 ms passes
+//! it). The [`Deadline`] is what catches a trickle: a request may take 10 s plus its bytes at 64 KiB/s
+//! (74 s for a 4 MiB range, 138 s for an 8 MiB part). Both end in the same retry. The rate is a floor, not
+//! an expectation: a connection to S3 moves tens of MB/s, and 64 KiB/s is the rate the CLI's 120 s read
+//! timeout already asked of an 8 MiB part, so a link slow enough to fall under it failed before too.
+//!
+//! Retries are counted, not logged one by one: [`S3Object::retries`] is the count for an object and its
+//! clones, and an error after retries says how many attempts were made (`... (HTTP 503; ...) after 3
+//! attempts`).
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use kms_envelope::s3::{S3Object, TransferOptions};
@@ -38,10 +69,16 @@ use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_s3::error::BoxError;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::RequestId;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart};
@@ -123,6 +160,101 @@ impl TransferOptions {
     pub fn part_size_for_plaintext(&self, plaintext: u64, options: &EncryptOptions) -> usize {
         self.part_size_for(crate::stream::framed_body_len(options.frame_length, plaintext))
     }
+}
+
+/// How long one request may take before it is cut off and retried (see the [module docs](self)):
+/// `patience` for the answer to begin, plus its bytes at `min_rate`. A floor under which a connection is
+/// taken for sick, not a forecast: set it below the slowest rate a healthy connection of yours gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    patience: Duration,
+    /// Bytes per second, at least 1.
+    min_rate: u64,
+}
+
+impl Deadline {
+    /// 10 s plus 64 KiB/s: 74 s for a 4 MiB range, 138 s for an 8 MiB part.
+    pub const DEFAULT: Deadline = Deadline { patience: Duration::from_secs(10), min_rate: 64 << 10 };
+
+    /// `patience` plus the request's bytes at `min_rate` bytes per second (at least 1).
+    pub fn new(patience: Duration, min_rate: u64) -> Self {
+        Self { patience, min_rate: min_rate.max(1) }
+    }
+
+    /// The time a request moving `bytes` bytes may take.
+    pub fn for_bytes(&self, bytes: u64) -> Duration {
+        let transfer = Duration::from_millis(bytes.saturating_mul(1000) / self.min_rate);
+        self.patience.saturating_add(transfer)
+    }
+}
+
+impl Default for Deadline {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The retry policy of a client's configuration (the SDK's standard one if it has none), applied by this
+/// module to the requests whose retries it owns: attempts in all, and exponential backoff with full jitter.
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    attempts: u32,
+    initial: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn of(client: &aws_sdk_s3::Client) -> Self {
+        let standard = RetryConfig::standard();
+        let config = client.config().retry_config().unwrap_or(&standard);
+        Self { attempts: config.max_attempts().max(1), initial: config.initial_backoff(), max: config.max_backoff() }
+    }
+
+    /// The pause before retry number `retry` (1 for the first): a random part of `initial * 2^(retry - 1)`,
+    /// at most `max`, as the SDK's standard strategy waits.
+    fn delay(&self, retry: u32) -> Duration {
+        let ceiling = self.initial.saturating_mul(1u32 << retry.saturating_sub(1).min(20)).min(self.max);
+        ceiling.mul_f64(rand::random::<f64>())
+    }
+}
+
+/// Counts the attempts of one request whose retries the SDK owns, and adds its retries to the object's.
+#[derive(Debug)]
+struct CountAttempts {
+    made: Arc<AtomicU32>,
+    retries: Arc<AtomicU64>,
+}
+
+impl Intercept for CountAttempts {
+    fn name(&self) -> &'static str {
+        "kms_envelope::s3::CountAttempts"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _config: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        if self.made.fetch_add(1, Ordering::SeqCst) > 0 {
+            self.retries.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// What a failed attempt of a request whose retries this module owns allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attempt {
+    /// Another attempt, if the budget has one.
+    Again,
+    /// None: the request fails, and the error says whether the whole work may pass later.
+    Final(Retry),
+}
+
+/// " after N attempts" when a request was tried more than once.
+fn after_attempts(attempts: u32) -> String {
+    if attempts > 1 { format!(" after {attempts} attempts") } else { String::new() }
 }
 
 /// The length and ETag an object had when it was first looked at; every later read must see the same.
@@ -211,6 +343,9 @@ pub struct S3Object {
     /// Whether an upload may replace an object already at the key (see [`S3Object::overwrite`]).
     overwrite: bool,
     pinned: Arc<OnceCell<Pinned>>,
+    deadline: Deadline,
+    /// Requests retried, by this module or the SDK, for this object and its clones.
+    retries: Arc<AtomicU64>,
 }
 
 /// What [`S3Object::encrypt_from`] uploaded.
@@ -330,7 +465,9 @@ impl Listing {
 impl S3Object {
     /// The object `key` in `bucket`. Nothing is requested until the first read or upload.
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, key: impl Into<String>) -> Self {
-        Self { client, bucket: bucket.into(), key: key.into(), version: None, overwrite: true, pinned: Arc::default() }
+        let (bucket, key) = (bucket.into(), key.into());
+        let (pinned, retries) = (Arc::default(), Arc::default());
+        Self { client, bucket, key, version: None, overwrite: true, pinned, deadline: Deadline::DEFAULT, retries }
     }
 
     /// Whether uploads to this object may replace an object already at its key: yes by default, as S3's
@@ -359,6 +496,19 @@ impl S3Object {
             Err(SdkError::ServiceError(service)) if service.raw().status().as_u16() == 404 => Ok(false),
             Err(e) => Err(Error::Io(self.request_failure("HeadObject", e))),
         }
+    }
+
+    /// The same object with each request cut off after `deadline` for its size (default
+    /// [`Deadline::DEFAULT`]; see the [module docs](self)).
+    pub fn with_deadline(mut self, deadline: Deadline) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// How many requests for this object (and its clones) were retried so far, by this module or by the
+    /// SDK: a number to report once per transfer.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::SeqCst)
     }
 
     /// The version `version_id` of the object, as a source: its reads (`HeadObject`, `GetObject`,
@@ -432,6 +582,28 @@ impl S3Object {
         self.failure_with(what, sdk_error_text(e), retry)
     }
 
+    /// [`request_failure`](Self::request_failure) of a request the SDK made `attempts` attempts at.
+    fn retried_failure<E>(&self, what: &str, e: SdkError<E, HttpResponse>, attempts: &AtomicU32) -> io::Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let retry = sdk_retry(&e);
+        let attempts = after_attempts(attempts.load(Ordering::SeqCst));
+        self.failure_with(what, format!("{}{attempts}", sdk_error_text(e)), retry)
+    }
+
+    /// What a request whose retries the SDK owns, carrying a body of `body_len` bytes, is sent with: each
+    /// attempt cut off after the [`Deadline`] for its body (the client's other timeouts kept), and an
+    /// interceptor that counts its attempts into the returned counter.
+    fn sdk_retried(&self, body_len: u64) -> (aws_sdk_s3::config::Builder, CountAttempts, Arc<AtomicU32>) {
+        let timeouts =
+            self.client.config().timeout_config().cloned().unwrap_or_else(|| TimeoutConfig::builder().build());
+        let timeouts = timeouts.to_builder().operation_attempt_timeout(self.deadline.for_bytes(body_len)).build();
+        let made = Arc::new(AtomicU32::new(0));
+        let count = CountAttempts { made: made.clone(), retries: self.retries.clone() };
+        (aws_sdk_s3::config::Builder::default().timeout_config(timeouts), count, made)
+    }
+
     /// The object's tags as a `Tagging` header value (`k=v&k2=v2`, URL-encoded), if it has any.
     async fn tagging(&self, carried: &Carried) -> io::Result<Option<String>> {
         if !carried.has_tags {
@@ -503,34 +675,91 @@ impl S3Object {
         Ok(pinned.await?)
     }
 
-    /// The `length` bytes at `offset` of the pinned object, in one ranged `GetObject`.
+    /// The `length` bytes at `offset` of the pinned object, by ranged `GetObject`s: one, unless it fails in
+    /// a way a retry may get past; then again, for the bytes still missing, as the module docs say.
     async fn get_range(&self, offset: u64, length: usize) -> io::Result<Vec<u8>> {
         let pinned = self.pin().await.map_err(io::Error::from)?;
         if length == 0 {
             return Ok(Vec::new());
         }
-        let end = offset.checked_add(length as u64).filter(|&end| end <= pinned.len);
-        let Some(end) = end else {
+        if offset.checked_add(length as u64).is_none_or(|end| end > pinned.len) {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a read past the end of the S3 object"));
-        };
-        let request = self.client.get_object().bucket(&self.bucket).key(&self.key);
-        let mut request = request.set_version_id(self.version.clone()).range(format!("bytes={offset}-{}", end - 1));
-        if let Some(etag) = &pinned.etag {
-            request = request.if_match(etag);
         }
-        let response = request.send().await.map_err(|e| {
+        use Attempt::{Again, Final};
+        let backoff = Backoff::of(&self.client);
+        let mut bytes = Vec::with_capacity(length);
+        let mut attempt = 1;
+        loop {
+            let missing = length - bytes.len();
+            let deadline = self.deadline.for_bytes(missing as u64);
+            let got = tokio::time::timeout(deadline, self.get_into(pinned, offset, length, &mut bytes)).await;
+            let (text, next) = match got {
+                Ok(Ok(())) => return Ok(bytes),
+                Ok(Err(failed)) => failed,
+                Err(_) => {
+                    let (received, rate) = (bytes.len() - (length - missing), self.deadline.min_rate);
+                    let secs = deadline.as_secs_f64();
+                    (
+                        format!("{received} of {missing} bytes in {secs} s, under the minimum rate of {rate} bytes/s"),
+                        Again,
+                    )
+                }
+            };
+            let retry = match next {
+                Again if attempt < backoff.attempts => None,
+                Again => Some(Retry::Later),
+                Final(retry) => Some(retry),
+            };
+            if let Some(retry) = retry {
+                return Err(self.failure_with("GetObject", format!("{text}{}", after_attempts(attempt)), retry));
+            }
+            if pinned.etag.is_none() {
+                // Nothing pins the object: the rest might come from another one.
+                bytes.clear();
+            }
+            self.retries.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(backoff.delay(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    /// One `GetObject` (without the SDK's retries) of the bytes of `offset..offset + length` that `bytes`
+    /// does not hold yet, appended to it as they arrive, so that what came before a failure is kept.
+    async fn get_into(
+        &self,
+        pinned: &Pinned,
+        offset: u64,
+        length: usize,
+        bytes: &mut Vec<u8>,
+    ) -> std::result::Result<(), (String, Attempt)> {
+        use Attempt::{Again, Final};
+        let (from, end) = (offset + bytes.len() as u64, offset + length as u64);
+        let request = self.client.get_object().bucket(&self.bucket).key(&self.key);
+        let request = request.set_version_id(self.version.clone()).range(format!("bytes={from}-{}", end - 1));
+        let request = request.set_if_match(pinned.etag.clone()).customize();
+        let no_retries = aws_sdk_s3::config::Builder::default().retry_config(RetryConfig::disabled());
+        let response = request.config_override(no_retries).send().await.map_err(|e| {
             if e.code() == Some("PreconditionFailed") {
+                // Another try of the whole work (a re-encryption that reads the object anew) may pass.
                 let changed = "the object changed while it was read (its ETag no longer matches)";
-                self.failure_with("GetObject", changed, Retry::Later)
+                (changed.to_owned(), Final(Retry::Later))
             } else {
-                self.request_failure("GetObject", e)
+                let next = if sdk_retry(&e) == Retry::Later { Again } else { Final(Retry::Never) };
+                (sdk_error_text(e), next)
             }
         })?;
-        // A body cut short or broken off is the connection's fault, which a retry may not meet.
-        read_exactly(response.body, length).await.map_err(|e| {
-            let retry = if e.kind() == io::ErrorKind::InvalidData { Retry::Never } else { Retry::Later };
-            self.failure_with("GetObject", e, retry)
-        })
+        // A body broken off, cut short or too slow is the connection's fault, which another may not have.
+        let mut body = response.body;
+        while let Some(chunk) = body.try_next().await.map_err(|e| (DisplayErrorContext(e).to_string(), Again))? {
+            if chunk.len() > length - bytes.len() {
+                return Err((format!("more than the {length} bytes asked for"), Final(Retry::Never)));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if bytes.len() != length {
+            return Err((format!("{} bytes where {length} were asked for", bytes.len()), Again));
+        }
+        Ok(())
     }
 
     /// The whole object, read as [`reader`](Self::reader) does (on the blocking pool).
@@ -868,24 +1097,6 @@ where
     }
 }
 
-/// Reads a response body of exactly `length` bytes, never holding more.
-async fn read_exactly(mut body: ByteStream, length: usize) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(length);
-    while let Some(chunk) = body.try_next().await.map_err(io::Error::other)? {
-        if chunk.len() > length - bytes.len() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("more than the {length} bytes asked for")));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    if bytes.len() != length {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("{} bytes where {length} were asked for", bytes.len()),
-        ));
-    }
-    Ok(bytes)
-}
-
 impl AsyncRangeSource for S3Object {
     /// The length from the object's `HeadObject`, requested once.
     async fn total_len(&self) -> io::Result<u64> {
@@ -1107,8 +1318,9 @@ async fn upload(
                 .set_bucket_key_enabled(carried.bucket_key_enabled)
                 .set_checksum_algorithm(carried.checksum_algorithm)
                 .set_tagging(tagging);
-            let put = put.body(ByteStream::from(message)).send().await;
-            let put = put.map_err(|e| object.conditional_failure("PutObject", e, if_absent))?;
+            let (config, count, _) = object.sdk_retried(bytes);
+            let put = put.body(ByteStream::from(message)).customize().config_override(config).interceptor(count);
+            let put = put.send().await.map_err(|e| object.conditional_failure("PutObject", e, if_absent))?;
             return Ok(Uploaded { bytes, parts: 0, etag: put.e_tag().map(str::to_owned) });
         }
         Some(ToUploader::Part(part)) => part,
@@ -1241,8 +1453,9 @@ impl Multipart<'_> {
         self.in_flight.push_back(AbortOnDrop(tokio::spawn(async move {
             let request = object.client.upload_part().bucket(&object.bucket).key(&object.key);
             let request = request.upload_id(upload_id).part_number(number).set_checksum_algorithm(algorithm.clone());
-            let request = request.body(ByteStream::from(part));
-            let uploaded = request.send().await.map_err(|e| object.request_failure("UploadPart", e))?;
+            let (config, count, attempts) = object.sdk_retried(part.len() as u64);
+            let request = request.body(ByteStream::from(part)).customize().config_override(config).interceptor(count);
+            let uploaded = request.send().await.map_err(|e| object.retried_failure("UploadPart", e, &attempts))?;
             let part = CompletedPart::builder().part_number(number).set_e_tag(uploaded.e_tag().map(str::to_owned));
             Ok(with_part_checksum(part, &uploaded, algorithm.as_ref()).build())
         })));
@@ -1318,6 +1531,45 @@ mod tests {
                 assert!(parts <= MAX_PARTS as u64, "{plaintext} bytes in {frame}-byte frames: {parts} parts of {part}");
                 assert!(part <= 5 * GIB, "{plaintext} bytes in {frame}-byte frames: parts of {part}, over 5 GiB");
             }
+        }
+    }
+
+    /// The module docs: "10 s plus its bytes at 64 KiB/s (74 s for a 4 MiB range, 138 s for an 8 MiB part)".
+    #[test]
+    fn the_default_deadline_is_10_s_plus_the_bytes_at_64_kib_per_second() {
+        assert_eq!(Deadline::DEFAULT.for_bytes(0), Duration::from_secs(10));
+        assert_eq!(Deadline::DEFAULT.for_bytes(4 << 20), Duration::from_secs(74));
+        assert_eq!(Deadline::DEFAULT.for_bytes(8 << 20), Duration::from_secs(138));
+        assert_eq!(Deadline::new(Duration::ZERO, 0).for_bytes(3), Duration::from_secs(3), "a rate of 0 is 1 byte/s");
+        assert_eq!(
+            Deadline::DEFAULT.for_bytes(u64::MAX),
+            Duration::from_secs(10) + Duration::from_millis(u64::MAX / (64 << 10))
+        );
+    }
+
+    /// GETs are retried with the client's own policy: its attempts, and a pause drawn at random up to
+    /// `initial * 2^(retry - 1)`, at most `max` (the SDK's standard strategy: 1 s, 2 s, 4 s ... 20 s).
+    #[test]
+    fn gets_back_off_as_the_client_is_configured_with_full_jitter() {
+        let client = |retry: Option<RetryConfig>| {
+            let mut config = aws_sdk_s3::Config::builder().behavior_version_latest();
+            config.set_retry_config(retry);
+            aws_sdk_s3::Client::from_conf(config.build())
+        };
+        let standard = Backoff::of(&client(None));
+        assert_eq!(
+            (standard.attempts, standard.initial, standard.max),
+            (3, Duration::from_secs(1), Duration::from_secs(20))
+        );
+        let configured = RetryConfig::standard().with_max_attempts(5).with_initial_backoff(Duration::from_millis(10));
+        assert_eq!(Backoff::of(&client(Some(configured))).attempts, 5);
+        assert_eq!(Backoff::of(&client(Some(RetryConfig::disabled()))).attempts, 1);
+        for (retry, ceiling) in [(1, 1), (2, 2), (3, 4), (5, 16), (6, 20), (40, 20)] {
+            let delays: Vec<Duration> = (0..200).map(|_| standard.delay(retry)).collect();
+            let ceiling = Duration::from_secs(ceiling);
+            assert!(delays.iter().all(|&d| d <= ceiling), "retry {retry}: over {ceiling:?}");
+            assert!(delays.iter().any(|&d| d < ceiling / 4), "retry {retry}: no jitter down to 0");
+            assert!(delays.iter().any(|&d| d > ceiling * 3 / 4), "retry {retry}: no jitter up to {ceiling:?}");
         }
     }
 

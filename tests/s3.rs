@@ -16,8 +16,10 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
 
+use aws_sdk_s3::config::retry::RetryConfig;
+use common::s3model::{Fault, Knobs, S3Model};
 use fake_http::{ForwardingProxy, OpenOnDrop, Verdict};
-use kms_envelope::s3::{MIN_PART_SIZE, S3Object, TransferOptions, Uploaded};
+use kms_envelope::s3::{Deadline, MIN_PART_SIZE, S3Object, TransferOptions, Uploaded};
 use kms_envelope::stream::AsyncRangeSource;
 use kms_envelope::{DecryptOptions, EncryptOptions, Error, Keyring, OutputOptions, RawAesKeyring};
 use support::Moto;
@@ -1198,4 +1200,220 @@ fn an_upload_that_may_not_overwrite_leaves_an_existing_object_alone() {
     }
     assert_eq!(model.count("CompleteMultipartUpload"), 2);
     assert!(!runtime.block_on(S3Object::new(client, "b", "missing").exists()).unwrap());
+}
+
+// Faults on the modelled S3 (tests/common/s3model.rs): retries that succeed, retries that run out, a body
+// reset or trickling mid-GET. No moto: these always run.
+
+/// The bucket of the modelled S3's tests.
+const MODEL_BUCKET: &str = "faults";
+
+/// The modelled S3 with [`MODEL_BUCKET`], a runtime for the requests, and clients that retry as the SDK's
+/// standard strategy does (3 attempts in all) but pause at most 10 ms, then 20 ms, instead of 1 s, 2 s.
+struct Modelled {
+    model: S3Model,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Modelled {
+    fn start(knobs: Knobs) -> Self {
+        let model = S3Model::start(knobs);
+        model.create_bucket(MODEL_BUCKET);
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        Self { model, runtime }
+    }
+
+    /// [`start`](Self::start), with a message of `plaintext_len` bytes of plaintext at `key`; and the message.
+    fn holding_a_message(knobs: Knobs, key: &str, plaintext_len: usize) -> (Self, Vec<u8>) {
+        let s3 = Self::start(knobs);
+        let data = plaintext(plaintext_len, 6);
+        let message = kms_envelope::encrypt(keyring().as_ref(), &EncryptOptions::new(), &data).unwrap();
+        s3.model.put(MODEL_BUCKET, key, &message);
+        (s3, message)
+    }
+
+    fn client(&self) -> aws_sdk_s3::Client {
+        let quick = RetryConfig::standard().with_initial_backoff(std::time::Duration::from_millis(10));
+        let config = aws_sdk_s3::config::Builder::from(&support::sdk_config(&self.model.url));
+        aws_sdk_s3::Client::from_conf(config.force_path_style(true).retry_config(quick).build())
+    }
+
+    fn object(&self, key: &str) -> S3Object {
+        S3Object::new(self.client(), MODEL_BUCKET, key)
+    }
+
+    /// Encrypts `data` into `object`.
+    fn upload(&self, object: &S3Object, transfer: &TransferOptions, data: &[u8]) -> Result<Uploaded, Error> {
+        let handle = self.runtime.handle().clone();
+        object.encrypt_from_blocking(handle, keyring().as_ref(), &EncryptOptions::new(), transfer, data)
+    }
+
+    /// The whole of `object`.
+    fn read(&self, object: &S3Object, transfer: &TransferOptions) -> Result<Vec<u8>, Error> {
+        self.runtime.block_on(object.read_all(transfer))
+    }
+}
+
+/// The requests it takes to get `successes` through a fault on every second one: one more for each but the
+/// last.
+fn with_every_second_refused(successes: usize) -> usize {
+    2 * successes - 1
+}
+
+/// `SlowDown` (503) and `InternalError` (500) on every second UploadPart, then on every second GetObject,
+/// one request in flight (so that a fault never meets a retry twice in a row): each is retried once (the
+/// SDK's retry for parts, this crate's for GETs), the bytes come back whole, and [`S3Object::retries`]
+/// counts exactly the faults. Fails if GETs are not retried (attempts forced to 1 in
+/// `get_range`: "InternalError ... (HTTP 500").
+#[test]
+fn slow_down_and_internal_errors_on_parts_and_gets_are_retried() {
+    let data = plaintext(MIN_PART_SIZE * 2 + 100, 9);
+    let every_second = |ops: Vec<&'static str>| (Fault::EveryNth(2), ops);
+    let chunk = 1 << 20;
+    let one_at_a_time = TransferOptions::new().part_size(MIN_PART_SIZE).chunk_size(chunk).concurrency(1);
+    for (round, slow_down_on, internal_error_on) in [(0, "UploadPart", "GetObject"), (1, "GetObject", "UploadPart")] {
+        let s3 = Modelled::start(Knobs {
+            slow_down: every_second(vec![slow_down_on]),
+            internal_error: every_second(vec![internal_error_on]),
+            ..Knobs::default()
+        });
+        let uploading = s3.object("retried.esdk");
+        let uploaded = s3.upload(&uploading, &one_at_a_time, &data).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(uploaded.parts, 3, "round {round}");
+        assert_eq!(s3.model.count("UploadPart"), with_every_second_refused(3), "round {round}");
+        assert_eq!(uploading.retries(), 2, "round {round}: the parts' retries");
+
+        let reading = s3.object("retried.esdk");
+        let message = s3.read(&reading, &one_at_a_time).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let chunks = message.len().div_ceil(chunk);
+        assert_eq!(s3.model.count("GetObject"), with_every_second_refused(chunks), "round {round}");
+        assert_eq!(reading.retries(), chunks as u64 - 1, "round {round}: the GETs' retries");
+        assert_eq!(s3.model.faults_injected(), 2 + chunks - 1, "round {round}");
+        let decrypted = kms_envelope::decrypt(keyring().as_ref(), &DecryptOptions::new(), &message).unwrap();
+        assert_eq!(decrypted.plaintext[..], data[..], "round {round}");
+    }
+}
+
+/// `SlowDown` on every UploadPart: each part is tried 3 times (the SDK's attempts, not 3 of ours times 3 of
+/// its), the error says so, the upload is aborted, and nothing is left: no object, no open upload. Fails
+/// without the attempts in the error (the old code: "SlowDown ... (HTTP 503)" alone).
+#[test]
+fn slow_down_on_every_part_fails_after_three_attempts_and_leaves_nothing() {
+    let s3 = Modelled::start(Knobs { slow_down: (Fault::EveryNth(1), vec!["UploadPart"]), ..Knobs::default() });
+    let object = s3.object("exhausted.esdk");
+    let err = s3.upload(&object, &small_parts(), &plaintext(MIN_PART_SIZE * 2 + 100, 3)).unwrap_err().to_string();
+    assert!(err.contains("S3 UploadPart") && err.contains("SlowDown") && err.contains("after 3 attempts"), "{err}");
+    let parts = s3.model.count("UploadPart");
+    assert!((3..=9).contains(&parts), "{parts} UploadParts for 3 parts of 3 attempts at most");
+    assert!(s3.model.get(MODEL_BUCKET, "exhausted.esdk").is_none(), "an object appeared");
+    assert_eq!(s3.model.open_uploads(MODEL_BUCKET), 0, "the multipart upload was left open");
+}
+
+/// Every answer starts 500 ms late: each UploadPart attempt is cut off at its deadline (here 200 ms plus
+/// the part at 1 GiB/s), the SDK retries it as a timeout, 3 attempts in all, and the upload is aborted
+/// with nothing left. Fails against the old code, whose parts waited for the answer and succeeded.
+#[test]
+fn a_part_slower_than_its_deadline_is_cut_off_retried_and_the_upload_aborted() {
+    let s3 = Modelled::start(Knobs { first_byte: std::time::Duration::from_millis(500), ..Knobs::default() });
+    let deadline = Deadline::new(std::time::Duration::from_millis(200), 1 << 30);
+    let object = s3.object("late.esdk").with_deadline(deadline);
+    let err = s3.upload(&object, &small_parts(), &plaintext(MIN_PART_SIZE + 100, 8)).unwrap_err().to_string();
+    assert!(err.contains("S3 UploadPart") && err.contains("after 3 attempts"), "{err}");
+    let parts = s3.model.count("UploadPart");
+    assert!((3..=6).contains(&parts), "{parts} UploadParts for 2 parts of 3 attempts at most");
+    assert!(s3.model.get(MODEL_BUCKET, "late.esdk").is_none(), "an object appeared");
+    assert_eq!(s3.model.open_uploads(MODEL_BUCKET), 0, "the multipart upload was left open");
+}
+
+/// The same through the CLI: exit 4, one line on stderr naming the request and its attempts (2, as
+/// `AWS_MAX_ATTEMPTS` says), no object, no open upload. Fails without the attempts in the error.
+#[cfg(feature = "cli")]
+#[test]
+fn the_cli_exits_4_with_one_line_when_a_part_runs_out_of_retries() {
+    let s3 = Modelled::start(Knobs { slow_down: (Fault::EveryNth(1), vec!["UploadPart"]), ..Knobs::default() });
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("wrapping.key"), WRAPPING_KEY).unwrap();
+    // Over one 8 MiB part: a multipart upload.
+    std::fs::write(work.path().join("in.bin"), plaintext((8 << 20) + 100, 5)).unwrap();
+    let url = format!("s3://{MODEL_BUCKET}/cli.esdk");
+    let keys = ["--raw-key-file", "wrapping.key", "--key-namespace", NAMESPACE, "--key-name", KEY_NAME];
+    let mut cli = std::process::Command::new(assert_cmd::cargo::cargo_bin!("kms-envelope"));
+    cli.current_dir(work.path()).args([&["encrypt", "-q"][..], &keys, &["in.bin", &url]].concat());
+    cli.env("AWS_ENDPOINT_URL_S3", &s3.model.url).env("AWS_ACCESS_KEY_ID", "testing");
+    cli.env("AWS_SECRET_ACCESS_KEY", "testing").env("AWS_REGION", support::REGION).env("AWS_MAX_ATTEMPTS", "2");
+    cli.env("AWS_EC2_METADATA_DISABLED", "true").env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL");
+    let failed = cli.output().unwrap();
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(4), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("UploadPart") && stderr.contains("SlowDown") && stderr.contains("after 2 attempts"),
+        "{stderr}"
+    );
+    assert!(s3.model.get(MODEL_BUCKET, "cli.esdk").is_none(), "an object appeared");
+    assert_eq!(s3.model.open_uploads(MODEL_BUCKET), 0, "the multipart upload was left open");
+}
+
+/// A connection reset after half of a GET's body: the range is asked for again and the download is whole.
+/// Fails against the old code, which gave up on a broken body ("S3 GetObject ...: ... connection reset").
+#[test]
+fn a_body_reset_mid_get_is_asked_for_again() {
+    let knobs = Knobs { reset: (Fault::Once(2), vec!["GetObject"]), ..Knobs::default() };
+    let (s3, message) = Modelled::holding_a_message(knobs, "reset.esdk", 300 << 10);
+    let object = s3.object("reset.esdk");
+    let chunk = 64 << 10;
+    assert_eq!(s3.read(&object, &TransferOptions::new().chunk_size(chunk)).unwrap(), message);
+    assert_eq!(s3.model.count("GetObject"), message.len().div_ceil(chunk) + 1);
+    assert_eq!((object.retries(), s3.model.faults_injected()), (1, 1));
+}
+
+/// A GET whose body sends half, then a byte every 100 ms (which the SDK's stalled-stream protection lets
+/// pass) is cut off at its deadline (here 0.3 s plus its bytes at 256 KiB/s) and asked for again; the
+/// download is whole. The 10 s guard only turns a hang into a failure: against a `get_range` without the
+/// deadline, the read never ends.
+#[test]
+fn a_trickling_get_is_cut_off_at_its_deadline_and_asked_for_again() {
+    let knobs = Knobs { trickle: (Fault::Once(1), vec!["GetObject"]), ..Knobs::default() };
+    let (s3, message) = Modelled::holding_a_message(knobs, "trickle.esdk", 200 << 10);
+    let deadline = Deadline::new(std::time::Duration::from_millis(300), 256 << 10);
+    let object = s3.object("trickle.esdk").with_deadline(deadline);
+    let chunk = 64 << 10;
+    let transfer = TransferOptions::new().chunk_size(chunk);
+    let read = object.read_all(&transfer);
+    let guarded = s3.runtime.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(10), read).await });
+    assert_eq!(guarded.expect("the trickle was never cut off").unwrap(), message);
+    assert_eq!(s3.model.count("GetObject"), message.len().div_ceil(chunk) + 1);
+    assert_eq!((object.retries(), s3.model.faults_injected()), (1, 1));
+}
+
+/// The Lambda decryptor reads a secrets bundle whole into memory: one over `MAX_SECRETS_LEN` is refused by
+/// its length, from S3 before any GET and from a file before it is read, with an error naming the limit;
+/// one of exactly the limit is read (and then fails as the garbage it is). Fails against the old code,
+/// which read the object whole whatever its size.
+#[cfg(feature = "lambda")]
+#[test]
+fn the_lambda_decryptor_refuses_a_secrets_bundle_over_its_limit() {
+    use kms_envelope::lambda::{ColdStart, MAX_SECRETS_LEN, Source};
+    let s3 = Modelled::start(Knobs::default());
+    let max = MAX_SECRETS_LEN as usize;
+    s3.model.put(MODEL_BUCKET, "big.json.esdk", &vec![b'x'; max + 1]);
+    s3.model.put(MODEL_BUCKET, "limit.json.esdk", &vec![b'x'; max]);
+    let raw = RawAesKeyring::new(NAMESPACE, KEY_NAME, &WRAPPING_KEY).unwrap();
+    let cold_start = ColdStart::new(raw).s3_client(s3.client());
+    let load = |source: &str| s3.runtime.block_on(cold_start.load_secrets(&Source::parse(source).unwrap()));
+    let err = load("s3://faults/big.json.esdk").unwrap_err();
+    let named = |name: &str| name == "s3://faults/big.json.esdk";
+    let refused = matches!(&err, Error::SecretsTooLarge { name, len, max }
+        if named(name) && *len == MAX_SECRETS_LEN + 1 && *max == MAX_SECRETS_LEN);
+    assert!(refused, "{err}");
+    assert!(err.to_string().contains(&MAX_SECRETS_LEN.to_string()), "{err}");
+    assert_eq!(s3.model.count("GetObject"), 0, "the over-limit object was read");
+    let err = load("s3://faults/limit.json.esdk").unwrap_err();
+    assert!(!matches!(err, Error::SecretsTooLarge { .. }), "{err}");
+    assert!(s3.model.count("GetObject") > 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big.json.esdk"), vec![b'x'; max + 1]).unwrap();
+    let err = load(dir.path().join("big.json.esdk").to_str().unwrap()).unwrap_err();
+    assert!(matches!(err, Error::SecretsTooLarge { len, .. } if len == MAX_SECRETS_LEN + 1), "{err}");
 }

@@ -160,7 +160,7 @@ impl Drop for Landing {
 /// The cold start the environment describes, and where the secrets bundle lands if there is one.
 async fn cold_start_from_env() -> kms_envelope::Result<(ColdStart, Option<PathBuf>)> {
     let config = EnvConfig::from_env()?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = kms_envelope::lambda::load_aws_config().await;
     let keyring = config.keyring(&KmsClients::new(&aws))?;
     let mut cold_start = config.cold_start(keyring).s3_client(aws_sdk_s3::Client::new(&aws));
     let secrets_file = match &config.secrets {

@@ -279,10 +279,11 @@ impl EnvConfig {
 
 impl ColdStart {
     /// A cold start configured entirely by environment variables (see [`EnvConfig`] and the table in the
-    /// [module docs](crate::lambda::env)), with KMS (and S3) clients from the standard AWS environment.
+    /// [module docs](crate::lambda::env)), with KMS (and S3) clients from the standard AWS environment and
+    /// the cold start's timeouts ([`load_aws_config`](super::load_aws_config)).
     pub async fn from_env() -> Result<Self> {
         let config = EnvConfig::from_env()?;
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let aws = super::load_aws_config().await;
         let keyring = config.keyring(&KmsClients::new(&aws))?;
         let cold_start = config.cold_start(keyring);
         #[cfg(feature = "s3")]

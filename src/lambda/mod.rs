@@ -24,6 +24,7 @@
 
 #[cfg(feature = "batch")]
 pub mod batch;
+mod clients;
 pub mod env;
 mod place;
 mod reuse;
@@ -40,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
 
+pub use clients::{ATTEMPT_TIMEOUT, CALL_TIMEOUT, CONNECT_TIMEOUT, READ_TIMEOUT, load_aws_config, timeouts};
 pub use env::{EnvConfig, KmsKeys};
 pub use secrets::{SecretString, Secrets};
 pub use source::Source;
@@ -292,11 +294,11 @@ impl ColdStart {
     pub async fn load_secrets(&self, source: &Source) -> Result<Secrets> {
         let message = match source {
             Source::Path(path) => {
-                tokio::fs::read(source::resolve_path(path, self.config.task_root.as_deref())?).await?
+                read_secrets_file(source, &source::resolve_path(path, self.config.task_root.as_deref())?).await?
             }
             #[cfg(feature = "s3")]
             Source::S3 { bucket, key } => match &self.config.s3 {
-                Some(client) => s3::read_all(client, bucket, key).await?,
+                Some(client) => s3::read_secrets(client, source, bucket, key).await?,
                 None => return load_secrets(self.config.keyring.clone(), self.config.options.clone(), source).await,
             },
             #[cfg(not(feature = "s3"))]
@@ -566,23 +568,49 @@ fn decrypt_into_place<R: Read>(
     Ok(Landed { destination: place.destination(), bytes, reused: false, unwrap_time, total_time: Duration::ZERO })
 }
 
+/// The largest secrets bundle [`load_secrets`] reads: it is read whole into memory, so its size is checked
+/// before reading (a file's length, an S3 object's `Content-Length`) and while reading. 1 MiB holds a JSON
+/// object of secrets many times over (a Secrets Manager secret is at most 64 KiB); larger data belongs in
+/// a file bundle, which is streamed to disk.
+pub const MAX_SECRETS_LEN: u64 = 1 << 20;
+
 /// Decrypts a JSON secrets bundle (`{"NAME": "value", …}`) into memory; nothing touches the disk.
+///
+/// # Errors
+///
+/// [`Error::SecretsTooLarge`] for a bundle over [`MAX_SECRETS_LEN`], and as the decryption fails.
 pub async fn load_secrets(keyring: Arc<dyn Keyring>, options: DecryptOptions, source: &Source) -> Result<Secrets> {
     let message = match source {
         Source::Path(path) => {
             let path = source::resolve_path(path, std::env::var_os("LAMBDA_TASK_ROOT").map(PathBuf::from).as_deref())?;
-            tokio::fs::read(&path).await?
+            read_secrets_file(source, &path).await?
         }
         #[cfg(feature = "s3")]
         Source::S3 { bucket, key } => {
-            let client =
-                aws_sdk_s3::Client::new(&aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await);
-            s3::read_all(&client, bucket, key).await?
+            let client = aws_sdk_s3::Client::new(&load_aws_config().await);
+            s3::read_secrets(&client, source, bucket, key).await?
         }
         #[cfg(not(feature = "s3"))]
         Source::S3 { .. } => return Err(Error::Config(format!("{source}: S3 sources need the `s3` feature"))),
     };
     secrets_from_message(keyring, options, message).await
+}
+
+/// The secrets bundle at `path`, whole, refused past [`MAX_SECRETS_LEN`] by its length and as it is read.
+async fn read_secrets_file(source: &Source, path: &Path) -> Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let too_large = |len| Error::SecretsTooLarge { name: source.describe(), len, max: MAX_SECRETS_LEN };
+    let file = tokio::fs::File::open(path).await?;
+    let len = file.metadata().await?.len();
+    if len > MAX_SECRETS_LEN {
+        return Err(too_large(len));
+    }
+    let mut message = Vec::with_capacity(len as usize);
+    file.take(MAX_SECRETS_LEN + 1).read_to_end(&mut message).await?;
+    match message.len() as u64 {
+        read if read > MAX_SECRETS_LEN => Err(too_large(read)),
+        _ => Ok(message),
+    }
 }
 
 async fn secrets_from_message(keyring: Arc<dyn Keyring>, options: DecryptOptions, message: Vec<u8>) -> Result<Secrets> {
@@ -605,8 +633,20 @@ mod s3 {
     use super::*;
     use crate::s3::{S3Object, TransferOptions};
 
-    pub(super) async fn read_all(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>> {
-        S3Object::new(client.clone(), bucket, key).read_all(&TransferOptions::new()).await
+    /// The secrets bundle in `bucket`/`key`, whole: refused past [`MAX_SECRETS_LEN`] by its length in
+    /// `HeadObject`, before any GET; the GETs then ask for that length and take no byte more.
+    pub(super) async fn read_secrets(
+        client: &aws_sdk_s3::Client,
+        source: &Source,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<u8>> {
+        let object = S3Object::new(client.clone(), bucket, key);
+        let len = object.pin().await?.len;
+        if len > MAX_SECRETS_LEN {
+            return Err(Error::SecretsTooLarge { name: source.describe(), len, max: MAX_SECRETS_LEN });
+        }
+        object.read_all(&TransferOptions::new()).await
     }
 
     pub(super) async fn land(
@@ -618,7 +658,7 @@ mod s3 {
     ) -> Result<Landed> {
         let client = match &config.s3 {
             Some(client) => client.clone(),
-            None => aws_sdk_s3::Client::new(&aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
+            None => aws_sdk_s3::Client::new(&load_aws_config().await),
         };
         let object = S3Object::new(client, bucket, key);
         let pinned = object.pin().await?.clone();
@@ -632,11 +672,16 @@ mod s3 {
         // Every GET carries If-Match with the ETag the marker will record.
         let reader = object.reader(tokio::runtime::Handle::current(), &TransferOptions::new());
         let destination = destination.to_path_buf();
-        blocking(move || {
+        let landed = blocking(move || {
             let reader = Message::Stream(io::BufReader::with_capacity(64 << 10, reader));
             land_from_reader(&config, reader, pinned.len, reuse_key, &destination, kind)
         })
-        .await
+        .await;
+        // One line per bundle, in its span, however many requests were retried.
+        if object.retries() > 0 {
+            tracing::info!(retries = object.retries(), "S3 requests retried");
+        }
+        landed
     }
 }
 
