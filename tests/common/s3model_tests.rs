@@ -285,7 +285,11 @@ fn this_crates_multipart_upload_and_ranged_download_round_trip_through_the_model
     let destination = destination.path().join("plain");
     let (options, output) = (DecryptOptions::new(), OutputOptions::new());
     let transfer = TransferOptions::new().chunk_size(1 << 20).concurrency(3);
+    // Each answer waits 50 ms, so GETs sent together are served together.
+    model.set_knobs(Knobs { first_byte: Duration::from_millis(50), ..Knobs::default() });
     object.decrypt_to_path_blocking(handle, keyring.as_ref(), &options, &destination, &output, &transfer).unwrap();
     assert!(std::fs::read(&destination).unwrap() == data, "the plaintext differs after the round trip");
     assert!(model.count("GetObject") >= 10, "not by ranges: {} GETs", model.count("GetObject"));
+    let peak = model.peak_in_flight("GetObject");
+    assert!((2..=3).contains(&peak), "GETs at once: {peak}, concurrency 3");
 }
