@@ -131,6 +131,7 @@ impl S3Model {
             live: Mutex::new(Live { knobs, seen: [0; 4] }),
             aggregate: Pacer::default(),
             counts: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
             faults: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             aws_chunked: AtomicUsize::new(0),
@@ -228,6 +229,12 @@ impl S3Model {
         self.shared.counts.lock().unwrap().get(operation).copied().unwrap_or(0)
     }
 
+    /// The most requests for `operation` served at once so far (a GetObject counts until its body is sent
+    /// or abandoned): the concurrency a client reached.
+    pub fn peak_in_flight(&self, operation: &str) -> usize {
+        self.shared.in_flight.lock().unwrap().get(operation).map_or(0, |&(_, peak)| peak)
+    }
+
     /// Request bodies received `aws-chunked` (and decoded) so far.
     pub fn aws_chunked_bodies(&self) -> usize {
         self.shared.aws_chunked.load(Ordering::SeqCst)
@@ -256,6 +263,8 @@ struct Shared {
     live: Mutex<Live>,
     aggregate: Pacer,
     counts: Mutex<HashMap<String, usize>>,
+    /// Per operation: requests being served now (a GET until its body is sent), and the most at once.
+    in_flight: Mutex<HashMap<&'static str, (usize, usize)>>,
     faults: AtomicUsize,
     requests: AtomicU64,
     aws_chunked: AtomicUsize,
@@ -431,15 +440,42 @@ pub struct ModelBody {
     /// begins after the first-byte latency, not during it.
     pending: Option<(Arc<Connection>, Source, Option<Injected>)>,
     stream: Option<tokio::sync::mpsc::Receiver<io::Result<Bytes>>>,
+    /// Counts the request as being served until hyper drops the body.
+    in_flight: Option<InFlight>,
+}
+
+/// One request being served, counted in `Shared::in_flight` until dropped.
+struct InFlight {
+    shared: Arc<Shared>,
+    operation: &'static str,
+}
+
+impl InFlight {
+    fn new(shared: Arc<Shared>, operation: &'static str) -> Self {
+        let mut in_flight = shared.in_flight.lock().unwrap();
+        let (now, peak) = in_flight.entry(operation).or_default();
+        *now += 1;
+        *peak = (*peak).max(*now);
+        drop(in_flight);
+        Self { shared, operation }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some((now, _)) = self.shared.in_flight.lock().unwrap().get_mut(self.operation) {
+            *now -= 1;
+        }
+    }
 }
 
 impl ModelBody {
     fn empty() -> Self {
-        Self { whole: None, pending: None, stream: None }
+        Self { whole: None, pending: None, stream: None, in_flight: None }
     }
 
     fn whole(bytes: impl Into<Bytes>) -> Self {
-        Self { whole: Some(bytes.into()), pending: None, stream: None }
+        Self { whole: Some(bytes.into()), pending: None, stream: None, in_flight: None }
     }
 }
 
@@ -483,7 +519,7 @@ impl Source {
 
 /// Streams `source` through the connection's pacing, with a trickle or a reset after half of it.
 fn stream_body(connection: Arc<Connection>, source: Source, fault: Option<Injected>) -> ModelBody {
-    ModelBody { whole: None, pending: Some((connection, source, fault)), stream: None }
+    ModelBody { whole: None, pending: Some((connection, source, fault)), stream: None, in_flight: None }
 }
 
 /// The task that reads, paces and faults a streamed body.
@@ -1263,6 +1299,7 @@ async fn serve(connection: Arc<Connection>, request: Request<Incoming>) -> Resul
     let resource = request.uri().path().to_owned();
     let head = request.method() == Method::HEAD;
     let fault = shared.classify(operation);
+    let in_flight = InFlight::new(shared.clone(), operation);
     let knobs = shared.knobs();
     match fault {
         Some(Injected::Reset) if operation != "GetObject" => {
@@ -1288,6 +1325,7 @@ async fn serve(connection: Arc<Connection>, request: Request<Incoming>) -> Resul
         Err(error) => error.into_response(&resource, &request_id, head),
     };
     response.headers_mut().insert("x-amz-request-id", HeaderValue::from_str(&request_id).unwrap());
+    response.body_mut().in_flight = Some(in_flight);
     Ok(response)
 }
 

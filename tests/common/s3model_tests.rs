@@ -285,7 +285,37 @@ fn this_crates_multipart_upload_and_ranged_download_round_trip_through_the_model
     let destination = destination.path().join("plain");
     let (options, output) = (DecryptOptions::new(), OutputOptions::new());
     let transfer = TransferOptions::new().chunk_size(1 << 20).concurrency(3);
+    // Each answer waits 50 ms, so GETs sent together are served together.
+    model.set_knobs(Knobs { first_byte: Duration::from_millis(50), ..Knobs::default() });
     object.decrypt_to_path_blocking(handle, keyring.as_ref(), &options, &destination, &output, &transfer).unwrap();
     assert!(std::fs::read(&destination).unwrap() == data, "the plaintext differs after the round trip");
     assert!(model.count("GetObject") >= 10, "not by ranges: {} GETs", model.count("GetObject"));
+    let peak = model.peak_in_flight("GetObject");
+    assert!((2..=3).contains(&peak), "GETs at once: {peak}, concurrency 3");
+}
+
+#[test]
+fn a_trickled_get_sends_half_its_body_then_a_byte_at_a_time() {
+    let model = started();
+    model.put(BUCKET, "object", &bytes(100_000, 7));
+    model.set_knobs(Knobs { trickle: (Fault::Once(1), vec!["GetObject"]), ..Knobs::default() });
+    let mut stream = TcpStream::connect(model.url.trim_start_matches("http://")).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(format!("GET /{BUCKET}/object HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).unwrap();
+    let mut received = Vec::new();
+    let mut buf = vec![0; 1 << 16];
+    let body_start = loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the connection closed");
+        received.extend_from_slice(&buf[..n]);
+        let at = received.windows(4).position(|w| w == b"\r\n\r\n").map(|at| at + 4);
+        if let Some(at) = at.filter(|at| received.len() - at >= 50_000) {
+            break at;
+        }
+    };
+    assert!(String::from_utf8_lossy(&received[..body_start]).contains("content-length: 100000"));
+    let body = received.len() - body_start;
+    assert!(body < 50_010, "{body} bytes came at once, not half of 100000");
+    let n = stream.read(&mut buf).unwrap();
+    assert!((1..10).contains(&n), "after the half, {n} bytes in one read, not a trickle");
 }
