@@ -624,6 +624,13 @@ pub fn reencrypt_s3(
     remote::reencrypt(source, target, options, input, output)
 }
 
+/// Moves every `s3://` object of this run with `transfer` (the `--s3-*` flags) instead of the defaults.
+/// Called once, before any transfer: like the S3 client, one setting serves the whole process.
+#[cfg(feature = "s3")]
+pub fn use_s3_transfer(transfer: kms_envelope::s3::TransferOptions) {
+    remote::use_transfer(transfer);
+}
+
 /// An object met by [`list_s3`].
 pub struct ListedObject {
     /// Its whole key, as the bucket's writer chose it: shown only escaped.
@@ -720,9 +727,20 @@ mod remote {
         }
     }
 
-    /// Ranged GETs of a few MiB, a few in flight: constant memory, in order.
+    /// The transfer options of this run: the `--s3-*` flags', or the defaults.
+    static TRANSFER: OnceLock<TransferOptions> = OnceLock::new();
+
+    pub fn use_transfer(transfer: TransferOptions) {
+        let _ = TRANSFER.set(transfer);
+    }
+
+    fn transfer() -> TransferOptions {
+        TRANSFER.get().cloned().unwrap_or_default()
+    }
+
+    /// Ranged GETs of the part size, the configured number in flight: bounded memory, in order.
     pub fn download_options() -> TransferOptions {
-        TransferOptions::new()
+        transfer()
     }
 
     /// 64 KiB per GET, one at a time: most headers fit in the first.
@@ -803,7 +821,7 @@ mod remote {
     ) -> Result<(), Failure> {
         let (source, destination) = (object(input)?, object(output)?);
         let handle = runtime()?.handle().clone();
-        let transfer = TransferOptions::new();
+        let transfer = transfer();
         let uploaded = interruptible(|cancelled| {
             destination.reencrypt_from_blocking(
                 handle,
@@ -849,10 +867,10 @@ mod remote {
     ) -> Result<(), Failure> {
         let object = object(url)?;
         let handle = runtime()?.handle().clone();
-        let defaults = TransferOptions::new();
+        let chosen = transfer();
         let transfer = match size {
-            Some(size) => defaults.clone().part_size(defaults.part_size_for_plaintext(size, options)),
-            None => defaults,
+            Some(size) => chosen.clone().part_size(chosen.part_size_for_plaintext(size, options)),
+            None => chosen,
         };
         let mut input = Tracked::new(plaintext);
         let uploaded = interruptible(|cancelled| {
