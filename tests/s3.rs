@@ -7,6 +7,8 @@
 mod common;
 #[path = "common/http.rs"]
 mod fake_http;
+#[path = "common/s3model_tests.rs"]
+mod s3model_tests;
 #[path = "common/kms.rs"]
 mod support;
 

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: where the external oracles are, and how to treat a missing one.
 #![allow(dead_code)]
 
+pub mod s3model;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
