@@ -97,19 +97,36 @@ use crate::stream::{
 
 /// The smallest part S3 accepts in a multipart upload, but for the last.
 pub const MIN_PART_SIZE: usize = 5 << 20;
-/// The part size of uploads unless [`TransferOptions::part_size`] sets one (as boto3's transfer manager).
+/// The largest part S3 accepts in a multipart upload (5 GiB); also the largest ranged GET asked for.
+pub const MAX_PART_SIZE: u64 = 5 << 30;
+/// The part size of uploads, and the size of each ranged GET of a download, unless [`TransferOptions`]
+/// sets others: 8 MiB, the lower end of the 8–16 MiB ranges AWS's S3 performance guide recommends (and
+/// boto3's and the AWS CLI's part size), so that a download's GETs line up with the parts of an object
+/// uploaded with the default.
 pub const DEFAULT_PART_SIZE: usize = 8 << 20;
-/// The size of each ranged GET of a whole-object download unless [`TransferOptions::chunk_size`] sets one.
-pub const DEFAULT_CHUNK_SIZE: usize = 4 << 20;
-/// Requests in flight per transfer unless [`TransferOptions::concurrency`] sets it: with
-/// [`DEFAULT_PART_SIZE`], an upload's buffers stay at 40 MiB, so that the whole process stays under 64 MiB.
-pub const DEFAULT_CONCURRENCY: usize = 3;
+/// The size of each ranged GET of a whole-object download unless [`TransferOptions::chunk_size`] sets one:
+/// the part size, as AWS advises (GETs aligned to the parts an object was uploaded in).
+pub const DEFAULT_CHUNK_SIZE: usize = DEFAULT_PART_SIZE;
+/// Requests in flight per transfer unless [`TransferOptions::concurrency`] sets it: enough connections
+/// that the first-byte latency of each GET or part (tens of milliseconds on S3) hides behind the others'
+/// transfer and a machine's link fills (AWS's CRT clients open many connections for the same reason).
+/// Memory: `(16 + 2) * 8 MiB` = 144 MiB of transfer buffers (see [`TransferOptions::memory_bound`]).
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// The most requests in flight [`TransferOptions::from_lookup`] and the CLI accept: 64 connections at S3's
+/// ~90 MB/s each are ~5.8 GB/s, more than one process decrypts, and each holds a part in memory.
+pub const MAX_CONCURRENCY: usize = 64;
+/// The variable that sets the part size (and ranged GET size) of the Lambda decryptor and batch function.
+pub const PART_SIZE_VAR: &str = "KMS_ENVELOPE_S3_PART_SIZE";
+/// The variable that sets the requests in flight of the Lambda decryptor and batch function.
+pub const CONCURRENCY_VAR: &str = "KMS_ENVELOPE_S3_CONCURRENCY";
 /// The most parts S3 allows in one multipart upload.
 const MAX_PARTS: usize = 10_000;
 
 /// How an object is moved: part and chunk sizes, requests in flight. Memory held by a transfer is about
-/// `(concurrency + 2) * part_size` for an upload and `(concurrency + 2) * chunk_size` for a download.
-#[derive(Clone, Debug)]
+/// [`memory_bound`](Self::memory_bound): `(concurrency + 2) * part_size` for an upload (the parts in
+/// flight, the one handed over, the one being filled) and `(concurrency + 2) * chunk_size` for a download
+/// (the GETs in flight, the one handed over, the one being read), besides the frame pipeline's buffers.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransferOptions {
     part_size: usize,
     chunk_size: usize,
@@ -145,6 +162,51 @@ impl TransferOptions {
     pub fn concurrency(mut self, requests: usize) -> Self {
         self.concurrency = requests.max(1);
         self
+    }
+
+    /// The requests in flight at once.
+    pub fn requests_in_flight(&self) -> usize {
+        self.concurrency
+    }
+
+    /// The bytes of transfer buffers these options may hold at once: `(concurrency + 2)` times the larger
+    /// of the part and chunk sizes (see [`TransferOptions`]).
+    pub fn memory_bound(&self) -> usize {
+        self.concurrency.saturating_add(2).saturating_mul(self.part_size.max(self.chunk_size))
+    }
+
+    /// These options with fewer requests in flight (never under 1) if needed so that
+    /// [`memory_bound`](Self::memory_bound) stays within `bytes`: for a process whose memory is fixed (a
+    /// Lambda function's), which the defaults' 144 MiB would not fit.
+    pub fn within_memory(mut self, bytes: usize) -> Self {
+        let size = self.part_size.max(self.chunk_size).max(1);
+        self.concurrency = self.concurrency.min((bytes / size).saturating_sub(2)).max(1);
+        self
+    }
+
+    /// The options [`PART_SIZE_VAR`] and [`CONCURRENCY_VAR`] set, read through `lookup` (a variable's
+    /// value, or `None` if unset); the part size sets the ranged GETs' size too. `None` if neither is set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the variable whose value [`parse_part_size`] or [`parse_concurrency`]
+    /// refuses.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
+        let value = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let (part_size, concurrency) = (value(PART_SIZE_VAR), value(CONCURRENCY_VAR));
+        if part_size.is_none() && concurrency.is_none() {
+            return Ok(None);
+        }
+        let mut options = Self::new();
+        if let Some(text) = part_size {
+            let bytes = parse_part_size(&text).map_err(|e| Error::Config(format!("{PART_SIZE_VAR}: {e}")))?;
+            options = options.part_size(bytes).chunk_size(bytes);
+        }
+        if let Some(text) = concurrency {
+            let requests = parse_concurrency(&text).map_err(|e| Error::Config(format!("{CONCURRENCY_VAR}: {e}")))?;
+            options = options.concurrency(requests);
+        }
+        Ok(Some(options))
     }
 
     /// The part size for a message of about `bytes` (plaintext or ciphertext, when known in advance): the
@@ -255,6 +317,57 @@ enum Attempt {
 /// " after N attempts" when a request was tried more than once.
 fn after_attempts(attempts: u32) -> String {
     if attempts > 1 { format!(" after {attempts} attempts") } else { String::new() }
+}
+
+/// A size as `16MiB`, `8M`, `512KiB`, `1G` or plain bytes (`8388608`): the units are binary whichever way
+/// they are spelt (`MB` too, as in the AWS CLI's `multipart_chunksize`), case aside.
+///
+/// # Errors
+///
+/// Anything else, with the forms accepted.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let bad = || format!("expected a size such as 16MiB, 8M or 8388608 (bytes), got {:?}", Escaped(text));
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" | "kb" => 10,
+        "m" | "mib" | "mb" => 20,
+        "g" | "gib" | "gb" => 30,
+        _ => return Err(bad()),
+    };
+    number.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+/// A part size (and ranged GET size) as [`parse_size`] reads it, from [`MIN_PART_SIZE`] to
+/// [`MAX_PART_SIZE`]: S3's limits for the parts of a multipart upload.
+///
+/// # Errors
+///
+/// Not a size, or outside those limits.
+pub fn parse_part_size(text: &str) -> std::result::Result<usize, String> {
+    let bytes = parse_size(text)?;
+    if !(MIN_PART_SIZE as u64..=MAX_PART_SIZE).contains(&bytes) {
+        return Err(format!(
+            "a part size of {bytes} bytes is outside S3's limits for multipart parts: 5MiB to 5GiB              ({MIN_PART_SIZE} to {MAX_PART_SIZE} bytes)"
+        ));
+    }
+    usize::try_from(bytes).map_err(|_| format!("a part size of {bytes} bytes does not fit this platform's memory"))
+}
+
+/// Requests in flight, from 1 to [`MAX_CONCURRENCY`].
+///
+/// # Errors
+///
+/// Not a number in that range.
+pub fn parse_concurrency(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(n),
+        _ => {
+            Err(format!("expected a number of requests in flight from 1 to {MAX_CONCURRENCY}, got {:?}", Escaped(text)))
+        }
+    }
 }
 
 /// The length and ETag an object had when it was first looked at; every later read must see the same.
@@ -1571,6 +1684,73 @@ mod tests {
             assert!(delays.iter().any(|&d| d < ceiling / 4), "retry {retry}: no jitter down to 0");
             assert!(delays.iter().any(|&d| d > ceiling * 3 / 4), "retry {retry}: no jitter up to {ceiling:?}");
         }
+    }
+
+    /// `--s3-part-size` and `KMS_ENVELOPE_S3_PART_SIZE`: binary units however spelt, S3's part limits
+    /// (5 MiB to 5 GiB) enforced with a message that says them; requests in flight from 1 to 64.
+    #[test]
+    fn sizes_and_concurrency_are_parsed_within_s3s_limits() {
+        for (text, bytes) in
+            [("16MiB", 16 << 20), ("8M", 8 << 20), ("8mb", 8 << 20), ("5242880", 5 << 20), ("5GiB", 5 << 30)]
+        {
+            assert_eq!(parse_part_size(text), Ok(bytes), "{text}");
+        }
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        for (text, why) in [
+            ("4MiB", "5MiB to 5GiB"),
+            ("5242879", "5MiB to 5GiB"),
+            ("6GiB", "5MiB to 5GiB"),
+            ("8 MiB", "expected a size"),
+            ("8TiB", "expected a size"),
+            ("-8M", "expected a size"),
+            ("M", "expected a size"),
+            ("", "expected a size"),
+            ("99999999999999999999", "expected a size"),
+            ("18446744073709551615G", "expected a size"),
+            ("8\u{1b}[2J", "expected a size"),
+        ] {
+            let err = parse_part_size(text).unwrap_err();
+            assert!(err.contains(why), "{text:?}: {err}");
+            assert!(!err.chars().any(char::is_control), "{err:?}");
+        }
+        assert_eq!(parse_concurrency("1"), Ok(1));
+        assert_eq!(parse_concurrency("64"), Ok(64));
+        for bad in ["0", "65", "-1", "", "8x"] {
+            assert!(parse_concurrency(bad).unwrap_err().contains("from 1 to 64"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_variables_set_part_size_gets_and_concurrency_and_name_themselves_when_wrong() {
+        let read = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            TransferOptions::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        };
+        assert_eq!(read(&[]).unwrap(), None);
+        assert_eq!(read(&[(PART_SIZE_VAR, " ")]).unwrap(), None);
+        let both = read(&[(PART_SIZE_VAR, "16MiB"), (CONCURRENCY_VAR, "4")]).unwrap().unwrap();
+        assert_eq!(both, TransferOptions::new().part_size(16 << 20).chunk_size(16 << 20).concurrency(4));
+        let one = read(&[(CONCURRENCY_VAR, "2")]).unwrap().unwrap();
+        assert_eq!(one, TransferOptions::new().concurrency(2));
+        let err = read(&[(PART_SIZE_VAR, "1MiB")]).unwrap_err().to_string();
+        assert!(err.contains(PART_SIZE_VAR) && err.contains("5MiB to 5GiB"), "{err}");
+        let err = read(&[(PART_SIZE_VAR, "8MiB"), (CONCURRENCY_VAR, "100")]).unwrap_err().to_string();
+        assert!(err.contains(CONCURRENCY_VAR) && err.contains("from 1 to 64"), "{err}");
+    }
+
+    /// The bound the docs state, and a budget that lowers the requests in flight, never to 0.
+    #[test]
+    fn memory_is_bounded_by_requests_in_flight_times_part_size() {
+        let defaults = TransferOptions::new();
+        assert_eq!(defaults.memory_bound(), (DEFAULT_CONCURRENCY + 2) * DEFAULT_PART_SIZE);
+        let parts = TransferOptions::new().part_size(16 << 20).chunk_size(4 << 20).concurrency(4);
+        assert_eq!(parts.memory_bound(), 6 * (16 << 20));
+        assert_eq!(defaults.clone().within_memory(32 << 20).requests_in_flight(), 2);
+        assert_eq!(defaults.clone().within_memory(1 << 20).requests_in_flight(), 1);
+        assert_eq!(defaults.clone().within_memory(1 << 40), defaults);
+        let fitted = defaults.within_memory(100 << 20);
+        assert!(fitted.memory_bound() <= 100 << 20, "{fitted:?}");
     }
 
     /// Keys as S3 URL-encodes them in a listing (`+` a space, `%2B` a plus; python's `quote` as moto uses

@@ -1670,3 +1670,37 @@ fn an_unreachable_s3_endpoint_is_one_line_without_the_sdk_debug_dump() {
         assert!(!stderr.contains("DispatchFailure") && !stderr.contains(" { "), "{case:?}: {stderr}");
     }
 }
+
+/// `--s3-part-size` and `--s3-concurrency` on every subcommand that moves S3 objects: a size outside S3's
+/// part limits, a malformed one or a concurrency out of 1..=64 is a usage error (exit 2) that says the
+/// limits, before any key or file is touched; `--help` states the library's defaults.
+#[cfg(feature = "s3")]
+#[test]
+fn s3_transfer_flags_are_validated_and_their_help_states_the_defaults() {
+    use kms_envelope::s3::{DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE};
+    let s = Scratch::new();
+    let commands: [&[&str]; 3] =
+        [&["encrypt", "pt", "s3://b/k"], &["decrypt", "s3://b/k", "out"], &["reencrypt", "s3://b/k", "s3://b/k2"]];
+    for command in commands {
+        for (flag, value, says) in [
+            ("--s3-part-size", "4MiB", "5MiB to 5GiB"),
+            ("--s3-part-size", "6GiB", "5MiB to 5GiB"),
+            ("--s3-part-size", "8 parts", "16MiB, 8M or 8388608"),
+            ("--s3-part-size", "8TiB", "16MiB, 8M or 8388608"),
+            ("--s3-concurrency", "0", "from 1 to 64"),
+            ("--s3-concurrency", "65", "from 1 to 64"),
+            ("--s3-concurrency", "many", "from 1 to 64"),
+        ] {
+            let what = format!("{command:?} {flag} {value}");
+            let run = s.cmd().args(command).args(raw("wrapping.key")).args([flag, value]).output().unwrap();
+            let stderr = stderr_of(&run);
+            assert_eq!(run.status.code(), Some(2), "{what}: {stderr}");
+            assert!(stderr.contains(flag) && stderr.contains(says), "{what}: {stderr}");
+        }
+        let help = s.cmd().args([command[0], "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&help.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+        let part = format!("[default: {}MiB", DEFAULT_PART_SIZE >> 20);
+        let concurrency = format!("[default: {DEFAULT_CONCURRENCY}]");
+        assert!(help.contains(&part) && help.contains(&concurrency), "{command:?} --help: {help}");
+    }
+}

@@ -244,10 +244,10 @@ impl Read for EndSignalling<'_> {
     }
 }
 
-/// README, S3: "parts of 8 MiB ..., 3 in flight". With the default concurrency and 5 MiB parts, a message
-/// of four full parts and a fifth of 4 MiB: the proxy holds every UploadPart. Three are asked for before
-/// any is answered; then the fourth part waits for the uploader, the encryptor reads its input to the end,
-/// and still only three are in flight.
+/// `TransferOptions::concurrency` bounds the parts in flight. With 3 and 5 MiB parts, a message of four
+/// full parts and a fifth of 4 MiB: the proxy holds every UploadPart. Three are asked for before any is
+/// answered; then the fourth part waits for the uploader, the encryptor reads its input to the end, and
+/// still only three are in flight.
 #[test]
 fn an_upload_has_three_parts_in_flight() {
     let Some(env) = Env::new("in-flight") else { return };
@@ -259,7 +259,7 @@ fn an_upload_has_three_parts_in_flight() {
     let data = plaintext(MIN_PART_SIZE * 4 + (4 << 20), 3);
     let object = env.object_via(&proxy, "in-flight.esdk");
     let (ended, at_end) = std::sync::mpsc::channel();
-    let transfer = TransferOptions::new().part_size(MIN_PART_SIZE);
+    let transfer = TransferOptions::new().part_size(MIN_PART_SIZE).concurrency(3);
     // One thread: no read-ahead of the pipeline, so the end of input follows the parts handed over.
     let options = EncryptOptions::new().threads(1);
     let uploaded = std::thread::scope(|scope| {
@@ -489,6 +489,59 @@ fn the_cli_encrypts_to_decrypts_from_and_inspects_s3_urls() {
     let failed = cli(&[&["decrypt", "-q"][..], &keys, &[&missing, "missing.bin"]].concat()).output().unwrap();
     assert_eq!(failed.status.code(), Some(4), "{}", String::from_utf8_lossy(&failed.stderr));
     assert!(!dir.join("missing.bin").exists());
+}
+
+/// `--s3-part-size` and `--s3-concurrency` reach the transfers, counted at a proxy in front of moto: a
+/// 12 MiB upload with 5 MiB parts is three UploadParts (two of 8 MiB by default); its download with the
+/// same size and 2 in flight is GETs of 5 MiB, of which the proxy, holding every GET, sees two at once and
+/// never a third (with the default 16 in flight, all three come at once).
+#[cfg(feature = "cli")]
+#[test]
+fn the_cli_s3_flags_set_the_part_size_and_requests_in_flight() {
+    let Some(env) = Env::new("cli-flags") else { return };
+    let dir = env.work.path();
+    std::fs::write(dir.join("wrapping.key"), WRAPPING_KEY).unwrap();
+    let data = plaintext(12 << 20, 6);
+    std::fs::write(dir.join("in.bin"), &data).unwrap();
+    let url = format!("s3://{}/flags/in.bin.esdk", env.bucket);
+    let keys = ["--raw-key-file", "wrapping.key", "--key-namespace", NAMESPACE, "--key-name", KEY_NAME];
+    let proxy = env.proxy();
+    let cli = |args: &[&str]| {
+        let mut cmd = cli_process_against_moto(&env);
+        cmd.env("AWS_ENDPOINT_URL_S3", &proxy.url).args(args);
+        cmd
+    };
+    let sized = ["--s3-part-size", "5MiB"];
+    let encrypted = cli(&[&["encrypt", "-q"][..], &sized, &keys, &["in.bin", &url]].concat()).output().unwrap();
+    assert!(encrypted.status.success(), "{}", String::from_utf8_lossy(&encrypted.stderr));
+    let parts =
+        |seen: &[fake_http::Seen]| seen.iter().filter(|s| s.method == "PUT" && s.path.contains("partNumber=")).count();
+    assert_eq!(parts(&proxy.seen()), 3, "{:?}", proxy.seen());
+
+    proxy.set_policy(|request| if request.method == "GET" { Verdict::Hold } else { Verdict::Forward });
+    let before = proxy.seen().len();
+    let args = [&["decrypt", "-q", "--s3-concurrency", "2"][..], &sized, &keys, &[&url, "out.bin"]].concat();
+    let mut decrypting = cli(&args).spawn().unwrap();
+    {
+        let _opens = OpenOnDrop(&proxy);
+        proxy.wait_until_held(2);
+        // A settle, not a measure: with room for a third GET, the client sends it within milliseconds.
+        for _ in 0..20 {
+            assert_eq!(proxy.held(), 2, "GETs in flight: {:?}", proxy.seen().split_off(before));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    assert!(decrypting.wait().unwrap().success());
+    assert_eq!(proxy.most_held(), 2);
+    assert!(std::fs::read(dir.join("out.bin")).unwrap() == data);
+    let message_len = env.get("flags/in.bin.esdk").unwrap().len() as u64;
+    let seen = proxy.seen().split_off(before);
+    let mut gets: Vec<(u64, u64)> =
+        seen.iter().filter(|s| s.method == "GET").map(|s| range_bounds(s.range.as_deref().unwrap())).collect();
+    gets.sort_unstable();
+    let expected: Vec<(u64, u64)> =
+        (0..message_len).step_by(5 << 20).map(|first| (first, (first + (5 << 20)).min(message_len) - 1)).collect();
+    assert_eq!(gets, expected);
 }
 
 #[cfg(feature = "cli")]

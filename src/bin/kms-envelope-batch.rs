@@ -9,15 +9,15 @@
 use kms_envelope::KmsClients;
 use kms_envelope::escape::OneLine;
 use kms_envelope::lambda::batch::{BatchConfig, BatchFunction, BatchInvocation, BatchResponse};
-use kms_envelope::s3::TransferOptions;
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 async fn run() -> Result<(), lambda_runtime::Error> {
     let config = BatchConfig::from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let function =
-        BatchFunction::new(config, &KmsClients::new(&aws), aws_sdk_s3::Client::new(&aws), TransferOptions::new())?;
+    // KMS_ENVELOPE_S3_PART_SIZE and KMS_ENVELOPE_S3_CONCURRENCY, or defaults that fit the function's memory.
+    let transfer = kms_envelope::lambda::env::transfer_options(|name| std::env::var(name).ok())?;
+    let function = BatchFunction::new(config, &KmsClients::new(&aws), aws_sdk_s3::Client::new(&aws), transfer)?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<BatchInvocation>| {
         let function = function.clone();
         async move {

@@ -597,6 +597,37 @@ pub struct OutputArgs {
     pub no_fsync: bool,
 }
 
+/// How `s3://` objects are moved: the size of each part uploaded and each ranged GET, and how many are in
+/// flight. Memory for the transfer is about (N + 2) x SIZE.
+#[cfg(feature = "s3")]
+#[derive(Args, Debug, Clone, Copy)]
+pub struct S3Args {
+    /// With an s3:// INPUT or OUTPUT: the size of each multipart part uploaded and of each ranged GET, from
+    /// 5MiB to 5GiB (16MiB, 8M, or bytes; units are binary) [default: 8MiB; a file whose message would
+    /// need more than 10 000 parts gets larger ones]
+    #[arg(long, value_name = "SIZE", value_parser = kms_envelope::s3::parse_part_size)]
+    pub s3_part_size: Option<usize>,
+    /// With an s3:// INPUT or OUTPUT: requests in flight at once, from 1 to 64 [default: 16]. Memory is about
+    /// (N + 2) x the part size
+    #[arg(long, value_name = "N", value_parser = kms_envelope::s3::parse_concurrency)]
+    pub s3_concurrency: Option<usize>,
+}
+
+#[cfg(feature = "s3")]
+impl S3Args {
+    /// The transfer options these flags choose: the part size sets the ranged GETs' size too.
+    pub fn transfer(&self) -> kms_envelope::s3::TransferOptions {
+        let mut transfer = kms_envelope::s3::TransferOptions::new();
+        if let Some(bytes) = self.s3_part_size {
+            transfer = transfer.part_size(bytes).chunk_size(bytes);
+        }
+        if let Some(requests) = self.s3_concurrency {
+            transfer = transfer.concurrency(requests);
+        }
+        transfer
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct EncryptArgs {
     #[command(flatten)]
@@ -614,6 +645,9 @@ pub struct EncryptArgs {
     pub suffix: String,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[cfg(feature = "s3")]
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Plaintext file, - for stdin, or a directory with --recursive.
     pub input: String,
     // Message file, - for stdout, s3://BUCKET/KEY with `s3`, or a directory with --recursive.
@@ -641,6 +675,9 @@ pub struct DecryptArgs {
     // Plaintext bytes START to END of the message, and what is read for them.
     #[arg(long, value_name = "START-END", conflicts_with = "recursive", value_parser = parse_range, help = RANGE_HELP)]
     pub range: Option<PlaintextRange>,
+    #[cfg(feature = "s3")]
+    #[command(flatten)]
+    pub s3: S3Args,
     // Message file, - for stdin, s3://BUCKET/KEY with `s3`, or a directory with --recursive.
     #[arg(help = DECRYPT_INPUT_HELP)]
     pub input: String,
@@ -762,12 +799,28 @@ pub struct ReencryptArgs {
     /// used, nothing is written).
     #[arg(long)]
     pub dry_run: bool,
+    #[cfg(feature = "s3")]
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Message file, - for stdin, s3://BUCKET/KEY, or a directory or s3://BUCKET/PREFIX/ with --recursive.
     pub input: String,
     /// Message file to write, - for stdout, s3://BUCKET/KEY, or a directory or s3://BUCKET/PREFIX/ with
     /// --recursive; absent with --in-place.
     #[arg(required_unless_present_any = ["in_place", "dry_run"], conflicts_with = "in_place")]
     pub output: Option<String>,
+}
+
+impl Command {
+    /// The `--s3-*` flags of a subcommand that moves S3 objects.
+    #[cfg(feature = "s3")]
+    pub fn s3_args(&self) -> Option<&S3Args> {
+        match self {
+            Command::Encrypt(a) => Some(&a.s3),
+            Command::Decrypt(a) => Some(&a.s3),
+            Command::Reencrypt(a) => Some(&a.s3),
+            Command::Inspect(_) | Command::Bundle(_) | Command::Unbundle(_) => None,
+        }
+    }
 }
 
 impl Cli {

@@ -728,6 +728,13 @@ pub fn packed_directory(dir: &Path) -> Box<dyn Read + Send> {
     Box::new(FromPacker { from_packer, current: zeroize::Zeroizing::new(Vec::new()), at: 0, done: false })
 }
 
+/// Moves every `s3://` object of this run with `transfer` (the `--s3-*` flags) instead of the defaults.
+/// Called once, before any transfer: like the S3 client, one setting serves the whole process.
+#[cfg(feature = "s3")]
+pub fn use_s3_transfer(transfer: kms_envelope::s3::TransferOptions) {
+    remote::use_transfer(transfer);
+}
+
 /// An object met by [`list_s3`].
 pub struct ListedObject {
     /// Its whole key, as the bucket's writer chose it: shown only escaped.
@@ -846,9 +853,20 @@ mod remote {
         }
     }
 
-    /// Ranged GETs of a few MiB, a few in flight: constant memory, in order.
+    /// The transfer options of this run: the `--s3-*` flags', or the defaults.
+    static TRANSFER: OnceLock<TransferOptions> = OnceLock::new();
+
+    pub fn use_transfer(transfer: TransferOptions) {
+        let _ = TRANSFER.set(transfer);
+    }
+
+    fn transfer() -> TransferOptions {
+        TRANSFER.get().cloned().unwrap_or_default()
+    }
+
+    /// Ranged GETs of the part size, the configured number in flight: bounded memory, in order.
     pub fn download_options() -> TransferOptions {
-        TransferOptions::new()
+        transfer()
     }
 
     /// 64 KiB per GET, one at a time: most headers fit in the first.
@@ -930,7 +948,7 @@ mod remote {
     ) -> Result<(), Failure> {
         let (source, destination) = (object(input)?, object(output)?.overwrite(force));
         let handle = runtime()?.handle().clone();
-        let transfer = TransferOptions::new();
+        let transfer = transfer();
         let uploaded = interruptible(|cancelled| {
             destination.reencrypt_from_blocking(
                 handle,
@@ -982,10 +1000,10 @@ mod remote {
     ) -> Result<(), Failure> {
         let object = object(url)?.overwrite(force);
         let handle = runtime()?.handle().clone();
-        let defaults = TransferOptions::new();
+        let chosen = transfer();
         let transfer = match size {
-            Some(size) => defaults.clone().part_size(defaults.part_size_for_plaintext(size, options)),
-            None => defaults,
+            Some(size) => chosen.clone().part_size(chosen.part_size_for_plaintext(size, options)),
+            None => chosen,
         };
         let mut input = Tracked::new(plaintext);
         let uploaded = interruptible(|cancelled| {

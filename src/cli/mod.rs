@@ -47,6 +47,10 @@ fn plural<'a>(count: usize, singular: &'a str, plural: &'a str) -> &'a str {
 /// Parses the command line, runs it, and maps the outcome to the documented exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse_with_order();
+    #[cfg(feature = "s3")]
+    if let Some(s3) = cli.command.s3_args() {
+        io::use_s3_transfer(s3.transfer());
+    }
     let result = check_s3_names(&cli.command).and_then(|()| match &cli.command {
         Command::Encrypt(args) => encrypt(args),
         Command::Decrypt(args) => decrypt(args),

@@ -127,7 +127,7 @@ const HEADER_CHUNK: usize = 64 << 10;
 /// and let the runtime post the answer.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 /// The environment variable in which Lambda gives the function's memory, in MB.
-pub const MEMORY_VAR: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
+pub const MEMORY_VAR: &str = super::env::FUNCTION_MEMORY_VAR;
 /// The longest a Lambda invocation may run.
 pub const LAMBDA_MAX_DURATION: Duration = Duration::from_secs(900);
 /// Lambda gives a function one vCPU per 1,769 MB of memory, in proportion below (AWS documentation).

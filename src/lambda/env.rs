@@ -10,6 +10,7 @@
 //! | `KMS_ENVELOPE_CONTEXT` | the encryption context every bundle must carry: `k=v,k2=v2`, or a JSON object of strings |
 //! | `KMS_ENVELOPE_ROOT` | where destinations go; default `/tmp` |
 //! | `KMS_ENVELOPE_MAX_ENCRYPTED_DATA_KEYS` | refuse a message with more encrypted data keys than this, before any KMS call; default [`RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS`] (10) |
+//! | `KMS_ENVELOPE_S3_PART_SIZE`, `KMS_ENVELOPE_S3_CONCURRENCY` | `s3://` sources (feature `s3`): the size of each ranged GET (`16MiB`, `8M`, bytes; 5 MiB to 5 GiB) and how many are in flight (1 to 64); default 8 MiB and 16, fewer in flight if their buffers, `(N + 2) x SIZE`, would take more than a quarter of the function's memory ([`transfer_options`]) |
 //!
 //! Exactly one of `KMS_ENVELOPE_KMS_KEY_ARN`, `KMS_ENVELOPE_KMS_DISCOVERY=true` and
 //! `KMS_ENVELOPE_KMS_RSA_KEY_ARN` must be set.
@@ -45,6 +46,35 @@ pub const CONTEXT_VAR: &str = "KMS_ENVELOPE_CONTEXT";
 pub const ROOT_VAR: &str = "KMS_ENVELOPE_ROOT";
 /// The most encrypted data keys a message may have.
 pub const MAX_EDKS_VAR: &str = "KMS_ENVELOPE_MAX_ENCRYPTED_DATA_KEYS";
+/// The variable in which Lambda gives the function's memory, in MB.
+pub const FUNCTION_MEMORY_VAR: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
+
+/// The S3 transfer options of the Lambda decryptor and the batch function, read through `lookup`: those
+/// [`PART_SIZE_VAR`](crate::s3::PART_SIZE_VAR) and [`CONCURRENCY_VAR`](crate::s3::CONCURRENCY_VAR) set, as
+/// given; otherwise [`fitted_transfer_options`].
+///
+/// # Errors
+///
+/// [`Error::Config`] naming a variable whose value is refused.
+#[cfg(feature = "s3")]
+pub fn transfer_options(lookup: impl Fn(&str) -> Option<String>) -> Result<crate::s3::TransferOptions> {
+    match crate::s3::TransferOptions::from_lookup(&lookup)? {
+        Some(chosen) => Ok(chosen),
+        None => Ok(fitted_transfer_options(lookup)),
+    }
+}
+
+/// The default transfer options with fewer requests in flight if their buffers would take more than a
+/// quarter of the function's memory ([`FUNCTION_MEMORY_VAR`], read through `lookup`; unset off Lambda):
+/// 2 in flight at 128 MB, all 16 from 576 MB.
+#[cfg(feature = "s3")]
+pub fn fitted_transfer_options(lookup: impl Fn(&str) -> Option<String>) -> crate::s3::TransferOptions {
+    let defaults = crate::s3::TransferOptions::new();
+    match lookup(FUNCTION_MEMORY_VAR).and_then(|mb| mb.trim().parse::<usize>().ok()) {
+        Some(mb) => defaults.within_memory(mb.saturating_mul(1 << 20) / 4),
+        None => defaults,
+    }
+}
 
 /// Which KMS keys may unwrap the data keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +110,9 @@ pub struct EnvConfig {
     pub root: PathBuf,
     /// The most encrypted data keys a message may have (each may cost a KMS call).
     pub max_encrypted_data_keys: u16,
+    /// How `s3://` sources are read ([`transfer_options`]).
+    #[cfg(feature = "s3")]
+    pub transfer: crate::s3::TransferOptions,
 }
 
 fn config_error(message: impl Into<String>) -> Error {
@@ -233,7 +266,16 @@ impl EnvConfig {
                 config_error(format!("{MAX_EDKS_VAR} is {n:?}; expected a number from 1 to {}", u16::MAX))
             })?,
         };
-        Ok(Self { bundles, secrets, keys, context, root, max_encrypted_data_keys })
+        Ok(Self {
+            bundles,
+            secrets,
+            keys,
+            context,
+            root,
+            max_encrypted_data_keys,
+            #[cfg(feature = "s3")]
+            transfer: transfer_options(&lookup)?,
+        })
     }
 
     /// The decrypt options: the expected encryption context and the EDK limit, otherwise the defaults.
@@ -268,12 +310,16 @@ impl EnvConfig {
 
     /// A cold start for these bundles with `keyring`.
     pub fn cold_start(&self, keyring: Arc<dyn Keyring>) -> ColdStart {
-        self.bundles
+        let cold_start = self
+            .bundles
             .iter()
             .cloned()
             .fold(ColdStart::with_shared_keyring(keyring), ColdStart::bundle)
             .options(self.decrypt_options())
-            .root(&self.root)
+            .root(&self.root);
+        #[cfg(feature = "s3")]
+        let cold_start = cold_start.s3_transfer(self.transfer.clone());
+        cold_start
     }
 }
 
@@ -395,6 +441,28 @@ mod tests {
             assert!(matches!(err, Error::Config(_)), "{vars:?}: {err:?}");
             assert!(err.to_string().contains(expected), "{vars:?}: {err} (expected {expected:?})");
         }
+    }
+
+    /// The variables reach the cold start's transfer; unset, the defaults fit a quarter of the function's
+    /// memory; a bad value names its variable.
+    #[cfg(feature = "s3")]
+    #[test]
+    fn s3_transfer_from_the_variables_or_the_functions_memory() {
+        use crate::s3::{CONCURRENCY_VAR, DEFAULT_CONCURRENCY, PART_SIZE_VAR, TransferOptions};
+        let base = [(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN)];
+        assert_eq!(read(&base).unwrap().transfer, TransferOptions::new());
+        let set = read(&[&base[..], &[(PART_SIZE_VAR, "16MiB"), (CONCURRENCY_VAR, "4")]].concat()).unwrap();
+        assert_eq!(set.transfer, TransferOptions::new().part_size(16 << 20).chunk_size(16 << 20).concurrency(4));
+        let small = read(&[&base[..], &[(FUNCTION_MEMORY_VAR, "128")]].concat()).unwrap();
+        assert_eq!(small.transfer.requests_in_flight(), 2);
+        assert!(small.transfer.memory_bound() <= 32 << 20, "{:?}", small.transfer);
+        let large = read(&[&base[..], &[(FUNCTION_MEMORY_VAR, "1769")]].concat()).unwrap();
+        assert_eq!(large.transfer.requests_in_flight(), DEFAULT_CONCURRENCY);
+        // Set explicitly, a value is taken as given, whatever the memory.
+        let given = read(&[&base[..], &[(FUNCTION_MEMORY_VAR, "128"), (CONCURRENCY_VAR, "8")]].concat()).unwrap();
+        assert_eq!(given.transfer.requests_in_flight(), 8);
+        let err = read(&[&base[..], &[(PART_SIZE_VAR, "1M")]].concat()).unwrap_err().to_string();
+        assert!(err.contains(PART_SIZE_VAR) && err.contains("5MiB to 5GiB"), "{err}");
     }
 
     #[test]

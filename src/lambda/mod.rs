@@ -111,6 +111,9 @@ struct Config {
     sync: bool,
     #[cfg(feature = "s3")]
     s3: Option<aws_sdk_s3::Client>,
+    /// How `s3://` sources are read.
+    #[cfg(feature = "s3")]
+    transfer: crate::s3::TransferOptions,
     /// What runs landed (or found in place, vouched for by a marker): all that `discard` may remove.
     landed: Arc<Mutex<Vec<LandedEntry>>>,
 }
@@ -202,6 +205,8 @@ impl ColdStart {
                 sync: false,
                 #[cfg(feature = "s3")]
                 s3: None,
+                #[cfg(feature = "s3")]
+                transfer: env::fitted_transfer_options(|name| std::env::var(name).ok()),
                 landed: Arc::default(),
             },
             bundles: Vec::new(),
@@ -276,6 +281,16 @@ impl ColdStart {
         self
     }
 
+    /// How `s3://` sources are read: ranged GETs of the part size, so many in flight (memory about
+    /// [`memory_bound`](crate::s3::TransferOptions::memory_bound) per bundle being read). Default:
+    /// [`env::fitted_transfer_options`] (the defaults, fewer in flight in a small function);
+    /// [`from_env`](Self::from_env) reads `KMS_ENVELOPE_S3_PART_SIZE` and `KMS_ENVELOPE_S3_CONCURRENCY`.
+    #[cfg(feature = "s3")]
+    pub fn s3_transfer(mut self, transfer: crate::s3::TransferOptions) -> Self {
+        self.config.transfer = transfer;
+        self
+    }
+
     /// Decrypts every bundle, concurrently, and returns where each landed. Within a process the first
     /// successful result is cached; a failed run may be retried.
     pub async fn run(&self) -> Result<&[Landed]> {
@@ -298,7 +313,7 @@ impl ColdStart {
             }
             #[cfg(feature = "s3")]
             Source::S3 { bucket, key } => match &self.config.s3 {
-                Some(client) => s3::read_secrets(client, source, bucket, key).await?,
+                Some(client) => s3::read_secrets(client, source, bucket, key, &self.config.transfer).await?,
                 None => return load_secrets(self.config.keyring.clone(), self.config.options.clone(), source).await,
             },
             #[cfg(not(feature = "s3"))]
@@ -334,6 +349,8 @@ impl ColdStart {
             sync: self.config.sync,
             #[cfg(feature = "s3")]
             s3: self.config.s3.clone(),
+            #[cfg(feature = "s3")]
+            transfer: self.config.transfer.clone(),
             landed: self.config.landed.clone(),
         });
         let destinations = self
@@ -588,7 +605,8 @@ pub async fn load_secrets(keyring: Arc<dyn Keyring>, options: DecryptOptions, so
         #[cfg(feature = "s3")]
         Source::S3 { bucket, key } => {
             let client = aws_sdk_s3::Client::new(&load_aws_config().await);
-            s3::read_secrets(&client, source, bucket, key).await?
+            let transfer = env::transfer_options(|name| std::env::var(name).ok())?;
+            s3::read_secrets(&client, source, bucket, key, &transfer).await?
         }
         #[cfg(not(feature = "s3"))]
         Source::S3 { .. } => return Err(Error::Config(format!("{source}: S3 sources need the `s3` feature"))),
@@ -640,13 +658,14 @@ mod s3 {
         source: &Source,
         bucket: &str,
         key: &str,
+        transfer: &TransferOptions,
     ) -> Result<Vec<u8>> {
         let object = S3Object::new(client.clone(), bucket, key);
         let len = object.pin().await?.len;
         if len > MAX_SECRETS_LEN {
             return Err(Error::SecretsTooLarge { name: source.describe(), len, max: MAX_SECRETS_LEN });
         }
-        object.read_all(&TransferOptions::new()).await
+        object.read_all(transfer).await
     }
 
     pub(super) async fn land(
@@ -670,7 +689,7 @@ mod s3 {
             }
         }
         // Every GET carries If-Match with the ETag the marker will record.
-        let reader = object.reader(tokio::runtime::Handle::current(), &TransferOptions::new());
+        let reader = object.reader(tokio::runtime::Handle::current(), &config.transfer);
         let destination = destination.to_path_buf();
         let landed = blocking(move || {
             let reader = Message::Stream(io::BufReader::with_capacity(64 << 10, reader));
