@@ -27,7 +27,9 @@
 //!   client's attempts and backoff. Its body arrives after the response headers, where the SDK's retries no
 //!   longer reach: a body broken off (a reset), cut short, or slower than the [`Deadline`] for its bytes is
 //!   asked for again, from the first byte still missing (the object is pinned by `If-Match`, so the rest is
-//!   of the same object; without an ETag the range is asked for whole). The answer's own failures
+//!   of the same object; without an ETag the range is asked for whole). An answer whose ETag or
+//!   `Content-Range` is not the one asked for (a server that ignores `If-Match`, a man in the middle) is
+//!   refused, never appended to what came before. The answer's own failures
 //!   (`SlowDown`, a 5xx, a timeout) take the same turns, so a range makes at most the configured number of
 //!   attempts whatever failed.
 //!
@@ -703,6 +705,20 @@ impl S3Object {
                 (sdk_error_text(e), next)
             }
         })?;
+        // A server that ignores `If-Match` (or a man in the middle) may answer from another version or for
+        // other bytes: appended to what an earlier attempt kept, they would splice two objects into one.
+        if let (Some(pinned_etag), Some(etag)) = (&pinned.etag, response.e_tag())
+            && etag != pinned_etag
+        {
+            let changed = "the object changed while it was read (another ETag in a ranged answer)";
+            return Err((changed.to_owned(), Final(Retry::Later)));
+        }
+        let asked = format!("bytes {from}-{}/{}", end - 1, pinned.len);
+        if let Some(range) = response.content_range()
+            && range != asked
+        {
+            return Err((format!("an answer for {range} where {asked} was asked for"), Final(Retry::Never)));
+        }
         // A body broken off, cut short or too slow is the connection's fault, which another may not have.
         let mut body = response.body;
         while let Some(chunk) = body.try_next().await.map_err(|e| (DisplayErrorContext(e).to_string(), Again))? {
