@@ -1391,6 +1391,61 @@ mod hostile_s3 {
         assert!(!failed.work.path().join("out.bin").exists());
     }
 
+    /// GETs answered `SlowDown` (503) with a Retry-After of an hour (and S3's `x-amz-retry-after` in ms) fail
+    /// after the client's 3 attempts and its own short backoff: the server's pause is not obeyed. A header
+    /// line of 1 MiB fails the same way, without reading it into memory. The 30 s guard only turns a hang
+    /// into a failure.
+    #[test]
+    fn endless_slow_downs_with_a_huge_retry_after_and_gigantic_headers_end_after_three_attempts() {
+        let slow_down = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>later</Message></Error>";
+        let slow_down = format!(
+            "HTTP/1.1 503 Slow Down\r\nRetry-After: 3600\r\nx-amz-retry-after: 3600000\r\n\
+             Content-Type: application/xml\r\nContent-Length: {}\r\n\r\n{slow_down}",
+            slow_down.len()
+        );
+        let gigantic = format!("HTTP/1.1 206 Partial Content\r\nx-planted: {}\r\n", "a".repeat(1 << 20));
+        for (round, get_answer) in [slow_down, gigantic].into_iter().enumerate() {
+            let (url, gets) = hostile(move |asked| match asked.method.as_str() {
+                "HEAD" => Answer::Send(head(100, "e")),
+                _ => Answer::Send(get_answer.clone().into_bytes()),
+            });
+            let object = S3Object::new(client(&url), "bucket", "refused.esdk");
+            let transfer = TransferOptions::new();
+            let read = object.read_all(&transfer);
+            let guarded = runtime().block_on(async { tokio::time::timeout(Duration::from_secs(30), read).await });
+            let err = guarded.expect("the GETs never ended").unwrap_err().to_string();
+            assert!(err.contains("after 3 attempts"), "round {round}: {err}");
+            assert_eq!(gets.load(Ordering::SeqCst), 3, "round {round}");
+        }
+    }
+
+    /// The Lambda decryptor's secrets object with a HeadObject length that is huge, negative, or past
+    /// `i64`: refused before any GET, with nothing allocated for the claim.
+    #[cfg(feature = "lambda")]
+    #[test]
+    fn the_lambda_decryptor_refuses_a_lying_head_object_before_any_get() {
+        use kms_envelope::lambda::{ColdStart, MAX_SECRETS_LEN, Source};
+        for claimed in ["4611686018427387904", "-1", "18446744073709551615"] {
+            let (url, gets) = hostile(move |_| {
+                Answer::Send(
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {claimed}\r\nETag: \"e\"\r\n\r\n").into_bytes(),
+                )
+            });
+            let raw = RawAesKeyring::new(NAMESPACE, KEY_NAME, &WRAPPING_KEY).unwrap();
+            let cold_start = ColdStart::new(raw).s3_client(client(&url));
+            let source = Source::parse("s3://bucket/secrets.json.esdk").unwrap();
+            let err = runtime().block_on(cold_start.load_secrets(&source)).unwrap_err();
+            if claimed.starts_with('4') {
+                assert!(
+                    matches!(err, Error::SecretsTooLarge { len, max, .. } if len == 1 << 62 && max == MAX_SECRETS_LEN),
+                    "{err}"
+                );
+            }
+            assert!(!err.to_string().contains('\n'), "{claimed}: {err}");
+            assert_eq!(gets.load(Ordering::SeqCst), 0, "{claimed}: {err}");
+        }
+    }
+
     /// What a CLI run left: its output and its working directory (which holds the wrapping key).
     #[cfg(feature = "cli")]
     struct Ran {
