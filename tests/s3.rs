@@ -1270,6 +1270,15 @@ mod hostile_s3 {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
     }
 
+    /// The error of `object.read_all`, which must end within 30 s (a guard that only turns a hang into a
+    /// failure).
+    fn read_failure(object: &S3Object) -> String {
+        let transfer = TransferOptions::new();
+        let read = object.read_all(&transfer);
+        let guarded = runtime().block_on(async { tokio::time::timeout(Duration::from_secs(30), read).await });
+        guarded.expect("the read never ended").unwrap_err().to_string()
+    }
+
     /// A message of `len` bytes of plaintext, and a copy of it with one byte of its last frame flipped.
     fn message_and_tampered(len: usize) -> (Vec<u8>, Vec<u8>) {
         let message = kms_envelope::encrypt(keyring().as_ref(), &EncryptOptions::new(), &plaintext(len, 4)).unwrap();
@@ -1338,13 +1347,21 @@ mod hostile_s3 {
             _ => Answer::Silence,
         });
         let deadline = Deadline::new(Duration::from_millis(200), 1 << 20);
-        let object = S3Object::new(client(&url), "bucket", "silent.esdk").with_deadline(deadline);
-        let transfer = TransferOptions::new();
-        let read = object.read_all(&transfer);
-        let guarded = runtime().block_on(async { tokio::time::timeout(Duration::from_secs(30), read).await });
-        let err = guarded.expect("the silent GET was never cut off").unwrap_err().to_string();
+        let err = read_failure(&S3Object::new(client(&url), "bucket", "silent.esdk").with_deadline(deadline));
         assert!(err.contains("after 3 attempts"), "{err}");
         assert_eq!(gets.load(Ordering::SeqCst), 3);
+    }
+
+    /// A HeadObject accepted and never answered, by a client without timeouts of its own: each attempt is
+    /// cut off at the deadline's patience, 3 attempts, and the read fails saying so. Failed before the
+    /// HeadObject had an attempt timeout: the read hung into the 30 s guard.
+    #[test]
+    fn a_head_object_never_answered_ends_after_its_attempts() {
+        let (url, gets) = hostile(|_| Answer::Silence);
+        let deadline = Deadline::new(Duration::from_millis(200), 1 << 20);
+        let err = read_failure(&S3Object::new(client(&url), "bucket", "silent.esdk").with_deadline(deadline));
+        assert!(err.contains("HeadObject") && err.contains("after 3 attempts"), "{err}");
+        assert_eq!(gets.load(Ordering::SeqCst), 0);
     }
 
     /// `kms-envelope decrypt s3://... FILE` against an endpoint whose GET is cut short, then answered for the
@@ -1409,11 +1426,7 @@ mod hostile_s3 {
                 "HEAD" => Answer::Send(head(100, "e")),
                 _ => Answer::Send(get_answer.clone().into_bytes()),
             });
-            let object = S3Object::new(client(&url), "bucket", "refused.esdk");
-            let transfer = TransferOptions::new();
-            let read = object.read_all(&transfer);
-            let guarded = runtime().block_on(async { tokio::time::timeout(Duration::from_secs(30), read).await });
-            let err = guarded.expect("the GETs never ended").unwrap_err().to_string();
+            let err = read_failure(&S3Object::new(client(&url), "bucket", "refused.esdk"));
             assert!(err.contains("after 3 attempts"), "round {round}: {err}");
             assert_eq!(gets.load(Ordering::SeqCst), 3, "round {round}");
         }
