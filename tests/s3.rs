@@ -1338,6 +1338,27 @@ mod hostile_s3 {
         assert!(err.contains("bytes 0-1999/4000") && err.contains("2000-3999"), "{err}");
     }
 
+    /// Each GET's body runs 100 bytes past its Content-Length (bytes that look like the start of another
+    /// answer): they are never taken as the object's, which reads back exactly (hyper drops the connection
+    /// rather than read a next answer from them).
+    #[test]
+    fn bytes_past_a_bodys_content_length_are_never_taken_for_the_object() {
+        let object_bytes = plaintext(4000, 5);
+        let len = object_bytes.len();
+        let expected = object_bytes.clone();
+        let (url, _) = hostile(move |asked| {
+            let Some((from, last)) = asked.range else { return Answer::Send(head(len, "e")) };
+            let (from, last) = (from as usize, last as usize);
+            let mut answer = partial(from as u64, last + 1 - from, len, "e", &object_bytes[from..=last]);
+            answer.extend_from_slice(b"HTTP/1.1 206 Partial Content\r\nContent-Length: 20\r\n\r\n");
+            answer.resize(answer.len() + 100 - 52, b'x');
+            Answer::Send(answer)
+        });
+        let object = S3Object::new(client(&url), "bucket", "longer.esdk");
+        let read = runtime().block_on(object.read_all(&TransferOptions::new().chunk_size(1000)));
+        assert_eq!(read.unwrap(), expected);
+    }
+
     /// A GET accepted and never answered is cut off at its deadline, 3 times (the client's attempts), and
     /// the read fails saying so. The 30 s guard only turns a hang into a failure.
     #[test]
