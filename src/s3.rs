@@ -21,13 +21,17 @@
 //!   timeouts, a connection refused or reset before an answer. Their bodies are in memory (an upload's part,
 //!   at most [`TransferOptions::part_size`]), so the SDK can send them again. A request that carries a body
 //!   (`UploadPart`, `PutObject`) has each attempt cut off after its [`Deadline`] for the body's size, which
-//!   the SDK then retries like any timeout. A part that still fails after its last attempt aborts the
-//!   upload: no object appears and the upload is not left open.
+//!   the SDK then retries like any timeout; `HeadObject`, by a client without an attempt timeout of its
+//!   own, the [`Deadline`]'s patience (a server that never answers would otherwise hold it for ever). A
+//!   part that still fails after its last attempt aborts the upload: no object appears and the upload is
+//!   not left open.
 //! - **`GetObject` is this module's**: it is sent with the SDK's retries off, and retried here with the
 //!   client's attempts and backoff. Its body arrives after the response headers, where the SDK's retries no
 //!   longer reach: a body broken off (a reset), cut short, or slower than the [`Deadline`] for its bytes is
 //!   asked for again, from the first byte still missing (the object is pinned by `If-Match`, so the rest is
-//!   of the same object; without an ETag the range is asked for whole). The answer's own failures
+//!   of the same object; without an ETag the range is asked for whole). An answer whose ETag or
+//!   `Content-Range` is not the one asked for (a server that ignores `If-Match`, a man in the middle) is
+//!   refused, never appended to what came before. The answer's own failures
 //!   (`SlowDown`, a 5xx, a timeout) take the same turns, so a range makes at most the configured number of
 //!   attempts whatever failed.
 //!
@@ -768,8 +772,14 @@ impl S3Object {
     pub async fn pin(&self) -> Result<&Pinned> {
         let pinned = self.pinned.get_or_try_init(|| async {
             let head = self.client.head_object().bucket(&self.bucket).key(&self.key);
-            let head = head.set_version_id(self.version.clone()).checksum_mode(ChecksumMode::Enabled).send().await;
-            let head = head.map_err(|e| self.request_failure("HeadObject", e))?;
+            let head = head.set_version_id(self.version.clone()).checksum_mode(ChecksumMode::Enabled).customize();
+            // A server that accepts and never answers would hold a client without timeouts for ever: give
+            // each attempt the Deadline's patience, unless the client has an attempt timeout of its own.
+            let (config, count, attempts) = self.sdk_retried(0);
+            let own = self.client.config().timeout_config().and_then(TimeoutConfig::operation_attempt_timeout);
+            let head = if own.is_none() { head.config_override(config) } else { head };
+            let head = head.interceptor(count).send().await;
+            let head = head.map_err(|e| self.retried_failure("HeadObject", e, &attempts))?;
             let len = head.content_length().and_then(|n| u64::try_from(n).ok());
             let len = len.ok_or_else(|| self.failure("HeadObject", "no content length in the response"))?;
             let carried = Carried {
@@ -861,6 +871,20 @@ impl S3Object {
                 (sdk_error_text(e), next)
             }
         })?;
+        // A server that ignores `If-Match` (or a man in the middle) may answer from another version or for
+        // other bytes: appended to what an earlier attempt kept, they would splice two objects into one.
+        if let (Some(pinned_etag), Some(etag)) = (&pinned.etag, response.e_tag())
+            && etag != pinned_etag
+        {
+            let changed = "the object changed while it was read (another ETag in a ranged answer)";
+            return Err((changed.to_owned(), Final(Retry::Later)));
+        }
+        let asked = format!("bytes {from}-{}/{}", end - 1, pinned.len);
+        if let Some(range) = response.content_range()
+            && range != asked
+        {
+            return Err((format!("an answer for {range} where {asked} was asked for"), Final(Retry::Never)));
+        }
         // A body broken off, cut short or too slow is the connection's fault, which another may not have.
         let mut body = response.body;
         while let Some(chunk) = body.try_next().await.map_err(|e| (DisplayErrorContext(e).to_string(), Again))? {

@@ -812,35 +812,13 @@ fn write_range_to_from_s3_asks_for_at_most_the_next_window_ahead() {
 /// An S3 endpoint that claims, in HeadObject, an object of `claimed_len` bytes and answers every GET with
 /// an empty body: what a hostile or broken S3-compatible server may send.
 fn lying_endpoint(claimed_len: u64) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut writer = stream;
-                loop {
-                    let mut request = String::new();
-                    if reader.read_line(&mut request).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let mut line = String::new();
-                    while reader.read_line(&mut line).unwrap_or(0) > 0 && !line.trim_end().is_empty() {
-                        line.clear();
-                    }
-                    let response = if request.starts_with("HEAD") {
-                        format!("HTTP/1.1 200 OK\r\nContent-Length: {claimed_len}\r\nETag: \"e\"\r\n\r\n")
-                    } else {
-                        "HTTP/1.1 206 Partial Content\r\nContent-Length: 0\r\nETag: \"e\"\r\n\r\n".to_owned()
-                    };
-                    if writer.write_all(response.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+    use hostile_s3::{Answer, hostile};
+    let (url, _) = hostile(move |asked| {
+        Answer::Send(if asked.method == "HEAD" {
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {claimed_len}\r\nETag: \"e\"\r\n\r\n").into_bytes()
+        } else {
+            b"HTTP/1.1 206 Partial Content\r\nContent-Length: 0\r\nETag: \"e\"\r\n\r\n".to_vec()
+        })
     });
     url
 }
@@ -1469,4 +1447,345 @@ fn the_lambda_decryptor_refuses_a_secrets_bundle_over_its_limit() {
     std::fs::write(dir.path().join("big.json.esdk"), vec![b'x'; max + 1]).unwrap();
     let err = load(dir.path().join("big.json.esdk").to_str().unwrap()).unwrap_err();
     assert!(matches!(err, Error::SecretsTooLarge { len, .. } if len == MAX_SECRETS_LEN + 1), "{err}");
+}
+
+// An S3 endpoint that lies (a hostile or broken S3-compatible server, or a man in the middle on plain
+// HTTP): answers the model cannot give, written byte by byte.
+mod hostile_s3 {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// What the hostile endpoint does with one request.
+    pub(super) enum Answer {
+        /// Writes these bytes and waits for the next request on the connection.
+        Send(Vec<u8>),
+        /// Writes these bytes and closes the connection (a body cut short if they fall short of its length).
+        SendAndClose(Vec<u8>),
+        /// Never answers; keeps the connection open until the client goes away.
+        Silence,
+    }
+
+    /// A request as the endpoint saw it: its method, its `Range` (first and last byte), and for a GET how many
+    /// GETs came before it (0 for the first).
+    pub(super) struct Asked {
+        pub(super) method: String,
+        range: Option<(u64, u64)>,
+        gets_before: usize,
+    }
+
+    /// A raw-socket endpoint answering each request as `answer` says; its URL, and the GETs it received.
+    pub(super) fn hostile(answer: impl Fn(&Asked) -> Answer + Send + Sync + 'static) -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (answer, gets) = (Arc::new(answer), Arc::new(AtomicUsize::new(0)));
+        let counted = gets.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let (answer, gets) = (answer.clone(), gets.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut writer = stream;
+                    loop {
+                        let mut request = String::new();
+                        if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let (mut line, mut range) = (String::new(), None);
+                        while reader.read_line(&mut line).unwrap_or(0) > 0 && !line.trim_end().is_empty() {
+                            if let Some(value) = line.to_ascii_lowercase().trim_end().strip_prefix("range: bytes=") {
+                                let (first, last) = value.split_once('-').unwrap();
+                                range = Some((first.parse().unwrap(), last.parse().unwrap()));
+                            }
+                            line.clear();
+                        }
+                        let method = request.split_whitespace().next().unwrap_or("").to_owned();
+                        let gets_before = if method == "GET" { gets.fetch_add(1, Ordering::SeqCst) } else { 0 };
+                        match answer(&Asked { method, range, gets_before }) {
+                            Answer::Send(bytes) => {
+                                if writer.write_all(&bytes).is_err() {
+                                    return;
+                                }
+                            }
+                            Answer::SendAndClose(bytes) => {
+                                let _ = writer.write_all(&bytes);
+                                return;
+                            }
+                            Answer::Silence => {
+                                let mut rest = Vec::new();
+                                let _ = std::io::Read::read_to_end(&mut reader, &mut rest);
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (url, counted)
+    }
+
+    /// A HeadObject's answer for an object of `len` bytes with `etag`.
+    fn head(len: usize, etag: &str) -> Vec<u8> {
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nETag: \"{etag}\"\r\n\r\n").into_bytes()
+    }
+
+    /// A 206 with `body`, saying it holds `first..first + length` of an object of `total` bytes with `etag`
+    /// (`length` may differ from the body's: a body cut short).
+    fn partial(first: u64, length: usize, total: usize, etag: &str, body: &[u8]) -> Vec<u8> {
+        let last = first + length as u64 - 1;
+        let mut bytes = format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {length}\r\nContent-Range: bytes {first}-{last}/{total}\r\n\
+             ETag: \"{etag}\"\r\n\r\n"
+        )
+        .into_bytes();
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    /// A client of `url` retrying as the SDK's standard strategy (3 attempts) with pauses of 10 ms.
+    fn client(url: &str) -> aws_sdk_s3::Client {
+        let quick = RetryConfig::standard().with_initial_backoff(Duration::from_millis(10));
+        let config = aws_sdk_s3::config::Builder::from(&support::sdk_config(url));
+        aws_sdk_s3::Client::from_conf(config.force_path_style(true).retry_config(quick).build())
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    }
+
+    /// The error of `object.read_all`, which must end within 30 s (a guard that only turns a hang into a
+    /// failure).
+    fn read_failure(object: &S3Object) -> String {
+        let transfer = TransferOptions::new();
+        let read = object.read_all(&transfer);
+        let guarded = runtime().block_on(async { tokio::time::timeout(Duration::from_secs(30), read).await });
+        guarded.expect("the read never ended").unwrap_err().to_string()
+    }
+
+    /// A message of `len` bytes of plaintext, and a copy of it with one byte of its last frame flipped.
+    fn message_and_tampered(len: usize) -> (Vec<u8>, Vec<u8>) {
+        let message = kms_envelope::encrypt(keyring().as_ref(), &EncryptOptions::new(), &plaintext(len, 4)).unwrap();
+        let mut tampered = message.clone();
+        let at = tampered.len() - 200;
+        tampered[at] ^= 1;
+        (message, tampered)
+    }
+
+    /// An endpoint holding `object` (ETag "one") whose first GET, for the whole object, is cut short after
+    /// half its body, and whose later GETs are answered from `later` with the ETag `later_etag`.
+    fn cut_short_then_answered_from(
+        object: Vec<u8>,
+        later: Vec<u8>,
+        later_etag: &'static str,
+    ) -> (String, Arc<AtomicUsize>) {
+        let len = object.len();
+        hostile(move |asked| {
+            let Some((from, last)) = asked.range else { return Answer::Send(head(len, "one")) };
+            let (from, last) = (from as usize, last as usize);
+            match asked.gets_before {
+                0 => Answer::SendAndClose(partial(0, len, len, "one", &object[..len / 2])),
+                _ => Answer::Send(partial(from as u64, last + 1 - from, len, later_etag, &later[from..=last])),
+            }
+        })
+    }
+
+    /// The first GET is cut short after half its body; the second, for the rest, comes from another version
+    /// of the object (its own ETag): a server that ignores `If-Match`. The retry must not splice the two.
+    /// Failed before the ETag of each answer was compared with the pinned one: `read_all` returned half of
+    /// one version and half of the other as the object.
+    #[test]
+    fn a_retry_answered_from_another_version_is_not_spliced() {
+        let (url, gets) = cut_short_then_answered_from(plaintext(4000, 1), plaintext(4000, 2), "two");
+        let object = S3Object::new(client(&url), "bucket", "spliced.esdk");
+        let got = runtime().block_on(object.read_all(&TransferOptions::new()));
+        let err = got.expect_err("bytes of two versions were returned as the object").to_string();
+        assert!(err.contains("changed"), "{err}");
+        assert_eq!(gets.load(Ordering::SeqCst), 2);
+    }
+
+    /// Every GET is answered with the object's first bytes, as many as asked, whatever range was asked, and a
+    /// Content-Range that says so. Failed before the Content-Range was checked: `read_all` returned the first
+    /// chunk twice as the object.
+    #[test]
+    fn an_answer_for_other_bytes_than_asked_is_refused() {
+        let object_bytes = plaintext(4000, 3);
+        let len = object_bytes.len();
+        let (url, _) = hostile(move |asked| {
+            let Some((from, last)) = asked.range else { return Answer::Send(head(len, "e")) };
+            let length = (last - from + 1) as usize;
+            Answer::Send(partial(0, length, len, "e", &object_bytes[..length]))
+        });
+        let object = S3Object::new(client(&url), "bucket", "shifted.esdk");
+        let got = runtime().block_on(object.read_all(&TransferOptions::new().chunk_size(2000)));
+        let err = got.expect_err("other bytes were returned as the object").to_string();
+        assert!(err.contains("bytes 0-1999/4000") && err.contains("2000-3999"), "{err}");
+    }
+
+    /// Each GET's body runs 100 bytes past its Content-Length (bytes that look like the start of another
+    /// answer): they are never taken as the object's, which reads back exactly (hyper drops the connection
+    /// rather than read a next answer from them).
+    #[test]
+    fn bytes_past_a_bodys_content_length_are_never_taken_for_the_object() {
+        let object_bytes = plaintext(4000, 5);
+        let len = object_bytes.len();
+        let expected = object_bytes.clone();
+        let (url, _) = hostile(move |asked| {
+            let Some((from, last)) = asked.range else { return Answer::Send(head(len, "e")) };
+            let (from, last) = (from as usize, last as usize);
+            let mut answer = partial(from as u64, last + 1 - from, len, "e", &object_bytes[from..=last]);
+            answer.extend_from_slice(b"HTTP/1.1 206 Partial Content\r\nContent-Length: 20\r\n\r\n");
+            answer.resize(answer.len() + 100 - 52, b'x');
+            Answer::Send(answer)
+        });
+        let object = S3Object::new(client(&url), "bucket", "longer.esdk");
+        let read = runtime().block_on(object.read_all(&TransferOptions::new().chunk_size(1000)));
+        assert_eq!(read.unwrap(), expected);
+    }
+
+    /// A GET accepted and never answered is cut off at its deadline, 3 times (the client's attempts), and
+    /// the read fails saying so. The 30 s guard only turns a hang into a failure.
+    #[test]
+    fn a_get_never_answered_ends_after_its_attempts() {
+        let (url, gets) = hostile(|asked| match asked.method.as_str() {
+            "HEAD" => Answer::Send(head(100, "e")),
+            _ => Answer::Silence,
+        });
+        let deadline = Deadline::new(Duration::from_millis(200), 1 << 20);
+        let err = read_failure(&S3Object::new(client(&url), "bucket", "silent.esdk").with_deadline(deadline));
+        assert!(err.contains("after 3 attempts"), "{err}");
+        assert_eq!(gets.load(Ordering::SeqCst), 3);
+    }
+
+    /// A HeadObject accepted and never answered, by a client without timeouts of its own: each attempt is
+    /// cut off at the deadline's patience, 3 attempts, and the read fails saying so. Failed before the
+    /// HeadObject had an attempt timeout: the read hung into the 30 s guard.
+    #[test]
+    fn a_head_object_never_answered_ends_after_its_attempts() {
+        let (url, gets) = hostile(|_| Answer::Silence);
+        let deadline = Deadline::new(Duration::from_millis(200), 1 << 20);
+        let err = read_failure(&S3Object::new(client(&url), "bucket", "silent.esdk").with_deadline(deadline));
+        assert!(err.contains("HeadObject") && err.contains("after 3 attempts"), "{err}");
+        assert_eq!(gets.load(Ordering::SeqCst), 0);
+    }
+
+    /// `kms-envelope decrypt s3://... FILE` against an endpoint whose GET is cut short, then answered for the
+    /// rest (same ETag, same range) with bytes of a tampered copy: the CLI fails as for an invalid message
+    /// (exit 1), on one line, and leaves neither the file nor a temp file.
+    #[cfg(feature = "cli")]
+    #[test]
+    fn the_cli_decrypting_a_retry_of_other_bytes_fails_and_leaves_no_file() {
+        let (message, tampered) = message_and_tampered(100 << 10);
+        let (url, gets) = cut_short_then_answered_from(message, tampered, "one");
+        let failed = cli_against(&url, &["decrypt", "-q", "s3://bucket/k.esdk", "out.bin"]);
+        let stderr = String::from_utf8_lossy(&failed.output.stderr);
+        assert_eq!(failed.output.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert_eq!(gets.load(Ordering::SeqCst), 2, "{stderr}");
+        let left: Vec<_> = std::fs::read_dir(failed.work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 1, "files left besides the key: {left:?}");
+    }
+
+    /// An endpoint's words (an error message with a bidirectional override and newlines; XML cannot carry
+    /// ESC) and a key holding ESC and a newline reach
+    /// the CLI's stderr escaped, on one line.
+    #[cfg(feature = "cli")]
+    #[test]
+    fn the_cli_shows_an_endpoints_error_message_escaped_on_one_line() {
+        let (url, _) = hostile(|asked| {
+            if asked.method == "HEAD" {
+                return Answer::Send(head(100, "e"));
+            }
+            let body = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code>\
+                        <Message>\u{202e}denied\nplanted line\r\n</Message></Error>";
+            let head = format!(
+                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            Answer::Send(format!("{head}{body}").into_bytes())
+        });
+        let failed = cli_against(&url, &["decrypt", "-q", "s3://bucket/k\x1b[31m\nx.esdk", "out.bin"]);
+        let stderr = String::from_utf8_lossy(&failed.output.stderr);
+        assert_ne!(failed.output.status.code(), Some(0), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(!stderr.trim_end().contains(['\x1b', '\r', '\u{202e}']), "{stderr:?}");
+        assert!(stderr.contains("AccessDenied") && stderr.contains("planted line"), "{stderr}");
+        assert!(!failed.work.path().join("out.bin").exists());
+    }
+
+    /// GETs answered `SlowDown` (503) with a Retry-After of an hour (and S3's `x-amz-retry-after` in ms) fail
+    /// after the client's 3 attempts and its own short backoff: the server's pause is not obeyed. A header
+    /// line of 1 MiB fails the same way, without reading it into memory. The 30 s guard only turns a hang
+    /// into a failure.
+    #[test]
+    fn endless_slow_downs_with_a_huge_retry_after_and_gigantic_headers_end_after_three_attempts() {
+        let slow_down = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>later</Message></Error>";
+        let slow_down = format!(
+            "HTTP/1.1 503 Slow Down\r\nRetry-After: 3600\r\nx-amz-retry-after: 3600000\r\n\
+             Content-Type: application/xml\r\nContent-Length: {}\r\n\r\n{slow_down}",
+            slow_down.len()
+        );
+        let gigantic = format!("HTTP/1.1 206 Partial Content\r\nx-planted: {}\r\n", "a".repeat(1 << 20));
+        for (round, get_answer) in [slow_down, gigantic].into_iter().enumerate() {
+            let (url, gets) = hostile(move |asked| match asked.method.as_str() {
+                "HEAD" => Answer::Send(head(100, "e")),
+                _ => Answer::Send(get_answer.clone().into_bytes()),
+            });
+            let err = read_failure(&S3Object::new(client(&url), "bucket", "refused.esdk"));
+            assert!(err.contains("after 3 attempts"), "round {round}: {err}");
+            assert_eq!(gets.load(Ordering::SeqCst), 3, "round {round}");
+        }
+    }
+
+    /// The Lambda decryptor's secrets object with a HeadObject length that is huge, negative, or past
+    /// `i64`: refused before any GET, with nothing allocated for the claim.
+    #[cfg(feature = "lambda")]
+    #[test]
+    fn the_lambda_decryptor_refuses_a_lying_head_object_before_any_get() {
+        use kms_envelope::lambda::{ColdStart, MAX_SECRETS_LEN, Source};
+        for claimed in ["4611686018427387904", "-1", "18446744073709551615"] {
+            let (url, gets) = hostile(move |_| {
+                Answer::Send(
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {claimed}\r\nETag: \"e\"\r\n\r\n").into_bytes(),
+                )
+            });
+            let raw = RawAesKeyring::new(NAMESPACE, KEY_NAME, &WRAPPING_KEY).unwrap();
+            let cold_start = ColdStart::new(raw).s3_client(client(&url));
+            let source = Source::parse("s3://bucket/secrets.json.esdk").unwrap();
+            let err = runtime().block_on(cold_start.load_secrets(&source)).unwrap_err();
+            if claimed.starts_with('4') {
+                assert!(
+                    matches!(err, Error::SecretsTooLarge { len, max, .. } if len == 1 << 62 && max == MAX_SECRETS_LEN),
+                    "{err}"
+                );
+            }
+            assert!(!err.to_string().contains('\n'), "{claimed}: {err}");
+            assert_eq!(gets.load(Ordering::SeqCst), 0, "{claimed}: {err}");
+        }
+    }
+
+    /// What a CLI run left: its output and its working directory (which holds the wrapping key).
+    #[cfg(feature = "cli")]
+    struct Ran {
+        output: std::process::Output,
+        work: tempfile::TempDir,
+    }
+
+    /// The CLI with the test's raw key, `args` after the command's name and the key options after its
+    /// first, and S3 at `url`.
+    #[cfg(feature = "cli")]
+    fn cli_against(url: &str, args: &[&str]) -> Ran {
+        let work = tempfile::tempdir().unwrap();
+        std::fs::write(work.path().join("wrapping.key"), WRAPPING_KEY).unwrap();
+        let keys = ["--raw-key-file", "wrapping.key", "--key-namespace", NAMESPACE, "--key-name", KEY_NAME];
+        let mut cli = std::process::Command::new(assert_cmd::cargo::cargo_bin!("kms-envelope"));
+        cli.current_dir(work.path()).args([&args[..1], &keys, &args[1..]].concat());
+        cli.env("AWS_ENDPOINT_URL_S3", url).env("AWS_ACCESS_KEY_ID", "testing");
+        cli.env("AWS_SECRET_ACCESS_KEY", "testing").env("AWS_REGION", support::REGION);
+        cli.env("AWS_EC2_METADATA_DISABLED", "true").env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL");
+        Ran { output: cli.output().unwrap(), work }
+    }
 }
