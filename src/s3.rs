@@ -38,7 +38,10 @@
 //! The SDK's stalled-stream protection (on by default) fails a body that moves less than 1 byte/s over a
 //! 20 s grace period: it catches a body that stops, never one that trickles (a byte every 100 ms passes
 //! it). The [`Deadline`] is what catches a trickle: a request may take 10 s plus its bytes at 64 KiB/s
-//! (74 s for a 4 MiB range, 138 s for an 8 MiB part). Both end in the same retry. The rate is a floor, not
+//! (74 s for a 4 MiB range, 138 s for an 8 MiB part), and a `GetObject` body must also keep that rate in
+//! every window of 10 s (the patience), so a body that trickles after a fast start is cut off within 10 s
+//! and resumed from its first missing byte rather than held for the rest of its 138 s. Both end in the
+//! same retry. An upload's part cannot resume, so it has the whole-request deadline only. The rate is a floor, not
 //! an expectation: a connection to S3 moves tens of MB/s, and 64 KiB/s is the rate the CLI's 120 s read
 //! timeout already asked of an 8 MiB part, so a link slow enough to fall under it failed before too.
 //!
@@ -257,6 +260,46 @@ impl Deadline {
 impl Default for Deadline {
     fn default() -> Self {
         Self::DEFAULT
+    }
+}
+
+/// The [`Deadline`]'s minimum rate applied to a `GetObject` body window by window (each as long as the
+/// deadline's patience, at least 1 s), not only to the whole request: a body that trickles after a fast
+/// start is cut off within one window and asked for again from its first missing byte, instead of at the
+/// end of a deadline sized for the whole range (138 s for 8 MiB).
+#[derive(Debug)]
+struct RateWindow {
+    /// When the current window ends.
+    end: tokio::time::Instant,
+    length: Duration,
+    /// Bytes the window must see: the minimum rate over its length.
+    floor: u64,
+    seen: u64,
+}
+
+impl RateWindow {
+    fn new(deadline: Deadline) -> Self {
+        let length = deadline.patience.max(Duration::from_secs(1));
+        let floor = u64::try_from(u128::from(deadline.min_rate) * length.as_millis() / 1000).unwrap_or(u64::MAX);
+        Self { end: tokio::time::Instant::now() + length, length, floor, seen: 0 }
+    }
+
+    fn received(&mut self, bytes: usize) {
+        self.seen = self.seen.saturating_add(bytes as u64);
+    }
+
+    /// Ends the current window: an error (to be retried) if it saw fewer bytes than its floor.
+    fn roll(&mut self) -> std::result::Result<(), (String, Attempt)> {
+        if self.seen < self.floor {
+            let (seen, secs, floor) = (self.seen, self.length.as_secs_f64(), self.floor);
+            return Err((
+                format!("{seen} bytes in {secs} s, under the {floor} the minimum rate needs"),
+                Attempt::Again,
+            ));
+        }
+        self.end = tokio::time::Instant::now() + self.length;
+        self.seen = 0;
+        Ok(())
     }
 }
 
@@ -887,11 +930,24 @@ impl S3Object {
         }
         // A body broken off, cut short or too slow is the connection's fault, which another may not have.
         let mut body = response.body;
-        while let Some(chunk) = body.try_next().await.map_err(|e| (DisplayErrorContext(e).to_string(), Again))? {
+        let mut window = RateWindow::new(self.deadline);
+        loop {
+            let next = match tokio::time::timeout_at(window.end, body.try_next()).await {
+                Ok(next) => next.map_err(|e| (DisplayErrorContext(e).to_string(), Again))?,
+                Err(_) => {
+                    window.roll()?;
+                    continue;
+                }
+            };
+            let Some(chunk) = next else { break };
             if chunk.len() > length - bytes.len() {
                 return Err((format!("more than the {length} bytes asked for"), Final(Retry::Never)));
             }
             bytes.extend_from_slice(&chunk);
+            window.received(chunk.len());
+            if tokio::time::Instant::now() >= window.end {
+                window.roll()?;
+            }
         }
         if bytes.len() != length {
             return Err((format!("{} bytes where {length} were asked for", bytes.len()), Again));

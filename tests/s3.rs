@@ -1417,6 +1417,25 @@ fn a_trickling_get_is_cut_off_at_its_deadline_and_asked_for_again() {
     assert_eq!((object.retries(), s3.model.faults_injected()), (1, 1));
 }
 
+/// A trickle after a fast start is cut off within one window of the deadline's patience, not at the end
+/// of the deadline for the whole range: here 1 s windows at 64 KiB/s on a 4 MiB range, whose whole-request
+/// deadline is 65 s, and a guard of 10 s. The first GET sends 2 MiB at once, then a byte every 100 ms; the
+/// second one asks for the rest. It broke before (`RateWindow` not applied: only the 65 s deadline, so the
+/// guard fired).
+#[test]
+fn a_get_that_trickles_after_a_fast_start_is_cut_off_within_one_window() {
+    let knobs = Knobs { trickle: (Fault::Once(1), vec!["GetObject"]), ..Knobs::default() };
+    let (s3, message) = Modelled::holding_a_message(knobs, "slowing.esdk", 4 << 20);
+    let deadline = Deadline::new(std::time::Duration::from_secs(1), 64 << 10);
+    assert!(deadline.for_bytes(4 << 20) > std::time::Duration::from_secs(60));
+    let object = s3.object("slowing.esdk").with_deadline(deadline);
+    let transfer = TransferOptions::new().chunk_size(4 << 20);
+    let read = object.read_all(&transfer);
+    let guarded = s3.runtime.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(10), read).await });
+    assert_eq!(guarded.expect("the trickle was not cut off within its window").unwrap(), message);
+    assert_eq!((object.retries(), s3.model.faults_injected()), (1, 1));
+}
+
 /// The Lambda decryptor reads a secrets bundle whole into memory: one over `MAX_SECRETS_LEN` is refused by
 /// its length, from S3 before any GET and from a file before it is read, with an error naming the limit;
 /// one of exactly the limit is read (and then fails as the garbage it is). Fails against the old code,
