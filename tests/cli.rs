@@ -1679,8 +1679,13 @@ fn an_unreachable_s3_endpoint_is_one_line_without_the_sdk_debug_dump() {
 fn s3_transfer_flags_are_validated_and_their_help_states_the_defaults() {
     use kms_envelope::s3::{DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE};
     let s = Scratch::new();
-    let commands: [&[&str]; 3] =
-        [&["encrypt", "pt", "s3://b/k"], &["decrypt", "s3://b/k", "out"], &["reencrypt", "s3://b/k", "s3://b/k2"]];
+    let commands: [&[&str]; 5] = [
+        &["encrypt", "pt", "s3://b/k"],
+        &["decrypt", "s3://b/k", "out"],
+        &["reencrypt", "s3://b/k", "s3://b/k2"],
+        &["bundle", "dir", "s3://b/k"],
+        &["unbundle", "s3://b/k", "dir"],
+    ];
     for command in commands {
         for (flag, value, says) in [
             ("--s3-part-size", "4MiB", "5MiB to 5GiB"),

@@ -707,6 +707,9 @@ pub struct BundleArgs {
     pub settings: EncryptSettings,
     #[command(flatten)]
     pub output_args: OutputArgs,
+    #[cfg(feature = "s3")]
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Directory to pack: regular files and directories only (symlinks and special files are refused).
     pub directory: PathBuf,
     // Message file, - for stdout, or s3://BUCKET/KEY with `s3`.
@@ -724,6 +727,9 @@ pub struct UnbundleArgs {
     pub settings: DecryptSettings,
     #[command(flatten)]
     pub output_args: OutputArgs,
+    #[cfg(feature = "s3")]
+    #[command(flatten)]
+    pub s3: S3Args,
     // Bundle message file, - for stdin, or s3://BUCKET/KEY with `s3`.
     #[arg(help = UNBUNDLE_INPUT_HELP)]
     pub input: String,
@@ -818,7 +824,9 @@ impl Command {
             Command::Encrypt(a) => Some(&a.s3),
             Command::Decrypt(a) => Some(&a.s3),
             Command::Reencrypt(a) => Some(&a.s3),
-            Command::Inspect(_) | Command::Bundle(_) | Command::Unbundle(_) => None,
+            Command::Bundle(a) => Some(&a.s3),
+            Command::Unbundle(a) => Some(&a.s3),
+            Command::Inspect(_) => None,
         }
     }
 }
