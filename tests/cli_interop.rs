@@ -10,6 +10,9 @@ mod common;
 #[path = "common/kms.rs"]
 mod support;
 
+#[path = "cli_parts/armor.rs"]
+mod armor;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -10,14 +10,14 @@ use kms_envelope::{
 
 use super::args::InspectArgs;
 use super::exit::Failure;
-use super::io::{check_stdout_is_not_input, open_header_input};
+use super::io::{check_stdout_is_not_input, open_header_message};
 
 /// Raw AES provider info ends with the tag length in bits (128) and the IV length (12), then the IV.
 const RAW_AES_TRAILER: [u8; 8] = [0, 0, 0, 0x80, 0, 0, 0, 12];
 const RAW_AES_TRAILER_LEN: usize = RAW_AES_TRAILER.len() + 12;
 
 pub fn run(args: &InspectArgs) -> Result<(), Failure> {
-    let mut input = open_header_input(&args.input)?;
+    let mut input = open_header_message(&args.input)?;
     check_stdout_is_not_input(&args.input, &input)?;
     // Inspect describes what is there, so only the limits that bound memory apply.
     let limits = DecryptLimits {

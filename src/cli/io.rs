@@ -5,6 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
+use kms_envelope::stream::armor::{self, ArmorReader, ArmorWriter};
 use kms_envelope::stream::file::PendingFile;
 use kms_envelope::stream::positioned::{self, FileDecryptor, FileError};
 use kms_envelope::stream::{WipingBufReader, WipingBufWriter};
@@ -118,6 +119,49 @@ pub fn open_input(path: &str) -> Result<Input, Failure> {
     let positioned = if meta.is_file() { file.try_clone().ok() } else { None };
     let reader = Box::new(WipingBufReader::with_capacity(IN_BUFFER, file));
     Ok(Input { name: path.to_owned(), reader, size, file: positioned })
+}
+
+/// [`open_input`] for a message, in either form: base64 armor (see [`armor`]) is decoded as it is read.
+pub fn open_message(path: &str) -> Result<Input, Failure> {
+    dearmored(open_input(path)?)
+}
+
+/// [`open_header_input`] for a message, in either form.
+pub fn open_header_message(path: &str) -> Result<Input, Failure> {
+    dearmored(open_header_input(path)?)
+}
+
+/// `input`, a message in either form, as a reader of the binary message: its first byte tells
+/// ([`armor::is_armored`]), and armor is decoded as it is read, in constant memory. An armored input loses
+/// its `file`: its message is not at known offsets of the file, so it takes the sequential path (one
+/// reader, the frames still opened on `--threads` workers); its `size` becomes the message's, about
+/// three quarters of the text's, for the progress bar.
+pub fn dearmored(mut input: Input) -> Result<Input, Failure> {
+    let mut first = [0u8; 1];
+    let got = loop {
+        match input.reader.read(&mut first) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            got => break got.map_err(|e| Failure::io(format!("cannot read {}", input.name), e))?,
+        }
+    };
+    let reader = io::Cursor::new(first).take(got as u64).chain(input.reader);
+    if got == 1 && armor::is_armored(first[0]) {
+        input.reader = Box::new(ArmorReader::new(reader));
+        input.file = None;
+        input.size = input.size.map(|size| size / 4 * 3);
+    } else {
+        input.reader = Box::new(reader);
+    }
+    Ok(input)
+}
+
+/// The refusal of `--range` for base64 armor: a range is read by the offsets of the binary message.
+fn range_of_armor() -> Failure {
+    Failure::usage(
+        "--range reads the binary message at known offsets, and this is base64 armor; decrypt it whole, or decode \
+         it first (base64 -d)"
+            .into(),
+    )
 }
 
 /// Standard input read straight from its descriptor, through a wiping buffer: `Stdin`'s own 8 KiB buffer
@@ -506,23 +550,65 @@ pub fn encrypt_to(
         progress.done(result.is_ok());
         return result;
     }
-    let mut reader = progress.reader(input.reader);
+    sequential(keyring, options, input.reader, (&name, output), out_args, progress, false)
+}
+
+/// [`encrypt_to`] with the message written as base64 armor (`--armor`) into a file or stdout: always
+/// sequential, since the positioned paths write binary frames at their own offsets.
+pub fn encrypt_armored_to(
+    keyring: &dyn Keyring,
+    options: &EncryptOptions,
+    input: Input,
+    output: &str,
+    out_args: &OutputArgs,
+) -> Result<(), Failure> {
+    let progress = Progress::new(&input.name, input.size, out_args.quiet);
+    sequential(keyring, options, input.reader, (&input.name, output), out_args, progress, true)
+}
+
+/// Encrypts `reader` into the file or stdout `output` with one [`Encryptor`], armored if `armor`.
+fn sequential(
+    keyring: &dyn Keyring,
+    options: &EncryptOptions,
+    reader: Box<dyn Read>,
+    (name, output): (&str, &str),
+    out_args: &OutputArgs,
+    progress: Progress,
+    armor: bool,
+) -> Result<(), Failure> {
+    let mut reader = progress.reader(reader);
     let result = with_output(output, out_args, |out| {
-        let mut encryptor = Encryptor::new(keyring, options, out).map_err(|e| Failure::writing(e).with_file(output))?;
-        progress.body_started();
-        let mut input = Tracked::new(&mut reader);
-        encryptor.copy_from(&mut input).map_err(|e| {
-            if input.failed {
-                Failure::io(format!("cannot read {name}"), e)
-            } else {
-                Failure::writing(Error::from_io(e)).with_file(output)
-            }
-        })?;
-        encryptor.finish().map_err(|e| Failure::writing(e).with_file(output))?;
-        Ok(())
+        if !armor {
+            return seal(keyring, options, &mut reader, out, (name, output), &progress).map(drop);
+        }
+        let armored = seal(keyring, options, &mut reader, ArmorWriter::new(out), (name, output), &progress)?;
+        armored.finish().map(drop).map_err(|e| Failure::io(format!("cannot write {output}"), e))
     });
     progress.done(result.is_ok());
     result
+}
+
+/// Encrypts all of `reader` into `out` with one [`Encryptor`] and returns `out`; `names` are the input's
+/// and the output's, for the failure, which blames the side that failed.
+fn seal<W: Write>(
+    keyring: &dyn Keyring,
+    options: &EncryptOptions,
+    reader: &mut dyn Read,
+    out: W,
+    (name, output): (&str, &str),
+    progress: &Progress,
+) -> Result<W, Failure> {
+    let mut encryptor = Encryptor::new(keyring, options, out).map_err(|e| Failure::writing(e).with_file(output))?;
+    progress.body_started();
+    let mut input = Tracked::new(reader);
+    encryptor.copy_from(&mut input).map_err(|e| {
+        if input.failed {
+            Failure::io(format!("cannot read {name}"), e)
+        } else {
+            Failure::writing(Error::from_io(e)).with_file(output)
+        }
+    })?;
+    encryptor.finish().map_err(|e| Failure::writing(e).with_file(output))
 }
 
 /// Decrypts the message `input` into the file or stdout `output`.
@@ -614,8 +700,13 @@ pub fn decrypt_range_to(
     // `SeekableDecryptor::new` reads and opens the final frame before the header reaches `check`: refuse a
     // header `check` refuses first, before the keyring or any body byte (the authenticated header is
     // checked again below).
-    let unauthenticated = Header::read_from(PRECHECK_LIMITS, &mut io::BufReader::new(&file))
-        .map_err(|e| Failure::reading(e).with_file(&name))?;
+    let mut header = io::BufReader::new(&file);
+    let first = io::BufRead::fill_buf(&mut header).map_err(|e| Failure::io(format!("cannot read {name}"), e))?;
+    if first.first().copied().is_some_and(armor::is_armored) {
+        return Err(range_of_armor().with_file(&name));
+    }
+    let unauthenticated =
+        Header::read_from(PRECHECK_LIMITS, &mut header).map_err(|e| Failure::reading(e).with_file(&name))?;
     check(&unauthenticated).map_err(|f| f.with_file(&name))?;
     let mut reader =
         SeekableDecryptor::new(keyring, options, file).map_err(|e| Failure::reading(e).with_file(&name))?;
@@ -927,6 +1018,10 @@ mod remote {
 
         async fn read_at(&self, offset: u64, length: usize) -> io::Result<Vec<u8>> {
             let bytes = self.object.read_at(offset, length).await?;
+            if offset == 0 && bytes.first().copied().is_some_and(armor::is_armored) {
+                *self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(range_of_armor());
+                return Err(io::Error::other("base64 armor"));
+            }
             if offset == 0
                 && let Ok(header) = Header::read_from(PRECHECK_LIMITS, &mut &bytes[..])
                 && let Err(refused) = (self.check)(&header)

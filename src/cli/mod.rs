@@ -191,6 +191,14 @@ fn required_keys(settings: &DecryptSettings) -> impl Fn(&Header) -> Result<(), F
 fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
     let options = encrypt_options(&args.settings);
     let out = &args.output_args;
+    let armor = args.armor.armor;
+    let encrypt_to = if armor { io::encrypt_armored_to } else { io::encrypt_to };
+    if armor && !args.recursive && io::is_s3(&args.output) {
+        return Err(Failure::usage(format!(
+            "{}: --armor writes text to a file or stdout; an S3 object holds the binary message",
+            kms_envelope::escape::escaped(&args.output)
+        )));
+    }
     if args.recursive {
         refuse_s3_tree(&args.input, &args.output)?;
         let plan =
@@ -201,12 +209,15 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
             // The size declared lets a caching keyring count bytes per data key; a file that grows past it
             // while being read fails.
             let options = options.clone().max_plaintext_length(input.size);
-            io::encrypt_to(keyring.as_ref(), &options, input, &job.output.to_string_lossy(), out)
+            encrypt_to(keyring.as_ref(), &options, input, &job.output.to_string_lossy(), out)
         });
     }
     let input = io::open_input(&args.input)?;
     if args.output == "-" {
-        io::check_message_stdout(out.force)?;
+        // Armor is text, which a terminal shows as it is.
+        if !armor {
+            io::check_message_stdout(out.force)?;
+        }
         io::check_stdout_is_not_input(&args.input, &input)?;
         io::check_stdout_is_not_a_key_file(&args.keys)?;
     } else if io::is_s3(&args.output) {
@@ -217,7 +228,7 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
         io::check_output(Path::new(&args.output), out.force)?;
     }
     let keyring = keys::for_encrypt(&args.keys)?;
-    io::encrypt_to(keyring.as_ref(), &options, input, &args.output, out)
+    encrypt_to(keyring.as_ref(), &options, input, &args.output, out)
 }
 
 /// `--recursive` walks and mirrors local directories; an `s3://` name there would be taken as a relative
@@ -262,7 +273,7 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
         let plan = tree::plan(Path::new(&args.input), Path::new(&args.output), &rename)?;
         let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
         return tree::run(plan, |job| {
-            let input = io::open_input(&job.input.to_string_lossy())?;
+            let input = io::open_message(&job.input.to_string_lossy())?;
             io::decrypt_to(&keyring, &options, &check, input, &job.output.to_string_lossy(), out)
                 .map_err(|f| keyring.explain(f))
         });
@@ -282,7 +293,8 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
         return io::decrypt_s3_range_to(&keyring, &options, &check, &args.input, range, &args.output, out)
             .map_err(|f| keyring.explain(f));
     }
-    let input = io::open_input(&args.input)?;
+    // --range reads a binary message by offset (and refuses armor); otherwise either form is read.
+    let input = if args.range.is_some() { io::open_input(&args.input)? } else { io::open_message(&args.input)? };
     if args.output == "-" {
         io::check_stdout_is_not_input(&args.input, &input)?;
         io::check_stdout_is_not_a_key_file(&args.keys)?;
@@ -406,12 +418,12 @@ fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {
         ));
     }
     let input = if args.input == "-" || io::is_s3(&args.input) {
-        io::open_input(&args.input)?
+        io::open_message(&args.input)?
     } else {
         let file = File::open(&args.input).map_err(|e| Failure::io(format!("cannot open {}", args.input), e))?;
         let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
         let reader = Box::new(BufReader::with_capacity(16 << 10, file));
-        io::Input { name: args.input.clone(), reader, size, file: None }
+        io::dearmored(io::Input { name: args.input.clone(), reader, size, file: None })?
     };
     let options = decrypt_options(&args.settings);
     let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
