@@ -611,6 +611,20 @@ pub struct ArmorArgs {
     pub armor: bool,
 }
 
+/// `--metadata-output` (encrypt, decrypt): audit records, as `aws-encryption-cli --metadata-output` writes them.
+#[derive(Args, Debug, Clone)]
+pub struct MetadataArgs {
+    /// Append one JSON line per message to FILE (- for stdout, unless OUTPUT is - too): mode, input, output,
+    /// and the header's message id, algorithm, encryption context, wrapping keys (provider id and key info
+    /// in base64, key_id as text) and frame length, with aws-encryption-cli's field names. Never plaintext or
+    /// a data key. decrypt writes a message's line only once it verified; a message that fails has none.
+    #[arg(long, value_name = "FILE")]
+    pub metadata_output: Option<String>,
+    /// With --metadata-output FILE: replace FILE rather than append to it.
+    #[arg(long, requires = "metadata_output")]
+    pub overwrite_metadata: bool,
+}
+
 /// How `s3://` objects are moved: the size of each part uploaded and each ranged GET, and how many are in
 /// flight. Memory for the transfer is about (N + 2) x SIZE.
 #[cfg(feature = "s3")]
@@ -661,6 +675,8 @@ pub struct EncryptArgs {
     pub cache: CacheArgs,
     #[command(flatten)]
     pub armor: ArmorArgs,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
     #[cfg(feature = "s3")]
     #[command(flatten)]
     pub s3: S3Args,
@@ -691,6 +707,8 @@ pub struct DecryptArgs {
     // Plaintext bytes START to END of the message, and what is read for them.
     #[arg(long, value_name = "START-END", conflicts_with = "recursive", value_parser = parse_range, help = RANGE_HELP)]
     pub range: Option<PlaintextRange>,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
     #[cfg(feature = "s3")]
     #[command(flatten)]
     pub s3: S3Args,

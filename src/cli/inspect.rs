@@ -87,6 +87,15 @@ fn wrapper(edk: &EncryptedDataKey) -> Wrapper<'_> {
     Wrapper::Other { info }
 }
 
+/// The key that wrapped `edk`, as far as its header entry names it: a KMS key's ARN, a raw key's name.
+pub fn key_id(edk: &EncryptedDataKey) -> Option<&str> {
+    match wrapper(edk) {
+        Wrapper::Kms { arn } | Wrapper::KmsRsa { arn } => Some(arn),
+        Wrapper::RawAes { name } | Wrapper::RawRsa { name, .. } => Some(name),
+        Wrapper::Other { .. } => None,
+    }
+}
+
 /// Who wrapped `edk`, for people: its provider id and key name or ARN, quoted with Rust's escapes, so that no
 /// byte of a crafted header reaches a terminal as a control sequence.
 pub fn describe(edk: &EncryptedDataKey) -> String {
@@ -228,7 +237,8 @@ fn with_layout(mut text: String, json: bool, header: &Header, size: Option<u64>)
     text
 }
 
-fn json_str(s: &str) -> String {
+/// `s` as a JSON string, with controls and bidirectional characters escaped.
+pub fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

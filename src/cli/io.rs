@@ -518,6 +518,19 @@ pub fn encrypt_to(
     output: &str,
     out_args: &OutputArgs,
 ) -> Result<(), Failure> {
+    encrypt_recorded(keyring, options, input, output, out_args).map(drop)
+}
+
+/// [`encrypt_to`] that also returns the header it wrote when it took the sequential path (an input that
+/// is not a regular file, or a regular file with `file` taken away), where the header is seen going out;
+/// the positioned and S3 paths return `None`, and the header is then read back from `output`.
+pub fn encrypt_recorded(
+    keyring: &dyn Keyring,
+    options: &EncryptOptions,
+    input: Input,
+    output: &str,
+    out_args: &OutputArgs,
+) -> Result<Option<Header>, Failure> {
     let progress = Progress::new(&input.name, input.size, out_args.quiet);
     if is_s3(output) {
         progress.body_started();
@@ -527,7 +540,7 @@ pub fn encrypt_to(
         let reader = progress.reader(input.reader);
         let result = remote::upload(keyring, options, reader, input.size, output, source, out_args.force);
         progress.done(result.is_ok());
-        return result;
+        return result.map(|()| None);
     }
     let name = input.name;
     let blame = |e| match e {
@@ -539,7 +552,7 @@ pub fn encrypt_to(
             positioned::encrypt_file(keyring, options, file, pending, &|n| progress.inc(n)).map_err(blame)
         });
         progress.done(result.is_ok());
-        return result;
+        return result.map(|()| None);
     }
     if let Some((file, (stdout, offset))) =
         input.file.as_ref().filter(|_| output == "-").and_then(|file| Some((file, stdout_file()?)))
@@ -548,9 +561,9 @@ pub fn encrypt_to(
             .map_err(blame)
             .and_then(|len| stdout_written(&stdout, offset, len));
         progress.done(result.is_ok());
-        return result;
+        return result.map(|()| None);
     }
-    sequential(keyring, options, input.reader, (&name, output), out_args, progress, false)
+    sequential(keyring, options, input.reader, (&name, output), out_args, progress, false).map(Some)
 }
 
 /// [`encrypt_to`] with the message written as base64 armor (`--armor`) into a file or stdout: always
@@ -561,12 +574,13 @@ pub fn encrypt_armored_to(
     input: Input,
     output: &str,
     out_args: &OutputArgs,
-) -> Result<(), Failure> {
+) -> Result<Header, Failure> {
     let progress = Progress::new(&input.name, input.size, out_args.quiet);
     sequential(keyring, options, input.reader, (&input.name, output), out_args, progress, true)
 }
 
-/// Encrypts `reader` into the file or stdout `output` with one [`Encryptor`], armored if `armor`.
+/// Encrypts `reader` into the file or stdout `output` with one [`Encryptor`], armored if `armor`, and
+/// returns the header written.
 fn sequential(
     keyring: &dyn Keyring,
     options: &EncryptOptions,
@@ -575,21 +589,45 @@ fn sequential(
     out_args: &OutputArgs,
     progress: Progress,
     armor: bool,
-) -> Result<(), Failure> {
+) -> Result<Header, Failure> {
     let mut reader = progress.reader(reader);
+    let mut header = None;
     let result = with_output(output, out_args, |out| {
         if !armor {
-            return seal(keyring, options, &mut reader, out, (name, output), &progress).map(drop);
+            let (_, written) = seal(keyring, options, &mut reader, out, (name, output), &progress)?;
+            header = Some(written);
+            return Ok(());
         }
-        let armored = seal(keyring, options, &mut reader, ArmorWriter::new(out), (name, output), &progress)?;
+        let (armored, written) = seal(keyring, options, &mut reader, ArmorWriter::new(out), (name, output), &progress)?;
+        header = Some(written);
         armored.finish().map(drop).map_err(|e| Failure::io(format!("cannot write {output}"), e))
     });
     progress.done(result.is_ok());
-    result
+    result.map(|()| header.expect("set before a successful write"))
 }
 
-/// Encrypts all of `reader` into `out` with one [`Encryptor`] and returns `out`; `names` are the input's
-/// and the output's, for the failure, which blames the side that failed.
+/// The bytes written through it until its `header` is taken: what [`Encryptor::new`] writes, the header.
+struct HeaderTap<W> {
+    inner: W,
+    header: std::rc::Rc<std::cell::RefCell<Option<Vec<u8>>>>,
+}
+
+impl<W: Write> Write for HeaderTap<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(header) = self.header.borrow_mut().as_mut() {
+            header.extend_from_slice(&buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Encrypts all of `reader` into `out` with one [`Encryptor`] and returns `out` and the header written;
+/// `names` are the input's and the output's, for the failure, which blames the side that failed.
 fn seal<W: Write>(
     keyring: &dyn Keyring,
     options: &EncryptOptions,
@@ -597,8 +635,14 @@ fn seal<W: Write>(
     out: W,
     (name, output): (&str, &str),
     progress: &Progress,
-) -> Result<W, Failure> {
-    let mut encryptor = Encryptor::new(keyring, options, out).map_err(|e| Failure::writing(e).with_file(output))?;
+) -> Result<(W, Header), Failure> {
+    let recording = std::rc::Rc::new(std::cell::RefCell::new(Some(Vec::new())));
+    let tap = HeaderTap { inner: out, header: recording.clone() };
+    let mut encryptor = Encryptor::new(keyring, options, tap).map_err(|e| Failure::writing(e).with_file(output))?;
+    let written = recording.borrow_mut().take().unwrap_or_default();
+    // Our own header, just written: only the limits that bound memory apply.
+    let header =
+        Header::read_from(PRECHECK_LIMITS, &mut &written[..]).map_err(|e| Failure::writing(e).with_file(output))?;
     progress.body_started();
     let mut input = Tracked::new(reader);
     encryptor.copy_from(&mut input).map_err(|e| {
@@ -608,7 +652,15 @@ fn seal<W: Write>(
             Failure::writing(Error::from_io(e)).with_file(output)
         }
     })?;
-    encryptor.finish().map_err(|e| Failure::writing(e).with_file(output))
+    let tap = encryptor.finish().map_err(|e| Failure::writing(e).with_file(output))?;
+    Ok((tap.inner, header))
+}
+
+/// The header of the message just written at `output` (a file, armored or not, or an S3 object), read
+/// back for its audit record.
+pub fn written_header(output: &str) -> Result<Header, Failure> {
+    let mut written = open_header_message(output)?;
+    Header::read_from(PRECHECK_LIMITS, &mut written.reader).map_err(|e| Failure::reading(e).with_file(output))
 }
 
 /// Decrypts the message `input` into the file or stdout `output`.

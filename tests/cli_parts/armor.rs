@@ -8,7 +8,7 @@ use std::process::Output;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use super::{Peers, THEIR_RAW, cat, ok, our_raw, plaintext, run, strs};
+use super::{Local, Peers, THEIR_RAW, cat, ok, our_raw, plaintext, strs};
 
 /// What both CLIs write as armor: standard base64 of the whole message, `=` padded, one line, no final newline.
 #[track_caller]
@@ -68,29 +68,7 @@ fn ours_armored_decodes_with_theirs_and_theirs_encoded_decrypts_with_ours() {
     assert_eq!(ok(p.theirs(&strs(&args), None)), plaintext(300_001, 5), "reencrypted armor -> theirs");
 }
 
-/// A directory with the raw key of `our_raw()` and our CLI: for the tests that need no peer.
-struct Local {
-    dir: tempfile::TempDir,
-}
-
 impl Local {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("wrapping.key"), [0x5au8; 32]).unwrap();
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn ours(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kms-envelope"));
-        cmd.current_dir(self.dir.path()).env("AWS_EC2_METADATA_DISABLED", "true");
-        cmd.args(args);
-        run(cmd, stdin)
-    }
-
     /// `kms-envelope decrypt` of `input` into `output` with the raw key.
     fn decrypt(&self, extra: &[&str], input: &str, output: &str) -> Output {
         self.ours(&strs(&cat(&[&["decrypt"], &our_raw(), extra, &[input, output]])), None)
