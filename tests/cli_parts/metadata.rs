@@ -157,6 +157,24 @@ fn records_for_stdin_stdout_trees_and_hostile_contexts() {
     assert!(!text.chars().any(|c| c.is_control() && c != '\n' || c == '\u{202e}'), "escaped: {text:?}");
     assert_eq!(text.lines().count(), 1);
 
+    // A raw key name (written into the EDK's provider info) that is hostile too.
+    let key = ["--raw-key-file", "wrapping.key", "--key-namespace", "ns\u{1b}]0;x\u{7}", "--key-name", hostile];
+    let args = cat(&[&["encrypt", "--metadata-output", "key.json"], &key, &["-", "-"]]);
+    let message = ok(l.ours(&strs(&args), Some(MARKER.as_bytes())));
+    let args = cat(&[&["decrypt", "--metadata-output", "key.json"], &key, &["-", "-"]]);
+    assert_eq!(ok(l.ours(&strs(&args), Some(&message))), MARKER.as_bytes());
+    let text = fs::read_to_string(l.path("key.json")).unwrap();
+    assert!(!text.chars().any(|c| c.is_control() && c != '\n' || c == '\u{202e}'), "escaped: {text:?}");
+    for record in records(text.as_bytes()) {
+        let edk = &record["header"]["encrypted_data_keys"][0];
+        assert_eq!(edk["key_id"], hostile);
+        let provider = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            edk["key_provider"]["provider_id"].as_str().unwrap(),
+        );
+        assert_eq!(provider.unwrap(), "ns\u{1b}]0;x\u{7}".as_bytes());
+    }
+
     // A tree: one record per file, each naming its input and output.
     fs::create_dir_all(l.path("src/sub")).unwrap();
     for name in ["a", "sub/b", "sub/c"] {
