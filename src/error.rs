@@ -23,6 +23,17 @@ pub enum Error {
         what: String,
     },
 
+    /// The input is text armor (base64, see [`stream::armor`](crate::stream::armor)) that is not well formed:
+    /// `what` is wrong at byte `offset` of the text. Typically a byte that is not base64 (a URL-safe `-` or
+    /// `_`, a quote pasted along), or text cut short inside a 4-character group.
+    #[error("malformed base64 armor at byte {offset} of the text: {}", Escaped(.what))]
+    MalformedArmor {
+        /// Byte offset from the start of the armor text.
+        offset: u64,
+        /// What is wrong there.
+        what: String,
+    },
+
     /// The input ended before the message did (a cut file or an interrupted download).
     #[error("message is truncated: input ended at byte {offset} inside the {section}")]
     Truncated {
@@ -309,6 +320,7 @@ impl Error {
                 io.get_ref().and_then(|inner| inner.downcast_ref::<Reason>()).map_or(Retry::Never, Reason::retry)
             }
             Error::Malformed { .. }
+            | Error::MalformedArmor { .. }
             | Error::Truncated { .. }
             | Error::TrailingData { .. }
             | Error::LimitExceeded { .. }

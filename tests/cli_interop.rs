@@ -10,6 +10,11 @@ mod common;
 #[path = "common/kms.rs"]
 mod support;
 
+#[path = "cli_parts/armor.rs"]
+mod armor;
+#[path = "cli_parts/metadata.rs"]
+mod metadata;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -96,6 +101,30 @@ fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
 fn ok(out: Output) -> Vec<u8> {
     assert!(out.status.success(), "exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
     out.stdout
+}
+
+/// A directory with the raw key of `our_raw()` and our CLI: for the tests of tests/cli_parts that need no peer.
+struct Local {
+    dir: tempfile::TempDir,
+}
+
+impl Local {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("wrapping.key"), [0x5au8; 32]).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn ours(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kms-envelope"));
+        cmd.current_dir(self.dir.path()).env("AWS_EC2_METADATA_DISABLED", "true");
+        cmd.args(args);
+        run(cmd, stdin)
+    }
 }
 
 /// The ESDK CLI's wrapping key option for the raw AES key.

@@ -1,6 +1,6 @@
 //! Memory of the `kms-envelope` process on messages with long frames: the frame buffers stay within
 //! `DecryptLimits::max_frame_buffers` (40 MiB) whatever `--threads` says, on the file path (positioned reads
-//! and writes) and the stream path alike, and a process short of memory fails with exit 4 ("out of
+//! and writes) and the stream path alike (base64 armor included), and a process short of memory fails with exit 4 ("out of
 //! memory") instead of aborting. Peak RSS is the child's own, as `wait4` reports it.
 #![cfg(all(feature = "cli", target_os = "linux"))]
 
@@ -69,6 +69,11 @@ fn sixteen_mib_frames_on_8_and_64_threads_stay_under_64_mib() {
     // The encrypt side too: a long frame length chosen by the user, on many threads.
     let encrypt = ["encrypt", "--frame-length", &frame, "--quiet", "--no-fsync", "--threads", "64", "plain", "msg"];
     measure("encrypt, 64 threads".into(), cli(d).args(encrypt).args(RAW));
+    // Base64 armor, written and read as it streams (267 MiB of text).
+    let armored = ["encrypt", "--armor", "--frame-length", &frame, "--quiet", "--no-fsync", "plain", "msg.b64"];
+    measure("encrypt --armor".into(), cli(d).args(armored).args(RAW));
+    let armored = ["decrypt", "--quiet", "--threads", "8", "msg.b64", "-"];
+    measure("decrypt of armor, 8 threads".into(), cli(d).args(armored).args(RAW).stdout(Stdio::null()));
     for threads in ["8", "64"] {
         let to_file = ["decrypt", "--quiet", "--no-fsync", "--threads", threads, "msg", "out"];
         measure(format!("decrypt file to file, {threads} threads"), cli(d).args(to_file).args(RAW));

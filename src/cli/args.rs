@@ -138,9 +138,11 @@ const ENCRYPT_OUTPUT_HELP: &str = "Message file, - for stdout, s3://BUCKET/KEY (
 #[cfg(not(feature = "s3"))]
 const ENCRYPT_OUTPUT_HELP: &str = "Message file, - for stdout, or a directory with --recursive";
 #[cfg(feature = "s3")]
-const DECRYPT_INPUT_HELP: &str = "Message file, - for stdin, s3://BUCKET/KEY, or a directory with --recursive";
+const DECRYPT_INPUT_HELP: &str = "Message file, - for stdin, s3://BUCKET/KEY, or a directory with --recursive. Binary or \
+                                  base64 armor (as encrypt --armor writes it), told apart by the first byte";
 #[cfg(not(feature = "s3"))]
-const DECRYPT_INPUT_HELP: &str = "Message file, - for stdin, or a directory with --recursive";
+const DECRYPT_INPUT_HELP: &str = "Message file, - for stdin, or a directory with --recursive. Binary or base64 armor (as \
+                                  encrypt --armor writes it), told apart by the first byte";
 #[cfg(feature = "s3")]
 const BUNDLE_OUTPUT_HELP: &str = "Message file, - for stdout, or s3://BUCKET/KEY (uploaded as encrypt does)";
 #[cfg(not(feature = "s3"))]
@@ -150,9 +152,10 @@ const UNBUNDLE_INPUT_HELP: &str = "Bundle message file, - for stdin, or s3://BUC
 #[cfg(not(feature = "s3"))]
 const UNBUNDLE_INPUT_HELP: &str = "Bundle message file, or - for stdin";
 #[cfg(feature = "s3")]
-const INSPECT_INPUT_HELP: &str = "Message file, - for stdin, or s3://BUCKET/KEY. Only the header is read";
+const INSPECT_INPUT_HELP: &str = "Message file, - for stdin, or s3://BUCKET/KEY, binary or base64 armor. Only the header \
+                                  is read";
 #[cfg(not(feature = "s3"))]
-const INSPECT_INPUT_HELP: &str = "Message file, or - for stdin. Only the header is read";
+const INSPECT_INPUT_HELP: &str = "Message file, or - for stdin, binary or base64 armor. Only the header is read";
 
 /// `--range`: what it decrypts, and exactly what it reads for that (`SeekableDecryptor` decrypts a file's
 /// frames 1 MiB at a time; the S3 reader's windows stop at the range).
@@ -597,6 +600,31 @@ pub struct OutputArgs {
     pub no_fsync: bool,
 }
 
+/// `--armor`: the message as base64 text (see `kms_envelope::stream::armor`).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct ArmorArgs {
+    /// Write the message as base64 text (standard alphabet, = padding, one line, no final newline): the
+    /// bytes aws-encryption-cli --encode writes, for YAML, JSON or a CI variable. Text may go to a
+    /// terminal. Not for s3:// outputs. decrypt, inspect and reencrypt read either form without a flag
+    /// (reencrypt --in-place keeps an armored file armored).
+    #[arg(long)]
+    pub armor: bool,
+}
+
+/// `--metadata-output` (encrypt, decrypt): audit records, as `aws-encryption-cli --metadata-output` writes them.
+#[derive(Args, Debug, Clone)]
+pub struct MetadataArgs {
+    /// Append one JSON line per message to FILE (- for stdout, unless OUTPUT is - too): mode, input, output,
+    /// and the header's message id, algorithm, encryption context, wrapping keys (provider id and key info
+    /// in base64, key_id as text) and frame length, with aws-encryption-cli's field names. Never plaintext or
+    /// a data key. decrypt writes a message's line only once it verified; a message that fails has none.
+    #[arg(long, value_name = "FILE")]
+    pub metadata_output: Option<String>,
+    /// With --metadata-output FILE: replace FILE rather than append to it.
+    #[arg(long, requires = "metadata_output")]
+    pub overwrite_metadata: bool,
+}
+
 /// How `s3://` objects are moved: the size of each part uploaded and each ranged GET, and how many are in
 /// flight. Memory for the transfer is about (N + 2) x SIZE.
 #[cfg(feature = "s3")]
@@ -645,6 +673,10 @@ pub struct EncryptArgs {
     pub suffix: String,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub armor: ArmorArgs,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
     #[cfg(feature = "s3")]
     #[command(flatten)]
     pub s3: S3Args,
@@ -675,6 +707,8 @@ pub struct DecryptArgs {
     // Plaintext bytes START to END of the message, and what is read for them.
     #[arg(long, value_name = "START-END", conflicts_with = "recursive", value_parser = parse_range, help = RANGE_HELP)]
     pub range: Option<PlaintextRange>,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
     #[cfg(feature = "s3")]
     #[command(flatten)]
     pub s3: S3Args,
@@ -805,6 +839,8 @@ pub struct ReencryptArgs {
     /// used, nothing is written).
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub armor: ArmorArgs,
     #[cfg(feature = "s3")]
     #[command(flatten)]
     pub s3: S3Args,

@@ -10,14 +10,14 @@ use kms_envelope::{
 
 use super::args::InspectArgs;
 use super::exit::Failure;
-use super::io::{check_stdout_is_not_input, open_header_input};
+use super::io::{check_stdout_is_not_input, open_header_message};
 
 /// Raw AES provider info ends with the tag length in bits (128) and the IV length (12), then the IV.
 const RAW_AES_TRAILER: [u8; 8] = [0, 0, 0, 0x80, 0, 0, 0, 12];
 const RAW_AES_TRAILER_LEN: usize = RAW_AES_TRAILER.len() + 12;
 
 pub fn run(args: &InspectArgs) -> Result<(), Failure> {
-    let mut input = open_header_input(&args.input)?;
+    let mut input = open_header_message(&args.input)?;
     check_stdout_is_not_input(&args.input, &input)?;
     // Inspect describes what is there, so only the limits that bound memory apply.
     let limits = DecryptLimits {
@@ -85,6 +85,15 @@ fn wrapper(edk: &EncryptedDataKey) -> Wrapper<'_> {
         return Wrapper::RawRsa { name, bits: edk.ciphertext.len() * 8 };
     }
     Wrapper::Other { info }
+}
+
+/// The key that wrapped `edk`, as far as its header entry names it: a KMS key's ARN, a raw key's name.
+pub fn key_id(edk: &EncryptedDataKey) -> Option<&str> {
+    match wrapper(edk) {
+        Wrapper::Kms { arn } | Wrapper::KmsRsa { arn } => Some(arn),
+        Wrapper::RawAes { name } | Wrapper::RawRsa { name, .. } => Some(name),
+        Wrapper::Other { .. } => None,
+    }
 }
 
 /// Who wrapped `edk`, for people: its provider id and key name or ARN, quoted with Rust's escapes, so that no
@@ -228,7 +237,8 @@ fn with_layout(mut text: String, json: bool, header: &Header, size: Option<u64>)
     text
 }
 
-fn json_str(s: &str) -> String {
+/// `s` as a JSON string, with controls and bidirectional characters escaped.
+pub fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

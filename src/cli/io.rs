@@ -5,6 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
+use kms_envelope::stream::armor::{self, ArmorReader, ArmorWriter};
 use kms_envelope::stream::file::PendingFile;
 use kms_envelope::stream::positioned::{self, FileDecryptor, FileError};
 use kms_envelope::stream::{WipingBufReader, WipingBufWriter};
@@ -118,6 +119,49 @@ pub fn open_input(path: &str) -> Result<Input, Failure> {
     let positioned = if meta.is_file() { file.try_clone().ok() } else { None };
     let reader = Box::new(WipingBufReader::with_capacity(IN_BUFFER, file));
     Ok(Input { name: path.to_owned(), reader, size, file: positioned })
+}
+
+/// [`open_input`] for a message, in either form: base64 armor (see [`armor`]) is decoded as it is read.
+pub fn open_message(path: &str) -> Result<Input, Failure> {
+    dearmored(open_input(path)?)
+}
+
+/// [`open_header_input`] for a message, in either form.
+pub fn open_header_message(path: &str) -> Result<Input, Failure> {
+    dearmored(open_header_input(path)?)
+}
+
+/// `input`, a message in either form, as a reader of the binary message: its first byte tells
+/// ([`armor::is_armored`]), and armor is decoded as it is read, in constant memory. An armored input loses
+/// its `file`: its message is not at known offsets of the file, so it takes the sequential path (one
+/// reader, the frames still opened on `--threads` workers); its `size` becomes the message's, about
+/// three quarters of the text's, for the progress bar.
+pub fn dearmored(mut input: Input) -> Result<Input, Failure> {
+    let mut first = [0u8; 1];
+    let got = loop {
+        match input.reader.read(&mut first) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            got => break got.map_err(|e| Failure::io(format!("cannot read {}", input.name), e))?,
+        }
+    };
+    let reader = io::Cursor::new(first).take(got as u64).chain(input.reader);
+    if got == 1 && armor::is_armored(first[0]) {
+        input.reader = Box::new(ArmorReader::new(reader));
+        input.file = None;
+        input.size = input.size.map(|size| size / 4 * 3);
+    } else {
+        input.reader = Box::new(reader);
+    }
+    Ok(input)
+}
+
+/// The refusal of `--range` for base64 armor: a range is read by the offsets of the binary message.
+fn range_of_armor() -> Failure {
+    Failure::usage(
+        "--range reads the binary message at known offsets, and this is base64 armor; decrypt it whole, or decode \
+         it first (base64 -d)"
+            .into(),
+    )
 }
 
 /// Standard input read straight from its descriptor, through a wiping buffer: `Stdin`'s own 8 KiB buffer
@@ -474,6 +518,19 @@ pub fn encrypt_to(
     output: &str,
     out_args: &OutputArgs,
 ) -> Result<(), Failure> {
+    encrypt_recorded(keyring, options, input, output, out_args).map(drop)
+}
+
+/// [`encrypt_to`] that also returns the header it wrote when it took the sequential path (an input that
+/// is not a regular file, or a regular file with `file` taken away), where the header is seen going out;
+/// the positioned and S3 paths return `None`, and the header is then read back from `output`.
+pub fn encrypt_recorded(
+    keyring: &dyn Keyring,
+    options: &EncryptOptions,
+    input: Input,
+    output: &str,
+    out_args: &OutputArgs,
+) -> Result<Option<Header>, Failure> {
     let progress = Progress::new(&input.name, input.size, out_args.quiet);
     if is_s3(output) {
         progress.body_started();
@@ -483,7 +540,7 @@ pub fn encrypt_to(
         let reader = progress.reader(input.reader);
         let result = remote::upload(keyring, options, reader, input.size, output, source, out_args.force);
         progress.done(result.is_ok());
-        return result;
+        return result.map(|()| None);
     }
     let name = input.name;
     let blame = |e| match e {
@@ -495,7 +552,7 @@ pub fn encrypt_to(
             positioned::encrypt_file(keyring, options, file, pending, &|n| progress.inc(n)).map_err(blame)
         });
         progress.done(result.is_ok());
-        return result;
+        return result.map(|()| None);
     }
     if let Some((file, (stdout, offset))) =
         input.file.as_ref().filter(|_| output == "-").and_then(|file| Some((file, stdout_file()?)))
@@ -504,25 +561,106 @@ pub fn encrypt_to(
             .map_err(blame)
             .and_then(|len| stdout_written(&stdout, offset, len));
         progress.done(result.is_ok());
-        return result;
+        return result.map(|()| None);
     }
-    let mut reader = progress.reader(input.reader);
+    sequential(keyring, options, input.reader, (&name, output), out_args, progress, false).map(Some)
+}
+
+/// [`encrypt_to`] with the message written as base64 armor (`--armor`) into a file or stdout: always
+/// sequential, since the positioned paths write binary frames at their own offsets.
+pub fn encrypt_armored_to(
+    keyring: &dyn Keyring,
+    options: &EncryptOptions,
+    input: Input,
+    output: &str,
+    out_args: &OutputArgs,
+) -> Result<Header, Failure> {
+    let progress = Progress::new(&input.name, input.size, out_args.quiet);
+    sequential(keyring, options, input.reader, (&input.name, output), out_args, progress, true)
+}
+
+/// Encrypts `reader` into the file or stdout `output` with one [`Encryptor`], armored if `armor`, and
+/// returns the header written.
+fn sequential(
+    keyring: &dyn Keyring,
+    options: &EncryptOptions,
+    reader: Box<dyn Read>,
+    (name, output): (&str, &str),
+    out_args: &OutputArgs,
+    progress: Progress,
+    armor: bool,
+) -> Result<Header, Failure> {
+    let mut reader = progress.reader(reader);
+    let mut header = None;
     let result = with_output(output, out_args, |out| {
-        let mut encryptor = Encryptor::new(keyring, options, out).map_err(|e| Failure::writing(e).with_file(output))?;
-        progress.body_started();
-        let mut input = Tracked::new(&mut reader);
-        encryptor.copy_from(&mut input).map_err(|e| {
-            if input.failed {
-                Failure::io(format!("cannot read {name}"), e)
-            } else {
-                Failure::writing(Error::from_io(e)).with_file(output)
-            }
-        })?;
-        encryptor.finish().map_err(|e| Failure::writing(e).with_file(output))?;
-        Ok(())
+        if !armor {
+            let (_, written) = seal(keyring, options, &mut reader, out, (name, output), &progress)?;
+            header = Some(written);
+            return Ok(());
+        }
+        let (armored, written) = seal(keyring, options, &mut reader, ArmorWriter::new(out), (name, output), &progress)?;
+        header = Some(written);
+        armored.finish().map(drop).map_err(|e| Failure::io(format!("cannot write {output}"), e))
     });
     progress.done(result.is_ok());
-    result
+    result.map(|()| header.expect("set before a successful write"))
+}
+
+/// The bytes written through it until its `header` is taken: what [`Encryptor::new`] writes, the header.
+struct HeaderTap<W> {
+    inner: W,
+    header: std::rc::Rc<std::cell::RefCell<Option<Vec<u8>>>>,
+}
+
+impl<W: Write> Write for HeaderTap<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(header) = self.header.borrow_mut().as_mut() {
+            header.extend_from_slice(&buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Encrypts all of `reader` into `out` with one [`Encryptor`] and returns `out` and the header written;
+/// `names` are the input's and the output's, for the failure, which blames the side that failed.
+fn seal<W: Write>(
+    keyring: &dyn Keyring,
+    options: &EncryptOptions,
+    reader: &mut dyn Read,
+    out: W,
+    (name, output): (&str, &str),
+    progress: &Progress,
+) -> Result<(W, Header), Failure> {
+    let recording = std::rc::Rc::new(std::cell::RefCell::new(Some(Vec::new())));
+    let tap = HeaderTap { inner: out, header: recording.clone() };
+    let mut encryptor = Encryptor::new(keyring, options, tap).map_err(|e| Failure::writing(e).with_file(output))?;
+    let written = recording.borrow_mut().take().unwrap_or_default();
+    // Our own header, just written: only the limits that bound memory apply.
+    let header =
+        Header::read_from(PRECHECK_LIMITS, &mut &written[..]).map_err(|e| Failure::writing(e).with_file(output))?;
+    progress.body_started();
+    let mut input = Tracked::new(reader);
+    encryptor.copy_from(&mut input).map_err(|e| {
+        if input.failed {
+            Failure::io(format!("cannot read {name}"), e)
+        } else {
+            Failure::writing(Error::from_io(e)).with_file(output)
+        }
+    })?;
+    let tap = encryptor.finish().map_err(|e| Failure::writing(e).with_file(output))?;
+    Ok((tap.inner, header))
+}
+
+/// The header of the message just written at `output` (a file, armored or not, or an S3 object), read
+/// back for its audit record.
+pub fn written_header(output: &str) -> Result<Header, Failure> {
+    let mut written = open_header_message(output)?;
+    Header::read_from(PRECHECK_LIMITS, &mut written.reader).map_err(|e| Failure::reading(e).with_file(output))
 }
 
 /// Decrypts the message `input` into the file or stdout `output`.
@@ -614,8 +752,13 @@ pub fn decrypt_range_to(
     // `SeekableDecryptor::new` reads and opens the final frame before the header reaches `check`: refuse a
     // header `check` refuses first, before the keyring or any body byte (the authenticated header is
     // checked again below).
-    let unauthenticated = Header::read_from(PRECHECK_LIMITS, &mut io::BufReader::new(&file))
-        .map_err(|e| Failure::reading(e).with_file(&name))?;
+    let mut header = io::BufReader::new(&file);
+    let first = io::BufRead::fill_buf(&mut header).map_err(|e| Failure::io(format!("cannot read {name}"), e))?;
+    if first.first().copied().is_some_and(armor::is_armored) {
+        return Err(range_of_armor().with_file(&name));
+    }
+    let unauthenticated =
+        Header::read_from(PRECHECK_LIMITS, &mut header).map_err(|e| Failure::reading(e).with_file(&name))?;
     check(&unauthenticated).map_err(|f| f.with_file(&name))?;
     let mut reader =
         SeekableDecryptor::new(keyring, options, file).map_err(|e| Failure::reading(e).with_file(&name))?;
@@ -927,6 +1070,10 @@ mod remote {
 
         async fn read_at(&self, offset: u64, length: usize) -> io::Result<Vec<u8>> {
             let bytes = self.object.read_at(offset, length).await?;
+            if offset == 0 && bytes.first().copied().is_some_and(armor::is_armored) {
+                *self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(range_of_armor());
+                return Err(io::Error::other("base64 armor"));
+            }
             if offset == 0
                 && let Ok(header) = Header::read_from(PRECHECK_LIMITS, &mut &bytes[..])
                 && let Err(refused) = (self.check)(&header)

@@ -1,6 +1,7 @@
 //! Command-line front end: argument parsing, keys, files and directories, progress, exit codes.
 
 mod args;
+mod audit;
 mod exit;
 mod features;
 mod inspect;
@@ -35,6 +36,7 @@ use args::{
     BundleArgs, CacheArgs, Cli, Command, DecryptArgs, DecryptSettings, EncryptArgs, EncryptSettings, OutputArgs,
     UnbundleArgs,
 };
+use audit::Audit;
 use exit::{Code, Failure};
 use offered::Recording;
 use progress::Progress;
@@ -191,6 +193,39 @@ fn required_keys(settings: &DecryptSettings) -> impl Fn(&Header) -> Result<(), F
 fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
     let options = encrypt_options(&args.settings);
     let out = &args.output_args;
+    let armor = args.armor.armor;
+    if armor && !args.recursive && io::is_s3(&args.output) {
+        return Err(Failure::usage(format!(
+            "{}: --armor writes text to a file or stdout; an S3 object holds the binary message",
+            kms_envelope::escape::escaped(&args.output)
+        )));
+    }
+    let audit = Audit::open(&args.metadata, audit::Mode::Encrypt, if args.recursive { "" } else { &args.output })?;
+    // Encrypts, and writes the message's audit record once it is complete.
+    let encrypt_to = |keyring: &dyn Keyring, options: &EncryptOptions, mut input: io::Input, output: &str| {
+        let Some(audit) = &audit else {
+            return if armor {
+                io::encrypt_armored_to(keyring, options, input, output, out).map(drop)
+            } else {
+                io::encrypt_to(keyring, options, input, output, out)
+            };
+        };
+        let name = input.name.clone();
+        if output == "-" {
+            // Stdout cannot be read back: the sequential path, which sees the header go out.
+            input.file = None;
+        }
+        let header = if armor {
+            Some(io::encrypt_armored_to(keyring, options, input, output, out)?)
+        } else {
+            io::encrypt_recorded(keyring, options, input, output, out)?
+        };
+        let header = match header {
+            Some(header) => header,
+            None => io::written_header(output)?,
+        };
+        audit.record(if name == "stdin" { "-" } else { &name }, output, &header)
+    };
     if args.recursive {
         refuse_s3_tree(&args.input, &args.output)?;
         let plan =
@@ -201,12 +236,15 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
             // The size declared lets a caching keyring count bytes per data key; a file that grows past it
             // while being read fails.
             let options = options.clone().max_plaintext_length(input.size);
-            io::encrypt_to(keyring.as_ref(), &options, input, &job.output.to_string_lossy(), out)
+            encrypt_to(keyring.as_ref(), &options, input, &job.output.to_string_lossy())
         });
     }
     let input = io::open_input(&args.input)?;
     if args.output == "-" {
-        io::check_message_stdout(out.force)?;
+        // Armor is text, which a terminal shows as it is.
+        if !armor {
+            io::check_message_stdout(out.force)?;
+        }
         io::check_stdout_is_not_input(&args.input, &input)?;
         io::check_stdout_is_not_a_key_file(&args.keys)?;
     } else if io::is_s3(&args.output) {
@@ -217,7 +255,7 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
         io::check_output(Path::new(&args.output), out.force)?;
     }
     let keyring = keys::for_encrypt(&args.keys)?;
-    io::encrypt_to(keyring.as_ref(), &options, input, &args.output, out)
+    encrypt_to(keyring.as_ref(), &options, input, &args.output)
 }
 
 /// `--recursive` walks and mirrors local directories; an `s3://` name there would be taken as a relative
@@ -251,7 +289,27 @@ fn cached(keyring: Box<dyn Keyring>, args: &CacheArgs) -> Result<Box<dyn Keyring
 
 fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
     let options = decrypt_options(&args.settings);
-    let check = required_keys(&args.settings);
+    let required = required_keys(&args.settings);
+    let audit = Audit::open(&args.metadata, audit::Mode::Decrypt, if args.recursive { "" } else { &args.output })?;
+    // The last header checked: the authenticated one, once a decrypt succeeded (each path checks the
+    // authenticated header last), for the audit record.
+    let checked = std::sync::Mutex::new(None);
+    let auditing = audit.is_some();
+    let check = |header: &Header| {
+        required(header)?;
+        if auditing {
+            *checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(header.clone());
+        }
+        Ok(())
+    };
+    // Writes the audit record of a message that decrypted: only then, never for one that failed.
+    let record = |input: &str, output: &str| match &audit {
+        Some(audit) => match checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            Some(header) => audit.record(input, output, &header),
+            None => Err(Failure::new(Code::Io, format!("{input}: no verified header to record"))),
+        },
+        None => Ok(()),
+    };
     let out = &args.output_args;
     if args.recursive {
         refuse_s3_tree(&args.input, &args.output)?;
@@ -262,9 +320,10 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
         let plan = tree::plan(Path::new(&args.input), Path::new(&args.output), &rename)?;
         let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
         return tree::run(plan, |job| {
-            let input = io::open_input(&job.input.to_string_lossy())?;
-            io::decrypt_to(&keyring, &options, &check, input, &job.output.to_string_lossy(), out)
-                .map_err(|f| keyring.explain(f))
+            let (input, output) = (job.input.to_string_lossy(), job.output.to_string_lossy());
+            let message = io::open_message(&input)?;
+            io::decrypt_to(&keyring, &options, &check, message, &output, out).map_err(|f| keyring.explain(f))?;
+            record(&input, &output)
         });
     }
     if io::is_s3(&args.output) {
@@ -279,10 +338,12 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
             io::check_output(Path::new(&args.output), out.force)?;
         }
         let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
-        return io::decrypt_s3_range_to(&keyring, &options, &check, &args.input, range, &args.output, out)
-            .map_err(|f| keyring.explain(f));
+        io::decrypt_s3_range_to(&keyring, &options, &check, &args.input, range, &args.output, out)
+            .map_err(|f| keyring.explain(f))?;
+        return record(&args.input, &args.output);
     }
-    let input = io::open_input(&args.input)?;
+    // --range reads a binary message by offset (and refuses armor); otherwise either form is read.
+    let input = if args.range.is_some() { io::open_input(&args.input)? } else { io::open_message(&args.input)? };
     if args.output == "-" {
         io::check_stdout_is_not_input(&args.input, &input)?;
         io::check_stdout_is_not_a_key_file(&args.keys)?;
@@ -295,7 +356,8 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
         Some(range) => io::decrypt_range_to(&keyring, &options, &check, input, range, &args.output, out),
         None => io::decrypt_to(&keyring, &options, &check, input, &args.output, out),
     }
-    .map_err(|f| keyring.explain(f))
+    .map_err(|f| keyring.explain(f))?;
+    record(&args.input, &args.output)
 }
 
 /// Bytes of regular files below `dir`, for the bundle progress bar (the archive adds a little).
@@ -406,12 +468,12 @@ fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {
         ));
     }
     let input = if args.input == "-" || io::is_s3(&args.input) {
-        io::open_input(&args.input)?
+        io::open_message(&args.input)?
     } else {
         let file = File::open(&args.input).map_err(|e| Failure::io(format!("cannot open {}", args.input), e))?;
         let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
         let reader = Box::new(BufReader::with_capacity(16 << 10, file));
-        io::Input { name: args.input.clone(), reader, size, file: None }
+        io::dearmored(io::Input { name: args.input.clone(), reader, size, file: None })?
     };
     let options = decrypt_options(&args.settings);
     let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use kms_envelope::stream::armor::ArmorWriter;
 use kms_envelope::stream::file::PendingFile;
 use kms_envelope::stream::{WipingBufReader, WipingBufWriter, default_target_suite};
 use kms_envelope::{
@@ -68,7 +69,7 @@ pub fn run(args: &ReencryptArgs) -> Result<(), Failure> {
             if already_done(args, skip.as_ref(), target.as_ref(), &options, &job.input)? {
                 return Ok(());
             }
-            file_to_file(&source, target.as_ref(), &options, &job.input, &job.output, &files)
+            file_to_file(args, &source, target.as_ref(), &options, &job.input, &job.output, &files)
                 .map_err(|f| source.explain(f))
         });
     }
@@ -90,7 +91,7 @@ pub fn run(args: &ReencryptArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let files = OutputOptions::new().overwrite(args.in_place || args.output_args.force).sync(sync);
-    file_to_file(&source, target.as_ref(), &options, Path::new(&args.input), Path::new(output), &files)
+    file_to_file(args, &source, target.as_ref(), &options, Path::new(&args.input), Path::new(output), &files)
         .map_err(|f| source.explain(f))
 }
 
@@ -118,8 +119,10 @@ fn already_done(
     let name = path.display().to_string();
     let input = std::fs::File::open(path).map_err(|e| Failure::io(format!("cannot open {name}"), e))?;
     let reader = WipingBufReader::with_capacity(64 << 10, input);
-    let status = rotation_status_with(target, target_keys, options, args.verify_all_keys, how_much(args), reader)
-        .map_err(|e| Failure::reading(e).with_file(&name))?;
+    let reader = io::dearmored(io::Input { name: name.clone(), reader: Box::new(reader), size: None, file: None })?;
+    let status =
+        rotation_status_with(target, target_keys, options, args.verify_all_keys, how_much(args), reader.reader)
+            .map_err(|e| Failure::reading(e).with_file(&name))?;
     if status == Rotation::Done {
         // `name` goes to stderr through the one escaper here; failures are escaped where they are printed.
         report_done(args, &kms_envelope::escape::escaped(&name));
@@ -138,7 +141,7 @@ fn s3_already_done(
 ) -> Result<bool, Failure> {
     let Some(target_keys) = skip else { return Ok(false) };
     let check = how_much(args);
-    let input = if check == SkipCheck::Header { io::open_header_input(url)? } else { io::open_input(url)? };
+    let input = if check == SkipCheck::Header { io::open_header_message(url)? } else { io::open_message(url)? };
     let status = rotation_status_with(target, target_keys, options, args.verify_all_keys, check, input.reader)
         .map_err(|e| Failure::reading(e).with_file(shown))?;
     if status == Rotation::Done {
@@ -231,7 +234,11 @@ fn check_single_link(args: &ReencryptArgs, path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `input` into `output` (which may be `input`, in place). A binary message into a binary one goes by
+/// positioned reads and writes ([`reencrypt_path`]); base64 armor at either end goes in one sequential
+/// pass. The new message is armored with `--armor`, and in place when the source was.
 fn file_to_file(
+    args: &ReencryptArgs,
     source: &Recording,
     target: &dyn Keyring,
     options: &ReencryptOptions,
@@ -239,9 +246,23 @@ fn file_to_file(
     output: &Path,
     files: &OutputOptions,
 ) -> Result<(), Failure> {
-    reencrypt_path(source, target, options, input, output, files)
-        .map(drop)
-        .map_err(|e| Failure::reading(e).with_file(&input.display().to_string()))
+    let name = input.display().to_string();
+    let message = io::open_message(&name)?;
+    // `dearmored` leaves `file` only to a binary message in a regular file.
+    let armored = message.file.is_none();
+    let armor = args.armor.armor || (args.in_place && armored);
+    if !armored && !armor {
+        drop(message);
+        return reencrypt_path(source, target, options, input, output, files)
+            .map(drop)
+            .map_err(|e| Failure::reading(e).with_file(&name));
+    }
+    let shown = output.display();
+    let pending = PendingFile::create(output, files.overwrites())
+        .map_err(|e| Failure::new(Code::Io, format!("{shown}: cannot create: {e}")))?;
+    streamed_into(source, target, options, message, pending, armor)?
+        .commit(files.syncs(), files.overwrites())
+        .map_err(|e| Failure::new(Code::Io, format!("{shown}: cannot write: {e}")))
 }
 
 /// An S3 object into another, or in place (replaced only if unchanged since it was read; skipped, as a file
@@ -378,29 +399,52 @@ fn s3_prefix_to_prefix(args: &ReencryptArgs, options: &ReencryptOptions) -> Resu
 /// stdin or stdout at either end: the new message's final frame is written only after the whole source
 /// verified, so a failure leaves on stdout a message that no reader accepts.
 fn streamed(args: &ReencryptArgs, options: &ReencryptOptions, output: &str) -> Result<(), Failure> {
-    let input = io::open_input(&args.input)?;
+    let input = io::open_message(&args.input)?;
+    let armor = args.armor.armor;
     if output == "-" {
         io::check_stdout_is_not_input(&args.input, &input)?;
         io::check_stdout_is_not_a_key_file(&args.keys)?;
         io::check_stdout_is_not_a_key_file(args.new_keys.keys())?;
-        io::check_message_stdout(args.output_args.force)?;
+        if !armor {
+            io::check_message_stdout(args.output_args.force)?;
+        }
         let (source, target) = keyrings(args)?;
-        let mut stdout = WipingBufWriter::with_capacity(64 << 10, io::raw_stdout());
-        reencrypt(&source, target.as_ref(), options, input.reader, &mut stdout)
-            .map_err(|e| source.explain(Failure::reading(e).with_file(&input.name)))?;
+        let stdout = WipingBufWriter::with_capacity(64 << 10, io::raw_stdout());
+        let mut stdout =
+            streamed_into(&source, target.as_ref(), options, input, stdout, armor).map_err(|f| source.explain(f))?;
         return stdout.flush().map_err(|e| Failure::io("cannot write to stdout".into(), e));
     }
     check_not_a_key_file(args, Path::new(output))?;
     io::check_output(Path::new(output), args.output_args.force)?;
     let (source, target) = keyrings(args)?;
     let files = OutputOptions::new().overwrite(args.output_args.force).sync(!args.output_args.no_fsync);
-    let mut pending = PendingFile::create(Path::new(output), files.overwrites())
+    let pending = PendingFile::create(Path::new(output), files.overwrites())
         .map_err(|e| Failure::new(Code::Io, format!("{output}: cannot create: {e}")))?;
-    reencrypt(&source, target.as_ref(), options, input.reader, &mut pending)
-        .map_err(|e| source.explain(Failure::reading(e).with_file(&input.name)))?;
+    let pending =
+        streamed_into(&source, target.as_ref(), options, input, pending, armor).map_err(|f| source.explain(f))?;
     pending
         .commit(files.syncs(), files.overwrites())
         .map_err(|e| Failure::new(Code::Io, format!("{output}: cannot write: {e}")))
+}
+
+/// Re-encrypts the message `input` into `out` in one sequential pass, armored if `armor`, and returns `out`
+/// (the caller commits or flushes it only then).
+fn streamed_into<W: Write>(
+    source: &Recording,
+    target: &dyn Keyring,
+    options: &ReencryptOptions,
+    input: io::Input,
+    mut out: W,
+    armor: bool,
+) -> Result<W, Failure> {
+    let failed = |e| Failure::reading(e).with_file(&input.name);
+    if !armor {
+        reencrypt(source, target, options, input.reader, &mut out).map_err(failed)?;
+        return Ok(out);
+    }
+    let mut armored = ArmorWriter::new(out);
+    reencrypt(source, target, options, input.reader, &mut armored).map_err(failed)?;
+    armored.finish().map_err(|e| Failure::io("cannot write the new message".into(), e))
 }
 
 /// Whether two paths name one file (the same device and inode).
@@ -426,7 +470,7 @@ fn dry_run(args: &ReencryptArgs) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
     let mut first_failure = None;
     let describe = |name: &str| {
-        io::open_header_input(name).and_then(|mut input| {
+        io::open_header_message(name).and_then(|mut input| {
             let limits = DecryptLimits {
                 max_encrypted_data_keys: Some(args.max_encrypted_data_keys),
                 ..DecryptLimits::default()

@@ -1,6 +1,7 @@
 //! Encryptors and decryptors over `Write`/`Read`, one-shot helpers over byte slices, and decryption into
 //! a file that appears only once the whole message verified.
 
+pub mod armor;
 #[cfg(feature = "async")]
 pub mod async_io;
 mod buffer;
