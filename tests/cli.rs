@@ -4,6 +4,8 @@
 #![cfg(feature = "cli")]
 
 mod common;
+#[path = "cli_parts/edit.rs"]
+mod edit;
 #[cfg(feature = "kms")]
 #[path = "common/kms.rs"]
 mod support;
