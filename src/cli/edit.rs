@@ -66,7 +66,7 @@ pub fn run(args: &EditArgs) -> Result<(), Failure> {
     };
     let message = kms_envelope::encrypt(target.as_ref(), &new_options, &edited)
         .map_err(|e| Failure::writing(e).with_file(&shown).with_note("left as it was"))?;
-    original.replace(&message).map_err(|f| f.with_file(&shown))?;
+    original.replace(&message)?;
     eprintln!("kms-envelope: {shown}: re-encrypted (suite 0x{:04X}, a fresh data key)", suite.id());
     Ok(())
 }
@@ -574,11 +574,28 @@ impl Drop for Signals {
 
 /// The message being edited, as read, and how to replace it.
 enum Original {
-    File { path: PathBuf, message: Vec<u8> },
+    File {
+        path: PathBuf,
+        message: Vec<u8>,
+    },
+    #[cfg(feature = "s3")]
+    S3 {
+        object: super::io::PinnedObject,
+        message: Vec<u8>,
+    },
 }
 
 impl Original {
     fn read(name: &str) -> Result<Self, Failure> {
+        if super::io::is_s3(name) {
+            #[cfg(feature = "s3")]
+            {
+                let (object, message) = super::io::PinnedObject::read(name, MAX_EDIT_LEN)?;
+                return Ok(Self::S3 { object, message });
+            }
+            #[cfg(not(feature = "s3"))]
+            super::io::check_s3_url(name)?;
+        }
         let path = PathBuf::from(name);
         let shown = escaped(name);
         let meta = fs::symlink_metadata(&path).map_err(|e| Failure::io(format!("cannot open {shown}"), e))?;
@@ -600,6 +617,8 @@ impl Original {
     fn message(&self) -> &[u8] {
         match self {
             Self::File { message, .. } => message,
+            #[cfg(feature = "s3")]
+            Self::S3 { message, .. } => message,
         }
     }
 
@@ -607,11 +626,14 @@ impl Original {
     fn replace(&self, message: &[u8]) -> Result<(), Failure> {
         match self {
             Self::File { path, .. } => {
-                let failed = |e: kms_envelope::Error| Failure::writing(e).with_note("left as it was");
+                let shown = escaped(&path.to_string_lossy());
+                let failed = |e: kms_envelope::Error| Failure::writing(e).with_file(&shown).with_note("left as it was");
                 let mut pending = kms_envelope::stream::file::PendingFile::create(path, true).map_err(failed)?;
-                pending.write_all(message).map_err(|e| Failure::io("cannot write the new message".into(), e))?;
+                pending.write_all(message).map_err(|e| failed(kms_envelope::Error::Io(e)))?;
                 pending.commit(true, true).map_err(failed)
             }
+            #[cfg(feature = "s3")]
+            Self::S3 { object, .. } => object.replace(message).map_err(|f| f.with_note("the edit was not written")),
         }
     }
 }

@@ -303,3 +303,91 @@ fn sigterm_while_the_editor_runs_wipes_the_plaintext_and_leaves_the_message() {
     assert_eq!(fs::read(s.path("notes.enc")).unwrap(), bytes);
     assert_plaintext_gone(&s, &place);
 }
+
+/// An S3 bucket in moto for the `s3://` tests, and a runtime for the test's own requests.
+#[cfg(feature = "s3")]
+struct Bucket {
+    moto: super::support::Moto,
+    name: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+#[cfg(feature = "s3")]
+impl Bucket {
+    fn new(test: &str) -> Option<Self> {
+        let moto = super::support::Moto::get()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let unique = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let name = format!("edit-{test}-{}-{unique}", std::process::id());
+        let bucket = Self { moto, name, runtime };
+        bucket.runtime.block_on(bucket.client().create_bucket().bucket(&bucket.name).send()).expect("CreateBucket");
+        Some(bucket)
+    }
+
+    fn client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.moto.config()).force_path_style(true).build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    fn put(&self, key: &str, body: Vec<u8>) {
+        let put = self.client().put_object().bucket(&self.name).key(key).content_type("text/x-notes").body(body.into());
+        self.runtime.block_on(put.send()).expect("PutObject");
+    }
+
+    fn get(&self, key: &str) -> (Vec<u8>, Option<String>) {
+        let got = self.runtime.block_on(self.client().get_object().bucket(&self.name).key(key).send()).unwrap();
+        let content_type = got.content_type().map(str::to_owned);
+        (self.runtime.block_on(got.body.collect()).unwrap().into_bytes().to_vec(), content_type)
+    }
+
+    /// `edit` against this moto.
+    fn edit(&self, s: &Scratch, place: &Place, editor: &Path) -> assert_cmd::Command {
+        let mut cmd = edit(s, place, editor);
+        cmd.env("AWS_ENDPOINT_URL_S3", &self.moto.endpoint).env("AWS_ACCESS_KEY_ID", "testing");
+        cmd.env("AWS_SECRET_ACCESS_KEY", "testing").env("AWS_REGION", super::support::REGION);
+        cmd
+    }
+}
+
+/// `edit s3://...`: the object replaced (its content type kept), or, when another writer replaced it while
+/// the editor ran, left as that writer made it (If-Match on the ETag read).
+#[cfg(feature = "s3")]
+#[test]
+fn an_s3_object_is_replaced_only_if_its_etag_is_unchanged() {
+    let Some(bucket) = Bucket::new("etag") else { return };
+    let (s, place) = (Scratch::new(), Place::new());
+    encrypted(&s, "notes.enc", b"in s3\n", &[]);
+    bucket.put("notes.enc", fs::read(s.path("notes.enc")).unwrap());
+    let url = format!("s3://{}/notes.enc", bucket.name);
+    let ed = editor(&s, "ed.sh", "printf 'edited in s3\\n' > \"$1\"");
+    expect(bucket.edit(&s, &place, &ed).args(args(&[&raw("wrapping.key"), &[url.as_str()]])), 0);
+    let (message, content_type) = bucket.get("notes.enc");
+    assert_eq!(content_type.as_deref(), Some("text/x-notes"));
+    s.write("got.enc", &message);
+    assert_eq!(decrypted(&s, "got.enc"), b"edited in s3\n");
+
+    // The editor waits, with its text saved, until the test has replaced the object.
+    let (ready, go) = (s.path("ready"), s.path("go"));
+    let body = format!(
+        "printf 'lost edit\\n' > \"$1\"; : > '{}'; while [ ! -e '{}' ]; do sleep 0.05; done",
+        ready.display(),
+        go.display()
+    );
+    let ed = editor(&s, "slow.sh", &body);
+    let mut cmd = bucket.edit(&s, &place, &ed);
+    cmd.args(args(&[&raw("wrapping.key"), &[url.as_str()]]));
+    let running = std::thread::spawn(move || cmd.output().unwrap());
+    // (An edit that failed before its editor ran ends the wait too, and the assertions below say why.)
+    while !ready.exists() && !running.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    bucket.put("notes.enc", b"another writer".to_vec());
+    fs::write(&go, b"").unwrap();
+    let out = running.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("ETag no longer matches") && stderr.contains("the edit was not written"), "{stderr}");
+    assert!(!stderr.contains("lost edit"), "{stderr}");
+    assert_eq!(bucket.get("notes.enc").0, b"another writer");
+    assert_plaintext_gone(&s, &place);
+}
