@@ -232,7 +232,8 @@ fn edit_help() -> String {
                 and ends the edit.\n\
                 A message that held a JSON object of strings (a secrets message) must still hold one: otherwise, \
                 on a terminal, edit asks to open the editor again; elsewhere it fails (exit 1). An editor that \
-                exits non-zero or is killed leaves FILE as it was (exit 4).";
+                exits non-zero or is killed leaves FILE as it was (exit 4), as does a FILE (or S3 \
+                object: its ETag) that someone else changed while the editor ran: theirs stays, the edit is lost.";
     format!("{}\n\n{}", wrap(text, HELP_WIDTH), exit_codes())
 }
 

@@ -186,7 +186,12 @@ fn edit_plaintext(
                     "the edited text is not a JSON object of strings, as the message held ({reason}); {shown} left as \
                      it was"
                 );
-                if !ask_to_edit_again(&reason) {
+                let again = ask_to_edit_again(&reason);
+                // A Ctrl-C at the question is an answer too.
+                if let Some(status) = signals.caught_status() {
+                    return Err(Failure::interrupted(format!("interrupted; {shown} left as it was"), status));
+                }
+                if !again {
                     return Err(Failure::new(Code::InvalidMessage, reason));
                 }
             }
@@ -622,12 +627,22 @@ impl Original {
         }
     }
 
-    /// Replaces the message by `message`: a 0600 temp file beside it, synced, renamed over it.
+    /// Replaces the message by `message`: a 0600 temp file beside it, synced, renamed over it, if the file
+    /// still holds the message that was read (checked just before; a write in between is not seen).
     fn replace(&self, message: &[u8]) -> Result<(), Failure> {
         match self {
-            Self::File { path, .. } => {
+            Self::File { path, message: read } => {
                 let shown = escaped(&path.to_string_lossy());
                 let failed = |e: kms_envelope::Error| Failure::writing(e).with_file(&shown).with_note("left as it was");
+                // As an S3 object's ETag is: whoever wrote FILE while the editor ran wins.
+                if fs::read(path).ok().as_deref() != Some(&read[..]) {
+                    return Err(Failure::new(
+                        Code::Io,
+                        format!(
+                            "{shown}: changed while it was edited; left as the other writer made it, the edit was not written"
+                        ),
+                    ));
+                }
                 let mut pending = kms_envelope::stream::file::PendingFile::create(path, true).map_err(failed)?;
                 pending.write_all(message).map_err(|e| failed(kms_envelope::Error::Io(e)))?;
                 pending.commit(true, true).map_err(failed)

@@ -391,3 +391,16 @@ fn an_s3_object_is_replaced_only_if_its_etag_is_unchanged() {
     assert_eq!(bucket.get("notes.enc").0, b"another writer");
     assert_plaintext_gone(&s, &place);
 }
+
+/// FILE rewritten by someone else while the editor ran: their file stays, the edit is not written.
+#[test]
+fn a_file_changed_while_it_was_edited_is_left_as_the_other_writer_made_it() {
+    let (s, place) = (Scratch::new(), Place::new());
+    encrypted(&s, "notes.enc", b"mine\n", &[]);
+    let body = format!("printf 'lost edit\\n' > \"$1\"; printf 'theirs' > '{}'", s.path("notes.enc").display());
+    let ed = editor(&s, "ed.sh", &body);
+    let (_, stderr) = expect(edit(&s, &place, &ed).args(args(&[&raw("wrapping.key"), &["notes.enc"]])), 4);
+    assert!(stderr.contains("changed while it was edited") && !stderr.contains("lost edit"), "{stderr}");
+    assert_eq!(fs::read(s.path("notes.enc")).unwrap(), b"theirs");
+    assert_plaintext_gone(&s, &place);
+}
