@@ -182,17 +182,14 @@ fn edit_plaintext(
         }
         match (secrets, is_secrets(&edited)) {
             (true, Err(reason)) => {
-                let reason = format!(
-                    "the edited text is not a JSON object of strings, as the message held ({reason}); {shown} left as \
-                     it was"
-                );
-                let again = ask_to_edit_again(&reason);
+                let reason = format!("the edited text is not a JSON object of strings, as the message held ({reason})");
+                let again = ask_to_edit_again(&reason, shown);
                 // A Ctrl-C at the question is an answer too.
                 if let Some(status) = signals.caught_status() {
                     return Err(Failure::interrupted(format!("interrupted; {shown} left as it was"), status));
                 }
                 if !again {
-                    return Err(Failure::new(Code::InvalidMessage, reason));
+                    return Err(Failure::new(Code::InvalidMessage, format!("{reason}; {shown} left as it was")));
                 }
             }
             _ => break Some(edited),
@@ -207,11 +204,11 @@ fn edit_plaintext(
 }
 
 /// On a terminal, asks whether to open the editor again after `reason`; elsewhere (a script, CI) never.
-fn ask_to_edit_again(reason: &str) -> bool {
+fn ask_to_edit_again(reason: &str, shown: &str) -> bool {
     if !io::stdin().is_terminal() || !io::stderr().is_terminal() {
         return false;
     }
-    eprint!("kms-envelope: {reason}.\nEdit again? [Y/n] ");
+    eprint!("kms-envelope: {reason}.\nEdit again? (n leaves {shown} as it was) [Y/n] ");
     let mut answer = String::new();
     match io::stdin().read_line(&mut answer) {
         Ok(0) | Err(_) => false,

@@ -404,3 +404,49 @@ fn a_file_changed_while_it_was_edited_is_left_as_the_other_writer_made_it() {
     assert_eq!(fs::read(s.path("notes.enc")).unwrap(), b"theirs");
     assert_plaintext_gone(&s, &place);
 }
+
+/// On a terminal (a pty from util-linux `script`), invalid JSON opens the editor again when the answer is
+/// yes, and ends the edit, the message as it was, when it is no. The editor writes a number where a string
+/// belongs the first time, a string the second.
+#[cfg(target_os = "linux")]
+#[test]
+fn on_a_terminal_invalid_json_reopens_the_editor_until_the_answer_is_no() {
+    use std::io::Write as _;
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        super::common::missing::<()>("util-linux script (a pseudo-terminal)");
+        return;
+    }
+    for (answer, code, text) in [("y", 0, &br#"{"A": "2"}"#[..]), ("n", 1, &br#"{"A": "1"}"#[..])] {
+        let (s, place) = (Scratch::new(), Place::new());
+        encrypted(&s, "s.enc", br#"{"A": "1"}"#, &[]);
+        let body = format!(
+            "if [ \"$(grep -c . '{}')\" = 1 ]; then printf '{{\"A\": 2}}' > \"$1\"; else printf '{{\"A\": \"2\"}}' > \"$1\"; fi",
+            s.path("editor-saw").display()
+        );
+        let ed = editor(&s, "ed.sh", &body);
+        let bin = assert_cmd::cargo::cargo_bin("kms-envelope");
+        let allow_disk = if place.runtime.is_none() { "--allow-disk" } else { "" };
+        let line = format!("'{}' edit {} {allow_disk} s.enc", bin.display(), raw("wrapping.key").join(" "));
+        let mut script = std::process::Command::new("script");
+        script.current_dir(s.path("")).args(["-qec", &line, "/dev/null"]).env("EDITOR", &ed).env_remove("VISUAL");
+        script.env("TMPDIR", s.path("tmp")).env("AWS_EC2_METADATA_DISABLED", "true");
+        fs::create_dir_all(s.path("tmp")).unwrap();
+        if let Some(dir) = &place.runtime {
+            script.env("XDG_RUNTIME_DIR", dir.path());
+        }
+        let mut child = script
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{answer}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(code), "{answer}: {shown}");
+        assert!(shown.contains("Edit again?") && !shown.contains("\"2\"}"), "{shown}");
+        let runs = if answer == "y" { 2 } else { 1 };
+        assert_eq!(assert_plaintext_gone(&s, &place).len(), runs);
+        assert_eq!(decrypted(&s, "s.enc"), text);
+    }
+}
