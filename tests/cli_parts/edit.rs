@@ -450,3 +450,18 @@ fn on_a_terminal_invalid_json_reopens_the_editor_until_the_answer_is_no() {
         assert_eq!(decrypted(&s, "s.enc"), text);
     }
 }
+
+/// A FILE (and an editor) whose names hold terminal controls reach stderr escaped, and the plaintext file
+/// the editor gets has a plain name.
+#[test]
+fn names_with_terminal_controls_are_escaped() {
+    let (s, place) = (Scratch::new(), Place::new());
+    let hostile = "notes\u{1b}]0;owned\u{7}.enc";
+    encrypted(&s, hostile, b"text\n", &[]);
+    let ed = editor(&s, "ed\u{1b}[2J.sh", "exit 3");
+    let (_, stderr) = expect(edit(&s, &place, &ed).args(args(&[&raw("wrapping.key"), &[hostile]])), 4);
+    assert!(!stderr.contains('\u{1b}') && !stderr.contains('\u{7}'), "{stderr:?}");
+    assert!(stderr.contains("exited with status 3"), "{stderr}");
+    let saw = assert_plaintext_gone(&s, &place);
+    assert_eq!(saw[0].file_name().unwrap(), "notes__0_owned_");
+}
