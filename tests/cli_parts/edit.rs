@@ -458,6 +458,11 @@ fn names_with_terminal_controls_are_escaped() {
     let (s, place) = (Scratch::new(), Place::new());
     let hostile = "notes\u{1b}]0;owned\u{7}.enc";
     encrypted(&s, hostile, b"text\n", &[]);
+    // The success line, printed by edit itself (failures go through Failure's one-line escaping too).
+    let ed = editor(&s, "ok.sh", "printf 'new\\n' > \"$1\"");
+    let (_, stderr) = expect(edit(&s, &place, &ed).args(args(&[&raw("wrapping.key"), &[hostile]])), 0);
+    assert!(stderr.contains("re-encrypted") && !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'), "{stderr:?}");
+    fs::remove_file(s.path("editor-saw")).unwrap();
     let ed = editor(&s, "ed\u{1b}[2J.sh", "exit 3");
     let (_, stderr) = expect(edit(&s, &place, &ed).args(args(&[&raw("wrapping.key"), &[hostile]])), 4);
     assert!(!stderr.contains('\u{1b}') && !stderr.contains('\u{7}'), "{stderr:?}");
