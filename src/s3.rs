@@ -1177,6 +1177,36 @@ impl S3Object {
         })
     }
 
+    /// Replaces this object by `message`, a message sealed from what was read of it (`kms-envelope edit`),
+    /// only while the object still has the ETag it was pinned to ([`pin`](Self::pin), which the reads
+    /// did): `If-Match` on `PutObject` or `CompleteMultipartUpload`, so a writer who replaced it meanwhile
+    /// wins and this fails. The new object keeps the old one's settings and tags as
+    /// [`reencrypt_from_blocking`](Self::reencrypt_from_blocking) in place does. On any error the upload is
+    /// aborted (and the abort awaited) and nothing changes. Blocking, as that one.
+    ///
+    /// # Errors
+    ///
+    /// The object has no ETag, a request fails, the object changed since it was pinned, `cancelled` was set.
+    pub fn replace_pinned_blocking(
+        &self,
+        handle: Handle,
+        message: &[u8],
+        transfer: &TransferOptions,
+        cancelled: Arc<AtomicBool>,
+    ) -> Result<Uploaded> {
+        let pinned = handle.block_on(self.pin())?.clone();
+        let Some(etag) = pinned.etag.clone() else {
+            return Err(Error::Io(self.failure("HeadObject", "no ETag, which replacing the object in place needs")));
+        };
+        let tagging = handle.block_on(self.tagging(&pinned.carried))?;
+        let conditions =
+            Conditions { if_match: Some(etag), if_absent: false, carried: pinned.carried.clone(), tagging };
+        let transfer = transfer.clone().part_size(transfer.part_size_for(message.len() as u64));
+        self.upload_sealed(handle, &transfer, cancelled, conditions, |parts| {
+            parts.write_all(message).map_err(Error::from_io)
+        })
+    }
+
     /// Decrypts the message in `source` into this object, its plaintext, streaming as
     /// [`reencrypt_from_blocking`](Self::reencrypt_from_blocking) does: the object appears only once the
     /// whole message verified (every frame, the signature of a signed suite), since the upload is completed

@@ -4,6 +4,10 @@
 #![cfg(feature = "cli")]
 
 mod common;
+#[path = "cli_parts/edit.rs"]
+mod edit;
+#[path = "cli_parts/git_textconv.rs"]
+mod git_textconv;
 #[cfg(feature = "kms")]
 #[path = "common/kms.rs"]
 mod support;

@@ -211,6 +211,33 @@ pub enum Command {
     /// as to encrypt, each option prefixed with --new- (--new-kms-key, --new-raw-key-file, ...).
     #[command(after_help = reencrypt_help())]
     Reencrypt(Box<ReencryptArgs>),
+    /// Decrypt FILE into a fresh directory on a memory filesystem, open it in $VISUAL or $EDITOR, and replace
+    /// FILE by the edited text encrypted again (same suite, context and frame length, a fresh data key under
+    /// the key flags' keys). Unchanged text writes nothing; the plaintext is wiped and removed in any case.
+    #[command(after_help = edit_help())]
+    Edit(EditArgs),
+}
+
+/// The "Keys:" and editor paragraphs of `edit --help`.
+fn edit_help() -> String {
+    let text = "Keys: given as to encrypt (--raw-key-file PATH --key-namespace NS --key-name NAME, --kms-key ID, ...): \
+                they unwrap the message's data key and wrap the new one, so they must be able to wrap \
+                (--kms-discovery alone is refused), and must cover every key the message's data key is wrapped \
+                under (or --drop-key). Both are checked, with one throwaway data key, before the editor opens.\n\
+                The plaintext goes to a fresh 0700 directory under $XDG_RUNTIME_DIR or /dev/shm when that is a tmpfs \
+                or ramfs (else refused, unless --allow-disk: the system's temp directory), is read back by its path \
+                once the editor exits (editors that save by rename work), then overwritten with zeros and removed, \
+                on failure and on SIGHUP, SIGINT, SIGQUIT or SIGTERM too (not on SIGKILL).\n\
+                The editor is $VISUAL, else $EDITOR, else vi, run much as git runs it: sh -c 'exec $EDITOR \"$@\"'. vim and \
+                neovim get -n -i NONE and 'set nobackup nowritebackup noundofile noswapfile viminfo='; other \
+                editors' swap, backup, undo and history files, and the terminal's scrollback, are theirs to keep: \
+                configure them. While the editor runs, Ctrl-C is the editor's; SIGTERM or SIGHUP is passed on to it \
+                and ends the edit.\n\
+                A message that held a JSON object of strings (a secrets message) must still hold one: otherwise, \
+                on a terminal, edit asks to open the editor again; elsewhere it fails (exit 1). An editor that \
+                exits non-zero or is killed leaves FILE as it was (exit 4), as does a FILE (or S3 \
+                object: its ETag) that someone else changed while the editor ran: theirs stays, the edit is lost.";
+    format!("{}\n\n{}", wrap(text, HELP_WIDTH), exit_codes())
 }
 
 /// The "Keys:" paragraph of `reencrypt --help`.
@@ -852,6 +879,34 @@ pub struct ReencryptArgs {
     pub output: Option<String>,
 }
 
+/// `edit`.
+#[derive(Args, Debug)]
+pub struct EditArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+    /// Commitment policy for reading FILE: require-encrypt-require-decrypt (default), or
+    /// require-encrypt-allow-decrypt to edit a legacy (non-committing) message, which is then written under
+    /// the committing suite of its kind (0x0478, or 0x0578 if signed).
+    #[arg(long, value_name = "POLICY", default_value = "require-encrypt-require-decrypt", value_parser = parse_policy)]
+    pub commitment_policy: Policy,
+    /// Write the plaintext to the system's temp directory when no memory filesystem ($XDG_RUNTIME_DIR,
+    /// /dev/shm) is there. It is overwritten and removed afterwards, but a disk (and its snapshots, journal
+    /// or wear levelling) may keep copies.
+    #[arg(long)]
+    pub allow_disk: bool,
+    /// Write the edited message even though the key flags leave out keys the message's data key was wrapped
+    /// under (whoever held only those can no longer decrypt it).
+    #[arg(long)]
+    pub drop_key: bool,
+    #[cfg(feature = "s3")]
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Message file to edit (replaced atomically), or s3://BUCKET/KEY (replaced only if its ETag is unchanged).
+    pub file: String,
+}
+
 impl Command {
     /// The `--s3-*` flags of a subcommand that moves S3 objects.
     #[cfg(feature = "s3")]
@@ -860,6 +915,7 @@ impl Command {
             Command::Encrypt(a) => Some(&a.s3),
             Command::Decrypt(a) => Some(&a.s3),
             Command::Reencrypt(a) => Some(&a.s3),
+            Command::Edit(a) => Some(&a.s3),
             Command::Bundle(a) => Some(&a.s3),
             Command::Unbundle(a) => Some(&a.s3),
             Command::Inspect(_) => None,
@@ -879,6 +935,7 @@ impl Cli {
                 Command::Decrypt(a) => a.keys.record_order(sub),
                 Command::Bundle(a) => a.keys.record_order(sub),
                 Command::Unbundle(a) => a.keys.record_order(sub),
+                Command::Edit(a) => a.keys.record_order(sub),
                 Command::Reencrypt(a) => {
                     a.keys.record_order(sub);
                     a.new_keys.record_order(sub);

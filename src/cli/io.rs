@@ -800,6 +800,9 @@ pub fn decrypt_s3_range_to(
     remote::decrypt_range_to(keyring, options, check, url, range, output, out_args)
 }
 
+#[cfg(feature = "s3")]
+pub use remote::PinnedObject;
+
 /// `reencrypt` from the S3 object `input` into the S3 object `output` (which may be `input`: then replaced
 /// only if its ETag is still the one read; another object only with `force`, else `If-None-Match: *`).
 /// SIGHUP, SIGINT, SIGQUIT or SIGTERM aborts the upload (exit 128 + the signal's number).
@@ -1134,6 +1137,38 @@ mod remote {
             return Err(Failure::interrupted(format!("interrupted; {what}"), status));
         }
         Ok(uploaded)
+    }
+
+    /// An S3 object read whole, pinned to the ETag it had (`edit`).
+    pub struct PinnedObject {
+        object: S3Object,
+        url: String,
+    }
+
+    impl PinnedObject {
+        /// The object at `url` and its bytes, refused past `max_len` by its length in `HeadObject`.
+        pub fn read(url: &str, max_len: u64) -> Result<(Self, Vec<u8>), Failure> {
+            let object = object(url)?;
+            let runtime = runtime()?;
+            let shown = escaped(url);
+            let len = runtime.block_on(object.pin()).map_err(|e| Failure::reading(e).with_file(&shown))?.len;
+            if len > max_len {
+                return Err(Failure::new(Code::Io, format!("{shown}: over {} MiB, more than fits", max_len >> 20)));
+            }
+            let bytes =
+                runtime.block_on(object.read_all(&transfer())).map_err(|e| Failure::reading(e).with_file(&shown))?;
+            Ok((Self { object, url: url.to_owned() }, bytes))
+        }
+
+        /// Replaces the object by `message` while it still has the ETag it was read with. SIGHUP, SIGINT,
+        /// SIGQUIT or SIGTERM aborts the upload (exit 128 + the signal's number).
+        pub fn replace(&self, message: &[u8]) -> Result<(), Failure> {
+            let handle = runtime()?.handle().clone();
+            let uploaded = interruptible(|cancelled| {
+                self.object.replace_pinned_blocking(handle, message, &transfer(), cancelled)
+            })?;
+            uploaded.map(drop).map_err(|e| Failure::writing(e).with_file(&escaped(&self.url)))
+        }
     }
 
     pub fn upload(

@@ -2,6 +2,7 @@
 
 mod args;
 mod audit;
+mod edit;
 mod exit;
 mod features;
 mod inspect;
@@ -60,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Bundle(args) => bundle(args),
         Command::Unbundle(args) => unbundle(args),
         Command::Reencrypt(args) => reencrypt::run(args),
+        Command::Edit(args) => edit::run(args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -121,6 +123,10 @@ fn check_s3_names(command: &Command) -> Result<(), Failure> {
             key_files(&a.keys)?;
             object(&a.input)?;
             local(&a.directory, "DIRECTORY")?;
+        }
+        Command::Edit(a) => {
+            key_files(&a.keys)?;
+            object(&a.file)?;
         }
         Command::Reencrypt(a) => {
             key_files(&a.keys)?;

@@ -419,6 +419,13 @@ impl TargetKeys {
         let materials = block_on(keyring.on_encrypt(materials))?;
         Ok(Self { keys: materials.encrypted_data_keys().iter().map(wrapping_key).collect() })
     }
+
+    /// Whether these keys wrap data keys under the key that wrapped `edk` (the same provider id and key,
+    /// as [`rotation_status`] compares them): a message re-encrypted under these keys keeps a data key
+    /// for whoever could unwrap `edk`.
+    pub fn wraps_like(&self, edk: &EncryptedDataKey) -> bool {
+        self.keys.contains(&wrapping_key(edk))
+    }
 }
 
 /// An EDK's wrapping key as [`TargetKeys`] records it. A raw AES EDK's provider info ends in its tag length
