@@ -1113,6 +1113,10 @@ fn a_wrong_unstored_context_pair_is_exit_3_and_leaves_nothing() {
 // ------------------------------------------------------------------------------------------ AWS KMS
 
 #[cfg(feature = "kms")]
+#[path = "cli_parts/mrk.rs"]
+mod mrk;
+
+#[cfg(feature = "kms")]
 mod kms {
     use super::*;
     use support::{Moto, account_of};
@@ -1125,7 +1129,12 @@ mod kms {
     }
 
     fn with_moto(cmd: &mut Command, moto: &Moto) {
-        cmd.env("AWS_ENDPOINT_URL_KMS", &moto.endpoint)
+        with_kms_endpoint(cmd, &moto.endpoint);
+    }
+
+    /// Test credentials, us-east-1, and `endpoint` for KMS in every region.
+    pub(super) fn with_kms_endpoint(cmd: &mut Command, endpoint: &str) {
+        cmd.env("AWS_ENDPOINT_URL_KMS", endpoint)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")

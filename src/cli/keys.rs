@@ -94,6 +94,10 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
     } else {
         keys.order.clone()
     };
+    // Every --kms-key is MRK-aware, as in the ESDK CLI: two replicas of one multi-Region key are one key.
+    #[cfg(feature = "kms")]
+    kms_envelope::keyring::kms::refuse_mrk_replicas(&keys.kms_key)
+        .map_err(|e| Failure::usage(format!("{}: {e}", keys.flag("kms-key"))))?;
     let mut out: Vec<Arc<dyn Keyring>> = Vec::with_capacity(order.len() + 1);
     for source in order {
         match source {
@@ -103,7 +107,9 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
                 {
                     let id = &keys.kms_key[n];
                     let clients = kms.as_ref().expect("clients exist when a KMS key is given");
-                    let keyring = clients.keyring(id).map_err(|e| config_failure(e, &keys.flag("kms-key"), id))?;
+                    // MRK-aware: on decrypt, a replica of the key in another region matches too, and is
+                    // decrypted by this key, in this key's region.
+                    let keyring = clients.mrk_keyring(id).map_err(|e| config_failure(e, &keys.flag("kms-key"), id))?;
                     out.push(Arc::new(keyring));
                 }
                 #[cfg(not(feature = "kms"))]
