@@ -1353,7 +1353,8 @@ mod kms {
         assert_eq!(out, b"partitioned", "the default in us-east-1 is aws");
         let (_, stderr) = run("cn-north-1", &[], "out", 3);
         assert!(stderr.contains(refused), "the default in cn-north-1 is aws-cn: {stderr}");
-        let (out, _) = run("cn-north-1", &["--partition", "aws"], "-", 0);
+        // Discovery calls the configured region only: the us-east-1 key needs its region named.
+        let (out, _) = run("cn-north-1", &["--partition", "aws", "--kms-region", "us-east-1"], "-", 0);
         assert_eq!(out, b"partitioned", "--partition overrides the region's");
         let (_, stderr) = run("us-east-1", &["--partition", "aws-mars"], "out", 2);
         assert!(stderr.contains("\"aws-mars\" is not a known AWS partition"), "{stderr}");

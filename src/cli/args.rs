@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgMatches, Args, Parser, Subcommand};
+use kms_envelope::keyring::kms::Region;
 use kms_envelope::{AlgorithmSuite, CommitmentPolicy};
 
 use super::exit::Failure;
@@ -66,7 +67,7 @@ fn keys_help(direction: Direction) -> String {
     if cfg!(feature = "kms") {
         kinds.push("AWS KMS keys (--kms-key ID)");
         if direction == Direction::Decrypt {
-            kinds.push("--kms-discovery");
+            kinds.push("--kms-discovery (with --kms-region)");
         }
     }
     let kinds = match kinds.split_last() {
@@ -97,8 +98,15 @@ fn keys_help(direction: Direction) -> String {
     if cfg!(feature = "kms") {
         text.push_str(
             "\nKMS credentials, region and endpoint come from the environment as for every AWS SDK (AWS_REGION, \
-             AWS_PROFILE, AWS_ENDPOINT_URL_KMS, ...).",
+             AWS_PROFILE, AWS_ENDPOINT_URL_KMS, ...). A --kms-key key ARN is called in its own region; a \
+             multi-Region key (key/mrk-...) also decrypts what any of its replicas wrapped.",
         );
+        if direction == Direction::Decrypt {
+            text.push_str(
+                " --kms-discovery calls KMS only in the configured region (AWS_REGION), or in each --kms-region \
+                 given: a multi-Region key through its replica there, any other key only if it is in one of them.",
+            );
+        }
     }
     format!("{}\n\n{}", wrap(&text, HELP_WIDTH), exit_codes())
 }
@@ -519,6 +527,18 @@ pub struct DiscoveryArgs {
     /// With --account: the AWS partition of the accounts (default: the configured region's, usually aws).
     #[arg(long, value_name = "PARTITION", requires = "account", hide = !cfg!(feature = "kms"))]
     pub partition: Option<String>,
+    /// With --kms-discovery: a region discovery calls KMS in (repeatable; default: the configured region,
+    /// AWS_REGION, only). A multi-Region key is decrypted by its replica in each region given, in order; a
+    /// single-Region key only if it is in one of them. No other region is ever called.
+    #[arg(long = "kms-region", value_name = "REGION", requires = "kms_discovery", value_parser = parse_region,
+          hide = !cfg!(feature = "kms"))]
+    pub kms_region: Vec<Region>,
+}
+
+/// A `--kms-region`: the one region grammar of the library ([`Region::parse`]), checked as the argument is
+/// parsed, since a region chooses a network endpoint (`kms.REGION.amazonaws.com`).
+fn parse_region(s: &str) -> Result<Region, String> {
+    Region::parse(s).map_err(|e| e.to_string())
 }
 
 /// How messages are written.

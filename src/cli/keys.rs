@@ -140,9 +140,29 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
                     .map_err(|e| Failure::usage(e.to_string()))?,
             )
         };
-        out.push(Arc::new(clients.discovery_keyring(filter)));
+        out.push(discovery_keyring(clients, &discovery.kms_region, filter)?);
     }
     Ok(out)
+}
+
+/// MRK-aware discovery in `regions`, each in turn, or in the configured region alone: a message never
+/// chooses the region (and so the endpoint) of a call.
+#[cfg(feature = "kms")]
+fn discovery_keyring(
+    clients: &kms_envelope::KmsClients,
+    regions: &[kms_envelope::keyring::kms::Region],
+    filter: Option<kms_envelope::DiscoveryFilter>,
+) -> Result<Arc<dyn Keyring>, Failure> {
+    if regions.is_empty() {
+        let keyring = clients.mrk_discovery_keyring(None, filter).map_err(|e| {
+            Failure::usage(format!("--kms-discovery needs a region: give --kms-region REGION or set AWS_REGION ({e})"))
+        })?;
+        return Ok(Arc::new(keyring));
+    }
+    let keyring = clients
+        .mrk_discovery_multi_keyring(regions, filter)
+        .map_err(|e| Failure::usage(format!("--kms-region: {e}")))?;
+    Ok(Arc::new(keyring))
 }
 
 /// The most a key file may hold: far more than a 16384-bit RSA private key in PEM (about 13 KiB), and

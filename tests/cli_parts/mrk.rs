@@ -104,3 +104,102 @@ fn an_mrk_arn_decrypts_what_its_replica_in_another_region_wrapped() {
     assert_eq!(keys.calls_since(before), Vec::<String>::new(), "no KMS call for a key that does not match");
     assert!(!s.path("out").exists());
 }
+
+/// `message` with every `from` replaced by `to` (of the same length): an EDK's key ARN naming another
+/// region, as whoever writes a message may write it. The header no longer authenticates, which is checked
+/// only once a data key was unwrapped: what matters here is which calls the keyring makes first.
+fn renamed(message: &[u8], from: &str, to: &str) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let (mut out, mut rest) = (Vec::new(), message);
+    while let Some(at) = rest.windows(from.len()).position(|w| w == from.as_bytes()) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(to.as_bytes());
+        rest = &rest[at + from.len()..];
+    }
+    out.extend_from_slice(rest);
+    assert_ne!(out, message, "{from} not in the message");
+    out
+}
+
+/// README, AWS KMS: "`--kms-discovery` calls KMS only in the configured region, or in each `--kms-region`
+/// given: a multi-Region key through its replica there, any other key only if it is in one of them".
+/// A message under the us-east-1 MRK decrypts by discovery in us-east-1 (the configured region) and, with
+/// `--kms-region eu-west-1`, through the replica's ARN in eu-west-1 alone; a single-Region us-east-1 key
+/// is not asked from eu-west-1 (exit 3, no call) but is with both regions named; a message naming a key in
+/// a region nobody named (us-west-2), or a region that is no region (`127.0.0.1`, `evil-1../`), gets no
+/// call at all, or (a multi-Region key) only its replica's in the named region.
+#[test]
+fn discovery_calls_only_the_configured_region_or_the_regions_named() {
+    let Some(moto) = Moto::get() else { return };
+    let keys = Replicated::new(&moto);
+    let single = moto.create_key();
+    let account = single.split(':').nth(4).unwrap().to_owned();
+    let s = Scratch::new();
+    s.write("pt", b"found by discovery");
+    keys.run(&s, &["encrypt", "--kms-key", &keys.east, "pt", "mrk.esdk"], 0);
+    keys.run(&s, &["encrypt", "--kms-key", &single, "pt", "single.esdk"], 0);
+    let discover = |extra: &[&str], message: &str, output: &str, code: i32| {
+        let before = keys.proxy.log().len();
+        let all = [&["decrypt", "--kms-discovery", "--account", &account][..], extra, &[message, output]].concat();
+        let (out, stderr) = keys.run(&s, &all, code);
+        (out, stderr, keys.calls_since(before))
+    };
+
+    let (out, _, calls) = discover(&[], "mrk.esdk", "-", 0);
+    assert_eq!((out.as_slice(), calls), (&b"found by discovery"[..], vec![format!("Decrypt us-east-1 {}", keys.east)]));
+    let (out, _, calls) = discover(&["--kms-region", WEST], "mrk.esdk", "-", 0);
+    assert_eq!(out, b"found by discovery");
+    assert_eq!(calls, [format!("Decrypt {WEST} {}", keys.west)], "the replica in the region named, only");
+
+    let (_, stderr, calls) = discover(&["--kms-region", WEST], "single.esdk", "out", 3);
+    assert!(stderr.contains(&format!("key {single} is a single-region key in us-east-1")), "{stderr}");
+    assert_eq!(calls, Vec::<String>::new());
+    let (out, _, calls) = discover(&["--kms-region", WEST, "--kms-region", "us-east-1"], "single.esdk", "-", 0);
+    assert_eq!((out.as_slice(), calls), (&b"found by discovery"[..], vec![format!("Decrypt us-east-1 {single}")]));
+
+    // Whatever region a message names, no call goes anywhere but the regions named.
+    let message = fs::read(s.path("single.esdk")).unwrap();
+    for region in ["us-west-2", "127.0.0.1", "evil-1../"] {
+        s.write("forged.esdk", &renamed(&message, "us-east-1", region));
+        for extra in [&[][..], &["--kms-region", WEST][..]] {
+            let (_, stderr, calls) = discover(extra, "forged.esdk", "out", 3);
+            assert_eq!(calls, Vec::<String>::new(), "{region} {extra:?}: {stderr}");
+        }
+    }
+    let message = fs::read(s.path("mrk.esdk")).unwrap();
+    s.write("forged.esdk", &renamed(&message, "us-east-1", "us-west-2"));
+    let (_, stderr, calls) = discover(&["--kms-region", WEST], "forged.esdk", "out", 1);
+    assert_eq!(calls, [format!("Decrypt {WEST} {}", keys.west)], "{stderr}");
+    assert!(!s.path("out").exists());
+}
+
+/// `--kms-region` takes a region and nothing else, checked by the library's one region grammar before
+/// anything runs (a region chooses the endpoint, `kms.REGION.amazonaws.com`): each of these is exit 2 with
+/// the value escaped, and no KMS call. Without `--kms-region` and without a configured region, discovery
+/// is a usage error that says how to give one; `--kms-region` without `--kms-discovery` too.
+#[test]
+fn kms_region_takes_a_region_and_nothing_else() {
+    let Some(moto) = Moto::get() else { return };
+    let keys = Replicated::new(&moto);
+    let s = Scratch::new();
+    s.write("pt", b"x");
+    keys.run(&s, &["encrypt", "--kms-key", &keys.east, "pt", "ct"], 0);
+    for region in ["evil-1", "us-east-1.evil.example/", "x@127.0.0.1/", "US-EAST-1", "us-east-1\u{1b}[2J", ""] {
+        let (_, stderr) = keys.run(&s, &["decrypt", "--kms-discovery", "--kms-region", region, "ct", "out"], 2);
+        assert!(stderr.contains("is not an AWS region"), "{region:?}: {stderr}");
+        assert!(!stderr.contains('\u{1b}'), "{region:?}: unescaped: {stderr:?}");
+    }
+    let (_, stderr) = keys.run(&s, &["decrypt", "--kms-region", WEST, "--kms-key", &keys.east, "ct", "out"], 2);
+    assert!(stderr.contains("--kms-discovery"), "{stderr}");
+    let mut cmd = s.cmd();
+    with_kms_endpoint(&mut cmd, &keys.proxy.url);
+    let (_, stderr) = expect(
+        cmd.env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .env("AWS_CONFIG_FILE", s.path("no-config"))
+            .args(["decrypt", "--kms-discovery", "ct", "out"]),
+        2,
+    );
+    assert!(stderr.contains("give --kms-region REGION or set AWS_REGION"), "{stderr}");
+    assert!(keys.proxy.log().len() == 1 && !s.path("out").exists(), "only the encrypt called KMS");
+}
