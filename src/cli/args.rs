@@ -310,6 +310,10 @@ pub struct KeyArgs {
     /// KMS encryption algorithm of every --kms-rsa-key: RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1.
     #[arg(long = "kms-rsa-algorithm", value_name = "ALG", default_value = "RSAES_OAEP_SHA_256", hide = !KMS_RSA)]
     pub kms_rsa_algorithm: String,
+    /// AWS KMS grant token sent with every KMS call these keys make (discovery included), for a grant not
+    /// yet in effect everywhere (repeatable, at most 10). Never printed, but visible in the process list.
+    #[arg(long = "grant-token", value_name = "TOKEN", value_parser = parse_grant_token, hide = !cfg!(feature = "kms"))]
+    pub grant_token: Vec<GrantToken>,
     /// The keys above in command-line order (filled in from the matches, not parsed).
     #[arg(skip)]
     pub order: Vec<KeySource>,
@@ -320,6 +324,23 @@ pub struct KeyArgs {
     /// new keys, so that an error names the option the user typed.
     #[arg(skip)]
     pub flag_prefix: &'static str,
+}
+
+/// A KMS grant token as given on the command line. Its `Debug` shows no more than that there is one, so
+/// that no dump of the arguments prints it.
+#[derive(Clone)]
+pub struct GrantToken(pub String);
+
+impl std::fmt::Debug for GrantToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GrantToken(..)")
+    }
+}
+
+/// Any text: whether it can be a grant token is checked with the others, by the library, before any call,
+/// in an error that names the token by its position (clap's would quote it).
+fn parse_grant_token(s: &str) -> Result<GrantToken, std::convert::Infallible> {
+    Ok(GrantToken(s.to_owned()))
 }
 
 /// What kind of local key a key file holds.
@@ -480,6 +501,11 @@ pub struct NewKeyArgs {
     /// KMS encryption algorithm of every --new-kms-rsa-key: RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1.
     #[arg(long = "new-kms-rsa-algorithm", value_name = "ALG", default_value = "RSAES_OAEP_SHA_256", hide = !KMS_RSA)]
     pub new_kms_rsa_algorithm: String,
+    /// AWS KMS grant token sent with every KMS call of the new keys (repeatable, at most 10); --grant-token
+    /// goes with the source's keys only.
+    #[arg(long = "new-grant-token", value_name = "TOKEN", value_parser = parse_grant_token,
+          hide = !cfg!(feature = "kms"))]
+    pub new_grant_token: Vec<GrantToken>,
     /// The keys as [`KeyArgs`], in command-line order (filled in from the matches).
     #[arg(skip)]
     pub ordered: Option<KeyArgs>,
@@ -500,6 +526,7 @@ impl NewKeyArgs {
             kms_rsa_key: self.new_kms_rsa_key.clone(),
             kms_rsa_public_key: self.new_kms_rsa_public_key.clone(),
             kms_rsa_algorithm: self.new_kms_rsa_algorithm.clone(),
+            grant_token: self.new_grant_token.clone(),
             order: Vec::new(),
             local_order: Vec::new(),
             flag_prefix: "new-",

@@ -29,6 +29,9 @@ pub fn check_keys(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<(
         if kms_rsa {
             return Err(missing("kms", &keys.flag("kms-rsa-key")));
         }
+        if !keys.grant_token.is_empty() {
+            return Err(missing("kms", &keys.flag("grant-token")));
+        }
     }
     if !cfg!(feature = "rsa") {
         if !keys.rsa_public_key.is_empty() {

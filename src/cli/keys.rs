@@ -71,11 +71,21 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
     let rsa_needs_kms = !keys.kms_rsa_key.is_empty() && (discovery.is_some() || keys.kms_rsa_public_key.is_empty());
     #[cfg(feature = "kms")]
     let kms = if keys.kms_key.is_empty() && !wants_discovery && !rsa_needs_kms {
+        if !keys.grant_token.is_empty() {
+            return Err(Failure::usage(format!(
+                "{}: these keys make no KMS call to send it with",
+                keys.flag("grant-token")
+            )));
+        }
         None
     } else {
+        let tokens: Vec<&str> = keys.grant_token.iter().map(|token| token.0.as_str()).collect();
+        kms_envelope::keyring::kms::check_grant_tokens(&tokens)
+            .map_err(|e| Failure::usage(format!("{}: {e}", keys.flag("grant-token"))))?;
         Some(
             kms_envelope::KmsClients::from_env_blocking()
-                .map_err(|e| Failure::new(Code::KeyAccess, format!("AWS configuration: {e}")))?,
+                .map_err(|e| Failure::new(Code::KeyAccess, format!("AWS configuration: {e}")))?
+                .with_grant_tokens(tokens),
         )
     };
     #[cfg(not(feature = "kms"))]

@@ -203,3 +203,85 @@ fn kms_region_takes_a_region_and_nothing_else() {
     assert!(stderr.contains("give --kms-region REGION or set AWS_REGION"), "{stderr}");
     assert!(keys.proxy.log().len() == 1 && !s.path("out").exists(), "only the encrypt called KMS");
 }
+
+/// The grant tokens of each call, as the proxy recorded them.
+fn grant_tokens(call: &KmsCall) -> Vec<String> {
+    let tokens = call.body["GrantTokens"].as_array().cloned().unwrap_or_default();
+    tokens.iter().map(|t| t.as_str().unwrap().to_owned()).collect()
+}
+
+/// README, AWS KMS: "`--grant-token TOKEN` (repeatable, at most 10) goes with every KMS call of the keys
+/// on its side; `reencrypt` takes `--new-grant-token` for the new keys". Encrypt under two keys sends the
+/// tokens with both calls; decrypt by key and by discovery with its own; reencrypt the source's with the
+/// `Decrypt` and the new ones with the `GenerateDataKey`. A token is never printed: not in a KMS failure's
+/// line (exit 3), nor when refused (an eleventh, one with a space: exit 2 naming its position), nor with
+/// keys that make no KMS call (exit 2).
+#[test]
+fn grant_tokens_reach_every_kms_call_of_their_side_and_are_never_printed() {
+    let Some(moto) = Moto::get() else { return };
+    let keys = Replicated::new(&moto);
+    let other = moto.create_key();
+    let s = Scratch::new();
+    s.write("pt", b"granted");
+    let marker = "GRANT-TOKEN-MARKER-7f3a";
+    let (a, b) = (format!("{marker}-a"), format!("{marker}-b"));
+    let calls = |from: usize| -> Vec<(String, Vec<String>)> {
+        keys.proxy.log()[from..].iter().map(|c| (c.operation.clone(), grant_tokens(c))).collect()
+    };
+
+    let before = keys.proxy.log().len();
+    let key_args = ["--kms-key", keys.east.as_str(), "--kms-key", other.as_str()];
+    keys.run(&s, &[&["encrypt"][..], &key_args, &["--grant-token", &a, "--grant-token", &b, "pt", "ct"]].concat(), 0);
+    let both = vec![a.clone(), b.clone()];
+    assert_eq!(calls(before), [("GenerateDataKey".into(), both.clone()), ("Encrypt".into(), both)]);
+
+    for key in [&["--kms-key", keys.west.as_str()][..], &["--kms-discovery", "--kms-region", WEST][..]] {
+        let before = keys.proxy.log().len();
+        let (out, _) = keys.run(&s, &[&["decrypt"][..], key, &["--grant-token", &a, "ct", "-"]].concat(), 0);
+        assert_eq!(out, b"granted");
+        assert_eq!(calls(before), [("Decrypt".into(), vec![a.clone()])], "{key:?}");
+    }
+
+    let before = keys.proxy.log().len();
+    keys.run(
+        &s,
+        &[
+            "reencrypt",
+            "--kms-key",
+            &other,
+            "--grant-token",
+            &a,
+            "--new-kms-key",
+            &keys.west,
+            "--new-grant-token",
+            &b,
+            "ct",
+            "re",
+        ],
+        0,
+    );
+    assert_eq!(calls(before), [("Decrypt".into(), vec![a.clone()]), ("GenerateDataKey".into(), vec![b.clone()])]);
+
+    // Failures never show a token.
+    let missing = moto.create_key().replace("us-east-1", "us-west-2");
+    let eleven: Vec<String> = (0..11).map(|n| format!("{marker}-{n}")).collect();
+    let eleven: Vec<&str> = eleven.iter().flat_map(|t| ["--grant-token", t.as_str()]).collect();
+    let spaced = format!("{marker} with a space");
+    let failures: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["decrypt", "--kms-key", &missing, "--grant-token", &a, "ct", "out"], 3, "no keyring could decrypt"),
+        (vec!["encrypt", "--kms-key", &missing, "--grant-token", &a, "pt", "out"], 3, &missing),
+        ([&["encrypt", "--kms-key", &other][..], &eleven, &["pt", "out"]].concat(), 2, "at most 10"),
+        (
+            vec!["decrypt", "--kms-key", &other, "--grant-token", &a, "--grant-token", &spaced, "ct", "out"],
+            2,
+            "grant token 2",
+        ),
+        ([&["encrypt", "--grant-token", &a][..], &raw("wrapping.key"), &["pt", "out"]].concat(), 2, "no KMS call"),
+    ];
+    for (args, code, expected) in failures {
+        let (_, stderr) = keys.run(&s, &args, code);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains(marker), "{args:?}: a grant token printed: {stderr}");
+        assert!(!s.path("out").exists());
+    }
+}
