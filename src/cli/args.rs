@@ -329,7 +329,8 @@ pub struct KeyArgs {
 /// A KMS grant token as given on the command line. Its `Debug` shows no more than that there is one, so
 /// that no dump of the arguments prints it.
 #[derive(Clone)]
-pub struct GrantToken(pub String);
+// Read only to send it to KMS: a build without `kms` refuses the flag instead.
+pub struct GrantToken(#[cfg_attr(not(feature = "kms"), allow(dead_code))] pub String);
 
 impl std::fmt::Debug for GrantToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

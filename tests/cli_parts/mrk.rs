@@ -68,7 +68,7 @@ fn an_mrk_arn_decrypts_what_its_replica_in_another_region_wrapped() {
 
     keys.run(&s, &["encrypt", "--kms-key", &keys.east, "pt", "east.esdk"], 0);
     assert_eq!(keys.calls_since(0), [format!("GenerateDataKey us-east-1 {}", keys.east)]);
-    assert_eq!(edk_arns(&s, "east.esdk"), [keys.east.clone()]);
+    assert_eq!(edk_arns(&s, "east.esdk"), [keys.east.as_str()]);
 
     let before = keys.proxy.log().len();
     let (out, _) = keys.run(&s, &["decrypt", "--kms-key", &keys.west, "east.esdk", "-"], 0);
@@ -79,7 +79,7 @@ fn an_mrk_arn_decrypts_what_its_replica_in_another_region_wrapped() {
     let before = keys.proxy.log().len();
     keys.run(&s, &["encrypt", "--kms-key", &keys.west, "pt", "west.esdk"], 0);
     assert_eq!(keys.calls_since(before), [format!("GenerateDataKey {WEST} {}", keys.west)]);
-    assert_eq!(edk_arns(&s, "west.esdk"), [keys.west.clone()]);
+    assert_eq!(edk_arns(&s, "west.esdk"), [keys.west.as_str()]);
     let (out, _) = keys.run(&s, &["decrypt", "--kms-key", &keys.east, "west.esdk", "-"], 0);
     assert_eq!(out, b"replicated secret");
 

@@ -434,7 +434,7 @@ impl CountingProxy {
 
 impl ProxyState {
     /// The request `body` signed for `region` as moto gets it, and the region to sign it for.
-    fn to_moto(&self, region: &str, body: &str) -> (String, String) {
+    fn sent_to_moto(&self, region: &str, body: &str) -> (String, String) {
         let (mut body, mut routed) = (body.to_owned(), region.to_owned());
         for key in self.mrks.lock().unwrap().iter() {
             if key.regions.iter().any(|r| r == region) && body.contains(&key.arn_in(region)) {
@@ -447,7 +447,7 @@ impl ProxyState {
     }
 
     /// moto's response `body` to a request signed for `region`, as the client sees it.
-    fn from_moto(&self, region: &str, body: &str) -> String {
+    fn shown_to_client(&self, region: &str, body: &str) -> String {
         let mut body = body.to_owned();
         for key in self.mrks.lock().unwrap().iter() {
             if key.regions.iter().any(|r| r == region) {
@@ -497,7 +497,7 @@ fn forward(client: TcpStream, upstream: &str, state: &ProxyState) {
         *state.calls.lock().unwrap().entry(target.clone()).or_default() += 1;
         let body_json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         state.log.lock().unwrap().push(KmsCall { operation: target, region: region.clone(), body: body_json });
-        let (body, routed) = state.to_moto(&region, &String::from_utf8_lossy(&body));
+        let (body, routed) = state.sent_to_moto(&region, &String::from_utf8_lossy(&body));
         let mut head = String::new();
         for line in lines {
             let line = if line.to_ascii_lowercase().starts_with("authorization:") {
@@ -525,7 +525,7 @@ fn forward(client: TcpStream, upstream: &str, state: &ProxyState) {
 fn shown_response(state: &ProxyState, region: &str, response: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(response);
     let Some((head, body)) = text.split_once("\r\n\r\n") else { return response.to_vec() };
-    let body = state.from_moto(region, body);
+    let body = state.shown_to_client(region, body);
     let mut out = String::new();
     for line in head.split("\r\n") {
         if line.to_ascii_lowercase().starts_with("content-length:") {
