@@ -1117,6 +1117,10 @@ fn a_wrong_unstored_context_pair_is_exit_3_and_leaves_nothing() {
 // ------------------------------------------------------------------------------------------ AWS KMS
 
 #[cfg(feature = "kms")]
+#[path = "cli_parts/mrk.rs"]
+mod mrk;
+
+#[cfg(feature = "kms")]
 mod kms {
     use super::*;
     use support::{Moto, account_of};
@@ -1129,7 +1133,12 @@ mod kms {
     }
 
     fn with_moto(cmd: &mut Command, moto: &Moto) {
-        cmd.env("AWS_ENDPOINT_URL_KMS", &moto.endpoint)
+        with_kms_endpoint(cmd, &moto.endpoint);
+    }
+
+    /// Test credentials, us-east-1, and `endpoint` for KMS in every region.
+    pub(super) fn with_kms_endpoint(cmd: &mut Command, endpoint: &str) {
+        cmd.env("AWS_ENDPOINT_URL_KMS", endpoint)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
@@ -1348,7 +1357,8 @@ mod kms {
         assert_eq!(out, b"partitioned", "the default in us-east-1 is aws");
         let (_, stderr) = run("cn-north-1", &[], "out", 3);
         assert!(stderr.contains(refused), "the default in cn-north-1 is aws-cn: {stderr}");
-        let (out, _) = run("cn-north-1", &["--partition", "aws"], "-", 0);
+        // Discovery calls the configured region only: the us-east-1 key needs its region named.
+        let (out, _) = run("cn-north-1", &["--partition", "aws", "--kms-region", "us-east-1"], "-", 0);
         assert_eq!(out, b"partitioned", "--partition overrides the region's");
         let (_, stderr) = run("us-east-1", &["--partition", "aws-mars"], "out", 2);
         assert!(stderr.contains("\"aws-mars\" is not a known AWS partition"), "{stderr}");

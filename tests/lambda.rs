@@ -27,6 +27,9 @@ use kms_envelope::{DecryptOptions, EncryptOptions, EncryptedDataKey, Encryptor, 
 use rie::Rie;
 use support::Moto;
 
+#[path = "cli_parts/lambda_mrk.rs"]
+mod mrk;
+
 // ------------------------------------------------------------------------------------------- helpers
 
 /// A real KMS keyring underneath, counting the decrypt calls that reach it and keeping the data keys it
@@ -416,6 +419,7 @@ fn a_directory_bundle_with_an_entry_removed_or_renamed_is_decrypted_again() {
 fn a_bad_value_of_each_configuration_variable_is_a_config_error_naming_it() {
     use kms_envelope::lambda::EnvConfig;
     const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    const MRK: &str = "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab";
     let aws = aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
@@ -423,7 +427,11 @@ fn a_bad_value_of_each_configuration_variable_is_a_config_error_naming_it() {
     let kms = kms_envelope::KmsClients::new(&aws);
     let good = [("KMS_ENVELOPE_BUNDLES", "a.esdk=a"), ("KMS_ENVELOPE_KMS_KEY_ARN", ARN)];
     let rsa = [("KMS_ENVELOPE_BUNDLES", "a.esdk=a"), ("KMS_ENVELOPE_KMS_RSA_KEY_ARN", ARN)];
-    let discovery = [("KMS_ENVELOPE_BUNDLES", "a.esdk=a"), ("KMS_ENVELOPE_KMS_DISCOVERY", "true")];
+    let discovery = [
+        ("KMS_ENVELOPE_BUNDLES", "a.esdk=a"),
+        ("KMS_ENVELOPE_KMS_DISCOVERY", "true"),
+        ("KMS_ENVELOPE_KMS_ACCOUNTS", "*"),
+    ];
     // (the variables besides the bad one, the variable, its bad value)
     type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
     let cases: &[Case] = &[
@@ -448,6 +456,10 @@ fn a_bad_value_of_each_configuration_variable_is_a_config_error_naming_it() {
         (&good, "KMS_ENVELOPE_MAX_ENCRYPTED_DATA_KEYS", "0"),
         (&good, "KMS_ENVELOPE_MAX_ENCRYPTED_DATA_KEYS", "ten"),
         (&good, "KMS_ENVELOPE_MAX_ENCRYPTED_DATA_KEYS", "65536"),
+        (&good, "KMS_ENVELOPE_KMS_REGIONS", "eu-west-1"),
+        (&discovery, "KMS_ENVELOPE_KMS_REGIONS", "evil.example/"),
+        (&good, "KMS_ENVELOPE_KMS_GRANT_TOKENS", "a token with spaces"),
+        (&good, "KMS_ENVELOPE_KMS_KEY_ARN", &format!("{MRK},{}", MRK.replace("us-east-1", "eu-west-1"))),
     ];
     for (others, variable, value) in cases {
         let vars: Vec<(&str, &str)> = others.iter().copied().chain([(*variable, *value)]).collect();

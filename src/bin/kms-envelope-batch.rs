@@ -9,6 +9,7 @@
 use kms_envelope::KmsClients;
 use kms_envelope::escape::OneLine;
 use kms_envelope::lambda::batch::{BatchConfig, BatchFunction, BatchInvocation, BatchResponse};
+use kms_envelope::lambda::env;
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,8 +17,11 @@ async fn run() -> Result<(), lambda_runtime::Error> {
     let config = BatchConfig::from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     // KMS_ENVELOPE_S3_PART_SIZE and KMS_ENVELOPE_S3_CONCURRENCY, or defaults that fit the function's memory.
-    let transfer = kms_envelope::lambda::env::transfer_options(|name| std::env::var(name).ok())?;
-    let function = BatchFunction::new(config, &KmsClients::new(&aws), aws_sdk_s3::Client::new(&aws), transfer)?;
+    let transfer = env::transfer_options(|name| std::env::var(name).ok())?;
+    // KMS_ENVELOPE_KMS_GRANT_TOKENS, as the decryptor reads it: sent with every KMS call of every profile.
+    let grant_tokens = env::parse_grant_tokens(std::env::var(env::GRANT_TOKENS_VAR).ok().as_deref())?;
+    let kms = KmsClients::new(&aws).with_grant_tokens(grant_tokens.0);
+    let function = BatchFunction::new(config, &kms, aws_sdk_s3::Client::new(&aws), transfer)?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<BatchInvocation>| {
         let function = function.clone();
         async move {

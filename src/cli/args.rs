@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgMatches, Args, Parser, Subcommand};
+use kms_envelope::keyring::kms::Region;
 use kms_envelope::{AlgorithmSuite, CommitmentPolicy};
 
 use super::exit::Failure;
@@ -66,7 +67,7 @@ fn keys_help(direction: Direction) -> String {
     if cfg!(feature = "kms") {
         kinds.push("AWS KMS keys (--kms-key ID)");
         if direction == Direction::Decrypt {
-            kinds.push("--kms-discovery");
+            kinds.push("--kms-discovery (with --kms-region)");
         }
     }
     let kinds = match kinds.split_last() {
@@ -97,8 +98,15 @@ fn keys_help(direction: Direction) -> String {
     if cfg!(feature = "kms") {
         text.push_str(
             "\nKMS credentials, region and endpoint come from the environment as for every AWS SDK (AWS_REGION, \
-             AWS_PROFILE, AWS_ENDPOINT_URL_KMS, ...).",
+             AWS_PROFILE, AWS_ENDPOINT_URL_KMS, ...). A --kms-key key ARN is called in its own region; a \
+             multi-Region key (key/mrk-...) also decrypts what any of its replicas wrapped.",
         );
+        if direction == Direction::Decrypt {
+            text.push_str(
+                " --kms-discovery calls KMS only in the configured region (AWS_REGION), or in each --kms-region \
+                 given: a multi-Region key through its replica there, any other key only if it is in one of them.",
+            );
+        }
     }
     format!("{}\n\n{}", wrap(&text, HELP_WIDTH), exit_codes())
 }
@@ -332,6 +340,10 @@ pub struct KeyArgs {
     /// KMS encryption algorithm of every --kms-rsa-key: RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1.
     #[arg(long = "kms-rsa-algorithm", value_name = "ALG", default_value = "RSAES_OAEP_SHA_256", hide = !KMS_RSA)]
     pub kms_rsa_algorithm: String,
+    /// AWS KMS grant token sent with every KMS call these keys make (discovery included), for a grant not
+    /// yet in effect everywhere (repeatable, at most 10). Never printed, but visible in the process list.
+    #[arg(long = "grant-token", value_name = "TOKEN", value_parser = parse_grant_token, hide = !cfg!(feature = "kms"))]
+    pub grant_token: Vec<GrantToken>,
     /// The keys above in command-line order (filled in from the matches, not parsed).
     #[arg(skip)]
     pub order: Vec<KeySource>,
@@ -342,6 +354,24 @@ pub struct KeyArgs {
     /// new keys, so that an error names the option the user typed.
     #[arg(skip)]
     pub flag_prefix: &'static str,
+}
+
+/// A KMS grant token as given on the command line. Its `Debug` shows no more than that there is one, so
+/// that no dump of the arguments prints it.
+#[derive(Clone)]
+// Read only to send it to KMS: a build without `kms` refuses the flag instead.
+pub struct GrantToken(#[cfg_attr(not(feature = "kms"), allow(dead_code))] pub String);
+
+impl std::fmt::Debug for GrantToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GrantToken(..)")
+    }
+}
+
+/// Any text: whether it can be a grant token is checked with the others, by the library, before any call,
+/// in an error that names the token by its position (clap's would quote it).
+fn parse_grant_token(s: &str) -> Result<GrantToken, std::convert::Infallible> {
+    Ok(GrantToken(s.to_owned()))
 }
 
 /// What kind of local key a key file holds.
@@ -502,6 +532,11 @@ pub struct NewKeyArgs {
     /// KMS encryption algorithm of every --new-kms-rsa-key: RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1.
     #[arg(long = "new-kms-rsa-algorithm", value_name = "ALG", default_value = "RSAES_OAEP_SHA_256", hide = !KMS_RSA)]
     pub new_kms_rsa_algorithm: String,
+    /// AWS KMS grant token sent with every KMS call of the new keys (repeatable, at most 10); --grant-token
+    /// goes with the source's keys only.
+    #[arg(long = "new-grant-token", value_name = "TOKEN", value_parser = parse_grant_token,
+          hide = !cfg!(feature = "kms"))]
+    pub new_grant_token: Vec<GrantToken>,
     /// The keys as [`KeyArgs`], in command-line order (filled in from the matches).
     #[arg(skip)]
     pub ordered: Option<KeyArgs>,
@@ -522,6 +557,7 @@ impl NewKeyArgs {
             kms_rsa_key: self.new_kms_rsa_key.clone(),
             kms_rsa_public_key: self.new_kms_rsa_public_key.clone(),
             kms_rsa_algorithm: self.new_kms_rsa_algorithm.clone(),
+            grant_token: self.new_grant_token.clone(),
             order: Vec::new(),
             local_order: Vec::new(),
             flag_prefix: "new-",
@@ -549,6 +585,18 @@ pub struct DiscoveryArgs {
     /// With --account: the AWS partition of the accounts (default: the configured region's, usually aws).
     #[arg(long, value_name = "PARTITION", requires = "account", hide = !cfg!(feature = "kms"))]
     pub partition: Option<String>,
+    /// With --kms-discovery: a region discovery calls KMS in (repeatable; default: the configured region,
+    /// AWS_REGION, only). A multi-Region key is decrypted by its replica in each region given, in order; a
+    /// single-Region key only if it is in one of them. No other region is ever called.
+    #[arg(long = "kms-region", value_name = "REGION", requires = "kms_discovery", value_parser = parse_region,
+          hide = !cfg!(feature = "kms"))]
+    pub kms_region: Vec<Region>,
+}
+
+/// A `--kms-region`: the one region grammar of the library ([`Region::parse`]), checked as the argument is
+/// parsed, since a region chooses a network endpoint (`kms.REGION.amazonaws.com`).
+fn parse_region(s: &str) -> Result<Region, String> {
+    Region::parse(s).map_err(|e| e.to_string())
 }
 
 /// How messages are written.

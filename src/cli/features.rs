@@ -23,11 +23,14 @@ pub fn check_keys(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<(
         if !keys.kms_key.is_empty() {
             return Err(missing("kms", &keys.flag("kms-key")));
         }
-        if discovery.is_some_and(|d| d.kms_discovery) {
+        if discovery.is_some_and(|d| d.kms_discovery || !d.kms_region.is_empty()) {
             return Err(missing("kms", "--kms-discovery"));
         }
         if kms_rsa {
             return Err(missing("kms", &keys.flag("kms-rsa-key")));
+        }
+        if !keys.grant_token.is_empty() {
+            return Err(missing("kms", &keys.flag("grant-token")));
         }
     }
     if !cfg!(feature = "rsa") {

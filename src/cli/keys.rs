@@ -71,11 +71,21 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
     let rsa_needs_kms = !keys.kms_rsa_key.is_empty() && (discovery.is_some() || keys.kms_rsa_public_key.is_empty());
     #[cfg(feature = "kms")]
     let kms = if keys.kms_key.is_empty() && !wants_discovery && !rsa_needs_kms {
+        if !keys.grant_token.is_empty() {
+            return Err(Failure::usage(format!(
+                "{}: these keys make no KMS call to send it with",
+                keys.flag("grant-token")
+            )));
+        }
         None
     } else {
+        let tokens: Vec<&str> = keys.grant_token.iter().map(|token| token.0.as_str()).collect();
+        kms_envelope::keyring::kms::check_grant_tokens(&tokens)
+            .map_err(|e| Failure::usage(format!("{}: {e}", keys.flag("grant-token"))))?;
         Some(
             kms_envelope::KmsClients::from_env_blocking()
-                .map_err(|e| Failure::new(Code::KeyAccess, format!("AWS configuration: {e}")))?,
+                .map_err(|e| Failure::new(Code::KeyAccess, format!("AWS configuration: {e}")))?
+                .with_grant_tokens(tokens),
         )
     };
     #[cfg(not(feature = "kms"))]
@@ -94,6 +104,10 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
     } else {
         keys.order.clone()
     };
+    // Every --kms-key is MRK-aware, as in the ESDK CLI: two replicas of one multi-Region key are one key.
+    #[cfg(feature = "kms")]
+    kms_envelope::keyring::kms::refuse_mrk_replicas(&keys.kms_key)
+        .map_err(|e| Failure::usage(format!("{}: {e}", keys.flag("kms-key"))))?;
     let mut out: Vec<Arc<dyn Keyring>> = Vec::with_capacity(order.len() + 1);
     for source in order {
         match source {
@@ -103,7 +117,9 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
                 {
                     let id = &keys.kms_key[n];
                     let clients = kms.as_ref().expect("clients exist when a KMS key is given");
-                    let keyring = clients.keyring(id).map_err(|e| config_failure(e, &keys.flag("kms-key"), id))?;
+                    // MRK-aware: on decrypt, a replica of the key in another region matches too, and is
+                    // decrypted by this key, in this key's region.
+                    let keyring = clients.mrk_keyring(id).map_err(|e| config_failure(e, &keys.flag("kms-key"), id))?;
                     out.push(Arc::new(keyring));
                 }
                 #[cfg(not(feature = "kms"))]
@@ -134,9 +150,29 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
                     .map_err(|e| Failure::usage(e.to_string()))?,
             )
         };
-        out.push(Arc::new(clients.discovery_keyring(filter)));
+        out.push(discovery_keyring(clients, &discovery.kms_region, filter)?);
     }
     Ok(out)
+}
+
+/// MRK-aware discovery in `regions`, each in turn, or in the configured region alone: a message never
+/// chooses the region (and so the endpoint) of a call.
+#[cfg(feature = "kms")]
+fn discovery_keyring(
+    clients: &kms_envelope::KmsClients,
+    regions: &[kms_envelope::keyring::kms::Region],
+    filter: Option<kms_envelope::DiscoveryFilter>,
+) -> Result<Arc<dyn Keyring>, Failure> {
+    if regions.is_empty() {
+        let keyring = clients.mrk_discovery_keyring(None, filter).map_err(|e| {
+            Failure::usage(format!("--kms-discovery needs a region: give --kms-region REGION or set AWS_REGION ({e})"))
+        })?;
+        return Ok(Arc::new(keyring));
+    }
+    let keyring = clients
+        .mrk_discovery_multi_keyring(regions, filter)
+        .map_err(|e| Failure::usage(format!("--kms-region: {e}")))?;
+    Ok(Arc::new(keyring))
 }
 
 /// The most a key file may hold: far more than a 16384-bit RSA private key in PEM (about 13 KiB), and

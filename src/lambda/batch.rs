@@ -576,7 +576,8 @@ impl BatchFunction {
     ) -> Result<Self> {
         let keyring = |keys: &[KmsArn], cache: Option<CacheLimits>| -> Result<Arc<dyn Keyring>> {
             let ids: Vec<String> = keys.iter().map(ToString::to_string).collect();
-            let multi = kms.multi_keyring(&ids)?;
+            // MRK-aware, as the CLI's keys: a source under any replica of a multi-Region key opens.
+            let multi = kms.mrk_multi_keyring(&ids)?;
             Ok(match cache {
                 Some(limits) => {
                     Arc::new(CachingKeyring::new(multi, Arc::new(MaterialsCache::new(CACHE_CAPACITY)), limits)?)

@@ -4,8 +4,9 @@
 //! |---|---|
 //! | `KMS_ENVELOPE_BUNDLES` | `source=destination` pairs, separated by commas or newlines. A source is a path (relative: under `$LAMBDA_TASK_ROOT`, then `/opt`) or `s3://bucket/key`; a destination ending in `/` is a directory bundle, else a file. Split at the last `=`, so S3 keys may hold `=` |
 //! | `KMS_ENVELOPE_SECRETS` | optional: the source of a JSON secrets bundle, decrypted into memory only ([`load_secrets`](super::load_secrets)) |
-//! | `KMS_ENVELOPE_KMS_KEY_ARN` | the KMS key (ARN) that wrapped the data keys; several separated by commas are tried in order |
-//! | `KMS_ENVELOPE_KMS_DISCOVERY` | `true`: instead of naming keys, ask KMS to decrypt with whichever key each message names, limited to the accounts in `KMS_ENVELOPE_KMS_ACCOUNTS` (comma-separated account ids, or `*` for any account) |
+//! | `KMS_ENVELOPE_KMS_KEY_ARN` | the KMS key (ARN) that wrapped the data keys; several separated by commas are tried in order. Multi-Region-key aware: an `mrk-` key's ARN also decrypts what its replicas in other regions wrapped, with a call in its own region |
+//! | `KMS_ENVELOPE_KMS_DISCOVERY` | `true`: instead of naming keys, ask KMS to decrypt with whichever key each message names, limited to the accounts in `KMS_ENVELOPE_KMS_ACCOUNTS` (comma-separated account ids, or `*` for any account). MRK-aware discovery in the function's region (`AWS_REGION`), or in each region of `KMS_ENVELOPE_KMS_REGIONS` (comma-separated) in turn: a multi-Region key through its replica there, any other key only if it is in one of them |
+//! | `KMS_ENVELOPE_KMS_GRANT_TOKENS` | optional: KMS grant tokens (comma-separated, at most 10) sent with every KMS call; never logged |
 //! | `KMS_ENVELOPE_KMS_RSA_KEY_ARN` | instead of the two above: the ARN of a KMS RSA key (feature `rsa`) that wrapped the data keys with its public key (the AWS KMS RSA keyring); `KMS_ENVELOPE_KMS_RSA_ALGORITHM` is `RSAES_OAEP_SHA_256` (default) or `RSAES_OAEP_SHA_1` |
 //! | `KMS_ENVELOPE_CONTEXT` | the encryption context every bundle must carry: `k=v,k2=v2`, or a JSON object of strings |
 //! | `KMS_ENVELOPE_ROOT` | where destinations go; default `/tmp` |
@@ -23,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::format::context::EncryptionContext;
 use crate::format::limits::{DecryptLimits, RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS};
 use crate::keyring::Keyring;
-use crate::keyring::kms::{DiscoveryFilter, KmsClients};
+use crate::keyring::kms::{DiscoveryFilter, KmsClients, Region, check_grant_tokens};
 use crate::stream::DecryptOptions;
 
 /// `source=destination` pairs; a destination ending in `/` is a directory bundle.
@@ -36,6 +37,10 @@ pub const KEY_ARN_VAR: &str = "KMS_ENVELOPE_KMS_KEY_ARN";
 pub const DISCOVERY_VAR: &str = "KMS_ENVELOPE_KMS_DISCOVERY";
 /// The accounts discovery may use (comma-separated, or `*`).
 pub const ACCOUNTS_VAR: &str = "KMS_ENVELOPE_KMS_ACCOUNTS";
+/// The regions discovery calls (comma-separated; default: the configured region).
+pub const REGIONS_VAR: &str = "KMS_ENVELOPE_KMS_REGIONS";
+/// Grant tokens sent with every KMS call (comma-separated).
+pub const GRANT_TOKENS_VAR: &str = "KMS_ENVELOPE_KMS_GRANT_TOKENS";
 /// The KMS RSA key for the AWS KMS RSA keyring.
 pub const RSA_KEY_ARN_VAR: &str = "KMS_ENVELOPE_KMS_RSA_KEY_ARN";
 /// The KMS RSA key's encryption algorithm.
@@ -79,12 +84,15 @@ pub fn fitted_transfer_options(lookup: impl Fn(&str) -> Option<String>) -> crate
 /// Which KMS keys may unwrap the data keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KmsKeys {
-    /// These keys, tried in order (strict keyrings).
+    /// These keys, tried in order (MRK-aware strict keyrings: a replica of a multi-Region key matches).
     Strict(Vec<String>),
-    /// Whichever key a message names, if it belongs to one of these accounts (`None`: any account).
+    /// Whichever key a message names, if it belongs to one of these accounts (`None`: any account), asked
+    /// in these regions only (MRK-aware discovery).
     Discovery {
         /// Allowed account ids; `None` when configured as `*`.
         accounts: Option<Vec<String>>,
+        /// The regions called, in order; empty: the configured region alone.
+        regions: Vec<Region>,
     },
     /// A KMS RSA key (the AWS KMS RSA keyring): KMS `Decrypt` with this encryption algorithm.
     Rsa {
@@ -95,7 +103,18 @@ pub enum KmsKeys {
     },
 }
 
-/// The cold start as the environment describes it. Holds no secret: only names, paths and key ARNs.
+/// Grant tokens, which `Debug` shows only by number.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct GrantTokens(pub Vec<String>);
+
+impl std::fmt::Debug for GrantTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GrantTokens({} given)", self.0.len())
+    }
+}
+
+/// The cold start as the environment describes it. Holds no secret: names, paths, key ARNs, regions and
+/// grant tokens (which `Debug` does not show).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvConfig {
     /// The bundles, in order.
@@ -104,6 +123,8 @@ pub struct EnvConfig {
     pub secrets: Option<Source>,
     /// The KMS keys.
     pub keys: KmsKeys,
+    /// Grant tokens sent with every KMS call.
+    pub grant_tokens: GrantTokens,
     /// The encryption context every message must carry.
     pub context: EncryptionContext,
     /// Where destinations go.
@@ -177,6 +198,31 @@ fn parse_context(value: &str) -> Result<EncryptionContext> {
     Ok(context)
 }
 
+/// [`REGIONS_VAR`]: each a [`Region`], and only with discovery (strict keys are called in their own region).
+fn parse_regions(value: Option<&str>, keys: &mut KmsKeys) -> Result<()> {
+    let named: Vec<Region> = list(value.unwrap_or_default())
+        .map(|name| Region::parse(name).map_err(|e| config_error(format!("{REGIONS_VAR}: {e}"))))
+        .collect::<Result<_>>()?;
+    match keys {
+        _ if named.is_empty() => Ok(()),
+        KmsKeys::Discovery { regions, .. } => {
+            *regions = named;
+            Ok(())
+        }
+        _ => Err(config_error(format!(
+            "{REGIONS_VAR} is for {DISCOVERY_VAR}=true: a key ARN is always called in its own region"
+        ))),
+    }
+}
+
+/// The value of [`GRANT_TOKENS_VAR`] (comma-separated), checked as KMS would check the tokens; an error
+/// names the variable and a token by its position only. The batch function reads it too.
+pub fn parse_grant_tokens(value: Option<&str>) -> Result<GrantTokens> {
+    let tokens: Vec<String> = list(value.unwrap_or_default()).map(str::to_owned).collect();
+    from_variable(GRANT_TOKENS_VAR, check_grant_tokens(&tokens))?;
+    Ok(GrantTokens(tokens))
+}
+
 fn parse_keys(arns: Option<&str>, discovery: Option<&str>, accounts: Option<&str>) -> Result<KmsKeys> {
     let discovery = match discovery.map(str::trim) {
         None | Some("") => false,
@@ -198,13 +244,13 @@ fn parse_keys(arns: Option<&str>, discovery: Option<&str>, accounts: Option<&str
                     "{DISCOVERY_VAR}=true needs {ACCOUNTS_VAR}: the AWS account ids whose keys may be used \
                      (or * for any account)"
                 ))),
-                [any] if any == "*" => Ok(KmsKeys::Discovery { accounts: None }),
+                [any] if any == "*" => Ok(KmsKeys::Discovery { accounts: None, regions: Vec::new() }),
                 accounts => {
                     if let Some(bad) = accounts.iter().find(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
                     {
                         return Err(config_error(format!("{ACCOUNTS_VAR}: {bad:?} is not a 12-digit account id")));
                     }
-                    Ok(KmsKeys::Discovery { accounts: Some(accounts.to_vec()) })
+                    Ok(KmsKeys::Discovery { accounts: Some(accounts.to_vec()), regions: Vec::new() })
                 }
             }
         }
@@ -227,7 +273,7 @@ impl EnvConfig {
         if bundles.is_empty() && secrets.is_none() {
             return Err(config_error(format!("nothing to decrypt: set {BUNDLES_VAR} or {SECRETS_VAR}")));
         }
-        let keys = match lookup(RSA_KEY_ARN_VAR).as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        let mut keys = match lookup(RSA_KEY_ARN_VAR).as_deref().map(str::trim).filter(|v| !v.is_empty()) {
             None => parse_keys(
                 lookup(KEY_ARN_VAR).as_deref(),
                 lookup(DISCOVERY_VAR).as_deref(),
@@ -254,6 +300,8 @@ impl EnvConfig {
                 KmsKeys::Rsa { arn: arn.to_owned(), algorithm }
             }
         };
+        parse_regions(lookup(REGIONS_VAR).as_deref(), &mut keys)?;
+        let grant_tokens = parse_grant_tokens(lookup(GRANT_TOKENS_VAR).as_deref())?;
         let context = parse_context(&lookup(CONTEXT_VAR).unwrap_or_default())?;
         let root = match lookup(ROOT_VAR).as_deref().map(str::trim) {
             None | Some("") => PathBuf::from("/tmp"),
@@ -270,6 +318,7 @@ impl EnvConfig {
             bundles,
             secrets,
             keys,
+            grant_tokens,
             context,
             root,
             max_encrypted_data_keys,
@@ -285,15 +334,28 @@ impl EnvConfig {
         DecryptOptions::new().reproduced_context(self.context.clone()).limits(limits)
     }
 
-    /// The keyring for [`keys`](Self::keys), from `kms`.
+    /// The keyring for [`keys`](Self::keys), from `kms`, sending [`grant_tokens`](Self::grant_tokens).
     pub fn keyring(&self, kms: &KmsClients) -> Result<Arc<dyn Keyring>> {
+        let kms = &kms.clone().with_grant_tokens(self.grant_tokens.0.iter().cloned());
         Ok(match &self.keys {
-            KmsKeys::Strict(arns) if arns.len() == 1 => Arc::new(from_variable(KEY_ARN_VAR, kms.keyring(&arns[0]))?),
-            KmsKeys::Strict(arns) => Arc::new(from_variable(KEY_ARN_VAR, kms.multi_keyring(arns))?),
-            KmsKeys::Discovery { accounts: None } => Arc::new(kms.discovery_keyring(None)),
-            KmsKeys::Discovery { accounts: Some(accounts) } => {
-                let filter = from_variable(ACCOUNTS_VAR, DiscoveryFilter::new(kms.partition(), accounts))?;
-                Arc::new(kms.discovery_keyring(Some(filter)))
+            KmsKeys::Strict(arns) if arns.len() == 1 => {
+                Arc::new(from_variable(KEY_ARN_VAR, kms.mrk_keyring(&arns[0]))?)
+            }
+            KmsKeys::Strict(arns) => Arc::new(from_variable(KEY_ARN_VAR, kms.mrk_multi_keyring(arns))?),
+            KmsKeys::Discovery { accounts, regions } => {
+                let filter = match accounts {
+                    Some(accounts) => {
+                        Some(from_variable(ACCOUNTS_VAR, DiscoveryFilter::new(kms.partition(), accounts))?)
+                    }
+                    None => None,
+                };
+                if regions.is_empty() {
+                    Arc::new(kms.mrk_discovery_keyring(None, filter).map_err(|e| {
+                        config_error(format!("{DISCOVERY_VAR}: {e}; or name the regions in {REGIONS_VAR}"))
+                    })?)
+                } else {
+                    Arc::new(from_variable(REGIONS_VAR, kms.mrk_discovery_multi_keyring(regions, filter))?)
+                }
             }
             #[cfg(feature = "rsa")]
             KmsKeys::Rsa { arn, algorithm } => {
@@ -397,12 +459,15 @@ mod tests {
         .unwrap();
         assert_eq!(
             config.keys,
-            KmsKeys::Discovery { accounts: Some(vec!["111122223333".into(), "444455556666".into()]) }
+            KmsKeys::Discovery {
+                accounts: Some(vec!["111122223333".into(), "444455556666".into()]),
+                regions: Vec::new()
+            }
         );
         assert_eq!(config.context.get("a,b"), Some("c=d"));
         assert_eq!(config.root, PathBuf::from("/mnt/scratch"));
         let any = read(&[(BUNDLES_VAR, "a.esdk=a"), (DISCOVERY_VAR, "1"), (ACCOUNTS_VAR, "*")]).unwrap();
-        assert_eq!(any.keys, KmsKeys::Discovery { accounts: None });
+        assert_eq!(any.keys, KmsKeys::Discovery { accounts: None, regions: Vec::new() });
         let two = read(&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, &format!("{ARN}, {ARN}"))]).unwrap();
         assert_eq!(two.keys, KmsKeys::Strict(vec![ARN.into(), ARN.into()]));
     }
@@ -443,6 +508,41 @@ mod tests {
         }
     }
 
+    /// `KMS_ENVELOPE_KMS_REGIONS` names discovery's regions, each checked as a region (it picks an endpoint)
+    /// and refused beside key ARNs; `KMS_ENVELOPE_KMS_GRANT_TOKENS` is checked as KMS would, in errors that
+    /// never quote a token, and hidden from `Debug`.
+    #[test]
+    fn discovery_regions_and_grant_tokens() {
+        let discovery = [(BUNDLES_VAR, "a.esdk=a"), (DISCOVERY_VAR, "true"), (ACCOUNTS_VAR, "*")];
+        let config = read(&[&discovery[..], &[(REGIONS_VAR, "eu-west-1, us-east-1")]].concat()).unwrap();
+        let regions = vec![Region::parse("eu-west-1").unwrap(), Region::parse("us-east-1").unwrap()];
+        assert_eq!(config.keys, KmsKeys::Discovery { accounts: None, regions });
+        let marker = "GRANT-MARKER-1c9e";
+        let tokens = format!("{marker}-a,{marker}-b");
+        let config = read(&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN), (GRANT_TOKENS_VAR, &tokens)]).unwrap();
+        assert_eq!(config.grant_tokens.0, [format!("{marker}-a"), format!("{marker}-b")]);
+        assert!(!format!("{config:?}").contains(marker), "{config:?}");
+
+        let eleven = (0..11).map(|n| format!("{marker}-{n}")).collect::<Vec<_>>().join(",");
+        let spaced = format!("{marker} with a space");
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN), (REGIONS_VAR, "eu-west-1")], "is for"),
+            (&[&discovery[..], &[(REGIONS_VAR, "evil.example/")]].concat(), "is not an AWS region"),
+            (&[&discovery[..], &[(REGIONS_VAR, "eu-west-1,x@127.0.0.1/")]].concat(), "is not an AWS region"),
+            (&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN), (GRANT_TOKENS_VAR, &eleven)], "at most 10"),
+            (&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN), (GRANT_TOKENS_VAR, &spaced)], "grant token 1"),
+        ];
+        for (vars, expected) in cases {
+            let err = read(vars).unwrap_err().to_string();
+            assert!(err.contains(expected), "{vars:?}: {err}");
+            assert!(!err.contains(marker), "a grant token in the error: {err}");
+        }
+        let variable = read(&[&discovery[..], &[(REGIONS_VAR, "nowhere")]].concat()).unwrap_err().to_string();
+        assert!(variable.contains(REGIONS_VAR), "{variable}");
+        let variable = read(&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, ARN), (GRANT_TOKENS_VAR, &spaced)]);
+        assert!(variable.unwrap_err().to_string().contains(GRANT_TOKENS_VAR));
+    }
+
     /// The variables reach the cold start's transfer; unset, the defaults fit a quarter of the function's
     /// memory; a bad value names its variable.
     #[cfg(feature = "s3")]
@@ -477,11 +577,17 @@ mod tests {
             &[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, "alias/one,alias/two")][..],
             &[(BUNDLES_VAR, "a.esdk=a"), (DISCOVERY_VAR, "true"), (ACCOUNTS_VAR, "111122223333")][..],
             &[(BUNDLES_VAR, "a.esdk=a"), (DISCOVERY_VAR, "true"), (ACCOUNTS_VAR, "*")][..],
+            &[(BUNDLES_VAR, "a.esdk=a"), (DISCOVERY_VAR, "true"), (ACCOUNTS_VAR, "*"), (REGIONS_VAR, "eu-west-1")][..],
         ] {
             read(vars).unwrap().keyring(&kms).unwrap();
         }
         let config = read(&[(BUNDLES_VAR, "a.esdk=a,b.esdk=b/"), (KEY_ARN_VAR, ARN), (ROOT_VAR, "/srv")]).unwrap();
         let debug = format!("{:?}", config.cold_start(config.keyring(&kms).unwrap()));
         assert!(debug.contains("/srv") && debug.contains("b.esdk"), "{debug}");
+        // Two replicas of one multi-Region key are one key twice.
+        let mrk = "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab";
+        let both = format!("{mrk},{}", mrk.replace("us-east-1", "eu-west-1"));
+        let err = read(&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, &both)]).unwrap().keyring(&kms).err().unwrap();
+        assert!(err.to_string().contains("replicas of the same multi-Region key"), "{err}");
     }
 }

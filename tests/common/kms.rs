@@ -326,10 +326,65 @@ impl PythonPeer {
 // ------------------------------------------------------------------------------------ counting proxy
 
 /// An HTTP proxy in front of moto that counts the KMS operations (`X-Amz-Target`) it forwards, so that a
-/// test can assert exactly how many calls reached KMS.
+/// test can assert exactly how many calls reached KMS, and records each call's region and body.
+///
+/// It also plays a multi-Region key for moto ([`present_as_mrk`](Self::present_as_mrk)), which cannot: moto
+/// 5 gives multi-Region keys ids of `mrk-` and a dashed UUID (40 characters, where KMS issues `mrk-` and 32
+/// hex digits), its ciphertext header keeps 36 characters of key id, so it cannot decrypt under its own
+/// multi-Region keys at all, and its `ReplicateKey` copies only those. The proxy shows a plain moto key as
+/// `key/mrk-` and its UUID's 32 digits, in its own region and in each replica region, and forwards a
+/// request signed for one of those regions that names the key's ARN *in that region* to the key in its own
+/// region (moto picks the regional backend from the signature's region). Anything else naming the key (its
+/// ARN in another region, or in a region without a replica) reaches moto under that region's ARN, where no
+/// such key exists, as KMS would answer.
 pub struct CountingProxy {
     pub url: String,
-    calls: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    shared: Arc<ProxyState>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    calls: Mutex<std::collections::HashMap<String, usize>>,
+    log: Mutex<Vec<KmsCall>>,
+    mrks: Mutex<Vec<PlayedMrk>>,
+}
+
+/// A moto key the proxy shows as a multi-Region key with replicas.
+#[derive(Clone)]
+struct PlayedMrk {
+    /// The moto key's ARN (its id a dashed UUID).
+    moto_arn: String,
+    /// Its region, then the replicas'.
+    regions: Vec<String>,
+}
+
+impl PlayedMrk {
+    fn uuid(&self) -> &str {
+        self.moto_arn.rsplit('/').next().unwrap()
+    }
+
+    fn mrk_id(&self) -> String {
+        format!("mrk-{}", self.uuid().replace('-', ""))
+    }
+
+    /// The key's ARN as clients see it in `region`.
+    fn arn_in(&self, region: &str) -> String {
+        self.moto_arn
+            .replace(&format!(":{}:", self.regions[0]), &format!(":{region}:"))
+            .replace(self.uuid(), &self.mrk_id())
+    }
+}
+
+/// One request the proxy forwarded, as a test asserts on it.
+#[derive(Clone, Debug)]
+pub struct KmsCall {
+    /// The operation (`Decrypt`, ...).
+    pub operation: String,
+    /// The region the request was signed for: the credential scope of its `Authorization` header, which
+    /// is the region of the client that sent it.
+    pub region: String,
+    /// The JSON body as the client sent it (`KeyId`, `GrantTokens`, ...).
+    pub body: serde_json::Value,
 }
 
 impl CountingProxy {
@@ -337,37 +392,81 @@ impl CountingProxy {
         let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let calls = Arc::new(Mutex::new(std::collections::HashMap::new()));
-        let counts = calls.clone();
+        let shared = Arc::new(ProxyState::default());
+        let state = shared.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
-                let (upstream, counts) = (upstream.clone(), counts.clone());
-                std::thread::spawn(move || forward(stream, &upstream, &counts));
+                let (upstream, state) = (upstream.clone(), state.clone());
+                std::thread::spawn(move || forward(stream, &upstream, &state));
             }
         });
-        Self { url, calls }
+        Self { url, shared }
     }
 
     /// Requests forwarded so far for `operation` (e.g. `GenerateDataKey`).
     pub fn calls(&self, operation: &str) -> usize {
-        self.calls.lock().unwrap().get(operation).copied().unwrap_or(0)
+        self.shared.calls.lock().unwrap().get(operation).copied().unwrap_or(0)
+    }
+
+    /// Every request forwarded so far, in arrival order.
+    pub fn log(&self) -> Vec<KmsCall> {
+        self.shared.log.lock().unwrap().clone()
     }
 
     /// Clients for this proxy.
     pub fn clients(&self) -> KmsClients {
         KmsClients::new(&sdk_config(&self.url))
     }
+
+    /// From now on, shows the plain moto key `moto_arn` as a multi-Region key replicated into `replicas`;
+    /// returns its ARN as clients see it in its own region, then in each replica region.
+    pub fn present_as_mrk(&self, moto_arn: &str, replicas: &[&str]) -> Vec<String> {
+        let region = moto_arn.split(':').nth(3).unwrap().to_owned();
+        let regions: Vec<String> = std::iter::once(region).chain(replicas.iter().map(|r| r.to_string())).collect();
+        let played = PlayedMrk { moto_arn: moto_arn.to_owned(), regions };
+        assert_eq!(played.uuid().len(), 36, "a plain moto key: {moto_arn}");
+        let arns = played.regions.iter().map(|region| played.arn_in(region)).collect();
+        self.shared.mrks.lock().unwrap().push(played);
+        arns
+    }
+}
+
+impl ProxyState {
+    /// The request `body` signed for `region` as moto gets it, and the region to sign it for.
+    fn sent_to_moto(&self, region: &str, body: &str) -> (String, String) {
+        let (mut body, mut routed) = (body.to_owned(), region.to_owned());
+        for key in self.mrks.lock().unwrap().iter() {
+            if key.regions.iter().any(|r| r == region) && body.contains(&key.arn_in(region)) {
+                body = body.replace(&key.arn_in(region), &key.moto_arn);
+                routed = key.regions[0].clone();
+            }
+            body = body.replace(&key.mrk_id(), key.uuid());
+        }
+        (body, routed)
+    }
+
+    /// moto's response `body` to a request signed for `region`, as the client sees it.
+    fn shown_to_client(&self, region: &str, body: &str) -> String {
+        let mut body = body.to_owned();
+        for key in self.mrks.lock().unwrap().iter() {
+            if key.regions.iter().any(|r| r == region) {
+                body = body.replace(&key.moto_arn, &key.arn_in(region));
+            }
+            body = body.replace(key.uuid(), &key.mrk_id());
+        }
+        body
+    }
 }
 
 /// Relays each request on `client` to `upstream` on a fresh connection (`connection: close`, so the
-/// response ends at EOF) and the response back, counting the request's target.
-fn forward(client: TcpStream, upstream: &str, counts: &Mutex<std::collections::HashMap<String, usize>>) {
+/// response ends at EOF) and the response back, counting and recording the request.
+fn forward(client: TcpStream, upstream: &str, state: &ProxyState) {
     let mut reader = BufReader::new(client.try_clone().unwrap());
     let mut writer = client;
     loop {
-        let mut head = String::new();
-        let (mut length, mut target) = (0usize, String::new());
+        let mut lines = Vec::new();
+        let (mut length, mut target, mut region) = (0usize, String::new(), String::new());
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -379,29 +478,70 @@ fn forward(client: TcpStream, upstream: &str, counts: &Mutex<std::collections::H
             }
             if let Some((name, value)) = trimmed.split_once(':') {
                 match name.trim().to_ascii_lowercase().as_str() {
-                    "content-length" => length = value.trim().parse().unwrap_or(0),
+                    "content-length" => {
+                        length = value.trim().parse().unwrap_or(0);
+                        continue;
+                    }
                     "x-amz-target" => target = value.trim().trim_start_matches("TrentService.").to_owned(),
+                    "authorization" => region = signed_region(value),
                     "connection" => continue,
                     _ => {}
                 }
             }
-            head.push_str(trimmed);
-            head.push_str("\r\n");
+            lines.push(trimmed.to_owned());
         }
         let mut body = vec![0u8; length];
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        *counts.lock().unwrap().entry(target).or_default() += 1;
+        *state.calls.lock().unwrap().entry(target.clone()).or_default() += 1;
+        let body_json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        state.log.lock().unwrap().push(KmsCall { operation: target, region: region.clone(), body: body_json });
+        let (body, routed) = state.sent_to_moto(&region, &String::from_utf8_lossy(&body));
+        let mut head = String::new();
+        for line in lines {
+            let line = if line.to_ascii_lowercase().starts_with("authorization:") {
+                line.replace(&format!("/{region}/kms/"), &format!("/{routed}/kms/"))
+            } else {
+                line
+            };
+            head.push_str(&line);
+            head.push_str("\r\n");
+        }
         let mut response = Vec::new();
         let relayed = TcpStream::connect(upstream).and_then(|mut up| {
             up.write_all(head.as_bytes())?;
-            up.write_all(b"connection: close\r\n\r\n")?;
-            up.write_all(&body)?;
+            up.write_all(format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()).as_bytes())?;
+            up.write_all(body.as_bytes())?;
             up.read_to_end(&mut response)
         });
-        if relayed.is_err() || writer.write_all(&response).is_err() {
+        if relayed.is_err() || writer.write_all(&shown_response(state, &region, &response)).is_err() {
             return;
         }
     }
+}
+
+/// moto's `response` to a request signed for `region` as the client sees it, its length to match.
+fn shown_response(state: &ProxyState, region: &str, response: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(response);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else { return response.to_vec() };
+    let body = state.shown_to_client(region, body);
+    let mut out = String::new();
+    for line in head.split("\r\n") {
+        if line.to_ascii_lowercase().starts_with("content-length:") {
+            out.push_str(&format!("content-length: {}", body.len()));
+        } else {
+            out.push_str(line);
+        }
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out.push_str(&body);
+    out.into_bytes()
+}
+
+/// The region of a SigV4 `Authorization` header: `AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/kms/...`.
+fn signed_region(authorization: &str) -> String {
+    let scope = authorization.split("Credential=").nth(1).unwrap_or("");
+    scope.split(['/', ',']).nth(2).unwrap_or("").to_owned()
 }

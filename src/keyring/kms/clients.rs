@@ -233,17 +233,7 @@ impl KmsClients {
     /// MRK-aware strict keyrings for `key_ids` in one multi-keyring. Two replicas of one multi-Region key
     /// are refused: they would wrap the data key twice under the same key.
     pub fn mrk_multi_keyring(&self, key_ids: &[impl AsRef<str>]) -> Result<MultiKeyring> {
-        let mrk_id = |key_id: &str| match check_key_identifier(key_id) {
-            Ok(Some(arn)) if arn.is_multi_region_key() => Some(arn.resource_id().to_owned()),
-            Ok(None) if key_id.starts_with("mrk-") => Some(key_id.to_owned()),
-            _ => None,
-        };
-        let mut seen = BTreeMap::new();
-        for key_id in key_ids.iter().map(AsRef::as_ref) {
-            if let Some(other) = mrk_id(key_id).and_then(|id| seen.insert(id, key_id)) {
-                return Err(Error::Config(format!("{other} and {key_id} are replicas of the same multi-Region key")));
-            }
-        }
+        refuse_mrk_replicas(key_ids)?;
         let (first, rest) = key_ids.split_first().ok_or_else(|| Error::Config("no AWS KMS key given".into()))?;
         let mut multi = MultiKeyring::new(self.mrk_keyring(first.as_ref())?);
         for key_id in rest {
@@ -297,6 +287,52 @@ impl KmsClients {
         }
         Ok(multi)
     }
+}
+
+/// Refuses two replicas of one multi-Region key among `key_ids` (the MRK-aware multi-keyring's rule):
+/// together they would wrap the data key twice under what is one key, and on decrypt each would ask KMS
+/// for the same EDK.
+pub fn refuse_mrk_replicas(key_ids: &[impl AsRef<str>]) -> Result<()> {
+    let mrk_id = |key_id: &str| match check_key_identifier(key_id) {
+        Ok(Some(arn)) if arn.is_multi_region_key() => Some(arn.resource_id().to_owned()),
+        Ok(None) if key_id.starts_with("mrk-") => Some(key_id.to_owned()),
+        _ => None,
+    };
+    let mut seen = BTreeMap::new();
+    for key_id in key_ids.iter().map(AsRef::as_ref) {
+        if let Some(other) = mrk_id(key_id).and_then(|id| seen.insert(id, key_id)) {
+            return Err(Error::Config(format!("{other} and {key_id} are replicas of the same multi-Region key")));
+        }
+    }
+    Ok(())
+}
+
+/// The most grant tokens one KMS request may carry.
+pub const MAX_GRANT_TOKENS: usize = 10;
+
+/// The longest grant token KMS accepts, in characters.
+const MAX_GRANT_TOKEN_LEN: usize = 8192;
+
+/// Checks grant tokens before any call, as KMS would refuse them: at most [`MAX_GRANT_TOKENS`], each from 1
+/// to 8192 printable ASCII characters. The error names a token by its position, never by its text.
+pub fn check_grant_tokens(tokens: &[impl AsRef<str>]) -> Result<()> {
+    if tokens.len() > MAX_GRANT_TOKENS {
+        return Err(Error::Config(format!(
+            "{} grant tokens given; a KMS request takes at most {MAX_GRANT_TOKENS}",
+            tokens.len()
+        )));
+    }
+    for (n, token) in tokens.iter().map(AsRef::as_ref).enumerate() {
+        let printable = token.bytes().all(|b| b.is_ascii_graphic());
+        if token.is_empty() || token.len() > MAX_GRANT_TOKEN_LEN || !printable {
+            return Err(Error::Config(format!(
+                "grant token {} is not one: a grant token is 1 to {MAX_GRANT_TOKEN_LEN} printable ASCII characters \
+                 without spaces",
+                n + 1
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn no_region() -> Error {

@@ -52,7 +52,10 @@ mod tests;
 
 pub use arn::{InvalidArn, InvalidRegion, KmsArn, Region};
 #[cfg(feature = "kms")]
-pub use clients::{DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CALL_TIMEOUT, KmsClients, MAX_CACHED_CLIENTS};
+pub use clients::{
+    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CALL_TIMEOUT, KmsClients, MAX_CACHED_CLIENTS, MAX_GRANT_TOKENS,
+    check_grant_tokens, refuse_mrk_replicas,
+};
 #[cfg(feature = "kms")]
 pub use discovery::{AwsKmsDiscoveryKeyring, DiscoveryFilter};
 #[cfg(feature = "kms")]
