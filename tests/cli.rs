@@ -4,6 +4,9 @@
 #![cfg(feature = "cli")]
 
 mod common;
+#[cfg(unix)]
+#[path = "cli_parts/exec.rs"]
+mod exec;
 #[cfg(feature = "kms")]
 #[path = "common/kms.rs"]
 mod support;

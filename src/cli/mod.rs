@@ -1,6 +1,7 @@
 //! Command-line front end: argument parsing, keys, files and directories, progress, exit codes.
 
 mod args;
+mod exec;
 mod exit;
 mod features;
 mod inspect;
@@ -58,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Bundle(args) => bundle(args),
         Command::Unbundle(args) => unbundle(args),
         Command::Reencrypt(args) => reencrypt::run(args),
+        Command::Exec(args) => exec::run(args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -119,6 +121,10 @@ fn check_s3_names(command: &Command) -> Result<(), Failure> {
             key_files(&a.keys)?;
             object(&a.input)?;
             local(&a.directory, "DIRECTORY")?;
+        }
+        Command::Exec(a) => {
+            key_files(&a.keys)?;
+            a.secrets.iter().try_for_each(|name| object(name))?;
         }
         Command::Reencrypt(a) => {
             key_files(&a.keys)?;
