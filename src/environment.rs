@@ -215,9 +215,7 @@ impl fmt::Display for EnvError {
             }
             Self::Denied { name, pattern } => write!(
                 f,
-                "refusing to set {}: names matching {pattern} change what a program loads or runs (add --allow-name {} \
-                 if this secret must set it)",
-                name.as_str(),
+                "refusing to set {}: names matching {pattern} change what a program loads or runs",
                 name.as_str()
             ),
         }

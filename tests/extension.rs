@@ -10,6 +10,8 @@
 #![cfg(feature = "extension")]
 
 mod common;
+#[path = "cli_parts/exec_wrapper.rs"]
+mod exec_wrapper;
 #[path = "common/http.rs"]
 mod fake_http;
 #[path = "common/s3.rs"]
@@ -175,6 +177,13 @@ impl Function {
     /// Starts the emulator with the function and the extension in a private mount namespace; `vars`
     /// override the defaults (a value of "" removes the variable).
     fn start(&self, vars: &[(&str, &str)]) -> Rie {
+        self.start_as(vars, None, "handler.handler")
+    }
+
+    /// [`start`](Self::start) with the runtime started through `wrapper` (as a managed runtime does when
+    /// `AWS_LAMBDA_EXEC_WRAPPER` names it: `exec -- "$wrapper" python3 ... bootstrap`; the emulator does
+    /// not apply the variable itself), and `handler` as the function.
+    fn start_as(&self, vars: &[(&str, &str)], wrapper: Option<&str>, handler: &str) -> Rie {
         let log = self.path("rie.log");
         let script = self.path("namespace.sh");
         fs::write(&script, NAMESPACE_SCRIPT).unwrap();
@@ -193,8 +202,9 @@ impl Function {
                 .arg(format!("127.0.0.1:{rie_port}"))
                 .arg("--runtime-api-address")
                 .arg(format!("127.0.0.1:{api_port}"))
+                .args(wrapper)
                 .arg(&self.peers.python)
-                .args(["-m", "awslambdaric", "handler.handler"])
+                .args(["-m", "awslambdaric", handler])
                 .current_dir(self.path("task"));
             for (name, _) in std::env::vars_os() {
                 let name = name.to_string_lossy().into_owned();
@@ -408,7 +418,12 @@ fn the_layer_zip_holds_the_extension_where_lambda_starts_it() {
         .status()
         .unwrap();
     assert!(status.success());
-    let expected = format!("extensions/kms-envelope 0o100755 {}\n", sha(&fs::read(binary).unwrap()));
+    let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kms-envelope-exec-wrapper");
+    let expected = format!(
+        "extensions/kms-envelope 0o100755 {}\nkms-envelope-exec-wrapper 0o100755 {}\n",
+        sha(&fs::read(binary).unwrap()),
+        sha(&fs::read(wrapper).unwrap())
+    );
     assert_eq!(common::zip_entry(&zip), expected);
 }
 

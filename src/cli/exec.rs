@@ -89,7 +89,9 @@ pub fn run(args: &ExecArgs) -> Result<(), Failure> {
         let parsed = parse_secrets(&decrypted.plaintext)
             .map_err(|e| Failure::new(Code::InvalidMessage, format!("{name}: {e}")))?;
         for (secret, value) in parsed {
-            check_denied(&secret, &args.allow_name).map_err(|e| Failure::usage(format!("{name}: {e}")))?;
+            check_denied(&secret, &args.allow_name).map_err(|e| {
+                Failure::usage(format!("{name}: {e} (add --allow-name {} if this secret must set it)", secret.as_str()))
+            })?;
             secrets.insert(secret, value);
         }
     }
