@@ -572,8 +572,9 @@ fn help_and_version_exit_0_and_any_other_argument_is_a_one_line_usage_error() {
     for flag in ["--help", "-h"] {
         let ended = alone.run(&[flag], None);
         assert!(ended.status.success(), "{flag}: {:?} {}", ended.status, ended.stderr);
-        assert!(ended.stdout.contains("Usage: kms-envelope-extension [--once | --help | --version]"), "{flag}");
-        assert!(ended.stdout.contains("--once"), "{flag}: {}", ended.stdout);
+        let usage = "Usage: kms-envelope-extension [--once | --help | --version | --exec -- COMMAND [ARGS]]";
+        assert!(ended.stdout.contains(usage), "{flag}: {}", ended.stdout);
+        assert!(ended.stdout.contains("--once") && ended.stdout.contains("the exec wrapper"), "{flag}");
         assert_eq!(ended.stderr, "", "{flag}");
     }
     for flag in ["--version", "-V"] {
@@ -585,6 +586,11 @@ fn help_and_version_exit_0_and_any_other_argument_is_a_one_line_usage_error() {
     for (args, shown) in [
         (&["--bogus"][..], "'--bogus'"),
         (&["--once", "extra"][..], "'extra'"),
+        // The exec wrapper's form is `--exec -- COMMAND [ARGS]`, exactly.
+        (&["--exec"][..], "'--exec'"),
+        (&["--exec", "--"][..], "'--exec'"),
+        (&["--exec", "echo"][..], "'--exec'"),
+        (&["--once", "--exec", "--", "echo"][..], "'--exec'"),
         (&["\u{1b}[2Jcleared"][..], "'\\u{1b}[2Jcleared'"),
     ] {
         let ended = alone.run(args, None);

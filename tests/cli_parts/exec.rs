@@ -203,3 +203,46 @@ fn secrets_an_rsa_key_unwrapped_need_allow_public_key_writers() {
     let (stdout, _) = expect(&mut run(&[], "aes.esdk"), 0);
     assert_eq!(var(&String::from_utf8(stdout).unwrap(), "API_KEY"), Some("from-aes"));
 }
+
+/// From S3, with KMS keys (moto): discovery without --account is anyone's to write to and needs
+/// --allow-public-key-writers; with the key's account, or the key itself, it is accepted.
+#[cfg(all(feature = "kms", feature = "s3"))]
+#[test]
+fn secrets_from_s3_under_kms_and_discovery_needs_an_account() {
+    let Some(moto) = super::support::Moto::get() else { return };
+    let key = moto.create_key();
+    let bucket = format!("exec-{}", key.rsplit('/').next().unwrap());
+    let s3 =
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&moto.config()).force_path_style(true).build());
+    super::support::run(s3.create_bucket().bucket(&bucket).send()).expect("CreateBucket in moto");
+    let s = Scratch::new();
+    let with_moto = |cmd: &mut assert_cmd::Command| {
+        cmd.env("AWS_ENDPOINT_URL_KMS", &moto.endpoint)
+            .env("AWS_ENDPOINT_URL_S3", &moto.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("DB_PASSWORD");
+    };
+    s.write("plain", format!("DB_PASSWORD={MARKER}\n").as_bytes());
+    let object = format!("s3://{bucket}/app.env.esdk");
+    let mut encrypt = s.cmd();
+    with_moto(encrypt.args(["encrypt", "--kms-key", &key, "plain", &object]));
+    expect(&mut encrypt, 0);
+    let account = super::support::account_of(&key);
+    for (keys, code) in [
+        (vec!["--kms-key", key.as_str()], 0),
+        (vec!["--kms-discovery", "--account", account.as_str()], 0),
+        (vec!["--kms-discovery"], 2),
+        (vec!["--kms-discovery", "--allow-public-key-writers"], 0),
+    ] {
+        let mut cmd = s.cmd();
+        with_moto(cmd.args(args(&[&["exec"], &keys, &[&object, "--", "printenv", "DB_PASSWORD"]])));
+        let (stdout, stderr) = expect(&mut cmd, code);
+        if code == 0 {
+            assert_eq!(stdout, format!("{MARKER}\n").as_bytes(), "{keys:?}");
+        } else {
+            assert!(stderr.contains("--kms-discovery without --account") && !stderr.contains(MARKER), "{stderr}");
+        }
+    }
+}
