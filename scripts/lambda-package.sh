@@ -29,16 +29,17 @@ lambda_arch() {
 
 # zip_executable BINARY OUT MEMBER: OUT holds one file, MEMBER, with BINARY's bytes and mode 0755. Python's
 # zipfile rather than zip(1), which not every machine has; the mode travels in external_attr.
+# ZIP_MODE=a adds MEMBER to an existing OUT instead.
 zip_executable() {
   [[ -x "$1" ]] || { echo "$1 is not an executable" >&2; exit 2; }
   mkdir -p "$(dirname "$2")"
-  python3 - "$1" "$2" "$3" <<'PY'
+  python3 - "$1" "$2" "$3" "${ZIP_MODE:-w}" <<'PY'
 import sys, zipfile
-binary, out, member = sys.argv[1:]
+binary, out, member, mode = sys.argv[1:]
 info = zipfile.ZipInfo(member, date_time=(2020, 1, 1, 0, 0, 0))
 info.external_attr = (0o100755 << 16)
 info.compress_type = zipfile.ZIP_DEFLATED
-with open(binary, "rb") as f, zipfile.ZipFile(out, "w") as z:
+with open(binary, "rb") as f, zipfile.ZipFile(out, mode) as z:
     z.writestr(info, f.read())
 PY
 }

@@ -3,8 +3,10 @@
 #   scripts/package-layer.sh                 release build, then target/lambda-layer/kms-envelope-<arch>.zip
 #   scripts/package-layer.sh --binary PATH   package an existing build of kms-envelope-extension instead
 #   scripts/package-layer.sh --out FILE      write the zip to FILE
-# The zip holds one file, extensions/kms-envelope (mode 0755): Lambda unpacks layers under /opt and starts
-# every executable in /opt/extensions, registering each under its file name.
+# The zip holds extensions/kms-envelope (mode 0755): Lambda unpacks layers under /opt and starts every
+# executable in /opt/extensions, registering each under its file name. And kms-envelope-exec-wrapper (0755,
+# scripts/kms-envelope-exec-wrapper), which a function may name in AWS_LAMBDA_EXEC_WRAPPER to get its secrets
+# as environment variables.
 #
 # arm64 (Graviton) from an x86_64 machine: `cargo lambda build --release --extension --arm64
 # --no-default-features --features extension,rsa --bin kms-envelope-extension` (cargo-lambda cross-compiles
@@ -24,6 +26,7 @@ if [[ -z "$binary" ]]; then
 fi
 out="${out:-${CARGO_TARGET_DIR:-target}/lambda-layer/kms-envelope-$arch.zip}"
 zip_executable "$binary" "$out" extensions/kms-envelope
+ZIP_MODE=a zip_executable scripts/kms-envelope-exec-wrapper "$out" kms-envelope-exec-wrapper
 
 echo "layer: $out ($(stat -c %s "$out") bytes; extension binary $(stat -c %s "$binary") bytes, $arch)"
 echo "publish it with:"

@@ -55,6 +55,8 @@ pub mod bundle;
 pub mod crypto;
 #[cfg(not(feature = "fuzzing"))]
 pub(crate) mod crypto;
+#[cfg(any(feature = "cli", feature = "lambda"))]
+pub mod environment;
 mod error;
 pub mod escape;
 #[cfg(feature = "fuzzing")]

@@ -8,6 +8,9 @@ mod common;
 mod edit;
 #[path = "cli_parts/git_textconv.rs"]
 mod git_textconv;
+#[cfg(unix)]
+#[path = "cli_parts/exec.rs"]
+mod exec;
 #[cfg(feature = "kms")]
 #[path = "common/kms.rs"]
 mod support;

@@ -10,6 +10,8 @@
 #![cfg(feature = "extension")]
 
 mod common;
+#[path = "cli_parts/exec_wrapper.rs"]
+mod exec_wrapper;
 #[path = "common/http.rs"]
 mod fake_http;
 #[path = "common/s3.rs"]
@@ -175,6 +177,13 @@ impl Function {
     /// Starts the emulator with the function and the extension in a private mount namespace; `vars`
     /// override the defaults (a value of "" removes the variable).
     fn start(&self, vars: &[(&str, &str)]) -> Rie {
+        self.start_as(vars, None, "handler.handler")
+    }
+
+    /// [`start`](Self::start) with the runtime started through `wrapper` (as a managed runtime does when
+    /// `AWS_LAMBDA_EXEC_WRAPPER` names it: `exec -- "$wrapper" python3 ... bootstrap`; the emulator does
+    /// not apply the variable itself), and `handler` as the function.
+    fn start_as(&self, vars: &[(&str, &str)], wrapper: Option<&str>, handler: &str) -> Rie {
         let log = self.path("rie.log");
         let script = self.path("namespace.sh");
         fs::write(&script, NAMESPACE_SCRIPT).unwrap();
@@ -193,8 +202,9 @@ impl Function {
                 .arg(format!("127.0.0.1:{rie_port}"))
                 .arg("--runtime-api-address")
                 .arg(format!("127.0.0.1:{api_port}"))
+                .args(wrapper)
                 .arg(&self.peers.python)
-                .args(["-m", "awslambdaric", "handler.handler"])
+                .args(["-m", "awslambdaric", handler])
                 .current_dir(self.path("task"));
             for (name, _) in std::env::vars_os() {
                 let name = name.to_string_lossy().into_owned();
@@ -408,7 +418,12 @@ fn the_layer_zip_holds_the_extension_where_lambda_starts_it() {
         .status()
         .unwrap();
     assert!(status.success());
-    let expected = format!("extensions/kms-envelope 0o100755 {}\n", sha(&fs::read(binary).unwrap()));
+    let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kms-envelope-exec-wrapper");
+    let expected = format!(
+        "extensions/kms-envelope 0o100755 {}\nkms-envelope-exec-wrapper 0o100755 {}\n",
+        sha(&fs::read(binary).unwrap()),
+        sha(&fs::read(wrapper).unwrap())
+    );
     assert_eq!(common::zip_entry(&zip), expected);
 }
 
@@ -557,8 +572,9 @@ fn help_and_version_exit_0_and_any_other_argument_is_a_one_line_usage_error() {
     for flag in ["--help", "-h"] {
         let ended = alone.run(&[flag], None);
         assert!(ended.status.success(), "{flag}: {:?} {}", ended.status, ended.stderr);
-        assert!(ended.stdout.contains("Usage: kms-envelope-extension [--once | --help | --version]"), "{flag}");
-        assert!(ended.stdout.contains("--once"), "{flag}: {}", ended.stdout);
+        let usage = "Usage: kms-envelope-extension [--once | --help | --version | --exec -- COMMAND [ARGS]]";
+        assert!(ended.stdout.contains(usage), "{flag}: {}", ended.stdout);
+        assert!(ended.stdout.contains("--once") && ended.stdout.contains("the exec wrapper"), "{flag}");
         assert_eq!(ended.stderr, "", "{flag}");
     }
     for flag in ["--version", "-V"] {
@@ -570,6 +586,11 @@ fn help_and_version_exit_0_and_any_other_argument_is_a_one_line_usage_error() {
     for (args, shown) in [
         (&["--bogus"][..], "'--bogus'"),
         (&["--once", "extra"][..], "'extra'"),
+        // The exec wrapper's form is `--exec -- COMMAND [ARGS]`, exactly.
+        (&["--exec"][..], "'--exec'"),
+        (&["--exec", "--"][..], "'--exec'"),
+        (&["--exec", "echo"][..], "'--exec'"),
+        (&["--once", "--exec", "--", "echo"][..], "'--exec'"),
         (&["\u{1b}[2Jcleared"][..], "'\\u{1b}[2Jcleared'"),
     ] {
         let ended = alone.run(args, None);

@@ -36,6 +36,18 @@
 //! `kms-envelope-extension --once` decrypts and exits without the Extensions API: a way to try a
 //! configuration outside Lambda. `--help` and `--version` print and exit 0; any other argument is a usage
 //! error (exit 2). Lambda starts extensions without arguments.
+//!
+//! # The exec wrapper
+//!
+//! `kms-envelope-extension --exec -- COMMAND [ARGS]` is what the layer's `/opt/kms-envelope-exec-wrapper`
+//! runs when the function sets `AWS_LAMBDA_EXEC_WRAPPER` to it: Lambda then starts the managed runtime as
+//! `wrapper RUNTIME ARGS`, and this decrypts the JSON secrets `KMS_ENVELOPE_SECRETS` names (with the same
+//! keys and context as the extension) into memory and executes the runtime with them in its environment,
+//! as `kms-envelope exec` does: valid names only, the deny-list of `kms_envelope::environment` (lifted per
+//! name by `KMS_ENVELOPE_EXEC_ALLOW_NAMES`), a variable of the function's own configuration wins, and a
+//! KMS RSA key or discovery of any account (which anyone can encrypt to) only with
+//! `KMS_ENVELOPE_EXEC_ALLOW_PUBLIC_KEY_WRITERS=true`. Under SnapStart it refuses: the environment would be
+//! frozen into the snapshot. With the wrapper configured, the extension itself writes no secrets file.
 
 use std::ffi::OsString;
 use std::panic::AssertUnwindSafe;
@@ -65,12 +77,24 @@ const DEFAULT_SECRETS_FILE: &str = "kms-envelope-secrets.json";
 const SECRETS_FILE_VAR: &str = "KMS_ENVELOPE_SECRETS_FILE";
 /// The Extensions API's `host:port`, set by Lambda (and by the Runtime Interface Emulator).
 const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
+/// The variable in which the function names its runtime's wrapper script (set by the function's owner).
+const EXEC_WRAPPER_VAR: &str = "AWS_LAMBDA_EXEC_WRAPPER";
+/// The file name of this layer's wrapper script, `/opt/kms-envelope-exec-wrapper`.
+const EXEC_WRAPPER_NAME: &str = "kms-envelope-exec-wrapper";
+/// The variable naming the JSON secrets bundle.
+const SECRETS_VAR_NAME: &str = kms_envelope::lambda::env::SECRETS_VAR;
+/// Set by Lambda to `snap-start` when the init runs to take a SnapStart snapshot.
+const INIT_TYPE_VAR: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
+/// Names the exec wrapper may set although the deny-list refuses them (comma-separated).
+const ALLOW_NAMES_VAR: &str = "KMS_ENVELOPE_EXEC_ALLOW_NAMES";
+/// `true`: the exec wrapper accepts secrets under keys anyone can encrypt to.
+const ALLOW_PUBLIC_KEY_WRITERS_VAR: &str = "KMS_ENVELOPE_EXEC_ALLOW_PUBLIC_KEY_WRITERS";
 /// The name to register under when the executable's own file name cannot be read.
 const FALLBACK_NAME: &str = "kms-envelope";
 /// The name this binary is built under, for `--help`, `--version` and usage errors.
 const BINARY: &str = "kms-envelope-extension";
 /// The one-line synopsis, also the tail of a usage error.
-const USAGE: &str = "kms-envelope-extension [--once | --help | --version]";
+const USAGE: &str = "kms-envelope-extension [--once | --help | --version | --exec -- COMMAND [ARGS]]";
 /// Exit status of a usage error, as the `kms-envelope` command's.
 const USAGE_ERROR: u8 = 2;
 
@@ -94,6 +118,8 @@ macro_rules! log {
 /// What the command line asks for.
 enum Command {
     Run(Mode),
+    /// `--exec -- COMMAND [ARGS]`: the exec wrapper (see the module documentation).
+    Exec(Vec<OsString>),
     Help,
     Version,
 }
@@ -110,6 +136,14 @@ impl Command {
     /// Parses the arguments after the program name; an unknown one is returned as the error.
     fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Self, OsString> {
         let mut mode = Mode::Extension;
+        let mut args = args.into_iter().peekable();
+        if args.peek().is_some_and(|arg| arg == "--exec") {
+            let exec = args.next().unwrap_or_default();
+            if args.next().is_none_or(|arg| arg != "--") || args.peek().is_none() {
+                return Err(exec);
+            }
+            return Ok(Command::Exec(args.collect()));
+        }
         for arg in args {
             match arg.to_str() {
                 Some("-h" | "--help") => return Ok(Command::Help),
@@ -130,6 +164,8 @@ fn help() -> String {
          Usage: {USAGE}\n\n\
          Options:\n  \
            --once         decrypt and exit, without the Extensions API: to try a configuration outside Lambda\n  \
+           --exec -- COMMAND [ARGS]\n                 \
+                          the exec wrapper: KMS_ENVELOPE_SECRETS into COMMAND's environment, then execute it\n  \
            -h, --help     print this help\n  \
            -V, --version  print the version\n"
     )
@@ -164,6 +200,10 @@ async fn cold_start_from_env() -> kms_envelope::Result<(ColdStart, Option<PathBu
     let keyring = config.keyring(&KmsClients::new(&aws))?;
     let mut cold_start = config.cold_start(keyring).s3_client(aws_sdk_s3::Client::new(&aws));
     let secrets_file = match &config.secrets {
+        Some(_) if exec_wrapper_configured() => {
+            log!("{SECRETS_VAR_NAME}: left to the exec wrapper ({EXEC_WRAPPER_VAR}), no file written");
+            None
+        }
         Some(source) => {
             // A file like any bundle (atomic, 0600, reused when warm), checked below to be what the
             // in-process loader accepts.
@@ -175,6 +215,13 @@ async fn cold_start_from_env() -> kms_envelope::Result<(ColdStart, Option<PathBu
         None => None,
     };
     Ok((cold_start, secrets_file))
+}
+
+/// Whether the function runs its runtime through this layer's exec wrapper, which puts the secrets in the
+/// runtime's environment: then they need no file.
+fn exec_wrapper_configured() -> bool {
+    std::env::var_os(EXEC_WRAPPER_VAR)
+        .is_some_and(|wrapper| std::path::Path::new(&wrapper).file_name().is_some_and(|name| name == EXEC_WRAPPER_NAME))
 }
 
 /// Where the secrets file lands, relative to the root: [`SECRETS_FILE_VAR`] if set, checked here to be a
@@ -342,6 +389,7 @@ async fn run(mode: Mode) -> ExitCode {
 fn main() -> ExitCode {
     let mode = match Command::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(mode)) => mode,
+        Ok(Command::Exec(command)) => return exec_wrapper(&command),
         Ok(Command::Help) => return print_and_exit(&help()),
         Ok(Command::Version) => return print_and_exit(&format!("{BINARY} {}\n", env!("CARGO_PKG_VERSION"))),
         Err(argument) => {
@@ -375,4 +423,96 @@ fn main() -> ExitCode {
 fn print_and_exit(text: &str) -> ExitCode {
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     ExitCode::SUCCESS
+}
+
+/// The exec wrapper: the secrets into `command`'s environment, then `command` in this process's place.
+/// Returns only on a failure, logged: the runtime then never starts and Lambda fails the Init phase.
+fn exec_wrapper(command: &[OsString]) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            log!("exec wrapper: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let secrets = match runtime.block_on(secrets_for_environment()) {
+        Ok(secrets) => secrets,
+        Err(reason) => {
+            log!("exec wrapper failed: {}", OneLine(&reason));
+            return ExitCode::FAILURE;
+        }
+    };
+    drop(runtime);
+    let (program, args) = command.split_first().expect("parse requires a command");
+    let mut child = std::process::Command::new(program);
+    child.args(args);
+    // A variable of the function's own configuration wins.
+    for name in secrets.names().filter(|name| std::env::var_os(name).is_none()) {
+        child.env(name, secrets.get(name).unwrap_or_default());
+    }
+    log!(
+        "exec wrapper: {} secret(s) in the environment of {}",
+        secrets.names().count(),
+        EscapedBytes(program.as_encoded_bytes())
+    );
+    let err = std::os::unix::process::CommandExt::exec(&mut child);
+    log!("exec wrapper: cannot execute {}: {err}", EscapedBytes(program.as_encoded_bytes()));
+    ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 })
+}
+
+/// The secrets `KMS_ENVELOPE_SECRETS` names, decrypted into memory and checked to be fit for an
+/// environment, or why not (one line, no value).
+async fn secrets_for_environment() -> Result<Secrets, String> {
+    use kms_envelope::environment::{EnvName, check_denied};
+    use kms_envelope::lambda::env::KmsKeys;
+    if std::env::var(INIT_TYPE_VAR).is_ok_and(|kind| kind == "snap-start") {
+        return Err(format!(
+            "{INIT_TYPE_VAR} is snap-start: SnapStart would freeze the secrets into the snapshot and restore \
+             them unchanged in every environment; read them from the file the extension writes instead \
+             (remove {EXEC_WRAPPER_VAR})"
+        ));
+    }
+    let config = EnvConfig::from_env().map_err(|e| e.to_string())?;
+    let Some(source) = config.secrets.clone() else {
+        return Err(format!(
+            "{SECRETS_VAR_NAME} is not set: the exec wrapper has no secrets to put in the environment"
+        ));
+    };
+    let anyone_writes = match &config.keys {
+        KmsKeys::Rsa { .. } => {
+            Some("a KMS RSA key (KMS_ENVELOPE_KMS_RSA_KEY_ARN), to which anyone with its public key can encrypt")
+        }
+        KmsKeys::Discovery { accounts: None, .. } => {
+            Some("discovery of any account (KMS_ENVELOPE_KMS_ACCOUNTS=*), to which anyone can encrypt")
+        }
+        _ => None,
+    };
+    if let Some(keys) = anyone_writes
+        && std::env::var(ALLOW_PUBLIC_KEY_WRITERS_VAR).map_or(true, |v| v != "true")
+    {
+        return Err(format!(
+            "the secrets are unwrapped by {keys}, so whoever writes them chooses the runtime's environment; set \
+             {ALLOW_PUBLIC_KEY_WRITERS_VAR}=true only if no one else could have written them"
+        ));
+    }
+    let aws = kms_envelope::lambda::load_aws_config().await;
+    let keyring = config.keyring(&KmsClients::new(&aws)).map_err(|e| e.to_string())?;
+    let cold_start = config.cold_start(keyring).s3_client(aws_sdk_s3::Client::new(&aws));
+    let secrets = cold_start.load_secrets(&source).await.map_err(|e| e.to_string())?;
+    let allowed: Vec<String> = std::env::var(ALLOW_NAMES_VAR)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
+    for name in secrets.names() {
+        let name = EnvName::new(name).map_err(|e| e.to_string())?;
+        check_denied(&name, &allowed)
+            .map_err(|e| format!("{e} (add it to {ALLOW_NAMES_VAR} if this secret must set it)"))?;
+        if secrets.get(name.as_str()).is_some_and(|value| value.contains('\0')) {
+            return Err(kms_envelope::environment::EnvError::Nul { name }.to_string());
+        }
+    }
+    Ok(secrets)
 }

@@ -9,7 +9,7 @@ use kms_envelope::{AlgorithmSuite, CommitmentPolicy};
 use super::exit::Failure;
 
 /// The exit codes, as `--help` lists them (the S3 line only in a build with `s3://` paths).
-fn exit_codes() -> String {
+pub(super) fn exit_codes() -> String {
     let s3 = if cfg!(feature = "s3") {
         "\n  129, 130, 131, 143  SIGHUP, SIGINT, SIGQUIT or SIGTERM during an upload to S3 (the upload was aborted)"
     } else {
@@ -112,11 +112,11 @@ fn keys_help(direction: Direction) -> String {
 }
 
 /// The width the help paragraphs are wrapped at (clap prints `after_help` as given).
-const HELP_WIDTH: usize = 110;
+pub(super) const HELP_WIDTH: usize = 110;
 
 /// `text` with its spaces turned into line breaks so that no line exceeds `width` (a longer word stays
 /// whole); its own line breaks are kept, so a phrase that starts a line is never split.
-fn wrap(text: &str, width: usize) -> String {
+pub(super) fn wrap(text: &str, width: usize) -> String {
     text.lines().map(|line| wrap_line(line, width)).collect::<Vec<_>>().join("\n")
 }
 
@@ -164,6 +164,13 @@ const INSPECT_INPUT_HELP: &str = "Message file, - for stdin, or s3://BUCKET/KEY,
                                   is read";
 #[cfg(not(feature = "s3"))]
 const INSPECT_INPUT_HELP: &str = "Message file, or - for stdin, binary or base64 armor. Only the header is read";
+
+#[cfg(feature = "s3")]
+const EXEC_SECRETS_HELP: &str = "Secrets messages: files or s3://BUCKET/KEY, each a JSON object of strings or dotenv NAME=value lines; a later \
+     one's names override an earlier one's";
+#[cfg(not(feature = "s3"))]
+const EXEC_SECRETS_HELP: &str = "Secrets message files, each a JSON object of strings or dotenv NAME=value lines; a \
+                                 later one's names override an earlier one's";
 
 /// `--range`: what it decrypts, and exactly what it reads for that (`SeekableDecryptor` decrypts a file's
 /// frames 1 MiB at a time; the S3 reader's windows stop at the range).
@@ -224,6 +231,10 @@ pub enum Command {
     /// the key flags' keys). Unchanged text writes nothing; the plaintext is wiped and removed in any case.
     #[command(after_help = edit_help())]
     Edit(EditArgs),
+    /// Decrypt secrets messages (JSON or dotenv) into COMMAND's environment and execute it in this process:
+    /// no file is written, and COMMAND's signals, exit status and stdio are its own.
+    #[command(after_help = super::exec::help())]
+    Exec(ExecArgs),
 }
 
 /// The "Keys:" and editor paragraphs of `edit --help`.
@@ -955,6 +966,36 @@ pub struct EditArgs {
     pub file: String,
 }
 
+/// `exec`: secrets into a command's environment.
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+    #[command(flatten)]
+    pub settings: DecryptSettings,
+    /// Let the secrets replace variables already set (by default a variable already in the environment
+    /// wins over a secret of the same name).
+    #[arg(long = "override")]
+    pub override_existing: bool,
+    /// Let the secrets set NAME although the deny-list refuses it (LD_*, PATH, AWS_*, ...; see below)
+    /// (repeatable).
+    #[arg(long = "allow-name", value_name = "NAME")]
+    pub allow_name: Vec<String>,
+    /// Accept secrets whose data key was unwrapped by a key that anyone can encrypt to: an RSA key
+    /// (--rsa-private-key, --kms-rsa-key: encrypting needs only the public key) or --kms-discovery without
+    /// --account. Refused by default, since whoever writes the secrets chooses COMMAND's environment.
+    #[arg(long)]
+    pub allow_public_key_writers: bool,
+    // Secrets messages: files, or s3://BUCKET/KEY with `s3`.
+    #[arg(required = true, value_name = "SECRETS", help = EXEC_SECRETS_HELP)]
+    pub secrets: Vec<String>,
+    /// The command to execute, after --, and its arguments (looked up in PATH).
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
 impl Command {
     /// The `--s3-*` flags of a subcommand that moves S3 objects.
     #[cfg(feature = "s3")]
@@ -966,7 +1007,7 @@ impl Command {
             Command::Edit(a) => Some(&a.s3),
             Command::Bundle(a) => Some(&a.s3),
             Command::Unbundle(a) => Some(&a.s3),
-            Command::Inspect(_) => None,
+            Command::Inspect(_) | Command::Exec(_) => None,
         }
     }
 }
@@ -988,6 +1029,7 @@ impl Cli {
                     a.keys.record_order(sub);
                     a.new_keys.record_order(sub);
                 }
+                Command::Exec(a) => a.keys.record_order(sub),
                 Command::Inspect(_) => {}
             }
         }

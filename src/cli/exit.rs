@@ -30,7 +30,8 @@ pub struct Failure {
     message: String,
     /// stdout's reader went away (EPIPE): nothing to say, the pipeline's reader decided to stop.
     broken_pipe: bool,
-    /// A signal stopped the work: the status a shell reports for a process it killed (128 + its number).
+    /// The exit status instead of the code's: when a signal stopped the work, the status a shell reports for
+    /// a process it killed (128 + its number); `exec`'s 126 or 127 ([`Failure::with_status`]).
     signal_status: Option<u8>,
 }
 
@@ -50,6 +51,12 @@ impl Failure {
     fn with_pipe_check(mut self, kind: std::io::ErrorKind) -> Self {
         self.broken_pipe = kind == std::io::ErrorKind::BrokenPipe;
         self
+    }
+
+    /// A failure that exits with `status` rather than its code's: `exec`'s 126 and 127 for a command that
+    /// cannot be executed, as `env` reports them.
+    pub fn with_status(code: Code, message: String, status: u8) -> Self {
+        Self { signal_status: Some(status), ..Self::new(code, message) }
     }
 
     pub fn usage(message: String) -> Self {

@@ -54,6 +54,12 @@ pub fn for_decrypt(keys: &KeyArgs, discovery: &DiscoveryArgs) -> Result<Box<dyn 
     }
 }
 
+/// The keys of [`for_decrypt`] one by one, in the order it tries them: each local, KMS and KMS RSA key
+/// in command-line order, then discovery. For `exec`, which must know which one unwrapped.
+pub fn each_for_decrypt(keys: &KeyArgs, discovery: &DiscoveryArgs) -> Result<Vec<Arc<dyn Keyring>>, Failure> {
+    build(keys, Some(discovery))
+}
+
 fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dyn Keyring>>, Failure> {
     super::features::check_keys(keys, discovery)?;
     let local = keys.local_keys()?;

@@ -3,6 +3,7 @@
 mod args;
 mod audit;
 mod edit;
+mod exec;
 mod exit;
 mod features;
 mod inspect;
@@ -62,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Unbundle(args) => unbundle(args),
         Command::Reencrypt(args) => reencrypt::run(args),
         Command::Edit(args) => edit::run(args),
+        Command::Exec(args) => exec::run(args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,6 +129,10 @@ fn check_s3_names(command: &Command) -> Result<(), Failure> {
         Command::Edit(a) => {
             key_files(&a.keys)?;
             object(&a.file)?;
+        }
+        Command::Exec(a) => {
+            key_files(&a.keys)?;
+            a.secrets.iter().try_for_each(|name| object(name))?;
         }
         Command::Reencrypt(a) => {
             key_files(&a.keys)?;

@@ -5,34 +5,11 @@ use std::fmt;
 use std::process::Command;
 
 use serde::de::DeserializeOwned;
-use serde_json::error::Category;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
+pub use crate::environment::SecretString;
+use crate::environment::Unquoted;
 use crate::error::{Error, Result};
-
-/// A secret string: zeroized on drop, redacted in `Debug`.
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(transparent)]
-pub struct SecretString(String);
-
-impl SecretString {
-    /// The secret's text.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Drop for SecretString {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretString(<redacted>)")
-    }
-}
 
 /// Secrets decrypted from a JSON object of strings (`{"DB_PASSWORD": "…", "API_KEY": "…"}`). The decrypted
 /// JSON and every value are zeroized on drop; `Debug` shows only the names.
@@ -82,22 +59,6 @@ impl Secrets {
     /// [`get`](Self::get) where the code is yours.
     pub fn apply_to<'c>(&self, command: &'c mut Command) -> &'c mut Command {
         command.envs(self.values.iter().map(|(name, value)| (name, value.expose())))
-    }
-}
-
-/// What kind of JSON error happened and where, without serde's own message: that quotes the decrypted
-/// values it met (`invalid type: string "hunter2", expected ...`) and names unknown fields.
-struct Unquoted<'a>(&'a serde_json::Error);
-
-impl fmt::Display for Unquoted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.0.classify() {
-            Category::Syntax => "not valid JSON",
-            Category::Eof => "the JSON ends early",
-            Category::Data => "a value of the wrong type or shape",
-            Category::Io => "read error",
-        };
-        write!(f, "{kind} at line {} column {}", self.0.line(), self.0.column())
     }
 }
 

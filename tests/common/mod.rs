@@ -81,13 +81,13 @@ pub fn peer_batch(python: &Path, lines: String) -> std::process::Output {
     out
 }
 
-/// The one entry of the zip at `zip`, read back by Python's zipfile (an independent reader): its name, mode
-/// and SHA-256, as `name 0o100755 hex`.
+/// The entries of the zip at `zip`, read back by Python's zipfile (an independent reader): each one's name,
+/// mode and SHA-256, as `name 0o100755 hex`, one line each.
 pub fn zip_entry(zip: &Path) -> String {
     let check = "import sys, zipfile, hashlib\n\
                  z = zipfile.ZipFile(sys.argv[1])\n\
-                 [i] = z.infolist()\n\
-                 print(i.filename, oct(i.external_attr >> 16), hashlib.sha256(z.read(i)).hexdigest())";
+                 for i in z.infolist():\n\
+                 \x20   print(i.filename, oct(i.external_attr >> 16), hashlib.sha256(z.read(i)).hexdigest())";
     let out = Command::new("python3").arg("-c").arg(check).arg(zip).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
