@@ -97,6 +97,8 @@ pub const DENIED_NAMES: &[&str] = &[
     // Which program runs, and shells: startup files, options, prompts, word splitting.
     "PATH",
     "HOME",
+    // Where programs read their configuration instead of HOME (git's core.pager, core.fsmonitor, ...).
+    "XDG_CONFIG_*",
     "BASH_ENV",
     "ENV",
     "BASH_FUNC_*",
@@ -457,6 +459,8 @@ mod tests {
             "NPM_CONFIG_NODE_OPTIONS",
             "SHELL",
             "SSLKEYLOGFILE",
+            "XDG_CONFIG_HOME",
+            "XDG_CONFIG_DIRS",
         ] {
             assert!(denied_by(name).is_some(), "{name}");
         }
