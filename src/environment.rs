@@ -97,6 +97,8 @@ pub const DENIED_NAMES: &[&str] = &[
     // Which program runs, and shells: startup files, options, prompts, word splitting.
     "PATH",
     "HOME",
+    // Where programs read their configuration instead of HOME (git's core.pager, core.fsmonitor, ...).
+    "XDG_CONFIG_*",
     "BASH_ENV",
     "ENV",
     "BASH_FUNC_*",
@@ -124,6 +126,20 @@ pub const DENIED_NAMES: &[&str] = &[
     "DOTNET_*",
     "CORECLR_*",
     "COMPlus_*",
+    // Code in the value itself (`LUA_INIT`, `ERL_AFLAGS="-eval ..."`), or a configuration that loads a
+    // library or runs a shell: OpenSSL engines and providers, php.ini, npm's config (read in either case).
+    "LUA_INIT*",
+    "LUA_PATH*",
+    "LUA_CPATH*",
+    "ERL_*",
+    "ELIXIR_ERL_OPTIONS",
+    "OPENSSL_*",
+    "PHPRC",
+    "PHP_INI_SCAN_DIR",
+    "TCLLIBPATH",
+    "npm_config_*",
+    "NPM_CONFIG_*",
+    "SHELL",
     // Programs other programs start.
     "GIT_*",
     "EDITOR",
@@ -132,6 +148,12 @@ pub const DENIED_NAMES: &[&str] = &[
     "BROWSER",
     "LESSOPEN",
     "LESSCLOSE",
+    "MANPAGER",
+    "SYSTEMD_PAGER",
+    "SSH_ASKPASS",
+    "SUDO_ASKPASS",
+    // Where TLS libraries write every session's keys.
+    "SSLKEYLOGFILE",
     // AWS credentials, endpoints and configuration; Lambda's runtime and this tool's own.
     "AWS_*",
     "_AWS_*",
@@ -292,7 +314,11 @@ fn parse_dotenv(plaintext: &[u8]) -> Result<Vec<(EnvName, SecretString)>, EnvErr
         let Some((name, value)) = line.split_once('=') else {
             return Err(refused("not NAME=value, a comment or a blank line"));
         };
-        let name = EnvName::new(name)?;
+        // The text before `=` is shown only when it is a name: on a line that is not `NAME=value` it may
+        // be part of a value (a base64 or PEM line ends in `=` padding, `user: pw=...`).
+        let name = EnvName::new(name).map_err(|_| {
+            refused("the text before = is not a valid environment variable name (not shown: it may be part of a value)")
+        })?;
         let value = dotenv_value(value).map_err(refused)?;
         secrets.push((name, value));
     }
@@ -385,7 +411,10 @@ mod tests {
             ("A=\"hunter2\\n\"", "line 1"),
             ("A=\"$hunter2\"", "line 1"),
             ("A='hunter2' x", "line 1"),
-            ("A = hunter2", "A "),
+            ("A = hunter2", "line 1"),
+            // A line of a PEM or base64 value that ends in padding: the text before `=` is no name.
+            ("A=1\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC+hunter2/x==\n", "line 2"),
+            ("db_password: hunter2=1", "line 1"),
             ("A=$hunter2", "line 1"),
             // Node's dotenv reads this as "p", sh and python-dotenv as "p#hunter2".
             ("A=p#hunter2", "line 1"),
@@ -394,7 +423,7 @@ mod tests {
             assert!(err.contains(line) && !err.contains("hunter2"), "{text:?}: {err}");
         }
         assert!(pairs("A=1\nA=2").unwrap_err().contains("twice"));
-        assert!(pairs("1A=x").unwrap_err().contains("\"1A\""));
+        assert!(pairs("1A=x").unwrap_err().contains("line 1"));
     }
 
     #[test]
@@ -412,9 +441,27 @@ mod tests {
 
     #[test]
     fn deny_list_patterns_and_allowed_names() {
-        for name in
-            ["LD_PRELOAD", "DYLD_INSERT_LIBRARIES", "PATH", "AWS_SECRET_ACCESS_KEY", "PYTHONSTARTUP", "_HANDLER"]
-        {
+        for name in [
+            "LD_PRELOAD",
+            "DYLD_INSERT_LIBRARIES",
+            "PATH",
+            "AWS_SECRET_ACCESS_KEY",
+            "PYTHONSTARTUP",
+            "_HANDLER",
+            // Code in the value, or a configuration that loads a library or runs a shell.
+            "LUA_INIT",
+            "LUA_INIT_5_4",
+            "ERL_AFLAGS",
+            "ERL_ZFLAGS",
+            "OPENSSL_CONF",
+            "PHPRC",
+            "npm_config_script_shell",
+            "NPM_CONFIG_NODE_OPTIONS",
+            "SHELL",
+            "SSLKEYLOGFILE",
+            "XDG_CONFIG_HOME",
+            "XDG_CONFIG_DIRS",
+        ] {
             assert!(denied_by(name).is_some(), "{name}");
         }
         for name in ["DB_PASSWORD", "PATHS", "API_KEY", "LD"] {

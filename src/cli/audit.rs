@@ -17,6 +17,7 @@ use kms_envelope::{AlgorithmSuite, ContentType, Header, MessageFormat};
 use super::args::MetadataArgs;
 use super::exit::{Code, Failure};
 use super::inspect::{json_str, key_id};
+use kms_envelope::escape::escaped;
 
 /// What was done to the message, as the record's `mode` says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,8 +38,24 @@ impl Audit {
     /// The audit of a run whose data goes to `data_output` (`-` for stdout), or `None` without
     /// `--metadata-output`. Refuses records on stdout when the data goes there too (they would mix). The
     /// file is appended to, as the ESDK CLI does, unless `--overwrite-metadata`; it is created 0600.
-    pub fn open(args: &MetadataArgs, mode: Mode, data_output: &str) -> Result<Option<Self>, Failure> {
+    /// Refuses a file that is one of `kept` (INPUT, OUTPUT and the key files, as given): appended to, or
+    /// truncated by `--overwrite-metadata` before anything is read, it would be destroyed.
+    pub fn open<'a>(
+        args: &MetadataArgs,
+        mode: Mode,
+        data_output: &str,
+        kept: impl IntoIterator<Item = &'a Path>,
+    ) -> Result<Option<Self>, Failure> {
         let Some(path) = args.metadata_output.as_deref() else { return Ok(None) };
+        if path != "-"
+            && let Some(other) = kept.into_iter().find(|other| same_file(Path::new(path), other))
+        {
+            return Err(Failure::usage(format!(
+                "--metadata-output {} is {}, which the run reads or writes: give the records a file of their own",
+                escaped(path),
+                escaped(&other.to_string_lossy())
+            )));
+        }
         if path == "-" {
             if data_output == "-" {
                 return Err(Failure::usage(
@@ -73,6 +90,33 @@ impl Audit {
             .and_then(|()| out.flush())
             .map_err(|e| Failure::new(Code::Io, format!("cannot write the audit record to {}: {e}", self.name)))
     }
+}
+
+/// The files a run reads or writes besides the records: INPUT and OUTPUT when they are paths (not `-` or
+/// `s3://`), and the key files.
+pub fn kept_files<'a>(
+    input: &'a str,
+    output: &'a str,
+    keys: impl Iterator<Item = &'a std::path::PathBuf>,
+) -> impl Iterator<Item = &'a Path> {
+    [input, output]
+        .into_iter()
+        .filter(|name| *name != "-" && !name.starts_with("s3://"))
+        .map(Path::new)
+        .chain(keys.map(|key| key.as_path()))
+}
+
+/// Whether `a` and `b` name one file: the same device and inode when both exist (through any name or
+/// link), else the same absolute path (a file both would create).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return (a.dev(), a.ino()) == (b.dev(), b.ino());
+        }
+    }
+    matches!((std::path::absolute(a), std::path::absolute(b)), (Ok(a), Ok(b)) if a == b)
 }
 
 /// A path as the records and failures show it.

@@ -252,6 +252,10 @@ enum Place {
     Disk,
     /// The directory does not exist or cannot be queried.
     Absent,
+    /// `$XDG_RUNTIME_DIR` that is not this user's alone: owned by another user, writable by others, or below
+    /// a directory another user could rename it in. Its owner could move the plaintext directory away and
+    /// put one of their own in its place, which the plaintext would then be written to and read back from.
+    NotPrivate,
 }
 
 /// `statfs` magic numbers of the memory filesystems (linux/magic.h).
@@ -280,12 +284,46 @@ fn place_of(dir: &Path) -> Place {
 fn scratch_root(allow_disk: bool) -> Result<PathBuf, Failure> {
     let mut candidates = Vec::new();
     if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_absolute()) {
-        candidates.push(runtime);
+        // The XDG spec says it must be the user's own, 0700; a variable may say anything. By its resolved
+        // path, so that a link cannot be pointed elsewhere once checked.
+        candidates.push(match private_dir(&runtime) {
+            Some(resolved) => (place_of(&resolved), resolved),
+            None => (Place::NotPrivate, runtime),
+        });
     }
-    candidates.push(PathBuf::from("/dev/shm"));
-    let placed: Vec<(PathBuf, Place)> =
-        candidates.into_iter().map(|dir| (place_of(&dir), dir)).map(|(p, d)| (d, p)).collect();
+    // World-writable, but sticky: no other user can rename the directory made in it.
+    candidates.push((place_of(Path::new("/dev/shm")), PathBuf::from("/dev/shm")));
+    let placed: Vec<(PathBuf, Place)> = candidates.into_iter().map(|(p, d)| (d, p)).collect();
     choose_root(&placed, allow_disk, std::env::temp_dir()).map_err(Failure::usage)
+}
+
+/// `dir` resolved through links, if only this user (and root) can change what is in it: it is owned by
+/// this user and writable by no one else, and every directory above it is owned by this user or root and
+/// is writable by no one else or sticky (as `/tmp` is). `None` otherwise, or when it cannot be checked.
+#[cfg(unix)]
+fn private_dir(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    const OTHERS_WRITE: u32 = 0o022;
+    const STICKY: u32 = 0o1000;
+    let me = rustix::process::geteuid().as_raw();
+    let resolved = fs::canonicalize(dir).ok()?;
+    let own = fs::metadata(&resolved).ok()?;
+    if !own.is_dir() || own.uid() != me || own.mode() & OTHERS_WRITE != 0 {
+        return None;
+    }
+    for parent in resolved.ancestors().skip(1) {
+        let meta = fs::metadata(parent).ok()?;
+        let mode = meta.mode();
+        if (meta.uid() != me && meta.uid() != 0) || (mode & OTHERS_WRITE != 0 && mode & STICKY == 0) {
+            return None;
+        }
+    }
+    Some(resolved)
+}
+
+#[cfg(not(unix))]
+fn private_dir(dir: &Path) -> Option<PathBuf> {
+    fs::canonicalize(dir).ok()
 }
 
 /// The first candidate on a memory filesystem; else `disk` if `allow_disk`; else why not.
@@ -299,7 +337,11 @@ fn choose_root(candidates: &[(PathBuf, Place)], allow_disk: bool, disk: PathBuf)
     let checked: Vec<String> = candidates
         .iter()
         .map(|(dir, place)| {
-            let what = if *place == Place::Absent { "absent" } else { "not tmpfs or ramfs" };
+            let what = match place {
+                Place::Absent => "absent",
+                Place::NotPrivate => "not private: owned by another user or writable by others",
+                _ => "not tmpfs or ramfs",
+            };
             format!("{} ({what})", escaped(&dir.to_string_lossy()))
         })
         .collect();
@@ -668,6 +710,38 @@ mod tests {
         assert_eq!(choose_root(&none, true, tmp.clone()), Ok(tmp.clone()));
         // A memory filesystem is still preferred with --allow-disk.
         assert_eq!(choose_root(&runtime_on_disk, true, tmp), Ok(shm));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_runtime_dir_others_can_write_or_do_not_own_is_not_used() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("run");
+        fs::create_dir(&dir).unwrap();
+        let set_mode = |path: &Path, mode| fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+        set_mode(base.path(), 0o700);
+        set_mode(&dir, 0o700);
+        assert_eq!(private_dir(&dir), Some(fs::canonicalize(&dir).unwrap()));
+        // Through a link: the resolved directory is what gets used.
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        assert_eq!(private_dir(&link), Some(fs::canonicalize(&dir).unwrap()));
+        set_mode(&dir, 0o777);
+        assert_eq!(private_dir(&dir), None);
+        set_mode(&dir, 0o700);
+        // A parent others can write without the sticky bit: they could rename the directory.
+        set_mode(base.path(), 0o777);
+        assert_eq!(private_dir(&dir), None);
+        set_mode(base.path(), 0o1777);
+        assert!(private_dir(&dir).is_some());
+        // Owned by someone else (only root can make one to test with).
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+            assert_eq!(private_dir(&dir), None);
+        }
+        let refused = choose_root(&[(dir.clone(), Place::NotPrivate)], false, PathBuf::from("/tmp")).unwrap_err();
+        assert!(refused.contains("not private"), "{refused}");
     }
 
     #[test]

@@ -212,7 +212,12 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
             kms_envelope::escape::escaped(&args.output)
         )));
     }
-    let audit = Audit::open(&args.metadata, audit::Mode::Encrypt, if args.recursive { "" } else { &args.output })?;
+    let audit = Audit::open(
+        &args.metadata,
+        audit::Mode::Encrypt,
+        if args.recursive { "" } else { &args.output },
+        audit::kept_files(&args.input, &args.output, args.keys.files()),
+    )?;
     // Encrypts, and writes the message's audit record once it is complete.
     let encrypt_to = |keyring: &dyn Keyring, options: &EncryptOptions, mut input: io::Input, output: &str| {
         let Some(audit) = &audit else {
@@ -302,7 +307,12 @@ fn cached(keyring: Box<dyn Keyring>, args: &CacheArgs) -> Result<Box<dyn Keyring
 fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
     let options = decrypt_options(&args.settings);
     let required = required_keys(&args.settings);
-    let audit = Audit::open(&args.metadata, audit::Mode::Decrypt, if args.recursive { "" } else { &args.output })?;
+    let audit = Audit::open(
+        &args.metadata,
+        audit::Mode::Decrypt,
+        if args.recursive { "" } else { &args.output },
+        audit::kept_files(&args.input, &args.output, args.keys.files()),
+    )?;
     // The last header checked: the authenticated one, once a decrypt succeeded (each path checks the
     // authenticated header last), for the audit record.
     let checked = std::sync::Mutex::new(None);

@@ -91,7 +91,12 @@ fn an_invalid_name_is_refused_escaped_without_its_value() {
     assert!(!stderr.contains('\u{1b}') && !stderr.contains(MARKER), "{stderr}");
     s.secrets("dotenv.esdk", &format!("1ST={MARKER}\n"));
     let (_, stderr) = expect(&mut s.exec(&[], &["dotenv.esdk"], &["echo", "ran"]), 1);
-    assert!(stderr.contains("\"1ST\" is not a valid") && !stderr.contains(MARKER), "{stderr}");
+    assert!(stderr.contains("line 1: the text before = is not a valid") && !stderr.contains(MARKER), "{stderr}");
+    // A dotenv line that is not NAME=value: what comes before its `=` may be a value (a base64 line's
+    // padding), so it is not shown.
+    s.secrets("padded.esdk", &format!("A=1\n{MARKER}+/x==\n"));
+    let (_, stderr) = expect(&mut s.exec(&[], &["padded.esdk"], &["echo", "ran"]), 1);
+    assert!(stderr.contains("line 2: the text before =") && !stderr.contains(MARKER), "{stderr}");
 }
 
 #[test]

@@ -190,3 +190,35 @@ fn records_for_stdin_stdout_trees_and_hostile_contexts() {
         assert!(fs::read(plain).is_ok() && fs::read(input).is_ok() && fs::read(output).is_ok(), "{record}");
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn records_never_go_to_the_input_the_output_or_a_key_file() {
+    let l = Local::new();
+    fs::write(l.path("pt"), MARKER).unwrap();
+    ok(l.with_key("encrypt", &["pt", "m"], None));
+    let key = fs::read(l.path("wrapping.key")).unwrap();
+    let message = fs::read(l.path("m")).unwrap();
+    std::os::unix::fs::symlink("pt", l.path("pt.link")).unwrap();
+    // `--overwrite-metadata` truncates its file before anything is read: the plaintext, the message or
+    // the key would be gone. Through another name (a link) too; and a file both would create.
+    for (command, records, input, output) in [
+        ("encrypt", "pt", "pt", "m2"),
+        ("encrypt", "pt.link", "pt", "m2"),
+        ("encrypt", "wrapping.key", "pt", "m2"),
+        ("encrypt", "new", "pt", "new"),
+        ("decrypt", "m", "m", "out"),
+        ("decrypt", "out", "m", "out"),
+        ("decrypt", "wrapping.key", "m", "out2"),
+    ] {
+        let args = ["--metadata-output", records, "--overwrite-metadata", input, output];
+        let out = l.with_key(command, &args, None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command} {args:?}: {stderr}");
+        assert!(stderr.contains("--metadata-output"), "{stderr}");
+        assert_eq!(fs::read(l.path("pt")).unwrap(), MARKER.as_bytes(), "{command} {args:?}");
+        assert_eq!(fs::read(l.path("wrapping.key")).unwrap(), key, "{command} {args:?}");
+        assert_eq!(fs::read(l.path("m")).unwrap(), message, "{command} {args:?}");
+        assert!(!l.path("m2").exists() && !l.path("out2").exists() && !l.path("new").exists());
+    }
+}
