@@ -7,6 +7,7 @@ use kms_envelope::keyring::kms::Region;
 use kms_envelope::{AlgorithmSuite, CommitmentPolicy};
 
 use super::exit::Failure;
+use super::location::Location;
 
 /// The exit codes, as `--help` lists them (the S3 line only in a build with `s3://` paths).
 pub(super) fn exit_codes() -> String {
@@ -767,10 +768,11 @@ pub struct EncryptArgs {
     #[command(flatten)]
     pub s3: S3Args,
     /// Plaintext file, - for stdin, or a directory with --recursive.
-    pub input: String,
+    #[arg(value_parser = Location::parse)]
+    pub input: Location,
     // Message file, - for stdout, s3://BUCKET/KEY with `s3`, or a directory with --recursive.
-    #[arg(help = ENCRYPT_OUTPUT_HELP)]
-    pub output: String,
+    #[arg(help = ENCRYPT_OUTPUT_HELP, value_parser = Location::parse)]
+    pub output: Location,
 }
 
 #[derive(Args, Debug)]
@@ -799,11 +801,12 @@ pub struct DecryptArgs {
     #[command(flatten)]
     pub s3: S3Args,
     // Message file, - for stdin, s3://BUCKET/KEY with `s3`, or a directory with --recursive.
-    #[arg(help = DECRYPT_INPUT_HELP)]
-    pub input: String,
+    #[arg(help = DECRYPT_INPUT_HELP, value_parser = Location::parse)]
+    pub input: Location,
     /// Plaintext file, - for stdout (which receives each frame once it verified; discard it on failure), or
     /// a directory with --recursive.
-    pub output: String,
+    #[arg(value_parser = Location::parse)]
+    pub output: Location,
 }
 
 #[derive(Args, Debug)]
