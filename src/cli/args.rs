@@ -141,6 +141,15 @@ fn wrap_line(text: &str, width: usize) -> String {
 
 // The help of the arguments that take `s3://BUCKET/KEY`, which a build without `s3` does not offer.
 #[cfg(feature = "s3")]
+const ARMOR_HELP: &str = "Write the message as base64 text (standard alphabet, = padding, one line, no final newline): \
+    the bytes aws-encryption-cli --encode writes, for YAML, JSON or a CI variable. Text may go to a terminal. Not for \
+    s3:// outputs. decrypt, inspect and reencrypt read either form without a flag (reencrypt --in-place keeps an \
+    armored file armored)";
+#[cfg(not(feature = "s3"))]
+const ARMOR_HELP: &str = "Write the message as base64 text (standard alphabet, = padding, one line, no final newline): \
+    the bytes aws-encryption-cli --encode writes, for YAML, JSON or a CI variable. Text may go to a terminal. decrypt, \
+    inspect and reencrypt read either form without a flag (reencrypt --in-place keeps an armored file armored)";
+#[cfg(feature = "s3")]
 const ENCRYPT_OUTPUT_HELP: &str = "Message file, - for stdout, s3://BUCKET/KEY (a multipart upload that appears only \
                                    once complete; an existing object only with --force), or a directory with \
                                    --recursive";
@@ -690,11 +699,8 @@ pub struct OutputArgs {
 /// `--armor`: the message as base64 text (see `kms_envelope::stream::armor`).
 #[derive(Args, Debug, Clone, Copy)]
 pub struct ArmorArgs {
-    /// Write the message as base64 text (standard alphabet, = padding, one line, no final newline): the
-    /// bytes aws-encryption-cli --encode writes, for YAML, JSON or a CI variable. Text may go to a
-    /// terminal. Not for s3:// outputs. decrypt, inspect and reencrypt read either form without a flag
-    /// (reencrypt --in-place keeps an armored file armored).
-    #[arg(long)]
+    // Write the message as base64 text, for YAML, JSON or a CI variable.
+    #[arg(long, help = ARMOR_HELP)]
     pub armor: bool,
 }
 
