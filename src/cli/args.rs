@@ -824,8 +824,8 @@ pub struct InspectArgs {
     #[arg(long, value_name = "N")]
     pub max_encrypted_data_keys: Option<u16>,
     // Message file, - for stdin, or s3://BUCKET/KEY with `s3`. Only the header is read.
-    #[arg(help = INSPECT_INPUT_HELP)]
-    pub input: String,
+    #[arg(help = INSPECT_INPUT_HELP, value_parser = Location::parse)]
+    pub input: Location,
 }
 
 #[derive(Args, Debug)]
@@ -842,8 +842,8 @@ pub struct BundleArgs {
     /// Directory to pack: regular files and directories only (symlinks and special files are refused).
     pub directory: PathBuf,
     // Message file, - for stdout, or s3://BUCKET/KEY with `s3`.
-    #[arg(help = BUNDLE_OUTPUT_HELP)]
-    pub output: String,
+    #[arg(help = BUNDLE_OUTPUT_HELP, value_parser = Location::parse)]
+    pub output: Location,
 }
 
 #[derive(Args, Debug)]
@@ -860,8 +860,8 @@ pub struct UnbundleArgs {
     #[command(flatten)]
     pub s3: S3Args,
     // Bundle message file, - for stdin, or s3://BUCKET/KEY with `s3`.
-    #[arg(help = UNBUNDLE_INPUT_HELP)]
-    pub input: String,
+    #[arg(help = UNBUNDLE_INPUT_HELP, value_parser = Location::parse)]
+    pub input: Location,
     /// Directory to create; an existing one is replaced only with --force.
     pub directory: PathBuf,
 }
@@ -998,8 +998,8 @@ pub struct ExecArgs {
     #[arg(long)]
     pub allow_public_key_writers: bool,
     // Secrets messages: files, or s3://BUCKET/KEY with `s3`.
-    #[arg(required = true, value_name = "SECRETS", help = EXEC_SECRETS_HELP)]
-    pub secrets: Vec<String>,
+    #[arg(required = true, value_name = "SECRETS", help = EXEC_SECRETS_HELP, value_parser = Location::parse)]
+    pub secrets: Vec<Location>,
     /// The command to execute, after --, and its arguments (looked up in PATH).
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,

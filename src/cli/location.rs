@@ -82,6 +82,14 @@ impl Location {
         }
     }
 
+    /// Refuses an `s3://` name that does not name an object (see [`S3Name::check`]); anything else passes.
+    pub fn check_object(&self) -> Result<(), Failure> {
+        match self {
+            Self::S3(name) => name.check(),
+            Self::Stdio | Self::File(_) => Ok(()),
+        }
+    }
+
     /// Whether this is an `s3://` name.
     pub fn is_s3(&self) -> bool {
         matches!(self, Self::S3(_))
@@ -116,11 +124,7 @@ pub fn check_names(pair: Pair, input: &Location, output: &Location) -> Result<()
         Pair::Decrypt { recursive: false } => [Some(input), None],
         Pair::Encrypt { recursive: true, .. } | Pair::Decrypt { recursive: true } => [None, None],
     };
-    for location in objects.into_iter().flatten() {
-        if let Location::S3(name) = location {
-            name.check()?;
-        }
-    }
+    objects.into_iter().flatten().try_for_each(Location::check_object)?;
     match (pair, output) {
         (Pair::Encrypt { armor: true, recursive: false }, Location::S3(name)) => {
             return Err(Failure::usage(format!(
@@ -147,6 +151,17 @@ pub fn check_names(pair: Pair, input: &Location, output: &Location) -> Result<()
     Ok(())
 }
 
+/// Where what is written to OUTPUT comes from, for the refusals of stdout that depend on it.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    /// INPUT, opened: stdout must not be the file it is.
+    Opened(&'a Location, &'a io::Input),
+    /// INPUT, read only later (an S3 object read by ranges), never stdout's file.
+    Later,
+    /// A directory being packed: stdout must not be a file inside it.
+    Directory(&'a Path),
+}
+
 /// What is written to OUTPUT, for the refusals that depend on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Written {
@@ -157,13 +172,12 @@ pub enum Written {
 }
 
 /// Every refusal of OUTPUT once the input is open, before any key is used: stdout that is a terminal (for a
-/// binary message), the input file or a key file; an existing S3 object or file without `--force` (a
-/// directory or symbolic link never), an OUTPUT that is a key file. `input` is the opened input, when there
-/// is one (an S3 `--range` source is read only later).
+/// binary message), the input file, a file inside the directory bundled, or a key file; an existing S3
+/// object or file without `--force` (a directory or symbolic link never), an OUTPUT that is a key file.
 pub fn check_destination(
     output: &Location,
     written: Written,
-    (location, input): (&Location, Option<&io::Input>),
+    source: Source<'_>,
     keys: &KeyArgs,
     force: bool,
 ) -> Result<(), Failure> {
@@ -172,8 +186,10 @@ pub fn check_destination(
             if written == Written::Message {
                 io::check_message_stdout(force)?;
             }
-            if let Some(input) = input {
-                io::check_stdout_is_not_input(&location.arg(), input)?;
+            match source {
+                Source::Opened(location, input) => io::check_stdout_is_not_input(&location.arg(), input)?,
+                Source::Directory(dir) => io::check_stdout_is_outside(dir)?,
+                Source::Later => {}
             }
             io::check_stdout_is_not_a_key_file(keys)
         }
@@ -217,6 +233,15 @@ mod tests {
         for arg in ["-", "a/b", "s3://b/k", ""] {
             assert_eq!(at(arg).arg(), arg);
         }
+    }
+
+    #[test]
+    fn only_an_s3_name_is_checked_as_an_object() {
+        assert!(at("-").check_object().is_ok());
+        assert!(at("dir/").check_object().is_ok());
+        assert!(at("s3:/b/k").check_object().is_ok());
+        let why = refusal(at("s3://b/dir/").check_object());
+        assert!(why.starts_with("s3://b/dir/: "), "{why}");
     }
 
     #[test]
@@ -282,7 +307,7 @@ mod tests {
         let file = dir.join("out");
         std::fs::write(&file, b"x").expect("write");
         let keys = keys(&[]);
-        let none = (&Location::Stdio, None);
+        let none = Source::Later;
         let existing = Location::File(file.clone());
         let why = refusal(check_destination(&existing, Written::Message, none, &keys, false));
         assert!(why.ends_with("already exists (use --force to replace it)"), "{why}");
@@ -299,8 +324,7 @@ mod tests {
         let key = dir.join("key");
         std::fs::write(&key, [7u8; 32]).expect("write");
         let keys = keys(&["--raw-key-file", key.to_str().expect("utf-8 temp dir")]);
-        let why =
-            refusal(check_destination(&Location::File(key), Written::Text, (&Location::Stdio, None), &keys, true));
+        let why = refusal(check_destination(&Location::File(key), Written::Text, Source::Later, &keys, true));
         assert!(why.contains("refusing to write over a key"), "{why}");
         std::fs::remove_dir_all(&dir).expect("clean up");
     }

@@ -41,7 +41,7 @@ use args::{
 };
 use audit::Audit;
 use exit::{Code, Failure};
-use location::{Location, Pair, Written};
+use location::{Location, Pair, Source, Written};
 use offered::Recording;
 use progress::Progress;
 
@@ -113,15 +113,15 @@ fn check_s3_names(command: &Command) -> Result<(), Failure> {
             key_files(&a.keys)?;
             location::check_names(Pair::Decrypt { recursive: a.recursive }, &a.input, &a.output)?;
         }
-        Command::Inspect(a) => object(&a.input)?,
+        Command::Inspect(a) => a.input.check_object()?,
         Command::Bundle(a) => {
             key_files(&a.keys)?;
             local(&a.directory, "DIRECTORY")?;
-            object(&a.output)?;
+            a.output.check_object()?;
         }
         Command::Unbundle(a) => {
             key_files(&a.keys)?;
-            object(&a.input)?;
+            a.input.check_object()?;
             local(&a.directory, "DIRECTORY")?;
         }
         Command::Edit(a) => {
@@ -130,7 +130,7 @@ fn check_s3_names(command: &Command) -> Result<(), Failure> {
         }
         Command::Exec(a) => {
             key_files(&a.keys)?;
-            a.secrets.iter().try_for_each(|name| object(name))?;
+            a.secrets.iter().try_for_each(Location::check_object)?;
         }
         Command::Reencrypt(a) => {
             key_files(&a.keys)?;
@@ -246,7 +246,7 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
     let input = io::open_input(&args.input.arg())?;
     // Armor is text, which a terminal shows as it is.
     let written = if armor { Written::Text } else { Written::Message };
-    location::check_destination(&args.output, written, (&args.input, Some(&input)), &args.keys, out.force)?;
+    location::check_destination(&args.output, written, Source::Opened(&args.input, &input), &args.keys, out.force)?;
     let keyring = keys::for_encrypt(&args.keys)?;
     encrypt_to(keyring.as_ref(), &options, input, &args.output)
 }
@@ -310,7 +310,7 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
     }
     let (input_name, output) = (args.input.arg(), args.output.arg());
     if let (Some(range), Location::S3(url)) = (args.range.clone(), &args.input) {
-        location::check_destination(&args.output, Written::Text, (&args.input, None), &args.keys, out.force)?;
+        location::check_destination(&args.output, Written::Text, Source::Later, &args.keys, out.force)?;
         let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
         io::decrypt_s3_range_to(&keyring, &options, &check, url.as_str(), range, &output, out)
             .map_err(|f| keyring.explain(f))?;
@@ -318,7 +318,13 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
     }
     // --range reads a binary message by offset (and refuses armor); otherwise either form is read.
     let input = if args.range.is_some() { io::open_input(&input_name)? } else { io::open_message(&input_name)? };
-    location::check_destination(&args.output, Written::Text, (&args.input, Some(&input)), &args.keys, out.force)?;
+    location::check_destination(
+        &args.output,
+        Written::Text,
+        Source::Opened(&args.input, &input),
+        &args.keys,
+        out.force,
+    )?;
     let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
     match args.range.clone() {
         Some(range) => io::decrypt_range_to(&keyring, &options, &check, input, range, &output, out),
@@ -350,30 +356,26 @@ fn bundle(args: &BundleArgs) -> Result<(), Failure> {
         Err(e) => return Err(Failure::io(format!("cannot open {name}"), e)),
     }
     let out = &args.output_args;
-    if io::is_s3(&args.output) {
-        io::check_s3_absent(&args.output, out.force)?;
-        let options = encrypt_options(&args.settings);
-        let keyring = keys::for_encrypt(&args.keys)?;
-        // The upload path of `encrypt`, reading the tar stream as its plaintext: the object appears only
-        // once the whole directory was packed and sealed.
-        let size = directory_size(dir);
-        let input = io::Input { name, reader: io::packed_directory(dir), size: Some(size), file: None };
-        return io::encrypt_to(keyring.as_ref(), &options, input, &args.output, out);
-    }
-    if args.output == "-" {
-        io::check_message_stdout(out.force)?;
-        io::check_stdout_is_outside(dir)?;
-        io::check_stdout_is_not_a_key_file(&args.keys)?;
-    } else {
-        io::check_output_is_not_a_key_file(args.keys.files(), Path::new(&args.output))?;
-        io::check_output(Path::new(&args.output), out.force)?;
-    }
+    location::check_destination(&args.output, Written::Message, Source::Directory(dir), &args.keys, out.force)?;
+    let output = match &args.output {
+        Location::Stdio => None,
+        Location::File(path) => Some(path.as_path()),
+        Location::S3(url) => {
+            let options = encrypt_options(&args.settings);
+            let keyring = keys::for_encrypt(&args.keys)?;
+            // The upload path of `encrypt`, reading the tar stream as its plaintext: the object appears only
+            // once the whole directory was packed and sealed.
+            let size = directory_size(dir);
+            let input = io::Input { name, reader: io::packed_directory(dir), size: Some(size), file: None };
+            return io::encrypt_to(keyring.as_ref(), &options, input, url.as_str(), out);
+        }
+    };
     let options = encrypt_options(&args.settings);
     let keyring = keys::for_encrypt(&args.keys)?;
     let progress = Progress::new(&name, Some(directory_size(dir)), out.quiet);
     // The bar counts archive bytes written, which start only once the data key exists.
     progress.body_started();
-    let result = write_bundle(keyring.as_ref(), &options, dir, &args.output, out, &progress);
+    let result = write_bundle(keyring.as_ref(), &options, dir, output, out, &progress);
     progress.done(result.is_ok());
     result.map_err(|f| f.with_file(&name))
 }
@@ -382,18 +384,19 @@ fn write_bundle(
     keyring: &dyn Keyring,
     options: &EncryptOptions,
     dir: &Path,
-    output: &str,
+    output: Option<&Path>,
     out: &OutputArgs,
     progress: &Progress,
 ) -> Result<(), Failure> {
     let force = out.force;
-    if output == "-" {
+    let Some(path) = output else {
         let stdout = kms_envelope::stream::WipingBufWriter::with_capacity(64 << 10, io::raw_stdout());
         let (mut written, _) =
             encrypt_directory(keyring, options, dir, progress.writer(stdout)).map_err(Failure::writing)?;
         return std::io::Write::flush(&mut written).map_err(|e| Failure::io("cannot write to stdout".into(), e));
-    }
-    let mut pending = kms_envelope::stream::file::PendingFile::create(Path::new(output), force)
+    };
+    let output = path.display();
+    let mut pending = kms_envelope::stream::file::PendingFile::create(path, force)
         .map_err(|e| Failure::new(Code::Io, format!("{output}: cannot create: {e}")))?;
     if !out.no_fsync {
         pending.sync_while_writing();
@@ -435,13 +438,15 @@ fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {
             ),
         ));
     }
-    let input = if args.input == "-" || io::is_s3(&args.input) {
-        io::open_message(&args.input)?
-    } else {
-        let file = File::open(&args.input).map_err(|e| Failure::io(format!("cannot open {}", args.input), e))?;
-        let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-        let reader = Box::new(BufReader::with_capacity(16 << 10, file));
-        io::dearmored(io::Input { name: args.input.clone(), reader, size, file: None })?
+    let input = match &args.input {
+        Location::Stdio | Location::S3(_) => io::open_message(&args.input.arg())?,
+        Location::File(path) => {
+            let name = args.input.arg().into_owned();
+            let file = File::open(path).map_err(|e| Failure::io(format!("cannot open {name}"), e))?;
+            let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+            let reader = Box::new(BufReader::with_capacity(16 << 10, file));
+            io::dearmored(io::Input { name, reader, size, file: None })?
+        }
     };
     let options = decrypt_options(&args.settings);
     let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
