@@ -972,7 +972,8 @@ pub struct EditArgs {
     #[command(flatten)]
     pub s3: S3Args,
     /// Message file to edit (replaced atomically), or s3://BUCKET/KEY (replaced only if its ETag is unchanged).
-    pub file: String,
+    #[arg(value_parser = Location::parse)]
+    pub file: Location,
 }
 
 /// `exec`: secrets into a command's environment.

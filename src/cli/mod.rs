@@ -126,7 +126,7 @@ fn check_s3_names(command: &Command) -> Result<(), Failure> {
         }
         Command::Edit(a) => {
             key_files(&a.keys)?;
-            object(&a.file)?;
+            a.file.check_object()?;
         }
         Command::Exec(a) => {
             key_files(&a.keys)?;
