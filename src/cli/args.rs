@@ -7,6 +7,7 @@ use kms_envelope::keyring::kms::Region;
 use kms_envelope::{AlgorithmSuite, CommitmentPolicy};
 
 use super::exit::Failure;
+use super::location::Location;
 
 /// The exit codes, as `--help` lists them (the S3 line only in a build with `s3://` paths).
 pub(super) fn exit_codes() -> String {
@@ -139,6 +140,15 @@ fn wrap_line(text: &str, width: usize) -> String {
 }
 
 // The help of the arguments that take `s3://BUCKET/KEY`, which a build without `s3` does not offer.
+#[cfg(feature = "s3")]
+const ARMOR_HELP: &str = "Write the message as base64 text (standard alphabet, = padding, one line, no final newline): \
+    the bytes aws-encryption-cli --encode writes, for YAML, JSON or a CI variable. Text may go to a terminal. Not for \
+    s3:// outputs. decrypt, inspect and reencrypt read either form without a flag (reencrypt --in-place keeps an \
+    armored file armored)";
+#[cfg(not(feature = "s3"))]
+const ARMOR_HELP: &str = "Write the message as base64 text (standard alphabet, = padding, one line, no final newline): \
+    the bytes aws-encryption-cli --encode writes, for YAML, JSON or a CI variable. Text may go to a terminal. decrypt, \
+    inspect and reencrypt read either form without a flag (reencrypt --in-place keeps an armored file armored)";
 #[cfg(feature = "s3")]
 const ENCRYPT_OUTPUT_HELP: &str = "Message file, - for stdout, s3://BUCKET/KEY (a multipart upload that appears only \
                                    once complete; an existing object only with --force), or a directory with \
@@ -689,11 +699,8 @@ pub struct OutputArgs {
 /// `--armor`: the message as base64 text (see `kms_envelope::stream::armor`).
 #[derive(Args, Debug, Clone, Copy)]
 pub struct ArmorArgs {
-    /// Write the message as base64 text (standard alphabet, = padding, one line, no final newline): the
-    /// bytes aws-encryption-cli --encode writes, for YAML, JSON or a CI variable. Text may go to a
-    /// terminal. Not for s3:// outputs. decrypt, inspect and reencrypt read either form without a flag
-    /// (reencrypt --in-place keeps an armored file armored).
-    #[arg(long)]
+    // Write the message as base64 text, for YAML, JSON or a CI variable.
+    #[arg(long, help = ARMOR_HELP)]
     pub armor: bool,
 }
 
@@ -767,10 +774,11 @@ pub struct EncryptArgs {
     #[command(flatten)]
     pub s3: S3Args,
     /// Plaintext file, - for stdin, or a directory with --recursive.
-    pub input: String,
+    #[arg(value_parser = Location::parse)]
+    pub input: Location,
     // Message file, - for stdout, s3://BUCKET/KEY with `s3`, or a directory with --recursive.
-    #[arg(help = ENCRYPT_OUTPUT_HELP)]
-    pub output: String,
+    #[arg(help = ENCRYPT_OUTPUT_HELP, value_parser = Location::parse)]
+    pub output: Location,
 }
 
 #[derive(Args, Debug)]
@@ -799,11 +807,12 @@ pub struct DecryptArgs {
     #[command(flatten)]
     pub s3: S3Args,
     // Message file, - for stdin, s3://BUCKET/KEY with `s3`, or a directory with --recursive.
-    #[arg(help = DECRYPT_INPUT_HELP)]
-    pub input: String,
+    #[arg(help = DECRYPT_INPUT_HELP, value_parser = Location::parse)]
+    pub input: Location,
     /// Plaintext file, - for stdout (which receives each frame once it verified; discard it on failure), or
     /// a directory with --recursive.
-    pub output: String,
+    #[arg(value_parser = Location::parse)]
+    pub output: Location,
 }
 
 #[derive(Args, Debug)]
@@ -815,8 +824,8 @@ pub struct InspectArgs {
     #[arg(long, value_name = "N")]
     pub max_encrypted_data_keys: Option<u16>,
     // Message file, - for stdin, or s3://BUCKET/KEY with `s3`. Only the header is read.
-    #[arg(help = INSPECT_INPUT_HELP)]
-    pub input: String,
+    #[arg(help = INSPECT_INPUT_HELP, value_parser = Location::parse)]
+    pub input: Location,
 }
 
 #[derive(Args, Debug)]
@@ -833,8 +842,8 @@ pub struct BundleArgs {
     /// Directory to pack: regular files and directories only (symlinks and special files are refused).
     pub directory: PathBuf,
     // Message file, - for stdout, or s3://BUCKET/KEY with `s3`.
-    #[arg(help = BUNDLE_OUTPUT_HELP)]
-    pub output: String,
+    #[arg(help = BUNDLE_OUTPUT_HELP, value_parser = Location::parse)]
+    pub output: Location,
 }
 
 #[derive(Args, Debug)]
@@ -851,8 +860,8 @@ pub struct UnbundleArgs {
     #[command(flatten)]
     pub s3: S3Args,
     // Bundle message file, - for stdin, or s3://BUCKET/KEY with `s3`.
-    #[arg(help = UNBUNDLE_INPUT_HELP)]
-    pub input: String,
+    #[arg(help = UNBUNDLE_INPUT_HELP, value_parser = Location::parse)]
+    pub input: Location,
     /// Directory to create; an existing one is replaced only with --force.
     pub directory: PathBuf,
 }
@@ -963,7 +972,8 @@ pub struct EditArgs {
     #[command(flatten)]
     pub s3: S3Args,
     /// Message file to edit (replaced atomically), or s3://BUCKET/KEY (replaced only if its ETag is unchanged).
-    pub file: String,
+    #[arg(value_parser = Location::parse)]
+    pub file: Location,
 }
 
 /// `exec`: secrets into a command's environment.
@@ -989,8 +999,8 @@ pub struct ExecArgs {
     #[arg(long)]
     pub allow_public_key_writers: bool,
     // Secrets messages: files, or s3://BUCKET/KEY with `s3`.
-    #[arg(required = true, value_name = "SECRETS", help = EXEC_SECRETS_HELP)]
-    pub secrets: Vec<String>,
+    #[arg(required = true, value_name = "SECRETS", help = EXEC_SECRETS_HELP, value_parser = Location::parse)]
+    pub secrets: Vec<Location>,
     /// The command to execute, after --, and its arguments (looked up in PATH).
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,

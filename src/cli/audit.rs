@@ -16,6 +16,7 @@ use kms_envelope::{AlgorithmSuite, ContentType, Header, MessageFormat};
 
 use super::args::MetadataArgs;
 use super::exit::{Code, Failure};
+use super::location::Location;
 use super::inspect::{json_str, key_id};
 use kms_envelope::escape::escaped;
 
@@ -95,15 +96,11 @@ impl Audit {
 /// The files a run reads or writes besides the records: INPUT and OUTPUT when they are paths (not `-` or
 /// `s3://`), and the key files.
 pub fn kept_files<'a>(
-    input: &'a str,
-    output: &'a str,
+    input: &'a Location,
+    output: &'a Location,
     keys: impl Iterator<Item = &'a std::path::PathBuf>,
 ) -> impl Iterator<Item = &'a Path> {
-    [input, output]
-        .into_iter()
-        .filter(|name| *name != "-" && !name.starts_with("s3://"))
-        .map(Path::new)
-        .chain(keys.map(|key| key.as_path()))
+    [input, output].into_iter().filter_map(Location::local_path).chain(keys.map(|key| key.as_path()))
 }
 
 /// Whether `a` and `b` name one file: the same device and inode when both exist (through any name or

@@ -30,6 +30,7 @@ use super::args::EditArgs;
 use super::exit::{Code, Failure};
 use super::inspect::describe;
 use super::keys;
+use super::location::Location;
 use super::offered::{Recording, shortened};
 
 /// The largest message, and the largest edited text, `edit` holds: both are in memory at once (a person's
@@ -40,7 +41,7 @@ const MAX_EDIT_LEN: u64 = 64 << 20;
 const PUBLIC_KEY_CONTEXT_KEY: &str = "aws-crypto-public-key";
 
 pub fn run(args: &EditArgs) -> Result<(), Failure> {
-    let shown = escaped(&args.file);
+    let shown = escaped(&args.file.arg());
     let root = scratch_root(args.allow_disk)?;
     let target = wrapping_keys(args)?;
     let source = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
@@ -59,7 +60,7 @@ pub fn run(args: &EditArgs) -> Result<(), Failure> {
     check_kept_keys(&decrypted.header, &target_keys, args.drop_key).map_err(|f| f.with_file(&shown))?;
     let (suite, new_options) = kept_settings(&decrypted.header);
     let secrets = is_secrets(&decrypted.plaintext).is_ok();
-    let name = plaintext_name(&args.file);
+    let name = plaintext_name(&args.file.arg());
     let Some(edited) = edit_plaintext(&root, &name, &decrypted.plaintext, secrets, &shown)? else {
         eprintln!("kms-envelope: {shown}: unchanged; left as it was");
         return Ok(());
@@ -630,18 +631,19 @@ enum Original {
 }
 
 impl Original {
-    fn read(name: &str) -> Result<Self, Failure> {
-        if super::io::is_s3(name) {
+    /// The message at `location`: `-` is the file of that name (edit replaces what it read).
+    fn read(location: &Location) -> Result<Self, Failure> {
+        if let Location::S3(name) = location {
             #[cfg(feature = "s3")]
             {
-                let (object, message) = super::io::PinnedObject::read(name, MAX_EDIT_LEN)?;
+                let (object, message) = super::io::PinnedObject::read(name.as_str(), MAX_EDIT_LEN)?;
                 return Ok(Self::S3 { object, message });
             }
             #[cfg(not(feature = "s3"))]
-            super::io::check_s3_url(name)?;
+            name.check()?;
         }
-        let path = PathBuf::from(name);
-        let shown = escaped(name);
+        let path = location.path().to_path_buf();
+        let shown = escaped(&location.arg());
         let meta = fs::symlink_metadata(&path).map_err(|e| Failure::io(format!("cannot open {shown}"), e))?;
         if !meta.is_file() {
             // Replaced by a rename, a symbolic link would become a file and its target keep the old message.

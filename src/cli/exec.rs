@@ -14,6 +14,7 @@ use kms_envelope::{EncryptedDataKey, Keyring, MultiKeyring};
 
 use super::args::{DiscoveryArgs, ExecArgs, KeyArgs, KeySource, LocalKind};
 use super::exit::{Code, Failure};
+use super::location::Location;
 use super::offered::Recording;
 
 /// The largest secrets message `exec` reads (whole, into memory), as the Lambda loader's
@@ -51,10 +52,11 @@ pub fn help() -> String {
 /// Decrypts every SECRETS message and executes COMMAND with them in its environment. Returns only on a
 /// failure: on success this process has become COMMAND.
 pub fn run(args: &ExecArgs) -> Result<(), Failure> {
-    if let Some(stdin) = args.secrets.iter().find(|name| *name == "-") {
+    if let Some(stdin) = args.secrets.iter().find(|location| **location == Location::Stdio) {
         return Err(Failure::usage(format!(
-            "exec reads SECRETS from files{}, not {stdin}: COMMAND gets this process's stdin",
-            if cfg!(feature = "s3") { " or S3" } else { "" }
+            "exec reads SECRETS from files{}, not {}: COMMAND gets this process's stdin",
+            if cfg!(feature = "s3") { " or S3" } else { "" },
+            stdin.arg()
         )));
     }
     let keys = watched_keys(&args.keys, &args.discovery)?;
@@ -69,7 +71,8 @@ pub fn run(args: &ExecArgs) -> Result<(), Failure> {
     let check = super::required_keys(&args.settings);
     // Later messages override earlier ones.
     let mut secrets: BTreeMap<EnvName, SecretString> = BTreeMap::new();
-    for name in &args.secrets {
+    for location in &args.secrets {
+        let name = &*location.arg();
         keyring.forget();
         keys.iter().for_each(|key| key.keyring.unwrapped.store(false, Ordering::Relaxed));
         let message = read_message(name)?;

@@ -11,6 +11,7 @@ mod inspect;
 mod interrupt;
 mod io;
 mod keys;
+mod location;
 mod offered;
 mod progress;
 mod reencrypt;
@@ -40,6 +41,7 @@ use args::{
 };
 use audit::Audit;
 use exit::{Code, Failure};
+use location::{Location, Pair, Source, Written};
 use offered::Recording;
 use progress::Progress;
 
@@ -80,7 +82,8 @@ pub fn main() -> ExitCode {
 /// one is taken (see [`io::check_s3_url`]), and a refusal by name where only a local path is (a bundle's
 /// directory, a key file), which would otherwise be taken for the relative path `s3:/BUCKET/...`.
 /// `--recursive` names are checked where their trees are planned (local trees refuse `s3://`, S3 prefixes
-/// are parsed as such), and decrypt refuses an S3 OUTPUT itself.
+/// are parsed as such). `encrypt` and `decrypt` have every refusal of their (INPUT, OUTPUT) pair in
+/// [`location::check_names`].
 fn check_s3_names(command: &Command) -> Result<(), Failure> {
     let object = |name: &str| if io::is_s3(name) { io::check_s3_url(name) } else { Ok(()) };
     let local = |path: &Path, what: &str| match path.to_str().filter(|name| io::is_s3(name)) {
@@ -104,35 +107,30 @@ fn check_s3_names(command: &Command) -> Result<(), Failure> {
     match command {
         Command::Encrypt(a) => {
             key_files(&a.keys)?;
-            if !a.recursive {
-                object(&a.input)?;
-                object(&a.output)?;
-            }
+            location::check_names(Pair::Encrypt { armor: a.armor.armor, recursive: a.recursive }, &a.input, &a.output)?;
         }
         Command::Decrypt(a) => {
             key_files(&a.keys)?;
-            if !a.recursive {
-                object(&a.input)?;
-            }
+            location::check_names(Pair::Decrypt { recursive: a.recursive }, &a.input, &a.output)?;
         }
-        Command::Inspect(a) => object(&a.input)?,
+        Command::Inspect(a) => a.input.check_object()?,
         Command::Bundle(a) => {
             key_files(&a.keys)?;
             local(&a.directory, "DIRECTORY")?;
-            object(&a.output)?;
+            a.output.check_object()?;
         }
         Command::Unbundle(a) => {
             key_files(&a.keys)?;
-            object(&a.input)?;
+            a.input.check_object()?;
             local(&a.directory, "DIRECTORY")?;
         }
         Command::Edit(a) => {
             key_files(&a.keys)?;
-            object(&a.file)?;
+            a.file.check_object()?;
         }
         Command::Exec(a) => {
             key_files(&a.keys)?;
-            a.secrets.iter().try_for_each(|name| object(name))?;
+            a.secrets.iter().try_for_each(Location::check_object)?;
         }
         Command::Reencrypt(a) => {
             key_files(&a.keys)?;
@@ -206,20 +204,12 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
     let options = encrypt_options(&args.settings);
     let out = &args.output_args;
     let armor = args.armor.armor;
-    if armor && !args.recursive && io::is_s3(&args.output) {
-        return Err(Failure::usage(format!(
-            "{}: --armor writes text to a file or stdout; an S3 object holds the binary message",
-            kms_envelope::escape::escaped(&args.output)
-        )));
-    }
-    let audit = Audit::open(
-        &args.metadata,
-        audit::Mode::Encrypt,
-        if args.recursive { "" } else { &args.output },
-        audit::kept_files(&args.input, &args.output, args.keys.files()),
-    )?;
+    let audited = if args.recursive { Default::default() } else { args.output.arg() };
+    let kept = audit::kept_files(&args.input, &args.output, args.keys.files());
+    let audit = Audit::open(&args.metadata, audit::Mode::Encrypt, &audited, kept)?;
     // Encrypts, and writes the message's audit record once it is complete.
-    let encrypt_to = |keyring: &dyn Keyring, options: &EncryptOptions, mut input: io::Input, output: &str| {
+    let encrypt_to = |keyring: &dyn Keyring, options: &EncryptOptions, mut input: io::Input, to: &Location| {
+        let output = &*to.arg();
         let Some(audit) = &audit else {
             return if armor {
                 io::encrypt_armored_to(keyring, options, input, output, out).map(drop)
@@ -228,7 +218,7 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
             };
         };
         let name = input.name.clone();
-        if output == "-" {
+        if *to == Location::Stdio {
             // Stdout cannot be read back: the sequential path, which sees the header go out.
             input.file = None;
         }
@@ -244,46 +234,22 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
         audit.record(if name == "stdin" { "-" } else { &name }, output, &header)
     };
     if args.recursive {
-        refuse_s3_tree(&args.input, &args.output)?;
-        let plan =
-            tree::plan(Path::new(&args.input), Path::new(&args.output), &|name| tree::with_suffix(name, &args.suffix))?;
+        let plan = tree::plan(args.input.path(), args.output.path(), &|name| tree::with_suffix(name, &args.suffix))?;
         let keyring = cached(keys::for_encrypt(&args.keys)?, &args.cache)?;
         return tree::run(plan, |job| {
             let input = io::open_input(&job.input.to_string_lossy())?;
             // The size declared lets a caching keyring count bytes per data key; a file that grows past it
             // while being read fails.
             let options = options.clone().max_plaintext_length(input.size);
-            encrypt_to(keyring.as_ref(), &options, input, &job.output.to_string_lossy())
+            encrypt_to(keyring.as_ref(), &options, input, &Location::File(job.output.clone()))
         });
     }
-    let input = io::open_input(&args.input)?;
-    if args.output == "-" {
-        // Armor is text, which a terminal shows as it is.
-        if !armor {
-            io::check_message_stdout(out.force)?;
-        }
-        io::check_stdout_is_not_input(&args.input, &input)?;
-        io::check_stdout_is_not_a_key_file(&args.keys)?;
-    } else if io::is_s3(&args.output) {
-        io::check_s3_url(&args.output)?;
-        io::check_s3_absent(&args.output, out.force)?;
-    } else {
-        io::check_output_is_not_a_key_file(args.keys.files(), Path::new(&args.output))?;
-        io::check_output(Path::new(&args.output), out.force)?;
-    }
+    let input = io::open_input(&args.input.arg())?;
+    // Armor is text, which a terminal shows as it is.
+    let written = if armor { Written::Text } else { Written::Message };
+    location::check_destination(&args.output, written, Source::Opened(&args.input, &input), &args.keys, out.force)?;
     let keyring = keys::for_encrypt(&args.keys)?;
     encrypt_to(keyring.as_ref(), &options, input, &args.output)
-}
-
-/// `--recursive` walks and mirrors local directories; an `s3://` name there would be taken as a relative
-/// path (a local `./s3:/bucket/...` tree, plaintext included), so it is refused before anything is read.
-fn refuse_s3_tree(input: &str, output: &str) -> Result<(), Failure> {
-    match [input, output].into_iter().find(|name| io::is_s3(name)) {
-        Some(name) => Err(Failure::usage(format!(
-            "--recursive works on local directories, not on {name}: encrypt or decrypt one object at a time"
-        ))),
-        None => Ok(()),
-    }
 }
 
 /// How many encryption contexts (so data keys) a `--cache-max-age` run keeps at once.
@@ -307,12 +273,9 @@ fn cached(keyring: Box<dyn Keyring>, args: &CacheArgs) -> Result<Box<dyn Keyring
 fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
     let options = decrypt_options(&args.settings);
     let required = required_keys(&args.settings);
-    let audit = Audit::open(
-        &args.metadata,
-        audit::Mode::Decrypt,
-        if args.recursive { "" } else { &args.output },
-        audit::kept_files(&args.input, &args.output, args.keys.files()),
-    )?;
+    let audited = if args.recursive { Default::default() } else { args.output.arg() };
+    let kept = audit::kept_files(&args.input, &args.output, args.keys.files());
+    let audit = Audit::open(&args.metadata, audit::Mode::Decrypt, &audited, kept)?;
     // The last header checked: the authenticated one, once a decrypt succeeded (each path checks the
     // authenticated header last), for the audit record.
     let checked = std::sync::Mutex::new(None);
@@ -334,12 +297,11 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
     };
     let out = &args.output_args;
     if args.recursive {
-        refuse_s3_tree(&args.input, &args.output)?;
         let rename = |name: &std::ffi::OsStr| match &args.suffix {
             Some(suffix) => tree::with_suffix(name, suffix),
             None => tree::decrypted_name(name),
         };
-        let plan = tree::plan(Path::new(&args.input), Path::new(&args.output), &rename)?;
+        let plan = tree::plan(args.input.path(), args.output.path(), &rename)?;
         let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
         return tree::run(plan, |job| {
             let (input, output) = (job.input.to_string_lossy(), job.output.to_string_lossy());
@@ -348,38 +310,30 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
             record(&input, &output)
         });
     }
-    if io::is_s3(&args.output) {
-        return Err(Failure::usage(format!("{}: decrypt writes a file or - (stdout), not an S3 object", args.output)));
-    }
-    if let (Some(range), true) = (args.range.clone(), io::is_s3(&args.input)) {
-        io::check_s3_url(&args.input)?;
-        if args.output == "-" {
-            io::check_stdout_is_not_a_key_file(&args.keys)?;
-        } else {
-            io::check_output_is_not_a_key_file(args.keys.files(), Path::new(&args.output))?;
-            io::check_output(Path::new(&args.output), out.force)?;
-        }
+    let (input_name, output) = (args.input.arg(), args.output.arg());
+    if let (Some(range), Location::S3(url)) = (args.range.clone(), &args.input) {
+        location::check_destination(&args.output, Written::Text, Source::Later, &args.keys, out.force)?;
         let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
-        io::decrypt_s3_range_to(&keyring, &options, &check, &args.input, range, &args.output, out)
+        io::decrypt_s3_range_to(&keyring, &options, &check, url.as_str(), range, &output, out)
             .map_err(|f| keyring.explain(f))?;
-        return record(&args.input, &args.output);
+        return record(&input_name, &output);
     }
     // --range reads a binary message by offset (and refuses armor); otherwise either form is read.
-    let input = if args.range.is_some() { io::open_input(&args.input)? } else { io::open_message(&args.input)? };
-    if args.output == "-" {
-        io::check_stdout_is_not_input(&args.input, &input)?;
-        io::check_stdout_is_not_a_key_file(&args.keys)?;
-    } else {
-        io::check_output_is_not_a_key_file(args.keys.files(), Path::new(&args.output))?;
-        io::check_output(Path::new(&args.output), out.force)?;
-    }
+    let input = if args.range.is_some() { io::open_input(&input_name)? } else { io::open_message(&input_name)? };
+    location::check_destination(
+        &args.output,
+        Written::Text,
+        Source::Opened(&args.input, &input),
+        &args.keys,
+        out.force,
+    )?;
     let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
     match args.range.clone() {
-        Some(range) => io::decrypt_range_to(&keyring, &options, &check, input, range, &args.output, out),
-        None => io::decrypt_to(&keyring, &options, &check, input, &args.output, out),
+        Some(range) => io::decrypt_range_to(&keyring, &options, &check, input, range, &output, out),
+        None => io::decrypt_to(&keyring, &options, &check, input, &output, out),
     }
     .map_err(|f| keyring.explain(f))?;
-    record(&args.input, &args.output)
+    record(&input_name, &output)
 }
 
 /// Bytes of regular files below `dir`, for the bundle progress bar (the archive adds a little).
@@ -404,30 +358,26 @@ fn bundle(args: &BundleArgs) -> Result<(), Failure> {
         Err(e) => return Err(Failure::io(format!("cannot open {name}"), e)),
     }
     let out = &args.output_args;
-    if io::is_s3(&args.output) {
-        io::check_s3_absent(&args.output, out.force)?;
-        let options = encrypt_options(&args.settings);
-        let keyring = keys::for_encrypt(&args.keys)?;
-        // The upload path of `encrypt`, reading the tar stream as its plaintext: the object appears only
-        // once the whole directory was packed and sealed.
-        let size = directory_size(dir);
-        let input = io::Input { name, reader: io::packed_directory(dir), size: Some(size), file: None };
-        return io::encrypt_to(keyring.as_ref(), &options, input, &args.output, out);
-    }
-    if args.output == "-" {
-        io::check_message_stdout(out.force)?;
-        io::check_stdout_is_outside(dir)?;
-        io::check_stdout_is_not_a_key_file(&args.keys)?;
-    } else {
-        io::check_output_is_not_a_key_file(args.keys.files(), Path::new(&args.output))?;
-        io::check_output(Path::new(&args.output), out.force)?;
-    }
+    location::check_destination(&args.output, Written::Message, Source::Directory(dir), &args.keys, out.force)?;
+    let output = match &args.output {
+        Location::Stdio => None,
+        Location::File(path) => Some(path.as_path()),
+        Location::S3(url) => {
+            let options = encrypt_options(&args.settings);
+            let keyring = keys::for_encrypt(&args.keys)?;
+            // The upload path of `encrypt`, reading the tar stream as its plaintext: the object appears only
+            // once the whole directory was packed and sealed.
+            let size = directory_size(dir);
+            let input = io::Input { name, reader: io::packed_directory(dir), size: Some(size), file: None };
+            return io::encrypt_to(keyring.as_ref(), &options, input, url.as_str(), out);
+        }
+    };
     let options = encrypt_options(&args.settings);
     let keyring = keys::for_encrypt(&args.keys)?;
     let progress = Progress::new(&name, Some(directory_size(dir)), out.quiet);
     // The bar counts archive bytes written, which start only once the data key exists.
     progress.body_started();
-    let result = write_bundle(keyring.as_ref(), &options, dir, &args.output, out, &progress);
+    let result = write_bundle(keyring.as_ref(), &options, dir, output, out, &progress);
     progress.done(result.is_ok());
     result.map_err(|f| f.with_file(&name))
 }
@@ -436,18 +386,19 @@ fn write_bundle(
     keyring: &dyn Keyring,
     options: &EncryptOptions,
     dir: &Path,
-    output: &str,
+    output: Option<&Path>,
     out: &OutputArgs,
     progress: &Progress,
 ) -> Result<(), Failure> {
     let force = out.force;
-    if output == "-" {
+    let Some(path) = output else {
         let stdout = kms_envelope::stream::WipingBufWriter::with_capacity(64 << 10, io::raw_stdout());
         let (mut written, _) =
             encrypt_directory(keyring, options, dir, progress.writer(stdout)).map_err(Failure::writing)?;
         return std::io::Write::flush(&mut written).map_err(|e| Failure::io("cannot write to stdout".into(), e));
-    }
-    let mut pending = kms_envelope::stream::file::PendingFile::create(Path::new(output), force)
+    };
+    let output = path.display();
+    let mut pending = kms_envelope::stream::file::PendingFile::create(path, force)
         .map_err(|e| Failure::new(Code::Io, format!("{output}: cannot create: {e}")))?;
     if !out.no_fsync {
         pending.sync_while_writing();
@@ -489,13 +440,15 @@ fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {
             ),
         ));
     }
-    let input = if args.input == "-" || io::is_s3(&args.input) {
-        io::open_message(&args.input)?
-    } else {
-        let file = File::open(&args.input).map_err(|e| Failure::io(format!("cannot open {}", args.input), e))?;
-        let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-        let reader = Box::new(BufReader::with_capacity(16 << 10, file));
-        io::dearmored(io::Input { name: args.input.clone(), reader, size, file: None })?
+    let input = match &args.input {
+        Location::Stdio | Location::S3(_) => io::open_message(&args.input.arg())?,
+        Location::File(path) => {
+            let name = args.input.arg().into_owned();
+            let file = File::open(path).map_err(|e| Failure::io(format!("cannot open {name}"), e))?;
+            let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+            let reader = Box::new(BufReader::with_capacity(16 << 10, file));
+            io::dearmored(io::Input { name, reader, size, file: None })?
+        }
     };
     let options = decrypt_options(&args.settings);
     let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
