@@ -57,6 +57,14 @@ const BENCHMARKS: &[Benchmark] = &[
                SIZE (4 GiB) message: bytes read vs what it must read, time vs a full decrypt. RUNS (3)",
         run: range,
     },
+    Benchmark {
+        name: "cache",
+        what: "issue #14 (was scripts/cache-bench.sh): 1 KiB raw-AES round trips on one core (benches/small.rs) vs \
+               the Python ESDK and the fixed-cost floor; KMS (moto) with and without the data-key cache. \
+               BENCH_SECONDS (3), BENCH_CARGO_FLAGS (e.g. --no-default-features: raw keys only), \
+               KMS_ENVELOPE_MOTO_ENDPOINT (else moto is started)",
+        run: cache,
+    },
 ];
 
 fn main() {
@@ -150,6 +158,58 @@ impl Env {
         match std::env::var_os("BIN") {
             Some(bin) => Ok(PathBuf::from(bin)),
             None => Ok(self.build(features, &["--bin", "kms-envelope"])?.join("kms-envelope")),
+        }
+    }
+}
+
+/// The test venv's Python (scripts/test.sh builds it): `KMS_ENVELOPE_PYTHON`, or `.venv/bin/python`.
+fn python(env: &Env) -> Result<PathBuf> {
+    let py = std::env::var_os("KMS_ENVELOPE_PYTHON").map_or_else(|| env.repo.join(".venv/bin/python"), PathBuf::from);
+    if !py.exists() {
+        return Err(format!(
+            "no Python venv at {} (run scripts/test.sh once, or set KMS_ENVELOPE_PYTHON)",
+            py.display()
+        )
+        .into());
+    }
+    Ok(py)
+}
+
+/// A moto server (KMS, S3) on 127.0.0.1: `KMS_ENVELOPE_MOTO_ENDPOINT`'s, or one started here on a free port
+/// with the venv's Python and stopped on drop.
+struct Moto {
+    endpoint: String,
+    child: Option<std::process::Child>,
+}
+
+impl Moto {
+    fn start(env: &Env) -> Result<Moto> {
+        if let Ok(endpoint) = std::env::var("KMS_ENVELOPE_MOTO_ENDPOINT") {
+            return Ok(Moto { endpoint, child: None });
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let log = std::fs::File::create(env.path("moto.log"))?;
+        let child = Command::new(python(env)?)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let moto = Moto { endpoint: format!("http://127.0.0.1:{port}"), child: Some(child) };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(moto);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(format!("moto did not listen on port {port} (see {})", env.path("moto.log").display()).into())
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
@@ -519,3 +579,107 @@ fn range(env: &Env) -> Result<()> {
     println!("load average after: {}", load_average());
     Ok(())
 }
+
+/// Issue #14's small-message goals: benches/small.rs on one core, the Python ESDK beside it, and the KMS
+/// keyring through moto with and without the cache.
+fn cache(env: &Env) -> Result<()> {
+    let seconds: u64 = var_or("BENCH_SECONDS", 3)?;
+    let py = python(env)?;
+    // The floor is measured with the crate's internals, public only with `fuzzing` ([[bench]] small).
+    let flags = std::env::var("BENCH_CARGO_FLAGS").unwrap_or_default();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .current_dir(&env.repo)
+        .args(["bench", "-q", "--bench", "small", "--no-run", "--message-format=json", "--features", "fuzzing"])
+        .args(flags.split_whitespace())
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !built.status.success() {
+        return Err("cargo bench --bench small --no-run failed".into());
+    }
+    let bench = String::from_utf8(built.stdout)?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("small")))
+        .ok_or("no executable for benches/small.rs in cargo's output")?;
+    let moto = Moto::start(env)?;
+    println!("load average before: {}", load_average());
+    let ours = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(&bench)
+        .env("BENCH_SECONDS", seconds.to_string())
+        .env("BENCH_KMS_ENDPOINT", &moto.endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !ours.status.success() {
+        return Err(format!("{}: {}", bench.display(), ours.status).into());
+    }
+    let ours = String::from_utf8(ours.stdout)?;
+    print!("{ours}");
+    let get = |key: &str| -> Option<f64> {
+        ours.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    let peer = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(&py)
+        .args(["-c", PYTHON_ROUND_TRIPS, &seconds.to_string()])
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !peer.status.success() {
+        return Err(format!("the Python ESDK's round trips: {}", peer.status).into());
+    }
+    let python_rate: f64 = String::from_utf8(peer.stdout)?.trim().parse()?;
+    let (rate, floor) = (
+        get("raw_aes_round_trips_per_s").ok_or("no raw_aes_round_trips_per_s")?,
+        get("floor_per_s").ok_or("no floor_per_s")?,
+    );
+    println!("1 KiB raw AES round trips/s, one core: ours {rate}, Python ESDK {python_rate:.1}, floor {floor}");
+    println!("context (AWS published, 12-CPU machine, not this run): ESDK-C 1597/s, ESDK-Rust 1061/s");
+    Goal::new("ours vs Python ESDK (1 KiB round trips)", rate / python_rate, Op::AtLeast, 100.0).print();
+    Goal::new("floor vs ours (fixed cost over the floor)", floor / rate, Op::AtMost, 3.0).print();
+    if let (Some(uc), Some(cc), Some(ur), Some(cr)) = (
+        get("kms_uncached_calls_per_1000"),
+        get("kms_cached_calls_per_1000"),
+        get("kms_uncached_round_trips_per_s"),
+        get("kms_cached_round_trips_per_s"),
+    ) {
+        println!(
+            "KMS (moto): uncached {ur} round trips/s, {uc} calls per 1000; cached {cr} round trips/s, {cc} calls per 1000"
+        );
+        Goal::new("KMS calls: uncached / cached", uc / cc, Op::AtLeast, 50.0).print();
+        Goal::new("KMS round trips/s: cached / uncached", cr / ur, Op::AtLeast, 20.0).print();
+    }
+    println!("load average after: {}", load_average());
+    Ok(())
+}
+
+/// The Python ESDK's 1 KiB round trips per second (MPL raw AES keyring, suite 0x0478 as ours) for
+/// `sys.argv[1]` seconds, after 20 warm-up round trips.
+const PYTHON_ROUND_TRIPS: &str = r#"
+import sys, time
+import aws_encryption_sdk
+from aws_encryption_sdk.identifiers import CommitmentPolicy
+from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders
+from aws_cryptographic_material_providers.mpl import models as m
+from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
+mpl = AwsCryptographicMaterialProviders(config=MaterialProvidersConfig())
+keyring = mpl.create_raw_aes_keyring(input=m.CreateRawAesKeyringInput(
+    key_namespace="bench", key_name="key", wrapping_key=bytes([7] * 32),
+    wrapping_alg=m.AesWrappingAlg.ALG_AES256_GCM_IV12_TAG16))
+client = aws_encryption_sdk.EncryptionSDKClient(commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT)
+suite = aws_encryption_sdk.Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY
+data = bytes(i * 131 % 251 for i in range(1024))
+def once():
+    ct, _ = client.encrypt(source=data, keyring=keyring, algorithm=suite)
+    pt, _ = client.decrypt(source=ct, keyring=keyring)
+    assert pt == data
+for _ in range(20):
+    once()
+start, n = time.perf_counter(), 0
+while time.perf_counter() - start < float(sys.argv[1]):
+    once()
+    n += 1
+print(f"{n / (time.perf_counter() - start):.1f}")
+"#;
