@@ -65,6 +65,15 @@ const BENCHMARKS: &[Benchmark] = &[
                KMS_ENVELOPE_MOTO_ENDPOINT (else moto is started)",
         run: cache,
     },
+    Benchmark {
+        name: "batch",
+        what: "issue #26 (was scripts/batch-bench.sh): benches/batch.rs, the kms-envelope-batch binary under the \
+               Lambda emulator on moto; KMS calls per object with and without the cache (its own goal lines). \
+               BENCH_OBJECTS (1000), BENCH_ENVIRONMENTS (2), BENCH_PROFILE (bench; dev builds quicker), \
+               BENCH_CARGO_FLAGS (--no-default-features --features batch), KMS_ENVELOPE_MOTO_ENDPOINT, \
+               KMS_ENVELOPE_RIE",
+        run: batch,
+    },
 ];
 
 fn main() {
@@ -651,6 +660,38 @@ fn cache(env: &Env) -> Result<()> {
         );
         Goal::new("KMS calls: uncached / cached", uc / cc, Op::AtLeast, 50.0).print();
         Goal::new("KMS round trips/s: cached / uncached", cr / ur, Op::AtLeast, 20.0).print();
+    }
+    println!("load average after: {}", load_average());
+    Ok(())
+}
+
+/// Issue #26's S3 Batch Operations lines: benches/batch.rs prints them itself; the harness gives it moto
+/// and the Lambda Runtime Interface Emulator.
+fn batch(env: &Env) -> Result<()> {
+    let moto = Moto::start(env)?;
+    let rie = match std::env::var_os("KMS_ENVELOPE_RIE") {
+        Some(rie) => rie,
+        None => {
+            let out = Command::new(env.repo.join("scripts/rie.sh")).stderr(Stdio::inherit()).output()?;
+            if !out.status.success() {
+                return Err("cannot fetch the Lambda Runtime Interface Emulator (scripts/rie.sh)".into());
+            }
+            String::from_utf8(out.stdout)?.trim().into()
+        }
+    };
+    let profile = std::env::var("BENCH_PROFILE").unwrap_or_else(|_| "bench".into());
+    let flags = std::env::var("BENCH_CARGO_FLAGS").unwrap_or_else(|_| "--no-default-features --features batch".into());
+    println!("load average before: {}", load_average());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&env.repo)
+        .args(["bench", "--profile", &profile, "--bench", "batch"])
+        .args(flags.split_whitespace())
+        .env("KMS_ENVELOPE_MOTO_ENDPOINT", &moto.endpoint)
+        .env("KMS_ENVELOPE_RIE", rie)
+        .status()?;
+    if !status.success() {
+        return Err(format!("cargo bench --bench batch: {status}").into());
     }
     println!("load average after: {}", load_average());
     Ok(())
