@@ -3,7 +3,7 @@
 //! description of the commands it times, its peers and its goals.
 //!
 //! ```text
-//! cargo run -q --no-default-features --example bench -- NAME    goals, reencrypt, range; `--list`: what each times
+//! cargo run -q --no-default-features --example bench -- NAME    goals, reencrypt, range, cache, batch; `--list`
 //! ```
 //!
 //! It is an example rather than a `[[bench]]`: `cargo bench` would run it with every other bench, and it
