@@ -4,7 +4,7 @@
 //! differs or a tampered bundle is not refused cleanly.
 #![cfg(feature = "bundle")]
 
-#[path = "../src/bin/quickstart.rs"]
+#[path = "../../src/bin/quickstart.rs"]
 mod quickstart;
 
 #[test]
