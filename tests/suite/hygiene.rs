@@ -75,7 +75,7 @@ fn decrypted_files_are_0600_even_under_a_permissive_umask_alone() {
     assert_eq!(std::fs::read(&out).unwrap(), b"secret");
 }
 
-/// `format` and `crypto` are public only with feature `fuzzing`. The tests run with it (tests/handmade.rs
+/// `format` and `crypto` are public only with feature `fuzzing`. The tests run with it (tests/suite/handmade.rs
 /// needs it), so nothing else would notice a `pub mod` that lost its cfg and put the internals back under
 /// the semver promise, or a doc example, README block or CLI source that names them (it passes here and
 /// fails for a user, who builds without the feature).

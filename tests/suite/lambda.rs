@@ -207,7 +207,7 @@ fn example() -> Option<PathBuf> {
         Some(path)
     } else {
         common::missing(&format!(
-            "the lambda_cold_start example ({}; `cargo test --features lambda,s3` builds it, `--test lambda` \
+            "the lambda_cold_start example ({}; `cargo test --features lambda,s3` builds it, `--test suite` \
              alone does not)",
             path.display()
         ))
