@@ -5,9 +5,9 @@
 #![cfg(feature = "bundle")]
 
 #[path = "../../src/bin/quickstart.rs"]
-mod quickstart;
+mod quickstart_bin;
 
 #[test]
 fn the_readme_quickstart_runs_the_main_job() {
-    quickstart::main().expect("the quickstart's main job");
+    quickstart_bin::main().expect("the quickstart's main job");
 }
