@@ -28,7 +28,9 @@ FEATURE_SETS=(
 )
 # The integration tests are few binaries, each linked once per set (most link the AWS SDK): tests/suite/ (a
 # module per suite, every set), tests/full_set_only/ (below), and the tests with a global allocator of their
-# own (tests/freed_memory*.rs, tests/cache_freed_memory.rs). A new suite is a module of one of the two
+# own (tests/freed_memory*.rs, tests/cache_freed_memory.rs), and those that measure a child's peak RSS
+# (tests/memory.rs, tests/hostile_kms.rs: a child forked from the large suite process counts its resident
+# set in its own peak). A new suite is a module of one of the two
 # grouped binaries, not a new file in tests/.
 # Suites whose outcome does not depend on the feature set (oracles outside this crate, run through code that
 # every set compiles the same way) are modules of tests/full_set_only/: run once, in the full set (the first

@@ -138,7 +138,7 @@ fn a_4_mib_header_is_accepted_and_one_byte_more_refused() {
 
 /// No EDK limit by default, like the ESDK: a header with the format's maximum, 65,535 EDKs, decrypts. (The
 /// CLI and the Lambda decryptor apply `RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS`; `tests/suite/cli.rs` and
-/// `tests/suite/hostile_kms.rs` pin that one.)
+/// `tests/hostile_kms.rs` pin that one.)
 #[test]
 fn no_edk_limit_by_default_up_to_the_formats_65535() {
     let message = padded(vec![1; 65_534]);

@@ -1,4 +1,4 @@
-"""A hostile AWS KMS endpoint for tests/suite/hostile_kms.rs: HTTPS on loopback, with its own CA.
+"""A hostile AWS KMS endpoint for tests/hostile_kms.rs: HTTPS on loopback, with its own CA.
 
 It answers every Decrypt with a data key of its choosing and echoes the requested KeyId, which is all a
 forged endpoint needs to pass a client's response checks. It records every TCP connection it accepts (before

@@ -3,9 +3,10 @@
 //!
 //! One process runs them all, two at a time, so a test that changes process-wide state (the umask, a
 //! resource limit, a global `tracing` subscriber, or that counts the process's threads) runs its body in a
-//! process of its own (`common::in_own_process`); a global allocator needs a binary of its own
-//! (tests/freed_memory*.rs, tests/cache_freed_memory.rs). The suites that run in the full feature set only
-//! are tests/full_set_only/ (scripts/test.sh).
+//! process of its own (`common::in_own_process`). Binaries of their own: a global allocator
+//! (tests/freed_memory*.rs, tests/cache_freed_memory.rs), and a child's peak RSS (tests/memory.rs,
+//! tests/hostile_kms.rs: a child forked from this large process starts with its resident set counted in
+//! its own peak). The suites that run in the full feature set only are tests/full_set_only/ (scripts/test.sh).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -35,13 +36,11 @@ mod cli_reencrypt;
 // Hand-built messages (odd frame sizes, v1 headers, signatures) need the header writer and key derivation.
 #[cfg(feature = "fuzzing")]
 mod handmade;
-mod hostile_kms;
 mod hygiene;
 mod interop_python;
 mod interop_rsa;
 mod kms;
 mod lambda;
-mod memory;
 mod parallel;
 mod pending_file;
 mod plaintext_in_errors;

@@ -12,8 +12,9 @@
 //! with the same region does connect, and the CLI, told to use the endpoint, accepts its forged key.
 #![cfg(all(feature = "kms", feature = "cli", feature = "lambda"))]
 
-use crate::common;
-use crate::support;
+mod common;
+#[path = "common/kms.rs"]
+mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
