@@ -272,10 +272,10 @@ fn this_crates_multipart_upload_and_ranged_download_round_trip_through_the_model
     use kms_envelope::{DecryptOptions, EncryptOptions, OutputOptions};
     let model = started();
     let runtime = runtime();
-    let data = crate::plaintext(MIN_PART_SIZE * 2 + 4321, 6);
+    let data = super::plaintext(MIN_PART_SIZE * 2 + 4321, 6);
     let transfer = TransferOptions::new().part_size(MIN_PART_SIZE).concurrency(3);
     let object = S3Object::new(client(&model), BUCKET, "crate.esdk");
-    let (keyring, handle) = (crate::keyring(), runtime.handle().clone());
+    let (keyring, handle) = (super::keyring(), runtime.handle().clone());
     let uploaded = object
         .encrypt_from_blocking(handle.clone(), keyring.as_ref(), &EncryptOptions::new(), &transfer, &data[..])
         .unwrap();

@@ -4,11 +4,9 @@
 //! moto the moto tests print "SKIPPED: ..." (and fail under CI=true).
 #![cfg(feature = "batch")]
 
-mod common;
-#[path = "common/http.rs"]
-mod fake_http;
-#[path = "common/kms.rs"]
-mod support;
+use crate::common;
+use crate::fake_http;
+use crate::support;
 
 use std::collections::BTreeMap;
 

@@ -4,7 +4,7 @@
 //! and EDK field lengths. Every case must fail with an error (no panic), and the plaintext handed out
 //! before the error must be a prefix of the true plaintext made of whole verified frames.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::panic::{AssertUnwindSafe, catch_unwind};

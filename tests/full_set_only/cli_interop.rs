@@ -5,10 +5,9 @@
 //! Under CI=true a missing peer fails the run; otherwise the tests print "SKIPPED".
 #![cfg(feature = "cli")]
 
-mod common;
+use crate::common;
 #[cfg(feature = "kms")]
-#[path = "common/kms.rs"]
-mod support;
+use crate::support;
 
 #[path = "cli_parts/armor.rs"]
 mod armor;

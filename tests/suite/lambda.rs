@@ -4,13 +4,10 @@
 //! Without a peer a test prints "SKIPPED: ..." (and fails under CI=true).
 #![cfg(all(feature = "lambda", feature = "s3"))]
 
-mod common;
-#[path = "common/s3.rs"]
-mod fake_s3;
-#[path = "common/rie.rs"]
-mod rie;
-#[path = "common/kms.rs"]
-mod support;
+use crate::common;
+use crate::fake_s3;
+use crate::rie;
+use crate::support;
 
 use std::fs;
 use std::io::Write;
@@ -210,7 +207,7 @@ fn example() -> Option<PathBuf> {
         Some(path)
     } else {
         common::missing(&format!(
-            "the lambda_cold_start example ({}; `cargo test --features lambda,s3` builds it, `--test lambda` \
+            "the lambda_cold_start example ({}; `cargo test --features lambda,s3` builds it, `--test suite` \
              alone does not)",
             path.display()
         ))
@@ -1052,7 +1049,7 @@ impl Write for Captured {
 fn logs_at_trace_level_hold_spans_and_figures_but_no_secret() {
     // In a process of its own: tracing caches each call site's interest process-wide, so another test's
     // threads hitting "bundle ready" first can keep it from this test's (scoped) subscriber.
-    common::in_own_process("logs_at_trace_level_hold_spans_and_figures_but_no_secret", logs_at_trace_level);
+    common::in_own_process("lambda::logs_at_trace_level_hold_spans_and_figures_but_no_secret", logs_at_trace_level);
 }
 
 fn logs_at_trace_level() {

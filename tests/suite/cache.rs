@@ -3,9 +3,8 @@
 //! unit-tested in src/keyring/caching/tests.rs.
 #![cfg(feature = "kms")]
 
-mod common;
-#[path = "common/kms.rs"]
-mod support;
+use crate::common;
+use crate::support;
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;

@@ -9,15 +9,12 @@
 //! its command line, and what it leaves when the Extensions API misbehaves.
 #![cfg(feature = "extension")]
 
-mod common;
+use crate::common;
 #[path = "cli_parts/exec_wrapper.rs"]
 mod exec_wrapper;
-#[path = "common/http.rs"]
-mod fake_http;
-#[path = "common/s3.rs"]
-mod fake_s3;
-#[path = "common/kms.rs"]
-mod support;
+use crate::fake_http;
+use crate::fake_s3;
+use crate::support;
 
 use std::fs;
 use std::io::{Read, Write};

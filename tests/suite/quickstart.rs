@@ -4,10 +4,10 @@
 //! differs or a tampered bundle is not refused cleanly.
 #![cfg(feature = "bundle")]
 
-#[path = "../src/bin/quickstart.rs"]
-mod quickstart;
+#[path = "../../src/bin/quickstart.rs"]
+mod quickstart_bin;
 
 #[test]
 fn the_readme_quickstart_runs_the_main_job() {
-    quickstart::main().expect("the quickstart's main job");
+    quickstart_bin::main().expect("the quickstart's main job");
 }

@@ -55,7 +55,14 @@ fn debug_output_and_errors_carry_no_secret() {
 
 #[test]
 fn decrypted_files_are_0600_even_under_a_permissive_umask() {
-    // The only test in this binary that touches the umask, which is process-wide.
+    // In a process of its own: the umask is process-wide, and the other tests run beside this one.
+    crate::common::in_own_process(
+        "hygiene::decrypted_files_are_0600_even_under_a_permissive_umask",
+        decrypted_files_are_0600_even_under_a_permissive_umask_alone,
+    );
+}
+
+fn decrypted_files_are_0600_even_under_a_permissive_umask_alone() {
     let previous = rustix::process::umask(rustix::fs::Mode::empty());
     let dir = tempfile::tempdir().unwrap();
     let mut encryptor = Encryptor::new(&keyring(), &EncryptOptions::new(), Vec::new()).unwrap();
@@ -68,7 +75,7 @@ fn decrypted_files_are_0600_even_under_a_permissive_umask() {
     assert_eq!(std::fs::read(&out).unwrap(), b"secret");
 }
 
-/// `format` and `crypto` are public only with feature `fuzzing`. The tests run with it (tests/handmade.rs
+/// `format` and `crypto` are public only with feature `fuzzing`. The tests run with it (tests/suite/handmade.rs
 /// needs it), so nothing else would notice a `pub mod` that lost its cfg and put the internals back under
 /// the semver promise, or a doc example, README block or CLI source that names them (it passes here and
 /// fails for a user, who builds without the feature).

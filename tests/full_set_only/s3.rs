@@ -4,13 +4,11 @@
 //! Without moto a test prints "SKIPPED: ..." (and fails under CI=true).
 #![cfg(feature = "s3")]
 
-mod common;
-#[path = "common/http.rs"]
-mod fake_http;
-#[path = "common/s3model_tests.rs"]
+use crate::common;
+use crate::fake_http;
+#[path = "../common/s3model_tests.rs"]
 mod s3model_tests;
-#[path = "common/kms.rs"]
-mod support;
+use crate::support;
 
 use std::io::{self, Read};
 use std::path::Path;

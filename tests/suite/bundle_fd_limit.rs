@@ -1,6 +1,6 @@
 //! Unbundling under a tight descriptor limit: the unpacker holds its files unnamed (one descriptor each)
 //! until the message verified, and must name them early rather than fail when descriptors run short.
-//! Alone in its binary, because the limit applies to the whole process.
+//! In a process of its own, because the limit applies to the whole process.
 #![cfg(all(feature = "bundle", target_os = "linux"))]
 
 use std::fs;
@@ -12,6 +12,14 @@ use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 #[test]
 fn a_bundle_of_many_files_unpacks_under_a_64_descriptor_limit() {
+    // In a process of its own: the limit applies to the whole process.
+    crate::common::in_own_process(
+        "bundle_fd_limit::a_bundle_of_many_files_unpacks_under_a_64_descriptor_limit",
+        a_bundle_of_many_files_unpacks_under_a_64_descriptor_limit_alone,
+    );
+}
+
+fn a_bundle_of_many_files_unpacks_under_a_64_descriptor_limit_alone() {
     let keyring = RawAesKeyring::new("bundle", "key", &[0x77; 32]).unwrap();
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");

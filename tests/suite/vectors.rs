@@ -4,7 +4,7 @@
 //! keys are counted as unsupported offline and reported, never silently dropped. The Python ESDK's
 //! commitment vectors run with the data key they publish.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -3,7 +3,7 @@
 //! pipe, and `decrypt --help` about decrypt.
 #![cfg(feature = "cli")]
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Read;

@@ -2,7 +2,7 @@
 //! through our CLI; keys are generated at test time by Python's `cryptography`.
 #![cfg(all(feature = "rsa", feature = "cli"))]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

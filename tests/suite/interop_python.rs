@@ -1,10 +1,9 @@
 //! Interop with the official AWS Encryption SDK for Python (4.x, through tests/peers/esdk_peer.py), in both
 //! directions, with raw AES keys. Under CI=true a missing Python peer fails the run.
 
-mod common;
+use crate::common;
 #[cfg(all(feature = "kms", feature = "rsa"))]
-#[path = "common/kms.rs"]
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -3,11 +3,8 @@
 //! is re-encrypted in place. Without moto a test prints "SKIPPED: ..." (and fails under CI=true).
 #![cfg(feature = "s3")]
 
-mod common;
-#[path = "common/http.rs"]
-mod fake_http;
-#[path = "common/kms.rs"]
-mod support;
+use crate::fake_http;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

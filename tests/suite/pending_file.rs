@@ -33,9 +33,16 @@ fn entries(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
 }
 
-// One test, so that no other test's writeback thread is mistaken for this one's.
 #[test]
 fn writeback_syncs_in_the_background_and_stops_with_the_file() {
+    // In a process of its own, so that no other test's writeback thread is mistaken for this one's.
+    crate::common::in_own_process(
+        "pending_file::writeback_syncs_in_the_background_and_stops_with_the_file",
+        writeback_syncs_in_the_background_and_stops_with_the_file_alone,
+    );
+}
+
+fn writeback_syncs_in_the_background_and_stops_with_the_file_alone() {
     let dir = tempfile::tempdir().unwrap();
     let data: Vec<u8> = (0..WRITEBACK_EVERY as usize + (3 << 20)).map(|i| (i % 249) as u8).collect();
 

@@ -3,7 +3,7 @@
 //! bytes, never wrong ones; what cannot be verified by range is refused; a wrong key reads no frame.
 //! Messages from the Python ESDK and the official vectors decrypt by range too.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};

@@ -3,7 +3,7 @@
 //! `script` (util-linux); without it the test prints "SKIPPED" (and fails under CI=true).
 #![cfg(all(feature = "cli", unix))]
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Re-encryption (`reencrypt`, `reencrypt_path`): checked by the official vectors as sources and the Python
 //! ESDK as the reader of what comes out, which gets the new key alone.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,7 +1,7 @@
 //! The README's limits table, pinned: with the defaults a user gets (`DecryptOptions::new()`), a message
 //! exactly at each limit decrypts and one a byte (or a key) over it is refused with `LimitExceeded`. The
 //! non-framed body limit needs a non-framed message, which only the Python ESDK writes:
-//! `tests/interop_python.rs` pins it.
+//! `tests/suite/interop_python.rs` pins it.
 
 use kms_envelope::keyring::{DecryptionMaterials, EncryptionMaterials, KeyringFuture};
 use kms_envelope::{
@@ -137,7 +137,7 @@ fn a_4_mib_header_is_accepted_and_one_byte_more_refused() {
 }
 
 /// No EDK limit by default, like the ESDK: a header with the format's maximum, 65,535 EDKs, decrypts. (The
-/// CLI and the Lambda decryptor apply `RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS`; `tests/cli.rs` and
+/// CLI and the Lambda decryptor apply `RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS`; `tests/suite/cli.rs` and
 /// `tests/hostile_kms.rs` pin that one.)
 #[test]
 fn no_edk_limit_by_default_up_to_the_formats_65535() {

@@ -8,9 +8,7 @@
 //! sent to the wrong key with AccessDenied rather than IncorrectKeyException.
 #![cfg(feature = "kms")]
 
-mod common;
-#[path = "common/kms.rs"]
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -555,7 +553,7 @@ fn cold_process_decrypt() {
     std::fs::write(&path, encrypt(&moto.clients().keyring(&key).unwrap(), &options(), b"cold").unwrap()).unwrap();
     let started = Instant::now();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "cold_process_decrypt", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "kms::cold_process_decrypt", "--nocapture", "--test-threads=1"])
         .env("KMS_ENVELOPE_COLD_CHILD", &path)
         .env("KMS_ENVELOPE_COLD_KEY", &key)
         .env("AWS_ENDPOINT_URL_KMS", &moto.endpoint)

@@ -214,6 +214,14 @@ mod lambda {
 
     #[test]
     fn lambda_directory_bundle_that_is_not_a_bundle_quotes_nothing() {
+        // In a process of its own: the subscriber that captures the logs is process-wide.
+        crate::common::in_own_process(
+            "plaintext_in_errors::lambda::lambda_directory_bundle_that_is_not_a_bundle_quotes_nothing",
+            lambda_directory_bundle_that_is_not_a_bundle_quotes_nothing_alone,
+        );
+    }
+
+    fn lambda_directory_bundle_that_is_not_a_bundle_quotes_nothing_alone() {
         logs();
         let work = tempfile::tempdir().unwrap();
         let (package, root) = (work.path().join("package"), work.path().join("tmp"));
@@ -242,6 +250,14 @@ mod lambda {
 
     #[test]
     fn lambda_secrets_that_are_not_a_json_object_of_strings_quote_nothing() {
+        // In a process of its own: the subscriber that captures the logs is process-wide.
+        crate::common::in_own_process(
+            "plaintext_in_errors::lambda::lambda_secrets_that_are_not_a_json_object_of_strings_quote_nothing",
+            lambda_secrets_that_are_not_a_json_object_of_strings_quote_nothing_alone,
+        );
+    }
+
+    fn lambda_secrets_that_are_not_a_json_object_of_strings_quote_nothing_alone() {
         logs();
         let work = tempfile::tempdir().unwrap();
         let (package, root) = (work.path().join("package"), work.path().join("tmp"));

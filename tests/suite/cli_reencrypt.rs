@@ -2,10 +2,8 @@
 //! exit codes of a tampered source and a wrong key, and a move from a raw key to a KMS key (moto).
 #![cfg(feature = "cli")]
 
-mod common;
 #[cfg(feature = "kms")]
-#[path = "common/kms.rs"]
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;

@@ -3,7 +3,7 @@
 //! path: only whole verified frames before the damage, never anything after it, never the final frame of a
 //! signed message before the footer verified.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 
@@ -213,7 +213,10 @@ fn assert_workers_joined(before: Option<usize>, what: &str) {
 
 #[test]
 fn workers_start_past_the_threshold_and_streams_drop_cleanly() {
-    common::in_own_process("workers_start_past_the_threshold_and_streams_drop_cleanly", workers_and_clean_drops);
+    common::in_own_process(
+        "parallel::workers_start_past_the_threshold_and_streams_drop_cleanly",
+        workers_and_clean_drops,
+    );
 }
 
 fn workers_and_clean_drops() {

@@ -3,7 +3,7 @@
 //! print "SKIPPED" and fail under CI=true).
 #![cfg(feature = "cli")]
 
-mod common;
+use crate::common;
 #[path = "cli_parts/edit.rs"]
 mod edit;
 #[cfg(unix)]
@@ -12,8 +12,7 @@ mod exec;
 #[path = "cli_parts/git_textconv.rs"]
 mod git_textconv;
 #[cfg(feature = "kms")]
-#[path = "common/kms.rs"]
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};

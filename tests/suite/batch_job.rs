@@ -5,15 +5,10 @@
 //! Without moto, the emulator or the Python ESDK the test prints "SKIPPED: ..." (and fails under CI=true).
 #![cfg(feature = "batch")]
 
-mod common;
-#[path = "common/batch_job.rs"]
-mod engine;
-#[path = "common/http.rs"]
-mod fake_http;
-#[path = "common/rie.rs"]
-mod rie;
-#[path = "common/kms.rs"]
-mod support;
+use crate::common;
+use crate::engine;
+use crate::rie;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
