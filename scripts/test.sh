@@ -19,7 +19,7 @@ set -euo pipefail
 # Not --all-features: `fips` builds AWS-LC's FIPS module, which needs CMake and Go on the machine.
 FULL_FEATURES="cli,kms,lambda,s3,async,rsa,extension,batch"
 # Every set adds `fuzzing`, which makes the format's internals public for the tests that build messages by
-# hand (tests/handmade.rs) and the doc examples on those internals; clippy and doc below run without it, as
+# hand (tests/suite/handmade.rs) and the doc examples on those internals; clippy and doc below run without it, as
 # a user builds.
 FEATURE_SETS=(
   "--features $FULL_FEATURES,fuzzing"
@@ -153,7 +153,7 @@ if ((run_lint)); then
   cargo fmt --all -- --check
   header "lint: cargo clippy --all-targets --features $FULL_FEATURES -- -D warnings"
   cargo clippy --all-targets --features "$FULL_FEATURES" -- -D warnings
-  # With `fuzzing`, so that the targets that need the internals (tests/handmade.rs, benches/small.rs) are
+  # With `fuzzing`, so that the targets that need the internals (tests/suite/handmade.rs, benches/small.rs) are
   # linted too; the full set above and the quickstart below lint the library as users build it.
   header "lint: cargo clippy (raw keys only, RustCrypto backend, fuzzing) -- -D warnings"
   cargo clippy --all-targets --no-default-features --features cli,bundle,async,fuzzing -- -D warnings
@@ -273,7 +273,7 @@ export AWS_EC2_METADATA_DISABLED=true
 export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
 echo "proptest seed: $PROPTEST_RNG_SEED (rerun with PROPTEST_RNG_SEED=$PROPTEST_RNG_SEED to reproduce)"
 
-# The Lambda Runtime Interface Emulator for tests/lambda.rs: fetched once into .venv/rie/ (from the
+# The Lambda Runtime Interface Emulator for tests/suite/lambda.rs: fetched once into .venv/rie/ (from the
 # aws-sam-cli wheel on PyPI), found there on later runs.
 KMS_ENVELOPE_RIE="$(scripts/rie.sh)" || die "cannot fetch the Lambda Runtime Interface Emulator (scripts/rie.sh)"
 export KMS_ENVELOPE_RIE

@@ -12,7 +12,7 @@
 //! executable under `/opt/extensions` is started and must call `/extension/register`. The conservative
 //! reading, which this binary follows: do all the work before `register`, so that no runtime or function
 //! code can start before the files are in place. The Runtime Interface Emulator behaves so:
-//! tests/extension.rs serves a bundle from an S3 that stalls halfway for 1.5 s and checks that the
+//! tests/full_set_only/extension.rs serves a bundle from an S3 that stalls halfway for 1.5 s and checks that the
 //! function's module-level code still finds its file. Init counts against the Init phase's limit (10 s on demand),
 //! in which a 100 MiB bundle takes about 0.1 s to decrypt.
 //!
