@@ -4,13 +4,15 @@
 #![cfg(feature = "cli")]
 
 mod common;
+#[path = "cli_parts/completions.rs"]
+mod completions;
 #[path = "cli_parts/edit.rs"]
 mod edit;
-#[path = "cli_parts/git_textconv.rs"]
-mod git_textconv;
 #[cfg(unix)]
 #[path = "cli_parts/exec.rs"]
 mod exec;
+#[path = "cli_parts/git_textconv.rs"]
+mod git_textconv;
 #[cfg(feature = "kms")]
 #[path = "common/kms.rs"]
 mod support;
