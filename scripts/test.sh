@@ -145,6 +145,23 @@ check_prerequisites() {
 BASE_PY="${KMS_ENVELOPE_BASE_PYTHON:-python3}"
 check_prerequisites
 
+# zsh and fish, which the completion scripts' parse test runs (tests/suite/cli_parts/completions.rs; bash,
+# git and groff are in the base image): installed from Debian's packages when missing and this run may
+# (root with apt-get); otherwise that test says what is missing, and fails under CI=true.
+install_test_shells() {
+  local missing=() sh
+  for sh in zsh fish; do command -v "$sh" >/dev/null 2>&1 || missing+=("$sh"); done
+  ((${#missing[@]})) || return 0
+  if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    echo "installing ${missing[*]} for the completion tests (apt-get)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+      >/dev/null 2>&1 || echo "test.sh: could not install ${missing[*]} (the completion test will say so)" >&2
+  else
+    echo "test.sh: ${missing[*]} missing and not installable here (not root with apt-get): the completion test will say so" >&2
+  fi
+}
+((run_tests)) && install_test_shells
+
 # ---------------------------------------------------------------------------------------------- lint
 # Before the tests because it is cheap next to them and its failures are the commonest.
 if ((run_lint)); then

@@ -245,6 +245,17 @@ pub enum Command {
     /// no file is written, and COMMAND's signals, exit status and stdio are its own.
     #[command(after_help = super::exec::help())]
     Exec(ExecArgs),
+    /// Print the completion script for SHELL on stdout (the README's Install section says where it goes).
+    Completions(CompletionsArgs),
+    /// Print the man page, kms-envelope(1), on stdout as roff (every subcommand, its options and notes).
+    Man,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// The "Keys:" and editor paragraphs of `edit --help`.
@@ -1017,7 +1028,7 @@ impl Command {
             Command::Edit(a) => Some(&a.s3),
             Command::Bundle(a) => Some(&a.s3),
             Command::Unbundle(a) => Some(&a.s3),
-            Command::Inspect(_) | Command::Exec(_) => None,
+            Command::Inspect(_) | Command::Exec(_) | Command::Completions(_) | Command::Man => None,
         }
     }
 }
@@ -1025,8 +1036,8 @@ impl Command {
 impl Cli {
     /// Parses the process arguments (exiting with status 2 on a usage error) and records key order.
     pub fn parse_with_order() -> Self {
-        use clap::{CommandFactory, FromArgMatches};
-        let matches = with_decrypt_help(Self::command()).try_get_matches().unwrap_or_else(|e| exit_escaped(&e));
+        use clap::FromArgMatches;
+        let matches = Self::definition().try_get_matches().unwrap_or_else(|e| exit_escaped(&e));
         let mut cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| exit_escaped(&e));
         if let Some((_, sub)) = matches.subcommand() {
             match &mut cli.command {
@@ -1040,10 +1051,18 @@ impl Cli {
                     a.new_keys.record_order(sub);
                 }
                 Command::Exec(a) => a.keys.record_order(sub),
-                Command::Inspect(_) => {}
+                Command::Inspect(_) | Command::Completions(_) | Command::Man => {}
             }
         }
         cli
+    }
+}
+
+impl Cli {
+    /// The command line's definition, as it parses and as `--help`, the completions and the man page show it.
+    pub fn definition() -> clap::Command {
+        use clap::CommandFactory;
+        with_decrypt_help(Self::command())
     }
 }
 

@@ -80,6 +80,10 @@ impl EncryptionContext {
     }
 
     /// Fails if a caller-supplied key uses the reserved `aws-crypto-` prefix.
+    ///
+    /// Not part of the API's promises (see the crate docs, "API promises"): for the crate's own tests and
+    /// the fuzz targets, which build and take apart headers by hand.
+    #[doc(hidden)]
     pub fn check_no_reserved_keys(&self) -> Result<()> {
         match self.0.keys().find(|k| k.starts_with(RESERVED_PREFIX)) {
             Some(key) => {
@@ -90,7 +94,13 @@ impl EncryptionContext {
     }
 
     /// The canonical serialization without the u16 length prefix: empty for an empty context, otherwise
-    /// u16 count then (u16 len, key, u16 len, value) per pair. Fails when it would not fit the header.
+    /// u16 count then (u16 len, key, u16 len, value) per pair: the bytes a keyring binds as AAD (the raw AES
+    /// keyring authenticates its wrapped data key with them), and which every ESDK computes the same way.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EncryptionContext`] when the context would not fit a header: more than 65535 pairs, a key
+    /// or value over 65535 bytes, or more than 65535 bytes in all.
     pub fn serialize(&self) -> Result<Vec<u8>> {
         if self.0.is_empty() {
             return Ok(Vec::new());
@@ -116,6 +126,10 @@ impl EncryptionContext {
 
     /// Parses the AAD-section payload (the bytes after the u16 length). `offset` is where `bytes` start in the
     /// message, for error messages. Accepts `00 00` (count 0) as empty, as the official implementation does.
+    ///
+    /// Not part of the API's promises (see the crate docs, "API promises"): for the crate's own tests and
+    /// the fuzz targets, which build and take apart headers by hand.
+    #[doc(hidden)]
     pub fn parse(bytes: &[u8], offset: u64) -> Result<Self> {
         let mut map = BTreeMap::new();
         if bytes.is_empty() {

@@ -45,6 +45,10 @@ pub struct MessageId {
 
 impl MessageId {
     /// A fresh random id of the length `format` uses.
+    ///
+    /// Not part of the API's promises (see the crate docs, "API promises"): for the crate's own tests and
+    /// the fuzz targets, which build and take apart headers by hand.
+    #[doc(hidden)]
     pub fn random(format: MessageFormat) -> Self {
         let mut bytes = [0u8; 32];
         let len = format.message_id_len();
@@ -53,6 +57,10 @@ impl MessageId {
     }
 
     /// An id from its bytes: 16 (v1) or 32 (v2) of them.
+    ///
+    /// Not part of the API's promises (see the crate docs, "API promises"): for the crate's own tests and
+    /// the fuzz targets, which build and take apart headers by hand.
+    #[doc(hidden)]
     pub fn from_bytes(slice: &[u8]) -> Option<Self> {
         if slice.len() != 16 && slice.len() != 32 {
             return None;

@@ -118,6 +118,10 @@ suites! {
 
 impl AlgorithmSuite {
     /// The suite with this id, if it is an ESDK suite.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedSuite`] for any other id.
     pub fn from_id(id: u16) -> Result<AlgorithmSuite> {
         Self::ALL.iter().copied().find(|s| s.id == id).ok_or(Error::UnsupportedSuite(id))
     }
@@ -201,6 +205,11 @@ impl CommitmentPolicy {
     }
 
     /// Fails unless this policy allows encrypting with `suite`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CommitmentPolicy`] for a suite without key commitment under the two `require-encrypt`
+    /// policies, and for a committing suite under `forbid-encrypt-allow-decrypt`.
     pub fn check_encrypt(self, suite: AlgorithmSuite) -> Result<()> {
         let allowed = match self {
             CommitmentPolicy::ForbidEncryptAllowDecrypt => !suite.is_committing(),
@@ -217,6 +226,11 @@ impl CommitmentPolicy {
     }
 
     /// Fails unless this policy allows decrypting a message of `suite`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CommitmentPolicy`] for a suite without key commitment under
+    /// `require-encrypt-require-decrypt`.
     pub fn check_decrypt(self, suite: AlgorithmSuite) -> Result<()> {
         if self == CommitmentPolicy::RequireEncryptRequireDecrypt && !suite.is_committing() {
             return Err(Error::CommitmentPolicy(format!(

@@ -48,6 +48,10 @@ impl std::fmt::Debug for RawAesKeyring {
 impl RawAesKeyring {
     /// A keyring for `wrapping_key` (16, 24 or 32 bytes), known to decryptors as `namespace` and `name`.
     /// The namespace may not start with `aws-kms`, which is reserved for KMS keyrings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a wrapping key of another length or a reserved namespace.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>, wrapping_key: &[u8]) -> Result<Self> {
         let namespace = namespace.into();
         let name = name.into();

@@ -98,6 +98,15 @@ impl<R: Read> std::fmt::Debug for Decryptor<R> {
 
 impl<R: Read> Decryptor<R> {
     /// Reads and authenticates the header with `keyring`, ready to decrypt the body.
+    ///
+    /// # Errors
+    ///
+    /// A malformed, truncated or oversized header ([`Error::Malformed`], [`Error::Truncated`],
+    /// [`Error::LimitExceeded`]), a suite the options refuse ([`Error::CommitmentPolicy`],
+    /// [`Error::SignedMessageRefused`], [`Error::UnsupportedSuite`]), a context that does not match
+    /// ([`Error::ContextMismatch`]), no keyring able to unwrap a data key ([`Error::NoDataKeyDecrypted`]),
+    /// a header that fails to authenticate ([`Error::HeaderAuthentication`], [`Error::CommitmentMismatch`]),
+    /// or [`Error::Io`] from `input`.
     pub fn new(keyring: &dyn Keyring, options: &DecryptOptions, mut input: R) -> Result<Self> {
         let header = HeaderDecoder::read_from(options.limits, &mut input)?;
         let opened = block_on(open_header(keyring, options, &header))?;
@@ -106,6 +115,10 @@ impl<R: Read> Decryptor<R> {
 
     /// Like [`new`](Self::new), for async callers whose keyring (KMS) must run on their runtime. The input
     /// is still a blocking `Read`.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
     pub async fn new_async(keyring: &dyn Keyring, options: &DecryptOptions, mut input: R) -> Result<Self> {
         let header = HeaderDecoder::read_from(options.limits, &mut input)?;
         let opened = open_header(keyring, options, &header).await?;
@@ -167,6 +180,11 @@ impl<R: Read> Decryptor<R> {
 
     /// Reads the whole plaintext into a vector (which is not zeroized; prefer `read` into your own buffer
     /// for secrets) and returns it after every check passed.
+    ///
+    /// # Errors
+    ///
+    /// Any error of the body: a frame or signature that fails to verify ([`Error::FrameAuthentication`],
+    /// [`Error::SignatureVerification`]), a malformed or truncated body, trailing data, or [`Error::Io`].
     pub fn read_all(mut self) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         self.read_to_end(&mut out).map_err(Error::from_io)?;
@@ -349,6 +367,15 @@ impl<R: Read> Decryptor<R> {
     ///
     /// On an error, what was written before it is exactly the plaintext of the frames before the damage,
     /// as with `read`: discard it (or use [`decrypt_to_path`](crate::decrypt_to_path)).
+    ///
+    /// # Errors
+    ///
+    /// As [`read_all`](Self::read_all) (the crate's [`Error`] inside the `io::Error`), and any error of
+    /// `output`.
+    ///
+    /// # Panics
+    ///
+    /// Never: the `expect` states that released bytes always lie in the frame job being released.
     pub fn write_to<W: Write>(&mut self, mut output: W) -> io::Result<u64> {
         let mut total = 0;
         while let Some(range) = self.releasable_bytes()? {

@@ -70,6 +70,12 @@ impl<W: Write> std::fmt::Debug for Encryptor<W> {
 
 impl<W: Write> Encryptor<W> {
     /// Asks `keyring` for a data key, writes the header to `output` and returns the encryptor.
+    ///
+    /// # Errors
+    ///
+    /// What the keyring returns when it cannot produce a data key (for KMS, [`Error::Keyring`] with the
+    /// call's [`Reason`](crate::Reason)); [`Error::CommitmentPolicy`], [`Error::EncryptionContext`] or
+    /// [`Error::Config`] for options that cannot make a message; [`Error::Io`] when writing the header fails.
     pub fn new(keyring: &dyn Keyring, options: &EncryptOptions, output: W) -> Result<Self> {
         let prepared = block_on(prepare_encrypt(keyring, options, options.max_plaintext_length))?;
         Self::with_prepared(prepared, options, output)
@@ -77,6 +83,10 @@ impl<W: Write> Encryptor<W> {
 
     /// Like [`new`](Self::new), for async callers whose keyring (KMS) must run on their runtime. The
     /// output is still a blocking `Write`.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
     pub async fn new_async(keyring: &dyn Keyring, options: &EncryptOptions, output: W) -> Result<Self> {
         let prepared = prepare_encrypt(keyring, options, options.max_plaintext_length).await?;
         Self::with_prepared(prepared, options, output)
@@ -176,7 +186,10 @@ impl<W: Write> Encryptor<W> {
     /// into this encryptor does, without the intermediate buffer and its copy. Returns the number of bytes
     /// read. The message still needs [`finish`](Self::finish).
     ///
+    /// # Errors
+    ///
     /// An error may come from `input` or from the output; bytes read before it are part of the message.
+    /// After an error the encryptor is unusable: later calls and [`finish`](Self::finish) fail.
     pub fn copy_from<R: Read>(&mut self, mut input: R) -> io::Result<u64> {
         self.check_usable()?;
         let mut total = 0u64;
@@ -249,6 +262,11 @@ impl<W: Write> Encryptor<W> {
     }
 
     /// Writes the final frame and, for signed suites, the footer; flushes and returns the output.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when writing or flushing the output fails; [`Error::Config`] when an earlier write
+    /// failed (the message cannot be completed).
     pub fn finish(mut self) -> Result<W> {
         self.check_usable()?;
         // An exact multiple of the frame length ends with an empty final frame, as the Python ESDK writes:

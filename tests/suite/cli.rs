@@ -4,6 +4,8 @@
 #![cfg(feature = "cli")]
 
 use crate::common;
+#[path = "cli_parts/completions.rs"]
+mod completions;
 #[path = "cli_parts/edit.rs"]
 mod edit;
 #[cfg(unix)]
