@@ -70,8 +70,8 @@
 pub mod bundle;
 // The message format's internals are public only for the crates that test them (see above): what a user
 // needs from them is re-exported below.
-#[cfg(feature = "fuzzing")]
 #[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // outside the promises: `fuzzing` only
+#[cfg(feature = "fuzzing")]
 pub mod crypto;
 #[cfg(not(feature = "fuzzing"))]
 pub(crate) mod crypto;
@@ -79,8 +79,8 @@ pub(crate) mod crypto;
 pub mod environment;
 mod error;
 pub mod escape;
-#[cfg(feature = "fuzzing")]
 #[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // outside the promises: `fuzzing` only
+#[cfg(feature = "fuzzing")]
 pub mod format;
 #[cfg(not(feature = "fuzzing"))]
 pub(crate) mod format;
