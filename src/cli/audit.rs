@@ -16,8 +16,8 @@ use kms_envelope::{AlgorithmSuite, ContentType, Header, MessageFormat};
 
 use super::args::MetadataArgs;
 use super::exit::{Code, Failure};
-use super::location::Location;
 use super::inspect::{json_str, key_id};
+use super::location::Location;
 use kms_envelope::escape::escaped;
 
 /// What was done to the message, as the record's `mode` says it.
