@@ -27,7 +27,7 @@ SEMVER_ROOT="$CACHE/cargo-semver-checks-$CARGO_SEMVER_CHECKS_VERSION"
 case "${1:-}" in
   --bin-dir) echo "$SEMVER_ROOT/bin"; exit 0 ;;
   "") ;;
-  -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "install-tools.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
 esac
 
