@@ -279,8 +279,8 @@ impl EnvConfig {
     /// `source=destination`, a source that is not a path or `s3://bucket/key`, a context that is neither
     /// `k=v` pairs nor a JSON object of strings, a relative root, an EDK limit outside 1 to 65,535, an
     /// account that is not twelve digits, a region or grant token KMS would refuse, an S3 part size or
-    /// concurrency out of range), when nothing is to be decrypted, or when not exactly one key source
-    /// (key ARNs, discovery, an RSA key ARN) is set.
+    /// concurrency out of range), when nothing is to be decrypted, when not exactly one key source (key
+    /// ARNs, discovery, an RSA key ARN) is set, or when regions are named without discovery.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let bundles = parse_bundles(&lookup(BUNDLES_VAR).unwrap_or_default())?;
         let secrets = match lookup(SECRETS_VAR).as_deref().map(str::trim) {

@@ -316,7 +316,7 @@ impl ColdStart {
     ///
     /// The first bundle's failure, once every bundle's task ended: [`Error::Config`] when a destination
     /// is not a plain path inside the root or two destinations overlap (before anything is read), or a
-    /// source is in S3 without an S3 client or the `s3` feature; [`Error::UnsafeDestination`] when the root
+    /// source is in S3 in a build without the `s3` feature; [`Error::UnsafeDestination`] when the root
     /// or a directory on the way to a destination is not this user's alone, or a link; [`Error::Io`] when
     /// a source is not found or reading or writing fails; and the message's own decryption errors.
     pub async fn run(&self) -> Result<&[Landed]> {
