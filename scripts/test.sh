@@ -45,6 +45,7 @@ FULL_SET_ONLY_TESTS=(full_set_only)
 # flags a stage over it; a change that pushes a stage past its budget must make room elsewhere.
 declare -A BUDGET=(
   [lint]=270         # fmt, clippy x3, README snippets, doc, the fuzz crate's lint (mostly the clippy builds)
+  [semver]=360       # cargo semver-checks vs SEMVER_BASELINE_REV: rustdoc JSON of both revisions (PROVISIONAL, unmeasured)
   [venvs]=60         # python venvs (rebuilt only when requirements change)
   [moto]=10          # moto start
   [fuzz]=240         # cargo-fuzz build + 8 targets x 30 s, two at a time, + replay
@@ -166,6 +167,18 @@ install_test_shells() {
 }
 ((run_tests)) && install_test_shells
 
+# ---------------------------------------------------------------------------------------------- tools
+# The cargo tools lint needs (cargo-semver-checks), from a cache outside the repository, installed only
+# when missing (scripts/install-tools.sh): a one-time cost per machine, so its time is printed but kept
+# out of the run's total and of every budget. Failing to install fails the run.
+if ((run_lint)); then
+  t0=$EPOCHREALTIME
+  header "tools: scripts/install-tools.sh (one-time; outside the budgets)"
+  scripts/install-tools.sh || die "scripts/install-tools.sh failed: the semver stage needs cargo-semver-checks"
+  stage_time "tools (one-time install, not in the total)" "$t0"
+  RUN_START=$(awk -v a="$RUN_START" -v b="$t0" -v c="$EPOCHREALTIME" 'BEGIN { printf "%.6f", a + (c - b) }')
+fi
+
 # ---------------------------------------------------------------------------------------------- lint
 # Before the tests because it is cheap next to them and its failures are the commonest.
 if ((run_lint)); then
@@ -191,6 +204,16 @@ if ((run_lint)); then
   header "lint: the fuzz crate (cargo fmt --check, cargo clippy --all-targets -D warnings)"
   (cd fuzz && cargo fmt -- --check && cargo clippy -q --all-targets -- -D warnings)
   stage_time "lint" "$t0" lint
+  # The public API against SEMVER_BASELINE_REV, the git revision whose API was promised (the crate is
+  # unpublished; move it forward when a version is released; the promises: src/lib.rs, "API promises").
+  # The full feature set without `fuzzing`, which makes internals public outside the promises (the tool's
+  # default would also turn on `fips`, which needs CMake and Go). A breaking change fails the run.
+  SEMVER_BASELINE_REV=b56385f111df173f9f3a429f3ff4acbea7e10c3f
+  t0=$EPOCHREALTIME
+  header "semver: cargo semver-checks --baseline-rev $SEMVER_BASELINE_REV --features $FULL_FEATURES"
+  PATH="$(scripts/install-tools.sh --bin-dir):$PATH" cargo semver-checks --baseline-rev "$SEMVER_BASELINE_REV" \
+    --only-explicit-features --features "$FULL_FEATURES"
+  stage_time "semver (cargo-semver-checks)" "$t0" semver
 fi
 ((run_tests)) || exit 0
 

@@ -43,6 +43,11 @@ fn bundle_error(what: impl Into<String>) -> Error {
 }
 
 /// Writes `dir` as a tar stream to `out`.
+///
+/// # Errors
+///
+/// [`Error::Bundle`] when `dir` is not a directory or holds a symlink or special file; [`Error::Io`] when
+/// reading `dir` or writing `out` fails.
 pub fn pack_directory(dir: &Path, out: impl Write) -> Result<BundleSummary> {
     let meta = fs::symlink_metadata(dir)?;
     if !meta.is_dir() {
@@ -298,6 +303,13 @@ fn reader_error(state: &RefCell<ReadState>, _quotes_plaintext: io::Error) -> Err
 /// Unpacks a tar stream into `root`, an empty directory this process created. On Linux the files get
 /// their names only once `input` reached its end (for a [`Decryptor`], once the whole message verified),
 /// up to 128 at a time.
+///
+/// # Errors
+///
+/// [`Error::Bundle`] when the stream is not a tar archive (the message names a byte offset, never the
+/// bytes), an entry leaves `root` (`..`, an absolute path) or appears twice, an entry is neither a regular
+/// file nor a directory, or non-zero data follows the end of the archive; the error `input` itself raised
+/// (for a [`Decryptor`], its authentication or format error); [`Error::Io`] when writing under `root` fails.
 pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
     let state = Rc::new(RefCell::new(ReadState::default()));
     let mut archive = tar::Archive::new(TrackedReader { inner: input, state: state.clone() });
@@ -492,6 +504,14 @@ fn check_directory_destination(destination: &Path, overwrite: bool) -> Result<()
 
 /// Unpacks the bundle a decryptor (header already authenticated) yields into `destination`, staged and
 /// renamed into place only once the decryptor reached the verified end of the message.
+///
+/// # Errors
+///
+/// [`Error::Bundle`] when `destination` exists and is not a directory, or as [`unpack_into`] says;
+/// [`Error::Io`] of kind `AlreadyExists` when `destination` exists and `output` does not allow overwriting,
+/// and any other I/O error while staging or renaming; [`Error::Truncated`] when the tar archive ended but the
+/// message did not; the decryptor's own errors ([`Error::FrameAuthentication`], [`Error::Truncated`],
+/// [`Error::SignatureVerification`], ...).
 pub fn unpack_verified<R: Read>(
     mut decryptor: Decryptor<R>,
     destination: &Path,

@@ -66,7 +66,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "bundle")]
-#[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // `# Errors` to write: issue #30 part 4
 pub mod bundle;
 // The message format's internals are public only for the crates that test them (see above): what a user
 // needs from them is re-exported below.
@@ -86,10 +85,8 @@ pub mod format;
 pub(crate) mod format;
 pub mod keyring;
 #[cfg(feature = "lambda")]
-#[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // `# Errors` to write: issue #30 part 4
 pub mod lambda;
 #[cfg(feature = "s3")]
-#[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // `# Errors` to write: issue #30 part 4
 pub mod s3;
 pub mod stream;
 

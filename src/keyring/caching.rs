@@ -395,6 +395,11 @@ impl<K> std::fmt::Debug for CachingKeyring<K> {
 impl<K: Keyring> CachingKeyring<K> {
     /// Caches `inner`'s data keys in `cache` under `limits`, in a partition of its own (a random id), so
     /// that no other caching keyring sharing `cache` uses its entries.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `limits` are out of range: a zero max age, max messages outside 1 to
+    /// [`MAX_MESSAGES_PER_KEY`], or max bytes above [`MAX_BYTES_PER_KEY`].
     pub fn new(inner: K, cache: Arc<MaterialsCache>, limits: CacheLimits) -> Result<Self> {
         limits.check()?;
         let mut random = [0u8; 16];

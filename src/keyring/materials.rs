@@ -58,7 +58,12 @@ impl EncryptionMaterials {
         self.data_key.as_ref()
     }
 
-    /// Sets the data key. Fails if one is set or the length does not fit the suite.
+    /// Sets the data key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Keyring`] when a data key is already set, or when `key`'s length is not the suite's key
+    /// length.
     pub fn set_data_key(&mut self, key: DataKey) -> Result<()> {
         if self.data_key.is_some() {
             return Err(Error::Keyring("a data key was already generated".into()));
@@ -118,7 +123,12 @@ impl DecryptionMaterials {
         self.data_key.as_ref()
     }
 
-    /// Sets the recovered data key. Fails if one is set or the length does not fit the suite.
+    /// Sets the recovered data key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Keyring`] when a data key is already set, or when `key`'s length is not the suite's key
+    /// length.
     pub fn set_data_key(&mut self, key: DataKey) -> Result<()> {
         if self.data_key.is_some() {
             return Err(Error::Keyring("the data key was already decrypted".into()));
@@ -130,6 +140,10 @@ impl DecryptionMaterials {
 
     /// Fails if a data key is already set: a keyring's `on_decrypt` starts with this, since the
     /// specification forbids decrypting into materials that already hold a key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Keyring`] when a data key is already set.
     pub fn require_no_data_key(&self) -> Result<()> {
         match self.data_key {
             Some(_) => Err(Error::Keyring("decryption materials already hold a data key".into())),

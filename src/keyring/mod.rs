@@ -5,16 +5,12 @@
 //! Keyring calls are `async`, because KMS calls are; the blocking stream API drives them with
 //! [`block_on`], which needs no runtime for local keyrings.
 
-#[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // `# Errors` to write: issue #30 part 4
 pub mod caching;
-#[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // `# Errors` to write: issue #30 part 4
 pub mod kms;
-#[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // `# Errors` to write: issue #30 part 4
 mod materials;
 pub mod multi;
 pub mod raw_aes;
 #[cfg(feature = "rsa")]
-#[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // `# Errors` to write: issue #30 part 4
 pub mod raw_rsa;
 
 use std::future::Future;

@@ -72,6 +72,12 @@ impl RawRsaKeyring {
     /// An encrypt-only keyring for a public key in PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`), of 2048 bits
     /// or more, and an OAEP padding ([`Error::DecryptOnlyRsaPadding`] for PKCS #1 v1.5). The namespace may
     /// not start with `aws-kms`, which is reserved for KMS keyrings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DecryptOnlyRsaPadding`] for [`RsaPadding::Pkcs1V15`]; [`Error::Config`] when `pem` is not a
+    /// PEM public key of one of those two labels, the key is not RSA or is under 2048 bits, the namespace
+    /// starts with `aws-kms`, or the namespace or name is longer than 65,535 bytes.
     pub fn from_public_key_pem(
         namespace: impl Into<String>,
         name: impl Into<String>,
@@ -86,6 +92,12 @@ impl RawRsaKeyring {
 
     /// A keyring for a private key in PEM (`PRIVATE KEY` or `RSA PRIVATE KEY`), of 2048 bits or more: it
     /// decrypts, and encrypts with the key's public half (OAEP only: PKCS #1 v1.5 is decrypt-only).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `pem` is not a PEM private key of one of those two labels (an `ENCRYPTED
+    /// PRIVATE KEY` included), the key is not RSA or is under 2048 bits, AWS-LC refuses it for PKCS #1 v1.5
+    /// decryption, the namespace starts with `aws-kms`, or the namespace or name is longer than 65,535 bytes.
     pub fn from_private_key_pem(
         namespace: impl Into<String>,
         name: impl Into<String>,

@@ -217,6 +217,10 @@ fn parse_regions(value: Option<&str>, keys: &mut KmsKeys) -> Result<()> {
 
 /// The value of [`GRANT_TOKENS_VAR`] (comma-separated), checked as KMS would check the tokens; an error
 /// names the variable and a token by its position only. The batch function reads it too.
+///
+/// # Errors
+///
+/// [`Error::Config`] naming [`GRANT_TOKENS_VAR`], as [`check_grant_tokens`] refuses the tokens.
 pub fn parse_grant_tokens(value: Option<&str>) -> Result<GrantTokens> {
     let tokens: Vec<String> = list(value.unwrap_or_default()).map(str::to_owned).collect();
     from_variable(GRANT_TOKENS_VAR, check_grant_tokens(&tokens))?;
@@ -259,11 +263,24 @@ fn parse_keys(arns: Option<&str>, discovery: Option<&str>, accounts: Option<&str
 
 impl EnvConfig {
     /// Reads the configuration from the process environment.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_lookup`](Self::from_lookup).
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Reads the configuration through `lookup` (a variable's value, or `None` if unset).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], naming the variable, when a value does not parse (a bundle that is not
+    /// `source=destination`, a source that is not a path or `s3://bucket/key`, a context that is neither
+    /// `k=v` pairs nor a JSON object of strings, a relative root, an EDK limit outside 1 to 65,535, an
+    /// account that is not twelve digits, a region or grant token KMS would refuse, an S3 part size or
+    /// concurrency out of range), when nothing is to be decrypted, when not exactly one key source (key
+    /// ARNs, discovery, an RSA key ARN) is set, or when regions are named without discovery.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let bundles = parse_bundles(&lookup(BUNDLES_VAR).unwrap_or_default())?;
         let secrets = match lookup(SECRETS_VAR).as_deref().map(str::trim) {
@@ -335,6 +352,12 @@ impl EnvConfig {
     }
 
     /// The keyring for [`keys`](Self::keys), from `kms`, sending [`grant_tokens`](Self::grant_tokens).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], naming the variable, when [`KmsClients`] refuses a key ARN or region, two key ARNs
+    /// are replicas of one multi-Region key, discovery has no region (none named and none configured), or
+    /// an RSA key is configured in a build without the `rsa` feature.
     pub fn keyring(&self, kms: &KmsClients) -> Result<Arc<dyn Keyring>> {
         let kms = &kms.clone().with_grant_tokens(self.grant_tokens.0.iter().cloned());
         Ok(match &self.keys {
@@ -389,6 +412,11 @@ impl ColdStart {
     /// A cold start configured entirely by environment variables (see [`EnvConfig`] and the table in the
     /// [module docs](crate::lambda::env)), with KMS (and S3) clients from the standard AWS environment and
     /// the cold start's timeouts ([`load_aws_config`](super::load_aws_config)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], as [`EnvConfig::from_env`] and [`EnvConfig::keyring`] say. No KMS or S3 call is
+    /// made here.
     pub async fn from_env() -> Result<Self> {
         let config = EnvConfig::from_env()?;
         let aws = super::load_aws_config().await;

@@ -78,11 +78,19 @@ pub struct BundleSpec {
 
 impl BundleSpec {
     /// A single-file bundle; `source` is a path or `s3://bucket/key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `source` is empty, or starts with `s3://` but is not `s3://bucket/key`.
     pub fn file(source: &str, destination: impl Into<PathBuf>) -> Result<Self> {
         Ok(Self { source: Source::parse(source)?, destination: destination.into(), kind: BundleKind::File })
     }
 
     /// A directory bundle; `source` is a path or `s3://bucket/key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `source` is empty, or starts with `s3://` but is not `s3://bucket/key`.
     pub fn directory(source: &str, destination: impl Into<PathBuf>) -> Result<Self> {
         Ok(Self { source: Source::parse(source)?, destination: destination.into(), kind: BundleKind::Directory })
     }
@@ -232,6 +240,10 @@ impl ColdStart {
     /// including ones whose KMS key access was revoked in the meantime: revocation takes effect only
     /// when the entry expires. Choose the max age as the longest time a revocation may lag (minutes, not
     /// hours), and the capacity as the number of distinct data keys a warm environment sees in that time.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `limits` are out of range (see [`CachingKeyring::new`]).
     pub fn event_key_cache(mut self, limits: CacheLimits, capacity: usize) -> Result<Self> {
         let cache = Arc::new(MaterialsCache::new(capacity));
         self.event_keyring = Arc::new(CachingKeyring::new(self.config.keyring.clone(), cache, limits)?);
@@ -241,6 +253,12 @@ impl ColdStart {
     /// Decrypts one event's message in memory with this cold start's keyring and options, through the
     /// [event key cache](Self::event_key_cache) if one is set. The crypto runs on the blocking pool; nothing
     /// is returned unless the whole message verified.
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt`](crate::decrypt) fails (the message is malformed, no data key is unwrapped, a frame
+    /// or the signature does not verify, the encryption context does not match); [`Error::Io`] when the
+    /// blocking task cannot run to its end.
     pub async fn decrypt_event(&self, message: Vec<u8>) -> Result<Decrypted> {
         let (keyring, options) = (self.event_keyring.clone(), self.config.options.clone());
         blocking(move || crate::stream::decrypt(keyring.as_ref(), &options, &message)).await
@@ -293,12 +311,24 @@ impl ColdStart {
 
     /// Decrypts every bundle, concurrently, and returns where each landed. Within a process the first
     /// successful result is cached; a failed run may be retried.
+    ///
+    /// # Errors
+    ///
+    /// The first bundle's failure, once every bundle's task ended: [`Error::Config`] when a destination
+    /// is not a plain path inside the root or two destinations overlap (before anything is read), or a
+    /// source is in S3 in a build without the `s3` feature; [`Error::UnsafeDestination`] when the root
+    /// or a directory on the way to a destination is not this user's alone, or a link; [`Error::Io`] when
+    /// a source is not found or reading or writing fails; and the message's own decryption errors.
     pub async fn run(&self) -> Result<&[Landed]> {
         self.done.get_or_try_init(|| self.run_uncached()).await.map(Vec::as_slice)
     }
 
     /// [`run`](Self::run) for synchronous `main` functions: runs on a runtime of its own. Do not call it
     /// from inside an async context.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run), and [`Error::Io`] when its runtime cannot start.
     pub fn run_blocking(&self) -> Result<&[Landed]> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         runtime.block_on(self.run())
@@ -306,6 +336,11 @@ impl ColdStart {
 
     /// Decrypts a JSON secrets bundle into memory with this cold start's keyring, options, task root and
     /// S3 client, like [`load_secrets`]; nothing touches the disk.
+    ///
+    /// # Errors
+    ///
+    /// As [`load_secrets`]; also [`Error::Io`] when a relative path source is found neither under the task
+    /// root nor under `/opt`.
     pub async fn load_secrets(&self, source: &Source) -> Result<Secrets> {
         let message = match source {
             Source::Path(path) => {
@@ -329,6 +364,11 @@ impl ColdStart {
     /// inode still stands under the same name, reached from the root as a run reaches it (no link
     /// followed, every directory this user's): a link, a FIFO or a file someone else put at a destination
     /// stays, and so does everything else under the root.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when a landed entry cannot be removed, or a directory on its way cannot be opened for
+    /// a reason other than its absence; entries after it in the order of removal stay.
     pub fn discard(&self) -> Result<()> {
         let landed = std::mem::take(&mut *self.config.landed.lock().unwrap_or_else(PoisonError::into_inner));
         // Markers were noted after their destinations: removed first, so none outlives what it vouches for.

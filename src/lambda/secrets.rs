@@ -26,6 +26,11 @@ impl fmt::Debug for Secrets {
 
 impl Secrets {
     /// Parses a decrypted JSON object whose values are strings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `json` is not a JSON object whose values are all strings; the message gives
+    /// the parser's position, never the JSON's text.
     pub fn from_json(json: Zeroizing<Vec<u8>>) -> Result<Self> {
         let values: BTreeMap<String, SecretString> = serde_json::from_slice(&json)
             .map_err(|e| Error::Config(format!("secrets bundle is not a JSON object of strings: {}", Unquoted(&e))))?;
@@ -44,6 +49,10 @@ impl Secrets {
 
     /// Deserializes the whole object into the caller's type. Zeroizing the result is the caller's business;
     /// [`SecretString`] fields do it for them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the object does not deserialize into `T`; the message does not quote the JSON.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_slice(&self.json)
             .map_err(|e| Error::Config(format!("secrets bundle does not fit the type: {}", Unquoted(&e))))

@@ -22,6 +22,11 @@ pub enum Source {
 
 impl Source {
     /// Parses `s3://bucket/key` or a path.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `text` is empty, or starts with `s3://` but is not `s3://bucket/key` with a
+    /// non-empty bucket and key.
     pub fn parse(text: &str) -> Result<Self> {
         if let Some(rest) = text.strip_prefix("s3://") {
             let (bucket, key) = rest

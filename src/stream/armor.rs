@@ -247,6 +247,10 @@ impl<W: Write> ArmorWriter<W> {
     }
 
     /// Writes the last, padded group and returns `inner` (not flushed).
+    ///
+    /// # Errors
+    ///
+    /// The error writing to `inner` returned.
     pub fn finish(mut self) -> io::Result<W> {
         self.encoder.finish()
     }

@@ -102,6 +102,17 @@ impl<W> std::fmt::Debug for AsyncEncryptor<W> {
 impl<W: AsyncWrite + Unpin + Send + 'static> AsyncEncryptor<W> {
     /// Asks `keyring` for a data key (on this task), then starts the stream's thread, which writes the header.
     /// Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// What the keyring returns when it cannot produce a data key (for KMS, [`Error::Keyring`] with the
+    /// call's [`Reason`](crate::Reason)); [`Error::CommitmentPolicy`], [`Error::EncryptionContext`] or
+    /// [`Error::Config`] for options that cannot make a message. Errors writing the header to `output`
+    /// come from writes or [`finish`](Self::finish).
+    ///
+    /// # Panics
+    ///
+    /// When polled outside a tokio runtime (it needs the runtime's blocking pool).
     pub async fn new(keyring: &dyn Keyring, options: &EncryptOptions, output: W) -> Result<Self> {
         let prepared = prepare_encrypt(keyring, options, None).await?;
         let handle = Handle::current();
@@ -128,6 +139,11 @@ impl<W: AsyncWrite + Unpin + Send + 'static> AsyncEncryptor<W> {
     }
 
     /// Writes the final frame and, for signed suites, the footer; flushes and returns the output.
+    ///
+    /// # Errors
+    ///
+    /// The first error the stream met: [`Error::Io`] when writing or flushing `output` failed (the message
+    /// is incomplete), or when the stream's thread ended without finishing.
     pub async fn finish(mut self) -> Result<W> {
         self.send_current();
         let _ = self.to_thread.send(ToEncryptor::Finish);
@@ -240,6 +256,16 @@ impl std::fmt::Debug for AsyncDecryptor {
 impl AsyncDecryptor {
     /// Reads the header (on the blocking pool), authenticates it with `keyring` (on this task), then starts
     /// the stream's thread. Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`Decryptor::new`](crate::Decryptor::new): a malformed, truncated or oversized header, a suite
+    /// the options refuse, a context that does not match, no keyring able to unwrap a data key, a header
+    /// that fails to authenticate, or [`Error::Io`] reading `input`. Errors of the body come from reads.
+    ///
+    /// # Panics
+    ///
+    /// When polled outside a tokio runtime (it needs the runtime's blocking pool).
     pub async fn new<R>(keyring: &dyn Keyring, options: &DecryptOptions, input: R) -> Result<Self>
     where
         R: AsyncRead + Unpin + Send + 'static,

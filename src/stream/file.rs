@@ -48,6 +48,12 @@ impl PendingFile {
     /// Starts a file that will become `destination`. Refuses a destination that exists as a symlink or
     /// anything but a regular file, and an existing file unless `overwrite`. Removes what an earlier,
     /// dead process left staged for the same destination (see [`remove_stale_partials`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`]: of kind `InvalidInput` when `destination` is a symbolic link or exists and is not a
+    /// regular file, `AlreadyExists` when it exists and `overwrite` is false, `NotADirectory` or `NotFound`
+    /// when its directory is not one, and any error creating the staged file there.
     pub fn create(destination: &Path, overwrite: bool) -> Result<Self> {
         Self::create_with(destination, overwrite, true)
     }
@@ -125,6 +131,11 @@ impl PendingFile {
 
     /// Optionally syncs the data to disk, then gives the file the destination's name (replacing an
     /// existing file only when `overwrite`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when a background or final sync fails, the destination became a link, a non-file or
+    /// (without `overwrite`) an existing file while this one was written, or the rename fails.
     pub fn commit(mut self, sync: bool, overwrite: bool) -> Result<()> {
         if let Some(writeback) = self.writeback.take() {
             // A failed background sync may have consumed the error a final sync would report (the

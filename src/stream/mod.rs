@@ -1,20 +1,16 @@
 //! Encryptors and decryptors over `Write`/`Read`, one-shot helpers over byte slices, and decryption into
 //! a file that appears only once the whole message verified.
 
-#[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // `# Errors` to write: issue #30 part 4
 pub mod armor;
 #[cfg(feature = "async")]
-#[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // `# Errors` to write: issue #30 part 4
 pub mod async_io;
 mod buffer;
 mod cmm;
 mod decrypt;
 mod encrypt;
-#[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // `# Errors` to write: issue #30 part 4
 pub mod file;
 pub mod options;
 mod pipeline;
-#[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // `# Errors` to write: issue #30 part 4
 pub mod positioned;
 pub mod range;
 pub mod range_source;

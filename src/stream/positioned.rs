@@ -66,7 +66,13 @@ impl std::error::Error for FileError {}
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
 /// Encrypts the regular file `input` (from its start to the length it has now) into `output`, which the
-/// caller then commits. Fails with [`FileError::Input`] if the input changes length while it is read.
+/// caller then commits.
+///
+/// # Errors
+///
+/// [`FileError::Input`] when reading `input` fails or it changes length while it is read;
+/// [`FileError::Output`] when the keyring cannot produce a data key, the options cannot make a message
+/// (as [`Encryptor::new`] says), or writing `output` fails.
 pub fn encrypt_file(
     keyring: &dyn Keyring,
     options: &EncryptOptions,
@@ -84,10 +90,13 @@ pub fn encrypt_file(
 ///
 /// On an error, `output` is cut back to the length it had when the call began: a failed call into a fresh
 /// or growing file (one that ended at `offset` or before) leaves it as it was; bytes it held past `offset`
-/// may have been written over. Fails with [`FileError::Output`] and writes nothing if `output` was opened
-/// for appending (`>>`), where Linux puts every positioned write at the end, if `offset` is past
-/// `i64::MAX`, the largest file position, or if `output` is `input` (the same file through any handle or
-/// link).
+/// may have been written over.
+///
+/// # Errors
+///
+/// [`FileError::Output`], writing nothing, if `output` was opened for appending (`>>`), where Linux puts
+/// every positioned write at the end, if `offset` is past `i64::MAX`, the largest file position, or if
+/// `output` is `input` (the same file through any handle or link); otherwise as [`encrypt_file`].
 pub fn encrypt_file_at(
     keyring: &dyn Keyring,
     options: &EncryptOptions,
@@ -341,6 +350,12 @@ impl std::fmt::Debug for FileDecryptor {
 
 impl FileDecryptor {
     /// Reads the header at the start of `input` and authenticates it with `keyring`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Decryptor::new`]: a malformed, truncated or oversized header, a suite the options refuse, a
+    /// context that does not match, no keyring able to unwrap a data key, a header that fails to
+    /// authenticate, or [`Error::Io`] reading `input`.
     pub fn new(keyring: &dyn Keyring, options: &DecryptOptions, input: File) -> Result<Self> {
         let unread = AtomicBool::new(false);
         let at = At { file: &input, offset: 0, progress: &|_| {}, failed: &unread };
@@ -357,6 +372,12 @@ impl FileDecryptor {
     /// Decrypts the body into `output` and returns the header once every frame (and any signature)
     /// verified. The caller commits `output` only after `Ok`; on an error what `output` holds must be
     /// dropped with it (as `PendingFile` does).
+    ///
+    /// # Errors
+    ///
+    /// [`FileError::Input`] when reading the message fails or its body does not verify (a frame or the
+    /// signature, [`Error::FrameAuthentication`], [`Error::SignatureVerification`]; a malformed or
+    /// truncated body; trailing data); [`FileError::Output`] when writing `output` fails.
     pub fn decrypt_into(
         self,
         output: &mut PendingFile,
@@ -373,10 +394,14 @@ impl FileDecryptor {
     ///
     /// On an error, `output` is cut back to the length it had when the call began, so no plaintext of a
     /// message that failed stays in a fresh file or past the old end of one; bytes it held past `offset` may
-    /// hold verified frames written over them: discard them. Fails with [`FileError::Output`] and writes
-    /// nothing if `output` was opened for appending (`>>`), where Linux puts every positioned write at the
-    /// end, if `offset` is past `i64::MAX`, the largest file position, or if `output` is the message's file
-    /// (through any handle or link).
+    /// hold verified frames written over them: discard them.
+    ///
+    /// # Errors
+    ///
+    /// [`FileError::Output`], writing nothing, if `output` was opened for appending (`>>`), where Linux puts
+    /// every positioned write at the end, if `offset` is past `i64::MAX`, the largest file position, or if
+    /// `output` is the message's file (through any handle or link); otherwise as
+    /// [`decrypt_into`](Self::decrypt_into).
     pub fn decrypt_into_at(
         self,
         output: &File,

@@ -45,6 +45,12 @@ impl Region {
     pub const MAX_LEN: usize = 32;
 
     /// Checks `name` against the region grammar of the known partitions.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidRegion`] when `name` is empty, longer than [`MAX_LEN`](Self::MAX_LEN), holds a byte other
+    /// than a lowercase letter, digit or `-`, or is not `<prefix>-<name>-<number>` with a known partition's
+    /// prefix.
     pub fn parse(name: &str) -> Result<Self, InvalidRegion> {
         let invalid = |reason| InvalidRegion { input: clip(name), reason };
         if name.is_empty() {
@@ -199,6 +205,13 @@ impl KmsArn {
     pub const MAX_LEN: usize = 512;
 
     /// Parses and validates `input` (see the type's documentation for what is checked).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidArn`], whose reason names the first check that failed: longer than
+    /// [`MAX_LEN`](Self::MAX_LEN), not six `:`-separated non-empty parts, not `arn`, an unknown partition,
+    /// a service other than `kms`, an invalid region or one outside the partition, an account that is not
+    /// twelve digits, a resource that is not `key/<id>` or `alias/<name>` with a valid id or name.
     pub fn parse(input: &str) -> Result<Self, InvalidArn> {
         let invalid = |reason: &str| InvalidArn { input: clip(input), reason: reason.to_owned() };
         if input.len() > Self::MAX_LEN {
@@ -252,6 +265,10 @@ impl KmsArn {
     }
 
     /// Parses `input` and requires a key ARN (not an alias ARN), as every encrypted data key holds.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidArn`] as [`parse`](Self::parse) says, or when `input` is an alias ARN.
     pub fn parse_key(input: &str) -> Result<Self, InvalidArn> {
         let arn = Self::parse(input)?;
         if arn.resource_type != ResourceType::Key {

@@ -91,12 +91,22 @@ impl KmsClients {
     /// `AWS_REGION`, `AWS_PROFILE` and the shared config files, credentials from the environment, profile,
     /// SSO, web identity or instance role, and `AWS_ENDPOINT_URL_KMS` (or `AWS_ENDPOINT_URL`) if set.
     /// Credentials are resolved on the first KMS call, not here.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Keyring`] when, outside a tokio runtime, the fallback runtime cannot start, or when loading
+    /// the configuration panicked or was cancelled by its runtime's shutdown. Missing credentials or region
+    /// are not an error here.
     pub async fn from_env() -> Result<Self> {
         let config = on_runtime(aws_config::load_defaults(BehaviorVersion::latest())).await?;
         Ok(Self::new(&config))
     }
 
     /// [`from_env`](Self::from_env) for synchronous code. Do not call it on an async runtime's thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env`](Self::from_env).
     pub fn from_env_blocking() -> Result<Self> {
         block_on(Self::from_env())
     }
@@ -152,6 +162,11 @@ impl KmsClients {
     }
 
     /// The client for `region`, or for the default region if `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `region` is `None` and no region is configured, or the configured one is not
+    /// a well-formed region.
     pub fn client(&self, region: Option<&Region>) -> Result<aws_sdk_kms::Client> {
         let default;
         let region = match region {
@@ -194,23 +209,42 @@ impl KmsClients {
     }
 
     /// The client for `key_id`: the ARN's region, else the default region.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `key_id` is not a KMS key identifier (empty, an ARN that does not parse, or
+    /// neither `alias/NAME` nor a key id), or, for a key not given as an ARN, as [`client`](Self::client)
+    /// says for the default region.
     pub fn client_for_key(&self, key_id: &str) -> Result<aws_sdk_kms::Client> {
         let arn = check_key_identifier(key_id).map_err(Error::Config)?;
         self.client(arn.as_ref().map(KmsArn::region))
     }
 
     /// A strict keyring for `key_id` (key ARN, key id, alias name or alias ARN).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], as [`client_for_key`](Self::client_for_key) says.
     pub fn keyring(&self, key_id: &str) -> Result<AwsKmsKeyring> {
         Ok(AwsKmsKeyring::new(self.client_for_key(key_id)?, key_id)?.with_grant_tokens(self.grant_tokens.clone()))
     }
 
     /// An MRK-aware strict keyring for `key_id`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], as [`client_for_key`](Self::client_for_key) says.
     pub fn mrk_keyring(&self, key_id: &str) -> Result<AwsKmsMrkKeyring> {
         Ok(AwsKmsMrkKeyring::new(self.client_for_key(key_id)?, key_id)?.with_grant_tokens(self.grant_tokens.clone()))
     }
 
     /// Strict keyrings for `key_ids` in one multi-keyring: the first is the generator, each other key adds
     /// an `Encrypt`. On decrypt, each key is tried in order until one decrypts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `key_ids` is empty, or for the first key that
+    /// [`client_for_key`](Self::client_for_key) refuses.
     pub fn multi_keyring(&self, key_ids: &[impl AsRef<str>]) -> Result<MultiKeyring> {
         let (first, rest) = key_ids.split_first().ok_or_else(|| Error::Config("no AWS KMS key given".into()))?;
         let mut multi = MultiKeyring::new(self.keyring(first.as_ref())?);
@@ -224,6 +258,10 @@ impl KmsClients {
     /// client in the key's region. It fetches the public key with `GetPublicKey` on its first encrypt;
     /// give it with [`AwsKmsRsaKeyring::with_public_key_pem`](super::AwsKmsRsaKeyring::with_public_key_pem)
     /// to avoid that call.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `key_arn` is not a key ARN (an alias or a bare key id is refused).
     #[cfg(feature = "rsa")]
     pub fn rsa_keyring(&self, key_arn: &str, algorithm: super::KmsRsaAlgorithm) -> Result<super::AwsKmsRsaKeyring> {
         Ok(super::AwsKmsRsaKeyring::new(self.client_for_key(key_arn)?, key_arn, algorithm)?
@@ -232,6 +270,11 @@ impl KmsClients {
 
     /// MRK-aware strict keyrings for `key_ids` in one multi-keyring. Two replicas of one multi-Region key
     /// are refused: they would wrap the data key twice under the same key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when two of `key_ids` are replicas of one multi-Region key, `key_ids` is empty, or
+    /// for the first key that [`client_for_key`](Self::client_for_key) refuses.
     pub fn mrk_multi_keyring(&self, key_ids: &[impl AsRef<str>]) -> Result<MultiKeyring> {
         refuse_mrk_replicas(key_ids)?;
         let (first, rest) = key_ids.split_first().ok_or_else(|| Error::Config("no AWS KMS key given".into()))?;
@@ -257,6 +300,11 @@ impl KmsClients {
     }
 
     /// An MRK-aware discovery keyring bound to `region` (default: the configuration's).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `region` is not a well-formed region, or it is `None` and no well-formed
+    /// region is configured.
     pub fn mrk_discovery_keyring(
         &self,
         region: Option<&str>,
@@ -273,6 +321,10 @@ impl KmsClients {
     }
 
     /// MRK-aware discovery keyrings for several regions, tried in order, in one multi-keyring (decrypt only).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `regions` is empty or one of them is not a well-formed region.
     pub fn mrk_discovery_multi_keyring(
         &self,
         regions: &[impl AsRef<str>],
@@ -292,6 +344,11 @@ impl KmsClients {
 /// Refuses two replicas of one multi-Region key among `key_ids` (the MRK-aware multi-keyring's rule):
 /// together they would wrap the data key twice under what is one key, and on decrypt each would ask KMS
 /// for the same EDK.
+///
+/// # Errors
+///
+/// [`Error::Config`] naming the first two identifiers (key ARNs or bare `mrk-` ids) of the same
+/// multi-Region key.
 pub fn refuse_mrk_replicas(key_ids: &[impl AsRef<str>]) -> Result<()> {
     let mrk_id = |key_id: &str| match check_key_identifier(key_id) {
         Ok(Some(arn)) if arn.is_multi_region_key() => Some(arn.resource_id().to_owned()),
@@ -315,6 +372,11 @@ const MAX_GRANT_TOKEN_LEN: usize = 8192;
 
 /// Checks grant tokens before any call, as KMS would refuse them: at most [`MAX_GRANT_TOKENS`], each from 1
 /// to 8192 printable ASCII characters. The error names a token by its position, never by its text.
+///
+/// # Errors
+///
+/// [`Error::Config`] when more than [`MAX_GRANT_TOKENS`] are given, or a token is empty, longer than 8192
+/// bytes, or holds a character other than printable ASCII (spaces included).
 pub fn check_grant_tokens(tokens: &[impl AsRef<str>]) -> Result<()> {
     if tokens.len() > MAX_GRANT_TOKENS {
         return Err(Error::Config(format!(

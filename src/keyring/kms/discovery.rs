@@ -35,8 +35,12 @@ pub struct DiscoveryFilter {
 }
 
 impl DiscoveryFilter {
-    /// Keys of `accounts` in `partition` (`aws`, `aws-cn`, `aws-us-gov`, ...). Fails if the partition is
-    /// not a known one, no account is given, or an account is not twelve digits.
+    /// Keys of `accounts` in `partition` (`aws`, `aws-cn`, `aws-us-gov`, ...).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the partition is not a known one, no account is given, or an account is not
+    /// twelve digits.
     pub fn new(partition: impl Into<String>, accounts: impl IntoIterator<Item = impl Into<String>>) -> Result<Self> {
         let partition = partition.into();
         let accounts: BTreeSet<String> = accounts.into_iter().map(Into::into).collect();

@@ -36,6 +36,11 @@ pub struct AwsKmsMrkKeyring(Strict);
 
 impl AwsKmsMrkKeyring {
     /// A keyring for `key_id` that calls KMS through `client` (whose region should be the key's).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `key_id` cannot be a KMS key identifier (empty, an ARN that does not parse,
+    /// or neither `alias/NAME` nor a key id), or is an ARN in a region other than `client`'s.
     pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Result<Self> {
         Self::with_api(Arc::new(client), key_id.into())
     }
@@ -79,6 +84,10 @@ impl fmt::Debug for AwsKmsMrkDiscoveryKeyring {
 
 impl AwsKmsMrkDiscoveryKeyring {
     /// A keyring calling KMS through `client`, which must have a region.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `client` has no region or its region is not well-formed.
     pub fn new(client: aws_sdk_kms::Client) -> Result<Self> {
         Self::with_api(Arc::new(client))
     }

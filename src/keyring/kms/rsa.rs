@@ -112,6 +112,11 @@ impl fmt::Debug for AwsKmsRsaKeyring {
 impl AwsKmsRsaKeyring {
     /// A keyring that encrypts with `public_key_pem` (the KMS key's public key, `PUBLIC KEY` PEM, 2048 bits
     /// or more) and cannot decrypt: it has no KMS client.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `key_arn` is not a key ARN (an alias or a bare key id is refused), or
+    /// `public_key_pem` is not a PEM RSA public key of 2048 bits or more.
     pub fn encrypt_only(key_arn: impl Into<String>, algorithm: KmsRsaAlgorithm, public_key_pem: &[u8]) -> Result<Self> {
         let keyring = Self::without_client(key_arn.into(), algorithm)?;
         keyring.set_public_key(RsaPublicKey::from_pem(public_key_pem)?);
@@ -121,6 +126,10 @@ impl AwsKmsRsaKeyring {
     /// A keyring that decrypts through `client` (in the key's region) and encrypts with the key's public
     /// key, fetched with `GetPublicKey` on the first encrypt unless given with
     /// [`with_public_key_pem`](Self::with_public_key_pem).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `key_arn` is not a key ARN (an alias or a bare key id is refused).
     pub fn new(client: aws_sdk_kms::Client, key_arn: impl Into<String>, algorithm: KmsRsaAlgorithm) -> Result<Self> {
         Self::with_api(Arc::new(client), key_arn.into(), algorithm)
     }
@@ -139,6 +148,10 @@ impl AwsKmsRsaKeyring {
     }
 
     /// Uses `public_key_pem` instead of calling `GetPublicKey`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `public_key_pem` is not a PEM RSA public key of 2048 bits or more.
     pub fn with_public_key_pem(self, public_key_pem: &[u8]) -> Result<Self> {
         let keyring = Self { public_key: Arc::default(), ..self };
         keyring.set_public_key(RsaPublicKey::from_pem(public_key_pem)?);

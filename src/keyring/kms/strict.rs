@@ -202,8 +202,12 @@ impl Strict {
 pub struct AwsKmsKeyring(Strict);
 
 impl AwsKmsKeyring {
-    /// A keyring for `key_id` that calls KMS through `client`. Fails if `key_id` cannot be a KMS key
-    /// identifier (empty, or an ARN that does not parse).
+    /// A keyring for `key_id` that calls KMS through `client`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `key_id` cannot be a KMS key identifier (empty, an ARN that does not parse,
+    /// or neither `alias/NAME` nor a key id), or is an ARN in a region other than `client`'s.
     pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Result<Self> {
         Self::with_api(Arc::new(client), key_id.into())
     }
