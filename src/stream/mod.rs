@@ -12,7 +12,7 @@
 //!    check), `buffer.rs` (growing a buffer of secrets without leaving copies in freed memory).
 //! 2. **The sequential path**, the reference every other path falls back to. `pipeline.rs` (frames in jobs
 //!    on worker threads, handed back in order), `encrypt.rs` and `decrypt.rs` ([`Encryptor`],
-//!    [`Decryptor`]), `async_io.rs` (the same two under tokio, feature `async`), [`file`] (a
+//!    [`Decryptor`]), `async_io.rs` (the same two under tokio, feature `async`), [`file`](mod@file) (a
 //!    [`PendingFile`] that appears at its destination only once verified, also used by the bundle, the CLI
 //!    and Lambda; and [`decrypt_to_path`]).
 //! 3. **Frames at known offsets.** In an unsigned framed message every frame's place is known once the
