@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run -q --no-default-features --example bench -- NAME    NAME from `--list`:
-//!   goals reencrypt range cache batch lambda extension
+//!   goals reencrypt range cache batch lambda extension s3 s3-model
 //! ```
 //!
 //! scripts/*bench*.sh are wrappers of this, one per benchmark, as the README names them.
@@ -14,7 +14,7 @@
 //! example it builds with the dev-dependencies (`libc`, for `wait4`) and is checked by
 //! `clippy --all-targets`, and it is never installed. It builds the binaries it times itself
 //! (`cargo build --profile profiling`, line tables for `perf`) unless `BIN` names the CLI (`LAMBDA`,
-//! `EXTENSION` the other binaries). Benchmarks that talk to AWS get moto
+//! `EXTENSION`, `MODEL`, `NULL` the other binaries). Benchmarks that talk to AWS get moto
 //! (`KMS_ENVELOPE_MOTO_ENDPOINT`'s, or one started here) and the venv's Python (`KMS_ENVELOPE_PYTHON`, or
 //! `.venv/bin/python`, which scripts/test.sh builds).
 //!
@@ -94,6 +94,22 @@ const BENCHMARKS: &[Benchmark] = &[
                Python ESDK in its init; vs cp + one KMS Decrypt. Needs root. RUNS (5), EXTENSION (the binary), \
                KMS_ENVELOPE_RIE",
         run: extension,
+    },
+    Benchmark {
+        name: "s3",
+        what: "issue #13 (was scripts/s3-bench.sh), through moto: encrypt to and decrypt from S3 of S3_BENCH_MIB \
+               (1024) MiB vs boto3's transfer manager, peak RSS vs the transfer's bound; decrypt --range of 1 MiB: \
+               requests, KMS calls and bytes, counted by a proxy. RUNS (1), BIN, KMS_ENVELOPE_MOTO_ENDPOINT",
+        run: s3,
+    },
+    Benchmark {
+        name: "s3-model",
+        what: "issue #27 (was scripts/s3-model-bench.sh), on examples/s3_model.rs (datacenter and Lambda-like): \
+               encrypt/decrypt of S3_BENCH_MIB (1024) MiB vs boto3, vs the network's limit (a null client), peak \
+               RSS vs the bound; faults; the Lambda decryptor's S3 source (LAMBDA_MIB, 100) vs null GETs + one \
+               KMS Decrypt. RUNS (3), S3_CONCURRENCY, S3_PART_SIZE, FAULT_LIMIT (120), BIN + MODEL + NULL \
+               (+ LAMBDA), KMS_ENVELOPE_MOTO_ENDPOINT",
+        run: s3_model,
     },
 ];
 
@@ -212,6 +228,23 @@ struct Background {
     _stdout: Option<std::io::BufReader<std::process::ChildStdout>>,
 }
 
+impl Background {
+    /// Starts `cmd` with its stdin held open (the modelled S3 serves until it closes) and returns the
+    /// process with the first line it prints (the address it serves on).
+    fn serve(cmd: &mut Command) -> Result<(Background, String)> {
+        use std::io::BufRead as _;
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        let process = Background { child, _stdout: Some(stdout) };
+        if line.trim().is_empty() {
+            return Err(format!("{cmd:?} printed no address").into());
+        }
+        Ok((process, line.trim().to_string()))
+    }
+}
+
 impl Drop for Background {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -325,6 +358,17 @@ fn peer_encrypt(env: &Env, moto: &Moto, arn: &str, plain: &Path, message: &Path)
 /// Fails unless the files `a` and `b` hold the same bytes; `what` names the run that wrote `b`.
 fn same_bytes(a: &Path, b: &Path, what: &str) -> Result<()> {
     sh(&format!("cmp -s {} {}", q(a), q(b))).map_err(|_| format!("{what}: the bytes differ from the input's").into())
+}
+
+/// The number a default of the CLI's `decrypt --help` starts with, for the option `flag`
+/// (`--s3-part-size <SIZE>` ... `[default: 8MiB]` gives 8).
+fn cli_default(bin: &Path, flag: &str) -> Result<u64> {
+    let help = output(&format!("{} decrypt --help", q(bin)))?;
+    let missing = || format!("the CLI's decrypt --help states no default for {flag}");
+    let after = help.split(flag).nth(1).ok_or_else(missing)?;
+    let default = after[after.find('[').ok_or_else(missing)?..].strip_prefix("[default: ").ok_or_else(missing)?;
+    let digits: String = default.chars().take_while(char::is_ascii_digit).collect();
+    Ok(digits.parse().map_err(|_| missing())?)
 }
 
 /// Builds `benches/NAME.rs` (`cargo bench --no-run`, with the cargo arguments `flags`) and returns its
@@ -1043,6 +1087,326 @@ fn extension(env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// Issue #13's S3 goals, through moto: whole-object encrypt to S3 (multipart upload) and decrypt from S3
+/// (parallel ranged GETs) against boto3's transfer manager, with our peak RSS against the transfer's
+/// bound; then 1 MiB from the middle of a KMS-wrapped message, its requests counted by a proxy.
+fn s3(env: &Env) -> Result<()> {
+    let mib: u64 = var_or("S3_BENCH_MIB", 1024)?;
+    let runs = env.runs(1);
+    let bin = env.cli("cli,kms,s3")?;
+    let moto = Moto::start(env)?;
+    aws_environment(&moto.endpoint, &moto.endpoint);
+    let bucket = format!("kms-envelope-s3-bench-{}", std::process::id());
+    let boto = Boto::new(env, &moto.endpoint, &bucket, "8MiB,4")?;
+    sh(&boto.run("mkbucket"))?;
+    let (key, plain) = (env.path("s3.key"), env.path("s3.plain"));
+    random_file(&key, 32)?;
+    random_file(&plain, mib << 20)?;
+    let k = format!("--raw-key-file {} --key-namespace bench --key-name key", q(&key));
+    let (b, p, boto_out, dec_out) = (q(&bin), q(&plain), env.path("boto.out"), env.path("dec.out"));
+    let (bo, do_) = (q(&boto_out), q(&dec_out));
+    let message = format!("s3://{bucket}/plain.bin.esdk");
+    println!("load average before: {}", load_average());
+    let t = alternated(
+        runs,
+        None,
+        "",
+        &[
+            ("boto_up", boto.run(&format!("upload {p} plain.bin"))),
+            ("enc", format!("{b} encrypt -q --force {k} {p} {message}")),
+            ("boto_down", format!("rm -f {bo} && {}", boto.run(&format!("download plain.bin {bo}")))),
+            ("dec", format!("rm -f {do_} && {b} decrypt -q --no-fsync {k} {message} {do_}")),
+        ],
+    )?;
+    same_bytes(&plain, &dec_out, "the S3 round trip")?;
+    same_bytes(&plain, &boto_out, "the boto3 round trip")?;
+    println!("S3 through moto, {mib} MiB (wall seconds, MiB/s, peak RSS; median of {runs})");
+    for name in ["boto_up", "enc", "boto_down", "dec"] {
+        let Timing { seconds, rss_kib } = t[name];
+        println!(
+            "  {name:<10} {seconds:8.2} s  {:8.1} MiB/s  {:7.1} MiB RSS",
+            mib as f64 / seconds,
+            rss_kib as f64 / 1024.0
+        );
+    }
+    Goal::faster("encrypt to S3 vs boto3 upload (boto3 time / ours)", t["boto_up"].seconds, t["enc"].seconds, 0.8)
+        .print();
+    Goal::faster(
+        "decrypt from S3 vs boto3 download (boto3 time / ours)",
+        t["boto_down"].seconds,
+        t["dec"].seconds,
+        0.8,
+    )
+    .print();
+    // The transfer's bound from the CLI's own defaults, as its --help states them.
+    let bound = (cli_default(&bin, "--s3-concurrency <N>")? + 2) * cli_default(&bin, "--s3-part-size <SIZE>")? + 64;
+    for (way, name) in [("encrypt to S3", "enc"), ("decrypt from S3", "dec")] {
+        let what = format!("{way}: peak RSS / ((N + 2) x part + 64 MiB = {bound} MiB)");
+        Goal::new(&what, t[name].rss_kib as f64 / 1024.0 / bound as f64, Op::AtMost, 1.0).print();
+    }
+
+    // 1 MiB from the middle of a KMS-wrapped message, through a proxy that counts requests and bytes.
+    let (arn, _) = moto.key_and_blob(env)?;
+    sh(&format!("{b} encrypt -q --kms-key {arn} {p} s3://{bucket}/kms.esdk"))?;
+    std::fs::write(env.path("proxy.py"), PYTHON_COUNTING_PROXY)?;
+    let (_proxy, port) = Background::serve(Command::new(python(env)?).arg(env.path("proxy.py")).arg(&moto.endpoint))?;
+    let proxy = format!("http://127.0.0.1:{port}");
+    let size = mib << 20;
+    let (start, end) = (size / 2 - (1 << 19), size / 2 + (1 << 19) - 1);
+    let range_out = env.path("range.out");
+    let range = measure(
+        None,
+        &format!(
+            "AWS_ENDPOINT_URL_S3={proxy} AWS_ENDPOINT_URL_KMS={proxy} {b} decrypt -q --range {start}-{end} \
+             --kms-key {arn} s3://{bucket}/kms.esdk {}",
+            q(&range_out)
+        ),
+    )?;
+    let slice = &std::fs::read(&plain)?[start as usize..=end as usize];
+    if std::fs::read(&range_out)? != slice {
+        return Err("the range differs from the plaintext's slice".into());
+    }
+    let counts: serde_json::Value = serde_json::from_str(&output(&format!("curl -fsS {proxy}/counts"))?)?;
+    let count = |name: &str| counts[name].as_u64().unwrap_or(u64::MAX);
+    println!(
+        "1 MiB from the middle of {mib} MiB (decrypt --range, KMS key): {:.2} s, {} GET + {} HEAD, {} KMS call(s), \
+         {} bytes transferred, {:.1} MiB RSS",
+        range.seconds,
+        count("GET"),
+        count("HEAD"),
+        count("KMS"),
+        count("bytes"),
+        range.rss_kib as f64 / 1024.0
+    );
+    Goal::new("range: GetObject requests / 3", count("GET") as f64 / 3.0, Op::AtMost, 1.0).print();
+    Goal::new("range: KMS calls / 1", count("KMS") as f64, Op::AtMost, 1.0).print();
+    let what = "range: bytes transferred / (1 MiB + 64 KiB)";
+    Goal::new(what, count("bytes") as f64 / f64::from((1 << 20) + (64 << 10)), Op::AtMost, 1.0).print();
+    println!("load average after: {}", load_average());
+    Ok(())
+}
+
+/// Issue #27's S3 goals on the modelled S3 (examples/s3_model.rs), for a datacenter-like and a Lambda-like
+/// network: encrypt to and decrypt from S3 against boto3's transfer manager, against the network's limit
+/// (the model's, or what a null client moving the same bytes the same way achieves), and peak RSS against
+/// the memory bound; a download with faults; the Lambda decryptor's S3 source against null GETs plus one
+/// KMS `Decrypt`.
+fn s3_model(env: &Env) -> Result<()> {
+    let mib: u64 = var_or("S3_BENCH_MIB", 1024)?;
+    let runs = env.runs(3);
+    let given = |name: &str| std::env::var_os(name).map(PathBuf::from);
+    let (bin, model, null, lambda) = match (given("BIN"), given("MODEL"), given("NULL")) {
+        (Some(bin), Some(model), Some(null)) => (bin, model, null, given("LAMBDA")),
+        _ => {
+            let targets = ["--bin", "kms-envelope", "--example", "s3_model", "--example", "s3_null_client"];
+            let dir = env.build("default,lambda,s3", &[&targets[..], &["--example", "lambda_cold_start"]].concat())?;
+            let examples = dir.join("examples");
+            (
+                dir.join("kms-envelope"),
+                examples.join("s3_model"),
+                examples.join("s3_null_client"),
+                Some(examples.join("lambda_cold_start")),
+            )
+        }
+    };
+    // What the CLI is asked for, and what it then uses (its own defaults unless set).
+    let mut flags = String::new();
+    let concurrency = match std::env::var("S3_CONCURRENCY") {
+        Ok(n) => {
+            let _ = write!(flags, " --s3-concurrency {n}");
+            n.parse()?
+        }
+        Err(_) => cli_default(&bin, "--s3-concurrency <N>")?,
+    };
+    let part_mib = match std::env::var("S3_PART_SIZE") {
+        Ok(size) => {
+            let _ = write!(flags, " --s3-part-size {size}");
+            size.chars().take_while(char::is_ascii_digit).collect::<String>().parse()?
+        }
+        Err(_) => cli_default(&bin, "--s3-part-size <SIZE>")?,
+    };
+    let (part, per_connection, size) = (part_mib << 20, 90_000_000u64, mib << 20);
+    let (key, plain) = (env.path("s3.key"), env.path("s3.plain"));
+    random_file(&key, 32)?;
+    random_file(&plain, size)?;
+    let k = format!("--raw-key-file {} --key-namespace bench --key-name key", q(&key));
+    let (b, n, p) = (q(&bin), q(&null), q(&plain));
+    let objects = env.path("objects");
+    let start_model = |knobs: &str| -> Result<(Background, String)> {
+        sh(&format!("rm -rf {o} && mkdir {o}", o = q(&objects)))?;
+        let mut cmd = Command::new(&model);
+        cmd.args(["--bucket", "bench", "--dir"]).arg(&objects).args(knobs.split_whitespace());
+        Background::serve(&mut cmd)
+    };
+    let mbs = |seconds: f64| (size as f64 / seconds / 1e6).round();
+
+    println!(
+        "S3 on the model, {mib} MiB, {runs} runs; CLI: {concurrency} in flight, {part_mib} MiB parts and GETs; load \
+         average before: {}",
+        load_average()
+    );
+    for (name, aggregate) in [("datacenter", 1_000_000_000u64), ("lambda", 600_000_000)] {
+        let (server, endpoint) = start_model(&format!(
+            "--latency-ms 20 --conn-mbps {} --aggregate-mbps {}",
+            per_connection / 1_000_000,
+            aggregate / 1_000_000
+        ))?;
+        aws_environment(&endpoint, &endpoint);
+        let boto = Boto::new(env, &endpoint, "bench", "default")?;
+        sh(&boto.run(&format!("upload {p} plain.bin")))?;
+        sh(&format!("{b} encrypt -q{flags} {k} {p} s3://bench/message.esdk"))?;
+        let (boto_out, dec_out) = (env.path("boto.out"), env.path("dec.out"));
+        let (bo, do_) = (q(&boto_out), q(&dec_out));
+        let t = alternated(
+            runs,
+            None,
+            "",
+            &[
+                ("boto_up", boto.run(&format!("upload {p} boto-up.bin"))),
+                ("enc", format!("{b} encrypt -q --force{flags} {k} {p} s3://bench/enc.esdk")),
+                ("null_put", format!("{n} put bench null-up.bin {size} {part} {concurrency}")),
+                ("boto_down", format!("rm -f {bo} && {}", boto.run(&format!("download plain.bin {bo}")))),
+                ("dec", format!("rm -f {do_} && {b} decrypt -q --no-fsync{flags} {k} s3://bench/message.esdk {do_}")),
+                ("null_get", format!("{n} get bench message.esdk {part} {concurrency}")),
+            ],
+        )?;
+        drop(server);
+        same_bytes(&plain, &dec_out, "the S3 round trip")?;
+        same_bytes(&plain, &boto_out, "the boto3 round trip")?;
+        let configured = aggregate.min(concurrency * per_connection) / 1_000_000;
+        println!(
+            "\n{name}: 20 ms first byte, {} MB/s per connection, {} MB/s aggregate; configured limit at {concurrency} \
+             in flight: {configured} MB/s",
+            per_connection / 1_000_000,
+            aggregate / 1_000_000
+        );
+        for what in ["boto_up", "enc", "null_put", "boto_down", "dec", "null_get"] {
+            let Timing { seconds, rss_kib } = t[what];
+            println!(
+                "  {what:<10} {seconds:7.2} s  {:>6} MB/s  {:7.1} MiB peak RSS",
+                mbs(seconds),
+                rss_kib as f64 / 1024.0
+            );
+        }
+        for (boto, ours, null, verb) in
+            [("upload_file", "enc", "null_put", "encrypt"), ("download_file", "dec", "null_get", "decrypt")]
+        {
+            let theirs = t[if verb == "encrypt" { "boto_up" } else { "boto_down" }].seconds;
+            let what = format!("{name}: {verb} vs boto3 {boto} (boto3 time / ours)");
+            Goal::faster(&what, theirs, t[ours].seconds, 1.0).print();
+            let limit = mbs(t[null].seconds).min(configured as f64);
+            let what = format!("{name}: {verb} vs the network's limit ({limit} MB/s; ours / limit)");
+            Goal::new(&what, mbs(t[ours].seconds) / limit, Op::AtLeast, 0.9).print();
+            let bound = (concurrency + 2) * part_mib + 40 + 64;
+            let what = format!("{name}: {verb} peak RSS / ((N + 2) x part + 40 + 64 MiB = {bound} MiB)");
+            Goal::new(&what, t[ours].rss_kib as f64 / 1024.0 / bound as f64, Op::AtMost, 1.0).print();
+        }
+    }
+
+    // Faults: 1 % SlowDown on every request and the 3rd GET trickling (half its body, then 1 byte per 100 ms).
+    let (server, endpoint) = start_model(&format!(
+        "--latency-ms 20 --conn-mbps {} --aggregate-mbps 1000 --slow-down-per-mille 10 --trickle-once-get 3",
+        per_connection / 1_000_000
+    ))?;
+    aws_environment(&endpoint, &endpoint);
+    if let Err(e) = sh(&format!("{b} encrypt -q{flags} {k} {p} s3://bench/message.esdk")) {
+        println!("faults: the upload failed: {e}");
+    }
+    // Bounded: without a per-request deadline, the trickling GET never ends (its bytes keep the read timeout quiet).
+    let limit: u64 = var_or("FAULT_LIMIT", 120)?;
+    let dec_out = env.path("dec.out");
+    let started = Instant::now();
+    let decrypt = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "rm -f {o} && exec timeout {limit} {b} decrypt -q --no-fsync{flags} {k} s3://bench/message.esdk {o}",
+            o = q(&dec_out)
+        ))
+        .stdout(Stdio::null())
+        .output()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let outcome = match decrypt.status.code() {
+        Some(0) if same_bytes(&plain, &dec_out, "").is_ok() => "completed, same bytes".to_string(),
+        Some(0) => "completed, BYTES DIFFER".to_string(),
+        Some(124) => format!("DID NOT COMPLETE within {limit} s (stopped; the trickling GET was not cut off)"),
+        _ => format!("FAILED: {}", String::from_utf8_lossy(&decrypt.stderr).lines().last().unwrap_or_default()),
+    };
+    println!("\nfaults (1 % SlowDown, one trickling GET), decrypt of {mib} MiB: {seconds:.2} s, {outcome}");
+    drop(server);
+
+    // The Lambda decryptor's S3 source (a cold lambda_cold_start --once) on the Lambda-like setting, for a
+    // LAMBDA_MIB (100) MiB bundle under a KMS key in moto, against the null client's GETs of the same object
+    // plus one bare KMS Decrypt.
+    let Some(lambda) = lambda else {
+        println!(
+            "\nlambda cold start: skipped (needs LAMBDA, the lambda_cold_start example, when BIN, MODEL, NULL are given)"
+        );
+        println!("load average after: {}", load_average());
+        return Ok(());
+    };
+    let lmib: u64 = var_or("LAMBDA_MIB", 100)?;
+    let moto = Moto::start(env)?;
+    let (_server, endpoint) =
+        start_model(&format!("--latency-ms 20 --conn-mbps {} --aggregate-mbps 600", per_connection / 1_000_000))?;
+    aws_environment(&endpoint, &moto.endpoint);
+    let (arn, blob) = moto.key_and_blob(env)?;
+    let bundle = env.path("lambda.pt");
+    sh(&format!("head -c {} {p} >{}", lmib << 20, q(&bundle)))?;
+    sh(&format!("{b} encrypt -q --kms-key {arn} {} s3://bench/lambda.esdk", q(&bundle)))?;
+    let root = env.path("root");
+    let fresh = format!("rm -rf {r} && mkdir -m 700 {r}", r = q(&root));
+    let cold = format!(
+        "KMS_ENVELOPE_BUNDLES=s3://bench/lambda.esdk=bundle.bin KMS_ENVELOPE_ROOT={} KMS_ENVELOPE_KMS_KEY_ARN={arn} \
+         RUST_LOG=warn {} --once",
+        q(&root),
+        q(&lambda)
+    );
+    sh(&format!("{fresh} && {cold}"))?; // also warms the page cache and the binary
+    same_bytes(&bundle, &root.join("bundle.bin"), "the cold start")?;
+    let t = alternated(
+        runs,
+        None,
+        &fresh,
+        &[
+            ("cold", cold),
+            ("null_cold", format!("{n} get bench lambda.esdk {part} {concurrency}")),
+            ("kms", moto.decrypt_command(&arn, &blob)),
+        ],
+    )?;
+    let base = t["null_cold"].seconds + t["kms"].seconds;
+    println!(
+        "\nlambda cold start, {lmib} MiB bundle from S3 (600 MB/s aggregate): {:.2} s, {:.1} MiB peak RSS; null GETs \
+         {:.2} s + KMS Decrypt {:.3} s",
+        t["cold"].seconds,
+        t["cold"].rss_kib as f64 / 1024.0,
+        t["null_cold"].seconds,
+        t["kms"].seconds
+    );
+    Goal::faster("lambda: cold start vs null GETs + one KMS Decrypt (theirs / ours)", base, t["cold"].seconds, 0.9)
+        .print();
+    println!("load average after: {}", load_average());
+    Ok(())
+}
+
+/// boto3 against one S3 endpoint and bucket, through tests' transfer manager settings.
+struct Boto {
+    prefix: String,
+}
+
+impl Boto {
+    /// `config` is `default` (boto3's TransferConfig) or `PARTS,CONCURRENCY` (`8MiB,4`).
+    fn new(env: &Env, endpoint: &str, bucket: &str, config: &str) -> Result<Boto> {
+        let script = env.path("s3.py");
+        std::fs::write(&script, PYTHON_S3)?;
+        Ok(Boto { prefix: format!("{} {} {endpoint} {bucket} {config}", q(python(env)?), q(script)) })
+    }
+
+    /// The command line of `op` (mkbucket, upload FILE KEY, download KEY FILE).
+    fn run(&self, op: &str) -> String {
+        format!("{} {op}", self.prefix)
+    }
+}
+
 /// The Python ESDK's 1 KiB round trips per second (MPL raw AES keyring, suite 0x0478 as ours) for
 /// `sys.argv[1]` seconds, after 20 warm-up round trips.
 const PYTHON_ROUND_TRIPS: &str = r#"
@@ -1151,4 +1515,68 @@ t0 = time.perf_counter()
 shutil.copyfile(plain, copy)
 kms.decrypt(CiphertextBlob=base64.b64decode(blob), KeyId=arn)
 print(f"{time.perf_counter() - t0:.4f}")
+"#;
+
+/// boto3's S3 client: `mkbucket`, `upload FILE KEY`, `download KEY FILE` (the transfer manager), with path
+/// addressing. Arguments before the operation: the endpoint, the bucket, and the transfer configuration
+/// (`default`, or `8MiB,4`: 8 MiB parts, 4 in flight).
+const PYTHON_S3: &str = r#"
+import sys, boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+endpoint, bucket, config, op, *args = sys.argv[1:]
+s3 = boto3.client("s3", endpoint_url=endpoint, config=Config(s3={"addressing_style": "path"}))
+if config == "default":
+    config = TransferConfig()
+else:
+    parts, concurrency = config.split(",")
+    config = TransferConfig(multipart_chunksize=int(parts.removesuffix("MiB")) << 20, max_concurrency=int(concurrency))
+if op == "mkbucket":
+    s3.create_bucket(Bucket=bucket)
+elif op == "upload":
+    s3.upload_file(args[0], bucket, args[1], Config=config)
+elif op == "download":
+    s3.download_file(bucket, args[0], args[1], Config=config)
+"#;
+
+/// An HTTP proxy in front of moto that counts GETs, HEADs, KMS calls and the bytes of GET/HEAD responses;
+/// prints its port, and serves the counts as JSON at /counts.
+const PYTHON_COUNTING_PROXY: &str = r#"
+import http.client, http.server, json, sys, threading, urllib.parse
+upstream = urllib.parse.urlparse(sys.argv[1])
+counts, lock = {"GET": 0, "HEAD": 0, "KMS": 0, "bytes": 0}, threading.Lock()
+class Proxy(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *args):
+        pass
+    def forward(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path == "/counts":
+            out = json.dumps(counts).encode()
+            self.send_response(200); self.send_header("Content-Length", str(len(out))); self.end_headers()
+            self.wfile.write(out); return
+        conn = http.client.HTTPConnection(upstream.hostname, upstream.port)
+        conn.request(self.command, self.path, body, dict(self.headers))
+        resp = conn.getresponse()
+        data = resp.read()
+        with lock:
+            if "TrentService" in (self.headers.get("X-Amz-Target") or ""):
+                counts["KMS"] += 1
+            elif self.command in ("GET", "HEAD"):
+                counts[self.command] += 1
+                counts["bytes"] += len(data)
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            # A HEAD's Content-Length is the object's, not that of the (empty) body.
+            if k.lower() not in ("transfer-encoding", "connection") and (k.lower() != "content-length" or self.command == "HEAD"):
+                self.send_header(k, v)
+        if self.command != "HEAD":
+            self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+    do_GET = do_HEAD = do_POST = do_PUT = forward
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+print(server.server_address[1], flush=True)
+server.serve_forever()
 "#;
