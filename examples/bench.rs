@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run -q --no-default-features --example bench -- NAME    NAME from `--list`:
-//!   goals reencrypt range cache batch lambda extension s3 s3-model
+//!   throughput goals reencrypt range cache batch lambda extension s3 s3-model
 //! ```
 //!
 //! scripts/*bench*.sh are wrappers of this, one per benchmark, as the README names them.
@@ -44,6 +44,15 @@ struct Benchmark {
 }
 
 const BENCHMARKS: &[Benchmark] = &[
+    Benchmark {
+        name: "throughput",
+        what: "issue #3 (was scripts/bench.sh): on one BENCH_MIB (1024) MiB file, openssl speed (one core), cp, \
+               cp + fsync, the Python ESDK, the CLI file to file (aes-gcm, aws-lc), in memory on 1 and 2 threads \
+               (benches/inmemory.rs); peak RSS <= 12 MiB (also at 4x the size); issue #12's goals with the aws-lc \
+               CLI. RUNS (3), BENCH_FRAME (65536), BENCH_QUICK=1 (256 MiB, no 4x RSS, no Python decrypt), \
+               BENCH_CRITERION=1 (then benches/throughput.rs, both backends)",
+        run: throughput,
+    },
     Benchmark {
         name: "goals",
         what: "issue #12 (was scripts/bench-goals.sh): CLI file to file --no-fsync vs cp, durable vs cp + sync, \
@@ -581,6 +590,206 @@ fn rss_goal(what: &str, kib: u64, max_mib: f64) {
 }
 
 // ----------------------------------------------------------------------------------------- the benchmarks
+
+/// Issue #3's throughput targets, on one file: `openssl speed` (one core) as the reference, `cp` and
+/// `cp` + fsync, the Python ESDK, the CLI file to file with either AES-GCM backend, in-memory encrypt and
+/// decrypt (benches/inmemory.rs) on 1 and 2 threads, peak RSS; and issue #12's goal lines (aws-lc CLI).
+fn throughput(env: &Env) -> Result<()> {
+    let quick = var_or("BENCH_QUICK", 0)? == 1;
+    let mib: u64 = var_or("BENCH_MIB", if quick { 256 } else { 1024 })?;
+    let frame: u64 = var_or("BENCH_FRAME", 65536)?;
+    let runs = env.runs(3);
+    let py = python(env)?;
+    let backends = [("aes-gcm", "cli", ""), ("aws-lc", "cli,aws-lc", "--features aws-lc")];
+    let mut inmemory = Vec::new();
+    for (backend, features, bench_features) in backends {
+        let built = env.build(features, &["--bin", "kms-envelope"])?.join("kms-envelope");
+        std::fs::copy(built, env.path(&format!("kms-envelope-{backend}")))?;
+        inmemory
+            .push((backend, bench_executable(env, "inmemory", &format!("--no-default-features {bench_features}"))?));
+    }
+    let cli = |backend: &str| env.path(&format!("kms-envelope-{backend}"));
+
+    let (plain, key) = (env.path("plain"), env.path("key"));
+    let size = mib << 20;
+    println!("inputs: {mib} MiB of random bytes in {}", env.work.display());
+    random_file(&plain, size)?;
+    random_file(&key, 32)?;
+    let key_hex: String = std::fs::read(&key)?.iter().map(|b| format!("{b:02x}")).collect();
+    let k = format!("--raw-key-file {} --key-namespace bench --key-name key", q(&key));
+    let p = q(&plain);
+    sh(&format!("cat {p} >/dev/null"))?; // warm the page cache
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model =
+        cpu.lines().find_map(|l| l.strip_prefix("model name")).map_or("", |m| m.trim_start_matches([' ', '\t', ':']));
+    println!(
+        "machine: {} cores, {model}, load {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load_average()
+    );
+    println!("frame length {frame}, input {size} bytes");
+    let gbps = |seconds: f64| size as f64 / seconds / 1e9;
+
+    let speed = output(&format!("openssl speed -elapsed -seconds 3 -bytes {frame} -evp aes-256-gcm 2>/dev/null"))?;
+    let openssl = speed
+        .lines()
+        .find(|l| l.starts_with("AES-256-GCM"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.trim_end_matches('k').parse::<f64>().ok())
+        .ok_or("could not parse openssl speed's output")?
+        * 1000.0
+        / 1e9;
+    println!("openssl speed -evp aes-256-gcm, one core, {frame}-byte blocks: {openssl:.2} GB/s");
+
+    let copy = q(env.path("copy"));
+    let mut commands = vec![
+        ("cp", format!("rm -f {copy} && cp {p} {copy}")),
+        ("cp_sync", format!("rm -f {copy} && cp {p} {copy} && sync {copy}")),
+    ];
+    let names = [("enc_aes-gcm", "dec_aes-gcm"), ("enc_aws-lc", "dec_aws-lc")];
+    for ((backend, _, _), (enc, dec)) in backends.iter().zip(names) {
+        let (bin, ct, out) =
+            (q(cli(backend)), q(env.path(&format!("{backend}.enc"))), q(env.path(&format!("{backend}.dec"))));
+        commands.push((enc, format!("rm -f {ct} && {bin} encrypt {k} --frame-length {frame} {p} {ct}")));
+        commands.push((dec, format!("rm -f {out} && {bin} decrypt {k} {ct} {out}")));
+    }
+    let t = alternated(runs, None, "", &commands)?;
+    for (backend, _, _) in backends {
+        same_bytes(&plain, &env.path(&format!("{backend}.dec")), &format!("the CLI ({backend})"))?;
+        sh(&format!("rm -f {}", q(env.path(&format!("{backend}.dec")))))?;
+    }
+    sh(&format!("rm -f {copy} {}", q(env.path("aws-lc.enc"))))?;
+
+    println!("\nissue #12 goals (aws-lc CLI, unpinned and taskset -c 0):");
+    issue_12_goals(env, &cli("aws-lc"), &plain, frame, false)?;
+
+    let version = output(&format!("{} -c 'import aws_encryption_sdk as e; print(e.__version__)'", q(&py)))?;
+    let peer = format!("{} {}", q(&py), q(env.repo.join("tests/peers/esdk_peer.py")));
+    let peer_key = format!("--raw-key-hex {key_hex} --key-namespace bench --key-name key");
+    let (py_enc, py_dec) = (env.path("py.enc"), env.path("py.dec"));
+    let py_enc =
+        measure(None, &format!("{peer} encrypt --in {p} --out {} {peer_key} --frame-length {frame}", q(&py_enc)))?;
+    sh(&format!("rm -f {}", q(env.path("py.enc"))))?;
+    let py_dec = if quick {
+        None
+    } else {
+        let run = measure(
+            None,
+            &format!("{peer} decrypt --in {} --out {} {peer_key}", q(env.path("aes-gcm.enc")), q(&py_dec)),
+        )?;
+        same_bytes(&plain, &py_dec, "the Python ESDK")?;
+        std::fs::remove_file(&py_dec)?;
+        Some(run.seconds)
+    };
+    println!("\nPython ESDK {}, frame {frame}, raw AES keyring (including interpreter start-up)", version.trim());
+
+    // In memory: the lines of benches/inmemory.rs, each ending in GB/s.
+    let mut memory: HashMap<(&str, usize, &str), f64> = HashMap::new();
+    for (backend, exe) in &inmemory {
+        for threads in [1, 2] {
+            let out = Command::new(exe)
+                .env("BENCH_INPUT", &plain)
+                .env("BENCH_FRAME", frame.to_string())
+                .env("BENCH_THREADS", threads.to_string())
+                .stderr(Stdio::inherit())
+                .output()?;
+            if !out.status.success() {
+                return Err(format!("{}: {}", exe.display(), out.status).into());
+            }
+            let out = String::from_utf8(out.stdout)?;
+            println!("\nin memory ({backend}, {threads} threads)\n{}", out.trim_end());
+            for api in ["encrypt", "decrypt", "stream-encrypt", "stream-decrypt"] {
+                let line = out.lines().find(|l| l.starts_with(&format!("in-memory {api} ")));
+                let gbps = line.and_then(|l| l.split_whitespace().rev().nth(1)).and_then(|v| v.parse().ok());
+                memory
+                    .insert((backend, threads, api), gbps.ok_or(format!("benches/inmemory.rs printed no {api} line"))?);
+            }
+        }
+    }
+
+    // Peak RSS of the aes-gcm CLI, and of a 4x larger input but in a quick run.
+    let (bin, ct, out) = (q(cli("aes-gcm")), q(env.path("aes-gcm.enc")), q(env.path("rss.out")));
+    let rss = |input: &str| -> Result<(u64, u64)> {
+        let e = measure(None, &format!("exec {bin} encrypt {k} --frame-length {frame} --force {input} {ct}"))?.rss_kib;
+        Ok((e, measure(None, &format!("exec {bin} decrypt {k} --force {ct} {out}"))?.rss_kib))
+    };
+    let rss_1 = rss(&p)?;
+    sh(&format!("rm -f {out}"))?;
+    let rss_4 = if quick {
+        None
+    } else {
+        let plain4 = q(env.path("plain4"));
+        sh(&format!("for _ in 1 2 3 4; do cat {p}; done >{plain4} && rm -f {p}"))?;
+        let r = rss(&plain4)?;
+        sh(&format!("rm -f {plain4} {out}"))?;
+        Some(r)
+    };
+
+    println!("\nsummary (GB/s = 10^9 bytes/s; ratios against this run's figures)");
+    let row = |what: &str, a: f64, b: Option<f64>| {
+        println!("{what:<44} {a:8.2} {}", b.map_or("       -".into(), |b| format!("{b:8.2}")));
+    };
+    println!("{:<44} {openssl:8.2}", "openssl speed aes-256-gcm, one core");
+    println!("{:<44} {:8.2}", "cp", gbps(t["cp"].seconds));
+    println!("{:<44} {:8.2}", "cp + fsync", gbps(t["cp_sync"].seconds));
+    row("Python ESDK (encrypt, decrypt)", gbps(py_enc.seconds), py_dec.map(gbps));
+    for ((backend, _, _), (enc, dec)) in backends.iter().zip(names) {
+        row(
+            &format!("CLI file to file, {backend} (encrypt, decrypt)"),
+            gbps(t[enc].seconds),
+            Some(gbps(t[dec].seconds)),
+        );
+        for threads in [1, 2] {
+            let m = |api| memory[&(*backend, threads, api)];
+            row(&format!("in memory, {backend}, {threads} threads (enc, dec)"), m("encrypt"), Some(m("decrypt")));
+            row(
+                &format!("  streaming API, {threads} threads (enc, dec)"),
+                m("stream-encrypt"),
+                Some(m("stream-decrypt")),
+            );
+        }
+    }
+    println!("\ntargets:");
+    for (d, api) in [("enc", "encrypt"), ("dec", "decrypt")] {
+        for (backend, target) in [("aes-gcm", 1.3), ("aws-lc", 3.0)] {
+            let what = format!("in-memory {d}, 2 threads, {backend} / openssl one core");
+            Goal::new(&what, memory[&(backend, 2, api)] / openssl, Op::AtLeast, target).print();
+        }
+    }
+    for ((backend, _, _), (enc, dec)) in backends.iter().zip(names) {
+        for (peer, peer_name) in [("cp", "cp"), ("cp_sync", "(cp + fsync)")] {
+            for (verb, ours) in [("encrypt", enc), ("decrypt", dec)] {
+                let what = format!("CLI {verb} ({backend}) / {peer_name}");
+                Goal::faster(&what, t[peer].seconds, t[ours].seconds, 0.7).print();
+            }
+        }
+    }
+    Goal::faster("CLI encrypt (aes-gcm) / Python ESDK encrypt", py_enc.seconds, t["enc_aes-gcm"].seconds, 10.0).print();
+    if let Some(py_dec) = py_dec {
+        Goal::faster("CLI decrypt (aes-gcm) / Python ESDK decrypt", py_dec, t["dec_aes-gcm"].seconds, 10.0).print();
+    }
+    for (m, (e, d)) in [(mib, rss_1)].into_iter().chain(rss_4.map(|r| (4 * mib, r))) {
+        rss_goal(&format!("peak RSS, {m} MiB encrypt"), e, 12.0);
+        rss_goal(&format!("peak RSS, {m} MiB decrypt"), d, 12.0);
+    }
+    println!("load average after: {}", load_average());
+
+    if var_or("BENCH_CRITERION", 0)? == 1 {
+        for features in ["", "--features aws-lc"] {
+            println!("\ncriterion: benches/throughput.rs {features}");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .current_dir(&env.repo)
+                .args(["bench", "--no-default-features", "--bench", "throughput"])
+                .args(features.split_whitespace())
+                .status()?;
+            if !status.success() {
+                return Err(format!("cargo bench --bench throughput {features}: {status}").into());
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Issue #12's goal lines, each unpinned and on one core.
 fn goals(env: &Env) -> Result<()> {
