@@ -1302,7 +1302,7 @@ fn extension(env: &Env) -> Result<()> {
 fn s3(env: &Env) -> Result<()> {
     let mib: u64 = var_or("S3_BENCH_MIB", 1024)?;
     let runs = env.runs(1);
-    let bin = env.cli("cli,kms,s3")?;
+    let bin = env.cli("default,lambda,s3")?; // the build s3-model and lambda time too
     let moto = Moto::start(env)?;
     aws_environment(&moto.endpoint, &moto.endpoint);
     let bucket = format!("kms-envelope-s3-bench-{}", std::process::id());
