@@ -3,7 +3,8 @@
 //! proxy, the job played by tests/common/batch_job.rs. BENCH_OBJECTS (default 1,000) messages of 1 to 4 KiB
 //! under an old key are re-encrypted in place under a new one, once by a profile without `cache` and once,
 //! in a fresh bucket and fresh execution environments, by one with it; then each job runs again (every task
-//! skipped). Entry point: scripts/batch-bench.sh (it starts moto and finds the emulator).
+//! skipped). Entry point: scripts/batch-bench.sh, the bench harness's `batch` (it starts moto, finds the
+//! emulator, and prints the goal lines from the figures printed here).
 //!
 //! What the code does per object, so what the goal lines hold it to: the skip check reads the header and
 //! tries the *target* keys on its data keys (an object under the old key has none of theirs: no KMS call);
@@ -129,20 +130,12 @@ fn main() {
             per_object(run.rerun_kms),
         );
     }
-    goal("KMS calls per object with cache", cached.kms as f64 / objects as f64, "<=", 1.1);
-    goal("KMS calls per object without cache", plain.kms as f64 / objects as f64, "=", 2.0);
+    // The figures the goal lines of the bench harness (examples/bench.rs) hold to their goals.
+    println!("kms_calls_per_object_cached {}", cached.kms as f64 / objects as f64);
+    println!("kms_calls_per_object_uncached {}", plain.kms as f64 / objects as f64);
 }
 
 /// The binary under test, built by cargo beside this bench.
 fn engine_binary() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_kms-envelope-batch"))
-}
-
-/// One goal line: `<what>  <value>  goal <op> <target>  MET|MISSED` (`=`: equal at two decimals).
-fn goal(what: &str, value: f64, op: &str, target: f64) {
-    let met = match op {
-        "<=" => value <= target,
-        _ => format!("{value:.2}") == format!("{target:.2}"),
-    };
-    println!("  {what:<58} {value:7.3}  goal {op} {target}  {}", if met { "MET" } else { "MISSED" });
 }
