@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -306,20 +306,33 @@ impl PythonPeer {
 
     /// Runs `esdk_peer.py` with `args` against moto; Ok or its one-line error.
     pub fn run(&self, args: &[&str]) -> Result<(), String> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/esdk_peer.py");
-        let out = Command::new(&self.python)
-            .arg(script)
-            .args(args)
-            .args(["--kms-endpoint", &self.endpoint])
+        let out =
+            self.command().args(args).args(["--kms-endpoint", &self.endpoint]).output().expect("run the Python peer");
+        if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()) }
+    }
+
+    /// Runs each of `jobs` (as for [`run`](Self::run)) in one peer process: the SDK import, most of a short
+    /// job's time, is paid once. One result per job, in order.
+    pub fn batch(&self, jobs: &[Vec<&str>]) -> Vec<Result<(), String>> {
+        let jobs: Vec<Vec<String>> = jobs
+            .iter()
+            .map(|args| args.iter().copied().chain(["--kms-endpoint", &self.endpoint]).map(str::to_owned).collect())
+            .collect();
+        crate::common::peer_batch_jobs(self.command(), &jobs)
+    }
+
+    /// The peer script under Python, with moto's credentials and region and no others.
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.python);
+        command
+            .arg(crate::common::peer_script())
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", REGION)
             .env("AWS_DEFAULT_REGION", REGION)
             .env_remove("AWS_PROFILE")
-            .env_remove("AWS_SESSION_TOKEN")
-            .output()
-            .expect("run the Python peer");
-        if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()) }
+            .env_remove("AWS_SESSION_TOKEN");
+        command
     }
 }
 

@@ -55,6 +55,65 @@ pub fn peer_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/esdk_peer.py")
 }
 
+/// RSA keys made by Python's `cryptography` (an independent implementation), as PEM text: a 2048-bit pair in
+/// every form our readers accept, another 2048-bit private key, and a 1024-bit one that must be refused.
+pub struct PythonRsaPems {
+    /// The 2048-bit private key, PKCS #8 (`PRIVATE KEY`).
+    pub private: String,
+    /// The same private key, PKCS #1 (`RSA PRIVATE KEY`).
+    pub private_pkcs1: String,
+    /// Its public key, SubjectPublicKeyInfo (`PUBLIC KEY`).
+    pub public_spki: String,
+    /// Its public key, PKCS #1 (`RSA PUBLIC KEY`).
+    pub public_pkcs1: String,
+    /// Another 2048-bit private key (PKCS #8), which must not open messages for the first.
+    pub other_private: String,
+    /// A 1024-bit private key (PKCS #8), too weak to be accepted.
+    pub weak_private: String,
+}
+
+/// The [`PythonRsaPems`] of this test binary, generated on first use by one Python process and shared by
+/// every test that needs Python-made RSA keys: each test proves its interop with the same kind of key, and
+/// generating it once saves a Python start-up and three key generations per test.
+pub fn python_rsa_pems(python: &Path) -> &'static PythonRsaPems {
+    static PEMS: std::sync::OnceLock<PythonRsaPems> = std::sync::OnceLock::new();
+    PEMS.get_or_init(|| {
+        let script = r#"
+import json
+from cryptography.hazmat.primitives import serialization as s
+from cryptography.hazmat.primitives.asymmetric import rsa
+def private(key, fmt=s.PrivateFormat.PKCS8):
+    return key.private_bytes(s.Encoding.PEM, fmt, s.NoEncryption()).decode()
+def public(key, fmt):
+    return key.public_key().public_bytes(s.Encoding.PEM, fmt).decode()
+k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+print(json.dumps({
+    "private": private(k),
+    "private_pkcs1": private(k, s.PrivateFormat.TraditionalOpenSSL),
+    "public_spki": public(k, s.PublicFormat.SubjectPublicKeyInfo),
+    "public_pkcs1": public(k, s.PublicFormat.PKCS1),
+    "other_private": private(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+    "weak_private": private(rsa.generate_private_key(public_exponent=65537, key_size=1024)),
+}))
+"#;
+        let out = Command::new(python).args(["-c", script]).output().expect("run Python");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let pems: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let pem = |name: &str| pems[name].as_str().unwrap().to_owned();
+        let pems = PythonRsaPems {
+            private: pem("private"),
+            private_pkcs1: pem("private_pkcs1"),
+            public_spki: pem("public_spki"),
+            public_pkcs1: pem("public_pkcs1"),
+            other_private: pem("other_private"),
+            weak_private: pem("weak_private"),
+        };
+        assert!(pems.public_pkcs1.starts_with("-----BEGIN RSA PUBLIC KEY-----\n"), "{}", pems.public_pkcs1);
+        assert!(pems.private_pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"), "{}", pems.private_pkcs1);
+        pems
+    })
+}
+
 /// Runs the Python peer with `args`; returns (success, stderr).
 pub fn run_peer(python: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(python).arg(peer_script()).args(args).output().expect("run the Python peer");
@@ -64,9 +123,20 @@ pub fn run_peer(python: &Path, args: &[&str]) -> (bool, String) {
 /// Runs the Python peer's `batch` mode: one JSON argument list per line of `lines`, one JSON result per
 /// line of its stdout.
 pub fn peer_batch(python: &Path, lines: String) -> std::process::Output {
+    peer_batch_in(peer_command(python), lines)
+}
+
+/// A command that runs the peer script with `python`.
+fn peer_command(python: &Path) -> Command {
+    let mut peer = Command::new(python);
+    peer.arg(peer_script());
+    peer
+}
+
+/// [`peer_batch`] in `peer`, a command that runs the peer script (with the environment its jobs need).
+fn peer_batch_in(mut peer: Command, lines: String) -> std::process::Output {
     use std::io::Write as _;
-    let mut child = Command::new(python)
-        .arg(peer_script())
+    let mut child = peer
         .arg("batch")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -79,6 +149,33 @@ pub fn peer_batch(python: &Path, lines: String) -> std::process::Output {
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
     out
+}
+
+/// Runs each of `jobs` (a peer command line, as for [`run_peer`]) in one peer process started by `peer` (a
+/// command that runs the peer script): the SDK import, most of a short job's time, is paid once. One result
+/// per job, in order: `Ok` or the job's one-line error.
+pub fn peer_batch_jobs(peer: Command, jobs: &[Vec<String>]) -> Vec<Result<(), String>> {
+    let lines: String = jobs.iter().map(|args| serde_json::to_string(args).unwrap() + "\n").collect();
+    let out = peer_batch_in(peer, lines);
+    assert!(out.status.success(), "esdk_peer batch failed: {}", String::from_utf8_lossy(&out.stderr));
+    let results: Vec<Result<(), String>> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            match v["status"].as_i64() {
+                Some(0) => Ok(()),
+                _ => Err(v["error"].as_str().unwrap_or("?").to_owned()),
+            }
+        })
+        .collect();
+    assert_eq!(results.len(), jobs.len(), "one result per job");
+    results
+}
+
+/// [`peer_batch_jobs`] with the plain peer of `python`.
+pub fn python_batch(python: &Path, jobs: &[Vec<String>]) -> Vec<Result<(), String>> {
+    peer_batch_jobs(peer_command(python), jobs)
 }
 
 /// The entries of the zip at `zip`, read back by Python's zipfile (an independent reader): each one's name,

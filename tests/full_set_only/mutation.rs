@@ -162,18 +162,22 @@ fn subjects() -> Vec<Subject> {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("pt");
         std::fs::write(&input, &pt).unwrap();
-        for suite in ["0x0478", "0x0578"] {
-            let ct = dir.path().join(format!("{suite}.ct"));
-            let (ok, err) = common::run_peer(
-                &python,
-                &[
+        let suites = ["0x0478", "0x0578"];
+        let ct = |suite: &str| dir.path().join(format!("{suite}.ct"));
+        let (input, key, frame) = (input.to_str().unwrap(), common::hex(&KEY), FRAME.to_string());
+        // Both encryptions in one peer process: one SDK import instead of two.
+        let jobs: Vec<Vec<String>> = suites
+            .iter()
+            .map(|suite| {
+                let ct = ct(suite);
+                [
                     "encrypt",
                     "--in",
-                    input.to_str().unwrap(),
+                    input,
                     "--out",
                     ct.to_str().unwrap(),
                     "--raw-key-hex",
-                    &common::hex(&KEY),
+                    &key,
                     "--key-namespace",
                     "mutation",
                     "--key-name",
@@ -181,13 +185,17 @@ fn subjects() -> Vec<Subject> {
                     "--suite",
                     suite,
                     "--frame-length",
-                    &FRAME.to_string(),
+                    &frame,
                     "--context-json",
                     r#"{"tenant":"mutation"}"#,
-                ],
-            );
-            assert!(ok, "Python encrypt failed: {err}");
-            out.push(Subject::new(format!("python-{suite}"), std::fs::read(&ct).unwrap()));
+                ]
+                .map(str::to_owned)
+                .to_vec()
+            })
+            .collect();
+        for (suite, result) in suites.into_iter().zip(common::python_batch(&python, &jobs)) {
+            result.unwrap_or_else(|err| panic!("Python encrypt failed: {err}"));
+            out.push(Subject::new(format!("python-{suite}"), std::fs::read(ct(suite)).unwrap()));
         }
     }
     out

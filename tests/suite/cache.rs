@@ -208,16 +208,19 @@ fn python_decrypts_messages_made_with_cached_materials() {
         (0..3).map(|i| encrypt(&keyring, &options, format!("cached {i}").as_bytes()).unwrap()).collect();
     assert_eq!(edks(&messages[0]), edks(&messages[2]), "the messages should share a cached data key");
     let hex = common::hex(&RAW_KEY);
+    let output = |i: usize| dir.path().join(format!("{i}.out"));
+    // One peer process decrypts the three messages, each a job of its own: one SDK import instead of three.
+    let mut jobs = Vec::new();
     for (i, message) in messages.iter().enumerate() {
-        let (input, output) = (dir.path().join(format!("{i}.esdk")), dir.path().join(format!("{i}.out")));
+        let input = dir.path().join(format!("{i}.esdk"));
         std::fs::write(&input, message).unwrap();
-        let (input, output) = (input.to_str().unwrap(), output.to_str().unwrap());
+        let (input, output) = (input.to_str().unwrap(), output(i));
         let args = [
             "decrypt",
             "--in",
             input,
             "--out",
-            output,
+            output.to_str().unwrap(),
             "--raw-key-hex",
             hex.as_str(),
             "--key-namespace",
@@ -225,9 +228,11 @@ fn python_decrypts_messages_made_with_cached_materials() {
             "--key-name",
             "key-1",
         ];
-        let (ok, stderr) = common::run_peer(&python, &args);
-        assert!(ok, "Python could not decrypt cached message {i}: {stderr}");
-        assert_eq!(std::fs::read(output).unwrap(), format!("cached {i}").as_bytes());
+        jobs.push(args.map(str::to_owned).to_vec());
+    }
+    for (i, result) in common::python_batch(&python, &jobs).into_iter().enumerate() {
+        result.unwrap_or_else(|stderr| panic!("Python could not decrypt cached message {i}: {stderr}"));
+        assert_eq!(std::fs::read(output(i)).unwrap(), format!("cached {i}").as_bytes());
     }
 }
 

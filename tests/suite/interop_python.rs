@@ -67,22 +67,7 @@ impl Peer {
 
     /// Like [`batch`](Self::batch) for whole command lines, which name their own keys.
     fn batch_command_lines(&self, jobs: &[Vec<String>]) -> Vec<Result<(), String>> {
-        let lines: String = jobs.iter().map(|args| serde_json::to_string(args).unwrap() + "\n").collect();
-        let out = common::peer_batch(&self.python, lines);
-        assert!(out.status.success(), "esdk_peer batch failed: {}", String::from_utf8_lossy(&out.stderr));
-        let results: Vec<Result<(), String>> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|line| {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                match v["status"].as_i64() {
-                    Some(0) => Ok(()),
-                    _ => Err(v["error"].as_str().unwrap_or("?").to_owned()),
-                }
-            })
-            .collect();
-        assert_eq!(results.len(), jobs.len(), "one result per job");
-        results
+        common::python_batch(&self.python, jobs)
     }
 
     fn args(op: &str, input: &Path, output: &Path, extra: &[String]) -> Vec<String> {
@@ -429,15 +414,21 @@ fn signed_messages_interoperate_both_ways() {
     let ours = kms_envelope::encrypt(&keyring(), &options, &pt).unwrap();
     let (ct, out) = (peer.path("ours-signed.ct"), peer.path("ours-signed.out"));
     fs::write(&ct, &ours).unwrap();
-    peer.run("decrypt", &ct, &out, &["--context-json".into(), r#"{"a":"b"}"#.into()]).unwrap();
-    assert_eq!(fs::read(&out).unwrap(), pt);
-
-    // A single flipped bit in our signature makes Python refuse it too: the footer is really checked.
+    // A single flipped bit in our signature makes Python refuse it too: the footer is really checked. Both
+    // decryptions run in one peer process (one SDK import), each a job of its own.
     let mut bad = ours.clone();
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    fs::write(&ct, &bad).unwrap();
-    let err = peer.run("decrypt", &ct, &out, &[]).unwrap_err();
+    let (bad_ct, bad_out) = (peer.path("ours-signed-bad.ct"), peer.path("ours-signed-bad.out"));
+    fs::write(&bad_ct, &bad).unwrap();
+    let jobs = [
+        ("decrypt", ct, out.clone(), vec!["--context-json".into(), r#"{"a":"b"}"#.into()]),
+        ("decrypt", bad_ct, bad_out, vec![]),
+    ];
+    let [good, refused] = <[_; 2]>::try_from(peer.batch(&jobs)).unwrap();
+    good.unwrap();
+    assert_eq!(fs::read(&out).unwrap(), pt);
+    let err = refused.unwrap_err();
     assert!(err.contains("InvalidSignature"), "Python refused the message, but not for its signature: {err}");
 }
 
@@ -448,12 +439,20 @@ fn signed_messages_interoperate_both_ways() {
 fn non_framed_bodies_of_64_mib_are_accepted_and_one_byte_more_refused() {
     let Some(peer) = Peer::new() else { return };
     let max = kms_envelope::DecryptLimits::DEFAULT.max_nonframed_body_len;
-    let (input, ct) = (peer.path("nonframed.pt"), peer.path("nonframed.ct"));
+    // Python encrypts both in one peer process (one SDK import).
+    let paths = |len: u64| (peer.path(&format!("nonframed-{len}.pt")), peer.path(&format!("nonframed-{len}.ct")));
+    let extra: Vec<String> = ["--suite", "0x0478", "--frame-length", "0"].map(str::to_owned).to_vec();
+    let jobs: Vec<_> =
+        [max, max + 1].iter().map(|&len| ("encrypt", paths(len).0, paths(len).1, extra.clone())).collect();
+    for &len in &[max, max + 1] {
+        fs::write(paths(len).0, plaintext(len as usize, 0x5a)).unwrap();
+    }
+    for result in peer.batch(&jobs) {
+        result.unwrap();
+    }
     for len in [max, max + 1] {
-        let pt = plaintext(len as usize, 0x5a);
-        fs::write(&input, &pt).unwrap();
-        let extra = ["--suite".into(), "0x0478".into(), "--frame-length".into(), "0".into()];
-        peer.run("encrypt", &input, &ct, &extra).unwrap();
+        let (input, ct) = paths(len);
+        let pt = fs::read(&input).unwrap();
         let message = fs::read(&ct).unwrap();
         let result = kms_envelope::decrypt(&keyring(), &DecryptOptions::new(), &message);
         if len == max {
@@ -477,11 +476,15 @@ fn legacy_python_messages_follow_the_commitment_policy() {
     let pt = plaintext(10_000, 9);
     let input = peer.path("legacy.pt");
     fs::write(&input, &pt).unwrap();
-    for suite in ["0x0178", "0x0378"] {
-        let ct = peer.path(&format!("legacy-{suite}.ct"));
-        let extra =
-            ["--suite".into(), suite.into(), "--commitment-policy".into(), "forbid-encrypt-allow-decrypt".into()];
-        peer.run("encrypt", &input, &ct, &extra).unwrap();
+    let suites = ["0x0178", "0x0378"];
+    let ct = |suite: &str| peer.path(&format!("legacy-{suite}.ct"));
+    let forbid = |suite: &str| {
+        vec!["--suite".into(), suite.into(), "--commitment-policy".into(), "forbid-encrypt-allow-decrypt".into()]
+    };
+    let jobs: Vec<_> = suites.iter().map(|suite| ("encrypt", input.clone(), ct(suite), forbid(suite))).collect();
+    for (suite, result) in suites.into_iter().zip(peer.batch(&jobs)) {
+        result.unwrap();
+        let ct = ct(suite);
         let message = fs::read(&ct).unwrap();
         let err = kms_envelope::decrypt(&keyring(), &DecryptOptions::new(), &message).unwrap_err();
         assert!(
@@ -509,22 +512,25 @@ fn cli_and_python_interoperate() {
         cmd.arg("--raw-key-file").arg(&key_file).args(["--key-namespace", NAMESPACE, "--key-name", KEY_NAME]);
     };
 
-    let ct = peer.path("python-cli.ct");
-    peer.run("encrypt", &input, &ct, &[]).unwrap();
+    // Our CLI encrypts first, so that Python's encryption and decryption run in one peer process.
+    let ours = peer.path("cli-ours.ct");
+    let mut cmd = assert_cmd::Command::cargo_bin("kms-envelope").unwrap();
+    cmd.args(["encrypt", "--suite", "0x0578", "--context", "stage=prod"]);
+    key_args(&mut cmd);
+    cmd.arg(&input).arg(&ours).assert().success();
+    let (ct, back) = (peer.path("python-cli.ct"), peer.path("cli-ours.out"));
+    let context = vec!["--context-json".into(), r#"{"stage":"prod"}"#.into()];
+    let jobs = [("encrypt", input.clone(), ct.clone(), vec![]), ("decrypt", ours, back.clone(), context)];
+    for result in peer.batch(&jobs) {
+        result.unwrap();
+    }
+
     let out = peer.path("cli.out");
     let mut cmd = assert_cmd::Command::cargo_bin("kms-envelope").unwrap();
     cmd.arg("decrypt");
     key_args(&mut cmd);
     cmd.arg(&ct).arg(&out).assert().success();
     assert_eq!(fs::read(&out).unwrap(), pt);
-
-    let ours = peer.path("cli-ours.ct");
-    let mut cmd = assert_cmd::Command::cargo_bin("kms-envelope").unwrap();
-    cmd.args(["encrypt", "--suite", "0x0578", "--context", "stage=prod"]);
-    key_args(&mut cmd);
-    cmd.arg(&input).arg(&ours).assert().success();
-    let back = peer.path("cli-ours.out");
-    peer.run("decrypt", &ours, &back, &["--context-json".into(), r#"{"stage":"prod"}"#.into()]).unwrap();
     assert_eq!(fs::read(&back).unwrap(), pt);
 }
 
@@ -582,29 +588,17 @@ struct RsaKeyFiles {
 
 #[cfg(feature = "rsa")]
 impl RsaKeyFiles {
+    /// Writes this test binary's Python-made key pair ([`common::python_rsa_pems`]) into the peer's directory.
     fn generate(peer: &Peer) -> Self {
-        let script = r#"
-import sys
-from cryptography.hazmat.primitives import serialization as s
-from cryptography.hazmat.primitives.asymmetric import rsa
-k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-open(sys.argv[1], "wb").write(k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))
-open(sys.argv[2], "wb").write(k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))
-open(sys.argv[3], "wb").write(k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.PKCS1))
-"#;
+        let pems = common::python_rsa_pems(&peer.python);
         let files = Self {
             private: peer.path("rsa.pem"),
             public_spki: peer.path("rsa-spki.pem"),
             public_pkcs1: peer.path("rsa-pkcs1.pem"),
         };
-        let out = Command::new(&peer.python)
-            .args(["-c", script])
-            .args([&files.private, &files.public_spki, &files.public_pkcs1])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let pkcs1 = fs::read_to_string(&files.public_pkcs1).unwrap();
-        assert!(pkcs1.starts_with("-----BEGIN RSA PUBLIC KEY-----\n"), "not a PKCS #1 PEM: {pkcs1}");
+        fs::write(&files.private, &pems.private).unwrap();
+        fs::write(&files.public_spki, &pems.public_spki).unwrap();
+        fs::write(&files.public_pkcs1, &pems.public_pkcs1).unwrap();
         files
     }
 }

@@ -25,33 +25,22 @@ struct Keys {
     weak_private: PathBuf,
 }
 
-/// Writes key pairs as PEM into `dir`: a 2048-bit pair (PKCS #8, PKCS #1 and SPKI forms), another 2048-bit
-/// private key, and a 1024-bit one that must be refused.
+/// Writes the Python-made key pairs of this test binary ([`common::python_rsa_pems`]) as PEM into `dir`: a
+/// 2048-bit pair (PKCS #8, PKCS #1 and SPKI forms), another 2048-bit private key, and a 1024-bit one that
+/// must be refused.
 fn keys(python: &Path, dir: &Path) -> Keys {
-    let script = r#"
-import sys
-from cryptography.hazmat.primitives import serialization as s
-from cryptography.hazmat.primitives.asymmetric import rsa
-d = sys.argv[1]
-def write(name, data):
-    open(d + "/" + name, "wb").write(data)
-def private(key, fmt=s.PrivateFormat.PKCS8):
-    return key.private_bytes(s.Encoding.PEM, fmt, s.NoEncryption())
-k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-write("private.pem", private(k))
-write("private-pkcs1.pem", private(k, s.PrivateFormat.TraditionalOpenSSL))
-write("public.pem", k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))
-write("other.pem", private(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
-write("weak.pem", private(rsa.generate_private_key(public_exponent=65537, key_size=1024)))
-"#;
-    let out = Command::new(python).args(["-c", script]).arg(dir).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pems = common::python_rsa_pems(python);
+    let write = |name: &str, pem: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
     Keys {
-        private: dir.join("private.pem"),
-        private_pkcs1: dir.join("private-pkcs1.pem"),
-        public: dir.join("public.pem"),
-        other_private: dir.join("other.pem"),
-        weak_private: dir.join("weak.pem"),
+        private: write("private.pem", &pems.private),
+        private_pkcs1: write("private-pkcs1.pem", &pems.private_pkcs1),
+        public: write("public.pem", &pems.public_spki),
+        other_private: write("other.pem", &pems.other_private),
+        weak_private: write("weak.pem", &pems.weak_private),
     }
 }
 
@@ -65,25 +54,26 @@ fn rsa_args<'a>(flag: &'a str, pem: &'a Path, padding: &'a str) -> Vec<&'a str> 
     vec![flag, pem.to_str().unwrap(), "--key-namespace", "deploy", "--key-name", "rsa-2026", "--rsa-padding", padding]
 }
 
-/// The Python peer with one raw RSA keyring (suite 0x0478 on encrypt).
+/// A Python peer command line with one raw RSA keyring (suite 0x0478 on encrypt).
 fn python_rsa(
-    python: &Path,
     op: &str,
     input: &Path,
     output: &Path,
     private: &Path,
     padding: &str,
     (namespace, name): (&str, &str),
-) -> (bool, String) {
+) -> Vec<String> {
     let mut args = vec![op, "--in", input.to_str().unwrap(), "--out", output.to_str().unwrap()];
     args.extend(["--rsa-private-pem", private.to_str().unwrap(), "--rsa-padding", padding]);
     args.extend(["--key-namespace", namespace, "--key-name", name]);
     if op == "encrypt" {
         args.extend(["--suite", "0x0478"]);
     }
-    common::run_peer(python, &args)
+    args.into_iter().map(str::to_owned).collect()
 }
 
+/// Every padding, both ways. Python's encryptions, then its decryptions, run as one batch each (one peer
+/// process, one SDK import): the same messages cross in the same directions as with a process per message.
 #[test]
 fn every_padding_interoperates_with_the_python_esdk_both_ways() {
     let Some(python) = common::python() else { return };
@@ -92,11 +82,18 @@ fn every_padding_interoperates_with_the_python_esdk_both_ways() {
     let plaintext: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let input = dir.path().join("plain.bin");
     std::fs::write(&input, &plaintext).unwrap();
+    let theirs = |padding: &str| dir.path().join(format!("python-{padding}.esdk"));
+    let python_encrypts: Vec<Vec<String>> = PADDINGS
+        .iter()
+        .map(|padding| python_rsa("encrypt", &input, &theirs(padding), &keys.private, padding, ("deploy", "rsa-2026")))
+        .collect();
+    for (padding, result) in PADDINGS.iter().zip(common::python_batch(&python, &python_encrypts)) {
+        result.unwrap_or_else(|err| panic!("{padding}: Python encrypt: {err}"));
+    }
+    let mut python_decrypts = Vec::new();
     for padding in PADDINGS {
-        // Python encrypts; we decrypt with the private key (PKCS #8 and PKCS #1 forms).
-        let theirs = dir.path().join(format!("python-{padding}.esdk"));
-        let (ok, err) = python_rsa(&python, "encrypt", &input, &theirs, &keys.private, padding, ("deploy", "rsa-2026"));
-        assert!(ok, "{padding}: Python encrypt: {err}");
+        // Python encrypted; we decrypt with the private key (PKCS #8 and PKCS #1 forms).
+        let theirs = theirs(padding);
         for private in [&keys.private, &keys.private_pkcs1] {
             let out_file = dir.path().join(format!("ours-from-python-{padding}"));
             let out = cli(
@@ -107,7 +104,8 @@ fn every_padding_interoperates_with_the_python_esdk_both_ways() {
             assert_eq!(std::fs::read(&out_file).unwrap(), plaintext, "{padding}");
         }
 
-        // We encrypt with the public key only; Python decrypts. PKCS #1 v1.5 is decrypt-only: refused (exit 2).
+        // We encrypt with the public key only; Python decrypts (below, in one batch). PKCS #1 v1.5 is
+        // decrypt-only: refused (exit 2).
         let ours = dir.path().join(format!("ours-{padding}.esdk"));
         let out = cli(
             &[["encrypt"].as_slice(), &rsa_args("--rsa-public-key", &keys.public, padding)].concat(),
@@ -118,15 +116,13 @@ fn every_padding_interoperates_with_the_python_esdk_both_ways() {
             assert_eq!(out.status.code(), Some(2), "{stderr}");
             assert!(stderr.contains("decrypt-only") && stderr.contains("oaep-sha256"), "{stderr}");
             assert!(!ours.exists());
-            &theirs
+            theirs
         } else {
             assert!(out.status.success(), "{padding}: {stderr}");
             let back = dir.path().join(format!("python-from-ours-{padding}"));
-            let (ok, err) =
-                python_rsa(&python, "decrypt", &ours, &back, &keys.private, padding, ("deploy", "rsa-2026"));
-            assert!(ok, "{padding}: Python decrypt: {err}");
-            assert_eq!(std::fs::read(&back).unwrap(), plaintext, "{padding}");
-            &ours
+            let args = python_rsa("decrypt", &ours, &back, &keys.private, padding, ("deploy", "rsa-2026"));
+            python_decrypts.push((padding, args, back));
+            ours
         };
 
         // A public key cannot decrypt; another private key, or another padding, cannot either (exit 3). With
@@ -140,11 +136,17 @@ fn every_padding_interoperates_with_the_python_esdk_both_ways() {
             ("--rsa-private-key", &keys.private, *other, 3),
         ] {
             let dest = dir.path().join("never");
-            let out = cli(&[["decrypt"].as_slice(), &rsa_args(flag, pem, pad)].concat(), &[message, &dest]);
+            let out = cli(&[["decrypt"].as_slice(), &rsa_args(flag, pem, pad)].concat(), &[&message, &dest]);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(status), "{padding} with {flag} {pad}: {stderr}");
             assert!(!dest.exists());
         }
+    }
+    let jobs: Vec<Vec<String>> = python_decrypts.iter().map(|(_, args, _)| args.clone()).collect();
+    assert_eq!(jobs.len(), PADDINGS.len() - 1, "Python decrypts every OAEP padding's message");
+    for ((padding, _, back), result) in python_decrypts.iter().zip(common::python_batch(&python, &jobs)) {
+        result.unwrap_or_else(|err| panic!("{padding}: Python decrypt: {err}"));
+        assert_eq!(std::fs::read(back).unwrap(), plaintext, "{padding}");
     }
 }
 
@@ -297,9 +299,8 @@ fn rsa_and_aes_in_one_message_and_weak_keys_refused() {
     }
     // Python reads the same message with its raw RSA keyring alone.
     let back = dir.path().join("python-out");
-    let (ok, err) =
-        python_rsa(&python, "decrypt", &message, &back, &keys.private, "oaep-sha256", ("rsa-ns", "rsa-name"));
-    assert!(ok, "{err}");
+    let job = python_rsa("decrypt", &message, &back, &keys.private, "oaep-sha256", ("rsa-ns", "rsa-name"));
+    common::python_batch(&python, &[job]).remove(0).unwrap();
     assert_eq!(std::fs::read(&back).unwrap(), b"one message, two keys");
 
     // A 1024-bit key is refused with a usage error that says why.

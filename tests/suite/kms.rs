@@ -337,17 +337,26 @@ fn rust_encrypts_with_three_keys_python_decrypts() {
     let (ct, pt) = (ct.to_str().unwrap(), pt.to_str().unwrap());
     let context = r#"{"purpose":"kms test","tenant":"t-42"}"#;
 
-    for key in &keys {
-        peer.run(&["decrypt", "--in", ct, "--out", pt, "--kms-key", key, "--context-json", context]).unwrap();
-        assert_eq!(std::fs::read(pt).unwrap(), data, "Python, key {key}");
-        std::fs::remove_file(pt).unwrap();
-    }
-    let account = account_of(&keys[0]);
-    peer.run(&["decrypt", "--in", ct, "--out", pt, "--kms-discovery", "--kms-discovery-account", &account]).unwrap();
-    assert_eq!(std::fs::read(pt).unwrap(), data, "Python discovery");
+    // Python decrypts with each key alone, with discovery, and (the oracle can fail) with another key, all in
+    // one peer process: each decryption is a job of its own, as separate as with a process per decryption.
     let other = moto.create_key();
-    let err = peer.run(&["decrypt", "--in", ct, "--out", pt, "--kms-key", &other]).unwrap_err();
+    let account = account_of(&keys[0]);
+    let outs: Vec<String> = (0..keys.len() + 2).map(|i| format!("{pt}-{i}")).collect();
+    let mut jobs: Vec<Vec<&str>> = keys
+        .iter()
+        .zip(&outs)
+        .map(|(key, out)| vec!["decrypt", "--in", ct, "--out", out, "--kms-key", key, "--context-json", context])
+        .collect();
+    let discovery = &outs[keys.len()];
+    jobs.push(vec!["decrypt", "--in", ct, "--out", discovery, "--kms-discovery", "--kms-discovery-account", &account]);
+    jobs.push(vec!["decrypt", "--in", ct, "--out", &outs[keys.len() + 1], "--kms-key", &other]);
+    let mut results = peer.batch(&jobs);
+    let err = results.pop().unwrap().unwrap_err();
     assert!(err.contains("esdk_peer decrypt failed"), "the oracle can fail: {err}");
+    for ((result, out), who) in results.into_iter().zip(&outs).zip(keys.iter().chain([&"discovery".to_owned()])) {
+        result.unwrap_or_else(|err| panic!("Python, {who}: {err}"));
+        assert_eq!(std::fs::read(out).unwrap(), data, "Python, {who}");
+    }
 }
 
 #[test]

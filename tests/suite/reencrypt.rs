@@ -138,23 +138,7 @@ fn python_decrypt_with(
 }
 
 fn python_batch(jobs: &[Vec<String>]) -> Option<Vec<Result<(), String>>> {
-    let python = common::python()?;
-    let lines: String = jobs.iter().map(|args| serde_json::to_string(args).unwrap() + "\n").collect();
-    let out = common::peer_batch(&python, lines);
-    assert!(out.status.success(), "esdk_peer batch failed: {}", String::from_utf8_lossy(&out.stderr));
-    let results: Vec<Result<(), String>> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
-            match v["status"].as_i64() {
-                Some(0) => Ok(()),
-                _ => Err(v["error"].as_str().unwrap_or("?").to_owned()),
-            }
-        })
-        .collect();
-    assert_eq!(results.len(), jobs.len(), "one result per job");
-    Some(results)
+    Some(common::python_batch(&common::python()?, jobs))
 }
 
 /// Whether a suite id (hex, as in the index) signs: ECDSA suites are 0x0214 and up (v1) and 0x0578 (v2).
