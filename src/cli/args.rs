@@ -722,8 +722,8 @@ pub struct MetadataArgs {
     /// and the header's message id, algorithm, encryption context, wrapping keys (provider id and key info
     /// in base64, key_id as text) and frame length, with aws-encryption-cli's field names. Never plaintext or
     /// a data key. decrypt writes a message's line only once it verified; a message that fails has none.
-    #[arg(long, value_name = "FILE")]
-    pub metadata_output: Option<String>,
+    #[arg(long, value_name = "FILE", value_parser = Location::parse)]
+    pub metadata_output: Option<Location>,
     /// With --metadata-output FILE: replace FILE rather than append to it.
     #[arg(long, requires = "metadata_output")]
     pub overwrite_metadata: bool,
@@ -951,11 +951,13 @@ pub struct ReencryptArgs {
     #[command(flatten)]
     pub s3: S3Args,
     /// Message file, - for stdin, s3://BUCKET/KEY, or a directory or s3://BUCKET/PREFIX/ with --recursive.
-    pub input: String,
+    #[arg(value_parser = Location::parse)]
+    pub input: Location,
     /// Message file to write, - for stdout, s3://BUCKET/KEY, or a directory or s3://BUCKET/PREFIX/ with
     /// --recursive; absent with --in-place.
-    #[arg(required_unless_present_any = ["in_place", "dry_run"], conflicts_with = "in_place")]
-    pub output: Option<String>,
+    #[arg(required_unless_present_any = ["in_place", "dry_run"], conflicts_with = "in_place",
+          value_parser = Location::parse)]
+    pub output: Option<Location>,
 }
 
 /// `edit`.

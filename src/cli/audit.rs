@@ -36,37 +36,44 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// The audit of a run whose data goes to `data_output` (`-` for stdout), or `None` without
-    /// `--metadata-output`. Refuses records on stdout when the data goes there too (they would mix). The
-    /// file is appended to, as the ESDK CLI does, unless `--overwrite-metadata`; it is created 0600.
-    /// Refuses a file that is one of `kept` (INPUT, OUTPUT and the key files, as given): appended to, or
-    /// truncated by `--overwrite-metadata` before anything is read, it would be destroyed.
+    /// The audit of a run whose data goes to `data_output` (`None` for the trees of `--recursive`), or
+    /// `None` without `--metadata-output`. Refuses records on stdout when the data goes there too (they
+    /// would mix). The file is appended to, as the ESDK CLI does, unless `--overwrite-metadata`; it is
+    /// created 0600. Refuses a file that is one of `kept` (INPUT, OUTPUT and the key files, as given):
+    /// appended to, or truncated by `--overwrite-metadata` before anything is read, it would be destroyed.
     pub fn open<'a>(
         args: &MetadataArgs,
         mode: Mode,
-        data_output: &str,
+        data_output: Option<&Location>,
         kept: impl IntoIterator<Item = &'a Path>,
     ) -> Result<Option<Self>, Failure> {
-        let Some(path) = args.metadata_output.as_deref() else { return Ok(None) };
-        if path != "-"
-            && let Some(other) = kept.into_iter().find(|other| same_file(Path::new(path), other))
-        {
+        let path = match &args.metadata_output {
+            None => return Ok(None),
+            Some(Location::Stdio) => {
+                if data_output == Some(&Location::Stdio) {
+                    return Err(Failure::usage(
+                        "--metadata-output - and OUTPUT - would mix the records with the data on stdout: give one \
+                         of them a file"
+                            .into(),
+                    ));
+                }
+                let out: Box<dyn Write> = Box::new(std::io::stdout());
+                return Ok(Some(Self { mode, out: RefCell::new(out), name: "stdout".into() }));
+            }
+            Some(Location::S3(name)) => {
+                return Err(Failure::usage(format!(
+                    "--metadata-output {}: must be a local file or - (stdout); records are not written to S3",
+                    escaped(name.as_str())
+                )));
+            }
+            Some(Location::File(path)) => path.as_path(),
+        };
+        if let Some(other) = kept.into_iter().find(|other| same_file(path, other)) {
             return Err(Failure::usage(format!(
                 "--metadata-output {} is {}, which the run reads or writes: give the records a file of their own",
-                escaped(path),
+                escaped(&path.to_string_lossy()),
                 escaped(&other.to_string_lossy())
             )));
-        }
-        if path == "-" {
-            if data_output == "-" {
-                return Err(Failure::usage(
-                    "--metadata-output - and OUTPUT - would mix the records with the data on stdout: give one of \
-                     them a file"
-                        .into(),
-                ));
-            }
-            let out: Box<dyn Write> = Box::new(std::io::stdout());
-            return Ok(Some(Self { mode, out: RefCell::new(out), name: "stdout".into() }));
         }
         let mut options = std::fs::OpenOptions::new();
         options.create(true);
@@ -77,14 +84,12 @@ impl Audit {
         }
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file =
-            options.open(path).map_err(|e| Failure::io(format!("--metadata-output {}", shown(Path::new(path))), e))?;
-        Ok(Some(Self { mode, out: RefCell::new(Box::new(file)), name: shown(Path::new(path)) }))
+        let file = options.open(path).map_err(|e| Failure::io(format!("--metadata-output {}", shown(path)), e))?;
+        Ok(Some(Self { mode, out: RefCell::new(Box::new(file)), name: shown(path) }))
     }
 
-    /// Writes the record of `header`'s message, read from `input` and written to `output` (names as on the
-    /// command line: `-`, a path or an `s3://` URL), as one line.
-    pub fn record(&self, input: &str, output: &str, header: &Header) -> Result<(), Failure> {
+    /// Writes the record of `header`'s message, read from `input` and written to `output`, as one line.
+    pub fn record(&self, input: &Location, output: &Location, header: &Header) -> Result<(), Failure> {
         let line = record(self.mode, input, output, header);
         let mut out = self.out.borrow_mut();
         out.write_all(line.as_bytes())
@@ -121,16 +126,14 @@ fn shown(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// An input or output as the ESDK CLI names it: `<stdin>` or `<stdout>` for `-`, an absolute path for a
-/// file (not resolved through links), an `s3://` URL as given.
-fn location(name: &str, stdio: &str) -> String {
-    if name == "-" {
-        return stdio.to_owned();
+/// An input or output as the ESDK CLI names it: `<stdin>` or `<stdout>` (`stdio`) for `-`, an absolute path
+/// for a file (not resolved through links), an S3 object as given.
+fn location(at: &Location, stdio: &str) -> String {
+    match at {
+        Location::Stdio => stdio.to_owned(),
+        Location::S3(name) => name.as_str().to_owned(),
+        Location::File(path) => std::path::absolute(path).map_or_else(|_| shown(path), |path| shown(&path)),
     }
-    if name.starts_with("s3://") {
-        return name.to_owned();
-    }
-    std::path::absolute(name).map_or_else(|_| name.to_owned(), |path| shown(&path))
 }
 
 /// The suite's name in the ESDK (`aws_encryption_sdk.identifiers.Algorithm`), which the ESDK CLI writes.
@@ -159,7 +162,7 @@ fn b64(bytes: &[u8]) -> String {
 /// One record, keys sorted (as the ESDK CLI's `json.dumps(..., sort_keys=True)`), ending in a newline.
 /// Every string from the message goes through [`json_str`] (the encryption context is UTF-8 by the
 /// format; controls and bidirectional characters are escaped) or base64.
-fn record(mode: Mode, input: &str, output: &str, header: &Header) -> String {
+fn record(mode: Mode, input: &Location, output: &Location, header: &Header) -> String {
     let suite = header.suite();
     let mut keys: Vec<_> = header.encrypted_data_keys().iter().collect();
     // The ESDK CLI's order: by provider id, then key info, as bytes.

@@ -636,7 +636,7 @@ impl Original {
         if let Location::S3(name) = location {
             #[cfg(feature = "s3")]
             {
-                let (object, message) = super::io::PinnedObject::read(name.as_str(), MAX_EDIT_LEN)?;
+                let (object, message) = super::io::PinnedObject::read(name.url()?, MAX_EDIT_LEN)?;
                 return Ok(Self::S3 { object, message });
             }
             #[cfg(not(feature = "s3"))]

@@ -75,7 +75,7 @@ pub fn run(args: &ExecArgs) -> Result<(), Failure> {
         let name = &*location.arg();
         keyring.forget();
         keys.iter().for_each(|key| key.keyring.unwrapped.store(false, Ordering::Relaxed));
-        let message = read_message(name)?;
+        let message = read_message(location)?;
         let decrypted = kms_envelope::decrypt(&keyring, &options, &message)
             .map_err(|e| keyring.explain(Failure::reading(e).with_file(name)))?;
         check(&decrypted.header).map_err(|f| f.with_file(name))?;
@@ -125,8 +125,9 @@ fn execute(_: &mut std::process::Command) -> std::io::Error {
 }
 
 /// A secrets message, whole: a file or an S3 object, refused past [`MAX_SECRETS_MESSAGE`].
-fn read_message(name: &str) -> Result<Vec<u8>, Failure> {
-    let input = super::io::open_message(name)?;
+fn read_message(location: &Location) -> Result<Vec<u8>, Failure> {
+    let name = location.arg();
+    let input = super::io::open_message(location)?;
     let too_large = || {
         Failure::usage(format!(
             "{name}: larger than {} KiB, too large for a secrets message (use a bundle)",

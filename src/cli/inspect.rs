@@ -17,8 +17,8 @@ const RAW_AES_TRAILER: [u8; 8] = [0, 0, 0, 0x80, 0, 0, 0, 12];
 const RAW_AES_TRAILER_LEN: usize = RAW_AES_TRAILER.len() + 12;
 
 pub fn run(args: &InspectArgs) -> Result<(), Failure> {
-    let mut input = open_header_message(&args.input.arg())?;
-    check_stdout_is_not_input(&args.input.arg(), &input)?;
+    let mut input = open_header_message(&args.input)?;
+    check_stdout_is_not_input(&args.input, &input)?;
     // Inspect describes what is there, so only the limits that bound memory apply.
     let limits = DecryptLimits {
         max_frame_length: u32::MAX,

@@ -5,6 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
+use kms_envelope::escape::escaped;
 use kms_envelope::stream::armor::{self, ArmorReader, ArmorWriter};
 use kms_envelope::stream::file::PendingFile;
 use kms_envelope::stream::positioned::{self, FileDecryptor, FileError};
@@ -13,7 +14,9 @@ use kms_envelope::{DecryptOptions, Decryptor, EncryptOptions, Encryptor, Error, 
 
 use super::args::{KeyArgs, OutputArgs, PlaintextRange};
 use super::exit::{Code, Failure};
+use super::location::{Location, S3Url};
 use super::progress::Progress;
+use super::s3_prefix::S3Prefix;
 
 /// Output buffer: small writes (the header, frames under 64 KiB) are gathered; a job or frame of at least
 /// this size goes to the file directly, without a copy. The buffer is wiped before it is freed: for
@@ -24,8 +27,6 @@ const OUT_BUFFER: usize = 64 << 10;
 /// `encrypt` it holds plaintext.
 const IN_BUFFER: usize = 16 << 10;
 
-const S3_PREFIX: &str = "s3://";
-
 /// An opened input: its name for messages, its bytes, and its size when known (a file, or stdin
 /// redirected from a file).
 pub struct Input {
@@ -35,100 +36,64 @@ pub struct Input {
     /// The input itself when it is a regular file opened by name: a file-to-file encrypt or decrypt then
     /// reads it at known offsets, on several threads, rather than through `reader`.
     pub file: Option<File>,
-}
-
-/// Whether `path` names an S3 object (`s3://...`).
-pub fn is_s3(path: &str) -> bool {
-    path.starts_with(S3_PREFIX)
-}
-
-/// Fails early, before any key is used, if `url`, typed on the command line, is not `s3://bucket/key` (or S3
-/// is not built in), or holds what this CLI refuses there (see [`refused_in_url`]).
-pub fn check_s3_url(url: &str) -> Result<(), Failure> {
-    remote::check_url(url)?;
-    let key = url.strip_prefix(S3_PREFIX).and_then(|rest| rest.split_once('/')).map_or("", |(_, key)| key);
-    match refused_in_url(key, false) {
-        Some(why) => Err(Failure::usage(format!("{}: {why}", kms_envelope::escape::escaped(url)))),
-        None => Ok(()),
-    }
-}
-
-/// Why an `s3://` name typed on the command line is refused, if it is: an access-point ARN in the bucket
-/// position (refused by [`remote::check_url`]), or a key (a prefix, with `prefix`) with a `.`, `..` or
-/// empty segment. S3 keys are strings, not paths: `s3://b/logs/../k` names the key `logs/../k`, not `k`,
-/// and `s3://b/a//k` the key `a//k`; such keys are legal but almost always a slip, and tools that map keys
-/// to paths (`aws s3 sync` to a directory, consoles) resolve them elsewhere. Keys a listing returns (the
-/// objects of `reencrypt -r`) are taken as they are: they exist, and a rotation must not skip them.
-pub fn refused_in_url(key: &str, prefix: bool) -> Option<&'static str> {
-    // A prefix ends in `/` (or is empty: the whole bucket); its last, empty segment is not a slip.
-    let key = if prefix { key.strip_suffix('/').unwrap_or(key) } else { key };
-    if prefix && key.is_empty() {
-        return None;
-    }
-    let segments = || key.split('/');
-    if segments().any(|segment| segment == "." || segment == "..") {
-        Some(
-            "the key has a . or .. segment, which S3 keeps as it is (keys are strings, not paths: this is not the \
-             key it seems to name); refused as a likely mistake",
-        )
-    } else if !prefix && key.ends_with('/') {
-        Some("the key ends in /; name the object's whole key (s3://BUCKET/DIR/NAME)")
-    } else if segments().any(str::is_empty) {
-        Some("the key has an empty segment (a leading / or //), which S3 keeps as it is; refused as a likely mistake")
-    } else {
-        None
-    }
+    /// Whether its bytes can be read again (a regular file or an S3 object; not a pipe, a terminal or a
+    /// directory being packed): an upload that failed late then needs no note that the input is lost.
+    pub resendable: bool,
 }
 
 /// Fails, before any key is used, if an object is at `url` and `force` is not given: the pre-check (one
 /// HeadObject) for a fast refusal. The upload itself still carries `If-None-Match: *` (see
 /// [`encrypt_to`]), which refuses an object written after this check. A check that cannot be made (a 403
 /// for a caller without `s3:GetObject` or `s3:ListBucket`) leaves the refusal to that condition.
-pub fn check_s3_absent(url: &str, force: bool) -> Result<(), Failure> {
+pub fn check_s3_absent(url: &S3Url, force: bool) -> Result<(), Failure> {
     if force { Ok(()) } else { remote::check_absent(url) }
-}
-
-/// Fails, before any key is used, if S3 is not built in (`url` names what needed it).
-pub fn check_s3_built(url: &str) -> Result<(), Failure> {
-    if cfg!(feature = "s3") { Ok(()) } else { Err(super::features::missing("s3", url)) }
 }
 
 /// [`open_input`] for a reader of the header only (`inspect`): an S3 object is read in small ranged GETs,
 /// one at a time, so that little more than the header is transferred.
-pub fn open_header_input(path: &str) -> Result<Input, Failure> {
-    if is_s3(path) { remote::open(path, &remote::header_options()) } else { open_input(path) }
+pub fn open_header_input(location: &Location) -> Result<Input, Failure> {
+    match location {
+        Location::S3(name) => remote::open(name.url()?, &remote::header_options()),
+        Location::Stdio | Location::File(_) => open_input(location),
+    }
 }
 
-/// Opens a file, stdin for `-`, or an S3 object for `s3://bucket/key`. A directory is a usage error (it
-/// needs `--recursive` or `bundle`).
-pub fn open_input(path: &str) -> Result<Input, Failure> {
-    if path == "-" {
-        return Ok(Input { name: "stdin".into(), reader: raw_stdin(), size: stdin_size(), file: None });
+/// Opens stdin, a file, or an S3 object. A directory is a usage error (it needs `--recursive` or `bundle`).
+pub fn open_input(location: &Location) -> Result<Input, Failure> {
+    match location {
+        Location::Stdio => {
+            Ok(Input { name: "stdin".into(), reader: raw_stdin(), size: stdin_size(), file: None, resendable: false })
+        }
+        Location::S3(name) => remote::open(name.url()?, &remote::download_options()),
+        Location::File(path) => open_file(path),
     }
-    if is_s3(path) {
-        return remote::open(path, &remote::download_options());
-    }
-    let file = File::open(path).map_err(|e| Failure::io(format!("cannot open {path}"), e))?;
-    let meta = file.metadata().map_err(|e| Failure::io(format!("cannot open {path}"), e))?;
+}
+
+/// [`open_input`] of the file `path` (also one a `--recursive` walk found).
+pub fn open_file(path: &Path) -> Result<Input, Failure> {
+    let name = path.to_string_lossy().into_owned();
+    let file = File::open(path).map_err(|e| Failure::io(format!("cannot open {name}"), e))?;
+    let meta = file.metadata().map_err(|e| Failure::io(format!("cannot open {name}"), e))?;
     if meta.is_dir() {
         return Err(Failure::usage(format!(
-            "{path} is a directory: use --recursive for one message per file, or the bundle command"
+            "{name} is a directory: use --recursive for one message per file, or the bundle command"
         )));
     }
     let size = meta.is_file().then_some(meta.len());
     let positioned = if meta.is_file() { file.try_clone().ok() } else { None };
+    let resendable = positioned.is_some();
     let reader = Box::new(WipingBufReader::with_capacity(IN_BUFFER, file));
-    Ok(Input { name: path.to_owned(), reader, size, file: positioned })
+    Ok(Input { name, reader, size, file: positioned, resendable })
 }
 
 /// [`open_input`] for a message, in either form: base64 armor (see [`armor`]) is decoded as it is read.
-pub fn open_message(path: &str) -> Result<Input, Failure> {
-    dearmored(open_input(path)?)
+pub fn open_message(location: &Location) -> Result<Input, Failure> {
+    dearmored(open_input(location)?)
 }
 
 /// [`open_header_input`] for a message, in either form.
-pub fn open_header_message(path: &str) -> Result<Input, Failure> {
-    dearmored(open_header_input(path)?)
+pub fn open_header_message(location: &Location) -> Result<Input, Failure> {
+    dearmored(open_header_input(location)?)
 }
 
 /// `input`, a message in either form, as a reader of the binary message: its first byte tells
@@ -275,14 +240,14 @@ fn stdout_identity() -> Option<(u64, u64)> {
 /// file": a message is longer than its plaintext, so encrypt wrote over input it had not read yet and exited
 /// 0 with a message of its own output (or, appending, read its own output until the disk filled), and
 /// decrypt wrote over, or appended plaintext to, the message it was reading. `path` is the input's name on
-/// the command line (`-` for stdin).
+/// the command line.
 #[cfg(unix)]
-pub fn check_stdout_is_not_input(path: &str, input: &Input) -> Result<(), Failure> {
+pub fn check_stdout_is_not_input(location: &Location, input: &Input) -> Result<(), Failure> {
     use std::os::fd::AsFd;
-    let input_file = match &input.file {
-        Some(file) => regular_file_identity(file.as_fd()),
-        None if path == "-" => regular_file_identity(io::stdin().as_fd()),
-        None => None,
+    let input_file = match (&input.file, location) {
+        (Some(file), _) => regular_file_identity(file.as_fd()),
+        (None, Location::Stdio) => regular_file_identity(io::stdin().as_fd()),
+        (None, Location::File(_) | Location::S3(_)) => None,
     };
     if input_file.is_some() && input_file == stdout_identity() {
         return Err(Failure::usage(format!(
@@ -294,7 +259,7 @@ pub fn check_stdout_is_not_input(path: &str, input: &Input) -> Result<(), Failur
 }
 
 #[cfg(not(unix))]
-pub fn check_stdout_is_not_input(_path: &str, _input: &Input) -> Result<(), Failure> {
+pub fn check_stdout_is_not_input(_location: &Location, _input: &Input) -> Result<(), Failure> {
     Ok(())
 }
 
@@ -444,41 +409,49 @@ pub fn check_output(path: &Path, force: bool) -> Result<(), Failure> {
     }
 }
 
-/// Runs `write` against the output: stdout directly, or a 0600 temp file renamed over `path` on success.
+/// Runs `write` against the output: stdout directly, or a 0600 temp file renamed over the file on success.
+/// An S3 object is uploaded (see [`encrypt_to`]), never written through this.
 fn with_output(
-    path: &str,
+    output: &Location,
     out_args: &OutputArgs,
     write: impl FnOnce(&mut dyn Write) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
-    if path == "-" {
-        let mut stdout = WipingBufWriter::with_capacity(OUT_BUFFER, raw_stdout());
-        write(&mut stdout)?;
-        return stdout.flush().map_err(|e| Failure::io("cannot write to stdout".into(), e));
-    }
+    let path = match output {
+        Location::Stdio => {
+            let mut stdout = WipingBufWriter::with_capacity(OUT_BUFFER, raw_stdout());
+            write(&mut stdout)?;
+            return stdout.flush().map_err(|e| Failure::io("cannot write to stdout".into(), e));
+        }
+        Location::File(path) => path,
+        Location::S3(name) => {
+            return Err(Failure::usage(format!("{}: only a message is uploaded to S3", escaped(name.as_str()))));
+        }
+    };
     with_pending(path, out_args, |pending| {
         let mut out = WipingBufWriter::with_capacity(OUT_BUFFER, pending);
         write(&mut out)?;
-        out.flush().map_err(|e| Failure::io(format!("cannot write {path}"), e))
+        out.flush().map_err(|e| Failure::io(format!("cannot write {}", path.display()), e))
     })
 }
 
 /// Runs `write` against a 0600 temp file that replaces the file `path` once `write` succeeded.
 fn with_pending(
-    path: &str,
+    path: &Path,
     out_args: &OutputArgs,
     write: impl FnOnce(&mut PendingFile) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     let force = out_args.force;
-    check_output(Path::new(path), force)?;
-    let mut pending = PendingFile::create(Path::new(path), force)
-        .map_err(|e| Failure::new(Code::Io, format!("{path}: cannot create: {e}")))?;
+    check_output(path, force)?;
+    let shown = path.display();
+    let mut pending =
+        PendingFile::create(path, force).map_err(|e| Failure::new(Code::Io, format!("{shown}: cannot create: {e}")))?;
     // By default the CLI's outputs must survive a power loss once the command reported success; syncing
     // while writing leaves the final sync little to do. --no-fsync trades that for speed.
     if !out_args.no_fsync {
         pending.sync_while_writing();
     }
     write(&mut pending)?;
-    pending.commit(!out_args.no_fsync, force).map_err(|e| Failure::new(Code::Io, format!("{path}: cannot write: {e}")))
+    pending.commit(!out_args.no_fsync, force).map_err(|e| Failure::new(Code::Io, format!("{shown}: cannot write: {e}")))
 }
 
 /// A reader or writer that remembers whether it failed, so that an error coming out of a copy through the
@@ -515,7 +488,7 @@ pub fn encrypt_to(
     keyring: &dyn Keyring,
     options: &EncryptOptions,
     input: Input,
-    output: &str,
+    output: &Location,
     out_args: &OutputArgs,
 ) -> Result<(), Failure> {
     encrypt_recorded(keyring, options, input, output, out_args).map(drop)
@@ -528,34 +501,35 @@ pub fn encrypt_recorded(
     keyring: &dyn Keyring,
     options: &EncryptOptions,
     input: Input,
-    output: &str,
+    output: &Location,
     out_args: &OutputArgs,
 ) -> Result<Option<Header>, Failure> {
     let progress = Progress::new(&input.name, input.size, out_args.quiet);
-    if is_s3(output) {
+    if let Location::S3(url) = output {
+        let url = url.url()?;
         progress.body_started();
         // A file or an S3 object can be read again for a retry; a pipe or a terminal cannot.
-        let resendable = input.file.is_some() || is_s3(&input.name);
-        let source = (input.name.as_str(), resendable);
+        let source = (input.name.as_str(), input.resendable);
         let reader = progress.reader(input.reader);
-        let result = remote::upload(keyring, options, reader, input.size, output, source, out_args.force);
+        let result = remote::upload(keyring, options, reader, input.size, url, source, out_args.force);
         progress.done(result.is_ok());
         return result.map(|()| None);
     }
     let name = input.name;
+    let shown = output.arg();
     let blame = |e| match e {
         FileError::Input(e) => Failure::new(Code::Io, format!("cannot read {name}: {e}")),
-        FileError::Output(e) => Failure::writing(e).with_file(output),
+        FileError::Output(e) => Failure::writing(e).with_file(&shown),
     };
-    if let (Some(file), false) = (&input.file, output == "-") {
-        let result = with_pending(output, out_args, |pending| {
+    if let (Some(file), Location::File(path)) = (&input.file, output) {
+        let result = with_pending(path, out_args, |pending| {
             positioned::encrypt_file(keyring, options, file, pending, &|n| progress.inc(n)).map_err(blame)
         });
         progress.done(result.is_ok());
         return result.map(|()| None);
     }
     if let Some((file, (stdout, offset))) =
-        input.file.as_ref().filter(|_| output == "-").and_then(|file| Some((file, stdout_file()?)))
+        input.file.as_ref().filter(|_| *output == Location::Stdio).and_then(|file| Some((file, stdout_file()?)))
     {
         let result = positioned::encrypt_file_at(keyring, options, file, &stdout, offset, &|n| progress.inc(n))
             .map_err(blame)
@@ -572,7 +546,7 @@ pub fn encrypt_armored_to(
     keyring: &dyn Keyring,
     options: &EncryptOptions,
     input: Input,
-    output: &str,
+    output: &Location,
     out_args: &OutputArgs,
 ) -> Result<Header, Failure> {
     let progress = Progress::new(&input.name, input.size, out_args.quiet);
@@ -585,22 +559,23 @@ fn sequential(
     keyring: &dyn Keyring,
     options: &EncryptOptions,
     reader: Box<dyn Read>,
-    (name, output): (&str, &str),
+    (name, output): (&str, &Location),
     out_args: &OutputArgs,
     progress: Progress,
     armor: bool,
 ) -> Result<Header, Failure> {
     let mut reader = progress.reader(reader);
     let mut header = None;
+    let shown = output.arg();
     let result = with_output(output, out_args, |out| {
         if !armor {
-            let (_, written) = seal(keyring, options, &mut reader, out, (name, output), &progress)?;
+            let (_, written) = seal(keyring, options, &mut reader, out, (name, &shown), &progress)?;
             header = Some(written);
             return Ok(());
         }
-        let (armored, written) = seal(keyring, options, &mut reader, ArmorWriter::new(out), (name, output), &progress)?;
+        let (armored, written) = seal(keyring, options, &mut reader, ArmorWriter::new(out), (name, &shown), &progress)?;
         header = Some(written);
-        armored.finish().map(drop).map_err(|e| Failure::io(format!("cannot write {output}"), e))
+        armored.finish().map(drop).map_err(|e| Failure::io(format!("cannot write {shown}"), e))
     });
     progress.done(result.is_ok());
     result.map(|()| header.expect("set before a successful write"))
@@ -658,9 +633,9 @@ fn seal<W: Write>(
 
 /// The header of the message just written at `output` (a file, armored or not, or an S3 object), read
 /// back for its audit record.
-pub fn written_header(output: &str) -> Result<Header, Failure> {
+pub fn written_header(output: &Location) -> Result<Header, Failure> {
     let mut written = open_header_message(output)?;
-    Header::read_from(PRECHECK_LIMITS, &mut written.reader).map_err(|e| Failure::reading(e).with_file(output))
+    Header::read_from(PRECHECK_LIMITS, &mut written.reader).map_err(|e| Failure::reading(e).with_file(&output.arg()))
 }
 
 /// Decrypts the message `input` into the file or stdout `output`.
@@ -669,13 +644,14 @@ pub fn decrypt_to(
     options: &DecryptOptions,
     check: &dyn Fn(&Header) -> Result<(), Failure>,
     input: Input,
-    output: &str,
+    output: &Location,
     out_args: &OutputArgs,
 ) -> Result<(), Failure> {
     let progress = Progress::new(&input.name, input.size, out_args.quiet);
     let name = input.name;
+    let shown = output.arg();
     if let Some((file, (stdout, offset))) =
-        input.file.as_ref().filter(|_| output == "-").and_then(|file| Some((file, stdout_file()?)))
+        input.file.as_ref().filter(|_| *output == Location::Stdio).and_then(|file| Some((file, stdout_file()?)))
     {
         let file = file.try_clone().map_err(|e| Failure::io(format!("cannot read {name}"), e))?;
         let result = (|| {
@@ -692,15 +668,15 @@ pub fn decrypt_to(
         progress.done(result.is_ok());
         return result;
     }
-    if let (Some(file), false) = (input.file, output == "-") {
-        let result = with_pending(output, out_args, |pending| {
+    if let (Some(file), Location::File(path)) = (input.file, output) {
+        let result = with_pending(path, out_args, |pending| {
             let decryptor =
                 FileDecryptor::new(keyring, options, file).map_err(|e| Failure::reading(e).with_file(&name))?;
             check(decryptor.header()).map_err(|f| f.with_file(&name))?;
             progress.body_started();
             decryptor.decrypt_into(pending, &|n| progress.inc(n)).map(drop).map_err(|e| match e {
                 FileError::Input(e) => Failure::reading(e).with_file(&name),
-                FileError::Output(e) => Failure::new(Code::Io, format!("cannot write {output}: {e}")),
+                FileError::Output(e) => Failure::new(Code::Io, format!("cannot write {shown}: {e}")),
             })
         });
         progress.done(result.is_ok());
@@ -715,7 +691,7 @@ pub fn decrypt_to(
         let mut out = Tracked::new(out);
         decryptor.write_to(&mut out).map_err(|e| {
             if out.failed {
-                Failure::io(format!("cannot write {output}"), e)
+                Failure::io(format!("cannot write {shown}"), e)
             } else {
                 Failure::reading(Error::from_io(e)).with_file(&name)
             }
@@ -740,7 +716,7 @@ pub fn decrypt_range_to(
     check: &dyn Fn(&Header) -> Result<(), Failure>,
     input: Input,
     range: PlaintextRange,
-    output: &str,
+    output: &Location,
     out_args: &OutputArgs,
 ) -> Result<(), Failure> {
     let name = input.name;
@@ -777,7 +753,7 @@ pub fn decrypt_range_to(
                     Failure::reading(Error::Truncated { offset: end - left, section: "range" }).with_file(&name)
                 );
             }
-            out.write_all(&buf[..n]).map_err(|e| Failure::io(format!("cannot write {output}"), e))?;
+            out.write_all(&buf[..n]).map_err(|e| Failure::io(format!("cannot write {}", output.arg()), e))?;
             left -= n as u64;
         }
         Ok(())
@@ -792,9 +768,9 @@ pub fn decrypt_s3_range_to(
     keyring: &dyn Keyring,
     options: &DecryptOptions,
     check: &(dyn Fn(&Header) -> Result<(), Failure> + Sync),
-    url: &str,
+    url: &S3Url,
     range: PlaintextRange,
-    output: &str,
+    output: &Location,
     out_args: &OutputArgs,
 ) -> Result<(), Failure> {
     remote::decrypt_range_to(keyring, options, check, url, range, output, out_args)
@@ -810,8 +786,8 @@ pub fn reencrypt_s3(
     source: &dyn Keyring,
     target: &dyn Keyring,
     options: &kms_envelope::ReencryptOptions,
-    input: &str,
-    output: &str,
+    input: &S3Url,
+    output: &S3Url,
     force: bool,
 ) -> Result<(), Failure> {
     remote::reencrypt(source, target, options, input, output, force)
@@ -889,14 +865,10 @@ pub struct ListedObject {
     pub folder_marker: bool,
 }
 
-/// Calls `each` with every object under `prefix` in `bucket`, in key order, listed a page (up to 1,000
-/// keys) at a time. Stops at the first failure, of the listing or of `each`.
-pub fn list_s3(
-    bucket: &str,
-    prefix: &str,
-    each: impl FnMut(ListedObject) -> Result<(), Failure>,
-) -> Result<(), Failure> {
-    remote::list(bucket, prefix, each)
+/// Calls `each` with every object under `prefix`, in key order, listed a page (up to 1,000 keys) at a
+/// time. Stops at the first failure, of the listing or of `each`.
+pub fn list_s3(prefix: &S3Prefix, each: impl FnMut(ListedObject) -> Result<(), Failure>) -> Result<(), Failure> {
+    remote::list(prefix.bucket(), prefix.prefix(), each)
 }
 
 /// `s3://bucket/key` inputs and outputs: one runtime for the requests, the S3 client from the usual AWS
@@ -905,8 +877,7 @@ pub fn list_s3(
 mod remote {
     use std::sync::OnceLock;
 
-    use kms_envelope::escape::escaped;
-    use kms_envelope::s3::{Listing, S3Object, TransferOptions, parse_url};
+    use kms_envelope::s3::{Listing, S3Object, TransferOptions};
     use kms_envelope::stream::AsyncRangeReader;
 
     use super::*;
@@ -949,9 +920,8 @@ mod remote {
         Ok(CLIENT.get_or_init(|| aws_sdk_s3::Client::new(&config)))
     }
 
-    fn object(url: &str) -> Result<S3Object, Failure> {
-        check_url(url)?;
-        S3Object::from_url(client()?.clone(), url).map_err(|e| Failure::usage(e.to_string()))
+    fn object(url: &S3Url) -> Result<S3Object, Failure> {
+        Ok(S3Object::new(client()?.clone(), url.bucket(), url.key()))
     }
 
     pub fn list(
@@ -970,30 +940,15 @@ mod remote {
         Ok(())
     }
 
-    pub fn check_url(url: &str) -> Result<(), Failure> {
-        if url.strip_prefix(S3_PREFIX).is_some_and(|rest| rest.starts_with("arn:")) {
-            return Err(Failure::usage(format!(
-                "{}: an access-point ARN cannot stand in the bucket position (its own / would be taken for the \
-                 start of the key); give the access point's alias (NAME-...-s3alias), which S3 takes wherever a \
-                 bucket name goes",
-                escaped(url)
-            )));
-        }
-        match parse_url(url) {
-            Some(_) => Ok(()),
-            None => Err(Failure::usage(format!("{} is not s3://BUCKET/KEY", escaped(url)))),
-        }
-    }
-
     /// The failure of an object found at `url` that may not be replaced: as for a file (exit 4).
     fn already_exists(url: &str, note: &str) -> Failure {
         Failure::new(Code::Io, format!("{}: already exists{note} (use --force to replace it)", escaped(url)))
     }
 
-    pub fn check_absent(url: &str) -> Result<(), Failure> {
+    pub fn check_absent(url: &S3Url) -> Result<(), Failure> {
         let object = object(url)?;
         match runtime()?.block_on(object.exists()) {
-            Ok(true) => Err(already_exists(url, "")),
+            Ok(true) => Err(already_exists(url.as_str(), "")),
             // A check that could not be made: the upload's condition decides.
             Ok(false) | Err(_) => Ok(()),
         }
@@ -1020,24 +975,26 @@ mod remote {
         TransferOptions::new().chunk_size(64 << 10).concurrency(1)
     }
 
-    pub fn open(url: &str, transfer: &TransferOptions) -> Result<Input, Failure> {
+    pub fn open(url: &S3Url, transfer: &TransferOptions) -> Result<Input, Failure> {
         let object = object(url)?;
         let runtime = runtime()?;
-        let size = runtime.block_on(object.pin()).map_err(|e| Failure::reading(e).with_file(&escaped(url)))?.len;
+        let size = runtime.block_on(object.pin()).map_err(|e| Failure::reading(e).with_file(&url.to_string()))?.len;
         let reader = object.reader(runtime.handle().clone(), transfer);
-        Ok(Input { name: url.to_owned(), reader: Box::new(reader), size: Some(size), file: None })
+        let name = url.as_str().to_owned();
+        Ok(Input { name, reader: Box::new(reader), size: Some(size), file: None, resendable: true })
     }
 
     pub fn decrypt_range_to(
         keyring: &dyn Keyring,
         options: &DecryptOptions,
         check: &(dyn Fn(&Header) -> Result<(), Failure> + Sync),
-        url: &str,
+        url: &S3Url,
         range: PlaintextRange,
-        output: &str,
+        output: &Location,
         out_args: &OutputArgs,
     ) -> Result<(), Failure> {
-        let object = CheckedHeader { object: object(url)?, check, refused: std::sync::Mutex::new(None) };
+        let (object, url) = (object(url)?, url.as_str());
+        let object = CheckedHeader { object, check, refused: std::sync::Mutex::new(None) };
         let runtime = runtime()?;
         let opened = runtime.block_on(AsyncRangeReader::open(keyring, options, &object));
         let refused = object.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
@@ -1051,7 +1008,7 @@ mod remote {
         with_output(output, out_args, |out| {
             let mut out = Tracked::new(out);
             runtime.block_on(reader.write_range_to(start, end, &mut out)).map(drop).map_err(|e| match e {
-                Error::Io(e) if out.failed => Failure::io(format!("cannot write {output}"), e),
+                Error::Io(e) if out.failed => Failure::io(format!("cannot write {}", output.arg()), e),
                 e => Failure::reading(e).with_file(url),
             })
         })
@@ -1092,8 +1049,8 @@ mod remote {
         source_keyring: &dyn Keyring,
         target_keyring: &dyn Keyring,
         options: &kms_envelope::ReencryptOptions,
-        input: &str,
-        output: &str,
+        input: &S3Url,
+        output: &S3Url,
         force: bool,
     ) -> Result<(), Failure> {
         let (source, destination) = (object(input)?, object(output)?.overwrite(force));
@@ -1112,9 +1069,9 @@ mod remote {
         })?;
         uploaded.map(drop).map_err(|e| match e {
             Error::Io(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                already_exists(output, " (written while this ran; nothing was replaced or left behind)")
+                already_exists(output.as_str(), " (written while this ran; nothing was replaced or left behind)")
             }
-            e => Failure::reading(e).with_file(&escaped(input)),
+            e => Failure::reading(e).with_file(&input.to_string()),
         })
     }
 
@@ -1142,22 +1099,22 @@ mod remote {
     /// An S3 object read whole, pinned to the ETag it had (`edit`).
     pub struct PinnedObject {
         object: S3Object,
-        url: String,
+        url: S3Url,
     }
 
     impl PinnedObject {
         /// The object at `url` and its bytes, refused past `max_len` by its length in `HeadObject`.
-        pub fn read(url: &str, max_len: u64) -> Result<(Self, Vec<u8>), Failure> {
+        pub fn read(url: &S3Url, max_len: u64) -> Result<(Self, Vec<u8>), Failure> {
             let object = object(url)?;
             let runtime = runtime()?;
-            let shown = escaped(url);
+            let shown = url.to_string();
             let len = runtime.block_on(object.pin()).map_err(|e| Failure::reading(e).with_file(&shown))?.len;
             if len > max_len {
                 return Err(Failure::new(Code::Io, format!("{shown}: over {} MiB, more than fits", max_len >> 20)));
             }
             let bytes =
                 runtime.block_on(object.read_all(&transfer())).map_err(|e| Failure::reading(e).with_file(&shown))?;
-            Ok((Self { object, url: url.to_owned() }, bytes))
+            Ok((Self { object, url: url.clone() }, bytes))
         }
 
         /// Replaces the object by `message` while it still has the ETag it was read with. SIGHUP, SIGINT,
@@ -1167,7 +1124,7 @@ mod remote {
             let uploaded = interruptible(|cancelled| {
                 self.object.replace_pinned_blocking(handle, message, &transfer(), cancelled)
             })?;
-            uploaded.map(drop).map_err(|e| Failure::writing(e).with_file(&escaped(&self.url)))
+            uploaded.map(drop).map_err(|e| Failure::writing(e).with_file(&self.url.to_string()))
         }
     }
 
@@ -1176,11 +1133,12 @@ mod remote {
         options: &EncryptOptions,
         plaintext: Box<dyn Read + '_>,
         size: Option<u64>,
-        url: &str,
+        url: &S3Url,
         (name, resendable): (&str, bool),
         force: bool,
     ) -> Result<(), Failure> {
         let object = object(url)?.overwrite(force);
+        let url = url.as_str();
         let handle = runtime()?.handle().clone();
         let chosen = transfer();
         let transfer = match size {
@@ -1207,19 +1165,16 @@ mod remote {
     }
 }
 
-/// Without the `s3` feature, `s3://` is refused by name rather than taken for a file path.
+/// Without the `s3` feature: never reached, since [`super::location::S3Name`] refuses every `s3://` name
+/// then, by the feature it needs; refused again by name here.
 #[cfg(not(feature = "s3"))]
 mod remote {
     use super::*;
 
     pub struct TransferOptions;
 
-    fn unsupported(url: &str) -> Failure {
-        super::super::features::missing("s3", url)
-    }
-
-    pub fn check_url(url: &str) -> Result<(), Failure> {
-        Err(unsupported(url))
+    fn unsupported(url: &S3Url) -> Failure {
+        super::super::features::missing("s3", url.as_str())
     }
 
     pub fn download_options() -> TransferOptions {
@@ -1230,7 +1185,7 @@ mod remote {
         TransferOptions
     }
 
-    pub fn open(url: &str, _: &TransferOptions) -> Result<Input, Failure> {
+    pub fn open(url: &S3Url, _: &TransferOptions) -> Result<Input, Failure> {
         Err(unsupported(url))
     }
 
@@ -1238,9 +1193,9 @@ mod remote {
         _: &dyn Keyring,
         _: &DecryptOptions,
         _: &(dyn Fn(&Header) -> Result<(), Failure> + Sync),
-        url: &str,
+        url: &S3Url,
         _: PlaintextRange,
-        _: &str,
+        _: &Location,
         _: &OutputArgs,
     ) -> Result<(), Failure> {
         Err(unsupported(url))
@@ -1251,14 +1206,14 @@ mod remote {
         _: &EncryptOptions,
         _: Box<dyn Read + '_>,
         _: Option<u64>,
-        url: &str,
+        url: &S3Url,
         _: (&str, bool),
         _: bool,
     ) -> Result<(), Failure> {
         Err(unsupported(url))
     }
 
-    pub fn check_absent(url: &str) -> Result<(), Failure> {
+    pub fn check_absent(url: &S3Url) -> Result<(), Failure> {
         Err(unsupported(url))
     }
 
@@ -1266,14 +1221,14 @@ mod remote {
         _: &dyn Keyring,
         _: &dyn Keyring,
         _: &kms_envelope::ReencryptOptions,
-        input: &str,
-        _: &str,
+        input: &S3Url,
+        _: &S3Url,
         _: bool,
     ) -> Result<(), Failure> {
         Err(unsupported(input))
     }
 
     pub fn list(bucket: &str, prefix: &str, _: impl FnMut(ListedObject) -> Result<(), Failure>) -> Result<(), Failure> {
-        Err(unsupported(&format!("s3://{bucket}/{prefix}")))
+        Err(super::super::features::missing("s3", &super::super::location::shown_s3(bucket, prefix)))
     }
 }

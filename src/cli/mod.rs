@@ -82,20 +82,12 @@ pub fn main() -> ExitCode {
 }
 
 /// Every `s3://` name on the command line, checked once, before anything is read: an object named where
-/// one is taken (see [`io::check_s3_url`]), and a refusal by name where only a local path is (a bundle's
-/// directory, a key file), which would otherwise be taken for the relative path `s3:/BUCKET/...`.
-/// `--recursive` names are checked where their trees are planned (local trees refuse `s3://`, S3 prefixes
-/// are parsed as such). `encrypt` and `decrypt` have every refusal of their (INPUT, OUTPUT) pair in
-/// [`location::check_names`].
+/// one is taken (see [`location::S3Name::url`]), and a refusal by name where only a local path is (a
+/// bundle's directory, a key file; see [`location::check_local`]). `encrypt` and `decrypt` have every
+/// refusal of their (INPUT, OUTPUT) pair in [`location::check_names`], `reencrypt` in
+/// [`location::check_reencrypt`], which it calls first.
 fn check_s3_names(command: &Command) -> Result<(), Failure> {
-    let object = |name: &str| if io::is_s3(name) { io::check_s3_url(name) } else { Ok(()) };
-    let local = |path: &Path, what: &str| match path.to_str().filter(|name| io::is_s3(name)) {
-        Some(name) => Err(Failure::usage(format!(
-            "{what} {}: must be a local path; S3 objects are not read or written there",
-            kms_envelope::escape::escaped(name)
-        ))),
-        None => Ok(()),
-    };
+    let local = location::check_local;
     let key_files = |keys: &args::KeyArgs| {
         let (raw, rsa_public, rsa_private, kms_public) =
             (&keys.raw_key_file, &keys.rsa_public_key, &keys.rsa_private_key, &keys.kms_rsa_public_key);
@@ -139,10 +131,6 @@ fn check_s3_names(command: &Command) -> Result<(), Failure> {
         Command::Reencrypt(a) => {
             key_files(&a.keys)?;
             key_files(a.new_keys.keys())?;
-            if !a.recursive {
-                object(&a.input)?;
-                a.output.as_deref().map_or(Ok(()), object)?;
-            }
         }
     }
     Ok(())
@@ -208,52 +196,54 @@ fn encrypt(args: &EncryptArgs) -> Result<(), Failure> {
     let options = encrypt_options(&args.settings);
     let out = &args.output_args;
     let armor = args.armor.armor;
-    let audited = if args.recursive { Default::default() } else { args.output.arg() };
+    let audited = (!args.recursive).then_some(&args.output);
     let kept = audit::kept_files(&args.input, &args.output, args.keys.files());
-    let audit = Audit::open(&args.metadata, audit::Mode::Encrypt, &audited, kept)?;
-    // Encrypts, and writes the message's audit record once it is complete.
-    let encrypt_to = |keyring: &dyn Keyring, options: &EncryptOptions, mut input: io::Input, to: &Location| {
-        let output = &*to.arg();
-        let Some(audit) = &audit else {
-            return if armor {
-                io::encrypt_armored_to(keyring, options, input, output, out).map(drop)
-            } else {
-                io::encrypt_to(keyring, options, input, output, out)
+    let audit = Audit::open(&args.metadata, audit::Mode::Encrypt, audited, kept)?;
+    // Encrypts `input`, read from `from`, and writes the message's audit record once it is complete.
+    let encrypt_to =
+        |keyring: &dyn Keyring, options: &EncryptOptions, mut input: io::Input, from: &Location, to: &Location| {
+            let output = to;
+            let Some(audit) = &audit else {
+                return if armor {
+                    io::encrypt_armored_to(keyring, options, input, output, out).map(drop)
+                } else {
+                    io::encrypt_to(keyring, options, input, output, out)
+                };
             };
+            if *to == Location::Stdio {
+                // Stdout cannot be read back: the sequential path, which sees the header go out.
+                input.file = None;
+            }
+            let header = if armor {
+                Some(io::encrypt_armored_to(keyring, options, input, output, out)?)
+            } else {
+                io::encrypt_recorded(keyring, options, input, output, out)?
+            };
+            let header = match header {
+                Some(header) => header,
+                None => io::written_header(output)?,
+            };
+            audit.record(from, output, &header)
         };
-        let name = input.name.clone();
-        if *to == Location::Stdio {
-            // Stdout cannot be read back: the sequential path, which sees the header go out.
-            input.file = None;
-        }
-        let header = if armor {
-            Some(io::encrypt_armored_to(keyring, options, input, output, out)?)
-        } else {
-            io::encrypt_recorded(keyring, options, input, output, out)?
-        };
-        let header = match header {
-            Some(header) => header,
-            None => io::written_header(output)?,
-        };
-        audit.record(if name == "stdin" { "-" } else { &name }, output, &header)
-    };
     if args.recursive {
         let plan = tree::plan(args.input.path(), args.output.path(), &|name| tree::with_suffix(name, &args.suffix))?;
         let keyring = cached(keys::for_encrypt(&args.keys)?, &args.cache)?;
         return tree::run(plan, |job| {
-            let input = io::open_input(&job.input.to_string_lossy())?;
+            let input = io::open_file(&job.input)?;
             // The size declared lets a caching keyring count bytes per data key; a file that grows past it
             // while being read fails.
             let options = options.clone().max_plaintext_length(input.size);
-            encrypt_to(keyring.as_ref(), &options, input, &Location::File(job.output.clone()))
+            let (from, to) = (Location::File(job.input.clone()), Location::File(job.output.clone()));
+            encrypt_to(keyring.as_ref(), &options, input, &from, &to)
         });
     }
-    let input = io::open_input(&args.input.arg())?;
+    let input = io::open_input(&args.input)?;
     // Armor is text, which a terminal shows as it is.
     let written = if armor { Written::Text } else { Written::Message };
-    location::check_destination(&args.output, written, Source::Opened(&args.input, &input), &args.keys, out.force)?;
+    let source = Source::Opened(&args.input, &input);
+    location::check_destination(&args.output, written, source, &[&args.keys], out.force)?;
     let keyring = keys::for_encrypt(&args.keys)?;
-    encrypt_to(keyring.as_ref(), &options, input, &args.output)
+    encrypt_to(keyring.as_ref(), &options, input, &args.input, &args.output)
 }
 
 /// How many encryption contexts (so data keys) a `--cache-max-age` run keeps at once.
@@ -277,9 +267,9 @@ fn cached(keyring: Box<dyn Keyring>, args: &CacheArgs) -> Result<Box<dyn Keyring
 fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
     let options = decrypt_options(&args.settings);
     let required = required_keys(&args.settings);
-    let audited = if args.recursive { Default::default() } else { args.output.arg() };
+    let audited = (!args.recursive).then_some(&args.output);
     let kept = audit::kept_files(&args.input, &args.output, args.keys.files());
-    let audit = Audit::open(&args.metadata, audit::Mode::Decrypt, &audited, kept)?;
+    let audit = Audit::open(&args.metadata, audit::Mode::Decrypt, audited, kept)?;
     // The last header checked: the authenticated one, once a decrypt succeeded (each path checks the
     // authenticated header last), for the audit record.
     let checked = std::sync::Mutex::new(None);
@@ -292,10 +282,10 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
         Ok(())
     };
     // Writes the audit record of a message that decrypted: only then, never for one that failed.
-    let record = |input: &str, output: &str| match &audit {
+    let record = |input: &Location, output: &Location| match &audit {
         Some(audit) => match checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             Some(header) => audit.record(input, output, &header),
-            None => Err(Failure::new(Code::Io, format!("{input}: no verified header to record"))),
+            None => Err(Failure::new(Code::Io, format!("{}: no verified header to record", input.arg()))),
         },
         None => Ok(()),
     };
@@ -308,36 +298,30 @@ fn decrypt(args: &DecryptArgs) -> Result<(), Failure> {
         let plan = tree::plan(args.input.path(), args.output.path(), &rename)?;
         let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
         return tree::run(plan, |job| {
-            let (input, output) = (job.input.to_string_lossy(), job.output.to_string_lossy());
+            let (input, output) = (Location::File(job.input.clone()), Location::File(job.output.clone()));
             let message = io::open_message(&input)?;
             io::decrypt_to(&keyring, &options, &check, message, &output, out).map_err(|f| keyring.explain(f))?;
             record(&input, &output)
         });
     }
-    let (input_name, output) = (args.input.arg(), args.output.arg());
-    if let (Some(range), Location::S3(url)) = (args.range.clone(), &args.input) {
-        location::check_destination(&args.output, Written::Text, Source::Later, &args.keys, out.force)?;
+    let (input, output) = (&args.input, &args.output);
+    if let (Some(range), Location::S3(name)) = (args.range.clone(), input) {
+        location::check_destination(output, Written::Text, Source::Later, &[&args.keys], out.force)?;
         let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
-        io::decrypt_s3_range_to(&keyring, &options, &check, url.as_str(), range, &output, out)
+        io::decrypt_s3_range_to(&keyring, &options, &check, name.url()?, range, output, out)
             .map_err(|f| keyring.explain(f))?;
-        return record(&input_name, &output);
+        return record(input, output);
     }
     // --range reads a binary message by offset (and refuses armor); otherwise either form is read.
-    let input = if args.range.is_some() { io::open_input(&input_name)? } else { io::open_message(&input_name)? };
-    location::check_destination(
-        &args.output,
-        Written::Text,
-        Source::Opened(&args.input, &input),
-        &args.keys,
-        out.force,
-    )?;
+    let opened = if args.range.is_some() { io::open_input(input)? } else { io::open_message(input)? };
+    location::check_destination(output, Written::Text, Source::Opened(input, &opened), &[&args.keys], out.force)?;
     let keyring = Recording::new(keys::for_decrypt(&args.keys, &args.discovery)?);
     match args.range.clone() {
-        Some(range) => io::decrypt_range_to(&keyring, &options, &check, input, range, &output, out),
-        None => io::decrypt_to(&keyring, &options, &check, input, &output, out),
+        Some(range) => io::decrypt_range_to(&keyring, &options, &check, opened, range, output, out),
+        None => io::decrypt_to(&keyring, &options, &check, opened, output, out),
     }
     .map_err(|f| keyring.explain(f))?;
-    record(&input_name, &output)
+    record(input, output)
 }
 
 /// Bytes of regular files below `dir`, for the bundle progress bar (the archive adds a little).
@@ -362,18 +346,19 @@ fn bundle(args: &BundleArgs) -> Result<(), Failure> {
         Err(e) => return Err(Failure::io(format!("cannot open {name}"), e)),
     }
     let out = &args.output_args;
-    location::check_destination(&args.output, Written::Message, Source::Directory(dir), &args.keys, out.force)?;
+    location::check_destination(&args.output, Written::Message, Source::Directory(dir), &[&args.keys], out.force)?;
     let output = match &args.output {
         Location::Stdio => None,
         Location::File(path) => Some(path.as_path()),
-        Location::S3(url) => {
+        Location::S3(_) => {
             let options = encrypt_options(&args.settings);
             let keyring = keys::for_encrypt(&args.keys)?;
             // The upload path of `encrypt`, reading the tar stream as its plaintext: the object appears only
             // once the whole directory was packed and sealed.
             let size = directory_size(dir);
-            let input = io::Input { name, reader: io::packed_directory(dir), size: Some(size), file: None };
-            return io::encrypt_to(keyring.as_ref(), &options, input, url.as_str(), out);
+            let reader = io::packed_directory(dir);
+            let input = io::Input { name, reader, size: Some(size), file: None, resendable: false };
+            return io::encrypt_to(keyring.as_ref(), &options, input, &args.output, out);
         }
     };
     let options = encrypt_options(&args.settings);
@@ -445,13 +430,13 @@ fn unbundle(args: &UnbundleArgs) -> Result<(), Failure> {
         ));
     }
     let input = match &args.input {
-        Location::Stdio | Location::S3(_) => io::open_message(&args.input.arg())?,
+        Location::Stdio | Location::S3(_) => io::open_message(&args.input)?,
         Location::File(path) => {
             let name = args.input.arg().into_owned();
             let file = File::open(path).map_err(|e| Failure::io(format!("cannot open {name}"), e))?;
             let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
             let reader = Box::new(BufReader::with_capacity(16 << 10, file));
-            io::dearmored(io::Input { name, reader, size, file: None })?
+            io::dearmored(io::Input { name, reader, size, file: None, resendable: false })?
         }
     };
     let options = decrypt_options(&args.settings);

@@ -15,8 +15,9 @@ use super::args::{ReencryptArgs, SkipCheckArg};
 use super::exit::{Code, Failure};
 use super::inspect::describe;
 use super::io;
+use super::location::{self, Location, Reencryption, S3Url, Source, Written};
 use super::offered::{Recording, shortened};
-use super::s3_prefix::{self, S3Prefix};
+use super::s3_prefix::S3Prefix;
 use super::{keys, tree};
 
 /// The source's reading options and the new message's, from the command line.
@@ -45,53 +46,71 @@ fn options(args: &ReencryptArgs) -> ReencryptOptions {
 }
 
 pub fn run(args: &ReencryptArgs) -> Result<(), Failure> {
-    let output = args.output.as_deref();
+    let pair = location::check_reencrypt(&args.input, args.output.as_ref(), args.in_place, args.recursive)?;
     check_usage(args)?;
     if args.dry_run {
-        return dry_run(args);
-    }
-    if io::is_s3(&args.input) || output.is_some_and(io::is_s3) {
-        return s3_to_s3(args, &options(args), output.unwrap_or(&args.input));
+        return dry_run(args, &pair);
     }
     let options = options(args);
-    let sync = !args.output_args.no_fsync;
-    if args.recursive {
-        let plan = match output {
-            None => tree::plan_in_place(Path::new(&args.input))?,
-            Some(output) => tree::plan(Path::new(&args.input), Path::new(output), &|name| name.to_os_string())?,
-        };
-        let (source, target) = keyrings(args)?;
-        // In place, each file is its own destination; otherwise an existing one is replaced only with --force.
-        let files = OutputOptions::new().overwrite(args.in_place || args.output_args.force).sync(sync);
-        let skip = skip_check(args, target.as_ref())?;
-        return tree::run(plan, |job| {
-            check_single_link(args, &job.input)?;
-            if already_done(args, skip.as_ref(), target.as_ref(), &options, &job.input)? {
-                return Ok(());
-            }
-            file_to_file(args, &source, target.as_ref(), &options, &job.input, &job.output, &files)
-                .map_err(|f| source.explain(f))
-        });
+    match pair {
+        Reencryption::Prefixes { from, to } => s3_prefix_to_prefix(args, &options, &from, to.as_ref()),
+        Reencryption::Object { input, output } => s3_to_s3(args, &options, input, output),
+        Reencryption::Local { input, output } if args.recursive => tree_to_tree(args, &options, input, output),
+        Reencryption::Local { input, output } => local(args, &options, input, output),
     }
-    let output = output.unwrap_or(&args.input);
-    if args.input == "-" || output == "-" {
-        return streamed(args, &options, output);
-    }
-    if !args.in_place {
-        if same_file(Path::new(&args.input), Path::new(output)) {
-            return Err(Failure::usage(format!("{output}: is INPUT; to replace it, use --in-place without OUTPUT")));
+}
+
+/// What the new message is, for the refusals of stdout: base64 text with --armor, else a binary message.
+fn written(args: &ReencryptArgs) -> Written {
+    if args.armor.armor { Written::Text } else { Written::Message }
+}
+
+/// `-r` over local trees: each file below INPUT into the same name below OUTPUT, or in place.
+fn tree_to_tree(
+    args: &ReencryptArgs,
+    options: &ReencryptOptions,
+    input: &Location,
+    output: &Location,
+) -> Result<(), Failure> {
+    let plan = if args.in_place {
+        tree::plan_in_place(input.path())?
+    } else {
+        tree::plan(input.path(), output.path(), &|name| name.to_os_string())?
+    };
+    let (source, target) = keyrings(args)?;
+    // In place, each file is its own destination; otherwise an existing one is replaced only with --force.
+    let files =
+        OutputOptions::new().overwrite(args.in_place || args.output_args.force).sync(!args.output_args.no_fsync);
+    let skip = skip_check(args, target.as_ref())?;
+    tree::run(plan, |job| {
+        check_single_link(args, &job.input)?;
+        if already_done(args, skip.as_ref(), target.as_ref(), options, &job.input)? {
+            return Ok(());
         }
-        check_not_a_key_file(args, Path::new(output))?;
-        io::check_output(Path::new(output), args.output_args.force)?;
+        file_to_file(args, &source, target.as_ref(), options, &job.input, &job.output, &files)
+            .map_err(|f| source.explain(f))
+    })
+}
+
+/// A file into another or in place, or stdin or stdout at either end (see [`streamed`]).
+fn local(args: &ReencryptArgs, options: &ReencryptOptions, input: &Location, output: &Location) -> Result<(), Failure> {
+    let (Location::File(input_path), Location::File(output_path)) = (input, output) else {
+        return streamed(args, options, input, output);
+    };
+    if !args.in_place {
+        let keys = [&args.keys, args.new_keys.keys()];
+        let source = Source::Unopened(input_path);
+        location::check_destination(output, written(args), source, &keys, args.output_args.force)?;
     }
-    check_single_link(args, Path::new(&args.input))?;
+    check_single_link(args, input_path)?;
     let (source, target) = keyrings(args)?;
     let skip = skip_check(args, target.as_ref())?;
-    if already_done(args, skip.as_ref(), target.as_ref(), &options, Path::new(&args.input))? {
+    if already_done(args, skip.as_ref(), target.as_ref(), options, input_path)? {
         return Ok(());
     }
-    let files = OutputOptions::new().overwrite(args.in_place || args.output_args.force).sync(sync);
-    file_to_file(args, &source, target.as_ref(), &options, Path::new(&args.input), Path::new(output), &files)
+    let files =
+        OutputOptions::new().overwrite(args.in_place || args.output_args.force).sync(!args.output_args.no_fsync);
+    file_to_file(args, &source, target.as_ref(), options, input_path, output_path, &files)
         .map_err(|f| source.explain(f))
 }
 
@@ -119,7 +138,8 @@ fn already_done(
     let name = path.display().to_string();
     let input = std::fs::File::open(path).map_err(|e| Failure::io(format!("cannot open {name}"), e))?;
     let reader = WipingBufReader::with_capacity(64 << 10, input);
-    let reader = io::dearmored(io::Input { name: name.clone(), reader: Box::new(reader), size: None, file: None })?;
+    let input = io::Input { name: name.clone(), reader: Box::new(reader), size: None, file: None, resendable: false };
+    let reader = io::dearmored(input)?;
     let status =
         rotation_status_with(target, target_keys, options, args.verify_all_keys, how_much(args), reader.reader)
             .map_err(|e| Failure::reading(e).with_file(&name))?;
@@ -136,12 +156,13 @@ fn s3_already_done(
     skip: Option<&TargetKeys>,
     target: &dyn Keyring,
     options: &ReencryptOptions,
-    url: &str,
+    url: &S3Url,
     shown: &str,
 ) -> Result<bool, Failure> {
     let Some(target_keys) = skip else { return Ok(false) };
     let check = how_much(args);
-    let input = if check == SkipCheck::Header { io::open_header_message(url)? } else { io::open_message(url)? };
+    let object = Location::from(url.clone());
+    let input = if check == SkipCheck::Header { io::open_header_message(&object)? } else { io::open_message(&object)? };
     let status = rotation_status_with(target, target_keys, options, args.verify_all_keys, check, input.reader)
         .map_err(|e| Failure::reading(e).with_file(shown))?;
     if status == Rotation::Done {
@@ -172,11 +193,9 @@ fn report_done(args: &ReencryptArgs, shown: &str) {
     }
 }
 
-/// Command-line mistakes, refused (exit 2) before any file or key is read, --dry-run included.
+/// Command-line mistakes besides INPUT's and OUTPUT's (see [`location::check_reencrypt`]), refused (exit 2)
+/// before any file or key is read, --dry-run included.
 fn check_usage(args: &ReencryptArgs) -> Result<(), Failure> {
-    if args.input == "-" && (args.in_place || args.recursive) {
-        return Err(Failure::usage("INPUT - (stdin) cannot be re-encrypted in place or with --recursive".into()));
-    }
     // Checked here: clap's `requires` takes a flag's implicit `false` for presence.
     if !args.in_place && (args.verify_all_keys || args.skip_check.is_some()) {
         return Err(Failure::usage(
@@ -196,11 +215,6 @@ fn check_usage(args: &ReencryptArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-/// Refuses an OUTPUT that is one of the key files, old or new (as `-` it is checked as stdout).
-fn check_not_a_key_file(args: &ReencryptArgs, output: &Path) -> Result<(), Failure> {
-    io::check_output_is_not_a_key_file(args.keys.files().chain(args.new_keys.keys().files()), output)
 }
 
 /// The keyring that unwraps the source's data key (remembering what the message offered, for exit 3's
@@ -247,7 +261,7 @@ fn file_to_file(
     files: &OutputOptions,
 ) -> Result<(), Failure> {
     let name = input.display().to_string();
-    let message = io::open_message(&name)?;
+    let message = io::dearmored(io::open_file(input)?)?;
     // `dearmored` leaves `file` only to a binary message in a regular file.
     let armored = message.file.is_none();
     let armor = args.armor.armor || (args.in_place && armored);
@@ -267,45 +281,16 @@ fn file_to_file(
 
 /// An S3 object into another, or in place (replaced only if unchanged since it was read; skipped, as a file
 /// is, when it is already under the new keys).
-fn s3_to_s3(args: &ReencryptArgs, options: &ReencryptOptions, output: &str) -> Result<(), Failure> {
-    check_s3_both(args, output)?;
-    if args.recursive {
-        return s3_prefix_to_prefix(args, options);
-    }
-    io::check_s3_url(&args.input)?;
-    io::check_s3_url(output)?;
-    if !args.in_place && output == args.input {
-        return Err(Failure::usage(format!("{output}: is INPUT; to replace it, use --in-place without OUTPUT")));
-    }
+fn s3_to_s3(args: &ReencryptArgs, options: &ReencryptOptions, input: &S3Url, output: &S3Url) -> Result<(), Failure> {
     // Another object is replaced only with --force, as a file is.
     let force = args.in_place || args.output_args.force;
     io::check_s3_absent(output, force)?;
     let (source, target) = keyrings(args)?;
     let skip = skip_check(args, target.as_ref())?;
-    let shown = kms_envelope::escape::escaped(&args.input);
-    if s3_already_done(args, skip.as_ref(), target.as_ref(), options, &args.input, &shown)? {
+    if s3_already_done(args, skip.as_ref(), target.as_ref(), options, input, &input.to_string())? {
         return Ok(());
     }
-    io::reencrypt_s3(&source, target.as_ref(), options, &args.input, output, force).map_err(|f| source.explain(f))
-}
-
-/// Refuses S3 at one end only: reencrypt goes from S3 objects to S3 objects.
-fn check_s3_both(args: &ReencryptArgs, output: &str) -> Result<(), Failure> {
-    if io::is_s3(&args.input) && io::is_s3(output) {
-        return Ok(());
-    }
-    Err(Failure::usage(
-        "reencrypt goes from an S3 object to an S3 object (s3://BUCKET/KEY, or --in-place), or with --recursive \
-         from a prefix to a prefix (s3://BUCKET/PREFIX/), not between S3 and files"
-            .into(),
-    ))
-}
-
-/// INPUT's prefix and the target's, for `-r` over S3, with every refusal (see [`s3_prefix::pair`]).
-fn s3_prefixes(args: &ReencryptArgs) -> Result<(S3Prefix, Option<S3Prefix>), Failure> {
-    check_s3_both(args, args.output.as_deref().unwrap_or(&args.input))?;
-    io::check_s3_built(&args.input)?;
-    s3_prefix::pair(&args.input, args.output.as_deref())
+    io::reencrypt_s3(&source, target.as_ref(), options, input, output, force).map_err(|f| source.explain(f))
 }
 
 /// What became of the objects of a run over a prefix.
@@ -333,13 +318,17 @@ fn report_folder_marker(shown: &str) {
 /// (with the skip check and `If-Match` of a single object), one object at a time, each streamed with its
 /// parts in parallel. An object that fails is reported on its own line and the others are still done;
 /// folder markers are skipped. A signal aborts the current upload and stops the run.
-fn s3_prefix_to_prefix(args: &ReencryptArgs, options: &ReencryptOptions) -> Result<(), Failure> {
-    let (from, to) = s3_prefixes(args)?;
-    let to = to.as_ref().unwrap_or(&from);
+fn s3_prefix_to_prefix(
+    args: &ReencryptArgs,
+    options: &ReencryptOptions,
+    from: &S3Prefix,
+    to: Option<&S3Prefix>,
+) -> Result<(), Failure> {
+    let to = to.unwrap_or(from);
     let (source, target) = keyrings(args)?;
     let skip = skip_check(args, target.as_ref())?;
     let mut tally = Tally::default();
-    io::list_s3(from.bucket(), from.prefix(), |listed| {
+    io::list_s3(from, |listed| {
         let shown = from.shown(&listed.key);
         if listed.folder_marker {
             report_folder_marker(&shown);
@@ -348,7 +337,7 @@ fn s3_prefix_to_prefix(args: &ReencryptArgs, options: &ReencryptOptions) -> Resu
         }
         source.forget();
         let done = (|| {
-            let Some(key) = to.target_key(&from, &listed.key) else { return Err(not_under(&from, &shown)) };
+            let Some(key) = to.target_key(from, &listed.key) else { return Err(not_under(from, &shown)) };
             let (input, output) = (from.url(&listed.key), to.url(&key));
             if s3_already_done(args, skip.as_ref(), target.as_ref(), options, &input, &shown)? {
                 return Ok(false);
@@ -398,33 +387,39 @@ fn s3_prefix_to_prefix(args: &ReencryptArgs, options: &ReencryptOptions) -> Resu
 
 /// stdin or stdout at either end: the new message's final frame is written only after the whole source
 /// verified, so a failure leaves on stdout a message that no reader accepts.
-fn streamed(args: &ReencryptArgs, options: &ReencryptOptions, output: &str) -> Result<(), Failure> {
-    let input = io::open_message(&args.input)?;
+fn streamed(
+    args: &ReencryptArgs,
+    options: &ReencryptOptions,
+    input: &Location,
+    output: &Location,
+) -> Result<(), Failure> {
+    let opened = io::open_message(input)?;
+    let keys = [&args.keys, args.new_keys.keys()];
+    let force = args.output_args.force;
+    location::check_destination(output, written(args), Source::Opened(input, &opened), &keys, force)?;
     let armor = args.armor.armor;
-    if output == "-" {
-        io::check_stdout_is_not_input(&args.input, &input)?;
-        io::check_stdout_is_not_a_key_file(&args.keys)?;
-        io::check_stdout_is_not_a_key_file(args.new_keys.keys())?;
-        if !armor {
-            io::check_message_stdout(args.output_args.force)?;
+    let path = match output {
+        Location::File(path) => path,
+        Location::Stdio => {
+            let (source, target) = keyrings(args)?;
+            let stdout = WipingBufWriter::with_capacity(64 << 10, io::raw_stdout());
+            let mut stdout = streamed_into(&source, target.as_ref(), options, opened, stdout, armor)
+                .map_err(|f| source.explain(f))?;
+            return stdout.flush().map_err(|e| Failure::io("cannot write to stdout".into(), e));
         }
-        let (source, target) = keyrings(args)?;
-        let stdout = WipingBufWriter::with_capacity(64 << 10, io::raw_stdout());
-        let mut stdout =
-            streamed_into(&source, target.as_ref(), options, input, stdout, armor).map_err(|f| source.explain(f))?;
-        return stdout.flush().map_err(|e| Failure::io("cannot write to stdout".into(), e));
-    }
-    check_not_a_key_file(args, Path::new(output))?;
-    io::check_output(Path::new(output), args.output_args.force)?;
+        // Never here: an S3 pair is not local (see `location::check_reencrypt`).
+        Location::S3(_) => return Err(location::s3_at_one_end()),
+    };
     let (source, target) = keyrings(args)?;
-    let files = OutputOptions::new().overwrite(args.output_args.force).sync(!args.output_args.no_fsync);
-    let pending = PendingFile::create(Path::new(output), files.overwrites())
-        .map_err(|e| Failure::new(Code::Io, format!("{output}: cannot create: {e}")))?;
+    let files = OutputOptions::new().overwrite(force).sync(!args.output_args.no_fsync);
+    let shown = path.display();
+    let pending = PendingFile::create(path, files.overwrites())
+        .map_err(|e| Failure::new(Code::Io, format!("{shown}: cannot create: {e}")))?;
     let pending =
-        streamed_into(&source, target.as_ref(), options, input, pending, armor).map_err(|f| source.explain(f))?;
+        streamed_into(&source, target.as_ref(), options, opened, pending, armor).map_err(|f| source.explain(f))?;
     pending
         .commit(files.syncs(), files.overwrites())
-        .map_err(|e| Failure::new(Code::Io, format!("{output}: cannot write: {e}")))
+        .map_err(|e| Failure::new(Code::Io, format!("{shown}: cannot write: {e}")))
 }
 
 /// Re-encrypts the message `input` into `out` in one sequential pass, armored if `armor`, and returns `out`
@@ -447,30 +442,15 @@ fn streamed_into<W: Write>(
     armored.finish().map_err(|e| Failure::io("cannot write the new message".into(), e))
 }
 
-/// Whether two paths name one file (the same device and inode).
-fn same_file(a: &Path, b: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        match (std::fs::metadata(a), std::fs::metadata(b)) {
-            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-            _ => false,
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        a == b
-    }
-}
-
 /// `--dry-run`: each source's suite and data keys, read from its header without a key, and what the new
 /// message would have. Nothing is authenticated, so every line says so.
-fn dry_run(args: &ReencryptArgs) -> Result<(), Failure> {
+fn dry_run(args: &ReencryptArgs, pair: &Reencryption<'_>) -> Result<(), Failure> {
     let new_keys = describe_new_keys(args);
     let mut stdout = std::io::stdout().lock();
     let mut first_failure = None;
-    let describe = |name: &str| {
-        io::open_header_message(name).and_then(|mut input| {
+    let describe = |location: &Location| {
+        let name = &*location.arg();
+        io::open_header_message(location).and_then(|mut input| {
             let limits = DecryptLimits {
                 max_encrypted_data_keys: Some(args.max_encrypted_data_keys),
                 ..DecryptLimits::default()
@@ -491,26 +471,25 @@ fn dry_run(args: &ReencryptArgs) -> Result<(), Failure> {
         }
         Ok(())
     };
-    if args.recursive && io::is_s3(&args.input) {
-        let (from, _) = s3_prefixes(args)?;
-        io::list_s3(from.bucket(), from.prefix(), |listed| {
+    match pair {
+        Reencryption::Prefixes { from, .. } => io::list_s3(from, |listed| {
             let shown = from.shown(&listed.key);
-            if from.target_key(&from, &listed.key).is_none() {
-                return report(Err(not_under(&from, &shown)));
+            if from.target_key(from, &listed.key).is_none() {
+                return report(Err(not_under(from, &shown)));
             }
             if listed.folder_marker {
                 report_folder_marker(&shown);
                 return Ok(());
             }
-            report(describe(&from.url(&listed.key)))
-        })?;
-    } else if args.recursive {
-        let plan = tree::plan_in_place(Path::new(&args.input))?;
-        for path in plan.inputs() {
-            report(describe(&path.display().to_string()))?;
+            report(describe(&from.url(&listed.key).into()))
+        })?,
+        Reencryption::Local { input, .. } if args.recursive => {
+            let plan = tree::plan_in_place(input.path())?;
+            for path in plan.inputs() {
+                report(describe(&Location::File(path.to_owned())))?;
+            }
         }
-    } else {
-        report(describe(&args.input))?;
+        Reencryption::Local { .. } | Reencryption::Object { .. } => report(describe(&args.input))?,
     }
     match first_failure {
         Some(code) => Err(Failure::new(code, "--dry-run: some sources could not be read".into())),

@@ -1,15 +1,13 @@
 //! `--recursive` over S3: `s3://BUCKET/PREFIX/` names every object whose key starts with `PREFIX/`, and
-//! each maps to the same relative key under another prefix.
+//! each maps to the same relative key under another prefix. [`super::location`] parses and refuses the
+//! names; this is what a run does with them.
 
 use std::fmt;
 
-use kms_envelope::escape::Escaped;
-
-use super::exit::Failure;
+use super::location::{S3Url, shown_s3};
 
 /// A bucket and a key prefix that is empty (`s3://BUCKET/`, the whole bucket) or ends in `/`
-/// (`s3://BUCKET/PREFIX/`). A prefix without its slash is refused: as S3 compares strings, `s3://b/logs`
-/// would also take `logs-old/...` and `logs.txt`, and `logs` + `a` would make `logsa` at the target.
+/// (`s3://BUCKET/PREFIX/`): made only by [`super::location::S3Name::prefix`], which refuses the rest.
 #[derive(Debug, PartialEq, Eq)]
 pub struct S3Prefix {
     bucket: String,
@@ -17,32 +15,9 @@ pub struct S3Prefix {
 }
 
 impl S3Prefix {
-    /// Parses `url`, which `what` (INPUT or OUTPUT) gave.
-    pub fn parse(url: &str, what: &str) -> Result<Self, Failure> {
-        let refused = |why: &str| {
-            Failure::usage(format!(
-                "{}: {why}; with --recursive, {what} is s3://BUCKET/PREFIX/ (the objects whose keys start with \
-                 PREFIX/) or s3://BUCKET/ (the whole bucket)",
-                Escaped(url)
-            ))
-        };
-        let rest = url.strip_prefix("s3://").ok_or_else(|| refused("not an s3:// URL"))?;
-        let (bucket, prefix) = rest.split_once('/').ok_or_else(|| refused("no / after the bucket"))?;
-        if bucket.is_empty() {
-            return Err(refused("no bucket"));
-        }
-        if bucket.contains(':') {
-            return Err(refused(
-                "an access-point ARN cannot stand in the bucket position; give the access point's alias",
-            ));
-        }
-        if !prefix.is_empty() && !prefix.ends_with('/') {
-            return Err(refused("the prefix does not end in /"));
-        }
-        if let Some(why) = super::io::refused_in_url(prefix, true) {
-            return Err(refused(&why.replace("the key", "the prefix")));
-        }
-        Ok(Self { bucket: bucket.to_owned(), prefix: prefix.to_owned() })
+    /// `bucket` and `prefix`, already checked by [`super::location::S3Name::prefix`].
+    pub(super) fn new(bucket: &str, prefix: &str) -> Self {
+        Self { bucket: bucket.to_owned(), prefix: prefix.to_owned() }
     }
 
     pub fn bucket(&self) -> &str {
@@ -71,36 +46,19 @@ impl S3Prefix {
         (!target.is_empty()).then_some(target)
     }
 
-    /// `s3://BUCKET/KEY` for the object `key` of this bucket, as the S3 functions take it (unescaped:
-    /// never for display).
-    pub fn url(&self, key: &str) -> String {
-        format!("s3://{}/{key}", self.bucket)
+    /// The object `key` of this bucket, as the S3 functions take it (taken as listed: see [`S3Url::listed`]).
+    pub fn url(&self, key: &str) -> S3Url {
+        S3Url::listed(&self.bucket, key)
     }
 
-    /// The object `key` of this bucket, for display: bucket and key through [`Escaped`].
+    /// The object `key` of this bucket, for display: bucket and key escaped.
     pub fn shown(&self, key: &str) -> String {
-        format!("s3://{}/{}", Escaped(&self.bucket), Escaped(key))
+        shown_s3(&self.bucket, key)
     }
 }
 
 impl fmt::Display for S3Prefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s3://{}/{}", Escaped(&self.bucket), Escaped(&self.prefix))
+        f.write_str(&shown_s3(&self.bucket, &self.prefix))
     }
-}
-
-/// INPUT's prefix and the target's (INPUT's own in place), with every refusal of the pair: a prefix
-/// without its slash, and a target prefix that overlaps INPUT's in the same bucket (the listing would meet
-/// the run's own outputs, or an output would replace another source).
-pub fn pair(input: &str, output: Option<&str>) -> Result<(S3Prefix, Option<S3Prefix>), Failure> {
-    let from = S3Prefix::parse(input, "INPUT")?;
-    let Some(output) = output else { return Ok((from, None)) };
-    let to = S3Prefix::parse(output, "OUTPUT")?;
-    if to.overlaps(&from) {
-        return Err(Failure::usage(format!(
-            "{to} and {from} overlap: the listing of one would meet the objects written to the other; use \
-             --in-place to replace the objects where they are, or a prefix outside INPUT's"
-        )));
-    }
-    Ok((from, Some(to)))
 }

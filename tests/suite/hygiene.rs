@@ -129,3 +129,28 @@ fn format_internals_are_public_only_with_fuzzing() {
         }
     }
 }
+
+/// What an INPUT or OUTPUT is (`-`, a path, `s3://`) is decided in one file, `src/cli/location.rs`, once
+/// (issue #30): no other CLI source compares an argument with `"-"` or looks for an `s3://` prefix, so a
+/// new subcommand gets every refusal of its pair from there rather than re-testing strings in its own order.
+/// Comments, help text and test modules may name the forms.
+#[test]
+fn only_the_cli_location_module_tells_what_an_input_or_output_is() {
+    let cli = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli");
+    let tests = [r#"== "-""#, r#"!= "-""#, r#""s3://")"#, r#""s3://{"#, "is_s3("];
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&cli).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|name| name == "location.rs") || path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = text.lines().take_while(|line| line.trim() != "#[cfg(test)]");
+        for (n, line) in code.enumerate().filter(|(_, line)| !line.trim_start().starts_with("//")) {
+            if tests.iter().any(|test| line.contains(test)) {
+                found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "string tests of a location outside src/cli/location.rs:\n{}", found.join("\n"));
+}
