@@ -7,6 +7,7 @@
 
 #[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // `# Errors` to write: issue #30 part 4
 pub mod caching;
+pub mod hierarchy;
 #[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // `# Errors` to write: issue #30 part 4
 pub mod kms;
 #[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // `# Errors` to write: issue #30 part 4
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 pub use caching::{CacheLimits, CachingKeyring, MaterialsCache};
+pub use hierarchy::HierarchicalKeyring;
 pub use materials::{DecryptionMaterials, EncryptionMaterials};
 pub use multi::MultiKeyring;
 pub use raw_aes::RawAesKeyring;
