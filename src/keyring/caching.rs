@@ -10,6 +10,9 @@
 //! Reusing a data key links the messages that share it: whoever holds it reads them all, and the messages
 //! carry the same encrypted data keys. Keep the limits as low as the call budget allows.
 //!
+//! Do not wrap a [`HierarchicalKeyring`](super::HierarchicalKeyring): it caches its branch keys already and
+//! never reuses a data key, which a caching keyring over it would undo (see its module documentation).
+//!
 //! What is never cached, and why:
 //! - suites without a key derivation (0x0014, 0x0046, 0x0078): the data key is the content key, and the
 //!   specification forbids caching them;
