@@ -5,5 +5,6 @@ pub mod context;
 pub mod edk;
 pub mod frame;
 pub mod header;
+pub mod hierarchy_edk;
 pub mod limits;
 pub mod suite;

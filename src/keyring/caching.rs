@@ -10,6 +10,9 @@
 //! Reusing a data key links the messages that share it: whoever holds it reads them all, and the messages
 //! carry the same encrypted data keys. Keep the limits as low as the call budget allows.
 //!
+//! Do not wrap a [`HierarchicalKeyring`](super::HierarchicalKeyring): it caches its branch keys already and
+//! never reuses a data key, which a caching keyring over it would undo (see its module documentation).
+//!
 //! What is never cached, and why:
 //! - suites without a key derivation (0x0014, 0x0046, 0x0078): the data key is the content key, and the
 //!   specification forbids caching them;
@@ -47,7 +50,7 @@ pub const MAX_MESSAGES_PER_KEY: u64 = 1 << 32;
 pub const MAX_BYTES_PER_KEY: u64 = (1 << 63) - 1;
 
 /// A cache identifier: SHA-384 as the specification's Appendix A computes it.
-type CacheId = [u8; 48];
+pub(crate) type CacheId = [u8; 48];
 
 /// A source of monotonic time for cache expiry; tests substitute a [`ManualClock`].
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -142,20 +145,24 @@ impl CacheLimits {
 
 /// One cached data key. [`DataKey`] zeroizes itself on drop, so an entry's key is wiped whenever the entry
 /// leaves the cache: eviction, expiry, exhaustion, [`MaterialsCache::clear`] or the cache's drop.
-struct Entry {
+struct CachedDataKey {
     data_key: DataKey,
     /// Empty for decrypt entries.
     edks: Vec<EncryptedDataKey>,
-    expires_at: Duration,
     messages: u64,
     bytes: u64,
+}
+
+/// A cached value and its place in the eviction orders.
+pub(crate) struct Entry<V> {
+    pub(crate) value: V,
+    expires_at: Duration,
     /// Position in `State::recency`.
     used: u64,
 }
 
-#[derive(Default)]
-struct State {
-    entries: HashMap<CacheId, Entry>,
+pub(crate) struct State<V> {
+    pub(crate) entries: HashMap<CacheId, Entry<V>>,
     /// Least recently used first.
     recency: BTreeMap<u64, CacheId>,
     /// Soonest to expire first: every expired entry goes at the next lookup, however recently it was used
@@ -166,15 +173,27 @@ struct State {
     in_flight: HashMap<CacheId, Arc<Flight>>,
 }
 
-impl State {
-    fn remove(&mut self, id: &CacheId) {
+impl<V> Default for State<V> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            recency: BTreeMap::new(),
+            expiry: BTreeSet::new(),
+            tick: 0,
+            in_flight: HashMap::new(),
+        }
+    }
+}
+
+impl<V> State<V> {
+    pub(crate) fn remove(&mut self, id: &CacheId) {
         if let Some(entry) = self.entries.remove(id) {
             self.recency.remove(&entry.used);
             self.expiry.remove(&(entry.expires_at, *id));
         }
     }
 
-    fn insert(&mut self, id: &CacheId, entry: Entry) {
+    fn insert(&mut self, id: &CacheId, entry: Entry<V>) {
         self.remove(id);
         self.expiry.insert((entry.expires_at, *id));
         self.entries.insert(*id, entry);
@@ -207,14 +226,12 @@ impl State {
 /// No lock is held while a keyring runs; concurrent misses for the same entry make one inner-keyring call
 /// (the others wait for it and then read the cache).
 pub struct MaterialsCache {
-    state: Mutex<State>,
-    capacity: usize,
-    clock: Arc<dyn Clock>,
+    cache: LruCache<CachedDataKey>,
 }
 
 impl std::fmt::Debug for MaterialsCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MaterialsCache").field("capacity", &self.capacity).field("len", &self.len()).finish()
+        f.debug_struct("MaterialsCache").field("capacity", &self.cache.capacity).field("len", &self.len()).finish()
     }
 }
 
@@ -226,12 +243,12 @@ impl MaterialsCache {
 
     /// A cache that reads time from `clock`.
     pub fn with_clock(capacity: usize, clock: Arc<dyn Clock>) -> Self {
-        Self { state: Mutex::new(State::default()), capacity, clock }
+        Self { cache: LruCache::with_clock(capacity, clock) }
     }
 
     /// Entries held now, expired ones not yet pruned included.
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        self.cache.len()
     }
 
     /// Whether the cache holds no entry.
@@ -241,27 +258,60 @@ impl MaterialsCache {
 
     /// Drops (and so wipes) every entry.
     pub fn clear(&self) {
+        self.cache.clear();
+    }
+}
+
+/// The machinery behind [`MaterialsCache`] and the Hierarchical keyring's
+/// [`BranchKeyCache`](super::hierarchy::BranchKeyCache): at most `capacity` values of type `V` by
+/// [`CacheId`], least recently used evicted first, every expired value dropped at the next lookup, one
+/// call at a time per missing id. A value's own `Drop` wipes its secrets whenever it leaves.
+pub(crate) struct LruCache<V> {
+    state: Mutex<State<V>>,
+    capacity: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl<V> LruCache<V> {
+    pub(crate) fn with_clock(capacity: usize, clock: Arc<dyn Clock>) -> Self {
+        Self { state: Mutex::new(State::default()), capacity, clock }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    pub(crate) fn clear(&self) {
         let mut state = self.lock();
         state.entries.clear();
         state.recency.clear();
         state.expiry.clear();
     }
 
-    /// Callers waiting for another's inner-keyring call.
+    /// The cache clock's time now.
+    pub(crate) fn now(&self) -> Duration {
+        self.clock.now()
+    }
+
+    /// Callers waiting for another's call.
     #[cfg(test)]
-    fn waiters(&self) -> usize {
+    pub(crate) fn waiters(&self) -> usize {
         let flights: Vec<Arc<Flight>> = self.lock().in_flight.values().cloned().collect();
         flights.iter().map(|f| f.state.lock().unwrap_or_else(PoisonError::into_inner).wakers.len()).sum()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<V>> {
         // Every update leaves the state consistent before anything can panic.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `lookup` on the entry for `id` (expired entries pruned first). If it finds nothing and no call
     /// for `id` is under way, the caller leads one; otherwise it waits for that call.
-    fn claim<T>(&self, id: &CacheId, lookup: impl FnOnce(&mut State) -> Option<T>) -> Claim<'_, T> {
+    pub(crate) fn claim<T>(&self, id: &CacheId, lookup: impl FnOnce(&mut State<V>) -> Option<T>) -> Claim<'_, V, T> {
         let mut state = self.lock();
         state.prune(self.clock.now());
         if let Some(found) = lookup(&mut state) {
@@ -276,13 +326,14 @@ impl MaterialsCache {
         Claim::Lead(Leader { cache: self, id: *id, flight })
     }
 
-    fn put(&self, id: &CacheId, data_key: DataKey, edks: Vec<EncryptedDataKey>, max_age: Duration, bytes: u64) {
+    /// Puts `value` under `id` for `max_age` from now, evicting the least recently used beyond capacity.
+    pub(crate) fn put(&self, id: &CacheId, value: V, max_age: Duration) {
         if self.capacity == 0 {
             return;
         }
         let mut state = self.lock();
         let expires_at = self.clock.now().saturating_add(max_age);
-        state.insert(id, Entry { data_key, edks, expires_at, messages: 1, bytes, used: 0 });
+        state.insert(id, Entry { value, expires_at, used: 0 });
         while state.entries.len() > self.capacity {
             let Some((_, oldest)) = state.recency.pop_first() else { break };
             if let Some(entry) = state.entries.remove(&oldest) {
@@ -292,15 +343,15 @@ impl MaterialsCache {
     }
 }
 
-enum Claim<'a, T> {
+pub(crate) enum Claim<'a, V, T> {
     Hit(T),
     Wait(FlightWait),
-    Lead(Leader<'a>),
+    Lead(Leader<'a, V>),
 }
 
 /// One inner-keyring call under way for a cache id; waiters are woken when it ends, however it ends.
 #[derive(Default)]
-struct Flight {
+pub(crate) struct Flight {
     state: Mutex<FlightState>,
 }
 
@@ -311,7 +362,7 @@ struct FlightState {
 }
 
 /// Resolves once the flight has ended.
-struct FlightWait(Arc<Flight>);
+pub(crate) struct FlightWait(Arc<Flight>);
 
 impl Future for FlightWait {
     type Output = ();
@@ -331,13 +382,13 @@ impl Future for FlightWait {
 /// The right and duty to make the call for a cache id: dropping it (after the result went into the cache,
 /// or on an error, or when the caller's future is dropped) ends the flight and wakes the waiters, which
 /// then find the entry or lead a call of their own.
-struct Leader<'a> {
-    cache: &'a MaterialsCache,
+pub(crate) struct Leader<'a, V> {
+    cache: &'a LruCache<V>,
     id: CacheId,
     flight: Arc<Flight>,
 }
 
-impl Drop for Leader<'_> {
+impl<V> Drop for Leader<'_, V> {
     fn drop(&mut self) {
         let mut state = self.cache.lock();
         if state.in_flight.get(&self.id).is_some_and(|f| Arc::ptr_eq(f, &self.flight)) {
@@ -437,8 +488,8 @@ impl<K: Keyring> CachingKeyring<K> {
         let id = encrypt_id(&self.partition_id, suite, materials.encryption_context())?;
         let limits = self.limits;
         loop {
-            let claim = self.cache.claim(&id, |state| {
-                let entry = state.entries.get_mut(&id)?;
+            let claim = self.cache.cache.claim(&id, |state| {
+                let entry = &mut state.entries.get_mut(&id)?.value;
                 if entry.messages >= limits.max_messages || entry.bytes.saturating_add(length) > limits.max_bytes {
                     state.remove(&id);
                     return None;
@@ -459,7 +510,8 @@ impl<K: Keyring> CachingKeyring<K> {
                     let materials = self.inner.on_encrypt(materials).await?;
                     if let Some(data_key) = materials.data_key().filter(|_| limits.max_messages > 1) {
                         let edks = materials.encrypted_data_keys().to_vec();
-                        self.cache.put(&id, data_key.clone(), edks, limits.max_age, length);
+                        let entry = CachedDataKey { data_key: data_key.clone(), edks, messages: 1, bytes: length };
+                        self.cache.cache.put(&id, entry, limits.max_age);
                     }
                     drop(leader);
                     return Ok(materials);
@@ -475,7 +527,7 @@ impl<K: Keyring> CachingKeyring<K> {
         }
         let id = decrypt_id(&self.partition_id, suite, edks, materials.encryption_context())?;
         loop {
-            match self.cache.claim(&id, |state| state.entries.get(&id).map(|e| e.data_key.clone())) {
+            match self.cache.cache.claim(&id, |state| state.entries.get(&id).map(|e| e.value.data_key.clone())) {
                 Claim::Hit(data_key) => {
                     let mut materials = materials;
                     materials.set_data_key(data_key)?;
@@ -485,7 +537,9 @@ impl<K: Keyring> CachingKeyring<K> {
                 Claim::Lead(leader) => {
                     let materials = self.inner.on_decrypt(materials, edks).await?;
                     if let Some(data_key) = materials.data_key() {
-                        self.cache.put(&id, data_key.clone(), Vec::new(), self.limits.max_age, 0);
+                        let entry =
+                            CachedDataKey { data_key: data_key.clone(), edks: Vec::new(), messages: 1, bytes: 0 };
+                        self.cache.cache.put(&id, entry, self.limits.max_age);
                     }
                     drop(leader);
                     return Ok(materials);

@@ -6,6 +6,7 @@
 //! [`block_on`], which needs no runtime for local keyrings.
 
 pub mod caching;
+pub mod hierarchy;
 pub mod kms;
 mod materials;
 pub mod multi;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 pub use caching::{CacheLimits, CachingKeyring, MaterialsCache};
+pub use hierarchy::HierarchicalKeyring;
 pub use materials::{DecryptionMaterials, EncryptionMaterials};
 pub use multi::MultiKeyring;
 pub use raw_aes::RawAesKeyring;

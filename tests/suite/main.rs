@@ -36,6 +36,7 @@ mod cli_reencrypt;
 // Hand-built messages (odd frame sizes, v1 headers, signatures) need the header writer and key derivation.
 #[cfg(feature = "fuzzing")]
 mod handmade;
+mod hierarchy;
 mod hygiene;
 mod interop_python;
 mod interop_rsa;

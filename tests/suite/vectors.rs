@@ -176,7 +176,7 @@ fn v5_keyring(
     build: KeyBuilder,
 ) -> Option<(Box<dyn Keyring>, String)> {
     match desc["type"].as_str()? {
-        "raw" => build(keys, desc),
+        "raw" | "aws-kms-hierarchy" => build(keys, desc),
         "multi-keyring" => {
             let mut label = String::new();
             let mut multi = match desc.get("generator") {
@@ -407,6 +407,42 @@ fn every_raw_rsa_vector_decrypts() {
         "raw-RSA vectors per set and padding (labelled by the first key of each test)"
     );
     assert_eq!(counts.iter().map(|c| c.2).sum::<u32>(), 121);
+}
+
+/// A Hierarchical keyring over a static store holding the one branch key version of a `static-branch-key`
+/// entry (`key-id`, `branchKeyVersion`, `branchKey`), labelled `/hierarchy`.
+fn hierarchy_key(keys: &Value, desc: &Value) -> Option<(Box<dyn Keyring>, String)> {
+    use kms_envelope::keyring::hierarchy::{BranchKeyMaterials, HierarchicalKeyring, StaticBranchKeyStore};
+    if desc["type"] != "aws-kms-hierarchy" {
+        return None;
+    }
+    let key = &keys["keys"][desc["key"].as_str()?];
+    assert_eq!(key["type"], "static-branch-key");
+    let id = key["key-id"].as_str()?;
+    let version = key["branchKeyVersion"].as_str()?.parse().expect("a UUID version");
+    let branch_key = BASE64.decode(key["branchKey"].as_str()?).expect("base64 branch key");
+    let materials = BranchKeyMaterials::new(id, version, &branch_key).expect("a 32-byte branch key");
+    let store = StaticBranchKeyStore::new("vectors").with_active(materials);
+    let keyring = HierarchicalKeyring::new(store, id, std::time::Duration::from_secs(60)).expect("a keyring");
+    Some((Box::new(keyring), "/hierarchy".into()))
+}
+
+/// Every `aws-kms-hierarchy` vector decrypts (issue 29: 11 in dafny-v5, one per suite, all written with the
+/// static branch key), counted per suite, so a newly "unsupported" or missing one fails the count.
+#[test]
+fn every_hierarchy_vector_decrypts() {
+    let Some(dir) = common::vectors_dir() else { return };
+    let mut tally = Tally::default();
+    run_v5(&dir.join("dafny-v5"), "dafny-v5", &mut tally, hierarchy_key);
+    tally.print();
+    assert!(tally.failures.is_empty(), "failed vectors:\n{}", tally.failures.join("\n"));
+    let per_suite: Vec<(&str, u32)> = tally
+        .by_suite
+        .iter()
+        .filter_map(|((_, label), (passed, _, _))| Some((label.strip_suffix("/hierarchy")?, *passed)))
+        .collect();
+    let suites = ["0014", "0046", "0078", "0114", "0146", "0178", "0214", "0346", "0378", "0478", "0578"];
+    assert_eq!(per_suite, suites.map(|suite| (suite, 1)), "aws-kms-hierarchy vectors passed per suite");
 }
 
 /// The commitment vectors through `reencrypt`: the five that must fail are refused with nothing written

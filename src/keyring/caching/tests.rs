@@ -246,7 +246,7 @@ fn concurrent_misses_make_one_call() {
     let keys = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..64).map(|_| scope.spawn(|| encrypt(&keyring, 1))).collect();
         // Open the gate only once every thread either holds a call in the inner keyring or waits for one.
-        while inner.calls().0 + cache.waiters() < 64 {
+        while inner.calls().0 + cache.cache.waiters() < 64 {
             std::thread::yield_now();
         }
         *inner.gate.lock().unwrap() = true;
@@ -276,7 +276,7 @@ fn a_failed_call_lets_a_waiter_try() {
     let materials = EncryptionMaterials::new(suite(SUITE), EncryptionContext::new(), BTreeSet::new())
         .with_max_plaintext_length(Some(1));
     assert!(block_on(keyring.on_encrypt(materials)).is_err());
-    assert!(cache.lock().in_flight.is_empty(), "a failed leader left its flight behind");
+    assert!(cache.cache.lock().in_flight.is_empty(), "a failed leader left its flight behind");
     assert!(cache.is_empty());
 }
 
