@@ -4,6 +4,8 @@
 
 pub mod aead;
 mod backend;
+#[cfg(feature = "aws-lc")]
+pub mod ecdh;
 pub mod kdf;
 // Used by the Hierarchical and ECDH keyrings (issue #29), which land after it.
 #[allow(dead_code)]

@@ -13,6 +13,8 @@ pub mod kms;
 mod materials;
 pub mod multi;
 pub mod raw_aes;
+#[cfg(feature = "aws-lc")]
+pub mod raw_ecdh;
 #[cfg(feature = "rsa")]
 #[allow(clippy::missing_errors_doc, clippy::missing_panics_doc)] // `# Errors` to write: issue #30 part 4
 pub mod raw_rsa;
@@ -26,6 +28,8 @@ pub use caching::{CacheLimits, CachingKeyring, MaterialsCache};
 pub use materials::{DecryptionMaterials, EncryptionMaterials};
 pub use multi::MultiKeyring;
 pub use raw_aes::RawAesKeyring;
+#[cfg(feature = "aws-lc")]
+pub use raw_ecdh::RawEcdhKeyring;
 #[cfg(feature = "rsa")]
 pub use raw_rsa::RawRsaKeyring;
 
