@@ -37,6 +37,7 @@ mod cli_reencrypt;
 #[cfg(feature = "fuzzing")]
 mod handmade;
 mod hygiene;
+mod interop_ecdh;
 mod interop_python;
 mod interop_rsa;
 mod kms;
