@@ -36,7 +36,7 @@
 
 use rand::TryRng as _;
 
-use super::{DecryptionMaterials, EncryptionMaterials, Keyring, KeyringFuture};
+use super::{DecryptionMaterials, EncryptionMaterials};
 use crate::crypto::DataKey;
 use crate::crypto::ecdh::{EcdhPrivateKey, EcdhPublicKey};
 use crate::error::{EcdhError, Error, Result, Retry};
@@ -155,7 +155,7 @@ impl RawEcdhKeyring {
         self.scheme.name()
     }
 
-    fn wrap(&self, mut materials: EncryptionMaterials) -> Result<EncryptionMaterials> {
+    async fn encrypt(&self, mut materials: EncryptionMaterials) -> Result<EncryptionMaterials> {
         let ephemeral;
         let (sender, recipient) = match &self.scheme {
             Scheme::Static { own, peer } => (own, peer),
@@ -180,7 +180,11 @@ impl RawEcdhKeyring {
         Ok(materials)
     }
 
-    fn unwrap(&self, mut materials: DecryptionMaterials, edks: &[EncryptedDataKey]) -> Result<DecryptionMaterials> {
+    async fn decrypt(
+        &self,
+        mut materials: DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<DecryptionMaterials> {
         materials.require_no_data_key()?;
         let label = format!("raw ECDH {} ({})", self.scheme.name(), self.curve());
         let own = match &self.scheme {
@@ -294,19 +298,7 @@ pub(crate) fn unwrap_data_key(
     keys.open(ciphertext.commitment_key, ciphertext.wrapped_key, ciphertext.tag, &fixed_info).map(Some)
 }
 
-impl Keyring for RawEcdhKeyring {
-    fn on_encrypt<'a>(&'a self, materials: EncryptionMaterials) -> KeyringFuture<'a, EncryptionMaterials> {
-        Box::pin(async move { self.wrap(materials) })
-    }
-
-    fn on_decrypt<'a>(
-        &'a self,
-        materials: DecryptionMaterials,
-        edks: &'a [EncryptedDataKey],
-    ) -> KeyringFuture<'a, DecryptionMaterials> {
-        Box::pin(async move { self.unwrap(materials, edks) })
-    }
-}
+super::keyring_by_async_methods!(RawEcdhKeyring);
 
 #[cfg(test)]
 mod tests {
@@ -315,7 +307,7 @@ mod tests {
     use super::*;
     use crate::format::context::EncryptionContext;
     use crate::format::suite::AlgorithmSuite;
-    use crate::keyring::block_on;
+    use crate::keyring::{Keyring, block_on};
 
     const SUITE: AlgorithmSuite = AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY;
 

@@ -81,6 +81,27 @@ pub fn peer_batch(python: &Path, lines: String) -> std::process::Output {
     out
 }
 
+/// Runs each of `jobs` (a peer command line) in one peer process ([`peer_batch`]): `Ok(())` or the job's
+/// one-line error, one result per job, in order.
+pub fn peer_batch_jobs(python: &Path, jobs: &[Vec<String>]) -> Vec<Result<(), String>> {
+    let lines: String = jobs.iter().map(|args| serde_json::to_string(args).unwrap() + "\n").collect();
+    let out = peer_batch(python, lines);
+    assert!(out.status.success(), "esdk_peer batch failed: {}", String::from_utf8_lossy(&out.stderr));
+    let results: Vec<Result<(), String>> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            match v["status"].as_i64() {
+                Some(0) => Ok(()),
+                _ => Err(v["error"].as_str().unwrap_or("?").to_owned()),
+            }
+        })
+        .collect();
+    assert_eq!(results.len(), jobs.len(), "one result per job");
+    results
+}
+
 /// The entries of the zip at `zip`, read back by Python's zipfile (an independent reader): each one's name,
 /// mode and SHA-256, as `name 0o100755 hex`, one line each.
 pub fn zip_entry(zip: &Path) -> String {

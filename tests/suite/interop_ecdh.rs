@@ -79,22 +79,7 @@ fn context_json() -> String {
 }
 
 fn run_batch(python: &Path, jobs: &[Vec<String>]) -> Vec<Result<(), String>> {
-    let lines: String = jobs.iter().map(|args| serde_json::to_string(args).unwrap() + "\n").collect();
-    let out = common::peer_batch(python, lines);
-    assert!(out.status.success(), "esdk_peer batch failed: {}", String::from_utf8_lossy(&out.stderr));
-    let results: Vec<Result<(), String>> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            match v["status"].as_i64() {
-                Some(0) => Ok(()),
-                _ => Err(v["error"].as_str().unwrap_or("?").to_owned()),
-            }
-        })
-        .collect();
-    assert_eq!(results.len(), jobs.len(), "one result per job");
-    results
+    common::peer_batch_jobs(python, jobs)
 }
 
 fn job(op: &str, input: &Path, output: &Path, keyring: Vec<String>) -> Vec<String> {
