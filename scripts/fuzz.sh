@@ -22,7 +22,8 @@
 #                   our own encryptor are written whether or not they are found.
 #
 # Targets (fuzz/fuzz_targets/): header (header decoder), context (encryption-context parse/serialize round
-# trip), arn (KMS ARN and region grammar: what it accepts is safe in a host name), decrypt (streaming decrypt of arbitrary bytes, small limits), decrypt_default_limits (the same
+# trip), arn (KMS ARN and region grammar: what it accepts is safe in a host name), ecdh (the ECDH keyrings'
+# provider info, EDK ciphertext and public key parsers; their AWS-LC key checks with FUZZ_BUILD_ARGS="--features aws-lc"), decrypt (streaming decrypt of arbitrary bytes, small limits), decrypt_default_limits (the same
 # with DecryptLimits::default(), to catch allocations sized by untrusted length fields), mutate
 # (structure-aware edits of valid messages: decrypt fails, or succeeds only unmodified; released plaintext
 # is always a prefix of the true one), mutate_parallel (mutate through the frame pipeline's worker
@@ -51,7 +52,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 FUZZ="$REPO/fuzz"
 cd "$FUZZ"
 
-ALL_TARGETS=(header context arn decrypt decrypt_default_limits mutate mutate_parallel range)
+ALL_TARGETS=(header context arn ecdh decrypt decrypt_default_limits mutate mutate_parallel range)
 SECONDS_EACH="${FUZZ_SECONDS:-30}"
 JOBS="${FUZZ_JOBS:-2}"
 SANITIZER="${FUZZ_SANITIZER:-none}"

@@ -9,6 +9,7 @@ use std::fmt;
 use std::io;
 
 use crate::escape::{Escaped, EscapedBytes, OneLine};
+use crate::format::ecdh::EcdhCurve;
 
 /// Everything that can go wrong while encrypting or decrypting a message.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +116,10 @@ pub enum Error {
     #[error("RSA padding pkcs1 (PKCS #1 v1.5) is decrypt-only, to read old messages; encrypt with OAEP (oaep-sha256)")]
     DecryptOnlyRsaPadding,
 
+    /// An ECDH key, EDK or keyring configuration was refused (the raw ECDH keyring): the reason says which.
+    #[error("ECDH: {0}")]
+    Ecdh(#[from] EcdhError),
+
     /// The encryption context is not acceptable (reserved key, too large, invalid UTF-8, duplicate key).
     #[error("invalid encryption context: {}", Escaped(.0))]
     EncryptionContext(String),
@@ -191,6 +196,62 @@ pub enum Error {
     /// what is still a control is escaped here, not their backslashes a second time.
     #[error("I/O error: {}", OneLine(&.0.to_string()))]
     Io(#[from] io::Error),
+}
+
+/// Why the ECDH keyrings refused a key, an encrypted data key or a configuration: what [`Error::Ecdh`]
+/// holds, and each reason an ECDH keyring gives for an EDK it could not decrypt.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EcdhError {
+    /// Not a key this crate reads: not PEM, not DER of the expected structure, encrypted, or not an EC key.
+    #[error("not a usable EC key: {}", Escaped(.0))]
+    MalformedKey(String),
+    /// An EC key on a curve other than P-256, P-384 and P-521 (SM2, secp256k1, explicit parameters).
+    #[error("the key is on a curve other than P-256, P-384 and P-521")]
+    UnknownCurve,
+    /// A key on another curve than the one configured.
+    #[error("the key is on {found}, but {expected} is configured")]
+    CurveMismatch {
+        /// The configured curve.
+        expected: EcdhCurve,
+        /// The key's curve.
+        found: EcdhCurve,
+    },
+    /// A public key that is not a point of the curve (or whose coordinates are out of the field).
+    #[error("the public key is not a point on {0}")]
+    NotOnCurve(EcdhCurve),
+    /// A public key that is the point at infinity, which would make the shared secret predictable.
+    #[error("the public key is the point at infinity")]
+    PointAtInfinity,
+    /// An EDK's provider info is not `01 ‖ u32 len ‖ recipient ‖ u32 len ‖ sender` for the curve.
+    #[error("malformed provider info at byte {offset}: {what}")]
+    ProviderInfo {
+        /// Byte offset in the provider info.
+        offset: usize,
+        /// What is wrong there.
+        what: &'static str,
+    },
+    /// An EDK's ciphertext is not `salt(32) ‖ commitment key(32) ‖ wrapped key ‖ tag(16)` for the suite.
+    #[error("the EDK ciphertext is {len} bytes, {expected} expected for this suite")]
+    CiphertextLength {
+        /// Its length.
+        len: usize,
+        /// The length for the suite's data key.
+        expected: usize,
+    },
+    /// The commitment key in the EDK differs from the one derived: the EDK was made with other keys or
+    /// was altered.
+    #[error("the EDK's commitment key does not match the one derived (other keys, or an altered EDK)")]
+    CommitmentMismatch,
+    /// The wrapped data key did not authenticate: an altered EDK or another encryption context.
+    #[error("the wrapped data key does not authenticate (altered EDK or another encryption context)")]
+    UnwrapFailed,
+    /// The key agreement scheme cannot encrypt (`PublicKeyDiscovery`).
+    #[error("{0} cannot encrypt")]
+    SchemeCannotEncrypt(&'static str),
+    /// The key agreement scheme cannot decrypt (`EphemeralPrivateKeyToStaticPublicKey`).
+    #[error("{0} cannot decrypt")]
+    SchemeCannotDecrypt(&'static str),
 }
 
 /// Whether work that failed may succeed if it is simply tried again later, unchanged.
@@ -333,6 +394,7 @@ impl Error {
             | Error::SignatureVerification
             | Error::SignedMessageRefused(_)
             | Error::DecryptOnlyRsaPadding
+            | Error::Ecdh(_)
             | Error::EncryptionContext(_)
             | Error::ContextMismatch { .. }
             | Error::RangeRefused(_)

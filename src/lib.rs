@@ -99,9 +99,17 @@ pub struct ReadmeDoctests;
 // One `pub use` per item, inlined, so that the crate root lists each with its summary.
 #[doc(inline)]
 pub use crypto::DataKey;
+#[cfg(feature = "aws-lc")]
+#[doc(inline)]
+pub use crypto::ecdh::EcdhPrivateKey;
+#[cfg(feature = "aws-lc")]
+#[doc(inline)]
+pub use crypto::ecdh::EcdhPublicKey;
 #[cfg(feature = "rsa")]
 #[doc(inline)]
 pub use crypto::rsa::RsaPadding;
+#[doc(inline)]
+pub use error::EcdhError;
 #[doc(inline)]
 pub use error::Error;
 #[doc(inline)]
@@ -112,6 +120,8 @@ pub use error::Result;
 pub use error::Retry;
 #[doc(inline)]
 pub use format::context::EncryptionContext;
+#[doc(inline)]
+pub use format::ecdh::EcdhCurve;
 #[doc(inline)]
 pub use format::edk::EncryptedDataKey;
 #[doc(inline)]
@@ -142,6 +152,9 @@ pub use keyring::Keyring;
 pub use keyring::MultiKeyring;
 #[doc(inline)]
 pub use keyring::RawAesKeyring;
+#[cfg(feature = "aws-lc")]
+#[doc(inline)]
+pub use keyring::RawEcdhKeyring;
 #[cfg(feature = "rsa")]
 #[doc(inline)]
 pub use keyring::RawRsaKeyring;

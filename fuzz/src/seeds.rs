@@ -43,9 +43,29 @@ fn write_arn_seeds(dir: &Path) {
     }
 }
 
+/// For the `ecdh` target: a provider info, a ciphertext and a SubjectPublicKeyInfo of the right shapes (the
+/// point of each SPKI is not on its curve: the fuzzer finds the structure, the AWS-LC check refuses it),
+/// each behind the selector byte of its curve and key length.
+fn write_ecdh_seeds(dir: &Path) {
+    use kms_envelope::EcdhCurve;
+    use kms_envelope::format::ecdh::{EcdhProviderInfo, spki_der};
+    fs::create_dir_all(dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    for (selector, curve) in EcdhCurve::ALL.into_iter().enumerate() {
+        let selector = selector as u8;
+        let (recipient, sender) = (vec![2; curve.compressed_len()], vec![3; curve.compressed_len()]);
+        let info = EcdhProviderInfo { recipient: &recipient, sender: &sender }.to_bytes();
+        write(dir, &format!("ecdh-info-{curve}"), &[&[selector][..], &info].concat());
+        let spki = spki_der(curve, &vec![4; 1 + 2 * curve.field_len()]);
+        write(dir, &format!("ecdh-spki-{curve}"), &[&[selector][..], &spki].concat());
+    }
+    // Selector 6: P-256 and 32-byte data keys.
+    write(dir, "ecdh-ciphertext", &[&[6u8][..], &[0x33; 112]].concat());
+}
+
 /// Writes every target's seeds under `corpus`; `vectors` is the official test-vector folder, if any.
 pub fn write_all(corpus: &Path, vectors: Option<&Path>) {
     write_arn_seeds(&corpus.join("arn"));
+    write_ecdh_seeds(&corpus.join("ecdh"));
     let dirs: Vec<PathBuf> =
         ["header", "context", "decrypt", "decrypt_default_limits", "mutate", "mutate_parallel", "range"]
             .iter()

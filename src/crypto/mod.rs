@@ -4,10 +4,14 @@
 
 pub mod aead;
 mod backend;
+#[cfg(feature = "aws-lc")]
+pub mod ecdh;
 pub mod kdf;
 // Used by the Hierarchical and ECDH keyrings (issue #29), which land after it.
 #[allow(dead_code)]
 pub mod kdf_ctr;
+#[cfg(feature = "aws-lc")]
+mod pem;
 #[cfg(feature = "rsa")]
 pub mod rsa;
 pub mod signature;

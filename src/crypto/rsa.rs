@@ -16,7 +16,6 @@ use aws_lc_rs::rsa::{
     OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OAEP_SHA384_MGF1SHA384, OAEP_SHA512_MGF1SHA512, OaepAlgorithm,
     OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey,
 };
-use base64::Engine as _;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -204,7 +203,11 @@ impl fmt::Display for RsaDecryptFailed {
 impl std::error::Error for RsaDecryptFailed {}
 
 fn encrypted_pem() -> Error {
-    key_error("encrypted PEM keys are not supported; decrypt the key file first".into())
+    key_error(super::pem::ENCRYPTED.into())
+}
+
+fn pem_decode(pem: &[u8]) -> Result<(String, Zeroizing<Vec<u8>>)> {
+    super::pem::decode(pem).map_err(key_error)
 }
 
 fn key_error(what: String) -> Error {
@@ -266,27 +269,6 @@ fn check_size(bits: usize) -> Result<()> {
         return Err(key_error(format!("{bits}-bit keys are too weak; at least {MIN_RSA_BITS} bits are required")));
     }
     Ok(())
-}
-
-/// The label and DER of the first PEM block in `pem`.
-fn pem_decode(pem: &[u8]) -> Result<(String, Zeroizing<Vec<u8>>)> {
-    let text = std::str::from_utf8(pem).map_err(|_| key_error("the PEM file is not text".into()))?;
-    let start = text.find("-----BEGIN ").ok_or_else(|| key_error("no -----BEGIN line: not a PEM file".into()))?;
-    let rest = &text[start + "-----BEGIN ".len()..];
-    let (label, rest) = rest.split_once("-----").ok_or_else(|| key_error("a malformed -----BEGIN line".into()))?;
-    let end_line = format!("-----END {label}-----");
-    let body = rest.split(end_line.as_str()).next().filter(|_| rest.contains(&end_line));
-    let body = body.ok_or_else(|| key_error(format!("no {end_line} line")))?;
-    if body.contains("Proc-Type:") || body.contains("DEK-Info:") {
-        return Err(encrypted_pem());
-    }
-    // Sized up front: a String grown by pushing frees each smaller copy of the key unwiped.
-    let mut b64 = Zeroizing::new(String::with_capacity(body.len()));
-    b64.extend(body.chars().filter(|c| !c.is_ascii_whitespace()));
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(b64.as_bytes())
-        .map_err(|_| key_error(format!("the {label} block is not valid base64")))?;
-    Ok((label.to_owned(), Zeroizing::new(der)))
 }
 
 /// DER: a tag, its length, and `content`.

@@ -11,6 +11,8 @@ pub mod kms;
 mod materials;
 pub mod multi;
 pub mod raw_aes;
+#[cfg(feature = "aws-lc")]
+pub mod raw_ecdh;
 #[cfg(feature = "rsa")]
 pub mod raw_rsa;
 
@@ -24,6 +26,8 @@ pub use hierarchy::HierarchicalKeyring;
 pub use materials::{DecryptionMaterials, EncryptionMaterials};
 pub use multi::MultiKeyring;
 pub use raw_aes::RawAesKeyring;
+#[cfg(feature = "aws-lc")]
+pub use raw_ecdh::RawEcdhKeyring;
 #[cfg(feature = "rsa")]
 pub use raw_rsa::RawRsaKeyring;
 

@@ -11,6 +11,8 @@ Usage (see tests/peers/README.md for more):
   esdk_peer.py encrypt --in PT --out CT --raw-key-hex HEX --key-namespace NS --key-name NAME \
       [--suite 0x0478] [--frame-length 4096] [--context-json '{"k":"v"}'] [--commitment-policy ...]
   esdk_peer.py decrypt --in CT --out PT --kms-key ARN --kms-endpoint URL [--context-json ...]
+  esdk_peer.py encrypt --in PT --out CT --ecdh-scheme static --ecdh-curve ECC_NIST_P384 \
+      --ecdh-private-pem SENDER.pem --ecdh-public-der RECIPIENT.der
 
 Exit codes: 0 success; 1 the SDK (or the context check) rejected the operation, with one line on stderr;
 2 bad command line (argparse).
@@ -95,6 +97,15 @@ def parse_args(argv):
         default="oaep-sha256",
         help="padding of every --rsa-private-pem keyring",
     )
+    p.add_argument(
+        "--ecdh-scheme",
+        choices=["static", "ephemeral", "discovery"],
+        help="raw ECDH keyring (MPL RawPrivateKeyToStaticPublicKey, EphemeralPrivateKeyToStaticPublicKey, "
+        "PublicKeyDiscovery) on --ecdh-curve, from --ecdh-private-pem and/or --ecdh-public-der",
+    )
+    p.add_argument("--ecdh-curve", choices=["ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521"])
+    p.add_argument("--ecdh-private-pem", help="static: the sender's (our) key; discovery: the recipient's (PKCS#8 PEM)")
+    p.add_argument("--ecdh-public-der", help="static, ephemeral: the other party's public key (DER SPKI file)")
     p.add_argument("--kms-key", action="append", default=[], help="KMS key ARN (strict keyring); repeatable")
     p.add_argument("--kms-endpoint", help="KMS endpoint URL (e.g. moto); default $AWS_ENDPOINT_URL_KMS")
     p.add_argument(
@@ -140,7 +151,12 @@ def parse_args(argv):
     n = len(args.raw_key_hex) + len(args.rsa_private_pem)
     if len(args.key_namespace) != n or len(args.key_name) != n:
         p.error("each --raw-key-hex and --rsa-private-pem needs one --key-namespace and one --key-name")
-    if n == 0 and not args.kms_key and not args.kms_discovery and not args.kms_rsa_key:
+    if args.ecdh_scheme:
+        needs = {"static": ("private", "public"), "ephemeral": ("public",), "discovery": ("private",)}[args.ecdh_scheme]
+        given = tuple(k for k, v in (("private", args.ecdh_private_pem), ("public", args.ecdh_public_der)) if v)
+        if given != needs or not args.ecdh_curve:
+            p.error(f"--ecdh-scheme {args.ecdh_scheme} needs --ecdh-curve and exactly: {', '.join(needs)}")
+    if n == 0 and not args.kms_key and not args.kms_discovery and not args.kms_rsa_key and not args.ecdh_scheme:
         p.error(
             "no keyring: give --raw-key-hex/--key-namespace/--key-name, --kms-key, --kms-rsa-key or --kms-discovery"
         )
@@ -234,6 +250,32 @@ def build_keyring(args):
                     public_key=public_pem,
                     private_key=private_pem,
                 )
+            )
+        )
+
+    if args.ecdh_scheme:
+        def read(path):
+            with open(path, "rb") as f:
+                return f.read()
+
+        if args.ecdh_scheme == "static":
+            scheme = m.RawEcdhStaticConfigurationsRawPrivateKeyToStaticPublicKey(
+                m.RawPrivateKeyToStaticPublicKeyInput(
+                    sender_static_private_key=read(args.ecdh_private_pem),
+                    recipient_public_key=read(args.ecdh_public_der),
+                )
+            )
+        elif args.ecdh_scheme == "ephemeral":
+            scheme = m.RawEcdhStaticConfigurationsEphemeralPrivateKeyToStaticPublicKey(
+                m.EphemeralPrivateKeyToStaticPublicKeyInput(recipient_public_key=read(args.ecdh_public_der))
+            )
+        else:
+            scheme = m.RawEcdhStaticConfigurationsPublicKeyDiscovery(
+                m.PublicKeyDiscoveryInput(recipient_static_private_key=read(args.ecdh_private_pem))
+            )
+        keyrings.append(
+            mpl.create_raw_ecdh_keyring(
+                input=m.CreateRawEcdhKeyringInput(key_agreement_scheme=scheme, curve_spec=args.ecdh_curve)
             )
         )
 

@@ -38,6 +38,7 @@ mod cli_reencrypt;
 mod handmade;
 mod hierarchy;
 mod hygiene;
+mod interop_ecdh;
 mod interop_python;
 mod interop_rsa;
 mod kms;

@@ -1,0 +1,164 @@
+//! The raw ECDH keyring against the Python Material Providers Library's (through tests/peers/esdk_peer.py),
+//! both ways, for every scheme and curve; keys are generated at test time by Python's `cryptography`.
+#![cfg(feature = "aws-lc")]
+
+use crate::common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kms_envelope::{DecryptOptions, EcdhCurve, EcdhPrivateKey, EcdhPublicKey, EncryptOptions, Keyring, RawEcdhKeyring};
+
+/// Writes, per curve, two key pairs `{curve}-a` (the sender) and `{curve}-b` (the recipient): PKCS #8 PEM
+/// private keys (`.pem`), DER SubjectPublicKeyInfo public keys (`.der`), and the recipient's key also as
+/// SEC 1 `EC PRIVATE KEY` PEM (`-sec1.pem`).
+fn keys(python: &Path, dir: &Path) {
+    let script = r#"
+import sys
+from cryptography.hazmat.primitives import serialization as s
+from cryptography.hazmat.primitives.asymmetric import ec
+d = sys.argv[1]
+def write(name, data):
+    open(d + "/" + name, "wb").write(data)
+for curve, name in [(ec.SECP256R1(), "ECC_NIST_P256"), (ec.SECP384R1(), "ECC_NIST_P384"), (ec.SECP521R1(), "ECC_NIST_P521")]:
+    for role in ["a", "b"]:
+        k = ec.generate_private_key(curve)
+        write(f"{name}-{role}.pem", k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))
+        write(f"{name}-{role}-sec1.pem", k.private_bytes(s.Encoding.PEM, s.PrivateFormat.TraditionalOpenSSL, s.NoEncryption()))
+        write(f"{name}-{role}.der", k.public_key().public_bytes(s.Encoding.DER, s.PublicFormat.SubjectPublicKeyInfo))
+"#;
+    let out = Command::new(python).args(["-c", script]).arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+struct Curve<'a> {
+    curve: EcdhCurve,
+    dir: &'a Path,
+}
+
+impl Curve<'_> {
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{}-{name}", self.curve.mpl_name()))
+    }
+
+    fn private(&self, role: &str) -> EcdhPrivateKey {
+        // The recipient's key is read from its SEC 1 form, the sender's from PKCS #8: both forms are read.
+        let file = if role == "b" { format!("{role}-sec1.pem") } else { format!("{role}.pem") };
+        EcdhPrivateKey::from_pem(self.curve, &fs::read(self.file(&file)).unwrap()).unwrap()
+    }
+
+    fn public(&self, role: &str) -> EcdhPublicKey {
+        EcdhPublicKey::from_der(self.curve, &fs::read(self.file(&format!("{role}.der"))).unwrap()).unwrap()
+    }
+
+    /// The peer's keyring arguments for `scheme`: static = sender a to recipient b (or, `pinned`, b reading
+    /// from a), ephemeral = to b, discovery = as b.
+    fn peer_args(&self, scheme: &str, pinned: bool) -> Vec<String> {
+        let (private, public) = match (scheme, pinned) {
+            ("static", false) => (Some("a.pem"), Some("b.der")),
+            ("static", true) => (Some("b.pem"), Some("a.der")),
+            ("ephemeral", _) => (None, Some("b.der")),
+            _ => (Some("b.pem"), None),
+        };
+        let mut args = vec!["--ecdh-scheme".into(), scheme.into(), "--ecdh-curve".into(), self.curve.mpl_name().into()];
+        if let Some(private) = private {
+            args.extend(["--ecdh-private-pem".into(), self.file(private).display().to_string()]);
+        }
+        if let Some(public) = public {
+            args.extend(["--ecdh-public-der".into(), self.file(public).display().to_string()]);
+        }
+        args
+    }
+}
+
+const CONTEXT: [(&str, &str); 2] = [("purpose", "ecdh interop"), ("клиент", "значение ✓")];
+
+fn context_json() -> String {
+    serde_json::to_string(&CONTEXT.iter().copied().collect::<std::collections::BTreeMap<_, _>>()).unwrap()
+}
+
+fn run_batch(python: &Path, jobs: &[Vec<String>]) -> Vec<Result<(), String>> {
+    common::python_batch(python, jobs)
+}
+
+fn job(op: &str, input: &Path, output: &Path, keyring: Vec<String>) -> Vec<String> {
+    let mut args =
+        vec![op.into(), "--in".into(), input.display().to_string(), "--out".into(), output.display().to_string()];
+    args.extend(["--context-json".into(), context_json()]);
+    args.extend(keyring);
+    args
+}
+
+/// Ours → Python and Python → ours, for each curve: static (the Python keyring reading as the sender
+/// and as the recipient pinned to the sender, ours likewise, and discovery), ephemeral (read by discovery).
+#[test]
+fn every_scheme_and_curve_interoperates_with_the_python_mpl_both_ways() {
+    let Some(python) = common::python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    keys(&python, dir.path());
+    let plaintext: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let pt = dir.path().join("plaintext");
+    fs::write(&pt, &plaintext).unwrap();
+    let curves: Vec<Curve<'_>> = EcdhCurve::ALL.into_iter().map(|curve| Curve { curve, dir: dir.path() }).collect();
+    let mut options = EncryptOptions::new();
+    for (k, v) in CONTEXT {
+        options = options.context(k, v);
+    }
+
+    // Python encrypts (static a→b, ephemeral →b); we write ours (static a→b, ephemeral →b).
+    let mut jobs = Vec::new();
+    for c in &curves {
+        for scheme in ["static", "ephemeral"] {
+            let ours: Box<dyn Keyring> = match scheme {
+                "static" => Box::new(RawEcdhKeyring::static_keys(c.private("a"), c.public("b")).unwrap()),
+                _ => Box::new(RawEcdhKeyring::ephemeral(c.public("b"))),
+            };
+            let message = kms_envelope::encrypt(&ours, &options, &plaintext).unwrap();
+            fs::write(c.file(&format!("ours-{scheme}.esdk")), message).unwrap();
+            jobs.push(job("encrypt", &pt, &c.file(&format!("python-{scheme}.esdk")), c.peer_args(scheme, false)));
+        }
+    }
+    for (result, args) in run_batch(&python, &jobs).into_iter().zip(&jobs) {
+        assert_eq!(result, Ok(()), "{args:?}");
+    }
+
+    // Python decrypts ours; we decrypt Python's, each with every keyring that may read it.
+    let mut jobs = Vec::new();
+    let mut readers: Vec<String> = Vec::new();
+    for c in &curves {
+        for (scheme, python_readers) in [
+            ("static", &[("static", false), ("static", true), ("discovery", false)][..]),
+            ("ephemeral", &[("discovery", false)]),
+        ] {
+            let ours = c.file(&format!("ours-{scheme}.esdk"));
+            for &(reader, pinned) in python_readers {
+                let out = c.file(&format!("ours-{scheme}-by-{reader}-{pinned}.out"));
+                jobs.push(job("decrypt", &ours, &out, c.peer_args(reader, pinned)));
+                readers.push(out.display().to_string());
+            }
+            let theirs = fs::read(c.file(&format!("python-{scheme}.esdk"))).unwrap();
+            let mut our_readers: Vec<(&str, RawEcdhKeyring)> =
+                vec![("discovery", RawEcdhKeyring::discovery(c.private("b")))];
+            if scheme == "static" {
+                our_readers.push(("static", RawEcdhKeyring::static_keys(c.private("a"), c.public("b")).unwrap()));
+                our_readers.push(("pinned", RawEcdhKeyring::decrypt_from(c.private("b"), c.public("a")).unwrap()));
+            }
+            for (name, reader) in our_readers {
+                let decrypted = kms_envelope::decrypt(&reader, &DecryptOptions::new(), &theirs)
+                    .unwrap_or_else(|e| panic!("{} python {scheme} read by our {name}: {e}", c.curve));
+                assert_eq!(*decrypted.plaintext, plaintext, "{} python {scheme} read by our {name}", c.curve);
+            }
+            // A recipient pinned to another sender refuses Python's static message.
+            if scheme == "static" {
+                let wrong = RawEcdhKeyring::decrypt_from(c.private("b"), c.public("b")).unwrap();
+                assert!(kms_envelope::decrypt(&wrong, &DecryptOptions::new(), &theirs).is_err());
+            }
+        }
+    }
+    for ((result, args), out) in run_batch(&python, &jobs).into_iter().zip(&jobs).zip(&readers) {
+        assert_eq!(result, Ok(()), "{args:?}");
+        assert_eq!(fs::read(out).unwrap(), plaintext, "{out}");
+    }
+    assert_eq!(jobs.len(), 3 * 4);
+}
