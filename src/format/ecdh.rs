@@ -258,7 +258,9 @@ pub fn spki_point(der: &[u8]) -> Result<(EcdhCurve, &[u8]), EcdhError> {
     Ok((curve, point))
 }
 
-/// A DER SubjectPublicKeyInfo for `point` (a SEC 1 point) on `curve`.
+/// A DER SubjectPublicKeyInfo for `point` (a SEC 1 point) on `curve`: for tests and fuzz seeds, which build
+/// hostile keys with it.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn spki_der(curve: EcdhCurve, point: &[u8]) -> Vec<u8> {
     let mut algorithm = EC_PUBLIC_KEY_OID.to_vec();
     algorithm.extend_from_slice(curve.oid_der());
@@ -286,6 +288,7 @@ fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     (rest.len() >= len).then(|| rest.split_at(len))
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     match content.len() {
