@@ -48,10 +48,10 @@ declare -A BUDGET=(
   [semver]=60        # rustdoc JSON of the crate at SEMVER_BASELINE_REV and now (dependencies checked by lint), the check
   [venvs]=60         # python venvs (rebuilt only when requirements change)
   [moto]=10          # moto start
-  [fuzz]=240         # cargo-fuzz build + 8 targets x 30 s, two at a time, + replay
+  [fuzz]=150         # the fuzz crate's build + 9 targets x 15 s, two at a time, + replay
   [full]=440         # cargo test, full set (build ~4, run ~3)
-  [raw-cli]=120      # cargo test, raw keys + CLI (RustCrypto)
-  [no-default]=60    # cargo test, --no-default-features
+  [raw-cli]=130      # cargo test, raw keys + CLI (RustCrypto)
+  [no-default]=80    # cargo test, --no-default-features
 )
 # The BUDGET key of each entry of FEATURE_SETS, in order.
 SET_BUDGETS=(full raw-cli no-default)
