@@ -68,12 +68,19 @@ impl BranchKeyCache {
         self.cache.waiters()
     }
 
-    /// The entry for `id` if it is younger than `ttl`; otherwise what `fetch` returns, which is then cached
-    /// for `ttl`. While one caller fetches, others asking for `id` wait for it and then read the cache.
+    /// The entry for `id` if it is younger than `ttl` and `fits` it; otherwise what `fetch` returns, which
+    /// is then cached for `ttl`. While one caller fetches, others asking for `id` wait for it and then read
+    /// the cache.
+    ///
+    /// `fits` says whether cached materials are the branch key asked for. Ids hash names joined by NUL
+    /// bytes, without their lengths (Appendix A), so two keyrings sharing this cache can meet on one id
+    /// when a partition id, store name or branch key id holds a NUL (a supplier's id comes from the
+    /// message's context): an entry that does not fit is fetched again, never used.
     pub(super) async fn get_or_fetch<F, Fut>(
         &self,
         id: &CacheId,
         ttl: Duration,
+        fits: impl Fn(&BranchKeyMaterials) -> bool,
         fetch: F,
     ) -> Result<Arc<BranchKeyMaterials>, BranchKeyStoreError>
     where
@@ -84,7 +91,7 @@ impl BranchKeyCache {
             let now = self.cache.now();
             let claim = self.cache.claim(id, |state| {
                 let entry = &state.entries.get(id)?.value;
-                (now.saturating_sub(entry.fetched_at) < ttl).then(|| entry.materials.clone())
+                (now.saturating_sub(entry.fetched_at) < ttl && fits(&entry.materials)).then(|| entry.materials.clone())
             });
             match claim {
                 Claim::Hit(materials) => return Ok(materials),

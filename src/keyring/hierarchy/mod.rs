@@ -201,7 +201,8 @@ impl HierarchicalKeyring {
     }
 
     /// The branch key from the cache, or from the store (and then into the cache): the active version for
-    /// `version: None`. One store call at a time per cache id.
+    /// `version: None`. One store call at a time per cache id. Whichever it comes from, it is the branch key
+    /// and version asked for (a cached entry for another is fetched again, see `BranchKeyCache::get_or_fetch`).
     async fn branch_key(
         &self,
         branch_key_id: &str,
@@ -212,13 +213,16 @@ impl HierarchicalKeyring {
             None => cache::active_id(&self.partition_id, name, branch_key_id),
             Some(version) => cache::version_id(&self.partition_id, name, branch_key_id, version),
         };
+        let fits = |materials: &BranchKeyMaterials| {
+            materials.branch_key_id() == branch_key_id && version.is_none_or(|v| v == materials.version())
+        };
         self.cache
-            .get_or_fetch(&id, self.ttl, || async {
+            .get_or_fetch(&id, self.ttl, fits, || async {
                 let materials = match version {
                     None => self.store.get_active(branch_key_id).await?,
                     Some(version) => self.store.get_version(branch_key_id, version).await?,
                 };
-                if materials.branch_key_id() != branch_key_id || version.is_some_and(|v| v != materials.version()) {
+                if !fits(&materials) {
                     return Err(BranchKeyStoreError::WrongBranchKey {
                         branch_key_id: branch_key_id.to_owned(),
                         version: version.copied(),

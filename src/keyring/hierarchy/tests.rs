@@ -423,3 +423,40 @@ fn configuration_is_checked_and_nothing_secret_is_shown() {
     dec.set_data_key(DataKey::new(vec![0; 32])).unwrap();
     assert!(matches!(block_on(keyring(&store).on_decrypt(dec, &[])), Err(Error::Keyring(_))));
 }
+
+/// Cache ids hash partition id, store name and branch key id joined by NUL bytes, without their lengths, so
+/// two keyrings sharing a cache can meet on one id: partition `p\0s` with id `k`, and partition `p` with id
+/// `s\0k` (which a supplier may take from a message's context). Each must still get its own branch key:
+/// before the hit was checked, the second keyring wrapped its data keys under the first one's key, and
+/// named that key (`k`) in its EDKs.
+#[test]
+fn a_cache_entry_for_another_branch_key_is_never_used() {
+    assert_eq!(cache::active_id(b"p\0s", "s", "k"), cache::active_id(b"p", "s", "s\0k"), "the ids meet");
+    assert_eq!(
+        cache::version_id(b"p\0s", "s", "k", &version(V1)),
+        cache::version_id(b"p", "s", "s\0k", &version(V1)),
+        "the ids meet"
+    );
+    let store = CountingStore::new(
+        StaticBranchKeyStore::new("s").with_active(materials("k", V1, 1)).with_active(materials("s\0k", V1, 2)),
+    );
+    let cache = Arc::new(BranchKeyCache::new(10));
+    let first = HierarchicalKeyring::new(store.clone(), "k", TTL).unwrap().cache(cache.clone()).partition_id("p\0s");
+    let second = HierarchicalKeyring::new(store.clone(), "s\0k", TTL).unwrap().cache(cache.clone()).partition_id("p");
+
+    let first_edk = encrypt_with(&first, SUITE, context()).encrypted_data_keys()[0].clone();
+    let materials = encrypt_with(&second, SUITE, context());
+    let edk = &materials.encrypted_data_keys()[0];
+    assert_eq!(edk.provider_info, b"s\0k", "the second keyring names its own branch key");
+    assert_eq!(store.calls(), (2, 0), "the entry the first keyring left was fetched again, not used");
+    let decrypted = decrypt_with(&second, SUITE, context(), std::slice::from_ref(edk)).unwrap();
+    assert_eq!(decrypted.data_key(), materials.data_key());
+
+    // Decrypting, the same: each keyring unwraps only with its own branch key's version.
+    let fresh = Arc::new(BranchKeyCache::new(10));
+    let first = HierarchicalKeyring::new(store.clone(), "k", TTL).unwrap().cache(fresh.clone()).partition_id("p\0s");
+    let second = HierarchicalKeyring::new(store.clone(), "s\0k", TTL).unwrap().cache(fresh).partition_id("p");
+    assert!(decrypt_with(&first, SUITE, context(), &[first_edk]).is_ok());
+    let decrypted = decrypt_with(&second, SUITE, context(), std::slice::from_ref(edk)).unwrap();
+    assert_eq!(decrypted.data_key(), materials.data_key());
+}
