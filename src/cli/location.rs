@@ -369,14 +369,14 @@ pub fn check_names(pair: Pair, input: &Location, output: &Location) -> Result<()
             if let Some(name) = [input, output].into_iter().find(|location| location.is_s3()) {
                 return Err(Failure::usage(format!(
                     "--recursive works on local directories, not on {}: encrypt or decrypt one object at a time",
-                    name.arg()
+                    escaped(&name.arg())
                 )));
             }
         }
         (Pair::Decrypt { .. }, Location::S3(name)) => {
             return Err(Failure::usage(format!(
                 "{}: decrypt writes a file or - (stdout), not an S3 object",
-                name.as_str()
+                escaped(name.as_str())
             )));
         }
         _ => {}
@@ -435,10 +435,7 @@ pub fn check_reencrypt<'a>(
         (Location::S3(from), Location::S3(to)) => {
             let (from, to) = (from.url()?, to.url()?);
             if output.is_some() && from == to {
-                return Err(Failure::usage(format!(
-                    "{}: is INPUT; to replace it, use --in-place without OUTPUT",
-                    to.as_str()
-                )));
+                return Err(Failure::usage(format!("{to}: is INPUT; to replace it, use --in-place without OUTPUT")));
             }
             Ok(Reencryption::Object { input: from, output: to })
         }
@@ -747,6 +744,29 @@ mod tests {
             Location::from(url.clone()),
             Location::S3(S3Name { text: "s3://b/a/../k/".into(), object: Ok(url) })
         );
+    }
+
+    /// An `s3://` name in a refusal is shown as `Escaped` shows it, backslashes doubled, so that a name
+    /// holding the six characters `\u{1b}` cannot pass for one holding ESC. Before, three refusals put the
+    /// name in raw and left escaping to the line's `OneLine`, which escapes the ESC but keeps a backslash:
+    /// both names read the same.
+    #[test]
+    fn refusals_tell_a_control_character_from_its_escape() {
+        let (control, lookalike) = ("s3://b/k\u{1b}", "s3://b/k\\u{1b}");
+        let refusals = |name: &str| {
+            let mut refusals = vec![
+                refusal(check_names(Pair::Decrypt { recursive: false }, &at("in"), &at(name))),
+                refusal(check_names(Pair::Decrypt { recursive: true }, &at(name), &at("out"))),
+            ];
+            if cfg!(feature = "s3") {
+                refusals.push(reencrypt(name, Some(name), false, false).expect_err("refused"));
+            }
+            refusals
+        };
+        for (shown, lookalike) in refusals(control).into_iter().zip(refusals(lookalike)) {
+            assert!(shown.contains("s3://b/k\\u{1b}"), "{shown}");
+            assert_ne!(shown, lookalike);
+        }
     }
 
     fn reencrypt(input: &str, output: Option<&str>, in_place: bool, recursive: bool) -> Result<String, String> {
