@@ -1038,9 +1038,15 @@ impl Command {
 impl Cli {
     /// Parses the process arguments (exiting with status 2 on a usage error) and records key order.
     pub fn parse_with_order() -> Self {
-        use clap::FromArgMatches;
         let matches = Self::definition().try_get_matches().unwrap_or_else(|e| exit_escaped(&e));
-        let mut cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| exit_escaped(&e));
+        Self::from_matches_with_order(&matches).unwrap_or_else(|e| exit_escaped(&e))
+    }
+
+    /// The command line `matches` holds, with the order of its key flags recorded (tests parse their own
+    /// command lines with it).
+    pub fn from_matches_with_order(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        use clap::FromArgMatches;
+        let mut cli = Self::from_arg_matches(matches)?;
         if let Some((_, sub)) = matches.subcommand() {
             match &mut cli.command {
                 Command::Encrypt(a) => a.keys.record_order(sub),
@@ -1056,7 +1062,7 @@ impl Cli {
                 Command::Inspect(_) | Command::Completions(_) | Command::Man => {}
             }
         }
-        cli
+        Ok(cli)
     }
 }
 

@@ -97,11 +97,7 @@ fn local(args: &ReencryptArgs, options: &ReencryptOptions, input: &Location, out
     let (Location::File(input_path), Location::File(output_path)) = (input, output) else {
         return streamed(args, options, input, output);
     };
-    if !args.in_place {
-        let keys = [&args.keys, args.new_keys.keys()];
-        let source = Source::Unopened(input_path);
-        location::check_destination(output, written(args), source, &keys, args.output_args.force)?;
-    }
+    check_file_output(args, input_path, output)?;
     check_single_link(args, input_path)?;
     let (source, target) = keyrings(args)?;
     let skip = skip_check(args, target.as_ref())?;
@@ -112,6 +108,17 @@ fn local(args: &ReencryptArgs, options: &ReencryptOptions, input: &Location, out
         OutputOptions::new().overwrite(args.in_place || args.output_args.force).sync(!args.output_args.no_fsync);
     file_to_file(args, &source, target.as_ref(), options, input_path, output_path, &files)
         .map_err(|f| source.explain(f))
+}
+
+/// The refusals of a file OUTPUT (not in place) that need nothing opened, for the run and `--dry-run`
+/// alike: OUTPUT is INPUT under another name (`./a`, a symbolic or hard link), a key file, a directory, or
+/// exists without --force.
+fn check_file_output(args: &ReencryptArgs, input: &Path, output: &Location) -> Result<(), Failure> {
+    if args.in_place {
+        return Ok(());
+    }
+    let keys = [&args.keys, args.new_keys.keys()];
+    location::check_destination(output, written(args), Source::Unopened(input), &keys, args.output_args.force)
 }
 
 /// The new keys as the skip check compares them, for an in-place run without --force (one throwaway data
@@ -443,8 +450,15 @@ fn streamed_into<W: Write>(
 }
 
 /// `--dry-run`: each source's suite and data keys, read from its header without a key, and what the new
-/// message would have. Nothing is authenticated, so every line says so.
+/// message would have. Nothing is authenticated, so every line says so. A file OUTPUT the run would refuse
+/// is refused first, as the run refuses it: a dry run does not promise what the run will not do.
 fn dry_run(args: &ReencryptArgs, pair: &Reencryption<'_>) -> Result<(), Failure> {
+    if let (Reencryption::Local { input: Location::File(input), .. }, Some(output @ Location::File(_))) =
+        (pair, &args.output)
+        && !args.recursive
+    {
+        check_file_output(args, input, output)?;
+    }
     let new_keys = describe_new_keys(args);
     let mut stdout = std::io::stdout().lock();
     let mut first_failure = None;
@@ -523,4 +537,50 @@ fn describe_change(name: &str, header: &Header, args: &ReencryptArgs, new_keys: 
         to.id(),
         old_keys.join("; ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::{Cli, Command};
+
+    /// `reencrypt` with old and new raw keys and `line`, parsed as `Cli::parse_with_order` parses it.
+    fn args(line: &[&str]) -> ReencryptArgs {
+        let keys = ["--raw-key-file", "old.key", "--key-namespace", "n", "--key-name", "old"];
+        let new_keys = ["--new-raw-key-file", "new.key", "--new-key-namespace", "n", "--new-key-name", "new"];
+        let line = ["kms-envelope", "reencrypt"].iter().chain(&keys).chain(&new_keys).chain(line);
+        let matches = Cli::definition().try_get_matches_from(line).expect("parses");
+        match Cli::from_matches_with_order(&matches).expect("parses").command {
+            Command::Reencrypt(args) => *args,
+            _ => unreachable!("parsed as reencrypt"),
+        }
+    }
+
+    /// `--dry-run` refuses the OUTPUTs the run refuses, before it reads anything: INPUT under another
+    /// spelling, through a symbolic or a hard link, and an existing file without --force. Before, it read
+    /// the source's header and answered "would re-encrypt" where the run refuses (exit 2, and 4 for the
+    /// existing file) before reading anything.
+    #[cfg(unix)]
+    #[test]
+    fn a_dry_run_refuses_the_outputs_the_run_refuses() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (input, other) = (dir.path().join("m.esdk"), dir.path().join("other.esdk"));
+        std::fs::write(&input, b"not read").expect("write");
+        std::fs::write(&other, b"x").expect("write");
+        std::os::unix::fs::symlink(&input, dir.path().join("link")).expect("symlink");
+        std::fs::hard_link(&input, dir.path().join("hard")).expect("hard link");
+        let shown = |path: &Path| path.to_str().expect("utf-8 temp dir").to_owned();
+        let input_arg = shown(&input);
+        for (output, says, code) in [
+            (shown(&dir.path().join(".").join("m.esdk")), "is INPUT", Code::Usage),
+            (shown(&dir.path().join("link")), "is INPUT", Code::Usage),
+            (shown(&dir.path().join("hard")), "is INPUT", Code::Usage),
+            (shown(&other), "already exists", Code::Io),
+        ] {
+            let failure = run(&args(&["--dry-run", &input_arg, &output])).expect_err("refused");
+            assert_eq!(failure.code(), code, "{output}: {failure}");
+            assert!(failure.to_string().contains(says), "{output}: {failure}");
+        }
+        assert_eq!(std::fs::read(&input).expect("read"), b"not read");
+    }
 }
