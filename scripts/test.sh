@@ -327,6 +327,8 @@ export KMS_ENVELOPE_ESDK_CLI="$ESDK_CLI_VENV/bin/aws-encryption-cli"
 export KMS_ENVELOPE_MOTO_ENDPOINT="$MOTO_URL"
 export AWS_ENDPOINT_URL_KMS="$MOTO_URL"
 export AWS_ENDPOINT_URL_S3="$MOTO_URL"
+# The Hierarchical keyring's branch key store (issue #29).
+export AWS_ENDPOINT_URL_DYNAMODB="$MOTO_URL"
 export AWS_ACCESS_KEY_ID=testing
 export AWS_SECRET_ACCESS_KEY=testing
 export AWS_REGION=us-east-1
