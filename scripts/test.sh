@@ -46,7 +46,6 @@ FULL_SET_ONLY_TESTS=(full_set_only)
 declare -A BUDGET=(
   [lint]=270         # fmt, clippy x3, README snippets, doc, the fuzz crate's lint (mostly the clippy builds)
   [semver]=60        # rustdoc JSON of the crate at SEMVER_BASELINE_REV and now (dependencies checked by lint), the check
-  [venvs]=60         # python venvs (rebuilt only when requirements change)
   [moto]=10          # moto start
   [fuzz]=150         # the fuzz crate's build + 9 targets x 15 s, two at a time, + replay
   [full]=440         # cargo test, full set (build ~4, run ~3)
@@ -238,23 +237,30 @@ fi
 ((run_tests)) || exit 0
 
 # ----------------------------------------------------------------------------------------- python venvs
-# Each venv is rebuilt from scratch whenever its requirements (or the interpreter behind it, or any extra
-# file it installs) change, so a stale package never outlives its line in the requirements file. The stamp
-# is written last: an interrupted install leaves no stamp and is redone on the next run.
-# ensure_venv DIR REQUIREMENTS [EXTRA_FILE...]: EXTRA_FILEs are hashed into the stamp (local packages the
+# The test peers are third-party tools, like cargo-semver-checks above: each venv lives in a cache outside
+# the repository (VENV_CACHE), in a directory named after it and the hash of what it installs, and the
+# checkout's .venv / .venv-esdk-cli are symbolic links to it. A clean clone (CI's) finds the venvs there;
+# a change to a requirements file (or to the interpreter behind it, or to any extra file it installs)
+# gives a new hash, so a new venv built from scratch, and a stale package never outlives its line in the
+# requirements file. Like a tool install, a venv build is a one-time cost per machine and requirements
+# version: its time is printed, and kept out of the run's total and of every budget.
+# The stamp is written last: an interrupted install leaves no stamp and is redone on the next run.
+# ensure_venv LINK REQUIREMENTS [EXTRA_FILE...]: EXTRA_FILEs are hashed into the stamp (local packages the
 # requirements install by path).
+VENV_CACHE="${KMS_ENVELOPE_VENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kms-envelope/venvs}"
 ensure_venv() {
-  local venv="$1" reqs="$2" want
+  local link="$1" reqs="$2" want venv
   shift 2
   want="$( { cat "$reqs" "$@" | sha256sum; "$BASE_PY" -c 'import sys; print(sys.version)'; } \
-    | sha256sum | cut -d' ' -f1 )" || die "cannot run $BASE_PY to build $venv"
-  # Two runs at once (say, two terminals) must not build the same venv together: lock on the requirements
-  # file itself, which every checkout has, rather than on an extra lock file.
-  exec 9<"$reqs"
+    | sha256sum | cut -d' ' -f1 )" || die "cannot run $BASE_PY to build $link"
+  venv="$VENV_CACHE/$(basename "$link" | sed "s/^\\.//")-${want:0:16}"
+  mkdir -p "$VENV_CACHE" || die "cannot create the venv cache $VENV_CACHE (set KMS_ENVELOPE_VENV_CACHE)"
+  # Two runs at once (two checkouts, two terminals) must not build the same venv together.
+  exec 9>>"$VENV_CACHE/.lock"
   flock 9
   if [[ ! -x "$venv/bin/python" || ! -f "$venv/.requirements.sha256" \
         || "$(cat "$venv/.requirements.sha256")" != "$want" ]] || ! "$venv/bin/python" -c '' 2>/dev/null; then
-    header "python: building ${venv#"$REPO"/} from ${reqs#"$REPO"/}"
+    header "python: building $venv from ${reqs#"$REPO"/} (one-time per requirements version)"
     local t0=$EPOCHREALTIME
     rm -rf "$venv"
     "$BASE_PY" -m venv "$venv" || die "python venv creation failed ($BASE_PY -m venv $venv)"
@@ -264,7 +270,10 @@ ensure_venv() {
     echo "venv built in $(since "$t0") s"
   fi
   flock -u 9
-  exec 9<&-
+  exec 9>&-
+  # A checkout from before the cache holds a real directory here: replaced by the link.
+  [[ -L "$link" || ! -e "$link" ]] || rm -rf "$link"
+  ln -sfn "$venv" "$link"
 }
 
 t_peers=$EPOCHREALTIME
@@ -277,8 +286,8 @@ ensure_venv "$VENV" "$REPO/scripts/requirements-test.txt"
 ESDK_CLI_VENV="$REPO/.venv-esdk-cli"
 ensure_venv "$ESDK_CLI_VENV" "$REPO/scripts/requirements-esdk-cli.txt" \
   "$REPO"/tests/peers/esdk_cli_raw_aes/{pyproject.toml,kms_envelope_raw_aes.py}
-
-stage_time "python venvs (built only when requirements change)" "$t_peers" venvs
+stage_time "python venvs (one-time per requirements version, not in the total)" "$t_peers"
+RUN_START=$(awk -v a="$RUN_START" -v b="$t_peers" -v c="$EPOCHREALTIME" 'BEGIN { printf "%.6f", a + (c - b) }')
 
 # ----------------------------------------------------------------------------------------------- moto
 # A fresh loopback port per run, so parallel runs and stale servers never collide. The tiny window between
