@@ -50,7 +50,7 @@ const BENCHMARKS: &[Benchmark] = &[
                cp + fsync, the Python ESDK, the CLI file to file (aes-gcm, aws-lc), in memory on 1 and 2 threads \
                (benches/inmemory.rs); peak RSS <= 12 MiB (also at 4x the size); issue #12's goals with the aws-lc \
                CLI. RUNS (3), BENCH_FRAME (65536), BENCH_QUICK=1 (256 MiB, no 4x RSS, no Python decrypt), \
-               BENCH_CRITERION=1 (then benches/throughput.rs, both backends)",
+               BENCH_BY_FRAME=1 (then benches/throughput.rs, by frame length and threads, both backends)",
         run: throughput,
     },
     Benchmark {
@@ -774,9 +774,9 @@ fn throughput(env: &Env) -> Result<()> {
     }
     println!("load average after: {}", load_average());
 
-    if var_or("BENCH_CRITERION", 0)? == 1 {
+    if var_or("BENCH_BY_FRAME", 0)? == 1 {
         for features in ["", "--features aws-lc"] {
-            println!("\ncriterion: benches/throughput.rs {features}");
+            println!("\nbenches/throughput.rs {features}");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
                 .current_dir(&env.repo)

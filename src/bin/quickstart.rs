@@ -5,7 +5,7 @@
 //! cargo run --release --no-default-features --features quickstart --bin quickstart
 //! ```
 //!
-//! A binary rather than an example so that it builds without the dev-dependencies (criterion, proptest,
+//! A binary rather than an example so that it builds without the dev-dependencies (proptest, hyper,
 //! the Lambda runtime) and without the AWS SDK: a newcomer's first command should take seconds, not minutes.
 
 use std::fs;
