@@ -11,6 +11,7 @@ use super::arn::KmsArn;
 use super::runtime::on_runtime;
 use crate::crypto::DataKey;
 use crate::error::{Error, Reason, Result, Retry};
+use crate::escape::clipped;
 use crate::format::context::EncryptionContext;
 use crate::format::edk::EncryptedDataKey;
 use crate::keyring::{DecryptionMaterials, EncryptionMaterials};
@@ -147,5 +148,5 @@ pub(super) fn edk_key_arn(edk: &EncryptedDataKey) -> Result<Option<(KmsArn, &str
 
 /// The reason given for an EDK some other keyring wrote.
 pub(super) fn not_kms(keyring: &str, edk: &EncryptedDataKey) -> String {
-    format!("{keyring}: skipped an encrypted data key of provider {:?}", edk.provider_id)
+    format!("{keyring}: skipped an encrypted data key of provider \"{}\"", clipped(&edk.provider_id))
 }
