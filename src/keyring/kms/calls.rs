@@ -97,7 +97,7 @@ impl Kms {
                 return Err(fail(format!(
                     "wrong key: KMS reports it decrypted with key {}, not the key requested; the data key is not \
                      used",
-                    got.unwrap_or("(none)")
+                    clipped(got.unwrap_or("(none)"))
                 )));
             }
         }
@@ -122,7 +122,7 @@ fn returned_key_arn(operation: &str, key_id: &str, returned: Option<String>) -> 
         Some(other) => Err(encrypt_error(
             operation,
             key_id,
-            format!("KMS returned {other:?}, which is not a key ARN"),
+            format!("KMS returned \"{}\", which is not a key ARN", clipped(&other)),
             Retry::Never,
         )),
         None => Err(encrypt_error(operation, key_id, "KMS returned no key ARN".into(), Retry::Never)),
