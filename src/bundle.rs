@@ -18,6 +18,7 @@ use std::rc::Rc;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::escape::clipped;
 use crate::format::header::Header;
 use crate::keyring::Keyring;
 #[cfg(target_os = "linux")]
@@ -130,7 +131,7 @@ fn safe_relative(path: &Path) -> Result<PathBuf> {
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
             Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
-                return Err(bundle_error(format!("entry {} leaves the destination", path.display())));
+                return Err(bundle_error(format!("entry {} leaves the destination", clipped(&path.to_string_lossy()))));
             }
         }
     }
@@ -356,7 +357,7 @@ pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
                 let mut file = options.open(&target).map_err(|e| {
                     if e.kind() == io::ErrorKind::AlreadyExists {
-                        bundle_error(format!("entry {} appears twice", relative.display()))
+                        bundle_error(format!("entry {} appears twice", clipped(&relative.to_string_lossy())))
                     } else {
                         Error::Io(e)
                     }
@@ -367,7 +368,7 @@ pub fn unpack_into(input: impl Read, root: &Path) -> Result<BundleSummary> {
             other => {
                 return Err(bundle_error(format!(
                     "entry {} is a {other:?}; only regular files and directories are unpacked",
-                    relative.display()
+                    clipped(&relative.to_string_lossy())
                 )));
             }
         }
@@ -418,7 +419,7 @@ fn link_unnamed(unnamed: &mut Vec<(UnnamedFile, PathBuf)>) -> Result<()> {
         let name = relative.file_name().unwrap_or_default();
         file.link_as(name).map_err(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
-                bundle_error(format!("entry {} appears twice", relative.display()))
+                bundle_error(format!("entry {} appears twice", clipped(&relative.to_string_lossy())))
             } else {
                 Error::Io(e)
             }

@@ -98,6 +98,7 @@ pub enum Error {
     SignedMessageRefused(u16),
 
     /// No keyring could decrypt any of the message's encrypted data keys; `reasons` lists why, one per attempt.
+    /// `Display` shows the first 16 and counts the rest.
     #[error("no keyring could decrypt a data key: {}", Reasons(.reasons))]
     NoDataKeyDecrypted {
         /// One line per keyring or EDK that was tried.
@@ -340,6 +341,11 @@ impl fmt::Display for Reason {
 
 impl std::error::Error for Reason {}
 
+/// The most reasons [`Error::NoDataKeyDecrypted`] shows; the rest are counted. A keyring gives a reason
+/// for each EDK it tried, and a message may carry thousands: even with every quoted string
+/// [`clipped`](crate::escape::clipped), all of them would make an error line of megabytes.
+const REASONS_SHOWN: usize = 16;
+
 struct Reasons<'a>(&'a [String]);
 
 impl fmt::Display for Reasons<'_> {
@@ -347,11 +353,14 @@ impl fmt::Display for Reasons<'_> {
         if self.0.is_empty() {
             return f.write_str("no encrypted data key matched any configured key");
         }
-        for (i, reason) in self.0.iter().enumerate() {
+        for (i, reason) in self.0.iter().take(REASONS_SHOWN).enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
             Escaped(reason).fmt(f)?;
+        }
+        if self.0.len() > REASONS_SHOWN {
+            write!(f, "; … ({} more reasons)", self.0.len() - REASONS_SHOWN)?;
         }
         Ok(())
     }

@@ -5,8 +5,11 @@
 //! user's terminal, a newline could forge a log line, and a bidirectional override could make one name
 //! read as another. Every such string reaches `Display` (and so stderr and logs) only through
 //! [`Escaped`] or [`EscapedBytes`]: the error types format their fields with them, so forgetting to
-//! escape is a change to one `#[error]` line, not a review finding in every call site.
+//! escape is a change to one `#[error]` line, not a review finding in every call site. And an error
+//! quotes at most [`QUOTED_MAX`] bytes of each such string, cut by [`clipped`], so that a message cannot
+//! make an error line as long as its header.
 
+use std::borrow::Cow;
 use std::fmt::{self, Write};
 
 /// A string shown with every character that could act on a terminal or split a line replaced by a
@@ -78,6 +81,22 @@ pub fn escaped(s: &str) -> String {
     Escaped(s).to_string()
 }
 
+/// The most bytes of one string a message chose that an error quotes; [`clipped`] counts the rest.
+pub const QUOTED_MAX: usize = 256;
+
+/// At most [`QUOTED_MAX`] bytes of `text` (cut at a character boundary), then `… (N more bytes)`: how an
+/// error quotes a string that a message chose (a provider id, provider info, an entry name, a rejected
+/// ARN). Such a field may be 64 KiB, and a reason is written for each encrypted data key; escaped, the
+/// whole of it would make an error line of megabytes. The result is still raw text, which the error's
+/// `Display` shows through [`Escaped`] as it shows every field.
+pub fn clipped(text: &str) -> Cow<'_, str> {
+    if text.len() <= QUOTED_MAX {
+        return Cow::Borrowed(text);
+    }
+    let end = (0..=QUOTED_MAX).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    Cow::Owned(format!("{}… ({} more bytes)", &text[..end], text.len() - end))
+}
+
 fn write_char(f: &mut fmt::Formatter<'_>, c: char) -> fmt::Result {
     match c {
         '\\' => f.write_str("\\\\"),
@@ -127,6 +146,15 @@ mod tests {
     fn one_line_escapes_controls_but_not_backslashes() {
         let shown = OneLine("already \\u{1b} escaped\n\x1b[2J").to_string();
         assert_eq!(shown, "already \\u{1b} escaped\\n\\u{1b}[2J");
+    }
+
+    #[test]
+    fn clipped_keeps_short_text_and_counts_what_it_cuts() {
+        let exact = "a".repeat(QUOTED_MAX);
+        assert_eq!(clipped(&exact), exact.as_str());
+        let long = format!("{}{}", "a".repeat(QUOTED_MAX - 1), "é".repeat(10));
+        // The first "é" would straddle the limit: it goes whole, with the nine after it (20 bytes).
+        assert_eq!(clipped(&long), format!("{}… (20 more bytes)", "a".repeat(QUOTED_MAX - 1)));
     }
 
     #[test]

@@ -289,8 +289,7 @@ fn file_to_file(
 /// An S3 object into another, or in place (replaced only if unchanged since it was read; skipped, as a file
 /// is, when it is already under the new keys).
 fn s3_to_s3(args: &ReencryptArgs, options: &ReencryptOptions, input: &S3Url, output: &S3Url) -> Result<(), Failure> {
-    // Another object is replaced only with --force, as a file is.
-    let force = args.in_place || args.output_args.force;
+    let force = replaces_objects(args);
     io::check_s3_absent(output, force)?;
     let (source, target) = keyrings(args)?;
     let skip = skip_check(args, target.as_ref())?;
@@ -298,6 +297,12 @@ fn s3_to_s3(args: &ReencryptArgs, options: &ReencryptOptions, input: &S3Url, out
         return Ok(());
     }
     io::reencrypt_s3(&source, target.as_ref(), options, input, output, force).map_err(|f| source.explain(f))
+}
+
+/// Whether an object that exists at an S3 OUTPUT may be replaced, for the run and `--dry-run` alike: in
+/// place it is the source itself; another object only with --force, as a file is.
+fn replaces_objects(args: &ReencryptArgs) -> bool {
+    args.in_place || args.output_args.force
 }
 
 /// What became of the objects of a run over a prefix.
@@ -349,7 +354,7 @@ fn s3_prefix_to_prefix(
             if s3_already_done(args, skip.as_ref(), target.as_ref(), options, &input, &shown)? {
                 return Ok(false);
             }
-            let force = args.in_place || args.output_args.force;
+            let force = replaces_objects(args);
             io::check_s3_absent(&output, force)?;
             io::reencrypt_s3(&source, target.as_ref(), options, &input, &output, force)
                 .map_err(|f| source.explain(f))?;
@@ -450,14 +455,19 @@ fn streamed_into<W: Write>(
 }
 
 /// `--dry-run`: each source's suite and data keys, read from its header without a key, and what the new
-/// message would have. Nothing is authenticated, so every line says so. A file OUTPUT the run would refuse
-/// is refused first, as the run refuses it: a dry run does not promise what the run will not do.
+/// message would have. Nothing is authenticated, so every line says so. An OUTPUT the run would refuse is
+/// refused as the run refuses it: a dry run does not promise what the run will not do. A file first; an S3
+/// object that exists without --force first too, or, under a prefix, on its source's line (one HeadObject
+/// each, as the run makes).
 fn dry_run(args: &ReencryptArgs, pair: &Reencryption<'_>) -> Result<(), Failure> {
     if let (Reencryption::Local { input: Location::File(input), .. }, Some(output @ Location::File(_))) =
         (pair, &args.output)
         && !args.recursive
     {
         check_file_output(args, input, output)?;
+    }
+    if let (Reencryption::Object { output, .. }, Some(_)) = (pair, &args.output) {
+        io::check_s3_absent(output, replaces_objects(args))?;
     }
     let new_keys = describe_new_keys(args);
     let mut stdout = std::io::stdout().lock();
@@ -486,14 +496,19 @@ fn dry_run(args: &ReencryptArgs, pair: &Reencryption<'_>) -> Result<(), Failure>
         Ok(())
     };
     match pair {
-        Reencryption::Prefixes { from, .. } => io::list_s3(from, |listed| {
+        Reencryption::Prefixes { from, to } => io::list_s3(from, |listed| {
             let shown = from.shown(&listed.key);
-            if from.target_key(from, &listed.key).is_none() {
+            let Some(key) = to.as_ref().unwrap_or(from).target_key(from, &listed.key) else {
                 return report(Err(not_under(from, &shown)));
-            }
+            };
             if listed.folder_marker {
                 report_folder_marker(&shown);
                 return Ok(());
+            }
+            if let Some(to) = to
+                && let Err(refused) = io::check_s3_absent(&to.url(&key), replaces_objects(args))
+            {
+                return report(Err(refused));
             }
             report(describe(&from.url(&listed.key).into()))
         })?,
@@ -506,7 +521,10 @@ fn dry_run(args: &ReencryptArgs, pair: &Reencryption<'_>) -> Result<(), Failure>
         Reencryption::Local { .. } | Reencryption::Object { .. } => report(describe(&args.input))?,
     }
     match first_failure {
-        Some(code) => Err(Failure::new(code, "--dry-run: some sources could not be read".into())),
+        Some(code) => Err(Failure::new(
+            code,
+            "--dry-run: some sources could not be read, or their OUTPUT would be refused".into(),
+        )),
         None => Ok(()),
     }
 }

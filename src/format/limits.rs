@@ -30,10 +30,26 @@ pub const FRAME_OVERHEAD: usize = 28;
 /// too. If memory runs out all the same (a process under a memory limit), decrypt fails with
 /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) rather than aborting.
 ///
+/// **Encrypted data keys.** Whoever writes a message chooses its EDKs, up to 65,535 of them, and decrypt
+/// tries them in order until one opens, before the header is authenticated. What each can cost:
+/// - an `aws-kms` EDK a KMS keyring accepts (a discovery keyring accepts any key of its filter): one KMS
+///   `Decrypt` call, with its retries and timeouts (identical EDKs are tried once);
+/// - an ECDH EDK (`raw-ecdh`, `aws-kms-ecdh`) that names the keyring's public key, which is no secret, as
+///   recipient: one elliptic-curve key agreement, and the sender's point checked;
+/// - an `aws-kms-hierarchy` EDK of the keyring's branch key: one branch key store lookup (for a DynamoDB
+///   store, a `GetItem` and a KMS `Decrypt`) per version not in the cache, and one per EDK for a version
+///   the store does not have, since a failed lookup is not cached.
+///
+/// The default is no limit, as in the other AWS Encryption SDKs, so that every message they write is read.
+/// Where messages may come from someone you do not trust, set
+/// [`max_encrypted_data_keys`](Self::max_encrypted_data_keys) to
+/// [`RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS`] (10), as the CLI and the Lambda decryptor do: a message with more
+/// EDKs is refused with [`Error::LimitExceeded`](crate::Error::LimitExceeded) before any keyring is called.
+///
 /// ```
 /// use kms_envelope::{DecryptLimits, DecryptOptions, RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS};
 ///
-/// // Messages from someone you do not trust: few EDKs (each may cost a KMS call), small frames.
+/// // Messages from someone you do not trust: at most 10 EDKs (10 KMS calls), small frames.
 /// let limits = DecryptLimits {
 ///     max_encrypted_data_keys: Some(RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS),
 ///     max_frame_length: 1 << 20,
@@ -53,8 +69,9 @@ pub struct DecryptLimits {
     pub max_frame_buffers: usize,
     /// Most encrypted data keys in a header. Default `None` (unlimited, like the ESDK). Set it (for example
     /// to [`RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS`]) whenever messages may come from someone you do not trust:
-    /// each distinct EDK a keyring accepts can cost one KMS call (with its retries and timeouts), and a
-    /// header may hold thousands. The CLI and the Lambda decryptor apply the recommended value by default.
+    /// each EDK a keyring accepts can cost a KMS call, an elliptic-curve operation or a branch key store
+    /// lookup (see the type's documentation), and a header may hold thousands. The CLI and the Lambda
+    /// decryptor apply the recommended value by default.
     pub max_encrypted_data_keys: Option<u16>,
     /// Largest header, in bytes, including encryption context and EDKs. Default 4 MiB.
     pub max_header_len: usize,

@@ -7,6 +7,7 @@ use super::{DecryptionMaterials, EncryptionMaterials, Keyring, KeyringFuture};
 use crate::crypto::DataKey;
 use crate::crypto::aead::AeadKey;
 use crate::error::{Error, Result, Retry};
+use crate::escape::clipped;
 use crate::format::edk::EncryptedDataKey;
 use crate::format::header::{IV_LEN, TAG_LEN};
 
@@ -105,7 +106,12 @@ impl RawAesKeyring {
     /// Why `edk` is not ours, or its IV if it may be.
     fn match_edk(&self, edk: &EncryptedDataKey) -> Result<[u8; IV_LEN], String> {
         if edk.provider_id != self.namespace {
-            return Err(format!("raw AES {}/{}: provider id {:?} differs", self.namespace, self.name, edk.provider_id));
+            return Err(format!(
+                "raw AES {}/{}: provider id \"{}\" differs",
+                self.namespace,
+                self.name,
+                clipped(&edk.provider_id)
+            ));
         }
         let info = &edk.provider_info;
         let name = self.name.as_bytes();

@@ -65,6 +65,16 @@ impl<W: AsyncWrite + Unpin> Write for BlockingWriter<W> {
     }
 }
 
+/// The runtime whose blocking pool runs the stream's thread; outside one, a typed error where tokio's
+/// `Handle::current` would panic.
+fn current_runtime(caller: &str) -> Result<Handle> {
+    Handle::try_current().map_err(|_| {
+        Error::Config(format!(
+            "{caller} was polled outside a tokio runtime; it runs the stream on the runtime's blocking pool"
+        ))
+    })
+}
+
 fn task_gone() -> io::Error {
     io::Error::other("the stream's thread ended unexpectedly")
 }
@@ -101,21 +111,19 @@ impl<W> std::fmt::Debug for AsyncEncryptor<W> {
 
 impl<W: AsyncWrite + Unpin + Send + 'static> AsyncEncryptor<W> {
     /// Asks `keyring` for a data key (on this task), then starts the stream's thread, which writes the header.
-    /// Must be called within a tokio runtime.
+    /// Must be polled within a tokio runtime, whose blocking pool runs the stream's thread.
     ///
     /// # Errors
     ///
+    /// [`Error::Config`] when polled outside a tokio runtime, before the keyring is asked for anything.
     /// What the keyring returns when it cannot produce a data key (for KMS, [`Error::Keyring`] with the
     /// call's [`Reason`](crate::Reason)); [`Error::CommitmentPolicy`], [`Error::EncryptionContext`] or
     /// [`Error::Config`] for options that cannot make a message. Errors writing the header to `output`
     /// come from writes or [`finish`](Self::finish).
-    ///
-    /// # Panics
-    ///
-    /// When polled outside a tokio runtime (it needs the runtime's blocking pool).
     pub async fn new(keyring: &dyn Keyring, options: &EncryptOptions, output: W) -> Result<Self> {
+        // Before the keyring: a KMS data key asked for and then dropped would be a call for nothing.
+        let handle = current_runtime("AsyncEncryptor::new")?;
         let prepared = prepare_encrypt(keyring, options, None).await?;
-        let handle = Handle::current();
         let (to_thread, mut from_caller) = mpsc::unbounded_channel::<ToEncryptor>();
         let (give_back, free) = mpsc::channel::<Buffer>(BUFFERS);
         let options = options.clone();
@@ -255,22 +263,19 @@ impl std::fmt::Debug for AsyncDecryptor {
 
 impl AsyncDecryptor {
     /// Reads the header (on the blocking pool), authenticates it with `keyring` (on this task), then starts
-    /// the stream's thread. Must be called within a tokio runtime.
+    /// the stream's thread. Must be polled within a tokio runtime, whose blocking pool runs that thread.
     ///
     /// # Errors
     ///
-    /// As [`Decryptor::new`](crate::Decryptor::new): a malformed, truncated or oversized header, a suite
+    /// [`Error::Config`] when polled outside a tokio runtime, before `input` is read. Otherwise as
+    /// [`Decryptor::new`](crate::Decryptor::new): a malformed, truncated or oversized header, a suite
     /// the options refuse, a context that does not match, no keyring able to unwrap a data key, a header
     /// that fails to authenticate, or [`Error::Io`] reading `input`. Errors of the body come from reads.
-    ///
-    /// # Panics
-    ///
-    /// When polled outside a tokio runtime (it needs the runtime's blocking pool).
     pub async fn new<R>(keyring: &dyn Keyring, options: &DecryptOptions, input: R) -> Result<Self>
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
-        let handle = Handle::current();
+        let handle = current_runtime("AsyncDecryptor::new")?;
         let limits = options.limits;
         let (header, input) = joined(
             tokio::task::spawn_blocking(move || {

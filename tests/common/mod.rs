@@ -228,7 +228,7 @@ pub fn stop_gracefully(child: &mut std::process::Child, grace: std::time::Durati
     let _ = child.wait();
 }
 
-/// A keyring that counts the decrypt calls into `inner` (the KMS calls a KMS keyring would make).
+/// A keyring that counts the calls into `inner`, encrypt and decrypt (the KMS calls a KMS keyring would make).
 pub struct CountingKeyring<K> {
     pub inner: K,
     pub calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -239,6 +239,7 @@ impl<K: kms_envelope::Keyring> kms_envelope::Keyring for CountingKeyring<K> {
         &'a self,
         materials: kms_envelope::keyring::EncryptionMaterials,
     ) -> kms_envelope::keyring::KeyringFuture<'a, kms_envelope::keyring::EncryptionMaterials> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.on_encrypt(materials)
     }
 

@@ -1,19 +1,23 @@
 //! Messages built by hand from the crate's format and crypto parts, to break the rules the encryptor keeps:
 //! signed suites (the footer is checked, the final frame is held back until it is, the verification key is
-//! present exactly when the suite signs), required context, and the ESDK-.NET 4.0.0 header quirk.
+//! present exactly when the suite signs), required context, and the ESDK-.NET 4.0.0 header quirk. And
+//! headers of EDKs no keyring opens, whose hostile provider ids and infos an error quotes only clipped.
 
 use std::io::Read;
+use std::time::Duration;
 
 use kms_envelope::crypto::MessageKeys;
 use kms_envelope::crypto::kdf::V1Info;
 use kms_envelope::crypto::signature::MessageSigner;
+use kms_envelope::escape::needs_escape;
 use kms_envelope::format::frame::{BlockKind, BodyAad, FINAL_FRAME_MARKER, frame_iv};
 use kms_envelope::format::header::{self, HeaderBody, MessageId};
 use kms_envelope::format::suite::SignatureAlgorithm;
+use kms_envelope::keyring::hierarchy::{BranchKeyMaterials, HierarchicalKeyring, StaticBranchKeyStore};
 use kms_envelope::keyring::{EncryptionMaterials, Keyring, block_on};
 use kms_envelope::{
-    AlgorithmSuite, CommitmentPolicy, DecryptOptions, Decryptor, EncryptOptions, EncryptionContext, Error,
-    RawAesKeyring,
+    AlgorithmSuite, CommitmentPolicy, DecryptOptions, Decryptor, EncryptOptions, EncryptedDataKey, EncryptionContext,
+    Error, MultiKeyring, RawAesKeyring,
 };
 
 fn keyring() -> RawAesKeyring {
@@ -176,4 +180,81 @@ fn net_v4_0_0_messages_need_the_opt_in_retry() {
     broken[tag_at] ^= 1;
     let err = kms_envelope::decrypt(&keyring(), &retry, &broken).unwrap_err();
     assert!(matches!(err, Error::HeaderAuthentication), "{err:?}");
+}
+
+/// A header whose EDKs are `edks`, with no body: no keyring here can unwrap them, so decrypt fails on the
+/// keyring's reasons before the header's tag (zeros) would be checked.
+fn header_with_edks(edks: &[EncryptedDataKey]) -> Vec<u8> {
+    let suite = AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY;
+    let body = HeaderBody {
+        suite,
+        message_id: MessageId::random(suite.message_format()),
+        stored_context: &EncryptionContext::new(),
+        edks,
+        frame_length: 4096,
+        commitment: Some([0; 32]),
+    }
+    .serialize()
+    .unwrap();
+    header::assemble(body, suite, &[0; 16])
+}
+
+/// A raw AES keyring (which quotes an EDK's provider id) and a Hierarchical keyring (which quotes its
+/// provider info, the branch key id), each giving a reason per EDK.
+fn quoting_keyrings() -> MultiKeyring {
+    let version = "3f2a1b0c-9d8e-4f7a-8b6c-5d4e3f2a1b0c".parse().unwrap();
+    let store =
+        StaticBranchKeyStore::new("tests").with_active(BranchKeyMaterials::new("tenant-7", version, &[3; 32]).unwrap());
+    let hierarchy = HierarchicalKeyring::new(store, "tenant-7", Duration::from_secs(600)).unwrap();
+    MultiKeyring::new(keyring()).with_child(hierarchy)
+}
+
+/// The error's `Display`, checked to hold no character that could act on a terminal.
+fn shown_without_controls(err: &Error) -> String {
+    let shown = err.to_string();
+    assert!(!shown.chars().any(needs_escape), "a raw control reached the error line");
+    shown
+}
+
+/// The start of a long error line, for a failure's message.
+fn start(shown: &str) -> String {
+    shown.chars().take(1000).collect()
+}
+
+#[test]
+fn an_error_quotes_at_most_a_few_hundred_bytes_of_a_huge_provider_id_or_info() {
+    let hostile = "\x1b[2J\u{9b}\u{202e}\n".repeat(65_535 / 10);
+    let edks = [
+        EncryptedDataKey { provider_id: hostile.clone(), provider_info: b"k".to_vec(), ciphertext: vec![0; 48] },
+        EncryptedDataKey {
+            provider_id: "aws-kms-hierarchy".into(),
+            provider_info: hostile.clone().into_bytes(),
+            ciphertext: vec![0; 76],
+        },
+    ];
+    let message = header_with_edks(&edks);
+    let err = kms_envelope::decrypt(&quoting_keyrings(), &DecryptOptions::new(), &message).unwrap_err();
+    assert!(matches!(err, Error::NoDataKeyDecrypted { .. }), "{err:?}");
+    let shown = shown_without_controls(&err);
+    // Four reasons (two keyrings, two EDKs), three of which quote the hostile text, each clipped to 256
+    // bytes and escaped (at most 6 characters a byte): well under 8 KiB, where in full it is half a MB.
+    assert!(shown.len() < 8 << 10, "an error line of {} bytes: {}", shown.len(), start(&shown));
+    let cut = format!("({} more bytes)", hostile.len() - 256);
+    assert_eq!(shown.matches(&cut).count(), 3, "{}", start(&shown));
+}
+
+#[test]
+fn an_error_shows_sixteen_reasons_and_counts_the_rest() {
+    let edk = |i: usize| EncryptedDataKey {
+        provider_id: format!("{i:03}\x1b]0;{}", "x".repeat(300)),
+        provider_info: b"k".to_vec(),
+        ciphertext: vec![0; 48],
+    };
+    let message = header_with_edks(&(0..1000).map(edk).collect::<Vec<_>>());
+    let err = kms_envelope::decrypt(&keyring(), &DecryptOptions::new(), &message).unwrap_err();
+    let shown = shown_without_controls(&err);
+    assert!(shown.contains("raw AES signed/key: provider id \"015\\u{1b}]0;xxx"), "{}", start(&shown));
+    assert!(!shown.contains("\"016"), "a 17th reason: {}", start(&shown));
+    assert!(shown.ends_with("; … (984 more reasons)"), "{}", start(&shown));
+    assert!(shown.len() < 8 << 10, "an error line of {} bytes", shown.len());
 }

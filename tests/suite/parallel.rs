@@ -344,12 +344,14 @@ proptest! {
 /// on a current-thread runtime and on a two-worker runtime; more streams than cores must not deadlock.
 #[cfg(feature = "async")]
 mod async_streams {
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
+    use kms_envelope::keyring::block_on;
     use kms_envelope::{AsyncDecryptor, AsyncEncryptor, DecryptOptions, EncryptOptions, Error};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    use super::{keyring, plaintext};
+    use super::{common, keyring, plaintext};
 
     async fn one_stream(i: usize) {
         let pt = plaintext(300_000 + i * 1000);
@@ -393,6 +395,29 @@ mod async_streams {
     fn sixty_four_streams_on_a_two_worker_runtime() {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         runtime.block_on(many_streams());
+    }
+
+    fn assert_no_runtime_error(result: Result<impl std::fmt::Debug, Error>, caller: &str) {
+        match result {
+            Err(Error::Config(reason)) => {
+                assert!(reason.contains(caller) && reason.contains("outside a tokio runtime"), "{reason}")
+            }
+            other => panic!("{caller} outside a runtime gave {other:?}"),
+        }
+    }
+
+    /// Outside a tokio runtime (no blocking pool to run the stream on), both constructors return a typed
+    /// error instead of panicking, and the encryptor does so before asking the keyring for a data key.
+    #[test]
+    fn outside_a_runtime_the_constructors_fail_with_a_config_error() {
+        let keyring = common::CountingKeyring { inner: keyring(), calls: Default::default() };
+        let encryptor = block_on(AsyncEncryptor::new(&keyring, &EncryptOptions::new(), Vec::new()));
+        assert_no_runtime_error(encryptor, "AsyncEncryptor::new");
+        assert_eq!(keyring.calls.load(Ordering::SeqCst), 0, "a data key was asked for a stream that cannot run");
+
+        let message = super::encrypt(b"outside", &EncryptOptions::new());
+        let decryptor = block_on(AsyncDecryptor::new(&keyring, &DecryptOptions::new(), std::io::Cursor::new(message)));
+        assert_no_runtime_error(decryptor, "AsyncDecryptor::new");
     }
 
     #[test]

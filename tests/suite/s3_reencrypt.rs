@@ -264,6 +264,50 @@ fn the_cli_reencrypts_objects_in_place_and_into_others() {
     assert_eq!(env.uploads_in_progress(), 0);
 }
 
+/// `--dry-run` refuses an S3 OUTPUT that exists as the run does (exit 4, without --force), where it used to
+/// answer "would re-encrypt" and exit 0: into one object, and under a prefix on the line of the source whose
+/// target exists. With --force, or in place, it describes the change. Nothing is written.
+#[cfg(feature = "cli")]
+#[test]
+fn a_dry_run_refuses_an_existing_s3_output_as_the_run_does() {
+    let Some(env) = Env::new("dry-out") else { return };
+    for key in ["src/a", "src/b"] {
+        env.source(key, b"dry");
+    }
+    env.put("dst", b"kept".to_vec());
+    env.put("out/b", b"kept".to_vec());
+    let work = tempfile::tempdir().unwrap();
+    let url = |key: &str| format!("s3://{}/{key}", env.bucket);
+    let would = "would re-encrypt (from its unauthenticated header)";
+
+    let (out, stderr) = env.cli(work.path(), &["--dry-run", &url("src/a"), &url("dst")], 4);
+    assert_eq!(stderr, format!("kms-envelope: {}: already exists (use --force to replace it)\n", url("dst")));
+    assert!(!out.contains(would), "{out}");
+    let (out, _) = env.cli(work.path(), &["--dry-run", "--force", &url("src/a"), &url("dst")], 0);
+    assert!(out.contains(would), "{out}");
+    env.cli(work.path(), &["--dry-run", &url("src/a"), &url("absent")], 0);
+    env.cli(work.path(), &["--dry-run", "--in-place", &url("src/a")], 0);
+    env.cli(work.path(), &["--dry-run", &url("src/a")], 0);
+
+    let (out, stderr) = env.cli(work.path(), &["--dry-run", "-r", &url("src/"), &url("out/")], 4);
+    assert!(stderr.contains(&format!("{}: already exists (use --force to replace it)", url("out/b"))), "{stderr}");
+    assert_eq!(out.matches(would).count(), 1, "{out}");
+    assert!(out.contains(&url("src/a")) && !out.contains(&url("src/b")), "{out}");
+    // With --force, without OUTPUT, in place: nothing is refused.
+    let (src, out) = (url("src/"), url("out/"));
+    let lines: [&[&str]; 3] =
+        [&["--force", src.as_str(), out.as_str()], &[src.as_str()], &["--in-place", src.as_str()]];
+    for line in lines {
+        let (out, _) = env.cli(work.path(), &[&["--dry-run", "-r"][..], line].concat(), 0);
+        assert_eq!(out.matches(would).count(), 2, "{line:?}: {out}");
+    }
+
+    assert_eq!(
+        [env.get("dst"), env.get("out/b"), env.get("out/a")],
+        [Some(b"kept".to_vec()), Some(b"kept".to_vec()), None]
+    );
+}
+
 /// What an object carries besides its bytes survives its re-encryption, in place and into another object,
 /// as one PutObject and as a multipart upload: content type, user metadata, storage class and tags (with
 /// characters a Tagging header must encode).

@@ -61,6 +61,7 @@ use crate::crypto::DataKey;
 use crate::crypto::aead::AeadKey;
 use crate::crypto::kdf_ctr::{self, KdfCtrDigest};
 use crate::error::{Error, Reason, Result, Retry};
+use crate::escape::clipped;
 use crate::format::context::EncryptionContext;
 use crate::format::edk::EncryptedDataKey;
 use crate::format::header::IV_LEN;
@@ -281,8 +282,9 @@ impl HierarchicalKeyring {
                     return Ok(materials);
                 }
                 None => reasons.push(format!(
-                    "Hierarchical keyring: unwrapping with branch key {branch_key_id:?} version {} failed \
-                     (wrong branch key or encryption context)",
+                    "Hierarchical keyring: unwrapping with branch key \"{}\" version {} failed (wrong branch key \
+                     or encryption context)",
+                    clipped(&branch_key_id),
                     parts.version
                 )),
             }
@@ -297,16 +299,20 @@ crate::keyring::keyring_by_async_methods!(HierarchicalKeyring);
 /// says yes.
 fn match_edk<'a>(edk: &'a EncryptedDataKey, branch_key_id: &str, key_len: usize) -> Result<WrappedDataKey<'a>, String> {
     if edk.provider_id != PROVIDER_ID {
-        return Err(format!("provider id {:?} is not {PROVIDER_ID}", edk.provider_id));
+        return Err(format!("provider id \"{}\" is not {PROVIDER_ID}", clipped(&edk.provider_id)));
     }
     let Ok(edk_branch_key_id) = std::str::from_utf8(&edk.provider_info) else {
         return Err("an aws-kms-hierarchy EDK whose provider info (the branch key id) is not UTF-8".into());
     };
     if edk_branch_key_id != branch_key_id {
-        return Err(format!("EDK for branch key {edk_branch_key_id:?}, not {branch_key_id:?}"));
+        return Err(format!(
+            "EDK for branch key \"{}\", not \"{}\"",
+            clipped(edk_branch_key_id),
+            clipped(branch_key_id)
+        ));
     }
     WrappedDataKey::parse(&edk.ciphertext, key_len)
-        .map_err(|err| format!("EDK for branch key {branch_key_id:?}: {err}"))
+        .map_err(|err| format!("EDK for branch key \"{}\": {err}", clipped(branch_key_id)))
 }
 
 /// The AES-256-GCM key for one EDK: the branch key in counter mode under the EDK's salt (module docs).

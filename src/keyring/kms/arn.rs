@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::escape::Escaped;
+use crate::escape::{Escaped, clipped};
 
 /// The AWS partitions this crate knows, with the region prefixes of each (the AWS SDKs' `partitions.json`:
 /// a region of partition `P` is `<prefix>-<name>-<number>` for one of `P`'s prefixes).
@@ -52,7 +52,7 @@ impl Region {
     /// than a lowercase letter, digit or `-`, or is not `<prefix>-<name>-<number>` with a known partition's
     /// prefix.
     pub fn parse(name: &str) -> Result<Self, InvalidRegion> {
-        let invalid = |reason| InvalidRegion { input: clip(name), reason };
+        let invalid = |reason| InvalidRegion { input: clipped(name).into_owned(), reason };
         if name.is_empty() {
             return Err(invalid("it is empty"));
         }
@@ -129,15 +129,6 @@ impl fmt::Display for InvalidRegion {
 
 impl std::error::Error for InvalidRegion {}
 
-/// At most 256 characters of a rejected input, for its error message.
-fn clip(input: &str) -> String {
-    const SHOWN: usize = 256;
-    match input.char_indices().nth(SHOWN) {
-        Some((end, _)) => format!("{}...", &input[..end]),
-        None => input.to_owned(),
-    }
-}
-
 /// What a KMS ARN names: a key or an alias.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ResourceType {
@@ -213,7 +204,7 @@ impl KmsArn {
     /// a service other than `kms`, an invalid region or one outside the partition, an account that is not
     /// twelve digits, a resource that is not `key/<id>` or `alias/<name>` with a valid id or name.
     pub fn parse(input: &str) -> Result<Self, InvalidArn> {
-        let invalid = |reason: &str| InvalidArn { input: clip(input), reason: reason.to_owned() };
+        let invalid = |reason: &str| InvalidArn { input: clipped(input).into_owned(), reason: reason.to_owned() };
         if input.len() > Self::MAX_LEN {
             return Err(invalid("it is longer than any KMS ARN"));
         }
@@ -272,7 +263,10 @@ impl KmsArn {
     pub fn parse_key(input: &str) -> Result<Self, InvalidArn> {
         let arn = Self::parse(input)?;
         if arn.resource_type != ResourceType::Key {
-            return Err(InvalidArn { input: clip(input), reason: "it names an alias, not a key".into() });
+            return Err(InvalidArn {
+                input: clipped(input).into_owned(),
+                reason: "it names an alias, not a key".into(),
+            });
         }
         Ok(arn)
     }
@@ -396,7 +390,7 @@ pub(crate) fn check_key_identifier(key_id: &str) -> Result<Option<KmsArn>, Strin
     if !well_formed {
         return Err(format!(
             "\"{}\" is not a KMS key identifier (expected a key ARN, an alias ARN, alias/NAME or a key id)",
-            Escaped(&clip(key_id))
+            Escaped(&clipped(key_id))
         ));
     }
     Ok(None)

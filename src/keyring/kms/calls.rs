@@ -11,6 +11,7 @@ use super::arn::KmsArn;
 use super::runtime::on_runtime;
 use crate::crypto::DataKey;
 use crate::error::{Error, Reason, Result, Retry};
+use crate::escape::clipped;
 use crate::format::context::EncryptionContext;
 use crate::format::edk::EncryptedDataKey;
 use crate::keyring::{DecryptionMaterials, EncryptionMaterials};
@@ -96,7 +97,7 @@ impl Kms {
                 return Err(fail(format!(
                     "wrong key: KMS reports it decrypted with key {}, not the key requested; the data key is not \
                      used",
-                    got.unwrap_or("(none)")
+                    clipped(got.unwrap_or("(none)"))
                 )));
             }
         }
@@ -121,7 +122,7 @@ fn returned_key_arn(operation: &str, key_id: &str, returned: Option<String>) -> 
         Some(other) => Err(encrypt_error(
             operation,
             key_id,
-            format!("KMS returned {other:?}, which is not a key ARN"),
+            format!("KMS returned \"{}\", which is not a key ARN", clipped(&other)),
             Retry::Never,
         )),
         None => Err(encrypt_error(operation, key_id, "KMS returned no key ARN".into(), Retry::Never)),
@@ -147,5 +148,5 @@ pub(super) fn edk_key_arn(edk: &EncryptedDataKey) -> Result<Option<(KmsArn, &str
 
 /// The reason given for an EDK some other keyring wrote.
 pub(super) fn not_kms(keyring: &str, edk: &EncryptedDataKey) -> String {
-    format!("{keyring}: skipped an encrypted data key of provider {:?}", edk.provider_id)
+    format!("{keyring}: skipped an encrypted data key of provider \"{}\"", clipped(&edk.provider_id))
 }

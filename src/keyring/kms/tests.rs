@@ -270,6 +270,17 @@ fn wrong_key_in_the_response_is_refused() {
     assert!(reasons[0].contains("wrong key"), "{reasons:?}");
 }
 
+/// The `KeyId` of a response is the endpoint's to choose: a reason quotes at most 256 bytes of it.
+#[test]
+fn a_huge_key_id_in_the_response_is_quoted_clipped() {
+    let kms = FakeKms::new("us-east-1", &[KEY_A]);
+    let enc = encrypt_with(&strict(&kms, KEY_A)).unwrap();
+    *kms.answer_key_id.lock().unwrap() = Some("\x1b[2J".repeat(50_000));
+    let reasons = reasons(decrypt_with(&strict(&kms, KEY_A), enc.encrypted_data_keys()).unwrap_err());
+    assert!(reasons[0].len() < 1024, "a reason of {} bytes", reasons[0].len());
+    assert!(reasons[0].contains("\x1b[2J… (199744 more bytes), not the key requested"), "{}", reasons[0]);
+}
+
 fn reasons_of<T: std::fmt::Debug>(result: crate::Result<T>) -> Vec<String> {
     reasons(result.unwrap_err())
 }
