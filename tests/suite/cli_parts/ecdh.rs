@@ -139,3 +139,27 @@ fn kms_ecdh_key_round_trips_with_raw_keys() {
     assert!(stderr.contains("is for other keys"), "{stderr}");
     assert_eq!(stub.requests().iter().filter(|r| *r == "DeriveSharedSecret").count(), before);
 }
+
+/// `exec` trusts an ECDH key pinned to its sender; by discovery anyone with our public key could have
+/// written the secrets, so they need --allow-public-key-writers, as an RSA key's do.
+#[cfg(unix)]
+#[test]
+fn exec_needs_allow_public_key_writers_for_ecdh_discovery_only() {
+    let s = Scratch::new();
+    for name in ["a", "b"] {
+        key_pair(&s, name, &aws_lc_rs::agreement::ECDH_P256);
+    }
+    s.write("plain", b"DB_PASSWORD=ecdh-marker-7f3\n");
+    let c = ["--ecdh-curve", "p256"];
+    let static_keys = ["--ecdh-private", "a.pem", "--ecdh-peer-public", "b.pub.der"];
+    expect(s.cmd().args(args(&[&["encrypt"], &c, &static_keys, &["plain", "s.esdk"]])), 0);
+    let pinned = ["--ecdh-private", "b.pem", "--ecdh-sender-public", "a.pub.pem"];
+    let (stdout, _) = expect(s.cmd().args(args(&[&["exec"], &c, &pinned, &["s.esdk", "--", "env"]])), 0);
+    assert!(String::from_utf8(stdout).unwrap().contains("DB_PASSWORD=ecdh-marker-7f3"));
+    let discovery = ["--ecdh-private", "b.pem", "--ecdh-discovery"];
+    let (stdout, stderr) = expect(s.cmd().args(args(&[&["exec"], &c, &discovery, &["s.esdk", "--", "env"]])), 2);
+    assert!(stdout.is_empty() && stderr.contains("unwrapped by --ecdh-private with --ecdh-discovery"), "{stderr}");
+    let allow = ["--allow-public-key-writers", "s.esdk", "--", "env"];
+    let (stdout, _) = expect(s.cmd().args(args(&[&["exec"], &c, &discovery, &allow])), 0);
+    assert!(String::from_utf8(stdout).unwrap().contains("DB_PASSWORD=ecdh-marker-7f3"));
+}
