@@ -10,7 +10,7 @@ use crate::crypto::DataKey;
 use crate::crypto::ecdh::{EcdhPublicKey, EcdhWrappingKeys};
 use crate::error::{EcdhError, Error, Result};
 use crate::format::ecdh::{
-    self, EcdhCiphertext, EcdhCurve, EcdhProviderInfo, KMS_ECDH_PROVIDER_ID, RAW_ECDH_PROVIDER_ID, SALT_LEN,
+    self, EcdhCiphertext, EcdhProviderInfo, KMS_ECDH_PROVIDER_ID, RAW_ECDH_PROVIDER_ID, SALT_LEN,
 };
 use crate::format::edk::EncryptedDataKey;
 use crate::keyring::{DecryptionMaterials, EncryptionMaterials};
@@ -121,11 +121,6 @@ impl<'a> EcdhEdk<'a> {
         Ok(Some(Self { peer, ciphertext, fixed_info }))
     }
 
-    /// The curve of the EDK's keys.
-    pub(crate) fn curve(&self) -> EcdhCurve {
-        self.peer.curve()
-    }
-
     /// The keys for this EDK from `derive(fixed_info, salt)`, then the commitment check (constant time)
     /// and the unwrap.
     pub(crate) fn open(
@@ -145,6 +140,7 @@ pub(crate) mod test_support {
 
     use super::*;
     use crate::format::context::EncryptionContext;
+    use crate::format::ecdh::EcdhCurve;
     use crate::format::suite::AlgorithmSuite;
     use crate::keyring::{Keyring, block_on};
 

@@ -285,7 +285,7 @@ impl AwsKmsEcdhKeyring {
                     continue;
                 }
             };
-            let curve = candidate.curve();
+            let curve = candidate.peer.curve();
             match candidate.open(|fixed_info, salt| EcdhWrappingKeys::from_shared_secret(curve, &z, fixed_info, salt)) {
                 Ok(key) => {
                     materials.set_data_key(DataKey::new(key.to_vec()))?;
