@@ -247,6 +247,14 @@ pub enum EcdhError {
     /// The wrapped data key did not authenticate: an altered EDK or another encryption context.
     #[error("the wrapped data key does not authenticate (altered EDK or another encryption context)")]
     UnwrapFailed,
+    /// A shared secret (from AWS KMS `DeriveSharedSecret`) that is not one field element of the curve.
+    #[error("the shared secret is {len} bytes, not the length of a {curve} field element")]
+    SharedSecretLength {
+        /// Its length.
+        len: usize,
+        /// The keyring's curve.
+        curve: EcdhCurve,
+    },
     /// The key agreement scheme cannot encrypt (`PublicKeyDiscovery`).
     #[error("{0} cannot encrypt")]
     SchemeCannotEncrypt(&'static str),

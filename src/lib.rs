@@ -163,6 +163,9 @@ pub use keyring::RawRsaKeyring;
 pub use keyring::kms::AwsKmsDiscoveryKeyring;
 #[cfg(feature = "kms")]
 #[doc(inline)]
+pub use keyring::kms::AwsKmsEcdhKeyring;
+#[cfg(feature = "kms")]
+#[doc(inline)]
 pub use keyring::kms::AwsKmsKeyring;
 #[cfg(feature = "kms")]
 #[doc(inline)]

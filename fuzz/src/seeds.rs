@@ -60,6 +60,15 @@ fn write_ecdh_seeds(dir: &Path) {
     }
     // Selector 6: P-256 and 32-byte data keys.
     write(dir, "ecdh-ciphertext", &[&[6u8][..], &[0x33; 112]].concat());
+    // Selector 6: a Hierarchical keyring's ciphertext for a 32-byte data key (salt, IV, version, key, tag).
+    write(dir, "hierarchy-ciphertext", &[&[6u8][..], &[0x44; 92]].concat());
+    write(dir, "hierarchy-version", b"\x06e9ce18a3-edb5-4272-9f86-1cacb7997ff6");
+    // Selector 15: P-256, 32-byte data keys, provider id aws-kms-ecdh; the sender key P-256's generator
+    // (a valid point), then a ciphertext of the right length (the ECDH decrypt path, feature aws-lc).
+    let generator = "036b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296";
+    let generator: Vec<u8> =
+        (0..generator.len()).step_by(2).map(|i| u8::from_str_radix(&generator[i..i + 2], 16).unwrap()).collect();
+    write(dir, "ecdh-kms-edk", &[&[15u8][..], &generator, &[0x33; 112]].concat());
 }
 
 /// Writes every target's seeds under `corpus`; `vectors` is the official test-vector folder, if any.

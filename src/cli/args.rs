@@ -376,6 +376,9 @@ pub struct KeyArgs {
     /// yet in effect everywhere (repeatable, at most 10). Never printed, but visible in the process list.
     #[arg(long = "grant-token", value_name = "TOKEN", value_parser = parse_grant_token, hide = !cfg!(feature = "kms"))]
     pub grant_token: Vec<GrantToken>,
+    /// An ECDH key (raw or AWS KMS), tried after the keys above.
+    #[command(flatten)]
+    pub ecdh: EcdhArgs,
     /// The keys above in command-line order (filled in from the matches, not parsed).
     #[arg(skip)]
     pub order: Vec<KeySource>,
@@ -386,6 +389,71 @@ pub struct KeyArgs {
     /// new keys, so that an error names the option the user typed.
     #[arg(skip)]
     pub flag_prefix: &'static str,
+}
+
+/// Whether this build has the ECDH keyrings (`--ecdh-*`): feature `aws-lc` (on with `kms` or `rsa`).
+pub const ECDH: bool = cfg!(feature = "aws-lc");
+
+/// A curve of the ECDH keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EcdhCurveArg {
+    /// NIST P-256.
+    P256,
+    /// NIST P-384.
+    P384,
+    /// NIST P-521.
+    P521,
+}
+
+impl From<EcdhCurveArg> for kms_envelope::EcdhCurve {
+    fn from(curve: EcdhCurveArg) -> Self {
+        match curve {
+            EcdhCurveArg::P256 => kms_envelope::EcdhCurve::P256,
+            EcdhCurveArg::P384 => kms_envelope::EcdhCurve::P384,
+            EcdhCurveArg::P521 => kms_envelope::EcdhCurve::P521,
+        }
+    }
+}
+
+/// One ECDH key agreement (the AWS Material Providers Library's raw ECDH and AWS KMS ECDH keyrings), on
+/// one curve. Encrypt: `--ecdh-private` and `--ecdh-peer-public` (static: the recipient can tell who wrote
+/// it), `--ecdh-ephemeral` with `--ecdh-peer-public` (anonymous), or `--kms-ecdh-key` with
+/// `--ecdh-peer-public`. Decrypt: `--ecdh-private` (or `--kms-ecdh-key`) with the expected sender's
+/// `--ecdh-sender-public` (sender authentication), or with `--ecdh-discovery` (any sender).
+#[derive(Args, Clone, Debug, Default)]
+pub struct EcdhArgs {
+    /// Curve of every ECDH key: p256, p384 or p521.
+    #[arg(long = "ecdh-curve", value_name = "CURVE", value_enum, hide = !ECDH)]
+    pub ecdh_curve: Option<EcdhCurveArg>,
+    /// Our ECDH private key (PEM: PRIVATE KEY or EC PRIVATE KEY).
+    #[arg(long = "ecdh-private", value_name = "PEM-FILE", hide = !ECDH)]
+    pub ecdh_private: Option<PathBuf>,
+    /// The other party's ECDH public key (PEM PUBLIC KEY or DER SubjectPublicKeyInfo): on encrypt the
+    /// recipient's; on decrypt the expected sender's, and only messages it wrote are read (alias
+    /// --ecdh-sender-public).
+    #[arg(long = "ecdh-peer-public", visible_alias = "ecdh-sender-public", value_name = "FILE", hide = !ECDH)]
+    pub ecdh_peer_public: Option<PathBuf>,
+    /// Encrypt from a fresh key pair per message to --ecdh-peer-public: anonymous, no private key needed.
+    #[arg(long = "ecdh-ephemeral", hide = !ECDH)]
+    pub ecdh_ephemeral: bool,
+    /// Decrypt every ECDH message to our key, whoever the sender (no sender authentication).
+    #[arg(long = "ecdh-discovery", hide = !ECDH)]
+    pub ecdh_discovery: bool,
+    /// AWS KMS ECDH key (key ARN of a KEY_AGREEMENT key): our private key, in KMS (DeriveSharedSecret).
+    #[arg(long = "kms-ecdh-key", value_name = "ARN", conflicts_with = "ecdh_private", hide = !cfg!(feature = "kms"))]
+    pub kms_ecdh_key: Option<String>,
+}
+
+impl EcdhArgs {
+    /// Whether any ECDH option was given.
+    pub fn any(&self) -> bool {
+        self.ecdh_curve.is_some()
+            || self.ecdh_private.is_some()
+            || self.ecdh_peer_public.is_some()
+            || self.ecdh_ephemeral
+            || self.ecdh_discovery
+            || self.kms_ecdh_key.is_some()
+    }
 }
 
 /// A KMS grant token as given on the command line. Its `Debug` shows no more than that there is one, so
@@ -439,6 +507,8 @@ impl KeyArgs {
             .chain(&self.rsa_public_key)
             .chain(&self.rsa_private_key)
             .chain(&self.kms_rsa_public_key)
+            .chain(&self.ecdh.ecdh_private)
+            .chain(&self.ecdh.ecdh_peer_public)
     }
 
     /// The raw AES and RSA keys in command-line order, each with the namespace and name at its position.
@@ -590,6 +660,7 @@ impl NewKeyArgs {
             kms_rsa_public_key: self.new_kms_rsa_public_key.clone(),
             kms_rsa_algorithm: self.new_kms_rsa_algorithm.clone(),
             grant_token: self.new_grant_token.clone(),
+            ecdh: EcdhArgs::default(),
             order: Vec::new(),
             local_order: Vec::new(),
             flag_prefix: "new-",
@@ -1086,6 +1157,7 @@ fn with_decrypt_help(command: clap::Command) -> clap::Command {
             // The source's keys only unwrap.
             .mut_arg("rsa_public_key", |arg| arg.hide(true))
             .mut_arg("kms_rsa_public_key", |arg| arg.hide(true))
+            .mut_arg("ecdh_ephemeral", |arg| arg.hide(true))
     });
     force.into_iter().fold(command, |command, (name, force)| {
         command.mut_subcommand(name, |sub| {
@@ -1094,6 +1166,8 @@ fn with_decrypt_help(command: clap::Command) -> clap::Command {
                 .mut_arg("rsa_public_key", |arg| arg.hide(true))
                 // KMS Decrypt needs no public key.
                 .mut_arg("kms_rsa_public_key", |arg| arg.hide(true))
+                // An ephemeral key is gone once the message is written.
+                .mut_arg("ecdh_ephemeral", |arg| arg.hide(true))
         })
     })
 }

@@ -179,6 +179,14 @@ fn watched_keys(keys: &KeyArgs, discovery: &DiscoveryArgs) -> Result<Vec<Watched
             KeySource::KmsRsa(n) => (true, format!("--kms-rsa-key {}", escaped(&keys.kms_rsa_key[n]))),
         })
         .collect();
+    // The ECDH key comes after the others (keys::build): pinned to a sender, only that sender (or we)
+    // can write; by discovery, anyone with our public key.
+    if keys.ecdh.any() {
+        let own = if keys.ecdh.kms_ecdh_key.is_some() { "--kms-ecdh-key" } else { "--ecdh-private" };
+        let by_discovery = keys.ecdh.ecdh_discovery || keys.ecdh.ecdh_peer_public.is_none();
+        let how = if by_discovery { "with --ecdh-discovery" } else { "with --ecdh-sender-public" };
+        writers.push((by_discovery, format!("{own} {how}")));
+    }
     if discovery.kms_discovery {
         let unfiltered = discovery.account.is_empty();
         writers.push((

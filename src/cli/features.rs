@@ -33,6 +33,12 @@ pub fn check_keys(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<(
             return Err(missing("kms", &keys.flag("grant-token")));
         }
     }
+    if !cfg!(feature = "kms") && keys.ecdh.kms_ecdh_key.is_some() {
+        return Err(missing("kms", "--kms-ecdh-key"));
+    }
+    if !cfg!(feature = "aws-lc") && keys.ecdh.any() {
+        return Err(missing("aws-lc", "--ecdh-curve"));
+    }
     if !cfg!(feature = "rsa") {
         if !keys.rsa_public_key.is_empty() {
             return Err(missing("rsa", &keys.flag("rsa-public-key")));

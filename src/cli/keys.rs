@@ -75,8 +75,9 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
     let wants_discovery = discovery.is_some_and(|d| d.kms_discovery);
     // Encrypting under KMS RSA keys whose public keys are given needs no AWS access at all.
     let rsa_needs_kms = !keys.kms_rsa_key.is_empty() && (discovery.is_some() || keys.kms_rsa_public_key.is_empty());
+    let ecdh_needs_kms = keys.ecdh.kms_ecdh_key.is_some();
     #[cfg(feature = "kms")]
-    let kms = if keys.kms_key.is_empty() && !wants_discovery && !rsa_needs_kms {
+    let kms = if keys.kms_key.is_empty() && !wants_discovery && !rsa_needs_kms && !ecdh_needs_kms {
         if !keys.grant_token.is_empty() {
             return Err(Failure::usage(format!(
                 "{}: these keys make no KMS call to send it with",
@@ -95,7 +96,7 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
         )
     };
     #[cfg(not(feature = "kms"))]
-    if !keys.kms_key.is_empty() || wants_discovery || rsa_needs_kms || !keys.kms_rsa_key.is_empty() {
+    if !keys.kms_key.is_empty() || wants_discovery || rsa_needs_kms || !keys.kms_rsa_key.is_empty() || ecdh_needs_kms {
         return Err(super::features::missing("kms", &keys.flag("kms-key")));
     }
 
@@ -144,6 +145,12 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
                 }
             }
         }
+    }
+    if keys.ecdh.any() {
+        #[cfg(all(feature = "aws-lc", feature = "kms"))]
+        out.push(ecdh_keyring(keys, discovery.is_some(), kms.as_ref())?);
+        #[cfg(all(feature = "aws-lc", not(feature = "kms")))]
+        out.push(ecdh_keyring(keys, discovery.is_some())?);
     }
     #[cfg(feature = "kms")]
     if let (Some(discovery), Some(clients)) = (discovery.filter(|d| d.kms_discovery), &kms) {
@@ -313,6 +320,99 @@ fn local_keyring(key: &LocalKey, keys: &KeyArgs) -> Result<Arc<dyn Keyring>, Fai
             Err(super::features::missing("rsa", &keys.flag("rsa-public-key")))
         }
     }
+}
+
+/// The ECDH keyring of the `--ecdh-*` options (raw, or AWS KMS with `--kms-ecdh-key`), every combination
+/// that cannot work refused before any key file is read or KMS called.
+#[cfg(feature = "aws-lc")]
+fn ecdh_keyring(
+    keys: &KeyArgs,
+    decrypt: bool,
+    #[cfg(feature = "kms")] clients: Option<&kms_envelope::KmsClients>,
+) -> Result<Arc<dyn Keyring>, Failure> {
+    use kms_envelope::{EcdhCurve, EcdhPrivateKey, EcdhPublicKey, RawEcdhKeyring};
+    let e = &keys.ecdh;
+    let curve: EcdhCurve = e
+        .ecdh_curve
+        .ok_or_else(|| Failure::usage("the ECDH options need --ecdh-curve p256, p384 or p521".into()))?
+        .into();
+    let refuse = |why: &str| Err(Failure::usage(why.to_owned()));
+    if e.ecdh_ephemeral && decrypt {
+        return refuse("--ecdh-ephemeral encrypts only: decrypt with --ecdh-private and --ecdh-discovery");
+    }
+    if e.ecdh_discovery && !decrypt {
+        return refuse("--ecdh-discovery decrypts only: encrypt to --ecdh-peer-public");
+    }
+    if e.ecdh_discovery && e.ecdh_peer_public.is_some() {
+        return refuse(
+            "--ecdh-discovery reads messages from any sender: drop --ecdh-sender-public, or drop --ecdh-discovery \
+             to read only that sender's messages",
+        );
+    }
+    if e.ecdh_ephemeral && (e.ecdh_private.is_some() || e.kms_ecdh_key.is_some()) {
+        return refuse(
+            "--ecdh-ephemeral makes a fresh key pair per message: it takes no --ecdh-private or --kms-ecdh-key",
+        );
+    }
+    if e.ecdh_peer_public.is_none() && !e.ecdh_discovery {
+        return refuse(if decrypt {
+            "ECDH decrypt needs --ecdh-sender-public FILE (the expected sender) or --ecdh-discovery (any sender)"
+        } else {
+            "ECDH encrypt needs --ecdh-peer-public FILE (the recipient's public key)"
+        });
+    }
+    if e.ecdh_private.is_none() && e.kms_ecdh_key.is_none() && !e.ecdh_ephemeral {
+        return refuse(
+            "ECDH needs our key: --ecdh-private PEM-FILE or --kms-ecdh-key ARN (or, to encrypt, --ecdh-ephemeral)",
+        );
+    }
+    let peer = match &e.ecdh_peer_public {
+        Some(path) => {
+            let material = read_key_file(path)?;
+            let key = if material.trim_ascii_start().starts_with(b"-----BEGIN") {
+                EcdhPublicKey::from_pem(curve, &material)
+            } else {
+                EcdhPublicKey::from_der(curve, &material)
+            };
+            Some(key.map_err(|err| Failure::usage(format!("key file {}: {err}", path.display())))?)
+        }
+        None => None,
+    };
+    if let Some(arn) = &e.kms_ecdh_key {
+        #[cfg(feature = "kms")]
+        {
+            use kms_envelope::AwsKmsEcdhKeyring;
+            use kms_envelope::keyring::block_on;
+            let clients = clients.expect("clients exist when a KMS ECDH key is given");
+            let client = clients.client_for_key(arn).map_err(|err| config_failure(err, "--kms-ecdh-key", arn))?;
+            let keyring = match peer {
+                Some(peer) => block_on(AwsKmsEcdhKeyring::new(client, arn.as_str(), peer)),
+                None => block_on(AwsKmsEcdhKeyring::discovery(client, arn.as_str(), curve)),
+            };
+            let tokens = keys.grant_token.iter().map(|token| token.0.clone());
+            let keyring = keyring.map_err(|err| config_failure(err, "--kms-ecdh-key", arn))?.with_grant_tokens(tokens);
+            return Ok(Arc::new(keyring));
+        }
+        #[cfg(not(feature = "kms"))]
+        return Err(super::features::missing("kms", &format!("--kms-ecdh-key {arn}")));
+    }
+    let private = match &e.ecdh_private {
+        Some(path) => {
+            let material = read_key_file(path)?;
+            let key = EcdhPrivateKey::from_pem(curve, &material)
+                .map_err(|err| Failure::usage(format!("key file {}: {err}", path.display())))?;
+            Some(key)
+        }
+        None => None,
+    };
+    let keyring = match (private, peer) {
+        (Some(own), Some(peer)) => RawEcdhKeyring::static_keys(own, peer)
+            .map_err(|err| Failure::usage(format!("--ecdh-private and --ecdh-peer-public: {err}")))?,
+        (None, Some(peer)) => RawEcdhKeyring::ephemeral(peer),
+        (Some(own), None) => RawEcdhKeyring::discovery(own),
+        (None, None) => unreachable!("refused above"),
+    };
+    Ok(Arc::new(keyring))
 }
 
 /// The n-th --kms-rsa-key: from its PEM alone when given on encrypt, else with a KMS client.

@@ -117,6 +117,29 @@ impl EcdhPublicKey {
     pub fn compressed(&self) -> &[u8] {
         &self.compressed
     }
+
+    /// DER SubjectPublicKeyInfo with the *uncompressed* point: what KMS `DeriveSharedSecret` takes as the
+    /// peer's public key, and what the Material Providers Library sends (it decompresses the EDK's keys).
+    ///
+    /// # Errors
+    ///
+    /// [`EcdhError::MalformedKey`] if AWS-LC cannot encode the key (it can: the key was validated).
+    pub fn to_spki_der(&self) -> Result<Vec<u8>, EcdhError> {
+        use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, ECDSA_P384_SHA384_ASN1, ECDSA_P521_SHA512_ASN1};
+        // The ECDSA view of the same point: aws-lc-rs encodes that one as DER, uncompressed.
+        let verification = match self.curve {
+            EcdhCurve::P256 => &ECDSA_P256_SHA256_ASN1,
+            EcdhCurve::P384 => &ECDSA_P384_SHA384_ASN1,
+            EcdhCurve::P521 => &ECDSA_P521_SHA512_ASN1,
+        };
+        let parsed = aws_lc_rs::signature::UnparsedPublicKey::new(verification, &self.compressed)
+            .parse()
+            .map_err(|_| malformed("AWS-LC could not decompress the public key"))?;
+        let der: PublicKeyX509Der<'_> =
+            parsed.as_der().map_err(|_| malformed("AWS-LC could not encode the public key"))?;
+        Ok(der.as_ref().to_vec())
+    }
 }
 
 /// A private key of one of the ECDH curves. Never printed; AWS-LC clears it when dropped.
@@ -219,12 +242,9 @@ impl EcdhPrivateKey {
         if peer.curve != self.curve() {
             return Err(EcdhError::CurveMismatch { expected: self.curve(), found: peer.curve });
         }
-        let mut okm = Zeroizing::new([0u8; COMMITMENT_KEY_LEN + 32]);
         agreement::agree(&self.key, peer.parsed.clone(), EcdhError::NotOnCurve(peer.curve), |z| {
-            kdf_ctr::derive(KdfCtrDigest::Sha384, z, fixed_info, salt, &mut okm[..]);
-            Ok(())
-        })?;
-        Ok(EcdhWrappingKeys(okm))
+            EcdhWrappingKeys::from_shared_secret(self.curve(), z, fixed_info, salt)
+        })
     }
 }
 
@@ -234,6 +254,26 @@ pub(crate) struct EcdhWrappingKeys(Zeroizing<[u8; COMMITMENT_KEY_LEN + 32]>);
 impl EcdhWrappingKeys {
     /// The AES-GCM IV: all zero. Safe only because every EDK has its own random salt, hence its own key.
     const IV: [u8; IV_LEN] = [0; IV_LEN];
+
+    /// `KdfCtr(HMAC-SHA-384, z, fixed_info, salt, 64 bytes)` for a shared secret agreed elsewhere (by AWS
+    /// KMS `DeriveSharedSecret`): `z` is the X coordinate of the shared point on `curve`.
+    ///
+    /// # Errors
+    ///
+    /// [`EcdhError::SharedSecretLength`] if `z` is not a field element's length for `curve`.
+    pub(crate) fn from_shared_secret(
+        curve: EcdhCurve,
+        z: &[u8],
+        fixed_info: &[u8],
+        salt: &[u8; SALT_LEN],
+    ) -> Result<Self, EcdhError> {
+        if z.len() != curve.field_len() {
+            return Err(EcdhError::SharedSecretLength { len: z.len(), curve });
+        }
+        let mut okm = Zeroizing::new([0u8; COMMITMENT_KEY_LEN + 32]);
+        kdf_ctr::derive(KdfCtrDigest::Sha384, z, fixed_info, salt, &mut okm[..]);
+        Ok(Self(okm))
+    }
 
     /// The commitment key (first half), to store in the EDK.
     pub(crate) fn commitment_key(&self) -> &[u8; COMMITMENT_KEY_LEN] {
@@ -298,6 +338,10 @@ mod tests {
             assert_eq!(a.public_key(), &EcdhPublicKey::from_der(curve, &a_spki).unwrap());
             assert_eq!(b.public_key(), &EcdhPublicKey::from_der(curve, &b_spki).unwrap());
             assert_eq!(a.public_key().compressed().len(), curve.compressed_len());
+            // What KMS DeriveSharedSecret is sent: the uncompressed SubjectPublicKeyInfo AWS-LC writes.
+            assert_eq!(a.public_key().to_spki_der().unwrap(), a_spki);
+            let from_compressed = EcdhPublicKey::from_point(curve, b.public_key().compressed()).unwrap();
+            assert_eq!(from_compressed.to_spki_der().unwrap(), b_spki);
             let salt = [9u8; SALT_LEN];
             let ab = a.derive(b.public_key(), b"info", &salt).unwrap();
             let ba = b.derive(a.public_key(), b"info", &salt).unwrap();

@@ -6,6 +6,8 @@
 //! [`block_on`], which needs no runtime for local keyrings.
 
 pub mod caching;
+#[cfg(feature = "aws-lc")]
+mod ecdh_edk;
 pub mod hierarchy;
 pub mod kms;
 mod materials;

@@ -34,15 +34,12 @@
 //! recipient can compute the same key and forge a message "from" the sender. In a message for several
 //! recipients without a signing suite, any recipient can alter the body: use a signed suite there.
 
-use rand::TryRng as _;
-
+use super::ecdh_edk::{self, EcdhEdk, Peer};
 use super::{DecryptionMaterials, EncryptionMaterials};
 use crate::crypto::DataKey;
 use crate::crypto::ecdh::{EcdhPrivateKey, EcdhPublicKey};
 use crate::error::{EcdhError, Error, Result, Retry};
-use crate::format::ecdh::{
-    self, EcdhCiphertext, EcdhCurve, EcdhProviderInfo, KMS_ECDH_PROVIDER_ID, RAW_ECDH_PROVIDER_ID, SALT_LEN,
-};
+use crate::format::ecdh::{EcdhCurve, RAW_ECDH_PROVIDER_ID};
 use crate::format::edk::EncryptedDataKey;
 
 /// Wraps and unwraps data keys with ECDH between a sender's and a recipient's key pair, on P-256, P-384 or
@@ -165,16 +162,14 @@ impl RawEcdhKeyring {
             }
             Scheme::Discovery { .. } => return Err(EcdhError::SchemeCannotEncrypt(self.scheme.name()).into()),
         };
-        if materials.data_key().is_none() {
-            materials.set_data_key(DataKey::random(materials.suite().key_len()))?;
-        }
         let context = materials.encryption_context().serialize()?;
-        let edk = wrap_data_key(
-            sender,
+        let edk = ecdh_edk::wrap_data_key(
+            sender.public_key(),
             recipient,
-            materials.data_key().expect("set above").as_bytes(),
+            ecdh_edk::data_key_to_wrap(&mut materials)?.as_bytes(),
             &context,
             RAW_ECDH_PROVIDER_ID,
+            |fixed_info, salt| sender.derive(recipient, fixed_info, salt),
         )?;
         materials.add_encrypted_data_key(edk);
         Ok(materials)
@@ -194,13 +189,9 @@ impl RawEcdhKeyring {
                 return Err(Error::NoDataKeyDecrypted { reasons: vec![reason], retry: Retry::Never });
             }
         };
-        let context = materials.encryption_context().serialize()?;
-        let key_len = materials.suite().key_len();
+        let (context, key_len) = ecdh_edk::context_and_key_len(&materials)?;
         let mut reasons = Vec::new();
-        for (index, edk) in edks.iter().enumerate() {
-            if edk.provider_id != RAW_ECDH_PROVIDER_ID && edk.provider_id != KMS_ECDH_PROVIDER_ID {
-                continue;
-            }
+        for (index, edk) in ecdh_edk::ecdh_edks(edks) {
             let peer = match &self.scheme {
                 Scheme::Static { peer, .. } => Peer::Static(peer),
                 _ => Peer::Sender,
@@ -221,50 +212,8 @@ impl RawEcdhKeyring {
     }
 }
 
-/// The EDK of `data_key` from `sender` to `recipient` (same curve) under `provider_id`: a fresh salt, the
-/// derived keys, the zero-IV seal (see the module documentation).
-pub(crate) fn wrap_data_key(
-    sender: &EcdhPrivateKey,
-    recipient: &EcdhPublicKey,
-    data_key: &[u8],
-    serialized_context: &[u8],
-    provider_id: &str,
-) -> Result<EncryptedDataKey> {
-    let curve = recipient.curve();
-    let (s, r) = (sender.public_key().compressed(), recipient.compressed());
-    let fixed_info = ecdh::fixed_info(curve, s, r, serialized_context);
-    // Straight from the operating system, for every EDK: the zero IV is safe only if no salt repeats.
-    let mut salt = [0u8; SALT_LEN];
-    rand::rngs::SysRng
-        .try_fill_bytes(&mut salt)
-        .map_err(|e| Error::Keyring(format!("the operating system's random generator failed: {e}").into()))?;
-    let keys = sender.derive(recipient, &fixed_info, &salt)?;
-    let (wrapped, tag) = keys.seal(data_key, &fixed_info);
-    let mut ciphertext = Vec::with_capacity(EcdhCiphertext::len_for(data_key.len()));
-    ciphertext.extend_from_slice(&salt);
-    ciphertext.extend_from_slice(keys.commitment_key());
-    ciphertext.extend_from_slice(&wrapped);
-    ciphertext.extend_from_slice(&tag);
-    Ok(EncryptedDataKey {
-        provider_id: provider_id.to_owned(),
-        provider_info: EcdhProviderInfo { recipient: r, sender: s }.to_bytes(),
-        ciphertext,
-    })
-}
-
-/// Whose public key an EDK is unwrapped with.
-#[derive(Clone, Copy)]
-pub(crate) enum Peer<'a> {
-    /// `RawPrivateKeyToStaticPublicKey`: the configured other party; the EDK must be between it and us,
-    /// either way round.
-    Static(&'a EcdhPublicKey),
-    /// Discovery: the sender the EDK names, whoever it is; the EDK must be addressed to us.
-    Sender,
-}
-
 /// The data key in `edk` for `own` and `peer`: `Ok(None)` if the EDK is between other keys, an error if it
-/// is malformed or does not unwrap. Checks in the Material Providers Library's order: provider info, keys,
-/// ciphertext length, commitment key (constant time), tag.
+/// is malformed or does not unwrap.
 pub(crate) fn unwrap_data_key(
     own: &EcdhPrivateKey,
     peer: Peer<'_>,
@@ -272,63 +221,21 @@ pub(crate) fn unwrap_data_key(
     serialized_context: &[u8],
     key_len: usize,
 ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, EcdhError> {
-    let curve = own.curve();
-    let info = EcdhProviderInfo::parse(curve, &edk.provider_info)?;
-    let mine = own.public_key().compressed();
-    let sender_key;
-    let peer = match peer {
-        Peer::Static(peer) => {
-            let theirs = peer.compressed();
-            if (info.recipient, info.sender) != (mine, theirs) && (info.recipient, info.sender) != (theirs, mine) {
-                return Ok(None);
-            }
-            peer
-        }
-        Peer::Sender => {
-            if info.recipient != mine {
-                return Ok(None);
-            }
-            sender_key = EcdhPublicKey::from_point(curve, info.sender)?;
-            &sender_key
-        }
+    let Some(edk) = EcdhEdk::select(own.public_key(), peer, edk, serialized_context, key_len)? else {
+        return Ok(None);
     };
-    let ciphertext = EcdhCiphertext::parse(key_len, &edk.ciphertext)?;
-    let fixed_info = ecdh::fixed_info(curve, info.sender, info.recipient, serialized_context);
-    let keys = own.derive(peer, &fixed_info, ciphertext.salt)?;
-    keys.open(ciphertext.commitment_key, ciphertext.wrapped_key, ciphertext.tag, &fixed_info).map(Some)
+    edk.open(|fixed_info, salt| own.derive(&edk.peer, fixed_info, salt)).map(Some)
 }
 
 super::keyring_by_async_methods!(RawEcdhKeyring);
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
-    use crate::format::context::EncryptionContext;
-    use crate::format::suite::AlgorithmSuite;
-    use crate::keyring::{Keyring, block_on};
-
-    const SUITE: AlgorithmSuite = AlgorithmSuite::AES_256_GCM_HKDF_SHA512_COMMIT_KEY;
-
-    fn context() -> EncryptionContext {
-        [("tenant", "acme")].into_iter().collect()
-    }
-
-    fn encrypt(keyring: &RawEcdhKeyring) -> Result<EncryptionMaterials> {
-        block_on(keyring.on_encrypt(EncryptionMaterials::new(SUITE, context(), BTreeSet::new())))
-    }
-
-    fn decrypt(keyring: &RawEcdhKeyring, edks: &[EncryptedDataKey]) -> Result<DecryptionMaterials> {
-        block_on(keyring.on_decrypt(DecryptionMaterials::new(SUITE, context(), BTreeSet::new()), edks))
-    }
-
-    fn reasons(keyring: &RawEcdhKeyring, edks: &[EncryptedDataKey]) -> String {
-        match decrypt(keyring, edks) {
-            Err(Error::NoDataKeyDecrypted { reasons, .. }) => reasons.join("; "),
-            other => panic!("expected no data key, got {other:?}"),
-        }
-    }
+    use crate::format::ecdh::KMS_ECDH_PROVIDER_ID;
+    use crate::keyring::ecdh_edk::test_support::{
+        SUITE, assert_two_edks_differ, context, decrypt, encrypt, point_not_on_curve, reasons,
+    };
 
     fn pair(curve: EcdhCurve) -> (EcdhPrivateKey, EcdhPrivateKey) {
         (EcdhPrivateKey::generate(curve).unwrap(), EcdhPrivateKey::generate(curve).unwrap())
@@ -383,18 +290,7 @@ mod tests {
     #[test]
     fn two_encryptions_differ_in_salt_commitment_key_and_edk() {
         let (sender, recipient) = pair(EcdhCurve::P256);
-        let keyring = RawEcdhKeyring::static_keys(sender, recipient.public_key().clone()).unwrap();
-        let key = DataKey::new(vec![7; 32]);
-        let edk = || {
-            let mut materials = EncryptionMaterials::new(SUITE, context(), BTreeSet::new());
-            materials.set_data_key(key.clone()).unwrap();
-            block_on(keyring.on_encrypt(materials)).unwrap().encrypted_data_keys()[0].clone()
-        };
-        let (a, b) = (edk(), edk());
-        assert_eq!(a.provider_info, b.provider_info);
-        assert_ne!(a.ciphertext[..32], b.ciphertext[..32], "salt");
-        assert_ne!(a.ciphertext[32..64], b.ciphertext[32..64], "commitment key");
-        assert_ne!(a.ciphertext[64..], b.ciphertext[64..], "wrapped key and tag");
+        assert_two_edks_differ(&RawEcdhKeyring::static_keys(sender, recipient.public_key().clone()).unwrap());
     }
 
     /// Hostile EDKs: each is refused with its own reason, and none panics.
@@ -445,14 +341,7 @@ mod tests {
         assert_eq!(unwrap(&above_p), Err(EcdhError::NotOnCurve(curve)));
         // A compressed X that is on no point of P-384 (found by search, deterministic).
         let mut off = edk.clone();
-        let not_on_curve = (0u8..=255)
-            .map(|b| {
-                let mut point = vec![0x02];
-                point.extend(std::iter::repeat_n(b, curve.field_len()));
-                point
-            })
-            .find(|p| EcdhPublicKey::from_point(curve, p) == Err(EcdhError::NotOnCurve(curve)))
-            .unwrap();
+        let not_on_curve = point_not_on_curve(curve);
         off.provider_info[sender_at..].copy_from_slice(&not_on_curve);
         assert_eq!(unwrap(&off), Err(EcdhError::NotOnCurve(curve)));
 

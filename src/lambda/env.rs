@@ -8,13 +8,14 @@
 //! | `KMS_ENVELOPE_KMS_DISCOVERY` | `true`: instead of naming keys, ask KMS to decrypt with whichever key each message names, limited to the accounts in `KMS_ENVELOPE_KMS_ACCOUNTS` (comma-separated account ids, or `*` for any account). MRK-aware discovery in the function's region (`AWS_REGION`), or in each region of `KMS_ENVELOPE_KMS_REGIONS` (comma-separated) in turn: a multi-Region key through its replica there, any other key only if it is in one of them |
 //! | `KMS_ENVELOPE_KMS_GRANT_TOKENS` | optional: KMS grant tokens (comma-separated, at most 10) sent with every KMS call; never logged |
 //! | `KMS_ENVELOPE_KMS_RSA_KEY_ARN` | instead of the two above: the ARN of a KMS RSA key (feature `rsa`) that wrapped the data keys with its public key (the AWS KMS RSA keyring); `KMS_ENVELOPE_KMS_RSA_ALGORITHM` is `RSAES_OAEP_SHA_256` (default) or `RSAES_OAEP_SHA_1` |
+//! | `KMS_ENVELOPE_ECDH_CURVE`, `KMS_ENVELOPE_ECDH_PRIVATE_KEY_FILE`, `KMS_ENVELOPE_ECDH_SENDER_PUBLIC_KEY_FILE` | instead of KMS: the raw ECDH keyring (decrypt only). The curve (`p256`, `p384`, `p521`), our private key (a PEM file: `PRIVATE KEY` or `EC PRIVATE KEY`; a relative path is relative to the function's directory), and the expected sender's public key (PEM or DER SubjectPublicKeyInfo): only messages that sender wrote are read. Without the sender's key, any sender's message to our key is read (`PublicKeyDiscovery`) |
 //! | `KMS_ENVELOPE_CONTEXT` | the encryption context every bundle must carry: `k=v,k2=v2`, or a JSON object of strings |
 //! | `KMS_ENVELOPE_ROOT` | where destinations go; default `/tmp` |
 //! | `KMS_ENVELOPE_MAX_ENCRYPTED_DATA_KEYS` | refuse a message with more encrypted data keys than this, before any KMS call; default [`RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS`] (10) |
 //! | `KMS_ENVELOPE_S3_PART_SIZE`, `KMS_ENVELOPE_S3_CONCURRENCY` | `s3://` sources (feature `s3`): the size of each ranged GET (`16MiB`, `8M`, bytes; 5 MiB to 5 GiB) and how many are in flight (1 to 64); default 8 MiB and 16, fewer in flight if their buffers, `(N + 2) x SIZE`, would take more than a quarter of the function's memory ([`transfer_options`]) |
 //!
-//! Exactly one of `KMS_ENVELOPE_KMS_KEY_ARN`, `KMS_ENVELOPE_KMS_DISCOVERY=true` and
-//! `KMS_ENVELOPE_KMS_RSA_KEY_ARN` must be set.
+//! Exactly one of `KMS_ENVELOPE_KMS_KEY_ARN`, `KMS_ENVELOPE_KMS_DISCOVERY=true`,
+//! `KMS_ENVELOPE_KMS_RSA_KEY_ARN` and the `KMS_ENVELOPE_ECDH_*` variables must be set.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +46,12 @@ pub const GRANT_TOKENS_VAR: &str = "KMS_ENVELOPE_KMS_GRANT_TOKENS";
 pub const RSA_KEY_ARN_VAR: &str = "KMS_ENVELOPE_KMS_RSA_KEY_ARN";
 /// The KMS RSA key's encryption algorithm.
 pub const RSA_ALGORITHM_VAR: &str = "KMS_ENVELOPE_KMS_RSA_ALGORITHM";
+/// The curve of the raw ECDH keyring's keys.
+pub const ECDH_CURVE_VAR: &str = "KMS_ENVELOPE_ECDH_CURVE";
+/// The raw ECDH keyring's private key (PEM file).
+pub const ECDH_PRIVATE_KEY_FILE_VAR: &str = "KMS_ENVELOPE_ECDH_PRIVATE_KEY_FILE";
+/// The expected sender's public key (PEM or DER file) for the raw ECDH keyring: the sender pin.
+pub const ECDH_SENDER_PUBLIC_KEY_FILE_VAR: &str = "KMS_ENVELOPE_ECDH_SENDER_PUBLIC_KEY_FILE";
 /// The expected encryption context.
 pub const CONTEXT_VAR: &str = "KMS_ENVELOPE_CONTEXT";
 /// The root destinations are relative to.
@@ -100,6 +107,16 @@ pub enum KmsKeys {
         arn: String,
         /// `RSAES_OAEP_SHA_256` or `RSAES_OAEP_SHA_1`.
         algorithm: String,
+    },
+    /// The raw ECDH keyring (no KMS): our private key, and the expected sender's public key (the sender
+    /// pin) or none (any sender: `PublicKeyDiscovery`). The files are read when the keyring is built.
+    Ecdh {
+        /// The keys' curve.
+        curve: crate::format::ecdh::EcdhCurve,
+        /// Our private key, PEM.
+        private_key_file: PathBuf,
+        /// The expected sender's public key, PEM or DER; `None`: any sender.
+        sender_public_key_file: Option<PathBuf>,
     },
 }
 
@@ -290,7 +307,32 @@ impl EnvConfig {
         if bundles.is_empty() && secrets.is_none() {
             return Err(config_error(format!("nothing to decrypt: set {BUNDLES_VAR} or {SECRETS_VAR}")));
         }
+        let set = |var: &str| lookup(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let ecdh = [ECDH_CURVE_VAR, ECDH_PRIVATE_KEY_FILE_VAR, ECDH_SENDER_PUBLIC_KEY_FILE_VAR].map(set);
         let mut keys = match lookup(RSA_KEY_ARN_VAR).as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            _ if ecdh.iter().any(Option::is_some) => {
+                let other = [KEY_ARN_VAR, RSA_KEY_ARN_VAR].into_iter().any(|var| set(var).is_some())
+                    || set(DISCOVERY_VAR).is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"));
+                if other {
+                    return Err(config_error(format!(
+                        "set the ECDH variables ({ECDH_CURVE_VAR}, ...) or a KMS key ({KEY_ARN_VAR}, \
+                         {DISCOVERY_VAR}, {RSA_KEY_ARN_VAR}), not both"
+                    )));
+                }
+                let [curve, private_key_file, sender_public_key_file] = ecdh;
+                let curve = curve.ok_or_else(|| config_error(format!("the ECDH variables need {ECDH_CURVE_VAR}")))?;
+                let curve = crate::format::ecdh::EcdhCurve::from_name(&curve).ok_or_else(|| {
+                    config_error(format!("{ECDH_CURVE_VAR} is {curve:?}; expected p256, p384 or p521"))
+                })?;
+                let private_key_file = private_key_file.ok_or_else(|| {
+                    config_error(format!("the ECDH variables need {ECDH_PRIVATE_KEY_FILE_VAR}: our private key"))
+                })?;
+                KmsKeys::Ecdh {
+                    curve,
+                    private_key_file: private_key_file.into(),
+                    sender_public_key_file: sender_public_key_file.map(PathBuf::from),
+                }
+            }
             None => parse_keys(
                 lookup(KEY_ARN_VAR).as_deref(),
                 lookup(DISCOVERY_VAR).as_deref(),
@@ -390,6 +432,31 @@ impl EnvConfig {
             KmsKeys::Rsa { .. } => {
                 return Err(config_error(format!("{RSA_KEY_ARN_VAR} needs a kms-envelope built with feature rsa")));
             }
+            KmsKeys::Ecdh { curve, private_key_file, sender_public_key_file } => {
+                use crate::crypto::ecdh::{EcdhPrivateKey, EcdhPublicKey};
+                use crate::keyring::RawEcdhKeyring;
+                let refused = |var: &str, path: &std::path::Path, why: &dyn std::fmt::Display| {
+                    config_error(format!("{var}: {}: {why}", path.display()))
+                };
+                let pem = read_key_file(private_key_file)
+                    .map_err(|e| refused(ECDH_PRIVATE_KEY_FILE_VAR, private_key_file, &e))?;
+                let own = EcdhPrivateKey::from_pem(*curve, &pem)
+                    .map_err(|e| refused(ECDH_PRIVATE_KEY_FILE_VAR, private_key_file, &e))?;
+                match sender_public_key_file {
+                    Some(path) => {
+                        let key =
+                            read_key_file(path).map_err(|e| refused(ECDH_SENDER_PUBLIC_KEY_FILE_VAR, path, &e))?;
+                        let sender = if key.trim_ascii_start().starts_with(b"-----BEGIN") {
+                            EcdhPublicKey::from_pem(*curve, &key)
+                        } else {
+                            EcdhPublicKey::from_der(*curve, &key)
+                        };
+                        let sender = sender.map_err(|e| refused(ECDH_SENDER_PUBLIC_KEY_FILE_VAR, path, &e))?;
+                        Arc::new(RawEcdhKeyring::decrypt_from(own, sender)?)
+                    }
+                    None => Arc::new(RawEcdhKeyring::discovery(own)),
+                }
+            }
         })
     }
 
@@ -406,6 +473,19 @@ impl EnvConfig {
         let cold_start = cold_start.s3_transfer(self.transfer.clone());
         cold_start
     }
+}
+
+/// A key file's bytes, wiped when dropped; at most 1 MiB (a file named by mistake is refused, not read
+/// whole).
+fn read_key_file(path: &std::path::Path) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    use std::io::Read as _;
+    const LIMIT: u64 = 1 << 20;
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(LIMIT as usize + 1));
+    std::fs::File::open(path)?.take(LIMIT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > LIMIT {
+        return Err(std::io::Error::other("more than 1 MiB: not a key file"));
+    }
+    Ok(bytes)
 }
 
 impl ColdStart {
@@ -617,5 +697,61 @@ mod tests {
         let both = format!("{mrk},{}", mrk.replace("us-east-1", "eu-west-1"));
         let err = read(&[(BUNDLES_VAR, "a.esdk=a"), (KEY_ARN_VAR, &both)]).unwrap().keyring(&kms).err().unwrap();
         assert!(err.to_string().contains("replicas of the same multi-Region key"), "{err}");
+    }
+
+    /// The ECDH variables: a keyring pinned to the sender (PEM or DER key file) reads that sender's message
+    /// and not another's; without the sender's key, any sender's (discovery); what cannot work is refused
+    /// naming the variable.
+    #[test]
+    fn the_ecdh_variables_make_a_raw_ecdh_keyring_with_the_sender_pinned() {
+        use base64::Engine as _;
+
+        use crate::crypto::ecdh::EcdhPrivateKey;
+        use crate::format::ecdh::EcdhCurve;
+        use crate::keyring::RawEcdhKeyring;
+        use crate::stream::EncryptOptions;
+
+        let dir = tempfile::tempdir().unwrap();
+        let curve = EcdhCurve::P384;
+        let [sender, recipient, stranger] = [(); 3].map(|()| EcdhPrivateKey::generate(curve).unwrap());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(recipient.pkcs8_der_for_tests());
+        let own = dir.path().join("own.pem");
+        std::fs::write(&own, format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n")).unwrap();
+        let sender_der = dir.path().join("sender.der");
+        std::fs::write(&sender_der, sender.public_key().to_spki_der().unwrap()).unwrap();
+        let writer = RawEcdhKeyring::static_keys(sender, recipient.public_key().clone()).unwrap();
+        let message = crate::encrypt(&writer, &EncryptOptions::new(), b"cold start").unwrap();
+        let forged = RawEcdhKeyring::static_keys(stranger, recipient.public_key().clone()).unwrap();
+        let forged = crate::encrypt(&forged, &EncryptOptions::new(), b"forged").unwrap();
+
+        let kms = KmsClients::new(&aws_config::SdkConfig::builder().build());
+        let (own, sender_der) = (own.to_str().unwrap(), sender_der.to_str().unwrap());
+        let base = [(BUNDLES_VAR, "a.esdk=a"), (ECDH_CURVE_VAR, "p384"), (ECDH_PRIVATE_KEY_FILE_VAR, own)];
+        let pinned = read(&[&base[..], &[(ECDH_SENDER_PUBLIC_KEY_FILE_VAR, sender_der)]].concat()).unwrap();
+        assert!(matches!(&pinned.keys, KmsKeys::Ecdh { curve: EcdhCurve::P384, sender_public_key_file: Some(_), .. }));
+        let pinned = pinned.keyring(&kms).unwrap();
+        let options = crate::DecryptOptions::new();
+        assert_eq!(&*crate::decrypt(&*pinned, &options, &message).unwrap().plaintext, b"cold start");
+        assert!(crate::decrypt(&*pinned, &options, &forged).is_err(), "another sender's message");
+        let discovery = read(&base).unwrap().keyring(&kms).unwrap();
+        assert_eq!(&*crate::decrypt(&*discovery, &options, &forged).unwrap().plaintext, b"forged");
+
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[(BUNDLES_VAR, "a.esdk=a"), (ECDH_PRIVATE_KEY_FILE_VAR, own)], "need KMS_ENVELOPE_ECDH_CURVE"),
+            (&[(BUNDLES_VAR, "a.esdk=a"), (ECDH_CURVE_VAR, "p512"), (ECDH_PRIVATE_KEY_FILE_VAR, own)], "expected p256"),
+            (&[(BUNDLES_VAR, "a.esdk=a"), (ECDH_CURVE_VAR, "p384")], "need KMS_ENVELOPE_ECDH_PRIVATE_KEY_FILE"),
+            (&[&base[..], &[(KEY_ARN_VAR, ARN)]].concat(), "not both"),
+            (&[&base[..], &[(DISCOVERY_VAR, "true")]].concat(), "not both"),
+        ];
+        for (vars, expected) in cases {
+            let err = read(vars).unwrap_err().to_string();
+            assert!(err.contains(expected), "{vars:?}: {err}");
+        }
+        let wrong_curve = [(BUNDLES_VAR, "a.esdk=a"), (ECDH_CURVE_VAR, "p256"), (ECDH_PRIVATE_KEY_FILE_VAR, own)];
+        let err = read(&wrong_curve).unwrap().keyring(&kms).err().unwrap().to_string();
+        assert!(err.contains(ECDH_PRIVATE_KEY_FILE_VAR) && err.contains("P-384, but P-256"), "{err}");
+        let missing = [&base[..], &[(ECDH_SENDER_PUBLIC_KEY_FILE_VAR, "/nonexistent/sender.der")]].concat();
+        let err = read(&missing).unwrap().keyring(&kms).err().unwrap().to_string();
+        assert!(err.contains(ECDH_SENDER_PUBLIC_KEY_FILE_VAR), "{err}");
     }
 }

@@ -199,6 +199,44 @@ pub fn rsa_kms_answer(
     }
 }
 
+/// What KMS answers to `operation` with request `body` for the ECDH key agreement key `arn` whose private
+/// key is `private`: `GetPublicKey` (usage `KEY_AGREEMENT`) and `DeriveSharedSecret` (ECDH with the
+/// SubjectPublicKeyInfo the request sends), as KMS does; anything else is refused. moto has no
+/// `DeriveSharedSecret`.
+pub fn ecdh_kms_answer(
+    private: &aws_lc_rs::agreement::PrivateKey,
+    arn: &str,
+    operation: &str,
+    body: &serde_json::Value,
+) -> Reply {
+    use aws_lc_rs::agreement::{UnparsedPublicKey, agree};
+    use aws_lc_rs::encoding::AsDer;
+    if body["KeyId"].as_str() != Some(arn) {
+        return Reply::error(400, "NotFoundException", "not the ECDH key");
+    }
+    match operation {
+        "GetPublicKey" => {
+            let spki = private.compute_public_key().unwrap().as_der().unwrap();
+            let json = serde_json::json!({"KeyId": arn, "KeyUsage": "KEY_AGREEMENT", "PublicKey": B64.encode(spki.as_ref()),
+                "KeySpec": "ECC_NIST_P256", "KeyAgreementAlgorithms": ["ECDH"]});
+            Reply::Json(200, json.to_string())
+        }
+        "DeriveSharedSecret" if body["KeyAgreementAlgorithm"] == "ECDH" => {
+            let peer = B64.decode(body["PublicKey"].as_str().unwrap_or("")).unwrap_or_default();
+            let peer = UnparsedPublicKey::new(private.algorithm(), peer);
+            match agree(private, peer, (), |z| Ok(B64.encode(z))) {
+                Ok(secret) => Reply::Json(
+                    200,
+                    serde_json::json!({"KeyId": arn, "SharedSecret": secret, "KeyAgreementAlgorithm": "ECDH", "KeyOrigin": "AWS_KMS"})
+                        .to_string(),
+                ),
+                Err(()) => Reply::error(400, "ValidationException", "not a public key of the key's curve"),
+            }
+        }
+        _ => Reply::error(400, "ValidationException", "not GetPublicKey or an ECDH DeriveSharedSecret"),
+    }
+}
+
 type Script = dyn Fn(usize, &str, &serde_json::Value) -> Reply + Send + Sync;
 
 /// A local HTTP endpoint speaking just enough of the KMS JSON protocol, answering request `n` (from 0)

@@ -6,6 +6,9 @@
 use crate::common;
 #[path = "cli_parts/completions.rs"]
 mod completions;
+#[cfg(feature = "aws-lc")]
+#[path = "cli_parts/ecdh.rs"]
+mod ecdh;
 #[path = "cli_parts/edit.rs"]
 mod edit;
 #[cfg(unix)]

@@ -162,3 +162,85 @@ fn every_scheme_and_curve_interoperates_with_the_python_mpl_both_ways() {
     }
     assert_eq!(jobs.len(), 3 * 4);
 }
+
+/// The PKCS #8 DER inside a `PRIVATE KEY` PEM file.
+#[cfg(feature = "kms")]
+fn pem_der(pem: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let body: String = std::str::from_utf8(pem).unwrap().lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+}
+
+/// The AWS KMS ECDH keyring against the Python MPL's raw ECDH keyring holding the KMS key's private key
+/// (key pair `a`; the KMS endpoint is a local stub doing the real ECDH, through the real SDK): our
+/// `aws-kms-ecdh` message is read by Python as recipient `b` (pinned to `a`, and by discovery) and as
+/// the sender `a` itself; Python's `raw-ecdh` messages a→b and b→a are read by our KMS keyring (as the
+/// sender, pinned to `b`, and by discovery).
+#[cfg(feature = "kms")]
+#[test]
+fn the_kms_ecdh_keyring_interoperates_with_the_python_raw_ecdh_keyring() {
+    use kms_envelope::AwsKmsEcdhKeyring;
+    use kms_envelope::keyring::block_on;
+    let Some(python) = common::python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    keys(&python, dir.path());
+    let plaintext = b"kms ecdh interop".repeat(100);
+    let pt = dir.path().join("plaintext");
+    fs::write(&pt, &plaintext).unwrap();
+    let arn = "arn:aws:kms:us-east-1:111122223333:key/aaaaaaaa-1111-2222-3333-444444444444";
+    let mut options = EncryptOptions::new();
+    for (k, v) in CONTEXT {
+        options = options.context(k, v);
+    }
+    let curves: Vec<Curve<'_>> = EcdhCurve::ALL.into_iter().map(|curve| Curve { curve, dir: dir.path() }).collect();
+    let mut stubs = Vec::new();
+    let mut jobs = Vec::new();
+    for c in &curves {
+        let algorithm = match c.curve {
+            EcdhCurve::P256 => &aws_lc_rs::agreement::ECDH_P256,
+            EcdhCurve::P384 => &aws_lc_rs::agreement::ECDH_P384,
+            EcdhCurve::P521 => &aws_lc_rs::agreement::ECDH_P521,
+        };
+        let der = pem_der(&fs::read(c.file("a.pem")).unwrap());
+        let key = aws_lc_rs::agreement::PrivateKey::from_private_key_der(algorithm, &der).unwrap();
+        let stub =
+            crate::support::StubKms::start(move |_, op, body| crate::support::ecdh_kms_answer(&key, arn, op, body));
+        let client = aws_sdk_kms::Client::new(&crate::support::sdk_config(&stub.url));
+        let keyring = block_on(AwsKmsEcdhKeyring::new(client.clone(), arn, c.public("b"))).unwrap();
+        assert_eq!(keyring.public_key(), &c.public("a"));
+        fs::write(c.file("kms.esdk"), kms_envelope::encrypt(&keyring, &options, &plaintext).unwrap()).unwrap();
+        for (name, scheme, pinned) in
+            [("pinned", "static", true), ("sender", "static", false), ("discovery", "discovery", false)]
+        {
+            jobs.push(job(
+                "decrypt",
+                &c.file("kms.esdk"),
+                &c.file(&format!("kms-by-{name}.out")),
+                c.peer_args(scheme, pinned),
+            ));
+        }
+        // Python writes raw-ecdh a→b and b→a.
+        jobs.push(job("encrypt", &pt, &c.file("py-ab.esdk"), c.peer_args("static", false)));
+        jobs.push(job("encrypt", &pt, &c.file("py-ba.esdk"), c.peer_args("static", true)));
+        stubs.push((stub, client, keyring));
+    }
+    for (result, args) in run_batch(&python, &jobs).into_iter().zip(&jobs) {
+        assert_eq!(result, Ok(()), "{args:?}");
+    }
+    for (c, (stub, client, sender)) in curves.iter().zip(stubs) {
+        for name in ["pinned", "sender", "discovery"] {
+            assert_eq!(fs::read(c.file(&format!("kms-by-{name}.out"))).unwrap(), plaintext, "{} {name}", c.curve);
+        }
+        let pinned = block_on(AwsKmsEcdhKeyring::decrypt_from(client.clone(), arn, c.public("b"))).unwrap();
+        let discovery = block_on(AwsKmsEcdhKeyring::discovery(client, arn, c.curve)).unwrap();
+        for (file, reader) in [("py-ab.esdk", &sender), ("py-ba.esdk", &pinned), ("py-ba.esdk", &discovery)] {
+            let message = fs::read(c.file(file)).unwrap();
+            let decrypted = kms_envelope::decrypt(reader, &DecryptOptions::new(), &message)
+                .unwrap_or_else(|e| panic!("{} python {file} read by our {}: {e}", c.curve, reader.scheme_name()));
+            assert_eq!(*decrypted.plaintext, plaintext);
+        }
+        let calls = stub.requests();
+        assert_eq!(calls.iter().filter(|c| *c == "GetPublicKey").count(), 3, "{calls:?}");
+        assert_eq!(calls.iter().filter(|c| *c == "DeriveSharedSecret").count(), 4, "{calls:?}");
+    }
+}

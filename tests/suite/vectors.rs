@@ -529,6 +529,46 @@ fn every_raw_ecdh_vector_decrypts() {
     }
 }
 
+/// The 66 `aws-kms-ecdh` vectors of dafny-v5 (33 static, 33 discovery) need the network: their keys entries
+/// name real KMS keys in us-west-2 (`sender-material`, `recipient-material`) and publish only the public
+/// keys, so no double can hold their private keys. The runner counts them as unsupported offline, like the
+/// other KMS vectors; this test pins why, so that a set that publishes the private keys (then they belong
+/// in a run through the KMS double) or drops the vectors is noticed.
+#[test]
+fn the_aws_kms_ecdh_vectors_need_the_network() {
+    let Some(dir) = common::vectors_dir() else { return };
+    let set = dir.join("dafny-v5");
+    let (manifest, keys) = (read_json(&set.join("decrypt-manifest.json")), read_json(&set.join("keys.json")));
+    let mut per_key: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for test in manifest["tests"].as_object().unwrap().values() {
+        let desc = &test["decryption-scenario"]["decryptKeyDescription"];
+        if desc["type"] != "aws-kms-ecdh" {
+            continue;
+        }
+        let entry = &keys["keys"][desc["recipient"].as_str().unwrap()];
+        assert_eq!(entry["type"], "aws-kms-ecdh");
+        for field in ["sender-material", "recipient-material"] {
+            let material = entry[field].as_str().unwrap();
+            assert!(material.starts_with("arn:aws:kms:us-west-2:") && !material.contains("PRIVATE KEY"), "{material}");
+        }
+        let key = (desc["schema"].as_str().unwrap().to_owned(), desc["ecc-curve"].as_str().unwrap().to_owned());
+        *per_key.entry(key).or_default() += 1;
+    }
+    let counts: Vec<(&str, &str, u32)> = per_key.iter().map(|((s, c), n)| (s.as_str(), c.as_str(), *n)).collect();
+    assert_eq!(
+        counts,
+        [
+            ("discovery", "us-west-2-256-ecc", 11),
+            ("discovery", "us-west-2-384-ecc", 11),
+            ("discovery", "us-west-2-521-ecc", 11),
+            ("static", "us-west-2-256-ecc", 11),
+            ("static", "us-west-2-384-ecc", 11),
+            ("static", "us-west-2-521-ecc", 11),
+        ],
+        "aws-kms-ecdh vectors (needing the network) per schema and key"
+    );
+}
+
 /// The commitment vectors through `reencrypt`: the five that must fail are refused with nothing written
 /// (no byte to a writer, no file and no temporary file in the destination's directory); the others come
 /// out under the new key with their published plaintext.

@@ -84,10 +84,45 @@ pub(crate) trait KmsApi: Send + Sync + 'static {
     fn get_public_key(&self, _key_id: String, _grant_tokens: Vec<String>) -> KmsFuture<Vec<u8>> {
         unsupported("GetPublicKey")
     }
+
+    /// `GetPublicKey` of a key agreement key: the answer as KMS gave it (the ECDH keyring checks it).
+    fn get_agreement_public_key(&self, _key_id: String, _grant_tokens: Vec<String>) -> KmsFuture<AgreementPublicKey> {
+        unsupported("GetPublicKey")
+    }
+
+    /// `DeriveSharedSecret` with `KeyAgreementAlgorithm` ECDH between the key and `public_key` (DER
+    /// SubjectPublicKeyInfo): the answer as KMS gave it (the ECDH keyring checks it).
+    fn derive_shared_secret(
+        &self,
+        _key_id: String,
+        _grant_tokens: Vec<String>,
+        _public_key: Vec<u8>,
+    ) -> KmsFuture<SharedSecret> {
+        unsupported("DeriveSharedSecret")
+    }
+}
+
+/// `GetPublicKey`'s answer for a key agreement key, unchecked.
+pub(crate) struct AgreementPublicKey {
+    /// The key ARN, as KMS reports it.
+    pub key_id: Option<String>,
+    /// Whether KMS reports the key's usage as `KEY_AGREEMENT`.
+    pub key_agreement: bool,
+    /// The public key, DER SubjectPublicKeyInfo.
+    pub public_key: Option<Vec<u8>>,
+}
+
+/// `DeriveSharedSecret`'s answer, unchecked.
+pub(crate) struct SharedSecret {
+    /// The key ARN, as KMS reports it.
+    pub key_id: Option<String>,
+    /// Whether KMS reports the key agreement algorithm as `ECDH`.
+    pub ecdh: bool,
+    /// The shared secret (the X coordinate of the shared point).
+    pub secret: Option<Zeroizing<Vec<u8>>>,
 }
 
 /// What a test double that does not implement an operation answers.
-#[cfg(feature = "rsa")]
 fn unsupported<T>(operation: &str) -> KmsFuture<T> {
     let err = KmsError {
         kind: super::error::KmsErrorKind::Other,
@@ -195,6 +230,40 @@ impl KmsApi for aws_sdk_kms::Client {
                 }
             }
             Ok(out.public_key.map(Blob::into_inner).unwrap_or_default())
+        })
+    }
+
+    fn get_agreement_public_key(&self, key_id: String, grant_tokens: Vec<String>) -> KmsFuture<AgreementPublicKey> {
+        let call = self.get_public_key().key_id(key_id).set_grant_tokens(non_empty(grant_tokens));
+        Box::pin(async move {
+            let out = call.send().await.map_err(KmsError::from_sdk)?;
+            Ok(AgreementPublicKey {
+                key_agreement: out.key_usage == Some(aws_sdk_kms::types::KeyUsageType::KeyAgreement),
+                key_id: out.key_id,
+                public_key: out.public_key.map(Blob::into_inner),
+            })
+        })
+    }
+
+    fn derive_shared_secret(
+        &self,
+        key_id: String,
+        grant_tokens: Vec<String>,
+        public_key: Vec<u8>,
+    ) -> KmsFuture<SharedSecret> {
+        let call = self
+            .derive_shared_secret()
+            .key_id(key_id)
+            .key_agreement_algorithm(aws_sdk_kms::types::KeyAgreementAlgorithmSpec::Ecdh)
+            .public_key(Blob::new(public_key))
+            .set_grant_tokens(non_empty(grant_tokens));
+        Box::pin(async move {
+            let out = call.send().await.map_err(KmsError::from_sdk)?;
+            Ok(SharedSecret {
+                ecdh: out.key_agreement_algorithm == Some(aws_sdk_kms::types::KeyAgreementAlgorithmSpec::Ecdh),
+                key_id: out.key_id,
+                secret: out.shared_secret.map(|blob| Zeroizing::new(blob.into_inner())),
+            })
         })
     }
 }

@@ -6,6 +6,8 @@
 //! * [`AwsKmsMrkKeyring`]: the same, but a replica of a multi-Region key in another region also matches.
 //! * [`AwsKmsDiscoveryKeyring`]: decrypt-only; asks KMS to decrypt under whichever key the message names,
 //!   optionally only keys of some accounts ([`DiscoveryFilter`]).
+//! * [`AwsKmsEcdhKeyring`]: ECDH with a KMS key agreement key (`DeriveSharedSecret`); EDKs of provider id
+//!   `aws-kms-ecdh`, the raw ECDH keyring's format.
 //! * [`AwsKmsMrkDiscoveryKeyring`]: discovery that sends multi-Region keys to the replica in its own region.
 //! * [`KmsClients`]: one AWS configuration, one KMS client per region, and the keyrings above built from it
 //!   (several keys with the first as generator, per-region clients for keys in other regions).
@@ -35,6 +37,8 @@ mod clients;
 #[cfg(feature = "kms")]
 mod discovery;
 #[cfg(feature = "kms")]
+mod ecdh;
+#[cfg(feature = "kms")]
 mod error;
 // The SDK error chain on one line, request bodies withheld: the S3 module's errors use it too.
 #[cfg(feature = "s3")]
@@ -58,6 +62,8 @@ pub use clients::{
 };
 #[cfg(feature = "kms")]
 pub use discovery::{AwsKmsDiscoveryKeyring, DiscoveryFilter};
+#[cfg(feature = "kms")]
+pub use ecdh::AwsKmsEcdhKeyring;
 #[cfg(feature = "kms")]
 pub use mrk::{AwsKmsMrkDiscoveryKeyring, AwsKmsMrkKeyring};
 #[cfg(all(feature = "kms", feature = "rsa"))]

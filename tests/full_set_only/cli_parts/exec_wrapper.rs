@@ -86,6 +86,15 @@ fn the_wrapper_mode_refuses_snapstart_denied_names_bad_secrets_and_public_key_wr
             ],
             "KMS_ENVELOPE_EXEC_ALLOW_PUBLIC_KEY_WRITERS",
         ),
+        (
+            // ECDH with no sender pinned: refused before the key file (absent here) is read.
+            vec![
+                ("KMS_ENVELOPE_KMS_KEY_ARN", ""),
+                ("KMS_ENVELOPE_ECDH_CURVE", "p256"),
+                ("KMS_ENVELOPE_ECDH_PRIVATE_KEY_FILE", "/nonexistent/own.pem"),
+            ],
+            "KMS_ENVELOPE_EXEC_ALLOW_PUBLIC_KEY_WRITERS",
+        ),
     ] {
         let ended = alone.run_with(&run, None, &vars);
         assert_eq!(ended.status.code(), Some(1), "{vars:?}: {}", ended.stderr);
