@@ -44,16 +44,18 @@ FULL_SET_ONLY_TESTS=(full_set_only)
 # CI allows 90). They sum to 20 min. The closing summary prints each stage's time beside its budget and
 # flags a stage over it; a change that pushes a stage past its budget must make room elsewhere.
 declare -A BUDGET=(
-  [lint]=270         # fmt, clippy x3, README snippets, doc, the fuzz crate's lint (mostly the clippy builds)
-  [semver]=60        # rustdoc JSON of the crate at SEMVER_BASELINE_REV and now (dependencies checked by lint), the check
-  [moto]=10          # moto start
-  [fuzz]=150         # the fuzz crate's build + 9 targets x 15 s, two at a time, + replay
-  [full]=440         # cargo test, full set (build ~4, run ~3)
-  [raw-cli]=130      # cargo test, raw keys + CLI (RustCrypto)
-  [no-default]=80    # cargo test, --no-default-features
+  [lint]=250            # fmt, clippy x3, doc, the fuzz crate's lint (mostly the clippy builds)
+  [semver]=30           # rustdoc JSON of the crate at SEMVER_BASELINE_REV and now (dependencies checked by lint), the check
+  [moto]=10             # moto start
+  [fuzz]=190            # the fuzz crate's tests and build + 9 targets x 15 s, two at a time, + replay
+  [full-build]=300      # cargo test --no-run, full set
+  [full-tests]=220      # its tests, with the other sets' builds and the README snippets in the background
+  [background-wait]=60  # what of the background work outlasts the full set's tests
+  [raw-cli]=70          # cargo test, raw keys + CLI (RustCrypto), built in the background
+  [no-default]=40       # cargo test, --no-default-features, built in the background
 )
 # The BUDGET key of each entry of FEATURE_SETS, in order.
-SET_BUDGETS=(full raw-cli no-default)
+SET_BUDGETS=(full-tests raw-cli no-default)
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$REPO"
@@ -194,10 +196,12 @@ if ((run_lint)); then
   # The README's first command builds this binary with only its own feature, which no other lint covers.
   cargo clippy --no-default-features --features quickstart --bin quickstart -- -D warnings
   # After clippy, whose builds hold most of the dependencies the snippets' crates check against.
-  header "lint: scripts/readme-snippets.sh (each README Rust block in a new crate with the dependencies it lists)"
-  t_snippets=$EPOCHREALTIME
-  scripts/readme-snippets.sh
-  stage_time "lint: README snippets (included in lint below)" "$t_snippets"
+  # With the tests, the README snippets are checked in the background while the full set's tests run
+  # (see background_work below); with --lint-only, here.
+  if ((!run_tests)); then
+    header "lint: scripts/readme-snippets.sh (each README Rust block in a new crate with the dependencies it lists)"
+    scripts/readme-snippets.sh
+  fi
   header "lint: cargo doc --no-deps --features $FULL_FEATURES (RUSTDOCFLAGS=-Dwarnings)"
   RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --features "$FULL_FEATURES"
   header "lint: the fuzz crate (cargo fmt --check, cargo clippy --all-targets -D warnings)"
@@ -402,19 +406,65 @@ reduced_targets() {
 }
 mapfile -t REDUCED_TARGETS < <(reduced_targets)
 
+# While the full set's tests run (Python peers, moto and the Lambda emulator: a third of the CPU idles), the
+# other sets' test binaries are built in the background, and the README snippets checked when lint runs.
+# The other sets build in a target directory of their own (RAW_TARGET_DIR): their CLI binary would
+# otherwise replace target/debug/kms-envelope, which the full set's CLI tests are running. Their
+# `cargo test` below then finds them built; a build that failed in the background fails there again, in
+# the foreground, with its errors. The background's output is printed after the full set's tests.
+TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
+RAW_TARGET_DIR="$TARGET_DIR/raw-sets"
+BG_LOG="$(mktemp "${TMPDIR:-/tmp}/kms-envelope-background.XXXXXX")"
+BG_PID=
+SNIPPETS_STATUS="$(mktemp "${TMPDIR:-/tmp}/kms-envelope-snippets.XXXXXX")"
+background_work() {
+  local i t0 args
+  for i in "${!FEATURE_SETS[@]}"; do
+    ((i > 0)) || continue
+    read -r -a args <<<"${FEATURE_SETS[$i]}"
+    t0=$EPOCHREALTIME
+    echo "---- cargo test --no-run ${args[*]} (CARGO_TARGET_DIR=$RAW_TARGET_DIR)"
+    CARGO_TARGET_DIR="$RAW_TARGET_DIR" cargo test --no-run "${args[@]}" "${REDUCED_TARGETS[@]}" "${cargo_test_args[@]}" \
+      || echo "background: that build failed; the set's own cargo test below says why"
+    echo "background: built in $(since "$t0") s"
+  done
+  if ((run_lint)); then
+    # The snippets share the full set's target directory (AWS-LC's C build, the proc macros): not before
+    # the full set's cargo test is past its up-to-date check, or that check would wait for their lock.
+    local waited=0
+    until grep -q '^ *Finished ' "$TEST_LOG" 2>/dev/null || ((waited >= 1200)); do sleep 2; waited=$((waited + 2)); done
+    t0=$EPOCHREALTIME
+    echo "---- lint: scripts/readme-snippets.sh (each README Rust block in a new crate with the dependencies it lists)"
+    if scripts/readme-snippets.sh; then echo 0; else echo 1; fi >"$SNIPPETS_STATUS"
+    echo "background: README snippets checked in $(since "$t0") s"
+  fi
+}
+stop_background() { [[ -z "$BG_PID" ]] || { kill "$BG_PID" 2>/dev/null; wait "$BG_PID" 2>/dev/null; } || true; }
+trap 'stop_background; stop_moto' EXIT
+
 for i in "${!FEATURE_SETS[@]}"; do
   fs="${FEATURE_SETS[$i]}"
   read -r -a fs_args <<<"$fs"
   [[ "$fs" == "${FEATURE_SETS[0]}" ]] || fs_args+=("${REDUCED_TARGETS[@]}")
   header "cargo test ${fs_args[*]}${cargo_test_args[*]:+ ${cargo_test_args[*]}}"
   t0=$EPOCHREALTIME
+  set_target=()
+  ((i == 0)) || set_target=(env CARGO_TARGET_DIR="$RAW_TARGET_DIR")
   set +e
+  if ((i == 0)); then
+    # The build first, alone: it needs both cores. Then the background work, then the tests.
+    cargo test --no-run "${fs_args[@]}" "${cargo_test_args[@]}"
+    stage_time "cargo test $fs: build" "$t0" full-build
+    t_tests=$EPOCHREALTIME
+    background_work >"$BG_LOG" 2>&1 &
+    BG_PID=$!
+  fi
   # --no-fail-fast: one failing test binary must not hide what the others would have said.
-  cargo test --no-fail-fast "${fs_args[@]}" "${cargo_test_args[@]}" 2>&1 | tee "$TEST_LOG"
+  "${set_target[@]}" cargo test --no-fail-fast "${fs_args[@]}" "${cargo_test_args[@]}" 2>&1 | tee "$TEST_LOG"
   status=${PIPESTATUS[0]}
   if [[ "$fs" != "${FEATURE_SETS[0]}" ]]; then
     read -r -a doc_args <<<"$fs"
-    cargo test --no-fail-fast --doc "${doc_args[@]}" "${cargo_test_args[@]}" 2>&1 | tee -a "$TEST_LOG"
+    "${set_target[@]}" cargo test --no-fail-fast --doc "${doc_args[@]}" "${cargo_test_args[@]}" 2>&1 | tee -a "$TEST_LOG"
     doc_status=${PIPESTATUS[0]}
     ((doc_status == 0)) || status=$doc_status
   fi
@@ -436,11 +486,25 @@ for i in "${!FEATURE_SETS[@]}"; do
   total_failed=$((total_failed + failed_n))
   total_skipped=$((total_skipped + skipped + ignored))
   SET_LINES+=("$(printf '  %-62s %5d passed %3d failed %3d skipped' "$fs" "$passed" "$failed_n" "$((skipped + ignored))")")
-  stage_time "cargo test $fs" "$t0" "${SET_BUDGETS[$i]}"
+  if ((i == 0)); then
+    stage_time "cargo test $fs: tests (the other sets building alongside)" "$t_tests" full-tests
+    header "background work (while the full set's tests ran)"
+    t_wait=$EPOCHREALTIME
+    wait "$BG_PID" || true
+    BG_PID=
+    cat "$BG_LOG"
+    stage_time "waiting for the background work after the full set's tests" "$t_wait" background-wait
+    if ((run_lint)) && [[ "$(cat "$SNIPPETS_STATUS")" != 0 ]]; then
+      failed+=("lint: README snippets")
+    fi
+  else
+    stage_time "cargo test $fs (built alongside the full set's tests)" "$t0" "${SET_BUDGETS[$i]}"
+  fi
   if ((${#cargo_test_args[@]} && passed == 0 && failed_n == 0)); then
     echo "test.sh: the filter '${cargo_test_args[*]}' matched no test in [$fs]" >&2
   fi
 done
+rm -f "$BG_LOG" "$SNIPPETS_STATUS"
 rm -f "$TEST_LOG" "$SKIP_LOG"
 
 header "summary"
