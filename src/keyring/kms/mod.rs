@@ -26,7 +26,7 @@
 //! `kms`.
 
 #[cfg(feature = "kms")]
-mod api;
+pub(crate) mod api;
 pub mod arn;
 #[cfg(feature = "kms")]
 mod calls;
@@ -35,7 +35,7 @@ mod clients;
 #[cfg(feature = "kms")]
 mod discovery;
 #[cfg(feature = "kms")]
-mod error;
+pub(crate) mod error;
 // The SDK error chain on one line, request bodies withheld: the S3 module's errors use it too.
 #[cfg(feature = "s3")]
 pub(crate) use error::error_chain;
@@ -44,7 +44,7 @@ mod mrk;
 #[cfg(all(feature = "kms", feature = "rsa"))]
 mod rsa;
 #[cfg(feature = "kms")]
-mod runtime;
+pub(crate) mod runtime;
 #[cfg(feature = "kms")]
 mod strict;
 #[cfg(all(test, feature = "kms"))]
