@@ -12,6 +12,7 @@ mod fake_s3;
 #[path = "../common/kms.rs"]
 mod support;
 
+mod branch_key_store;
 mod cli_interop;
 mod extension;
 mod limits;
