@@ -15,6 +15,7 @@ mod support;
 mod branch_key_store;
 mod cli_interop;
 mod extension;
+mod interop_hierarchy;
 mod limits;
 mod mutation;
 mod range;
