@@ -43,6 +43,12 @@
 //! documented rather than refused.
 
 mod cache;
+#[cfg(feature = "hierarchy-ddb")]
+mod ddb;
+#[cfg(feature = "hierarchy-ddb")]
+mod ddb_api;
+#[cfg(feature = "hierarchy-ddb")]
+mod item;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -53,6 +59,8 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 pub use self::cache::{BranchKeyCache, DEFAULT_CAPACITY};
+#[cfg(feature = "hierarchy-ddb")]
+pub use self::ddb::DynamoDbBranchKeyStore;
 pub use self::store::{
     BRANCH_KEY_LEN, BranchKeyFuture, BranchKeyMaterials, BranchKeyStore, BranchKeyStoreError, StaticBranchKeyStore,
 };
