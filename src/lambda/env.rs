@@ -8,7 +8,7 @@
 //! | `KMS_ENVELOPE_KMS_DISCOVERY` | `true`: instead of naming keys, ask KMS to decrypt with whichever key each message names, limited to the accounts in `KMS_ENVELOPE_KMS_ACCOUNTS` (comma-separated account ids, or `*` for any account). MRK-aware discovery in the function's region (`AWS_REGION`), or in each region of `KMS_ENVELOPE_KMS_REGIONS` (comma-separated) in turn: a multi-Region key through its replica there, any other key only if it is in one of them |
 //! | `KMS_ENVELOPE_KMS_GRANT_TOKENS` | optional: KMS grant tokens (comma-separated, at most 10) sent with every KMS call; never logged |
 //! | `KMS_ENVELOPE_KMS_RSA_KEY_ARN` | instead of the two above: the ARN of a KMS RSA key (feature `rsa`) that wrapped the data keys with its public key (the AWS KMS RSA keyring); `KMS_ENVELOPE_KMS_RSA_ALGORITHM` is `RSAES_OAEP_SHA_256` (default) or `RSAES_OAEP_SHA_1` |
-//! | `KMS_ENVELOPE_ECDH_CURVE`, `KMS_ENVELOPE_ECDH_PRIVATE_KEY_FILE`, `KMS_ENVELOPE_ECDH_SENDER_PUBLIC_KEY_FILE` | instead of KMS: the raw ECDH keyring (decrypt only). The curve (`p256`, `p384`, `p521`), our private key (a PEM file: `PRIVATE KEY` or `EC PRIVATE KEY`; a relative path is relative to the function's directory), and the expected sender's public key (PEM or DER SubjectPublicKeyInfo): only messages that sender wrote are read. Without the sender's key, any sender's message to our key is read (`PublicKeyDiscovery`) |
+//! | `KMS_ENVELOPE_ECDH_CURVE`, `KMS_ENVELOPE_ECDH_PRIVATE_KEY_FILE`, `KMS_ENVELOPE_ECDH_SENDER_PUBLIC_KEY_FILE` | instead of KMS: the raw ECDH keyring (decrypt only). The curve (`p256`, `p384`, `p521`), our private key (a PEM file: `PRIVATE KEY` or `EC PRIVATE KEY`; a relative path is relative to the function's directory), and the expected sender's public key (PEM or DER SubjectPublicKeyInfo): only messages that sender wrote are read. Without the sender's key (unset: set but empty is refused), any sender's message to our key is read (`PublicKeyDiscovery`) |
 //! | `KMS_ENVELOPE_BRANCH_KEY_ID` | instead of the three above: the Hierarchical keyring (feature `hierarchy-ddb`) with this branch key, in the DynamoDB branch key store `KMS_ENVELOPE_BRANCH_KEY_TABLE` whose keys are encrypted under `KMS_ENVELOPE_BRANCH_KEY_KMS_KEY` (an ARN); `KMS_ENVELOPE_BRANCH_KEY_LOGICAL_NAME` (default: the table's name) and `KMS_ENVELOPE_BRANCH_KEY_CACHE_TTL` (seconds, default 600) |
 //! | `KMS_ENVELOPE_CONTEXT` | the encryption context every bundle must carry: `k=v,k2=v2`, or a JSON object of strings |
 //! | `KMS_ENVELOPE_ROOT` | where destinations go; default `/tmp` |
@@ -373,6 +373,14 @@ impl EnvConfig {
                     return Err(config_error(format!(
                         "set the ECDH variables ({ECDH_CURVE_VAR}, ...) or a KMS key ({KEY_ARN_VAR}, \
                          {DISCOVERY_VAR}, {RSA_KEY_ARN_VAR}, {BRANCH_KEY_ID_VAR}), not both"
+                    )));
+                }
+                // Unlike the other variables, a blank sender key is not "unset": it would silently read
+                // every sender's message where a pin was asked for.
+                if lookup(ECDH_SENDER_PUBLIC_KEY_FILE_VAR).is_some_and(|v| v.trim().is_empty()) {
+                    return Err(config_error(format!(
+                        "{ECDH_SENDER_PUBLIC_KEY_FILE_VAR} is set but empty; name the expected sender's public key \
+                         file, or unset it to read messages from any sender"
                     )));
                 }
                 let [curve, private_key_file, sender_public_key_file] = ecdh;
@@ -889,5 +897,17 @@ mod tests {
         let missing = [&base[..], &[(ECDH_SENDER_PUBLIC_KEY_FILE_VAR, "/nonexistent/sender.der")]].concat();
         let err = read(&missing).unwrap().keyring(&kms).err().unwrap().to_string();
         assert!(err.contains(ECDH_SENDER_PUBLIC_KEY_FILE_VAR), "{err}");
+    }
+
+    #[test]
+    fn a_blank_ecdh_sender_variable_is_refused_not_read_as_any_sender() {
+        // A deployment template whose substitution came out empty must not turn the sender pin into
+        // PublicKeyDiscovery: the variable is set, so a pin was asked for.
+        let base = [(BUNDLES_VAR, "a.esdk=a"), (ECDH_CURVE_VAR, "p384"), (ECDH_PRIVATE_KEY_FILE_VAR, "own.pem")];
+        for blank in ["", "  ", "\n"] {
+            let vars = [&base[..], &[(ECDH_SENDER_PUBLIC_KEY_FILE_VAR, blank)]].concat();
+            let err = read(&vars).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(ECDH_SENDER_PUBLIC_KEY_FILE_VAR) && err.contains("empty"), "{blank:?}: {err:?}");
+        }
     }
 }
