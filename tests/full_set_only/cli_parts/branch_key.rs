@@ -81,6 +81,18 @@ fn branch_key_create_version_and_the_encrypt_decrypt_flags() {
         assert_eq!(std::fs::read(dir.path().join(format!("{name}.pt"))).unwrap(), b"branch key by the CLI");
     }
 
+    // `exec` reads secrets under the branch key: only holders of the store's KMS key write those.
+    std::fs::write(dir.path().join("env"), b"BRANCH_SECRET=from-the-branch-key\n").unwrap();
+    ok(run(&["encrypt", "env", "env.esdk"], "cli-store"));
+    let flags = flags("cli-store");
+    let exec: Vec<&str> = ["exec"]
+        .into_iter()
+        .chain(flags.iter().map(String::as_str))
+        .chain(["env.esdk", "--", "printenv", "BRANCH_SECRET"])
+        .collect();
+    let printed = ok(ours(&moto, dir.path(), &exec));
+    assert_eq!(printed, "from-the-branch-key");
+
     let wrong_name = run(&["decrypt", "old.esdk", "wrong.pt"], "another-store");
     assert_eq!(wrong_name.status.code(), Some(3), "{}", String::from_utf8_lossy(&wrong_name.stderr));
     assert!(String::from_utf8_lossy(&wrong_name.stderr).contains("KMS refused the store item"));
