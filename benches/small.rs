@@ -5,6 +5,10 @@
 //!
 //! Prints `key value` lines the script reads. Settings from the environment: BENCH_SECONDS (per
 //! measurement, default 3), BENCH_SIZE (default 1024), BENCH_KMS_MESSAGES (default 1000).
+//!
+//! With `BENCH_HIERARCHY_MESSAGES` (and `BENCH_KMS_ENDPOINT`) set, only this (`bench hierarchy`, issue
+//! #29): that many encrypts with the Hierarchical keyring (DynamoDB branch key store in moto, cache TTL
+//! 600 s) and with the plain KMS keyring, each with its store or keyring calls counted.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -68,12 +72,83 @@ fn main() {
     let seconds = env("BENCH_SECONDS", 3) as f64;
     let size = env("BENCH_SIZE", 1024);
     let plaintext: Vec<u8> = (0..size).map(|i| (i * 131 % 251) as u8).collect();
+    #[cfg(feature = "hierarchy-ddb")]
+    if let (Ok(endpoint), Ok(messages)) =
+        (std::env::var("BENCH_KMS_ENDPOINT"), std::env::var("BENCH_HIERARCHY_MESSAGES"))
+    {
+        hierarchy::run(&endpoint, &plaintext, messages.parse().expect("BENCH_HIERARCHY_MESSAGES: a number"));
+        return;
+    }
     let keyring = RawAesKeyring::new("bench", "key", &[7u8; 32]).unwrap();
     println!("raw_aes_round_trips_per_s {:.0}", round_trips(&keyring, &plaintext, seconds));
     println!("floor_per_s {:.0}", floor(size, seconds));
     #[cfg(feature = "kms")]
     if let Ok(endpoint) = std::env::var("BENCH_KMS_ENDPOINT") {
         kms::run(&endpoint, &plaintext, env("BENCH_KMS_MESSAGES", 1000));
+    }
+}
+
+#[cfg(feature = "hierarchy-ddb")]
+mod hierarchy {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use kms_envelope::keyring::hierarchy::{
+        BranchKeyFuture, BranchKeyStore, BranchKeyVersion, DynamoDbBranchKeyStore, HierarchicalKeyring,
+    };
+    use kms_envelope::{EncryptOptions, Keyring, KmsClients, encrypt};
+
+    use super::kms::{Counted, config};
+
+    /// Counts the store's fetches: each is one DynamoDB `GetItem` and one KMS `Decrypt`.
+    struct CountedStore {
+        inner: DynamoDbBranchKeyStore,
+        calls: AtomicUsize,
+    }
+
+    impl BranchKeyStore for CountedStore {
+        fn logical_name(&self) -> &str {
+            self.inner.logical_name()
+        }
+
+        fn get_active<'a>(&'a self, branch_key_id: &'a str) -> BranchKeyFuture<'a> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            self.inner.get_active(branch_key_id)
+        }
+
+        fn get_version<'a>(&'a self, branch_key_id: &'a str, version: &'a BranchKeyVersion) -> BranchKeyFuture<'a> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            self.inner.get_version(branch_key_id, version)
+        }
+    }
+
+    fn encrypts(keyring: &dyn Keyring, plaintext: &[u8], messages: usize) -> f64 {
+        let start = Instant::now();
+        for _ in 0..messages {
+            std::hint::black_box(encrypt(keyring, &EncryptOptions::new(), plaintext).unwrap());
+        }
+        messages as f64 / start.elapsed().as_secs_f64()
+    }
+
+    pub fn run(endpoint: &str, plaintext: &[u8], messages: usize) {
+        let (config, key) = config(endpoint);
+        let clients = KmsClients::new(&config);
+        let table = format!("bench-{}", key.rsplit('/').next().unwrap());
+        let store = DynamoDbBranchKeyStore::from_clients(&clients, &table, &key, "bench").unwrap();
+        store.create_table_blocking().unwrap();
+        let id = store.create_key_blocking(None, &BTreeMap::new()).unwrap();
+        let counted = Arc::new(CountedStore { inner: store, calls: AtomicUsize::new(0) });
+        let keyring = HierarchicalKeyring::new(counted.clone(), &id, Duration::from_secs(600)).unwrap();
+        let rate = encrypts(&keyring, plaintext, messages);
+        println!("hierarchy_encrypts_per_s {rate:.1}");
+        println!("hierarchy_store_calls {}", counted.calls.load(Ordering::Relaxed));
+        let plain = Counted { inner: clients.keyring(&key).unwrap(), calls: AtomicUsize::new(0) };
+        let rate = encrypts(&plain, plaintext, messages);
+        println!("kms_encrypts_per_s {rate:.1}");
+        println!("kms_keyring_calls {}", plain.calls.load(Ordering::Relaxed));
+        println!("messages {messages}");
     }
 }
 
@@ -92,9 +167,9 @@ mod kms {
     };
 
     /// Counts the calls that reach the KMS keyring (each is one KMS request).
-    struct Counted<K> {
-        inner: K,
-        calls: AtomicUsize,
+    pub(crate) struct Counted<K> {
+        pub inner: K,
+        pub calls: AtomicUsize,
     }
 
     impl<K: Keyring> Keyring for Counted<K> {
@@ -122,7 +197,8 @@ mod kms {
         messages as f64 / start.elapsed().as_secs_f64()
     }
 
-    pub fn run(endpoint: &str, plaintext: &[u8], messages: usize) {
+    /// moto's configuration, and a fresh key in it.
+    pub(crate) fn config(endpoint: &str) -> (SdkConfig, String) {
         let config = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
@@ -136,6 +212,11 @@ mod kms {
         let key =
             runtime.block_on(admin.create_key().send()).unwrap().key_metadata().unwrap().arn().unwrap().to_owned();
         drop(runtime);
+        (config, key)
+    }
+
+    pub fn run(endpoint: &str, plaintext: &[u8], messages: usize) {
+        let (config, key) = config(endpoint);
         let clients = KmsClients::new(&config);
 
         let plain = Counted { inner: clients.keyring(&key).unwrap(), calls: AtomicUsize::new(0) };

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run -q --no-default-features --example bench -- NAME    NAME from `--list`:
-//!   throughput goals reencrypt range cache batch lambda extension s3 s3-model
+//!   throughput goals reencrypt range cache batch lambda extension s3 s3-model hierarchy
 //! ```
 //!
 //! scripts/*bench*.sh are wrappers of this, one per benchmark, as the README names them.
@@ -119,6 +119,14 @@ const BENCHMARKS: &[Benchmark] = &[
                KMS Decrypt. RUNS (3), S3_CONCURRENCY, S3_PART_SIZE, FAULT_LIMIT (120), BIN + MODEL + NULL \
                (+ LAMBDA), KMS_ENVELOPE_MOTO_ENDPOINT",
         run: s3_model,
+    },
+    Benchmark {
+        name: "hierarchy",
+        what: "issue #29, through moto (benches/small.rs): HIERARCHY_MESSAGES (10000) encrypts of 1 KiB with the \
+               Hierarchical keyring (DynamoDB branch key store, cache TTL 600 s) vs the plain KMS keyring, same \
+               run: store fetches (each one GetItem + one KMS Decrypt) and KMS keyring calls counted, messages/s. \
+               BENCH_CARGO_FLAGS, KMS_ENVELOPE_MOTO_ENDPOINT (else moto is started)",
+        run: hierarchy,
     },
 ];
 
@@ -1090,6 +1098,38 @@ fn cache(env: &Env) -> Result<()> {
         Goal::new("KMS calls: uncached / cached", uc / cc, Op::AtLeast, 50.0).print();
         Goal::new("KMS round trips/s: cached / uncached", cr / ur, Op::AtLeast, 20.0).print();
     }
+    println!("load average after: {}", load_average());
+    Ok(())
+}
+
+/// Issue #29's lines: the Hierarchical keyring against the plain KMS keyring, both over moto, in one run
+/// of benches/small.rs.
+fn hierarchy(env: &Env) -> Result<()> {
+    let messages: u64 = var_or("HIERARCHY_MESSAGES", 10_000)?;
+    let flags = std::env::var("BENCH_CARGO_FLAGS").unwrap_or_default();
+    let bench = bench_executable(env, "small", &format!("--features fuzzing {flags}"))?;
+    let moto = Moto::start(env)?;
+    println!("load average before: {}", load_average());
+    let out = Command::new(&bench)
+        .env("BENCH_KMS_ENDPOINT", &moto.endpoint)
+        .env("BENCH_HIERARCHY_MESSAGES", messages.to_string())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("{}: {}", bench.display(), out.status).into());
+    }
+    let out = String::from_utf8(out.stdout)?;
+    let get = |key: &str| value(&out, key).ok_or(format!("benches/small.rs printed no {key}"));
+    let (rate, fetches) = (get("hierarchy_encrypts_per_s")?, get("hierarchy_store_calls")?);
+    let (kms_rate, kms_calls) = (get("kms_encrypts_per_s")?, get("kms_keyring_calls")?);
+    println!(
+        "{messages} encrypts of 1 KiB: Hierarchical {rate:.0}/s, {fetches} store fetches ({fetches} GetItem + \
+         {fetches} KMS Decrypt); plain KMS keyring {kms_rate:.0}/s, {kms_calls} KMS calls"
+    );
+    // One branch key version, one TTL: the run is shorter than the 600 s TTL.
+    Goal::new("kms calls per branch key version per TTL", fetches, Op::AtMost, 1.0).print();
+    Goal::new("hierarchy vs kms throughput", rate / kms_rate, Op::AtLeast, 20.0).print();
     println!("load average after: {}", load_average());
     Ok(())
 }

@@ -245,10 +245,50 @@ pub enum Command {
     /// no file is written, and COMMAND's signals, exit status and stdio are its own.
     #[command(after_help = super::exec::help())]
     Exec(ExecArgs),
+    /// Create a branch key for the Hierarchical keyring (prints its id), or make a new version of one the
+    /// active one (prints the version), in a DynamoDB branch key store: the AWS Material Providers Library's
+    /// layout, so every AWS Encryption SDK reads it.
+    #[command(name = "branch-key", hide = !HIERARCHY)]
+    BranchKey(BranchKeyArgs),
     /// Print the completion script for SHELL on stdout (the README's Install section says where it goes).
     Completions(CompletionsArgs),
     /// Print the man page, kms-envelope(1), on stdout as roff (every subcommand, its options and notes).
     Man,
+}
+
+/// What `branch-key` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BranchKeyAction {
+    /// A new branch key: its first version, active.
+    Create,
+    /// A new version of --branch-key-id, made the active one; older versions still decrypt.
+    Version,
+}
+
+#[derive(Args, Debug)]
+pub struct BranchKeyArgs {
+    /// create or version
+    #[arg(value_enum)]
+    pub action: BranchKeyAction,
+    /// The DynamoDB table of the branch key store.
+    #[arg(long, value_name = "TABLE")]
+    pub table: String,
+    /// The KMS key ARN the store's branch keys are encrypted under.
+    #[arg(long = "kms-key", value_name = "ARN")]
+    pub kms_key: String,
+    /// The store's logical name (part of every branch key's KMS encryption context; give the same to
+    /// encrypt and decrypt with --branch-key-logical-name).
+    #[arg(long = "logical-name", value_name = "NAME")]
+    pub logical_name: String,
+    /// create: the new key's id (default: a random UUID; an id of your own needs --ec); version: the key.
+    #[arg(long = "branch-key-id", value_name = "ID")]
+    pub branch_key_id: Option<String>,
+    /// create: a custom encryption context pair for the branch key, kept on all its versions (repeatable).
+    #[arg(long = "ec", value_name = "KEY=VALUE")]
+    pub ec: Vec<String>,
+    /// create: create TABLE first if there is none (key schema branch-key-id, type; billed per request).
+    #[arg(long = "create-table")]
+    pub create_table: bool,
 }
 
 #[derive(Args, Debug)]
@@ -324,6 +364,9 @@ pub enum KeySource {
     KmsRsa(usize),
 }
 
+/// Whether this build has the Hierarchical keyring's DynamoDB store (`--branch-key-*`, `branch-key`).
+pub const HIERARCHY: bool = cfg!(feature = "hierarchy-ddb");
+
 /// Whether this build has AWS KMS RSA keys (`--kms-rsa-key`): features `kms` and `rsa`.
 pub const KMS_RSA: bool = cfg!(all(feature = "kms", feature = "rsa"));
 
@@ -379,6 +422,25 @@ pub struct KeyArgs {
     /// An ECDH key (raw or AWS KMS), tried after the keys above.
     #[command(flatten)]
     pub ecdh: EcdhArgs,
+    /// Hierarchical keyring: the branch key id, in the DynamoDB branch key store --branch-key-table whose
+    /// keys are encrypted under --branch-key-kms. Wraps each data key locally under the branch key, which is
+    /// fetched once per --branch-key-cache-ttl (one GetItem and one KMS Decrypt).
+    #[arg(long = "branch-key-id", value_name = "ID", requires_all = ["branch_key_table", "branch_key_kms"], hide = !HIERARCHY)]
+    pub branch_key_id: Option<String>,
+    /// The DynamoDB table of the branch key store of --branch-key-id.
+    #[arg(long = "branch-key-table", value_name = "TABLE", requires = "branch_key_id", hide = !HIERARCHY)]
+    pub branch_key_table: Option<String>,
+    /// The KMS key ARN the branch keys of --branch-key-table are encrypted under.
+    #[arg(long = "branch-key-kms", value_name = "ARN", requires = "branch_key_id", hide = !HIERARCHY)]
+    pub branch_key_kms: Option<String>,
+    /// The branch key store's logical name (part of every branch key's KMS encryption context); default:
+    /// the table's name.
+    #[arg(long = "branch-key-logical-name", value_name = "NAME", requires = "branch_key_id", hide = !HIERARCHY)]
+    pub branch_key_logical_name: Option<String>,
+    /// How long a fetched branch key is used before it is fetched again.
+    #[arg(long = "branch-key-cache-ttl", value_name = "SECONDS", default_value_t = 600, requires = "branch_key_id",
+          value_parser = clap::value_parser!(u64).range(1..), hide = !HIERARCHY)]
+    pub branch_key_cache_ttl: u64,
     /// The keys above in command-line order (filled in from the matches, not parsed).
     #[arg(skip)]
     pub order: Vec<KeySource>,
@@ -661,6 +723,11 @@ impl NewKeyArgs {
             kms_rsa_algorithm: self.new_kms_rsa_algorithm.clone(),
             grant_token: self.new_grant_token.clone(),
             ecdh: EcdhArgs::default(),
+            branch_key_id: None,
+            branch_key_table: None,
+            branch_key_kms: None,
+            branch_key_logical_name: None,
+            branch_key_cache_ttl: 600,
             order: Vec::new(),
             local_order: Vec::new(),
             flag_prefix: "new-",
@@ -1101,7 +1168,9 @@ impl Command {
             Command::Edit(a) => Some(&a.s3),
             Command::Bundle(a) => Some(&a.s3),
             Command::Unbundle(a) => Some(&a.s3),
-            Command::Inspect(_) | Command::Exec(_) | Command::Completions(_) | Command::Man => None,
+            Command::Inspect(_) | Command::Exec(_) | Command::BranchKey(_) | Command::Completions(_) | Command::Man => {
+                None
+            }
         }
     }
 }
@@ -1130,7 +1199,7 @@ impl Cli {
                     a.new_keys.record_order(sub);
                 }
                 Command::Exec(a) => a.keys.record_order(sub),
-                Command::Inspect(_) | Command::Completions(_) | Command::Man => {}
+                Command::Inspect(_) | Command::BranchKey(_) | Command::Completions(_) | Command::Man => {}
             }
         }
         Ok(cli)

@@ -187,6 +187,10 @@ fn watched_keys(keys: &KeyArgs, discovery: &DiscoveryArgs) -> Result<Vec<Watched
         let how = if by_discovery { "with --ecdh-discovery" } else { "with --ecdh-sender-public" };
         writers.push((by_discovery, format!("{own} {how}")));
     }
+    // Then the Hierarchical keyring: only holders of the branch key (its store's KMS key) write to it.
+    if let Some(id) = &keys.branch_key_id {
+        writers.push((false, format!("{} {}", keys.flag("branch-key-id"), escaped(id))));
+    }
     if discovery.kms_discovery {
         let unfiltered = discovery.account.is_empty();
         writers.push((

@@ -77,7 +77,12 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
     let rsa_needs_kms = !keys.kms_rsa_key.is_empty() && (discovery.is_some() || keys.kms_rsa_public_key.is_empty());
     let ecdh_needs_kms = keys.ecdh.kms_ecdh_key.is_some();
     #[cfg(feature = "kms")]
-    let kms = if keys.kms_key.is_empty() && !wants_discovery && !rsa_needs_kms && !ecdh_needs_kms {
+    let kms = if keys.kms_key.is_empty()
+        && !wants_discovery
+        && !rsa_needs_kms
+        && !ecdh_needs_kms
+        && keys.branch_key_id.is_none()
+    {
         if !keys.grant_token.is_empty() {
             return Err(Failure::usage(format!(
                 "{}: these keys make no KMS call to send it with",
@@ -95,6 +100,10 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
                 .with_grant_tokens(tokens),
         )
     };
+    #[cfg(not(feature = "hierarchy-ddb"))]
+    if keys.branch_key_id.is_some() {
+        return Err(super::features::missing("hierarchy-ddb", &keys.flag("branch-key-id")));
+    }
     #[cfg(not(feature = "kms"))]
     if !keys.kms_key.is_empty() || wants_discovery || rsa_needs_kms || !keys.kms_rsa_key.is_empty() || ecdh_needs_kms {
         return Err(super::features::missing("kms", &keys.flag("kms-key")));
@@ -151,6 +160,11 @@ fn build(keys: &KeyArgs, discovery: Option<&DiscoveryArgs>) -> Result<Vec<Arc<dy
         out.push(ecdh_keyring(keys, discovery.is_some(), kms.as_ref())?);
         #[cfg(all(feature = "aws-lc", not(feature = "kms")))]
         out.push(ecdh_keyring(keys, discovery.is_some())?);
+    }
+    // The Hierarchical keyring after the keys above: with other keys, the first of those generates.
+    #[cfg(feature = "hierarchy-ddb")]
+    if let (Some(id), Some(clients)) = (&keys.branch_key_id, &kms) {
+        out.push(Arc::new(hierarchical_keyring(keys, id, clients)?));
     }
     #[cfg(feature = "kms")]
     if let (Some(discovery), Some(clients)) = (discovery.filter(|d| d.kms_discovery), &kms) {
@@ -449,4 +463,24 @@ fn kms_rsa_keyring(
 fn config_failure(err: kms_envelope::Error, flag: &str, id: &str) -> Failure {
     let code = if matches!(err, kms_envelope::Error::Config(_)) { Code::Usage } else { Code::KeyAccess };
     Failure::new(code, format!("{flag} {id}: {err}"))
+}
+
+/// The Hierarchical keyring of --branch-key-id over its DynamoDB store.
+#[cfg(feature = "hierarchy-ddb")]
+fn hierarchical_keyring(
+    keys: &KeyArgs,
+    id: &str,
+    clients: &kms_envelope::KmsClients,
+) -> Result<kms_envelope::keyring::HierarchicalKeyring, Failure> {
+    use kms_envelope::keyring::hierarchy::DynamoDbBranchKeyStore;
+    let (table, kms_key) = match (&keys.branch_key_table, &keys.branch_key_kms) {
+        (Some(table), Some(kms_key)) => (table, kms_key),
+        _ => return Err(Failure::usage("--branch-key-id needs --branch-key-table and --branch-key-kms".into())),
+    };
+    let name = keys.branch_key_logical_name.as_deref().unwrap_or(table);
+    let store = DynamoDbBranchKeyStore::from_clients(clients, table, kms_key, name)
+        .map_err(|e| config_failure(e, "--branch-key-kms", kms_key))?;
+    let ttl = std::time::Duration::from_secs(keys.branch_key_cache_ttl);
+    kms_envelope::keyring::HierarchicalKeyring::new(store, id, ttl)
+        .map_err(|e| config_failure(e, "--branch-key-id", id))
 }

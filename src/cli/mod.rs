@@ -2,6 +2,7 @@
 
 mod args;
 mod audit;
+mod branch_key;
 mod completions;
 mod edit;
 mod exec;
@@ -67,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Reencrypt(args) => reencrypt::run(args),
         Command::Edit(args) => edit::run(args),
         Command::Exec(args) => exec::run(args),
+        Command::BranchKey(args) => branch_key::run(args),
         Command::Completions(args) => completions::completions(Cli::definition(), args.shell),
         Command::Man => completions::man(Cli::definition()),
     });
@@ -127,7 +129,7 @@ fn check_s3_names(command: &Command) -> Result<(), Failure> {
             key_files(&a.keys)?;
             a.secrets.iter().try_for_each(Location::check_object)?;
         }
-        Command::Completions(_) | Command::Man => {}
+        Command::Completions(_) | Command::Man | Command::BranchKey(_) => {}
         Command::Reencrypt(a) => {
             key_files(&a.keys)?;
             key_files(a.new_keys.keys())?;

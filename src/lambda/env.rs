@@ -8,14 +8,15 @@
 //! | `KMS_ENVELOPE_KMS_DISCOVERY` | `true`: instead of naming keys, ask KMS to decrypt with whichever key each message names, limited to the accounts in `KMS_ENVELOPE_KMS_ACCOUNTS` (comma-separated account ids, or `*` for any account). MRK-aware discovery in the function's region (`AWS_REGION`), or in each region of `KMS_ENVELOPE_KMS_REGIONS` (comma-separated) in turn: a multi-Region key through its replica there, any other key only if it is in one of them |
 //! | `KMS_ENVELOPE_KMS_GRANT_TOKENS` | optional: KMS grant tokens (comma-separated, at most 10) sent with every KMS call; never logged |
 //! | `KMS_ENVELOPE_KMS_RSA_KEY_ARN` | instead of the two above: the ARN of a KMS RSA key (feature `rsa`) that wrapped the data keys with its public key (the AWS KMS RSA keyring); `KMS_ENVELOPE_KMS_RSA_ALGORITHM` is `RSAES_OAEP_SHA_256` (default) or `RSAES_OAEP_SHA_1` |
-//! | `KMS_ENVELOPE_ECDH_CURVE`, `KMS_ENVELOPE_ECDH_PRIVATE_KEY_FILE`, `KMS_ENVELOPE_ECDH_SENDER_PUBLIC_KEY_FILE` | instead of KMS: the raw ECDH keyring (decrypt only). The curve (`p256`, `p384`, `p521`), our private key (a PEM file: `PRIVATE KEY` or `EC PRIVATE KEY`; a relative path is relative to the function's directory), and the expected sender's public key (PEM or DER SubjectPublicKeyInfo): only messages that sender wrote are read. Without the sender's key, any sender's message to our key is read (`PublicKeyDiscovery`) |
+//! | `KMS_ENVELOPE_ECDH_CURVE`, `KMS_ENVELOPE_ECDH_PRIVATE_KEY_FILE`, `KMS_ENVELOPE_ECDH_SENDER_PUBLIC_KEY_FILE` | instead of KMS: the raw ECDH keyring (decrypt only). The curve (`p256`, `p384`, `p521`), our private key (a PEM file: `PRIVATE KEY` or `EC PRIVATE KEY`; a relative path is relative to the function's directory), and the expected sender's public key (PEM or DER SubjectPublicKeyInfo): only messages that sender wrote are read. Without the sender's key (unset: set but empty is refused), any sender's message to our key is read (`PublicKeyDiscovery`) |
+//! | `KMS_ENVELOPE_BRANCH_KEY_ID` | instead of the three above: the Hierarchical keyring (feature `hierarchy-ddb`) with this branch key, in the DynamoDB branch key store `KMS_ENVELOPE_BRANCH_KEY_TABLE` whose keys are encrypted under `KMS_ENVELOPE_BRANCH_KEY_KMS_KEY` (an ARN); `KMS_ENVELOPE_BRANCH_KEY_LOGICAL_NAME` (default: the table's name) and `KMS_ENVELOPE_BRANCH_KEY_CACHE_TTL` (seconds, default 600) |
 //! | `KMS_ENVELOPE_CONTEXT` | the encryption context every bundle must carry: `k=v,k2=v2`, or a JSON object of strings |
 //! | `KMS_ENVELOPE_ROOT` | where destinations go; default `/tmp` |
 //! | `KMS_ENVELOPE_MAX_ENCRYPTED_DATA_KEYS` | refuse a message with more encrypted data keys than this, before any KMS call; default [`RECOMMENDED_MAX_ENCRYPTED_DATA_KEYS`] (10) |
 //! | `KMS_ENVELOPE_S3_PART_SIZE`, `KMS_ENVELOPE_S3_CONCURRENCY` | `s3://` sources (feature `s3`): the size of each ranged GET (`16MiB`, `8M`, bytes; 5 MiB to 5 GiB) and how many are in flight (1 to 64); default 8 MiB and 16, fewer in flight if their buffers, `(N + 2) x SIZE`, would take more than a quarter of the function's memory ([`transfer_options`]) |
 //!
 //! Exactly one of `KMS_ENVELOPE_KMS_KEY_ARN`, `KMS_ENVELOPE_KMS_DISCOVERY=true`,
-//! `KMS_ENVELOPE_KMS_RSA_KEY_ARN` and the `KMS_ENVELOPE_ECDH_*` variables must be set.
+//! `KMS_ENVELOPE_KMS_RSA_KEY_ARN`, `KMS_ENVELOPE_BRANCH_KEY_ID` and the `KMS_ENVELOPE_ECDH_*` variables must be set.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +53,16 @@ pub const ECDH_CURVE_VAR: &str = "KMS_ENVELOPE_ECDH_CURVE";
 pub const ECDH_PRIVATE_KEY_FILE_VAR: &str = "KMS_ENVELOPE_ECDH_PRIVATE_KEY_FILE";
 /// The expected sender's public key (PEM or DER file) for the raw ECDH keyring: the sender pin.
 pub const ECDH_SENDER_PUBLIC_KEY_FILE_VAR: &str = "KMS_ENVELOPE_ECDH_SENDER_PUBLIC_KEY_FILE";
+/// The branch key of the Hierarchical keyring.
+pub const BRANCH_KEY_ID_VAR: &str = "KMS_ENVELOPE_BRANCH_KEY_ID";
+/// The DynamoDB table of its branch key store.
+pub const BRANCH_KEY_TABLE_VAR: &str = "KMS_ENVELOPE_BRANCH_KEY_TABLE";
+/// The KMS key (ARN) the store's branch keys are encrypted under.
+pub const BRANCH_KEY_KMS_KEY_VAR: &str = "KMS_ENVELOPE_BRANCH_KEY_KMS_KEY";
+/// The store's logical name (default: the table's name).
+pub const BRANCH_KEY_LOGICAL_NAME_VAR: &str = "KMS_ENVELOPE_BRANCH_KEY_LOGICAL_NAME";
+/// How long a fetched branch key is used, in seconds (default 600).
+pub const BRANCH_KEY_CACHE_TTL_VAR: &str = "KMS_ENVELOPE_BRANCH_KEY_CACHE_TTL";
 /// The expected encryption context.
 pub const CONTEXT_VAR: &str = "KMS_ENVELOPE_CONTEXT";
 /// The root destinations are relative to.
@@ -117,6 +128,19 @@ pub enum KmsKeys {
         private_key_file: PathBuf,
         /// The expected sender's public key, PEM or DER; `None`: any sender.
         sender_public_key_file: Option<PathBuf>,
+    },
+    /// A branch key (the Hierarchical keyring) in a DynamoDB branch key store.
+    BranchKey {
+        /// The branch key id.
+        branch_key_id: String,
+        /// The store's DynamoDB table.
+        table: String,
+        /// The KMS key ARN the branch keys are encrypted under.
+        kms_key_arn: String,
+        /// The store's logical name.
+        logical_name: String,
+        /// How long a fetched branch key is used.
+        cache_ttl_seconds: u64,
     },
 }
 
@@ -278,6 +302,36 @@ fn parse_keys(arns: Option<&str>, discovery: Option<&str>, accounts: Option<&str
     }
 }
 
+/// The Hierarchical keyring's variables, if [`BRANCH_KEY_ID_VAR`] is set.
+fn parse_branch_key(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<KmsKeys>> {
+    let value = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let Some(branch_key_id) = value(BRANCH_KEY_ID_VAR) else {
+        for name in
+            [BRANCH_KEY_TABLE_VAR, BRANCH_KEY_KMS_KEY_VAR, BRANCH_KEY_LOGICAL_NAME_VAR, BRANCH_KEY_CACHE_TTL_VAR]
+        {
+            if value(name).is_some() {
+                return Err(config_error(format!("{name} is set, but not {BRANCH_KEY_ID_VAR}")));
+            }
+        }
+        return Ok(None);
+    };
+    let needed = |name: &str| value(name).ok_or_else(|| config_error(format!("{BRANCH_KEY_ID_VAR} needs {name} too")));
+    let (table, kms_key_arn) = (needed(BRANCH_KEY_TABLE_VAR)?, needed(BRANCH_KEY_KMS_KEY_VAR)?);
+    let cache_ttl_seconds = match value(BRANCH_KEY_CACHE_TTL_VAR) {
+        None => 600,
+        Some(ttl) => ttl.parse::<u64>().ok().filter(|&ttl| ttl > 0).ok_or_else(|| {
+            config_error(format!("{BRANCH_KEY_CACHE_TTL_VAR} is {ttl:?}; expected a number of seconds above 0"))
+        })?,
+    };
+    Ok(Some(KmsKeys::BranchKey {
+        branch_key_id,
+        logical_name: value(BRANCH_KEY_LOGICAL_NAME_VAR).unwrap_or_else(|| table.clone()),
+        table,
+        kms_key_arn,
+        cache_ttl_seconds,
+    }))
+}
+
 impl EnvConfig {
     /// Reads the configuration from the process environment.
     ///
@@ -309,14 +363,24 @@ impl EnvConfig {
         }
         let set = |var: &str| lookup(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let ecdh = [ECDH_CURVE_VAR, ECDH_PRIVATE_KEY_FILE_VAR, ECDH_SENDER_PUBLIC_KEY_FILE_VAR].map(set);
-        let mut keys = match lookup(RSA_KEY_ARN_VAR).as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        let branch_key = parse_branch_key(&lookup)?;
+        let rsa_key_arn = lookup(RSA_KEY_ARN_VAR).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let mut keys = match (rsa_key_arn.as_deref(), branch_key) {
             _ if ecdh.iter().any(Option::is_some) => {
-                let other = [KEY_ARN_VAR, RSA_KEY_ARN_VAR].into_iter().any(|var| set(var).is_some())
+                let other = [KEY_ARN_VAR, RSA_KEY_ARN_VAR, BRANCH_KEY_ID_VAR].into_iter().any(|var| set(var).is_some())
                     || set(DISCOVERY_VAR).is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"));
                 if other {
                     return Err(config_error(format!(
                         "set the ECDH variables ({ECDH_CURVE_VAR}, ...) or a KMS key ({KEY_ARN_VAR}, \
-                         {DISCOVERY_VAR}, {RSA_KEY_ARN_VAR}), not both"
+                         {DISCOVERY_VAR}, {RSA_KEY_ARN_VAR}, {BRANCH_KEY_ID_VAR}), not both"
+                    )));
+                }
+                // Unlike the other variables, a blank sender key is not "unset": it would silently read
+                // every sender's message where a pin was asked for.
+                if lookup(ECDH_SENDER_PUBLIC_KEY_FILE_VAR).is_some_and(|v| v.trim().is_empty()) {
+                    return Err(config_error(format!(
+                        "{ECDH_SENDER_PUBLIC_KEY_FILE_VAR} is set but empty; name the expected sender's public key \
+                         file, or unset it to read messages from any sender"
                     )));
                 }
                 let [curve, private_key_file, sender_public_key_file] = ecdh;
@@ -333,13 +397,27 @@ impl EnvConfig {
                     sender_public_key_file: sender_public_key_file.map(PathBuf::from),
                 }
             }
-            None => parse_keys(
+            (None, Some(branch_key)) => {
+                let discovery = lookup(DISCOVERY_VAR).unwrap_or_default();
+                if lookup(KEY_ARN_VAR).is_some_and(|v| !v.trim().is_empty())
+                    || !matches!(discovery.trim(), "" | "0") && !discovery.trim().eq_ignore_ascii_case("false")
+                {
+                    return Err(config_error(format!(
+                        "set one of {KEY_ARN_VAR}, {DISCOVERY_VAR} and {BRANCH_KEY_ID_VAR}, not several"
+                    )));
+                }
+                branch_key
+            }
+            (Some(_), Some(_)) => {
+                return Err(config_error(format!("set one of {RSA_KEY_ARN_VAR} and {BRANCH_KEY_ID_VAR}, not both")));
+            }
+            (None, None) => parse_keys(
                 lookup(KEY_ARN_VAR).as_deref(),
                 lookup(DISCOVERY_VAR).as_deref(),
                 lookup(ACCOUNTS_VAR).as_deref(),
             )?,
             // Discovery set to false is not a second key source (parse_keys reads it the same way).
-            Some(_)
+            (Some(_), None)
                 if lookup(KEY_ARN_VAR).is_some_and(|v| !v.trim().is_empty())
                     || lookup(DISCOVERY_VAR)
                         .is_some_and(|v| !matches!(v.trim(), "" | "0") && !v.trim().eq_ignore_ascii_case("false")) =>
@@ -348,7 +426,7 @@ impl EnvConfig {
                     "set one of {KEY_ARN_VAR}, {DISCOVERY_VAR} and {RSA_KEY_ARN_VAR}, not several"
                 )));
             }
-            Some(arn) => {
+            (Some(arn), None) => {
                 let algorithm = lookup(RSA_ALGORITHM_VAR).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
                 let algorithm = algorithm.unwrap_or_else(|| "RSAES_OAEP_SHA_256".to_owned());
                 if !matches!(algorithm.as_str(), "RSAES_OAEP_SHA_256" | "RSAES_OAEP_SHA_1") {
@@ -456,6 +534,27 @@ impl EnvConfig {
                     }
                     None => Arc::new(RawEcdhKeyring::discovery(own)),
                 }
+            }
+            #[cfg(feature = "hierarchy-ddb")]
+            KmsKeys::BranchKey { branch_key_id, table, kms_key_arn, logical_name, cache_ttl_seconds } => {
+                let store = crate::keyring::hierarchy::DynamoDbBranchKeyStore::from_clients(
+                    kms,
+                    table,
+                    kms_key_arn,
+                    logical_name,
+                );
+                let store = from_variable(BRANCH_KEY_KMS_KEY_VAR, store)?;
+                let ttl = std::time::Duration::from_secs(*cache_ttl_seconds);
+                Arc::new(from_variable(
+                    BRANCH_KEY_ID_VAR,
+                    crate::keyring::HierarchicalKeyring::new(store, branch_key_id, ttl),
+                )?)
+            }
+            #[cfg(not(feature = "hierarchy-ddb"))]
+            KmsKeys::BranchKey { .. } => {
+                return Err(config_error(format!(
+                    "{BRANCH_KEY_ID_VAR} needs a kms-envelope built with feature hierarchy-ddb"
+                )));
             }
         })
     }
@@ -689,6 +788,51 @@ mod tests {
         ] {
             read(vars).unwrap().keyring(&kms).unwrap();
         }
+        let branch = read(&[
+            (BUNDLES_VAR, "a.esdk=a"),
+            (BRANCH_KEY_ID_VAR, "tenant-1"),
+            (BRANCH_KEY_TABLE_VAR, "branch-keys"),
+            (BRANCH_KEY_KMS_KEY_VAR, ARN),
+        ])
+        .unwrap();
+        assert_eq!(
+            branch.keys,
+            KmsKeys::BranchKey {
+                branch_key_id: "tenant-1".into(),
+                table: "branch-keys".into(),
+                kms_key_arn: ARN.into(),
+                logical_name: "branch-keys".into(),
+                cache_ttl_seconds: 600,
+            }
+        );
+        #[cfg(feature = "hierarchy-ddb")]
+        branch.keyring(&kms).unwrap();
+        for (vars, named) in [
+            (&[(BRANCH_KEY_ID_VAR, "t"), (BRANCH_KEY_TABLE_VAR, "b")][..], BRANCH_KEY_KMS_KEY_VAR),
+            (&[(BRANCH_KEY_TABLE_VAR, "b")][..], BRANCH_KEY_TABLE_VAR),
+            (
+                &[
+                    (BRANCH_KEY_ID_VAR, "t"),
+                    (BRANCH_KEY_TABLE_VAR, "b"),
+                    (BRANCH_KEY_KMS_KEY_VAR, ARN),
+                    (KEY_ARN_VAR, ARN),
+                ][..],
+                KEY_ARN_VAR,
+            ),
+            (
+                &[
+                    (BRANCH_KEY_ID_VAR, "t"),
+                    (BRANCH_KEY_TABLE_VAR, "b"),
+                    (BRANCH_KEY_KMS_KEY_VAR, ARN),
+                    (BRANCH_KEY_CACHE_TTL_VAR, "0"),
+                ][..],
+                BRANCH_KEY_CACHE_TTL_VAR,
+            ),
+        ] {
+            let vars: Vec<(&str, &str)> = [(BUNDLES_VAR, "a.esdk=a")].into_iter().chain(vars.iter().copied()).collect();
+            let err = read(&vars).unwrap_err();
+            assert!(matches!(err, Error::Config(_)) && err.to_string().contains(named), "{err}");
+        }
         let config = read(&[(BUNDLES_VAR, "a.esdk=a,b.esdk=b/"), (KEY_ARN_VAR, ARN), (ROOT_VAR, "/srv")]).unwrap();
         let debug = format!("{:?}", config.cold_start(config.keyring(&kms).unwrap()));
         assert!(debug.contains("/srv") && debug.contains("b.esdk"), "{debug}");
@@ -753,5 +897,17 @@ mod tests {
         let missing = [&base[..], &[(ECDH_SENDER_PUBLIC_KEY_FILE_VAR, "/nonexistent/sender.der")]].concat();
         let err = read(&missing).unwrap().keyring(&kms).err().unwrap().to_string();
         assert!(err.contains(ECDH_SENDER_PUBLIC_KEY_FILE_VAR), "{err}");
+    }
+
+    #[test]
+    fn a_blank_ecdh_sender_variable_is_refused_not_read_as_any_sender() {
+        // A deployment template whose substitution came out empty must not turn the sender pin into
+        // PublicKeyDiscovery: the variable is set, so a pin was asked for.
+        let base = [(BUNDLES_VAR, "a.esdk=a"), (ECDH_CURVE_VAR, "p384"), (ECDH_PRIVATE_KEY_FILE_VAR, "own.pem")];
+        for blank in ["", "  ", "\n"] {
+            let vars = [&base[..], &[(ECDH_SENDER_PUBLIC_KEY_FILE_VAR, blank)]].concat();
+            let err = read(&vars).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(ECDH_SENDER_PUBLIC_KEY_FILE_VAR) && err.contains("empty"), "{blank:?}: {err:?}");
+        }
     }
 }

@@ -393,11 +393,16 @@ pub struct CountingProxy {
     shared: Arc<ProxyState>,
 }
 
+/// What [`CountingProxy::before`] runs.
+type Hook = Box<dyn FnOnce() + Send>;
+
 #[derive(Default)]
 struct ProxyState {
     calls: Mutex<std::collections::HashMap<String, usize>>,
     log: Mutex<Vec<KmsCall>>,
     mrks: Mutex<Vec<PlayedMrk>>,
+    /// Run once, before forwarding the first request for their operation.
+    before: Mutex<Vec<(String, Hook)>>,
 }
 
 /// A moto key the proxy shows as a multi-Region key with replicas.
@@ -468,6 +473,12 @@ impl CountingProxy {
     /// Clients for this proxy.
     pub fn clients(&self) -> KmsClients {
         KmsClients::new(&sdk_config(&self.url))
+    }
+
+    /// Runs `hook` once, when the next request for `operation` arrives and before it is forwarded: a racing
+    /// writer (say) gets in between a client's read and its write.
+    pub fn before(&self, operation: &str, hook: impl FnOnce() + Send + 'static) {
+        self.shared.before.lock().unwrap().push((operation.to_owned(), Box::new(hook)));
     }
 
     /// From now on, shows the plain moto key `moto_arn` as a multi-Region key replicated into `replicas`;
@@ -546,6 +557,13 @@ fn forward(client: TcpStream, upstream: &str, state: &ProxyState) {
             return;
         }
         *state.calls.lock().unwrap().entry(target.clone()).or_default() += 1;
+        let hook = {
+            let mut hooks = state.before.lock().unwrap();
+            hooks.iter().position(|(operation, _)| *operation == target).map(|at| hooks.remove(at).1)
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
         let body_json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         state.log.lock().unwrap().push(KmsCall { operation: target, region: region.clone(), body: body_json });
         let (body, routed) = state.sent_to_moto(&region, &String::from_utf8_lossy(&body));

@@ -11,6 +11,9 @@ use crate::support;
 
 #[path = "cli_parts/armor.rs"]
 mod armor;
+#[cfg(feature = "hierarchy-ddb")]
+#[path = "cli_parts/branch_key.rs"]
+mod branch_key;
 #[path = "cli_parts/metadata.rs"]
 mod metadata;
 

@@ -12,8 +12,10 @@ mod fake_s3;
 #[path = "../common/kms.rs"]
 mod support;
 
+mod branch_key_store;
 mod cli_interop;
 mod extension;
+mod interop_hierarchy;
 mod limits;
 mod mutation;
 mod range;

@@ -25,6 +25,13 @@ runs many command lines in one process (see run_batch); use it when a test has m
       --key-namespace NS --key-name NAME [--suite 0x0478] [--context-json ...]
 
 encrypts PT N times (DIR/0.esdk ...) through one legacy caching CMM (see run_cached_encrypt).
+
+  esdk_peer.py encrypt|decrypt ... --hierarchy-table T --kms-key ARN --logical-name N --branch-key-id ID
+  esdk_peer.py branch-key create-store|create|version --hierarchy-table T --kms-key ARN --logical-name N \
+      [--branch-key-id ID] [--context-json '{"k":"v"}'] [--out FILE] --kms-endpoint URL
+
+use the MPL's Hierarchical keyring and KeyStore (DynamoDB and KMS both at --kms-endpoint, e.g. moto);
+`branch-key create` writes the new branch key id to --out (see run_branch_key).
 """
 
 import argparse
@@ -107,6 +114,7 @@ def parse_args(argv):
     p.add_argument("--ecdh-private-pem", help="static: the sender's (our) key; discovery: the recipient's (PKCS#8 PEM)")
     p.add_argument("--ecdh-public-der", help="static, ephemeral: the other party's public key (DER SPKI file)")
     p.add_argument("--kms-key", action="append", default=[], help="KMS key ARN (strict keyring); repeatable")
+    add_hierarchy_args(p)
     p.add_argument("--kms-endpoint", help="KMS endpoint URL (e.g. moto); default $AWS_ENDPOINT_URL_KMS")
     p.add_argument(
         "--kms-rsa-key",
@@ -156,6 +164,8 @@ def parse_args(argv):
         given = tuple(k for k, v in (("private", args.ecdh_private_pem), ("public", args.ecdh_public_der)) if v)
         if given != needs or not args.ecdh_curve:
             p.error(f"--ecdh-scheme {args.ecdh_scheme} needs --ecdh-curve and exactly: {', '.join(needs)}")
+    if args.hierarchy_table and (len(args.kms_key) != 1 or not args.logical_name or not args.branch_key_id):
+        p.error("--hierarchy-table needs one --kms-key (the key store's), --logical-name and --branch-key-id")
     if n == 0 and not args.kms_key and not args.kms_discovery and not args.kms_rsa_key and not args.ecdh_scheme:
         p.error(
             "no keyring: give --raw-key-hex/--key-namespace/--key-name, --kms-key, --kms-rsa-key or --kms-discovery"
@@ -204,6 +214,66 @@ def parse_context(text):
     if not isinstance(ec, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ec.items()):
         raise PeerError("--context-json must be a JSON object of string to string")
     return ec
+
+
+def add_hierarchy_args(p):
+    p.add_argument(
+        "--hierarchy-table",
+        help="Hierarchical keyring over the MPL KeyStore in this DynamoDB table (then --kms-key is the store's key)",
+    )
+    p.add_argument("--logical-name", help="the KeyStore's logical name")
+    p.add_argument("--branch-key-id", help="the branch key id")
+
+
+def key_store(args):
+    """The MPL KeyStore of --hierarchy-table, DynamoDB and KMS at --kms-endpoint."""
+    import boto3
+    from aws_cryptographic_material_providers.keystore import KeyStore
+    from aws_cryptographic_material_providers.keystore.config import KeyStoreConfig
+    from aws_cryptographic_material_providers.keystore.models import KMSConfigurationKmsKeyArn
+
+    endpoint = args.kms_endpoint or os.environ.get("AWS_ENDPOINT_URL_KMS")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return KeyStore(
+        config=KeyStoreConfig(
+            ddb_table_name=args.hierarchy_table,
+            kms_configuration=KMSConfigurationKmsKeyArn(args.kms_key[0]),
+            logical_key_store_name=args.logical_name,
+            ddb_client=boto3.client("dynamodb", region_name=region, endpoint_url=endpoint),
+            kms_client=boto3.client("kms", region_name=region, endpoint_url=endpoint),
+        )
+    )
+
+
+def run_branch_key(argv):
+    """`branch-key create-store|create|version`: the MPL KeyStore's CreateKeyStore, CreateKey (the new id
+    written to --out) and VersionKey."""
+    p = _Parser(prog="esdk_peer.py branch-key")
+    p.add_argument("action", choices=["create-store", "create", "version"])
+    add_hierarchy_args(p)
+    p.add_argument("--kms-key", action="append", default=[], required=True)
+    p.add_argument("--kms-endpoint")
+    p.add_argument("--context-json")
+    p.add_argument("--out")
+    args = p.parse_args(argv)
+    if not args.hierarchy_table or not args.logical_name or len(args.kms_key) != 1:
+        p.error("branch-key needs --hierarchy-table, --logical-name and one --kms-key")
+    from aws_cryptographic_material_providers.keystore import models as km
+
+    store = key_store(args)
+    if args.action == "create-store":
+        store.create_key_store(km.CreateKeyStoreInput())
+    elif args.action == "create":
+        context = parse_context(args.context_json) or None
+        out = store.create_key(
+            km.CreateKeyInput(branch_key_identifier=args.branch_key_id, encryption_context=context)
+        )
+        if args.out:
+            write_output(args.out, out.branch_key_identifier.encode())
+    else:
+        if not args.branch_key_id:
+            p.error("branch-key version needs --branch-key-id")
+        store.version_key(km.VersionKeyInput(branch_key_identifier=args.branch_key_id))
 
 
 def build_keyring(args):
@@ -279,7 +349,15 @@ def build_keyring(args):
             )
         )
 
-    if args.kms_key or args.kms_discovery or args.kms_rsa_key:
+    if args.hierarchy_table:
+        keyrings.append(
+            mpl.create_aws_kms_hierarchical_keyring(
+                input=m.CreateAwsKmsHierarchicalKeyringInput(
+                    key_store=key_store(args), branch_key_id=args.branch_key_id, ttl_seconds=600
+                )
+            )
+        )
+    elif args.kms_key or args.kms_discovery or args.kms_rsa_key:
         import boto3
 
         endpoint = args.kms_endpoint or os.environ.get("AWS_ENDPOINT_URL_KMS")
@@ -418,7 +496,16 @@ def run(args):
 
 
 def run_one(argv):
-    """Runs one encrypt/decrypt command line; returns (exit status, one-line error or None)."""
+    """Runs one encrypt/decrypt (or branch-key) command line; returns (exit status, one-line error or None)."""
+    if argv[:1] == ["branch-key"]:
+        try:
+            run_branch_key(argv[1:])
+        except UsageError as e:
+            return 2, str(e)
+        except Exception as e:  # noqa: BLE001 - as below
+            msg = " ".join(str(e).split()) or "(no message)"
+            return 1, f"esdk_peer branch-key failed: {type(e).__name__}: {msg}"[:2000]
+        return 0, None
     try:
         args = parse_args(argv)
     except UsageError as e:

@@ -43,16 +43,25 @@
 //! documented rather than refused.
 
 mod cache;
+#[cfg(feature = "hierarchy-ddb")]
+mod ddb;
+#[cfg(feature = "hierarchy-ddb")]
+mod ddb_api;
+#[cfg(feature = "hierarchy-ddb")]
+mod item;
 mod store;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use zeroize::Zeroizing;
 
 pub use self::cache::{BranchKeyCache, DEFAULT_CAPACITY};
+#[cfg(feature = "hierarchy-ddb")]
+pub use self::ddb::DynamoDbBranchKeyStore;
 pub use self::store::{
     BRANCH_KEY_LEN, BranchKeyFuture, BranchKeyMaterials, BranchKeyStore, BranchKeyStoreError, StaticBranchKeyStore,
 };
@@ -260,6 +269,9 @@ impl HierarchicalKeyring {
         let context = materials.encryption_context().serialize()?;
         let key_len = materials.suite().key_len();
         let (mut reasons, mut retry) = (Vec::new(), Retry::Never);
+        // Versions the store failed to give in this call, with why: a message may name one version in
+        // thousands of EDKs, and a failure is not cached, so each would be another store call.
+        let mut failed: HashMap<BranchKeyVersion, String> = HashMap::new();
         for edk in edks {
             let parts = match match_edk(edk, &branch_key_id, key_len) {
                 Ok(parts) => parts,
@@ -268,11 +280,17 @@ impl HierarchicalKeyring {
                     continue;
                 }
             };
+            if let Some(reason) = failed.get(&parts.version) {
+                reasons.push(reason.clone());
+                continue;
+            }
             let branch_key = match self.branch_key(&branch_key_id, Some(&parts.version)).await {
                 Ok(branch_key) => branch_key,
                 Err(err) => {
                     retry = retry.or(err.retry());
-                    reasons.push(format!("Hierarchical keyring: {err}"));
+                    let reason = format!("Hierarchical keyring: {err}");
+                    reasons.push(reason.clone());
+                    failed.insert(parts.version, reason);
                     continue;
                 }
             };

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::BranchKeyVersion;
 use crate::error::{Error, Reason, Result, Retry};
-use crate::escape::Escaped;
+use crate::escape::{Escaped, clipped};
 
 /// Bytes of a branch key.
 pub const BRANCH_KEY_LEN: usize = 32;
@@ -87,7 +87,7 @@ pub enum BranchKeyStoreError {
     /// The store holds no such branch key, or not this version of it (`version` is `None` when the active
     /// version was asked for). Typically a message written with another store, or a key id from an
     /// encryption context that names no branch key.
-    #[error("branch key {} {} not found in the store", Escaped(.branch_key_id), VersionText(.version))]
+    #[error("branch key {} {} not found in the store", Quoted(.branch_key_id), VersionText(.version))]
     NotFound {
         /// The id asked for.
         branch_key_id: String,
@@ -97,7 +97,7 @@ pub enum BranchKeyStoreError {
 
     /// The store answered with another branch key or version than was asked for: a store that is broken,
     /// or whose items were edited.
-    #[error("the branch key store answered with another key than branch key {} {}", Escaped(.branch_key_id), VersionText(.version))]
+    #[error("the branch key store answered with another key than branch key {} {}", Quoted(.branch_key_id), VersionText(.version))]
     WrongBranchKey {
         /// The id asked for.
         branch_key_id: String,
@@ -106,17 +106,112 @@ pub enum BranchKeyStoreError {
     },
 
     /// The store could not be read (a service call failed); the reason says whether a retry may help.
-    #[error("branch key store unavailable: {}", Escaped(.0.as_str()))]
+    #[error("branch key store unavailable: {}", Quoted(.0.as_str()))]
     Unavailable(Reason),
+
+    /// A store item is not a valid branch key item (version 1 layout): an attribute missing or of the wrong
+    /// type, an unknown `type`, a `tablename` attribute, a version that is not a UUID. Refused before any
+    /// KMS call.
+    #[error("branch key {}: invalid store item: {}", Quoted(.branch_key_id), Quoted(.reason))]
+    InvalidItem {
+        /// The id asked for.
+        branch_key_id: String,
+        /// What is wrong with the item.
+        reason: String,
+    },
+
+    /// The item's `hierarchy-version` is not `1`, the only layout this store reads. Refused before any
+    /// KMS call.
+    #[error(
+        "branch key {}: store item of hierarchy-version {}; only version 1 is supported",
+        Quoted(.branch_key_id),
+        Quoted(.hierarchy_version)
+    )]
+    UnsupportedHierarchyVersion {
+        /// The id asked for.
+        branch_key_id: String,
+        /// The item's `hierarchy-version`, as stored.
+        hierarchy_version: String,
+    },
+
+    /// The item names another KMS key (`kms-arn`) than the store is configured with. Refused before any
+    /// KMS call: an item copied from another store, or edited.
+    #[error(
+        "branch key {}: the store item is encrypted under KMS key {}, not the configured {}",
+        Quoted(.branch_key_id),
+        Quoted(.item_key_arn),
+        Quoted(.configured_key_arn)
+    )]
+    KmsKeyMismatch {
+        /// The id asked for.
+        branch_key_id: String,
+        /// The item's `kms-arn`.
+        item_key_arn: String,
+        /// The store's KMS key.
+        configured_key_arn: String,
+    },
+
+    /// KMS refused the item's encrypted key under the encryption context built from the item: an item
+    /// edited (an attribute changed) or read under another logical store name than it was written with.
+    #[error(
+        "branch key {}: KMS refused the store item under its encryption context (an edited item, or another \
+         logical key store name?): {}",
+        Quoted(.branch_key_id),
+        Quoted(.detail)
+    )]
+    ItemContextMismatch {
+        /// The id asked for.
+        branch_key_id: String,
+        /// KMS's answer.
+        detail: String,
+    },
+
+    /// `CreateKey` found the branch key id in the store already.
+    #[error("branch key {} exists already", Quoted(.branch_key_id))]
+    AlreadyExists {
+        /// The id to create.
+        branch_key_id: String,
+    },
+
+    /// `VersionKey` lost a race: the active item changed (another writer versioned the key) or vanished
+    /// between its read and the conditional write. Nothing was written; trying again versions the key anew.
+    #[error("branch key {}: the active version changed while it was versioned; nothing written", Quoted(.branch_key_id))]
+    VersionRace {
+        /// The id to version.
+        branch_key_id: String,
+    },
+
+    /// A request refused before any call (an id without encryption context for `CreateKey`, an empty id).
+    #[error("branch key store: {}", Quoted(.0))]
+    InvalidRequest(String),
 }
 
 impl BranchKeyStoreError {
     /// Whether a retry may cure it.
     pub fn retry(&self) -> Retry {
         match self {
-            Self::NotFound { .. } | Self::WrongBranchKey { .. } => Retry::Never,
             Self::Unavailable(reason) => reason.retry(),
+            Self::VersionRace { .. } => Retry::Later,
+            Self::NotFound { .. }
+            | Self::WrongBranchKey { .. }
+            | Self::InvalidItem { .. }
+            | Self::UnsupportedHierarchyVersion { .. }
+            | Self::KmsKeyMismatch { .. }
+            | Self::ItemContextMismatch { .. }
+            | Self::AlreadyExists { .. }
+            | Self::InvalidRequest(_) => Retry::Never,
         }
+    }
+}
+
+/// A field of a [`BranchKeyStoreError`] as its `Display` quotes it: escaped, and clipped to
+/// [`QUOTED_MAX`](crate::escape::QUOTED_MAX) bytes. Branch key ids come from encryption contexts and
+/// supplier input, item attributes and service answers from the store: any of them may be 64 KiB.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Escaped(&clipped(self.0)).fmt(f)
     }
 }
 

@@ -460,3 +460,61 @@ fn a_cache_entry_for_another_branch_key_is_never_used() {
     let decrypted = decrypt_with(&second, SUITE, context(), std::slice::from_ref(edk)).unwrap();
     assert_eq!(decrypted.data_key(), materials.data_key());
 }
+
+#[test]
+fn store_errors_quote_ids_and_item_attributes_clipped_and_escaped() {
+    use crate::escape::QUOTED_MAX;
+    // A branch key id from an encryption context, or attributes of a store item, may be 64 KiB; an error
+    // quotes at most QUOTED_MAX bytes of each, escaped.
+    let long = format!("\x1b[2J{}", "x".repeat(64 * 1024));
+    let errors = [
+        BranchKeyStoreError::NotFound { branch_key_id: long.clone(), version: None },
+        BranchKeyStoreError::WrongBranchKey { branch_key_id: long.clone(), version: None },
+        BranchKeyStoreError::Unavailable(Reason::from(long.clone())),
+        BranchKeyStoreError::InvalidItem { branch_key_id: long.clone(), reason: long.clone() },
+        BranchKeyStoreError::UnsupportedHierarchyVersion {
+            branch_key_id: long.clone(),
+            hierarchy_version: long.clone(),
+        },
+        BranchKeyStoreError::KmsKeyMismatch {
+            branch_key_id: long.clone(),
+            item_key_arn: long.clone(),
+            configured_key_arn: long.clone(),
+        },
+        BranchKeyStoreError::ItemContextMismatch { branch_key_id: long.clone(), detail: long.clone() },
+        BranchKeyStoreError::AlreadyExists { branch_key_id: long.clone() },
+        BranchKeyStoreError::VersionRace { branch_key_id: long.clone() },
+        BranchKeyStoreError::InvalidRequest(long.clone()),
+    ];
+    for err in errors {
+        let shown = err.to_string();
+        assert!(shown.len() < 4 * (QUOTED_MAX + 200), "{} bytes: {err:?}", shown.len());
+        assert!(shown.contains("\\u{1b}[2J") && !shown.contains('\x1b'), "{shown}");
+        assert!(shown.contains(&format!("({} more bytes)", long.len() - QUOTED_MAX)), "{shown}");
+    }
+}
+
+#[test]
+fn edks_naming_a_version_the_store_just_refused_cost_no_further_store_call() {
+    let store = CountingStore::standard();
+    let enc = encrypt_with(&keyring(&store), SUITE, context());
+    let mut unknown = enc.encrypted_data_keys()[0].clone();
+    unknown.ciphertext[28..44].copy_from_slice(version("00000000-0000-4000-8000-000000000000").as_bytes());
+    // A message may carry thousands of EDKs; each naming the same missing version would otherwise be one
+    // GetItem (and for a DynamoDB store, a round trip) apiece.
+    let edks = vec![unknown; 50];
+
+    let store = CountingStore::standard();
+    let why = reasons(decrypt_with(&keyring(&store), SUITE, context(), &edks).unwrap_err());
+    assert_eq!(store.calls(), (0, 1));
+    assert_eq!(why.len(), 50, "{why:?}");
+    assert!(why[0].contains("not found") && why[49].contains("not found"), "{why:?}");
+
+    // A good EDK after them still decrypts.
+    let mut with_good = edks;
+    with_good.push(enc.encrypted_data_keys()[0].clone());
+    let store = CountingStore::standard();
+    let decrypted = decrypt_with(&keyring(&store), SUITE, context(), &with_good).unwrap();
+    assert_eq!(decrypted.data_key().map(DataKey::as_bytes), enc.data_key().map(DataKey::as_bytes));
+    assert_eq!(store.calls(), (0, 2));
+}

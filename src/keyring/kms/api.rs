@@ -52,6 +52,17 @@ pub(crate) struct Decrypted {
     pub plaintext: Zeroizing<Vec<u8>>,
 }
 
+/// `ReEncrypt`'s answer.
+#[cfg(feature = "hierarchy-ddb")]
+pub(crate) struct ReEncrypted {
+    /// The ARN of the key that decrypted, as KMS reports it.
+    pub source_key_id: Option<String>,
+    /// The ARN of the key that encrypted again, as KMS reports it.
+    pub key_id: Option<String>,
+    /// The ciphertext under the destination key and context.
+    pub ciphertext: Vec<u8>,
+}
+
 /// The KMS operations the keyrings use.
 pub(crate) trait KmsApi: Send + Sync + 'static {
     /// The region the client sends requests to, if it has one.
@@ -99,6 +110,29 @@ pub(crate) trait KmsApi: Send + Sync + 'static {
         _public_key: Vec<u8>,
     ) -> KmsFuture<SharedSecret> {
         unsupported("DeriveSharedSecret")
+    }
+
+    /// `GenerateDataKeyWithoutPlaintext` for `number_of_bytes` bytes: a new key that only KMS ever sees in
+    /// plaintext (the branch key store's new branch keys).
+    #[cfg(feature = "hierarchy-ddb")]
+    fn generate_data_key_without_plaintext(
+        &self,
+        _params: CallParams,
+        _number_of_bytes: usize,
+    ) -> KmsFuture<Encrypted> {
+        unsupported("GenerateDataKeyWithoutPlaintext")
+    }
+
+    /// `ReEncrypt` of `ciphertext` from `source` (key and context) to `destination`, the plaintext never
+    /// leaving KMS. Grant tokens are `destination`'s.
+    #[cfg(feature = "hierarchy-ddb")]
+    fn re_encrypt(
+        &self,
+        _source: CallParams,
+        _destination: CallParams,
+        _ciphertext: Vec<u8>,
+    ) -> KmsFuture<ReEncrypted> {
+        unsupported("ReEncrypt")
     }
 }
 
@@ -263,6 +297,43 @@ impl KmsApi for aws_sdk_kms::Client {
                 ecdh: out.key_agreement_algorithm == Some(aws_sdk_kms::types::KeyAgreementAlgorithmSpec::Ecdh),
                 key_id: out.key_id,
                 secret: out.shared_secret.map(|blob| Zeroizing::new(blob.into_inner())),
+            })
+        })
+    }
+
+    #[cfg(feature = "hierarchy-ddb")]
+    fn generate_data_key_without_plaintext(&self, params: CallParams, number_of_bytes: usize) -> KmsFuture<Encrypted> {
+        let call = self
+            .generate_data_key_without_plaintext()
+            .key_id(params.key_id)
+            .number_of_bytes(i32::try_from(number_of_bytes).unwrap_or(i32::MAX))
+            .set_encryption_context(non_empty_map(params.context))
+            .set_grant_tokens(non_empty(params.grant_tokens));
+        Box::pin(async move {
+            let out = call.send().await.map_err(KmsError::from_sdk)?;
+            Ok(Encrypted {
+                key_id: out.key_id,
+                ciphertext: out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default(),
+            })
+        })
+    }
+
+    #[cfg(feature = "hierarchy-ddb")]
+    fn re_encrypt(&self, source: CallParams, destination: CallParams, ciphertext: Vec<u8>) -> KmsFuture<ReEncrypted> {
+        let call = self
+            .re_encrypt()
+            .ciphertext_blob(Blob::new(ciphertext))
+            .source_key_id(source.key_id)
+            .set_source_encryption_context(non_empty_map(source.context))
+            .destination_key_id(destination.key_id)
+            .set_destination_encryption_context(non_empty_map(destination.context))
+            .set_grant_tokens(non_empty(destination.grant_tokens));
+        Box::pin(async move {
+            let out = call.send().await.map_err(KmsError::from_sdk)?;
+            Ok(ReEncrypted {
+                source_key_id: out.source_key_id,
+                key_id: out.key_id,
+                ciphertext: out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default(),
             })
         })
     }

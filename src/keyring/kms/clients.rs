@@ -143,6 +143,19 @@ impl KmsClients {
         self
     }
 
+    /// The AWS configuration the clients are built from (the branch key store builds its DynamoDB client
+    /// from it).
+    #[cfg(feature = "hierarchy-ddb")]
+    pub(crate) fn sdk_config(&self) -> &SdkConfig {
+        &self.config
+    }
+
+    /// The grant tokens given with [`with_grant_tokens`](Self::with_grant_tokens).
+    #[cfg(feature = "hierarchy-ddb")]
+    pub(crate) fn grant_tokens(&self) -> &[String] {
+        &self.grant_tokens
+    }
+
     /// The configuration's region, used for keys not given as ARNs.
     pub fn default_region(&self) -> Option<&str> {
         self.config.region().map(aws_config::Region::as_ref)

@@ -28,7 +28,7 @@
 //! `kms`.
 
 #[cfg(feature = "kms")]
-mod api;
+pub(crate) mod api;
 pub mod arn;
 #[cfg(feature = "kms")]
 mod calls;
@@ -39,7 +39,7 @@ mod discovery;
 #[cfg(feature = "kms")]
 mod ecdh;
 #[cfg(feature = "kms")]
-mod error;
+pub(crate) mod error;
 // The SDK error chain on one line, request bodies withheld: the S3 module's errors use it too.
 #[cfg(feature = "s3")]
 pub(crate) use error::error_chain;
@@ -48,7 +48,7 @@ mod mrk;
 #[cfg(all(feature = "kms", feature = "rsa"))]
 mod rsa;
 #[cfg(feature = "kms")]
-mod runtime;
+pub(crate) mod runtime;
 #[cfg(feature = "kms")]
 mod strict;
 #[cfg(all(test, feature = "kms"))]
