@@ -17,7 +17,7 @@ set -euo pipefail
 # `rsa` turn on), and the raw-key-only builds that must compile and pass without the AWS SDK, on RustCrypto
 # `aes-gcm` (with and without the CLI), so that both backends stay tested.
 # Not --all-features: `fips` builds AWS-LC's FIPS module, which needs CMake and Go on the machine.
-FULL_FEATURES="cli,kms,lambda,s3,async,rsa,extension,batch"
+FULL_FEATURES="cli,kms,lambda,s3,async,rsa,extension,batch,hierarchy-ddb"
 # Every set adds `fuzzing`, which makes the format's internals public for the tests that build messages by
 # hand (tests/suite/handmade.rs) and the doc examples on those internals; clippy and doc below run without it, as
 # a user builds.

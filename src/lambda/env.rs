@@ -99,8 +99,11 @@ pub fn fitted_transfer_options(lookup: impl Fn(&str) -> Option<String>) -> crate
     }
 }
 
-/// Which KMS keys may unwrap the data keys.
+/// Which keys may unwrap the data keys.
+///
+/// Non-exhaustive: each new keyring the Lambda decryptor learns adds a variant.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KmsKeys {
     /// These keys, tried in order (MRK-aware strict keyrings: a replica of a multi-Region key matches).
     Strict(Vec<String>),
