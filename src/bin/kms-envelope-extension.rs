@@ -485,10 +485,12 @@ async fn secrets_for_environment() -> Result<Secrets, String> {
         KmsKeys::Discovery { accounts: None, .. } => {
             Some("discovery of any account (KMS_ENVELOPE_KMS_ACCOUNTS=*), to which anyone can encrypt")
         }
-        KmsKeys::Ecdh { sender_public_key_file: None, .. } => Some(
-            "ECDH with no sender pinned (no KMS_ENVELOPE_ECDH_SENDER_PUBLIC_KEY_FILE), to which anyone with the \
-             public key can encrypt",
-        ),
+        KmsKeys::Ecdh { sender_public_key_file: None, .. } | KmsKeys::KmsEcdh { sender_public_key_file: None, .. } => {
+            Some(
+                "ECDH with no sender pinned (no KMS_ENVELOPE_ECDH_SENDER_PUBLIC_KEY_FILE), to which anyone with the \
+                 public key can encrypt",
+            )
+        }
         _ => None,
     };
     if let Some(keys) = anyone_writes

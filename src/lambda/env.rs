@@ -9,6 +9,7 @@
 //! | `KMS_ENVELOPE_KMS_GRANT_TOKENS` | optional: KMS grant tokens (comma-separated, at most 10) sent with every KMS call; never logged |
 //! | `KMS_ENVELOPE_KMS_RSA_KEY_ARN` | instead of the two above: the ARN of a KMS RSA key (feature `rsa`) that wrapped the data keys with its public key (the AWS KMS RSA keyring); `KMS_ENVELOPE_KMS_RSA_ALGORITHM` is `RSAES_OAEP_SHA_256` (default) or `RSAES_OAEP_SHA_1` |
 //! | `KMS_ENVELOPE_ECDH_CURVE`, `KMS_ENVELOPE_ECDH_PRIVATE_KEY_FILE`, `KMS_ENVELOPE_ECDH_SENDER_PUBLIC_KEY_FILE` | instead of KMS: the raw ECDH keyring (decrypt only). The curve (`p256`, `p384`, `p521`), our private key (a PEM file: `PRIVATE KEY` or `EC PRIVATE KEY`; a relative path is relative to the function's directory), and the expected sender's public key (PEM or DER SubjectPublicKeyInfo): only messages that sender wrote are read. Without the sender's key (unset: set but empty is refused), any sender's message to our key is read (`PublicKeyDiscovery`) |
+//! | `KMS_ENVELOPE_ECDH_KMS_KEY_ARN`, `KMS_ENVELOPE_ECDH_KMS_PUBLIC_KEY_FILE` | instead of `KMS_ENVELOPE_ECDH_PRIVATE_KEY_FILE`: the AWS KMS ECDH keyring (decrypt only), with `KMS_ENVELOPE_ECDH_CURVE` and the sender pin as above. Our KMS key agreement key (its ARN) and its public key (PEM or DER SubjectPublicKeyInfo, as `aws kms get-public-key` gives it), so that the cold start makes no `GetPublicKey` call; one `DeriveSharedSecret` per message |
 //! | `KMS_ENVELOPE_BRANCH_KEY_ID` | instead of the three above: the Hierarchical keyring (feature `hierarchy-ddb`) with this branch key, in the DynamoDB branch key store `KMS_ENVELOPE_BRANCH_KEY_TABLE` whose keys are encrypted under `KMS_ENVELOPE_BRANCH_KEY_KMS_KEY` (an ARN); `KMS_ENVELOPE_BRANCH_KEY_LOGICAL_NAME` (default: the table's name) and `KMS_ENVELOPE_BRANCH_KEY_CACHE_TTL` (seconds, default 600) |
 //! | `KMS_ENVELOPE_CONTEXT` | the encryption context every bundle must carry: `k=v,k2=v2`, or a JSON object of strings |
 //! | `KMS_ENVELOPE_ROOT` | where destinations go; default `/tmp` |
@@ -53,6 +54,10 @@ pub const ECDH_CURVE_VAR: &str = "KMS_ENVELOPE_ECDH_CURVE";
 pub const ECDH_PRIVATE_KEY_FILE_VAR: &str = "KMS_ENVELOPE_ECDH_PRIVATE_KEY_FILE";
 /// The expected sender's public key (PEM or DER file) for the raw ECDH keyring: the sender pin.
 pub const ECDH_SENDER_PUBLIC_KEY_FILE_VAR: &str = "KMS_ENVELOPE_ECDH_SENDER_PUBLIC_KEY_FILE";
+/// Our KMS key agreement key (ARN) for the AWS KMS ECDH keyring, instead of a private key file.
+pub const ECDH_KMS_KEY_ARN_VAR: &str = "KMS_ENVELOPE_ECDH_KMS_KEY_ARN";
+/// That KMS key's public key (PEM or DER file), so that building the keyring calls no `GetPublicKey`.
+pub const ECDH_KMS_PUBLIC_KEY_FILE_VAR: &str = "KMS_ENVELOPE_ECDH_KMS_PUBLIC_KEY_FILE";
 /// The branch key of the Hierarchical keyring.
 pub const BRANCH_KEY_ID_VAR: &str = "KMS_ENVELOPE_BRANCH_KEY_ID";
 /// The DynamoDB table of its branch key store.
@@ -129,6 +134,19 @@ pub enum KmsKeys {
         curve: crate::format::ecdh::EcdhCurve,
         /// Our private key, PEM.
         private_key_file: PathBuf,
+        /// The expected sender's public key, PEM or DER; `None`: any sender.
+        sender_public_key_file: Option<PathBuf>,
+    },
+    /// The AWS KMS ECDH keyring: our KMS key agreement key and its public key, and the expected sender's
+    /// public key (the sender pin) or none (any sender: `KmsPublicKeyDiscovery`). The files are read when
+    /// the keyring is built; no KMS call is made then.
+    KmsEcdh {
+        /// The keys' curve.
+        curve: crate::format::ecdh::EcdhCurve,
+        /// The KMS key's ARN.
+        key_arn: String,
+        /// The KMS key's public key, PEM or DER.
+        public_key_file: PathBuf,
         /// The expected sender's public key, PEM or DER; `None`: any sender.
         sender_public_key_file: Option<PathBuf>,
     },
@@ -365,7 +383,14 @@ impl EnvConfig {
             return Err(config_error(format!("nothing to decrypt: set {BUNDLES_VAR} or {SECRETS_VAR}")));
         }
         let set = |var: &str| lookup(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let ecdh = [ECDH_CURVE_VAR, ECDH_PRIVATE_KEY_FILE_VAR, ECDH_SENDER_PUBLIC_KEY_FILE_VAR].map(set);
+        let ecdh = [
+            ECDH_CURVE_VAR,
+            ECDH_PRIVATE_KEY_FILE_VAR,
+            ECDH_SENDER_PUBLIC_KEY_FILE_VAR,
+            ECDH_KMS_KEY_ARN_VAR,
+            ECDH_KMS_PUBLIC_KEY_FILE_VAR,
+        ]
+        .map(set);
         let branch_key = parse_branch_key(&lookup)?;
         let rsa_key_arn = lookup(RSA_KEY_ARN_VAR).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let mut keys = match (rsa_key_arn.as_deref(), branch_key) {
@@ -386,18 +411,40 @@ impl EnvConfig {
                          file, or unset it to read messages from any sender"
                     )));
                 }
-                let [curve, private_key_file, sender_public_key_file] = ecdh;
+                let [curve, private_key_file, sender_public_key_file, kms_key_arn, kms_public_key_file] = ecdh;
                 let curve = curve.ok_or_else(|| config_error(format!("the ECDH variables need {ECDH_CURVE_VAR}")))?;
                 let curve = crate::format::ecdh::EcdhCurve::from_name(&curve).ok_or_else(|| {
                     config_error(format!("{ECDH_CURVE_VAR} is {curve:?}; expected p256, p384 or p521"))
                 })?;
-                let private_key_file = private_key_file.ok_or_else(|| {
-                    config_error(format!("the ECDH variables need {ECDH_PRIVATE_KEY_FILE_VAR}: our private key"))
-                })?;
-                KmsKeys::Ecdh {
-                    curve,
-                    private_key_file: private_key_file.into(),
-                    sender_public_key_file: sender_public_key_file.map(PathBuf::from),
+                let sender_public_key_file = sender_public_key_file.map(PathBuf::from);
+                match (private_key_file, kms_key_arn, kms_public_key_file) {
+                    (Some(_), Some(_), _) | (Some(_), None, Some(_)) => {
+                        return Err(config_error(format!(
+                            "set {ECDH_PRIVATE_KEY_FILE_VAR} (a raw ECDH key) or {ECDH_KMS_KEY_ARN_VAR} with \
+                             {ECDH_KMS_PUBLIC_KEY_FILE_VAR} (an AWS KMS key), not both"
+                        )));
+                    }
+                    (Some(private_key_file), None, None) => {
+                        KmsKeys::Ecdh { curve, private_key_file: private_key_file.into(), sender_public_key_file }
+                    }
+                    (None, Some(key_arn), Some(public_key_file)) => KmsKeys::KmsEcdh {
+                        curve,
+                        key_arn,
+                        public_key_file: public_key_file.into(),
+                        sender_public_key_file,
+                    },
+                    (None, Some(_), None) => {
+                        return Err(config_error(format!(
+                            "{ECDH_KMS_KEY_ARN_VAR} needs {ECDH_KMS_PUBLIC_KEY_FILE_VAR}: the KMS key's public key \
+                             (aws kms get-public-key), so that the cold start makes no GetPublicKey call"
+                        )));
+                    }
+                    (None, None, _) => {
+                        return Err(config_error(format!(
+                            "the ECDH variables need {ECDH_PRIVATE_KEY_FILE_VAR} (our private key) or \
+                             {ECDH_KMS_KEY_ARN_VAR} (our AWS KMS key)"
+                        )));
+                    }
                 }
             }
             (None, Some(branch_key)) => {
@@ -514,7 +561,7 @@ impl EnvConfig {
                 return Err(config_error(format!("{RSA_KEY_ARN_VAR} needs a kms-envelope built with feature rsa")));
             }
             KmsKeys::Ecdh { curve, private_key_file, sender_public_key_file } => {
-                use crate::crypto::ecdh::{EcdhPrivateKey, EcdhPublicKey};
+                use crate::crypto::ecdh::EcdhPrivateKey;
                 use crate::keyring::RawEcdhKeyring;
                 let refused = |var: &str, path: &std::path::Path, why: &dyn std::fmt::Display| {
                     config_error(format!("{var}: {}: {why}", path.display()))
@@ -525,18 +572,25 @@ impl EnvConfig {
                     .map_err(|e| refused(ECDH_PRIVATE_KEY_FILE_VAR, private_key_file, &e))?;
                 match sender_public_key_file {
                     Some(path) => {
-                        let key =
-                            read_key_file(path).map_err(|e| refused(ECDH_SENDER_PUBLIC_KEY_FILE_VAR, path, &e))?;
-                        let sender = if key.trim_ascii_start().starts_with(b"-----BEGIN") {
-                            EcdhPublicKey::from_pem(*curve, &key)
-                        } else {
-                            EcdhPublicKey::from_der(*curve, &key)
-                        };
-                        let sender = sender.map_err(|e| refused(ECDH_SENDER_PUBLIC_KEY_FILE_VAR, path, &e))?;
+                        let sender = read_public_key(*curve, ECDH_SENDER_PUBLIC_KEY_FILE_VAR, path)?;
                         Arc::new(RawEcdhKeyring::decrypt_from(own, sender)?)
                     }
                     None => Arc::new(RawEcdhKeyring::discovery(own)),
                 }
+            }
+            KmsKeys::KmsEcdh { curve, key_arn, public_key_file, sender_public_key_file } => {
+                use crate::keyring::kms::AwsKmsEcdhKeyring;
+                let client = from_variable(ECDH_KMS_KEY_ARN_VAR, kms.client_for_key(key_arn))?;
+                let own = read_public_key(*curve, ECDH_KMS_PUBLIC_KEY_FILE_VAR, public_key_file)?;
+                let keyring = match sender_public_key_file {
+                    Some(path) => {
+                        let sender = read_public_key(*curve, ECDH_SENDER_PUBLIC_KEY_FILE_VAR, path)?;
+                        AwsKmsEcdhKeyring::with_public_key(client, key_arn.as_str(), own, sender)
+                    }
+                    None => AwsKmsEcdhKeyring::discovery_with_public_key(client, key_arn.as_str(), own),
+                };
+                let keyring = from_variable(ECDH_KMS_KEY_ARN_VAR, keyring)?;
+                Arc::new(keyring.with_grant_tokens(self.grant_tokens.0.iter().cloned()))
             }
             #[cfg(feature = "hierarchy-ddb")]
             KmsKeys::BranchKey { branch_key_id, table, kms_key_arn, logical_name, cache_ttl_seconds } => {
@@ -588,6 +642,24 @@ fn read_key_file(path: &std::path::Path) -> std::io::Result<zeroize::Zeroizing<V
         return Err(std::io::Error::other("more than 1 MiB: not a key file"));
     }
     Ok(bytes)
+}
+
+/// The public key on `curve` in the file `path` names (PEM, or DER SubjectPublicKeyInfo), for the variable
+/// `variable`: an error names both.
+fn read_public_key(
+    curve: crate::format::ecdh::EcdhCurve,
+    variable: &str,
+    path: &std::path::Path,
+) -> Result<crate::crypto::ecdh::EcdhPublicKey> {
+    use crate::crypto::ecdh::EcdhPublicKey;
+    let refused = |why: &dyn std::fmt::Display| config_error(format!("{variable}: {}: {why}", path.display()));
+    let key = read_key_file(path).map_err(|e| refused(&e))?;
+    let key = if key.trim_ascii_start().starts_with(b"-----BEGIN") {
+        EcdhPublicKey::from_pem(curve, &key)
+    } else {
+        EcdhPublicKey::from_der(curve, &key)
+    };
+    key.map_err(|e| refused(&e))
 }
 
 impl ColdStart {
@@ -900,6 +972,71 @@ mod tests {
         let missing = [&base[..], &[(ECDH_SENDER_PUBLIC_KEY_FILE_VAR, "/nonexistent/sender.der")]].concat();
         let err = read(&missing).unwrap().keyring(&kms).err().unwrap().to_string();
         assert!(err.contains(ECDH_SENDER_PUBLIC_KEY_FILE_VAR), "{err}");
+    }
+
+    /// The AWS KMS ECDH variables: a key ARN with its public key file make a `KmsEcdh` key set, whose
+    /// keyring is built without any KMS call (these clients have no region or endpoint, so a call would
+    /// fail); a private key file beside them, an ARN without its public key, or a public key of another
+    /// curve is refused, naming the variable.
+    #[test]
+    fn the_ecdh_kms_variables_make_an_aws_kms_ecdh_keyring_without_a_kms_call() {
+        use crate::crypto::ecdh::EcdhPrivateKey;
+        use crate::format::ecdh::EcdhCurve;
+
+        let dir = tempfile::tempdir().unwrap();
+        let kms_public = dir.path().join("kms.der");
+        let public = EcdhPrivateKey::generate(EcdhCurve::P256).unwrap().public_key().to_spki_der().unwrap();
+        std::fs::write(&kms_public, public).unwrap();
+        let kms_public = kms_public.to_str().unwrap();
+        let arn = "arn:aws:kms:us-east-1:111122223333:key/bbbbbbbb-1111-2222-3333-444444444444";
+        let base = [
+            (BUNDLES_VAR, "a.esdk=a"),
+            (ECDH_CURVE_VAR, "p256"),
+            (ECDH_KMS_KEY_ARN_VAR, arn),
+            (ECDH_KMS_PUBLIC_KEY_FILE_VAR, kms_public),
+        ];
+        let config = read(&base).unwrap();
+        assert!(
+            matches!(&config.keys, KmsKeys::KmsEcdh { curve: EcdhCurve::P256, key_arn, sender_public_key_file: None, .. } if key_arn == arn),
+            "{:?}",
+            config.keys
+        );
+        let kms = KmsClients::new(&aws_config::SdkConfig::builder().build());
+        config.keyring(&kms).unwrap();
+
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[&base[..], &[(ECDH_PRIVATE_KEY_FILE_VAR, "own.pem")]].concat(), "not both"),
+            (
+                &[(BUNDLES_VAR, "a.esdk=a"), (ECDH_CURVE_VAR, "p256"), (ECDH_KMS_KEY_ARN_VAR, arn)],
+                "needs KMS_ENVELOPE_ECDH_KMS_PUBLIC_KEY_FILE",
+            ),
+            (
+                &[
+                    (BUNDLES_VAR, "a.esdk=a"),
+                    (ECDH_CURVE_VAR, "p256"),
+                    (ECDH_PRIVATE_KEY_FILE_VAR, "own.pem"),
+                    (ECDH_KMS_PUBLIC_KEY_FILE_VAR, kms_public),
+                ],
+                "not both",
+            ),
+            (&[&base[..], &[(KEY_ARN_VAR, ARN)]].concat(), "not both"),
+            (
+                &[(BUNDLES_VAR, "a.esdk=a"), (ECDH_CURVE_VAR, "p256")],
+                "need KMS_ENVELOPE_ECDH_PRIVATE_KEY_FILE (our private key) or KMS_ENVELOPE_ECDH_KMS_KEY_ARN",
+            ),
+        ];
+        for (vars, expected) in cases {
+            let err = read(vars).unwrap_err().to_string();
+            assert!(err.contains(expected), "{vars:?}: {err}");
+        }
+        let other_curve = [
+            (BUNDLES_VAR, "a.esdk=a"),
+            (ECDH_CURVE_VAR, "p384"),
+            (ECDH_KMS_KEY_ARN_VAR, arn),
+            (ECDH_KMS_PUBLIC_KEY_FILE_VAR, kms_public),
+        ];
+        let err = read(&other_curve).unwrap().keyring(&kms).err().unwrap().to_string();
+        assert!(err.contains(ECDH_KMS_PUBLIC_KEY_FILE_VAR), "{err}");
     }
 
     #[test]

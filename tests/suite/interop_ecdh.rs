@@ -244,3 +244,52 @@ fn the_kms_ecdh_keyring_interoperates_with_the_python_raw_ecdh_keyring() {
         assert_eq!(calls.iter().filter(|c| *c == "DeriveSharedSecret").count(), 4, "{calls:?}");
     }
 }
+
+/// The Lambda decryptor's AWS KMS ECDH variables (`KMS_ENVELOPE_ECDH_KMS_KEY_ARN` with the key's public key
+/// file, and the sender pin): what the pinned sender wrote to the KMS key decrypts through KMS
+/// `DeriveSharedSecret` (a local stub holding the key pair), another sender's message is refused without a
+/// KMS call, and building the keyring made none.
+#[cfg(feature = "lambda")]
+#[test]
+fn the_lambda_kms_ecdh_variables_read_only_the_pinned_senders_messages() {
+    use aws_lc_rs::encoding::AsDer as _;
+    use kms_envelope::lambda::env::{
+        BUNDLES_VAR, ECDH_CURVE_VAR, ECDH_KMS_KEY_ARN_VAR, ECDH_KMS_PUBLIC_KEY_FILE_VAR,
+        ECDH_SENDER_PUBLIC_KEY_FILE_VAR, EnvConfig,
+    };
+    let arn = "arn:aws:kms:us-east-1:111122223333:key/bbbbbbbb-1111-2222-3333-444444444444";
+    let dir = tempfile::tempdir().unwrap();
+    let kms_private = aws_lc_rs::agreement::PrivateKey::generate(&aws_lc_rs::agreement::ECDH_P256).unwrap();
+    let kms_public_der = kms_private.compute_public_key().unwrap().as_der().unwrap().as_ref().to_vec();
+    let kms_public = EcdhPublicKey::from_der(EcdhCurve::P256, &kms_public_der).unwrap();
+    let [sender, stranger] = [(); 2].map(|()| EcdhPrivateKey::generate(EcdhCurve::P256).unwrap());
+    let (kms_file, sender_file) = (dir.path().join("kms.der"), dir.path().join("sender.der"));
+    fs::write(&kms_file, &kms_public_der).unwrap();
+    fs::write(&sender_file, sender.public_key().to_spki_der().unwrap()).unwrap();
+    let options = EncryptOptions::new();
+    let message =
+        kms_envelope::encrypt(&RawEcdhKeyring::static_keys(sender, kms_public.clone()).unwrap(), &options, b"cold")
+            .unwrap();
+    let forged =
+        kms_envelope::encrypt(&RawEcdhKeyring::static_keys(stranger, kms_public).unwrap(), &options, b"forged")
+            .unwrap();
+    let stub =
+        crate::support::StubKms::start(move |_, op, body| crate::support::ecdh_kms_answer(&kms_private, arn, op, body));
+
+    let vars = [
+        (BUNDLES_VAR, "a.esdk=a".to_owned()),
+        (ECDH_CURVE_VAR, "p256".to_owned()),
+        (ECDH_KMS_KEY_ARN_VAR, arn.to_owned()),
+        (ECDH_KMS_PUBLIC_KEY_FILE_VAR, kms_file.display().to_string()),
+        (ECDH_SENDER_PUBLIC_KEY_FILE_VAR, sender_file.display().to_string()),
+    ];
+    let config =
+        EnvConfig::from_lookup(|name| vars.iter().find(|(var, _)| *var == name).map(|(_, value)| value.clone()))
+            .unwrap();
+    let keyring = config.keyring(&stub.clients()).unwrap();
+    assert_eq!(stub.requests(), Vec::<String>::new(), "building the keyring called KMS");
+    let decrypted = kms_envelope::decrypt(&*keyring, &DecryptOptions::new(), &message).unwrap();
+    assert_eq!(&*decrypted.plaintext, b"cold");
+    assert!(kms_envelope::decrypt(&*keyring, &DecryptOptions::new(), &forged).is_err(), "another sender's message");
+    assert_eq!(stub.requests(), ["DeriveSharedSecret"], "one call, for the pinned sender's EDK only");
+}

@@ -139,6 +139,22 @@ impl AwsKmsEcdhKeyring {
         Self::discovery_with_api(Arc::new(client), key_arn.into(), curve).await
     }
 
+    /// `KmsPublicKeyDiscovery` with the KMS key's public key given (`own`, from `aws kms get-public-key`): no
+    /// KMS call at construction (the Lambda decryptor's cold start makes none before it decrypts).
+    /// Decrypt-only, as [`discovery`](Self::discovery).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `key_arn` is not a key ARN.
+    pub fn discovery_with_public_key(
+        client: aws_sdk_kms::Client,
+        key_arn: impl Into<String>,
+        own: EcdhPublicKey,
+    ) -> Result<Self> {
+        let kms = Kms { api: Arc::new(client), grant_tokens: Vec::new() };
+        Self::checked(kms, key_arn.into(), own, None)
+    }
+
     /// Grant tokens sent with every later call.
     pub fn with_grant_tokens(mut self, tokens: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.kms.grant_tokens = tokens.into_iter().map(Into::into).collect();
