@@ -63,9 +63,10 @@ fn has_word(text: &str, word: &str) -> bool {
 fn offers(shell: &str, script: &str, sub: &str, flag: &str) -> bool {
     let name = flag.trim_start_matches('-');
     match shell {
-        // The case arm of SUB: `kms__envelope__subcmd__SUB)` and then its `opts="..."` line.
+        // The case arm of SUB: `kms__envelope__subcmd__SUB)` and then its `opts="..."` line; clap_complete
+        // writes a `-` in SUB as `__subcmd__` (`branch-key`: `kms__envelope__subcmd__branch__subcmd__key`).
         "bash" => script
-            .split(&format!("kms__envelope__subcmd__{sub})\n"))
+            .split(&format!("kms__envelope__subcmd__{})\n", sub.replace('-', "__subcmd__")))
             .nth(1)
             .and_then(|arm| arm.lines().next())
             .is_some_and(|opts| opts.trim_start().starts_with("opts=") && has_word(opts, flag)),
