@@ -442,7 +442,7 @@ background_work() {
     until grep -q '^ *Finished ' "$TEST_LOG" 2>/dev/null || ((waited >= 1200)); do sleep 2; waited=$((waited + 2)); done
     t0=$EPOCHREALTIME
     echo "---- lint: scripts/readme-snippets.sh (each README Rust block in a new crate with the dependencies it lists)"
-    if scripts/readme-snippets.sh; then echo 0; else echo 1; fi >"$SNIPPETS_STATUS"
+    if scripts/readme-snippets.sh; then echo 0 >"$SNIPPETS_STATUS"; else echo 1 >"$SNIPPETS_STATUS"; fi
     echo "background: README snippets checked in $(since "$t0") s"
   fi
 }

@@ -293,3 +293,39 @@ fn the_lambda_kms_ecdh_variables_read_only_the_pinned_senders_messages() {
     assert!(kms_envelope::decrypt(&*keyring, &DecryptOptions::new(), &forged).is_err(), "another sender's message");
     assert_eq!(stub.requests(), ["DeriveSharedSecret"], "one call, for the pinned sender's EDK only");
 }
+
+/// The raw ECDH keyring composes as issue #29 asks: required-encryption-context pairs (bound through the
+/// wrapping, not stored in the header: a wrong reproduced pair unwraps nothing) and the caching keyring,
+/// which makes one ECDH wrap for several messages, each of which the pinned reader decrypts.
+#[test]
+fn raw_ecdh_composes_with_required_context_and_the_caching_keyring() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use kms_envelope::{CacheLimits, CachingKeyring, MaterialsCache};
+
+    let curve = EcdhCurve::P384;
+    let [sender, recipient] = [(); 2].map(|()| EcdhPrivateKey::generate(curve).unwrap());
+    let (sender_public, recipient_public) = (sender.public_key().clone(), recipient.public_key().clone());
+    let writer = RawEcdhKeyring::static_keys(sender, recipient_public).unwrap();
+    let reader = RawEcdhKeyring::decrypt_from(recipient, sender_public).unwrap();
+    let options = EncryptOptions::new().required_context("tenant", "acme");
+    let decrypt = DecryptOptions::new().context("tenant", "acme").require_context_key("tenant");
+    let wrong = DecryptOptions::new().context("tenant", "other").require_context_key("tenant");
+
+    let message = kms_envelope::encrypt(&writer, &options, b"payload").unwrap();
+    assert_eq!(&kms_envelope::decrypt(&reader, &decrypt, &message).unwrap().plaintext[..], b"payload");
+    assert!(kms_envelope::decrypt(&reader, &wrong, &message).is_err(), "another required pair");
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = common::CountingKeyring { inner: writer, calls: calls.clone() };
+    let limits = CacheLimits::new(Duration::from_secs(600));
+    let caching = CachingKeyring::new(counted, Arc::new(MaterialsCache::new(8)), limits).unwrap();
+    for i in 0..3 {
+        let plaintext = format!("message {i}");
+        let message = kms_envelope::encrypt(&caching, &options, plaintext.as_bytes()).unwrap();
+        assert_eq!(kms_envelope::decrypt(&reader, &decrypt, &message).unwrap().plaintext[..], *plaintext.as_bytes());
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one ECDH wrap for the three messages");
+}
