@@ -439,7 +439,8 @@ background_work() {
     # The snippets share the full set's target directory (AWS-LC's C build, the proc macros): not before
     # the full set's cargo test is past its up-to-date check, or that check would wait for their lock.
     local waited=0
-    until grep -q '^ *Finished ' "$TEST_LOG" 2>/dev/null || ((waited >= 1200)); do sleep 2; waited=$((waited + 2)); done
+    # A build that fails prints no "Finished" but an "error": then there is no check to wait for either.
+    until grep -qE '^ *Finished |^error' "$TEST_LOG" 2>/dev/null || ((waited >= 1200)); do sleep 2; waited=$((waited + 2)); done
     t0=$EPOCHREALTIME
     echo "---- lint: scripts/readme-snippets.sh (each README Rust block in a new crate with the dependencies it lists)"
     if scripts/readme-snippets.sh; then echo 0 >"$SNIPPETS_STATUS"; else echo 1 >"$SNIPPETS_STATUS"; fi
