@@ -364,7 +364,7 @@ export KMS_ENVELOPE_RIE
 # is still non-zero if any failed.
 failed=()
 
-# The fuzz targets for a bounded time each (FUZZ_SECONDS, default 15 here: a smoke run of every target on
+# The fuzz targets for a bounded time each (FUZZ_SECONDS, default 10 here: a smoke run of every target on
 # every change, which finds what a shallow mutation finds; campaigns are `FUZZ_SECONDS=600 scripts/fuzz.sh`);
 # it replays fuzz/regressions/ too.
 # Before the tests, so that cargo test's summary stays the last thing printed.
@@ -377,8 +377,8 @@ if ((run_fuzz)); then
     failed+=("fuzz crate tests")
   fi
   if ((${#cargo_test_args[@]} == 0)); then
-    header "fuzz: scripts/fuzz.sh (FUZZ_SECONDS=${FUZZ_SECONDS:-15} per target)"
-    FUZZ_SECONDS="${FUZZ_SECONDS:-15}" bash scripts/fuzz.sh || failed+=("fuzz")
+    header "fuzz: scripts/fuzz.sh (FUZZ_SECONDS=${FUZZ_SECONDS:-10} per target)"
+    FUZZ_SECONDS="${FUZZ_SECONDS:-10}" bash scripts/fuzz.sh || failed+=("fuzz")
   else
     header "fuzz: scripts/fuzz.sh, regressions only (a test filter was given)"
     FUZZ_REPLAY_ONLY=1 bash scripts/fuzz.sh || failed+=("fuzz regressions")
@@ -395,25 +395,49 @@ total_passed=0
 total_failed=0
 total_skipped=0
 SET_LINES=()
-# The test targets of a set other than the full one: the unit tests (library and binary) and every test
-# binary in tests/ (a file, or a directory with main.rs) but FULL_SET_ONLY_TESTS. Their doc tests run in a second `cargo test --doc` (it cannot be mixed
-# with these), so that an example compiles in every build that documents it.
-reduced_targets() {
-  local f name
-  printf '%s\n' --lib --bins
-  for f in tests/*.rs tests/*/main.rs; do
-    name="$(basename "${f%/main.rs}" .rs)"
-    [[ " ${FULL_SET_ONLY_TESTS[*]} " == *" $name "* ]] || printf '%s\n' --test "$name"
-  done
+# The test targets of a feature set: the unit tests (library and binaries) and every test binary in tests/ (a
+# file, or a directory with main.rs) whose required-features (Cargo.toml) the set has, but, outside the full
+# set, FULL_SET_ONLY_TESTS. Named one by one, since cargo refuses a named target it would not build; `--lib
+# --bins` skip a binary without its features. The doc tests run in a second `cargo test --doc` (it cannot be
+# mixed with these), so that an example compiles in every build that documents it; the examples are not
+# built here: clippy --all-targets above checked that they compile.
+set_targets() {
+  local set_index="$1"
+  cargo metadata --no-deps --format-version 1 --manifest-path "$REPO/Cargo.toml" | "$BASE_PY" -c '
+import json, sys
+args = sys.argv[1].split()
+skip = set(sys.argv[2].split())
+package = next(p for p in json.load(sys.stdin)["packages"] if p["name"] == "kms-envelope")
+table = package["features"]
+wanted = [] if "--no-default-features" in args else ["default"]
+for i, arg in enumerate(args):
+    if arg == "--features":
+        wanted += args[i + 1].split(",")
+enabled = set()
+while wanted:
+    feature = wanted.pop()
+    if feature in table and feature not in enabled:
+        enabled.add(feature)
+        wanted += [f for f in table[feature] if not f.startswith("dep:") and "/" not in f]
+print("--lib\n--bins")
+for target in package["targets"]:
+    if "test" in target["kind"] and target["name"] not in skip and set(target.get("required-features", [])) <= enabled:
+        print("--test\n" + target["name"])
+' "${FEATURE_SETS[$set_index]}" "$( ((set_index == 0)) || echo "${FULL_SET_ONLY_TESTS[*]}")"
 }
-mapfile -t REDUCED_TARGETS < <(reduced_targets)
+declare -a SET_TARGETS=()
+for i in "${!FEATURE_SETS[@]}"; do
+  SET_TARGETS[i]="$(set_targets "$i" | tr '\n' ' ')" || die "cannot list the test targets (cargo metadata)"
+done
 
 # While the full set's tests run (Python peers, moto and the Lambda emulator: a third of the CPU idles), the
 # other sets' test binaries are built in the background, and the README snippets checked when lint runs.
-# The other sets build in a target directory of their own (RAW_TARGET_DIR): their CLI binary would
-# otherwise replace target/debug/kms-envelope, which the full set's CLI tests are running. Their
-# `cargo test` below then finds them built; a build that failed in the background fails there again, in
-# the foreground, with its errors. The background's output is printed after the full set's tests.
+# The other sets' final artifacts go to a target directory of their own (RAW_TARGET_DIR): their CLI binary
+# would otherwise replace target/debug/kms-envelope, which the full set's CLI tests are running. Their
+# intermediate artifacts share the full set's build directory (CARGO_BUILD_BUILD_DIR, Cargo's build-dir),
+# so that a dependency built alike for both (tokio, clap, proptest, serde, the proc macros...) is built
+# once. Their `cargo test` below then finds them built; a build that failed in the background fails there
+# again, in the foreground, with its errors. The background's output is printed after the full set's tests.
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
 RAW_TARGET_DIR="$TARGET_DIR/raw-sets"
 # The raw-key sets build the crate at opt-level 1, not 0 as Cargo.toml's test profile says: at opt-level 0,
@@ -425,22 +449,23 @@ BG_LOG="$(mktemp "${TMPDIR:-/tmp}/kms-envelope-background.XXXXXX")"
 BG_PID=
 SNIPPETS_STATUS="$(mktemp "${TMPDIR:-/tmp}/kms-envelope-snippets.XXXXXX")"
 background_work() {
-  local i t0 args
+  local i t0 args targets waited=0
+  # Everything here shares the full set's build directory: not before the full set's cargo test is past
+  # its up-to-date check, or that check would wait for the background's lock. A build that fails prints no
+  # "Finished" but an "error": then there is no check to wait for either.
+  until grep -qE '^ *Finished |^error' "$TEST_LOG" 2>/dev/null || ((waited >= 1200)); do sleep 1; waited=$((waited + 1)); done
   for i in "${!FEATURE_SETS[@]}"; do
     ((i > 0)) || continue
     read -r -a args <<<"${FEATURE_SETS[$i]}"
+    read -r -a targets <<<"${SET_TARGETS[$i]}"
     t0=$EPOCHREALTIME
-    echo "---- cargo test --no-run ${args[*]} (CARGO_TARGET_DIR=$RAW_TARGET_DIR)"
-    CARGO_TARGET_DIR="$RAW_TARGET_DIR" cargo "${RAW_CARGO_CONFIG[@]}" test --no-run "${args[@]}" "${REDUCED_TARGETS[@]}" "${cargo_test_args[@]}" \
+    echo "---- cargo test --no-run ${args[*]} (CARGO_TARGET_DIR=$RAW_TARGET_DIR, build directory $TARGET_DIR)"
+    CARGO_TARGET_DIR="$RAW_TARGET_DIR" CARGO_BUILD_BUILD_DIR="$TARGET_DIR" cargo "${RAW_CARGO_CONFIG[@]}" \
+      test --no-run "${args[@]}" "${targets[@]}" "${cargo_test_args[@]}" \
       || echo "background: that build failed; the set's own cargo test below says why"
     echo "background: built in $(since "$t0") s"
   done
   if ((run_lint)); then
-    # The snippets share the full set's target directory (AWS-LC's C build, the proc macros): not before
-    # the full set's cargo test is past its up-to-date check, or that check would wait for their lock.
-    local waited=0
-    # A build that fails prints no "Finished" but an "error": then there is no check to wait for either.
-    until grep -qE '^ *Finished |^error' "$TEST_LOG" 2>/dev/null || ((waited >= 1200)); do sleep 2; waited=$((waited + 2)); done
     t0=$EPOCHREALTIME
     echo "---- lint: scripts/readme-snippets.sh (each README Rust block in a new crate with the dependencies it lists)"
     if scripts/readme-snippets.sh; then echo 0 >"$SNIPPETS_STATUS"; else echo 1 >"$SNIPPETS_STATUS"; fi
@@ -453,12 +478,16 @@ trap 'stop_background; stop_moto' EXIT
 for i in "${!FEATURE_SETS[@]}"; do
   fs="${FEATURE_SETS[$i]}"
   read -r -a fs_args <<<"$fs"
-  [[ "$fs" == "${FEATURE_SETS[0]}" ]] || fs_args+=("${REDUCED_TARGETS[@]}")
+  read -r -a targets <<<"${SET_TARGETS[$i]}"
+  fs_args+=("${targets[@]}")
   header "cargo test ${fs_args[*]}${cargo_test_args[*]:+ ${cargo_test_args[*]}}"
   t0=$EPOCHREALTIME
   set_target=()
   set_config=()
-  ((i == 0)) || { set_target=(env CARGO_TARGET_DIR="$RAW_TARGET_DIR"); set_config=("${RAW_CARGO_CONFIG[@]}"); }
+  ((i == 0)) || {
+    set_target=(env CARGO_TARGET_DIR="$RAW_TARGET_DIR" CARGO_BUILD_BUILD_DIR="$TARGET_DIR")
+    set_config=("${RAW_CARGO_CONFIG[@]}")
+  }
   set +e
   if ((i == 0)); then
     # The build first, alone: it needs both cores. Then the background work, then the tests.
@@ -471,12 +500,10 @@ for i in "${!FEATURE_SETS[@]}"; do
   # --no-fail-fast: one failing test binary must not hide what the others would have said.
   "${set_target[@]}" cargo "${set_config[@]}" test --no-fail-fast "${fs_args[@]}" "${cargo_test_args[@]}" 2>&1 | tee "$TEST_LOG"
   status=${PIPESTATUS[0]}
-  if [[ "$fs" != "${FEATURE_SETS[0]}" ]]; then
-    read -r -a doc_args <<<"$fs"
-    "${set_target[@]}" cargo "${set_config[@]}" test --no-fail-fast --doc "${doc_args[@]}" "${cargo_test_args[@]}" 2>&1 | tee -a "$TEST_LOG"
-    doc_status=${PIPESTATUS[0]}
-    ((doc_status == 0)) || status=$doc_status
-  fi
+  read -r -a doc_args <<<"$fs"
+  "${set_target[@]}" cargo "${set_config[@]}" test --no-fail-fast --doc "${doc_args[@]}" "${cargo_test_args[@]}" 2>&1 | tee -a "$TEST_LOG"
+  doc_status=${PIPESTATUS[0]}
+  ((doc_status == 0)) || status=$doc_status
   set -e
   ((status == 0)) || failed+=("$fs")
   # Every test binary ends with "test result: ok. N passed; M failed; K ignored; ..."; a skip is a line

@@ -2,7 +2,7 @@
 //! looks into every block freed (and every block a `realloc` leaves, as if it always moved) for pieces of
 //! the private key, in base64 as the PEM has them and in DER as they are decoded, while the key is read in
 //! both PEM forms. AWS-LC's own allocations do not go through this allocator; it clears them itself.
-#![cfg(feature = "rsa")]
+// Built only with `rsa` (required-features in Cargo.toml).
 
 use std::sync::Mutex;
 

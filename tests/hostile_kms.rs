@@ -10,7 +10,7 @@
 //! typed error while the endpoint sees **no connection**, through the library's discovery keyrings, the CLI
 //! and the Lambda decryptor. Positive controls prove the endpoint would see one: an unchecked SDK client
 //! with the same region does connect, and the CLI, told to use the endpoint, accepts its forged key.
-#![cfg(all(feature = "kms", feature = "cli", feature = "lambda"))]
+// Built only with `kms`, `cli` and `lambda` (required-features in Cargo.toml).
 
 mod common;
 #[path = "common/kms.rs"]

@@ -2,7 +2,8 @@
 //! `DecryptLimits::max_frame_buffers` (40 MiB) whatever `--threads` says, on the file path (positioned reads
 //! and writes) and the stream path alike (base64 armor included), and a process short of memory fails with exit 4 ("out of
 //! memory") instead of aborting. Peak RSS is the child's own, as `wait4` reports it.
-#![cfg(all(feature = "cli", target_os = "linux"))]
+// Built only with `cli` (required-features in Cargo.toml).
+#![cfg(target_os = "linux")]
 
 use std::fs::{self, File};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
