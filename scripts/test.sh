@@ -395,12 +395,12 @@ total_passed=0
 total_failed=0
 total_skipped=0
 SET_LINES=()
-# The test targets of a feature set: the unit tests (library and binaries) and every test binary in tests/ (a
-# file, or a directory with main.rs) whose required-features (Cargo.toml) the set has, but, outside the full
-# set, FULL_SET_ONLY_TESTS. Named one by one, since cargo refuses a named target it would not build; `--lib
-# --bins` skip a binary without its features. The doc tests run in a second `cargo test --doc` (it cannot be
-# mixed with these), so that an example compiles in every build that documents it; the examples are not
-# built here: clippy --all-targets above checked that they compile.
+# The test targets of a feature set other than the full one (which builds cargo test's default targets: all
+# of them, the examples too, which tests/suite/lambda.rs runs): the unit tests (library and binaries) and
+# every test binary in tests/ (a file, or a directory with main.rs) whose required-features (Cargo.toml) the
+# set has, but FULL_SET_ONLY_TESTS. Named one by one, since cargo refuses a named target it would not build;
+# `--lib --bins` skip a binary without its features. Their doc tests run in a second `cargo test --doc` (it
+# cannot be mixed with these), so that an example compiles in every build that documents it.
 set_targets() {
   local set_index="$1"
   cargo metadata --no-deps --format-version 1 --manifest-path "$REPO/Cargo.toml" | "$BASE_PY" -c '
@@ -423,10 +423,11 @@ print("--lib\n--bins")
 for target in package["targets"]:
     if "test" in target["kind"] and target["name"] not in skip and set(target.get("required-features", [])) <= enabled:
         print("--test\n" + target["name"])
-' "${FEATURE_SETS[$set_index]}" "$( ((set_index == 0)) || echo "${FULL_SET_ONLY_TESTS[*]}")"
+' "${FEATURE_SETS[$set_index]}" "${FULL_SET_ONLY_TESTS[*]}"
 }
-declare -a SET_TARGETS=()
+declare -a SET_TARGETS=("")
 for i in "${!FEATURE_SETS[@]}"; do
+  ((i > 0)) || continue
   SET_TARGETS[i]="$(set_targets "$i" | tr '\n' ' ')" || die "cannot list the test targets (cargo metadata)"
 done
 
@@ -500,10 +501,12 @@ for i in "${!FEATURE_SETS[@]}"; do
   # --no-fail-fast: one failing test binary must not hide what the others would have said.
   "${set_target[@]}" cargo "${set_config[@]}" test --no-fail-fast "${fs_args[@]}" "${cargo_test_args[@]}" 2>&1 | tee "$TEST_LOG"
   status=${PIPESTATUS[0]}
-  read -r -a doc_args <<<"$fs"
-  "${set_target[@]}" cargo "${set_config[@]}" test --no-fail-fast --doc "${doc_args[@]}" "${cargo_test_args[@]}" 2>&1 | tee -a "$TEST_LOG"
-  doc_status=${PIPESTATUS[0]}
-  ((doc_status == 0)) || status=$doc_status
+  if ((i > 0)); then
+    read -r -a doc_args <<<"$fs"
+    "${set_target[@]}" cargo "${set_config[@]}" test --no-fail-fast --doc "${doc_args[@]}" "${cargo_test_args[@]}" 2>&1 | tee -a "$TEST_LOG"
+    doc_status=${PIPESTATUS[0]}
+    ((doc_status == 0)) || status=$doc_status
+  fi
   set -e
   ((status == 0)) || failed+=("$fs")
   # Every test binary ends with "test result: ok. N passed; M failed; K ignored; ..."; a skip is a line
