@@ -105,6 +105,11 @@ for member in "${members[@]}"; do
   done >>"$WORK/$member/Cargo.toml"
 done
 (IFS=,; printf '[workspace]\nresolver = "3"\nmembers = [%s]\n' "${members[*]}") >"$WORK/Cargo.toml"
+# The crate's own [profile.dev*] sections (the profile `cargo check` uses), so that the dependencies checked
+# here are the units clippy already checked in the same target directory where their features agree (a
+# user's profiles say nothing of whether a block compiles; without them, aws-lc-sys's dev profile would
+# differ and AWS-LC would be built again).
+awk '/^\[/ { in_profile = ($0 ~ /^\[profile[.]dev[].]/) } in_profile' "$REPO/Cargo.toml" >>"$WORK/Cargo.toml"
 cp "$REPO/Cargo.lock" "$WORK/Cargo.lock"
 
 # Resolution first, for all the sets at once (one lock file): offline, from Cargo.lock and the local registry
