@@ -33,11 +33,14 @@ macro_rules! dispatch {
 impl GcmKey {
     /// Expands a 16, 24 or 32-byte key; `None` for any other length.
     pub(crate) fn new(key: &[u8]) -> Option<Self> {
-        Some(match key.len() {
-            16 => GcmKey::Aes128(Box::new(Aes128Gcm::new_from_slice(key).ok()?)),
-            24 => GcmKey::Aes192(Box::new(Aes192Gcm::new_from_slice(key).ok()?)),
-            32 => GcmKey::Aes256(Box::new(Aes256Gcm::new_from_slice(key).ok()?)),
-            _ => return None,
+        // The schedule is expanded on the stack and moved into its box: the copy left behind is wiped.
+        scrubbed(|| {
+            Some(match key.len() {
+                16 => GcmKey::Aes128(Box::new(Aes128Gcm::new_from_slice(key).ok()?)),
+                24 => GcmKey::Aes192(Box::new(Aes192Gcm::new_from_slice(key).ok()?)),
+                32 => GcmKey::Aes256(Box::new(Aes256Gcm::new_from_slice(key).ok()?)),
+                _ => return None,
+            })
         })
     }
 
@@ -94,7 +97,7 @@ impl GcmKey {
 /// (measured on x86_64: 26 KiB at opt-level 0, 8.5 KiB at opt-level 1).
 const SCRUB_BYTES: usize = 32 << 10;
 
-/// Runs `crypt`, an AES-GCM operation, then wipes the stack it ran on. The generic AES-GCM code (`aes-gcm`,
+/// Runs `crypt`, an AES-GCM operation (or a key expansion), then wipes the stack it ran on. The generic AES-GCM code (`aes-gcm`,
 /// `ctr`, `ghash`) is compiled with the crate's own opt-level, and unoptimized it keeps blocks of
 /// plaintext in stack temporaries, where they stay after it returns. The next value built on that stack
 /// and moved to the heap whole (`Box::new`, `Arc::new`: a channel's shared state, a map node) copies
