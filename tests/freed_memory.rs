@@ -4,7 +4,13 @@
 //! freed; one that grows by `realloc` is not, and this is the test that sees it.
 //!
 //! The test's own plaintext and output buffers are `Zeroizing` (wiped before they are freed) and results
-//! are compared through hashes, so every marker found in freed memory was left there by the crate.
+//! are compared through hashes, whose stack is wiped after use (see `wiping_stack`), so every marker found
+//! in freed memory was left there by the crate.
+//!
+//! Plaintext left on the stack counts too: at opt-level 0 a value built on the stack and moved into the
+//! heap whole (a channel's shared state, say) carries stale stack bytes in its padding, so a marker left
+//! on the stack turns up in the block when it is freed. `SCAN_BACKTRACE=1` with `--nocapture` prints where
+//! each such block was freed (see `common/scan_alloc.rs`).
 
 use std::io::{Read, Seek, SeekFrom, Write};
 
@@ -51,7 +57,25 @@ fn plaintext(len: usize) -> Zeroizing<Vec<u8>> {
 }
 
 fn sha(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
+    wiping_stack(|| Sha256::digest(bytes).into())
+}
+
+/// Runs `hashing`, which feeds plaintext to SHA-256, then zeroes the stack it used: the hasher keeps the
+/// tail of each update in its block buffer, and unoptimized code copies the hasher on every move. A value
+/// the crate later builds on that stack and moves to the heap whole would carry those bytes in its
+/// padding, and this test would blame the crate for them.
+fn wiping_stack<T>(hashing: impl FnOnce() -> T) -> T {
+    #[inline(never)]
+    fn below_this_frame<T>(f: impl FnOnce() -> T) -> T {
+        f()
+    }
+    #[inline(never)]
+    fn wipe() {
+        std::hint::black_box(&mut [0u8; 64 << 10]);
+    }
+    let out = below_this_frame(hashing);
+    wipe();
+    out
 }
 
 fn encrypt_streaming(options: &EncryptOptions, plaintext: &[u8], chunk: usize) -> Vec<u8> {
@@ -70,15 +94,17 @@ fn encrypt_copy_from(options: &EncryptOptions, plaintext: &[u8]) -> Vec<u8> {
 
 /// Reads `reader` to its end through `buf` and returns the hash of what it gave.
 fn hash_to_end(reader: &mut impl Read, buf: &mut [u8]) -> [u8; 32] {
-    let mut hash = Sha256::new();
-    loop {
-        let n = reader.read(buf).unwrap();
-        if n == 0 {
-            break;
+    wiping_stack(|| {
+        let mut hash = Sha256::new();
+        loop {
+            let n = reader.read(buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
         }
-        hash.update(&buf[..n]);
-    }
-    hash.finalize().into()
+        hash.finalize().into()
+    })
 }
 
 /// Decrypts through `Read` into a fixed buffer and returns the plaintext's hash.
@@ -268,13 +294,15 @@ fn every_async_range_way(
     counts.push((
         format!("{what}: AsyncRangeReader::write_range_to"),
         freed_matching(|| {
-            let mut out = HashingWriter(Sha256::new());
-            runtime.block_on(async {
-                let keyring = keyring();
-                let reader = AsyncRangeReader::open(&keyring, decrypt_options, &source).await.unwrap();
-                reader.with_window_len(256 << 10).write_range_to(start as u64, end as u64, &mut out).await.unwrap();
+            let written: [u8; 32] = wiping_stack(|| {
+                let mut out = HashingWriter(Sha256::new());
+                runtime.block_on(async {
+                    let keyring = keyring();
+                    let reader = AsyncRangeReader::open(&keyring, decrypt_options, &source).await.unwrap();
+                    reader.with_window_len(256 << 10).write_range_to(start as u64, end as u64, &mut out).await.unwrap();
+                });
+                out.0.finalize().into()
             });
-            let written: [u8; 32] = out.0.finalize().into();
             assert!(written == sha(&plain[start..end]), "{what}: write_range_to wrote something else");
         }),
     ));
@@ -325,21 +353,23 @@ fn async_io(encrypt_options: &EncryptOptions, decrypt_options: &DecryptOptions, 
     counts.push((
         "AsyncDecryptor".to_string(),
         freed_matching(|| {
-            let hash = runtime.block_on(async {
-                let mut decryptor =
-                    AsyncDecryptor::new(&keyring(), decrypt_options, std::io::Cursor::new(message.clone()))
-                        .await
-                        .unwrap();
-                let mut buf = Zeroizing::new(vec![0u8; 100_000]);
-                let mut hash = Sha256::new();
-                loop {
-                    let n = decryptor.read(&mut buf).await.unwrap();
-                    if n == 0 {
-                        break;
+            let hash = wiping_stack(|| {
+                runtime.block_on(async {
+                    let mut decryptor =
+                        AsyncDecryptor::new(&keyring(), decrypt_options, std::io::Cursor::new(message.clone()))
+                            .await
+                            .unwrap();
+                    let mut buf = Zeroizing::new(vec![0u8; 100_000]);
+                    let mut hash = Sha256::new();
+                    loop {
+                        let n = decryptor.read(&mut buf).await.unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        hash.update(&buf[..n]);
                     }
-                    hash.update(&buf[..n]);
-                }
-                <[u8; 32]>::from(hash.finalize())
+                    <[u8; 32]>::from(hash.finalize())
+                })
             });
             assert!(hash == expected, "AsyncDecryptor returned something else");
         }),
@@ -350,6 +380,7 @@ fn async_io(encrypt_options: &EncryptOptions, decrypt_options: &DecryptOptions, 
 
 #[test]
 fn no_freed_block_holds_plaintext() {
+    scan_alloc::trace_if_asked();
     let single = EncryptOptions::new().frame_length(4096).threads(1);
     let single_decrypt = DecryptOptions::new().threads(1);
     // The pool starts after 64 KiB; jobs then grow from one frame to 16 KiB and are recycled.
