@@ -97,9 +97,9 @@ impl GcmKey {
 /// (measured on x86_64: 26 KiB at opt-level 0, 8.5 KiB at opt-level 1).
 const SCRUB_BYTES: usize = 32 << 10;
 
-/// Runs `crypt`, an AES-GCM operation (or a key expansion), then wipes the stack it ran on. The generic AES-GCM code (`aes-gcm`,
-/// `ctr`, `ghash`) is compiled with the crate's own opt-level, and unoptimized it keeps blocks of
-/// plaintext in stack temporaries, where they stay after it returns. The next value built on that stack
+/// Runs `crypt`, an AES-GCM operation (or a key expansion), then wipes the stack it ran on. The generic
+/// AES-GCM code (`aes-gcm`, `ctr`, `ghash`) is compiled with the crate's own opt-level, and unoptimized it
+/// keeps blocks of plaintext in stack temporaries, where they stay after it returns. The next value built on that stack
 /// and moved to the heap whole (`Box::new`, `Arc::new`: a channel's shared state, a map node) copies
 /// them along in its padding, into a heap block that is freed as it is; optimized code builds such
 /// values in place and so hid this. Wiping the stack once the operation returns leaves nothing to copy,
