@@ -6,6 +6,7 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::aead::AeadKey;
+use super::scrub::scrubbed;
 use crate::error::{Error, Result};
 use crate::format::header::{COMMITMENT_LEN, MessageId};
 use crate::format::suite::{AlgorithmSuite, Kdf};
@@ -71,7 +72,8 @@ pub enum V1Info {
 impl MessageKeys {
     /// Derives the keys of a message from its data key.
     pub fn derive(suite: AlgorithmSuite, data_key: &DataKey, message_id: &MessageId, info: V1Info) -> Result<Self> {
-        let (content, commitment) = derive_bytes(suite, data_key, message_id, info)?;
+        // HMAC and SHA-2 copy the data key and the derived keys through stack temporaries (crypto::scrub).
+        let (content, commitment) = scrubbed(|| derive_bytes(suite, data_key, message_id, info))?;
         Ok(Self { content: AeadKey::new(&content)?, commitment })
     }
 

@@ -12,6 +12,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Sha256, Sha384};
 use zeroize::Zeroizing;
 
+use super::scrub::scrubbed;
+
 /// The HMAC a derivation runs on: the only two the Material Providers Library allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KdfCtrDigest {
@@ -29,10 +31,11 @@ pub enum KdfCtrDigest {
 pub fn derive(digest: KdfCtrDigest, key: &[u8], label: &[u8], context: &[u8], okm: &mut [u8]) {
     debug_assert!(u32::try_from(okm.len() * 8).is_ok());
     let length_bits = ((okm.len() as u64 * 8) as u32).to_be_bytes();
-    match digest {
+    // HMAC copies the key (a branch key, an ECDH shared secret) through stack temporaries (crypto::scrub).
+    scrubbed(|| match digest {
         KdfCtrDigest::Sha256 => blocks::<Hmac<Sha256>>(key, label, context, &length_bits, okm),
         KdfCtrDigest::Sha384 => blocks::<Hmac<Sha384>>(key, label, context, &length_bits, okm),
-    }
+    })
 }
 
 fn blocks<M: Mac + KeyInit + Clone>(key: &[u8], label: &[u8], context: &[u8], length_bits: &[u8; 4], okm: &mut [u8]) {

@@ -14,6 +14,7 @@ pub mod kdf_ctr;
 mod pem;
 #[cfg(feature = "rsa")]
 pub mod rsa;
+mod scrub;
 pub mod signature;
 
 pub use aead::AeadKey;

@@ -6,6 +6,7 @@ use aes_gcm::aes::Aes192;
 use aes_gcm::{AeadInOut, Aes128Gcm, Aes256Gcm, AesGcm, KeyInit, Nonce, Tag};
 
 use super::Rejected;
+use crate::crypto::scrub::scrubbed;
 use crate::format::header::{IV_LEN, TAG_LEN};
 
 /// The backend's name, for benchmarks and diagnostics.
@@ -91,38 +92,4 @@ impl GcmKey {
         let tag: [u8; TAG_LEN] = (&*tag).try_into().expect("split at TAG_LEN from the end");
         self.open_in_place(iv, aad, body, &tag)
     }
-}
-
-/// Stack bytes [`scrubbed`] wipes below its frame: more than the AES-GCM code writes at any opt-level
-/// (measured on x86_64: 26 KiB at opt-level 0, 8.5 KiB at opt-level 1).
-const SCRUB_BYTES: usize = 32 << 10;
-
-/// Runs `crypt`, an AES-GCM operation (or a key expansion), then wipes the stack it ran on. The generic
-/// AES-GCM code (`aes-gcm`, `ctr`, `ghash`) is compiled with the crate's own opt-level, and unoptimized it
-/// keeps blocks of plaintext in stack temporaries, where they stay after it returns. The next value built on that stack
-/// and moved to the heap whole (`Box::new`, `Arc::new`: a channel's shared state, a map node) copies
-/// them along in its padding, into a heap block that is freed as it is; optimized code builds such
-/// values in place and so hid this. Wiping the stack once the operation returns leaves nothing to copy,
-/// whatever the optimizer kept.
-fn scrubbed<T>(crypt: impl FnOnce() -> T) -> T {
-    let out = below_this_frame(crypt);
-    wipe_stack();
-    out
-}
-
-/// Runs `f` in a frame of its own, so that everything it puts on the stack lies below its caller's
-/// frame, where [`wipe_stack`] (called from that same frame) reaches, even when the AES-GCM code is
-/// inlined into `f`.
-#[inline(never)]
-fn below_this_frame<T>(f: impl FnOnce() -> T) -> T {
-    f()
-}
-
-/// Zeroes `SCRUB_BYTES` of stack right below the caller's frame. A memset that `black_box` keeps (the
-/// compiler must assume the zeroed array is read), rather than `zeroize`'s volatile stores, which
-/// cost five times as much on every frame.
-#[inline(never)]
-fn wipe_stack() {
-    let mut area = [0u8; SCRUB_BYTES];
-    std::hint::black_box(&mut area);
 }
