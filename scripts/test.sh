@@ -4,7 +4,7 @@
 #   scripts/test.sh                  lint, then the tests for every feature set below
 #   scripts/test.sh --no-lint        tests only (quick local loop)
 #   scripts/test.sh --lint-only      lint only (no venv, no moto)
-#   scripts/test.sh --no-fuzz        skip the bounded fuzzing stage (scripts/fuzz.sh, ~5 min cold)
+#   scripts/test.sh --no-fuzz        skip the bounded fuzzing stage (scripts/fuzz.sh, ~2 min cold)
 #   scripts/test.sh [...] -- ARGS    pass ARGS to every `cargo test` (e.g. `-- interop` to filter)
 #
 # The tests need peers that cargo can't provide: the official Python ESDK as an interop oracle and moto as
