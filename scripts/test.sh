@@ -48,10 +48,10 @@ declare -A BUDGET=(
   [semver]=20           # rustdoc JSON of the crate at SEMVER_BASELINE_REV and now (dependencies checked by lint), the check
   [moto]=5              # moto start
   [fuzz]=155            # the fuzz crate's tests and build + 9 targets x 10 s, two at a time, + replay
-  [full-build]=215      # cargo test --no-run, full set (build scripts and proc macros already built by clippy)
+  [full-build]=240      # cargo test --no-run, full set (build scripts and proc macros already built by clippy)
   [full-tests]=330      # its tests, with the other sets' builds and the README snippets in the background
   [background-wait]=45  # what of the background work outlasts the full set's tests
-  [raw-cli]=45          # cargo test, raw keys + CLI (RustCrypto, crate at opt-level 1), built in the background
+  [raw-cli]=55          # cargo test, raw keys + CLI (RustCrypto, crate at opt-level 1), built in the background
   [no-default]=80       # cargo test, --no-default-features (crate at opt-level 0), built in the background
 )
 # The BUDGET key of each entry of FEATURE_SETS, in order.
