@@ -1,6 +1,7 @@
 //! From data key to content key and key commitment (format notes §6).
 
 use hkdf::Hkdf;
+use rand::TryRng as _;
 use sha2::{Sha256, Sha384, Sha512};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -21,10 +22,16 @@ impl DataKey {
         Self(bytes)
     }
 
-    /// A fresh random key of `len` bytes.
+    /// A fresh random key of `len` bytes, from the operating system's generator.
+    ///
+    /// # Panics
+    /// If the operating system's random number generator fails (as `rand`'s thread-local generator would
+    /// when it seeds itself).
     pub fn random(len: usize) -> Self {
         let mut bytes = vec![0u8; len];
-        rand::fill(&mut bytes[..]);
+        // Not `rand::fill`: the thread-local generator keeps the block of output a key was drawn from in
+        // its buffer, which is freed unwiped when the thread exits (a worker, a blocking-pool thread).
+        rand::rngs::SysRng.try_fill_bytes(&mut bytes).expect("the operating system's random number generator failed");
         Self(bytes)
     }
 
